@@ -1,0 +1,88 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Swift 6 language mode everywhere; the core stays free of Foundation and I/O (DESIGN.md §1).
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "pimesh",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pimesh", targets: ["pimesh"]),
+        .library(name: "PimeshCore", targets: ["PimeshCore"]),
+        .library(name: "PimeshAgent", targets: ["PimeshAgent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // traits: [] keeps FullFoundation (and with it ICU) out of the binary: DESIGN.md §9.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .target(
+            name: "PimeshCore",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "PimeshStore",
+            dependencies: ["CSQLite", "PimeshCore"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "PimeshAgent",
+            dependencies: [
+                "PimeshCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "PimeshRuntime",
+            dependencies: [
+                "PimeshCore",
+                "PimeshStore",
+                "PimeshAgent",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "pimesh",
+            dependencies: [
+                "PimeshCore",
+                "PimeshRuntime",
+                "PimeshAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore"]),
+        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshCore"]),
+        .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
+        .testTarget(
+            name: "PimeshRuntimeTests",
+            dependencies: [
+                "PimeshRuntime", "PimeshCore", "PimeshStore", "PimeshAgent",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,109 @@
+import PimeshCore
+
+/// `GET /v1/status` and `pimesh status --json`. Scripts may rely on these keys (issue 4):
+/// agents.total/ready/transit/conflict, node.score, heartbeats.accepted, heartbeats.dropped,
+/// rss_bytes and pss_bytes.
+public struct StatusReport: Codable, Sendable {
+    public var version: String
+    public var pid: Int32
+    public var uptimeS: Double
+    public var agents: Agents
+    public var node: Node
+    public var heartbeats: Heartbeats
+    public var rssBytes: UInt64
+    public var pssBytes: UInt64
+    public var privateAnonymousBytes: UInt64
+    public var store: Store
+
+    public struct Agents: Codable, Sendable {
+        public var total: Int
+        public var ready: Int
+        public var transit: Int
+        public var conflict: Int
+        public var readyRatio: Double
+        public var degraded: Int
+        public var unstable: Int
+        public var meanScore: Double?
+        public var p95Score: Int?
+
+        public init(_ summary: ClusterSummary) {
+            total = summary.total
+            ready = summary.ready
+            transit = summary.transit
+            conflict = summary.conflict
+            readyRatio = ImpedanceView.round(summary.readyRatio)
+            degraded = summary.degraded
+            unstable = summary.unstable
+            meanScore = summary.meanScore.map(ImpedanceView.round)
+            p95Score = summary.p95Score
+        }
+    }
+
+    public struct Node: Codable, Sendable {
+        public var score: Int
+        public var factors: Factors
+        public var readings: NodeReadings
+
+        public struct Factors: Codable, Sendable {
+            public var cpu: Double
+            public var memory: Double
+            public var io: Double
+            public var thermal: Double
+            public var headroom: Double
+        }
+
+        public init(impedance: NodeImpedance, readings: NodeReadings) {
+            score = impedance.score
+            factors = Factors(
+                cpu: ImpedanceView.round(impedance.cpu), memory: ImpedanceView.round(impedance.memory),
+                io: ImpedanceView.round(impedance.io), thermal: ImpedanceView.round(impedance.thermal),
+                headroom: ImpedanceView.round(impedance.headroom))
+            self.readings = readings
+        }
+    }
+
+    public struct Heartbeats: Codable, Sendable {
+        public var intervalMs: Int
+        public var accepted: Int
+        public var droppedTotal: Int
+        /// Every drop reason with its count, zeros included.
+        public var dropped: [String: Int]
+
+        public init(intervalMs: Int, counters: HeartbeatCounters) {
+            self.intervalMs = intervalMs
+            accepted = counters.accepted
+            droppedTotal = counters.totalDropped
+            dropped = Dictionary(uniqueKeysWithValues: counters.droppedByReason.map { ($0.reason.description, $0.count) })
+        }
+    }
+
+    public struct Store: Codable, Sendable {
+        public var path: String
+        public var commits: Int
+        public var lastCommitMs: Double?
+        public var checkpoints: Int
+
+        public init(path: String, commits: Int, lastCommitMs: Double?, checkpoints: Int) {
+            self.path = path
+            self.commits = commits
+            self.lastCommitMs = lastCommitMs
+            self.checkpoints = checkpoints
+        }
+    }
+
+    public init(
+        version: String, pid: Int32, uptimeS: Double, agents: Agents, node: Node, heartbeats: Heartbeats,
+        rssBytes: UInt64, pssBytes: UInt64, privateAnonymousBytes: UInt64, store: Store
+    ) {
+        self.version = version
+        self.pid = pid
+        self.uptimeS = uptimeS
+        self.agents = agents
+        self.node = node
+        self.heartbeats = heartbeats
+        self.rssBytes = rssBytes
+        self.pssBytes = pssBytes
+        self.privateAnonymousBytes = privateAnonymousBytes
+        self.store = store
+    }
+}

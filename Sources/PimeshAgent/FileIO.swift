@@ -1,0 +1,99 @@
+import Glibc
+
+/// Small, whole-file reads and atomic writes with POSIX calls: no Foundation on the Pi binary.
+public enum FileIO {
+    public struct Failure: Error, CustomStringConvertible {
+        public var path: String
+        public var operation: String
+        public var errno: Int32
+
+        public var description: String {
+            "\(operation) \(path): \(String(cString: strerror(errno)))"
+        }
+    }
+
+    public static func read(path: String, limit: Int = 16 << 20) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(path: path, operation: "read", errno: errno)
+            }
+            if n == 0 { break }
+            result.append(contentsOf: chunk[0..<n])
+            if result.count > limit { throw Failure(path: path, operation: "read (file too large)", errno: EFBIG) }
+        }
+        return result
+    }
+
+    public static func readText(path: String) throws -> String {
+        String(decoding: try read(path: path), as: UTF8.self)
+    }
+
+    /// Writes through a temporary file, fsync and rename, so readers see the old or the new
+    /// content and never a torn one, even after a power cut.
+    public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw Failure(path: temporary, operation: "create", errno: errno) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                close(fd)
+                unlink(temporary)
+                throw Failure(path: temporary, operation: "write", errno: code)
+            }
+            offset += n
+        }
+        fchmod(fd, mode)
+        if fsync(fd) != 0 {
+            let code = errno
+            close(fd)
+            unlink(temporary)
+            throw Failure(path: temporary, operation: "fsync", errno: code)
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw Failure(path: path, operation: "rename", errno: code)
+        }
+        syncDirectory(of: path)
+    }
+
+    /// Makes a rename durable: the directory entry itself must reach the disk.
+    static func syncDirectory(of path: String) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    /// Creates a directory and its parents, like `mkdir -p`.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw Failure(path: current, operation: "mkdir", errno: errno)
+            }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    public static func remove(_ path: String) {
+        unlink(path)
+    }
+}

@@ -1,0 +1,37 @@
+/// One agent's impedance at an instant: what the router, status and metrics read.
+public struct Impedance: Sendable, Equatable {
+    public var agentClass: AgentClass
+    /// Median one-way latency over the latency ring; 0 before the first sample.
+    public var latencyMs: Double
+    public var queueDepth: Int
+    /// `estimate_processing` for the reference payload at the current queue depth.
+    public var processingMs: Double
+    /// latency + processing: when work sent now would be done.
+    public var predictedArrivalMs: Double
+    /// Success rate over the last hour; 1 while there is no outcome to judge by.
+    public var reliability: Double
+    /// Number of outcomes the reliability is based on.
+    public var outcomes: Int
+    public var drift: Double
+    public var confidence: Double
+    public var score: Int
+    public var isDegraded: Bool
+    public var isUnstable: Bool
+
+    /// Seed 001 §3.1 `calculate_buffer(drift)`: the seed leaves it open; pimesh pads the
+    /// prediction by the drift fraction of itself, so a steady agent needs no margin.
+    public var bufferMs: Double {
+        predictedArrivalMs * drift
+    }
+
+    /// How long before a target arrival work must be sent to this agent (network + processing + buffer).
+    public var leadTimeMs: Double {
+        predictedArrivalMs + bufferMs
+    }
+
+    /// Lead time for a payload of another weight than the reference one.
+    public func leadTimeMs(payloadWeight: Double) -> Double {
+        let arrival = latencyMs + agentClass.estimateProcessingMs(payloadWeight: payloadWeight, queueDepth: queueDepth)
+        return arrival * (1 + drift)
+    }
+}

@@ -1,0 +1,47 @@
+/// A fixed-size ring of the most recent samples (seed 001 §4.1: `RingBuffer(size=100)`).
+///
+/// Storage is allocated once; adding a sample never allocates, so the heartbeat path can feed it.
+public struct SampleRing: Sendable {
+    public let capacity: Int
+    private var storage: [Double]
+    private var next = 0
+    public private(set) var count = 0
+
+    public init(capacity: Int) {
+        precondition(capacity > 0, "a ring needs room for at least one sample")
+        self.capacity = capacity
+        self.storage = Array(repeating: 0, count: capacity)
+    }
+
+    public mutating func add(_ sample: Double) {
+        storage[next] = sample
+        next = (next + 1) % capacity
+        count = min(count + 1, capacity)
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    public var samples: ArraySlice<Double> {
+        count == capacity ? storage[...] : storage[..<count]
+    }
+
+    public var mean: Double? {
+        guard count > 0 else { return nil }
+        return samples.reduce(0, +) / Double(count)
+    }
+
+    /// Population standard deviation; nil with fewer than two samples.
+    public var standardDeviation: Double? {
+        guard count > 1, let mean else { return nil }
+        let squares = samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        return (squares / Double(count)).squareRoot()
+    }
+
+    /// Nearest-rank percentile, `p` in 0…100.
+    public func percentile(_ p: Double) -> Double? {
+        guard count > 0 else { return nil }
+        let sorted = samples.sorted()
+        let rank = Int((min(max(p, 0), 100) / 100 * Double(count)).rounded(.up))
+        return sorted[max(rank, 1) - 1]
+    }
+}

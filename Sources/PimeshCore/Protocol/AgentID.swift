@@ -1,0 +1,84 @@
+/// A 16-byte agent identity, printed as a canonical lowercase UUID.
+/// Two words rather than a byte array so that lookups on the heartbeat path never allocate.
+public struct AgentID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// A random version-4 UUID.
+    public static func random<G: RandomNumberGenerator>(using generator: inout G) -> AgentID {
+        var high = generator.next() as UInt64
+        var low = generator.next() as UInt64
+        high = (high & ~0xF000) | 0x4000  // version 4
+        low = (low & ~(0xC000_0000_0000_0000 as UInt64)) | 0x8000_0000_0000_0000  // RFC 4122 variant
+        return AgentID(high: high, low: low)
+    }
+
+    public static func random() -> AgentID {
+        var generator = SystemRandomNumberGenerator()
+        return random(using: &generator)
+    }
+
+    /// Reads 16 bytes, big-endian, at `offset`.
+    public init(bytes: UnsafeRawBufferPointer, offset: Int) {
+        self.high = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        self.low = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+    }
+
+    public func write(to bytes: UnsafeMutableRawBufferPointer, offset: Int) {
+        bytes.storeBytes(of: high.bigEndian, toByteOffset: offset, as: UInt64.self)
+        bytes.storeBytes(of: low.bigEndian, toByteOffset: offset + 8, as: UInt64.self)
+    }
+
+    /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (any case); nil for anything else.
+    public init?(_ text: String) {
+        let utf8 = Array(text.utf8)
+        guard utf8.count == 36 else { return nil }
+        var value: (UInt64, UInt64) = (0, 0)
+        var digits = 0
+        for (i, c) in utf8.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                guard c == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            guard let nibble = Hex.nibble(c) else { return nil }
+            if digits < 16 {
+                value.0 = value.0 << 4 | UInt64(nibble)
+            } else {
+                value.1 = value.1 << 4 | UInt64(nibble)
+            }
+            digits += 1
+        }
+        self.init(high: value.0, low: value.1)
+    }
+
+    public var description: String {
+        let h = Hex.fixedWidth(high, digits: 16)
+        let l = Hex.fixedWidth(low, digits: 16)
+        let hs = Array(h)
+        let ls = Array(l)
+        return String(hs[0..<8]) + "-" + String(hs[8..<12]) + "-" + String(hs[12..<16]) + "-"
+            + String(ls[0..<4]) + "-" + String(ls[4..<16])
+    }
+
+    public static func < (lhs: AgentID, rhs: AgentID) -> Bool {
+        (lhs.high, lhs.low) < (rhs.high, rhs.low)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let id = AgentID(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a UUID: \(text)"))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}

@@ -1,0 +1,27 @@
+/// The rules a decoded heartbeat with a valid tag must still pass: strictly increasing
+/// iteration (no replay) and a timestamp close to the lead's clock (no stale capture).
+public struct HeartbeatAdmission: Sendable {
+    public struct Settings: Sendable, Equatable {
+        /// Agents run on the same Pi as the lead and share its clock, so anything further
+        /// apart than this is a captured old datagram or a broken clock, not a live heartbeat.
+        public var maxClockSkewMs: Int64
+
+        public init(maxClockSkewMs: Int64 = 30_000) {
+            self.maxClockSkewMs = maxClockSkewMs
+        }
+    }
+
+    public let settings: Settings
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// nil when the heartbeat is admitted; otherwise why it is dropped.
+    public func check(iteration: UInt64, lastIteration: UInt64?, timestampMs: Int64, nowWallMs: Int64) -> HeartbeatDropReason? {
+        if let lastIteration, iteration <= lastIteration { return .replayed }
+        let skew = timestampMs > nowWallMs ? timestampMs &- nowWallMs : nowWallMs &- timestampMs
+        if skew < 0 || skew > settings.maxClockSkewMs { return .stale }
+        return nil
+    }
+}

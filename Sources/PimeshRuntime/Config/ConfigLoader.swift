@@ -1,0 +1,83 @@
+import PimeshAgent
+
+/// Reads `pimesh.json`: every key optional, unknown keys refused by name (DESIGN.md §8).
+public enum ConfigLoader {
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    public static func load(path: String) throws -> LeadConfig {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(path: path, limit: 1 << 20)
+        } catch {
+            throw ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)")
+        }
+        return try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
+    }
+
+    public static func parse(text: String, file: String) throws(ConfigError) -> LeadConfig {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(Array(text.utf8))
+        } catch {
+            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
+        }
+        let root = try ConfigReader(file: file, text: text, path: "", value: value)
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node"])
+        var config = LeadConfig()
+        if let dir = try root.string("data_dir") { config.dataDir = dir }
+        if let dir = try root.string("run_dir") { config.runDir = dir }
+        if let level = try root.string("log_level") {
+            guard logLevels.contains(level) else {
+                throw root.error("log_level", "\"\(level)\" is not one of \(logLevels.joined(separator: ", "))")
+            }
+            config.logLevel = level
+        }
+        if let api = try root.section("api") {
+            try api.rejectUnknownKeys(allowed: ["host", "port", "unix_socket"])
+            if let host = try api.string("host") { config.api.host = try loopbackHost(host, reader: api, key: "host") }
+            if let port = try api.int("port", in: 0...65535) { config.api.port = port }
+            if let flag = try api.bool("unix_socket") { config.api.unixSocket = flag }
+        }
+        if let heartbeat = try root.section("heartbeat") {
+            try heartbeat.rejectUnknownKeys(allowed: [
+                "host", "port", "unix_socket", "interval_ms", "stale_after_ms", "max_clock_skew_ms",
+            ])
+            if let host = try heartbeat.string("host") {
+                config.heartbeat.host = try loopbackHost(host, reader: heartbeat, key: "host")
+            }
+            if let port = try heartbeat.int("port", in: 0...65535) { config.heartbeat.port = port }
+            if let flag = try heartbeat.bool("unix_socket") { config.heartbeat.unixSocket = flag }
+            if let ms = try heartbeat.int("interval_ms", in: 10...60_000) { config.heartbeat.intervalMs = ms }
+            if let ms = try heartbeat.int("stale_after_ms", in: 20...600_000) { config.heartbeat.staleAfterMs = ms }
+            if let ms = try heartbeat.int("max_clock_skew_ms", in: 1000...3_600_000) { config.heartbeat.maxClockSkewMs = ms }
+            if config.heartbeat.staleAfterMs <= config.heartbeat.intervalMs {
+                throw heartbeat.error(
+                    "stale_after_ms",
+                    "must be longer than interval_ms (\(config.heartbeat.intervalMs)), or every agent would flap to TRANSIT")
+            }
+        }
+        if let store = try root.section("store") {
+            try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s"])
+            if let ms = try store.int("commit_interval_ms", in: 1...10_000) { config.store.commitIntervalMs = ms }
+            if let s = try store.int("checkpoint_interval_s", in: 10...86_400) { config.store.checkpointIntervalS = s }
+        }
+        if let node = try root.section("node") {
+            try node.rejectUnknownKeys(allowed: ["probe_interval_ms", "proc_root", "sys_root"])
+            if let ms = try node.int("probe_interval_ms", in: 100...60_000) { config.node.probeIntervalMs = ms }
+            if let root = try node.string("proc_root") { config.node.procRoot = root }
+            if let root = try node.string("sys_root") { config.node.sysRoot = root }
+        }
+        return config
+    }
+
+    /// The API and heartbeat sockets are for this Pi only: binding them elsewhere would expose
+    /// registration and heartbeats to the network.
+    static func loopbackHost(_ host: String, reader: ConfigReader, key: String) throws(ConfigError) -> String {
+        let parts = host.split(separator: ".")
+        let isLoopbackV4 = parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+        guard isLoopbackV4 else {
+            throw reader.error(key, "\"\(host)\" is not a loopback IPv4 address (127.x.x.x); the lead serves this Pi only")
+        }
+        return host
+    }
+}

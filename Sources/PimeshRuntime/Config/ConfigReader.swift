@@ -1,0 +1,85 @@
+/// Walks a parsed JSON object key by key: every read names its dotted key path, and keys
+/// nobody read are rejected by name, so a typo never silently falls back to a default.
+struct ConfigReader {
+    let file: String
+    let lines: [Substring]
+    let path: String
+    let object: [String: JSONValue]
+    private let searchFromLine: Int
+
+    init(file: String, text: String, path: String, value: JSONValue, searchFromLine: Int = 0) throws(ConfigError) {
+        self.file = file
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        self.path = path
+        self.searchFromLine = searchFromLine
+        guard case .object(let object) = value else {
+            throw ConfigError(file: file, key: path, line: nil, reason: "must be an object, not \(value.typeName)")
+        }
+        self.object = object
+    }
+
+    private init(parent: ConfigReader, key: String, value: JSONValue) throws(ConfigError) {
+        self.file = parent.file
+        self.lines = parent.lines
+        self.path = parent.keyPath(key)
+        self.searchFromLine = (parent.line(of: key) ?? 1) - 1
+        guard case .object(let object) = value else {
+            throw ConfigError(file: parent.file, key: path, line: parent.line(of: key), reason: "must be an object, not \(value.typeName)")
+        }
+        self.object = object
+    }
+
+    func keyPath(_ key: String) -> String {
+        path.isEmpty ? key : path + "." + key
+    }
+
+    /// The 1-based line where `"key"` first appears at or after this object's own line.
+    func line(of key: String) -> Int? {
+        let needle = "\"\(key)\""
+        for index in searchFromLine..<lines.count where lines[index].contains(needle) {
+            return index + 1
+        }
+        return nil
+    }
+
+    func error(_ key: String, _ reason: String) -> ConfigError {
+        ConfigError(file: file, key: keyPath(key), line: line(of: key), reason: reason)
+    }
+
+    func rejectUnknownKeys(allowed: Set<String>) throws(ConfigError) {
+        for key in object.keys.sorted() where !allowed.contains(key) {
+            let known = allowed.sorted().joined(separator: ", ")
+            throw error(key, "unknown key (known keys here: \(known))")
+        }
+    }
+
+    func section(_ key: String) throws(ConfigError) -> ConfigReader? {
+        guard let value = object[key] else { return nil }
+        return try ConfigReader(parent: self, key: key, value: value)
+    }
+
+    func string(_ key: String, nonEmpty: Bool = true) throws(ConfigError) -> String? {
+        guard let value = object[key] else { return nil }
+        guard case .string(let text) = value else { throw error(key, "must be a string, not \(value.typeName)") }
+        if nonEmpty && text.isEmpty { throw error(key, "must not be empty") }
+        return text
+    }
+
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let value = object[key] else { return nil }
+        guard case .bool(let flag) = value else { throw error(key, "must be true or false, not \(value.typeName)") }
+        return flag
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let value = object[key] else { return nil }
+        guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {
+            throw error(key, "must be a whole number, not \(value.typeName == "a number" ? "a fraction" : value.typeName)")
+        }
+        let whole = Int(number)
+        guard range.contains(whole) else {
+            throw error(key, "\(whole) is out of range \(range.lowerBound)…\(range.upperBound)")
+        }
+        return whole
+    }
+}

@@ -1,0 +1,55 @@
+import PimeshCore
+
+/// Every setting of the lead, each with its documented default (docs/configuration.md).
+/// The JSON keys are the snake_case paths shown there; flags of `pimesh run` override them.
+public struct LeadConfig: Sendable, Equatable {
+    /// Where the database, the node token and lead.json live (`/var/lib/pimesh` on a Pi).
+    public var dataDir = "./.pimesh"
+    /// Sockets and scratch files; tmpfs on a Pi (`/run/pimesh`). Default: `$RUNTIME_DIRECTORY`
+    /// when systemd sets it, else `<data_dir>/run`.
+    public var runDir: String?
+    public var api = API()
+    public var heartbeat = Heartbeat()
+    public var store = Store()
+    public var node = Node()
+    public var logLevel = "info"
+
+    public struct API: Sendable, Equatable {
+        public var host = "127.0.0.1"
+        public var port = 7420
+        /// Also serve the API on `<run_dir>/api.sock` for containers that mount the run dir.
+        public var unixSocket = true
+    }
+
+    public struct Heartbeat: Sendable, Equatable {
+        public var host = "127.0.0.1"
+        public var port = 7421
+        public var unixSocket = true
+        /// Seed 000 AgentHeartbeat: every 250 ms.
+        public var intervalMs = 250
+        /// No heartbeat for this long and an agent's state is TRANSIT (outcome unknown) again.
+        public var staleAfterMs = 1000
+        public var maxClockSkewMs = 30_000
+    }
+
+    public struct Store: Sendable, Equatable {
+        /// Group commit: queued writes go to SQLite together at most this often.
+        public var commitIntervalMs = 50
+        /// The last impedance and iteration of each agent are written this often; heartbeats
+        /// themselves never write. Five minutes keeps 100 agents near 0.3 MB/h of SD writes.
+        public var checkpointIntervalS = 300
+    }
+
+    public struct Node: Sendable, Equatable {
+        public var probeIntervalMs = 1000
+        /// Root of /proc and /sys; tests point it at a fake tree.
+        public var procRoot = "/proc"
+        public var sysRoot = "/sys"
+    }
+
+    public init() {}
+
+    public var resolvedRunDir: String {
+        runDir ?? dataDir + "/run"
+    }
+}

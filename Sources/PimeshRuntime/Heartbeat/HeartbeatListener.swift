@@ -1,0 +1,43 @@
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Receives heartbeats on loopback UDP and, for containers, on a unix datagram socket in
+/// the run directory. Binds at start, reports its addresses, closes on shutdown.
+struct HeartbeatListener: Service {
+    let registry: AgentRegistry
+    let host: String
+    let port: Int
+    let unixSocketPath: String?
+    let readiness: ReadinessGate
+    let logger: Logger
+
+    /// Large enough for a burst from 1,000 agents between two reads on a loaded Pi.
+    static let receiveBufferBytes = 1 << 20
+
+    func run() async throws {
+        let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(Self.receiveBufferBytes))
+            .channelInitializer { [registry] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HeartbeatHandler(registry: registry))
+                }
+            }
+        let udp = try await bootstrap.bind(host: host, port: port).get()
+        let boundPort = udp.localAddress?.port ?? port
+        var unix: (any Channel)?
+        if let unixSocketPath {
+            unix = try await bootstrap.bind(unixDomainSocketPath: unixSocketPath, cleanupExistingSocketFile: true).get()
+            // Heartbeats carry their own HMAC, so any local process may send to this socket.
+            chmod(unixSocketPath, 0o666)
+        }
+        logger.info("heartbeat listener bound", metadata: ["udp": "\(host):\(boundPort)", "unix": "\(unixSocketPath ?? "-")"])
+        await readiness.heartbeatBound(port: boundPort)
+        try? await gracefulShutdown()
+        try? await udp.close()
+        try? await unix?.close()
+    }
+}

@@ -1,0 +1,137 @@
+import Glibc
+import Hummingbird
+import Logging
+import NIOCore
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import ServiceLifecycle
+
+/// The cluster lead: opens the store, loads the registry, binds the heartbeat listener and
+/// the API, and runs them as one service group until SIGTERM or SIGINT.
+public struct Lead: Sendable {
+    public let config: LeadConfig
+    public let logger: Logger
+    public let environment: [String: String]
+
+    public init(config: LeadConfig, logger: Logger, environment: [String: String]) {
+        self.config = config
+        self.logger = logger
+        self.environment = environment
+    }
+
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public func run() async throws {
+        let started = Clock.monotonicNow()
+        let dataDir = config.dataDir
+        let runDir = config.resolvedRunDir
+        try FileIO.makeDirectories(dataDir, mode: 0o700)
+        try FileIO.makeDirectories(runDir, mode: 0o755)
+        try refuseSecondLead(dataDir: dataDir)
+        let token = try NodeToken.loadOrCreate(dataDir: dataDir)
+
+        let database = try Database(path: dataDir + "/pimesh.db")
+        let store = AgentStore(database: database)
+        let registry = AgentRegistry(
+            settings: .init(
+                staleAfter: .milliseconds(config.heartbeat.staleAfterMs),
+                admission: .init(maxClockSkewMs: Int64(config.heartbeat.maxClockSkewMs))))
+        let checkpoints = try store.loadCheckpoints()
+        for row in try store.loadAgents() {
+            try registry.add(row, lastIteration: checkpoints[row.id]?.lastIteration)
+        }
+        logger.info("registry loaded", metadata: ["agents": "\(registry.count)", "database": "\(database.path)"])
+
+        let writer = StoreWriter(database: database, commitInterval: .milliseconds(config.store.commitIntervalMs), logger: logger)
+        let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
+        let node = NodeState(readings: probe.read())
+        let ready = ReadyFlag()
+        let checkpointCounter = CheckpointCounter()
+        let state = LeadState(config: config, registry: registry, writer: writer, node: node, ready: ready, checkpoints: checkpointCounter)
+        let notifier = SystemdNotifier(environment: environment)
+
+        let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil
+        let heartbeatSocket = config.heartbeat.unixSocket ? runDir + "/heartbeat.sock" : nil
+        let leadFile = dataDir + "/" + LeadEndpoint.fileName
+        let config = config
+        let logger = logger
+        let readiness = ReadinessGate(expectUnixAPI: apiSocket != nil, readyFlag: ready) { apiPort, heartbeatPort in
+            let heartbeat = HeartbeatEndpoint(
+                host: config.heartbeat.host, port: heartbeatPort, unixSocket: heartbeatSocket, intervalMs: config.heartbeat.intervalMs)
+            state.heartbeat = heartbeat
+            let endpoint = LeadEndpoint(
+                pid: getpid(), version: PimeshRuntimeInfo.version, startedAtMs: Clock.wallMilliseconds(),
+                api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat)
+            do {
+                try FileIO.writeAtomically(path: leadFile, bytes: try APICoding.encode(endpoint, pretty: true))
+            } catch {
+                logger.error("cannot write \(leadFile); clients will not find this lead", metadata: ["error": "\(error)"])
+            }
+            notifier.notify("READY=1")
+            logger.info(
+                "lead ready",
+                metadata: [
+                    "api": "\(config.api.host):\(apiPort)", "heartbeat": "\(config.heartbeat.host):\(heartbeatPort)",
+                    "agents": "\(registry.count)",
+                    "start_ms": "\(Int((Clock.monotonicNow() - started).milliseconds.rounded()))",
+                ])
+        }
+
+        let router = APIRouter.build(state: state, token: token)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: writer, serviceName: "store-writer"),
+            .init(service: CheckpointService(registry: registry, writer: writer, interval: .seconds(config.store.checkpointIntervalS), counter: checkpointCounter), serviceName: "checkpoints"),
+            .init(service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)), serviceName: "node-probe"),
+            .init(
+                service: HeartbeatListener(
+                    registry: registry, host: config.heartbeat.host, port: config.heartbeat.port, unixSocketPath: heartbeatSocket,
+                    readiness: readiness, logger: logger),
+                serviceName: "heartbeat-listener"),
+            .init(
+                service: Application(
+                    router: router, configuration: .init(address: .hostname(config.api.host, port: config.api.port), serverName: "pimesh"),
+                    onServerRunning: { channel in await readiness.apiBound(port: channel.localAddress?.port ?? config.api.port) },
+                    logger: logger),
+                serviceName: "api"),
+        ]
+        if let apiSocket {
+            unlink(apiSocket)
+            services.append(
+                .init(
+                    service: Application(
+                        router: router, configuration: .init(address: .unixDomainSocket(path: apiSocket), serverName: "pimesh"),
+                        onServerRunning: { _ in
+                            chmod(apiSocket, 0o660)
+                            await readiness.apiUnixBound()
+                        },
+                        logger: logger),
+                    serviceName: "api-unix"))
+        }
+        if let interval = notifier.watchdogInterval {
+            services.append(.init(service: WatchdogService(notifier: notifier, interval: interval), serviceName: "watchdog"))
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer {
+            if ready.isReady { FileIO.remove(leadFile) }
+            if let apiSocket { unlink(apiSocket) }
+            if let heartbeatSocket { unlink(heartbeatSocket) }
+        }
+        try await group.run()
+        notifier.notify("STOPPING=1")
+        logger.info("lead stopped", metadata: ["agents": "\(registry.count)"])
+    }
+
+    /// Two leads on one data dir would fight over the store and lead.json. A lead.json left by
+    /// a killed lead names a dead pid and is ignored.
+    private func refuseSecondLead(dataDir: String) throws {
+        guard let endpoint = try? LeadDiscovery.endpoint(dataDir: dataDir), endpoint.pid != getpid() else { return }
+        guard kill(endpoint.pid, 0) == 0 else { return }
+        let comm = (try? FileIO.readText(path: "/proc/\(endpoint.pid)/comm"))?.trimmingWhitespace() ?? ""
+        guard comm.hasPrefix("pimesh") else { return }
+        throw StartError(description: "a lead (pid \(endpoint.pid)) already runs with data dir \(dataDir); stop it first or use another --data-dir")
+    }
+}

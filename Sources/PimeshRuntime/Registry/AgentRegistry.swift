@@ -1,0 +1,163 @@
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import Synchronization
+
+/// The lead's agent table and heartbeat ingestion. One lock guards it; a datagram takes it
+/// twice (look up the key, then admit) so that the HMAC is computed outside it.
+public final class AgentRegistry: Sendable {
+    public struct Settings: Sendable {
+        public var staleAfter: Duration
+        public var admission: HeartbeatAdmission.Settings
+        public var impedance: ImpedanceTracker.Settings
+
+        public init(
+            staleAfter: Duration = .milliseconds(1000), admission: HeartbeatAdmission.Settings = .init(),
+            impedance: ImpedanceTracker.Settings = .init()
+        ) {
+            self.staleAfter = staleAfter
+            self.admission = admission
+            self.impedance = impedance
+        }
+    }
+
+    struct State: Sendable {
+        var agents: [AgentID: LiveAgent] = [:]
+        var names: [String: AgentID] = [:]
+        var counters = HeartbeatCounters()
+    }
+
+    public let settings: Settings
+    private let admission: HeartbeatAdmission
+    private let state = Mutex(State())
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+        self.admission = HeartbeatAdmission(settings: settings.admission)
+    }
+
+    public enum RegistrationConflict: Error, Equatable {
+        case nameTaken(String)
+        case idTaken(AgentID)
+    }
+
+    /// Adds an agent; `lastIteration` comes from its checkpoint when the lead restarts.
+    public func add(_ row: AgentRow, lastIteration: UInt64? = nil) throws(RegistrationConflict) {
+        let live = LiveAgent(
+            row: AgentRowSummary(row), tag: HeartbeatTag(secret: row.secret),
+            tracker: ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
+            lastIteration: lastIteration, checkpointedIteration: lastIteration)
+        try state.withLock { (state: inout State) throws(RegistrationConflict) in
+            if state.names[row.name] != nil { throw .nameTaken(row.name) }
+            if state.agents[row.id] != nil { throw .idTaken(row.id) }
+            state.agents[row.id] = live
+            state.names[row.name] = row.id
+        }
+    }
+
+    public func isNameTaken(_ name: String) -> Bool {
+        state.withLock { $0.names[name] != nil }
+    }
+
+    public var count: Int {
+        state.withLock { $0.agents.count }
+    }
+
+    public enum Outcome: Equatable, Sendable {
+        case accepted(AgentID)
+        case dropped(HeartbeatDropReason)
+    }
+
+    /// Decodes, authenticates and admits one datagram, and counts the result. No state is kept
+    /// for a dropped datagram.
+    @discardableResult
+    public func ingest(_ bytes: UnsafeRawBufferPointer, now: Instant, nowWallMs: Int64) -> Outcome {
+        let datagram: HeartbeatDatagram
+        switch HeartbeatDatagram.decode(bytes) {
+        case .drop(let reason):
+            return drop(reason)
+        case .heartbeat(let decoded):
+            datagram = decoded
+        }
+        guard let tag = state.withLock({ $0.agents[datagram.agentID]?.tag }) else {
+            return drop(.unknownAgent)
+        }
+        guard tag.verifies(datagram, bytes: bytes) else {
+            return drop(.badTag)
+        }
+        let latencyMs = Double(nowWallMs &- datagram.timestampMs)
+        return state.withLock { state in
+            guard var agent = state.agents[datagram.agentID] else {
+                state.counters.recordDropped(.unknownAgent)
+                return .dropped(.unknownAgent)
+            }
+            if let reason = admission.check(
+                iteration: datagram.iteration, lastIteration: agent.lastIteration,
+                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs)
+            {
+                state.counters.recordDropped(reason)
+                return .dropped(reason)
+            }
+            agent.lastIteration = datagram.iteration
+            agent.reportedState = datagram.state
+            agent.progress = datagram.progress
+            agent.lastHeartbeat = now
+            agent.tracker.recordHeartbeat(at: now, oneWayLatencyMs: latencyMs, queueDepth: Int(datagram.queueDepth))
+            state.agents[datagram.agentID] = agent
+            state.counters.recordAccepted()
+            return .accepted(datagram.agentID)
+        }
+    }
+
+    private func drop(_ reason: HeartbeatDropReason) -> Outcome {
+        state.withLock { $0.counters.recordDropped(reason) }
+        return .dropped(reason)
+    }
+
+    public var counters: HeartbeatCounters {
+        state.withLock { $0.counters }
+    }
+
+    public func views(at now: Instant) -> [AgentView] {
+        let agents = state.withLock { Array($0.agents.values) }
+        return agents.sorted { ($0.row.name, $0.row.id) < ($1.row.name, $1.row.id) }.map { agent in
+            AgentView(
+                id: agent.row.id, name: agent.row.name, agentClass: agent.row.agentClass,
+                capabilities: agent.row.capabilities,
+                state: agent.state(at: now, staleAfter: settings.staleAfter).description,
+                reportedState: agent.lastHeartbeat == nil ? nil : agent.reportedState.description,
+                iteration: agent.lastIteration,
+                lastHeartbeatMsAgo: agent.lastHeartbeat.map { Int64((now - $0).milliseconds.rounded()) },
+                progress: agent.progress,
+                impedance: ImpedanceView(agent.tracker.impedance(at: now)))
+        }
+    }
+
+    public func summary(at now: Instant) -> ClusterSummary {
+        let members = state.withLock { state in
+            state.agents.values.map {
+                ClusterSummary.Member(state: $0.state(at: now, staleAfter: settings.staleAfter), impedance: $0.tracker.impedance(at: now))
+            }
+        }
+        return ClusterSummary(members: members)
+    }
+
+    /// Checkpoints for the agents that heartbeat since the last call, marked as taken.
+    public func dueCheckpoints(at now: Instant, nowWallMs: Int64) -> [AgentCheckpoint] {
+        state.withLock { state in
+            var due: [AgentCheckpoint] = []
+            for (id, agent) in state.agents {
+                guard let iteration = agent.lastIteration, iteration != agent.checkpointedIteration else { continue }
+                let impedance = agent.tracker.impedance(at: now)
+                due.append(
+                    AgentCheckpoint(
+                        agentID: id, atMs: nowWallMs, lastIteration: iteration,
+                        state: agent.state(at: now, staleAfter: settings.staleAfter), latencyMs: impedance.latencyMs,
+                        queueDepth: impedance.queueDepth, score: impedance.score, reliability: impedance.reliability,
+                        drift: impedance.drift))
+                state.agents[id]?.checkpointedIteration = iteration
+            }
+            return due
+        }
+    }
+}

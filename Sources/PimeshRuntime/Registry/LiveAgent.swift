@@ -1,0 +1,38 @@
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+
+/// A registered agent's hot state in RAM; nothing here is written per heartbeat.
+struct LiveAgent: Sendable {
+    var row: AgentRowSummary
+    let tag: HeartbeatTag
+    var tracker: ImpedanceTracker
+    var lastIteration: UInt64?
+    var reportedState: TrinaryState = .transit
+    var progress: UInt64 = 0
+    var lastHeartbeat: Instant?
+    /// The iteration in the last checkpoint; a checkpoint is due only when this lags behind.
+    var checkpointedIteration: UInt64?
+
+    func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
+        guard let lastHeartbeat, now - lastHeartbeat <= staleAfter else { return .transit }
+        return reportedState
+    }
+}
+
+/// The registration facts the registry keeps; the secret itself lives only in `tag`.
+struct AgentRowSummary: Sendable {
+    var id: AgentID
+    var name: String
+    var agentClass: AgentClass
+    var capabilities: [String]
+    var registeredAtMs: Int64
+
+    init(_ row: AgentRow) {
+        id = row.id
+        name = row.name
+        agentClass = row.agentClass
+        capabilities = row.capabilities
+        registeredAtMs = row.registeredAtMs
+    }
+}

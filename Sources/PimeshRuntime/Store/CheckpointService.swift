@@ -1,0 +1,47 @@
+import PimeshAgent
+import PimeshStore
+import ServiceLifecycle
+import Synchronization
+
+/// Writes each live agent's last iteration and impedance on an interval, and once more at
+/// shutdown, so a restarted lead still refuses replays and shows the last known figures.
+struct CheckpointService: Service {
+    let registry: AgentRegistry
+    let writer: StoreWriter
+    let interval: Duration
+    let counter: CheckpointCounter
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: interval)
+                checkpoint()
+            }
+        }
+        checkpoint()
+        await writer.flush()
+    }
+
+    func checkpoint() {
+        let due = registry.dueCheckpoints(at: Clock.monotonicNow(), nowWallMs: Clock.wallMilliseconds())
+        guard !due.isEmpty else { return }
+        writer.enqueue { connection in
+            for checkpoint in due {
+                try AgentStore.upsert(checkpoint, in: connection)
+            }
+        }
+        counter.increment()
+    }
+}
+
+final class CheckpointCounter: Sendable {
+    private let value = Mutex(0)
+
+    func increment() {
+        value.withLock { $0 += 1 }
+    }
+
+    var count: Int {
+        value.withLock { $0 }
+    }
+}

@@ -1,0 +1,183 @@
+import FoundationEssentials
+import Logging
+import PimeshAgent
+import PimeshCore
+import ServiceLifecycle
+
+/// N simulated agents in one process (`pimesh swarm`). Each has its own identity and secret and
+/// speaks the real protocol: registration over the API, signed v1 heartbeats over UDP.
+/// Clearly a simulation: it stands in for agents, never for the lead.
+public final class SimulatedSwarm: Service, Sendable {
+    public struct Settings: Sendable {
+        public var dataDir: String
+        public var agents: Int
+        public var namePrefix: String
+        /// Saved identities (0600) so a restarted swarm reuses its agents instead of registering new ones.
+        public var stateFile: String
+        public var seed: UInt64
+        public var duration: Duration?
+
+        public init(dataDir: String, agents: Int, namePrefix: String, stateFile: String, seed: UInt64, duration: Duration?) {
+            self.dataDir = dataDir
+            self.agents = agents
+            self.namePrefix = namePrefix
+            self.stateFile = stateFile
+            self.seed = seed
+            self.duration = duration
+        }
+    }
+
+    public struct SwarmError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let settings: Settings
+    private let logger: Logger
+    private let onRegistered: @Sendable (Int) -> Void
+
+    public init(settings: Settings, logger: Logger, onRegistered: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.settings = settings
+        self.logger = logger
+        self.onRegistered = onRegistered
+    }
+
+    public func run() async throws {
+        let client = try await waitForLead()
+        let credentials = try await identities(client: client)
+        onRegistered(credentials.count)
+        try? await cancelWhenGracefulShutdown {
+            try await self.heartbeat(credentials)
+        }
+    }
+
+    /// The lead may still be starting when the swarm does: wait up to 10 s for it.
+    private func waitForLead() async throws -> LeadClient {
+        let deadline = Clock.monotonicNow() + .seconds(10)
+        while true {
+            do {
+                let client = try LeadClient(dataDir: settings.dataDir)
+                _ = try client.get("/v1/status")
+                return client
+            } catch {
+                if Clock.monotonicNow() > deadline {
+                    throw SwarmError(description: "no lead answered for data dir \(settings.dataDir) within 10 s: \(error)")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    func name(_ index: Int) -> String {
+        let digits = String(index + 1)
+        let width = max(3, String(settings.agents).count)
+        return settings.namePrefix + "-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    /// Saved identities the lead still knows, plus new registrations for the rest.
+    private func identities(client: LeadClient) async throws -> [AgentCredentials] {
+        var saved: [String: AgentCredentials] = [:]
+        if FileIO.exists(settings.stateFile) {
+            let stored = try APICoding.decode([AgentCredentials].self, from: try FileIO.read(path: settings.stateFile))
+            let known = Set(try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.map(\.id))
+            for credentials in stored where known.contains(credentials.id) {
+                saved[credentials.name] = credentials
+            }
+        }
+        var rng = SplitMix64(seed: settings.seed)
+        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
+        var result: [AgentCredentials] = []
+        var registered = 0
+        try await withThrowingTaskGroup(of: (Int, AgentCredentials).self) { group in
+            for index in 0..<settings.agents {
+                if let existing = saved[name(index)] {
+                    result.append(existing)
+                    continue
+                }
+                let registration = LeadClient.Registration(
+                    name: name(index), agentClass: profiles[index].agentClass, capabilities: profiles[index].capabilities)
+                group.addTask {
+                    do {
+                        return (index, try client.register(registration))
+                    } catch let error as LeadClient.APIError where error.status == 409 {
+                        throw SwarmError(
+                            description: "\(registration.name) is registered already but not in \(self.settings.stateFile); "
+                                + "use another --name-prefix or restore the state file")
+                    }
+                }
+            }
+            for try await (_, credentials) in group {
+                result.append(credentials)
+                registered += 1
+            }
+        }
+        if registered > 0 || !FileIO.exists(settings.stateFile) {
+            var all = Dictionary(uniqueKeysWithValues: result.map { ($0.name, $0) })
+            if FileIO.exists(settings.stateFile),
+                let stored = try? APICoding.decode([AgentCredentials].self, from: FileIO.read(path: settings.stateFile))
+            {
+                for credentials in stored where all[credentials.name] == nil { all[credentials.name] = credentials }
+            }
+            try FileIO.writeAtomically(
+                path: settings.stateFile, bytes: try APICoding.encode(all.values.sorted { $0.name < $1.name }, pretty: true),
+                mode: 0o600)
+        }
+        logger.info("swarm agents ready", metadata: ["agents": "\(result.count)", "registered_now": "\(registered)"])
+        return result.sorted { $0.name < $1.name }
+    }
+
+    struct Member {
+        var signer: HeartbeatSigner
+        var profile: SwarmAgentProfile
+        var queueDepth: Int
+        var progress: UInt64
+        var nextDue: Instant
+    }
+
+    private func heartbeat(_ all: [AgentCredentials]) async throws {
+        var rng = SplitMix64(seed: settings.seed)
+        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
+        let interval = Duration.milliseconds(all.first?.heartbeat.intervalMs ?? 250)
+        let start = Clock.monotonicNow()
+        var members: [Member] = []
+        for (offset, credentials) in all.enumerated() {
+            let index = Int(credentials.name.split(separator: "-").last.flatMap { Int($0) } ?? offset + 1) - 1
+            let profile = profiles.indices.contains(index) ? profiles[index] : profiles[offset % max(1, profiles.count)]
+            // Spread sends over the interval so the lead sees a steady stream, not bursts.
+            let phase = interval * Double(offset) / Double(max(1, all.count))
+            members.append(
+                Member(
+                    signer: try HeartbeatSigner(credentials: credentials), profile: profile,
+                    queueDepth: Int(profile.meanQueueDepth.rounded()), progress: 0, nextDue: start + phase))
+        }
+        var endpoint = try LeadDiscovery.endpoint(dataDir: settings.dataDir).heartbeat
+        var sender = try DatagramSender(destination: .loopback(host: endpoint.host, port: endpoint.port))
+        var lastDiscovery = start
+        let stopAt = settings.duration.map { start + $0 }
+        while !Task.isCancelled {
+            let now = Clock.monotonicNow()
+            if let stopAt, now >= stopAt { return }
+            // A restarted lead may come back on another port: look again every 2 s.
+            if now - lastDiscovery > .seconds(2) {
+                lastDiscovery = now
+                if let fresh = try? LeadDiscovery.endpoint(dataDir: settings.dataDir).heartbeat, fresh != endpoint {
+                    endpoint = fresh
+                    sender = try DatagramSender(destination: .loopback(host: endpoint.host, port: endpoint.port))
+                }
+            }
+            let wallMs = Clock.wallMilliseconds()
+            for i in members.indices where members[i].nextDue <= now {
+                let latency = members[i].profile.latencySample(using: &rng)
+                members[i].queueDepth = members[i].profile.nextQueueDepth(after: members[i].queueDepth, using: &rng)
+                members[i].progress += UInt64.random(in: 1...5, using: &rng)
+                let bytes = members[i].signer.next(
+                    state: .ready, queueDepth: members[i].queueDepth, progress: members[i].progress,
+                    timestampMs: wallMs - Int64(latency.rounded()))
+                // The lead may be restarting: a lost heartbeat is what the protocol expects.
+                try? sender.send(bytes)
+                members[i].nextDue = members[i].nextDue + interval
+                if members[i].nextDue < now { members[i].nextDue = now + interval }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}

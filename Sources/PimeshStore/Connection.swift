@@ -1,0 +1,130 @@
+import CSQLite
+
+/// A borrowed connection, valid inside `Database.withConnection` or `transaction` only.
+public struct Connection {
+    let handle: OpaquePointer
+
+    public func execute(_ sql: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &error)
+        if rc != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
+            sqlite3_free(error)
+            throw StoreError(code: rc, message: message, context: sql)
+        }
+    }
+
+    /// Runs a statement with bound values, once.
+    public func run(_ sql: String, _ values: [SQLValue] = []) throws {
+        let statement = try Statement(connection: handle, sql: sql)
+        try statement.bind(values)
+        _ = try statement.step()
+    }
+
+    /// Runs a query and maps each row.
+    public func query<T>(_ sql: String, _ values: [SQLValue] = [], row: (Row) throws -> T) throws -> [T] {
+        let statement = try Statement(connection: handle, sql: sql)
+        try statement.bind(values)
+        var result: [T] = []
+        while try statement.step() {
+            result.append(try row(Row(statement: statement.handle)))
+        }
+        return result
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var changes: Int {
+        Int(sqlite3_changes(handle))
+    }
+}
+
+public enum SQLValue: Sendable, Equatable {
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+    case null
+}
+
+/// One result row; columns are read by index.
+public struct Row {
+    let statement: OpaquePointer
+
+    public func int(_ column: Int32) -> Int {
+        Int(sqlite3_column_int64(statement, column))
+    }
+
+    public func int64(_ column: Int32) -> Int64 {
+        sqlite3_column_int64(statement, column)
+    }
+
+    public func double(_ column: Int32) -> Double {
+        sqlite3_column_double(statement, column)
+    }
+
+    public func isNull(_ column: Int32) -> Bool {
+        sqlite3_column_type(statement, column) == SQLITE_NULL
+    }
+
+    public func text(_ column: Int32) -> String {
+        guard let pointer = sqlite3_column_text(statement, column) else { return "" }
+        return String(cString: pointer)
+    }
+
+    public func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement, column))
+        guard count > 0, let pointer = sqlite3_column_blob(statement, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}
+
+final class Statement {
+    let handle: OpaquePointer
+    private let connection: OpaquePointer
+    private let sql: String
+
+    init(connection: OpaquePointer, sql: String) throws {
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v2(connection, sql, -1, &statement, nil)
+        guard rc == SQLITE_OK, let statement else {
+            throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: sql)
+        }
+        self.handle = statement
+        self.connection = connection
+        self.sql = sql
+    }
+
+    deinit {
+        sqlite3_finalize(handle)
+    }
+
+    // SQLite copies text and blobs bound with SQLITE_TRANSIENT before returning.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    func bind(_ values: [SQLValue]) throws {
+        for (i, value) in values.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch value {
+            case .integer(let v): rc = sqlite3_bind_int64(handle, index, v)
+            case .real(let v): rc = sqlite3_bind_double(handle, index, v)
+            case .text(let v): rc = sqlite3_bind_text(handle, index, v, -1, Self.transient)
+            case .blob(let v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+            case .null: rc = sqlite3_bind_null(handle, index)
+            }
+            guard rc == SQLITE_OK else {
+                throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: "bind \(index) of \(sql)")
+            }
+        }
+    }
+
+    /// true while a row is ready, false when done.
+    func step() throws -> Bool {
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        case let rc: throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: sql)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import PimeshAgent
+
+struct AgentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agents",
+        abstract: "List registered agents with their state and impedance.",
+        discussion: """
+            SCORE is the impedance score 0–1000 (lower is better; above 800 is degraded), ARRIVAL \
+            the predicted time until work sent now is done, DRIFT the latency's relative spread \
+            (above 0.5 is unstable), CONF the seed's confidence 0–1. See docs/impedance.md.
+            """
+    )
+
+    @OptionGroup var options: ClientOptions
+
+    @Option(name: .long, help: "Sort by name, score or state (default name).")
+    var sort: String = "name"
+
+    func validate() throws {
+        guard ["name", "score", "state"].contains(sort) else {
+            throw ValidationError("--sort \(sort) is not one of name, score, state")
+        }
+    }
+
+    func run() async throws {
+        do {
+            let raw = try options.client().get("/v1/agents")
+            if options.json {
+                print(String(decoding: raw, as: UTF8.self))
+                return
+            }
+            var agents = try APICoding.decode(AgentList.self, from: raw).agents
+            switch sort {
+            case "score": agents.sort { ($0.impedance.score, $0.name) < ($1.impedance.score, $1.name) }
+            case "state": agents.sort { ($0.state, $0.name) < ($1.state, $1.name) }
+            default: break
+            }
+            print(Self.render(agents))
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+
+    static func render(_ agents: [AgentView]) -> String {
+        var table = TextTable(
+            ["NAME", "ID", "CLASS", "STATE", "SCORE", "ARRIVAL", "LATENCY", "QUEUE", "DRIFT", "CONF", "RELIAB", "LAST HB", "FLAGS"],
+            rightAligned: [4, 5, 6, 7, 8, 9, 10, 11])
+        for agent in agents {
+            let i = agent.impedance
+            var flags: [String] = []
+            if i.degraded { flags.append("degraded") }
+            if i.unstable { flags.append("unstable") }
+            table.add([
+                agent.name, String(agent.id.description.prefix(8)), agent.agentClass.rawValue, agent.state, String(i.score),
+                Format.decimal(i.predictedArrivalMs) + " ms", Format.decimal(i.latencyMs) + " ms", String(i.queueDepth),
+                Format.decimal(i.drift, places: 2), Format.decimal(i.confidence, places: 2), Format.decimal(i.reliability, places: 2),
+                agent.lastHeartbeatMsAgo.map { "\($0) ms ago" } ?? "never", flags.joined(separator: ","),
+            ])
+        }
+        return table.render() + "\n\(agents.count) agents"
+    }
+}

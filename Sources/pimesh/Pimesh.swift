@@ -1,0 +1,17 @@
+import ArgumentParser
+import PimeshRuntime
+
+@main
+struct Pimesh: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pimesh",
+        abstract: "A lean cluster lead for the agents and containers on a Raspberry Pi.",
+        discussion: """
+            One `pimesh run` per Pi is the lead: agents register through its local API and \
+            heartbeat to it over UDP. Every other command finds the lead through --data-dir \
+            (default ./.pimesh, or $PIMESH_DATA_DIR) and its node-token file.
+            """,
+        version: PimeshRuntimeInfo.version,
+        subcommands: [RunCommand.self, StatusCommand.self, AgentsCommand.self, SwarmCommand.self, ConfigCommand.self]
+    )
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Logging
+import PimeshAgent
+import PimeshRuntime
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the cluster lead in the foreground (systemd runs it as Type=notify).",
+        discussion: """
+            Settings come from the config file, then these flags. The lead writes lead.json and \
+            the 0600 node-token file into the data dir so that clients and agents find it. \
+            SIGTERM or SIGINT stops it gracefully: pending writes are committed first.
+            """
+    )
+
+    @Option(name: .long, help: "Data dir for the database, node token and lead.json (default: config, $PIMESH_DATA_DIR, else ./.pimesh).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "JSON config file; every key is optional (see docs/configuration.md).")
+    var config: String?
+
+    @Option(name: .long, help: "Run dir for sockets (tmpfs on a Pi; default $RUNTIME_DIRECTORY, else <data-dir>/run).")
+    var runDir: String?
+
+    @Option(name: .long, help: "API port on loopback; 0 picks a free one (default 7420).")
+    var apiPort: Int?
+
+    @Option(name: .long, help: "Heartbeat UDP port on loopback; 0 picks a free one (default 7421).")
+    var heartbeatPort: Int?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: String?
+
+    func validate() throws {
+        for (flag, port) in [("--api-port", apiPort), ("--heartbeat-port", heartbeatPort)] {
+            if let port, !(0...65535).contains(port) {
+                throw ValidationError("\(flag) \(port) is not a port number (0…65535)")
+            }
+        }
+        if let logLevel, !ConfigLoader.logLevels.contains(logLevel) {
+            throw ValidationError("--log-level \(logLevel) is not one of \(ConfigLoader.logLevels.joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        let environment = ProcessEnvironment.current
+        var settings = LeadConfig()
+        var dataDirFromFile = false
+        if let config {
+            do {
+                let original = settings.dataDir
+                settings = try ConfigLoader.load(path: config)
+                dataDirFromFile = settings.dataDir != original
+            } catch {
+                throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
+            }
+        }
+        if let dataDir {
+            settings.dataDir = dataDir
+        } else if !dataDirFromFile {
+            settings.dataDir = LeadDiscovery.defaultDataDir(environment: environment)
+        }
+        if let runDir {
+            settings.runDir = runDir
+        } else if settings.runDir == nil, let systemd = environment["RUNTIME_DIRECTORY"], !systemd.isEmpty {
+            settings.runDir = systemd
+        }
+        if let apiPort { settings.api.port = apiPort }
+        if let heartbeatPort { settings.heartbeat.port = heartbeatPort }
+        if let logLevel { settings.logLevel = logLevel }
+
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "pimesh")
+        do {
+            try await Lead(config: settings, logger: logger, environment: environment).run()
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import PimeshAgent
+import PimeshCore
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the lead: agents by trinary state, scores, node impedance, heartbeats, memory.",
+        discussion: """
+            --json prints the lead's status document; scripts may rely on agents.total, \
+            agents.ready, agents.transit, agents.conflict, node.score, heartbeats.accepted, \
+            heartbeats.dropped (reason → count), rss_bytes and pss_bytes.
+            """
+    )
+
+    @OptionGroup var options: ClientOptions
+
+    @Flag(name: .long, help: "Refresh every second until interrupted (or until --until-ready is met).")
+    var watch = false
+
+    @Option(name: .long, help: "Wait until at least this many agents are READY, then exit 0.")
+    var untilReady: Int?
+
+    @Option(name: .long, help: "With --until-ready: give up after this many seconds and exit 1.")
+    var timeout: Double = 60
+
+    func validate() throws {
+        if let untilReady, untilReady < 0 { throw ValidationError("--until-ready must be 0 or more") }
+        if timeout <= 0 { throw ValidationError("--timeout must be above 0 seconds") }
+    }
+
+    func run() async throws {
+        do {
+            let client = try options.client()
+            let start = Clock.monotonicNow()
+            while true {
+                let raw = try client.get("/v1/status")
+                let report = try APICoding.decode(StatusReport.self, from: raw)
+                let reached = untilReady.map { report.agents.ready >= $0 } ?? false
+                if options.json {
+                    if !watch || reached || untilReady == nil { print(String(decoding: raw, as: UTF8.self)) }
+                } else {
+                    if watch && Terminal.isInteractive { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                    print(Self.render(report))
+                    if watch || untilReady != nil { print("") }
+                }
+                if reached { return }
+                if let untilReady {
+                    if (Clock.monotonicNow() - start).milliseconds / 1000 > timeout {
+                        throw CLIFailure("only \(report.agents.ready) of \(untilReady) agents READY after \(Format.decimal(timeout)) s")
+                    }
+                } else if !watch {
+                    return
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+
+    static func render(_ report: StatusReport) -> String {
+        let a = report.agents
+        let n = report.node
+        let h = report.heartbeats
+        var lines: [String] = []
+        lines.append("pimesh lead \(report.version)   pid \(report.pid)   up \(Format.decimal(report.uptimeS)) s")
+        lines.append(
+            "agents      \(a.total) total   \(a.ready) READY   \(a.transit) TRANSIT   \(a.conflict) CONFLICT   "
+                + "(\(Format.decimal(a.readyRatio * 100)) % ready)")
+        let mean = a.meanScore.map { Format.decimal($0) } ?? "–"
+        let p95 = a.p95Score.map(String.init) ?? "–"
+        lines.append("scores      mean \(mean)   p95 \(p95)   degraded (>800) \(a.degraded)   unstable (drift>0.5) \(a.unstable)")
+        let r = n.readings
+        let load = r.loadAverage1m.map { Format.decimal($0, places: 2) } ?? "–"
+        let temperature = r.temperatureCelsius.map { Format.decimal($0) + " °C" } ?? "–"
+        lines.append(
+            "node        score \(n.score)   cpu \(Format.decimal(n.factors.cpu, places: 2))   memory \(Format.decimal(n.factors.memory, places: 2))   "
+                + "io \(Format.decimal(n.factors.io, places: 2))   thermal \(Format.decimal(n.factors.thermal, places: 2))   "
+                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   load \(load) on \(r.cpuCount) cpus   \(temperature)")
+        // The decoder turns snake_case keys into camelCase, dictionary keys included.
+        let dropped = HeartbeatDropReason.allCases.map { reason -> String in
+            let key = reason.description
+            let count = h.dropped[key] ?? h.dropped[Self.camelCase(key)] ?? 0
+            return "\(key) \(count)"
+        }.joined(separator: ", ")
+        lines.append("heartbeats  \(h.accepted) accepted   \(h.droppedTotal) dropped (\(dropped))   every \(h.intervalMs) ms")
+        lines.append(
+            "memory      rss \(Format.megabytes(report.rssBytes))   pss \(Format.megabytes(report.pssBytes))   "
+                + "private anonymous \(Format.megabytes(report.privateAnonymousBytes))")
+        let commit = report.store.lastCommitMs.map { " (last \(Format.decimal($0, places: 2)) ms)" } ?? ""
+        lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   \(report.store.path)")
+        return lines.joined(separator: "\n")
+    }
+
+    static func camelCase(_ snake: String) -> String {
+        let parts = snake.split(separator: "_")
+        return (parts.first.map(String.init) ?? "") + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+}

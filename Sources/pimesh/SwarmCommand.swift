@@ -1,0 +1,70 @@
+import ArgumentParser
+import Logging
+import PimeshAgent
+import PimeshRuntime
+import ServiceLifecycle
+
+struct SwarmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swarm",
+        abstract: "Simulate N agents in one process, speaking the real protocol to a running lead.",
+        discussion: """
+            Each simulated agent registers with its own identity and secret and sends signed \
+            heartbeats at the lead's interval, with its own latency, jitter and queue depth, so \
+            that scores differ. Identities are saved (0600) and reused on the next start. \
+            Stops on SIGTERM/SIGINT or after --duration.
+            """
+    )
+
+    @OptionGroup var options: ClientOptions
+
+    @Option(name: .long, help: "How many agents to simulate.")
+    var agents: Int = 100
+
+    @Option(name: .long, help: "Agent names are <prefix>-001, <prefix>-002, …")
+    var namePrefix: String = "swarm"
+
+    @Option(name: .long, help: "Where identities are kept (default <data-dir>/swarm-<prefix>.json).")
+    var stateFile: String?
+
+    @Option(name: .long, help: "Seed for the agents' simulated behaviour.")
+    var seed: UInt64 = 42
+
+    @Option(name: .long, help: "Stop after this many seconds (default: run until stopped).")
+    var duration: Double?
+
+    func validate() throws {
+        guard (1...10_000).contains(agents) else { throw ValidationError("--agents must be 1…10000, not \(agents)") }
+        guard !namePrefix.isEmpty, namePrefix.utf8.count <= 40,
+            namePrefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+        else {
+            throw ValidationError("--name-prefix must be 1–40 letters, digits, '-', '_' or '.'")
+        }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be above 0 seconds") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "pimesh-swarm")
+        let dataDir = options.resolvedDataDir
+        let swarm = SimulatedSwarm(
+            settings: .init(
+                dataDir: dataDir, agents: agents, namePrefix: namePrefix,
+                stateFile: stateFile ?? "\(dataDir)/swarm-\(namePrefix).json", seed: seed,
+                duration: duration.map { .milliseconds($0 * 1000) }),
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: swarm, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+}
