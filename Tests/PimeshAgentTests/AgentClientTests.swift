@@ -1,0 +1,66 @@
+import Crypto
+import Glibc
+import PimeshCore
+import Testing
+
+@testable import PimeshAgent
+
+@Suite struct HeartbeatTagTests {
+    let credentials = AgentCredentials(
+        id: AgentID("0123abcd-4567-4890-a1b2-c3d4e5f60718")!, secret: "000102030405060708090a0b0c0d0e0f", name: "a",
+        agentClass: .local, capabilities: [], heartbeat: .init(host: "127.0.0.1", port: 1, unixSocket: nil, intervalMs: 250))
+
+    @Test func sealedDatagramCarriesTruncatedHMAC() throws {
+        var signer = try HeartbeatSigner(credentials: credentials)
+        let bytes = signer.next(state: .ready, queueDepth: 3, progress: 9, timestampMs: 1234)
+        #expect(bytes.count == 64)
+        let expected = HMAC<SHA256>.authenticationCode(for: bytes[0..<48], using: SymmetricKey(data: Hex.decode(credentials.secret)!))
+        #expect(Array(bytes[48..<64]) == Array(expected.prefix(16)))
+    }
+
+    @Test func verifiesOnlyUnderTheRightSecret() throws {
+        var signer = try HeartbeatSigner(credentials: credentials)
+        let bytes = signer.next(state: .ready, queueDepth: 0, progress: 0)
+        guard case .heartbeat(let datagram) = bytes.withUnsafeBytes({ HeartbeatDatagram.decode($0) }) else {
+            Issue.record("did not decode")
+            return
+        }
+        #expect(bytes.withUnsafeBytes { HeartbeatTag(secret: Hex.decode(credentials.secret)!).verifies(datagram, bytes: $0) })
+        #expect(!bytes.withUnsafeBytes { HeartbeatTag(secret: [9, 9, 9]).verifies(datagram, bytes: $0) })
+    }
+
+    @Test func iterationsIncreaseAcrossRestarts() throws {
+        var first = try HeartbeatSigner(credentials: credentials)
+        for _ in 0..<1000 { _ = first.next(state: .ready, queueDepth: 0, progress: 0) }
+        usleep(2000)
+        let second = try HeartbeatSigner(credentials: credentials)
+        #expect(second.iteration > first.iteration)
+    }
+
+    @Test func badSecretIsRefused() {
+        var broken = credentials
+        broken.secret = "not hex"
+        #expect(throws: SocketError.self) { try HeartbeatSigner(credentials: broken) }
+    }
+}
+
+@Suite struct FileIOTests {
+    @Test func atomicWriteReplacesWholeAndSetsMode() throws {
+        var template = Array("/tmp/pimesh-io-XXXXXX".utf8CString)
+        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let path = directory + "/token"
+        try FileIO.writeAtomically(path: path, bytes: Array("first".utf8), mode: 0o600)
+        try FileIO.writeAtomically(path: path, bytes: Array("second".utf8), mode: 0o600)
+        #expect(try FileIO.readText(path: path) == "second")
+        var info = stat()
+        stat(path, &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect(!FileIO.exists(path + ".tmp.\(getpid())"))
+    }
+
+    @Test func discoveryExplainsAMissingLead() {
+        #expect(throws: LeadDiscoveryError.self) { try LeadDiscovery.endpoint(dataDir: "/nonexistent/pimesh") }
+        #expect(LeadDiscovery.defaultDataDir(environment: [:]) == "./.pimesh")
+        #expect(LeadDiscovery.defaultDataDir(environment: ["PIMESH_DATA_DIR": "/var/lib/pimesh"]) == "/var/lib/pimesh")
+    }
+}

@@ -1,0 +1,146 @@
+import Testing
+
+@testable import PimeshCore
+
+@Suite struct HeartbeatDatagramTests {
+    let id = AgentID("0123abcd-4567-4890-a1b2-c3d4e5f60718")!
+
+    func sample() -> HeartbeatDatagram {
+        HeartbeatDatagram(
+            state: .conflict, agentID: id, iteration: 0x0102_0304_0506_0708, timestampMs: 1_795_000_000_123,
+            queueDepth: 0x0A0B_0C0D, progress: 42, tag: (0x1111_2222_3333_4444, 0x5555_6666_7777_8888))
+    }
+
+    func encoded(_ datagram: HeartbeatDatagram) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: HeartbeatDatagram.size)
+        var tag: [UInt8] = []
+        for word in [datagram.tag.0, datagram.tag.1] {
+            for shift in stride(from: 56, through: 0, by: -8) { tag.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        }
+        bytes.withUnsafeMutableBytes { datagram.encode(into: $0, tag: tag) }
+        return bytes
+    }
+
+    @Test func layoutIsBigEndianAsDocumented() {
+        let bytes = encoded(sample())
+        #expect(bytes.count == 64)
+        #expect(bytes[0] == 1)
+        #expect(bytes[1] == 0xFF)  // −1, CONFLICT
+        #expect(bytes[2] == 0 && bytes[3] == 0)
+        #expect(Array(bytes[4..<8]) == [0x01, 0x23, 0xAB, 0xCD])
+        #expect(Array(bytes[20..<28]) == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(Array(bytes[36..<40]) == [0x0A, 0x0B, 0x0C, 0x0D])
+        #expect(bytes[47] == 42)
+        #expect(Array(bytes[48..<50]) == [0x11, 0x11])
+        #expect(bytes[63] == 0x88)
+    }
+
+    @Test func roundTrip() {
+        let bytes = encoded(sample())
+        let decoded = bytes.withUnsafeBytes { HeartbeatDatagram.decode($0) }
+        guard case .heartbeat(let datagram) = decoded else {
+            Issue.record("decode failed: \(decoded)")
+            return
+        }
+        #expect(datagram == sample())
+    }
+
+    @Test(arguments: [0, 1, 47, 63])
+    func shortIsDropped(length: Int) {
+        let bytes = Array(encoded(sample()).prefix(length))
+        #expect(reason(bytes) == .short)
+    }
+
+    @Test func longIsDropped() {
+        #expect(reason(encoded(sample()) + [0]) == .long)
+        #expect(reason([UInt8](repeating: 1, count: 1500)) == .long)
+    }
+
+    @Test func unknownVersionAndMalformed() {
+        var bytes = encoded(sample())
+        bytes[0] = 2
+        #expect(reason(bytes) == .unknownVersion)
+        bytes = encoded(sample())
+        bytes[1] = 7
+        #expect(reason(bytes) == .malformed)
+        bytes = encoded(sample())
+        bytes[3] = 1
+        #expect(reason(bytes) == .malformed)
+    }
+
+    @Test func tagComparison() {
+        let datagram = sample()
+        let right = encoded(datagram)
+        right.withUnsafeBytes { raw in
+            #expect(datagram.tagMatches(UnsafeRawBufferPointer(rebasing: raw[48..<64])))
+            #expect(!datagram.tagMatches(UnsafeRawBufferPointer(rebasing: raw[40..<56])))
+            #expect(!datagram.tagMatches(UnsafeRawBufferPointer(rebasing: raw[48..<60])))
+        }
+    }
+
+    func reason(_ bytes: [UInt8]) -> HeartbeatDropReason? {
+        if case .drop(let reason) = bytes.withUnsafeBytes({ HeartbeatDatagram.decode($0) }) { return reason }
+        return nil
+    }
+}
+
+@Suite struct HeartbeatAdmissionTests {
+    let admission = HeartbeatAdmission()
+    let now: Int64 = 1_800_000_000_000
+
+    @Test func iterationMustIncrease() {
+        #expect(admission.check(iteration: 5, lastIteration: nil, timestampMs: now, nowWallMs: now) == nil)
+        #expect(admission.check(iteration: 6, lastIteration: 5, timestampMs: now, nowWallMs: now) == nil)
+        #expect(admission.check(iteration: 5, lastIteration: 5, timestampMs: now, nowWallMs: now) == .replayed)
+        #expect(admission.check(iteration: 4, lastIteration: 5, timestampMs: now, nowWallMs: now) == .replayed)
+    }
+
+    @Test func timestampMustBeNearTheLeadsClock() {
+        #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: now - 30_000, nowWallMs: now) == nil)
+        #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: now - 30_001, nowWallMs: now) == .stale)
+        #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: now + 30_001, nowWallMs: now) == .stale)
+        #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: .min, nowWallMs: now) == .stale)
+        #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: .max, nowWallMs: now) == .stale)
+    }
+
+    @Test func countersAccountByReason() {
+        var counters = HeartbeatCounters()
+        counters.recordAccepted()
+        counters.recordDropped(.badTag)
+        counters.recordDropped(.badTag)
+        counters.recordDropped(.short)
+        #expect(counters.accepted == 1)
+        #expect(counters.dropped(.badTag) == 2)
+        #expect(counters.totalDropped == 3)
+        #expect(counters.droppedByReason.count == HeartbeatDropReason.allCases.count)
+    }
+}
+
+@Suite struct AgentIDTests {
+    @Test func parsesAndPrintsCanonicalForm() {
+        let text = "0123abcd-4567-4890-a1b2-c3d4e5f60718"
+        #expect(AgentID(text)?.description == text)
+        #expect(AgentID(text.uppercased())?.description == text)
+    }
+
+    @Test(arguments: ["", "0123abcd45674890a1b2c3d4e5f60718", "0123abcd-4567-4890-a1b2-c3d4e5f6071g", "0123abcd-4567-4890-a1b2_c3d4e5f60718"])
+    func rejectsMalformed(text: String) {
+        #expect(AgentID(text) == nil)
+    }
+
+    @Test func randomIsVersion4() {
+        var generator = SystemRandomNumberGenerator()
+        let id = AgentID.random(using: &generator)
+        let text = id.description
+        #expect(Array(text)[14] == "4")
+        #expect("89ab".contains(Array(text)[19]))
+        #expect(AgentID(text) == id)
+    }
+
+    @Test func hexRoundTrip() {
+        #expect(Hex.encode([0, 1, 0xAB, 0xFF]) == "0001abff")
+        #expect(Hex.decode("0001ABff") == [0, 1, 0xAB, 0xFF])
+        #expect(Hex.decode("abc") == nil)
+        #expect(Hex.decode("zz") == nil)
+    }
+}

@@ -1,0 +1,103 @@
+import Testing
+
+@testable import PimeshCore
+
+@Suite struct ArrivalSchedulerTests {
+    let scheduler = ArrivalScheduler()
+    let now = Instant.seconds(100)
+
+    @Test func waitsUntilTargetMinusLeadTime() {
+        let decision = scheduler.decide(targetArrival: now + .milliseconds(500), leadTimeMs: 200, now: now)
+        #expect(decision == .wait(until: now + .milliseconds(300)))
+    }
+
+    @Test func sendsNowWhenLeadTimeFillsTheWindow() {
+        let decision = scheduler.decide(targetArrival: now + .milliseconds(500), leadTimeMs: 500, now: now)
+        #expect(decision == .sendNow(expectedArrival: now + .milliseconds(500)))
+    }
+
+    @Test func toleranceEdges() {
+        // 5 ms late is still "now"; 6 ms late is a skip; 5 ms early is "now"; 6 ms early waits.
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 105, now: now) == .sendNow(expectedArrival: now + .milliseconds(105)))
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 106, now: now) == .skip(.insufficientLeadTime(neededMs: 106, availableMs: 100)))
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 95, now: now) == .sendNow(expectedArrival: now + .milliseconds(95)))
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 94, now: now) == .wait(until: now + .milliseconds(6)))
+    }
+
+    @Test func skipSaysWhy() {
+        let decision = scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 337.5, now: now)
+        guard case .skip(let reason) = decision else {
+            Issue.record("expected a skip, got \(decision)")
+            return
+        }
+        #expect(reason.description == "insufficient_lead_time: needs 338 ms, 100 ms available")
+    }
+
+    @Test func leadTimeIncludesDriftBuffer() {
+        var tracker = ImpedanceTracker(agentClass: .local)
+        for i in 0..<10 { tracker.recordHeartbeat(at: now, oneWayLatencyMs: i % 2 == 0 ? 40 : 60, queueDepth: 0) }
+        let impedance = tracker.impedance(at: now)
+        // latency median 40, processing 150 → 190; drift 10/50 = 0.2 → buffer 38.
+        #expect(impedance.predictedArrivalMs == 190)
+        #expect(abs(impedance.drift - 0.2) < 1e-9)
+        #expect(abs(impedance.leadTimeMs - 228) < 1e-9)
+        #expect(abs(impedance.leadTimeMs(payloadWeight: 2) - (40 + 300) * 1.2) < 1e-9)
+    }
+}
+
+@Suite struct TrinaryStateTests {
+    @Test func valuesAreTheSeeds() {
+        #expect(TrinaryState.ready.rawValue == 1)
+        #expect(TrinaryState.transit.rawValue == 0)
+        #expect(TrinaryState.conflict.rawValue == -1)
+        #expect(TrinaryState(name: "conflict") == .conflict)
+        #expect(TrinaryState(name: "DONE") == nil)
+    }
+
+    @Test func clusterSummaryCountsAndRatios() {
+        func member(_ state: TrinaryState, arrival: Double) -> ClusterSummary.Member {
+            var tracker = ImpedanceTracker(agentClass: .edge)
+            tracker.recordHeartbeat(at: .seconds(1), oneWayLatencyMs: arrival - 10, queueDepth: 0)
+            return .init(state: state, impedance: tracker.impedance(at: .seconds(1)))
+        }
+        var members = (0..<17).map { _ in member(.ready, arrival: 10) }
+        members += [member(.transit, arrival: 1000), member(.transit, arrival: 1000), member(.conflict, arrival: 9000)]
+        let summary = ClusterSummary(members: members)
+        #expect(summary.total == 20)
+        #expect(summary.ready == 17 && summary.transit == 2 && summary.conflict == 1)
+        #expect(summary.readyRatio == 0.85 && summary.transitRatio == 0.1 && summary.conflictRatio == 0.05)
+        #expect(summary.degraded == 1)
+        // 19th of 20 sorted scores: one of the 1 s agents (score 500).
+        #expect(summary.p95Score == 500)
+        #expect(ClusterSummary(members: []).readyRatio == 0)
+    }
+}
+
+@Suite struct NodeImpedanceTests {
+    @Test func idleNodeScoresZero() {
+        let readings = NodeReadings(cpuCount: 4, loadAverage1m: 0.3, cpuPressure: 0, memoryPressure: 0, ioPressure: 0,
+                                    memoryTotalBytes: 4 << 30, memoryAvailableBytes: 3 << 30, temperatureCelsius: 45)
+        #expect(NodeImpedance(readings: readings).score == 0)
+    }
+
+    @Test func factorsMultiply() {
+        // CPU PSI 50 % halves the node; 77.5 °C is half way to the worst factor (1 − 0.5 × 0.8 = 0.6).
+        let readings = NodeReadings(cpuCount: 4, cpuPressure: 50, temperatureCelsius: 77.5)
+        let impedance = NodeImpedance(readings: readings)
+        #expect(impedance.cpu == 0.5)
+        #expect(abs(impedance.thermal - 0.6) < 1e-9)
+        #expect(impedance.score == 700)
+    }
+
+    @Test func loadStandsInForMissingPressure() {
+        let impedance = NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage1m: 4))
+        #expect(impedance.cpu == 0.5)
+        #expect(NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage1m: 1.5)).cpu == 1)
+    }
+
+    @Test func lowMemoryHeadroomCounts() {
+        let impedance = NodeImpedance(readings: NodeReadings(cpuCount: 4, memoryTotalBytes: 1000, memoryAvailableBytes: 100))
+        #expect(impedance.headroom == 0.5)
+        #expect(impedance.score == 500)
+    }
+}

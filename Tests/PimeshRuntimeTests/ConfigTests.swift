@@ -1,0 +1,77 @@
+import Testing
+
+@testable import PimeshRuntime
+
+@Suite struct ConfigTests {
+    func parse(_ text: String) throws(ConfigError) -> LeadConfig {
+        try ConfigLoader.parse(text: text, file: "pimesh.json")
+    }
+
+    func error(_ text: String) -> ConfigError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func emptyObjectGivesDefaults() throws {
+        let config = try parse("{}")
+        #expect(config == LeadConfig())
+        #expect(config.heartbeat.intervalMs == 250)
+        #expect(config.store.commitIntervalMs == 50)
+        #expect(config.resolvedRunDir == "./.pimesh/run")
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let config = try parse(
+            """
+            {
+              "data_dir": "/var/lib/pimesh", "run_dir": "/run/pimesh", "log_level": "debug",
+              "api": {"host": "127.0.0.1", "port": 8000, "unix_socket": false},
+              "heartbeat": {"host": "127.0.0.2", "port": 8001, "unix_socket": false, "interval_ms": 100,
+                            "stale_after_ms": 500, "max_clock_skew_ms": 5000},
+              "store": {"commit_interval_ms": 20, "checkpoint_interval_s": 60},
+              "node": {"probe_interval_ms": 2000, "proc_root": "/p", "sys_root": "/s"}
+            }
+            """)
+        #expect(config.dataDir == "/var/lib/pimesh")
+        #expect(config.resolvedRunDir == "/run/pimesh")
+        #expect(config.api.port == 8000 && !config.api.unixSocket)
+        #expect(config.heartbeat.host == "127.0.0.2" && config.heartbeat.intervalMs == 100)
+        #expect(config.heartbeat.staleAfterMs == 500 && config.heartbeat.maxClockSkewMs == 5000)
+        #expect(config.store.checkpointIntervalS == 60)
+        #expect(config.node.procRoot == "/p" && config.logLevel == "debug")
+    }
+
+    @Test func unknownKeyIsNamedWithItsLine() {
+        let failure = error("{\n  \"api\": {\n    \"port\": 1,\n    \"prot\": 2\n  }\n}")
+        #expect(failure?.key == "api.prot")
+        #expect(failure?.line == 4)
+        #expect(failure?.description.contains("pimesh.json:4: key \"api.prot\": unknown key") == true)
+    }
+
+    @Test(arguments: [
+        (#"{"api": {"port": 70000}}"#, "api.port", "out of range"),
+        (#"{"api": {"port": "80"}}"#, "api.port", "whole number"),
+        (#"{"api": {"port": 1.5}}"#, "api.port", "fraction"),
+        (#"{"api": {"host": "0.0.0.0"}}"#, "api.host", "loopback"),
+        (#"{"heartbeat": {"interval_ms": 250, "stale_after_ms": 200}}"#, "heartbeat.stale_after_ms", "longer than interval_ms"),
+        (#"{"log_level": "loud"}"#, "log_level", "not one of"),
+        (#"{"store": 5}"#, "store", "must be an object"),
+        (#"{"data_dir": ""}"#, "data_dir", "must not be empty"),
+        (#"{"api": {"unix_socket": "yes"}}"#, "api.unix_socket", "true or false"),
+    ])
+    func badValuesAreNamed(text: String, key: String, reason: String) {
+        let failure = error(text)
+        #expect(failure?.key == key)
+        #expect(failure?.reason.contains(reason) == true, "\(String(describing: failure))")
+    }
+
+    @Test func brokenJSONIsReported() {
+        let failure = error("{\"api\": ")
+        #expect(failure?.reason.hasPrefix("not valid JSON") == true)
+        #expect(error("[1, 2]")?.reason.contains("must be an object") == true)
+    }
+}

@@ -1,0 +1,87 @@
+import Glibc
+import PimeshAgent
+import Testing
+
+@testable import PimeshRuntime
+
+@Suite struct SystemProbeTests {
+    func fakeTree() throws -> String {
+        var template = Array("/tmp/pimesh-proc-XXXXXX".utf8CString)
+        let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        for directory in ["proc/pressure", "sys/class/thermal/thermal_zone0", "sys/class/thermal/thermal_zone1", "sys/class/thermal/cooling_device0", "sys/devices/system/cpu"] {
+            try FileIO.makeDirectories(root + "/" + directory)
+        }
+        let files = [
+            "proc/loadavg": "1.50 0.80 0.40 2/345 6789\n",
+            "proc/pressure/cpu": "some avg10=12.50 avg60=3.00 avg300=1.00 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "proc/pressure/memory": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "proc/meminfo": "MemTotal:        3884340 kB\nMemFree:          100000 kB\nMemAvailable:     388434 kB\n",
+            "sys/class/thermal/thermal_zone0/temp": "52300\n",
+            "sys/class/thermal/thermal_zone1/temp": "61850\n",
+            "sys/devices/system/cpu/online": "0-3\n",
+        ]
+        for (path, content) in files {
+            try FileIO.writeAtomically(path: root + "/" + path, bytes: Array(content.utf8))
+        }
+        return root
+    }
+
+    @Test func readsAPiLikeTree() throws {
+        let root = try fakeTree()
+        let readings = NodeProbe(procRoot: root + "/proc", sysRoot: root + "/sys").read()
+        #expect(readings.cpuCount == 4)
+        #expect(readings.loadAverage1m == 1.5)
+        #expect(readings.cpuPressure == 12.5)
+        #expect(readings.memoryPressure == 0)
+        #expect(readings.ioPressure == nil)  // no io file in this tree
+        #expect(readings.memoryTotalBytes == 3_884_340 * 1024)
+        #expect(readings.memoryAvailableBytes == 388_434 * 1024)
+        #expect(readings.temperatureCelsius == 61.85)
+    }
+
+    @Test func missingTreeGivesNilReadingsNotErrors() {
+        let readings = NodeProbe(procRoot: "/nonexistent/proc", sysRoot: "/nonexistent/sys").read()
+        #expect(readings.cpuCount >= 1)
+        #expect(readings.loadAverage1m == nil && readings.cpuPressure == nil && readings.temperatureCelsius == nil)
+    }
+
+    @Test func smapsRollupParses() {
+        let memory = ProcessMemory.parse(
+            """
+            55d0c0de0000-7ffc0de00000 ---p 00000000 00:00 0                          [rollup]
+            Rss:               14336 kB
+            Pss:               11264 kB
+            Pss_Anon:           2048 kB
+            Anonymous:          2048 kB
+            """)
+        #expect(memory == ProcessMemory(rssBytes: 14336 * 1024, pssBytes: 11264 * 1024, anonymousBytes: 2048 * 1024))
+        #expect(ProcessMemory.read() != nil)
+    }
+
+    @Test func systemdNotifierIsSilentWithoutSocket() {
+        #expect(!SystemdNotifier(environment: [:]).notify("READY=1"))
+        #expect(SystemdNotifier(environment: ["WATCHDOG_USEC": "2000000"]).watchdogInterval == .seconds(1))
+    }
+
+    @Test func systemdNotifierSendsToTheSocket() throws {
+        var template = Array("/tmp/pimesh-notify-XXXXXX".utf8CString)
+        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let path = directory + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": path]).notify("READY=1"))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        #expect(n == 7)
+        #expect(String(decoding: buffer.prefix(max(0, n)), as: UTF8.self) == "READY=1")
+    }
+}
