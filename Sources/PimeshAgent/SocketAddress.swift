@@ -13,7 +13,7 @@ public enum LocalAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Calls `body` with a sockaddr for this address, or throws when it cannot be formed.
-    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) throws -> R {
+    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) throws -> R {
         switch self {
         case .loopback(let host, let port):
             var address = sockaddr_in()
@@ -57,6 +57,11 @@ public enum LocalAddress: Sendable, Equatable, CustomStringConvertible {
 public struct SocketError: Error, CustomStringConvertible {
     public var operation: String
     public var code: Int32
+
+    public init(operation: String, code: Int32) {
+        self.operation = operation
+        self.code = code
+    }
 
     public var description: String {
         "\(operation): \(String(cString: strerror(code)))"

@@ -28,16 +28,17 @@ struct HeartbeatListener: Service {
             }
         let udp = try await bootstrap.bind(host: host, port: port).get()
         let boundPort = udp.localAddress?.port ?? port
-        var unix: (any Channel)?
-        if let unixSocketPath {
-            unix = try await bootstrap.bind(unixDomainSocketPath: unixSocketPath, cleanupExistingSocketFile: true).get()
-            // Heartbeats carry their own HMAC, so any local process may send to this socket.
-            chmod(unixSocketPath, 0o666)
-        }
+        let unix = try unixSocketPath.map { try UnixDatagramReceiver(path: $0, receiveBufferBytes: Self.receiveBufferBytes) }
         logger.info("heartbeat listener bound", metadata: ["udp": "\(host):\(boundPort)", "unix": "\(unixSocketPath ?? "-")"])
         await readiness.heartbeatBound(port: boundPort)
-        try? await gracefulShutdown()
-        try? await udp.close()
-        try? await unix?.close()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let unix {
+                group.addTask { try await unix.run(registry: registry) }
+            }
+            try? await gracefulShutdown()
+            unix?.stop()
+            try? await udp.close()
+            try await group.waitForAll()
+        }
     }
 }

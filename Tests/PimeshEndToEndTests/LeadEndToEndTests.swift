@@ -1,0 +1,206 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+@Suite(.serialized) struct LeadEndToEndTests {
+    @Test func registrationNeedsTheTokenAndValidBodies() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        let endpoint = try lead.waitReady()
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port))
+        let token = try LeadDiscovery.token(dataDir: lead.dataDir)
+        let body = Array(#"{"name": "cam-1"}"#.utf8)
+
+        #expect(try http.request("POST", "/v1/agents", body: body).status == 401)
+        #expect(try http.request("POST", "/v1/agents", headers: [("Authorization", "Bearer wrong")], body: body).status == 401)
+        #expect(try http.request("GET", "/v1/status").status == 401)
+
+        let auth = [("Authorization", "Bearer \(token)")]
+        let broken = try http.request("POST", "/v1/agents", headers: auth, body: Array(#"{"name": "#.utf8))
+        #expect(broken.status == 400)
+        #expect(broken.text.contains("not valid JSON"))
+        let wrongType = try http.request("POST", "/v1/agents", headers: auth, body: Array(#"{"name": 5}"#.utf8))
+        #expect(wrongType.status == 400)
+        let error = try JSONSerialization.jsonObject(with: Data(wrongType.body)) as! [String: Any]
+        #expect(error["field"] as? String == "name")
+
+        let created = try http.request("POST", "/v1/agents", headers: auth, body: body)
+        #expect(created.status == 201)
+        #expect(try http.request("POST", "/v1/agents", headers: auth, body: body).status == 409)
+        #expect(try http.request("GET", "/v1/nothing-here", headers: auth).status == 404)
+        #expect(try http.request("GET", "/v1/agents/not-a-uuid", headers: auth).status == 400)
+
+        // Whatever the body, the lead answers 4xx and stays up.
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<200 {
+            let length = Int.random(in: 0...300, using: &rng)
+            var garbage = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if i % 3 == 0 { garbage = Array("{\"name\": \"x\(i)\", \"capabilities\": [\(i), {\"a\": []}]}".utf8) }
+            if i % 3 == 1 { garbage = Array("{\"name\": [\"\(i)\"], \"class\": null}".utf8) }
+            let answer = try http.request("POST", "/v1/agents", headers: auth, body: garbage)
+            #expect((400..<500).contains(answer.status), "body \(i) got \(answer.status)")
+        }
+        #expect(try http.request("GET", "/healthz").status == 200)
+        #expect(try lead.agents().count == 1)
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func statusHasTheKeysScriptsRelyOn() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let status = try lead.statusJSON()
+        let agents = status["agents"] as? [String: Any]
+        for key in ["total", "ready", "transit", "conflict"] {
+            #expect(agents?[key] is Int, "agents.\(key)")
+        }
+        #expect((status["node"] as? [String: Any])?["score"] is Int)
+        let heartbeats = status["heartbeats"] as? [String: Any]
+        #expect(heartbeats?["accepted"] is Int)
+        let dropped = heartbeats?["dropped"] as? [String: Int]
+        #expect(Set(dropped?.keys.map { $0 } ?? []) == Set(HeartbeatDropReason.allCases.map(\.description)))
+        #expect((status["rss_bytes"] as? Int ?? 0) > 0)
+        #expect((status["pss_bytes"] as? Int ?? 0) > 0)
+        let (code, output) = try runPimesh(["status", "--data-dir", lead.dataDir, "--json"])
+        #expect(code == 0)
+        #expect(output.contains("\"pss_bytes\""))
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func killNineAndRestartKeepsAgentsRegistered() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let first = try LeadProcess(dataDir: dataDir)
+        let endpoint = try first.waitReady()
+        let client = try first.client()
+        let credentials = try (0..<3).map { try client.register(.init(name: "worker-\($0)", capabilities: ["sense"])) }
+        let senders = try credentials.map { try HeartbeatSender(credentials: $0) }
+        for sender in senders { try sender.send(state: .ready, queueDepth: 1, progress: 1) }
+        #expect(eventually { try first.status().agents.ready == 3 })
+
+        first.kill9()
+        let second = try LeadProcess(dataDir: dataDir, apiPort: endpoint.api.port, heartbeatPort: endpoint.heartbeat.port)
+        _ = try second.waitReady()
+        let agents = try second.agents()
+        #expect(Set(agents.map(\.id)) == Set(credentials.map(\.id)))
+        #expect(agents.allSatisfy { $0.state == "TRANSIT" })
+        // The same agents, with the same secrets, resume without registering again.
+        for sender in senders { try sender.send(state: .ready, queueDepth: 2, progress: 2) }
+        #expect(eventually { try second.status().agents.ready == 3 })
+        #expect(try second.status().heartbeats.droppedTotal == 0)
+        #expect(second.terminate() == 0)
+    }
+
+    @Test func tenThousandBadDatagramsOverUDPAreAllCounted() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let credentials = try lead.client().register(.init(name: "target"))
+        let sender = try HeartbeatSender(credentials: credentials)
+        var signer = try HeartbeatSigner(credentials: credentials)
+        let accepted = signer.next(state: .ready, queueDepth: 3, progress: 10)
+        try sender.sendRaw(accepted)
+        #expect(eventually { try lead.status().agents.ready == 1 })
+        let before = try lead.agents()[0]
+
+        var rng = SystemRandomNumberGenerator()
+        var sent = 0
+        while sent < 10_000 {
+            // Paced in batches, so the loopback socket buffer never overflows and every
+            // datagram reaches the lead to be counted.
+            for _ in 0..<250 {
+                var bytes: [UInt8]
+                switch sent % 4 {
+                case 0: bytes = (0..<Int.random(in: 0...120, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                case 1: bytes = Array(accepted.prefix(Int.random(in: 0...63, using: &rng)))
+                case 2:
+                    bytes = accepted
+                    bytes[20] ^= 0x10  // forged iteration
+                default: bytes = accepted  // replay
+                }
+                if bytes.count == 64 && sent % 4 == 0 { bytes[0] = 0 }
+                try sender.sendRaw(bytes)
+                sent += 1
+            }
+            let target = sent
+            #expect(eventually { try lead.status().heartbeats.droppedTotal == target }, "after \(target)")
+        }
+        let status = try lead.status()
+        #expect(status.heartbeats.droppedTotal == 10_000)
+        #expect(status.heartbeats.accepted == 1)
+        let after = try lead.agents()[0]
+        #expect(after.iteration == before.iteration)
+        #expect(after.progress == before.progress)
+        #expect(after.impedance.queueDepth == before.impedance.queueDepth)
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func unixSocketsServeHeartbeatsAndTheAPI() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        let endpoint = try lead.waitReady()
+        let socket = try #require(endpoint.api.unixSocket)
+        let viaUnix = LoopbackHTTPClient(address: .unix(path: socket))
+        #expect(try viaUnix.request("GET", "/healthz").status == 200)
+        let credentials = try LeadClient(address: .unix(path: socket), token: LeadDiscovery.token(dataDir: lead.dataDir))
+            .register(.init(name: "container-1", agentClass: .persistent))
+        #expect(credentials.heartbeat.unixSocket != nil)
+        try HeartbeatSender(credentials: credentials, preferUnixSocket: true).send(state: .conflict, queueDepth: 0, progress: 0)
+        #expect(eventually { try lead.status().agents.conflict == 1 })
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func sigtermStopsCleanlyAndASecondLeadIsRefused() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let lead = try LeadProcess(dataDir: dataDir)
+        _ = try lead.waitReady()
+        let second = try LeadProcess(dataDir: dataDir)
+        second.process.waitUntilExit()
+        #expect(second.process.terminationStatus != 0)
+        #expect(second.log.contains("already runs with data dir"))
+        #expect(lead.terminate() == 0)
+        #expect(!FileManager.default.fileExists(atPath: dataDir + "/lead.json"))
+        let tokenMode = try FileManager.default.attributesOfItem(atPath: dataDir + "/node-token")[.posixPermissions] as? Int
+        #expect(tokenMode == 0o600)
+    }
+
+    @Test func badConfigIsRefusedWithKeyAndLine() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let config = dataDir + "/pimesh.json"
+        try "{\n  \"heartbeat\": {\n    \"interval\": 100\n  }\n}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (code, output) = try runPimesh(["run", "--data-dir", dataDir, "--config", config])
+        #expect(code == 78)
+        #expect(output.contains("pimesh.json:3: key \"heartbeat.interval\": unknown key"))
+        let check = try runPimesh(["config", "check", config])
+        #expect(check.status == 78)
+        try "{\"heartbeat\": {\"interval_ms\": 100}}".write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try runPimesh(["config", "check", config]).status == 0)
+    }
+
+    @Test func clientsExplainAMissingLead() throws {
+        let (code, output) = try runPimesh(["status", "--data-dir", "/nonexistent/pimesh"])
+        #expect(code == 1)
+        #expect(output.contains("no lead is running with data dir /nonexistent/pimesh"))
+    }
+
+    @Test func swarmAgentsBecomeReadyWithDifferentScores() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let swarm = Process()
+        swarm.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        swarm.arguments = ["swarm", "--data-dir", lead.dataDir, "--agents", "30", "--duration", "20"]
+        swarm.standardError = FileHandle.nullDevice
+        try swarm.run()
+        defer {
+            if swarm.isRunning { kill(swarm.processIdentifier, SIGTERM) }
+            swarm.waitUntilExit()
+        }
+        let (code, output) = try runPimesh(["status", "--data-dir", lead.dataDir, "--until-ready", "30", "--timeout", "15"])
+        #expect(code == 0, "\(output)")
+        #expect(eventually { try lead.agents().allSatisfy { $0.impedance.latencyMs > 0 || $0.iteration != nil } })
+        let scores = Set(try lead.agents().map(\.impedance.score))
+        #expect(scores.count > 5)
+        let table = try runPimesh(["agents", "--data-dir", lead.dataDir])
+        #expect(table.output.contains("swarm-030"))
+        kill(swarm.processIdentifier, SIGTERM)
+        swarm.waitUntilExit()
+        #expect(swarm.terminationStatus == 0)
+        #expect(lead.terminate() == 0)
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+
+/// A real `pimesh` process for end-to-end tests: started on 127.0.0.1 with ports the test
+/// chooses (0 = ephemeral), in a scratch data dir, and always stopped by the test.
+final class LeadProcess {
+    let dataDir: String
+    let process = Process()
+    let logPath: String
+
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["PIMESH_BIN"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/pimesh").path
+    }
+
+    static func scratchDirectory() -> String {
+        let path = NSTemporaryDirectory() + "pimesh-e2e-" + UUID().uuidString.prefix(8)
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    init(dataDir: String, apiPort: Int = 0, heartbeatPort: Int = 0, extraArguments: [String] = []) throws {
+        self.dataDir = dataDir
+        logPath = dataDir + "/lead-\(UUID().uuidString.prefix(6)).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = [
+            "run", "--data-dir", dataDir, "--api-port", String(apiPort), "--heartbeat-port", String(heartbeatPort),
+            "--log-level", "warning",
+        ] + extraArguments
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    /// Waits until this process has published lead.json and answers /readyz.
+    func waitReady(timeout: TimeInterval = 10) throws -> LeadEndpoint {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !process.isRunning { throw Failure("lead exited with \(process.terminationStatus): \(log)") }
+            if let endpoint = try? LeadDiscovery.endpoint(dataDir: dataDir), endpoint.pid == process.processIdentifier,
+                let response = try? LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port)).request("GET", "/readyz"),
+                response.status == 200
+            {
+                return endpoint
+            }
+            usleep(20_000)
+        }
+        throw Failure("lead not ready after \(timeout) s: \(log)")
+    }
+
+    var log: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    func client() throws -> LeadClient {
+        try LeadClient(dataDir: dataDir)
+    }
+
+    func statusJSON() throws -> [String: Any] {
+        let raw = try client().get("/v1/status")
+        return try JSONSerialization.jsonObject(with: Data(raw)) as! [String: Any]
+    }
+
+    func status() throws -> StatusReport {
+        try APICoding.decode(StatusReport.self, from: client().get("/v1/status"))
+    }
+
+    func agents() throws -> [AgentView] {
+        try APICoding.decode(AgentList.self, from: client().get("/v1/agents")).agents
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() -> Int32 {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls until `condition` holds or the timeout passes; returns whether it held.
+func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if (try? condition()) == true { return true }
+        usleep(20_000)
+    }
+    return false
+}
+
+/// Runs a `pimesh` client command and returns its exit status and output.
+func runPimesh(_ arguments: [String], timeout: TimeInterval = 30) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
