@@ -31,10 +31,16 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let client = try options.client()
             let start = Clock.monotonicNow()
             while true {
-                let raw = try client.get("/v1/status")
+                let raw: [UInt8]
+                do {
+                    raw = try options.client().get("/v1/status")
+                } catch where untilReady != nil && (Clock.monotonicNow() - start).milliseconds / 1000 <= timeout {
+                    // Waiting for a lead that is still starting is what --until-ready is for.
+                    try await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
                 let report = try APICoding.decode(StatusReport.self, from: raw)
                 let reached = untilReady.map { report.agents.ready >= $0 } ?? false
                 if options.json {
@@ -74,7 +80,7 @@ struct StatusCommand: AsyncParsableCommand {
         let p95 = a.p95Score.map(String.init) ?? "–"
         lines.append("scores      mean \(mean)   p95 \(p95)   degraded (>800) \(a.degraded)   unstable (drift>0.5) \(a.unstable)")
         let r = n.readings
-        let load = r.loadAverage1m.map { Format.decimal($0, places: 2) } ?? "–"
+        let load = r.loadAverage.map { Format.decimal($0, places: 2) } ?? "–"
         let temperature = r.temperatureCelsius.map { Format.decimal($0) + " °C" } ?? "–"
         lines.append(
             "node        score \(n.score)   cpu \(Format.decimal(n.factors.cpu, places: 2))   memory \(Format.decimal(n.factors.memory, places: 2))   "

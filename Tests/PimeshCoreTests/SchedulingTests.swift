@@ -75,7 +75,7 @@ import Testing
 
 @Suite struct NodeImpedanceTests {
     @Test func idleNodeScoresZero() {
-        let readings = NodeReadings(cpuCount: 4, loadAverage1m: 0.3, cpuPressure: 0, memoryPressure: 0, ioPressure: 0,
+        let readings = NodeReadings(cpuCount: 4, loadAverage: 0.3, cpuPressure: 0, memoryPressure: 0, ioPressure: 0,
                                     memoryTotalBytes: 4 << 30, memoryAvailableBytes: 3 << 30, temperatureCelsius: 45)
         #expect(NodeImpedance(readings: readings).score == 0)
     }
@@ -90,9 +90,9 @@ import Testing
     }
 
     @Test func loadStandsInForMissingPressure() {
-        let impedance = NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage1m: 4))
+        let impedance = NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage: 4))
         #expect(impedance.cpu == 0.5)
-        #expect(NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage1m: 1.5)).cpu == 1)
+        #expect(NodeImpedance(readings: NodeReadings(cpuCount: 2, loadAverage: 1.5)).cpu == 1)
     }
 
     @Test func lowMemoryHeadroomCounts() {

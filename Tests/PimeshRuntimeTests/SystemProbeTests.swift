@@ -30,7 +30,7 @@ import Testing
         let root = try fakeTree()
         let readings = NodeProbe(procRoot: root + "/proc", sysRoot: root + "/sys").read()
         #expect(readings.cpuCount == 4)
-        #expect(readings.loadAverage1m == 1.5)
+        #expect(readings.loadAverage == 1.5)
         #expect(readings.cpuPressure == 12.5)
         #expect(readings.memoryPressure == 0)
         #expect(readings.ioPressure == nil)  // no io file in this tree
@@ -42,7 +42,7 @@ import Testing
     @Test func missingTreeGivesNilReadingsNotErrors() {
         let readings = NodeProbe(procRoot: "/nonexistent/proc", sysRoot: "/nonexistent/sys").read()
         #expect(readings.cpuCount >= 1)
-        #expect(readings.loadAverage1m == nil && readings.cpuPressure == nil && readings.temperatureCelsius == nil)
+        #expect(readings.loadAverage == nil && readings.cpuPressure == nil && readings.temperatureCelsius == nil)
     }
 
     @Test func smapsRollupParses() {

@@ -37,7 +37,7 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
         // Without PSI, load above the core count is the share of time a runnable task waits.
         if let pressure = readings.cpuPressure {
             cpu = free(pressure)
-        } else if let load = readings.loadAverage1m, readings.cpuCount > 0 {
+        } else if let load = readings.loadAverage, readings.cpuCount > 0 {
             cpu = 1 / max(1, load / Double(readings.cpuCount))
         } else {
             cpu = 1

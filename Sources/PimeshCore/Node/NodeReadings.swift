@@ -2,7 +2,7 @@
 /// PSI needs a kernel with CONFIG_PSI (Pi OS enables it), thermal zones may be missing in VMs.
 public struct NodeReadings: Sendable, Equatable, Codable {
     public var cpuCount: Int
-    public var loadAverage1m: Double?
+    public var loadAverage: Double?
     /// `/proc/pressure/*` "some avg10": percent of the last 10 s some task was stalled.
     public var cpuPressure: Double?
     public var memoryPressure: Double?
@@ -13,12 +13,12 @@ public struct NodeReadings: Sendable, Equatable, Codable {
     public var temperatureCelsius: Double?
 
     public init(
-        cpuCount: Int, loadAverage1m: Double? = nil, cpuPressure: Double? = nil, memoryPressure: Double? = nil,
+        cpuCount: Int, loadAverage: Double? = nil, cpuPressure: Double? = nil, memoryPressure: Double? = nil,
         ioPressure: Double? = nil, memoryTotalBytes: UInt64? = nil, memoryAvailableBytes: UInt64? = nil,
         temperatureCelsius: Double? = nil
     ) {
         self.cpuCount = cpuCount
-        self.loadAverage1m = loadAverage1m
+        self.loadAverage = loadAverage
         self.cpuPressure = cpuPressure
         self.memoryPressure = memoryPressure
         self.ioPressure = ioPressure

@@ -17,7 +17,7 @@ public struct NodeProbe: Sendable {
         let memory = meminfo()
         return NodeReadings(
             cpuCount: cpuCount(),
-            loadAverage1m: text("\(procRoot)/loadavg").flatMap { $0.split(separator: " ").first }.flatMap { Double($0) },
+            loadAverage: text("\(procRoot)/loadavg").flatMap { $0.split(separator: " ").first }.flatMap { Double($0) },
             cpuPressure: pressure("cpu"),
             memoryPressure: pressure("memory"),
             ioPressure: pressure("io"),

@@ -1,0 +1,39 @@
+# pimesh — build, demo and test on Debian 12 (as root, or with sudo).
+SWIFT      ?= swift
+RELEASE    := -c release --static-swift-stdlib
+DEBUG_BIN  := .build/debug/pimesh
+# The unstripped release binary is kept for `nm`; .build/pimesh is the stripped one to ship.
+RELEASE_BIN := .build/release/pimesh
+SHIP_BIN    := .build/pimesh
+
+.PHONY: deps build release demo test test-swift test-python check-binary clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build $(RELEASE) --product pimesh
+	strip -o $(SHIP_BIN) $(RELEASE_BIN)
+	@ls -l $(SHIP_BIN) | awk '{printf "release binary %s: %.1f MB stripped\n", $$9, $$5/1048576}'
+
+demo: release
+	@scripts/demo.sh $(SHIP_BIN)
+
+test: deps test-swift test-python check-binary
+
+test-swift:
+	$(SWIFT) build --build-tests
+	PIMESH_BIN=$(CURDIR)/$(DEBUG_BIN) $(SWIFT) test
+
+test-python:
+	$(SWIFT) build --product pimesh
+	PIMESH_BIN=$(CURDIR)/$(DEBUG_BIN) python3 -m unittest discover -s clients/python -p 'test_*.py' -v
+
+check-binary: release
+	@scripts/check-binary.sh $(RELEASE_BIN) $(SHIP_BIN)
+
+clean:
+	rm -rf .build

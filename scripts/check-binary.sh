@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The Pi binary must not carry full Foundation or ICU (DESIGN.md §9): check the symbols of
+# the unstripped release build, and report the size of the stripped one.
+set -euo pipefail
+unstripped=${1:-.build/release/pimesh}
+shipped=${2:-.build/pimesh}
+symbols=$(nm "$unstripped")
+bad=$(grep -E 'FoundationInternationalization|_FoundationICU|\$s10Foundation' <<<"$symbols" | head -5 || true)
+if [ -n "$bad" ]; then
+  echo "check-binary: FAIL: $unstripped links full Foundation or ICU:" >&2
+  echo "$bad" >&2
+  exit 1
+fi
+grep -q 'FoundationEssentials' <<<"$symbols" || echo "check-binary: note: no FoundationEssentials symbols either"
+size=$(stat -c %s "$shipped")
+budget=$((40 * 1024 * 1024))
+awk -v u="$unstripped" -v s="$shipped" -v n="$size" \
+  'BEGIN { printf "check-binary: ok: no full Foundation or ICU in %s; stripped %s is %.1f MB (budget 40 MB)\n", u, s, n / 1048576 }'
+if [ "$size" -gt "$budget" ]; then
+  echo "check-binary: FAIL: stripped binary over the 40 MB budget" >&2
+  exit 1
+fi

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Starts a lead and a swarm of 100 simulated agents in a scratch data dir, shows the live
+# status until all are READY with scores, prints the table, stops both and exits 0.
+set -euo pipefail
+bin=${1:-.build/pimesh}
+agents=${DEMO_AGENTS:-100}
+data=$(mktemp -d /tmp/pimesh-demo.XXXXXX)
+lead=""
+swarm=""
+cleanup() {
+  [ -n "$swarm" ] && kill -TERM "$swarm" 2>/dev/null && wait "$swarm" 2>/dev/null || true
+  [ -n "$lead" ] && kill -TERM "$lead" 2>/dev/null && wait "$lead" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+
+echo "demo: lead and $agents agents in $data"
+"$bin" run --data-dir "$data" --api-port 0 --heartbeat-port 0 --log-level warning &
+lead=$!
+"$bin" swarm --data-dir "$data" --agents "$agents" 2>"$data/swarm.log" &
+swarm=$!
+
+"$bin" status --data-dir "$data" --until-ready "$agents" --timeout 30
+echo
+"$bin" agents --data-dir "$data" --sort score
+echo
+"$bin" status --data-dir "$data"
+
+kill -TERM "$swarm"; wait "$swarm"; swarm=""
+kill -TERM "$lead"; wait "$lead"; lead=""
+echo
+echo "demo: $agents agents READY; lead and swarm stopped cleanly"
