@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""A pimesh agent client for agents written in Python. Standard library only.
+
+Register once with the lead found through its data dir, keep the credentials, and send
+signed heartbeats (protocol v1, docs/protocol.md) every interval:
+
+    agent = PimeshAgent.register_or_resume("/var/lib/pimesh", "/var/lib/my-agent/identity.json",
+                                           name="camera-1", capabilities=["sense"])
+    agent.run(report=lambda: Report(state=READY, queue_depth=len(queue), progress=done))
+
+Or from the shell: python3 pimesh_agent.py --data-dir /var/lib/pimesh --name camera-1
+"""
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+READY, TRANSIT, CONFLICT = 1, 0, -1
+VERSION = 1
+SIGNED_LENGTH = 48
+TAG_LENGTH = 16
+# version, state (signed), reserved, agent id, iteration, timestamp_ms, queue_depth, progress
+_SIGNED = struct.Struct(">BbH16sQqIQ")
+assert _SIGNED.size == SIGNED_LENGTH
+
+
+class PimeshError(Exception):
+    """A problem a person can act on: no lead, a refused registration, a bad identity file."""
+
+
+@dataclass
+class Report:
+    state: int = READY
+    queue_depth: int = 0
+    progress: int = 0
+
+
+def discover(data_dir):
+    """The running lead's endpoint (lead.json) and the node token, from its data dir."""
+    lead_path = os.path.join(data_dir, "lead.json")
+    token_path = os.path.join(data_dir, "node-token")
+    try:
+        with open(lead_path, "rb") as f:
+            endpoint = json.load(f)
+    except FileNotFoundError:
+        raise PimeshError(f"no lead is running with data dir {data_dir} (no {lead_path})") from None
+    try:
+        with open(token_path) as f:
+            token = f.read().strip()
+    except OSError as error:
+        raise PimeshError(f"cannot read the node token at {token_path}: {error}") from None
+    return endpoint, token
+
+
+def encode_heartbeat(agent_id, secret, iteration, timestamp_ms, state, queue_depth, progress):
+    """One 64-byte v1 datagram: the signed part and the first 16 bytes of its HMAC-SHA256."""
+    signed = _SIGNED.pack(VERSION, state, 0, agent_id, iteration, timestamp_ms, queue_depth, progress)
+    return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
+
+
+class PimeshAgent:
+    def __init__(self, credentials):
+        try:
+            self.credentials = credentials
+            self.agent_id = bytes.fromhex(credentials["id"].replace("-", ""))
+            self.secret = bytes.fromhex(credentials["secret"])
+            heartbeat = credentials["heartbeat"]
+            self.address = (heartbeat["host"], int(heartbeat["port"]))
+            self.interval = int(heartbeat["interval_ms"]) / 1000
+        except (KeyError, ValueError, TypeError) as error:
+            raise PimeshError(f"credentials are incomplete or damaged: {error!r}") from None
+        if len(self.agent_id) != 16:
+            raise PimeshError("credentials hold an agent id that is not a UUID")
+        # Starting from the clock in microseconds keeps iterations increasing across restarts
+        # of this process without storing a counter.
+        self.iteration = int(time.time() * 1_000_000)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    @staticmethod
+    def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0):
+        endpoint, token = discover(data_dir)
+        api = endpoint["api"]
+        body = json.dumps({"name": name, "class": agent_class, "capabilities": list(capabilities)})
+        connection = http.client.HTTPConnection(api["host"], int(api["port"]), timeout=timeout)
+        try:
+            connection.request("POST", "/v1/agents", body=body,
+                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as error:
+            raise PimeshError(f"cannot reach the lead's API at {api['host']}:{api['port']}: {error}") from None
+        finally:
+            connection.close()
+        if response.status != 201:
+            try:
+                message = json.loads(payload).get("error", payload.decode(errors="replace"))
+            except ValueError:
+                message = payload.decode(errors="replace")
+            raise PimeshError(f"the lead refused the registration ({response.status}): {message}")
+        return json.loads(payload)
+
+    @classmethod
+    def register_or_resume(cls, data_dir, identity_file, name, agent_class="CLASS_E_LOCAL", capabilities=()):
+        """Reuse saved credentials, or register and save them (0600) for the next start."""
+        if os.path.exists(identity_file):
+            try:
+                with open(identity_file) as f:
+                    return cls(json.load(f))
+            except ValueError as error:
+                raise PimeshError(f"{identity_file} is not valid JSON: {error}") from None
+        credentials = cls.register(data_dir, name, agent_class, capabilities)
+        temporary = f"{identity_file}.tmp.{os.getpid()}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            json.dump(credentials, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, identity_file)
+        return cls(credentials)
+
+    def heartbeat(self, state=READY, queue_depth=0, progress=0):
+        """Sends one heartbeat; returns its iteration. A lost datagram is what UDP allows."""
+        self.iteration += 1
+        datagram = encode_heartbeat(self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
+                                    state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
+        self.socket.sendto(datagram, self.address)
+        return self.iteration
+
+    def run(self, report=Report, stop=lambda: False):
+        """Heartbeats at the lead's interval until `stop()` is true."""
+        while not stop():
+            current = report()
+            try:
+                self.heartbeat(current.state, current.queue_depth, current.progress)
+            except OSError:
+                pass  # the lead may be restarting; the next tick tries again
+            time.sleep(self.interval)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run a minimal pimesh agent that heartbeats until interrupted.")
+    parser.add_argument("--data-dir", default=os.environ.get("PIMESH_DATA_DIR", "./.pimesh"),
+                        help="the lead's data dir (default $PIMESH_DATA_DIR, else ./.pimesh)")
+    parser.add_argument("--name", required=True, help="agent name: letters, digits, '.', '_', '-'")
+    parser.add_argument("--class", dest="agent_class", default="CLASS_E_LOCAL", help="impedance class")
+    parser.add_argument("--capability", action="append", default=[], help="a capability (repeatable)")
+    parser.add_argument("--identity", help="credentials file (default <data-dir>/agent-<name>.json)")
+    args = parser.parse_args(argv)
+    identity = args.identity or os.path.join(args.data_dir, f"agent-{args.name}.json")
+    try:
+        agent = PimeshAgent.register_or_resume(args.data_dir, identity, args.name, args.agent_class, args.capability)
+        print(f"agent {args.name} ({agent.credentials['id']}) heartbeating every {agent.interval * 1000:.0f} ms",
+              file=sys.stderr)
+        agent.run()
+    except PimeshError as error:
+        print(f"pimesh_agent: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The Python client against a real lead: started here on 127.0.0.1 with ephemeral ports."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import pimesh_agent
+from pimesh_agent import CONFLICT, READY, PimeshAgent, PimeshError
+
+BINARY = os.environ.get("PIMESH_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug", "pimesh")
+
+
+class LeadFixture:
+    def __init__(self):
+        self.data_dir = tempfile.mkdtemp(prefix="pimesh-py-")
+        self.log = open(os.path.join(self.data_dir, "lead.log"), "wb")
+        self.process = subprocess.Popen(
+            [BINARY, "run", "--data-dir", self.data_dir, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                endpoint, _ = pimesh_agent.discover(self.data_dir)
+                if endpoint["pid"] == self.process.pid:
+                    return
+            except (PimeshError, ValueError):
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("lead did not start")
+
+    def get(self, path):
+        endpoint, token = pimesh_agent.discover(self.data_dir)
+        request = urllib.request.Request(f"http://127.0.0.1:{endpoint['api']['port']}{path}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+
+    def wait_for(self, condition, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if condition():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class PythonClientTests(unittest.TestCase):
+    def setUp(self):
+        self.lead = LeadFixture()
+
+    def tearDown(self):
+        self.lead.stop()
+
+    def agent_view(self, name):
+        return next(a for a in self.lead.get("/v1/agents")["agents"] if a["name"] == name)
+
+    def test_register_and_heartbeat(self):
+        identity = os.path.join(self.lead.data_dir, "py.json")
+        agent = PimeshAgent.register_or_resume(self.lead.data_dir, identity, "py-1", "CLASS_B_SERVERLESS", ["sense"])
+        self.assertEqual(os.stat(identity).st_mode & 0o777, 0o600)
+        agent.heartbeat(READY, queue_depth=3, progress=17)
+        self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-1")["state"] == "READY"))
+        view = self.agent_view("py-1")
+        self.assertEqual(view["class"], "CLASS_B_SERVERLESS")
+        self.assertEqual(view["progress"], 17)
+        self.assertEqual(view["impedance"]["queue_depth"], 3)
+        agent.heartbeat(CONFLICT)
+        self.assertTrue(self.lead.wait_for(lambda: self.lead.get("/v1/status")["agents"]["conflict"] == 1))
+
+    def test_saved_identity_is_reused(self):
+        identity = os.path.join(self.lead.data_dir, "py.json")
+        first = PimeshAgent.register_or_resume(self.lead.data_dir, identity, "py-2")
+        second = PimeshAgent.register_or_resume(self.lead.data_dir, identity, "py-2")
+        self.assertEqual(first.credentials["id"], second.credentials["id"])
+        second.heartbeat()
+        self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-2")["state"] == "READY"))
+        self.assertEqual(len(self.lead.get("/v1/agents")["agents"]), 1)
+
+    def test_forged_heartbeat_is_counted_not_accepted(self):
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-3"))
+        agent.secret = b"not the secret"
+        agent.heartbeat()
+        self.assertTrue(self.lead.wait_for(lambda: self.lead.get("/v1/status")["heartbeats"]["dropped"]["bad_tag"] == 1))
+        self.assertEqual(self.agent_view("py-3")["state"], "TRANSIT")
+
+    def test_refusals_are_clear(self):
+        PimeshAgent.register(self.lead.data_dir, "py-4")
+        with self.assertRaisesRegex(PimeshError, "already registered"):
+            PimeshAgent.register(self.lead.data_dir, "py-4")
+        with self.assertRaisesRegex(PimeshError, r"\(400\).*class"):
+            PimeshAgent.register(self.lead.data_dir, "py-5", agent_class="CLASS_Q")
+        with self.assertRaisesRegex(PimeshError, "no lead is running"):
+            PimeshAgent.register("/nonexistent/pimesh", "py-6")
+
+    def test_datagram_layout_matches_the_protocol(self):
+        datagram = pimesh_agent.encode_heartbeat(bytes(range(16)), b"k", 7, 1000, CONFLICT, 2, 3)
+        self.assertEqual(len(datagram), 64)
+        self.assertEqual(datagram[0], 1)
+        self.assertEqual(datagram[1], 0xFF)
+        self.assertEqual(datagram[4:20], bytes(range(16)))
+        self.assertEqual(int.from_bytes(datagram[20:28], "big"), 7)
+
+
+if __name__ == "__main__":
+    unittest.main()
