@@ -31,16 +31,21 @@ public enum LocalAddress: Sendable, Equatable, CustomStringConvertible {
         case .unix(let path):
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
+            var bytes = Array(path.utf8)
+            // A leading '@' names an abstract socket (systemd's NOTIFY_SOCKET may be one): its
+            // first byte is NUL and its length counts no terminator.
+            let isAbstract = bytes.first == UInt8(ascii: "@")
+            if isAbstract { bytes[0] = 0 }
             let capacity = MemoryLayout.size(ofValue: address.sun_path)
             guard bytes.count < capacity else { throw SocketError(operation: "address \(self) (path too long)", code: ENAMETOOLONG) }
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 for (i, b) in bytes.enumerated() { raw[i] = b }
-                raw[bytes.count] = 0
             }
+            let length = isAbstract
+                ? MemoryLayout<sa_family_t>.size + bytes.count : MemoryLayout<sockaddr_un>.size
             return try withUnsafePointer(to: &address) {
                 try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    try body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                    try body($0, socklen_t(length))
                 }
             }
         }

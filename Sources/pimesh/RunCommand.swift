@@ -45,27 +45,19 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessEnvironment.current
+        // Defaults, then the environment, then the file, then flags.
         var settings = LeadConfig()
-        var dataDirFromFile = false
+        settings.dataDir = LeadDiscovery.defaultDataDir(environment: environment)
+        if let systemd = environment["RUNTIME_DIRECTORY"], !systemd.isEmpty { settings.runDir = systemd }
         if let config {
             do {
-                let original = settings.dataDir
-                settings = try ConfigLoader.load(path: config)
-                dataDirFromFile = settings.dataDir != original
+                settings = try ConfigLoader.load(path: config, base: settings)
             } catch {
                 throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
             }
         }
-        if let dataDir {
-            settings.dataDir = dataDir
-        } else if !dataDirFromFile {
-            settings.dataDir = LeadDiscovery.defaultDataDir(environment: environment)
-        }
-        if let runDir {
-            settings.runDir = runDir
-        } else if settings.runDir == nil, let systemd = environment["RUNTIME_DIRECTORY"], !systemd.isEmpty {
-            settings.runDir = systemd
-        }
+        if let dataDir { settings.dataDir = dataDir }
+        if let runDir { settings.runDir = runDir }
         if let apiPort { settings.api.port = apiPort }
         if let heartbeatPort { settings.heartbeat.port = heartbeatPort }
         if let logLevel { settings.logLevel = logLevel }

@@ -132,6 +132,24 @@ import Testing
         #expect(lead.terminate() == 0)
     }
 
+    @Test func swiftAgentLibraryRegistersOnceAndHeartbeats() async throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let identity = lead.dataDir + "/agent.json"
+        let agent = try PimeshAgent.registerOrResume(
+            dataDir: lead.dataDir, identityFile: identity, registration: .init(name: "swift-1", agentClass: .edge, capabilities: ["relay"]))
+        let again = try PimeshAgent.registerOrResume(
+            dataDir: lead.dataDir, identityFile: identity, registration: .init(name: "swift-1"))
+        #expect(again.credentials == agent.credentials)
+        let loop = Task { try await agent.heartbeat { PimeshAgent.Report(state: .ready, queueDepth: 2, progress: 5) } }
+        #expect(eventually { try lead.agents().first?.state == "READY" })
+        loop.cancel()
+        let view = try #require(try lead.agents().first)
+        #expect(view.agentClass == .edge && view.capabilities == ["relay"] && view.impedance.queueDepth == 2)
+        #expect(try lead.agents().count == 1)
+        #expect(lead.terminate() == 0)
+    }
+
     @Test func unixSocketsServeHeartbeatsAndTheAPI() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         let endpoint = try lead.waitReady()

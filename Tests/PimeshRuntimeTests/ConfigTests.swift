@@ -45,6 +45,13 @@ import Testing
         #expect(config.node.procRoot == "/p" && config.logLevel == "debug")
     }
 
+    @Test func fileOverridesItsBaseOnlyWhereItSpeaks() throws {
+        var base = LeadConfig()
+        base.dataDir = "/from/environment"
+        #expect(try ConfigLoader.parse(text: "{}", file: "f", base: base).dataDir == "/from/environment")
+        #expect(try ConfigLoader.parse(text: #"{"data_dir": "/from/file"}"#, file: "f", base: base).dataDir == "/from/file")
+    }
+
     @Test func unknownKeyIsNamedWithItsLine() {
         let failure = error("{\n  \"api\": {\n    \"port\": 1,\n    \"prot\": 2\n  }\n}")
         #expect(failure?.key == "api.prot")

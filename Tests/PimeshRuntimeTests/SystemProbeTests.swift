@@ -63,6 +63,17 @@ import Testing
         #expect(SystemdNotifier(environment: ["WATCHDOG_USEC": "2000000"]).watchdogInterval == .seconds(1))
     }
 
+    @Test func systemdNotifierReachesAnAbstractSocket() throws {
+        let name = "@pimesh-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        #expect(try LocalAddress.unix(path: name).withSockaddr { bind(fd, $0, $1) } == 0)
+        #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": name]).notify("WATCHDOG=1"))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        #expect(String(decoding: buffer.prefix(max(0, n)), as: UTF8.self) == "WATCHDOG=1")
+    }
+
     @Test func systemdNotifierSendsToTheSocket() throws {
         var template = Array("/tmp/pimesh-notify-XXXXXX".utf8CString)
         let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)

@@ -4,17 +4,18 @@ import PimeshAgent
 public enum ConfigLoader {
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
-    public static func load(path: String) throws -> LeadConfig {
+    /// Reads the file over `base`: keys in the file replace the base's values, the rest stay.
+    public static func load(path: String, base: LeadConfig = LeadConfig()) throws -> LeadConfig {
         let bytes: [UInt8]
         do {
             bytes = try FileIO.read(path: path, limit: 1 << 20)
         } catch {
             throw ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)")
         }
-        return try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
+        return try parse(text: String(decoding: bytes, as: UTF8.self), file: path, base: base)
     }
 
-    public static func parse(text: String, file: String) throws(ConfigError) -> LeadConfig {
+    public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let value: JSONValue
         do {
             value = try JSONValue.parse(Array(text.utf8))
@@ -23,7 +24,7 @@ public enum ConfigLoader {
         }
         let root = try ConfigReader(file: file, text: text, path: "", value: value)
         try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node"])
-        var config = LeadConfig()
+        var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
         if let level = try root.string("log_level") {

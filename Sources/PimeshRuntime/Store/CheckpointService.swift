@@ -12,12 +12,7 @@ struct CheckpointService: Service {
     let counter: CheckpointCounter
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: interval)
-                checkpoint()
-            }
-        }
+        await repeatUntilGracefulShutdown(every: interval) { checkpoint() }
         checkpoint()
         await writer.flush()
     }

@@ -55,12 +55,7 @@ public final class StoreWriter: Service, Sendable {
     }
 
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: self.commitInterval)
-                await self.flush()
-            }
-        }
+        await repeatUntilGracefulShutdown(every: commitInterval) { await self.flush() }
         // Whatever was queued before shutdown is committed before the lead exits.
         await flush()
     }

@@ -27,11 +27,6 @@ struct NodeProbeService: Service {
     let interval: Duration
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: interval)
-                state.update(probe.read())
-            }
-        }
+        await repeatUntilGracefulShutdown(every: interval) { state.update(probe.read()) }
     }
 }

@@ -1,5 +1,4 @@
-import Glibc
-import Logging
+import PimeshAgent
 import ServiceLifecycle
 
 /// sd_notify without libsystemd: `READY=1` once the lead serves, `WATCHDOG=1` at half of
@@ -19,26 +18,8 @@ public struct SystemdNotifier: Sendable {
 
     @discardableResult
     public func notify(_ message: String) -> Bool {
-        guard let socketPath else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var path = Array(socketPath.utf8)
-        // A leading '@' names an abstract socket, whose first byte is NUL.
-        if path.first == UInt8(ascii: "@") { path[0] = 0 }
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in path.enumerated() { raw[i] = b }
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path.first == 0 ? 0 : 1))
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddr in
-                Array(message.utf8).withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sockaddr, length) }
-            }
-        }
-        return sent >= 0
+        guard let socketPath, let sender = try? DatagramSender(destination: .unix(path: socketPath)) else { return false }
+        return (try? sender.send(Array(message.utf8))) != nil
     }
 }
 
@@ -48,11 +29,7 @@ struct WatchdogService: Service {
     let interval: Duration
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                notifier.notify("WATCHDOG=1")
-                try await Task.sleep(for: interval)
-            }
-        }
+        notifier.notify("WATCHDOG=1")
+        await repeatUntilGracefulShutdown(every: interval) { notifier.notify("WATCHDOG=1") }
     }
 }
