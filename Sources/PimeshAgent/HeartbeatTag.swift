@@ -3,19 +3,22 @@ import PimeshCore
 
 /// The heartbeat tag: HMAC-SHA256 under the agent's secret over the signed part, truncated to
 /// 16 bytes (RFC 2104 §5 allows truncation to half the hash). Agents sign with it, the lead checks with it.
-// SymmetricKey is an immutable value that swift-crypto 3 does not mark Sendable; it is never
-// mutated after init, so sharing it across the lead's threads is safe.
+// The keyed HMAC is copied before each use and never mutated in place, so sharing it across
+// the lead's threads is safe even where swift-crypto does not mark its parts Sendable.
 public struct HeartbeatTag: @unchecked Sendable {
-    private let key: SymmetricKey
+    /// Keyed once: the padded key and its inner and outer hash states are computed at
+    /// registration, not per datagram.
+    private let keyed: HMAC<SHA256>
 
     public init(secret: [UInt8]) {
-        key = SymmetricKey(data: secret)
+        keyed = HMAC<SHA256>(key: SymmetricKey(data: secret))
     }
 
     /// Calls `body` with the full 32-byte tag of `signed` (the first 48 bytes of a datagram).
     public func withTag<R>(of signed: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        let code = HMAC<SHA256>.authenticationCode(for: signed, using: key)
-        return code.withUnsafeBytes(body)
+        var authenticator = keyed
+        authenticator.update(data: signed)
+        return authenticator.finalize().withUnsafeBytes(body)
     }
 
     /// Whether the datagram's tag is the one its signed part should carry under this key.

@@ -78,6 +78,7 @@ import Testing
                 bytes = stranger.next(state: .ready, queueDepth: 0, progress: 0, timestampMs: wallNow)
                 let id = agents[victim].0.id
                 bytes.withUnsafeMutableBytes { id.write(to: $0, offset: 4) }
+                bytes[20] = 0x7F  // above the victim's last iteration, so only the tag stops it
                 reason = .badTag
             case 5:  // a well-signed heartbeat of an agent this lead never registered
                 bytes = stranger.next(state: .ready, queueDepth: 0, progress: 0, timestampMs: wallNow)
@@ -87,7 +88,7 @@ import Testing
                 var old = signerCopy
                 bytes = old.next(state: .conflict, queueDepth: 99, progress: 99, timestampMs: wallNow)
                 bytes.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(1).bigEndian, toByteOffset: 20, as: UInt64.self) }
-                reason = .badTag  // re-signing is impossible without the secret, so this is a forgery too
+                reason = .replayed  // judged before the tag, like an IPsec replay window
             default:  // bad version or malformed state byte on a real datagram
                 bytes = accepted[victim]
                 if n % 16 == 7 {

@@ -14,6 +14,14 @@ struct LiveAgent: Sendable {
     /// The iteration in the last checkpoint; a checkpoint is due only when this lags behind.
     var checkpointedIteration: UInt64?
 
+    mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
+        lastIteration = datagram.iteration
+        reportedState = datagram.state
+        progress = datagram.progress
+        lastHeartbeat = now
+        tracker.recordHeartbeat(at: now, oneWayLatencyMs: latencyMs, queueDepth: Int(datagram.queueDepth))
+    }
+
     func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
         guard let lastHeartbeat, now - lastHeartbeat <= staleAfter else { return .transit }
         return reportedState
