@@ -21,11 +21,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" run --data-dir "$data" --api-port 0 --heartbeat-port 0 --log-level warning &
+# The swarm and the status calls run from a copy of the binary: sharing the lead's own file
+# would split its code pages' PSS between the processes and flatter the lead.
+client="$data/pimesh-client"
+cp "$bin" "$client"
+"$bin" run ${LEAD_ARGS:-} --data-dir "$data" --api-port 0 --heartbeat-port 0 --log-level warning &
 lead=$!
-"$bin" swarm --data-dir "$data" --agents "$agents" 2>/dev/null &
+"$client" swarm --data-dir "$data" --agents "$agents" 2>/dev/null &
 swarm=$!
-"$bin" status --data-dir "$data" --until-ready "$agents" --timeout 60 >/dev/null
+"$client" status --data-dir "$data" --until-ready "$agents" --timeout 60 >/dev/null
 sleep 5  # past registration: steady state only
 
 field() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$lead/smaps_rollup"; }
@@ -43,12 +47,12 @@ for _ in $(seq 1 "$window"); do
 done
 ticks1=$(cpu_ticks); writes1=$(writes); t1=$(date +%s.%N)
 rss=$(field Rss); pss=$(field Pss); anon=$(field Anonymous)
-ready=$("$bin" status --data-dir "$data" --json | tr ',' '\n' | grep -m1 '"ready"' | tr -dc '0-9')
-accepted=$("$bin" status --data-dir "$data" --json | tr ',' '\n' | grep -m1 '"accepted"' | tr -dc '0-9')
-
 breakdown=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anonymous]" : $6) }
                  /^Pss:/ { pss[name] += $2 }
                  END { for (n in pss) if (pss[n] >= 100) printf "%8.1f MiB  %s\n", pss[n] / 1024, n }' "/proc/$lead/smaps" | sort -rn)
+
+ready=$("$client" status --data-dir "$data" --json | tr ',' '\n' | grep -m1 '"ready"' | tr -dc '0-9')
+accepted=$("$client" status --data-dir "$data" --json | tr ',' '\n' | grep -m1 '"accepted"' | tr -dc '0-9')
 
 awk -v a="$agents" -v w="$window" -v rss="$rss" -v pss="$pss" -v anon="$anon" -v mp="$max_pss" -v ma="$max_anon" \
     -v dt="$(echo "$t1 $t0" | awk '{ print $1 - $2 }')" -v dticks="$((ticks1 - ticks0))" -v hz="$hz" \

@@ -33,7 +33,7 @@ import Testing
               "heartbeat": {"host": "127.0.0.2", "port": 8001, "unix_socket": false, "interval_ms": 100,
                             "stale_after_ms": 500, "max_clock_skew_ms": 5000},
               "store": {"commit_interval_ms": 20, "checkpoint_interval_s": 60},
-              "node": {"probe_interval_ms": 2000, "proc_root": "/p", "sys_root": "/s"}
+              "node": {"probe_interval_ms": 2000, "code_trim_interval_s": 0, "proc_root": "/p", "sys_root": "/s"}
             }
             """)
         #expect(config.dataDir == "/var/lib/pimesh")
@@ -43,6 +43,7 @@ import Testing
         #expect(config.heartbeat.staleAfterMs == 500 && config.heartbeat.maxClockSkewMs == 5000)
         #expect(config.store.checkpointIntervalS == 60)
         #expect(config.node.procRoot == "/p" && config.logLevel == "debug")
+        #expect(config.node.codeTrimIntervalS == 0)
     }
 
     @Test func fileOverridesItsBaseOnlyWhereItSpeaks() throws {

@@ -96,3 +96,26 @@ import Testing
         #expect(String(decoding: buffer.prefix(max(0, n)), as: UTF8.self) == "READY=1")
     }
 }
+
+@Suite struct CodePagesTests {
+    @Test func findsTheBinarysOwnMappings() {
+        let maps = """
+            5560ec233000-5560edb97000 r-xp 00000000 fe:00 16302310                   /usr/bin/pimesh
+            5560edb97000-5560edc45000 r--p 01963000 fe:00 16302310                   /usr/bin/pimesh
+            5560edc45000-5560edf0d000 rw-p 01a11000 fe:00 16302310                   /usr/bin/pimesh
+            7f0000000000-7f0000021000 rw-p 00000000 00:00 0
+            7f1000000000-7f1000100000 r-xp 00000000 fe:00 99                         /usr/lib/libsqlite3.so.0
+            """
+        let mappings = CodePages.mappings(of: "/usr/bin/pimesh", in: maps)
+        #expect(mappings.count == 3)
+        #expect(mappings[0] == .init(start: 0x5560_ec23_3000, end: 0x5560_edb9_7000, executable: true, writable: false))
+        #expect(mappings.filter { $0.executable && !$0.writable }.count == 1)
+    }
+
+    @Test func droppingIdleCodeKeepsTheProcessWorking() {
+        // The test binary's own code: dropped, then run again from the page cache.
+        #expect(CodePages.adviseRandomAccess() > 0)
+        #expect(CodePages.dropIdleCode() > 0)
+        #expect(ProcessMemory.parse("Rss: 1 kB").rssBytes == 1024)
+    }
+}

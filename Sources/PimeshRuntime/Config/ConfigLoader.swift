@@ -63,8 +63,9 @@ public enum ConfigLoader {
             if let s = try store.int("checkpoint_interval_s", in: 10...86_400) { config.store.checkpointIntervalS = s }
         }
         if let node = try root.section("node") {
-            try node.rejectUnknownKeys(allowed: ["probe_interval_ms", "proc_root", "sys_root"])
+            try node.rejectUnknownKeys(allowed: ["probe_interval_ms", "code_trim_interval_s", "proc_root", "sys_root"])
             if let ms = try node.int("probe_interval_ms", in: 100...60_000) { config.node.probeIntervalMs = ms }
+            if let s = try node.int("code_trim_interval_s", in: 0...86_400) { config.node.codeTrimIntervalS = s }
             if let root = try node.string("proc_root") { config.node.procRoot = root }
             if let root = try node.string("sys_root") { config.node.sysRoot = root }
         }

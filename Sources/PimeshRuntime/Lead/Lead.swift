@@ -26,6 +26,7 @@ public struct Lead: Sendable {
 
     public func run() async throws {
         let started = Clock.monotonicNow()
+        CodePages.adviseRandomAccess()
         let dataDir = config.dataDir
         let runDir = config.resolvedRunDir
         try FileIO.makeDirectories(dataDir, mode: 0o700)
@@ -71,6 +72,8 @@ public struct Lead: Sendable {
                 logger.error("cannot write \(leadFile); clients will not find this lead", metadata: ["error": "\(error)"])
             }
             notifier.notify("READY=1")
+            // Start-up code (argument parsing, migrations, binding) is not needed again.
+            CodePages.dropIdleCode()
             logger.info(
                 "lead ready",
                 metadata: [
@@ -109,6 +112,10 @@ public struct Lead: Sendable {
                         },
                         logger: logger),
                     serviceName: "api-unix"))
+        }
+        if config.node.codeTrimIntervalS > 0 {
+            services.append(
+                .init(service: CodeTrimService(interval: .seconds(config.node.codeTrimIntervalS)), serviceName: "code-trim"))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(notifier: notifier, interval: interval), serviceName: "watchdog"))
