@@ -20,10 +20,6 @@ public struct Lead: Sendable {
         self.environment = environment
     }
 
-    public struct StartError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
     public func run() async throws {
         let started = Clock.monotonicNow()
         CodePages.adviseRandomAccess()
@@ -31,7 +27,8 @@ public struct Lead: Sendable {
         let runDir = config.resolvedRunDir
         try FileIO.makeDirectories(dataDir, mode: 0o700)
         try FileIO.makeDirectories(runDir, mode: 0o755)
-        try refuseSecondLead(dataDir: dataDir)
+        let lock = try DataDirLock(dataDir: dataDir)
+        defer { withExtendedLifetime(lock) {} }
         let token = try NodeToken.loadOrCreate(dataDir: dataDir)
 
         let database = try Database(path: dataDir + "/pimesh.db")
@@ -130,15 +127,5 @@ public struct Lead: Sendable {
         try await group.run()
         notifier.notify("STOPPING=1")
         logger.info("lead stopped", metadata: ["agents": "\(registry.count)"])
-    }
-
-    /// Two leads on one data dir would fight over the store and lead.json. A lead.json left by
-    /// a killed lead names a dead pid and is ignored.
-    private func refuseSecondLead(dataDir: String) throws {
-        guard let endpoint = try? LeadDiscovery.endpoint(dataDir: dataDir), endpoint.pid != getpid() else { return }
-        guard kill(endpoint.pid, 0) == 0 else { return }
-        let comm = (try? FileIO.readText(path: "/proc/\(endpoint.pid)/comm"))?.trimmingWhitespace() ?? ""
-        guard comm.hasPrefix("pimesh") else { return }
-        throw StartError(description: "a lead (pid \(endpoint.pid)) already runs with data dir \(dataDir); stop it first or use another --data-dir")
     }
 }

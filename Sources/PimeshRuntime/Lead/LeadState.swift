@@ -1,3 +1,4 @@
+import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshStore
@@ -57,5 +58,3 @@ public enum PimeshRuntimeInfo {
         getpid()
     }
 }
-
-import Glibc
