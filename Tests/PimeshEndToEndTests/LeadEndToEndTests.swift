@@ -219,6 +219,11 @@ import Testing
         kill(swarm.processIdentifier, SIGTERM)
         swarm.waitUntilExit()
         #expect(swarm.terminationStatus == 0)
+        // A restarted swarm reuses its saved identities instead of registering new agents.
+        let again = try runPimesh(["swarm", "--data-dir", lead.dataDir, "--agents", "30", "--duration", "0.5"])
+        #expect(again.status == 0, "\(again.output)")
+        #expect(again.output.contains("registered_now=0"))
+        #expect(try lead.agents().count == 30)
         #expect(lead.terminate() == 0)
     }
 }

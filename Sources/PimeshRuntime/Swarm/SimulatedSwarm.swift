@@ -33,20 +33,20 @@ public final class SimulatedSwarm: Service, Sendable {
 
     public let settings: Settings
     private let logger: Logger
-    private let onRegistered: @Sendable (Int) -> Void
 
-    public init(settings: Settings, logger: Logger, onRegistered: @escaping @Sendable (Int) -> Void = { _ in }) {
+    public init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
-        self.onRegistered = onRegistered
     }
 
     public func run() async throws {
         let client = try await waitForLead()
-        let credentials = try await identities(client: client)
-        onRegistered(credentials.count)
+        var rng = SplitMix64(seed: settings.seed)
+        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
+        let members = try await identities(client: client, profiles: profiles)
+        let noise = rng
         try? await cancelWhenGracefulShutdown {
-            try await self.heartbeat(credentials)
+            try await self.heartbeat(members, profiles: profiles, rng: noise)
         }
     }
 
@@ -73,24 +73,23 @@ public final class SimulatedSwarm: Service, Sendable {
         return settings.namePrefix + "-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
-    /// Saved identities the lead still knows, plus new registrations for the rest.
-    private func identities(client: LeadClient) async throws -> [AgentCredentials] {
-        var saved: [String: AgentCredentials] = [:]
+    /// Saved identities the lead still knows, plus new registrations for the rest, by index.
+    private func identities(client: LeadClient, profiles: [SwarmAgentProfile]) async throws -> [(Int, AgentCredentials)] {
+        var stored: [AgentCredentials] = []
         if FileIO.exists(settings.stateFile) {
-            let stored = try APICoding.decode([AgentCredentials].self, from: try FileIO.read(path: settings.stateFile))
-            let known = Set(try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.map(\.id))
-            for credentials in stored where known.contains(credentials.id) {
-                saved[credentials.name] = credentials
-            }
+            stored = try APICoding.decode([AgentCredentials].self, from: try FileIO.read(path: settings.stateFile))
         }
-        var rng = SplitMix64(seed: settings.seed)
-        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
-        var result: [AgentCredentials] = []
+        let known = Set(try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.map(\.id))
+        var saved: [String: AgentCredentials] = [:]
+        for credentials in stored where known.contains(credentials.id) {
+            saved[credentials.name] = credentials
+        }
+        var result: [(Int, AgentCredentials)] = []
         var registered = 0
         try await withThrowingTaskGroup(of: (Int, AgentCredentials).self) { group in
             for index in 0..<settings.agents {
                 if let existing = saved[name(index)] {
-                    result.append(existing)
+                    result.append((index, existing))
                     continue
                 }
                 let registration = LeadClient.Registration(
@@ -105,24 +104,21 @@ public final class SimulatedSwarm: Service, Sendable {
                     }
                 }
             }
-            for try await (_, credentials) in group {
-                result.append(credentials)
+            for try await member in group {
+                result.append(member)
                 registered += 1
             }
         }
-        if registered > 0 || !FileIO.exists(settings.stateFile) {
-            var all = Dictionary(uniqueKeysWithValues: result.map { ($0.name, $0) })
-            if FileIO.exists(settings.stateFile),
-                let stored = try? APICoding.decode([AgentCredentials].self, from: FileIO.read(path: settings.stateFile))
-            {
-                for credentials in stored where all[credentials.name] == nil { all[credentials.name] = credentials }
-            }
+        if registered > 0 {
+            // Keep identities of other swarm sizes too: a later, larger swarm reuses them.
+            var all = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+            for (_, credentials) in result { all[credentials.name] = credentials }
             try FileIO.writeAtomically(
                 path: settings.stateFile, bytes: try APICoding.encode(all.values.sorted { $0.name < $1.name }, pretty: true),
                 mode: 0o600)
         }
         logger.info("swarm agents ready", metadata: ["agents": "\(result.count)", "registered_now": "\(registered)"])
-        return result.sorted { $0.name < $1.name }
+        return result.sorted { $0.0 < $1.0 }
     }
 
     struct Member {
@@ -133,17 +129,15 @@ public final class SimulatedSwarm: Service, Sendable {
         var nextDue: Instant
     }
 
-    private func heartbeat(_ all: [AgentCredentials]) async throws {
-        var rng = SplitMix64(seed: settings.seed)
-        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
-        let interval = Duration.milliseconds(all.first?.heartbeat.intervalMs ?? 250)
+    private func heartbeat(_ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], rng: SplitMix64) async throws {
+        var rng = rng
+        let interval = Duration.milliseconds(identities.first?.1.heartbeat.intervalMs ?? 250)
         let start = Clock.monotonicNow()
         var members: [Member] = []
-        for (offset, credentials) in all.enumerated() {
-            let index = Int(credentials.name.split(separator: "-").last.flatMap { Int($0) } ?? offset + 1) - 1
-            let profile = profiles.indices.contains(index) ? profiles[index] : profiles[offset % max(1, profiles.count)]
+        for (offset, (index, credentials)) in identities.enumerated() {
+            let profile = profiles[index]
             // Spread sends over the interval so the lead sees a steady stream, not bursts.
-            let phase = interval * Double(offset) / Double(max(1, all.count))
+            let phase = interval * Double(offset) / Double(max(1, identities.count))
             members.append(
                 Member(
                     signer: try HeartbeatSigner(credentials: credentials), profile: profile,
