@@ -178,6 +178,36 @@ import Testing
         #expect(tokenMode == 0o600)
     }
 
+    @Test func systemdHearsReadyAndWatchdog() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let path = dataDir + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        #expect(try LocalAddress.unix(path: path).withSockaddr { bind(fd, $0, $1) } == 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let lead = try LeadProcess(dataDir: dataDir, environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"])
+        var messages: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while messages.filter({ $0 == "WATCHDOG=1" }).count < 3 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            messages.append(String(decoding: buffer.prefix(n), as: UTF8.self))
+        }
+        #expect(messages.contains("READY=1"))
+        #expect(messages.filter { $0 == "WATCHDOG=1" }.count >= 3)
+        // READY=1 comes once the lead serves.
+        #expect(try lead.client().get("/v1/status").isEmpty == false)
+        #expect(lead.terminate() == 0)
+        var stopping = false
+        while !stopping {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            stopping = String(decoding: buffer.prefix(n), as: UTF8.self) == "STOPPING=1"
+        }
+        #expect(stopping)
+    }
+
     @Test func badConfigIsRefusedWithKeyAndLine() throws {
         let dataDir = LeadProcess.scratchDirectory()
         let config = dataDir + "/pimesh.json"

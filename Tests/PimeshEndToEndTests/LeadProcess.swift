@@ -21,7 +21,10 @@ final class LeadProcess {
         return path
     }
 
-    init(dataDir: String, apiPort: Int = 0, heartbeatPort: Int = 0, extraArguments: [String] = []) throws {
+    init(
+        dataDir: String, apiPort: Int = 0, heartbeatPort: Int = 0, extraArguments: [String] = [],
+        environment: [String: String] = [:]
+    ) throws {
         self.dataDir = dataDir
         logPath = dataDir + "/lead-\(UUID().uuidString.prefix(6)).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -30,6 +33,9 @@ final class LeadProcess {
             "run", "--data-dir", dataDir, "--api-port", String(apiPort), "--heartbeat-port", String(heartbeatPort),
             "--log-level", "warning",
         ] + extraArguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log
