@@ -29,6 +29,11 @@ import Testing
         #expect(try http.request("POST", "/v1/agents", headers: auth, body: body).status == 409)
         #expect(try http.request("GET", "/v1/nothing-here", headers: auth).status == 404)
         #expect(try http.request("GET", "/v1/agents/not-a-uuid", headers: auth).status == 400)
+        #expect(try http.request("GET", "/v1/agents/\(AgentID.random())", headers: auth).status == 404)
+        let createdID = try APICoding.decode(AgentCredentials.self, from: created.body).id
+        #expect(try http.request("GET", "/v1/agents/\(createdID)", headers: auth).status == 200)
+        let huge = Array("{\"name\": \"\(String(repeating: "a", count: 70_000))\"}".utf8)
+        #expect(try http.request("POST", "/v1/agents", headers: auth, body: huge).status == 413)
 
         // Whatever the body, the lead answers 4xx and stays up.
         var rng = SystemRandomNumberGenerator()

@@ -31,7 +31,7 @@ enum APIRouter {
             guard let id = AgentID(text) else {
                 return APIError.badRequest("\"\(text)\" is not an agent id (a UUID)", field: "id").response
             }
-            guard let view = state.registry.views(at: Clock.monotonicNow()).first(where: { $0.id == id }) else {
+            guard let view = state.registry.view(of: id, at: Clock.monotonicNow()) else {
                 return APIError(status: .notFound, message: "no agent with id \(id)", field: "id").response
             }
             return JSONResponse.make(status: .ok, view)

@@ -136,17 +136,23 @@ public final class AgentRegistry: Sendable {
 
     public func views(at now: Instant) -> [AgentView] {
         let agents = state.withLock { Array($0.agents.values) }
-        return agents.sorted { ($0.row.name, $0.row.id) < ($1.row.name, $1.row.id) }.map { agent in
-            AgentView(
-                id: agent.row.id, name: agent.row.name, agentClass: agent.row.agentClass,
-                capabilities: agent.row.capabilities,
-                state: agent.state(at: now, staleAfter: settings.staleAfter).description,
-                reportedState: agent.lastHeartbeat == nil ? nil : agent.reportedState.description,
-                iteration: agent.lastIteration,
-                lastHeartbeatMsAgo: agent.lastHeartbeat.map { Int64((now - $0).milliseconds.rounded()) },
-                progress: agent.progress,
-                impedance: ImpedanceView(agent.tracker.impedance(at: now)))
-        }
+        return agents.sorted { ($0.row.name, $0.row.id) < ($1.row.name, $1.row.id) }.map { view(of: $0, at: now) }
+    }
+
+    public func view(of id: AgentID, at now: Instant) -> AgentView? {
+        state.withLock { $0.agents[id] }.map { view(of: $0, at: now) }
+    }
+
+    private func view(of agent: LiveAgent, at now: Instant) -> AgentView {
+        AgentView(
+            id: agent.row.id, name: agent.row.name, agentClass: agent.row.agentClass,
+            capabilities: agent.row.capabilities,
+            state: agent.state(at: now, staleAfter: settings.staleAfter).description,
+            reportedState: agent.lastHeartbeat == nil ? nil : agent.reportedState.description,
+            iteration: agent.lastIteration,
+            lastHeartbeatMsAgo: agent.lastHeartbeat.map { Int64((now - $0).milliseconds.rounded()) },
+            progress: agent.progress,
+            impedance: ImpedanceView(agent.tracker.impedance(at: now)))
     }
 
     public func summary(at now: Instant) -> ClusterSummary {
