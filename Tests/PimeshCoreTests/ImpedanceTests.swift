@@ -34,15 +34,18 @@ import Testing
     let start = Instant.seconds(1000)
 
     @Test func confidenceUsesSeedWeights() {
+        var clock = ManualClock(start: start)
         var tracker = ImpedanceTracker(agentClass: .local)
-        for i in 0..<10 { tracker.recordOutcome(succeeded: i != 0, at: start) }
+        for i in 0..<10 { tracker.recordOutcome(succeeded: i != 0, at: clock.now) }
         // No heartbeat yet: 0.5 × 0.9 − 0.3 × 0
-        #expect(abs(tracker.confidence(at: start) - 0.45) < 1e-9)
-        tracker.recordHeartbeat(at: start, oneWayLatencyMs: 20, queueDepth: 0)
+        #expect(abs(tracker.confidence(at: clock.now) - 0.45) < 1e-9)
+        tracker.recordHeartbeat(at: clock.now, oneWayLatencyMs: 20, queueDepth: 0)
+        clock.advance(by: .seconds(9))
         // Fresh heartbeat adds 0.2.
-        #expect(abs(tracker.confidence(at: start + .seconds(9)) - 0.65) < 1e-9)
+        #expect(abs(tracker.confidence(at: clock.now) - 0.65) < 1e-9)
+        clock.advance(by: .seconds(1))
         // Exactly 10 s old is no longer recent.
-        #expect(abs(tracker.confidence(at: start + .seconds(10)) - 0.45) < 1e-9)
+        #expect(abs(tracker.confidence(at: clock.now) - 0.45) < 1e-9)
     }
 
     @Test func confidenceIsClamped() {
@@ -83,15 +86,18 @@ import Testing
     }
 
     @Test func reliabilityForgetsOutcomesOlderThanAnHour() {
+        var clock = ManualClock(start: start)
         var tracker = ImpedanceTracker(agentClass: .local)
-        for _ in 0..<4 { tracker.recordOutcome(succeeded: false, at: start) }
-        tracker.recordOutcome(succeeded: true, at: start + .seconds(30 * 60))
-        #expect(tracker.reliability(at: start + .seconds(30 * 60)) == 0.2)
+        for _ in 0..<4 { tracker.recordOutcome(succeeded: false, at: clock.now) }
+        clock.advance(by: .seconds(30 * 60))
+        tracker.recordOutcome(succeeded: true, at: clock.now)
+        #expect(tracker.reliability(at: clock.now) == 0.2)
         // 61 minutes after the failures they have left the window.
-        #expect(tracker.reliability(at: start + .seconds(61 * 60)) == 1)
-        #expect(tracker.impedance(at: start + .seconds(61 * 60)).outcomes == 1)
+        clock.advance(by: .seconds(31 * 60))
+        #expect(tracker.reliability(at: clock.now) == 1)
+        #expect(tracker.impedance(at: clock.now).outcomes == 1)
         // Nothing at all to judge by: reliable until shown otherwise.
-        #expect(ImpedanceTracker(agentClass: .local).reliability(at: start) == 1)
+        #expect(ImpedanceTracker(agentClass: .local).reliability(at: clock.now) == 1)
     }
 
     @Test func impedanceUsesQueueDepthAndLatency() {
