@@ -33,11 +33,7 @@ public struct HeartbeatTag: @unchecked Sendable {
         bytes.withUnsafeMutableBytes { buffer in
             datagram.encodeSignedPart(into: buffer)
             let signed = UnsafeRawBufferPointer(rebasing: buffer[0..<HeartbeatDatagram.signedLength])
-            withTag(of: signed) { tag in
-                for i in 0..<HeartbeatDatagram.tagLength {
-                    buffer[HeartbeatDatagram.signedLength + i] = tag[i]
-                }
-            }
+            withTag(of: signed) { datagram.encode(into: buffer, tag: $0) }
         }
         return bytes
     }

@@ -19,8 +19,6 @@ public struct SampleRing: Sendable {
         count = min(count + 1, capacity)
     }
 
-    public var isEmpty: Bool { count == 0 }
-
     public var samples: ArraySlice<Double> {
         count == capacity ? storage[...] : storage[..<count]
     }

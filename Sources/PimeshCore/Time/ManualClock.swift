@@ -9,8 +9,4 @@ public struct ManualClock: Sendable {
     public mutating func advance(by duration: Duration) {
         now = now + duration
     }
-
-    public mutating func advance(toMilliseconds ms: Int64) {
-        now = .milliseconds(ms)
-    }
 }

@@ -30,7 +30,6 @@ public final class StoreWriter: Service, Sendable {
     private let logger: Logger
     private let queue = Mutex<[Pending]>([])
     private let statistics = Mutex(Stats())
-    private let flushing = Mutex(false)
 
     public init(database: Database, commitInterval: Duration, logger: Logger) {
         self.database = database
