@@ -14,9 +14,14 @@ public struct AgentView: Codable, Sendable, Equatable {
     public var lastHeartbeatMsAgo: Int64?
     public var progress: UInt64
     public var impedance: ImpedanceView
+    /// Held out of routing after a critical conflict until an operator releases it.
+    public var quarantined: Bool = false
+    /// Tasks handed to this agent and not yet finished.
+    public var outstandingTasks: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case id, name, capabilities, state, reportedState, iteration, lastHeartbeatMsAgo, progress, impedance
+        case id, name, capabilities, state, reportedState, iteration, lastHeartbeatMsAgo, progress, impedance, quarantined
+        case outstandingTasks
         case agentClass = "class"
     }
 
@@ -49,6 +54,10 @@ public struct ImpedanceView: Codable, Sendable, Equatable {
     public var score: Int
     public var degraded: Bool
     public var unstable: Bool
+    public var processingCalibration: Double
+    public var observedProcessingMs: Double?
+    public var completions: Int
+    public var medianPredictionErrorMs: Double?
 
     public init(_ impedance: Impedance) {
         latencyMs = Self.round(impedance.latencyMs)
@@ -62,6 +71,10 @@ public struct ImpedanceView: Codable, Sendable, Equatable {
         score = impedance.score
         degraded = impedance.isDegraded
         unstable = impedance.isUnstable
+        processingCalibration = Self.round(impedance.processingCalibration)
+        observedProcessingMs = impedance.observedProcessingMs.map(Self.round)
+        completions = impedance.completions
+        medianPredictionErrorMs = impedance.medianPredictionErrorMs.map(Self.round)
     }
 
     /// Three decimals: enough for a person and for scripts, and stable in diffs.

@@ -17,6 +17,14 @@ public struct Impedance: Sendable, Equatable {
     public var score: Int
     public var isDegraded: Bool
     public var isUnstable: Bool
+    /// Observed ÷ estimated processing (1 until enough tasks completed).
+    public var processingCalibration: Double = 1
+    /// Median processing of recent successful tasks; nil before the first.
+    public var observedProcessingMs: Double?
+    /// Successful completions behind the two figures above (at most the ring's size).
+    public var completions: Int = 0
+    /// Median of actual − predicted submit-to-result time; positive means slower than predicted.
+    public var medianPredictionErrorMs: Double?
 
     /// Seed 001 §3.1 `calculate_buffer(drift)`: the seed leaves it open; pimesh pads the
     /// prediction by the drift fraction of itself, so a steady agent needs no margin.

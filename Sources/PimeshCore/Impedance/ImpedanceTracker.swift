@@ -13,6 +13,11 @@ public struct ImpedanceTracker: Sendable {
         public var referencePayloadWeight: Double
         public var reliability: ReliabilityWindow.Settings
         public var score: ImpedanceScore.Settings
+        /// Completions needed before observed processing times recalibrate the seed's estimate.
+        public var calibrationMinimumSamples: Int
+        /// The calibration factor stays inside these bounds, so one freak task cannot make an
+        /// agent look four times faster or slower than its class.
+        public var calibrationBounds: ClosedRange<Double>
 
         public init(
             latencySamples: Int = 100,
@@ -20,7 +25,9 @@ public struct ImpedanceTracker: Sendable {
             recencyWindow: Duration = .seconds(10),
             referencePayloadWeight: Double = 0,
             reliability: ReliabilityWindow.Settings = .init(),
-            score: ImpedanceScore.Settings = .init()
+            score: ImpedanceScore.Settings = .init(),
+            calibrationMinimumSamples: Int = 5,
+            calibrationBounds: ClosedRange<Double> = 0.25...4
         ) {
             self.latencySamples = latencySamples
             self.driftFloorMs = driftFloorMs
@@ -28,6 +35,8 @@ public struct ImpedanceTracker: Sendable {
             self.referencePayloadWeight = referencePayloadWeight
             self.reliability = reliability
             self.score = score
+            self.calibrationMinimumSamples = calibrationMinimumSamples
+            self.calibrationBounds = calibrationBounds
         }
     }
 
@@ -37,12 +46,20 @@ public struct ImpedanceTracker: Sendable {
     public private(set) var queueDepth = 0
     public private(set) var lastHeartbeat: Instant?
     private var reliabilityWindow: ReliabilityWindow
+    /// Seed 001 §4.1 `processing_samples`: observed processing of successful tasks.
+    public private(set) var processing: SampleRing
+    private var calibrationRatios: SampleRing
+    /// Actual minus predicted submit-to-result time of recent completions.
+    public private(set) var predictionErrors: SampleRing
 
     public init(agentClass: AgentClass, settings: Settings = Settings()) {
         self.agentClass = agentClass
         self.settings = settings
         self.latency = SampleRing(capacity: settings.latencySamples)
         self.reliabilityWindow = ReliabilityWindow(settings: settings.reliability)
+        self.processing = SampleRing(capacity: settings.latencySamples)
+        self.calibrationRatios = SampleRing(capacity: settings.latencySamples)
+        self.predictionErrors = SampleRing(capacity: settings.latencySamples)
     }
 
     public mutating func recordHeartbeat(at now: Instant, oneWayLatencyMs: Double, queueDepth: Int) {
@@ -53,6 +70,27 @@ public struct ImpedanceTracker: Sendable {
 
     public mutating func recordOutcome(succeeded: Bool, at now: Instant) {
         reliabilityWindow.record(succeeded: succeeded, at: now)
+    }
+
+    /// A task finished: `totalMs` from handing it over to its result, against the prediction
+    /// made when it was routed. Processing is what remains after the agent's typical latency.
+    public mutating func recordCompletion(
+        at now: Instant, totalMs: Double, predictedMs: Double, estimatedProcessingMs: Double, succeeded: Bool
+    ) {
+        recordOutcome(succeeded: succeeded, at: now)
+        guard succeeded else { return }
+        let processingMs = max(0, totalMs - (latency.percentile(50) ?? 0))
+        processing.add(processingMs)
+        if estimatedProcessingMs > 0 { calibrationRatios.add(processingMs / estimatedProcessingMs) }
+        predictionErrors.add(totalMs - predictedMs)
+    }
+
+    /// Median observed ÷ estimated processing, once there are enough completions; else 1.
+    public var processingCalibration: Double {
+        guard calibrationRatios.count >= settings.calibrationMinimumSamples, let median = calibrationRatios.percentile(50) else {
+            return 1
+        }
+        return min(max(median, settings.calibrationBounds.lowerBound), settings.calibrationBounds.upperBound)
     }
 
     /// σ / max(μ, floor) of the latency ring: 0.5 means latency typically moves by half its mean.
@@ -74,8 +112,9 @@ public struct ImpedanceTracker: Sendable {
 
     public func impedance(at now: Instant) -> Impedance {
         let latencyMs = latency.percentile(50) ?? 0
-        let processingMs = agentClass.estimateProcessingMs(
-            payloadWeight: settings.referencePayloadWeight, queueDepth: queueDepth)
+        let processingMs =
+            agentClass.estimateProcessingMs(payloadWeight: settings.referencePayloadWeight, queueDepth: queueDepth)
+            * processingCalibration
         let arrival = latencyMs + processingMs
         let reliability = reliability(at: now)
         let drift = drift
@@ -94,7 +133,11 @@ public struct ImpedanceTracker: Sendable {
             confidence: confidence(at: now),
             score: score,
             isDegraded: score > settings.score.degradedAbove,
-            isUnstable: drift > settings.score.unstableAboveDrift
+            isUnstable: drift > settings.score.unstableAboveDrift,
+            processingCalibration: processingCalibration,
+            observedProcessingMs: processing.percentile(50),
+            completions: processing.count,
+            medianPredictionErrorMs: predictionErrors.percentile(50)
         )
     }
 }

@@ -1,0 +1,151 @@
+import Testing
+
+@testable import PimeshCore
+
+@Suite struct TrinaryQuorumTests {
+    let quorum = TrinaryQuorum()
+
+    @Test func readyThresholdEdge() {
+        // 95 of 100 READY with 5 silent: proceed; 94 ready and 6 in transit: RETRY (transit ≤ 10 %).
+        let reached = quorum.check(ready: 95, conflict: 0, transit: 5)
+        #expect(reached.decision == .proceed)
+        #expect(reached.confidence == 0.95)
+        #expect(quorum.check(ready: 94, conflict: 0, transit: 6).decision == .retry)
+    }
+
+    @Test func conflictThresholdEdge() {
+        // 5 % conflicts are tolerated next to 95 % ready; the confidence pays half of them.
+        let tolerated = quorum.check(ready: 95, conflict: 5, transit: 0)
+        #expect(tolerated.decision == .proceed)
+        #expect(abs(tolerated.confidence - 0.925) < 1e-12)
+        // 6 % conflicts: RESOLVE_CONFLICTS, even with 94 % ready.
+        let refused = quorum.check(ready: 94, conflict: 6, transit: 0)
+        #expect(refused.decision == .resolveConflicts)
+        #expect(refused.reason == "conflict rate 6.0 % exceeds 5.0 %")
+    }
+
+    @Test func enoughReadyButTooManyConflicts() {
+        // 1000 answers: 960 ready (≥ 95 %) and 40 conflicts (4 %) proceed; 951/49 (4.9 %) too; 
+        // 190 of 200 ready with 10 conflicts is exactly 5 %: proceed.
+        #expect(quorum.check(ready: 190, conflict: 10, transit: 0).decision == .proceed)
+        #expect(quorum.check(ready: 189, conflict: 11, transit: 0).decision == .resolveConflicts)
+    }
+
+    @Test func transitThresholdEdge() {
+        // 10 % in transit is acceptable (RETRY when short of ready), 11 % is WAIT.
+        #expect(quorum.check(ready: 90, conflict: 0, transit: 10).decision == .retry)
+        #expect(quorum.check(ready: 89, conflict: 0, transit: 11).decision == .wait)
+    }
+
+    @Test func waitComesBeforeResolveConflicts() {
+        // The seed checks transit before conflicts.
+        #expect(quorum.check(ready: 50, conflict: 20, transit: 30).decision == .wait)
+        #expect(quorum.check(ready: 70, conflict: 20, transit: 10).decision == .resolveConflicts)
+    }
+
+    @Test func nobodyAskedIsRetry() {
+        let result = quorum.check(ready: 0, conflict: 0, transit: 0)
+        #expect(result.decision == .retry)
+        #expect(result.reason == "no agent was asked")
+    }
+}
+
+@Suite struct ScatterGatherTests {
+    let gather = ScatterGather()
+    let now = Instant.seconds(10)
+
+    @Test func plansSendTimesInTenMillisecondBuckets() {
+        // Window 500 ms: target = now + 500. Lead times 100, 104, 350, 500, 520, 600 ms.
+        let plan = gather.plan(leadTimesMs: [100, 104, 350, 500, 520, 600], now: now)
+        #expect(plan.targetArrival == now + .milliseconds(500))
+        #expect(plan.arrivalDeadline == now + .milliseconds(1000))
+        #expect(plan.closesAt == now + .milliseconds(1000))
+        // 100 → send at +400; 104 → +396 rounds down into the +390 bucket; 350 → +150;
+        // 500 and 505 (within the 5 ms tolerance) → now; 600 → skip.
+        #expect(
+            plan.buckets == [
+                .init(sendAt: now, indices: [3]),
+                .init(sendAt: now + .milliseconds(150), indices: [2]),
+                .init(sendAt: now + .milliseconds(390), indices: [1]),
+                .init(sendAt: now + .milliseconds(400), indices: [0]),
+            ])
+        #expect(plan.skipped.map(\.index) == [4, 5])
+        #expect(plan.sentCount == 4)
+        #expect(plan.predictedArrival[1] == now + .milliseconds(494))
+        #expect(plan.predictedArrival[3] == now + .milliseconds(500))
+    }
+
+    @Test func timeoutCapsTheGather() {
+        let short = ScatterGather(settings: .init(arrivalWindow: .seconds(4), timeout: .seconds(5)))
+        let plan = short.plan(leadTimesMs: [10], now: now)
+        #expect(plan.arrivalDeadline == now + .seconds(8))
+        #expect(plan.closesAt == now + .seconds(5))
+    }
+
+    @Test func silentAgentsCountAsTransit() {
+        // 100 sent, 95 READY, 5 never answered: response ratio 0.95, quorum reached.
+        let outcome = gather.judge(.init(sent: 100, ready: 95))
+        #expect(outcome.gatherSucceeded)
+        #expect(outcome.responseRatio == 0.95)
+        #expect(outcome.quorum.transit == 5)
+        #expect(outcome.quorum.decision == .proceed)
+        // Late answers do not count: 94 in time and 6 stragglers is PARTIAL and RETRY.
+        let late = gather.judge(.init(sent: 100, ready: 94, late: 6))
+        #expect(!late.gatherSucceeded)
+        #expect(late.quorum.decision == .retry)
+    }
+}
+
+@Suite struct ConflictPolicyTests {
+    let policy = ConflictPolicy()
+
+    @Test func prioritiesFollowTheSeed() {
+        #expect(policy.classify(.init(type: .temporalParadox)).priority == 4)
+        #expect(policy.classify(.init(type: .hashMismatch)).priority == 4)
+        #expect(policy.classify(.init(type: .contextDivergence, divergenceDepth: 10)).priority == 2)
+        #expect(policy.classify(.init(type: .contextDivergence, divergenceDepth: 11)).priority == 3)
+        #expect(policy.classify(.init(type: .dataContradiction, affectedAgents: 100)).priority == 2)
+        #expect(policy.classify(.init(type: .dataContradiction, affectedAgents: 101)).priority == 3)
+        #expect(policy.classify(.init(type: .other)).priority == 2)
+        #expect(policy.classify(.init(type: .capabilityMismatch)).priority == 1)
+    }
+
+    @Test func onlyCriticalConflictsQuarantine() {
+        #expect(policy.classify(.init(type: .hashMismatch)).quarantinesAgent)
+        #expect(policy.classify(.init(type: .temporalParadox)).strategy == "CLOCK_RECONCILIATION")
+        #expect(!policy.classify(.init(type: .contextDivergence, divergenceDepth: 50)).quarantinesAgent)
+        #expect(policy.classify(.init(type: .contextDivergence, divergenceDepth: 50)).escalates)
+        #expect(!policy.classify(.init(type: .capabilityMismatch)).escalates)
+    }
+
+    @Test func typesAreListedMostUrgentFirst() {
+        let priorities = ConflictType.allCases.map { policy.classify(.init(type: $0)).priority }
+        #expect(priorities == priorities.sorted(by: >))
+        #expect(ConflictType.allCases.first == .temporalParadox)
+        #expect(ConflictType.allCases.last == .capabilityMismatch)
+    }
+}
+
+@Suite struct CoordinationKPITests {
+    @Test func indicatorsAgainstTheirTargets() {
+        var kpis = CoordinationKPIs()
+        #expect(kpis.indicators.allSatisfy { $0.value == nil && $0.met == nil })
+        // 10 answers: 9 within 50 ms of the prediction (one at exactly 50), one 51 ms late.
+        for error in [0.0, 10, -20, 50, -50, 5, 1, 2, 3, 51] {
+            kpis.recordArrival(actualMs: 200 + error, predictedMs: 200, inWindow: error <= 50, state: .ready)
+        }
+        kpis.recordArrival(actualMs: 100, predictedMs: 100, inWindow: true, state: .conflict)
+        kpis.recordOperation(achievedQuorum: true, durationMs: 600)
+        kpis.recordOperation(achievedQuorum: false, durationMs: 1200)
+        let byName = Dictionary(uniqueKeysWithValues: kpis.indicators.map { ($0.name, $0) })
+        #expect(byName["impedance_prediction_accuracy"]?.value == 10.0 / 11)
+        #expect(byName["impedance_prediction_accuracy"]?.met == true)
+        #expect(byName["arrival_window_hit_rate"]?.value == 10.0 / 11)
+        #expect(byName["arrival_window_hit_rate"]?.met == false)
+        #expect(byName["conflict_rate"]?.value == 1.0 / 11)
+        #expect(byName["conflict_rate"]?.met == false)
+        #expect(byName["coordination_success_rate"]?.value == 0.5)
+        #expect(byName["cascade_latency_p95"]?.value == 1200)
+        #expect(byName["cascade_latency_p95"]?.met == false)
+    }
+}
