@@ -29,6 +29,58 @@ public enum Schema {
             )
             """,
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        ])
+        ]),
+        // Tasks are written when accepted (before the API answers), when handed to an agent and
+        // when finished: three small writes per task, none per heartbeat.
+        Migration(version: 2, statements: [
+            """
+            CREATE TABLE tasks (
+                id TEXT PRIMARY KEY,
+                idempotency_key TEXT UNIQUE,
+                capability TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                weight REAL NOT NULL,
+                deadline_ms INTEGER,
+                state TEXT NOT NULL,
+                agent_id TEXT,
+                attempts INTEGER NOT NULL,
+                submitted_at_ms INTEGER NOT NULL,
+                skip_reason TEXT,
+                predicted_ms REAL,
+                finished_at_ms INTEGER,
+                actual_ms REAL,
+                result TEXT,
+                error TEXT
+            )
+            """,
+            "CREATE INDEX tasks_open ON tasks(state) WHERE state IN ('queued', 'assigned', 'running')",
+            "CREATE INDEX tasks_submitted ON tasks(submitted_at_ms)",
+            // Seed 001 §5.1 `conflict_log = AppendOnlyLog()`: the triggers make it one.
+            """
+            CREATE TABLE conflicts (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                at_ms INTEGER NOT NULL,
+                agent_id TEXT NOT NULL,
+                source TEXT NOT NULL,
+                type TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                strategy TEXT NOT NULL,
+                expected TEXT,
+                received TEXT,
+                context_hash TEXT,
+                quarantined INTEGER NOT NULL
+            )
+            """,
+            "CREATE TRIGGER conflicts_append_only_update BEFORE UPDATE ON conflicts BEGIN SELECT RAISE(ABORT, 'the conflict log is append-only'); END",
+            "CREATE TRIGGER conflicts_append_only_delete BEFORE DELETE ON conflicts BEGIN SELECT RAISE(ABORT, 'the conflict log is append-only'); END",
+            """
+            CREATE TABLE quarantines (
+                agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+                since_ms INTEGER NOT NULL,
+                conflict_seq INTEGER,
+                reason TEXT NOT NULL
+            )
+            """,
+        ]),
     ]
 }

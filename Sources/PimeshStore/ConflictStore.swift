@@ -1,0 +1,130 @@
+import PimeshCore
+
+/// One entry of the append-only conflict log.
+public struct ConflictRecord: Sendable, Equatable {
+    public var seq: Int64
+    public var atMs: Int64
+    public var agentID: AgentID
+    /// The task or scatter-gather operation the conflicting answer belonged to.
+    public var source: String
+    public var type: ConflictType
+    public var priority: Int
+    public var strategy: String
+    public var expected: String?
+    public var received: String?
+    public var contextHash: String?
+    public var quarantined: Bool
+
+    public init(
+        seq: Int64 = 0, atMs: Int64, agentID: AgentID, source: String, type: ConflictType, priority: Int, strategy: String,
+        expected: String?, received: String?, contextHash: String?, quarantined: Bool
+    ) {
+        self.seq = seq
+        self.atMs = atMs
+        self.agentID = agentID
+        self.source = source
+        self.type = type
+        self.priority = priority
+        self.strategy = strategy
+        self.expected = expected
+        self.received = received
+        self.contextHash = contextHash
+        self.quarantined = quarantined
+    }
+}
+
+/// An agent held out of routing, and why.
+public struct Quarantine: Sendable, Equatable {
+    public var agentID: AgentID
+    public var sinceMs: Int64
+    public var conflictSeq: Int64?
+    public var reason: String
+
+    public init(agentID: AgentID, sinceMs: Int64, conflictSeq: Int64?, reason: String) {
+        self.agentID = agentID
+        self.sinceMs = sinceMs
+        self.conflictSeq = conflictSeq
+        self.reason = reason
+    }
+}
+
+/// The conflict log (append-only: triggers refuse UPDATE and DELETE) and the quarantine table.
+public struct ConflictStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    /// Appends and, when the record quarantines its agent, records the quarantine in the same write.
+    public static func append(_ record: ConflictRecord, in connection: Connection) throws {
+        try connection.run(
+            """
+            INSERT INTO conflicts (at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .integer(record.atMs), .text(record.agentID.description), .text(record.source), .text(record.type.rawValue),
+                .integer(Int64(record.priority)), .text(record.strategy), record.expected.map(SQLValue.text) ?? .null,
+                record.received.map(SQLValue.text) ?? .null, record.contextHash.map(SQLValue.text) ?? .null,
+                .integer(record.quarantined ? 1 : 0),
+            ])
+        if record.quarantined {
+            let seq = try connection.query("SELECT last_insert_rowid()") { $0.int64(0) }.first
+            try quarantine(
+                Quarantine(
+                    agentID: record.agentID, sinceMs: record.atMs, conflictSeq: seq,
+                    reason: "\(record.type.rawValue) conflict (priority \(record.priority))"),
+                in: connection)
+        }
+    }
+
+    public static func quarantine(_ quarantine: Quarantine, in connection: Connection) throws {
+        try connection.run(
+            "INSERT OR IGNORE INTO quarantines (agent_id, since_ms, conflict_seq, reason) VALUES (?, ?, ?, ?)",
+            [
+                .text(quarantine.agentID.description), .integer(quarantine.sinceMs),
+                quarantine.conflictSeq.map(SQLValue.integer) ?? .null, .text(quarantine.reason),
+            ])
+    }
+
+    public static func release(_ agentID: AgentID, in connection: Connection) throws {
+        try connection.run("DELETE FROM quarantines WHERE agent_id = ?", [.text(agentID.description)])
+    }
+
+    /// The newest entries first.
+    public func recent(limit: Int) throws -> [ConflictRecord] {
+        try database.withConnection { connection in
+            try connection.query(
+                """
+                SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
+                FROM conflicts ORDER BY seq DESC LIMIT ?
+                """, [.integer(Int64(limit))]
+            ) { row -> ConflictRecord in
+                guard let agentID = AgentID(row.text(2)) else {
+                    throw StoreError(code: 0, message: "conflict \(row.int64(0)) has a damaged agent id", context: "load conflicts")
+                }
+                return ConflictRecord(
+                    seq: row.int64(0), atMs: row.int64(1), agentID: agentID, source: row.text(3),
+                    type: ConflictType(rawValue: row.text(4)) ?? .other, priority: row.int(5), strategy: row.text(6),
+                    expected: row.isNull(7) ? nil : row.text(7), received: row.isNull(8) ? nil : row.text(8),
+                    contextHash: row.isNull(9) ? nil : row.text(9), quarantined: row.int(10) != 0)
+            }
+        }
+    }
+
+    public func count() throws -> Int {
+        try database.withConnection { try $0.query("SELECT COUNT(*) FROM conflicts") { $0.int(0) }.first ?? 0 }
+    }
+
+    public func quarantines() throws -> [Quarantine] {
+        try database.withConnection { connection in
+            try connection.query("SELECT agent_id, since_ms, conflict_seq, reason FROM quarantines ORDER BY since_ms") {
+                row -> Quarantine? in
+                guard let id = AgentID(row.text(0)) else { return nil }
+                return Quarantine(
+                    agentID: id, sinceMs: row.int64(1), conflictSeq: row.isNull(2) ? nil : row.int64(2), reason: row.text(3))
+            }.compactMap { $0 }
+        }
+    }
+}

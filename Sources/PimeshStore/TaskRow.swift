@@ -1,0 +1,46 @@
+import PimeshCore
+
+/// A task as the database keeps it. Payload and result are JSON text, opaque to the lead.
+public struct TaskRow: Sendable, Equatable {
+    public var id: String
+    public var idempotencyKey: String?
+    public var capability: String
+    public var payload: String
+    public var weight: Double
+    public var deadlineMs: Int?
+    public var state: TaskState
+    public var agentID: AgentID?
+    public var attempts: Int
+    public var submittedAtMs: Int64
+    public var skipReason: String?
+    public var predictedMs: Double?
+    public var finishedAtMs: Int64?
+    /// Handed over to result, as the lead measured it.
+    public var actualMs: Double?
+    public var result: String?
+    public var error: String?
+
+    public init(
+        id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?,
+        state: TaskState, agentID: AgentID?, attempts: Int, submittedAtMs: Int64, skipReason: String? = nil,
+        predictedMs: Double? = nil, finishedAtMs: Int64? = nil, actualMs: Double? = nil, result: String? = nil,
+        error: String? = nil
+    ) {
+        self.id = id
+        self.idempotencyKey = idempotencyKey
+        self.capability = capability
+        self.payload = payload
+        self.weight = weight
+        self.deadlineMs = deadlineMs
+        self.state = state
+        self.agentID = agentID
+        self.attempts = attempts
+        self.submittedAtMs = submittedAtMs
+        self.skipReason = skipReason
+        self.predictedMs = predictedMs
+        self.finishedAtMs = finishedAtMs
+        self.actualMs = actualMs
+        self.result = result
+        self.error = error
+    }
+}

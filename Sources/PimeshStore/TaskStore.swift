@@ -1,0 +1,102 @@
+import PimeshCore
+
+/// Task persistence. Writes take a `Connection` so the group-commit writer batches them; reads
+/// go through the database's own connection.
+public struct TaskStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    static let columns = """
+        id, idempotency_key, capability, payload, weight, deadline_ms, state, agent_id, attempts, submitted_at_ms, \
+        skip_reason, predicted_ms, finished_at_ms, actual_ms, result, error
+        """
+
+    /// Inserts the row or updates it by id: the lead's copy in RAM is the authority while it
+    /// runs. Not `INSERT OR REPLACE`, which would delete another task holding the same
+    /// idempotency key instead of failing.
+    public static func save(_ task: TaskRow, in connection: Connection) throws {
+        try connection.run(
+            """
+            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET idempotency_key = excluded.idempotency_key, capability = excluded.capability,
+                payload = excluded.payload, weight = excluded.weight, deadline_ms = excluded.deadline_ms, state = excluded.state,
+                agent_id = excluded.agent_id, attempts = excluded.attempts, submitted_at_ms = excluded.submitted_at_ms,
+                skip_reason = excluded.skip_reason, predicted_ms = excluded.predicted_ms, finished_at_ms = excluded.finished_at_ms,
+                actual_ms = excluded.actual_ms, result = excluded.result, error = excluded.error
+            """,
+            [
+                .text(task.id), task.idempotencyKey.map(SQLValue.text) ?? .null, .text(task.capability), .text(task.payload),
+                .real(task.weight), task.deadlineMs.map { .integer(Int64($0)) } ?? .null, .text(task.state.rawValue),
+                task.agentID.map { .text($0.description) } ?? .null, .integer(Int64(task.attempts)),
+                .integer(task.submittedAtMs), task.skipReason.map(SQLValue.text) ?? .null,
+                task.predictedMs.map(SQLValue.real) ?? .null, task.finishedAtMs.map(SQLValue.integer) ?? .null,
+                task.actualMs.map(SQLValue.real) ?? .null, task.result.map(SQLValue.text) ?? .null,
+                task.error.map(SQLValue.text) ?? .null,
+            ])
+    }
+
+    static func decode(_ row: Row) throws -> TaskRow {
+        let stateText = row.text(6)
+        guard let state = TaskState(rawValue: stateText) else {
+            throw StoreError(code: 0, message: "task \(row.text(0)) has unknown state '\(stateText)'", context: "load tasks")
+        }
+        return TaskRow(
+            id: row.text(0), idempotencyKey: row.isNull(1) ? nil : row.text(1), capability: row.text(2), payload: row.text(3),
+            weight: row.double(4), deadlineMs: row.isNull(5) ? nil : row.int(5), state: state,
+            agentID: row.isNull(7) ? nil : AgentID(row.text(7)), attempts: row.int(8), submittedAtMs: row.int64(9),
+            skipReason: row.isNull(10) ? nil : row.text(10), predictedMs: row.isNull(11) ? nil : row.double(11),
+            finishedAtMs: row.isNull(12) ? nil : row.int64(12), actualMs: row.isNull(13) ? nil : row.double(13),
+            result: row.isNull(14) ? nil : row.text(14), error: row.isNull(15) ? nil : row.text(15))
+    }
+
+    /// Tasks that were accepted and never finished, oldest first: the lead requeues them at start.
+    public func loadOpen() throws -> [TaskRow] {
+        try database.withConnection { connection in
+            try connection.query(
+                "SELECT \(Self.columns) FROM tasks WHERE state IN ('queued', 'assigned', 'running') ORDER BY submitted_at_ms, id",
+                row: Self.decode)
+        }
+    }
+
+    public func load(id: String) throws -> TaskRow? {
+        try database.withConnection { connection in
+            try connection.query("SELECT \(Self.columns) FROM tasks WHERE id = ?", [.text(id)], row: Self.decode).first
+        }
+    }
+
+    public func load(idempotencyKey: String) throws -> TaskRow? {
+        try database.withConnection { connection in
+            try connection.query(
+                "SELECT \(Self.columns) FROM tasks WHERE idempotency_key = ?", [.text(idempotencyKey)], row: Self.decode
+            ).first
+        }
+    }
+
+    /// The newest tasks first, optionally of one state.
+    public func recent(limit: Int, state: TaskState? = nil) throws -> [TaskRow] {
+        try database.withConnection { connection in
+            if let state {
+                return try connection.query(
+                    "SELECT \(Self.columns) FROM tasks WHERE state = ? ORDER BY submitted_at_ms DESC, id LIMIT ?",
+                    [.text(state.rawValue), .integer(Int64(limit))], row: Self.decode)
+            }
+            return try connection.query(
+                "SELECT \(Self.columns) FROM tasks ORDER BY submitted_at_ms DESC, id LIMIT ?", [.integer(Int64(limit))],
+                row: Self.decode)
+        }
+    }
+
+    public func countByState() throws -> [TaskState: Int] {
+        let rows = try database.withConnection { connection in
+            try connection.query("SELECT state, COUNT(*) FROM tasks GROUP BY state") { ($0.text(0), $0.int(1)) }
+        }
+        var result: [TaskState: Int] = [:]
+        for (text, count) in rows {
+            if let state = TaskState(rawValue: text) { result[state] = count }
+        }
+        return result
+    }
+}
