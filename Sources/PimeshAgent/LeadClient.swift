@@ -69,4 +69,57 @@ public struct LeadClient: Sendable {
         let answer = try post("/v1/agents", json: try APICoding.encode(registration))
         return try APICoding.decode(AgentCredentials.self, from: answer)
     }
+
+    /// The same lead with another timeout: a long poll needs longer than its wait.
+    public func withTimeout(milliseconds: Int) -> LeadClient {
+        LeadClient(address: http.address, token: token, timeoutMs: milliseconds)
+    }
+
+    // MARK: Tasks
+
+    public struct TaskRequest: Encodable, Sendable {
+        public var capability: String
+        public var payload: String
+        public var weight: Double?
+        public var deadlineMs: Int?
+        public var idempotencyKey: String?
+
+        public init(capability: String, payload: String = "", weight: Double? = nil, deadlineMs: Int? = nil, idempotencyKey: String? = nil) {
+            self.capability = capability
+            self.payload = payload
+            self.weight = weight
+            self.deadlineMs = deadlineMs
+            self.idempotencyKey = idempotencyKey
+        }
+    }
+
+    public func submit(_ task: TaskRequest) throws -> TaskView {
+        try APICoding.decode(TaskView.self, from: post("/v1/tasks", json: try APICoding.encode(task)))
+    }
+
+    public func task(id: String) throws -> TaskView {
+        try APICoding.decode(TaskView.self, from: get("/v1/tasks/\(id)"))
+    }
+
+    /// Waits up to `waitMs` for work; an empty batch means none came.
+    public func pullWork(agentID: AgentID, waitMs: Int, max: Int = 1) throws -> [WorkItem] {
+        let client = withTimeout(milliseconds: waitMs + 5000)
+        return try APICoding.decode(WorkBatch.self, from: client.get("/v1/agents/\(agentID)/work?wait_ms=\(waitMs)&max=\(max)")).items
+    }
+
+    /// Posts a task's result. A 409 means the task was already finished (another attempt won,
+    /// or it was cancelled): the agent drops its result and goes on.
+    @discardableResult
+    public func postResult(taskID: String, _ report: ResultReport) throws -> Bool {
+        do {
+            _ = try post("/v1/tasks/\(taskID)/result", json: try APICoding.encode(report))
+            return true
+        } catch let error as APIError where error.status == 409 {
+            return false
+        }
+    }
+
+    public func postAnswer(operationID: String, _ report: AnswerReport) throws {
+        _ = try post("/v1/ops/\(operationID)/answers", json: try APICoding.encode(report))
+    }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import FoundationEssentials
 import PimeshCore
 
@@ -47,5 +48,61 @@ public struct PimeshAgent: Sendable {
             _ = try? sender.send(state: current.state, queueDepth: current.queueDepth, progress: current.progress)
             try await Task.sleep(for: interval)
         }
+    }
+
+    /// What a handler does with one item: a task's outcome, or an ask/broadcast answer.
+    public enum Reply: Sendable {
+        case succeeded(result: String?)
+        case failed(error: String)
+        case conflict(ConflictReport, result: String?)
+        /// For ask/broadcast: the agent's trinary state and its answer.
+        case answer(TrinaryState, String?)
+    }
+
+    /// Pulls work with a long poll and runs `handler` on each item, until `shouldStop` says so.
+    /// Blocking: run it on a thread of its own. Connection errors (the lead restarting) are
+    /// retried after a second.
+    public func serve(
+        dataDir: String, waitMs: Int = 25_000, shouldStop: @Sendable () -> Bool = { false },
+        handler: (WorkItem) -> Reply
+    ) {
+        while !shouldStop() {
+            do {
+                let client = try LeadClient(dataDir: dataDir)
+                for item in try client.pullWork(agentID: credentials.id, waitMs: waitMs) {
+                    try send(handler(item), for: item, client: client)
+                }
+            } catch {
+                sleep(seconds: 1)
+            }
+        }
+    }
+
+    public func send(_ reply: Reply, for item: WorkItem, client: LeadClient) throws {
+        let id = credentials.id
+        switch (item.kind, reply) {
+        case (.task, .succeeded(let result)):
+            try client.postResult(taskID: item.id, ResultReport(agentID: id, outcome: .succeeded, result: result))
+        case (.task, .failed(let error)):
+            try client.postResult(taskID: item.id, ResultReport(agentID: id, outcome: .failed, error: error))
+        case (.task, .conflict(let conflict, let result)):
+            try client.postResult(taskID: item.id, ResultReport(agentID: id, outcome: .conflict, result: result, conflict: conflict))
+        case (.task, .answer(let state, let answer)):
+            try client.postResult(
+                taskID: item.id, ResultReport(agentID: id, outcome: state == .conflict ? .failed : .succeeded, result: answer))
+        case (_, .answer(let state, let answer)):
+            try client.postAnswer(operationID: item.id, AnswerReport(agentID: id, state: state, answer: answer))
+        case (_, .succeeded(let answer)):
+            try client.postAnswer(operationID: item.id, AnswerReport(agentID: id, state: .ready, answer: answer))
+        case (_, .failed(let error)):
+            try client.postAnswer(operationID: item.id, AnswerReport(agentID: id, state: .transit, answer: error))
+        case (_, .conflict(let conflict, let answer)):
+            try client.postAnswer(operationID: item.id, AnswerReport(agentID: id, state: .conflict, answer: answer, conflict: conflict))
+        }
+    }
+
+    private func sleep(seconds: Int) {
+        var request = timespec(tv_sec: seconds, tv_nsec: 0)
+        _ = nanosleep(&request, nil)
     }
 }

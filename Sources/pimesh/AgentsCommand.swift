@@ -51,6 +51,7 @@ struct AgentsCommand: AsyncParsableCommand {
             var flags: [String] = []
             if i.degraded { flags.append("degraded") }
             if i.unstable { flags.append("unstable") }
+            if agent.quarantined { flags.append("quarantined") }
             table.add([
                 agent.name, String(agent.id.description.prefix(8)), agent.agentClass.rawValue, agent.state, String(i.score),
                 Format.decimal(i.predictedArrivalMs) + " ms", Format.decimal(i.latencyMs) + " ms", String(i.queueDepth),

@@ -12,6 +12,9 @@ struct Pimesh: AsyncParsableCommand {
             (default ./.pimesh, or $PIMESH_DATA_DIR) and its node-token file.
             """,
         version: PimeshRuntimeInfo.version,
-        subcommands: [RunCommand.self, StatusCommand.self, AgentsCommand.self, SwarmCommand.self, ConfigCommand.self, BenchCommand.self]
+        subcommands: [
+            RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
+            BroadcastCommand.self, ConflictsCommand.self, SwarmCommand.self, ConfigCommand.self, BenchCommand.self,
+        ]
     )
 }

@@ -96,6 +96,27 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append(
             "memory      rss \(Format.megabytes(report.rssBytes))   pss \(Format.megabytes(report.pssBytes))   "
                 + "private anonymous \(Format.megabytes(report.privateAnonymousBytes))")
+        let t = report.tasks
+        lines.append(
+            "tasks       \(t.submitted) submitted   \(t.queued + t.assigned + t.running) open (\(t.queued) queued, \(t.assigned) assigned, "
+                + "\(t.running) running)   \(t.succeeded) succeeded   \(t.failed) failed   \(t.conflict) conflict   "
+                + "\(t.cancelled) cancelled   \(t.skipped) skipped   \(t.requeued) requeued")
+        if !a.quarantined.isEmpty {
+            lines.append("quarantine  \(a.quarantined.joined(separator: ", "))   (pimesh conflicts release NAME)")
+        }
+        for kpi in report.kpis {
+            let value: String
+            if let measured = kpi.value {
+                value = kpi.unit == "ms" ? Format.decimal(measured) + " ms" : Format.decimal(measured * 100) + " %"
+            } else {
+                value = "–"
+            }
+            let target = kpi.unit == "ms" ? Format.decimal(kpi.target) + " ms" : Format.decimal(kpi.target * 100) + " %"
+            let verdict = kpi.met.map { $0 ? "met" : "MISSED" } ?? "no data"
+            lines.append(
+                "kpi         " + kpi.name.padding(30) + value.padding(10) + "target \(kpi.bound) \(target)".padding(18)
+                    + "\(verdict) (\(kpi.samples) samples)")
+        }
         let commit = report.store.lastCommitMs.map { " (last \(Format.decimal($0, places: 2)) ms)" } ?? ""
         lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   \(report.store.path)")
         return lines.joined(separator: "\n")
@@ -104,5 +125,11 @@ struct StatusCommand: AsyncParsableCommand {
     static func camelCase(_ snake: String) -> String {
         let parts = snake.split(separator: "_")
         return (parts.first.map(String.init) ?? "") + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
     }
 }

@@ -11,7 +11,9 @@ struct SwarmCommand: AsyncParsableCommand {
         discussion: """
             Each simulated agent registers with its own identity and secret and sends signed \
             heartbeats at the lead's interval, with its own latency, jitter and queue depth, so \
-            that scores differ. Identities are saved (0600) and reused on the next start. \
+            that scores differ. Unless --no-work, each agent long-polls for tasks and asks and \
+            works on them for the time its class and the payload weight predict (± 5 %), \
+            failing --fail-rate of its tasks. Identities are saved (0600) and reused on the next start. \
             Stops on SIGTERM/SIGINT or after --duration.
             """
     )
@@ -33,6 +35,15 @@ struct SwarmCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds (default: run until stopped).")
     var duration: Double?
 
+    @Option(name: .long, help: "Share of tasks (0…1) the simulated agents report as failed.")
+    var failRate: Double = 0
+
+    @Option(name: .long, help: "Share of ask/broadcast answers (0…1) that are CONFLICT (DATA_CONTRADICTION).")
+    var conflictRate: Double = 0
+
+    @Flag(name: .long, help: "Heartbeat only: pull no tasks and answer no asks (heartbeat load benchmarks).")
+    var noWork = false
+
     func validate() throws {
         guard (1...10_000).contains(agents) else { throw ValidationError("--agents must be 1…10000, not \(agents)") }
         guard !namePrefix.isEmpty, namePrefix.utf8.count <= 40,
@@ -41,6 +52,10 @@ struct SwarmCommand: AsyncParsableCommand {
             throw ValidationError("--name-prefix must be 1–40 letters, digits, '-', '_' or '.'")
         }
         if let duration, duration <= 0 { throw ValidationError("--duration must be above 0 seconds") }
+        guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1, not \(failRate)") }
+        guard (0...1).contains(conflictRate) else {
+            throw ValidationError("--conflict-rate must be between 0 and 1, not \(conflictRate)")
+        }
     }
 
     func run() async throws {
@@ -51,12 +66,14 @@ struct SwarmCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "pimesh-swarm")
         let dataDir = options.resolvedDataDir
-        let swarm = SimulatedSwarm(
-            settings: .init(
-                dataDir: dataDir, agents: agents, namePrefix: namePrefix,
-                stateFile: stateFile ?? "\(dataDir)/swarm-\(namePrefix).json", seed: seed,
-                duration: duration.map { .milliseconds($0 * 1000) }),
-            logger: logger)
+        var settings = SimulatedSwarm.Settings(
+            dataDir: dataDir, agents: agents, namePrefix: namePrefix,
+            stateFile: stateFile ?? "\(dataDir)/swarm-\(namePrefix).json", seed: seed,
+            duration: duration.map { .milliseconds($0 * 1000) })
+        settings.work = !noWork
+        settings.failRate = failRate
+        settings.conflictRate = conflictRate
+        let swarm = SimulatedSwarm(settings: settings, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: swarm, successTerminationBehavior: .gracefullyShutdownGroup)],

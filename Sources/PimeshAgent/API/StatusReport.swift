@@ -14,6 +14,9 @@ public struct StatusReport: Codable, Sendable {
     public var pssBytes: UInt64
     public var privateAnonymousBytes: UInt64
     public var store: Store
+    /// Seed 001 §11.1 KPIs since the lead started, each beside its target.
+    public var kpis: [KPI] = []
+    public var tasks = Tasks()
 
     public struct Agents: Codable, Sendable {
         public var total: Int
@@ -25,6 +28,8 @@ public struct StatusReport: Codable, Sendable {
         public var unstable: Int
         public var meanScore: Double?
         public var p95Score: Int?
+        /// Names of agents held out of routing after a conflict, until released.
+        public var quarantined: [String] = []
 
         public init(_ summary: ClusterSummary) {
             total = summary.total
@@ -75,6 +80,46 @@ public struct StatusReport: Codable, Sendable {
             droppedTotal = counters.totalDropped
             dropped = Dictionary(uniqueKeysWithValues: counters.droppedByReason.map { ($0.reason.description, $0.count) })
         }
+    }
+
+    public struct KPI: Codable, Sendable, Equatable {
+        public var name: String
+        /// nil until something was measured.
+        public var value: Double?
+        public var target: Double
+        /// ">=" or "<=".
+        public var bound: String
+        public var unit: String
+        public var samples: Int
+        public var met: Bool?
+
+        public init(_ indicator: CoordinationKPIs.Indicator) {
+            name = indicator.name
+            value = indicator.value.map(ImpedanceView.round)
+            target = indicator.target
+            bound = indicator.bound.rawValue
+            unit = indicator.unit
+            samples = indicator.samples
+            met = indicator.met
+        }
+    }
+
+    public struct Tasks: Codable, Sendable {
+        public var submitted = 0
+        public var skipped = 0
+        public var queued = 0
+        public var assigned = 0
+        public var running = 0
+        public var succeeded = 0
+        public var failed = 0
+        public var conflict = 0
+        public var cancelled = 0
+        /// Results posted for a task that was already finished (refused, not applied).
+        public var duplicateResults = 0
+        /// Tasks put back in the queue: after a restart, an expired lease or a quarantine.
+        public var requeued = 0
+
+        public init() {}
     }
 
     public struct Store: Codable, Sendable {

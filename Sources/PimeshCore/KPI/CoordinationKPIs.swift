@@ -38,6 +38,11 @@ public struct CoordinationKPIs: Sendable {
         if state == .conflict { conflictResponses += 1 }
     }
 
+    /// An agent that was sent a scatter-gather message and never answered in its window.
+    public mutating func recordMissedArrival() {
+        arrivals += 1
+    }
+
     /// One scatter-gather operation from its first send to its decision.
     public mutating func recordOperation(achievedQuorum: Bool, durationMs: Double) {
         operations += 1

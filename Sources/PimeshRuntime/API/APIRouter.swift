@@ -19,47 +19,169 @@ enum APIRouter {
                 ? JSONResponse.make(status: .ok, ["status": "ready"])
                 : JSONResponse.make(status: .serviceUnavailable, ["status": "starting"])
         }
+        router.get("/metrics") { _, _ in
+            // Loopback only and free of secrets, so scrapers need no token.
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: state.metricsText())))
+        }
         let v1 = router.group("v1").add(middleware: BearerTokenMiddleware(token: Array(token.utf8)))
         v1.get("status") { _, _ in
             JSONResponse.make(status: .ok, state.status())
         }
         v1.get("agents") { _, _ in
-            JSONResponse.make(status: .ok, AgentList(agents: state.registry.views(at: Clock.monotonicNow())))
+            JSONResponse.make(
+                status: .ok, AgentList(agents: state.registry.views(at: Clock.monotonicNow(), outstanding: state.tasks.snapshot.outstanding)))
         }
         v1.get("agents/:id") { _, context in
-            let text = context.parameters.get("id") ?? ""
-            guard let id = AgentID(text) else {
-                return APIError.badRequest("\"\(text)\" is not an agent id (a UUID)", field: "id").response
+            await handle {
+                let (id, _) = try agent(context, state)
+                let outstanding = state.tasks.snapshot.outstanding[id] ?? 0
+                guard let view = state.registry.view(of: id, at: Clock.monotonicNow(), outstanding: outstanding) else {
+                    throw APIError(status: .notFound, message: "no agent with id \(id)", field: "id")
+                }
+                return JSONResponse.make(status: .ok, view)
             }
-            guard let view = state.registry.view(of: id, at: Clock.monotonicNow()) else {
-                return APIError(status: .notFound, message: "no agent with id \(id)", field: "id").response
-            }
-            return JSONResponse.make(status: .ok, view)
         }
         v1.post("agents") { request, _ in
-            do {
-                return try await register(request: request, state: state)
-            } catch let error as APIError {
-                return error.response
+            await handle { try await register(request: request, state: state) }
+        }
+        v1.get("agents/:id/work") { request, context in
+            await handle {
+                let (id, _) = try agent(context, state)
+                let query = request.uri.queryParameters
+                let waitMs = try queryInteger(query.get("wait_ms"), name: "wait_ms", in: 0...state.config.tasks.longPollMaxMs) ?? 0
+                let max = try queryInteger(query.get("max"), name: "max", in: 1...100) ?? 1
+                let items = await state.tasks.pull(agent: id, max: max, wait: .milliseconds(waitMs))
+                return JSONResponse.make(status: .ok, WorkBatch(items: items))
+            }
+        }
+        v1.post("agents/:id/quarantine") { request, context in
+            await handle {
+                let (id, name) = try agent(context, state)
+                let body = try await RequestBody.json(request, limit: 4096)
+                let reader = try BodyReader(body, allowed: ["reason"])
+                let reason = try reader.string("reason", maxBytes: 512) ?? "quarantined by an operator"
+                try await state.conflicts.quarantine(id, reason: reason)
+                state.tasks.requeueInbox(of: id)
+                return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "true"])
+            }
+        }
+        v1.post("agents/:id/release") { _, context in
+            await handle {
+                let (id, name) = try agent(context, state)
+                try await state.conflicts.release(id)
+                return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
+            }
+        }
+        v1.post("tasks") { request, _ in
+            await handle {
+                let submission = try TaskSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                switch try await state.tasks.submit(submission) {
+                case .created(let view): return JSONResponse.make(status: .created, view)
+                case .existing(let view): return JSONResponse.make(status: .ok, view)
+                }
+            }
+        }
+        v1.get("tasks") { request, _ in
+            await handle {
+                let query = request.uri.queryParameters
+                let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
+                var filter: TaskState?
+                if let text = query.get("state") {
+                    guard let parsed = TaskState(rawValue: text) else {
+                        let known = TaskState.allCases.map(\.rawValue).joined(separator: ", ")
+                        throw APIError.badRequest("state \"\(text)\" is not one of \(known)", field: "state")
+                    }
+                    filter = parsed
+                }
+                return JSONResponse.make(status: .ok, try state.tasks.list(limit: limit, state: filter))
+            }
+        }
+        v1.get("tasks/:id") { _, context in
+            await handle {
+                let id = context.parameters.get("id") ?? ""
+                guard let view = try state.tasks.task(id: id) else {
+                    throw APIError(status: .notFound, message: "no task with id \(id)", field: "id")
+                }
+                return JSONResponse.make(status: .ok, view)
+            }
+        }
+        v1.post("tasks/:id/cancel") { _, context in
+            await handle {
+                JSONResponse.make(status: .ok, try await state.tasks.cancel(taskID: context.parameters.get("id") ?? ""))
+            }
+        }
+        v1.post("tasks/:id/result") { request, context in
+            await handle {
+                let submission = try ResultSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
+                switch try await state.tasks.complete(taskID: context.parameters.get("id") ?? "", with: submission) {
+                case .accepted(let view):
+                    return JSONResponse.make(status: .ok, view)
+                case .alreadyFinished(let view):
+                    // The first result won; the agent can drop this one.
+                    return APIError(status: .conflict, message: "task \(view.id) is already \(view.state)", field: "id").response
+                }
+            }
+        }
+        v1.post("ask") { request, _ in
+            await handle {
+                let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
+            }
+        }
+        v1.post("broadcast") { request, _ in
+            await handle {
+                let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
+            }
+        }
+        v1.post("ops/:id/answers") { request, context in
+            await handle {
+                let answer = try AnswerSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
+                let result = try await state.gather.answer(operationID: context.parameters.get("id") ?? "", answer)
+                return JSONResponse.make(status: .ok, ["answer": result.rawValue])
+            }
+        }
+        v1.get("conflicts") { request, _ in
+            await handle {
+                let limit = try queryInteger(request.uri.queryParameters.get("limit"), name: "limit", in: 1...10_000) ?? 100
+                return JSONResponse.make(status: .ok, try state.conflicts.list(limit: limit))
             }
         }
         return router
     }
 
+    /// Turns what a handler throws into a JSON error: its own APIError, or a 500 that says what failed.
+    static func handle(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let error as APIError {
+            return error.response
+        } catch {
+            return APIError(status: .internalServerError, message: "\(error)").response
+        }
+    }
+
+    /// The agent named by the `:id` path parameter: its UUID, or its name as operators type it.
+    static func agent(_ context: BasicRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
+        let text = context.parameters.get("id") ?? ""
+        guard let found = state.registry.resolve(text) else {
+            throw APIError(status: .notFound, message: "no agent with id or name \"\(text)\"", field: "id")
+        }
+        return found
+    }
+
+    static func queryInteger(_ text: String?, name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
+        guard let text else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw APIError.badRequest("query parameter \(name) must be a whole number in \(range.lowerBound)…\(range.upperBound), not \"\(text)\"", field: name)
+        }
+        return value
+    }
+
     static func register(request: Request, state: LeadState) async throws -> Response {
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: maxBodyBytes)
-        } catch {
-            throw APIError(status: .contentTooLarge, message: "the body is larger than \(maxBodyBytes) bytes")
-        }
-        let body: JSONValue
-        do {
-            body = try JSONValue.parse(Array(buffer.readableBytesView))
-        } catch {
-            throw APIError.badRequest("the body is \(error.description)")
-        }
+        let body = try await RequestBody.json(request, limit: maxBodyBytes)
         let registration = try RegistrationRequest.validate(body)
         if state.registry.isNameTaken(registration.name) {
             throw APIError(status: .conflict, message: "an agent named \"\(registration.name)\" is already registered", field: "name")

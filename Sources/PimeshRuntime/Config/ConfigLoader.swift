@@ -23,7 +23,7 @@ public enum ConfigLoader {
             throw ConfigError(file: file, key: "", line: nil, reason: error.description)
         }
         let root = try ConfigReader(file: file, text: text, path: "", value: value)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -68,6 +68,25 @@ public enum ConfigLoader {
             if let s = try node.int("code_trim_interval_s", in: 0...86_400) { config.node.codeTrimIntervalS = s }
             if let root = try node.string("proc_root") { config.node.procRoot = root }
             if let root = try node.string("sys_root") { config.node.sysRoot = root }
+        }
+        if let tasks = try root.section("tasks") {
+            try tasks.rejectUnknownKeys(allowed: ["lease_ms", "max_attempts", "long_poll_max_ms"])
+            if let ms = try tasks.int("lease_ms", in: 100...86_400_000) { config.tasks.leaseMs = ms }
+            if let n = try tasks.int("max_attempts", in: 1...100) { config.tasks.maxAttempts = n }
+            if let ms = try tasks.int("long_poll_max_ms", in: 0...300_000) { config.tasks.longPollMaxMs = ms }
+        }
+        if let coordination = try root.section("coordination") {
+            try coordination.rejectUnknownKeys(allowed: [
+                "arrival_window_ms", "bucket_ms", "minimum_response_ratio", "timeout_ms", "required_ready_rate",
+                "max_conflict_rate", "max_transit_rate",
+            ])
+            if let ms = try coordination.int("arrival_window_ms", in: 20...60_000) { config.coordination.arrivalWindowMs = ms }
+            if let ms = try coordination.int("bucket_ms", in: 1...1000) { config.coordination.bucketMs = ms }
+            if let r = try coordination.double("minimum_response_ratio", in: 0...1) { config.coordination.minimumResponseRatio = r }
+            if let ms = try coordination.int("timeout_ms", in: 50...120_000) { config.coordination.timeoutMs = ms }
+            if let r = try coordination.double("required_ready_rate", in: 0...1) { config.coordination.requiredReadyRate = r }
+            if let r = try coordination.double("max_conflict_rate", in: 0...1) { config.coordination.maxConflictRate = r }
+            if let r = try coordination.double("max_transit_rate", in: 0...1) { config.coordination.maxTransitRate = r }
         }
         return config
     }

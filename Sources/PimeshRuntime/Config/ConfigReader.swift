@@ -71,6 +71,17 @@ struct ConfigReader {
         return flag
     }
 
+    func double(_ key: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+        guard let value = object[key] else { return nil }
+        guard case .number(let number) = value, number.isFinite else {
+            throw error(key, "must be a number, not \(value.typeName)")
+        }
+        guard range.contains(number) else {
+            throw error(key, "\(number) is out of range \(range.lowerBound)…\(range.upperBound)")
+        }
+        return number
+    }
+
     func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let value = object[key] else { return nil }
         guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {

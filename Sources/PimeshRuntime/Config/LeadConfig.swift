@@ -12,6 +12,8 @@ public struct LeadConfig: Sendable, Equatable {
     public var heartbeat = Heartbeat()
     public var store = Store()
     public var node = Node()
+    public var tasks = Tasks()
+    public var coordination = Coordination()
     public var logLevel = "info"
 
     public struct API: Sendable, Equatable {
@@ -47,6 +49,26 @@ public struct LeadConfig: Sendable, Equatable {
         /// Root of /proc and /sys; tests point it at a fake tree.
         public var procRoot = "/proc"
         public var sysRoot = "/sys"
+    }
+
+    public struct Tasks: Sendable, Equatable {
+        /// A task handed to an agent and not finished within this goes back to the queue.
+        public var leaseMs = 30_000
+        /// After this many attempts without a result a task fails instead of being requeued.
+        public var maxAttempts = 3
+        /// The longest an agent's long poll for work may wait.
+        public var longPollMaxMs = 30_000
+    }
+
+    /// Seed 001 §3.2 scatter-gather and §5.2 quorum, for `ask` and `broadcast`.
+    public struct Coordination: Sendable, Equatable {
+        public var arrivalWindowMs = 500
+        public var bucketMs = 10
+        public var minimumResponseRatio = 0.95
+        public var timeoutMs = 5000
+        public var requiredReadyRate = 0.95
+        public var maxConflictRate = 0.05
+        public var maxTransitRate = 0.10
     }
 
     public init() {}

@@ -48,7 +48,32 @@ public struct Lead: Sendable {
         let node = NodeState(readings: probe.read())
         let ready = ReadyFlag()
         let checkpointCounter = CheckpointCounter()
-        let state = LeadState(config: config, registry: registry, writer: writer, node: node, ready: ready, checkpoints: checkpointCounter)
+        let metrics = LeadMetrics()
+        let kpis = KPIRecorder()
+        let conflicts = ConflictService(
+            registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
+        try conflicts.restore()
+        let taskStore = TaskStore(database: database)
+        let tasks = TaskService(
+            settings: .init(lease: .milliseconds(config.tasks.leaseMs), maxAttempts: config.tasks.maxAttempts), registry: registry,
+            writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger)
+        let unfinished = try taskStore.loadOpen()
+        tasks.restore(unfinished)
+        if !unfinished.isEmpty {
+            logger.info("unfinished tasks requeued", metadata: ["tasks": "\(unfinished.count)"])
+        }
+        let coordination = config.coordination
+        let gather = GatherService(
+            settings: .init(
+                arrivalWindow: .milliseconds(coordination.arrivalWindowMs), bucket: .milliseconds(coordination.bucketMs),
+                minimumResponseRatio: coordination.minimumResponseRatio, timeout: .milliseconds(coordination.timeoutMs),
+                quorum: .init(
+                    requiredReadyRate: coordination.requiredReadyRate, maxConflictRate: coordination.maxConflictRate,
+                    maxTransitRate: coordination.maxTransitRate)),
+            registry: registry, tasks: tasks, conflicts: conflicts, writer: writer, kpis: kpis, metrics: metrics, logger: logger)
+        let state = LeadState(
+            config: config, registry: registry, writer: writer, node: node, ready: ready, checkpoints: checkpointCounter, tasks: tasks,
+            gather: gather, conflicts: conflicts, kpis: kpis, metrics: metrics)
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil
@@ -83,6 +108,7 @@ public struct Lead: Sendable {
         let router = APIRouter.build(state: state, token: token)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: writer, serviceName: "store-writer"),
+            .init(service: tasks, serviceName: "tasks"),
             .init(service: CheckpointService(registry: registry, writer: writer, interval: .seconds(config.store.checkpointIntervalS), counter: checkpointCounter), serviceName: "checkpoints"),
             .init(service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)), serviceName: "node-probe"),
             .init(

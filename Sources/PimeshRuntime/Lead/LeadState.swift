@@ -12,16 +12,30 @@ final class LeadState: Sendable {
     let node: NodeState
     let ready: ReadyFlag
     let checkpoints: CheckpointCounter
+    let tasks: TaskService
+    let gather: GatherService
+    let conflicts: ConflictService
+    let kpis: KPIRecorder
+    let metrics: LeadMetrics
     let startedAt: Instant
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
 
-    init(config: LeadConfig, registry: AgentRegistry, writer: StoreWriter, node: NodeState, ready: ReadyFlag, checkpoints: CheckpointCounter) {
+    init(
+        config: LeadConfig, registry: AgentRegistry, writer: StoreWriter, node: NodeState, ready: ReadyFlag,
+        checkpoints: CheckpointCounter, tasks: TaskService, gather: GatherService, conflicts: ConflictService, kpis: KPIRecorder,
+        metrics: LeadMetrics
+    ) {
         self.config = config
         self.registry = registry
         self.writer = writer
         self.node = node
         self.ready = ready
         self.checkpoints = checkpoints
+        self.tasks = tasks
+        self.gather = gather
+        self.conflicts = conflicts
+        self.kpis = kpis
+        self.metrics = metrics
         self.startedAt = Clock.monotonicNow()
     }
 
@@ -35,11 +49,13 @@ final class LeadState: Sendable {
         let (readings, impedance) = node.latest
         let memory = ProcessMemory.read() ?? ProcessMemory()
         let stats = writer.stats
-        return StatusReport(
+        var agents = StatusReport.Agents(registry.summary(at: now))
+        agents.quarantined = registry.quarantinedNames()
+        var report = StatusReport(
             version: PimeshRuntimeInfo.version,
             pid: PimeshRuntimeInfo.pid,
             uptimeS: ImpedanceView.round((now - startedAt).milliseconds / 1000),
-            agents: .init(registry.summary(at: now)),
+            agents: agents,
             node: .init(impedance: impedance, readings: readings),
             heartbeats: .init(intervalMs: config.heartbeat.intervalMs, counters: registry.counters),
             rssBytes: memory.rssBytes,
@@ -48,6 +64,25 @@ final class LeadState: Sendable {
             store: .init(
                 path: writer.database.path, commits: stats.commits,
                 lastCommitMs: stats.lastCommitMs.map(ImpedanceView.round), checkpoints: checkpoints.count))
+        report.kpis = kpis.indicators.map(StatusReport.KPI.init)
+        let snapshot = tasks.snapshot
+        let counters = snapshot.counters
+        report.tasks.submitted = counters.submitted
+        report.tasks.skipped = counters.skipped
+        report.tasks.queued = snapshot.open[.queued] ?? 0
+        report.tasks.assigned = snapshot.open[.assigned] ?? 0
+        report.tasks.running = snapshot.open[.running] ?? 0
+        report.tasks.succeeded = counters.finished[.succeeded] ?? 0
+        report.tasks.failed = counters.finished[.failed] ?? 0
+        report.tasks.conflict = counters.finished[.conflict] ?? 0
+        report.tasks.cancelled = counters.finished[.cancelled] ?? 0
+        report.tasks.duplicateResults = counters.duplicateResults
+        report.tasks.requeued = counters.requeued
+        return report
+    }
+
+    func metricsText() -> [UInt8] {
+        metrics.render(status: status(), heartbeats: registry.counters, openTasks: tasks.snapshot.open)
     }
 }
 

@@ -134,17 +134,19 @@ public final class AgentRegistry: Sendable {
         state.withLock { $0.counters }
     }
 
-    public func views(at now: Instant) -> [AgentView] {
+    public func views(at now: Instant, outstanding: [AgentID: Int] = [:]) -> [AgentView] {
         let agents = state.withLock { Array($0.agents.values) }
-        return agents.sorted { ($0.row.name, $0.row.id) < ($1.row.name, $1.row.id) }.map { view(of: $0, at: now) }
+        return agents.sorted { ($0.row.name, $0.row.id) < ($1.row.name, $1.row.id) }.map {
+            view(of: $0, at: now, outstanding: outstanding[$0.row.id] ?? 0)
+        }
     }
 
-    public func view(of id: AgentID, at now: Instant) -> AgentView? {
-        state.withLock { $0.agents[id] }.map { view(of: $0, at: now) }
+    public func view(of id: AgentID, at now: Instant, outstanding: Int = 0) -> AgentView? {
+        state.withLock { $0.agents[id] }.map { view(of: $0, at: now, outstanding: outstanding) }
     }
 
-    private func view(of agent: LiveAgent, at now: Instant) -> AgentView {
-        AgentView(
+    private func view(of agent: LiveAgent, at now: Instant, outstanding: Int) -> AgentView {
+        var view = AgentView(
             id: agent.row.id, name: agent.row.name, agentClass: agent.row.agentClass,
             capabilities: agent.row.capabilities,
             state: agent.state(at: now, staleAfter: settings.staleAfter).description,
@@ -153,6 +155,79 @@ public final class AgentRegistry: Sendable {
             lastHeartbeatMsAgo: agent.lastHeartbeat.map { Int64((now - $0).milliseconds.rounded()) },
             progress: agent.progress,
             impedance: ImpedanceView(agent.tracker.impedance(at: now)))
+        view.quarantined = agent.quarantined
+        view.outstandingTasks = outstanding
+        return view
+    }
+
+    /// An agent as routing and scatter-gather need it.
+    public struct Candidate: Sendable {
+        public var id: AgentID
+        public var name: String
+        public var route: RouteCandidate
+    }
+
+    /// Agents with `capability` (all agents when nil), with what predicts their arrival now.
+    /// `outstanding` is the work the lead handed each agent and has not seen finished: it
+    /// counts as queue even before the agent's next heartbeat reports it.
+    public func candidates(capability: String?, at now: Instant, outstanding: [AgentID: Int]) -> [Candidate] {
+        state.withLock { state in
+            var result: [Candidate] = []
+            for (id, agent) in state.agents {
+                if let capability, !agent.row.capabilities.contains(capability) { continue }
+                let availability: RouteCandidate.Availability =
+                    agent.quarantined
+                    ? .quarantined : agent.state(at: now, staleAfter: settings.staleAfter) == .ready ? .available : .notReady
+                let tracker = agent.tracker
+                result.append(
+                    Candidate(
+                        id: id, name: agent.row.name,
+                        route: RouteCandidate(
+                            agentClass: agent.row.agentClass, latencyMs: tracker.latency.percentile(50) ?? 0, drift: tracker.drift,
+                            queueDepth: max(tracker.queueDepth, outstanding[id] ?? 0),
+                            processingCalibration: tracker.processingCalibration, availability: availability)))
+            }
+            // A stable order, so that ties go to the same agent each time.
+            return result.sorted { ($0.name, $0.id) < ($1.name, $1.id) }
+        }
+    }
+
+    public func recordCompletion(
+        of id: AgentID, at now: Instant, totalMs: Double, predictedMs: Double, estimatedProcessingMs: Double, succeeded: Bool
+    ) {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return }
+            state.agents.values[index].tracker.recordCompletion(
+                at: now, totalMs: totalMs, predictedMs: predictedMs, estimatedProcessingMs: estimatedProcessingMs,
+                succeeded: succeeded)
+        }
+    }
+
+    /// Returns false when there is no such agent.
+    @discardableResult
+    public func setQuarantined(_ id: AgentID, _ quarantined: Bool) -> Bool {
+        state.withLock { state in
+            guard state.agents[id] != nil else { return false }
+            state.agents[id]?.quarantined = quarantined
+            return true
+        }
+    }
+
+    public func quarantinedNames() -> [String] {
+        state.withLock { $0.agents.values.filter(\.quarantined).map(\.row.name) }.sorted()
+    }
+
+    /// Looks an agent up by id text or by name, as operators type either.
+    public func resolve(_ text: String) -> (id: AgentID, name: String)? {
+        state.withLock { state in
+            if let id = AgentID(text), let agent = state.agents[id] { return (id, agent.row.name) }
+            if let id = state.names[text] { return (id, text) }
+            return nil
+        }
+    }
+
+    public func name(of id: AgentID) -> String? {
+        state.withLock { $0.agents[id]?.row.name }
     }
 
     public func summary(at now: Instant) -> ClusterSummary {

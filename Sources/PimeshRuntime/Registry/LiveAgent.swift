@@ -13,6 +13,8 @@ struct LiveAgent: Sendable {
     var lastHeartbeat: Instant?
     /// The iteration in the last checkpoint; a checkpoint is due only when this lags behind.
     var checkpointedIteration: UInt64?
+    /// Held out of routing after a critical conflict until an operator releases it.
+    var quarantined = false
 
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
         lastIteration = datagram.iteration

@@ -16,6 +16,11 @@ public final class SimulatedSwarm: Service, Sendable {
         public var stateFile: String
         public var seed: UInt64
         public var duration: Duration?
+        /// Pull tasks and answer asks (off: heartbeats only, for heartbeat load benchmarks).
+        public var work = true
+        /// Share of tasks that fail, and of answers that are CONFLICT (DATA_CONTRADICTION).
+        public var failRate = 0.0
+        public var conflictRate = 0.0
 
         public init(dataDir: String, agents: Int, namePrefix: String, stateFile: String, seed: UInt64, duration: Duration?) {
             self.dataDir = dataDir
@@ -45,8 +50,16 @@ public final class SimulatedSwarm: Service, Sendable {
         let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
         let members = try await identities(client: client, profiles: profiles)
         let noise = rng
+        let held = HeldWork(count: members.count)
         try? await cancelWhenGracefulShutdown {
-            try await self.heartbeat(members, profiles: profiles, rng: noise)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.heartbeat(members, profiles: profiles, rng: noise, held: held) }
+                if self.settings.work {
+                    group.addTask { try await self.work(members, profiles: profiles, held: held) }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         }
     }
 
@@ -129,7 +142,9 @@ public final class SimulatedSwarm: Service, Sendable {
         var nextDue: Instant
     }
 
-    private func heartbeat(_ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], rng: SplitMix64) async throws {
+    private func heartbeat(
+        _ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], rng: SplitMix64, held: HeldWork
+    ) async throws {
         var rng = rng
         let interval = Duration.milliseconds(identities.first?.1.heartbeat.intervalMs ?? 250)
         let start = Clock.monotonicNow()
@@ -161,7 +176,9 @@ public final class SimulatedSwarm: Service, Sendable {
             let wallMs = Clock.wallMilliseconds()
             for i in members.indices where members[i].nextDue <= now {
                 let latency = members[i].profile.latencySample(using: &rng)
-                members[i].queueDepth = members[i].profile.nextQueueDepth(after: members[i].queueDepth, using: &rng)
+                // Working agents report the work they hold; idle simulations wander around a mean.
+                members[i].queueDepth =
+                    settings.work ? held.count(i) : members[i].profile.nextQueueDepth(after: members[i].queueDepth, using: &rng)
                 members[i].progress += UInt64.random(in: 1...5, using: &rng)
                 let bytes = members[i].signer.next(
                     state: .ready, queueDepth: members[i].queueDepth, progress: members[i].progress,

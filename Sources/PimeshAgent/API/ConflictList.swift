@@ -1,0 +1,69 @@
+/// `GET /v1/conflicts` and `pimesh conflicts --json`: the newest log entries and who is quarantined.
+public struct ConflictList: Codable, Sendable {
+    public var conflicts: [Entry]
+    public var total: Int
+    public var quarantined: [QuarantinedAgent]
+
+    public struct Entry: Codable, Sendable {
+        public var seq: Int64
+        public var atMs: Int64
+        public var agentID: String
+        public var agentName: String?
+        public var source: String
+        public var type: String
+        public var priority: Int
+        public var strategy: String
+        public var expected: String?
+        public var received: String?
+        public var contextHash: String?
+        public var quarantined: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case seq, atMs, agentName, source, type, priority, strategy, expected, received, contextHash, quarantined
+            case agentID = "agentId"
+        }
+
+        public init(
+            seq: Int64, atMs: Int64, agentID: String, agentName: String?, source: String, type: String, priority: Int,
+            strategy: String, expected: String?, received: String?, contextHash: String?, quarantined: Bool
+        ) {
+            self.seq = seq
+            self.atMs = atMs
+            self.agentID = agentID
+            self.agentName = agentName
+            self.source = source
+            self.type = type
+            self.priority = priority
+            self.strategy = strategy
+            self.expected = expected
+            self.received = received
+            self.contextHash = contextHash
+            self.quarantined = quarantined
+        }
+    }
+
+    public struct QuarantinedAgent: Codable, Sendable {
+        public var agentID: String
+        public var agentName: String?
+        public var sinceMs: Int64
+        public var reason: String
+
+        enum CodingKeys: String, CodingKey {
+            case agentName, sinceMs, reason
+            case agentID = "agentId"
+        }
+
+        public init(agentID: String, agentName: String?, sinceMs: Int64, reason: String) {
+            self.agentID = agentID
+            self.agentName = agentName
+            self.sinceMs = sinceMs
+            self.reason = reason
+        }
+    }
+
+    public init(conflicts: [Entry], total: Int, quarantined: [QuarantinedAgent]) {
+        self.conflicts = conflicts
+        self.total = total
+        self.quarantined = quarantined
+    }
+}

@@ -1,0 +1,87 @@
+/// One task as the API shows it (`POST /v1/tasks`, `GET /v1/tasks/{id}`).
+public struct TaskView: Codable, Sendable, Equatable {
+    public var id: String
+    public var idempotencyKey: String?
+    public var capability: String
+    public var payload: String
+    public var weight: Double
+    public var deadlineMs: Int?
+    public var state: String
+    /// SEND_NOW when the task went (or will go) to an agent, SKIP when it never will.
+    public var decision: String
+    public var skipReason: String?
+    public var skipCode: String?
+    public var agentID: String?
+    public var agentName: String?
+    public var attempts: Int
+    public var predictedArrivalMs: Double?
+    /// The next best agent when the task was routed: its name and predicted arrival.
+    public var runnerUp: RunnerUp?
+    public var candidates: Int?
+    public var submittedAtMs: Int64
+    public var finishedAtMs: Int64?
+    /// From handing the task over to its result, as the lead measured it.
+    public var actualMs: Double?
+    public var result: String?
+    public var error: String?
+
+    public struct RunnerUp: Codable, Sendable, Equatable {
+        public var agentName: String
+        public var predictedArrivalMs: Double
+
+        public init(agentName: String, predictedArrivalMs: Double) {
+            self.agentName = agentName
+            self.predictedArrivalMs = predictedArrivalMs
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, idempotencyKey, capability, payload, weight, deadlineMs, state, decision, skipReason, skipCode
+        case agentID = "agentId"
+        case agentName, attempts, predictedArrivalMs, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
+    }
+
+    public init(
+        id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?, state: String,
+        decision: String, skipReason: String?, skipCode: String?, agentID: String?, agentName: String?, attempts: Int,
+        predictedArrivalMs: Double?, runnerUp: RunnerUp?, candidates: Int?, submittedAtMs: Int64, finishedAtMs: Int64?,
+        actualMs: Double?, result: String?, error: String?
+    ) {
+        self.id = id
+        self.idempotencyKey = idempotencyKey
+        self.capability = capability
+        self.payload = payload
+        self.weight = weight
+        self.deadlineMs = deadlineMs
+        self.state = state
+        self.decision = decision
+        self.skipReason = skipReason
+        self.skipCode = skipCode
+        self.agentID = agentID
+        self.agentName = agentName
+        self.attempts = attempts
+        self.predictedArrivalMs = predictedArrivalMs
+        self.runnerUp = runnerUp
+        self.candidates = candidates
+        self.submittedAtMs = submittedAtMs
+        self.finishedAtMs = finishedAtMs
+        self.actualMs = actualMs
+        self.result = result
+        self.error = error
+    }
+
+    public var isFinished: Bool {
+        ["succeeded", "failed", "conflict", "cancelled", "skipped"].contains(state)
+    }
+}
+
+public struct TaskList: Codable, Sendable {
+    public var tasks: [TaskView]
+    /// Every state with its count over all tasks the lead holds.
+    public var counts: [String: Int]
+
+    public init(tasks: [TaskView], counts: [String: Int]) {
+        self.tasks = tasks
+        self.counts = counts
+    }
+}

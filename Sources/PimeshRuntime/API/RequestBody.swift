@@ -1,0 +1,19 @@
+import Hummingbird
+
+/// Reads a request body with a size cap and parses it as JSON, with errors a client can act on.
+enum RequestBody {
+    static func json(_ request: Request, limit: Int) async throws(APIError) -> JSONValue {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch {
+            throw APIError(status: .contentTooLarge, message: "the body is larger than \(limit) bytes")
+        }
+        do {
+            return try JSONValue.parse(Array(buffer.readableBytesView))
+        } catch {
+            throw APIError.badRequest("the body is \(error.description)")
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import Synchronization
+
+/// `ask` and `broadcast` (seed 001 §3.2): plans send times so that answers arrive together,
+/// sends in 10 ms buckets through the agents' inboxes, gathers trinary answers until the window
+/// closes, and judges them with the trinary quorum. Operations live in RAM only.
+final class GatherService: Sendable {
+    enum Kind: String, Sendable {
+        case ask, broadcast
+    }
+
+    struct Operation: Sendable {
+        var kind: Kind
+        var plan: ScatterGather.Plan
+        var targets: [AgentRegistry.Candidate]
+        /// Agent id → its index in `targets`, for the agents that were sent the message.
+        var sent: [AgentID: Int]
+        var answers: [AgentID: GatherReport.Answer] = [:]
+        var states: [AgentID: TrinaryState] = [:]
+        var late = 0
+        var closed = false
+    }
+
+    let settings: ScatterGather.Settings
+    let registry: AgentRegistry
+    let tasks: TaskService
+    let conflicts: ConflictService
+    let writer: StoreWriter
+    let kpis: KPIRecorder
+    let metrics: LeadMetrics
+    let logger: Logger
+    private let operations = Mutex<[String: Operation]>([:])
+    /// Closed operations stay this long so that stragglers are counted as late, not unknown.
+    private let retention: Duration = .seconds(30)
+
+    init(
+        settings: ScatterGather.Settings, registry: AgentRegistry, tasks: TaskService, conflicts: ConflictService, writer: StoreWriter,
+        kpis: KPIRecorder, metrics: LeadMetrics, logger: Logger
+    ) {
+        self.settings = settings
+        self.registry = registry
+        self.tasks = tasks
+        self.conflicts = conflicts
+        self.writer = writer
+        self.kpis = kpis
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func run(_ kind: Kind, _ request: GatherRequest) async throws -> GatherReport {
+        var settings = settings
+        if let window = request.windowMs { settings.arrivalWindow = .milliseconds(window) }
+        if let timeout = request.timeoutMs { settings.timeout = .milliseconds(timeout) }
+        let gather = ScatterGather(settings: settings)
+        let id = AgentID.random().description
+        let start = Clock.monotonicNow()
+        let targets = registry.candidates(capability: request.capability, at: start, outstanding: tasks.snapshot.outstanding)
+            .filter { $0.route.availability != .quarantined }
+        let plan = gather.plan(leadTimesMs: targets.map { $0.route.leadTimeMs(payloadWeight: request.weight) }, now: start)
+        var sent: [AgentID: Int] = [:]
+        for bucket in plan.buckets {
+            for index in bucket.indices { sent[targets[index].id] = index }
+        }
+        operations.withLock { $0[id] = Operation(kind: kind, plan: plan, targets: targets, sent: sent) }
+        for bucket in plan.buckets {
+            let delay = bucket.sendAt - Clock.monotonicNow()
+            if delay > .zero { try await Task.sleep(for: delay) }
+            let replyWithin = Int((plan.arrivalDeadline - bucket.sendAt).milliseconds.rounded())
+            for index in bucket.indices {
+                tasks.deliver(
+                    message: WorkItem(
+                        kind: kind == .ask ? .ask : .broadcast, id: id, capability: request.capability, payload: request.payload,
+                        weight: request.weight, replyWithinMs: replyWithin),
+                    to: targets[index].id)
+            }
+        }
+        // Seed §3.2 phase 5: poll every 10 ms until the window closes or everyone answered.
+        while Clock.monotonicNow() < plan.closesAt {
+            let done = operations.withLock { ops in ops[id].map { $0.answers.count >= $0.sent.count } ?? true }
+            if done { break }
+            try await Task.sleep(for: min(.milliseconds(10), plan.closesAt - Clock.monotonicNow()))
+        }
+        let operation = operations.withLock { ops -> Operation in
+            ops[id]!.closed = true
+            return ops[id]!
+        }
+        Task {
+            try? await Task.sleep(for: retention)
+            self.operations.withLock { _ = $0.removeValue(forKey: id) }
+        }
+        var tally = ScatterGather.Tally(sent: plan.sentCount, late: operation.late)
+        for state in operation.states.values {
+            switch state {
+            case .ready: tally.ready += 1
+            case .conflict: tally.conflict += 1
+            case .transit: tally.transit += 1
+            }
+        }
+        let outcome = gather.judge(tally)
+        let duration = Clock.monotonicNow() - start
+        kpis.recordMissedArrivals(tally.silent)
+        kpis.recordOperation(achievedQuorum: outcome.quorum.achieved, durationMs: duration.milliseconds)
+        metrics.gatherFinished(decision: outcome.quorum.decision, after: duration)
+        return GatherReport(
+            id: id, kind: kind.rawValue, capability: request.capability, decision: outcome.quorum.decision.rawValue,
+            reason: outcome.quorum.reason, recommendation: outcome.quorum.recommendation,
+            confidence: ImpedanceView.round(outcome.quorum.confidence), gather: outcome.gatherSucceeded ? "SUCCESS" : "PARTIAL",
+            responseRatio: ImpedanceView.round(outcome.responseRatio), targets: targets.count, sent: tally.sent,
+            skipped: plan.skipped.count, ready: tally.ready, conflict: tally.conflict, transit: tally.transit, silent: tally.silent,
+            late: tally.late, windowMs: Int(settings.arrivalWindow.milliseconds), durationMs: ImpedanceView.round(duration.milliseconds),
+            answers: kind == .ask ? operation.answers.values.sorted { $0.agentName < $1.agentName } : [],
+            skippedAgents: plan.skipped.map { .init(agentName: targets[$0.index].name, reason: $0.reason.description) })
+    }
+
+    enum AnswerResult: String {
+        case counted, late, duplicate
+    }
+
+    func answer(operationID: String, _ submission: AnswerSubmission) async throws -> AnswerResult {
+        let now = Clock.monotonicNow()
+        let result: Result<(AnswerResult, predicted: Double, actual: Double), APIError> = operations.withLock { ops in
+            guard var operation = ops[operationID] else {
+                return .failure(APIError(status: .notFound, message: "no ask or broadcast with id \(operationID) (or it ended over 30 s ago)", field: "id"))
+            }
+            guard let index = operation.sent[submission.agentID] else {
+                return .failure(APIError(status: .conflict, message: "agent \(submission.agentID) was not sent operation \(operationID)", field: "agent_id"))
+            }
+            if operation.closed || now > operation.plan.arrivalDeadline {
+                operation.late += operation.closed ? 0 : 1
+                ops[operationID] = operation
+                return .success((.late, 0, 0))
+            }
+            if operation.states[submission.agentID] != nil { return .success((.duplicate, 0, 0)) }
+            let actual = (now - operation.plan.startedAt).milliseconds
+            let predicted = operation.plan.predictedArrival[index].map { ($0 - operation.plan.startedAt).milliseconds } ?? actual
+            operation.states[submission.agentID] = submission.state
+            operation.answers[submission.agentID] = GatherReport.Answer(
+                agentName: operation.targets[index].name, state: submission.state.description, answer: submission.answer,
+                arrivalMs: ImpedanceView.round(actual), predictedArrivalMs: ImpedanceView.round(predicted))
+            ops[operationID] = operation
+            return .success((.counted, predicted, actual))
+        }
+        let (answer, predicted, actual) = try result.get()
+        guard answer == .counted else { return answer }
+        kpis.recordArrival(actualMs: actual, predictedMs: predicted, inWindow: true, state: submission.state)
+        if let detail = submission.conflict {
+            let record = conflicts.record(
+                agentID: submission.agentID, source: "op:\(operationID)", detail: detail, atMs: Clock.wallMilliseconds())
+            try await writer.write { connection in try ConflictStore.append(record, in: connection) }
+            if conflicts.applied(record) { tasks.requeueInbox(of: record.agentID) }
+        }
+        return .counted
+    }
+}

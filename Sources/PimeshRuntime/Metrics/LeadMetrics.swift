@@ -1,0 +1,172 @@
+import CoreMetrics
+import PimeshAgent
+import PimeshCore
+import Prometheus
+import Synchronization
+
+/// `/metrics`: swift-metrics handles backed by one swift-prometheus registry per lead.
+///
+/// Events (a task accepted or finished, a scatter-gather decided, a conflict) update their
+/// metric when they happen. Everything that already has a counter or a live figure elsewhere
+/// (heartbeats, agent states, scores, KPIs) is copied in when `/metrics` is scraped, so the
+/// heartbeat path does no metrics work at all. No series is per agent: agents are unbounded,
+/// and `GET /v1/agents` has the per-agent figures.
+final class LeadMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+
+    private let tasksAccepted: [Bool: CoreMetrics.Counter]
+    private let tasksFinished: [TaskState: CoreMetrics.Counter]
+    private let acceptLatency: CoreMetrics.Timer
+    private let taskDuration: CoreMetrics.Timer
+    private let gatherDecisions: [TrinaryQuorum.Decision: CoreMetrics.Counter]
+    private let gatherDuration: CoreMetrics.Timer
+    private let conflicts: [ConflictType: CoreMetrics.Counter]
+
+    private let heartbeatsAccepted: CoreMetrics.Counter
+    private let heartbeatsDropped: [HeartbeatDropReason: CoreMetrics.Counter]
+    /// What the scrape-time counters held after the last scrape, to add only the difference.
+    private let exported = Mutex<[String: Int]>([:])
+
+    private let agentsByState: [TrinaryState: Meter]
+    private let agentsQuarantined: Meter
+    private let agentsDegraded: Meter
+    private let agentsUnstable: Meter
+    private let meanScore: Meter
+    private let p95Score: Meter
+    private let nodeScore: Meter
+    private let memory: [String: Meter]
+    private let openTasks: [TaskState: Meter]
+    private let kpiValues: [String: Meter]
+    private let kpiTargets: [String: Meter]
+
+    /// Seconds; a Pi's tasks take from tens of milliseconds to a few seconds.
+    static let durationBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        self.registry = registry
+        self.factory = factory
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(
+                label: name, dimensions: labels, handler: registry.makeCounter(name: name, labels: labels, help: help), factory: factory)
+        }
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Meter {
+            Meter(label: name, dimensions: labels, handler: registry.makeGauge(name: name, labels: labels, help: help), factory: factory)
+        }
+        func timer(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> CoreMetrics.Timer {
+            CoreMetrics.Timer(
+                label: name, dimensions: labels,
+                handler: registry.makeDurationHistogram(name: name, labels: labels, buckets: Self.durationBuckets, help: help),
+                factory: factory)
+        }
+        tasksAccepted = [
+            false: counter("pimesh_tasks_accepted_total", "Tasks submitted and committed, by routing decision.", [("decision", "send_now")]),
+            true: counter("pimesh_tasks_accepted_total", "Tasks submitted and committed, by routing decision.", [("decision", "skip")]),
+        ]
+        tasksFinished = Dictionary(
+            uniqueKeysWithValues: TaskState.allCases.filter(\.isTerminal).filter { $0 != .skipped }.map {
+                ($0, counter("pimesh_tasks_finished_total", "Tasks that reached a final state, by state.", [("state", $0.rawValue)]))
+            })
+        acceptLatency = timer("pimesh_task_accept_seconds", "From a submission's arrival to its durable commit (the cost of durability).")
+        taskDuration = timer("pimesh_task_duration_seconds", "From handing a task to an agent to its result.")
+        gatherDecisions = Dictionary(
+            uniqueKeysWithValues: [TrinaryQuorum.Decision.proceed, .wait, .resolveConflicts, .retry].map {
+                ($0, counter("pimesh_gather_operations_total", "Ask and broadcast operations, by quorum decision.", [("decision", $0.rawValue)]))
+            })
+        gatherDuration = timer("pimesh_gather_duration_seconds", "Ask and broadcast from the first send to the quorum decision.")
+        conflicts = Dictionary(
+            uniqueKeysWithValues: ConflictType.allCases.map {
+                ($0, counter("pimesh_conflicts_total", "Conflicts appended to the conflict log, by type.", [("type", $0.rawValue)]))
+            })
+        heartbeatsAccepted = counter("pimesh_heartbeats_accepted_total", "Heartbeat datagrams accepted.")
+        heartbeatsDropped = Dictionary(
+            uniqueKeysWithValues: HeartbeatDropReason.allCases.map {
+                ($0, counter("pimesh_heartbeats_dropped_total", "Heartbeat datagrams dropped, by reason.", [("reason", $0.description)]))
+            })
+        agentsByState = Dictionary(
+            uniqueKeysWithValues: TrinaryState.allCases.map {
+                ($0, gauge("pimesh_agents", "Registered agents by trinary state.", [("state", $0.description)]))
+            })
+        agentsQuarantined = gauge("pimesh_agents_quarantined", "Agents held out of routing after a conflict.")
+        agentsDegraded = gauge("pimesh_agents_degraded", "Agents with an impedance score above 800.")
+        agentsUnstable = gauge("pimesh_agents_unstable", "Agents with drift above 0.5.")
+        meanScore = gauge("pimesh_agent_score_mean", "Mean impedance score of all agents (0 best, 1000 worst).")
+        p95Score = gauge("pimesh_agent_score_p95", "95th percentile impedance score of all agents.")
+        nodeScore = gauge("pimesh_node_score", "The node's own impedance score (0 best, 1000 worst).")
+        memory = Dictionary(
+            uniqueKeysWithValues: ["rss", "pss", "private_anonymous"].map {
+                ($0, gauge("pimesh_memory_bytes", "The lead's own memory, by kind.", [("kind", $0)]))
+            })
+        openTasks = Dictionary(
+            uniqueKeysWithValues: [TaskState.queued, .assigned, .running].map {
+                ($0, gauge("pimesh_tasks_open", "Accepted tasks not yet finished, by state.", [("state", $0.rawValue)]))
+            })
+        let names = CoordinationKPIs().indicators.map(\.name)
+        kpiValues = Dictionary(
+            uniqueKeysWithValues: names.map {
+                ($0, gauge("pimesh_kpi", "Seed 001 KPIs since the lead started (ratios, or ms for cascade latency).", [("kpi", $0)]))
+            })
+        kpiTargets = Dictionary(
+            uniqueKeysWithValues: names.map {
+                ($0, gauge("pimesh_kpi_target", "The seed's target for each KPI.", [("kpi", $0)]))
+            })
+    }
+
+    func taskAccepted(after duration: Duration, skipped: Bool) {
+        tasksAccepted[skipped]?.increment()
+        acceptLatency.recordNanoseconds(duration.wholeNanoseconds)
+    }
+
+    func taskFinished(state: TaskState, after duration: Duration?) {
+        tasksFinished[state]?.increment()
+        if let duration { taskDuration.recordNanoseconds(duration.wholeNanoseconds) }
+    }
+
+    func gatherFinished(decision: TrinaryQuorum.Decision, after duration: Duration) {
+        gatherDecisions[decision]?.increment()
+        gatherDuration.recordNanoseconds(duration.wholeNanoseconds)
+    }
+
+    func conflictRecorded(_ type: ConflictType) {
+        conflicts[type]?.increment()
+    }
+
+    /// Copies the live figures in and renders the Prometheus text format.
+    func render(status: StatusReport, heartbeats: HeartbeatCounters, openTasks open: [TaskState: Int]) -> [UInt8] {
+        exported.withLock { last in
+            func add(_ counter: CoreMetrics.Counter?, key: String, total: Int) {
+                let delta = total - (last[key] ?? 0)
+                if delta > 0 { counter?.increment(by: Int64(delta)) }
+                last[key] = max(total, last[key] ?? 0)
+            }
+            add(heartbeatsAccepted, key: "accepted", total: heartbeats.accepted)
+            for entry in heartbeats.droppedByReason {
+                add(heartbeatsDropped[entry.reason], key: "dropped." + entry.reason.description, total: entry.count)
+            }
+        }
+        agentsByState[.ready]?.set(status.agents.ready)
+        agentsByState[.transit]?.set(status.agents.transit)
+        agentsByState[.conflict]?.set(status.agents.conflict)
+        agentsQuarantined.set(status.agents.quarantined.count)
+        agentsDegraded.set(status.agents.degraded)
+        agentsUnstable.set(status.agents.unstable)
+        meanScore.set(status.agents.meanScore ?? 0)
+        p95Score.set(status.agents.p95Score ?? 0)
+        nodeScore.set(status.node.score)
+        memory["rss"]?.set(Double(status.rssBytes))
+        memory["pss"]?.set(Double(status.pssBytes))
+        memory["private_anonymous"]?.set(Double(status.privateAnonymousBytes))
+        for (state, meter) in openTasks { meter.set(open[state] ?? 0) }
+        for kpi in status.kpis {
+            // NaN is valid in the text format and says "not measured yet" better than 0.
+            kpiValues[kpi.name]?.set(kpi.value ?? .nan)
+            kpiTargets[kpi.name]?.set(kpi.target)
+        }
+        return registry.emitToBuffer()
+    }
+}

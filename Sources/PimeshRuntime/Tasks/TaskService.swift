@@ -1,0 +1,612 @@
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import ServiceLifecycle
+import Synchronization
+
+/// Durable tasks: accepted only once committed, routed to the agent with the lowest predicted
+/// arrival, handed out through long polls, finished exactly once. Its `run` loop requeues
+/// tasks whose lease ran out and dispatches queued ones as agents become READY.
+final class TaskService: Service, Sendable {
+    struct Settings: Sendable {
+        /// A task handed to an agent and not finished within this goes back to the queue.
+        var lease: Duration = .seconds(30)
+        var maxAttempts = 3
+        var dispatchInterval: Duration = .milliseconds(50)
+        /// Finished tasks kept in RAM for status and idempotent answers; older ones are read from SQLite.
+        var recentCapacity = 4096
+    }
+
+    struct LiveTask: Sendable {
+        var row: TaskRow
+        var routedAt: Instant?
+        var leadTimeMs: Double?
+        var estimatedProcessingMs: Double?
+        var leaseExpires: Instant?
+        var runnerUp: TaskView.RunnerUp?
+        var candidates: Int?
+        /// False between routing and the durable commit: counted as the agent's queue, not yet handed out.
+        var durable: Bool
+    }
+
+    struct Inbox: Sendable {
+        var items: [WorkItem] = []
+        var waiter: Waiter?
+    }
+
+    struct Waiter: Sendable {
+        var token: UInt64
+        var max: Int
+        var continuation: CheckedContinuation<[WorkItem], Never>
+    }
+
+    struct Counters: Sendable {
+        var submitted = 0
+        var skipped = 0
+        var duplicateResults = 0
+        var requeued = 0
+        var finished: [TaskState: Int] = [:]
+    }
+
+    struct State: Sendable {
+        var open: [String: LiveTask] = [:]
+        var queued: [String] = []
+        var byKey: [String: String] = [:]
+        var recent: [String: TaskRow] = [:]
+        var recentOrder: [String] = []
+        var inboxes: [AgentID: Inbox] = [:]
+        var nextToken: UInt64 = 0
+        var counters = Counters()
+    }
+
+    let settings: Settings
+    let registry: AgentRegistry
+    let writer: StoreWriter
+    let store: TaskStore
+    let kpis: KPIRecorder
+    let metrics: LeadMetrics
+    let conflicts: ConflictService
+    let logger: Logger
+    private let router = TaskRouter()
+    private let state = Mutex(State())
+
+    init(
+        settings: Settings, registry: AgentRegistry, writer: StoreWriter, store: TaskStore, kpis: KPIRecorder, metrics: LeadMetrics,
+        conflicts: ConflictService, logger: Logger
+    ) {
+        self.settings = settings
+        self.registry = registry
+        self.writer = writer
+        self.store = store
+        self.kpis = kpis
+        self.metrics = metrics
+        self.conflicts = conflicts
+        self.logger = logger
+    }
+
+    /// Tasks accepted before a restart and never finished go back to the queue with their
+    /// attempt count; they are dispatched once agents heartbeat again.
+    func restore(_ rows: [TaskRow]) {
+        state.withLock { state in
+            for var row in rows {
+                row.state = .queued
+                row.agentID = nil
+                state.open[row.id] = LiveTask(row: row, durable: true)
+                state.queued.append(row.id)
+                if let key = row.idempotencyKey { state.byKey[key] = row.id }
+            }
+            state.counters.requeued += rows.count
+        }
+    }
+
+    // MARK: - Submit
+
+    enum SubmitAnswer {
+        case created(TaskView)
+        /// The idempotency key named a task that already exists.
+        case existing(TaskView)
+    }
+
+    func submit(_ submission: TaskSubmission) async throws -> SubmitAnswer {
+        if let key = submission.idempotencyKey {
+            if let existing = try await existingTask(key: key) { return .existing(existing) }
+        }
+        let started = Clock.monotonicNow()
+        let now = started
+        let wallMs = Clock.wallMilliseconds()
+        let id = AgentID.random().description
+        let routed: LiveTask? = state.withLock { state in
+            if let key = submission.idempotencyKey, state.byKey[key] != nil { return nil }
+            let candidates = registry.candidates(
+                capability: submission.capability, at: now, outstanding: Self.outstanding(in: state))
+            let decision = router.route(
+                candidates.map(\.route), payloadWeight: submission.weight, deadlineMs: submission.deadlineMs.map(Double.init), now: now)
+            var task = LiveTask(
+                row: TaskRow(
+                    id: id, idempotencyKey: submission.idempotencyKey, capability: submission.capability, payload: submission.payload,
+                    weight: submission.weight, deadlineMs: submission.deadlineMs, state: .skipped, agentID: nil, attempts: 0,
+                    submittedAtMs: wallMs),
+                durable: false)
+            switch decision {
+            case .sendNow(let choice):
+                let chosen = candidates[choice.index]
+                task.row.state = .assigned
+                task.row.agentID = chosen.id
+                task.row.predictedMs = choice.predictedArrivalMs
+                task.routedAt = now
+                task.leadTimeMs = choice.leadTimeMs
+                task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
+                    payloadWeight: submission.weight, queueDepth: chosen.route.queueDepth)
+                task.leaseExpires = now + settings.lease
+                task.runnerUp = choice.runnerUp.map {
+                    TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
+                }
+                task.candidates = candidates.count
+            case .skip(let reason):
+                task.row.skipReason = reason.description
+                task.row.error = reason.code
+                task.row.finishedAtMs = wallMs
+                task.candidates = candidates.count
+            }
+            state.open[id] = task
+            if let key = submission.idempotencyKey { state.byKey[key] = id }
+            return task
+        }
+        guard var task = routed else {
+            // Another submission with this key got there first: answer with its task.
+            guard let key = submission.idempotencyKey, let existing = try await existingTask(key: key) else {
+                throw APIError(status: .conflict, message: "a task with this idempotency key is being created; retry", field: "idempotency_key")
+            }
+            return .existing(existing)
+        }
+        let row = task.row
+        do {
+            try await writer.write { connection in try TaskStore.save(row, in: connection) }
+        } catch {
+            state.withLock { state in
+                state.open[id] = nil
+                if let key = submission.idempotencyKey, state.byKey[key] == id { state.byKey[key] = nil }
+            }
+            throw error
+        }
+        metrics.taskAccepted(after: Clock.monotonicNow() - started, skipped: row.state == .skipped)
+        task = state.withLock { state in
+            state.counters.submitted += 1
+            guard var live = state.open[id] else { return task }
+            live.durable = true
+            if live.row.state == .skipped {
+                state.open[id] = nil
+                state.counters.skipped += 1
+                state.counters.finished[.skipped, default: 0] += 1
+                Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            } else {
+                state.open[id] = live
+                if let agent = live.row.agentID {
+                    deliver(Self.workItem(live.row), to: agent, in: &state)
+                }
+            }
+            return live
+        }
+        return .created(view(of: task))
+    }
+
+    /// The task an idempotency key names, once it is durable; nil when there is none.
+    private func existingTask(key: String) async throws -> TaskView? {
+        let deadline = Clock.monotonicNow() + .seconds(5)
+        while true {
+            let found: (view: TaskView?, pending: Bool, known: Bool) = state.withLock { state in
+                guard let id = state.byKey[key] else { return (nil, false, false) }
+                if let live = state.open[id] { return (live.durable ? view(of: live) : nil, !live.durable, true) }
+                if let row = state.recent[id] { return (view(of: row), false, true) }
+                return (nil, false, false)
+            }
+            if let view = found.view { return view }
+            if !found.pending {
+                if found.known { return nil }
+                return try store.load(idempotencyKey: key).map { view(of: $0) }
+            }
+            if Clock.monotonicNow() > deadline { return nil }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    // MARK: - Long poll
+
+    /// Hands the agent what waits for it; when nothing does, waits up to `wait` for something.
+    func pull(agent: AgentID, max: Int, wait: Duration) async -> [WorkItem] {
+        let now = Clock.monotonicNow()
+        var writes: [TaskRow] = []
+        let immediate: [WorkItem] = state.withLock { state in
+            take(from: agent, max: max, now: now, in: &state, writes: &writes)
+        }
+        persist(writes)
+        if !immediate.isEmpty || wait <= .zero { return immediate }
+        let token = state.withLock { state -> UInt64 in
+            state.nextToken += 1
+            return state.nextToken
+        }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[WorkItem], Never>) in
+            var writes: [TaskRow] = []
+            let ready: [WorkItem]? = state.withLock { state in
+                let items = take(from: agent, max: max, now: Clock.monotonicNow(), in: &state, writes: &writes)
+                if !items.isEmpty { return items }
+                // One long poll per agent: a newer one replaces an older, which returns empty.
+                state.inboxes[agent, default: Inbox()].waiter?.continuation.resume(returning: [])
+                state.inboxes[agent, default: Inbox()].waiter = Waiter(token: token, max: max, continuation: continuation)
+                return nil
+            }
+            persist(writes)
+            if let ready {
+                continuation.resume(returning: ready)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: wait)
+                self.state.withLock { state in
+                    guard let waiter = state.inboxes[agent]?.waiter, waiter.token == token else { return }
+                    state.inboxes[agent]?.waiter = nil
+                    waiter.continuation.resume(returning: [])
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` items; tasks among them start RUNNING with one more attempt.
+    private func take(from agent: AgentID, max: Int, now: Instant, in state: inout State, writes: inout [TaskRow]) -> [WorkItem] {
+        guard var inbox = state.inboxes[agent], !inbox.items.isEmpty else { return [] }
+        let count = min(max, inbox.items.count)
+        let taken = inbox.items.prefix(count)
+        inbox.items.removeFirst(count)
+        state.inboxes[agent] = inbox
+        var items: [WorkItem] = []
+        for var item in taken {
+            if item.kind == .task {
+                guard var live = state.open[item.id] else { continue }
+                live.row.state = .running
+                live.row.attempts += 1
+                live.leaseExpires = now + settings.lease
+                state.open[live.row.id] = live
+                item.attempt = live.row.attempts
+                writes.append(live.row)
+            }
+            items.append(item)
+        }
+        return items
+    }
+
+    /// Puts an item in an agent's inbox, or straight into its waiting long poll.
+    private func deliver(_ item: WorkItem, to agent: AgentID, in state: inout State) {
+        state.inboxes[agent, default: Inbox()].items.append(item)
+        guard let waiter = state.inboxes[agent]?.waiter else { return }
+        state.inboxes[agent]?.waiter = nil
+        var writes: [TaskRow] = []
+        let items = take(from: agent, max: waiter.max, now: Clock.monotonicNow(), in: &state, writes: &writes)
+        waiter.continuation.resume(returning: items)
+        persist(writes)
+    }
+
+    /// Ask and broadcast messages share the agents' inboxes with tasks.
+    func deliver(message: WorkItem, to agent: AgentID) {
+        state.withLock { deliver(message, to: agent, in: &$0) }
+    }
+
+    /// State changes nobody waits for (handed out, requeued) go through the group commit;
+    /// losing one to a crash only means the task is requeued from its previous state.
+    private func persist(_ rows: [TaskRow]) {
+        for row in rows {
+            writer.enqueue { connection in try TaskStore.save(row, in: connection) }
+        }
+    }
+
+    // MARK: - Results
+
+    enum ResultAnswer {
+        case accepted(TaskView)
+        case alreadyFinished(TaskView)
+    }
+
+    func complete(taskID: String, with submission: ResultSubmission) async throws -> ResultAnswer {
+        let now = Clock.monotonicNow()
+        let wallMs = Clock.wallMilliseconds()
+        guard registry.name(of: submission.agentID) != nil else {
+            throw APIError(status: .notFound, message: "no agent with id \(submission.agentID)", field: "agent_id")
+        }
+        enum Claim {
+            case claimed(LiveTask, finished: TaskRow)
+            case finished(TaskRow)
+            case pending
+            case unknown
+        }
+        let claim: Claim = state.withLock { state in
+            guard var live = state.open[taskID] else {
+                if let row = state.recent[taskID] { return .finished(row) }
+                return .unknown
+            }
+            guard live.durable else { return .pending }
+            let original = live
+            live.row.state =
+                switch submission.outcome {
+                case .succeeded: .succeeded
+                case .failed: .failed
+                case .conflict: .conflict
+                }
+            live.row.agentID = submission.agentID
+            live.row.finishedAtMs = wallMs
+            live.row.actualMs = live.routedAt.map { (now - $0).milliseconds }
+            live.row.result = submission.result
+            live.row.error = submission.error
+            // Claimed under the lock: a second result for the same task now finds it finished.
+            state.open[taskID] = nil
+            state.queued.removeAll { $0 == taskID }
+            if let agent = original.row.agentID {
+                state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
+            }
+            Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            return .claimed(original, finished: live.row)
+        }
+        switch claim {
+        case .unknown:
+            if let row = try store.load(id: taskID) {
+                if row.state.isTerminal {
+                    state.withLock { $0.counters.duplicateResults += 1 }
+                    return .alreadyFinished(view(of: row))
+                }
+                throw APIError(status: .serviceUnavailable, message: "task \(taskID) is being restored; retry")
+            }
+            throw APIError(status: .notFound, message: "no task with id \(taskID)", field: "id")
+        case .pending:
+            throw APIError(status: .serviceUnavailable, message: "task \(taskID) is not committed yet; retry")
+        case .finished(let row):
+            state.withLock { $0.counters.duplicateResults += 1 }
+            return .alreadyFinished(view(of: row))
+        case .claimed(let original, let finished):
+            let conflictRecord = submission.conflict.map {
+                conflicts.record(agentID: submission.agentID, source: "task:\(taskID)", detail: $0, atMs: wallMs)
+            }
+            do {
+                try await writer.write { connection in
+                    try TaskStore.save(finished, in: connection)
+                    if let conflictRecord { try ConflictStore.append(conflictRecord, in: connection) }
+                }
+            } catch {
+                // Not durable: put the task back as it was, so the agent's retry can finish it.
+                state.withLock { state in
+                    state.open[taskID] = original
+                    state.recent[taskID] = nil
+                    state.recentOrder.removeAll { $0 == taskID }
+                }
+                throw error
+            }
+            state.withLock { $0.counters.finished[finished.state, default: 0] += 1 }
+            if let conflictRecord, conflicts.applied(conflictRecord) { requeueInbox(of: conflictRecord.agentID) }
+            if let actual = finished.actualMs, let predicted = finished.predictedMs {
+                let succeeded = finished.state == .succeeded
+                registry.recordCompletion(
+                    of: submission.agentID, at: now, totalMs: actual, predictedMs: predicted,
+                    estimatedProcessingMs: original.estimatedProcessingMs ?? 0, succeeded: succeeded)
+                let window = (original.leadTimeMs ?? predicted) + kpis.tolerance.milliseconds
+                kpis.recordArrival(
+                    actualMs: actual, predictedMs: predicted, inWindow: actual <= window,
+                    state: finished.state == .conflict ? .conflict : .ready)
+                metrics.taskFinished(state: finished.state, after: .milliseconds(actual))
+            } else {
+                metrics.taskFinished(state: finished.state, after: nil)
+            }
+            return .accepted(view(of: finished))
+        }
+    }
+
+    // MARK: - Cancel
+
+    func cancel(taskID: String) async throws -> TaskView {
+        let wallMs = Clock.wallMilliseconds()
+        let cancelled: TaskRow? = state.withLock { state in
+            guard var live = state.open[taskID], live.durable else { return nil }
+            live.row.state = .cancelled
+            live.row.finishedAtMs = wallMs
+            state.open[taskID] = nil
+            state.queued.removeAll { $0 == taskID }
+            if let agent = live.row.agentID {
+                state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
+            }
+            Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            state.counters.finished[.cancelled, default: 0] += 1
+            return live.row
+        }
+        if let cancelled {
+            try await writer.write { connection in try TaskStore.save(cancelled, in: connection) }
+            metrics.taskFinished(state: .cancelled, after: nil)
+            return view(of: cancelled)
+        }
+        guard let existing = try task(id: taskID) else {
+            throw APIError(status: .notFound, message: "no task with id \(taskID)", field: "id")
+        }
+        throw APIError(status: .conflict, message: "task \(taskID) is already \(existing.state); it cannot be cancelled")
+    }
+
+    // MARK: - Dispatch loop
+
+    func run() async throws {
+        await repeatUntilGracefulShutdown(every: settings.dispatchInterval) { self.tick(now: Clock.monotonicNow()) }
+    }
+
+    /// Requeues expired leases, fails tasks out of attempts, and routes queued tasks.
+    func tick(now: Instant) {
+        var writes: [TaskRow] = []
+        var failed: [TaskState] = []
+        state.withLock { state in
+            let wallMs = Clock.wallMilliseconds()
+            for (id, live) in state.open where live.durable {
+                guard let expires = live.leaseExpires, expires <= now else { continue }
+                var task = live
+                if let agent = task.row.agentID {
+                    state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
+                }
+                task.leaseExpires = nil
+                task.routedAt = nil
+                if task.row.state == .running && task.row.attempts >= settings.maxAttempts {
+                    task.row.state = .failed
+                    task.row.error = "no result after \(task.row.attempts) attempts of \(Int(settings.lease.milliseconds)) ms each"
+                    task.row.finishedAtMs = wallMs
+                    state.open[id] = nil
+                    Self.remember(task.row, in: &state, capacity: settings.recentCapacity)
+                    state.counters.finished[.failed, default: 0] += 1
+                    failed.append(.failed)
+                } else {
+                    task.row.state = .queued
+                    task.row.agentID = nil
+                    state.open[id] = task
+                    state.queued.append(id)
+                    state.counters.requeued += 1
+                }
+                writes.append(task.row)
+            }
+            guard !state.queued.isEmpty else { return }
+            var stillQueued: [String] = []
+            for id in state.queued {
+                guard var task = state.open[id], task.row.state == .queued else { continue }
+                let candidates = registry.candidates(capability: task.row.capability, at: now, outstanding: Self.outstanding(in: state))
+                // Accepted already: no deadline can turn it away now, it waits for an agent instead.
+                guard case .sendNow(let choice) = router.route(
+                    candidates.map(\.route), payloadWeight: task.row.weight, deadlineMs: nil, now: now)
+                else {
+                    stillQueued.append(id)
+                    continue
+                }
+                let chosen = candidates[choice.index]
+                task.row.state = .assigned
+                task.row.agentID = chosen.id
+                task.row.predictedMs = choice.predictedArrivalMs
+                task.routedAt = now
+                task.leadTimeMs = choice.leadTimeMs
+                task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
+                    payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
+                task.leaseExpires = now + settings.lease
+                task.candidates = candidates.count
+                task.runnerUp = choice.runnerUp.map {
+                    TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
+                }
+                state.open[id] = task
+                writes.append(task.row)
+                deliver(Self.workItem(task.row), to: chosen.id, in: &state)
+            }
+            state.queued = stillQueued
+        }
+        persist(writes)
+        for finishedState in failed { metrics.taskFinished(state: finishedState, after: nil) }
+    }
+
+    /// A quarantined agent takes no new work: what waits in its inbox goes back to the queue.
+    func requeueInbox(of agent: AgentID) {
+        var writes: [TaskRow] = []
+        state.withLock { state in
+            guard let items = state.inboxes[agent]?.items else { return }
+            state.inboxes[agent]?.items.removeAll { $0.kind == .task }
+            for item in items where item.kind == .task {
+                guard var task = state.open[item.id] else { continue }
+                task.row.state = .queued
+                task.row.agentID = nil
+                task.leaseExpires = nil
+                task.routedAt = nil
+                state.open[item.id] = task
+                state.queued.append(item.id)
+                state.counters.requeued += 1
+                writes.append(task.row)
+            }
+        }
+        persist(writes)
+    }
+
+    // MARK: - Reading
+
+    func task(id: String) throws -> TaskView? {
+        let inMemory: TaskView? = state.withLock { state in
+            if let live = state.open[id], live.durable { return view(of: live) }
+            return state.recent[id].map { view(of: $0) }
+        }
+        if let inMemory { return inMemory }
+        return try store.load(id: id).map { view(of: $0) }
+    }
+
+    /// The newest tasks, with the lead's live copy over what SQLite has.
+    func list(limit: Int, state filter: TaskState?) throws -> TaskList {
+        var rows = try store.recent(limit: limit, state: filter)
+        let live: [String: TaskView] = state.withLock { state in
+            var views: [String: TaskView] = [:]
+            for (id, task) in state.open where task.durable { views[id] = view(of: task) }
+            for (id, row) in state.recent { views[id] = view(of: row) }
+            return views
+        }
+        var views = rows.map { live[$0.id] ?? view(of: $0) }
+        let seen = Set(rows.map(\.id))
+        views += live.values.filter { !seen.contains($0.id) && (filter == nil || $0.state == filter!.rawValue) }
+        views.sort { ($0.submittedAtMs, $0.id) > ($1.submittedAtMs, $1.id) }
+        rows = []
+        var counts = try store.countByState()
+        // Writes still in the group commit are not in SQLite yet: count the live states.
+        let openStates = state.withLock { $0.open.values.filter(\.durable).map(\.row.state) }
+        for state in [TaskState.queued, .assigned, .running] { counts[state] = openStates.filter { $0 == state }.count }
+        return TaskList(
+            tasks: Array(views.prefix(limit)),
+            counts: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, counts[$0] ?? 0) }))
+    }
+
+    struct Snapshot: Sendable {
+        var counters: Counters
+        var open: [TaskState: Int]
+        var outstanding: [AgentID: Int]
+    }
+
+    var snapshot: Snapshot {
+        state.withLock { state in
+            var open: [TaskState: Int] = [:]
+            for task in state.open.values where task.durable { open[task.row.state, default: 0] += 1 }
+            return Snapshot(counters: state.counters, open: open, outstanding: Self.outstanding(in: state))
+        }
+    }
+
+    // MARK: - Helpers
+
+    private static func outstanding(in state: State) -> [AgentID: Int] {
+        var result: [AgentID: Int] = [:]
+        for task in state.open.values where task.row.state == .assigned || task.row.state == .running {
+            if let agent = task.row.agentID { result[agent, default: 0] += 1 }
+        }
+        return result
+    }
+
+    private static func remember(_ row: TaskRow, in state: inout State, capacity: Int) {
+        if let key = row.idempotencyKey { state.byKey[key] = row.id }
+        state.recent[row.id] = row
+        state.recentOrder.append(row.id)
+        if state.recentOrder.count > capacity {
+            let evicted = state.recentOrder.removeFirst()
+            if let row = state.recent.removeValue(forKey: evicted), let key = row.idempotencyKey, state.byKey[key] == evicted {
+                state.byKey[key] = nil
+            }
+        }
+    }
+
+    private static func workItem(_ row: TaskRow) -> WorkItem {
+        WorkItem(kind: .task, id: row.id, capability: row.capability, payload: row.payload, weight: row.weight, attempt: row.attempts + 1)
+    }
+
+    private func view(of live: LiveTask) -> TaskView {
+        var view = view(of: live.row)
+        view.runnerUp = live.runnerUp
+        view.candidates = live.candidates
+        return view
+    }
+
+    func view(of row: TaskRow) -> TaskView {
+        TaskView(
+            id: row.id, idempotencyKey: row.idempotencyKey, capability: row.capability, payload: row.payload, weight: row.weight,
+            deadlineMs: row.deadlineMs, state: row.state.rawValue, decision: row.state == .skipped ? "SKIP" : "SEND_NOW",
+            skipReason: row.skipReason, skipCode: row.state == .skipped ? row.error : nil, agentID: row.agentID?.description,
+            agentName: row.agentID.flatMap { registry.name(of: $0) }, attempts: row.attempts,
+            predictedArrivalMs: row.predictedMs.map(ImpedanceView.round), runnerUp: nil, candidates: nil,
+            submittedAtMs: row.submittedAtMs, finishedAtMs: row.finishedAtMs, actualMs: row.actualMs.map(ImpedanceView.round),
+            result: row.result, error: row.state == .skipped ? nil : row.error)
+    }
+}

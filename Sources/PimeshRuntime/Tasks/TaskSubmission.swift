@@ -1,0 +1,26 @@
+/// A validated `POST /v1/tasks` body.
+struct TaskSubmission: Equatable {
+    var capability: String
+    var payload: String
+    /// Seed 001 `payload_weight`: 0 is a unit of the class's base work, each 1 adds half of it.
+    var weight: Double
+    var deadlineMs: Int?
+    var idempotencyKey: String?
+
+    static let maxPayloadBytes = 64 * 1024
+    static let maxWeight = 100.0
+    static let maxDeadlineMs = 24 * 3_600_000
+
+    static func validate(_ body: JSONValue) throws(APIError) -> TaskSubmission {
+        let reader = try BodyReader(body, allowed: ["capability", "payload", "weight", "deadline_ms", "idempotency_key"])
+        let capability = try reader.identifier("capability", required: true)!
+        guard RegistrationRequest.isIdentifier(capability, allowUppercase: false) else {
+            throw .badRequest("\"capability\" must be lower case: a–z, 0–9, '.', '_' or '-'", field: "capability")
+        }
+        return TaskSubmission(
+            capability: capability, payload: try reader.string("payload", maxBytes: maxPayloadBytes) ?? "",
+            weight: try reader.number("weight", in: 0...maxWeight) ?? 0,
+            deadlineMs: try reader.integer("deadline_ms", in: 1...maxDeadlineMs),
+            idempotencyKey: try reader.identifier("idempotency_key", maxBytes: 128))
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import PimeshAgent
+
+struct ConflictsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conflicts",
+        abstract: "The conflict log, quarantined agents, and releasing them.",
+        discussion: """
+            A CONFLICT (−1) answer is information, not failure (seed 001 §5.1): it is appended to \
+            an append-only log with the seed's priority (TEMPORAL_PARADOX and HASH_MISMATCH 4 … \
+            CAPABILITY_MISMATCH 1). Priority-4 conflicts quarantine their agent: it gets no new \
+            work until released here.
+            """,
+        subcommands: [List.self, Release.self, Quarantine.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The newest conflicts and the quarantined agents.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Option(name: .long, help: "How many log entries to show.")
+        var limit: Int = 20
+
+        func validate() throws {
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1…10000, not \(limit)") }
+        }
+
+        func run() async throws {
+            do {
+                let raw = try options.client().get("/v1/conflicts?limit=\(limit)")
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                let list = try APICoding.decode(ConflictList.self, from: raw)
+                var table = TextTable(["SEQ", "AGENT", "TYPE", "PRIO", "STRATEGY", "SOURCE", "QUARANTINED"], rightAligned: [0, 3])
+                for entry in list.conflicts {
+                    table.add([
+                        String(entry.seq), entry.agentName ?? String(entry.agentID.prefix(8)), entry.type, String(entry.priority),
+                        entry.strategy, String(entry.source.prefix(44)), entry.quarantined ? "yes" : "",
+                    ])
+                }
+                print(table.render())
+                print("\(list.total) conflicts logged")
+                if list.quarantined.isEmpty {
+                    print("no agent is quarantined")
+                }
+                for agent in list.quarantined {
+                    print("quarantined \(agent.agentName ?? agent.agentID): \(agent.reason)")
+                }
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a quarantined agent take work again.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The agent's name or id.")
+        var agent: String
+
+        func run() async throws {
+            do {
+                let raw = try options.client().post("/v1/agents/\(agent)/release", json: Array("{}".utf8))
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                print("released \(agent)")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Quarantine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hold an agent out of routing until it is released.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The agent's name or id.")
+        var agent: String
+
+        @Option(name: .long, help: "Why, for the log and for whoever releases it.")
+        var reason: String = "quarantined by an operator"
+
+        func run() async throws {
+            do {
+                struct Body: Encodable { var reason: String }
+                let raw = try options.client().post("/v1/agents/\(agent)/quarantine", json: try APICoding.encode(Body(reason: reason)))
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                print("quarantined \(agent)")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import PimeshAgent
+
+struct TasksCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tasks",
+        abstract: "List, show, submit and cancel tasks.",
+        discussion: """
+            A task goes to the agent with the capability and the lowest predicted arrival \
+            (latency + estimate_processing); PRED is that prediction, ACTUAL what it took from \
+            hand-over to result. `pimesh delegate` submits one and waits for its result.
+            """,
+        subcommands: [List.self, Show.self, Submit.self, Cancel.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The newest tasks, with counts by state.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Option(name: .long, help: "Only tasks in this state (queued, assigned, running, succeeded, failed, conflict, cancelled, skipped).")
+        var state: String?
+
+        @Option(name: .long, help: "How many tasks to show (1…10000).")
+        var limit: Int = 20
+
+        func validate() throws {
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1…10000, not \(limit)") }
+        }
+
+        func run() async throws {
+            do {
+                var path = "/v1/tasks?limit=\(limit)"
+                if let state { path += "&state=\(state)" }
+                let raw = try options.client().get(path)
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                let list = try APICoding.decode(TaskList.self, from: raw)
+                print(TasksCommand.render(list.tasks))
+                let counts = ["queued", "assigned", "running", "succeeded", "failed", "conflict", "cancelled", "skipped"]
+                    .map { "\($0) \(list.counts[$0] ?? 0)" }.joined(separator: "   ")
+                print(counts)
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One task in full.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The task id.")
+        var id: String
+
+        func run() async throws {
+            do {
+                let raw = try options.client().get("/v1/tasks/\(id)")
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                print(TasksCommand.describe(try APICoding.decode(TaskView.self, from: raw)))
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Submit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Submit a task and print the routing decision without waiting.")
+
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var task: TaskOptions
+
+        func run() async throws {
+            do {
+                let view = try options.client().submit(task.request)
+                if options.json { return print(String(decoding: try APICoding.encode(view), as: UTF8.self)) }
+                print(TasksCommand.describe(view))
+                if view.decision == "SKIP" { throw CLIFailure("skipped: \(view.skipReason ?? "")", exitCode: 2) }
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a task that has not finished.")
+
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The task id.")
+        var id: String
+
+        func run() async throws {
+            do {
+                let raw = try options.client().post("/v1/tasks/\(id)/cancel", json: Array("{}".utf8))
+                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
+                print("cancelled \(id)")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    static func render(_ tasks: [TaskView]) -> String {
+        var table = TextTable(
+            ["ID", "CAPABILITY", "STATE", "AGENT", "TRIES", "PRED", "ACTUAL", "RESULT"], rightAligned: [4, 5, 6])
+        for task in tasks {
+            table.add([
+                String(task.id.prefix(8)), task.capability, task.state, task.agentName ?? "–", String(task.attempts),
+                task.predictedArrivalMs.map { Format.decimal($0) + " ms" } ?? "–",
+                task.actualMs.map { Format.decimal($0) + " ms" } ?? "–",
+                String((task.skipReason ?? task.error ?? task.result ?? "").prefix(48)),
+            ])
+        }
+        return table.render()
+    }
+
+    static func describe(_ task: TaskView) -> String {
+        var lines = ["task        \(task.id)", "capability  \(task.capability)   weight \(Format.decimal(task.weight, places: 2))"]
+        if task.decision == "SKIP" {
+            lines.append("decision    SKIP: \(task.skipReason ?? "")")
+        } else {
+            let predicted = task.predictedArrivalMs.map { " predicted arrival \(Format.decimal($0)) ms" } ?? ""
+            lines.append("decision    SEND_NOW → \(task.agentName ?? task.agentID ?? "an agent when one is READY")\(predicted)")
+            if let runnerUp = task.runnerUp {
+                lines.append("runner-up   \(runnerUp.agentName) at \(Format.decimal(runnerUp.predictedArrivalMs)) ms of \(task.candidates ?? 0) candidates")
+            }
+        }
+        lines.append("state       \(task.state)   attempts \(task.attempts)")
+        if let actual = task.actualMs { lines.append("took        \(Format.decimal(actual)) ms from hand-over to result") }
+        if let result = task.result { lines.append("result      \(result)") }
+        if let error = task.error { lines.append("error       \(error)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// What `tasks submit` and `delegate` send.
+struct TaskOptions: ParsableArguments {
+    @Argument(help: "The capability an agent must have (a–z, 0–9, '.', '_', '-').")
+    var capability: String
+
+    @Option(name: .long, help: "Opaque payload text handed to the agent (often JSON).")
+    var payload: String = ""
+
+    @Option(name: .long, help: "Payload weight: 0 is one unit of the class's base work, each 1 adds half of it.")
+    var weight: Double?
+
+    @Option(name: .long, help: "Refuse (SKIP) when no agent can finish within this many ms.")
+    var deadlineMs: Int?
+
+    @Option(name: .long, help: "Resubmitting with the same key returns the same task instead of a new one.")
+    var idempotencyKey: String?
+
+    func validate() throws {
+        if let weight, !(0...100).contains(weight) { throw ValidationError("--weight must be 0…100, not \(weight)") }
+        if let deadlineMs, deadlineMs < 1 { throw ValidationError("--deadline-ms must be at least 1") }
+    }
+
+    var request: LeadClient.TaskRequest {
+        LeadClient.TaskRequest(
+            capability: capability, payload: payload, weight: weight, deadlineMs: deadlineMs, idempotencyKey: idempotencyKey)
+    }
+}
