@@ -6,10 +6,14 @@ DEBUG_BIN  := .build/debug/pimesh
 RELEASE_BIN := .build/release/pimesh
 SHIP_BIN    := .build/pimesh
 
-.PHONY: deps build release demo test test-swift test-python check-binary clean
+# promtool (Debian package prometheus) checks /metrics in the tests; the demo does not need it.
+.PHONY: deps test-deps build release demo test test-swift test-python check-binary clean
 
 deps:
 	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh prometheus
 
 build: deps
 	$(SWIFT) build
@@ -22,7 +26,7 @@ release: deps
 demo: release
 	@scripts/demo.sh $(SHIP_BIN)
 
-test: deps test-swift test-python check-binary
+test: deps test-deps test-swift test-python check-binary
 
 test-swift:
 	$(SWIFT) build --build-tests

@@ -47,6 +47,7 @@ public enum Schema {
                 submitted_at_ms INTEGER NOT NULL,
                 skip_reason TEXT,
                 predicted_ms REAL,
+                lead_time_ms REAL,
                 finished_at_ms INTEGER,
                 actual_ms REAL,
                 result TEXT,

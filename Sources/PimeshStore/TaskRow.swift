@@ -14,6 +14,8 @@ public struct TaskRow: Sendable, Equatable {
     public var submittedAtMs: Int64
     public var skipReason: String?
     public var predictedMs: Double?
+    /// The prediction padded by the agent's drift: the arrival window's end, before tolerance.
+    public var leadTimeMs: Double?
     public var finishedAtMs: Int64?
     /// Handed over to result, as the lead measured it.
     public var actualMs: Double?
@@ -23,7 +25,7 @@ public struct TaskRow: Sendable, Equatable {
     public init(
         id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?,
         state: TaskState, agentID: AgentID?, attempts: Int, submittedAtMs: Int64, skipReason: String? = nil,
-        predictedMs: Double? = nil, finishedAtMs: Int64? = nil, actualMs: Double? = nil, result: String? = nil,
+        predictedMs: Double? = nil, leadTimeMs: Double? = nil, finishedAtMs: Int64? = nil, actualMs: Double? = nil, result: String? = nil,
         error: String? = nil
     ) {
         self.id = id
@@ -38,6 +40,7 @@ public struct TaskRow: Sendable, Equatable {
         self.submittedAtMs = submittedAtMs
         self.skipReason = skipReason
         self.predictedMs = predictedMs
+        self.leadTimeMs = leadTimeMs
         self.finishedAtMs = finishedAtMs
         self.actualMs = actualMs
         self.result = result

@@ -6,7 +6,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure this device: on-device micro-benchmarks of the lead's hot paths.",
-        subcommands: [Ingest.self]
+        subcommands: [Ingest.self, Tasks.self]
     )
 
     struct Ingest: AsyncParsableCommand {
@@ -55,6 +55,60 @@ struct BenchCommand: AsyncParsableCommand {
                             + "\(Format.decimal(result.nanosecondsPerDatagram, places: 0)) ns each, "
                             + "\(Format.decimal(result.datagramsPerSecond / 1000, places: 0))k/s "
                             + "(accepted \(result.accepted), dropped \(result.dropped))")
+                }
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Tasks: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tasks",
+            abstract: "Load a running lead with tasks: throughput, accept latency, submit-to-result.",
+            discussion: """
+                Needs a lead and READY agents with capabilities (pimesh swarm --agents 100). \
+                Submits --tasks tasks from --concurrency clients across the agents' capabilities \
+                and waits for every result. Accept latency is the submit round trip, which includes \
+                the durable commit; submit-to-result is the lead's finished_at − submitted_at. \
+                benchmarks/tasks.sh starts a lead and a swarm and runs this.
+                """
+        )
+
+        @OptionGroup var options: ClientOptions
+
+        @Option(help: "How many tasks.")
+        var tasks: Int = 1000
+
+        @Option(help: "How many clients submit at once.")
+        var concurrency: Int = 16
+
+        @Option(help: "Payload weight of every task.")
+        var weight: Double = 1
+
+        func validate() throws {
+            guard (1...1_000_000).contains(tasks) else { throw ValidationError("--tasks must be 1…1000000") }
+            guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1…256") }
+            guard (0...100).contains(weight) else { throw ValidationError("--weight must be 0…100") }
+        }
+
+        func run() async throws {
+            do {
+                let result = try await TaskBenchmark(
+                    dataDir: options.resolvedDataDir, tasks: tasks, concurrency: concurrency, weight: weight
+                ).run()
+                if options.json {
+                    print(String(decoding: try APICoding.encode(result), as: UTF8.self))
+                } else {
+                    print(
+                        """
+                        tasks \(result.tasks) on \(result.agents) READY agents, \(result.concurrency) clients: \
+                        \(Format.decimal(result.tasksPerSecond)) tasks/s over \(Format.decimal(result.seconds, places: 2)) s
+                        accept (durable)   p50 \(Format.decimal(result.acceptP50Ms, places: 2)) ms   p99 \(Format.decimal(result.acceptP99Ms, places: 2)) ms
+                        submit → result    p50 \(Format.decimal(result.submitToResultP50Ms)) ms   p99 \(Format.decimal(result.submitToResultP99Ms)) ms
+                        succeeded \(result.succeeded), other outcomes \(result.otherOutcomes), \
+                        prediction within 50 ms \(Format.decimal(result.predictionWithin50Ms * 100)) %
+                        """)
                 }
             } catch {
                 throw CLIFailure.report(error)

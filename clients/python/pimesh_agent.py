@@ -8,6 +8,14 @@ signed heartbeats (protocol v1, docs/protocol.md) every interval:
                                            name="camera-1", capabilities=["sense"])
     agent.run(report=lambda: Report(state=READY, queue_depth=len(queue), progress=done))
 
+Work comes through a long poll; post each task's result, or answer an ask/broadcast:
+
+    for item in agent.pull_work(data_dir, wait_ms=25000):
+        if item["kind"] == "task":
+            agent.post_result(data_dir, item["id"], "succeeded", result=do(item["payload"]))
+        else:
+            agent.answer(data_dir, item["id"], READY, answer="ok")
+
 Or from the shell: python3 pimesh_agent.py --data-dir /var/lib/pimesh --name camera-1
 """
 
@@ -60,6 +68,50 @@ def discover(data_dir):
     return endpoint, token
 
 
+def api_request(data_dir, method, path, body=None, timeout=5.0):
+    """One call to the lead's API; returns (status, decoded JSON). Unreachable leads raise PimeshError."""
+    endpoint, token = discover(data_dir)
+    api = endpoint["api"]
+    headers = {"Authorization": f"Bearer {token}"}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection(api["host"], int(api["port"]), timeout=timeout)
+    try:
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    except OSError as error:
+        raise PimeshError(f"cannot reach the lead's API at {api['host']}:{api['port']}: {error}") from None
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, {"error": raw.decode(errors="replace")}
+
+
+def _refused(what, status, answer):
+    message = answer.get("error") if isinstance(answer, dict) else answer
+    return PimeshError(f"the lead refused {what} ({status}): {message}")
+
+
+def submit_task(data_dir, capability, payload="", weight=None, deadline_ms=None, idempotency_key=None):
+    """Submits a task; the answer says which agent it went to, or SKIP and why."""
+    body = {"capability": capability, "payload": payload}
+    if weight is not None:
+        body["weight"] = weight
+    if deadline_ms is not None:
+        body["deadline_ms"] = deadline_ms
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    status, answer = api_request(data_dir, "POST", "/v1/tasks", body)
+    if status not in (200, 201):
+        raise _refused("the task", status, answer)
+    return answer
+
+
 def encode_heartbeat(agent_id, secret, iteration, timestamp_ms, state, queue_depth, progress):
     """One 64-byte v1 datagram: the signed part and the first 16 bytes of its HMAC-SHA256."""
     signed = _SIGNED.pack(VERSION, state, 0, agent_id, iteration, timestamp_ms, queue_depth, progress)
@@ -86,26 +138,11 @@ class PimeshAgent:
 
     @staticmethod
     def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0):
-        endpoint, token = discover(data_dir)
-        api = endpoint["api"]
-        body = json.dumps({"name": name, "class": agent_class, "capabilities": list(capabilities)})
-        connection = http.client.HTTPConnection(api["host"], int(api["port"]), timeout=timeout)
-        try:
-            connection.request("POST", "/v1/agents", body=body,
-                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-            response = connection.getresponse()
-            payload = response.read()
-        except OSError as error:
-            raise PimeshError(f"cannot reach the lead's API at {api['host']}:{api['port']}: {error}") from None
-        finally:
-            connection.close()
-        if response.status != 201:
-            try:
-                message = json.loads(payload).get("error", payload.decode(errors="replace"))
-            except ValueError:
-                message = payload.decode(errors="replace")
-            raise PimeshError(f"the lead refused the registration ({response.status}): {message}")
-        return json.loads(payload)
+        status, answer = api_request(data_dir, "POST", "/v1/agents",
+                                     {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout)
+        if status != 201:
+            raise _refused("the registration", status, answer)
+        return answer
 
     @classmethod
     def register_or_resume(cls, data_dir, identity_file, name, agent_class="CLASS_E_LOCAL", capabilities=()):
@@ -133,6 +170,40 @@ class PimeshAgent:
                                     state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
         self.socket.sendto(datagram, self.address)
         return self.iteration
+
+    def pull_work(self, data_dir, wait_ms=25000, max_items=1):
+        """Waits up to wait_ms for tasks, asks or broadcasts; an empty list means none came."""
+        status, answer = api_request(data_dir, "GET", f"/v1/agents/{self.credentials['id']}/work"
+                                     f"?wait_ms={int(wait_ms)}&max={int(max_items)}", timeout=wait_ms / 1000 + 5)
+        if status != 200:
+            raise _refused("the long poll", status, answer)
+        return answer["items"]
+
+    def post_result(self, data_dir, task_id, outcome, result=None, error=None, conflict=None):
+        """outcome: succeeded, failed or conflict (with conflict={"type": ...}). Returns False when
+        the task had already finished (another attempt won, or it was cancelled)."""
+        body = {"agent_id": self.credentials["id"], "outcome": outcome}
+        for key, value in (("result", result), ("error", error), ("conflict", conflict)):
+            if value is not None:
+                body[key] = value
+        status, answer = api_request(data_dir, "POST", f"/v1/tasks/{task_id}/result", body)
+        if status == 409:
+            return False
+        if status != 200:
+            raise _refused("the result", status, answer)
+        return True
+
+    def answer(self, data_dir, operation_id, state=READY, answer=None, conflict=None):
+        """Answers an ask or broadcast with a trinary state; returns counted, late or duplicate."""
+        body = {"agent_id": self.credentials["id"], "state": state}
+        if answer is not None:
+            body["answer"] = answer
+        if conflict is not None:
+            body["conflict"] = conflict
+        status, reply = api_request(data_dir, "POST", f"/v1/ops/{operation_id}/answers", body)
+        if status != 200:
+            raise _refused("the answer", status, reply)
+        return reply["answer"]
 
     def run(self, report=Report, stop=lambda: False):
         """Heartbeats at the lead's interval until `stop()` is true."""

@@ -106,6 +106,52 @@ class PythonClientTests(unittest.TestCase):
         with self.assertRaisesRegex(PimeshError, "no lead is running"):
             PimeshAgent.register("/nonexistent/pimesh", "py-6")
 
+    def ready_agent(self, name, capabilities):
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, name, capabilities=capabilities))
+        agent.heartbeat()
+        self.assertTrue(self.lead.wait_for(lambda: self.agent_view(name)["state"] == "READY"))
+        return agent
+
+    def test_tasks_are_pulled_and_finished_once(self):
+        agent = self.ready_agent("py-7", ["resize"])
+        task = pimesh_agent.submit_task(self.lead.data_dir, "resize", payload='{"w": 64}', weight=1, idempotency_key="r-1")
+        self.assertEqual(task["decision"], "SEND_NOW")
+        self.assertEqual(task["agent_name"], "py-7")
+        again = pimesh_agent.submit_task(self.lead.data_dir, "resize", payload='{"w": 64}', idempotency_key="r-1")
+        self.assertEqual(again["id"], task["id"])
+        items = agent.pull_work(self.lead.data_dir, wait_ms=2000)
+        self.assertEqual([(i["kind"], i["id"], i["payload"], i["attempt"]) for i in items],
+                         [("task", task["id"], '{"w": 64}', 1)])
+        self.assertTrue(agent.post_result(self.lead.data_dir, task["id"], "succeeded", result="64x64"))
+        self.assertFalse(agent.post_result(self.lead.data_dir, task["id"], "succeeded", result="again"))
+        finished = self.lead.get(f"/v1/tasks/{task['id']}")
+        self.assertEqual((finished["state"], finished["result"]), ("succeeded", "64x64"))
+        self.assertEqual(agent.pull_work(self.lead.data_dir, wait_ms=0), [])
+        with self.assertRaisesRegex(PimeshError, r"\(400\).*outcome"):
+            agent.post_result(self.lead.data_dir, task["id"], "maybe")
+        skipped = pimesh_agent.submit_task(self.lead.data_dir, "nobody-can")
+        self.assertEqual((skipped["decision"], skipped["skip_code"]), ("SKIP", "no_capable_agent"))
+
+    def test_asks_are_answered(self):
+        agent = self.ready_agent("py-8", ["vote"])
+        results = {}
+
+        def ask():
+            results["report"] = pimesh_agent.api_request(self.lead.data_dir, "POST", "/v1/ask",
+                                                         {"capability": "vote", "payload": "agree?"}, timeout=15)
+
+        import threading
+        asker = threading.Thread(target=ask)
+        asker.start()
+        items = agent.pull_work(self.lead.data_dir, wait_ms=5000)
+        self.assertEqual([(i["kind"], i["payload"]) for i in items], [("ask", "agree?")])
+        self.assertEqual(agent.answer(self.lead.data_dir, items[0]["id"], READY, answer="yes"), "counted")
+        asker.join()
+        status, report = results["report"]
+        self.assertEqual(status, 200)
+        self.assertEqual((report["decision"], report["ready"], report["sent"]), ("PROCEED", 1, 1))
+        self.assertEqual(report["answers"][0]["answer"], "yes")
+
     def test_datagram_layout_matches_the_protocol(self):
         datagram = pimesh_agent.encode_heartbeat(bytes(range(16)), b"k", 7, 1000, CONFLICT, 2, 3)
         self.assertEqual(len(datagram), 64)

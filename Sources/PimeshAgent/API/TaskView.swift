@@ -15,6 +15,9 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var agentName: String?
     public var attempts: Int
     public var predictedArrivalMs: Double?
+    /// The prediction padded by the agent's drift (`Impedance.leadTimeMs`); a result within
+    /// this + 50 ms counts as a hit of the arrival window.
+    public var leadTimeMs: Double?
     /// The next best agent when the task was routed: its name and predicted arrival.
     public var runnerUp: RunnerUp?
     public var candidates: Int?
@@ -38,13 +41,13 @@ public struct TaskView: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, idempotencyKey, capability, payload, weight, deadlineMs, state, decision, skipReason, skipCode
         case agentID = "agentId"
-        case agentName, attempts, predictedArrivalMs, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
+        case agentName, attempts, predictedArrivalMs, leadTimeMs, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
     }
 
     public init(
         id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?, state: String,
         decision: String, skipReason: String?, skipCode: String?, agentID: String?, agentName: String?, attempts: Int,
-        predictedArrivalMs: Double?, runnerUp: RunnerUp?, candidates: Int?, submittedAtMs: Int64, finishedAtMs: Int64?,
+        predictedArrivalMs: Double?, leadTimeMs: Double?, runnerUp: RunnerUp?, candidates: Int?, submittedAtMs: Int64, finishedAtMs: Int64?,
         actualMs: Double?, result: String?, error: String?
     ) {
         self.id = id
@@ -61,6 +64,7 @@ public struct TaskView: Codable, Sendable, Equatable {
         self.agentName = agentName
         self.attempts = attempts
         self.predictedArrivalMs = predictedArrivalMs
+        self.leadTimeMs = leadTimeMs
         self.runnerUp = runnerUp
         self.candidates = candidates
         self.submittedAtMs = submittedAtMs

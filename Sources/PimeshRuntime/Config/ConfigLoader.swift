@@ -58,7 +58,8 @@ public enum ConfigLoader {
             }
         }
         if let store = try root.section("store") {
-            try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s"])
+            try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s", "durable_commit_delay_ms"])
+            if let ms = try store.int("durable_commit_delay_ms", in: 0...1000) { config.store.durableCommitDelayMs = ms }
             if let ms = try store.int("commit_interval_ms", in: 1...10_000) { config.store.commitIntervalMs = ms }
             if let s = try store.int("checkpoint_interval_s", in: 10...86_400) { config.store.checkpointIntervalS = s }
         }

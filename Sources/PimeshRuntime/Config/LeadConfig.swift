@@ -40,6 +40,9 @@ public struct LeadConfig: Sendable, Equatable {
         /// The last impedance and iteration of each agent are written this often; heartbeats
         /// themselves never write. Five minutes keeps 100 agents near 0.3 MB/h of SD writes.
         public var checkpointIntervalS = 300
+        /// A write someone waits for (a task accepted, a result) is committed this soon instead
+        /// of at the next tick; writes arriving meanwhile share its commit.
+        public var durableCommitDelayMs = 2
     }
 
     public struct Node: Sendable, Equatable {

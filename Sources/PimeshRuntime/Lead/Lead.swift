@@ -43,7 +43,9 @@ public struct Lead: Sendable {
         }
         logger.info("registry loaded", metadata: ["agents": "\(registry.count)", "database": "\(database.path)"])
 
-        let writer = StoreWriter(database: database, commitInterval: .milliseconds(config.store.commitIntervalMs), logger: logger)
+        let writer = StoreWriter(
+            database: database, commitInterval: .milliseconds(config.store.commitIntervalMs),
+            durableDelay: .milliseconds(config.store.durableCommitDelayMs), logger: logger)
         let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
         let node = NodeState(readings: probe.read())
         let ready = ReadyFlag()

@@ -9,9 +9,12 @@ import Synchronization
 /// The lead's one writer: queued writes are committed together at most every
 /// `commitInterval`, and only when something is queued (group commit, DESIGN.md §5).
 ///
-/// `write` waits until its change is durable — the API answers only then. Batches that hold
-/// such a write commit with `synchronous=FULL` so they survive a power cut, not only `kill -9`;
-/// background checkpoints go through `enqueue` and keep the cheaper `NORMAL`.
+/// `write` waits until its change is durable — the API answers only then. Such a write does not
+/// wait for the next tick: it wakes the writer, which gathers for `durableDelay` (whatever else
+/// arrives meanwhile, or during the commit itself, shares it) and commits with
+/// `synchronous=FULL` so the change survives a power cut, not only `kill -9`. Background
+/// writes (checkpoints, task hand-overs) go through `enqueue`, wait for the tick and keep the
+/// cheaper `NORMAL`.
 public final class StoreWriter: Service, Sendable {
     public typealias Write = @Sendable (Connection) throws -> Void
 
@@ -27,20 +30,26 @@ public final class StoreWriter: Service, Sendable {
 
     public let database: Database
     private let commitInterval: Duration
+    private let durableDelay: Duration
     private let logger: Logger
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
     private let queue = Mutex<[Pending]>([])
     private let statistics = Mutex(Stats())
 
-    public init(database: Database, commitInterval: Duration, logger: Logger) {
+    public init(database: Database, commitInterval: Duration, durableDelay: Duration = .milliseconds(2), logger: Logger) {
         self.database = database
         self.commitInterval = commitInterval
+        self.durableDelay = durableDelay
         self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Queues a write and returns once it is committed; throws what the write threw.
     public func write(_ write: @escaping Write) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             queue.withLock { $0.append(Pending(write: write, waiter: continuation)) }
+            wake.yield()
         }
     }
 
@@ -54,7 +63,22 @@ public final class StoreWriter: Service, Sendable {
     }
 
     public func run() async throws {
-        await repeatUntilGracefulShutdown(every: commitInterval) { await self.flush() }
+        try? await cancelWhenGracefulShutdown {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: self.commitInterval)
+                        self.wake.yield()
+                    }
+                }
+                for await _ in self.wakeups {
+                    let someoneWaits = self.queue.withLock { $0.contains { $0.waiter != nil } }
+                    if someoneWaits && self.durableDelay > .zero { try await Task.sleep(for: self.durableDelay) }
+                    await self.flush()
+                }
+                group.cancelAll()
+            }
+        }
         // Whatever was queued before shutdown is committed before the lead exits.
         await flush()
     }

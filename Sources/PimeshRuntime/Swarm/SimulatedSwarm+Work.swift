@@ -47,7 +47,7 @@ extension SimulatedSwarm {
                         while !Task.isCancelled {
                             let pulled: [WorkItem]
                             do {
-                                pulled = try await pool.runIfActive { [settings = self.settings] in
+                                pulled = try await pool.abandoningOnCancel { [settings = self.settings] in
                                     try LeadClient(dataDir: settings.dataDir).pullWork(agentID: credentials.id, waitMs: 10_000, max: 8)
                                 }
                             } catch {
@@ -106,6 +106,32 @@ extension SimulatedSwarm {
                 if Clock.monotonicNow() > giveUp { return }
                 try await Task.sleep(for: .milliseconds(200))
             }
+        }
+    }
+}
+
+extension NIOThreadPool {
+    /// Runs blocking work on the pool; when the task is cancelled the caller goes on at once and
+    /// the blocking call finishes on its own. A long poll then cannot hold up the swarm's shutdown.
+    func abandoningOnCancel<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let slot = Mutex<CheckedContinuation<T, any Error>?>(nil)
+        @Sendable func finish(_ result: Result<T, any Error>) {
+            slot.withLock { continuation in
+                continuation?.resume(with: result)
+                continuation = nil
+            }
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                slot.withLock { $0 = continuation }
+                if Task.isCancelled { return finish(.failure(CancellationError())) }
+                self.submit { state in
+                    guard case .active = state else { return finish(.failure(CancellationError())) }
+                    finish(Result(catching: body))
+                }
+            }
+        } onCancel: {
+            finish(.failure(CancellationError()))
         }
     }
 }

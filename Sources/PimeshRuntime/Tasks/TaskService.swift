@@ -21,7 +21,6 @@ final class TaskService: Service, Sendable {
     struct LiveTask: Sendable {
         var row: TaskRow
         var routedAt: Instant?
-        var leadTimeMs: Double?
         var estimatedProcessingMs: Double?
         var leaseExpires: Instant?
         var runnerUp: TaskView.RunnerUp?
@@ -135,7 +134,7 @@ final class TaskService: Service, Sendable {
                 task.row.agentID = chosen.id
                 task.row.predictedMs = choice.predictedArrivalMs
                 task.routedAt = now
-                task.leadTimeMs = choice.leadTimeMs
+                task.row.leadTimeMs = choice.leadTimeMs
                 task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
                     payloadWeight: submission.weight, queueDepth: chosen.route.queueDepth)
                 task.leaseExpires = now + settings.lease
@@ -181,6 +180,9 @@ final class TaskService: Service, Sendable {
                 state.counters.finished[.skipped, default: 0] += 1
                 Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
             } else {
+                // The prediction is for hand-over to result: the commit before it is not the agent's time.
+                live.routedAt = Clock.monotonicNow()
+                live.leaseExpires = live.routedAt! + settings.lease
                 state.open[id] = live
                 if let agent = live.row.agentID {
                     deliver(Self.workItem(live.row), to: agent, in: &state)
@@ -385,7 +387,7 @@ final class TaskService: Service, Sendable {
                 registry.recordCompletion(
                     of: submission.agentID, at: now, totalMs: actual, predictedMs: predicted,
                     estimatedProcessingMs: original.estimatedProcessingMs ?? 0, succeeded: succeeded)
-                let window = (original.leadTimeMs ?? predicted) + kpis.tolerance.milliseconds
+                let window = (original.row.leadTimeMs ?? predicted) + kpis.tolerance.milliseconds
                 kpis.recordArrival(
                     actualMs: actual, predictedMs: predicted, inWindow: actual <= window,
                     state: finished.state == .conflict ? .conflict : .ready)
@@ -479,7 +481,7 @@ final class TaskService: Service, Sendable {
                 task.row.agentID = chosen.id
                 task.row.predictedMs = choice.predictedArrivalMs
                 task.routedAt = now
-                task.leadTimeMs = choice.leadTimeMs
+                task.row.leadTimeMs = choice.leadTimeMs
                 task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
                     payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
                 task.leaseExpires = now + settings.lease
@@ -605,7 +607,7 @@ final class TaskService: Service, Sendable {
             deadlineMs: row.deadlineMs, state: row.state.rawValue, decision: row.state == .skipped ? "SKIP" : "SEND_NOW",
             skipReason: row.skipReason, skipCode: row.state == .skipped ? row.error : nil, agentID: row.agentID?.description,
             agentName: row.agentID.flatMap { registry.name(of: $0) }, attempts: row.attempts,
-            predictedArrivalMs: row.predictedMs.map(ImpedanceView.round), runnerUp: nil, candidates: nil,
+            predictedArrivalMs: row.predictedMs.map(ImpedanceView.round), leadTimeMs: row.leadTimeMs.map(ImpedanceView.round), runnerUp: nil, candidates: nil,
             submittedAtMs: row.submittedAtMs, finishedAtMs: row.finishedAtMs, actualMs: row.actualMs.map(ImpedanceView.round),
             result: row.result, error: row.state == .skipped ? nil : row.error)
     }

@@ -1,0 +1,127 @@
+import NIOPosix
+import PimeshAgent
+import PimeshCore
+import Synchronization
+
+/// `pimesh bench tasks`: loads a running lead (and the agents it has, usually a swarm) with
+/// tasks and measures what a submitter sees: accept latency (the durable commit included),
+/// submit-to-result time and throughput.
+public struct TaskBenchmark: Sendable {
+    public struct Result: Codable, Sendable {
+        public var tasks: Int
+        public var concurrency: Int
+        public var agents: Int
+        public var succeeded: Int
+        public var otherOutcomes: Int
+        public var seconds: Double
+        public var tasksPerSecond: Double
+        public var acceptP50Ms: Double
+        public var acceptP99Ms: Double
+        public var submitToResultP50Ms: Double
+        public var submitToResultP99Ms: Double
+        public var predictionWithin50Ms: Double
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let dataDir: String
+    public let tasks: Int
+    public let concurrency: Int
+    public let weight: Double
+
+    public init(dataDir: String, tasks: Int, concurrency: Int, weight: Double) {
+        self.dataDir = dataDir
+        self.tasks = tasks
+        self.concurrency = concurrency
+        self.weight = weight
+    }
+
+    public func run() async throws -> Result {
+        let client = try LeadClient(dataDir: dataDir)
+        let agents = try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.filter { $0.state == "READY" }
+        let capabilities = Array(Set(agents.flatMap(\.capabilities))).sorted()
+        guard !capabilities.isEmpty else {
+            throw Failure(description: "no READY agent with a capability: start agents first (pimesh swarm --agents 100)")
+        }
+        let pool = NIOThreadPool(numberOfThreads: concurrency)
+        pool.start()
+        defer { pool.shutdownGracefully { _ in } }
+        let accepted = Accepted()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    try await pool.runIfActive {
+                        while true {
+                            let index = accepted.claim()
+                            if index >= tasks { return }
+                            let before = Clock.monotonicNow()
+                            let view = try client.submit(
+                                .init(capability: capabilities[index % capabilities.count], payload: "bench \(index)", weight: weight))
+                            let ms = (Clock.monotonicNow() - before).milliseconds
+                            accepted.record(id: view.id, ms: ms)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let ids = Set(accepted.all.map(\.id))
+        // Wait for every result; the list carries each task's submit and finish times.
+        var finished: [TaskView] = []
+        let deadline = Clock.monotonicNow() + .seconds(300)
+        while true {
+            let list = try APICoding.decode(TaskList.self, from: client.get("/v1/tasks?limit=\(tasks)"))
+            finished = list.tasks.filter { ids.contains($0.id) && $0.isFinished }
+            if finished.count >= ids.count { break }
+            if Clock.monotonicNow() > deadline {
+                throw Failure(description: "\(ids.count - finished.count) of \(ids.count) tasks unfinished after 300 s")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let acceptMs = accepted.all.map(\.ms)
+        let submitToResult = finished.compactMap { task in task.finishedAtMs.map { Double($0 - task.submittedAtMs) } }
+        let firstSubmit = finished.map(\.submittedAtMs).min() ?? 0
+        let lastFinish = finished.compactMap(\.finishedAtMs).max() ?? firstSubmit
+        let seconds = max(0.001, Double(lastFinish - firstSubmit) / 1000)
+        let within = finished.filter { task in
+            guard let actual = task.actualMs, let predicted = task.predictedArrivalMs else { return false }
+            return abs(actual - predicted) <= 50
+        }.count
+        return Result(
+            tasks: ids.count, concurrency: concurrency, agents: agents.count,
+            succeeded: finished.filter { $0.state == "succeeded" }.count,
+            otherOutcomes: finished.filter { $0.state != "succeeded" }.count, seconds: ImpedanceView.round(seconds),
+            tasksPerSecond: ImpedanceView.round(Double(ids.count) / seconds), acceptP50Ms: Self.percentile(acceptMs, 50),
+            acceptP99Ms: Self.percentile(acceptMs, 99), submitToResultP50Ms: Self.percentile(submitToResult, 50),
+            submitToResultP99Ms: Self.percentile(submitToResult, 99),
+            predictionWithin50Ms: ImpedanceView.round(Double(within) / Double(max(1, finished.count))))
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        var ring = SampleRing(capacity: max(1, values.count))
+        for value in values { ring.add(value) }
+        return ImpedanceView.round(ring.percentile(p) ?? 0)
+    }
+}
+
+/// The submitters' shared cursor and what they measured.
+private final class Accepted: Sendable {
+    private let state = Mutex<(next: Int, taken: [(id: String, ms: Double)])>((0, []))
+
+    func claim() -> Int {
+        state.withLock { state in
+            defer { state.next += 1 }
+            return state.next
+        }
+    }
+
+    func record(id: String, ms: Double) {
+        state.withLock { $0.taken.append((id, ms)) }
+    }
+
+    var all: [(id: String, ms: Double)] {
+        state.withLock { $0.taken }
+    }
+}

@@ -1,0 +1,359 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// `pimesh swarm` as a child process, stopped with SIGTERM when the test is done.
+final class SwarmProcess {
+    let process = Process()
+
+    init(dataDir: String, agents: Int, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        process.arguments = ["swarm", "--data-dir", dataDir, "--agents", String(agents)] + extra
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+    }
+}
+
+/// Runs `count` jobs on `width` threads at once; the lead's API is what is being loaded.
+func concurrently(_ count: Int, width: Int, _ job: @escaping @Sendable (Int) -> Void) {
+    let next = NSLock()
+    nonisolated(unsafe) var cursor = 0
+    DispatchQueue.concurrentPerform(iterations: width) { _ in
+        while true {
+            next.lock()
+            let index = cursor
+            cursor += 1
+            next.unlock()
+            if index >= count { return }
+            job(index)
+        }
+    }
+}
+
+final class Collected<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Int: T] = [:]
+
+    func set(_ index: Int, _ value: T) {
+        lock.lock()
+        items[index] = value
+        lock.unlock()
+    }
+
+    var all: [Int: T] {
+        lock.lock()
+        defer { lock.unlock() }
+        return items
+    }
+}
+
+@Suite(.serialized) struct TaskEndToEndTests {
+    static let capabilities = ["sense", "infer", "store", "relay", "actuate"]
+
+    func startLeadWithSwarm(agents: Int = 100) throws -> (LeadProcess, SwarmProcess) {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let swarm = try SwarmProcess(dataDir: lead.dataDir, agents: agents)
+        let ready = try runPimesh(["status", "--data-dir", lead.dataDir, "--until-ready", String(agents), "--timeout", "30"])
+        guard ready.status == 0 else { throw Failure("swarm not READY: \(ready.output)") }
+        // A few heartbeats each, so latencies are measured before routing starts.
+        Thread.sleep(forTimeInterval: 1)
+        return (lead, swarm)
+    }
+
+    func waitFinished(_ lead: LeadProcess, ids: [String], timeout: TimeInterval = 60) throws -> [String: TaskView] {
+        let client = try lead.client()
+        var finished: [String: TaskView] = [:]
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for id in ids where finished[id] == nil {
+                if let view = try? client.task(id: id), view.isFinished { finished[id] = view }
+            }
+            if finished.count == ids.count { return finished }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw Failure("\(ids.count - finished.count) of \(ids.count) tasks unfinished after \(timeout) s")
+    }
+
+    @Test func aThousandTasksOnAHundredAgentsEndOnceAtTheFastestAgentAndTheKPIsAgree() throws {
+        let (lead, swarm) = try startLeadWithSwarm()
+        let client = try lead.client()
+        let responses = Collected<TaskView>()
+        concurrently(1000, width: 16) { index in
+            let request = LeadClient.TaskRequest(
+                capability: Self.capabilities[index % 5], payload: #"{"n":\#(index)}"#, weight: Double(index % 3))
+            if let view = try? client.submit(request) { responses.set(index, view) }
+        }
+        let submitted = responses.all
+        #expect(submitted.count == 1000)
+        for view in submitted.values {
+            #expect(view.decision == "SEND_NOW", "\(view)")
+            // Routed to the lowest predicted arrival: nobody eligible was predicted sooner.
+            if let runnerUp = view.runnerUp, let predicted = view.predictedArrivalMs {
+                #expect(predicted <= runnerUp.predictedArrivalMs, "\(view)")
+            }
+        }
+        let finished = try waitFinished(lead, ids: submitted.values.map(\.id))
+        #expect(finished.values.allSatisfy { $0.state == "succeeded" && $0.attempts == 1 })
+        // Each task's agent had the capability it asked for.
+        let capabilitiesByName = Dictionary(uniqueKeysWithValues: try lead.agents().map { ($0.name, Set($0.capabilities)) })
+        #expect(finished.values.allSatisfy { capabilitiesByName[$0.agentName ?? ""]?.contains($0.capability) == true })
+
+        // Three asks, so that the scatter-gather KPIs have something to count too.
+        var gatherDurations: [Double] = []
+        var proceeded = 0
+        var answers: [GatherReport.Answer] = []
+        var silent = 0
+        for capability in ["sense", "infer", "store"] {
+            struct Ask: Encodable { var capability: String }
+            let report = try APICoding.decode(
+                GatherReport.self,
+                from: client.withTimeout(milliseconds: 20_000).post("/v1/ask", json: try APICoding.encode(Ask(capability: capability))))
+            #expect(report.sent > 0)
+            gatherDurations.append(report.durationMs)
+            if report.decision == "PROCEED" { proceeded += 1 }
+            answers += report.answers
+            silent += report.silent
+        }
+
+        let status = try lead.status()
+        #expect(status.tasks.succeeded == 1000)
+        #expect(status.tasks.duplicateResults == 0)
+        #expect(status.tasks.requeued == 0)
+        let kpis = Dictionary(uniqueKeysWithValues: status.kpis.map { ($0.name, $0) })
+        // The same figures, counted here from the tasks' and answers' own predicted and actual times.
+        let tasks = Array(finished.values)
+        let predictions = tasks.count + answers.count
+        let within50 =
+            tasks.filter { abs($0.actualMs! - $0.predictedArrivalMs!) <= 50 }.count
+            + answers.filter { abs($0.arrivalMs - $0.predictedArrivalMs) <= 50 }.count
+        let inWindow = tasks.filter { $0.actualMs! <= $0.leadTimeMs! + 50 }.count + answers.count
+        #expect(kpis["impedance_prediction_accuracy"]?.samples == predictions)
+        #expect(kpis["impedance_prediction_accuracy"]?.value == ImpedanceView.round(Double(within50) / Double(predictions)))
+        #expect(kpis["arrival_window_hit_rate"]?.samples == predictions + silent)
+        #expect(kpis["arrival_window_hit_rate"]?.value == ImpedanceView.round(Double(inWindow) / Double(predictions + silent)))
+        #expect(kpis["conflict_rate"]?.value == 0)
+        #expect(kpis["coordination_success_rate"]?.samples == 3)
+        #expect(kpis["coordination_success_rate"]?.value == ImpedanceView.round(Double(proceeded) / 3))
+        #expect(kpis["cascade_latency_p95"]?.value == gatherDurations.max())
+        withExtendedLifetime(swarm) {}
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func killNineDuringSubmissionsLosesNoAcceptedTaskAndRunsNoneTwice() throws {
+        let (lead, swarm) = try startLeadWithSwarm()
+        let client = try lead.client()
+        let accepted = Collected<TaskView>()
+        let pid = lead.process.processIdentifier
+        let killer = Thread {
+            // Let a few hundred submissions through, then pull the plug.
+            while accepted.all.count < 300 { usleep(1000) }
+            kill(pid, SIGKILL)
+        }
+        killer.start()
+        concurrently(1000, width: 16) { index in
+            let request = LeadClient.TaskRequest(
+                capability: Self.capabilities[index % 5], payload: "job \(index)", weight: 1, idempotencyKey: "job-\(index)")
+            if let view = try? client.submit(request) { accepted.set(index, view) }
+        }
+        while lead.process.isRunning { usleep(10_000) }
+        let answered = accepted.all
+        #expect(answered.count >= 300 && answered.count < 1000, "\(answered.count) accepted before the kill")
+
+        let restarted = try LeadProcess(dataDir: lead.dataDir)
+        _ = try restarted.waitReady()
+        // Every task that got an answer is there after the restart and finishes, exactly once.
+        let finished = try waitFinished(restarted, ids: answered.values.map(\.id), timeout: 90)
+        #expect(finished.values.allSatisfy { $0.state == "succeeded" }, "\(finished.values.filter { $0.state != "succeeded" })")
+        let again = try restarted.client()
+        for (index, view) in answered {
+            let resubmitted = try again.submit(
+                LeadClient.TaskRequest(capability: Self.capabilities[index % 5], payload: "job \(index)", weight: 1, idempotencyKey: "job-\(index)"))
+            #expect(resubmitted.id == view.id)
+            #expect(resubmitted.state == "succeeded")
+        }
+        // No key ever named two tasks, and no task was added by the resubmissions above.
+        let list = try APICoding.decode(TaskList.self, from: again.get("/v1/tasks?limit=10000"))
+        let keys = list.tasks.compactMap(\.idempotencyKey)
+        #expect(Set(keys).count == keys.count)
+        #expect(list.tasks.count <= 1000)
+        withExtendedLifetime(swarm) {}
+        #expect(restarted.terminate() == 0)
+    }
+
+    @Test func badBodiesGetJSONErrorsNamingTheFieldAndTheLeadCarriesOn() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let cases: [(path: String, body: String, field: String?)] = [
+            ("/v1/tasks", "[]", nil),
+            ("/v1/tasks", "{}", "capability"),
+            ("/v1/tasks", #"{"capability": 3}"#, "capability"),
+            ("/v1/tasks", #"{"capability": "Has Space"}"#, "capability"),
+            ("/v1/tasks", #"{"capability": "infer", "weight": -1}"#, "weight"),
+            ("/v1/tasks", #"{"capability": "infer", "weight": "heavy"}"#, "weight"),
+            ("/v1/tasks", #"{"capability": "infer", "deadline_ms": 0}"#, "deadline_ms"),
+            ("/v1/tasks", #"{"capability": "infer", "deadline_ms": 1.5}"#, "deadline_ms"),
+            ("/v1/tasks", #"{"capability": "infer", "payload": {"a": 1}}"#, "payload"),
+            ("/v1/tasks", #"{"capability": "infer", "idempotency_key": "a b"}"#, "idempotency_key"),
+            ("/v1/tasks", #"{"capability": "infer", "priority": 3}"#, "priority"),
+            ("/v1/tasks/x/result", #"{"outcome": "succeeded"}"#, "agent_id"),
+            ("/v1/tasks/x/result", #"{"agent_id": "nope", "outcome": "succeeded"}"#, "agent_id"),
+            ("/v1/tasks/x/result", #"{"agent_id": "00000000-0000-0000-0000-000000000001", "outcome": "maybe"}"#, "outcome"),
+            ("/v1/tasks/x/result", #"{"agent_id": "00000000-0000-0000-0000-000000000001", "outcome": "conflict"}"#, "conflict"),
+            (
+                "/v1/tasks/x/result",
+                #"{"agent_id": "00000000-0000-0000-0000-000000000001", "outcome": "conflict", "conflict": {"type": "WEIRD"}}"#,
+                "conflict.type"
+            ),
+            ("/v1/ops/x/answers", #"{"agent_id": "00000000-0000-0000-0000-000000000001", "state": 2}"#, "state"),
+            ("/v1/ops/x/answers", #"{"agent_id": "00000000-0000-0000-0000-000000000001"}"#, "state"),
+            ("/v1/ask", #"{"window_ms": 5}"#, "window_ms"),
+            ("/v1/broadcast", #"{"capability": "BAD CAP"}"#, "capability"),
+            ("/v1/agents/nobody/quarantine", #"{}"#, "id"),
+        ]
+        for (path, body, field) in cases {
+            let response = try client.http.request(
+                "POST", path, headers: [("Authorization", "Bearer \(client.token)"), ("Content-Type", "application/json")],
+                body: Array(body.utf8))
+            #expect((400..<500).contains(response.status), "\(path) \(body) → \(response.status)")
+            let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+            #expect(json?["error"] is String, "\(path) \(body): \(response.text)")
+            #expect(json?["field"] as? String == field, "\(path) \(body): \(response.text)")
+        }
+        let queries = [
+            "/v1/tasks?limit=0", "/v1/tasks?limit=abc", "/v1/tasks?state=done", "/v1/conflicts?limit=-1",
+        ]
+        for path in queries {
+            let response = try client.http.request("GET", path, headers: [("Authorization", "Bearer \(client.token)")])
+            #expect(response.status == 400, "\(path) → \(response.status) \(response.text)")
+        }
+        let unknownTask = try client.http.request("GET", "/v1/tasks/does-not-exist", headers: [("Authorization", "Bearer \(client.token)")])
+        #expect(unknownTask.status == 404)
+        let unknownRoute = try client.http.request("GET", "/v1/nothing-here", headers: [("Authorization", "Bearer \(client.token)")])
+        #expect(unknownRoute.status == 404)
+        let noToken = try client.http.request("POST", "/v1/tasks", body: Array(#"{"capability":"x"}"#.utf8))
+        #expect(noToken.status == 401)
+        // A task nobody can take is answered SKIP with its reason, and is still a task.
+        let skipped = try client.submit(.init(capability: "nobody-has-this"))
+        #expect(skipped.decision == "SKIP")
+        #expect(skipped.skipCode == "no_capable_agent")
+        #expect(try client.task(id: skipped.id).state == "skipped")
+        #expect(try lead.status().tasks.skipped == 1)
+        #expect(lead.process.isRunning)
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func metricsAreValidPrometheusTextWithTheKPIs() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        let endpoint = try lead.waitReady()
+        _ = try lead.client().submit(.init(capability: "nobody"))
+        let response = try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port)).request("GET", "/metrics")
+        #expect(response.status == 200)
+        let text = response.text
+        #expect(text.contains("pimesh_kpi{kpi=\"impedance_prediction_accuracy\"}"))
+        #expect(text.contains("pimesh_kpi_target{kpi=\"coordination_success_rate\"} 0.99"))
+        #expect(text.contains("pimesh_tasks_accepted_total{decision=\"skip\"} 1"))
+        #expect(text.contains("pimesh_heartbeats_dropped_total{reason=\"bad_tag\"}"))
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let path = try #require(promtool, "promtool is missing: `make test` installs it (Debian package prometheus)")
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: path)
+        check.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        check.standardInput = input
+        check.standardOutput = output
+        check.standardError = output
+        try check.run()
+        input.fileHandleForWriting.write(Data(response.body))
+        try input.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0, "promtool: \(said)")
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func aCriticalConflictQuarantinesTheAgentUntilReleased() async throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let credentials = try client.register(.init(name: "verifier", capabilities: ["verify"]))
+        let agent = PimeshAgent(credentials: credentials)
+        let beating = Task { try await agent.heartbeat { .init(state: .ready) } }
+        defer { beating.cancel() }
+        #expect(eventually { try lead.agents().first?.state == "READY" })
+
+        // A task reaches the agent through its long poll; the agent reports HASH_MISMATCH.
+        let first = try client.submit(.init(capability: "verify", payload: "blob-1"))
+        #expect(first.agentName == "verifier")
+        let items = try client.pullWork(agentID: credentials.id, waitMs: 2000)
+        #expect(items.map(\.id) == [first.id])
+        #expect(items.first?.attempt == 1)
+        try agent.send(.conflict(ConflictReport(type: .hashMismatch, expected: "aa", received: "bb"), result: nil), for: items[0], client: client)
+        #expect(try client.task(id: first.id).state == "conflict")
+        // A second result for the same task is refused: it finished once.
+        #expect(try client.postResult(taskID: first.id, ResultReport(agentID: credentials.id, outcome: .succeeded)) == false)
+
+        let status = try lead.status()
+        #expect(status.agents.quarantined == ["verifier"])
+        let quarantinedView = try #require(try lead.agents().first)
+        #expect(quarantinedView.quarantined)
+        let refused = try client.submit(.init(capability: "verify"))
+        #expect(refused.decision == "SKIP")
+        #expect(refused.skipCode == "no_available_agent")
+
+        let listed = try runPimesh(["conflicts", "--data-dir", lead.dataDir, "--json"])
+        #expect(listed.status == 0)
+        let log = try APICoding.decode(ConflictList.self, from: Array(listed.output.utf8))
+        #expect(log.total == 1)
+        #expect(log.conflicts.first?.type == "HASH_MISMATCH")
+        #expect(log.conflicts.first?.priority == 4)
+        #expect(log.conflicts.first?.source == "task:\(first.id)")
+        #expect(log.quarantined.first?.agentName == "verifier")
+
+        let released = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])
+        #expect(released.status == 0, "\(released.output)")
+        let accepted = try client.submit(.init(capability: "verify"))
+        #expect(accepted.agentName == "verifier")
+        // Cancelled before the agent pulled it: the inbox is empty afterwards.
+        let cancel = try runPimesh(["tasks", "cancel", accepted.id, "--data-dir", lead.dataDir])
+        #expect(cancel.status == 0, "\(cancel.output)")
+        #expect(try client.pullWork(agentID: credentials.id, waitMs: 0).isEmpty)
+        #expect(try client.task(id: accepted.id).state == "cancelled")
+        let cancelAgain = try runPimesh(["tasks", "cancel", accepted.id, "--data-dir", lead.dataDir])
+        #expect(cancelAgain.status == 1)
+        #expect(cancelAgain.output.contains("already cancelled"))
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func delegateAndBroadcastFromTheCLI() throws {
+        let (lead, swarm) = try startLeadWithSwarm(agents: 20)
+        let delegated = try runPimesh(["delegate", "infer", "--weight", "1", "--data-dir", lead.dataDir, "--json"])
+        #expect(delegated.status == 0, "\(delegated.output)")
+        let view = try APICoding.decode(TaskView.self, from: Array(delegated.output.utf8))
+        #expect(view.state == "succeeded")
+        #expect(view.result?.hasPrefix("done by swarm-") == true)
+        let skipped = try runPimesh(["delegate", "nobody", "--data-dir", lead.dataDir])
+        #expect(skipped.status == 2)
+        #expect(skipped.output.contains("no registered agent has this capability"))
+        let broadcast = try runPimesh(["broadcast", "--data-dir", lead.dataDir, "--json"])
+        #expect(broadcast.status == 0, "\(broadcast.output)")
+        let report = try APICoding.decode(GatherReport.self, from: Array(broadcast.output.utf8))
+        #expect(report.targets == 20)
+        #expect(report.decision == "PROCEED")
+        #expect(report.answers.isEmpty)
+        let table = try runPimesh(["tasks", "--data-dir", lead.dataDir])
+        #expect(table.output.contains("succeeded 1"))
+        #expect(table.output.contains("skipped 1"))
+        withExtendedLifetime(swarm) {}
+        #expect(lead.terminate() == 0)
+    }
+}
