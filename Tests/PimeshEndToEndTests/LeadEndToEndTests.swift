@@ -28,7 +28,10 @@ import Testing
         #expect(created.status == 201)
         #expect(try http.request("POST", "/v1/agents", headers: auth, body: body).status == 409)
         #expect(try http.request("GET", "/v1/nothing-here", headers: auth).status == 404)
-        #expect(try http.request("GET", "/v1/agents/not-a-uuid", headers: auth).status == 400)
+        // An agent is looked up by id or by name; neither matches here.
+        let unknown = try http.request("GET", "/v1/agents/not-a-uuid", headers: auth)
+        #expect(unknown.status == 404)
+        #expect(unknown.text.contains("no agent with id or name"))
         #expect(try http.request("GET", "/v1/agents/\(AgentID.random())", headers: auth).status == 404)
         let createdID = try APICoding.decode(AgentCredentials.self, from: created.body).id
         #expect(try http.request("GET", "/v1/agents/\(createdID)", headers: auth).status == 200)
@@ -137,7 +140,7 @@ import Testing
         #expect(lead.terminate() == 0)
     }
 
-    @Test func swiftAgentLibraryRegistersOnceAndHeartbeats() async throws {
+    @Test func swiftAgentLibraryRegistersOnceAndHeartbeats() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()
         let identity = lead.dataDir + "/agent.json"
@@ -146,9 +149,9 @@ import Testing
         let again = try PimeshAgent.registerOrResume(
             dataDir: lead.dataDir, identityFile: identity, registration: .init(name: "swift-1"))
         #expect(again.credentials == agent.credentials)
-        let loop = Task { try await agent.heartbeat { PimeshAgent.Report(state: .ready, queueDepth: 2, progress: 5) } }
+        let beating = try HeartbeatThread(credentials: agent.credentials, report: .init(state: .ready, queueDepth: 2, progress: 5))
         #expect(eventually { try lead.agents().first?.state == "READY" })
-        loop.cancel()
+        beating.stop()
         let view = try #require(try lead.agents().first)
         #expect(view.agentClass == .edge && view.capabilities == ["relay"] && view.impedance.queueDepth == 2)
         #expect(try lead.agents().count == 1)

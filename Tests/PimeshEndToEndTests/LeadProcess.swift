@@ -128,3 +128,40 @@ func runPimesh(_ arguments: [String], timeout: TimeInterval = 30) throws -> (sta
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// Heartbeats for one agent on a thread of its own: tests block their own thread while they
+/// wait, and on a 2-core machine an async heartbeat task could then starve.
+final class HeartbeatThread: @unchecked Sendable {
+    private final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        var isSet: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return value
+        }
+        func set() {
+            lock.lock()
+            value = true
+            lock.unlock()
+        }
+    }
+
+    private let stopped = Flag()
+
+    init(credentials: AgentCredentials, report: PimeshAgent.Report = .init(state: .ready)) throws {
+        let sender = try HeartbeatSender(credentials: credentials)
+        let interval = UInt32(max(10, credentials.heartbeat.intervalMs) * 1000)
+        let stopped = stopped
+        Thread {
+            while !stopped.isSet {
+                _ = try? sender.send(state: report.state, queueDepth: report.queueDepth, progress: report.progress)
+                usleep(interval)
+            }
+        }.start()
+    }
+
+    func stop() { stopped.set() }
+
+    deinit { stopped.set() }
+}

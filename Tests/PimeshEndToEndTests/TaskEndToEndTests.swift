@@ -281,14 +281,14 @@ final class Collected<T>: @unchecked Sendable {
         #expect(lead.terminate() == 0)
     }
 
-    @Test func aCriticalConflictQuarantinesTheAgentUntilReleased() async throws {
+    @Test func aCriticalConflictQuarantinesTheAgentUntilReleased() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()
         let client = try lead.client()
         let credentials = try client.register(.init(name: "verifier", capabilities: ["verify"]))
         let agent = PimeshAgent(credentials: credentials)
-        let beating = Task { try await agent.heartbeat { .init(state: .ready) } }
-        defer { beating.cancel() }
+        let beating = try HeartbeatThread(credentials: credentials)
+        defer { beating.stop() }
         #expect(eventually { try lead.agents().first?.state == "READY" })
 
         // A task reaches the agent through its long poll; the agent reports HASH_MISMATCH.
