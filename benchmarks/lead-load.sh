@@ -27,7 +27,7 @@ client="$data/pimesh-client"
 cp "$bin" "$client"
 "$bin" run ${LEAD_ARGS:-} --data-dir "$data" --api-port 0 --heartbeat-port 0 --log-level warning &
 lead=$!
-"$client" swarm --data-dir "$data" --agents "$agents" 2>/dev/null &
+"$client" swarm --data-dir "$data" --agents "$agents" ${SWARM_ARGS:-} 2>/dev/null &
 swarm=$!
 "$client" status --data-dir "$data" --until-ready "$agents" --timeout 60 >/dev/null
 sleep 5  # past registration: steady state only

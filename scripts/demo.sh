@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a lead and a swarm of 100 simulated agents in a scratch data dir, shows the live
-# status until all are READY with scores, prints the table, stops both and exits 0.
+# status until all are READY with scores, routes a few tasks and one ask through them, prints
+# the table and the status with its KPIs, stops both and exits 0.
 set -euo pipefail
 bin=${1:-.build/pimesh}
 agents=${DEMO_AGENTS:-100}
@@ -23,6 +24,15 @@ swarm=$!
 "$bin" status --data-dir "$data" --until-ready "$agents" --timeout 30
 echo
 "$bin" agents --data-dir "$data" --sort score
+echo
+echo "demo: one task, sent to the agent with the lowest predicted arrival"
+"$bin" delegate infer --weight 1 --payload '{"frame": 1}' --data-dir "$data"
+echo
+echo "demo: 200 more tasks"
+"$bin" bench tasks --tasks 200 --concurrency 8 --data-dir "$data"
+echo
+echo "demo: ask every agent with the capability 'sense' (arrival-time scatter-gather, trinary quorum)"
+"$bin" ask --capability sense --payload "door closed?" --data-dir "$data"
 echo
 "$bin" status --data-dir "$data"
 

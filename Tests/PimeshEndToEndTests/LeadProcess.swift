@@ -132,22 +132,7 @@ func runPimesh(_ arguments: [String], timeout: TimeInterval = 30) throws -> (sta
 /// Heartbeats for one agent on a thread of its own: tests block their own thread while they
 /// wait, and on a 2-core machine an async heartbeat task could then starve.
 final class HeartbeatThread: @unchecked Sendable {
-    private final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        var isSet: Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            return value
-        }
-        func set() {
-            lock.lock()
-            value = true
-            lock.unlock()
-        }
-    }
-
-    private let stopped = Flag()
+    private let stopped = StopFlag()
 
     init(credentials: AgentCredentials, report: PimeshAgent.Report = .init(state: .ready)) throws {
         let sender = try HeartbeatSender(credentials: credentials)

@@ -356,4 +356,77 @@ final class Collected<T>: @unchecked Sendable {
         withExtendedLifetime(swarm) {}
         #expect(lead.terminate() == 0)
     }
+
+    @Test func failingAndConflictingAgentsShowInReliabilityTheLogAndTheQuorum() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let swarm = try SwarmProcess(dataDir: lead.dataDir, agents: 10, extra: ["--fail-rate", "1", "--conflict-rate", "1"])
+        let ready = try runPimesh(["status", "--data-dir", lead.dataDir, "--until-ready", "10", "--timeout", "30"])
+        #expect(ready.status == 0, "\(ready.output)")
+        let failed = try runPimesh(["delegate", "sense", "--data-dir", lead.dataDir, "--json"])
+        #expect(failed.status == 1)
+        let view = try APICoding.decode(TaskView.self, from: Array(failed.output.split(separator: "\n").first { $0.hasPrefix("{") }!.utf8))
+        #expect(view.state == "failed")
+        #expect(view.error?.contains("simulated failure") == true)
+        // The failure fed the agent's reliability.
+        let agent = try #require(try lead.agents().first { $0.name == view.agentName })
+        #expect(agent.impedance.reliability == 0)
+        #expect(agent.impedance.outcomes == 1)
+        // Every answer is CONFLICT: the quorum asks for resolution, the log has them all, and
+        // DATA_CONTRADICTION (priority 2) quarantines nobody.
+        let broadcast = try runPimesh(["broadcast", "--data-dir", lead.dataDir, "--json"])
+        #expect(broadcast.status == 3)
+        let report = try APICoding.decode(GatherReport.self, from: Array(broadcast.output.split(separator: "\n").first { $0.hasPrefix("{") }!.utf8))
+        #expect(report.decision == "RESOLVE_CONFLICTS")
+        #expect(report.conflict == report.sent)
+        let log = try APICoding.decode(ConflictList.self, from: lead.client().get("/v1/conflicts"))
+        #expect(log.total == report.conflict)
+        #expect(log.conflicts.allSatisfy { $0.type == "DATA_CONTRADICTION" && $0.priority == 2 && !$0.quarantined })
+        #expect(log.quarantined.isEmpty)
+        let kpis = Dictionary(uniqueKeysWithValues: try lead.status().kpis.map { ($0.name, $0) })
+        #expect(kpis["conflict_rate"]?.met == false)
+        #expect(kpis["coordination_success_rate"]?.value == 0)
+        withExtendedLifetime(swarm) {}
+        #expect(lead.terminate() == 0)
+    }
+
+    @Test func aSwiftAgentServesTasksWithTheLibrary() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let credentials = try lead.client().register(.init(name: "echo", capabilities: ["echo"]))
+        let beating = try HeartbeatThread(credentials: credentials)
+        defer { beating.stop() }
+        let stop = StopFlag()
+        let dataDir = lead.dataDir
+        Thread {
+            PimeshAgent(credentials: credentials).serve(dataDir: dataDir, waitMs: 200, shouldStop: { stop.isSet }) { item in
+                .succeeded(result: "echo: " + item.payload)
+            }
+        }.start()
+        defer { stop.set() }
+        #expect(eventually { try lead.agents().first?.state == "READY" })
+        let delegated = try runPimesh(["delegate", "echo", "--payload", "hello", "--data-dir", dataDir, "--json"])
+        #expect(delegated.status == 0, "\(delegated.output)")
+        let view = try APICoding.decode(TaskView.self, from: Array(delegated.output.utf8))
+        #expect(view.result == "echo: hello")
+        #expect(view.agentName == "echo")
+        #expect(lead.terminate() == 0)
+    }
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
 }

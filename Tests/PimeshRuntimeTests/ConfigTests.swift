@@ -32,8 +32,11 @@ import Testing
               "api": {"host": "127.0.0.1", "port": 8000, "unix_socket": false},
               "heartbeat": {"host": "127.0.0.2", "port": 8001, "unix_socket": false, "interval_ms": 100,
                             "stale_after_ms": 500, "max_clock_skew_ms": 5000},
-              "store": {"commit_interval_ms": 20, "checkpoint_interval_s": 60},
-              "node": {"probe_interval_ms": 2000, "code_trim_interval_s": 0, "proc_root": "/p", "sys_root": "/s"}
+              "store": {"commit_interval_ms": 20, "checkpoint_interval_s": 60, "durable_commit_delay_ms": 0},
+              "node": {"probe_interval_ms": 2000, "code_trim_interval_s": 0, "proc_root": "/p", "sys_root": "/s"},
+              "tasks": {"lease_ms": 5000, "max_attempts": 5, "long_poll_max_ms": 1000},
+              "coordination": {"arrival_window_ms": 300, "bucket_ms": 5, "minimum_response_ratio": 0.9, "timeout_ms": 2000,
+                               "required_ready_rate": 0.9, "max_conflict_rate": 0.1, "max_transit_rate": 0.2}
             }
             """)
         #expect(config.dataDir == "/var/lib/pimesh")
@@ -44,6 +47,11 @@ import Testing
         #expect(config.store.checkpointIntervalS == 60)
         #expect(config.node.procRoot == "/p" && config.logLevel == "debug")
         #expect(config.node.codeTrimIntervalS == 0)
+        #expect(config.store.durableCommitDelayMs == 0)
+        #expect(config.tasks.leaseMs == 5000 && config.tasks.maxAttempts == 5 && config.tasks.longPollMaxMs == 1000)
+        let c = config.coordination
+        #expect(c.arrivalWindowMs == 300 && c.bucketMs == 5 && c.minimumResponseRatio == 0.9 && c.timeoutMs == 2000)
+        #expect(c.requiredReadyRate == 0.9 && c.maxConflictRate == 0.1 && c.maxTransitRate == 0.2)
     }
 
     @Test func fileOverridesItsBaseOnlyWhereItSpeaks() throws {
@@ -70,6 +78,10 @@ import Testing
         (#"{"store": 5}"#, "store", "must be an object"),
         (#"{"data_dir": ""}"#, "data_dir", "must not be empty"),
         (#"{"api": {"unix_socket": "yes"}}"#, "api.unix_socket", "true or false"),
+        (#"{"tasks": {"max_attempts": 0}}"#, "tasks.max_attempts", "out of range"),
+        (#"{"tasks": {"lease": 5}}"#, "tasks.lease", "unknown key"),
+        (#"{"coordination": {"max_conflict_rate": 1.5}}"#, "coordination.max_conflict_rate", "out of range"),
+        (#"{"coordination": {"required_ready_rate": "high"}}"#, "coordination.required_ready_rate", "must be a number"),
     ])
     func badValuesAreNamed(text: String, key: String, reason: String) {
         let failure = error(text)
