@@ -130,3 +130,19 @@ extension TaskRouter.Decision {
         #expect(tracker.processingCalibration == 4)
     }
 }
+
+@Suite struct LazySampleRingTests {
+    @Test func growsThenWrapsLikeAnEagerRing() {
+        var lazy = SampleRing(capacity: 3, lazily: true)
+        var eager = SampleRing(capacity: 3)
+        #expect(lazy.mean == nil)
+        for sample in [1.0, 2, 3, 4, 5] {
+            lazy.add(sample)
+            eager.add(sample)
+            #expect(lazy.count == eager.count)
+            #expect(lazy.samples.sorted() == eager.samples.sorted())
+        }
+        #expect(lazy.samples.sorted() == [3, 4, 5])
+        #expect(lazy.percentile(50) == 4)
+    }
+}

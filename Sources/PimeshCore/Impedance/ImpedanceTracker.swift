@@ -57,9 +57,9 @@ public struct ImpedanceTracker: Sendable {
         self.settings = settings
         self.latency = SampleRing(capacity: settings.latencySamples)
         self.reliabilityWindow = ReliabilityWindow(settings: settings.reliability)
-        self.processing = SampleRing(capacity: settings.latencySamples)
-        self.calibrationRatios = SampleRing(capacity: settings.latencySamples)
-        self.predictionErrors = SampleRing(capacity: settings.latencySamples)
+        self.processing = SampleRing(capacity: settings.latencySamples, lazily: true)
+        self.calibrationRatios = SampleRing(capacity: settings.latencySamples, lazily: true)
+        self.predictionErrors = SampleRing(capacity: settings.latencySamples, lazily: true)
     }
 
     public mutating func recordHeartbeat(at now: Instant, oneWayLatencyMs: Double, queueDepth: Int) {

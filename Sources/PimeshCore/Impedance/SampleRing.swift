@@ -1,20 +1,26 @@
 /// A fixed-size ring of the most recent samples (seed 001 §4.1: `RingBuffer(size=100)`).
 ///
-/// Storage is allocated once; adding a sample never allocates, so the heartbeat path can feed it.
+/// An eager ring allocates its storage once, so that adding a sample never allocates and the
+/// heartbeat path can feed it. A lazy ring grows as samples come, for figures most agents may
+/// never have (task completions): 1,000 agents that never run a task then cost nothing.
 public struct SampleRing: Sendable {
     public let capacity: Int
     private var storage: [Double]
     private var next = 0
     public private(set) var count = 0
 
-    public init(capacity: Int) {
+    public init(capacity: Int, lazily: Bool = false) {
         precondition(capacity > 0, "a ring needs room for at least one sample")
         self.capacity = capacity
-        self.storage = Array(repeating: 0, count: capacity)
+        self.storage = lazily ? [] : Array(repeating: 0, count: capacity)
     }
 
     public mutating func add(_ sample: Double) {
-        storage[next] = sample
+        if storage.count < capacity {
+            storage.append(sample)
+        } else {
+            storage[next] = sample
+        }
         next = (next + 1) % capacity
         count = min(count + 1, capacity)
     }

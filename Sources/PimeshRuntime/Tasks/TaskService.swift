@@ -129,19 +129,7 @@ final class TaskService: Service, Sendable {
                 durable: false)
             switch decision {
             case .sendNow(let choice):
-                let chosen = candidates[choice.index]
-                task.row.state = .assigned
-                task.row.agentID = chosen.id
-                task.row.predictedMs = choice.predictedArrivalMs
-                task.routedAt = now
-                task.row.leadTimeMs = choice.leadTimeMs
-                task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
-                    payloadWeight: submission.weight, queueDepth: chosen.route.queueDepth)
-                task.leaseExpires = now + settings.lease
-                task.runnerUp = choice.runnerUp.map {
-                    TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
-                }
-                task.candidates = candidates.count
+                assign(&task, to: choice, among: candidates, now: now)
             case .skip(let reason):
                 task.row.skipReason = reason.description
                 task.row.error = reason.code
@@ -476,22 +464,10 @@ final class TaskService: Service, Sendable {
                     stillQueued.append(id)
                     continue
                 }
-                let chosen = candidates[choice.index]
-                task.row.state = .assigned
-                task.row.agentID = chosen.id
-                task.row.predictedMs = choice.predictedArrivalMs
-                task.routedAt = now
-                task.row.leadTimeMs = choice.leadTimeMs
-                task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
-                    payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
-                task.leaseExpires = now + settings.lease
-                task.candidates = candidates.count
-                task.runnerUp = choice.runnerUp.map {
-                    TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
-                }
+                assign(&task, to: choice, among: candidates, now: now)
                 state.open[id] = task
                 writes.append(task.row)
-                deliver(Self.workItem(task.row), to: chosen.id, in: &state)
+                deliver(Self.workItem(task.row), to: candidates[choice.index].id, in: &state)
             }
             state.queued = stillQueued
         }
@@ -569,6 +545,23 @@ final class TaskService: Service, Sendable {
     }
 
     // MARK: - Helpers
+
+    /// Records the router's choice on the task: its agent, the prediction the KPIs judge, the lease.
+    private func assign(_ task: inout LiveTask, to choice: TaskRouter.Choice, among candidates: [AgentRegistry.Candidate], now: Instant) {
+        let chosen = candidates[choice.index]
+        task.row.state = .assigned
+        task.row.agentID = chosen.id
+        task.row.predictedMs = choice.predictedArrivalMs
+        task.row.leadTimeMs = choice.leadTimeMs
+        task.routedAt = now
+        task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
+            payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
+        task.leaseExpires = now + settings.lease
+        task.candidates = candidates.count
+        task.runnerUp = choice.runnerUp.map {
+            TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
+        }
+    }
 
     private static func outstanding(in state: State) -> [AgentID: Int] {
         var result: [AgentID: Int] = [:]
