@@ -31,6 +31,11 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        .systemLibrary(
+            name: "CGPIOD",
+            pkgConfig: "libgpiod",
+            providers: [.apt(["libgpiod-dev"])]
+        ),
         .target(
             name: "PimeshCore",
             swiftSettings: strictSettings
@@ -49,9 +54,21 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "PimeshLED",
+            dependencies: [
+                "CGPIOD",
+                "PimeshCore",
+                "PimeshAgent",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "PimeshRuntime",
             dependencies: [
                 "PimeshCore",
+                "PimeshLED",
                 "PimeshStore",
                 "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -79,6 +96,7 @@ let package = Package(
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore"]),
         .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshCore"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
+        .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore"]),
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [

@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import PimeshCore
+import Testing
+
+@testable import PimeshLED
+
+/// A fake `/sys/class/leds` in a temp dir, laid out as Pi OS does.
+func fakeLEDTree(_ names: [String: (trigger: String, brightness: String)]) -> String {
+    let root = NSTemporaryDirectory() + "pimesh-leds-" + UUID().uuidString.prefix(8)
+    for (name, led) in names {
+        let directory = root + "/" + name
+        try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try! led.trigger.write(toFile: directory + "/trigger", atomically: false, encoding: .utf8)
+        try! led.brightness.write(toFile: directory + "/brightness", atomically: false, encoding: .utf8)
+        try! "255\n".write(toFile: directory + "/max_brightness", atomically: false, encoding: .utf8)
+    }
+    return root
+}
+
+func contents(_ path: String) -> String {
+    (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+}
+
+func monotonicNow() -> Instant {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Instant(nanoseconds: Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
+}
+
+@Suite struct SysfsLEDBackendTests {
+    @Test func takesTheLEDsAndPutsThemBack() throws {
+        let root = fakeLEDTree([
+            "ACT": ("none rc-feedback [mmc0] timer oneshot heartbeat", "0\n"),
+            "PWR": ("none [default-on] timer input", "255\n"),
+        ])
+        let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
+        #expect(contents(root + "/ACT/trigger") == "none")
+        #expect(contents(root + "/PWR/trigger") == "none")
+        try backend.set(0, on: true)
+        try backend.set(1, on: false)
+        #expect(contents(root + "/ACT/brightness") == "255")
+        #expect(contents(root + "/PWR/brightness") == "0")
+        try backend.restore()
+        #expect(contents(root + "/ACT/trigger") == "mmc0")
+        #expect(contents(root + "/PWR/trigger") == "default-on")
+    }
+
+    @Test func olderKernelsNameThemLed0AndLed1() throws {
+        let root = fakeLEDTree(["led0": ("[none] mmc0", "1\n"), "led1": ("[none] input", "0\n")])
+        let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
+        try backend.set(0, on: false)
+        try backend.set(1, on: true)
+        try backend.restore()
+        // Trigger `none` before: the brightness it had is restored too.
+        #expect(contents(root + "/led0/brightness") == "1")
+        #expect(contents(root + "/led1/brightness") == "0")
+    }
+
+    @Test func aMissingLEDIsNamedAndNothingIsTaken() throws {
+        let root = fakeLEDTree(["ACT": ("[mmc0] none", "0\n")])
+        #expect(throws: LEDError.self) { try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates) }
+        #expect(contents(root + "/ACT/trigger") == "[mmc0] none")
+    }
+}
+
+@Suite struct GPIODLEDBackendTests {
+    @Test func noGPIOChipIsAClearError() {
+        #expect {
+            try GPIODLEDBackend(lines: [.init(chip: "gpiochip-none", offset: 17, activeLow: false)])
+        } throws: { error in
+            "\(error)".contains("cannot open GPIO chip gpiochip-none")
+        }
+    }
+}
+
+@Suite(.serialized) struct LEDDriverTests {
+    /// The driver against the sim backend for 10 s: every recorded transition is where the
+    /// pattern puts it, within ± 20 ms.
+    @Test func simTimelineMatchesThePatternsOverTenSeconds() async throws {
+        let sim = SimulatedLEDBackend(leds: 3, now: monotonicNow)
+        let assignments = LEDRole.allCases.map { LEDDriver.Assignment(name: $0.rawValue, role: $0) }
+        let status = LEDStatus(alive: true, level: .moderate, alert: .agentsSilent)
+        let driver = LEDDriver(
+            backend: sim, assignments: assignments, logger: Logger(label: "test"), now: monotonicNow, status: { status })
+        let start = monotonicNow()
+        let run = Task { try await driver.drive() }
+        try await Task.sleep(for: .seconds(10))
+        run.cancel()
+        _ = try? await run.value
+        var worst: Duration = .zero
+        for (index, role) in LEDRole.allCases.enumerated() {
+            let expected = LEDPatterns.pattern(for: role, status).transitions(to: .seconds(10)).filter { $0.at > .zero }
+            let recorded = sim.transitions.filter { $0.led == index }.dropFirst().map { (at: $0.at - start, on: $0.on) }
+            let compared = min(expected.count, recorded.count)
+            #expect(compared >= expected.count - 1, "\(role): \(recorded.count) transitions, expected \(expected.count)")
+            for i in 0..<compared {
+                #expect(recorded[i].on == expected[i].on)
+                let error = recorded[i].at - expected[i].at
+                worst = max(worst, error < .zero ? .zero - error : error)
+            }
+        }
+        print("sim LED timeline: worst error \(worst.milliseconds) ms over 10 s")
+        #expect(worst <= .milliseconds(20))
+    }
+
+    @Test func stoppingRestoresTheSysfsLEDs() async throws {
+        let root = fakeLEDTree(["ACT": ("none [mmc0]", "0\n"), "PWR": ("none [default-on]", "255\n")])
+        let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
+        let driver = LEDDriver(
+            backend: backend, assignments: [.init(name: "ACT", role: .liveness), .init(name: "PWR", role: .alert)],
+            logger: Logger(label: "test"), now: monotonicNow, status: { LEDStatus(alive: true, alert: .quarantine) })
+        let run = Task { try await driver.run() }
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(contents(root + "/ACT/trigger") == "none")
+        #expect(driver.snapshot.leds.map(\.pattern.description) == [
+            "100 ms on at 0 ms, every 1000 ms", "200 ms on at 0 ms, every 2000 ms",
+        ])
+        run.cancel()
+        _ = try? await run.value
+        #expect(contents(root + "/ACT/trigger") == "mmc0")
+        #expect(contents(root + "/PWR/trigger") == "default-on")
+    }
+}
