@@ -86,10 +86,12 @@ let package = Package(
             name: "pimesh",
             dependencies: [
                 "PimeshCore",
+                "PimeshLED",
                 "PimeshRuntime",
                 "PimeshAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

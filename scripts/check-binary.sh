@@ -12,6 +12,12 @@ if [ -n "$bad" ]; then
   exit 1
 fi
 grep -q 'FoundationEssentials' <<<"$symbols" || echo "check-binary: note: no FoundationEssentials symbols either"
+# System libraries are linked dynamically: Pi OS has them and shares their pages (DESIGN.md §9).
+needed=$(readelf -d "$unstripped" | awk '/NEEDED/ { gsub(/[\[\]]/, "", $5); print $5 }')
+for library in libsqlite3 libgpiod; do
+  grep -q "^$library\." <<<"$needed" || { echo "check-binary: FAIL: $unstripped does not link $library dynamically" >&2; exit 1; }
+done
+echo "check-binary: links dynamically: $(tr '\n' ' ' <<<"$needed")"
 size=$(stat -c %s "$shipped")
 budget=$((40 * 1024 * 1024))
 awk -v u="$unstripped" -v s="$shipped" -v n="$size" \

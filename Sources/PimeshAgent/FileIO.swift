@@ -89,6 +89,20 @@ public enum FileIO {
         }
     }
 
+    /// The names in a directory, without `.` and `..`.
+    public static func list(_ path: String) throws -> [String] {
+        guard let directory = opendir(path) else { throw Failure(path: path, operation: "opendir", errno: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

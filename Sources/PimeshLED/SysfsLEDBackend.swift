@@ -40,7 +40,7 @@ public final class SysfsLEDBackend: LEDBackend {
     }
 
     /// The kernel lists every trigger and marks the active one: `none [mmc0] timer heartbeat`.
-    static func currentTrigger(_ listing: String) throws -> String {
+    public static func currentTrigger(_ listing: String) throws -> String {
         for word in listing.split(separator: " ") where word.hasPrefix("[") && word.hasSuffix("]") {
             return String(word.dropFirst().dropLast())
         }

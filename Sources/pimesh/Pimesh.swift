@@ -14,7 +14,8 @@ struct Pimesh: AsyncParsableCommand {
         version: PimeshRuntimeInfo.version,
         subcommands: [
             RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
-            BroadcastCommand.self, ConflictsCommand.self, SwarmCommand.self, ConfigCommand.self, BenchCommand.self,
+            BroadcastCommand.self, ConflictsCommand.self, LedsCommand.self, SelftestCommand.self, SwarmCommand.self,
+            ConfigCommand.self, BenchCommand.self,
         ]
     )
 }

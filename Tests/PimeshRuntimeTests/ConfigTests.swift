@@ -79,6 +79,14 @@ import Testing
         (#"{"data_dir": ""}"#, "data_dir", "must not be empty"),
         (#"{"api": {"unix_socket": "yes"}}"#, "api.unix_socket", "true or false"),
         (#"{"tasks": {"max_attempts": 0}}"#, "tasks.max_attempts", "out of range"),
+        (#"{"leds": {"backend": "blinkenlights"}}"#, "leds.backend", "not one of"),
+        (#"{"leds": {"map": [{"name": "ACT", "role": "party"}]}}"#, "leds.map[0].role", "not one of"),
+        (#"{"leds": {"map": [{"role": "alert"}]}}"#, "leds.map[0].name", "is required"),
+        (#"{"leds": {"map": [{"name": "x", "role": "alert", "pin": 4}]}}"#, "leds.map[0].pin", "unknown key"),
+        (#"{"leds": {"map": {"name": "x"}}}"#, "leds.map", "array of objects"),
+        (#"{"leds": {"backend": "gpiod"}}"#, "leds.map", "needs a map"),
+        (#"{"leds": {"backend": "gpiod", "map": [{"name": "red", "role": "alert", "chip": "gpiochip0"}]}}"#, "leds.map", "needs \"chip\" and \"line\""),
+        (#"{"leds": {"map": [{"name": "red", "role": "alert", "line": 9000}]}}"#, "leds.map[0].line", "out of range"),
         (#"{"tasks": {"lease": 5}}"#, "tasks.lease", "unknown key"),
         (#"{"coordination": {"max_conflict_rate": 1.5}}"#, "coordination.max_conflict_rate", "out of range"),
         (#"{"coordination": {"required_ready_rate": "high"}}"#, "coordination.required_ready_rate", "must be a number"),
@@ -87,6 +95,20 @@ import Testing
         let failure = error(text)
         #expect(failure?.key == key)
         #expect(failure?.reason.contains(reason) == true, "\(String(describing: failure))")
+    }
+
+    @Test func ledMapIsRead() throws {
+        let config = try parse(
+            """
+            {"leds": {"backend": "gpiod", "refresh_ms": 500, "sysfs_root": "/x",
+                      "map": [{"name": "green", "role": "liveness", "chip": "gpiochip0", "line": 17},
+                              {"name": "red", "role": "alert", "chip": "/dev/gpiochip0", "line": 27, "active_low": true}]}}
+            """)
+        #expect(config.leds.backend == "gpiod" && config.leds.refreshMs == 500 && config.leds.sysfsRoot == "/x")
+        #expect(config.leds.map == [
+            .init(name: "green", role: "liveness", chip: "gpiochip0", line: 17),
+            .init(name: "red", role: "alert", chip: "/dev/gpiochip0", line: 27, activeLow: true),
+        ])
     }
 
     @Test func brokenJSONIsReported() {

@@ -143,6 +143,9 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, ["answer": result.rawValue])
             }
         }
+        v1.get("leds") { _, _ in
+            JSONResponse.make(status: .ok, state.leds.report)
+        }
         v1.get("conflicts") { request, _ in
             await handle {
                 let limit = try queryInteger(request.uri.queryParameters.get("limit"), name: "limit", in: 1...10_000) ?? 100

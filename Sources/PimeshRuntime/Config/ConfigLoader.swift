@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshCore
 
 /// Reads `pimesh.json`: every key optional, unknown keys refused by name (DESIGN.md §8).
 public enum ConfigLoader {
@@ -23,7 +24,7 @@ public enum ConfigLoader {
             throw ConfigError(file: file, key: "", line: nil, reason: error.description)
         }
         let root = try ConfigReader(file: file, text: text, path: "", value: value)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -88,6 +89,38 @@ public enum ConfigLoader {
             if let r = try coordination.double("required_ready_rate", in: 0...1) { config.coordination.requiredReadyRate = r }
             if let r = try coordination.double("max_conflict_rate", in: 0...1) { config.coordination.maxConflictRate = r }
             if let r = try coordination.double("max_transit_rate", in: 0...1) { config.coordination.maxTransitRate = r }
+        }
+        if let leds = try root.section("leds") {
+            try leds.rejectUnknownKeys(allowed: ["backend", "sysfs_root", "map", "refresh_ms"])
+            if let backend = try leds.string("backend") {
+                guard LEDConfiguration.backends.contains(backend) else {
+                    throw leds.error("backend", "\"\(backend)\" is not one of \(LEDConfiguration.backends.joined(separator: ", "))")
+                }
+                config.leds.backend = backend
+            }
+            if let root = try leds.string("sysfs_root") { config.leds.sysfsRoot = root }
+            if let ms = try leds.int("refresh_ms", in: 100...60_000) { config.leds.refreshMs = ms }
+            if let entries = try leds.objects("map") {
+                config.leds.map = []
+                for entry in entries {
+                    try entry.rejectUnknownKeys(allowed: ["name", "role", "chip", "line", "active_low"])
+                    guard let name = try entry.string("name") else { throw entry.error("name", "is required") }
+                    guard let role = try entry.string("role") else { throw entry.error("role", "is required") }
+                    guard LEDRole(rawValue: role) != nil else {
+                        throw entry.error("role", "\"\(role)\" is not one of \(LEDRole.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    config.leds.map.append(
+                        LeadConfig.LEDMapping(
+                            name: name, role: role, chip: try entry.string("chip"), line: try entry.int("line", in: 0...4095),
+                            activeLow: try entry.bool("active_low") ?? false))
+                }
+            }
+            if config.leds.backend == "gpiod" {
+                if config.leds.map.isEmpty { throw leds.error("map", "the gpiod backend needs a map: each LED's chip and line") }
+                for (index, entry) in config.leds.map.enumerated() where entry.chip == nil || entry.line == nil {
+                    throw leds.error("map", "entry \(index) (\(entry.name)) needs \"chip\" and \"line\" for the gpiod backend")
+                }
+            }
         }
         return config
     }

@@ -18,13 +18,13 @@ struct ConfigReader {
         self.object = object
     }
 
-    private init(parent: ConfigReader, key: String, value: JSONValue) throws(ConfigError) {
+    private init(parent: ConfigReader, key: String, value: JSONValue, path: String? = nil) throws(ConfigError) {
         self.file = parent.file
         self.lines = parent.lines
-        self.path = parent.keyPath(key)
+        self.path = path ?? parent.keyPath(key)
         self.searchFromLine = (parent.line(of: key) ?? 1) - 1
         guard case .object(let object) = value else {
-            throw ConfigError(file: parent.file, key: path, line: parent.line(of: key), reason: "must be an object, not \(value.typeName)")
+            throw ConfigError(file: parent.file, key: self.path, line: parent.line(of: key), reason: "must be an object, not \(value.typeName)")
         }
         self.object = object
     }
@@ -51,6 +51,19 @@ struct ConfigReader {
             let known = allowed.sorted().joined(separator: ", ")
             throw error(key, "unknown key (known keys here: \(known))")
         }
+    }
+
+    /// An array of objects, each read as `key[i]`; nil when absent.
+    func objects(_ key: String) throws(ConfigError) -> [ConfigReader]? {
+        guard let value = object[key] else { return nil }
+        guard case .array(let items) = value else {
+            throw error(key, "must be an array of objects, not \(value.typeName)")
+        }
+        var readers: [ConfigReader] = []
+        for (index, item) in items.enumerated() {
+            readers.append(try ConfigReader(parent: self, key: key, value: item, path: keyPath(key) + "[\(index)]"))
+        }
+        return readers
     }
 
     func section(_ key: String) throws(ConfigError) -> ConfigReader? {

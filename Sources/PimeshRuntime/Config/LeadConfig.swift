@@ -14,6 +14,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var node = Node()
     public var tasks = Tasks()
     public var coordination = Coordination()
+    public var leds = LEDs()
     public var logLevel = "info"
 
     public struct API: Sendable, Equatable {
@@ -72,6 +73,36 @@ public struct LeadConfig: Sendable, Equatable {
         public var requiredReadyRate = 0.95
         public var maxConflictRate = 0.05
         public var maxTransitRate = 0.10
+    }
+
+    /// DESIGN.md §7 and docs/leds.md.
+    public struct LEDs: Sendable, Equatable {
+        /// `auto` (sysfs when the onboard LEDs are writable, else sim), `sysfs`, `gpiod`, `sim` or `off`.
+        public var backend = "auto"
+        /// Where the onboard LEDs are; default `<node.sys_root>/class/leds`.
+        public var sysfsRoot: String?
+        /// Which LED shows which role; empty means the backend's default (docs/leds.md).
+        public var map: [LEDMapping] = []
+        /// How often the lead's state is read for the LEDs.
+        public var refreshMs = 1000
+    }
+
+    public struct LEDMapping: Sendable, Equatable {
+        /// sysfs: the LED's directory name, alternatives separated by `|` (`ACT|led0`);
+        /// gpiod and sim: a label.
+        public var name: String
+        public var role: String
+        public var chip: String?
+        public var line: Int?
+        public var activeLow = false
+
+        public init(name: String, role: String, chip: String? = nil, line: Int? = nil, activeLow: Bool = false) {
+            self.name = name
+            self.role = role
+            self.chip = chip
+            self.line = line
+            self.activeLow = activeLow
+        }
     }
 
     public init() {}

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PimeshAgent
 import PimeshCore
+import PimeshLED
 import PimeshStore
 import ServiceLifecycle
 
@@ -107,6 +108,26 @@ public struct Lead: Sendable {
                 ])
         }
 
+        var ledDriver: LEDDriver?
+        do {
+            if let built = try LEDConfiguration.build(config, now: { Clock.monotonicNow() }) {
+                let driver = LEDDriver(
+                    backend: built.backend, assignments: built.assignments, refresh: .milliseconds(config.leds.refreshMs),
+                    logger: logger, now: { Clock.monotonicNow() }, status: { state.ledStatus() })
+                ledDriver = driver
+                state.leds.attach(driver, note: built.note)
+                logger.info(
+                    "LEDs", metadata: ["backend": "\(built.backend.name)", "how": "\(built.note)",
+                                       "leds": "\(built.assignments.map { "\($0.name)=\($0.role.rawValue)" }.joined(separator: " "))"])
+            } else {
+                state.leds.attach(nil, note: "leds.backend is off")
+            }
+        } catch {
+            // The LEDs are a convenience: without them the lead still leads.
+            state.leds.attach(nil, note: "the LEDs could not be started: \(error)")
+            logger.error("the LEDs could not be started; running without them", metadata: ["error": "\(error)"])
+        }
+
         let router = APIRouter.build(state: state, token: token)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: writer, serviceName: "store-writer"),
@@ -137,6 +158,9 @@ public struct Lead: Sendable {
                         },
                         logger: logger),
                     serviceName: "api-unix"))
+        }
+        if let ledDriver {
+            services.append(.init(service: ledDriver, serviceName: "leds"))
         }
         if config.node.codeTrimIntervalS > 0 {
             services.append(

@@ -18,6 +18,7 @@ final class LeadState: Sendable {
     let kpis: KPIRecorder
     let metrics: LeadMetrics
     let startedAt: Instant
+    let leds = LEDPanel()
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
 
     init(

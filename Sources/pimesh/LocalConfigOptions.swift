@@ -1,0 +1,28 @@
+import ArgumentParser
+import PimeshAgent
+import PimeshRuntime
+
+/// For commands that act on this device directly rather than through a running lead
+/// (`leds test`, `selftest`): the same config file and data dir `pimesh run` would use.
+struct LocalConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "JSON config file, as for `pimesh run` (default: built-in defaults).")
+    var config: String?
+
+    @Option(name: .long, help: "Data dir (default: config, $PIMESH_DATA_DIR, else ./.pimesh).")
+    var dataDir: String?
+
+    /// Defaults, then the environment, then the file, then flags, as `pimesh run` does.
+    func load() throws -> LeadConfig {
+        var settings = LeadConfig()
+        settings.dataDir = LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
+        if let config {
+            do {
+                settings = try ConfigLoader.load(path: config, base: settings)
+            } catch {
+                throw CLIFailure("\(error)", exitCode: 78)
+            }
+        }
+        if let dataDir { settings.dataDir = dataDir }
+        return settings
+    }
+}
