@@ -34,6 +34,9 @@ echo
 echo "demo: ask every agent with the capability 'sense' (arrival-time scatter-gather, trinary quorum)"
 "$bin" ask --capability sense --payload "door closed?" --data-dir "$data"
 echo
+echo "demo: the LEDs (simulated here; sysfs or GPIO on a Pi) for 3 s"
+"$bin" leds watch --duration 3 --data-dir "$data"
+echo
 "$bin" status --data-dir "$data"
 
 kill -TERM "$swarm"; wait "$swarm"; swarm=""

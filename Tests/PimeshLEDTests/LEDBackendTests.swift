@@ -121,4 +121,45 @@ func monotonicNow() -> Instant {
         #expect(contents(root + "/ACT/trigger") == "mmc0")
         #expect(contents(root + "/PWR/trigger") == "default-on")
     }
+
+    /// The same driver writing a fake sysfs tree: the brightness file changes when the pattern
+    /// says, within ± 20 ms, read back by polling the file every millisecond for 3 s.
+    @Test func sysfsBrightnessFollowsThePulse() async throws {
+        // Brightness 1 before: neither value the driver writes, so only its writes are observed.
+        let root = fakeLEDTree(["ACT": ("none [mmc0]", "1\n"), "PWR": ("none [default-on]", "1\n")])
+        let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
+        let status = LEDStatus(alive: true, alert: .nodeStrained)
+        let assignments = [LEDDriver.Assignment(name: "ACT", role: .liveness), .init(name: "PWR", role: .alert)]
+        let driver = LEDDriver(backend: backend, assignments: assignments, logger: Logger(label: "test"), now: monotonicNow, status: { status })
+        let start = monotonicNow()
+        let run = Task { try await driver.run() }
+        var observed: [(led: Int, at: Duration, on: Bool)] = []
+        var last = ["", ""]
+        while monotonicNow() - start < .seconds(3) {
+            for (index, name) in ["ACT", "PWR"].enumerated() {
+                let value = contents(root + "/" + name + "/brightness")
+                if value != last[index] && (value == "0" || value == "255") {
+                    observed.append((index, monotonicNow() - start, value == "255"))
+                    last[index] = value
+                }
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        run.cancel()
+        _ = try? await run.value
+        var worst: Duration = .zero
+        for (index, role) in [LEDRole.liveness, .alert].enumerated() {
+            let expected = LEDPatterns.pattern(for: role, status).transitions(to: .milliseconds(2950))
+            let seen = observed.filter { $0.led == index }
+            #expect(seen.count >= expected.count - 1, "\(role): saw \(seen.count), expected \(expected.count)")
+            for (got, want) in zip(seen, expected) {
+                #expect(got.on == want.on)
+                let error = got.at - want.at
+                worst = max(worst, error < .zero ? .zero - error : error)
+            }
+        }
+        print("sysfs LED timeline: worst error \(worst.milliseconds) ms over 3 s")
+        #expect(worst <= .milliseconds(20))
+        #expect(contents(root + "/ACT/trigger") == "mmc0")
+    }
 }
