@@ -14,6 +14,12 @@ struct ClientOptions: ParsableArguments {
         dataDir ?? LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
     }
 
+    /// POSTs an operator's action; prints the lead's answer with --json, else `done`.
+    func act(_ path: String, body: [UInt8] = Array("{}".utf8), done: String) throws {
+        let raw = try client().post(path, json: body)
+        print(json ? String(decoding: raw, as: UTF8.self) : done)
+    }
+
     func client() throws -> LeadClient {
         do {
             return try LeadClient(dataDir: resolvedDataDir)

@@ -63,9 +63,7 @@ struct ConflictsCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let raw = try options.client().post("/v1/agents/\(agent)/release", json: Array("{}".utf8))
-                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
-                print("released \(agent)")
+                try options.act("/v1/agents/\(agent)/release", done: "released \(agent)")
             } catch {
                 throw CLIFailure.report(error)
             }
@@ -86,9 +84,8 @@ struct ConflictsCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 struct Body: Encodable { var reason: String }
-                let raw = try options.client().post("/v1/agents/\(agent)/quarantine", json: try APICoding.encode(Body(reason: reason)))
-                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
-                print("quarantined \(agent)")
+                try options.act(
+                    "/v1/agents/\(agent)/quarantine", body: try APICoding.encode(Body(reason: reason)), done: "quarantined \(agent)")
             } catch {
                 throw CLIFailure.report(error)
             }

@@ -93,9 +93,7 @@ struct TasksCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let raw = try options.client().post("/v1/tasks/\(id)/cancel", json: Array("{}".utf8))
-                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
-                print("cancelled \(id)")
+                try options.act("/v1/tasks/\(id)/cancel", done: "cancelled \(id)")
             } catch {
                 throw CLIFailure.report(error)
             }
