@@ -1,0 +1,25 @@
+/// What the lead believes about one agent's health, most serious last. Routing sends work only
+/// to `alive` agents; the others are what detection found.
+public enum AgentCondition: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Registered, no heartbeat seen since the lead started.
+    case unknown
+    case alive
+    /// Stopped by an operator: silent on purpose, never suspected.
+    case frozen
+    /// phi accrual crossed its threshold and the lead cannot see the process.
+    case suspected
+    /// The process is alive but silent (liveness probe), or holds work with no progress.
+    case hung
+    /// Progress without completions (seed 000 anomaly_type LOOP).
+    case looping
+    /// The process exited; the supervisor decides what next.
+    case exited
+
+    /// Counts against the group breaker and orphans the agent's tasks.
+    public var isFailure: Bool {
+        switch self {
+        case .suspected, .hung, .looping, .exited: true
+        case .unknown, .alive, .frozen: false
+        }
+    }
+}

@@ -1,0 +1,177 @@
+/// One agent's health as the lead sees it: phi accrual over its heartbeats, the progress
+/// watchdog, its circuit breaker and, after a restart, its canary ramp. Heartbeats and
+/// completions update it in place (no allocation, nothing reported); `evaluate` runs on the
+/// lead's health tick and returns the change of condition since the last tick, if any.
+public struct AgentHealth: Sendable, Equatable {
+    public struct Settings: Sendable, Equatable {
+        public var phi: PhiAccrualDetector.Settings
+        public var watchdog: ProgressWatchdog.Settings
+        public var breaker: CircuitBreaker.Settings
+        public var canary: CanaryRamp.Settings
+        /// A (re)started agent that has not heartbeat after this long while its process runs is hung.
+        public var startGrace: Duration
+
+        public init(
+            phi: PhiAccrualDetector.Settings = .init(), watchdog: ProgressWatchdog.Settings = .init(),
+            breaker: CircuitBreaker.Settings = .init(), canary: CanaryRamp.Settings = .init(), startGrace: Duration = .seconds(5)
+        ) {
+            self.phi = phi
+            self.watchdog = watchdog
+            self.breaker = breaker
+            self.canary = canary
+            self.startGrace = startGrace
+        }
+    }
+
+    /// What the shell knows about the agent's process.
+    public enum ProcessLiveness: Sendable, Equatable {
+        /// Attached agents: the lead has no pid.
+        case unknown
+        case running
+        case gone
+    }
+
+    public struct Change: Sendable, Equatable {
+        public var from: AgentCondition
+        public var to: AgentCondition
+        /// When the new condition began (the heartbeat that ended a silence, the exit, the tick).
+        public var since: Instant
+        public var reason: String
+    }
+
+    public let settings: Settings
+    public private(set) var condition: AgentCondition = .unknown
+    public private(set) var since: Instant?
+    public private(set) var reason = "registered"
+    public var phi: PhiAccrualDetector
+    public private(set) var watchdog: ProgressWatchdog
+    public private(set) var breaker: CircuitBreaker
+    public private(set) var canary: CanaryRamp?
+    private var reported: AgentCondition = .unknown
+    private var startedAt: Instant?
+    private var busy = false
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+        phi = PhiAccrualDetector(settings: settings.phi)
+        watchdog = ProgressWatchdog(settings: settings.watchdog)
+        breaker = CircuitBreaker(settings: settings.breaker)
+    }
+
+    public mutating func heartbeat(at now: Instant, progress: UInt64) {
+        guard condition != .frozen else { return }
+        phi.heartbeat(at: now)
+        watchdog.observe(progress: progress, busy: busy, at: now)
+        switch condition {
+        case .unknown, .suspected, .exited:
+            set(.alive, at: now, reason: "heartbeating")
+        case .hung where watchdog.verdict(busy: busy, at: now) == .ok:
+            set(.alive, at: now, reason: "heartbeating")
+        case .hung, .looping, .alive, .frozen:
+            break
+        }
+    }
+
+    public mutating func completed(success: Bool, at now: Instant) -> CircuitBreaker.Transition? {
+        watchdog.completed(at: now)
+        return breaker.record(success: success, at: now)
+    }
+
+    /// The health tick. `busy`: the lead has work out with the agent.
+    public mutating func evaluate(at now: Instant, busy: Bool, process: ProcessLiveness) -> Change? {
+        self.busy = busy
+        watchdog.noteBusy(busy, at: now)
+        switch condition {
+        case .frozen, .exited:
+            break
+        case .unknown:
+            if process == .running, let startedAt, now - startedAt > settings.startGrace {
+                set(.hung, at: now, reason: "started \(Self.ms(now - startedAt)) ms ago and has not heartbeat; its process is alive")
+            }
+        case .alive, .suspected, .hung, .looping:
+            if phi.isSuspected(at: now) {
+                let silence = phi.lastHeartbeat.map { Self.ms(now - $0) } ?? 0
+                let phiNow = (phi.phi(at: now) * 10).rounded() / 10
+                if process == .running {
+                    if condition != .hung { set(.hung, at: now, reason: "no heartbeat for \(silence) ms (phi \(phiNow)) but the process is alive") }
+                } else if condition != .suspected && condition != .hung {
+                    set(.suspected, at: now, reason: "no heartbeat for \(silence) ms (phi \(phiNow))")
+                }
+            } else {
+                switch watchdog.verdict(busy: busy, at: now) {
+                case .hang(let stagnation, let threshold):
+                    if condition != .hung {
+                        set(.hung, at: now, reason: "holds work but made no progress for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
+                    }
+                case .loop(let stagnation, let threshold):
+                    if condition != .looping {
+                        set(.looping, at: now, reason: "progress without a completion for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
+                    }
+                case .ok:
+                    if condition != .alive { set(.alive, at: now, reason: "heartbeating and progressing") }
+                }
+            }
+        }
+        _ = breaker.advance(at: now)
+        guard reported != condition, let since else { return nil }
+        defer { reported = condition }
+        return Change(from: reported, to: condition, since: since, reason: reason)
+    }
+
+    /// The canary step of the health tick; returns the new stage when it moved.
+    public mutating func evaluateCanary(at now: Instant, utilisation: Double, queueLatencyMs: Double, mayAdvance: Bool) -> Int? {
+        guard var ramp = canary, condition == .alive else { return nil }
+        defer { canary = ramp.isComplete ? nil : ramp }
+        return ramp.evaluate(at: now, utilisation: utilisation, queueLatencyMs: queueLatencyMs, mayAdvance: mayAdvance)
+    }
+
+    /// The process exited (seen through the child's exit status, at once).
+    public mutating func exited(at now: Instant, reason: String) {
+        phi.pause()
+        startedAt = nil
+        set(.exited, at: now, reason: reason)
+    }
+
+    /// The supervisor started (or restarted) the process. A restart begins a canary ramp.
+    public mutating func started(at now: Instant, restart: Bool) {
+        phi.pause()
+        startedAt = now
+        if restart { canary = CanaryRamp(startedAt: now, settings: settings.canary) }
+        if condition == .exited || condition == .hung || condition == .looping { set(.unknown, at: now, reason: "started") }
+    }
+
+    public mutating func freeze(at now: Instant) {
+        phi.pause()
+        set(.frozen, at: now, reason: "frozen by an operator")
+    }
+
+    public mutating func thaw(at now: Instant) {
+        guard condition == .frozen else { return }
+        // Heartbeats resume within an interval; until then the agent is not suspected.
+        phi.pause()
+        set(.unknown, at: now, reason: "thawed")
+    }
+
+    /// How many tasks the agent may hold now: the canary limit, 1 for a half-open breaker trial,
+    /// 0 when it may take none; nil is no limit.
+    public func taskLimit(at now: Instant) -> Int? {
+        guard condition == .alive else { return 0 }
+        guard breaker.allows(at: now) else { return 0 }
+        if breaker.state == .halfOpen || (breaker.state == .open) { return 1 }
+        return canary?.limit
+    }
+
+    public mutating func dispatched(at now: Instant) {
+        breaker.dispatched(at: now)
+    }
+
+    private mutating func set(_ condition: AgentCondition, at now: Instant, reason: String) {
+        self.condition = condition
+        since = now
+        self.reason = reason
+    }
+
+    private static func ms(_ duration: Duration) -> Int {
+        Int(duration.milliseconds.rounded())
+    }
+}

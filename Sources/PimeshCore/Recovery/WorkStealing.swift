@@ -1,0 +1,54 @@
+/// Seed 000 "CapacityAwareRebalancer": when the queued work of the agents that share a
+/// capability varies by more than 15 % (coefficient of variation), the idlest agent takes half
+/// the difference from the busiest. Only work that has not been handed over yet moves.
+public struct WorkStealing: Sendable {
+    public struct Settings: Sendable, Equatable {
+        public var maxVariation: Double
+        /// Moves per round, so that one round cannot stampede (seed: "thundering herd").
+        public var maxMovesPerRound: Int
+
+        public init(maxVariation: Double = 0.15, maxMovesPerRound: Int = 8) {
+            self.maxVariation = maxVariation
+            self.maxMovesPerRound = maxMovesPerRound
+        }
+    }
+
+    public struct Move: Sendable, Equatable {
+        public var from: Int
+        public var to: Int
+        public var count: Int
+    }
+
+    public let settings: Settings
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// Coefficient of variation of the queue lengths: stddev / mean (0 when nothing is queued).
+    public static func variation(_ queues: [Int]) -> Double {
+        guard queues.count > 1 else { return 0 }
+        let mean = Double(queues.reduce(0, +)) / Double(queues.count)
+        guard mean > 0 else { return 0 }
+        let variance = queues.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(queues.count)
+        return variance.squareRoot() / mean
+    }
+
+    /// `queues[i]` is what waits for agent i (movable work only); agents that may not take work
+    /// are left out by the caller. The moves are computed against the queues as they change.
+    public func plan(_ queues: [Int]) -> [Move] {
+        var queues = queues
+        var moves: [Move] = []
+        while moves.count < settings.maxMovesPerRound, Self.variation(queues) > settings.maxVariation {
+            guard let busiest = queues.indices.max(by: { queues[$0] < queues[$1] }),
+                let idlest = queues.indices.min(by: { queues[$0] < queues[$1] })
+            else { break }
+            let count = (queues[busiest] - queues[idlest]) / 2
+            guard count > 0 else { break }
+            queues[busiest] -= count
+            queues[idlest] += count
+            moves.append(Move(from: busiest, to: idlest, count: count))
+        }
+        return moves
+    }
+}

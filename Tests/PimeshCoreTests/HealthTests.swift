@@ -1,0 +1,485 @@
+import Glibc
+import Testing
+
+@testable import PimeshCore
+
+@Suite struct PhiMathTests {
+    @Test func matchesLibm() {
+        for x in stride(from: -700.0, through: 700.0, by: 13.7) {
+            let expected = Glibc.exp(x)
+            #expect(abs(PhiMath.exp(x) - expected) <= expected * 1e-14, "exp(\(x))")
+        }
+        for x in [1e-300, 1e-8, 0.1, 0.5, 1, 1.5, 2, 10, 12345.678, 1e300] {
+            #expect(abs(PhiMath.log10(x) - Glibc.log10(x)) <= 1e-13 * max(1, abs(Glibc.log10(x))), "log10(\(x))")
+        }
+        #expect(PhiMath.exp(800) == .infinity)
+        #expect(PhiMath.exp(-800) == 0)
+        #expect(PhiMath.ln(0) == -.infinity)
+        #expect(PhiMath.ln(-1).isNaN)
+    }
+}
+
+@Suite struct PhiAccrualDetectorTests {
+    /// Regular 250 ms heartbeats with ±10 ms jitter, then silence.
+    func trained(_ clock: inout ManualClock) -> PhiAccrualDetector {
+        var detector = PhiAccrualDetector()
+        for beat in 0..<200 {
+            clock.advance(by: .milliseconds(250 + (beat % 2 == 0 ? 10 : -10)))
+            detector.heartbeat(at: clock.now)
+        }
+        return detector
+    }
+
+    @Test func aDeadAgentIsSuspectedWithinOneSecond() {
+        var clock = ManualClock()
+        let detector = trained(&clock)
+        let last = clock.now
+        var suspectedAfter: Duration?
+        for step in 1...200 {
+            let now = last + .milliseconds(Double(step * 10))
+            if detector.isSuspected(at: now) {
+                suspectedAfter = now - last
+                break
+            }
+        }
+        let after = suspectedAfter?.milliseconds ?? .infinity
+        // The seed's floor (3 × 250 ms) and phi 8 with σ ≥ 40 ms: 250 + 200 + 5.2 × 40 ≈ 660 ms,
+        // so the floor decides: 750 ms after the last heartbeat.
+        #expect(after == 750)
+        #expect(!detector.isSuspected(at: last + .milliseconds(740)))
+    }
+
+    @Test func aLateHeartbeatIsNotSuspicion() {
+        var clock = ManualClock()
+        let detector = trained(&clock)
+        #expect(detector.phi(at: clock.now + .milliseconds(250)) < 1)
+        #expect(detector.phi(at: clock.now + .milliseconds(500)) < 3)
+        #expect(!detector.isSuspected(at: clock.now + .milliseconds(600)))
+    }
+
+    @Test func aJitteryAgentEarnsMorePatience() {
+        // A slow machine: intervals between 150 and 550 ms. The detector widens and does not
+        // suspect a 900 ms gap, which it would for a regular agent.
+        var clock = ManualClock()
+        var jittery = PhiAccrualDetector()
+        for beat in 0..<300 {
+            clock.advance(by: .milliseconds(Double([150, 550, 250, 400, 180][beat % 5])))
+            jittery.heartbeat(at: clock.now)
+        }
+        #expect(!jittery.isSuspected(at: clock.now + .milliseconds(900)))
+        var regularClock = ManualClock()
+        let regular = trained(&regularClock)
+        #expect(regular.isSuspected(at: regularClock.now + .milliseconds(900)))
+        #expect(jittery.isSuspected(at: clock.now + .milliseconds(3000)))
+    }
+
+    @Test func phiRisesWithSilenceAndIsZeroBeforeAnyHeartbeat() {
+        let fresh = PhiAccrualDetector()
+        #expect(fresh.phi(at: .seconds(100)) == 0)
+        #expect(!fresh.isSuspected(at: .seconds(100)))
+        var clock = ManualClock()
+        let detector = trained(&clock)
+        var previous = -1.0
+        for ms in stride(from: 100, through: 1000, by: 100) {
+            let value = detector.phi(at: clock.now + .milliseconds(Double(ms)))
+            #expect(value >= previous)
+            previous = value
+        }
+        #expect(previous > 8)
+    }
+
+    @Test func pauseForgetsTheSilence() {
+        var clock = ManualClock()
+        var detector = trained(&clock)
+        detector.pause()
+        #expect(!detector.isSuspected(at: clock.now + .seconds(60)))
+        clock.advance(by: .seconds(60))
+        detector.heartbeat(at: clock.now)
+        // The 60 s gap is not learned as an interval.
+        #expect(detector.meanMs < 300)
+    }
+}
+
+@Suite struct ProgressWatchdogTests {
+    @Test func hangAfterStagnationBeyondThreeSigma() {
+        var watchdog = ProgressWatchdog()
+        var clock = ManualClock()
+        var progress: UInt64 = 0
+        // Busy, progress moves every 500 ms.
+        for _ in 0..<40 {
+            clock.advance(by: .milliseconds(500))
+            progress += 1
+            watchdog.observe(progress: progress, busy: true, at: clock.now)
+            watchdog.completed(at: clock.now)
+        }
+        let last = clock.now
+        // σ ≈ 0: the threshold is the 2 s floor.
+        #expect(watchdog.verdict(busy: true, at: last + .milliseconds(1999)) == .ok)
+        guard case .hang(let stagnation, let threshold) = watchdog.verdict(busy: true, at: last + .milliseconds(2001)) else {
+            Issue.record("expected HANG")
+            return
+        }
+        #expect(threshold == 2000)
+        #expect(stagnation == 2001)
+        // Idle agents do not hang.
+        #expect(watchdog.verdict(busy: false, at: last + .seconds(60)) == .ok)
+    }
+
+    @Test func slowProgressRaisesTheThreshold() {
+        var watchdog = ProgressWatchdog()
+        var clock = ManualClock()
+        var progress: UInt64 = 0
+        for step in 0..<60 {
+            clock.advance(by: .milliseconds(step % 2 == 0 ? 2000 : 4000))
+            progress += 1
+            watchdog.observe(progress: progress, busy: true, at: clock.now)
+            watchdog.completed(at: clock.now)
+        }
+        // mean ≈ 3 s, σ ≈ 1 s: 6 s is within mean + 3σ, 8 s is not.
+        #expect(watchdog.verdict(busy: true, at: clock.now + .seconds(5)) == .ok)
+        if case .hang = watchdog.verdict(busy: true, at: clock.now + .seconds(8)) {} else { Issue.record("expected HANG at 8 s") }
+    }
+
+    @Test func workAfterIdleStartsTheClockAgain() {
+        var watchdog = ProgressWatchdog()
+        watchdog.observe(progress: 1, busy: false, at: .seconds(1))
+        watchdog.noteBusy(true, at: .seconds(100))
+        #expect(watchdog.verdict(busy: true, at: .seconds(101)) == .ok)
+        if case .hang = watchdog.verdict(busy: true, at: .seconds(103)) {} else { Issue.record("expected HANG 3 s into work") }
+    }
+
+    @Test func loopIsProgressWithoutCompletions() {
+        var watchdog = ProgressWatchdog()
+        var clock = ManualClock()
+        var progress: UInt64 = 0
+        watchdog.noteBusy(true, at: clock.now)
+        for step in 1...200 {
+            clock.advance(by: .milliseconds(100))
+            progress += 1
+            watchdog.observe(progress: progress, busy: true, at: clock.now)
+            if step % 10 == 0 { watchdog.completed(at: clock.now) }
+        }
+        #expect(watchdog.verdict(busy: true, at: clock.now) == .ok)
+        // Keeps moving, completes nothing: LOOP after the 10 s floor.
+        for _ in 1...99 {
+            clock.advance(by: .milliseconds(100))
+            progress += 1
+            watchdog.observe(progress: progress, busy: true, at: clock.now)
+        }
+        #expect(watchdog.verdict(busy: true, at: clock.now) == .ok)
+        clock.advance(by: .milliseconds(200))
+        progress += 1
+        watchdog.observe(progress: progress, busy: true, at: clock.now)
+        if case .loop = watchdog.verdict(busy: true, at: clock.now) {} else { Issue.record("expected LOOP") }
+    }
+}
+
+@Suite struct CircuitBreakerTests {
+    @Test func opensAtFiftyPercentOverTheWindow() {
+        var breaker = CircuitBreaker()
+        let start = Instant.seconds(100)
+        #expect(breaker.record(success: true, at: start) == nil)
+        #expect(breaker.record(success: false, at: start + .seconds(1)) == nil)
+        #expect(breaker.record(success: true, at: start + .seconds(2)) == nil)
+        // 2 of 4 = 50 %: open.
+        #expect(breaker.record(success: false, at: start + .seconds(3)) == .opened(failures: 2, total: 4))
+        #expect(breaker.state == .open)
+        #expect(!breaker.allows(at: start + .seconds(4)))
+    }
+
+    @Test func belowHalfOrTooFewCallsStaysClosed() {
+        var breaker = CircuitBreaker()
+        let start = Instant.seconds(100)
+        // 3 failures alone: below the 4-call minimum.
+        for second in 0..<3 { #expect(breaker.record(success: false, at: start + .seconds(Int64(second))) == nil) }
+        var other = CircuitBreaker()
+        for second in 0..<3 { other.record(success: true, at: start + .seconds(Int64(second))) }
+        for second in 3..<5 { other.record(success: false, at: start + .seconds(Int64(second))) }
+        // 2 of 5 = 40 %.
+        #expect(other.state == .closed)
+    }
+
+    @Test func oldOutcomesLeaveTheWindow() {
+        var breaker = CircuitBreaker()
+        let start = Instant.seconds(100)
+        for second in 0..<4 { breaker.record(success: false, at: start + .milliseconds(Double(second))) }
+        #expect(breaker.state == .open)
+        var slow = CircuitBreaker()
+        slow.record(success: false, at: start)
+        slow.record(success: false, at: start + .seconds(1))
+        // 11 s later the first two failures are gone: 1 of 3 recent... then 2 successes.
+        slow.record(success: true, at: start + .seconds(11))
+        slow.record(success: true, at: start + .seconds(11))
+        slow.record(success: false, at: start + .seconds(12))
+        #expect(slow.counts(at: start + .seconds(12)) == (failures: 1, total: 3))
+        #expect(slow.state == .closed)
+    }
+
+    @Test func halfOpenTrialClosesOrReopens() {
+        var breaker = CircuitBreaker()
+        let start = Instant.seconds(100)
+        for _ in 0..<4 { breaker.record(success: false, at: start) }
+        #expect(!breaker.allows(at: start + .seconds(29)))
+        #expect(breaker.allows(at: start + .seconds(30)))
+        breaker.dispatched(at: start + .seconds(30))
+        #expect(breaker.state == .halfOpen)
+        #expect(!breaker.allows(at: start + .seconds(31)))
+        #expect(breaker.record(success: false, at: start + .seconds(31)) == .opened(failures: 1, total: 1))
+        breaker.dispatched(at: start + .seconds(61))
+        #expect(breaker.record(success: true, at: start + .seconds(62)) == .closed)
+        #expect(breaker.counts(at: start + .seconds(62)) == (failures: 0, total: 0))
+    }
+}
+
+@Suite struct GroupBreakerTests {
+    @Test func moreThanFiveFailuresOpenIt() {
+        var breaker = GroupBreaker()
+        let start = Instant.seconds(1000)
+        for index in 0..<5 { #expect(breaker.recordFailure(at: start + .seconds(Int64(index))) == nil) }
+        #expect(breaker.recordFailure(at: start + .seconds(5)) == .opened(failures: 6))
+        #expect(breaker.isOpen)
+    }
+
+    @Test func failuresOutsideTheWindowDoNotCount() {
+        var breaker = GroupBreaker()
+        let start = Instant.seconds(1000)
+        for index in 0..<5 { breaker.recordFailure(at: start + .seconds(Int64(index))) }
+        #expect(breaker.recordFailure(at: start + .seconds(61)) == nil)
+        #expect(!breaker.isOpen)
+    }
+
+    @Test func openThirtyHalfOpenSixtyThenClosed() {
+        var breaker = GroupBreaker()
+        let start = Instant.seconds(1000)
+        for _ in 0..<6 { breaker.recordFailure(at: start) }
+        #expect(breaker.tick(at: start + .seconds(29), probeHealthy: true) == nil)
+        #expect(breaker.tick(at: start + .seconds(30), probeHealthy: false) == .extended)
+        #expect(breaker.tick(at: start + .seconds(89), probeHealthy: true) == nil)
+        #expect(breaker.tick(at: start + .seconds(90), probeHealthy: true) == .halfOpened)
+        #expect(!breaker.isOpen)
+        #expect(breaker.tick(at: start + .seconds(149), probeHealthy: true) == nil)
+        #expect(breaker.tick(at: start + .seconds(150), probeHealthy: true) == .closed)
+    }
+
+    @Test func aFailureWhileHalfOpenReopens() {
+        var breaker = GroupBreaker()
+        let start = Instant.seconds(1000)
+        for _ in 0..<6 { breaker.recordFailure(at: start) }
+        _ = breaker.tick(at: start + .seconds(30), probeHealthy: true)
+        #expect(breaker.recordFailure(at: start + .seconds(40)) == .opened(failures: 7))
+    }
+}
+
+@Suite struct RecoveryTests {
+    @Test func backoffDoublesAndResetsAfterAStablePeriod() {
+        var backoff = RestartBackoff()
+        var delays: [Double] = []
+        for index in 0..<12 {
+            let started = Instant.seconds(Int64(index * 100))
+            delays.append(backoff.delayAfterExit(startedAt: started, exitedAt: started + .seconds(1)).milliseconds)
+        }
+        #expect(delays == [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000, 30_000])
+        // Ran 10 s: stable, back to the first delay.
+        #expect(backoff.delayAfterExit(startedAt: .seconds(5000), exitedAt: .seconds(5010)).milliseconds == 100)
+        #expect(backoff.delayAfterExit(startedAt: .seconds(6000), exitedAt: .seconds(6009)).milliseconds == 200)
+    }
+
+    @Test func restartPolicies() {
+        #expect(RestartPolicy.always.restarts(cleanExit: true))
+        #expect(!RestartPolicy.onFailure.restarts(cleanExit: true))
+        #expect(RestartPolicy.onFailure.restarts(cleanExit: false))
+        #expect(!RestartPolicy.never.restarts(cleanExit: false))
+    }
+
+    @Test func canaryRampStagesAndConditions() {
+        let start = Instant.seconds(10)
+        var ramp = CanaryRamp(startedAt: start)
+        #expect(ramp.limit == 5)
+        #expect(ramp.evaluate(at: start + .seconds(29), utilisation: 0.1, queueLatencyMs: 1, mayAdvance: true) == nil)
+        // Hold over, but the node is at 85 %: no.
+        #expect(ramp.evaluate(at: start + .seconds(30), utilisation: 0.85, queueLatencyMs: 1, mayAdvance: true) == nil)
+        #expect(ramp.evaluate(at: start + .seconds(30), utilisation: 0.5, queueLatencyMs: 100, mayAdvance: true) == nil)
+        #expect(ramp.evaluate(at: start + .seconds(30), utilisation: 0.5, queueLatencyMs: 20, mayAdvance: false) == nil)
+        #expect(ramp.evaluate(at: start + .seconds(31), utilisation: 0.84, queueLatencyMs: 99, mayAdvance: true) == 1)
+        #expect(ramp.limit == 25)
+        #expect(ramp.evaluate(at: start + .seconds(90), utilisation: 0.1, queueLatencyMs: 1, mayAdvance: true) == nil)
+        #expect(ramp.evaluate(at: start + .seconds(91), utilisation: 0.1, queueLatencyMs: 1, mayAdvance: true) == 2)
+        #expect(ramp.limit == nil)
+        #expect(ramp.isComplete)
+    }
+
+    @Test func hashRingIsStableAndMovesOnlyTheLeaversShare() {
+        let members = (0..<10).map { "agent-\($0)" }
+        let ring = ConsistentHashRing(members: members)
+        let keys = (0..<5000).map { "task-\($0)" }
+        let owners = keys.map { ring.owner(of: $0)! }
+        #expect(owners == keys.map { ConsistentHashRing(members: members).owner(of: $0)! })
+        var share: [String: Int] = [:]
+        for owner in owners { share[owner, default: 0] += 1 }
+        for member in members { #expect((300...700).contains(share[member] ?? 0), "\(member): \(share[member] ?? 0)") }
+        let smaller = ConsistentHashRing(members: members.filter { $0 != "agent-3" })
+        for (key, owner) in zip(keys, owners) where owner != "agent-3" {
+            #expect(smaller.owner(of: key) == owner)
+        }
+        #expect(ConsistentHashRing(members: []).owner(of: "x") == nil)
+        #expect(ConsistentHashRing.hash("abc") == ConsistentHashRing.hash("abc"))
+    }
+
+    @Test func workStealingAtFifteenPercent() {
+        let stealing = WorkStealing()
+        #expect(WorkStealing.variation([10, 10, 10]) == 0)
+        #expect(stealing.plan([10, 10, 10]).isEmpty)
+        // cv of [10, 12] is 1/11 ≈ 9 %: left alone.
+        #expect(stealing.plan([10, 12]).isEmpty)
+        // cv of [8, 12] is 20 %: move 2.
+        #expect(stealing.plan([8, 12]) == [.init(from: 1, to: 0, count: 2)])
+        let moves = stealing.plan([0, 20, 4, 4])
+        #expect(moves.first == .init(from: 1, to: 0, count: 10))
+        var queues = [0, 20, 4, 4]
+        for move in moves {
+            queues[move.from] -= move.count
+            queues[move.to] += move.count
+        }
+        #expect(WorkStealing.variation(queues) <= 0.15 || moves.count == stealing.settings.maxMovesPerRound)
+        #expect(stealing.plan([0, 1]).isEmpty)
+    }
+}
+
+@Suite struct DegradationPolicyTests {
+    @Test func levelsAtTheirEdges() {
+        #expect(DegradationLevel(healthyRatio: 0.95, agents: 100) == .full)
+        #expect(DegradationLevel(healthyRatio: 0.9499, agents: 100) == .light)
+        #expect(DegradationLevel(healthyRatio: 0.80, agents: 100) == .light)
+        #expect(DegradationLevel(healthyRatio: 0.7999, agents: 100) == .moderate)
+        #expect(DegradationLevel(healthyRatio: 0.60, agents: 100) == .moderate)
+        #expect(DegradationLevel(healthyRatio: 0.5999, agents: 100) == .severe)
+        #expect(DegradationLevel(healthyRatio: 0.30, agents: 100) == .severe)
+        #expect(DegradationLevel(healthyRatio: 0.2999, agents: 100) == .emergency)
+    }
+
+    @Test func actionsPerLevel() {
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).minimumPriority } == [0, 1, 2, 3, 3])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).canariesAdvance } == [true, true, false, false, false])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).maxScatterAgents } == [nil, nil, 1000, 0, 0])
+        #expect(DegradationPolicy(level: .full).restrictions.isEmpty)
+        #expect(DegradationPolicy(level: .emergency).restrictions.contains { $0.contains("all automatic healing stops") })
+    }
+
+    @Test func memoryOverBudgetDegradesToAtLeastModerate() {
+        #expect(DegradationPolicy.level(healthyRatio: 1, agents: 10, memoryOverBudget: true) == .moderate)
+        #expect(DegradationPolicy.level(healthyRatio: 0.1, agents: 10, memoryOverBudget: true) == .emergency)
+        #expect(DegradationPolicy.level(healthyRatio: 1, agents: 10, memoryOverBudget: false) == .full)
+    }
+
+    @Test func authorityTiers() {
+        #expect(AuthorityTier.l0.runsAutomatically(at: .severe))
+        #expect(!AuthorityTier.l0.runsAutomatically(at: .emergency))
+        #expect(AuthorityTier.l1.runsAutomatically(at: .moderate))
+        #expect(!AuthorityTier.l1.runsAutomatically(at: .severe))
+        #expect(!AuthorityTier.l2.runsAutomatically(at: .full))
+        #expect(HealingAction.restartExited.tier == .l0)
+        #expect(HealingAction.runHealCommand.tier == .l1)
+        #expect(HealingAction.restartGivenUp.tier == .l2)
+    }
+
+    @Test func memoryBudget() {
+        let budget = MemoryBudget(budgetBytes: 100)
+        let verdict = budget.evaluate([
+            .init(name: "a", bytes: 40, limitBytes: 30), .init(name: "b", bytes: 50, limitBytes: nil),
+            .init(name: "c", bytes: 20, limitBytes: 5),
+        ])
+        #expect(verdict.totalBytes == 110)
+        #expect(verdict.overBudget)
+        #expect(verdict.overLimit == ["c", "a"])
+        #expect(!MemoryBudget(budgetBytes: nil).evaluate([.init(name: "a", bytes: 1 << 40, limitBytes: nil)]).overBudget)
+    }
+}
+
+@Suite struct AgentHealthTests {
+    func beating(_ health: inout AgentHealth, _ clock: inout ManualClock, count: Int = 20, progress: inout UInt64) {
+        for _ in 0..<count {
+            clock.advance(by: .milliseconds(250))
+            progress += 1
+            health.heartbeat(at: clock.now, progress: progress)
+            _ = health.evaluate(at: clock.now, busy: false, process: .unknown)
+        }
+    }
+
+    @Test func silenceIsSuspicionOrHangByTheProcess() {
+        var clock = ManualClock(start: .seconds(1))
+        var attached = AgentHealth()
+        var progress: UInt64 = 0
+        beating(&attached, &clock, progress: &progress)
+        var supervised = attached
+        clock.advance(by: .milliseconds(800))
+        let change = attached.evaluate(at: clock.now, busy: false, process: .unknown)
+        #expect(change?.from == .alive)
+        #expect(change?.to == .suspected)
+        #expect(supervised.evaluate(at: clock.now, busy: false, process: .running)?.to == .hung)
+        // The next heartbeat clears it, dated at the heartbeat.
+        clock.advance(by: .milliseconds(50))
+        attached.heartbeat(at: clock.now, progress: progress + 1)
+        clock.advance(by: .milliseconds(50))
+        let back = attached.evaluate(at: clock.now, busy: false, process: .unknown)
+        #expect(back?.to == .alive)
+        #expect(back?.since == clock.now - .milliseconds(50))
+    }
+
+    @Test func aFrozenAgentIsNeverSuspected() {
+        var clock = ManualClock(start: .seconds(1))
+        var health = AgentHealth()
+        var progress: UInt64 = 0
+        beating(&health, &clock, progress: &progress)
+        health.freeze(at: clock.now)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.to == .frozen)
+        clock.advance(by: .seconds(600))
+        #expect(health.evaluate(at: clock.now, busy: true, process: .running) == nil)
+        #expect(health.taskLimit(at: clock.now) == 0)
+        health.thaw(at: clock.now)
+        clock.advance(by: .seconds(3))
+        // Still no heartbeat 3 s after the thaw: not suspected (grace applies to starts only).
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.to == .unknown)
+        health.heartbeat(at: clock.now, progress: progress + 1)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.to == .alive)
+    }
+
+    @Test func exitRestartAndCanary() {
+        var clock = ManualClock(start: .seconds(1))
+        var health = AgentHealth()
+        var progress: UInt64 = 0
+        beating(&health, &clock, progress: &progress)
+        #expect(health.taskLimit(at: clock.now) == nil)
+        health.exited(at: clock.now, reason: "killed by signal 9")
+        #expect(health.evaluate(at: clock.now, busy: true, process: .gone)?.to == .exited)
+        #expect(health.taskLimit(at: clock.now) == 0)
+        clock.advance(by: .milliseconds(100))
+        health.started(at: clock.now, restart: true)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.to == .unknown)
+        beating(&health, &clock, count: 1, progress: &progress)
+        #expect(health.condition == .alive)
+        #expect(health.taskLimit(at: clock.now) == 5)
+        clock.advance(by: .seconds(31))
+        health.heartbeat(at: clock.now, progress: progress + 1)
+        #expect(health.evaluateCanary(at: clock.now, utilisation: 0.2, queueLatencyMs: 5, mayAdvance: true) == 1)
+        #expect(health.taskLimit(at: clock.now) == 25)
+    }
+
+    @Test func aStartedAgentThatNeverHeartbeatsIsHung() {
+        var health = AgentHealth()
+        health.started(at: .seconds(10), restart: false)
+        #expect(health.evaluate(at: .seconds(14), busy: false, process: .running) == nil)
+        #expect(health.evaluate(at: .seconds(16), busy: false, process: .running)?.to == .hung)
+    }
+
+    @Test func anOpenBreakerTakesNoWork() {
+        var health = AgentHealth()
+        var clock = ManualClock(start: .seconds(1))
+        var progress: UInt64 = 0
+        beating(&health, &clock, progress: &progress)
+        for _ in 0..<4 { _ = health.completed(success: false, at: clock.now) }
+        #expect(health.taskLimit(at: clock.now) == 0)
+        clock.advance(by: .seconds(30))
+        health.heartbeat(at: clock.now, progress: progress + 1)
+        #expect(health.taskLimit(at: clock.now) == 1)
+    }
+}
