@@ -43,3 +43,38 @@ public struct HeartbeatEndpoint: Codable, Sendable, Equatable {
         self.intervalMs = intervalMs
     }
 }
+
+extension AgentCredentials {
+    /// The identity the lead hands a supervised agent through its environment
+    /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET, _CLASS, _CAPABILITIES and
+    /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> AgentCredentials {
+        struct Missing: Error, CustomStringConvertible {
+            var description: String
+        }
+        func value(_ key: String) throws -> String {
+            guard let text = environment[key], !text.isEmpty else {
+                throw Missing(description: "\(key) is not set: this agent expects to be started by `pimesh run` from a manifest")
+            }
+            return text
+        }
+        guard let id = AgentID(try value("PIMESH_AGENT_ID")) else { throw Missing(description: "PIMESH_AGENT_ID is not a UUID") }
+        let secret = try value("PIMESH_AGENT_SECRET")
+        guard Hex.decode(secret)?.count == 32 else { throw Missing(description: "PIMESH_AGENT_SECRET is not 64 hex digits") }
+        guard let port = Int(try value("PIMESH_HEARTBEAT_PORT")), (1...65535).contains(port) else {
+            throw Missing(description: "PIMESH_HEARTBEAT_PORT is not a port number")
+        }
+        guard let interval = Int(environment["PIMESH_HEARTBEAT_INTERVAL_MS"] ?? "250"), interval > 0 else {
+            throw Missing(description: "PIMESH_HEARTBEAT_INTERVAL_MS is not a positive number")
+        }
+        guard let agentClass = AgentClass(name: environment["PIMESH_AGENT_CLASS"] ?? "CLASS_E_LOCAL") else {
+            throw Missing(description: "PIMESH_AGENT_CLASS is not a known class")
+        }
+        let capabilities = (environment["PIMESH_AGENT_CAPABILITIES"] ?? "").split(separator: ",").map(String.init)
+        return AgentCredentials(
+            id: id, secret: secret, name: try value("PIMESH_AGENT_NAME"), agentClass: agentClass, capabilities: capabilities,
+            heartbeat: HeartbeatEndpoint(
+                host: try value("PIMESH_HEARTBEAT_HOST"), port: port, unixSocket: environment["PIMESH_HEARTBEAT_SOCKET"],
+                intervalMs: interval))
+    }
+}

@@ -103,6 +103,13 @@ public enum FileIO {
         return names
     }
 
+    /// A regular file this process may execute.
+    public static func isExecutable(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        return access(path, X_OK) == 0
+    }
+
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

@@ -18,6 +18,13 @@ public struct AgentStore: Sendable {
             ])
     }
 
+    /// A manifest changed the class or capabilities of an agent it names.
+    public static func updateProfile(id: AgentID, agentClass: AgentClass, capabilities: [String], in connection: Connection) throws {
+        try connection.run(
+            "UPDATE agents SET class = ?, capabilities = ? WHERE id = ?",
+            [.text(agentClass.rawValue), .text(capabilities.joined(separator: ",")), .text(id.description)])
+    }
+
     public static func upsert(_ checkpoint: AgentCheckpoint, in connection: Connection) throws {
         try connection.run(
             """

@@ -83,5 +83,9 @@ public enum Schema {
             )
             """,
         ]),
+        // Seed 001 message priority (0 background … 3 critical): degraded nodes shed by it.
+        Migration(version: 3, statements: [
+            "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 2",
+        ]),
     ]
 }

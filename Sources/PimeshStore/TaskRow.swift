@@ -21,6 +21,8 @@ public struct TaskRow: Sendable, Equatable {
     public var actualMs: Double?
     public var result: String?
     public var error: String?
+    /// Seed 001: 0 background, 1 low, 2 normal, 3 critical.
+    public var priority: Int = 2
 
     public init(
         id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?,

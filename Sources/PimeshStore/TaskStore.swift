@@ -11,7 +11,7 @@ public struct TaskStore: Sendable {
 
     static let columns = """
         id, idempotency_key, capability, payload, weight, deadline_ms, state, agent_id, attempts, submitted_at_ms, \
-        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error
+        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error, priority
         """
 
     /// Inserts the row or updates it by id: the lead's copy in RAM is the authority while it
@@ -20,12 +20,13 @@ public struct TaskStore: Sendable {
     public static func save(_ task: TaskRow, in connection: Connection) throws {
         try connection.run(
             """
-            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET idempotency_key = excluded.idempotency_key, capability = excluded.capability,
                 payload = excluded.payload, weight = excluded.weight, deadline_ms = excluded.deadline_ms, state = excluded.state,
                 agent_id = excluded.agent_id, attempts = excluded.attempts, submitted_at_ms = excluded.submitted_at_ms,
                 skip_reason = excluded.skip_reason, predicted_ms = excluded.predicted_ms, lead_time_ms = excluded.lead_time_ms, finished_at_ms = excluded.finished_at_ms,
-                actual_ms = excluded.actual_ms, result = excluded.result, error = excluded.error
+                actual_ms = excluded.actual_ms, result = excluded.result, error = excluded.error,
+                priority = excluded.priority
             """,
             [
                 .text(task.id), task.idempotencyKey.map(SQLValue.text) ?? .null, .text(task.capability), .text(task.payload),
@@ -35,7 +36,7 @@ public struct TaskStore: Sendable {
                 task.predictedMs.map(SQLValue.real) ?? .null, task.leadTimeMs.map(SQLValue.real) ?? .null,
                 task.finishedAtMs.map(SQLValue.integer) ?? .null,
                 task.actualMs.map(SQLValue.real) ?? .null, task.result.map(SQLValue.text) ?? .null,
-                task.error.map(SQLValue.text) ?? .null,
+                task.error.map(SQLValue.text) ?? .null, .integer(Int64(task.priority)),
             ])
     }
 
@@ -44,7 +45,7 @@ public struct TaskStore: Sendable {
         guard let state = TaskState(rawValue: stateText) else {
             throw StoreError(code: 0, message: "task \(row.text(0)) has unknown state '\(stateText)'", context: "load tasks")
         }
-        return TaskRow(
+        var task = TaskRow(
             id: row.text(0), idempotencyKey: row.isNull(1) ? nil : row.text(1), capability: row.text(2), payload: row.text(3),
             weight: row.double(4), deadlineMs: row.isNull(5) ? nil : row.int(5), state: state,
             agentID: row.isNull(7) ? nil : AgentID(row.text(7)), attempts: row.int(8), submittedAtMs: row.int64(9),
@@ -52,6 +53,8 @@ public struct TaskStore: Sendable {
             leadTimeMs: row.isNull(12) ? nil : row.double(12), finishedAtMs: row.isNull(13) ? nil : row.int64(13),
             actualMs: row.isNull(14) ? nil : row.double(14), result: row.isNull(15) ? nil : row.text(15),
             error: row.isNull(16) ? nil : row.text(16))
+        task.priority = row.int(17)
+        return task
     }
 
     /// Tasks that were accepted and never finished, oldest first: the lead requeues them at start.

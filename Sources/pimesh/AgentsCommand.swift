@@ -44,16 +44,22 @@ struct AgentsCommand: AsyncParsableCommand {
 
     static func render(_ agents: [AgentView]) -> String {
         var table = TextTable(
-            ["NAME", "ID", "CLASS", "STATE", "SCORE", "ARRIVAL", "LATENCY", "QUEUE", "DRIFT", "CONF", "RELIAB", "LAST HB", "FLAGS"],
-            rightAligned: [4, 5, 6, 7, 8, 9, 10, 11])
+            ["NAME", "ID", "CLASS", "STATE", "HEALTH", "SCORE", "ARRIVAL", "LATENCY", "QUEUE", "DRIFT", "CONF", "RELIAB", "LAST HB", "FLAGS"],
+            rightAligned: [5, 6, 7, 8, 9, 10, 11, 12])
         for agent in agents {
             let i = agent.impedance
             var flags: [String] = []
             if i.degraded { flags.append("degraded") }
             if i.unstable { flags.append("unstable") }
             if agent.quarantined { flags.append("quarantined") }
+            if let health = agent.health, health.breaker != "CLOSED" { flags.append("breaker \(health.breaker)") }
+            if let limit = agent.health?.canaryLimit { flags.append("canary \(limit)") }
+            if let supervision = agent.supervision {
+                flags.append(supervision.pid.map { "pid \($0)" } ?? "not running")
+                if supervision.restarts > 0 { flags.append("restarts \(supervision.restarts)") }
+            }
             table.add([
-                agent.name, String(agent.id.description.prefix(8)), agent.agentClass.rawValue, agent.state, String(i.score),
+                agent.name, String(agent.id.description.prefix(8)), agent.agentClass.rawValue, agent.state, agent.health?.condition ?? "–", String(i.score),
                 Format.decimal(i.predictedArrivalMs) + " ms", Format.decimal(i.latencyMs) + " ms", String(i.queueDepth),
                 Format.decimal(i.drift, places: 2), Format.decimal(i.confidence, places: 2), Format.decimal(i.reliability, places: 2),
                 agent.lastHeartbeatMsAgo.map { "\($0) ms ago" } ?? "never", flags.joined(separator: ","),

@@ -14,8 +14,9 @@ struct Pimesh: AsyncParsableCommand {
         version: PimeshRuntimeInfo.version,
         subcommands: [
             RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
-            BroadcastCommand.self, ConflictsCommand.self, LedsCommand.self, SelftestCommand.self, SwarmCommand.self,
-            ConfigCommand.self, BenchCommand.self,
+            BroadcastCommand.self, ConflictsCommand.self, HealCommand.self, FreezeCommand.self, ThawCommand.self, LogsCommand.self,
+            EventsCommand.self, LedsCommand.self, SelftestCommand.self, SwarmCommand.self, AgentCommand.self, ConfigCommand.self,
+            BenchCommand.self,
         ]
     )
 }

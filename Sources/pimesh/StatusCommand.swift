@@ -101,6 +101,22 @@ struct StatusCommand: AsyncParsableCommand {
             "tasks       \(t.submitted) submitted   \(t.queued + t.assigned + t.running) open (\(t.queued) queued, \(t.assigned) assigned, "
                 + "\(t.running) running)   \(t.succeeded) succeeded   \(t.failed) failed   \(t.conflict) conflict   "
                 + "\(t.cancelled) cancelled   \(t.skipped) skipped   \(t.requeued) requeued")
+        if let health = report.health {
+            let conditions = health.conditions.filter { $0.key != "alive" && $0.value > 0 }.sorted { $0.key < $1.key }
+                .map { "\($0.value) \($0.key)" }
+            lines.append(
+                "health      level \(health.level)   \(health.conditions["alive"] ?? 0) alive"
+                    + (conditions.isEmpty ? "" : "   " + conditions.joined(separator: "   "))
+                    + "   supervised \(health.supervised)   attached \(health.attached)   restarts \(health.restarts)")
+            if !health.restrictions.isEmpty { lines.append("degraded    " + health.restrictions.joined(separator: "; ")) }
+            if let used = health.agentsMemoryBytes, health.supervised > 0 {
+                let budget = health.ramBudgetBytes.map { " of \(Format.megabytes($0)) budget" } ?? " (no budget)"
+                lines.append("agents ram  \(Format.megabytes(used))\(budget)   cgroups \(health.cgroups)")
+            }
+            if !health.openGroupBreakers.isEmpty { lines.append("breakers    open: \(health.openGroupBreakers.joined(separator: ", "))") }
+            for item in health.awaitingOperator { lines.append("awaiting    \(item)   (pimesh heal NAME)") }
+            for refused in health.refusedManifests { lines.append("refused     \(refused)") }
+        }
         if !a.quarantined.isEmpty {
             lines.append("quarantine  \(a.quarantined.joined(separator: ", "))   (pimesh conflicts release NAME)")
         }

@@ -18,10 +18,14 @@ public struct AgentView: Codable, Sendable, Equatable {
     public var quarantined: Bool = false
     /// Tasks handed to this agent and not yet finished.
     public var outstandingTasks: Int = 0
+    /// What failure detection believes, the breaker and the canary stage.
+    public var health: AgentHealthView?
+    /// Set for agents the lead starts or heals from a manifest.
+    public var supervision: SupervisionView?
 
     enum CodingKeys: String, CodingKey {
         case id, name, capabilities, state, reportedState, iteration, lastHeartbeatMsAgo, progress, impedance, quarantined
-        case outstandingTasks
+        case outstandingTasks, health, supervision
         case agentClass = "class"
     }
 

@@ -17,6 +17,8 @@ public struct StatusReport: Codable, Sendable {
     /// Seed 001 §11.1 KPIs since the lead started, each beside its target.
     public var kpis: [KPI] = []
     public var tasks = Tasks()
+    /// Failure detection, supervision and degradation (issue 6).
+    public var health: HealthReport?
 
     public struct Agents: Codable, Sendable {
         public var total: Int

@@ -27,6 +27,8 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var actualMs: Double?
     public var result: String?
     public var error: String?
+    /// Seed 001: 0 background, 1 low, 2 normal, 3 critical.
+    public var priority: Int?
 
     public struct RunnerUp: Codable, Sendable, Equatable {
         public var agentName: String
@@ -42,14 +44,16 @@ public struct TaskView: Codable, Sendable, Equatable {
         case id, idempotencyKey, capability, payload, weight, deadlineMs, state, decision, skipReason, skipCode
         case agentID = "agentId"
         case agentName, attempts, predictedArrivalMs, leadTimeMs, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
+        case priority
     }
 
     public init(
         id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?, state: String,
         decision: String, skipReason: String?, skipCode: String?, agentID: String?, agentName: String?, attempts: Int,
         predictedArrivalMs: Double?, leadTimeMs: Double?, runnerUp: RunnerUp?, candidates: Int?, submittedAtMs: Int64, finishedAtMs: Int64?,
-        actualMs: Double?, result: String?, error: String?
+        actualMs: Double?, result: String?, error: String?, priority: Int? = nil
     ) {
+        self.priority = priority
         self.id = id
         self.idempotencyKey = idempotencyKey
         self.capability = capability

@@ -7,6 +7,10 @@ public struct RouteCandidate: Sendable, Equatable {
         case notReady
         /// Under conflict quarantine until an operator releases it (seed 001 §5.1).
         case quarantined
+        /// Failure detection says it is not alive: suspected, hung, looping, exited or frozen.
+        case unhealthy
+        /// Holds as many tasks as its canary stage or half-open breaker allows, or its breaker is open.
+        case limited
     }
 
     public var agentClass: AgentClass

@@ -33,6 +33,8 @@ public struct TaskRouter: Sendable {
         guard !candidates.isEmpty else { return .skip(.noCapableAgent) }
         var notReady = 0
         var quarantined = 0
+        var unhealthy = 0
+        var limited = 0
         var best: (index: Int, arrival: Double, lead: Double)?
         var second: RunnerUp?
         var eligible = 0
@@ -44,6 +46,12 @@ public struct TaskRouter: Sendable {
                 continue
             case .quarantined:
                 quarantined += 1
+                continue
+            case .unhealthy:
+                unhealthy += 1
+                continue
+            case .limited:
+                limited += 1
                 continue
             case .available:
                 break
@@ -71,8 +79,10 @@ public struct TaskRouter: Sendable {
             return .sendNow(
                 Choice(index: best.index, predictedArrivalMs: best.arrival, leadTimeMs: best.lead, runnerUp: second, eligible: eligible))
         }
-        if notReady + quarantined == candidates.count {
-            return .skip(.noAvailableAgent(capable: candidates.count, notReady: notReady, quarantined: quarantined))
+        if notReady + quarantined + unhealthy + limited == candidates.count {
+            return .skip(
+                .noAvailableAgent(
+                    capable: candidates.count, notReady: notReady, quarantined: quarantined, unhealthy: unhealthy, limited: limited))
         }
         return .skip(.deadlineUnreachable(fastestLeadTimeMs: fastestLeadTime, deadlineMs: deadlineMs ?? 0))
     }

@@ -31,13 +31,12 @@ enum APIRouter {
         }
         v1.get("agents") { _, _ in
             JSONResponse.make(
-                status: .ok, AgentList(agents: state.registry.views(at: Clock.monotonicNow(), outstanding: state.tasks.snapshot.outstanding)))
+                status: .ok, AgentList(agents: state.agentViews()))
         }
         v1.get("agents/:id") { _, context in
             await handle {
                 let (id, _) = try agent(context, state)
-                let outstanding = state.tasks.snapshot.outstanding[id] ?? 0
-                guard let view = state.registry.view(of: id, at: Clock.monotonicNow(), outstanding: outstanding) else {
+                guard let view = state.agentView(id) else {
                     throw APIError(status: .notFound, message: "no agent with id \(id)", field: "id")
                 }
                 return JSONResponse.make(status: .ok, view)
@@ -127,12 +126,14 @@ enum APIRouter {
         v1.post("ask") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                try state.checkScatterAllowed(capability: gather.capability)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
             }
         }
         v1.post("broadcast") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                try state.checkScatterAllowed(capability: gather.capability)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
             }
         }
@@ -143,6 +144,7 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, ["answer": result.rawValue])
             }
         }
+        addSupervisionRoutes(to: v1, state: state)
         v1.get("leds") { _, _ in
             JSONResponse.make(status: .ok, state.leds.report)
         }

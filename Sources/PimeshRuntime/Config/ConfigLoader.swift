@@ -24,7 +24,7 @@ public enum ConfigLoader {
             throw ConfigError(file: file, key: "", line: nil, reason: error.description)
         }
         let root = try ConfigReader(file: file, text: text, path: "", value: value)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -121,6 +121,27 @@ public enum ConfigLoader {
                     throw leds.error("map", "entry \(index) (\(entry.name)) needs \"chip\" and \"line\" for the gpiod backend")
                 }
             }
+        }
+        if let supervision = try root.section("supervision") {
+            try supervision.rejectUnknownKeys(allowed: [
+                "agents_dir", "log_max_kb", "stop_timeout_s", "phi_threshold", "acceptable_pause_ms", "min_std_dev_ms",
+                "start_grace_ms", "hang_after_ms", "loop_after_ms", "heal_after_ms", "ram_budget_mb", "work_stealing", "cgroup_root",
+                "tick_ms",
+            ])
+            if let dir = try supervision.string("agents_dir") { config.supervision.agentsDir = dir }
+            if let kb = try supervision.int("log_max_kb", in: 4...1_048_576) { config.supervision.logMaxKB = kb }
+            if let s = try supervision.int("stop_timeout_s", in: 1...600) { config.supervision.stopTimeoutS = s }
+            if let phi = try supervision.double("phi_threshold", in: 1...50) { config.supervision.phiThreshold = phi }
+            if let ms = try supervision.int("acceptable_pause_ms", in: 0...60_000) { config.supervision.acceptablePauseMs = ms }
+            if let ms = try supervision.int("min_std_dev_ms", in: 1...60_000) { config.supervision.minStdDevMs = ms }
+            if let ms = try supervision.int("start_grace_ms", in: 100...600_000) { config.supervision.startGraceMs = ms }
+            if let ms = try supervision.int("hang_after_ms", in: 100...3_600_000) { config.supervision.hangAfterMs = ms }
+            if let ms = try supervision.int("loop_after_ms", in: 100...3_600_000) { config.supervision.loopAfterMs = ms }
+            if let ms = try supervision.int("heal_after_ms", in: 0...3_600_000) { config.supervision.healAfterMs = ms }
+            if let mb = try supervision.int("ram_budget_mb", in: 0...1_048_576) { config.supervision.ramBudgetMB = mb }
+            if let flag = try supervision.bool("work_stealing") { config.supervision.workStealing = flag }
+            if let root = try supervision.string("cgroup_root") { config.supervision.cgroupRoot = root }
+            if let ms = try supervision.int("tick_ms", in: 10...1000) { config.supervision.tickMs = ms }
         }
         return config
     }

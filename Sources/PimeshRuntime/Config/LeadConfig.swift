@@ -15,6 +15,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var tasks = Tasks()
     public var coordination = Coordination()
     public var leds = LEDs()
+    public var supervision = Supervision()
     public var logLevel = "info"
 
     public struct API: Sendable, Equatable {
@@ -85,6 +86,34 @@ public struct LeadConfig: Sendable, Equatable {
         public var map: [LEDMapping] = []
         /// How often the lead's state is read for the LEDs.
         public var refreshMs = 1000
+    }
+
+    /// DESIGN.md §4 and docs/operations.md: manifests, detection, healing, RAM budget.
+    public struct Supervision: Sendable, Equatable {
+        /// `agents.d/*.json`; default `<dir of --config>/agents.d`, else `<data_dir>/agents.d`.
+        public var agentsDir: String?
+        /// Each agent's log in `<run_dir>/logs` is rotated past this size (one old file kept).
+        public var logMaxKB = 256
+        /// On shutdown agents get SIGTERM, then SIGKILL after this long.
+        public var stopTimeoutS = 5
+        /// Seed 000 phi accrual: suspect at phi ≥ this.
+        public var phiThreshold = 8.0
+        public var acceptablePauseMs = 200
+        public var minStdDevMs = 40
+        /// A started agent that has not heartbeat after this long while its process runs is hung.
+        public var startGraceMs = 5000
+        /// Progress watchdog floors: no HANG before this much stagnation, no LOOP before this.
+        public var hangAfterMs = 2000
+        public var loopAfterMs = 10_000
+        /// A hung/looping supervised agent is restarted, a silent attached one healed, after this.
+        public var healAfterMs = 2000
+        /// All agents together; over it the node degrades and sheds. Unset: 60 % of the Pi's
+        /// memory; 0: no budget.
+        public var ramBudgetMB: Int?
+        public var workStealing = true
+        /// Where cgroup v2 is mounted; tests point it at a fake tree.
+        public var cgroupRoot = "/sys/fs/cgroup"
+        public var tickMs = 100
     }
 
     public struct LEDMapping: Sendable, Equatable {

@@ -21,6 +21,13 @@ public struct Lead: Sendable {
         self.environment = environment
     }
 
+    /// The agents' RAM budget: as configured, else 60 % of the Pi's memory (the lead, the OS and
+    /// the page cache keep the rest); 0 turns it off.
+    static func ramBudget(configuredMB: Int?, memoryTotal: UInt64?) -> UInt64? {
+        if let configuredMB { return configuredMB > 0 ? UInt64(configuredMB) << 20 : nil }
+        return memoryTotal.map { $0 / 10 * 6 }
+    }
+
     public func run() async throws {
         let started = Clock.monotonicNow()
         CodePages.adviseRandomAccess()
@@ -34,12 +41,21 @@ public struct Lead: Sendable {
 
         let database = try Database(path: dataDir + "/pimesh.db")
         let store = AgentStore(database: database)
+        let supervision = config.supervision
         let registry = AgentRegistry(
             settings: .init(
                 staleAfter: .milliseconds(config.heartbeat.staleAfterMs),
-                admission: .init(maxClockSkewMs: Int64(config.heartbeat.maxClockSkewMs))))
+                admission: .init(maxClockSkewMs: Int64(config.heartbeat.maxClockSkewMs)),
+                health: .init(
+                    phi: .init(
+                        threshold: supervision.phiThreshold, expectedIntervalMs: Double(config.heartbeat.intervalMs),
+                        minimumStdDevMs: Double(supervision.minStdDevMs), acceptablePauseMs: Double(supervision.acceptablePauseMs)),
+                    watchdog: .init(
+                        minimumStagnationMs: Double(supervision.hangAfterMs), minimumLoopMs: Double(supervision.loopAfterMs)),
+                    startGrace: .milliseconds(supervision.startGraceMs))))
         let checkpoints = try store.loadCheckpoints()
-        for row in try store.loadAgents() {
+        let agentRows = try store.loadAgents()
+        for row in agentRows {
             try registry.add(row, lastIteration: checkpoints[row.id]?.lastIteration)
         }
         logger.info("registry loaded", metadata: ["agents": "\(registry.count)", "database": "\(database.path)"])
@@ -53,13 +69,15 @@ public struct Lead: Sendable {
         let checkpointCounter = CheckpointCounter()
         let metrics = LeadMetrics()
         let kpis = KPIRecorder()
+        let nodeHealth = NodeHealth()
+        let events = HealthEventLog()
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
         try conflicts.restore()
         let taskStore = TaskStore(database: database)
         let tasks = TaskService(
             settings: .init(lease: .milliseconds(config.tasks.leaseMs), maxAttempts: config.tasks.maxAttempts), registry: registry,
-            writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger)
+            writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger, health: nodeHealth)
         let unfinished = try taskStore.loadOpen()
         tasks.restore(unfinished)
         if !unfinished.isEmpty {
@@ -76,7 +94,23 @@ public struct Lead: Sendable {
             registry: registry, tasks: tasks, conflicts: conflicts, writer: writer, kpis: kpis, metrics: metrics, logger: logger)
         let state = LeadState(
             config: config, registry: registry, writer: writer, node: node, ready: ready, checkpoints: checkpointCounter, tasks: tasks,
-            gather: gather, conflicts: conflicts, kpis: kpis, metrics: metrics)
+            gather: gather, conflicts: conflicts, kpis: kpis, metrics: metrics, health: nodeHealth, events: events)
+        let supervisor = try Supervisor(
+            settings: .init(
+                agentsDir: supervision.agentsDir ?? dataDir + "/agents.d", runDir: runDir, dataDir: dataDir,
+                logMaxBytes: supervision.logMaxKB * 1024, stopTimeout: .seconds(supervision.stopTimeoutS),
+                procRoot: config.node.procRoot, cgroupRoot: supervision.cgroupRoot, procSelfCgroup: config.node.procRoot + "/self/cgroup",
+                environment: environment),
+            registry: registry, events: events, health: nodeHealth, ready: ready, logger: logger,
+            heartbeatEndpoint: { state.heartbeat })
+        try supervisor.prepare(rows: agentRows, database: database)
+        state.supervisor = supervisor
+        let monitor = HealthMonitor(
+            settings: .init(
+                tick: .milliseconds(supervision.tickMs), unresponsiveRestartAfter: .milliseconds(supervision.healAfterMs),
+                workStealing: supervision.workStealing,
+                ramBudgetBytes: Self.ramBudget(configuredMB: supervision.ramBudgetMB, memoryTotal: node.latest.readings.memoryTotalBytes)),
+            registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger)
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil
@@ -159,6 +193,8 @@ public struct Lead: Sendable {
                         logger: logger),
                     serviceName: "api-unix"))
         }
+        services.append(.init(service: monitor, serviceName: "health-monitor"))
+        services.append(.init(service: supervisor, serviceName: "supervisor"))
         if let ledDriver {
             services.append(.init(service: ledDriver, serviceName: "leds"))
         }

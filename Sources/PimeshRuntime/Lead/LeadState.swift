@@ -19,13 +19,18 @@ final class LeadState: Sendable {
     let metrics: LeadMetrics
     let startedAt: Instant
     let leds = LEDPanel()
+    let health: NodeHealth
+    let events: HealthEventLog
+    private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
 
     init(
         config: LeadConfig, registry: AgentRegistry, writer: StoreWriter, node: NodeState, ready: ReadyFlag,
         checkpoints: CheckpointCounter, tasks: TaskService, gather: GatherService, conflicts: ConflictService, kpis: KPIRecorder,
-        metrics: LeadMetrics
+        metrics: LeadMetrics, health: NodeHealth = NodeHealth(), events: HealthEventLog = HealthEventLog()
     ) {
+        self.health = health
+        self.events = events
         self.config = config
         self.registry = registry
         self.writer = writer
@@ -38,6 +43,12 @@ final class LeadState: Sendable {
         self.kpis = kpis
         self.metrics = metrics
         self.startedAt = Clock.monotonicNow()
+    }
+
+    /// Set once by `Lead` after the supervisor is built (it needs this state's heartbeat endpoint).
+    var supervisor: Supervisor? {
+        get { supervisorSlot.withLock { $0 } }
+        set { supervisorSlot.withLock { $0 = newValue } }
     }
 
     var heartbeat: HeartbeatEndpoint? {
@@ -79,6 +90,7 @@ final class LeadState: Sendable {
         report.tasks.cancelled = counters.finished[.cancelled] ?? 0
         report.tasks.duplicateResults = counters.duplicateResults
         report.tasks.requeued = counters.requeued
+        report.health = healthReport(now: now)
         return report
     }
 

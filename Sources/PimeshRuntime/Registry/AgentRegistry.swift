@@ -10,14 +10,19 @@ public final class AgentRegistry: Sendable {
         public var staleAfter: Duration
         public var admission: HeartbeatAdmission.Settings
         public var impedance: ImpedanceTracker.Settings
+        public var health: AgentHealth.Settings
+        public var groupBreaker: GroupBreaker.Settings
 
         public init(
             staleAfter: Duration = .milliseconds(1000), admission: HeartbeatAdmission.Settings = .init(),
-            impedance: ImpedanceTracker.Settings = .init()
+            impedance: ImpedanceTracker.Settings = .init(), health: AgentHealth.Settings = .init(),
+            groupBreaker: GroupBreaker.Settings = .init()
         ) {
             self.staleAfter = staleAfter
             self.admission = admission
             self.impedance = impedance
+            self.health = health
+            self.groupBreaker = groupBreaker
         }
     }
 
@@ -25,11 +30,13 @@ public final class AgentRegistry: Sendable {
         var agents: [AgentID: LiveAgent] = [:]
         var names: [String: AgentID] = [:]
         var counters = HeartbeatCounters()
+        /// Seed 001 §6.2 breakers, one per capability.
+        var groups: [String: GroupBreaker] = [:]
     }
 
     public let settings: Settings
     private let admission: HeartbeatAdmission
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -46,7 +53,7 @@ public final class AgentRegistry: Sendable {
         let live = LiveAgent(
             row: AgentRowSummary(row), tag: HeartbeatTag(secret: row.secret),
             tracker: ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
-            lastIteration: lastIteration, checkpointedIteration: lastIteration)
+            lastIteration: lastIteration, checkpointedIteration: lastIteration, health: AgentHealth(settings: settings.health))
         try state.withLock { (state: inout State) throws(RegistrationConflict) in
             if state.names[row.name] != nil { throw .nameTaken(row.name) }
             if state.agents[row.id] != nil { throw .idTaken(row.id) }
@@ -157,6 +164,12 @@ public final class AgentRegistry: Sendable {
             impedance: ImpedanceView(agent.tracker.impedance(at: now)))
         view.quarantined = agent.quarantined
         view.outstandingTasks = outstanding
+        let health = agent.health
+        view.health = AgentHealthView(
+            condition: health.condition.rawValue, reason: health.reason,
+            sinceMsAgo: health.since.map { Int64((now - $0).milliseconds.rounded()) },
+            phi: ImpedanceView.round(min(health.phi.phi(at: now), 99)), breaker: health.breaker.state.rawValue,
+            canaryLimit: health.canary?.limit)
         return view
     }
 
@@ -175,9 +188,18 @@ public final class AgentRegistry: Sendable {
             var result: [Candidate] = []
             for (id, agent) in state.agents {
                 if let capability, !agent.row.capabilities.contains(capability) { continue }
-                let availability: RouteCandidate.Availability =
-                    agent.quarantined
-                    ? .quarantined : agent.state(at: now, staleAfter: settings.staleAfter) == .ready ? .available : .notReady
+                let availability: RouteCandidate.Availability
+                if agent.quarantined {
+                    availability = .quarantined
+                } else if agent.health.condition != .alive && agent.health.condition != .unknown {
+                    availability = .unhealthy
+                } else if agent.state(at: now, staleAfter: settings.staleAfter) != .ready {
+                    availability = .notReady
+                } else if let limit = agent.health.taskLimit(at: now), (outstanding[id] ?? 0) >= limit {
+                    availability = .limited
+                } else {
+                    availability = .available
+                }
                 let tracker = agent.tracker
                 result.append(
                     Candidate(
@@ -192,14 +214,34 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// Feeds the impedance tracker and the agent's breaker; returns the breaker's change, if any.
+    @discardableResult
     public func recordCompletion(
         of id: AgentID, at now: Instant, totalMs: Double, predictedMs: Double, estimatedProcessingMs: Double, succeeded: Bool
-    ) {
+    ) -> CircuitBreaker.Transition? {
         state.withLock { state in
-            guard let index = state.agents.index(forKey: id) else { return }
+            guard let index = state.agents.index(forKey: id) else { return nil }
             state.agents.values[index].tracker.recordCompletion(
                 at: now, totalMs: totalMs, predictedMs: predictedMs, estimatedProcessingMs: estimatedProcessingMs,
                 succeeded: succeeded)
+            return state.agents.values[index].health.completed(success: succeeded, at: now)
+        }
+    }
+
+    /// A task handed out and never finished (its lease ran out) counts against the breaker.
+    @discardableResult
+    public func recordLostTask(of id: AgentID, at now: Instant) -> CircuitBreaker.Transition? {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return nil }
+            return state.agents.values[index].health.completed(success: false, at: now)
+        }
+    }
+
+    /// The router handed `id` a task: in a half-open breaker that is its trial.
+    public func recordDispatch(to id: AgentID, at now: Instant) {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return }
+            state.agents.values[index].health.dispatched(at: now)
         }
     }
 

@@ -15,12 +15,15 @@ struct LiveAgent: Sendable {
     var checkpointedIteration: UInt64?
     /// Held out of routing after a critical conflict until an operator releases it.
     var quarantined = false
+    /// Failure detection, breaker and canary: updated in place per heartbeat, judged per tick.
+    var health: AgentHealth
 
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
         lastIteration = datagram.iteration
         reportedState = datagram.state
         progress = datagram.progress
         lastHeartbeat = now
+        health.heartbeat(at: now, progress: datagram.progress)
         tracker.recordHeartbeat(at: now, oneWayLatencyMs: latencyMs, queueDepth: Int(datagram.queueDepth))
     }
 

@@ -67,13 +67,15 @@ final class TaskService: Service, Sendable {
     let metrics: LeadMetrics
     let conflicts: ConflictService
     let logger: Logger
+    let health: NodeHealth
     private let router = TaskRouter()
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     init(
         settings: Settings, registry: AgentRegistry, writer: StoreWriter, store: TaskStore, kpis: KPIRecorder, metrics: LeadMetrics,
-        conflicts: ConflictService, logger: Logger
+        conflicts: ConflictService, logger: Logger, health: NodeHealth = NodeHealth()
     ) {
+        self.health = health
         self.settings = settings
         self.registry = registry
         self.writer = writer
@@ -117,16 +119,26 @@ final class TaskService: Service, Sendable {
         let id = AgentID.random().description
         let routed: LiveTask? = state.withLock { state in
             if let key = submission.idempotencyKey, state.byKey[key] != nil { return nil }
-            let candidates = registry.candidates(
-                capability: submission.capability, at: now, outstanding: Self.outstanding(in: state))
-            let decision = router.route(
-                candidates.map(\.route), payloadWeight: submission.weight, deadlineMs: submission.deadlineMs.map(Double.init), now: now)
+            let policy = health.policy
+            var candidates: [AgentRegistry.Candidate] = []
+            let decision: TaskRouter.Decision
+            if submission.priority < policy.minimumPriority {
+                decision = .skip(.shed(level: policy.level, priority: submission.priority, minimumPriority: policy.minimumPriority))
+            } else if registry.isGroupBreakerOpen(submission.capability) {
+                decision = .skip(.groupBreakerOpen(capability: submission.capability))
+            } else {
+                candidates = registry.candidates(capability: submission.capability, at: now, outstanding: Self.outstanding(in: state))
+                decision = router.route(
+                    candidates.map(\.route), payloadWeight: submission.weight, deadlineMs: submission.deadlineMs.map(Double.init),
+                    now: now)
+            }
             var task = LiveTask(
                 row: TaskRow(
                     id: id, idempotencyKey: submission.idempotencyKey, capability: submission.capability, payload: submission.payload,
                     weight: submission.weight, deadlineMs: submission.deadlineMs, state: .skipped, agentID: nil, attempts: 0,
                     submittedAtMs: wallMs),
                 durable: false)
+            task.row.priority = submission.priority
             switch decision {
             case .sendNow(let choice):
                 assign(&task, to: choice, among: candidates, now: now)
@@ -266,7 +278,7 @@ final class TaskService: Service, Sendable {
     }
 
     /// Puts an item in an agent's inbox, or straight into its waiting long poll.
-    private func deliver(_ item: WorkItem, to agent: AgentID, in state: inout State) {
+    func deliver(_ item: WorkItem, to agent: AgentID, in state: inout State) {
         state.inboxes[agent, default: Inbox()].items.append(item)
         guard let waiter = state.inboxes[agent]?.waiter else { return }
         state.inboxes[agent]?.waiter = nil
@@ -283,7 +295,7 @@ final class TaskService: Service, Sendable {
 
     /// State changes nobody waits for (handed out, requeued) go through the group commit;
     /// losing one to a crash only means the task is requeued from its previous state.
-    private func persist(_ rows: [TaskRow]) {
+    func persist(_ rows: [TaskRow]) {
         for row in rows {
             writer.enqueue { connection in try TaskStore.save(row, in: connection) }
         }
@@ -432,6 +444,7 @@ final class TaskService: Service, Sendable {
                 var task = live
                 if let agent = task.row.agentID {
                     state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
+                    registry.recordLostTask(of: agent, at: now)
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
@@ -549,6 +562,7 @@ final class TaskService: Service, Sendable {
     /// Records the router's choice on the task: its agent, the prediction the KPIs judge, the lease.
     private func assign(_ task: inout LiveTask, to choice: TaskRouter.Choice, among candidates: [AgentRegistry.Candidate], now: Instant) {
         let chosen = candidates[choice.index]
+        registry.recordDispatch(to: chosen.id, at: now)
         task.row.state = .assigned
         task.row.agentID = chosen.id
         task.row.predictedMs = choice.predictedArrivalMs
@@ -583,7 +597,7 @@ final class TaskService: Service, Sendable {
         }
     }
 
-    private static func workItem(_ row: TaskRow) -> WorkItem {
+    static func workItem(_ row: TaskRow) -> WorkItem {
         WorkItem(kind: .task, id: row.id, capability: row.capability, payload: row.payload, weight: row.weight, attempt: row.attempts + 1)
     }
 
@@ -602,6 +616,6 @@ final class TaskService: Service, Sendable {
             agentName: row.agentID.flatMap { registry.name(of: $0) }, attempts: row.attempts,
             predictedArrivalMs: row.predictedMs.map(ImpedanceView.round), leadTimeMs: row.leadTimeMs.map(ImpedanceView.round), runnerUp: nil, candidates: nil,
             submittedAtMs: row.submittedAtMs, finishedAtMs: row.finishedAtMs, actualMs: row.actualMs.map(ImpedanceView.round),
-            result: row.result, error: row.state == .skipped ? nil : row.error)
+            result: row.result, error: row.state == .skipped ? nil : row.error, priority: row.priority)
     }
 }

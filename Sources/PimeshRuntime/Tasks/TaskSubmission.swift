@@ -6,21 +6,25 @@ struct TaskSubmission: Equatable {
     var weight: Double
     var deadlineMs: Int?
     var idempotencyKey: String?
+    /// Seed 001: 0 background, 1 low, 2 normal (default), 3 critical.
+    var priority = 2
 
     static let maxPayloadBytes = 64 * 1024
     static let maxWeight = 100.0
     static let maxDeadlineMs = 24 * 3_600_000
 
     static func validate(_ body: JSONValue) throws(APIError) -> TaskSubmission {
-        let reader = try BodyReader(body, allowed: ["capability", "payload", "weight", "deadline_ms", "idempotency_key"])
+        let reader = try BodyReader(body, allowed: ["capability", "payload", "weight", "deadline_ms", "idempotency_key", "priority"])
         let capability = try reader.identifier("capability", required: true)!
         guard RegistrationRequest.isIdentifier(capability, allowUppercase: false) else {
             throw .badRequest("\"capability\" must be lower case: a–z, 0–9, '.', '_' or '-'", field: "capability")
         }
-        return TaskSubmission(
+        var submission = TaskSubmission(
             capability: capability, payload: try reader.string("payload", maxBytes: maxPayloadBytes) ?? "",
             weight: try reader.number("weight", in: 0...maxWeight) ?? 0,
             deadlineMs: try reader.integer("deadline_ms", in: 1...maxDeadlineMs),
             idempotencyKey: try reader.identifier("idempotency_key", maxBytes: 128))
+        if let priority = try reader.integer("priority", in: 0...3) { submission.priority = priority }
+        return submission
     }
 }

@@ -1,0 +1,63 @@
+import Hummingbird
+import PimeshAgent
+import PimeshCore
+
+extension APIRouter {
+    /// Operator verbs and the health event log (docs/api.md "Supervision").
+    static func addSupervisionRoutes(to v1: RouterGroup<BasicRequestContext>, state: LeadState) {
+        v1.post("agents/:id/heal") { _, context in
+            await handle {
+                let (_, name) = try agent(context, state)
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "an operator asked", byOperator: true) }
+                return JSONResponse.make(status: .ok, ["agent": name, "action": action])
+            }
+        }
+        v1.post("agents/:id/freeze") { _, context in
+            await handle {
+                let (_, name) = try agent(context, state)
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true) }
+                return JSONResponse.make(status: .ok, ["agent": name, "action": action])
+            }
+        }
+        v1.post("agents/:id/thaw") { _, context in
+            await handle {
+                let (_, name) = try agent(context, state)
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false) }
+                return JSONResponse.make(status: .ok, ["agent": name, "action": action])
+            }
+        }
+        v1.get("agents/:id/logs") { request, context in
+            await handle {
+                let (_, name) = try agent(context, state)
+                let bytes = try queryInteger(request.uri.queryParameters.get("bytes"), name: "bytes", in: 1...(16 << 20)) ?? 65536
+                let tail = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.logTail(name, bytes: bytes) }
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; charset=utf-8"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: tail)))
+            }
+        }
+        v1.get("events") { request, _ in
+            await handle {
+                let query = request.uri.queryParameters
+                let since = try queryInteger(query.get("since"), name: "since", in: 0...Int.max) ?? 0
+                let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 1000
+                return JSONResponse.make(status: .ok, state.events.list(since: UInt64(since), limit: limit))
+            }
+        }
+    }
+
+    static func supervisorAction<T>(_ state: LeadState, _ body: (Supervisor) throws(Supervisor.ActionError) -> T) throws(APIError) -> T {
+        guard let supervisor = state.supervisor else {
+            throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+        }
+        do {
+            return try body(supervisor)
+        } catch {
+            switch error {
+            case .unknown: throw APIError(status: .notFound, message: error.description, field: "id")
+            case .notManaged, .unsupported: throw APIError(status: .conflict, message: error.description, field: "id")
+            case .failed: throw APIError(status: .internalServerError, message: error.description)
+            }
+        }
+    }
+}

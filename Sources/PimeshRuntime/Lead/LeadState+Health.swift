@@ -1,0 +1,46 @@
+import PimeshAgent
+import PimeshCore
+
+extension LeadState {
+    func agentViews() -> [AgentView] {
+        let now = Clock.monotonicNow()
+        let supervision = supervisor?.views(now: now) ?? [:]
+        return registry.views(at: now, outstanding: tasks.snapshot.outstanding).map { view in
+            var view = view
+            view.supervision = supervision[view.id]
+            return view
+        }
+    }
+
+    func agentView(_ id: AgentID) -> AgentView? {
+        let now = Clock.monotonicNow()
+        guard var view = registry.view(of: id, at: now, outstanding: tasks.snapshot.outstanding[id] ?? 0) else { return nil }
+        view.supervision = supervisor?.views(now: now)[id]
+        return view
+    }
+
+    func healthReport(now: Instant) -> HealthReport {
+        let snapshot = health.snapshot
+        let counts = registry.healthCounts(at: now)
+        let summary = supervisor?.summary ?? Supervisor.Summary()
+        return HealthReport(
+            level: snapshot.level.rawValue, restrictions: DegradationPolicy(level: snapshot.level).restrictions,
+            conditions: Dictionary(uniqueKeysWithValues: counts.byCondition.map { ($0.key.rawValue, $0.value) }),
+            supervised: summary.supervised, attached: summary.attached, restarts: summary.restarts, refusedManifests: summary.refused,
+            awaitingOperator: summary.awaiting, openGroupBreakers: registry.openGroupBreakers(),
+            agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes,
+            cgroups: supervisor?.cgroupNote ?? "no supervisor")
+    }
+
+    /// Seed 001 §6.3: MODERATE refuses scatter over 1,000 agents, SEVERE and worse refuse it.
+    func checkScatterAllowed(capability: String?) throws(APIError) {
+        let policy = health.policy
+        guard let limit = policy.maxScatterAgents else { return }
+        let targets = registry.candidates(capability: capability, at: Clock.monotonicNow(), outstanding: [:]).count
+        guard targets > limit else { return }
+        throw APIError(
+            status: .serviceUnavailable,
+            message: "the node is \(policy.level.rawValue): ask and broadcast to \(targets) agents are refused"
+                + (limit == 0 ? " (mesh-wide operations wait until it recovers)" : " (limit \(limit))"))
+    }
+}

@@ -1,0 +1,146 @@
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+
+extension AgentRegistry {
+    /// One agent's change of condition, found by the health tick.
+    public struct HealthChange: Sendable {
+        public var id: AgentID
+        public var name: String
+        public var capabilities: [String]
+        public var change: AgentHealth.Change
+    }
+
+    /// The health tick: judges every agent with what the shell knows (work out with it, its
+    /// process) and returns the changes since the last tick.
+    public func evaluateHealth(
+        at now: Instant, outstanding: [AgentID: Int], liveness: [AgentID: AgentHealth.ProcessLiveness]
+    ) -> [HealthChange] {
+        state.withLock { state in
+            var changes: [HealthChange] = []
+            for index in state.agents.indices {
+                let id = state.agents.keys[index]
+                let busy = (outstanding[id] ?? 0) > 0
+                if let change = state.agents.values[index].health.evaluate(at: now, busy: busy, process: liveness[id] ?? .unknown) {
+                    let row = state.agents.values[index].row
+                    changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: change))
+                }
+            }
+            return changes
+        }
+    }
+
+    /// Canary stages; returns the agents whose stage moved, with the new limit.
+    public func evaluateCanaries(
+        at now: Instant, utilisation: Double, queueLatencyMs: [AgentID: Double], mayAdvance: Bool
+    ) -> [(name: String, limit: Int?)] {
+        state.withLock { state in
+            var moved: [(name: String, limit: Int?)] = []
+            for index in state.agents.indices where state.agents.values[index].health.canary != nil {
+                let id = state.agents.keys[index]
+                if state.agents.values[index].health.evaluateCanary(
+                    at: now, utilisation: utilisation, queueLatencyMs: queueLatencyMs[id] ?? 0, mayAdvance: mayAdvance) != nil
+                {
+                    moved.append((state.agents.values[index].row.name, state.agents.values[index].health.canary?.limit))
+                }
+            }
+            return moved
+        }
+    }
+
+    public func exited(_ id: AgentID, at now: Instant, reason: String) {
+        state.withLock { $0.agents[id]?.health.exited(at: now, reason: reason) }
+    }
+
+    public func started(_ id: AgentID, at now: Instant, restart: Bool) {
+        state.withLock { $0.agents[id]?.health.started(at: now, restart: restart) }
+    }
+
+    public func setFrozen(_ id: AgentID, _ frozen: Bool, at now: Instant) {
+        state.withLock { state in
+            if frozen { state.agents[id]?.health.freeze(at: now) } else { state.agents[id]?.health.thaw(at: now) }
+        }
+    }
+
+    public func condition(of id: AgentID) -> AgentCondition? {
+        state.withLock { $0.agents[id]?.health.condition }
+    }
+
+    /// Agents by condition, and the share that is healthy: alive and READY (the degradation input).
+    public func healthCounts(at now: Instant) -> (byCondition: [AgentCondition: Int], healthy: Int, total: Int) {
+        state.withLock { state in
+            var counts: [AgentCondition: Int] = [:]
+            var healthy = 0
+            for agent in state.agents.values {
+                counts[agent.health.condition, default: 0] += 1
+                if agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready { healthy += 1 }
+            }
+            return (counts, healthy, state.agents.count)
+        }
+    }
+
+    /// Live agents with `capability`, by name: the members of the orphan-migration ring.
+    public func liveAgents(capability: String, at now: Instant) -> [(id: AgentID, name: String)] {
+        state.withLock { state in
+            state.agents.compactMap { id, agent in
+                guard agent.row.capabilities.contains(capability), !agent.quarantined, agent.health.condition == .alive,
+                    agent.state(at: now, staleAfter: settings.staleAfter) == .ready, agent.health.taskLimit(at: now) != 0
+                else { return nil }
+                return (id, agent.row.name)
+            }.sorted { $0.name < $1.name }
+        }
+    }
+
+    public func capabilities(of id: AgentID) -> [String] {
+        state.withLock { $0.agents[id]?.row.capabilities ?? [] }
+    }
+
+    // MARK: - Group breakers
+
+    /// An agent failed: counts against the breaker of each of its capabilities.
+    public func recordGroupFailure(capabilities: [String], at now: Instant) -> [(group: String, transition: GroupBreaker.Transition)] {
+        state.withLock { state in
+            var transitions: [(String, GroupBreaker.Transition)] = []
+            for capability in capabilities {
+                var breaker = state.groups[capability] ?? GroupBreaker(settings: settings.groupBreaker)
+                if let transition = breaker.recordFailure(at: now) { transitions.append((capability, transition)) }
+                state.groups[capability] = breaker
+            }
+            return transitions
+        }
+    }
+
+    public func tickGroupBreakers(at now: Instant) -> [(group: String, transition: GroupBreaker.Transition)] {
+        state.withLock { state in
+            var transitions: [(String, GroupBreaker.Transition)] = []
+            for capability in Array(state.groups.keys) {
+                let probe = state.agents.values.contains {
+                    $0.row.capabilities.contains(capability) && $0.health.condition == .alive
+                }
+                if let transition = state.groups[capability]?.tick(at: now, probeHealthy: probe) {
+                    transitions.append((capability, transition))
+                }
+                if state.groups[capability]?.state == .closed && state.groups[capability]?.recentFailures == 0 {
+                    state.groups[capability] = nil
+                }
+            }
+            return transitions
+        }
+    }
+
+    public func isGroupBreakerOpen(_ capability: String) -> Bool {
+        state.withLock { $0.groups[capability]?.isOpen ?? false }
+    }
+
+    public func openGroupBreakers() -> [String] {
+        state.withLock { $0.groups.filter { $0.value.isOpen }.map(\.key) }.sorted()
+    }
+
+    /// A manifest changed an agent's class or capabilities.
+    public func updateProfile(_ id: AgentID, agentClass: AgentClass, capabilities: [String]) {
+        state.withLock { state in
+            state.agents[id]?.row.agentClass = agentClass
+            state.agents[id]?.row.capabilities = capabilities
+        }
+    }
+}

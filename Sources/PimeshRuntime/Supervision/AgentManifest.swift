@@ -1,0 +1,175 @@
+import PimeshAgent
+import PimeshCore
+
+/// One `agents.d/*.json` file: an agent the lead starts and restarts (supervised) or one that
+/// something else starts and the lead heals through a command (attached). docs/operations.md
+/// lists every key.
+public struct AgentManifest: Sendable, Equatable {
+    public enum Mode: String, Sendable, Equatable, CaseIterable {
+        case supervised
+        case attached
+    }
+
+    public var file: String
+    public var name: String
+    public var mode: Mode
+    /// argv[0]: an absolute path, or a name looked up in PATH when the agent starts.
+    public var command: String?
+    public var args: [String]
+    public var environment: [(String, String)]
+    public var agentClass: AgentClass
+    public var capabilities: [String]
+    public var restartPolicy: RestartPolicy
+    public var backoff: RestartBackoff.Settings
+    public var memoryLimitBytes: UInt64?
+    /// Attached agents: argv with `{name}` replaced, e.g. `["podman", "restart", "{name}"]`.
+    public var healCommand: [String]
+    public var healTimeout: Duration
+
+    public static func == (lhs: AgentManifest, rhs: AgentManifest) -> Bool {
+        lhs.file == rhs.file && lhs.name == rhs.name && lhs.mode == rhs.mode && lhs.command == rhs.command && lhs.args == rhs.args
+            && lhs.environment.map { "\($0.0)=\($0.1)" } == rhs.environment.map { "\($0.0)=\($0.1)" }
+            && lhs.agentClass == rhs.agentClass && lhs.capabilities == rhs.capabilities && lhs.restartPolicy == rhs.restartPolicy
+            && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
+            && lhs.healTimeout == rhs.healTimeout
+    }
+
+    static let keys: Set<String> = [
+        "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
+        "heal_timeout_s",
+    ]
+
+    /// Parses and checks one manifest; every error names the file, the key and why.
+    public static func parse(text: String, file: String) throws(ConfigError) -> AgentManifest {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(Array(text.utf8))
+        } catch {
+            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
+        }
+        let root = try ConfigReader(file: file, text: text, path: "", value: value)
+        try root.rejectUnknownKeys(allowed: keys)
+        guard let name = try root.string("name") else { throw root.error("name", "is required") }
+        guard RegistrationRequest.isIdentifier(name, allowUppercase: true), name.utf8.count <= RegistrationRequest.maxNameLength else {
+            throw root.error("name", "\"\(name)\" must be 1–64 characters of letters, digits, '.', '_' or '-'")
+        }
+        var mode = Mode.supervised
+        if let text = try root.string("mode") {
+            guard let parsed = Mode(rawValue: text) else {
+                throw root.error("mode", "\"\(text)\" is not one of supervised, attached")
+            }
+            mode = parsed
+        }
+        let command = try root.string("command")
+        if mode == .supervised {
+            guard let command else { throw root.error("command", "is required for a supervised agent (the program the lead starts)") }
+            if command.hasPrefix("/") {
+                guard FileIO.isExecutable(command) else {
+                    throw root.error("command", "\(command) does not exist or is not executable")
+                }
+            } else if command.contains("/") {
+                throw root.error("command", "\"\(command)\" must be an absolute path or a program name found in PATH")
+            }
+        }
+        let args = try root.strings("args", maxCount: 256) ?? []
+        var environment: [(String, String)] = []
+        if let env = try root.section("env") {
+            for key in env.object.keys.sorted() {
+                guard RegistrationRequest.isIdentifier(key, allowUppercase: true), !key.contains("-"), !key.contains(".") else {
+                    throw env.error(key, "is not a valid environment variable name")
+                }
+                guard !key.hasPrefix("PIMESH_") else {
+                    throw env.error(key, "PIMESH_* variables are set by the lead (the agent's identity)")
+                }
+                guard let value = try env.string(key, nonEmpty: false) else { continue }
+                environment.append((key, value))
+            }
+        }
+        var agentClass = AgentClass.local
+        if let text = try root.string("class") {
+            guard let parsed = AgentClass(name: text) else {
+                throw root.error("class", "\"\(text)\" is not one of \(AgentClass.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            agentClass = parsed
+        }
+        var capabilities: [String] = []
+        for (index, capability) in (try root.strings("capabilities", maxCount: RegistrationRequest.maxCapabilities) ?? []).enumerated() {
+            guard RegistrationRequest.isIdentifier(capability, allowUppercase: false), capability.utf8.count <= 64 else {
+                throw root.error("capabilities", "entry \(index) \"\(capability)\" must be 1–64 characters of a–z, 0–9, '.', '_' or '-'")
+            }
+            if !capabilities.contains(capability) { capabilities.append(capability) }
+        }
+        var policy = RestartPolicy.always
+        var backoff = RestartBackoff.Settings()
+        if let restart = try root.section("restart") {
+            try restart.rejectUnknownKeys(allowed: ["policy", "initial_backoff_ms", "max_backoff_ms", "stable_after_s"])
+            if let text = try restart.string("policy") {
+                guard let parsed = RestartPolicy(rawValue: text) else {
+                    throw restart.error("policy", "\"\(text)\" is not one of \(RestartPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                policy = parsed
+            }
+            if let ms = try restart.int("initial_backoff_ms", in: 0...600_000) { backoff.initial = .milliseconds(ms) }
+            if let ms = try restart.int("max_backoff_ms", in: 0...3_600_000) { backoff.maximum = .milliseconds(ms) }
+            if let s = try restart.int("stable_after_s", in: 1...86_400) { backoff.stableAfter = .seconds(s) }
+            if backoff.maximum < backoff.initial {
+                throw restart.error("max_backoff_ms", "must be at least initial_backoff_ms (\(Int(backoff.initial.milliseconds)))")
+            }
+        }
+        var memoryLimit: UInt64?
+        if let mb = try root.int("memory_limit_mb", in: 1...1_048_576) { memoryLimit = UInt64(mb) << 20 }
+        var healCommand = ["podman", "restart", "{name}"]
+        if let heal = try root.strings("heal_command", maxCount: 64) {
+            guard let first = heal.first, !first.isEmpty else { throw root.error("heal_command", "must name a program") }
+            healCommand = heal
+        }
+        let healTimeout = Duration.seconds(try root.int("heal_timeout_s", in: 1...3600) ?? 30)
+        if mode == .attached, command != nil {
+            throw root.error("command", "an attached agent is started by something else; use heal_command for what the lead runs")
+        }
+        return AgentManifest(
+            file: file, name: name, mode: mode, command: command, args: args, environment: environment, agentClass: agentClass,
+            capabilities: capabilities, restartPolicy: policy, backoff: backoff, memoryLimitBytes: memoryLimit,
+            healCommand: healCommand, healTimeout: healTimeout)
+    }
+
+    /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and
+    /// the others load; two manifests with one name refuse the later file.
+    public static func loadDirectory(_ directory: String) -> (manifests: [AgentManifest], refused: [ConfigError]) {
+        guard let names = try? FileIO.list(directory) else { return ([], []) }
+        var manifests: [AgentManifest] = []
+        var refused: [ConfigError] = []
+        for fileName in names.sorted() where fileName.hasSuffix(".json") {
+            let path = directory + "/" + fileName
+            do {
+                let bytes = try FileIO.read(path: path, limit: 1 << 20)
+                let manifest = try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
+                if let other = manifests.first(where: { $0.name == manifest.name }) {
+                    refused.append(ConfigError(file: path, key: "name", line: nil, reason: "\"\(manifest.name)\" is already used by \(other.file)"))
+                    continue
+                }
+                manifests.append(manifest)
+            } catch let error as ConfigError {
+                refused.append(error)
+            } catch {
+                refused.append(ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)"))
+            }
+        }
+        return (manifests, refused)
+    }
+}
+
+extension ConfigReader {
+    /// An array of strings; nil when absent.
+    func strings(_ key: String, maxCount: Int) throws(ConfigError) -> [String]? {
+        guard let value = object[key] else { return nil }
+        guard case .array(let items) = value else { throw error(key, "must be an array of strings, not \(value.typeName)") }
+        guard items.count <= maxCount else { throw error(key, "may hold at most \(maxCount) entries") }
+        var result: [String] = []
+        for (index, item) in items.enumerated() {
+            guard case .string(let text) = item else { throw error(key, "entry \(index) must be a string, not \(item.typeName)") }
+            result.append(text)
+        }
+        return result
+    }
+}

@@ -1,0 +1,200 @@
+import Logging
+import Synchronization
+import PimeshAgent
+import PimeshCore
+import ServiceLifecycle
+
+/// The lead's health tick (DESIGN.md §4): feeds failure detection with what the shell knows,
+/// turns its changes into events and healing, keeps the breakers, canaries and degradation
+/// level, migrates orphans, steals work and watches the RAM budget. Each healing step passes
+/// its authority tier first; what may not run on its own waits for `pimesh heal`.
+final class HealthMonitor: Service, Sendable {
+    struct Settings: Sendable {
+        var tick: Duration = .milliseconds(100)
+        /// A hung or looping supervised agent is restarted, and a suspected attached agent's heal
+        /// command runs, once it stayed so this long.
+        var unresponsiveRestartAfter: Duration = .seconds(2)
+        var stealEvery: Duration = .milliseconds(500)
+        var memoryEvery: Duration = .seconds(1)
+        var workStealing = true
+        var ramBudgetBytes: UInt64?
+        var degradation = DegradationLevel.Thresholds()
+    }
+
+    let settings: Settings
+    let registry: AgentRegistry
+    let tasks: TaskService
+    let supervisor: Supervisor
+    let events: HealthEventLog
+    let health: NodeHealth
+    let node: NodeState
+    let logger: Logger
+    private let memory = MemoryBudgetState()
+
+    init(
+        settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
+        health: NodeHealth, node: NodeState, logger: Logger
+    ) {
+        self.settings = settings
+        self.registry = registry
+        self.tasks = tasks
+        self.supervisor = supervisor
+        self.events = events
+        self.health = health
+        self.node = node
+        self.logger = logger
+    }
+
+    private struct Timers {
+        var lastSteal: Instant
+        var lastMemory: Instant
+        var lastAdopt: Instant
+        /// When each hung, looping or suspected agent became so.
+        var unresponsive: [AgentID: Instant] = [:]
+    }
+
+    private let timers: Mutex<Timers> = {
+        let now = Clock.monotonicNow()
+        return Mutex(Timers(lastSteal: now, lastMemory: now - .seconds(3600), lastAdopt: now))
+    }()
+
+    func run() async throws {
+        await repeatUntilGracefulShutdown(every: settings.tick) { self.pass(now: Clock.monotonicNow()) }
+    }
+
+    func pass(now: Instant) {
+        let (memoryDue, adoptDue, stealDue) = timers.withLock { timers in
+            let due = (
+                now - timers.lastMemory >= settings.memoryEvery, now - timers.lastAdopt >= .seconds(2),
+                settings.workStealing && now - timers.lastSteal >= settings.stealEvery
+            )
+            if due.0 { timers.lastMemory = now }
+            if due.1 { timers.lastAdopt = now }
+            if due.2 { timers.lastSteal = now }
+            return due
+        }
+        if memoryDue { checkMemory() }
+        if adoptDue { supervisor.adoptAttached() }
+        var unresponsive = timers.withLock { $0.unresponsive }
+        tick(now: now, unresponsive: &unresponsive)
+        timers.withLock { $0.unresponsive = unresponsive }
+        if stealDue { steal(now: now) }
+    }
+
+    /// One pass; `unresponsive` holds when each hung/looping/suspected agent became so.
+    func tick(now: Instant, unresponsive: inout [AgentID: Instant]) {
+        let wallNow = Clock.wallMilliseconds()
+        let outstanding = tasks.snapshot.outstanding
+        let changes = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness())
+        let level = health.level
+        for change in changes {
+            let atMs = wallNow - Int64((now - change.change.since).milliseconds.rounded())
+            events.append(
+                kind: change.change.to.rawValue, agent: change.name, detail: "\(change.change.from.rawValue) → \(change.change.to.rawValue): \(change.change.reason)",
+                atMs: atMs)
+            logger.notice(
+                "agent \(change.change.to.rawValue)", metadata: ["agent": "\(change.name)", "why": "\(change.change.reason)"])
+            if change.change.to.isFailure {
+                if !change.change.from.isFailure {
+                    for (group, transition) in registry.recordGroupFailure(capabilities: change.capabilities, at: now) {
+                        events.append(kind: "group_breaker", agent: nil, detail: "\(group): \(transition)", tier: .l0)
+                    }
+                }
+                if HealingAction.migrateOrphans.tier.runsAutomatically(at: level) {
+                    let moved = tasks.migrateOrphans(of: change.id, now: now)
+                    if moved.migrated + moved.queued > 0 {
+                        events.append(
+                            kind: "orphans_migrated", agent: change.name,
+                            detail: "\(moved.migrated) task(s) sent to live agents by the hash ring, \(moved.queued) queued", tier: .l0)
+                    }
+                }
+                if change.change.to != .exited { unresponsive[change.id] = change.change.since }
+            } else {
+                unresponsive[change.id] = nil
+            }
+        }
+        for (id, since) in unresponsive where now - since >= settings.unresponsiveRestartAfter {
+            unresponsive[id] = nil
+            guard let condition = registry.condition(of: id), condition == .hung || condition == .looping || condition == .suspected,
+                let managed = supervisor.isSupervised(id)
+            else { continue }
+            let action: HealingAction = managed.mode == .supervised ? .restartUnresponsive : .runHealCommand
+            let reason = "\(condition.rawValue) for \(Int((now - since).milliseconds)) ms"
+            if action.tier.runsAutomatically(at: level) {
+                _ = try? supervisor.heal(managed.name, reason: reason, byOperator: false)
+            } else {
+                supervisor.await(managed.name, action: action, reason: "\(reason); the node is \(level.rawValue)")
+            }
+        }
+        for (group, transition) in registry.tickGroupBreakers(at: now) {
+            events.append(kind: "group_breaker", agent: nil, detail: "\(group): \(transition)", tier: .l0)
+        }
+        let readings = node.latest.readings
+        let utilisation = (readings.loadAverage ?? 0) / Double(max(1, readings.cpuCount))
+        for moved in registry.evaluateCanaries(
+            at: now, utilisation: utilisation, queueLatencyMs: tasks.queueLatencies(now: now),
+            mayAdvance: DegradationPolicy(level: level).canariesAdvance)
+        {
+            events.append(kind: "canary", agent: moved.name, detail: moved.limit.map { "may hold \($0) tasks" } ?? "ramp complete: no limit")
+        }
+        let counts = registry.healthCounts(at: now)
+        let memoryOver = memory.overBudget
+        let newLevel = DegradationPolicy.level(
+            healthyRatio: counts.total == 0 ? 1 : Double(counts.healthy) / Double(counts.total), agents: counts.total,
+            memoryOverBudget: memoryOver, thresholds: settings.degradation)
+        if let previous = health.update({ $0.level = newLevel }) {
+            let restrictions = DegradationPolicy(level: newLevel).restrictions
+            events.append(
+                kind: "degradation", agent: nil,
+                detail: "\(previous.rawValue) → \(newLevel.rawValue): \(counts.healthy) of \(counts.total) agents healthy"
+                    + (memoryOver ? ", agents over the RAM budget" : "")
+                    + (restrictions.isEmpty ? "" : "; " + restrictions.joined(separator: "; ")))
+            logger.notice("degradation level", metadata: ["from": "\(previous.rawValue)", "to": "\(newLevel.rawValue)"])
+        }
+    }
+
+    private func steal(now: Instant) {
+        guard HealingAction.stealWork.tier.runsAutomatically(at: health.level) else { return }
+        for move in tasks.stealWork(now: now) {
+            events.append(
+                kind: "work_stolen", agent: move.to, detail: "\(move.count) \(move.capability) task(s) from \(move.from)", tier: .l0)
+        }
+    }
+
+    private func checkMemory() {
+        let usages = supervisor.measureMemory()
+        let verdict = MemoryBudget(budgetBytes: settings.ramBudgetBytes).evaluate(usages)
+        let wasOver = memory.overBudget
+        memory.overBudget = verdict.overBudget
+        _ = health.update {
+            $0.agentsMemoryBytes = verdict.totalBytes
+            $0.ramBudgetBytes = self.settings.ramBudgetBytes
+            $0.memoryOverBudget = verdict.overBudget
+        }
+        if verdict.overBudget != wasOver {
+            events.append(
+                kind: verdict.overBudget ? "ram_budget_exceeded" : "ram_budget_ok", agent: nil,
+                detail: "agents use \(verdict.totalBytes >> 20) MiB of a \((settings.ramBudgetBytes ?? 0) >> 20) MiB budget")
+        }
+        let level = health.level
+        for name in verdict.overLimit {
+            let usage = usages.first { $0.name == name }
+            let reason = "uses \((usage?.bytes ?? 0) >> 20) MiB, over its memory_limit_mb \((usage?.limitBytes ?? 0) >> 20)"
+            if HealingAction.restartOverMemory.tier.runsAutomatically(at: level) {
+                _ = try? supervisor.heal(name, reason: reason, byOperator: false)
+            } else {
+                supervisor.await(name, action: .restartOverMemory, reason: reason)
+            }
+        }
+    }
+}
+
+/// Whether the agents were over the RAM budget at the last reading.
+final class MemoryBudgetState: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    var overBudget: Bool {
+        get { value.load(ordering: .relaxed) }
+        set { value.store(newValue, ordering: .relaxed) }
+    }
+}

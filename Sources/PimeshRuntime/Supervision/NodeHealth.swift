@@ -1,0 +1,74 @@
+import PimeshAgent
+import PimeshCore
+import Synchronization
+
+/// The node's degradation level and what feeds it, as the health tick last judged it. Task
+/// submission reads it to shed; status and the LEDs read it to show it.
+final class NodeHealth: Sendable {
+    struct Snapshot: Sendable {
+        var level: DegradationLevel = .full
+        var memoryOverBudget = false
+        var agentsMemoryBytes: UInt64?
+        var ramBudgetBytes: UInt64?
+    }
+
+    private let state = Mutex(Snapshot())
+
+    var snapshot: Snapshot {
+        state.withLock { $0 }
+    }
+
+    var level: DegradationLevel {
+        state.withLock { $0.level }
+    }
+
+    var policy: DegradationPolicy {
+        DegradationPolicy(level: level)
+    }
+
+    /// Returns the previous level when it changed.
+    func update(_ change: (inout Snapshot) -> Void) -> DegradationLevel? {
+        state.withLock { state in
+            let before = state.level
+            change(&state)
+            return state.level == before ? nil : before
+        }
+    }
+}
+
+/// The lead's health event log: a bounded ring in RAM (the incident issue adds the durable,
+/// hash-chained audit log), read by `pimesh events` and the benchmark.
+final class HealthEventLog: Sendable {
+    private struct State {
+        var events: [HealthEvent] = []
+        var next: UInt64 = 1
+    }
+
+    private let capacity: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int = 2048) {
+        self.capacity = capacity
+    }
+
+    @discardableResult
+    func append(kind: String, agent: String?, detail: String, atMs: Int64 = Clock.wallMilliseconds(), tier: AuthorityTier? = nil)
+        -> HealthEvent
+    {
+        state.withLock { state in
+            let event = HealthEvent(sequence: state.next, atMs: atMs, kind: kind, agent: agent, detail: detail, tier: tier?.rawValue)
+            state.next += 1
+            state.events.append(event)
+            if state.events.count > capacity { state.events.removeFirst(state.events.count - capacity) }
+            return event
+        }
+    }
+
+    func list(since: UInt64, limit: Int) -> HealthEventList {
+        state.withLock { state in
+            let newer = state.events.filter { $0.sequence > since }
+            let page = Array(newer.prefix(limit))
+            return HealthEventList(events: page, next: page.last?.sequence ?? max(since, state.next - 1))
+        }
+    }
+}

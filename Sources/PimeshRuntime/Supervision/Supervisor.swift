@@ -1,0 +1,533 @@
+import Glibc
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import ServiceLifecycle
+import Synchronization
+
+/// Runs the agents named in `agents.d/*.json`: starts the supervised ones once the lead is
+/// ready, hands each its identity through the environment, sees each exit at once through the
+/// reaper, restarts by policy with backoff, freezes and thaws them, and runs attached agents'
+/// heal commands. What to heal and when is the health monitor's decision; this is the hands.
+final class Supervisor: Service, Sendable {
+    struct Settings: Sendable {
+        var agentsDir: String
+        var runDir: String
+        var dataDir: String
+        var logMaxBytes: Int = 256 * 1024
+        var stopTimeout: Duration = .seconds(5)
+        var procRoot = "/proc"
+        var cgroupRoot = "/sys/fs/cgroup"
+        var procSelfCgroup = "/proc/self/cgroup"
+        /// PATH, HOME, LANG… of the lead, passed on to the agents.
+        var environment: [String: String] = [:]
+        var tick: Duration = .milliseconds(20)
+    }
+
+    enum KillIntent: Sendable {
+        case restart
+        case stop
+    }
+
+    struct Managed: Sendable {
+        var manifest: AgentManifest
+        var id: AgentID
+        var secret: String
+        var pid: pid_t?
+        var startedAt: Instant?
+        var backoff: RestartBackoff
+        var restartAt: Instant?
+        var restarts = 0
+        var starts = 0
+        var lastExit: String?
+        var frozen = false
+        var awaiting: HealingAction?
+        var awaitingReason: String?
+        var killIntent: KillIntent?
+        var memoryBytes: UInt64?
+        var healPID: pid_t?
+        var healDeadline: Instant?
+    }
+
+    struct State: Sendable {
+        var agents: [String: Managed] = [:]
+        var byPID: [pid_t: String] = [:]
+        var refused: [ConfigError] = []
+        var shuttingDown = false
+    }
+
+    let settings: Settings
+    let registry: AgentRegistry
+    let events: HealthEventLog
+    let health: NodeHealth
+    let logger: Logger
+    let ready: ReadyFlag
+    let heartbeatEndpoint: @Sendable () -> HeartbeatEndpoint?
+    let reaper = ChildReaper()
+    let logs: AgentLogPump
+    let cgroups: AgentCgroups?
+    let state = Mutex(State())
+
+    init(
+        settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
+        heartbeatEndpoint: @escaping @Sendable () -> HeartbeatEndpoint?
+    ) throws {
+        self.settings = settings
+        self.registry = registry
+        self.events = events
+        self.health = health
+        self.ready = ready
+        self.logger = logger
+        self.heartbeatEndpoint = heartbeatEndpoint
+        self.logs = try AgentLogPump(directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes)
+        self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
+    }
+
+    // MARK: - Manifests
+
+    /// Loads the manifests and makes sure each names a registered agent with its class and
+    /// capabilities, creating it (with a fresh secret) when new. Runs before the services start.
+    func prepare(rows: [AgentRow], database: Database) throws {
+        let (manifests, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        for error in refused {
+            logger.error("agent manifest refused; the other agents run", metadata: ["error": "\(error)"])
+            events.append(kind: "manifest_refused", agent: nil, detail: "\(error)")
+        }
+        var managed: [String: Managed] = [:]
+        var byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for manifest in manifests {
+            var row: AgentRow
+            if let existing = byName[manifest.name] {
+                row = existing
+                if existing.agentClass != manifest.agentClass || existing.capabilities != manifest.capabilities {
+                    try database.withConnection { connection in
+                        try AgentStore.updateProfile(
+                            id: existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities, in: connection)
+                    }
+                    registry.updateProfile(existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities)
+                    row.agentClass = manifest.agentClass
+                    row.capabilities = manifest.capabilities
+                }
+            } else if manifest.mode == .supervised {
+                var generator = SystemRandomNumberGenerator()
+                row = AgentRow(
+                    id: AgentID.random(using: &generator), name: manifest.name, agentClass: manifest.agentClass,
+                    capabilities: manifest.capabilities, secret: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
+                    registeredAtMs: Clock.wallMilliseconds())
+                try database.withConnection { connection in try AgentStore.insert(row, in: connection) }
+                try registry.add(row)
+                byName[row.name] = row
+            } else {
+                // An attached agent registers itself; until it does there is nothing to heal.
+                logger.info("attached agent not registered yet", metadata: ["agent": "\(manifest.name)"])
+                continue
+            }
+            managed[manifest.name] = Managed(
+                manifest: manifest, id: row.id, secret: Hex.encode(row.secret), backoff: RestartBackoff(settings: manifest.backoff))
+        }
+        state.withLock { state in
+            state.agents = managed
+            state.refused = refused
+        }
+        if let cgroups {
+            do {
+                try cgroups.prepare(leadPID: getpid())
+                logger.info("cgroup v2 delegated: agents get their own cgroups", metadata: ["cgroup": "\(cgroups.base)"])
+            } catch {
+                logger.warning("cgroup v2 delegation unusable; freezing falls back to SIGSTOP", metadata: ["error": "\(error)"])
+            }
+        }
+        logger.info(
+            "agent manifests loaded",
+            metadata: [
+                "dir": "\(settings.agentsDir)", "supervised": "\(manifests.filter { $0.mode == .supervised }.count)",
+                "attached": "\(manifests.filter { $0.mode == .attached }.count)", "refused": "\(refused.count)",
+            ])
+    }
+
+    /// Attached agents register after the lead started: pick up their manifests when they do.
+    func adoptAttached() {
+        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        for manifest in manifests where manifest.mode == .attached {
+            guard state.withLock({ $0.agents[manifest.name] == nil }), let (id, _) = registry.resolve(manifest.name) else { continue }
+            state.withLock { state in
+                state.agents[manifest.name] = Managed(manifest: manifest, id: id, secret: "", backoff: RestartBackoff(settings: manifest.backoff))
+            }
+        }
+    }
+
+    // MARK: - Service
+
+    func run() async throws {
+        while !ready.isReady {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let names = state.withLock { $0.agents.values.filter { $0.manifest.mode == .supervised }.map(\.manifest.name) }.sorted()
+        for name in names { start(name, now: Clock.monotonicNow()) }
+        await repeatUntilGracefulShutdown(every: settings.tick) { self.tick(now: Clock.monotonicNow()) }
+        await stopAll()
+    }
+
+    func tick(now: Instant) {
+        let due: [String] = state.withLock { state in
+            guard !state.shuttingDown else { return [] }
+            return state.agents.values.filter { $0.pid == nil && ($0.restartAt.map { $0 <= now } ?? false) }.map(\.manifest.name)
+        }
+        for name in due { start(name, now: now) }
+        let overdue: [pid_t] = state.withLock { state in
+            state.agents.values.compactMap { agent in
+                guard let pid = agent.healPID, let deadline = agent.healDeadline, deadline <= now else { return nil }
+                return pid
+            }
+        }
+        for pid in overdue { kill(-pid, SIGKILL) }
+    }
+
+    // MARK: - Starting and exits
+
+    private func environment(for agent: Managed) -> [String] {
+        var values: [String: String] = [:]
+        for key in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] { if let value = settings.environment[key] { values[key] = value } }
+        if values["PATH"] == nil { values["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        for (key, value) in agent.manifest.environment { values[key] = value }
+        values["PIMESH_AGENT_ID"] = agent.id.description
+        values["PIMESH_AGENT_NAME"] = agent.manifest.name
+        values["PIMESH_AGENT_SECRET"] = agent.secret
+        values["PIMESH_AGENT_CLASS"] = agent.manifest.agentClass.rawValue
+        values["PIMESH_AGENT_CAPABILITIES"] = agent.manifest.capabilities.joined(separator: ",")
+        values["PIMESH_DATA_DIR"] = settings.dataDir
+        if let heartbeat = heartbeatEndpoint() {
+            values["PIMESH_HEARTBEAT_HOST"] = heartbeat.host
+            values["PIMESH_HEARTBEAT_PORT"] = String(heartbeat.port)
+            values["PIMESH_HEARTBEAT_INTERVAL_MS"] = String(heartbeat.intervalMs)
+            if let socket = heartbeat.unixSocket { values["PIMESH_HEARTBEAT_SOCKET"] = socket }
+        }
+        return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    private func start(_ name: String, now: Instant) {
+        guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
+        do {
+            let spawned = try ChildProcess.spawn(
+                program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: true)
+            let restart = agent.starts > 0
+            state.withLock { state in
+                state.agents[name]?.pid = spawned.pid
+                state.agents[name]?.startedAt = now
+                state.agents[name]?.restartAt = nil
+                state.agents[name]?.starts += 1
+                if restart { state.agents[name]?.restarts += 1 }
+                state.byPID[spawned.pid] = name
+            }
+            if let output = spawned.output {
+                logs.attach(fd: output, name: name, header: "pid \(spawned.pid) started at \(Clock.wallMilliseconds()) ms")
+            }
+            if let cgroups {
+                do {
+                    try cgroups.place(pid: spawned.pid, name: name, memoryLimitBytes: agent.manifest.memoryLimitBytes)
+                } catch {
+                    logger.warning("agent left in the lead's cgroup", metadata: ["agent": "\(name)", "error": "\(error)"])
+                }
+            }
+            registry.started(agent.id, at: now, restart: restart)
+            reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
+            events.append(kind: restart ? "restarted" : "started", agent: name, detail: "pid \(spawned.pid)", tier: restart ? .l0 : nil)
+            logger.info(restart ? "agent restarted" : "agent started", metadata: ["agent": "\(name)", "pid": "\(spawned.pid)"])
+        } catch {
+            events.append(kind: "start_failed", agent: name, detail: "\(error)")
+            logger.error("agent did not start", metadata: ["agent": "\(name)", "error": "\(error)"])
+            scheduleAfterExit(name, now: now, cleanExit: false)
+        }
+    }
+
+    func childExited(pid: pid_t, status: Int32) {
+        let now = Clock.monotonicNow()
+        let (text, clean) = ChildProcess.describe(waitStatus: status)
+        enum Next {
+            case none
+            case healDone(String)
+            case exited(String, AgentID, KillIntent?, Bool)
+        }
+        let next: Next = state.withLock { state in
+            if let entry = state.agents.first(where: { $0.value.healPID == pid }) {
+                state.agents[entry.key]?.healPID = nil
+                state.agents[entry.key]?.healDeadline = nil
+                return .healDone(entry.key)
+            }
+            guard let name = state.byPID.removeValue(forKey: pid), var agent = state.agents[name] else { return .none }
+            let intent = agent.killIntent
+            agent.pid = nil
+            agent.killIntent = nil
+            agent.frozen = false
+            agent.lastExit = text
+            agent.memoryBytes = nil
+            state.agents[name] = agent
+            return .exited(name, agent.id, intent, state.shuttingDown)
+        }
+        switch next {
+        case .none:
+            return
+        case .healDone(let name):
+            events.append(kind: "heal_command_finished", agent: name, detail: text, tier: .l1)
+            return
+        case .exited(let name, let id, let intent, let shuttingDown):
+            // The health tick reports the exit as a change of condition, dated now.
+            registry.exited(id, at: now, reason: "pid \(pid) \(text)")
+            logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
+            if shuttingDown || intent == .stop { return }
+            if intent == .restart {
+                state.withLock { $0.agents[name]?.restartAt = now }
+                return
+            }
+            scheduleAfterExit(name, now: now, cleanExit: clean)
+        }
+    }
+
+    /// Restart policy, backoff and authority: when (and whether) an exited agent starts again.
+    private func scheduleAfterExit(_ name: String, now: Instant, cleanExit: Bool) {
+        let level = health.level
+        let decision: (kind: String, detail: String, tier: AuthorityTier?)? = state.withLock { state in
+            guard var agent = state.agents[name] else { return nil }
+            defer { state.agents[name] = agent }
+            guard agent.manifest.restartPolicy.restarts(cleanExit: cleanExit) else {
+                return ("not_restarted", "restart policy \(agent.manifest.restartPolicy.rawValue)", nil)
+            }
+            let delay = agent.backoff.delayAfterExit(startedAt: agent.startedAt ?? now, exitedAt: now)
+            if delay >= agent.manifest.backoff.maximum && agent.backoff.consecutiveFailures > 1 {
+                agent.awaiting = .restartGivenUp
+                agent.awaitingReason = "crashed \(agent.backoff.consecutiveFailures) times in a row; backoff at its maximum"
+                return ("awaiting_operator", "restart_given_up: \(agent.awaitingReason!); run `pimesh heal \(name)`", .l2)
+            }
+            guard HealingAction.restartExited.tier.runsAutomatically(at: level) else {
+                agent.awaiting = .restartExited
+                agent.awaitingReason = "the node is \(level.rawValue)"
+                return ("awaiting_operator", "restart_exited waits: the node is \(level.rawValue); run `pimesh heal \(name)`", .l0)
+            }
+            agent.restartAt = now + delay
+            return ("restart_scheduled", "in \(Int(delay.milliseconds)) ms", .l0)
+        }
+        if let decision { events.append(kind: decision.kind, agent: name, detail: decision.detail, tier: decision.tier) }
+    }
+
+    private func stopAll() async {
+        let pids: [pid_t] = state.withLock { state in
+            state.shuttingDown = true
+            return state.agents.values.compactMap { agent in agent.pid }
+        }
+        guard !pids.isEmpty else { return }
+        for pid in pids {
+            kill(-pid, SIGCONT)
+            kill(-pid, SIGTERM)
+        }
+        let deadline = Clock.monotonicNow() + settings.stopTimeout
+        while Clock.monotonicNow() < deadline {
+            if state.withLock({ $0.byPID.isEmpty }) { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = state.withLock { Array($0.byPID.keys) }
+        for pid in left { kill(-pid, SIGKILL) }
+        if !left.isEmpty { logger.warning("agents killed after the stop timeout", metadata: ["agents": "\(left.count)"]) }
+        let killedBy = Clock.monotonicNow() + .seconds(1)
+        while Clock.monotonicNow() < killedBy, !state.withLock({ $0.byPID.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        reaper.stop()
+        logger.info("supervised agents stopped", metadata: ["agents": "\(pids.count)"])
+    }
+
+    // MARK: - Healing, freezing
+
+    enum ActionError: Error, CustomStringConvertible {
+        case unknown(String)
+        case notManaged(String)
+        case unsupported(String)
+        case failed(String)
+
+        var description: String {
+            switch self {
+            case .unknown(let name): "no agent named \"\(name)\""
+            case .notManaged(let name): "\"\(name)\" has no manifest in the agents dir: the lead neither starts nor heals it"
+            case .unsupported(let message), .failed(let message): message
+            }
+        }
+    }
+
+    private func managed(_ name: String) throws(ActionError) -> Managed {
+        guard let agent = state.withLock({ $0.agents[name] }) else {
+            if registry.resolve(name) != nil { throw .notManaged(name) }
+            throw .unknown(name)
+        }
+        return agent
+    }
+
+    func name(of id: AgentID) -> String? {
+        state.withLock { state in state.agents.first { $0.value.id == id }?.key }
+    }
+
+    /// Kills (if running) and starts a supervised agent now, or runs an attached agent's heal
+    /// command. `operator`: the operator's word, which clears any action waiting for it and the
+    /// backoff. Returns what was done.
+    @discardableResult
+    func heal(_ name: String, reason: String, byOperator: Bool) throws(ActionError) -> String {
+        let agent = try managed(name)
+        if byOperator {
+            state.withLock { state in
+                state.agents[name]?.awaiting = nil
+                state.agents[name]?.awaitingReason = nil
+                state.agents[name]?.backoff.reset()
+            }
+        }
+        switch agent.manifest.mode {
+        case .supervised:
+            if let pid = agent.pid {
+                state.withLock { $0.agents[name]?.killIntent = .restart }
+                kill(-pid, SIGCONT)
+                kill(-pid, SIGKILL)
+                events.append(kind: "restarting", agent: name, detail: "killed pid \(pid): \(reason)", tier: byOperator ? .l2 : .l1)
+                return "killed pid \(pid); it starts again at once"
+            }
+            state.withLock { $0.agents[name]?.restartAt = Clock.monotonicNow() }
+            events.append(kind: "restarting", agent: name, detail: reason, tier: byOperator ? .l2 : .l0)
+            return "starting it now"
+        case .attached:
+            return try runHealCommand(agent, reason: reason, byOperator: byOperator)
+        }
+    }
+
+    private func runHealCommand(_ agent: Managed, reason: String, byOperator: Bool) throws(ActionError) -> String {
+        let name = agent.manifest.name
+        if let pid = agent.healPID { return "its heal command is still running (pid \(pid))" }
+        let argv = agent.manifest.healCommand.map { $0.replacing("{name}", with: name) }
+        do {
+            var environment = ["PATH=" + (settings.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")]
+            if let home = settings.environment["HOME"] { environment.append("HOME=" + home) }
+            let spawned = try ChildProcess.spawn(
+                program: argv[0], arguments: Array(argv.dropFirst()), environment: environment, captureOutput: true)
+            state.withLock { state in
+                state.agents[name]?.healPID = spawned.pid
+                state.agents[name]?.healDeadline = Clock.monotonicNow() + agent.manifest.healTimeout
+            }
+            if let output = spawned.output {
+                logs.attach(fd: output, name: name + ".heal", header: "\(argv.joined(separator: " ")) (\(reason))")
+            }
+            reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
+            events.append(
+                kind: "heal_command", agent: name, detail: "\(argv.joined(separator: " ")): \(reason)", tier: byOperator ? .l2 : .l1)
+            return "ran \(argv.joined(separator: " ")) (pid \(spawned.pid)); its output is in \(logs.path(of: name + ".heal"))"
+        } catch {
+            events.append(kind: "heal_command_failed", agent: name, detail: "\(error)", tier: .l1)
+            throw .failed("\(error)")
+        }
+    }
+
+    /// Notes an action the authority tier does not allow now; `pimesh heal` carries it out.
+    func await(_ name: String, action: HealingAction, reason: String) {
+        let fresh = state.withLock { state -> Bool in
+            guard state.agents[name]?.awaiting == nil else { return false }
+            state.agents[name]?.awaiting = action
+            state.agents[name]?.awaitingReason = reason
+            return true
+        }
+        if fresh {
+            events.append(
+                kind: "awaiting_operator", agent: name, detail: "\(action.rawValue): \(reason); run `pimesh heal \(name)`", tier: action.tier)
+        }
+    }
+
+    func freeze(_ name: String, _ frozen: Bool) throws(ActionError) -> String {
+        let agent = try managed(name)
+        guard agent.manifest.mode == .supervised else {
+            throw .unsupported("\"\(name)\" is attached: freeze it with its own runtime (podman pause \(name))")
+        }
+        guard let pid = agent.pid else { throw .unsupported("\"\(name)\" is not running") }
+        guard agent.frozen != frozen else { return frozen ? "already frozen" : "not frozen" }
+        var how = frozen ? "SIGSTOP" : "SIGCONT"
+        if let cgroups, (try? cgroups.freeze(name: name, frozen)) != nil {
+            how = "cgroup.freeze"
+        } else if kill(-pid, frozen ? SIGSTOP : SIGCONT) != 0 {
+            throw .failed("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
+        }
+        state.withLock { $0.agents[name]?.frozen = frozen }
+        registry.setFrozen(agent.id, frozen, at: Clock.monotonicNow())
+        events.append(kind: frozen ? "frozen" : "thawed", agent: name, detail: "pid \(pid) via \(how)", tier: .l2)
+        return (frozen ? "frozen" : "thawed") + " (pid \(pid), \(how))"
+    }
+
+    // MARK: - Reading
+
+    /// Supervised agents' processes: running or gone. Attached agents are absent (unknown).
+    func liveness() -> [AgentID: AgentHealth.ProcessLiveness] {
+        state.withLock { state in
+            var result: [AgentID: AgentHealth.ProcessLiveness] = [:]
+            for agent in state.agents.values where agent.manifest.mode == .supervised {
+                result[agent.id] = agent.pid == nil ? .gone : .running
+            }
+            return result
+        }
+    }
+
+    func isSupervised(_ id: AgentID) -> (name: String, mode: AgentManifest.Mode)? {
+        state.withLock { state in
+            state.agents.first { $0.value.id == id }.map { ($0.key, $0.value.manifest.mode) }
+        }
+    }
+
+    /// Reads each running agent's memory (cgroup memory.current, else RSS).
+    func measureMemory() -> [MemoryBudget.Usage] {
+        let running = state.withLock { $0.agents.values.compactMap { agent in agent.pid.map { (agent.manifest.name, $0, agent.manifest.memoryLimitBytes) } } }
+        var usages: [MemoryBudget.Usage] = []
+        for (name, pid, limit) in running {
+            guard let bytes = cgroups?.memoryCurrent(name: name) ?? ProcessRSS.bytes(pid: pid, procRoot: settings.procRoot) else { continue }
+            usages.append(MemoryBudget.Usage(name: name, bytes: bytes, limitBytes: limit))
+            state.withLock { $0.agents[name]?.memoryBytes = bytes }
+        }
+        return usages
+    }
+
+    func views(now: Instant) -> [AgentID: SupervisionView] {
+        state.withLock { state in
+            var result: [AgentID: SupervisionView] = [:]
+            for agent in state.agents.values {
+                result[agent.id] = SupervisionView(
+                    mode: agent.manifest.mode.rawValue, manifest: agent.manifest.file, pid: agent.pid, restarts: agent.restarts,
+                    lastExit: agent.lastExit, restartInMs: agent.restartAt.map { max(0, Int64((($0 - now).milliseconds).rounded())) },
+                    frozen: agent.frozen, awaitingOperator: agent.awaiting.map { "\($0.rawValue): \(agent.awaitingReason ?? "")" },
+                    memoryBytes: agent.memoryBytes, memoryLimitBytes: agent.manifest.memoryLimitBytes,
+                    log: agent.manifest.mode == .supervised ? logs.path(of: agent.manifest.name) : nil)
+            }
+            return result
+        }
+    }
+
+    struct Summary: Sendable {
+        var supervised = 0
+        var attached = 0
+        var restarts = 0
+        var refused: [String] = []
+        var awaiting: [String] = []
+    }
+
+    var summary: Summary {
+        state.withLock { state in
+            var summary = Summary()
+            for agent in state.agents.values {
+                if agent.manifest.mode == .supervised { summary.supervised += 1 } else { summary.attached += 1 }
+                summary.restarts += agent.restarts
+                if let action = agent.awaiting { summary.awaiting.append("\(agent.manifest.name): \(action.rawValue)") }
+            }
+            summary.refused = state.refused.map(\.description)
+            summary.awaiting.sort()
+            return summary
+        }
+    }
+
+    var cgroupNote: String {
+        cgroups.map { "delegated (\($0.base))" } ?? "not delegated: freeze uses SIGSTOP/SIGCONT, memory is RSS from /proc"
+    }
+
+    func logTail(_ name: String, bytes: Int) throws(ActionError) -> [UInt8] {
+        _ = try managed(name)
+        return logs.tail(of: name, bytes: bytes)
+    }
+}
