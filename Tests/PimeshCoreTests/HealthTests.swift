@@ -471,6 +471,29 @@ import Testing
         #expect(health.evaluate(at: .seconds(16), busy: false, process: .running)?.to == .hung)
     }
 
+    @Test func aWatchdogHangHoldsUntilProgressEvenWhenTheWorkIsTakenAway() {
+        var clock = ManualClock(start: .seconds(1))
+        var health = AgentHealth()
+        var progress: UInt64 = 0
+        beating(&health, &clock, progress: &progress)
+        // Busy, heartbeating, progress frozen: HANG after the 2 s floor.
+        var change: AgentHealth.Change?
+        for _ in 0..<12 {
+            clock.advance(by: .milliseconds(250))
+            health.heartbeat(at: clock.now, progress: progress)
+            if let found = health.evaluate(at: clock.now, busy: true, process: .running) { change = found }
+        }
+        #expect(change?.to == .hung)
+        #expect(change?.reason.contains("made no progress") == true)
+        // Its task migrates away: still hung, it has not shown it moved on.
+        clock.advance(by: .milliseconds(250))
+        health.heartbeat(at: clock.now, progress: progress)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running) == nil)
+        #expect(health.condition == .hung)
+        health.heartbeat(at: clock.now, progress: progress + 1)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.to == .alive)
+    }
+
     @Test func anOpenBreakerTakesNoWork() {
         var health = AgentHealth()
         var clock = ManualClock(start: .seconds(1))

@@ -117,3 +117,29 @@ import Testing
         #expect(error("[1, 2]")?.reason.contains("must be an object") == true)
     }
 }
+
+@Suite struct SupervisionConfigTests {
+    @Test func supervisionKeys() throws {
+        let config = try ConfigLoader.parse(
+            text: """
+                {"supervision": {"agents_dir": "/etc/pimesh/agents.d", "log_max_kb": 64, "stop_timeout_s": 2, "phi_threshold": 10,
+                 "acceptable_pause_ms": 100, "min_std_dev_ms": 30, "start_grace_ms": 3000, "hang_after_ms": 1000,
+                 "loop_after_ms": 5000, "heal_after_ms": 500, "ram_budget_mb": 1024, "work_stealing": false,
+                 "cgroup_root": "/tmp/cg", "tick_ms": 50}}
+                """, file: "pimesh.json")
+        let s = config.supervision
+        #expect(s.agentsDir == "/etc/pimesh/agents.d")
+        #expect(s.logMaxKB == 64 && s.stopTimeoutS == 2 && s.phiThreshold == 10 && s.acceptablePauseMs == 100)
+        #expect(s.minStdDevMs == 30 && s.startGraceMs == 3000 && s.hangAfterMs == 1000 && s.loopAfterMs == 5000)
+        #expect(s.healAfterMs == 500 && s.ramBudgetMB == 1024 && !s.workStealing && s.cgroupRoot == "/tmp/cg" && s.tickMs == 50)
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(text: #"{"supervision": {"phi": 1}}"#, file: "p.json") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(text: #"{"supervision": {"tick_ms": 0}}"#, file: "p.json") }
+    }
+
+    @Test func ramBudgetDefaultsToSixtyPercent() {
+        #expect(Lead.ramBudget(configuredMB: nil, memoryTotal: 1000) == 600)
+        #expect(Lead.ramBudget(configuredMB: 0, memoryTotal: 1000) == nil)
+        #expect(Lead.ramBudget(configuredMB: 2, memoryTotal: 1000) == 2 << 20)
+        #expect(Lead.ramBudget(configuredMB: nil, memoryTotal: nil) == nil)
+    }
+}

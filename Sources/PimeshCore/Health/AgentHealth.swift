@@ -50,6 +50,11 @@ public struct AgentHealth: Sendable, Equatable {
     private var reported: AgentCondition = .unknown
     private var startedAt: Instant?
     private var busy = false
+    private var lastProgress: UInt64 = 0
+    /// The progress counter when the watchdog judged HANG or LOOP: the condition holds until the
+    /// agent shows it moved on (a new progress value for HANG, a completion for LOOP), even if
+    /// its work is taken away meanwhile.
+    private var stuckAt: UInt64?
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -62,18 +67,24 @@ public struct AgentHealth: Sendable, Equatable {
         guard condition != .frozen else { return }
         phi.heartbeat(at: now)
         watchdog.observe(progress: progress, busy: busy, at: now)
+        lastProgress = progress
         switch condition {
         case .unknown, .suspected, .exited:
             set(.alive, at: now, reason: "heartbeating")
-        case .hung where watchdog.verdict(busy: busy, at: now) == .ok:
-            set(.alive, at: now, reason: "heartbeating")
-        case .hung, .looping, .alive, .frozen:
+        case .hung:
+            if let stuckAt {
+                if progress != stuckAt { set(.alive, at: now, reason: "progressing again") }
+            } else {
+                set(.alive, at: now, reason: "heartbeating again")
+            }
+        case .looping, .alive, .frozen:
             break
         }
     }
 
     public mutating func completed(success: Bool, at now: Instant) -> CircuitBreaker.Transition? {
         watchdog.completed(at: now)
+        if condition == .looping { set(.alive, at: now, reason: "completed a task") }
         return breaker.record(success: success, at: now)
     }
 
@@ -93,7 +104,10 @@ public struct AgentHealth: Sendable, Equatable {
                 let silence = phi.lastHeartbeat.map { Self.ms(now - $0) } ?? 0
                 let phiNow = (phi.phi(at: now) * 10).rounded() / 10
                 if process == .running {
-                    if condition != .hung { set(.hung, at: now, reason: "no heartbeat for \(silence) ms (phi \(phiNow)) but the process is alive") }
+                    if condition != .hung {
+                        stuckAt = nil
+                        set(.hung, at: now, reason: "no heartbeat for \(silence) ms (phi \(phiNow)) but the process is alive")
+                    }
                 } else if condition != .suspected && condition != .hung {
                     set(.suspected, at: now, reason: "no heartbeat for \(silence) ms (phi \(phiNow))")
                 }
@@ -101,14 +115,18 @@ public struct AgentHealth: Sendable, Equatable {
                 switch watchdog.verdict(busy: busy, at: now) {
                 case .hang(let stagnation, let threshold):
                     if condition != .hung {
+                        stuckAt = lastProgress
                         set(.hung, at: now, reason: "holds work but made no progress for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
                     }
                 case .loop(let stagnation, let threshold):
                     if condition != .looping {
+                        stuckAt = lastProgress
                         set(.looping, at: now, reason: "progress without a completion for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
                     }
                 case .ok:
-                    if condition != .alive { set(.alive, at: now, reason: "heartbeating and progressing") }
+                    // HANG and LOOP end by the agent's own doing (heartbeat, completion), not
+                    // because its work was taken away.
+                    break
                 }
             }
         }
@@ -166,6 +184,7 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     private mutating func set(_ condition: AgentCondition, at now: Instant, reason: String) {
+        if condition != .hung && condition != .looping { stuckAt = nil }
         self.condition = condition
         since = now
         self.reason = reason

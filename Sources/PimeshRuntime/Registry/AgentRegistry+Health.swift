@@ -66,16 +66,19 @@ extension AgentRegistry {
         state.withLock { $0.agents[id]?.health.condition }
     }
 
-    /// Agents by condition, and the share that is healthy: alive and READY (the degradation input).
+    /// Agents by condition, and how many are healthy (alive and READY) out of how many count:
+    /// the degradation input. A frozen agent is silent on an operator's order and counts for neither.
     public func healthCounts(at now: Instant) -> (byCondition: [AgentCondition: Int], healthy: Int, total: Int) {
         state.withLock { state in
             var counts: [AgentCondition: Int] = [:]
             var healthy = 0
+            var total = 0
             for agent in state.agents.values {
                 counts[agent.health.condition, default: 0] += 1
+                if agent.health.condition != .frozen { total += 1 }
                 if agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready { healthy += 1 }
             }
-            return (counts, healthy, state.agents.count)
+            return (counts, healthy, total)
         }
     }
 

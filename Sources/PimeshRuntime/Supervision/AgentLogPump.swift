@@ -87,11 +87,18 @@ final class AgentLogPump: Sendable {
 
     private func copy(_ bytes: [UInt8], from fd: Int32) {
         guard var source = sources.withLock({ $0[fd] }) else { return }
-        if source.written + bytes.count > maxBytes {
-            rename(source.path, source.path + ".1")
-            source.written = 0
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            if source.written >= maxBytes {
+                rename(source.path, source.path + ".1")
+                source.written = 0
+            }
+            let part = rest.prefix(maxBytes - source.written)
+            rest = rest.dropFirst(part.count)
+            let written = append(Array(part), to: source.path)
+            source.written += written
+            if written < part.count { break }
         }
-        source.written += append(bytes, to: source.path)
         sources.withLock { $0[fd]?.written = source.written }
     }
 

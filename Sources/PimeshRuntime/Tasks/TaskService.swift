@@ -57,6 +57,8 @@ final class TaskService: Service, Sendable {
         var inboxes: [AgentID: Inbox] = [:]
         var nextToken: UInt64 = 0
         var counters = Counters()
+        /// Set when the lead stops: long polls answer at once, so that the API can drain.
+        var draining = false
     }
 
     let settings: Settings
@@ -215,6 +217,24 @@ final class TaskService: Service, Sendable {
 
     // MARK: - Long poll
 
+    /// Ends every waiting long poll with nothing: the HTTP server waits for open requests when
+    /// it stops, and a poll of an agent that is gone would otherwise hold the lead's exit up to
+    /// `long_poll_max_ms`.
+    func drain() {
+        let waiters: [Waiter] = state.withLock { state in
+            state.draining = true
+            var waiters: [Waiter] = []
+            for agent in Array(state.inboxes.keys) {
+                if let waiter = state.inboxes[agent]?.waiter {
+                    waiters.append(waiter)
+                    state.inboxes[agent]?.waiter = nil
+                }
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: []) }
+    }
+
     /// Hands the agent what waits for it; when nothing does, waits up to `wait` for something.
     func pull(agent: AgentID, max: Int, wait: Duration) async -> [WorkItem] {
         let now = Clock.monotonicNow()
@@ -223,7 +243,7 @@ final class TaskService: Service, Sendable {
             take(from: agent, max: max, now: now, in: &state, writes: &writes)
         }
         persist(writes)
-        if !immediate.isEmpty || wait <= .zero { return immediate }
+        if !immediate.isEmpty || wait <= .zero || state.withLock({ $0.draining }) { return immediate }
         let token = state.withLock { state -> UInt64 in
             state.nextToken += 1
             return state.nextToken

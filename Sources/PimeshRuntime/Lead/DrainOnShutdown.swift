@@ -1,0 +1,12 @@
+import ServiceLifecycle
+
+/// The last service in the group, so the first to hear of a graceful shutdown: it ends the long
+/// polls before the API server waits for its open requests.
+struct DrainOnShutdown: Service {
+    let tasks: TaskService
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        tasks.drain()
+    }
+}

@@ -1,0 +1,216 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// Supervision with real child processes: `pimesh run` starts `pimesh agent` processes from
+/// manifests in `<data dir>/agents.d`, and the tests kill, stop, freeze and starve them.
+@Suite(.serialized) struct SupervisionEndToEndTests {
+    let dataDir = LeadProcess.scratchDirectory()
+
+    func manifest(_ name: String, _ json: String) throws {
+        try FileManager.default.createDirectory(atPath: dataDir + "/agents.d", withIntermediateDirectories: true)
+        try json.write(toFile: dataDir + "/agents.d/\(name).json", atomically: true, encoding: .utf8)
+    }
+
+    func agentManifest(_ name: String, capabilities: [String] = ["work"], args: [String] = [], stableAfterS: Int = 1) throws {
+        let arguments = (["agent"] + args).map { "\"\($0)\"" }.joined(separator: ", ")
+        let capabilityList = capabilities.map { "\"\($0)\"" }.joined(separator: ", ")
+        try manifest(
+            name,
+            """
+            {"name": "\(name)", "command": "\(LeadProcess.binary)", "args": [\(arguments)], "capabilities": [\(capabilityList)],
+             "restart": {"stable_after_s": \(stableAfterS)}}
+            """)
+    }
+
+    func startLead(config: String = "{}") throws -> LeadProcess {
+        let path = dataDir + "/pimesh.json"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", path])
+        _ = try lead.waitReady()
+        return lead
+    }
+
+    func agent(_ lead: LeadProcess, _ name: String) throws -> AgentView {
+        guard let view = try lead.agents().first(where: { $0.name == name }) else { throw Failure("no agent \(name)") }
+        return view
+    }
+
+    func events(_ lead: LeadProcess) throws -> [HealthEvent] {
+        try APICoding.decode(HealthEventList.self, from: lead.client().get("/v1/events")).events
+    }
+
+    func pid(_ lead: LeadProcess, _ name: String) -> Int32? {
+        (try? agent(lead, name))?.supervision?.pid
+    }
+
+    func alive(_ lead: LeadProcess, _ name: String) -> Bool {
+        (try? agent(lead, name).health?.condition) == "alive"
+    }
+
+    func processState(_ pid: Int32) -> Character? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        return text[text.index(close, offsetBy: 2)]
+    }
+
+    @Test func restartsAKilledAgentBacksOffACrashingOneAndRefusesABadManifest() throws {
+        try agentManifest("w1")
+        try agentManifest("w2")
+        try manifest(
+            "crasher",
+            #"{"name": "crasher", "command": "/bin/sh", "args": ["-c", "echo crashing; exit 1"], "restart": {"initial_backoff_ms": 100, "max_backoff_ms": 60000}}"#
+        )
+        try manifest("broken", "{\n  \"name\": \"broken\",\n  \"command\": \"/bin/true\",\n  \"restart\": {\"policy\": \"sometimes\"}\n}")
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { alive(lead, "w1") && alive(lead, "w2") })
+
+        let health = try #require(try lead.status().health)
+        #expect(health.supervised == 3)
+        #expect(health.refusedManifests.count == 1)
+        #expect(health.refusedManifests.first?.contains("broken.json:4: key \"restart.policy\": \"sometimes\" is not one of") == true)
+
+        // kill -9: seen at once, running and heartbeating again well within 2 s.
+        let before = try #require(try agent(lead, "w1").supervision?.pid)
+        let killedAt = Date()
+        kill(before, SIGKILL)
+        #expect(eventually(timeout: 2) { alive(lead, "w1") && pid(lead, "w1").map { $0 != before } == true })
+        let back = Date().timeIntervalSince(killedAt)
+        #expect(back < 2, "back after \(back) s")
+        #expect(try agent(lead, "w1").supervision?.restarts == 1)
+        // The reaper schedules the restart as the exit happens; the health tick (every 100 ms)
+        // reports the exit and the return.
+        #expect(eventually(timeout: 1) { try events(lead).filter { $0.agent == "w1" }.last?.kind == "alive" })
+        let w1Events = try events(lead).filter { $0.agent == "w1" }.map(\.kind)
+        #expect(Set(w1Events.suffix(4)) == ["exited", "restart_scheduled", "restarted", "alive"])
+
+        // The crasher's restarts back off: 100, 200, 400, 800 ms …
+        #expect(eventually(timeout: 5) {
+            try events(lead).filter { $0.agent == "crasher" && $0.kind == "restart_scheduled" }.count >= 4
+        })
+        let delays = try events(lead).filter { $0.agent == "crasher" && $0.kind == "restart_scheduled" }.prefix(4).map(\.detail)
+        #expect(delays == ["in 100 ms", "in 200 ms", "in 400 ms", "in 800 ms"])
+        let logs = try runPimesh(["logs", "crasher", "--data-dir", dataDir])
+        #expect(logs.status == 0)
+        #expect(logs.output.contains("crashing"))
+        #expect(logs.output.contains("--- pid "))
+
+        // The operator's heal restarts w2 at once.
+        let w2Before = try #require(try agent(lead, "w2").supervision?.pid)
+        let heal = try runPimesh(["heal", "w2", "--data-dir", dataDir])
+        #expect(heal.status == 0)
+        #expect(heal.output.contains("w2: killed pid \(w2Before)"))
+        #expect(eventually(timeout: 3) { alive(lead, "w2") && pid(lead, "w2").map { $0 != w2Before } == true })
+        let unknown = try runPimesh(["heal", "nobody", "--data-dir", dataDir])
+        #expect(unknown.status != 0)
+        #expect(unknown.output.contains("no agent with id or name \"nobody\""))
+
+        // Stopping the lead stops its agents.
+        let pids = try lead.agents().compactMap { $0.supervision?.pid }
+        #expect(lead.terminate() == 0)
+        #expect(pids.allSatisfy { kill($0, 0) != 0 })
+    }
+
+    @Test func freezeIsNotSuspicionButSIGSTOPIsAHang() throws {
+        // Four agents: one hung leaves 75 % healthy (MODERATE), where L1 healing still runs alone.
+        for name in ["cold", "stuck", "fine1", "fine2"] { try agentManifest(name) }
+        let lead = try startLead(config: #"{"supervision": {"heal_after_ms": 1500}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { ["cold", "stuck", "fine1", "fine2"].allSatisfy { alive(lead, $0) } })
+
+        let cold = try #require(try agent(lead, "cold").supervision?.pid)
+        let freeze = try runPimesh(["freeze", "cold", "--data-dir", dataDir])
+        #expect(freeze.status == 0, "\(freeze.output)")
+        #expect(freeze.output.contains("frozen (pid \(cold)"))
+        #expect(eventually(timeout: 1) { processState(cold) == "T" })
+        Thread.sleep(forTimeInterval: 2)
+        #expect(try agent(lead, "cold").health?.condition == "frozen")
+        #expect(try agent(lead, "cold").supervision?.frozen == true)
+        #expect(try events(lead).filter { $0.agent == "cold" && ["suspected", "hung"].contains($0.kind) }.isEmpty)
+        #expect(try runPimesh(["thaw", "cold", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 2) { alive(lead, "cold") })
+        #expect(try agent(lead, "cold").supervision?.pid == cold, "thawed, not restarted")
+
+        // SIGSTOP from outside: the process is alive but silent, which is a HANG, within a second.
+        let stuck = try #require(try agent(lead, "stuck").supervision?.pid)
+        let stoppedAt = Date()
+        kill(stuck, SIGSTOP)
+        #expect(eventually(timeout: 3) { try agent(lead, "stuck").health?.condition == "hung" })
+        let hang = try #require(try events(lead).first { $0.agent == "stuck" && $0.kind == "hung" })
+        let detectedAfterMs = Double(hang.atMs) - stoppedAt.timeIntervalSince1970 * 1000
+        #expect(detectedAfterMs < 1200, "HANG after \(detectedAfterMs) ms")
+        #expect(hang.detail.contains("the process is alive"))
+        // Still hung after heal_after_ms: the lead restarts it (L1, automatic while FULL).
+        #expect(eventually(timeout: 5) { alive(lead, "stuck") && pid(lead, "stuck").map { $0 != stuck } == true })
+        #expect(try events(lead).contains { $0.agent == "stuck" && $0.kind == "restarting" && $0.tier == "L1" })
+    }
+
+    @Test func orphanedTasksMigrateAndNoneIsLostOrRunTwice() throws {
+        for name in ["o1", "o2", "o3"] { try agentManifest(name) }
+        let lead = try startLead(config: #"{"supervision": {"work_stealing": false}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { ["o1", "o2", "o3"].allSatisfy { alive(lead, $0) } })
+        let client = try lead.client()
+        var ids: [String] = []
+        for index in 0..<9 {
+            let body = Array(#"{"capability": "work", "weight": 4, "idempotency_key": "orphan-\#(index)"}"#.utf8)
+            let view = try APICoding.decode(TaskView.self, from: try client.post("/v1/tasks", json: body))
+            #expect(view.decision == "SEND_NOW")
+            ids.append(view.id)
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        let holder = try lead.agents().filter { $0.name.hasPrefix("o") }.max { $0.outstandingTasks < $1.outstandingTasks }!
+        #expect(holder.outstandingTasks >= 2)
+        let victim = try #require(holder.supervision?.pid)
+        kill(victim, SIGKILL)
+
+        var finished: [TaskView] = []
+        #expect(eventually(timeout: 20) {
+            finished = try ids.map { try APICoding.decode(TaskView.self, from: client.get("/v1/tasks/\($0)")) }
+            return finished.allSatisfy(\.isFinished)
+        })
+        #expect(finished.allSatisfy { $0.state == "succeeded" }, "\(finished.map(\.state))")
+        // Each ran to completion once: one result each, none from the killed process.
+        #expect(finished.allSatisfy { !($0.result ?? "").contains("pid \(victim))") })
+        let status = try lead.status()
+        #expect(status.tasks.duplicateResults == 0)
+        #expect(status.tasks.succeeded == 9)
+        let migration = try #require(try events(lead).first { $0.kind == "orphans_migrated" && $0.agent == holder.name })
+        #expect(migration.detail.contains("sent to live agents by the hash ring"))
+    }
+
+    @Test func theWatchdogRestartsAHungAgentAndAttachedAgentsAreHealedByCommand() throws {
+        try agentManifest("staller", capabilities: ["stall"], args: ["--behaviour", "hang"], stableAfterS: 60)
+        for name in ["h1", "h2", "h3"] { try agentManifest(name) }
+        let healed = dataDir + "/healed"
+        try manifest(
+            "ext",
+            #"{"name": "ext", "mode": "attached", "heal_command": ["/bin/sh", "-c", "echo healed {name} >> \#(healed)"]}"#)
+        let lead = try startLead(config: #"{"supervision": {"hang_after_ms": 1000, "heal_after_ms": 500}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { ["staller", "h1", "h2", "h3"].allSatisfy { alive(lead, $0) } })
+        let client = try lead.client()
+        _ = try client.post("/v1/tasks", json: Array(#"{"capability": "stall"}"#.utf8))
+        // Heartbeats keep coming, progress stops: HANG by the watchdog, then a restart.
+        #expect(eventually(timeout: 6) { try events(lead).contains { $0.agent == "staller" && $0.kind == "hung" } })
+        let hang = try #require(try events(lead).first { $0.agent == "staller" && $0.kind == "hung" })
+        #expect(hang.detail.contains("holds work but made no progress"))
+        #expect(eventually(timeout: 4) { try events(lead).contains { $0.agent == "staller" && $0.kind == "restarting" } })
+
+        // An attached agent registers itself, heartbeats, then goes silent.
+        let credentials = try client.register(.init(name: "ext"))
+        let beats = try HeartbeatThread(credentials: credentials)
+        #expect(eventually(timeout: 3) { alive(lead, "ext") })
+        Thread.sleep(forTimeInterval: 2.2)  // the lead adopts attached manifests every 2 s
+        beats.stop()
+        #expect(eventually(timeout: 5) { try events(lead).contains { $0.agent == "ext" && $0.kind == "suspected" } })
+        #expect(eventually(timeout: 5) { (try? String(contentsOfFile: healed, encoding: .utf8)) == "healed ext\n" })
+        #expect(try events(lead).contains { $0.agent == "ext" && $0.kind == "heal_command" && $0.tier == "L1" })
+        let freeze = try runPimesh(["freeze", "ext", "--data-dir", dataDir])
+        #expect(freeze.status != 0)
+        #expect(freeze.output.contains("attached"))
+    }
+}

@@ -1,0 +1,242 @@
+import Glibc
+import PimeshAgent
+import PimeshCore
+import Testing
+
+@testable import PimeshRuntime
+
+func scratch(_ name: String) -> String {
+    let path = "/tmp/pimesh-test-\(name)-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileIO.makeDirectories(path)
+    return path
+}
+
+func writeFile(_ path: String, _ text: String) {
+    try! FileIO.writeAtomically(path: path, bytes: Array(text.utf8))
+}
+
+@Suite struct AgentManifestTests {
+    func refusal(_ text: String) -> ConfigError? {
+        do {
+            _ = try AgentManifest.parse(text: text, file: "agents.d/x.json")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aFullManifest() throws {
+        let manifest = try AgentManifest.parse(
+            text: """
+                {"name": "ocr-1", "command": "/bin/sh", "args": ["-c", "exec sleep 1"], "env": {"MODEL": "small"},
+                 "class": "CLASS_A_EDGE", "capabilities": ["ocr", "ocr"], "memory_limit_mb": 64,
+                 "restart": {"policy": "on-failure", "initial_backoff_ms": 50, "max_backoff_ms": 5000, "stable_after_s": 3}}
+                """, file: "agents.d/ocr.json")
+        #expect(manifest.name == "ocr-1")
+        #expect(manifest.mode == .supervised)
+        #expect(manifest.args == ["-c", "exec sleep 1"])
+        #expect(manifest.environment.map { "\($0.0)=\($0.1)" } == ["MODEL=small"])
+        #expect(manifest.agentClass == .edge)
+        #expect(manifest.capabilities == ["ocr"])
+        #expect(manifest.memoryLimitBytes == 64 << 20)
+        #expect(manifest.restartPolicy == .onFailure)
+        #expect(manifest.backoff == .init(initial: .milliseconds(50), maximum: .seconds(5), stableAfter: .seconds(3)))
+        #expect(manifest.healCommand == ["podman", "restart", "{name}"])
+        let attached = try AgentManifest.parse(
+            text: #"{"name": "web", "mode": "attached", "heal_command": ["docker", "restart", "{name}"], "heal_timeout_s": 10}"#,
+            file: "agents.d/web.json")
+        #expect(attached.mode == .attached)
+        #expect(attached.command == nil)
+        #expect(attached.healTimeout == .seconds(10))
+    }
+
+    @Test func badManifestsNameTheFileTheKeyAndWhy() {
+        let unknown = refusal("{\n  \"name\": \"a\",\n  \"command\": \"/bin/sh\",\n  \"colour\": \"red\"\n}")
+        #expect(unknown?.file == "agents.d/x.json")
+        #expect(unknown?.key == "colour")
+        #expect(unknown?.line == 4)
+        #expect(unknown?.description.contains("unknown key") == true)
+        let missing = refusal(#"{"name": "a"}"#)
+        #expect(missing?.key == "command")
+        #expect(missing?.reason.contains("is required") == true)
+        #expect(refusal(#"{"name": "a", "command": "/no/such/program"}"#)?.reason.contains("does not exist") == true)
+        #expect(refusal(#"{"name": "a", "command": "bin/sh"}"#)?.key == "command")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "memory_limit_mb": 0}"#)?.key == "memory_limit_mb")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "memory_limit_mb": 1.5}"#)?.key == "memory_limit_mb")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "restart": {"policy": "sometimes"}}"#)?.key == "restart.policy")
+        #expect(
+            refusal(#"{"name": "a", "command": "/bin/sh", "restart": {"initial_backoff_ms": 500, "max_backoff_ms": 100}}"#)?.key
+                == "restart.max_backoff_ms")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "env": {"PIMESH_AGENT_ID": "x"}}"#)?.key == "env.PIMESH_AGENT_ID")
+        #expect(refusal(#"{"name": "a b", "command": "/bin/sh"}"#)?.key == "name")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "class": "CLASS_Z"}"#)?.key == "class")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "capabilities": ["Upper"]}"#)?.key == "capabilities")
+        #expect(refusal(#"{"name": "a", "mode": "attached", "command": "/bin/sh"}"#)?.key == "command")
+        #expect(refusal(#"{"name": "a", "mode": "sometimes"}"#)?.key == "mode")
+        #expect(refusal("[1]")?.reason.contains("must be an object") == true)
+        #expect(refusal("{")?.key == "")
+    }
+
+    @Test func aBadFileDoesNotStopTheOthers() {
+        let dir = scratch("manifests")
+        writeFile(dir + "/a.json", #"{"name": "a", "command": "/bin/sh"}"#)
+        writeFile(dir + "/b.json", #"{"name": "b", "command": "/bin/sh", "restart": {"policy": "sometimes"}}"#)
+        writeFile(dir + "/c.json", #"{"name": "a", "command": "/bin/sh"}"#)
+        writeFile(dir + "/notes.txt", "not a manifest")
+        let (manifests, refused) = AgentManifest.loadDirectory(dir)
+        #expect(manifests.map(\.name) == ["a"])
+        #expect(refused.count == 2)
+        #expect(refused[0].file == dir + "/b.json")
+        #expect(refused[1].description.contains("already used by \(dir)/a.json"))
+        #expect(AgentManifest.loadDirectory(dir + "/missing").manifests.isEmpty)
+    }
+}
+
+@Suite struct ChildProcessTests {
+    func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        return status
+    }
+
+    @Test func capturesOutputAndTheExitStatus() throws {
+        let child = try ChildProcess.spawn(
+            program: "sh", arguments: ["-c", "echo out; echo err >&2; echo $GREETING; exit 3"],
+            environment: ["PATH=/usr/bin:/bin", "GREETING=hello"], captureOutput: true)
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let count = read(child.output!, &buffer, buffer.count)
+            if count <= 0 { break }
+            output += buffer[0..<count]
+        }
+        close(child.output!)
+        #expect(String(decoding: output, as: UTF8.self) == "out\nerr\nhello\n")
+        let described = ChildProcess.describe(waitStatus: wait(child.pid))
+        #expect(described.text == "exited with status 3")
+        #expect(!described.clean)
+    }
+
+    @Test func signalsAndCleanExits() throws {
+        let killed = try ChildProcess.spawn(program: "/bin/sh", arguments: ["-c", "kill -9 $$"], environment: [], captureOutput: false)
+        #expect(ChildProcess.describe(waitStatus: wait(killed.pid)).text == "killed by signal 9 (KILL)")
+        let clean = try ChildProcess.spawn(program: "/bin/true", arguments: [], environment: [], captureOutput: false)
+        #expect(ChildProcess.describe(waitStatus: wait(clean.pid)) == ("exited with status 0", true))
+        #expect(throws: ChildProcess.SpawnError.self) {
+            try ChildProcess.spawn(program: "no-such-program-here", arguments: [], environment: ["PATH=/bin"], captureOutput: false)
+        }
+    }
+
+    @Test func childrenGetDefaultSignalsAndTheirOwnProcessGroup() throws {
+        // The lead ignores SIGPIPE (and blocks others) for itself; a child must not inherit that.
+        signal(SIGPIPE, SIG_IGN)
+        let child = try ChildProcess.spawn(
+            program: "/bin/sh", arguments: ["-c", "grep -E 'SigIgn|SigBlk' /proc/$$/status; ps -o pgid= -p $$; echo $$"],
+            environment: ["PATH=/usr/bin:/bin"], captureOutput: true)
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while true {
+            let count = read(child.output!, &buffer, buffer.count)
+            if count <= 0 { break }
+            output += buffer[0..<count]
+        }
+        close(child.output!)
+        _ = wait(child.pid)
+        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map { $0.trimmingSpaces }
+        #expect(lines.contains { $0.hasPrefix("SigBlk:") && $0.hasSuffix("0000000000000000") })
+        // sh itself ignores nothing it did not ask for; SIGPIPE (bit 13) is not ignored.
+        let ignored = lines.first { $0.hasPrefix("SigIgn:") }.flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? 1 << 12
+        #expect(ignored & (1 << 12) == 0)
+        #expect(lines.count >= 4 && lines[2] == lines[3], "the child leads its own process group")
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        String(self.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}
+
+@Suite struct AgentCgroupsTests {
+    func fakeTree(writable: Bool = true) -> (root: String, procSelf: String, base: String) {
+        let dir = scratch("cgroup")
+        let base = dir + "/sys/fs/cgroup/system.slice/pimesh.service"
+        try! FileIO.makeDirectories(base)
+        writeFile(base + "/cgroup.procs", "")
+        writeFile(base + "/cgroup.subtree_control", "")
+        writeFile(dir + "/self-cgroup", "0::/system.slice/pimesh.service\n")
+        if !writable { chmod(base + "/cgroup.procs", 0o444) }
+        return (dir + "/sys/fs/cgroup", dir + "/self-cgroup", base)
+    }
+
+    @Test func delegatedTreeGetsALeadLeafAndAgentGroups() throws {
+        let tree = fakeTree()
+        let cgroups = try #require(AgentCgroups.detect(cgroupRoot: tree.root, procSelfCgroup: tree.procSelf))
+        #expect(cgroups.base == tree.base)
+        // The kernel creates the interface files of a new cgroup; the fake tree has to.
+        try FileIO.makeDirectories(tree.base + "/lead")
+        writeFile(tree.base + "/lead/cgroup.procs", "")
+        try cgroups.prepare(leadPID: 4242)
+        #expect(try FileIO.readText(path: tree.base + "/lead/cgroup.procs") == "4242")
+        #expect(try FileIO.readText(path: tree.base + "/cgroup.subtree_control") == "+memory")
+        try FileIO.makeDirectories(tree.base + "/agents/w1")
+        writeFile(tree.base + "/agents/w1/memory.max", "max")
+        writeFile(tree.base + "/agents/w1/cgroup.procs", "")
+        writeFile(tree.base + "/agents/w1/cgroup.freeze", "0")
+        writeFile(tree.base + "/agents/w1/memory.current", "1048576\n")
+        try cgroups.place(pid: 777, name: "w1", memoryLimitBytes: 64 << 20)
+        #expect(try FileIO.readText(path: tree.base + "/agents/w1/memory.max") == "67108864")
+        #expect(try FileIO.readText(path: tree.base + "/agents/w1/cgroup.procs") == "777")
+        try cgroups.freeze(name: "w1", true)
+        #expect(try FileIO.readText(path: tree.base + "/agents/w1/cgroup.freeze") == "1")
+        try cgroups.freeze(name: "w1", false)
+        #expect(try FileIO.readText(path: tree.base + "/agents/w1/cgroup.freeze") == "0")
+        #expect(cgroups.memoryCurrent(name: "w1") == 1_048_576)
+    }
+
+    @Test func notDelegatedMeansNil() {
+        if getuid() != 0 {
+            let readOnly = fakeTree(writable: false)
+            #expect(AgentCgroups.detect(cgroupRoot: readOnly.root, procSelfCgroup: readOnly.procSelf) == nil)
+        }
+        let tree = fakeTree()
+        writeFile(tree.procSelf, "12:memory:/legacy\n")
+        #expect(AgentCgroups.detect(cgroupRoot: tree.root, procSelfCgroup: tree.procSelf) == nil, "cgroup v1 only")
+        #expect(AgentCgroups.detect(cgroupRoot: tree.root, procSelfCgroup: tree.root + "/missing") == nil)
+    }
+
+    @Test func privateResidentMemoryOfAProcess() {
+        let bytes = ProcessRSS.bytes(pid: getpid(), procRoot: "/proc")
+        #expect((bytes ?? 0) > 0)
+        #expect(ProcessRSS.bytes(pid: 999_999_999, procRoot: "/proc") == nil)
+    }
+}
+
+@Suite struct AgentLogPumpTests {
+    @Test func copiesRotatesAndTails() throws {
+        let dir = scratch("logs")
+        let pump = try AgentLogPump(directory: dir, maxBytes: 4096)
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        pump.attach(fd: ends[0], name: "w1", header: "pid 1 started")
+        let line = Array(String(repeating: "x", count: 99).utf8) + [10]
+        for _ in 0..<60 {
+            _ = line.withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) }
+        }
+        _ = Array("last line\n".utf8).withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) }
+        close(ends[1])
+        var tail: [UInt8] = []
+        for _ in 0..<200 {
+            tail = pump.tail(of: "w1", bytes: 10)
+            if tail == Array("last line\n".utf8) { break }
+            usleep(10_000)
+        }
+        #expect(String(decoding: tail, as: UTF8.self) == "last line\n")
+        #expect(FileIO.exists(dir + "/w1.log.1"), "rotated past 4 KiB")
+        let current = try FileIO.read(path: dir + "/w1.log")
+        let older = try FileIO.read(path: dir + "/w1.log.1")
+        #expect(current.count <= 4096 && older.count <= 4096)
+        #expect(String(decoding: older, as: UTF8.self).hasPrefix("--- pid 1 started ---"))
+        #expect(current.count + older.count == (6010 + "--- pid 1 started ---\n".utf8.count) % 4096 + 4096)
+    }
+}
