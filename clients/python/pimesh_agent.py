@@ -145,6 +145,22 @@ class PimeshAgent:
         return answer
 
     @classmethod
+    def from_environment(cls, environ=None):
+        """The identity `pimesh run` hands an agent it starts from a manifest (agents.d)."""
+        environ = os.environ if environ is None else environ
+        missing = [key for key in ("PIMESH_AGENT_ID", "PIMESH_AGENT_SECRET", "PIMESH_AGENT_NAME",
+                                   "PIMESH_HEARTBEAT_HOST", "PIMESH_HEARTBEAT_PORT") if not environ.get(key)]
+        if missing:
+            raise PimeshError(f"{', '.join(missing)} not set: this agent expects to be started by `pimesh run` from a manifest")
+        capabilities = [c for c in environ.get("PIMESH_AGENT_CAPABILITIES", "").split(",") if c]
+        return cls({
+            "id": environ["PIMESH_AGENT_ID"], "secret": environ["PIMESH_AGENT_SECRET"], "name": environ["PIMESH_AGENT_NAME"],
+            "class": environ.get("PIMESH_AGENT_CLASS", "CLASS_E_LOCAL"), "capabilities": capabilities,
+            "heartbeat": {"host": environ["PIMESH_HEARTBEAT_HOST"], "port": environ["PIMESH_HEARTBEAT_PORT"],
+                          "interval_ms": environ.get("PIMESH_HEARTBEAT_INTERVAL_MS", "250")},
+        })
+
+    @classmethod
     def register_or_resume(cls, data_dir, identity_file, name, agent_class="CLASS_E_LOCAL", capabilities=()):
         """Reuse saved credentials, or register and save them (0600) for the next start."""
         if os.path.exists(identity_file):

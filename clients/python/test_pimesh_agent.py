@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import shutil
 import signal
 import subprocess
@@ -17,8 +18,12 @@ BINARY = os.environ.get("PIMESH_BIN") or os.path.join(os.path.dirname(__file__),
 
 
 class LeadFixture:
-    def __init__(self):
+    def __init__(self, manifests=None):
         self.data_dir = tempfile.mkdtemp(prefix="pimesh-py-")
+        for name, manifest in (manifests or {}).items():
+            os.makedirs(os.path.join(self.data_dir, "agents.d"), exist_ok=True)
+            with open(os.path.join(self.data_dir, "agents.d", name + ".json"), "w") as f:
+                json.dump(manifest, f)
         self.log = open(os.path.join(self.data_dir, "lead.log"), "wb")
         self.process = subprocess.Popen(
             [BINARY, "run", "--data-dir", self.data_dir, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"],
@@ -151,6 +156,25 @@ class PythonClientTests(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual((report["decision"], report["ready"], report["sent"]), ("PROCEED", 1, 1))
         self.assertEqual(report["answers"][0]["answer"], "yes")
+
+    def test_a_supervised_python_agent_gets_its_identity_from_the_environment(self):
+        with self.assertRaises(PimeshError) as refused:
+            PimeshAgent.from_environment({})
+        self.assertIn("PIMESH_AGENT_ID", str(refused.exception))
+        client_dir = os.path.dirname(os.path.abspath(__file__))
+        script = f"import sys; sys.path.insert(0, {client_dir!r}); import pimesh_agent; pimesh_agent.PimeshAgent.from_environment().run()"
+        supervised = LeadFixture({"py": {"name": "py-agent", "command": sys.executable, "args": ["-c", script],
+                                         "capabilities": ["py"]}})
+        try:
+            def alive():
+                agent = next((a for a in supervised.get("/v1/agents")["agents"] if a["name"] == "py-agent"), None)
+                return agent is not None and agent["health"]["condition"] == "alive" and agent["supervision"]["pid"]
+            self.assertTrue(supervised.wait_for(alive, timeout=10))
+            agent = next(a for a in supervised.get("/v1/agents")["agents"] if a["name"] == "py-agent")
+            self.assertEqual(agent["capabilities"], ["py"])
+            self.assertEqual(agent["supervision"]["mode"], "supervised")
+        finally:
+            supervised.stop()
 
     def test_datagram_layout_matches_the_protocol(self):
         datagram = pimesh_agent.encode_heartbeat(bytes(range(16)), b"k", 7, 1000, CONFLICT, 2, 3)
