@@ -10,7 +10,9 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Settings come from the config file, then these flags. The lead writes lead.json and \
             the 0600 node-token file into the data dir so that clients and agents find it. \
-            SIGTERM or SIGINT stops it gracefully: pending writes are committed first.
+            Agents named in the agents dir are started (supervised) or healed (attached); see \
+            docs/operations.md. SIGTERM or SIGINT stops it gracefully: agents get SIGTERM, \
+            pending writes are committed.
             """
     )
 
@@ -31,6 +33,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
+
+    @Option(name: .long, help: "Agent manifests (*.json) to start or heal (default: agents.d beside --config, else <data-dir>/agents.d).")
+    var agentsDir: String?
 
     func validate() throws {
         for (flag, port) in [("--api-port", apiPort), ("--heartbeat-port", heartbeatPort)] {
@@ -61,6 +66,12 @@ struct RunCommand: AsyncParsableCommand {
         if let apiPort { settings.api.port = apiPort }
         if let heartbeatPort { settings.heartbeat.port = heartbeatPort }
         if let logLevel { settings.logLevel = logLevel }
+        if let agentsDir {
+            settings.supervision.agentsDir = agentsDir
+        } else if settings.supervision.agentsDir == nil, let config {
+            let directory = config.contains("/") ? String(config[..<config.lastIndex(of: "/")!]) : "."
+            settings.supervision.agentsDir = (directory.isEmpty ? "/" : directory) + "/agents.d"
+        }
 
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in

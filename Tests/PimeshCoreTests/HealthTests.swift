@@ -425,6 +425,20 @@ import Testing
         #expect(back?.since == clock.now - .milliseconds(50))
     }
 
+    @Test func aSuspicionGapIsNotLearnedSoTheNextFailureIsSeenAsFast() {
+        var clock = ManualClock(start: .seconds(1))
+        var health = AgentHealth()
+        var progress: UInt64 = 0
+        beating(&health, &clock, progress: &progress)
+        clock.advance(by: .seconds(2))
+        #expect(health.evaluate(at: clock.now, busy: false, process: .unknown)?.to == .suspected)
+        beating(&health, &clock, count: 8, progress: &progress)
+        #expect(health.condition == .alive)
+        #expect(health.phi.meanMs < 300)
+        clock.advance(by: .milliseconds(900))
+        #expect(health.evaluate(at: clock.now, busy: false, process: .unknown)?.to == .suspected)
+    }
+
     @Test func aFrozenAgentIsNeverSuspected() {
         var clock = ManualClock(start: .seconds(1))
         var health = AgentHealth()

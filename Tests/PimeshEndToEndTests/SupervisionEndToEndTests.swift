@@ -213,4 +213,32 @@ import Testing
         #expect(freeze.status != 0)
         #expect(freeze.output.contains("attached"))
     }
+
+    @Test func overTheRAMBudgetTheNodeShedsAndAnAgentOverItsLimitIsRestarted() throws {
+        for name in ["m1", "m2", "m3"] { try agentManifest(name) }
+        try manifest(
+            "fat",
+            #"{"name": "fat", "command": "\#(LeadProcess.binary)", "args": ["agent"], "capabilities": ["work"], "memory_limit_mb": 1}"#)
+        let lead = try startLead(config: #"{"supervision": {"ram_budget_mb": 1}}"#)
+        defer { _ = lead.terminate() }
+        // Four agents of a few MiB each against a 1 MiB budget: over it within a second of reading.
+        #expect(eventually(timeout: 6) { try events(lead).contains { $0.kind == "ram_budget_exceeded" } })
+        let health = try #require(try lead.status().health)
+        #expect(["MODERATE", "SEVERE", "EMERGENCY"].contains(health.level))
+        #expect((health.agentsMemoryBytes ?? 0) > 1 << 20)
+        #expect(health.ramBudgetBytes == 1 << 20)
+        let client = try lead.client()
+        let background = try APICoding.decode(
+            TaskView.self, from: try client.post("/v1/tasks", json: Array(#"{"capability": "work", "priority": 0}"#.utf8)))
+        #expect(background.decision == "SKIP")
+        #expect(background.skipCode == "shed")
+        #expect(background.skipReason?.contains("takes tasks of priority") == true)
+        // The agent over its own limit is restarted (L1), with the reason.
+        #expect(eventually(timeout: 6) {
+            try events(lead).contains { $0.agent == "fat" && $0.kind == "restarting" && $0.detail.contains("memory_limit_mb 1") }
+        })
+        let metrics = String(decoding: try lead.client().http.request("GET", "/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("pimesh_degradation_level"))
+        #expect(metrics.contains("pimesh_agents_health{condition=\"alive\"}"))
+    }
 }

@@ -65,6 +65,9 @@ public struct AgentHealth: Sendable, Equatable {
 
     public mutating func heartbeat(at now: Instant, progress: UInt64) {
         guard condition != .frozen else { return }
+        // The silence that ended here was already judged a failure: learning it as an interval
+        // would make the detector seconds slower for this agent's next failure.
+        if condition == .suspected || (condition == .hung && stuckAt == nil) { phi.pause() }
         phi.heartbeat(at: now)
         watchdog.observe(progress: progress, busy: busy, at: now)
         lastProgress = progress

@@ -17,13 +17,7 @@ public enum ConfigLoader {
     }
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
-        let value: JSONValue
-        do {
-            value = try JSONValue.parse(Array(text.utf8))
-        } catch {
-            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
-        }
-        let root = try ConfigReader(file: file, text: text, path: "", value: value)
+        let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }

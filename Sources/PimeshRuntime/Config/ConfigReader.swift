@@ -18,6 +18,17 @@ struct ConfigReader {
         self.object = object
     }
 
+    /// The whole file: parsed as JSON (a syntax error names the file) and read from its root.
+    init(file: String, text: String) throws(ConfigError) {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(Array(text.utf8))
+        } catch {
+            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
+        }
+        try self.init(file: file, text: text, path: "", value: value)
+    }
+
     private init(parent: ConfigReader, key: String, value: JSONValue, path: String? = nil) throws(ConfigError) {
         self.file = parent.file
         self.lines = parent.lines

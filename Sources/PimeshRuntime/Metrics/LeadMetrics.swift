@@ -39,6 +39,10 @@ final class LeadMetrics: Sendable {
     private let openTasks: [TaskState: Meter]
     private let kpiValues: [String: Meter]
     private let kpiTargets: [String: Meter]
+    private let agentsByCondition: [AgentCondition: Meter]
+    private let degradationLevel: Meter
+    private let agentRestarts: Meter
+    private let agentsMemory: Meter
 
     /// Seconds; a Pi's tasks take from tens of milliseconds to a few seconds.
     static let durationBuckets: [Duration] = [
@@ -92,6 +96,14 @@ final class LeadMetrics: Sendable {
             uniqueKeysWithValues: TrinaryState.allCases.map {
                 ($0, gauge("pimesh_agents", "Registered agents by trinary state.", [("state", $0.description)]))
             })
+        agentsByCondition = Dictionary(
+            uniqueKeysWithValues: AgentCondition.allCases.map {
+                ($0, gauge("pimesh_agents_health", "Agents by what failure detection believes.", [("condition", $0.rawValue)]))
+            })
+        degradationLevel = gauge(
+            "pimesh_degradation_level", "Seed 001 degradation level: 0 FULL, 1 LIGHT, 2 MODERATE, 3 SEVERE, 4 EMERGENCY.")
+        agentRestarts = gauge("pimesh_agent_restarts", "Restarts of supervised agents since the lead started.")
+        agentsMemory = gauge("pimesh_agents_memory_bytes", "Memory of all supervised agents (cgroup or private resident).")
         agentsQuarantined = gauge("pimesh_agents_quarantined", "Agents held out of routing after a conflict.")
         agentsDegraded = gauge("pimesh_agents_degraded", "Agents with an impedance score above 800.")
         agentsUnstable = gauge("pimesh_agents_unstable", "Agents with drift above 0.5.")
@@ -162,6 +174,12 @@ final class LeadMetrics: Sendable {
         memory["pss"]?.set(Double(status.pssBytes))
         memory["private_anonymous"]?.set(Double(status.privateAnonymousBytes))
         for (state, meter) in openTasks { meter.set(open[state] ?? 0) }
+        if let health = status.health {
+            for (condition, meter) in agentsByCondition { meter.set(health.conditions[condition.rawValue] ?? 0) }
+            degradationLevel.set(DegradationLevel.allCases.firstIndex { $0.rawValue == health.level } ?? 0)
+            agentRestarts.set(health.restarts)
+            agentsMemory.set(Double(health.agentsMemoryBytes ?? 0))
+        }
         for kpi in status.kpis {
             // NaN is valid in the text format and says "not measured yet" better than 0.
             kpiValues[kpi.name]?.set(kpi.value ?? .nan)

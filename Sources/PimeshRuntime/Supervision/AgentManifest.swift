@@ -41,13 +41,7 @@ public struct AgentManifest: Sendable, Equatable {
 
     /// Parses and checks one manifest; every error names the file, the key and why.
     public static func parse(text: String, file: String) throws(ConfigError) -> AgentManifest {
-        let value: JSONValue
-        do {
-            value = try JSONValue.parse(Array(text.utf8))
-        } catch {
-            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
-        }
-        let root = try ConfigReader(file: file, text: text, path: "", value: value)
+        let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: keys)
         guard let name = try root.string("name") else { throw root.error("name", "is required") }
         guard RegistrationRequest.isIdentifier(name, allowUppercase: true), name.utf8.count <= RegistrationRequest.maxNameLength else {
