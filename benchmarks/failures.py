@@ -86,7 +86,8 @@ class Bench:
                 if event.get("agent") == name and event["kind"] in kinds and event["at_ms"] >= after_ms - 5:
                     return event
             time.sleep(0.01)
-        raise SystemExit(f"no {kinds} event for {name} within {timeout} s")
+        recent = [e for e in self.seen if e.get("agent") == name][-5:]
+        raise SystemExit(f"no {kinds} event for {name} within {timeout} s after {after_ms:.0f}; its last events: {recent}")
 
     def stop(self):
         self.lead.send_signal(signal.SIGTERM)

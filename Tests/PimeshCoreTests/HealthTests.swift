@@ -342,6 +342,9 @@ import Testing
         }
         #expect(WorkStealing.variation(queues) <= 0.15 || moves.count == stealing.settings.maxMovesPerRound)
         #expect(stealing.plan([0, 1]).isEmpty)
+        // A frozen agent (index 0) gives its queue away and takes nothing.
+        #expect(stealing.plan([6, 0], canReceive: [false, true]) == [.init(from: 0, to: 1, count: 3)])
+        #expect(stealing.plan([0, 6], canReceive: [false, true]).isEmpty)
     }
 }
 

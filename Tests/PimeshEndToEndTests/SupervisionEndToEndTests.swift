@@ -241,4 +241,31 @@ import Testing
         #expect(metrics.contains("pimesh_degradation_level"))
         #expect(metrics.contains("pimesh_agents_health{condition=\"alive\"}"))
     }
+
+    @Test func aFrozenAgentsWaitingWorkIsStolenByALiveOne() throws {
+        for name in ["t1", "t2", "t3"] { try agentManifest(name, capabilities: ["steal"]) }
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { ["t1", "t2", "t3"].allSatisfy { alive(lead, $0) } })
+        let client = try lead.client()
+        // Each agent works on one task at a time (weight 6: about 600 ms each); the rest waits in
+        // its inbox, where stealing may move it.
+        var ids: [String] = []
+        for _ in 0..<12 {
+            let view = try APICoding.decode(
+                TaskView.self, from: try client.post("/v1/tasks", json: Array(#"{"capability": "steal", "weight": 6}"#.utf8)))
+            ids.append(view.id)
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(try runPimesh(["freeze", "t1", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 3) { try events(lead).contains { $0.kind == "work_stolen" && $0.detail.contains("from t1") } })
+        #expect(try runPimesh(["thaw", "t1", "--data-dir", dataDir]).status == 0)
+        var finished: [TaskView] = []
+        #expect(eventually(timeout: 20) {
+            finished = try ids.map { try APICoding.decode(TaskView.self, from: client.get("/v1/tasks/\($0)")) }
+            return finished.allSatisfy(\.isFinished)
+        })
+        #expect(finished.allSatisfy { $0.state == "succeeded" })
+        #expect(try lead.status().tasks.duplicateResults == 0)
+    }
 }

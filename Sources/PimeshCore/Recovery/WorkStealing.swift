@@ -34,14 +34,16 @@ public struct WorkStealing: Sendable {
         return variance.squareRoot() / mean
     }
 
-    /// `queues[i]` is what waits for agent i (movable work only); agents that may not take work
-    /// are left out by the caller. The moves are computed against the queues as they change.
-    public func plan(_ queues: [Int]) -> [Move] {
+    /// `queues[i]` is what waits for agent i (movable work only). `canReceive[i]` is false for
+    /// an agent that may give work but not take it (frozen, failed): its queue is stolen from,
+    /// never added to. The moves are computed against the queues as they change.
+    public func plan(_ queues: [Int], canReceive: [Bool]? = nil) -> [Move] {
         var queues = queues
+        let receivers = queues.indices.filter { canReceive?[$0] ?? true }
         var moves: [Move] = []
         while moves.count < settings.maxMovesPerRound, Self.variation(queues) > settings.maxVariation {
             guard let busiest = queues.indices.max(by: { queues[$0] < queues[$1] }),
-                let idlest = queues.indices.min(by: { queues[$0] < queues[$1] })
+                let idlest = receivers.min(by: { queues[$0] < queues[$1] }), busiest != idlest
             else { break }
             let count = (queues[busiest] - queues[idlest]) / 2
             guard count > 0 else { break }

@@ -55,8 +55,9 @@ extension TaskService {
     }
 
     /// Seed 000 CapacityAwareRebalancer: per capability, work that waits in agents' inboxes
-    /// (not yet pulled) moves from the busiest to the idlest live agent when the queues vary by
-    /// more than 15 %. Returns the moves made, by agent name.
+    /// (not yet pulled) moves from the busiest agent to the idlest live one when the queues vary
+    /// by more than 15 %. An agent that cannot take work (frozen, hung) only gives. Returns the
+    /// moves made, by agent name.
     func stealWork(now: Instant, planner: WorkStealing = WorkStealing()) -> [(from: String, to: String, count: Int, capability: String)] {
         var writes: [TaskRow] = []
         var done: [(String, String, Int, String)] = []
@@ -66,12 +67,20 @@ extension TaskService {
                 for item in inbox.items where item.kind == .task { if let capability = item.capability { capabilities.insert(capability) } }
             }
             for capability in capabilities.sorted() {
-                let live = registry.liveAgents(capability: capability, at: now)
+                let receivers = registry.liveAgents(capability: capability, at: now)
+                guard !receivers.isEmpty else { continue }
+                let receiverIDs = Set(receivers.map(\.id))
+                var live = receivers
+                for (agent, inbox) in state.inboxes where !receiverIDs.contains(agent) {
+                    if inbox.items.contains(where: { $0.kind == .task && $0.capability == capability }), let name = registry.name(of: agent) {
+                        live.append((agent, name))
+                    }
+                }
                 guard live.count > 1 else { continue }
                 let queues = live.map { agent in
                     state.inboxes[agent.id]?.items.filter { $0.kind == .task && $0.capability == capability }.count ?? 0
                 }
-                for move in planner.plan(queues) {
+                for move in planner.plan(queues, canReceive: live.map { receiverIDs.contains($0.id) }) {
                     let from = live[move.from].id
                     let to = live[move.to].id
                     guard let items = state.inboxes[from]?.items else { continue }
