@@ -32,6 +32,11 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]
         ),
         .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .systemLibrary(
             name: "CGPIOD",
             pkgConfig: "libgpiod",
             providers: [.apt(["libgpiod-dev"])]
@@ -54,6 +59,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "PimeshSnapshot",
+            dependencies: [
+                "CLZ4",
+                "PimeshCore",
+                "PimeshStore",
+                "PimeshAgent",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "PimeshLED",
             dependencies: [
                 "CGPIOD",
@@ -69,6 +85,7 @@ let package = Package(
             dependencies: [
                 "PimeshCore",
                 "PimeshLED",
+                "PimeshSnapshot",
                 "PimeshStore",
                 "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -86,6 +103,7 @@ let package = Package(
             name: "pimesh",
             dependencies: [
                 "PimeshCore",
+                "PimeshSnapshot",
                 "PimeshLED",
                 "PimeshRuntime",
                 "PimeshAgent",
@@ -99,6 +117,7 @@ let package = Package(
         .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshCore"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
         .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore"]),
+        .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore"]),
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [

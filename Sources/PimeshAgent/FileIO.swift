@@ -7,6 +7,12 @@ public enum FileIO {
         public var operation: String
         public var errno: Int32
 
+        public init(path: String, operation: String, errno: Int32) {
+            self.path = path
+            self.operation = operation
+            self.errno = errno
+        }
+
         public var description: String {
             "\(operation) \(path): \(String(cString: strerror(errno)))"
         }
@@ -70,7 +76,7 @@ public enum FileIO {
     }
 
     /// Makes a rename durable: the directory entry itself must reach the disk.
-    static func syncDirectory(of path: String) {
+    public static func syncDirectory(of path: String) {
         let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }

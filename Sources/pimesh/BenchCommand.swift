@@ -6,7 +6,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure this device: on-device micro-benchmarks of the lead's hot paths.",
-        subcommands: [Ingest.self, Tasks.self]
+        subcommands: [Ingest.self, Tasks.self, Compress.self]
     )
 
     struct Ingest: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshSnapshot
 
 extension APIRouter {
     /// Operator verbs and the health event log (docs/api.md "Supervision").
@@ -34,6 +35,19 @@ extension APIRouter {
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; charset=utf-8"
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: tail)))
+            }
+        }
+        v1.post("snapshots") { _, _ in
+            await handle {
+                guard let snapshots = state.snapshots else {
+                    throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+                }
+                do {
+                    let made = try await snapshots.takeNow()
+                    return JSONResponse.make(status: .created, made.entry.manifest)
+                } catch {
+                    throw APIError(status: .internalServerError, message: "the snapshot failed: \(error)")
+                }
             }
         }
         v1.get("events") { request, _ in

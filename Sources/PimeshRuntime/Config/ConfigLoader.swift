@@ -18,7 +18,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -136,6 +136,15 @@ public enum ConfigLoader {
             if let flag = try supervision.bool("work_stealing") { config.supervision.workStealing = flag }
             if let root = try supervision.string("cgroup_root") { config.supervision.cgroupRoot = root }
             if let ms = try supervision.int("tick_ms", in: 10...1000) { config.supervision.tickMs = ms }
+        }
+        if let snapshots = try root.section("snapshots") {
+            try snapshots.rejectUnknownKeys(allowed: ["interval_s", "spool_max_count", "spool_max_mb"])
+            if let s = try snapshots.int("interval_s", in: 0...31_536_000) {
+                guard s == 0 || s >= 60 else { throw snapshots.error("interval_s", "\(s) is too often: 0 (off) or at least 60") }
+                config.snapshots.intervalS = s
+            }
+            if let n = try snapshots.int("spool_max_count", in: 1...10_000) { config.snapshots.spoolMaxCount = n }
+            if let mb = try snapshots.int("spool_max_mb", in: 1...1_048_576) { config.snapshots.spoolMaxMB = mb }
         }
         return config
     }

@@ -16,6 +16,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var coordination = Coordination()
     public var leds = LEDs()
     public var supervision = Supervision()
+    public var snapshots = Snapshots()
     public var logLevel = "info"
 
     public struct API: Sendable, Equatable {
@@ -114,6 +115,15 @@ public struct LeadConfig: Sendable, Equatable {
         /// Where cgroup v2 is mounted; tests point it at a fake tree.
         public var cgroupRoot = "/sys/fs/cgroup"
         public var tickMs = 100
+    }
+
+    /// DESIGN.md §6 and docs/snapshots.md.
+    public struct Snapshots: Sendable, Equatable {
+        /// The lead takes a snapshot this often (0: only `pimesh snapshot create`).
+        public var intervalS = 3600
+        /// The spool keeps at most this many snapshots and this many MiB; oldest dropped first.
+        public var spoolMaxCount = 8
+        public var spoolMaxMB = 256
     }
 
     public struct LEDMapping: Sendable, Equatable {

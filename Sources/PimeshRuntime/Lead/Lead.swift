@@ -5,6 +5,7 @@ import NIOCore
 import PimeshAgent
 import PimeshCore
 import PimeshLED
+import PimeshSnapshot
 import PimeshStore
 import ServiceLifecycle
 
@@ -38,6 +39,8 @@ public struct Lead: Sendable {
         let lock = try DataDirLock(dataDir: dataDir)
         defer { withExtendedLifetime(lock) {} }
         let token = try NodeToken.loadOrCreate(dataDir: dataDir)
+        // Made at first start, so the node's identity upstream exists before any snapshot.
+        let nodeKey = try NodeKey.loadOrCreate(dataDir: dataDir)
 
         let database = try Database(path: dataDir + "/pimesh.db")
         let store = AgentStore(database: database)
@@ -105,6 +108,15 @@ public struct Lead: Sendable {
             heartbeatEndpoint: { state.heartbeat })
         try supervisor.prepare(rows: agentRows, database: database)
         state.supervisor = supervisor
+        let snapshots = SnapshotService(
+            maker: SnapshotMaker(
+                databasePath: database.path, stagingDirectory: runDir,
+                spool: try SnapshotSpool(
+                    directory: dataDir + "/spool", maxCount: config.snapshots.spoolMaxCount,
+                    maxBytes: UInt64(config.snapshots.spoolMaxMB) << 20),
+                key: nodeKey),
+            interval: config.snapshots.intervalS > 0 ? .seconds(config.snapshots.intervalS) : nil, logger: logger)
+        state.snapshots = snapshots
         let monitor = HealthMonitor(
             settings: .init(
                 tick: .milliseconds(supervision.tickMs), unresponsiveRestartAfter: .milliseconds(supervision.healAfterMs),
@@ -194,6 +206,7 @@ public struct Lead: Sendable {
                     serviceName: "api-unix"))
         }
         services.append(.init(service: monitor, serviceName: "health-monitor"))
+        services.append(.init(service: snapshots, serviceName: "snapshots"))
         services.append(.init(service: supervisor, serviceName: "supervisor"))
         if let ledDriver {
             services.append(.init(service: ledDriver, serviceName: "leds"))

@@ -22,6 +22,7 @@ final class LeadState: Sendable {
     let health: NodeHealth
     let events: HealthEventLog
     private let supervisorSlot = Mutex<Supervisor?>(nil)
+    private let snapshotSlot = Mutex<SnapshotService?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
 
     init(
@@ -49,6 +50,11 @@ final class LeadState: Sendable {
     var supervisor: Supervisor? {
         get { supervisorSlot.withLock { $0 } }
         set { supervisorSlot.withLock { $0 = newValue } }
+    }
+
+    var snapshots: SnapshotService? {
+        get { snapshotSlot.withLock { $0 } }
+        set { snapshotSlot.withLock { $0 = newValue } }
     }
 
     var heartbeat: HeartbeatEndpoint? {

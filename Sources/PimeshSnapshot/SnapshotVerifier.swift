@@ -1,0 +1,109 @@
+import FoundationEssentials
+import Glibc
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+
+/// Checks a snapshot end to end: the manifest's signature, the compressed file's size and
+/// SHA-256, the LZ4 frame's own checksum, and the size and SHA-256 of what it decompresses to.
+/// Each failure names what did not match.
+public enum SnapshotVerifier {
+    public struct Problem: Error, CustomStringConvertible, Equatable {
+        public var description: String
+    }
+
+    public struct Report: Sendable {
+        public var manifest: SnapshotManifest
+        public var manifestPath: String
+        public var filePath: String
+        public var milliseconds: Double
+    }
+
+    /// `path` is the manifest (`.json`) or the compressed file (`.db.lz4`) next to it.
+    /// `trustedKeys`: when given, the signing key must be one of them (hex).
+    public static func verify(
+        _ path: String, trustedKeys: [String]? = nil, restoreTo output: Int32? = nil, progress: (UInt64) -> Void = { _ in }
+    ) throws -> Report {
+        let started = Clock.monotonicNow()
+        let manifestPath = path.hasSuffix(".db.lz4") ? String(path.dropLast(7)) + ".json" : path
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(path: manifestPath, limit: 1 << 16)
+        } catch {
+            throw Problem(description: "cannot read the manifest \(manifestPath): \(error)")
+        }
+        let manifest: SnapshotManifest
+        do {
+            manifest = try APICoding.decode(SnapshotManifest.self, from: bytes)
+        } catch {
+            throw Problem(description: "\(manifestPath) is not a snapshot manifest: \(error)")
+        }
+        try checkSignature(manifest, trustedKeys: trustedKeys)
+        let directory = manifestPath.lastIndex(of: "/").map { String(manifestPath[..<$0]) } ?? "."
+        guard !manifest.file.contains("/") else { throw Problem(description: "manifest file name \"\(manifest.file)\" has a path") }
+        let filePath = directory + "/" + manifest.file
+        let fd = open(filePath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Problem(description: "cannot open \(filePath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        fstat(fd, &info)
+        guard UInt64(info.st_size) == manifest.compressedBytes else {
+            throw Problem(description: "\(filePath) has \(info.st_size) bytes, the manifest says \(manifest.compressedBytes)")
+        }
+        let digest: LZ4Frame.Digest
+        do {
+            digest = try LZ4Frame.decompress(input: fd, output: output, progress: progress)
+        } catch {
+            // A damaged frame: say whether the file itself differs from what was signed.
+            throw Problem(description: "\(filePath): \(error)")
+        }
+        guard Hex.encode(digest.compressedSHA256) == manifest.compressedSHA256 else {
+            throw Problem(description: "\(filePath): SHA-256 of the compressed file does not match the manifest")
+        }
+        guard digest.rawBytes == manifest.rawBytes, Hex.encode(digest.rawSHA256) == manifest.rawSHA256 else {
+            throw Problem(description: "\(filePath): the decompressed database does not match the manifest (size or SHA-256)")
+        }
+        return Report(manifest: manifest, manifestPath: manifestPath, filePath: filePath, milliseconds: (Clock.monotonicNow() - started).milliseconds)
+    }
+
+    public static func checkSignature(_ manifest: SnapshotManifest, trustedKeys: [String]?) throws(Problem) {
+        if let trustedKeys, !trustedKeys.contains(manifest.publicKey) {
+            throw Problem(description: "signed by an unknown key (node \(manifest.nodeID)); enroll it first")
+        }
+        guard NodeKey.nodeID(publicKeyHex: manifest.publicKey) == manifest.nodeID else {
+            throw Problem(description: "node id \(manifest.nodeID) does not belong to the manifest's public key")
+        }
+        guard let signature = Hex.decode(manifest.signature),
+            NodeKey.verify(signature: signature, message: manifest.signedText, publicKeyHex: manifest.publicKey)
+        else {
+            throw Problem(description: "bad signature: the manifest was changed or not signed by node \(manifest.nodeID)")
+        }
+    }
+
+    /// Verifies `path` while decompressing it into `<directory>/pimesh.db` (temporary name,
+    /// fsync, rename), then runs SQLite's integrity check on the result. Refuses to overwrite.
+    public static func restore(_ path: String, to directory: String, progress: (UInt64) -> Void = { _ in }) throws -> (Report, String) {
+        try FileIO.makeDirectories(directory, mode: 0o700)
+        let target = directory + "/pimesh.db"
+        guard !FileIO.exists(target) else {
+            throw Problem(description: "\(target) exists; restore into an empty directory (the lead's database is never overwritten in place)")
+        }
+        let temporary = target + ".restoring"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileIO.Failure(path: temporary, operation: "create", errno: errno) }
+        let report: Report
+        do {
+            report = try verify(path, restoreTo: fd, progress: progress)
+            guard fsync(fd) == 0 else { throw FileIO.Failure(path: temporary, operation: "fsync", errno: errno) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, target) == 0 else { throw FileIO.Failure(path: target, operation: "rename", errno: errno) }
+        FileIO.syncDirectory(of: target)
+        let integrity = try DatabaseCopy.integrityCheck(target)
+        return (report, integrity)
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import Testing
+
+@testable import PimeshSnapshot
+
+func scratchDirectory(_ name: String) -> String {
+    let path = NSTemporaryDirectory() + "pimesh-snap-\(name)-" + UUID().uuidString.prefix(8)
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A lead database with agents and tasks, `blobMB` of incompressible payload on top.
+func makeDatabase(at path: String, agents: Int = 20, tasks: Int = 200, blobMB: Int = 0) throws -> Database {
+    let database = try Database(path: path)
+    try database.transaction { connection in
+        for index in 0..<agents {
+            try AgentStore.insert(
+                AgentRow(
+                    id: AgentID.random(), name: "agent-\(index)", agentClass: .local, capabilities: ["work"],
+                    secret: (0..<32).map { _ in UInt8.random(in: 0...255) }, registeredAtMs: 1_700_000_000_000 + Int64(index)),
+                in: connection)
+        }
+        for index in 0..<tasks {
+            var generator = SystemRandomNumberGenerator()
+            // Printable noise: 1 MiB that LZ4 can barely shrink.
+            let payload = blobMB > 0 && index < blobMB
+                ? String(decoding: (0..<(1 << 17)).flatMap { _ in withUnsafeBytes(of: generator.next()) { $0.map { 33 + $0 % 94 } } }, as: UTF8.self)
+                : "{\"frame\": \(index)}"
+            try TaskStore.save(
+                TaskRow(
+                    id: "task-\(index)", idempotencyKey: "key-\(index)", capability: "work", payload: payload, weight: 1,
+                    deadlineMs: nil, state: .succeeded, agentID: nil, attempts: 1, submittedAtMs: 1_700_000_000_000 + Int64(index),
+                    result: "done \(index)"),
+                in: connection)
+        }
+    }
+    return database
+}
+
+func run(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: program)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+func flipBit(_ path: String, at offset: Int) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: UInt64(offset))
+    var byte = try handle.read(upToCount: 1)!
+    byte[0] ^= 0x10
+    try handle.seek(toOffset: UInt64(offset))
+    try handle.write(contentsOf: byte)
+    try handle.close()
+}
+
+@Suite struct SnapshotTests {
+    let root = scratchDirectory("round")
+
+    func maker(_ database: Database, maxCount: Int = 8) throws -> SnapshotMaker {
+        SnapshotMaker(
+            databasePath: database.path, stagingDirectory: root + "/run",
+            spool: try SnapshotSpool(directory: root + "/spool", maxCount: maxCount), key: try NodeKey.loadOrCreate(dataDir: root))
+    }
+
+    @Test func roundTripThroughTheSystemToolsAndRestore() throws {
+        let database = try makeDatabase(at: root + "/pimesh.db")
+        let made = try maker(database).create()
+        let manifest = made.entry.manifest
+        #expect(manifest.sequence == 1)
+        #expect(manifest.schemaVersion == 3)
+        #expect(manifest.compressedBytes < manifest.rawBytes)
+        #expect(FileManager.default.fileExists(atPath: made.entry.filePath))
+        #expect(!FileManager.default.fileExists(atPath: root + "/run/snapshot-1-\(getpid()).db"), "the staging copy is removed")
+
+        // The system's lz4 reads it, and sqlite3 finds the database sound.
+        let plain = root + "/plain.db"
+        let lz4 = try run("/usr/bin/lz4", ["-d", "-q", "-f", made.entry.filePath, plain])
+        #expect(lz4.status == 0, "\(lz4.output)")
+        let integrity = try run("/usr/bin/sqlite3", [plain, "pragma integrity_check"])
+        #expect(integrity.output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
+
+        let (report, check) = try SnapshotVerifier.restore(made.entry.filePath, to: root + "/restored")
+        #expect(report.manifest == manifest)
+        #expect(check == "ok")
+        let restored = try Database(path: root + "/restored/pimesh.db")
+        #expect(try AgentStore(database: restored).loadAgents() == AgentStore(database: database).loadAgents())
+        #expect(try TaskStore(database: restored).recent(limit: 1000, state: nil) == TaskStore(database: database).recent(limit: 1000, state: nil))
+        #expect(throws: SnapshotVerifier.Problem.self) { try SnapshotVerifier.restore(made.entry.filePath, to: root + "/restored") }
+    }
+
+    @Test func damageAndForgeryAreRefusedWithTheReason() throws {
+        let database = try makeDatabase(at: root + "/pimesh.db", blobMB: 2)
+        let made = try maker(database).create()
+        let size = Int(made.entry.manifest.compressedBytes)
+        for offset in [0, 7, size / 3, size / 2, size - 5, size - 1] {
+            let copy = root + "/copy-\(offset)"
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: made.entry.filePath, toPath: copy + "/" + made.entry.manifest.file)
+            try FileManager.default.copyItem(atPath: made.entry.manifestPath, toPath: copy + "/m.json")
+            try flipBit(copy + "/" + made.entry.manifest.file, at: offset)
+            #expect(throws: SnapshotVerifier.Problem.self, "bit flipped at \(offset) of \(size)") {
+                try SnapshotVerifier.verify(copy + "/m.json")
+            }
+        }
+        #expect(try SnapshotVerifier.verify(made.entry.manifestPath).manifest.sequence == 1)
+
+        var forged = made.entry.manifest
+        forged.sequence = 99
+        let forgedPath = root + "/spool/forged.json"
+        try APICoding.encode(forged).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: forgedPath)) }
+        do {
+            _ = try SnapshotVerifier.verify(forgedPath)
+            Issue.record("a changed manifest was accepted")
+        } catch let problem as SnapshotVerifier.Problem {
+            #expect(problem.description.contains("bad signature"))
+        }
+        do {
+            _ = try SnapshotVerifier.verify(made.entry.manifestPath, trustedKeys: [String(repeating: "ab", count: 32)])
+            Issue.record("an unknown key was accepted")
+        } catch let problem as SnapshotVerifier.Problem {
+            #expect(problem.description.contains("unknown key"))
+        }
+        try FileManager.default.removeItem(atPath: forgedPath)
+        // Truncated: the size no longer matches.
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: made.entry.filePath))
+        try handle.truncate(atOffset: UInt64(size - 100))
+        try handle.close()
+        do {
+            _ = try SnapshotVerifier.verify(made.entry.filePath)
+            Issue.record("a truncated snapshot was accepted")
+        } catch let problem as SnapshotVerifier.Problem {
+            #expect(problem.description.contains("the manifest says \(size)"))
+        }
+    }
+
+    @Test func theSpoolIsBoundedNumbersNeverRepeatAndLeftoversAreRemoved() throws {
+        let database = try makeDatabase(at: root + "/pimesh.db", agents: 2, tasks: 2)
+        let maker = try maker(database, maxCount: 2)
+        _ = try maker.create()
+        _ = try maker.create()
+        let third = try maker.create()
+        #expect(third.dropped.map(\.manifest.sequence) == [1])
+        #expect(maker.spool.entries().entries.map(\.manifest.sequence) == [2, 3])
+        #expect(maker.spool.nextSequence() == 4)
+        // What a crash mid-snapshot leaves: a temporary file, a compressed file without manifest.
+        FileManager.default.createFile(atPath: root + "/spool/.tmp-snapshot-0000000004.db.lz4", contents: Data([1, 2, 3]))
+        FileManager.default.createFile(atPath: root + "/spool/snapshot-0000000004.db.lz4", contents: Data([1, 2, 3]))
+        FileManager.default.createFile(atPath: root + "/spool/snapshot-0000000003.json.tmp.123", contents: Data([1]))
+        #expect(Set(maker.spool.recover()) == [".tmp-snapshot-0000000004.db.lz4", "snapshot-0000000004.db.lz4", "snapshot-0000000003.json.tmp.123"])
+        #expect(maker.spool.entries().entries.count == 2)
+        #expect(try maker.create().entry.manifest.sequence == 4)
+    }
+
+    @Test func theNodeKeyIsMadeOnceAndKeptPrivate() throws {
+        let first = try NodeKey.loadOrCreate(dataDir: root)
+        let again = try NodeKey.loadOrCreate(dataDir: root)
+        #expect(first.publicKeyHex == again.publicKeyHex)
+        #expect(first.nodeID.hasPrefix("node-") && first.nodeID.count == 21)
+        let mode = try FileManager.default.attributesOfItem(atPath: root + "/node-key")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        try FileManager.default.createDirectory(atPath: root + "/bad", withIntermediateDirectories: true)
+        try "not a key".write(toFile: root + "/bad/node-key", atomically: false, encoding: .utf8)
+        #expect(throws: NodeKey.KeyError.self) { try NodeKey.loadOrCreate(dataDir: root + "/bad") }
+    }
+}
