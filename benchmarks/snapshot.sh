@@ -29,7 +29,7 @@ start_lead() {
 
 # A lead database (its schema), filled with finished tasks: JSON payloads with a random part.
 start_lead; kill -TERM "$lead"; wait "$lead" || true; lead=""
-rows=$((mb * 2600))
+rows=$((mb * 3350))
 sqlite3 "$data/pimesh.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
   INSERT INTO tasks (id, idempotency_key, capability, payload, weight, state, attempts, submitted_at_ms, result, priority)
   SELECT 'task-' || i, 'key-' || i, 'infer',

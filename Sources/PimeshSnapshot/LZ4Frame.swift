@@ -45,12 +45,20 @@ public enum LZ4Frame {
             source.deallocate()
             destination.deallocate()
         }
-        var rawHash = SHA256()
-        var compressedHash = SHA256()
+        // Both hashes run on threads of their own, overlapping the compression.
+        let rawHash = DigestThread()
+        let compressedHash = DigestThread()
         var digest = Digest()
+        defer {
+            // On an error path the threads still have to end.
+            if digest.rawSHA256.isEmpty {
+                _ = rawHash.finish()
+                _ = compressedHash.finish()
+            }
+        }
         func emit(_ count: Int) throws(Failure) {
             let written = UnsafeRawBufferPointer(rebasing: destination[0..<count])
-            compressedHash.update(bufferPointer: written)
+            compressedHash.submit(written)
             try writeAll(output, written)
             digest.compressedBytes += UInt64(count)
         }
@@ -61,7 +69,7 @@ public enum LZ4Frame {
             let count = try readFull(input, source)
             if count == 0 { break }
             let raw = UnsafeRawBufferPointer(rebasing: source[0..<count])
-            rawHash.update(bufferPointer: raw)
+            rawHash.submit(raw)
             digest.rawBytes += UInt64(count)
             let produced = LZ4F_compressUpdate(context, destination.baseAddress, capacity, raw.baseAddress, count, nil)
             guard LZ4F_isError(produced) == 0 else {
@@ -73,8 +81,8 @@ public enum LZ4Frame {
         let end = LZ4F_compressEnd(context, destination.baseAddress, capacity, nil)
         guard LZ4F_isError(end) == 0 else { throw Failure(description: "liblz4: \(String(cString: LZ4F_getErrorName(end)))") }
         try emit(end)
-        digest.rawSHA256 = Array(rawHash.finalize())
-        digest.compressedSHA256 = Array(compressedHash.finalize())
+        digest.rawSHA256 = rawHash.finish()
+        digest.compressedSHA256 = compressedHash.finish()
         return digest
     }
 
