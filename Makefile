@@ -12,8 +12,10 @@ SHIP_BIN    := .build/pimesh
 deps:
 	@scripts/install-deps.sh
 
+# promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests.
 test-deps:
-	@scripts/install-deps.sh prometheus
+	@scripts/install-deps.sh prometheus python3-pip curl
+	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
 
 build: deps
 	$(SWIFT) build

@@ -37,6 +37,11 @@ let package = Package(
             providers: [.apt(["liblz4-dev"])]
         ),
         .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CGPIOD",
             pkgConfig: "libgpiod",
             providers: [.apt(["libgpiod-dev"])]
@@ -62,6 +67,7 @@ let package = Package(
             name: "PimeshSnapshot",
             dependencies: [
                 "CLZ4",
+                "CCurl",
                 "PimeshCore",
                 "PimeshStore",
                 "PimeshAgent",

@@ -156,7 +156,7 @@ public enum LZ4Frame {
         return (total, Array(hash.finalize()))
     }
 
-    static func readFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Failure) -> Int {
+    public static func readFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Failure) -> Int {
         var filled = 0
         while filled < buffer.count {
             let count = read(fd, buffer.baseAddress! + filled, buffer.count - filled)
@@ -170,7 +170,7 @@ public enum LZ4Frame {
         return filled
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Failure) {
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Failure) {
         var offset = 0
         while offset < bytes.count {
             let count = write(fd, bytes.baseAddress! + offset, bytes.count - offset)

@@ -11,12 +11,17 @@ public struct SnapshotMaker: Sendable {
     public let stagingDirectory: String
     public let spool: SnapshotSpool
     public let key: NodeKey
+    /// The lead passes its node score, which the coordinator shows beside each node.
+    public let nodeScore: @Sendable () -> Int?
 
-    public init(databasePath: String, stagingDirectory: String, spool: SnapshotSpool, key: NodeKey) {
+    public init(
+        databasePath: String, stagingDirectory: String, spool: SnapshotSpool, key: NodeKey, nodeScore: @escaping @Sendable () -> Int? = { nil }
+    ) {
         self.databasePath = databasePath
         self.stagingDirectory = stagingDirectory
         self.spool = spool
         self.key = key
+        self.nodeScore = nodeScore
     }
 
     public struct Made: Sendable {
@@ -67,7 +72,7 @@ public struct SnapshotMaker: Sendable {
                 nodeID: key.nodeID, sequence: sequence, createdAtMs: Clock.wallMilliseconds(), schemaVersion: schemaVersion,
                 file: fileName, rawBytes: digest.rawBytes, compressedBytes: digest.compressedBytes,
                 rawSHA256: Hex.encode(digest.rawSHA256), compressedSHA256: Hex.encode(digest.compressedSHA256),
-                publicKey: key.publicKeyHex, signature: "")
+                nodeScore: nodeScore(), publicKey: key.publicKeyHex, signature: "")
             manifest.signature = Hex.encode(try key.sign(manifest.signedText))
             let manifestPath = spool.directory + "/" + SnapshotManifest.manifestName(sequence: sequence)
             try FileIO.writeAtomically(path: manifestPath, bytes: try APICoding.encode(manifest, pretty: true), mode: 0o600)

@@ -15,6 +15,8 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     public var compressedBytes: UInt64
     public var rawSHA256: String
     public var compressedSHA256: String
+    /// The node's impedance score (0 best … 1000 worst) when the lead took it; nil from the CLI.
+    public var nodeScore: Int?
     /// Ed25519 public key, 64 hex digits.
     public var publicKey: String
     /// Ed25519 signature over `signedText`, 128 hex digits.
@@ -26,7 +28,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         case createdAtMs, schemaVersion, rawBytes, compressedBytes
         case rawSHA256 = "rawSha256"
         case compressedSHA256 = "compressedSha256"
-        case publicKey
+        case publicKey, nodeScore
     }
 
     public var signedText: [UInt8] {
@@ -42,6 +44,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
             compressed_bytes=\(compressedBytes)
             raw_sha256=\(rawSHA256)
             compressed_sha256=\(compressedSHA256)
+            node_score=\(nodeScore.map(String.init) ?? "")
             public_key=\(publicKey)
 
             """.utf8)

@@ -34,7 +34,8 @@ public struct SnapshotSpool: Sendable {
         for name in names {
             let isTemporary = name.hasPrefix(".tmp-") || name.contains(".tmp.")
             let orphan = name.hasSuffix(".db.lz4") && !manifests.contains(name.replacing(".db.lz4", with: ".json"))
-            if isTemporary || orphan {
+            let staleMarker = name.contains(".uploaded-") && !manifests.contains(String(name[..<name.firstRange(of: ".uploaded-")!.lowerBound]) + ".json")
+            if isTemporary || orphan || staleMarker {
                 unlink(directory + "/" + name)
                 removed.append(name)
             }
@@ -86,10 +87,36 @@ public struct SnapshotSpool: Sendable {
             // Manifest first: without it the file is an orphan that `recover` removes anyway.
             unlink(oldest.manifestPath)
             unlink(oldest.filePath)
+            let stem = String(oldest.manifestPath.dropLast(5))
+            for name in (try? FileIO.list(directory)) ?? [] where (directory + "/" + name).hasPrefix(stem + ".uploaded-") {
+                unlink(directory + "/" + name)
+            }
             dropped.append(oldest)
         }
         if !dropped.isEmpty { FileIO.syncDirectory(of: directory + "/x") }
         return dropped
+    }
+
+    // MARK: - Uploads
+
+    /// The marker that says `entry` reached `target` and the receiver confirmed its checksum.
+    func marker(_ entry: Entry, target: String) -> String {
+        String(entry.manifestPath.dropLast(5)) + ".uploaded-" + target
+    }
+
+    public func isUploaded(_ entry: Entry, to target: String) -> Bool {
+        FileIO.exists(marker(entry, target: target))
+    }
+
+    /// Written (fsync'd, renamed) only after the receiver confirmed: a crash before it means one
+    /// more upload of the same snapshot after restart, which every receiver takes idempotently.
+    public func markUploaded(_ entry: Entry, to target: String, confirmation: String) throws {
+        try FileIO.writeAtomically(path: marker(entry, target: target), bytes: Array((confirmation + "\n").utf8), mode: 0o600)
+    }
+
+    /// Whole snapshots not yet confirmed by `target`, oldest first.
+    public func pending(for target: String) -> [Entry] {
+        entries().entries.filter { !isUploaded($0, to: target) }
     }
 
     /// Runs `body` holding the spool's lock, so that the lead and `pimesh snapshot create` never

@@ -16,7 +16,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             Ed25519 key (<data-dir>/node-key, made at first use, 0600). The spool keeps the newest \
             snapshots within snapshots.spool_max_count and spool_max_mb. See docs/snapshots.md.
             """,
-        subcommands: [Create.self, List.self, Verify.self, Restore.self],
+        subcommands: [Create.self, List.self, Verify.self, Restore.self, Push.self],
         defaultSubcommand: List.self
     )
 
@@ -180,6 +180,52 @@ struct SnapshotCommand: AsyncParsableCommand {
                     return print(#"{"ok": true, "database": "\#(to)/pimesh.db", "sequence": \#(report.manifest.sequence)}"#)
                 }
                 print("restored snapshot \(report.manifest.sequence) into \(to)/pimesh.db; integrity check ok")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+}
+
+extension SnapshotCommand {
+    struct Push: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload every snapshot the configured target has not confirmed yet, now.",
+            discussion: """
+                The target comes from the config's upload section (coordinator, s3 or directory; \
+                docs/snapshots.md). Each snapshot counts as uploaded only once the receiver confirmed \
+                its checksum. Exits 1 if any upload failed; the lead retries on its own anyway.
+                """)
+
+        @OptionGroup var location: Location
+
+        func run() async throws {
+            do {
+                let settings = try location.settings()
+                guard let target = try settings.upload.target(environment: ProcessEnvironment.current) else {
+                    throw CLIFailure("no upload target: set upload.target in the config (coordinator, s3 or directory)", exitCode: 78)
+                }
+                let spool = try location.spool(settings)
+                let uploader = SnapshotUploader(target: target)
+                var results: [[String: String]] = []
+                var failed = 0
+                for entry in spool.pending(for: target.name) {
+                    do {
+                        let confirmation = try uploader.upload(entry)
+                        try spool.markUploaded(entry, to: target.name, confirmation: confirmation)
+                        results.append(["sequence": String(entry.manifest.sequence), "status": "uploaded", "detail": confirmation])
+                    } catch {
+                        failed += 1
+                        results.append(["sequence": String(entry.manifest.sequence), "status": "failed", "detail": "\(error)"])
+                    }
+                }
+                if location.json {
+                    print(String(decoding: try APICoding.encode(results), as: UTF8.self))
+                } else {
+                    for result in results { print("snapshot \(result["sequence"]!): \(result["status"]!): \(result["detail"]!)") }
+                    if results.isEmpty { print("nothing to upload: the target has every snapshot in the spool") }
+                }
+                if failed > 0 { throw CLIFailure("\(failed) upload(s) failed") }
             } catch {
                 throw CLIFailure.report(error)
             }

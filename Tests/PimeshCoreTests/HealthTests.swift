@@ -523,3 +523,13 @@ import Testing
         #expect(health.taskLimit(at: clock.now) == 1)
     }
 }
+
+@Suite struct RetryBackoffTests {
+    @Test func doublesToTheMaximumWithJitter() {
+        let backoff = RetryBackoff(initial: .seconds(1), maximum: .seconds(60), jitter: 0.2)
+        #expect((1...8).map { backoff.delay(afterFailures: $0, random: 0.5).milliseconds } == [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000])
+        #expect(backoff.delay(afterFailures: 1, random: 0).milliseconds == 800)
+        #expect(backoff.delay(afterFailures: 1, random: 0.999_999).milliseconds.rounded() == 1200)
+        #expect(backoff.delay(afterFailures: 100, random: 0.5) == .seconds(60))
+    }
+}

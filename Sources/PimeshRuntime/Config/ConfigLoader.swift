@@ -18,7 +18,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -145,6 +145,49 @@ public enum ConfigLoader {
             }
             if let n = try snapshots.int("spool_max_count", in: 1...10_000) { config.snapshots.spoolMaxCount = n }
             if let mb = try snapshots.int("spool_max_mb", in: 1...1_048_576) { config.snapshots.spoolMaxMB = mb }
+        }
+        if let upload = try root.section("upload") {
+            try upload.rejectUnknownKeys(allowed: ["target", "url", "directory", "s3", "retry_initial_ms", "retry_max_s"])
+            if let target = try upload.string("target") {
+                guard ["none", "coordinator", "s3", "directory"].contains(target) else {
+                    throw upload.error("target", "\"\(target)\" is not one of none, coordinator, s3, directory")
+                }
+                config.upload.target = target
+            }
+            if let url = try upload.string("url") {
+                guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw upload.error("url", "must start with http:// or https://") }
+                config.upload.url = url
+            }
+            if let directory = try upload.string("directory") {
+                guard directory.hasPrefix("/") else { throw upload.error("directory", "must be an absolute path") }
+                config.upload.directory = directory
+            }
+            if let s3 = try upload.section("s3") {
+                try s3.rejectUnknownKeys(allowed: ["endpoint", "bucket", "region", "prefix", "access_key_id", "secret_access_key"])
+                if let endpoint = try s3.string("endpoint") {
+                    guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+                        throw s3.error("endpoint", "must start with http:// or https://")
+                    }
+                    config.upload.s3Endpoint = endpoint
+                }
+                config.upload.s3Bucket = try s3.string("bucket") ?? config.upload.s3Bucket
+                config.upload.s3Region = try s3.string("region") ?? config.upload.s3Region
+                config.upload.s3Prefix = try s3.string("prefix", nonEmpty: false) ?? config.upload.s3Prefix
+                config.upload.s3AccessKeyID = try s3.string("access_key_id") ?? config.upload.s3AccessKeyID
+                config.upload.s3SecretAccessKey = try s3.string("secret_access_key") ?? config.upload.s3SecretAccessKey
+            }
+            if let ms = try upload.int("retry_initial_ms", in: 10...3_600_000) { config.upload.retryInitialMs = ms }
+            if let s = try upload.int("retry_max_s", in: 1...86_400) { config.upload.retryMaxS = s }
+            switch config.upload.target {
+            case "coordinator" where config.upload.url == nil:
+                throw upload.error("url", "is required when target is coordinator")
+            case "directory" where config.upload.directory == nil:
+                throw upload.error("directory", "is required when target is directory")
+            case "s3" where config.upload.s3Endpoint == nil || config.upload.s3Bucket == nil:
+                throw upload.error("s3", "needs endpoint and bucket when target is s3")
+            default:
+                break
+            }
         }
         return config
     }

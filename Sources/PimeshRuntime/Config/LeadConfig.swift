@@ -17,6 +17,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var leds = LEDs()
     public var supervision = Supervision()
     public var snapshots = Snapshots()
+    public var upload = Upload()
     public var logLevel = "info"
 
     public struct API: Sendable, Equatable {
@@ -124,6 +125,24 @@ public struct LeadConfig: Sendable, Equatable {
         /// The spool keeps at most this many snapshots and this many MiB; oldest dropped first.
         public var spoolMaxCount = 8
         public var spoolMaxMB = 256
+    }
+
+    /// Where snapshots go (docs/snapshots.md): `none`, `coordinator`, `s3` or `directory`.
+    public struct Upload: Sendable, Equatable {
+        public var target = "none"
+        /// coordinator: its base URL (`https://coordinator.example:7430`).
+        public var url: String?
+        /// directory: an absolute path.
+        public var directory: String?
+        public var s3Endpoint: String?
+        public var s3Bucket: String?
+        public var s3Region = "us-east-1"
+        public var s3Prefix = "pimesh"
+        /// From the config, else `$AWS_ACCESS_KEY_ID` / `$AWS_SECRET_ACCESS_KEY` when the lead starts.
+        public var s3AccessKeyID: String?
+        public var s3SecretAccessKey: String?
+        public var retryInitialMs = 1000
+        public var retryMaxS = 300
     }
 
     public struct LEDMapping: Sendable, Equatable {

@@ -114,7 +114,7 @@ public struct Lead: Sendable {
                 spool: try SnapshotSpool(
                     directory: dataDir + "/spool", maxCount: config.snapshots.spoolMaxCount,
                     maxBytes: UInt64(config.snapshots.spoolMaxMB) << 20),
-                key: nodeKey),
+                key: nodeKey, nodeScore: { node.latest.impedance.score }),
             interval: config.snapshots.intervalS > 0 ? .seconds(config.snapshots.intervalS) : nil, logger: logger)
         state.snapshots = snapshots
         let monitor = HealthMonitor(
@@ -207,6 +207,16 @@ public struct Lead: Sendable {
         }
         services.append(.init(service: monitor, serviceName: "health-monitor"))
         services.append(.init(service: snapshots, serviceName: "snapshots"))
+        if let target = try config.upload.target(environment: environment) {
+            services.append(
+                .init(
+                    service: UploadService(
+                        spool: snapshots.maker.spool, uploader: SnapshotUploader(target: target),
+                        backoff: RetryBackoff(initial: .milliseconds(config.upload.retryInitialMs), maximum: .seconds(config.upload.retryMaxS)),
+                        logger: logger),
+                    serviceName: "upload"))
+            logger.info("snapshots go upstream", metadata: ["target": "\(config.upload.target)", "name": "\(target.name)"])
+        }
         services.append(.init(service: supervisor, serviceName: "supervisor"))
         if let ledDriver {
             services.append(.init(service: ledDriver, serviceName: "leds"))

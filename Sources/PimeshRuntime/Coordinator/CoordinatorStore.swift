@@ -1,0 +1,127 @@
+import PimeshAgent
+import PimeshCore
+import PimeshSnapshot
+import PimeshStore
+
+/// The coordinator's index (`<dir>/coordinator.db`): enrolled nodes and the snapshots received
+/// from each. The snapshot files themselves live in `<dir>/nodes/<node_id>/`.
+public struct CoordinatorStore: Sendable {
+    public let database: Database
+
+    static let migrations = [
+        Migration(version: 1, statements: [
+            """
+            CREATE TABLE nodes (
+                node_id TEXT PRIMARY KEY,
+                public_key TEXT NOT NULL UNIQUE,
+                enrolled_at_ms INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE snapshots (
+                node_id TEXT NOT NULL REFERENCES nodes(node_id),
+                sequence INTEGER NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                raw_bytes INTEGER NOT NULL,
+                compressed_bytes INTEGER NOT NULL,
+                compressed_sha256 TEXT NOT NULL,
+                node_score INTEGER,
+                path TEXT NOT NULL,
+                PRIMARY KEY (node_id, sequence)
+            )
+            """,
+        ])
+    ]
+
+    public init(path: String) throws {
+        database = try Database(path: path, migrations: Self.migrations)
+    }
+
+    /// Enrolls a node by its public key; returns its node id. Enrolling twice is harmless.
+    @discardableResult
+    public func enroll(publicKey: String, atMs: Int64) throws -> String {
+        let nodeID = NodeKey.nodeID(publicKeyHex: publicKey)
+        try database.withConnection { connection in
+            try connection.run(
+                "INSERT INTO nodes (node_id, public_key, enrolled_at_ms) VALUES (?, ?, ?) ON CONFLICT(node_id) DO NOTHING",
+                [.text(nodeID), .text(publicKey), .integer(atMs)])
+        }
+        return nodeID
+    }
+
+    public func publicKey(of nodeID: String) throws -> String? {
+        try database.withConnection { connection in
+            try connection.query("SELECT public_key FROM nodes WHERE node_id = ?", [.text(nodeID)]) { $0.text(0) }.first
+        }
+    }
+
+    /// The SHA-256 already recorded for this node and sequence, if any.
+    public func received(nodeID: String, sequence: UInt64) throws -> String? {
+        try database.withConnection { connection in
+            try connection.query(
+                "SELECT compressed_sha256 FROM snapshots WHERE node_id = ? AND sequence = ?", [.text(nodeID), .integer(Int64(sequence))]
+            ) { $0.text(0) }.first
+        }
+    }
+
+    public func record(_ manifest: SnapshotManifest, path: String, receivedAtMs: Int64) throws {
+        try database.transaction { connection in
+            try connection.run(
+                """
+                INSERT INTO snapshots (node_id, sequence, created_at_ms, received_at_ms, raw_bytes, compressed_bytes,
+                                       compressed_sha256, node_score, path)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(manifest.nodeID), .integer(Int64(manifest.sequence)), .integer(manifest.createdAtMs), .integer(receivedAtMs),
+                    .integer(Int64(manifest.rawBytes)), .integer(Int64(manifest.compressedBytes)), .text(manifest.compressedSHA256),
+                    manifest.nodeScore.map { .integer(Int64($0)) } ?? .null, .text(path),
+                ])
+        }
+    }
+
+    public func fleet(nowMs: Int64) throws -> [FleetNode] {
+        try database.withConnection { connection in
+            try connection.query(
+                """
+                SELECT n.node_id, n.public_key, n.enrolled_at_ms, s.sequence, s.created_at_ms, s.compressed_bytes, s.raw_bytes,
+                       s.node_score, (SELECT count(*) FROM snapshots c WHERE c.node_id = n.node_id)
+                FROM nodes n LEFT JOIN snapshots s ON s.node_id = n.node_id
+                    AND s.sequence = (SELECT max(sequence) FROM snapshots m WHERE m.node_id = n.node_id)
+                ORDER BY n.node_id
+                """
+            ) { row in
+                FleetNode(
+                    nodeID: row.text(0), publicKey: row.text(1), enrolledAtMs: row.int64(2),
+                    lastSequence: row.isNull(3) ? nil : UInt64(row.int64(3)), lastCreatedAtMs: row.isNull(4) ? nil : row.int64(4),
+                    ageS: row.isNull(4) ? nil : Double(nowMs - row.int64(4)) / 1000,
+                    compressedBytes: row.isNull(5) ? nil : UInt64(row.int64(5)), rawBytes: row.isNull(6) ? nil : UInt64(row.int64(6)),
+                    nodeScore: row.isNull(7) ? nil : row.int(7), snapshots: row.int(8))
+            }
+        }
+    }
+}
+
+/// One node in `GET /v1/nodes` and `pimesh coordinator nodes`.
+public struct FleetNode: Codable, Sendable, Equatable {
+    public var nodeID: String
+    public var publicKey: String
+    public var enrolledAtMs: Int64
+    public var lastSequence: UInt64?
+    public var lastCreatedAtMs: Int64?
+    public var ageS: Double?
+    public var compressedBytes: UInt64?
+    public var rawBytes: UInt64?
+    public var nodeScore: Int?
+    public var snapshots: Int
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "nodeId"
+        case publicKey, enrolledAtMs, lastSequence, lastCreatedAtMs, ageS, compressedBytes, rawBytes, nodeScore, snapshots
+    }
+}
+
+public struct FleetList: Codable, Sendable {
+    public var nodes: [FleetNode]
+}

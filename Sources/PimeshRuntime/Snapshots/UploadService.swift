@@ -1,0 +1,63 @@
+import Logging
+import NIOPosix
+import PimeshCore
+import PimeshSnapshot
+import ServiceLifecycle
+import Synchronization
+
+/// Ships spooled snapshots to the configured target, oldest first, one at a time. A snapshot
+/// counts as shipped only when the receiver confirmed its checksum (a marker in the spool
+/// records it), so an upload cut by a crash or a lost network is simply made again, after a
+/// restart too. Failures back off exponentially with jitter.
+final class UploadService: Service, Sendable {
+    let spool: SnapshotSpool
+    let uploader: SnapshotUploader
+    let backoff: RetryBackoff
+    let logger: Logger
+    private let pool = NIOThreadPool(numberOfThreads: 1)
+    /// How often an idle uploader looks for new snapshots (listing the spool costs a readdir).
+    private let idle = Duration.seconds(1)
+
+    init(spool: SnapshotSpool, uploader: SnapshotUploader, backoff: RetryBackoff, logger: Logger) {
+        self.spool = spool
+        self.uploader = uploader
+        self.backoff = backoff
+        self.logger = logger
+    }
+
+    func run() async throws {
+        pool.start()
+        defer { pool.shutdownGracefully { _ in } }
+        try? await cancelWhenGracefulShutdown { try await self.loop() }
+    }
+
+    private func loop() async throws {
+        let target = uploader.target.name
+        var failures = 0
+        while !Task.isCancelled {
+            guard let entry = self.spool.pending(for: target).first else {
+                try await Task.sleep(for: self.idle)
+                continue
+            }
+            do {
+                let confirmation = try await self.pool.runIfActive { [uploader = self.uploader] in try uploader.upload(entry) }
+                try self.spool.markUploaded(entry, to: target, confirmation: confirmation)
+                failures = 0
+                self.logger.info(
+                    "snapshot uploaded", metadata: ["sequence": "\(entry.manifest.sequence)", "confirmation": "\(confirmation)"])
+            } catch is CancellationError {
+                return
+            } catch {
+                failures += 1
+                let delay = self.backoff.delay(afterFailures: failures, random: Double.random(in: 0..<1))
+                self.logger.warning(
+                    "snapshot upload failed; retrying",
+                    metadata: [
+                        "sequence": "\(entry.manifest.sequence)", "error": "\(error)", "attempt": "\(failures)",
+                        "retry_in_ms": "\(Int(delay.milliseconds))",
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}

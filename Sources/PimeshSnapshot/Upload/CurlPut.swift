@@ -1,0 +1,99 @@
+import CCurl
+import Glibc
+
+/// One HTTP PUT of a file through libcurl: the body is streamed from the file descriptor, the
+/// answer's status, body (capped) and headers are kept. Used for the coordinator and for S3
+/// (libcurl signs with AWS SigV4 itself, CURLOPT_AWS_SIGV4).
+struct CurlPut {
+    struct Answer {
+        var status: Int
+        var body: [UInt8]
+        var headers: [String: String]
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    var url: String
+    var headers: [String] = []
+    /// `aws:amz:REGION:s3` and `KEY:SECRET` for S3.
+    var awsSigV4: (provider: String, credentials: String)?
+    var timeoutS = 300
+
+    private final class Transfer {
+        var fd: Int32
+        var body: [UInt8] = []
+        var headers: [String: String] = [:]
+
+        init(fd: Int32) {
+            self.fd = fd
+        }
+    }
+
+    static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    func put(file fd: Int32, size: UInt64) throws(Failure) -> Answer {
+        _ = Self.globalInit
+        guard let curl = curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
+        defer { curl_easy_cleanup(curl) }
+        let transfer = Transfer(fd: fd)
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        var list: UnsafeMutablePointer<curl_slist>?
+        for header in headers + ["Expect:"] { list = curl_slist_append(list, header) }
+        defer { curl_slist_free_all(list) }
+        _ = pimesh_curl_string(curl, CURLOPT_URL, url)
+        _ = pimesh_curl_long(curl, CURLOPT_UPLOAD, 1)
+        _ = pimesh_curl_offset(curl, CURLOPT_INFILESIZE_LARGE, curl_off_t(size))
+        _ = pimesh_curl_pointer(curl, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
+        _ = pimesh_curl_long(curl, CURLOPT_TIMEOUT, timeoutS)
+        _ = pimesh_curl_long(curl, CURLOPT_CONNECTTIMEOUT, 10)
+        _ = pimesh_curl_long(curl, CURLOPT_NOSIGNAL, 1)
+        if let sigv4 = awsSigV4 {
+            _ = pimesh_curl_string(curl, CURLOPT_AWS_SIGV4, sigv4.provider)
+            _ = pimesh_curl_string(curl, CURLOPT_USERPWD, sigv4.credentials)
+        }
+        _ = pimesh_curl_pointer(curl, CURLOPT_READDATA, context)
+        _ = pimesh_curl_callback(curl, CURLOPT_READFUNCTION) { buffer, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let n = read(transfer.fd, buffer, size * count)
+            return n < 0 ? Int(CURL_READFUNC_ABORT) : n
+        }
+        _ = pimesh_curl_pointer(curl, CURLOPT_WRITEDATA, context)
+        _ = pimesh_curl_callback(curl, CURLOPT_WRITEFUNCTION) { buffer, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let total = size * count
+            if transfer.body.count < 1 << 16 {
+                transfer.body += UnsafeRawBufferPointer(start: buffer, count: total)
+            }
+            return total
+        }
+        _ = pimesh_curl_pointer(curl, CURLOPT_HEADERDATA, context)
+        _ = pimesh_curl_callback(curl, CURLOPT_HEADERFUNCTION) { buffer, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let total = size * count
+            let line = String(decoding: UnsafeRawBufferPointer(start: buffer, count: total), as: UTF8.self)
+            if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingSpacesAndNewlines
+                transfer.headers[name] = value
+            }
+            return total
+        }
+        let code = curl_easy_perform(curl)
+        guard code == CURLE_OK else {
+            throw Failure(description: "\(url): \(String(cString: curl_easy_strerror(code)))")
+        }
+        var status = 0
+        _ = pimesh_curl_info_long(curl, CURLINFO_RESPONSE_CODE, &status)
+        return Answer(status: status, body: transfer.body, headers: transfer.headers)
+    }
+}
+
+extension Substring {
+    var trimmingSpacesAndNewlines: String {
+        // "\r\n" is one Character in Swift: test the property, not the scalar.
+        let isSpace: (Character) -> Bool = { $0.isWhitespace || $0.isNewline }
+        return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
+    }
+}

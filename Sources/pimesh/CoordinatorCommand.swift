@@ -1,0 +1,118 @@
+import ArgumentParser
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshRuntime
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "The upstream receiver of snapshots: enrolled nodes, verified uploads, the fleet.",
+        discussion: """
+            Run it on the machine that collects the fleet's snapshots. A node is enrolled by its \
+            public key (`pimesh snapshot list --json` on the node shows it, as public_key); its \
+            uploads are refused until then, and whenever their signature, SHA-256 or LZ4 checksum \
+            does not match. Snapshots are kept in DIR/nodes/<node_id>/, indexed in DIR/coordinator.db. \
+            See docs/snapshots.md.
+            """,
+        subcommands: [Serve.self, Enroll.self, Nodes.self],
+        defaultSubcommand: Serve.self
+    )
+
+    struct Directory: ParsableArguments {
+        @Option(name: .long, help: "The coordinator's directory (snapshots, index, token).")
+        var dir: String = "./.pimesh-coordinator"
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Receive snapshots until SIGTERM or SIGINT.")
+
+        @OptionGroup var directory: Directory
+
+        @Option(name: .long, help: "Address to listen on (the fleet's network, or 127.0.0.1).")
+        var host: String = "127.0.0.1"
+
+        @Option(name: .long, help: "Port; 0 picks a free one (written to DIR/coordinator.json).")
+        var port: Int = 7430
+
+        @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+        var logLevel: String = "info"
+
+        func validate() throws {
+            guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
+            guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a log level") }
+        }
+
+        func run() async throws {
+            let level = Logger.Level(rawValue: logLevel) ?? .info
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            do {
+                try await Coordinator(
+                    settings: .init(directory: directory.dir, host: host, port: port), logger: Logger(label: "pimesh-coordinator")
+                ).run()
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Enroll: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Accept snapshots from the node with this public key.")
+
+        @OptionGroup var directory: Directory
+
+        @Argument(help: "The node's Ed25519 public key, 64 hex digits.")
+        var publicKey: String
+
+        func validate() throws {
+            guard Hex.decode(publicKey)?.count == 32 else { throw ValidationError("the public key must be 64 hex digits") }
+        }
+
+        func run() async throws {
+            do {
+                try FileIO.makeDirectories(directory.dir, mode: 0o700)
+                let store = try CoordinatorStore(path: directory.dir + "/coordinator.db")
+                let nodeID = try store.enroll(publicKey: publicKey.lowercased(), atMs: Clock.wallMilliseconds())
+                print("enrolled \(nodeID)")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Nodes: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The fleet: each node's last snapshot, its age and size, the node's score.")
+
+        @OptionGroup var directory: Directory
+
+        @Flag(name: .long, help: "Print JSON for scripts.")
+        var json = false
+
+        func run() async throws {
+            do {
+                let endpoint = try APICoding.decode(
+                    Coordinator.Endpoint.self, from: try FileIO.read(path: directory.dir + "/" + Coordinator.endpointFile))
+                let client = LeadClient(
+                    address: .loopback(host: endpoint.host, port: endpoint.port), token: try LeadDiscovery.token(dataDir: directory.dir))
+                let raw = try client.get("/v1/nodes")
+                if json { return print(String(decoding: raw, as: UTF8.self)) }
+                let fleet = try APICoding.decode(FleetList.self, from: raw)
+                var table = TextTable(["NODE", "LAST", "AGE", "LZ4", "RAW", "SCORE", "SNAPSHOTS"], rightAligned: [1, 2, 3, 4, 5, 6])
+                for node in fleet.nodes {
+                    table.add([
+                        node.nodeID, node.lastSequence.map(String.init) ?? "–", node.ageS.map { Format.decimal($0) + " s" } ?? "never",
+                        node.compressedBytes.map(Format.megabytes) ?? "–", node.rawBytes.map(Format.megabytes) ?? "–",
+                        node.nodeScore.map(String.init) ?? "–", String(node.snapshots),
+                    ])
+                }
+                print(table.render() + "\n\(fleet.nodes.count) nodes")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+}

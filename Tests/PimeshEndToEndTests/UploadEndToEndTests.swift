@@ -1,0 +1,206 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// A `pimesh coordinator` and a moto S3 server, both started here on 127.0.0.1 with ephemeral
+/// ports, receiving snapshots from `pimesh snapshot push` and from a running lead.
+@Suite(.serialized) struct UploadEndToEndTests {
+    let root = LeadProcess.scratchDirectory()
+    var dataDir: String { root + "/node" }
+    var coordinatorDir: String { root + "/coordinator" }
+
+    final class Background {
+        let process = Process()
+        init(_ executable: String, _ arguments: [String], log: String) throws {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = FileHandle(forWritingAtPath: log)!
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+        }
+
+        /// SIGTERM, then SIGKILL after 5 s: the moto server does not always stop on SIGTERM.
+        func stop() {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+
+        deinit { stop() }
+    }
+
+    func startCoordinator() throws -> (Background, Int) {
+        try? FileManager.default.removeItem(atPath: coordinatorDir + "/coordinator.json")
+        let coordinator = try Background(
+            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
+            log: root + "/coordinator.log")
+        var port = 0
+        #expect(eventually(timeout: 10) {
+            let data = try Data(contentsOf: URL(fileURLWithPath: coordinatorDir + "/coordinator.json"))
+            port = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["port"] as? Int ?? 0
+            return port > 0
+        })
+        return (coordinator, port)
+    }
+
+    func writeConfig(_ upload: String) throws -> String {
+        let path = root + "/pimesh.json"
+        try #"{"snapshots": {"interval_s": 0}, "upload": \#(upload)}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func makeNode(rows: Int = 50) throws {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let lead = try LeadProcess(dataDir: dataDir)
+        _ = try lead.waitReady()
+        for index in 0..<rows { _ = try lead.client().submit(.init(capability: "nobody", payload: "{\"n\": \(index)}")) }
+        #expect(lead.terminate() == 0)
+    }
+
+    func publicKey() throws -> String {
+        let listed = try runPimesh(["snapshot", "list", "--data-dir", dataDir, "--json"])
+        let manifests = try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as! [[String: Any]]
+        return manifests.first!["public_key"] as! String
+    }
+
+    @Test func theCoordinatorTakesOnlyEnrolledSignedWholeSnapshots() throws {
+        try makeNode()
+        let (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        let config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(port)"}"#)
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+
+        let refused = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("is not enrolled"), "\(refused.output)")
+
+        let key = try publicKey()
+        let enrolled = try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key])
+        #expect(enrolled.status == 0)
+        let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(pushed.status == 0, "\(pushed.output)")
+        #expect(pushed.output.contains("snapshot 1: uploaded: the coordinator confirmed SHA-256"))
+        let again = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(again.output.contains("nothing to upload"))
+
+        let nodeID = enrolled.output.replacingOccurrences(of: "enrolled ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let stored = coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000001.db.lz4"
+        #expect(FileManager.default.contents(atPath: stored) == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
+        let nodes = try runPimesh(["coordinator", "nodes", "--dir", coordinatorDir, "--json"])
+        let fleet = try JSONSerialization.jsonObject(with: Data(nodes.output.utf8)) as! [String: Any]
+        let node = (fleet["nodes"] as! [[String: Any]]).first!
+        #expect(node["node_id"] as? String == nodeID)
+        #expect(node["last_sequence"] as? Int == 1)
+        #expect(node["snapshots"] as? Int == 1)
+        #expect(try runPimesh(["coordinator", "nodes", "--dir", coordinatorDir]).output.contains(nodeID))
+
+        // A second snapshot sent with a flipped bit, and one with a changed manifest: refused.
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        var body = [UInt8](FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000002.db.lz4")!)
+        let manifestText = try String(contentsOfFile: dataDir + "/spool/snapshot-0000000002.json", encoding: .utf8)
+        body[body.count / 2] ^= 0x04
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port))
+        let damaged = try http.request(
+            "PUT", "/v1/nodes/\(nodeID)/snapshots/2", headers: [("Pimesh-Manifest", Hex.encode(Array(manifestText.utf8)))], body: body)
+        #expect(damaged.status == 422)
+        #expect(damaged.text.contains("refused"))
+        let forged = manifestText.replacingOccurrences(of: "\"raw_bytes\" : ", with: "\"raw_bytes\" : 1")
+        #expect(forged != manifestText)
+        let badSignature = try http.request(
+            "PUT", "/v1/nodes/\(nodeID)/snapshots/2", headers: [("Pimesh-Manifest", Hex.encode(Array(forged.utf8)))],
+            body: [UInt8](FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000002.db.lz4")!))
+        #expect(badSignature.status == 403)
+        #expect(badSignature.text.contains("bad signature"))
+        #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000002.db.lz4"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
+    }
+
+    @Test func theLeadRetriesUntilTheCoordinatorIsBackAlsoAcrossAKill9() throws {
+        try makeNode(rows: 3000)
+        // A port nobody listens on yet: the coordinator starts later on it.
+        let probe = try startCoordinator()
+        let port = probe.1
+        probe.0.stop()
+        let config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(port)", "retry_initial_ms": 200, "retry_max_s": 1}"#)
+        var lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        _ = try lead.waitReady()
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        Thread.sleep(forTimeInterval: 2.5)  // the uploader finds the snapshot and fails a few times
+        #expect(lead.log.contains("snapshot upload failed; retrying"))
+        lead.kill9()
+        lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        _ = try lead.waitReady()
+        defer { _ = lead.terminate() }
+        _ = try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, try publicKey()])
+        let (coordinator, _) = try startCoordinatorOn(port: port)
+        defer { coordinator.stop() }
+        let marker = { (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool"))?.contains { $0.contains(".uploaded-") } ?? false }
+        #expect(eventually(timeout: 10) { marker() }, "uploaded after the restart, once the coordinator answered")
+    }
+
+    func startCoordinatorOn(port: Int) throws -> (Background, Int) {
+        try? FileManager.default.removeItem(atPath: coordinatorDir + "/coordinator.json")
+        let coordinator = try Background(
+            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", String(port), "--log-level", "warning"],
+            log: root + "/coordinator2.log")
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: coordinatorDir + "/coordinator.json") })
+        return (coordinator, port)
+    }
+
+    @Test func s3UploadsToAMotoServerWithSigV4() throws {
+        try makeNode()
+        let port = try freePort()
+        let moto = try Background("/usr/bin/env", ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)], log: root + "/moto.log")
+        defer { moto.stop() }
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port))
+        #expect(eventually(timeout: 20) { (try? http.request("PUT", "/pimesh-test"))?.status == 200 }, "moto did not start")
+        let config = try writeConfig(
+            #"{"target": "s3", "s3": {"endpoint": "http://127.0.0.1:\#(port)", "bucket": "pimesh-test", "region": "us-east-1", "prefix": "fleet", "access_key_id": "testing", "secret_access_key": "testing"}}"#)
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(pushed.status == 0, "\(pushed.output)")
+        #expect(pushed.output.contains("S3 confirmed ETag"))
+        let listed = try runPimesh(["snapshot", "list", "--data-dir", dataDir, "--json"])
+        let nodeID = ((try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as! [[String: Any]]).first!["node_id"] as! String)
+        // Read back with curl's own SigV4: the stored object is byte for byte the spool's.
+        for name in ["snapshot-0000000001.db.lz4", "snapshot-0000000001.json"] {
+            let fetched = root + "/fetched-" + name
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = [
+                "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "testing:testing", "-o", fetched,
+                "http://127.0.0.1:\(port)/pimesh-test/fleet/\(nodeID)/\(name)",
+            ]
+            try curl.run()
+            curl.waitUntilExit()
+            #expect(curl.terminationStatus == 0)
+            #expect(FileManager.default.contents(atPath: fetched) == FileManager.default.contents(atPath: dataDir + "/spool/" + name))
+        }
+        // A bucket that does not exist is refused with S3's answer.
+        let wrongBucket = try writeConfig(
+            #"{"target": "s3", "s3": {"endpoint": "http://127.0.0.1:\#(port)", "bucket": "no-such-bucket", "access_key_id": "testing", "secret_access_key": "testing"}}"#)
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        let refused = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", wrongBucket])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("S3 answered 404"))
+    }
+
+    func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
