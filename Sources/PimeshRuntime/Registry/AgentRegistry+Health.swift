@@ -94,10 +94,6 @@ extension AgentRegistry {
         }
     }
 
-    public func capabilities(of id: AgentID) -> [String] {
-        state.withLock { $0.agents[id]?.row.capabilities ?? [] }
-    }
-
     // MARK: - Group breakers
 
     /// An agent failed: counts against the breaker of each of its capabilities.

@@ -25,11 +25,6 @@ final class Supervisor: Service, Sendable {
         var tick: Duration = .milliseconds(20)
     }
 
-    enum KillIntent: Sendable {
-        case restart
-        case stop
-    }
-
     struct Managed: Sendable {
         var manifest: AgentManifest
         var id: AgentID
@@ -44,7 +39,8 @@ final class Supervisor: Service, Sendable {
         var frozen = false
         var awaiting: HealingAction?
         var awaitingReason: String?
-        var killIntent: KillIntent?
+        /// The lead killed it to start it again (heal), so its exit is not a crash.
+        var restartRequested = false
         var memoryBytes: UInt64?
         var healPID: pid_t?
         var healDeadline: Instant?
@@ -247,7 +243,7 @@ final class Supervisor: Service, Sendable {
         enum Next {
             case none
             case healDone(String)
-            case exited(String, AgentID, KillIntent?, Bool)
+            case exited(String, AgentID, restartRequested: Bool, shuttingDown: Bool)
         }
         let next: Next = state.withLock { state in
             if let entry = state.agents.first(where: { $0.value.healPID == pid }) {
@@ -256,14 +252,14 @@ final class Supervisor: Service, Sendable {
                 return .healDone(entry.key)
             }
             guard let name = state.byPID.removeValue(forKey: pid), var agent = state.agents[name] else { return .none }
-            let intent = agent.killIntent
+            let restartRequested = agent.restartRequested
             agent.pid = nil
-            agent.killIntent = nil
+            agent.restartRequested = false
             agent.frozen = false
             agent.lastExit = text
             agent.memoryBytes = nil
             state.agents[name] = agent
-            return .exited(name, agent.id, intent, state.shuttingDown)
+            return .exited(name, agent.id, restartRequested: restartRequested, shuttingDown: state.shuttingDown)
         }
         switch next {
         case .none:
@@ -271,12 +267,12 @@ final class Supervisor: Service, Sendable {
         case .healDone(let name):
             events.append(kind: "heal_command_finished", agent: name, detail: text, tier: .l1)
             return
-        case .exited(let name, let id, let intent, let shuttingDown):
+        case .exited(let name, let id, let restartRequested, let shuttingDown):
             // The health tick reports the exit as a change of condition, dated now.
             registry.exited(id, at: now, reason: "pid \(pid) \(text)")
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
-            if shuttingDown || intent == .stop { return }
-            if intent == .restart {
+            if shuttingDown { return }
+            if restartRequested {
                 state.withLock { $0.agents[name]?.restartAt = now }
                 return
             }
@@ -361,10 +357,6 @@ final class Supervisor: Service, Sendable {
         return agent
     }
 
-    func name(of id: AgentID) -> String? {
-        state.withLock { state in state.agents.first { $0.value.id == id }?.key }
-    }
-
     /// Kills (if running) and starts a supervised agent now, or runs an attached agent's heal
     /// command. `operator`: the operator's word, which clears any action waiting for it and the
     /// backoff. Returns what was done.
@@ -381,7 +373,7 @@ final class Supervisor: Service, Sendable {
         switch agent.manifest.mode {
         case .supervised:
             if let pid = agent.pid {
-                state.withLock { $0.agents[name]?.killIntent = .restart }
+                state.withLock { $0.agents[name]?.restartRequested = true }
                 kill(-pid, SIGCONT)
                 kill(-pid, SIGKILL)
                 events.append(kind: "restarting", agent: name, detail: "killed pid \(pid): \(reason)", tier: byOperator ? .l2 : .l1)
