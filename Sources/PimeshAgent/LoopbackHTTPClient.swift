@@ -101,7 +101,7 @@ public struct LoopbackHTTPClient: Sendable {
             guard let size = Int(sizeText.trimmingWhitespace(), radix: 16) else { throw MalformedResponse(reason: "bad chunk size") }
             if size == 0 { break }
             let start = lineEnd.upperBound
-            guard start + size <= bytes.count else { throw MalformedResponse(reason: "truncated chunk") }
+            guard size <= bytes.count - start else { throw MalformedResponse(reason: "truncated chunk") }
             out.append(contentsOf: bytes[start..<(start + size)])
             index = start + size + 2
         }

@@ -75,7 +75,7 @@ public struct ScatterGather: Sendable {
                 // Rounded down: a send a few ms early arrives early, which the window absorbs.
                 let slot = (until - now).wholeNanoseconds / bucketNs
                 byBucket[slot, default: []].append(index)
-                predicted[index] = now + .nanoseconds(slot * bucketNs) + .nanoseconds(Int64((lead * 1_000_000).rounded()))
+                predicted[index] = (now + .nanoseconds(slot.saturatingMultiply(bucketNs))).advanced(byMilliseconds: lead)
             }
         }
         let buckets = byBucket.keys.sorted().map { slot in

@@ -119,12 +119,12 @@ public struct AgentHealth: Sendable, Equatable {
                 case .hang(let stagnation, let threshold):
                     if condition != .hung {
                         stuckAt = lastProgress
-                        set(.hung, at: now, reason: "holds work but made no progress for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
+                        set(.hung, at: now, reason: "holds work but made no progress for \(Int64(saturating: stagnation)) ms (threshold \(Int64(saturating: threshold)) ms)")
                     }
                 case .loop(let stagnation, let threshold):
                     if condition != .looping {
                         stuckAt = lastProgress
-                        set(.looping, at: now, reason: "progress without a completion for \(Int(stagnation)) ms (threshold \(Int(threshold)) ms)")
+                        set(.looping, at: now, reason: "progress without a completion for \(Int64(saturating: stagnation)) ms (threshold \(Int64(saturating: threshold)) ms)")
                     }
                 case .ok:
                     // HANG and LOOP end by the agent's own doing (heartbeat, completion), not

@@ -19,11 +19,20 @@ public enum AgentClass: String, CaseIterable, Codable, Sendable {
         }
     }
 
+    /// The deepest queue the lead believes an agent reports. Heartbeats carry 32 bits, and
+    /// 2³² items on a human agent make a lead time of 800 years: past it, an agent is simply
+    /// "very busy" (65,535 items × 10 % = a factor of 6,554, a human agent's answer in 45 days).
+    public static let maxQueueDepth = 65_535
+
+    public static func admittedQueueDepth(_ reported: Int) -> Int {
+        min(max(0, reported), maxQueueDepth)
+    }
+
     /// Seed 001 §3.1: `base × (1 + 0.5·weight) × (1 + 0.1·queue)`.
     /// Heavier payloads take longer; each queued item adds 10 %.
     public func estimateProcessingMs(payloadWeight: Double, queueDepth: Int) -> Double {
-        let weightFactor = 1 + max(0, payloadWeight) * 0.5
-        let queueFactor = 1 + Double(max(0, queueDepth)) * 0.1
+        let weightFactor = 1 + (payloadWeight.isFinite ? max(0, payloadWeight) : 0) * 0.5
+        let queueFactor = 1 + Double(Self.admittedQueueDepth(queueDepth)) * 0.1
         return baseProcessingMs * weightFactor * queueFactor
     }
 

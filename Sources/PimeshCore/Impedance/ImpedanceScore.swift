@@ -43,6 +43,6 @@ public enum ImpedanceScore {
         let quality = speed(predictedArrivalMs: predictedArrivalMs, settings: settings)
             * min(max(reliability, 0), 1)
             * stability(drift: drift)
-        return min(1000, max(0, Int((1000 * (1 - quality)).rounded())))
+        return Int.score(fromQuality: quality)
     }
 }

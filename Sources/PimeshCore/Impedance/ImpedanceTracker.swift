@@ -64,7 +64,7 @@ public struct ImpedanceTracker: Sendable {
 
     public mutating func recordHeartbeat(at now: Instant, oneWayLatencyMs: Double, queueDepth: Int) {
         latency.add(max(0, oneWayLatencyMs))
-        self.queueDepth = max(0, queueDepth)
+        self.queueDepth = AgentClass.admittedQueueDepth(queueDepth)
         lastHeartbeat = now
     }
 

@@ -58,6 +58,6 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
             headroom = 1
         }
         let quality = cpu * memory * io * thermal * headroom
-        score = min(1000, max(0, Int((1000 * (1 - quality)).rounded())))
+        score = Int.score(fromQuality: quality)
     }
 }

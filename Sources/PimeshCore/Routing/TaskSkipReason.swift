@@ -32,7 +32,7 @@ public enum TaskSkipReason: Sendable, Equatable, CustomStringConvertible {
         case let .shed(level, priority, minimumPriority):
             "shed: the node is \(level.rawValue) and takes tasks of priority \(minimumPriority) or more; this one has \(priority)"
         case let .deadlineUnreachable(fastest, deadline):
-            "insufficient_lead_time: the fastest agent needs \(Int(fastest.rounded())) ms, the deadline allows \(Int(deadline.rounded())) ms"
+            "insufficient_lead_time: the fastest agent needs \(Int64(saturating: fastest)) ms, the deadline allows \(Int64(saturating: deadline)) ms"
         }
     }
 }

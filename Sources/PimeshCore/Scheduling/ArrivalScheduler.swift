@@ -18,7 +18,7 @@ public enum SkipReason: Equatable, Sendable, CustomStringConvertible {
     }
 
     private static func format(_ ms: Double) -> String {
-        String(Int(ms.rounded()))
+        String(Int64(saturating: ms))
     }
 }
 

@@ -10,11 +10,11 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
     }
 
     public static func milliseconds(_ ms: Int64) -> Instant {
-        Instant(nanoseconds: ms * 1_000_000)
+        Instant(nanoseconds: ms.saturatingMultiply(1_000_000))
     }
 
     public static func seconds(_ s: Int64) -> Instant {
-        Instant(nanoseconds: s * 1_000_000_000)
+        Instant(nanoseconds: s.saturatingMultiply(1_000_000_000))
     }
 
     public static func < (lhs: Instant, rhs: Instant) -> Bool {
@@ -22,19 +22,24 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
     }
 
     public static func + (lhs: Instant, rhs: Duration) -> Instant {
-        Instant(nanoseconds: lhs.nanoseconds + rhs.wholeNanoseconds)
+        Instant(nanoseconds: lhs.nanoseconds.saturatingAdd(rhs.wholeNanoseconds))
     }
 
     public static func - (lhs: Instant, rhs: Duration) -> Instant {
-        Instant(nanoseconds: lhs.nanoseconds - rhs.wholeNanoseconds)
+        let ns = rhs.wholeNanoseconds
+        return Instant(nanoseconds: ns == .min ? .max : lhs.nanoseconds.saturatingAdd(-ns))
     }
 
     public static func - (lhs: Instant, rhs: Instant) -> Duration {
-        .nanoseconds(lhs.nanoseconds - rhs.nanoseconds)
+        let (difference, overflow) = lhs.nanoseconds.subtractingReportingOverflow(rhs.nanoseconds)
+        guard overflow else { return .nanoseconds(difference) }
+        return .nanoseconds(lhs.nanoseconds > rhs.nanoseconds ? Int64.max : Int64.min)
     }
 
+    /// Saturates: a lead time of "forever" (an agent's extreme queue depth) is the end of time,
+    /// not a trap (issue 20).
     public func advanced(byMilliseconds ms: Double) -> Instant {
-        Instant(nanoseconds: nanoseconds + Int64((ms * 1_000_000).rounded()))
+        Instant(nanoseconds: nanoseconds.saturatingAdd(Int64(saturating: ms * 1_000_000)))
     }
 
     public var description: String {
@@ -46,7 +51,7 @@ extension Duration {
     /// Whole nanoseconds; sub-nanosecond parts are dropped.
     public var wholeNanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        return seconds.saturatingMultiply(1_000_000_000).saturatingAdd(attoseconds / 1_000_000_000)
     }
 
     public var milliseconds: Double {
@@ -55,6 +60,6 @@ extension Duration {
     }
 
     public static func milliseconds(_ ms: Double) -> Duration {
-        .nanoseconds(Int64((ms * 1_000_000).rounded()))
+        .nanoseconds(Int64(saturating: ms * 1_000_000))
     }
 }
