@@ -46,6 +46,9 @@ let package = Package(
             pkgConfig: "libgpiod",
             providers: [.apt(["libgpiod-dev"])]
         ),
+        // fork/exec with every inherited descriptor closed and the agent's own uid/gid: what
+        // posix_spawn cannot do (issue 12).
+        .target(name: "CSpawn"),
         .target(
             name: "PimeshCore",
             swiftSettings: strictSettings
@@ -89,6 +92,7 @@ let package = Package(
         .target(
             name: "PimeshRuntime",
             dependencies: [
+                "CSpawn",
                 "PimeshCore",
                 "PimeshLED",
                 "PimeshSnapshot",

@@ -9,19 +9,26 @@ public struct AgentCredentials: Codable, Sendable, Equatable {
     public var agentClass: AgentClass
     public var capabilities: [String]
     public var heartbeat: HeartbeatEndpoint
+    /// Where the agent pulls work and posts results with its own credential
+    /// (AgentAPICredential); nil in identities saved before the lead said.
+    public var api: LeadEndpoint.API?
 
     enum CodingKeys: String, CodingKey {
-        case id, secret, name, capabilities, heartbeat
+        case id, secret, name, capabilities, heartbeat, api
         case agentClass = "class"
     }
 
-    public init(id: AgentID, secret: String, name: String, agentClass: AgentClass, capabilities: [String], heartbeat: HeartbeatEndpoint) {
+    public init(
+        id: AgentID, secret: String, name: String, agentClass: AgentClass, capabilities: [String], heartbeat: HeartbeatEndpoint,
+        api: LeadEndpoint.API? = nil
+    ) {
         self.id = id
         self.secret = secret
         self.name = name
         self.agentClass = agentClass
         self.capabilities = capabilities
         self.heartbeat = heartbeat
+        self.api = api
     }
 
     public var secretBytes: [UInt8]? {
@@ -46,8 +53,8 @@ public struct HeartbeatEndpoint: Codable, Sendable, Equatable {
 
 extension AgentCredentials {
     /// The identity the lead hands a supervised agent through its environment
-    /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET, _CLASS, _CAPABILITIES and
-    /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET.
+    /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET, _CLASS, _CAPABILITIES,
+    /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET and PIMESH_API_HOST, _PORT, _SOCKET.
     public static func fromEnvironment(_ environment: [String: String]) throws -> AgentCredentials {
         struct Missing: Error, CustomStringConvertible {
             var description: String
@@ -71,10 +78,15 @@ extension AgentCredentials {
             throw Missing(description: "PIMESH_AGENT_CLASS is not a known class")
         }
         let capabilities = (environment["PIMESH_AGENT_CAPABILITIES"] ?? "").split(separator: ",").map(String.init)
+        var api: LeadEndpoint.API?
+        if let host = environment["PIMESH_API_HOST"], let port = environment["PIMESH_API_PORT"].flatMap(Int.init), (1...65535).contains(port) {
+            api = LeadEndpoint.API(host: host, port: port, unixSocket: environment["PIMESH_API_SOCKET"])
+        }
         return AgentCredentials(
             id: id, secret: secret, name: try value("PIMESH_AGENT_NAME"), agentClass: agentClass, capabilities: capabilities,
             heartbeat: HeartbeatEndpoint(
                 host: try value("PIMESH_HEARTBEAT_HOST"), port: port, unixSocket: environment["PIMESH_HEARTBEAT_SOCKET"],
-                intervalMs: interval))
+                intervalMs: interval),
+            api: api)
     }
 }

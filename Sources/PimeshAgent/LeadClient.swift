@@ -11,11 +11,35 @@ public struct LeadClient: Sendable {
         self.token = token
     }
 
-    /// Finds the lead that runs with `dataDir`: its unix socket when there is one, else loopback TCP.
+    /// Finds the lead that runs with `dataDir`: loopback TCP with the operator token, or, for an
+    /// operator who may not read the token (a member of the `pimesh` group), the unix socket,
+    /// where the lead knows the caller by its uid.
     public init(dataDir: String, timeoutMs: Int = 5000) throws {
         let endpoint = try LeadDiscovery.endpoint(dataDir: dataDir)
-        let token = try LeadDiscovery.token(dataDir: dataDir)
-        self.init(address: .loopback(host: endpoint.api.host, port: endpoint.api.port), token: token, timeoutMs: timeoutMs)
+        do {
+            let token = try LeadDiscovery.token(dataDir: dataDir)
+            self.init(address: .loopback(host: endpoint.api.host, port: endpoint.api.port), token: token, timeoutMs: timeoutMs)
+        } catch let error as LeadDiscoveryError {
+            guard let socket = endpoint.api.unixSocket, FileIO.exists(socket) else { throw error }
+            self.init(address: .unix(path: socket), token: "", timeoutMs: timeoutMs)
+        }
+    }
+
+    /// An agent's own client: its credential (AgentAPICredential) opens its work, results and
+    /// answers, nothing else. The address comes from its credentials, else from `dataDir`.
+    public static func forAgent(_ credentials: AgentCredentials, dataDir: String? = nil, timeoutMs: Int = 5000) throws -> LeadClient {
+        guard let bearer = AgentAPICredential.bearer(for: credentials) else {
+            throw APIError(status: 0, message: "agent \(credentials.name): the secret is not hex")
+        }
+        let api: LeadEndpoint.API
+        if let known = credentials.api {
+            api = known
+        } else if let dataDir {
+            api = try LeadDiscovery.endpoint(dataDir: dataDir).api
+        } else {
+            throw APIError(status: 0, message: "agent \(credentials.name): no API address (PIMESH_API_HOST/PORT) and no data dir")
+        }
+        return LeadClient(address: .loopback(host: api.host, port: api.port), token: bearer, timeoutMs: timeoutMs)
     }
 
     /// An answer from the lead that was not a success; carries the lead's own error message.
@@ -30,14 +54,17 @@ public struct LeadClient: Sendable {
         var error: String
     }
 
+    /// No header on the unix socket without a token: the lead then goes by the peer's uid.
+    public var authorization: [(String, String)] {
+        token.isEmpty ? [] : [("Authorization", "Bearer \(token)")]
+    }
+
     public func get(_ path: String) throws -> [UInt8] {
-        try checked(http.request("GET", path, headers: [("Authorization", "Bearer \(token)")]))
+        try checked(http.request("GET", path, headers: authorization))
     }
 
     public func post(_ path: String, json: [UInt8]) throws -> [UInt8] {
-        try checked(
-            http.request(
-                "POST", path, headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")], body: json))
+        try checked(http.request("POST", path, headers: authorization + [("Content-Type", "application/json")], body: json))
     }
 
     private func checked(_ response: LoopbackHTTPClient.Response) throws -> [UInt8] {

@@ -30,7 +30,10 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
     }
 
     public static let fileName = "lead.json"
+    /// The operator token: everything the API offers.
     public static let tokenFileName = "node-token"
+    /// The join token: registering attached agents, nothing else.
+    public static let joinTokenFileName = "join-token"
 }
 
 /// The errors a client meets before it ever reaches the lead.

@@ -63,12 +63,12 @@ public struct PimeshAgent: Sendable {
     /// Blocking: run it on a thread of its own. Connection errors (the lead restarting) are
     /// retried after a second.
     public func serve(
-        dataDir: String, waitMs: Int = 25_000, shouldStop: @Sendable () -> Bool = { false },
+        dataDir: String?, waitMs: Int = 25_000, shouldStop: @Sendable () -> Bool = { false },
         handler: (WorkItem) -> Reply
     ) {
         while !shouldStop() {
             do {
-                let client = try LeadClient(dataDir: dataDir)
+                let client = try LeadClient.forAgent(credentials, dataDir: dataDir)
                 for item in try client.pullWork(agentID: credentials.id, waitMs: waitMs) {
                     try send(handler(item), for: item, client: client)
                 }

@@ -33,6 +33,11 @@ public struct NodeKey: Sendable {
         public var description: String
     }
 
+    /// The key in `dataDir` if there is one; never creates it.
+    public static func load(dataDir: String) throws -> NodeKey? {
+        FileIO.exists(dataDir + "/" + fileName) ? try loadOrCreate(dataDir: dataDir) : nil
+    }
+
     public static func loadOrCreate(dataDir: String) throws -> NodeKey {
         let path = dataDir + "/" + fileName
         if FileIO.exists(path) {

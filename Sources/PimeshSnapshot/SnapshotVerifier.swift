@@ -68,7 +68,9 @@ public enum SnapshotVerifier {
 
     public static func checkSignature(_ manifest: SnapshotManifest, trustedKeys: [String]?) throws(Problem) {
         if let trustedKeys, !trustedKeys.contains(manifest.publicKey) {
-            throw Problem(description: "signed by an unknown key (node \(manifest.nodeID)); enroll it first")
+            throw Problem(
+                description: "signed by a key that is not trusted: node \(manifest.nodeID), public key \(manifest.publicKey); "
+                    + "if that node is yours, pass --public-key \(manifest.publicKey) (or enroll it with the coordinator)")
         }
         guard NodeKey.nodeID(publicKeyHex: manifest.publicKey) == manifest.nodeID else {
             throw Problem(description: "node id \(manifest.nodeID) does not belong to the manifest's public key")
@@ -82,7 +84,9 @@ public enum SnapshotVerifier {
 
     /// Verifies `path` while decompressing it into `<directory>/pimesh.db` (temporary name,
     /// fsync, rename), then runs SQLite's integrity check on the result. Refuses to overwrite.
-    public static func restore(_ path: String, to directory: String, progress: (UInt64) -> Void = { _ in }) throws -> (Report, String) {
+    public static func restore(
+        _ path: String, to directory: String, trustedKeys: [String], progress: (UInt64) -> Void = { _ in }
+    ) throws -> (Report, String) {
         try FileIO.makeDirectories(directory, mode: 0o700)
         let target = directory + "/pimesh.db"
         guard !FileIO.exists(target) else {
@@ -93,7 +97,7 @@ public enum SnapshotVerifier {
         guard fd >= 0 else { throw FileIO.Failure(path: temporary, operation: "create", errno: errno) }
         let report: Report
         do {
-            report = try verify(path, restoreTo: fd, progress: progress)
+            report = try verify(path, trustedKeys: trustedKeys, restoreTo: fd, progress: progress)
             guard fsync(fd) == 0 else { throw FileIO.Failure(path: temporary, operation: "fsync", errno: errno) }
             close(fd)
         } catch {

@@ -16,7 +16,7 @@ struct Pimesh: AsyncParsableCommand {
             RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
             BroadcastCommand.self, ConflictsCommand.self, HealCommand.self, FreezeCommand.self, ThawCommand.self, LogsCommand.self,
             EventsCommand.self, SnapshotCommand.self, CoordinatorCommand.self, LedsCommand.self, SelftestCommand.self, SwarmCommand.self, AgentCommand.self, ConfigCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, TokenCommand.self,
         ]
     )
 }

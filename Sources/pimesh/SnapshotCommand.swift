@@ -126,15 +126,14 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: "The snapshot's manifest (.json) or compressed file (.db.lz4).")
         var file: String
 
-        @Option(name: .long, help: "Only accept this public key (64 hex digits), e.g. the node's from `snapshot list --json`.")
-        var publicKey: String?
+        @OptionGroup var trust: TrustedKeys
 
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
 
         func run() async throws {
             do {
-                let report = try SnapshotVerifier.verify(file, trustedKeys: publicKey.map { [$0] })
+                let report = try SnapshotVerifier.verify(file, trustedKeys: try trust.keys())
                 if json {
                     struct Answer: Encodable {
                         var ok = true
@@ -167,13 +166,15 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Where to put pimesh.db.")
         var to: String
 
+        @OptionGroup var trust: TrustedKeys
+
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
 
         func run() async throws {
             do {
                 let bar = ProgressLine(label: "restoring", enabled: !json && Terminal.isInteractive)
-                let (report, integrity) = try SnapshotVerifier.restore(file, to: to) { bar.show(bytes: $0) }
+                let (report, integrity) = try SnapshotVerifier.restore(file, to: to, trustedKeys: try trust.keys()) { bar.show(bytes: $0) }
                 bar.finish()
                 guard integrity == "ok" else { throw CLIFailure("restored \(to)/pimesh.db, but SQLite's integrity check says: \(integrity)") }
                 if json {
@@ -188,6 +189,36 @@ struct SnapshotCommand: AsyncParsableCommand {
 }
 
 extension SnapshotCommand {
+    /// Whose signatures a snapshot may carry (issue 12: a forged snapshot signed by any key was
+    /// once restored): the node's own key, keys given by hand, keys enrolled in a coordinator.
+    struct TrustedKeys: ParsableArguments {
+        @Option(name: .long, help: "Trust this public key (64 hex digits); repeatable.")
+        var publicKey: [String] = []
+
+        @Option(name: .long, help: "Trust this node's own key (<dir>/node-key). Default: $PIMESH_DATA_DIR, else ./.pimesh.")
+        var dataDir: String?
+
+        @Option(name: .long, help: "Trust every node enrolled in the coordinator that keeps its files in DIR.")
+        var coordinatorDir: String?
+
+        func keys() throws -> [String] {
+            var keys = publicKey
+            for key in keys where Hex.decode(key)?.count != 32 {
+                throw CLIFailure("--public-key \(key) is not an Ed25519 public key (64 hex digits)")
+            }
+            let dir = dataDir ?? LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
+            if let own = try NodeKey.load(dataDir: dir) { keys.append(own.publicKeyHex) }
+            if let coordinatorDir {
+                keys += try CoordinatorStore(path: coordinatorDir + "/coordinator.db").enrolledKeys()
+            }
+            guard !keys.isEmpty else {
+                throw CLIFailure(
+                    "no trusted key: \(dir)/node-key does not exist; pass --public-key HEX, --data-dir of the node, or --coordinator-dir")
+            }
+            return keys
+        }
+    }
+
     struct Push: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Upload every snapshot the configured target has not confirmed yet, now.",

@@ -116,6 +116,7 @@ struct StatusCommand: AsyncParsableCommand {
             if !health.openGroupBreakers.isEmpty { lines.append("breakers    open: \(health.openGroupBreakers.joined(separator: ", "))") }
             for item in health.awaitingOperator { lines.append("awaiting    \(item)   (pimesh heal NAME)") }
             for refused in health.refusedManifests { lines.append("refused     \(refused)") }
+            for warning in health.warnings { lines.append("warning     \(warning)") }
         }
         if !a.quarantined.isEmpty {
             lines.append("quarantine  \(a.quarantined.joined(separator: ", "))   (pimesh conflicts release NAME)")

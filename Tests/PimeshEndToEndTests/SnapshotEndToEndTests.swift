@@ -39,10 +39,10 @@ import Testing
         let manifest = try APICoding.decode(SnapshotManifestView.self, from: Array(created.output.utf8))
         #expect(manifest.sequence == 1)
         let file = dataDir + "/spool/" + manifest.file
-        let verified = try runPimesh(["snapshot", "verify", file])
+        let verified = try runPimesh(["snapshot", "verify", file, "--data-dir", dataDir])
         #expect(verified.status == 0)
         #expect(verified.output.hasPrefix("ok: snapshot 1 of \(manifest.nodeId)"))
-        let restored = try runPimesh(["snapshot", "restore", file, "--to", dataDir + "/restored"])
+        let restored = try runPimesh(["snapshot", "restore", file, "--to", dataDir + "/restored", "--data-dir", dataDir])
         #expect(restored.status == 0, "\(restored.output)")
         for table in ["agents", "tasks"] {
             #expect(try sqlite(dataDir + "/restored/pimesh.db", "SELECT count(*) FROM \(table)") == sqlite(dataDir + "/pimesh.db", "SELECT count(*) FROM \(table)"))
@@ -50,6 +50,28 @@ import Testing
         #expect(try sqlite(dataDir + "/restored/pimesh.db", "SELECT count(*) FROM agents") == "5")
         let listed = try runPimesh(["snapshot", "list", "--data-dir", dataDir])
         #expect(listed.output.contains("1 snapshots in"))
+
+        // A forged snapshot: another node's key signed a database with an extra agent. Restore
+        // and verify refuse it, naming the signer; trusted by hand, the same file restores.
+        let forger = dataDir + "/forger"
+        try FileManager.default.createDirectory(atPath: forger, withIntermediateDirectories: true)
+        let forgerLead = try LeadProcess(dataDir: forger)
+        _ = try forgerLead.waitReady()
+        _ = try forgerLead.client().register(.init(name: "impostor"))
+        #expect(forgerLead.terminate() == 0)
+        let forged = try runPimesh(["snapshot", "create", "--data-dir", forger, "--json"])
+        let forgedManifest = try APICoding.decode(SnapshotManifestView.self, from: Array(forged.output.utf8))
+        let forgedFile = forger + "/spool/" + forgedManifest.file
+        for command in [["verify", forgedFile], ["restore", forgedFile, "--to", dataDir + "/forged"]] {
+            let refused = try runPimesh(["snapshot"] + command + ["--data-dir", dataDir])
+            #expect(refused.status == 1, "\(refused.output)")
+            #expect(refused.output.contains("not trusted: node \(forgedManifest.nodeId)"), "\(refused.output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dataDir + "/forged/pimesh.db"))
+        let forgerKey = try String(contentsOfFile: forger + "/spool/" + forgedManifest.file.replacingOccurrences(of: ".db.lz4", with: ".json"), encoding: .utf8)
+        let publicKey = try #require(forgerKey.split(separator: "\"").drop { $0 != "public_key" }.dropFirst(2).first)
+        let trusted = try runPimesh(["snapshot", "restore", forgedFile, "--to", dataDir + "/forged", "--data-dir", dataDir, "--public-key", String(publicKey)])
+        #expect(trusted.status == 0, "\(trusted.output)")
     }
 
     @Test func killedMidSnapshotTheSpoolHoldsOnlyWholeSnapshots() throws {
@@ -76,7 +98,7 @@ import Testing
             process.waitUntilExit()
             // Whatever the instant: every snapshot the spool lists is whole and verifies.
             for name in spoolFiles() where name.hasSuffix(".json") && name.hasPrefix("snapshot-") {
-                #expect(try runPimesh(["snapshot", "verify", dataDir + "/spool/" + name]).status == 0, "after a kill at \(delayMs) ms")
+                #expect(try runPimesh(["snapshot", "verify", dataDir + "/spool/" + name, "--data-dir", dataDir]).status == 0, "after a kill at \(delayMs) ms")
             }
         }
         // A lead killed in the middle of its own snapshot: the restart clears what was left.
@@ -100,7 +122,7 @@ import Testing
         #expect(created.status == 0, "\(created.output)")
         let manifest = try APICoding.decode(SnapshotManifestView.self, from: Array(created.output.utf8))
         #expect(!manifests.contains("snapshot-" + String(format: "%010d", manifest.sequence) + ".json"))
-        #expect(try runPimesh(["snapshot", "verify", dataDir + "/spool/" + manifest.file]).status == 0)
+        #expect(try runPimesh(["snapshot", "verify", dataDir + "/spool/" + manifest.file, "--data-dir", dataDir]).status == 0)
         let plain = dataDir + "/plain.db"
         let lz4 = Process()
         lz4.executableURL = URL(fileURLWithPath: "/usr/bin/lz4")

@@ -119,6 +119,30 @@ import Testing
         #expect(badSignature.text.contains("bad signature"))
         #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000002.db.lz4"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
+
+        // Issue 12: hostile names and sizes are refused before anything touches the disk.
+        let validBody = [UInt8](FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000002.db.lz4")!)
+        let hostile: [(path: String, manifest: String, body: [UInt8], status: Int)] = [
+            ("/v1/nodes/\(nodeID)/snapshots/3",
+             manifestText.replacingOccurrences(of: "snapshot-0000000002.db.lz4", with: "../../escape").replacingOccurrences(of: "\"sequence\" : 2", with: "\"sequence\" : 3"),
+             [1, 2, 3], 400),
+            ("/v1/nodes/\(nodeID)/snapshots/3",
+             manifestText.replacingOccurrences(of: "snapshot-0000000002.db.lz4", with: "snapshot-0000000001.db.lz4").replacingOccurrences(of: "\"sequence\" : 2", with: "\"sequence\" : 3"),
+             [1, 2, 3], 400),
+            ("/v1/nodes/..%2F..%2Fetc/snapshots/2", manifestText, validBody, 400),
+            ("/v1/nodes/\(nodeID)/snapshots/2", manifestText, validBody + [UInt8](repeating: 0, count: 4096), 400),
+        ]
+        for attempt in hostile {
+            let answer = try http.request("PUT", attempt.path, headers: [("Pimesh-Manifest", Hex.encode(Array(attempt.manifest.utf8)))], body: attempt.body)
+            #expect(answer.status == attempt.status, "\(attempt.path): \(answer.status) \(answer.text)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/escape"))
+        #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/../escape"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/nodes/\(nodeID)").sorted()
+            == ["snapshot-0000000001.db.lz4", "snapshot-0000000001.json"])
+        // The first snapshot is where it was, unchanged.
+        #expect(FileManager.default.contents(atPath: stored) == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
     }
 
     @Test func theLeadRetriesUntilTheCoordinatorIsBackAlsoAcrossAKill9() throws {

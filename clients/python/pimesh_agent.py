@@ -52,27 +52,40 @@ class Report:
 
 
 def discover(data_dir):
-    """The running lead's endpoint (lead.json) and the node token, from its data dir."""
+    """The running lead's endpoint (lead.json), from its data dir."""
     lead_path = os.path.join(data_dir, "lead.json")
-    token_path = os.path.join(data_dir, "node-token")
     try:
         with open(lead_path, "rb") as f:
-            endpoint = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise PimeshError(f"no lead is running with data dir {data_dir} (no {lead_path})") from None
+
+
+def read_token(data_dir, name="node-token"):
+    """A token file of the lead's: node-token (the operator's) or join-token (registration only)."""
+    token_path = os.path.join(data_dir, name)
     try:
         with open(token_path) as f:
-            token = f.read().strip()
+            return f.read().strip()
     except OSError as error:
-        raise PimeshError(f"cannot read the node token at {token_path}: {error}") from None
-    return endpoint, token
+        raise PimeshError(f"cannot read the {name} at {token_path}: {error}") from None
 
 
-def api_request(data_dir, method, path, body=None, timeout=5.0):
-    """One call to the lead's API; returns (status, decoded JSON). Unreachable leads raise PimeshError."""
-    endpoint, token = discover(data_dir)
-    api = endpoint["api"]
-    headers = {"Authorization": f"Bearer {token}"}
+def agent_bearer(agent_id, secret):
+    """An agent's own API credential: HMAC-SHA256(secret, "pimesh-agent-api-v1:" + id), bound to
+    its id. It opens the agent's own work, results and answers and nothing else (docs/api.md)."""
+    mac = hmac.new(secret, f"pimesh-agent-api-v1:{agent_id}".encode(), hashlib.sha256).hexdigest()
+    return f"agent.{agent_id}.{mac}"
+
+
+def api_request(data_dir, method, path, body=None, timeout=5.0, bearer=None, api=None):
+    """One call to the lead's API; returns (status, decoded JSON). Unreachable leads raise PimeshError.
+    Without `bearer`, the operator token from the data dir is sent."""
+    if api is None:
+        api = discover(data_dir)["api"]
+    if bearer is None:
+        bearer = read_token(data_dir)
+    headers = {"Authorization": f"Bearer {bearer}"}
     payload = None
     if body is not None:
         payload = json.dumps(body)
@@ -135,11 +148,23 @@ class PimeshAgent:
         # of this process without storing a counter.
         self.iteration = int(time.time() * 1_000_000)
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.bearer = agent_bearer(credentials["id"], self.secret)
+
+    def _request(self, data_dir, method, path, body=None, timeout=5.0):
+        """The agent's own calls, with its own credential, to the API its credentials name."""
+        return api_request(data_dir, method, path, body, timeout, bearer=self.bearer, api=self.credentials.get("api"))
 
     @staticmethod
-    def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0):
+    def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0, token=None):
+        """Registers with the join token (token=, else the data dir's join-token, else node-token)."""
+        if token is None:
+            try:
+                token = read_token(data_dir, "join-token")
+            except PimeshError:
+                token = read_token(data_dir)
         status, answer = api_request(data_dir, "POST", "/v1/agents",
-                                     {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout)
+                                     {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout,
+                                     bearer=token)
         if status != 201:
             raise _refused("the registration", status, answer)
         return answer
@@ -153,12 +178,15 @@ class PimeshAgent:
         if missing:
             raise PimeshError(f"{', '.join(missing)} not set: this agent expects to be started by `pimesh run` from a manifest")
         capabilities = [c for c in environ.get("PIMESH_AGENT_CAPABILITIES", "").split(",") if c]
-        return cls({
+        credentials = {
             "id": environ["PIMESH_AGENT_ID"], "secret": environ["PIMESH_AGENT_SECRET"], "name": environ["PIMESH_AGENT_NAME"],
             "class": environ.get("PIMESH_AGENT_CLASS", "CLASS_E_LOCAL"), "capabilities": capabilities,
             "heartbeat": {"host": environ["PIMESH_HEARTBEAT_HOST"], "port": environ["PIMESH_HEARTBEAT_PORT"],
                           "interval_ms": environ.get("PIMESH_HEARTBEAT_INTERVAL_MS", "250")},
-        })
+        }
+        if environ.get("PIMESH_API_HOST") and environ.get("PIMESH_API_PORT"):
+            credentials["api"] = {"host": environ["PIMESH_API_HOST"], "port": int(environ["PIMESH_API_PORT"])}
+        return cls(credentials)
 
     @classmethod
     def register_or_resume(cls, data_dir, identity_file, name, agent_class="CLASS_E_LOCAL", capabilities=()):
@@ -189,7 +217,7 @@ class PimeshAgent:
 
     def pull_work(self, data_dir, wait_ms=25000, max_items=1):
         """Waits up to wait_ms for tasks, asks or broadcasts; an empty list means none came."""
-        status, answer = api_request(data_dir, "GET", f"/v1/agents/{self.credentials['id']}/work"
+        status, answer = self._request(data_dir, "GET", f"/v1/agents/{self.credentials['id']}/work"
                                      f"?wait_ms={int(wait_ms)}&max={int(max_items)}", timeout=wait_ms / 1000 + 5)
         if status != 200:
             raise _refused("the long poll", status, answer)
@@ -202,7 +230,7 @@ class PimeshAgent:
         for key, value in (("result", result), ("error", error), ("conflict", conflict)):
             if value is not None:
                 body[key] = value
-        status, answer = api_request(data_dir, "POST", f"/v1/tasks/{task_id}/result", body)
+        status, answer = self._request(data_dir, "POST", f"/v1/tasks/{task_id}/result", body)
         if status == 409:
             return False
         if status != 200:
@@ -216,7 +244,7 @@ class PimeshAgent:
             body["answer"] = answer
         if conflict is not None:
             body["conflict"] = conflict
-        status, reply = api_request(data_dir, "POST", f"/v1/ops/{operation_id}/answers", body)
+        status, reply = self._request(data_dir, "POST", f"/v1/ops/{operation_id}/answers", body)
         if status != 200:
             raise _refused("the answer", status, reply)
         return reply["answer"]

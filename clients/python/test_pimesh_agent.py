@@ -31,7 +31,7 @@ class LeadFixture:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                endpoint, _ = pimesh_agent.discover(self.data_dir)
+                endpoint = pimesh_agent.discover(self.data_dir)
                 if endpoint["pid"] == self.process.pid:
                     return
             except (PimeshError, ValueError):
@@ -41,7 +41,7 @@ class LeadFixture:
         raise RuntimeError("lead did not start")
 
     def get(self, path):
-        endpoint, token = pimesh_agent.discover(self.data_dir)
+        endpoint, token = pimesh_agent.discover(self.data_dir), pimesh_agent.read_token(self.data_dir)
         request = urllib.request.Request(f"http://127.0.0.1:{endpoint['api']['port']}{path}",
                                          headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -175,6 +175,17 @@ class PythonClientTests(unittest.TestCase):
             self.assertEqual(agent["supervision"]["mode"], "supervised")
         finally:
             supervised.stop()
+
+    def test_an_agents_credential_opens_only_its_own_work(self):
+        """Issue 12: an agent's own credential pulls its own work; another agent's is refused."""
+        alice = PimeshAgent.register_or_resume(self.lead.data_dir, os.path.join(self.lead.data_dir, "alice.json"), "alice")
+        bob = PimeshAgent.register_or_resume(self.lead.data_dir, os.path.join(self.lead.data_dir, "bob.json"), "bob")
+        self.assertEqual(alice.pull_work(self.lead.data_dir, wait_ms=0), [])
+        status, answer = pimesh_agent.api_request(self.lead.data_dir, "GET", f"/v1/agents/{alice.credentials['id']}/work",
+                                                  bearer=bob.bearer)
+        self.assertEqual(status, 403, answer)
+        status, answer = pimesh_agent.api_request(self.lead.data_dir, "GET", "/v1/status", bearer=bob.bearer)
+        self.assertEqual(status, 403, answer)
 
     def test_datagram_layout_matches_the_protocol(self):
         datagram = pimesh_agent.encode_heartbeat(bytes(range(16)), b"k", 7, 1000, CONFLICT, 2, 3)

@@ -36,10 +36,12 @@ public struct SupervisionView: Codable, Sendable, Equatable {
     public var memoryBytes: UInt64?
     public var memoryLimitBytes: UInt64?
     public var log: String?
+    /// The user a supervised agent runs as (its manifest's `user`, else `pimesh-agent`, else the lead's).
+    public var user: String?
 
     public init(
         mode: String, manifest: String, pid: Int32?, restarts: Int, lastExit: String?, restartInMs: Int64?, frozen: Bool,
-        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?
+        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?, user: String? = nil
     ) {
         self.mode = mode
         self.manifest = manifest
@@ -52,6 +54,7 @@ public struct SupervisionView: Codable, Sendable, Equatable {
         self.memoryBytes = memoryBytes
         self.memoryLimitBytes = memoryLimitBytes
         self.log = log
+        self.user = user
     }
 }
 
@@ -103,11 +106,13 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var agentsMemoryBytes: UInt64?
     public var ramBudgetBytes: UInt64?
     public var cgroups: String
+    /// What an operator should fix though nothing fails yet (agents running as root).
+    public var warnings: [String]
 
     public init(
         level: String, restrictions: [String], conditions: [String: Int], supervised: Int, attached: Int, restarts: Int,
         refusedManifests: [String], awaitingOperator: [String], openGroupBreakers: [String], agentsMemoryBytes: UInt64?,
-        ramBudgetBytes: UInt64?, cgroups: String
+        ramBudgetBytes: UInt64?, cgroups: String, warnings: [String] = []
     ) {
         self.level = level
         self.restrictions = restrictions
@@ -121,5 +126,6 @@ public struct HealthReport: Codable, Sendable, Equatable {
         self.agentsMemoryBytes = agentsMemoryBytes
         self.ramBudgetBytes = ramBudgetBytes
         self.cgroups = cgroups
+        self.warnings = warnings
     }
 }

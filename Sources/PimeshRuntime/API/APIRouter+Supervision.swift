@@ -5,7 +5,7 @@ import PimeshSnapshot
 
 extension APIRouter {
     /// Operator verbs and the health event log (docs/api.md "Supervision").
-    static func addSupervisionRoutes(to v1: RouterGroup<BasicRequestContext>, state: LeadState) {
+    static func addSupervisionRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
         v1.post("agents/:id/heal") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)

@@ -9,8 +9,8 @@ enum APIRouter {
     /// Registration bodies are a few hundred bytes; anything near this is not a registration.
     static let maxBodyBytes = 64 * 1024
 
-    static func build(state: LeadState, token: String) -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    static func build(state: LeadState, tokens: LeadTokens) -> Router<LeadRequestContext> {
+        let router = Router(context: LeadRequestContext.self)
         router.get("/healthz") { _, _ in
             JSONResponse.make(status: .ok, ["status": "ok"])
         }
@@ -25,15 +25,60 @@ enum APIRouter {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: state.metricsText())))
         }
-        let v1 = router.group("v1").add(middleware: BearerTokenMiddleware(token: Array(token.utf8)))
-        v1.get("status") { _, _ in
+        // Who may call what (docs/api.md): these four routes are the only ones open to agents'
+        // own credentials and the join token; every other /v1 route is the operator's.
+        let v1 = router.group("v1").add(
+            middleware: BearerAuthentication(tokens: tokens, registry: state.registry, operators: OperatorPeers()))
+        v1.post("agents") { request, context in
+            await handle {
+                guard context.caller.isOperator || context.caller == .join else {
+                    throw APIError(status: .forbidden, message: "registering an agent needs the join token or the operator token")
+                }
+                return try await register(request: request, state: state, caller: context.caller)
+            }
+        }
+        v1.get("agents/:id/work") { request, context in
+            await handle {
+                let (id, _) = try agent(context, state)
+                try context.caller.require(actingFor: id, field: "id")
+                let query = request.uri.queryParameters
+                let waitMs = try queryInteger(query.get("wait_ms"), name: "wait_ms", in: 0...state.config.tasks.longPollMaxMs) ?? 0
+                let max = try queryInteger(query.get("max"), name: "max", in: 1...100) ?? 1
+                let items = await state.tasks.pull(agent: id, max: max, wait: .milliseconds(waitMs))
+                return JSONResponse.make(status: .ok, WorkBatch(items: items))
+            }
+        }
+        v1.post("tasks/:id/result") { request, context in
+            await handle {
+                let submission = try ResultSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
+                try context.caller.require(actingFor: submission.agentID, field: "agent_id")
+                switch try await state.tasks.complete(taskID: context.parameters.get("id") ?? "", with: submission) {
+                case .accepted(let view):
+                    return JSONResponse.make(status: .ok, view)
+                case .alreadyFinished(let view):
+                    // The first result won; the agent can drop this one.
+                    return APIError(status: .conflict, message: "task \(view.id) is already \(view.state)", field: "id").response
+                }
+            }
+        }
+        v1.post("ops/:id/answers") { request, context in
+            await handle {
+                let answer = try AnswerSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
+                try context.caller.require(actingFor: answer.agentID, field: "agent_id")
+                let result = try await state.gather.answer(operationID: context.parameters.get("id") ?? "", answer)
+                return JSONResponse.make(status: .ok, ["answer": result.rawValue])
+            }
+        }
+
+        let operatorRoutes = v1.group().add(middleware: RequireOperator())
+        operatorRoutes.get("status") { _, _ in
             JSONResponse.make(status: .ok, state.status())
         }
-        v1.get("agents") { _, _ in
+        operatorRoutes.get("agents") { _, _ in
             JSONResponse.make(
                 status: .ok, AgentList(agents: state.agentViews()))
         }
-        v1.get("agents/:id") { _, context in
+        operatorRoutes.get("agents/:id") { _, context in
             await handle {
                 let (id, _) = try agent(context, state)
                 guard let view = state.agentView(id) else {
@@ -42,20 +87,7 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, view)
             }
         }
-        v1.post("agents") { request, _ in
-            await handle { try await register(request: request, state: state) }
-        }
-        v1.get("agents/:id/work") { request, context in
-            await handle {
-                let (id, _) = try agent(context, state)
-                let query = request.uri.queryParameters
-                let waitMs = try queryInteger(query.get("wait_ms"), name: "wait_ms", in: 0...state.config.tasks.longPollMaxMs) ?? 0
-                let max = try queryInteger(query.get("max"), name: "max", in: 1...100) ?? 1
-                let items = await state.tasks.pull(agent: id, max: max, wait: .milliseconds(waitMs))
-                return JSONResponse.make(status: .ok, WorkBatch(items: items))
-            }
-        }
-        v1.post("agents/:id/quarantine") { request, context in
+        operatorRoutes.post("agents/:id/quarantine") { request, context in
             await handle {
                 let (id, name) = try agent(context, state)
                 let body = try await RequestBody.json(request, limit: 4096)
@@ -66,14 +98,14 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "true"])
             }
         }
-        v1.post("agents/:id/release") { _, context in
+        operatorRoutes.post("agents/:id/release") { _, context in
             await handle {
                 let (id, name) = try agent(context, state)
                 try await state.conflicts.release(id)
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
             }
         }
-        v1.post("tasks") { request, _ in
+        operatorRoutes.post("tasks") { request, _ in
             await handle {
                 let submission = try TaskSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 switch try await state.tasks.submit(submission) {
@@ -82,7 +114,7 @@ enum APIRouter {
                 }
             }
         }
-        v1.get("tasks") { request, _ in
+        operatorRoutes.get("tasks") { request, _ in
             await handle {
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
@@ -97,7 +129,7 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, try state.tasks.list(limit: limit, state: filter))
             }
         }
-        v1.get("tasks/:id") { _, context in
+        operatorRoutes.get("tasks/:id") { _, context in
             await handle {
                 let id = context.parameters.get("id") ?? ""
                 guard let view = try state.tasks.task(id: id) else {
@@ -106,49 +138,45 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, view)
             }
         }
-        v1.post("tasks/:id/cancel") { _, context in
+        operatorRoutes.post("tasks/:id/cancel") { _, context in
             await handle {
                 JSONResponse.make(status: .ok, try await state.tasks.cancel(taskID: context.parameters.get("id") ?? ""))
             }
         }
-        v1.post("tasks/:id/result") { request, context in
-            await handle {
-                let submission = try ResultSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
-                switch try await state.tasks.complete(taskID: context.parameters.get("id") ?? "", with: submission) {
-                case .accepted(let view):
-                    return JSONResponse.make(status: .ok, view)
-                case .alreadyFinished(let view):
-                    // The first result won; the agent can drop this one.
-                    return APIError(status: .conflict, message: "task \(view.id) is already \(view.state)", field: "id").response
-                }
-            }
-        }
-        v1.post("ask") { request, _ in
+        operatorRoutes.post("ask") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 try state.checkScatterAllowed(capability: gather.capability)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
             }
         }
-        v1.post("broadcast") { request, _ in
+        operatorRoutes.post("broadcast") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 try state.checkScatterAllowed(capability: gather.capability)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
             }
         }
-        v1.post("ops/:id/answers") { request, context in
+        addSupervisionRoutes(to: operatorRoutes, state: state)
+        operatorRoutes.post("tokens/:kind/rotate") { _, context in
             await handle {
-                let answer = try AnswerSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
-                let result = try await state.gather.answer(operationID: context.parameters.get("id") ?? "", answer)
-                return JSONResponse.make(status: .ok, ["answer": result.rawValue])
+                let text = context.parameters.get("kind") ?? ""
+                guard let kind = LeadTokens.Kind(rawValue: text) else {
+                    throw APIError.badRequest("token \"\(text)\" is not one of operator, join", field: "kind")
+                }
+                do {
+                    try tokens.rotate(kind)
+                } catch {
+                    throw APIError(status: .internalServerError, message: "the \(kind.rawValue) token was not rotated: \(error)")
+                }
+                state.events.append(kind: "token_rotated", agent: nil, detail: "\(kind.rawValue) token rotated by \(context.caller.label)")
+                return JSONResponse.make(status: .ok, ["token": kind.rawValue, "file": tokens.dataDir + "/" + kind.fileName])
             }
         }
-        addSupervisionRoutes(to: v1, state: state)
-        v1.get("leds") { _, _ in
+        operatorRoutes.get("leds") { _, _ in
             JSONResponse.make(status: .ok, state.leds.report)
         }
-        v1.get("conflicts") { request, _ in
+        operatorRoutes.get("conflicts") { request, _ in
             await handle {
                 let limit = try queryInteger(request.uri.queryParameters.get("limit"), name: "limit", in: 1...10_000) ?? 100
                 return JSONResponse.make(status: .ok, try state.conflicts.list(limit: limit))
@@ -169,7 +197,7 @@ enum APIRouter {
     }
 
     /// The agent named by the `:id` path parameter: its UUID, or its name as operators type it.
-    static func agent(_ context: BasicRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
+    static func agent(_ context: LeadRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
         let text = context.parameters.get("id") ?? ""
         guard let found = state.registry.resolve(text) else {
             throw APIError(status: .notFound, message: "no agent with id or name \"\(text)\"", field: "id")
@@ -185,9 +213,14 @@ enum APIRouter {
         return value
     }
 
-    static func register(request: Request, state: LeadState) async throws -> Response {
+    static func register(request: Request, state: LeadState, caller: Caller) async throws -> Response {
         let body = try await RequestBody.json(request, limit: maxBodyBytes)
         let registration = try RegistrationRequest.validate(body)
+        if let manifest = state.supervisor?.supervisedManifest(named: registration.name) {
+            // The lead makes that agent's identity itself; a squatter would run it with its secret.
+            throw APIError(
+                status: .conflict, message: "the name \"\(registration.name)\" belongs to the supervised agent of \(manifest)", field: "name")
+        }
         if state.registry.isNameTaken(registration.name) {
             throw APIError(status: .conflict, message: "an agent named \"\(registration.name)\" is already registered", field: "name")
         }
@@ -211,7 +244,7 @@ enum APIRouter {
         }
         let credentials = AgentCredentials(
             id: row.id, secret: Hex.encode(secret), name: row.name, agentClass: row.agentClass,
-            capabilities: row.capabilities, heartbeat: heartbeat)
+            capabilities: row.capabilities, heartbeat: heartbeat, api: state.api)
         return JSONResponse.make(status: .created, credentials)
     }
 }

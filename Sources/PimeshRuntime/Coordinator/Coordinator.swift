@@ -5,6 +5,7 @@ import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
 import ServiceLifecycle
+import Synchronization
 
 /// `pimesh coordinator`: the upstream receiver of snapshots (DESIGN.md §6). A node must be
 /// enrolled (its public key) before its snapshots are taken; each upload's manifest signature is
@@ -17,12 +18,21 @@ public struct Coordinator: Sendable {
         public var host: String
         public var port: Int
         public var maxSnapshotBytes: UInt64
+        /// Uploads received at once from one node, and from all: each holds a descriptor and
+        /// a staging file, so an outsider must not be able to open more (issue 12).
+        public var maxUploadsPerNode: Int
+        public var maxUploads: Int
 
-        public init(directory: String, host: String = "127.0.0.1", port: Int = 7430, maxSnapshotBytes: UInt64 = 4 << 30) {
+        public init(
+            directory: String, host: String = "127.0.0.1", port: Int = 7430, maxSnapshotBytes: UInt64 = 4 << 30,
+            maxUploadsPerNode: Int = 2, maxUploads: Int = 32
+        ) {
             self.directory = directory
             self.host = host
             self.port = port
             self.maxSnapshotBytes = maxSnapshotBytes
+            self.maxUploadsPerNode = maxUploadsPerNode
+            self.maxUploads = maxUploads
         }
     }
 
@@ -36,18 +46,23 @@ public struct Coordinator: Sendable {
 
     let settings: Settings
     let logger: Logger
+    let uploads: UploadSlots
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
+        uploads = UploadSlots(perNode: settings.maxUploadsPerNode, total: settings.maxUploads)
     }
 
     public func run() async throws {
         let directory = settings.directory
         try FileIO.makeDirectories(directory, mode: 0o700)
-        try FileIO.makeDirectories(directory + "/nodes", mode: 0o755)
+        // Snapshots hold every agent's secret: the archive is the coordinator's alone.
+        umask(0o077)
+        try FileIO.makeDirectories(directory + "/nodes", mode: 0o700)
         try FileIO.makeDirectories(directory + "/incoming", mode: 0o700)
-        let token = try NodeToken.loadOrCreate(dataDir: directory)
+        try PrivateFiles.checkSecret(directory + "/" + LeadEndpoint.tokenFileName)
+        let token = try LeadTokens.loadOrCreate(path: directory + "/" + LeadEndpoint.tokenFileName)
         let store = try CoordinatorStore(path: directory + "/coordinator.db")
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
@@ -55,7 +70,7 @@ public struct Coordinator: Sendable {
         router.put("/v1/nodes/:node/snapshots/:sequence") { request, context in
             await APIRouter.handle { try await receive(request, context: context, store: store) }
         }
-        let operators = router.group("v1").add(middleware: BearerTokenMiddleware(token: Array(token.utf8)))
+        let operators = router.group("v1").add(middleware: CoordinatorTokenMiddleware(token: Array(token.utf8)))
         operators.get("nodes") { _, _ in
             await APIRouter.handle {
                 JSONResponse.make(status: .ok, FleetList(nodes: try store.fleet(nowMs: Clock.wallMilliseconds())))
@@ -76,19 +91,45 @@ public struct Coordinator: Sendable {
         try await group.run()
     }
 
+    /// `node-` and 16 hex digits: what `NodeKey.nodeID` makes.
+    static func isNodeID(_ text: String) -> Bool {
+        let digits = text.utf8.dropFirst(5)
+        return text.hasPrefix("node-") && digits.count == 16 && digits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// Every check that needs no disk comes first (issue 12: a manifest `file` of `../../x`
+    /// once created that file before the 400, and a later sequence could overwrite sequence 1).
     private func receive(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
         let nodeID = context.parameters.get("node") ?? ""
-        guard let sequence = context.parameters.get("sequence").flatMap(UInt64.init) else {
-            throw APIError(status: .badRequest, message: "the sequence in the path is not a number", field: "sequence")
+        guard Self.isNodeID(nodeID) else {
+            throw APIError(status: .badRequest, message: "\"\(nodeID)\" is not a node id (node- and 16 hex digits)", field: "node")
+        }
+        let sequenceText = context.parameters.get("sequence") ?? ""
+        guard sequenceText.utf8.count <= 19, sequenceText.utf8.allSatisfy({ (48...57).contains($0) }), let sequence = UInt64(sequenceText),
+            sequence > 0
+        else {
+            throw APIError(status: .badRequest, message: "the sequence in the path is not a positive number", field: "sequence")
         }
         guard let header = request.headers.first(where: { $0.name.canonicalName == "pimesh-manifest" })?.value,
-            let bytes = Hex.decode(header),
+            header.utf8.count <= 16_384, let bytes = Hex.decode(header),
             let manifest = try? APICoding.decode(SnapshotManifest.self, from: bytes)
         else {
             throw APIError(status: .badRequest, message: "the Pimesh-Manifest header is missing or is not a hex-encoded snapshot manifest")
         }
         guard manifest.nodeID == nodeID, manifest.sequence == sequence else {
             throw APIError(status: .badRequest, message: "the manifest is for \(manifest.nodeID) #\(manifest.sequence), the path for \(nodeID) #\(sequence)")
+        }
+        guard manifest.file == SnapshotManifest.fileName(sequence: sequence) else {
+            throw APIError(
+                status: .badRequest, message: "the manifest names file \"\(manifest.file)\"; sequence \(sequence) must be \(SnapshotManifest.fileName(sequence: sequence))",
+                field: "file")
+        }
+        guard manifest.compressedBytes <= settings.maxSnapshotBytes else {
+            throw APIError(status: .contentTooLarge, message: "a snapshot may be at most \(settings.maxSnapshotBytes) bytes")
+        }
+        if let length = request.headers[.contentLength].flatMap(UInt64.init), length != manifest.compressedBytes {
+            throw APIError(
+                status: .badRequest, message: "Content-Length is \(length) but the manifest says \(manifest.compressedBytes) bytes", field: "compressed_bytes")
         }
         guard let key = try store.publicKey(of: nodeID) else {
             throw APIError(
@@ -101,25 +142,36 @@ public struct Coordinator: Sendable {
             throw APIError(status: .forbidden, message: "refused: \(error)")
         }
         if let existing = try store.received(nodeID: nodeID, sequence: sequence) {
-            for try await _ in request.body {}
             guard existing == manifest.compressedSHA256 else {
-                throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) was received before with a different SHA-256")
+                throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) was received before with a different SHA-256; it is never overwritten")
             }
             return JSONResponse.make(status: .ok, Receipt(nodeID: nodeID, sequence: sequence, compressedSHA256: existing))
         }
+        let nodeDirectory = settings.directory + "/nodes/" + nodeID
+        let target = nodeDirectory + "/" + manifest.file
+        if FileIO.exists(target) {
+            throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten")
+        }
+        guard uploads.acquire(node: nodeID) else {
+            throw APIError(
+                status: .tooManyRequests,
+                message: "too many uploads at once (at most \(settings.maxUploadsPerNode) per node, \(settings.maxUploads) in all); retry later")
+        }
+        defer { uploads.release(node: nodeID) }
         // Stream the body into a directory of its own, under the names the manifest uses.
         let staging = settings.directory + "/incoming/" + AgentID.random().description
         try FileIO.makeDirectories(staging, mode: 0o700)
         defer { Self.removeTree(staging) }
         let filePath = staging + "/" + manifest.file
-        let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0, !manifest.file.contains("/") else { throw APIError(status: .badRequest, message: "bad file name in the manifest") }
+        let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw APIError(status: .internalServerError, message: "cannot stage the upload: \(String(cString: strerror(errno)))") }
         var received: UInt64 = 0
         do {
             for try await buffer in request.body {
                 received += UInt64(buffer.readableBytes)
-                guard received <= settings.maxSnapshotBytes else {
-                    throw APIError(status: .contentTooLarge, message: "a snapshot may be at most \(settings.maxSnapshotBytes) bytes")
+                guard received <= manifest.compressedBytes else {
+                    throw APIError(
+                        status: .contentTooLarge, message: "the body is longer than the \(manifest.compressedBytes) bytes its manifest declares")
                 }
                 try buffer.withUnsafeReadableBytes { bytes in try LZ4Frame.writeAll(fd, bytes) }
             }
@@ -129,18 +181,24 @@ public struct Coordinator: Sendable {
             close(fd)
             throw error
         }
-        try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o644)
+        guard received == manifest.compressedBytes else {
+            throw APIError(
+                status: .unprocessableContent, message: "the body has \(received) bytes; its manifest declares \(manifest.compressedBytes)")
+        }
+        try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o600)
         do {
             _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
         } catch {
             logger.warning("snapshot refused", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "why": "\(error)"])
             throw APIError(status: .unprocessableContent, message: "refused: \(error)")
         }
-        let nodeDirectory = settings.directory + "/nodes/" + nodeID
-        try FileIO.makeDirectories(nodeDirectory, mode: 0o755)
-        let target = nodeDirectory + "/" + manifest.file
-        guard rename(filePath, target) == 0,
-            rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
+        try FileIO.makeDirectories(nodeDirectory, mode: 0o700)
+        // link() fails when the target exists: two uploads of one sequence cannot both land.
+        guard link(filePath, target) == 0 else {
+            if errno == EEXIST { throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten") }
+            throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))")
+        }
+        guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
         else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
         FileIO.syncDirectory(of: target)
         try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
@@ -158,6 +216,35 @@ public struct Coordinator: Sendable {
             case nodeID = "nodeId"
             case sequence
             case compressedSHA256 = "compressedSha256"
+        }
+    }
+
+    /// Counts uploads in flight per node and in all.
+    final class UploadSlots: Sendable {
+        private let counts = Mutex<(perNode: [String: Int], total: Int)>(([:], 0))
+        let perNode: Int
+        let total: Int
+
+        init(perNode: Int, total: Int) {
+            self.perNode = perNode
+            self.total = total
+        }
+
+        func acquire(node: String) -> Bool {
+            counts.withLock { counts in
+                guard counts.total < total, counts.perNode[node, default: 0] < perNode else { return false }
+                counts.total += 1
+                counts.perNode[node, default: 0] += 1
+                return true
+            }
+        }
+
+        func release(node: String) {
+            counts.withLock { counts in
+                counts.total -= 1
+                counts.perNode[node, default: 1] -= 1
+                if counts.perNode[node] == 0 { counts.perNode[node] = nil }
+            }
         }
     }
 

@@ -56,6 +56,13 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
+    /// Every enrolled node's public key: what `snapshot verify|restore --coordinator-dir` trusts.
+    public func enrolledKeys() throws -> [String] {
+        try database.withConnection { connection in
+            try connection.query("SELECT public_key FROM nodes ORDER BY node_id", []) { $0.text(0) }.compactMap { $0 }
+        }
+    }
+
     /// The SHA-256 already recorded for this node and sequence, if any.
     public func received(nodeID: String, sequence: UInt64) throws -> String? {
         try database.withConnection { connection in

@@ -34,11 +34,13 @@ public struct Lead: Sendable {
         CodePages.adviseRandomAccess()
         let dataDir = config.dataDir
         let runDir = config.resolvedRunDir
-        try FileIO.makeDirectories(dataDir, mode: 0o700)
-        try FileIO.makeDirectories(runDir, mode: 0o755)
+        try PrivateFiles.prepare(dataDir: dataDir, runDir: runDir, logger: logger)
         let lock = try DataDirLock(dataDir: dataDir)
         defer { withExtendedLifetime(lock) {} }
-        let token = try NodeToken.loadOrCreate(dataDir: dataDir)
+        for secret in [LeadEndpoint.tokenFileName, LeadEndpoint.joinTokenFileName, NodeKey.fileName] {
+            try PrivateFiles.checkSecret(dataDir + "/" + secret)
+        }
+        let tokens = try LeadTokens(dataDir: dataDir)
         // Made at first start, so the node's identity upstream exists before any snapshot.
         let nodeKey = try NodeKey.loadOrCreate(dataDir: dataDir)
 
@@ -105,7 +107,7 @@ public struct Lead: Sendable {
                 procRoot: config.node.procRoot, cgroupRoot: supervision.cgroupRoot, procSelfCgroup: config.node.procRoot + "/self/cgroup",
                 environment: environment),
             registry: registry, events: events, health: nodeHealth, ready: ready, logger: logger,
-            heartbeatEndpoint: { state.heartbeat })
+            heartbeatEndpoint: { state.heartbeat }, apiEndpoint: { state.api })
         try supervisor.prepare(rows: agentRows, database: database)
         state.supervisor = supervisor
         let snapshots = SnapshotService(
@@ -134,6 +136,7 @@ public struct Lead: Sendable {
             let heartbeat = HeartbeatEndpoint(
                 host: config.heartbeat.host, port: heartbeatPort, unixSocket: heartbeatSocket, intervalMs: config.heartbeat.intervalMs)
             state.heartbeat = heartbeat
+            state.api = .init(host: config.api.host, port: apiPort, unixSocket: nil)
             let endpoint = LeadEndpoint(
                 pid: getpid(), version: PimeshRuntimeInfo.version, startedAtMs: Clock.wallMilliseconds(),
                 api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat)
@@ -174,7 +177,7 @@ public struct Lead: Sendable {
             logger.error("the LEDs could not be started; running without them", metadata: ["error": "\(error)"])
         }
 
-        let router = APIRouter.build(state: state, token: token)
+        let router = APIRouter.build(state: state, tokens: tokens)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: writer, serviceName: "store-writer"),
             .init(service: tasks, serviceName: "tasks"),

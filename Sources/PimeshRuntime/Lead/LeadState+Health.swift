@@ -29,7 +29,7 @@ extension LeadState {
             supervised: summary.supervised, attached: summary.attached, restarts: summary.restarts, refusedManifests: summary.refused,
             awaitingOperator: summary.awaiting, openGroupBreakers: registry.openGroupBreakers(),
             agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes,
-            cgroups: supervisor?.cgroupNote ?? "no supervisor")
+            cgroups: supervisor?.cgroupNote ?? "no supervisor", warnings: summary.warnings)
     }
 
     /// Seed 001 §6.3: MODERATE refuses scatter over 1,000 agents, SEVERE and worse refuse it.

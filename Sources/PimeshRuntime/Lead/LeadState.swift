@@ -24,6 +24,7 @@ final class LeadState: Sendable {
     private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
+    private let apiEndpoint = Mutex<LeadEndpoint.API?>(nil)
 
     init(
         config: LeadConfig, registry: AgentRegistry, writer: StoreWriter, node: NodeState, ready: ReadyFlag,
@@ -60,6 +61,12 @@ final class LeadState: Sendable {
     var heartbeat: HeartbeatEndpoint? {
         get { heartbeatEndpoint.withLock { $0 } }
         set { heartbeatEndpoint.withLock { $0 = newValue } }
+    }
+
+    /// The loopback API agents use with their own credential; set when it is bound.
+    var api: LeadEndpoint.API? {
+        get { apiEndpoint.withLock { $0 } }
+        set { apiEndpoint.withLock { $0 = newValue } }
     }
 
     func status() -> StatusReport {

@@ -268,6 +268,12 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// Whether `mac` is agent `id`'s API credential (AgentAPICredential), compared in constant time.
+    public func verifiesCredential(of id: AgentID, mac: [UInt8]) -> Bool {
+        guard let tag = state.withLock({ $0.agents[id]?.tag }) else { return false }
+        return BearerAuthentication.constantTimeEqual(AgentAPICredential.mac(agentID: id, tag: tag), mac)
+    }
+
     public func name(of id: AgentID) -> String? {
         state.withLock { $0.agents[id]?.row.name }
     }

@@ -25,18 +25,24 @@ public struct AgentManifest: Sendable, Equatable {
     /// Attached agents: argv with `{name}` replaced, e.g. `["podman", "restart", "{name}"]`.
     public var healCommand: [String]
     public var healTimeout: Duration
+    /// `user`/`group`/`groups` as written; nil user: the default agent user (ProcessIdentity).
+    public var user: String?
+    public var group: String?
+    public var groups: [String] = []
+    /// Resolved when loaded; nil when the manifest names no user.
+    var identity: ProcessIdentity?
 
     public static func == (lhs: AgentManifest, rhs: AgentManifest) -> Bool {
         lhs.file == rhs.file && lhs.name == rhs.name && lhs.mode == rhs.mode && lhs.command == rhs.command && lhs.args == rhs.args
             && lhs.environment.map { "\($0.0)=\($0.1)" } == rhs.environment.map { "\($0.0)=\($0.1)" }
             && lhs.agentClass == rhs.agentClass && lhs.capabilities == rhs.capabilities && lhs.restartPolicy == rhs.restartPolicy
             && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
-            && lhs.healTimeout == rhs.healTimeout
+            && lhs.healTimeout == rhs.healTimeout && lhs.user == rhs.user && lhs.group == rhs.group && lhs.groups == rhs.groups
     }
 
     static let keys: Set<String> = [
         "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
-        "heal_timeout_s",
+        "heal_timeout_s", "user", "group", "groups",
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
@@ -121,10 +127,27 @@ public struct AgentManifest: Sendable, Equatable {
         if mode == .attached, command != nil {
             throw root.error("command", "an attached agent is started by something else; use heal_command for what the lead runs")
         }
-        return AgentManifest(
+        let user = try root.string("user")
+        let group = try root.string("group")
+        let groups = try root.strings("groups", maxCount: 32) ?? []
+        if user == nil, group != nil || !groups.isEmpty {
+            throw root.error(group != nil ? "group" : "groups", "needs \"user\": groups belong to the user the agent runs as")
+        }
+        var identity: ProcessIdentity?
+        if let user {
+            do {
+                identity = try ProcessIdentity.resolve(user: user, group: group, groups: groups)
+            } catch {
+                let key = (try? ProcessIdentity.resolve(user: user, group: nil, groups: [])) == nil ? "user" : (group.flatMap { g in (try? ProcessIdentity.resolve(user: user, group: g, groups: [])) == nil ? "group" : nil } ?? "groups")
+                throw root.error(key, "\(error)")
+            }
+        }
+        var manifest = AgentManifest(
             file: file, name: name, mode: mode, command: command, args: args, environment: environment, agentClass: agentClass,
             capabilities: capabilities, restartPolicy: policy, backoff: backoff, memoryLimitBytes: memoryLimit,
-            healCommand: healCommand, healTimeout: healTimeout)
+            healCommand: healCommand, healTimeout: healTimeout, user: user, group: group, groups: groups)
+        manifest.identity = identity
+        return manifest
     }
 
     /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and

@@ -1,10 +1,13 @@
+import CSpawn
 import Glibc
 import PimeshAgent
 
-/// Starts a child with posix_spawn: its own process group (a Ctrl-C at the lead's terminal is
-/// the lead's to handle), default signal dispositions and an empty mask (the lead ignores and
-/// blocks signals for its own handling; children must not inherit that), stdin from /dev/null
-/// and stdout/stderr into one pipe whose read end the caller gets.
+/// Starts a child: its own process group (a Ctrl-C at the lead's terminal is the lead's to
+/// handle), default signal dispositions and an empty mask (the lead ignores and blocks signals
+/// for its own handling; children must not inherit that), stdin from /dev/null, stdout and
+/// stderr into one pipe whose read end the caller gets, no other descriptor of the lead's
+/// (issue 12: agents once inherited the API listener and the heartbeat sockets), and the
+/// user it is to run as.
 enum ChildProcess {
     struct Spawned {
         var pid: pid_t
@@ -17,40 +20,27 @@ enum ChildProcess {
     }
 
     /// `program` is an absolute path or a name searched in PATH (of `environment`).
-    static func spawn(program: String, arguments: [String], environment: [String], captureOutput: Bool) throws -> Spawned {
+    static func spawn(
+        program: String, arguments: [String], environment: [String], captureOutput: Bool, identity: ProcessIdentity? = nil
+    ) throws -> Spawned {
         var pipeFDs: [Int32] = [-1, -1]
         if captureOutput {
-            // Spawns happen one at a time on the supervisor, so the window before FD_CLOEXEC is
-            // set cannot leak these ends into another child.
-            guard pipe(&pipeFDs) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
-            _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
-            _ = fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC)
+            let error = pimesh_pipe_cloexec(&pipeFDs)
+            guard error == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(error)))") }
         }
         defer {
             if pipeFDs[1] >= 0 { close(pipeFDs[1]) }
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if captureOutput {
-            posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
-            posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+        let path: String
+        if program.contains("/") {
+            path = program
+        } else {
+            guard let resolved = resolve(program, environment: environment) else {
+                if captureOutput { close(pipeFDs[0]) }
+                throw SpawnError(description: "\(program): not found in PATH")
+            }
+            path = resolved
         }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-
         let argv = [program] + arguments
         var cArguments = argv.map { strdup($0) } + [nil]
         var cEnvironment = environment.map { strdup($0) } + [nil]
@@ -59,19 +49,23 @@ enum ChildProcess {
             for pointer in cEnvironment { free(pointer) }
         }
         var pid: pid_t = 0
-        let status: Int32
-        if program.contains("/") {
-            status = posix_spawn(&pid, program, &actions, &attributes, &cArguments, &cEnvironment)
-        } else {
-            guard let resolved = resolve(program, environment: environment) else {
-                if captureOutput { close(pipeFDs[0]) }
-                throw SpawnError(description: "\(program): not found in PATH")
-            }
-            status = posix_spawn(&pid, resolved, &actions, &attributes, &cArguments, &cEnvironment)
+        var step: Int32 = 0
+        let groups = identity?.groups ?? []
+        let error = groups.withUnsafeBufferPointer { groupBuffer in
+            pimesh_spawn(
+                path, &cArguments, &cEnvironment, captureOutput ? pipeFDs[1] : -1, identity == nil ? 0 : 1, identity?.uid ?? 0,
+                identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, &pid, &step)
         }
-        guard status == 0 else {
+        guard error == 0 else {
             if captureOutput { close(pipeFDs[0]) }
-            throw SpawnError(description: "cannot start \(program): \(String(cString: strerror(status)))")
+            let what = switch UInt32(step) {
+            case PIMESH_SPAWN_SETGROUPS.rawValue: "set its supplementary groups"
+            case PIMESH_SPAWN_SETGID.rawValue: "switch to gid \(identity?.gid ?? 0)"
+            case PIMESH_SPAWN_SETUID.rawValue: "switch to uid \(identity?.uid ?? 0)"
+            case PIMESH_SPAWN_STDIO.rawValue: "set up its stdin/stdout"
+            default: "start \(path)"
+            }
+            throw SpawnError(description: "cannot \(what): \(String(cString: strerror(error)))")
         }
         return Spawned(pid: pid, output: captureOutput ? pipeFDs[0] : nil)
     }

@@ -60,14 +60,18 @@ final class Supervisor: Service, Sendable {
     let logger: Logger
     let ready: ReadyFlag
     let heartbeatEndpoint: @Sendable () -> HeartbeatEndpoint?
+    let apiEndpoint: @Sendable () -> LeadEndpoint.API?
     let reaper = ChildReaper()
     let logs: AgentLogPump
     let cgroups: AgentCgroups?
+    /// `pimesh-agent` where it exists; nil: agents without a `user` run as the lead does.
+    let defaultIdentity = ProcessIdentity.defaultForAgents()
     let state = Mutex(State())
 
     init(
         settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
-        heartbeatEndpoint: @escaping @Sendable () -> HeartbeatEndpoint?
+        heartbeatEndpoint: @escaping @Sendable () -> HeartbeatEndpoint?,
+        apiEndpoint: @escaping @Sendable () -> LeadEndpoint.API? = { nil }
     ) throws {
         self.settings = settings
         self.registry = registry
@@ -76,6 +80,7 @@ final class Supervisor: Service, Sendable {
         self.ready = ready
         self.logger = logger
         self.heartbeatEndpoint = heartbeatEndpoint
+        self.apiEndpoint = apiEndpoint
         self.logs = try AgentLogPump(directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
     }
@@ -142,6 +147,17 @@ final class Supervisor: Service, Sendable {
             ])
     }
 
+    /// The manifest file of the supervised agent named `name`, if one claims it: such names are
+    /// the lead's to give, never an API registration's (issue 12). Manifests added since the
+    /// lead started count too.
+    func supervisedManifest(named name: String) -> String? {
+        if let agent = state.withLock({ $0.agents[name] }) {
+            return agent.manifest.mode == .supervised ? agent.manifest.file : nil
+        }
+        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        return manifests.first { $0.name == name && $0.mode == .supervised }?.file
+    }
+
     /// Attached agents register after the lead started: pick up their manifests when they do.
     func adoptAttached() {
         let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
@@ -182,9 +198,19 @@ final class Supervisor: Service, Sendable {
 
     // MARK: - Starting and exits
 
+    /// Who an agent runs as: its manifest's user, else the default agent user, else the lead.
+    func identity(of manifest: AgentManifest) -> ProcessIdentity {
+        manifest.identity ?? defaultIdentity ?? .lead
+    }
+
     private func environment(for agent: Managed) -> [String] {
         var values: [String: String] = [:]
         for key in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] { if let value = settings.environment[key] { values[key] = value } }
+        let identity = identity(of: agent.manifest)
+        if identity.uid != geteuid() {
+            values["USER"] = identity.user
+            values["HOME"] = "/"
+        }
         if values["PATH"] == nil { values["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         for (key, value) in agent.manifest.environment { values[key] = value }
         values["PIMESH_AGENT_ID"] = agent.id.description
@@ -193,6 +219,11 @@ final class Supervisor: Service, Sendable {
         values["PIMESH_AGENT_CLASS"] = agent.manifest.agentClass.rawValue
         values["PIMESH_AGENT_CAPABILITIES"] = agent.manifest.capabilities.joined(separator: ",")
         values["PIMESH_DATA_DIR"] = settings.dataDir
+        if let api = apiEndpoint() {
+            // The agent's own credential: its work, results and answers, nothing else (issue 12).
+            values["PIMESH_API_HOST"] = api.host
+            values["PIMESH_API_PORT"] = String(api.port)
+        }
         if let heartbeat = heartbeatEndpoint() {
             values["PIMESH_HEARTBEAT_HOST"] = heartbeat.host
             values["PIMESH_HEARTBEAT_PORT"] = String(heartbeat.port)
@@ -205,8 +236,10 @@ final class Supervisor: Service, Sendable {
     private func start(_ name: String, now: Instant) {
         guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
         do {
+            let identity = identity(of: agent.manifest)
             let spawned = try ChildProcess.spawn(
-                program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: true)
+                program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: true,
+                identity: identity.needsChange ? identity : nil)
             let restart = agent.starts > 0
             state.withLock { state in
                 state.agents[name]?.pid = spawned.pid
@@ -486,7 +519,8 @@ final class Supervisor: Service, Sendable {
                     lastExit: agent.lastExit, restartInMs: agent.restartAt.map { max(0, Int64((($0 - now).milliseconds).rounded())) },
                     frozen: agent.frozen, awaitingOperator: agent.awaiting.map { "\($0.rawValue): \(agent.awaitingReason ?? "")" },
                     memoryBytes: agent.memoryBytes, memoryLimitBytes: agent.manifest.memoryLimitBytes,
-                    log: agent.manifest.mode == .supervised ? logs.path(of: agent.manifest.name) : nil)
+                    log: agent.manifest.mode == .supervised ? logs.path(of: agent.manifest.name) : nil,
+                    user: agent.manifest.mode == .supervised ? identity(of: agent.manifest).user : nil)
             }
             return result
         }
@@ -498,6 +532,7 @@ final class Supervisor: Service, Sendable {
         var restarts = 0
         var refused: [String] = []
         var awaiting: [String] = []
+        var warnings: [String] = []
     }
 
     var summary: Summary {
@@ -507,9 +542,17 @@ final class Supervisor: Service, Sendable {
                 if agent.manifest.mode == .supervised { summary.supervised += 1 } else { summary.attached += 1 }
                 summary.restarts += agent.restarts
                 if let action = agent.awaiting { summary.awaiting.append("\(agent.manifest.name): \(action.rawValue)") }
+                if agent.manifest.mode == .supervised, identity(of: agent.manifest).isRoot {
+                    summary.warnings.append(
+                        "\(agent.manifest.name) runs as root"
+                            + (agent.manifest.user == nil
+                                ? " (no \"user\" in \(agent.manifest.file) and no \(ProcessIdentity.defaultAgentUser) user on this system)"
+                                : " (its manifest says so)"))
+                }
             }
             summary.refused = state.refused.map(\.description)
             summary.awaiting.sort()
+            summary.warnings.sort()
             return summary
         }
     }

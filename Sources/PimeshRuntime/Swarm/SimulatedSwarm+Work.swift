@@ -48,7 +48,7 @@ extension SimulatedSwarm {
                             let pulled: [WorkItem]
                             do {
                                 pulled = try await pool.abandoningOnCancel { [settings = self.settings] in
-                                    try LeadClient(dataDir: settings.dataDir).pullWork(agentID: credentials.id, waitMs: 10_000, max: 8)
+                                    try LeadClient.forAgent(credentials, dataDir: settings.dataDir).pullWork(agentID: credentials.id, waitMs: 10_000, max: 8)
                                 }
                             } catch {
                                 // The lead may be restarting: look for it again shortly.
@@ -96,7 +96,7 @@ extension SimulatedSwarm {
         while true {
             do {
                 try await pool.runIfActive { [settings] in
-                    try agent.send(reply, for: item, client: LeadClient(dataDir: settings.dataDir))
+                    try agent.send(reply, for: item, client: LeadClient.forAgent(agent.credentials, dataDir: settings.dataDir))
                 }
                 return
             } catch let error as LeadClient.APIError where error.status < 500 {

@@ -339,6 +339,7 @@ final class TaskService: Service, Sendable {
             case finished(TaskRow)
             case pending
             case unknown
+            case heldByAnother(AgentID?)
         }
         let claim: Claim = state.withLock { state in
             guard var live = state.open[taskID] else {
@@ -346,6 +347,9 @@ final class TaskService: Service, Sendable {
                 return .unknown
             }
             guard live.durable else { return .pending }
+            // Only the agent that holds the task may finish it (issue 12): a result from any
+            // other would quarantine or skew the one that does the work.
+            guard live.row.agentID == submission.agentID else { return .heldByAnother(live.row.agentID) }
             let original = live
             live.row.state =
                 switch submission.outcome {
@@ -379,6 +383,12 @@ final class TaskService: Service, Sendable {
             throw APIError(status: .notFound, message: "no task with id \(taskID)", field: "id")
         case .pending:
             throw APIError(status: .serviceUnavailable, message: "task \(taskID) is not committed yet; retry")
+        case .heldByAnother(let holder):
+            throw APIError(
+                status: .forbidden,
+                message: "task \(taskID) is " + (holder.map { "held by agent \($0)" } ?? "not handed to any agent yet")
+                    + "; only the agent that holds it may post its result",
+                field: "agent_id")
         case .finished(let row):
             state.withLock { $0.counters.duplicateResults += 1 }
             return .alreadyFinished(view(of: row))

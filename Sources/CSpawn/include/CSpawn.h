@@ -1,0 +1,41 @@
+#ifndef PIMESH_CSPAWN_H
+#define PIMESH_CSPAWN_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+/// What failed in the child before exec; 0 when nothing did.
+enum pimesh_spawn_step {
+    PIMESH_SPAWN_OK = 0,
+    PIMESH_SPAWN_STDIO = 1,
+    PIMESH_SPAWN_SETGROUPS = 2,
+    PIMESH_SPAWN_SETGID = 3,
+    PIMESH_SPAWN_SETUID = 4,
+    PIMESH_SPAWN_EXEC = 5,
+    PIMESH_SPAWN_FORK = 6,
+    PIMESH_SPAWN_PIPE = 7,
+};
+
+/// Starts `path` with `argv`/`envp` in a process group of its own, default signal dispositions
+/// and an empty mask, stdin from `stdin_fd` and stdout+stderr into `output_fd` (-1: /dev/null),
+/// every other descriptor closed, and, when `change_ids` is set, the given groups, gid and uid.
+/// Returns 0 and the pid, or an errno with the step that failed.
+int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+                 int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
+                 pid_t *pid_out, int *failed_step);
+
+/// Exact start time of a process (field 22 of /proc/PID/stat, clock ticks since boot), so that
+/// a recycled pid is never taken for the process that had it. 0 when it is gone.
+unsigned long long pimesh_process_start_time(pid_t pid);
+
+/// pidfd_open(2): a descriptor that becomes readable when `pid` exits, whoever its parent is.
+int pimesh_pidfd_open(pid_t pid);
+
+/// Peer credentials of a connected unix socket (SO_PEERCRED); 0 on success.
+int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// pipe2(O_CLOEXEC): both ends close-on-exec from birth, with no window for another thread's
+/// spawn to inherit them (Glibc does not export pipe2 to Swift without _GNU_SOURCE).
+int pimesh_pipe_cloexec(int fds[2]);
+
+#endif

@@ -1,0 +1,154 @@
+#define _GNU_SOURCE
+#include "CSpawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/// Closes every descriptor from `low` up, except `keep`. close_range where the kernel has it
+/// (5.9+); otherwise one close per possible descriptor. Only system calls: this runs between
+/// fork and exec, where nothing that allocates or locks is allowed.
+static void close_all_from(int low, int keep) {
+    if (keep >= low) {
+        if (keep > low && syscall(SYS_close_range, (unsigned)low, (unsigned)(keep - 1), 0u) != 0) goto fallback;
+        if (syscall(SYS_close_range, (unsigned)(keep + 1), ~0u, 0u) != 0) goto fallback;
+        return;
+    }
+    if (syscall(SYS_close_range, (unsigned)low, ~0u, 0u) == 0) return;
+fallback:;
+    struct rlimit limit;
+    long top = (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) ? (long)limit.rlim_cur : 65536;
+    for (long fd = low; fd < top; fd++) {
+        if (fd != keep) close((int)fd);
+    }
+}
+
+static void report(int fd, int step, int error) {
+    int message[2] = {step, error};
+    ssize_t ignored = write(fd, message, sizeof message);
+    (void)ignored;
+    _exit(127);
+}
+
+int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+                 int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
+                 pid_t *pid_out, int *failed_step) {
+    int status_pipe[2];
+    *failed_step = PIMESH_SPAWN_OK;
+    if (pipe2(status_pipe, O_CLOEXEC) != 0) {
+        *failed_step = PIMESH_SPAWN_PIPE;
+        return errno;
+    }
+    // Signals are blocked around fork so that no handler of the lead's runs in the child
+    // before it has reset them.
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int signal = 1; signal < NSIG; signal++) {
+            if (signal == SIGKILL || signal == SIGSTOP) continue;
+            struct sigaction action;
+            memset(&action, 0, sizeof action);
+            action.sa_handler = SIG_DFL;
+            sigaction(signal, &action, NULL);
+        }
+        setpgid(0, 0);
+        int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
+        int out = output_fd >= 0 ? output_fd : null_fd;
+        if (dup2(null_fd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
+        // Nothing of the lead's (API listener, heartbeat sockets, the database) reaches the agent.
+        close_all_from(3, status_pipe[1]);
+        if (change_ids) {
+            if (setgroups(group_count, groups) != 0) report(status_pipe[1], PIMESH_SPAWN_SETGROUPS, errno);
+            if (setresgid(gid, gid, gid) != 0) report(status_pipe[1], PIMESH_SPAWN_SETGID, errno);
+            if (setresuid(uid, uid, uid) != 0) report(status_pipe[1], PIMESH_SPAWN_SETUID, errno);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, envp);
+        report(status_pipe[1], PIMESH_SPAWN_EXEC, errno);
+    }
+    int fork_error = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    close(status_pipe[1]);
+    if (pid < 0) {
+        close(status_pipe[0]);
+        *failed_step = PIMESH_SPAWN_FORK;
+        return fork_error;
+    }
+    // Also set here, so that no signal to the group can race the child's own setpgid.
+    setpgid(pid, pid);
+    int message[2] = {0, 0};
+    ssize_t got;
+    do {
+        got = read(status_pipe[0], message, sizeof message);
+    } while (got < 0 && errno == EINTR);
+    close(status_pipe[0]);
+    if (got == (ssize_t)sizeof message) {
+        // exec never happened: collect the child here so no zombie is left for anyone else.
+        int ignored;
+        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
+        *failed_step = message[0];
+        return message[1];
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+unsigned long long pimesh_process_start_time(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buffer[1024];
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buffer[n] = 0;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    char *p = strrchr(buffer, ')');
+    if (!p) return 0;
+    p++;
+    for (int field = 3; field < 22 && *p; field++) {
+        while (*p == ' ') p++;
+        while (*p && *p != ' ') p++;
+    }
+    return strtoull(p, NULL, 10);
+}
+
+int pimesh_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0u);
+}
+
+int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return errno;
+    *pid = credentials.pid;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
+}
+
+int pimesh_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
+}

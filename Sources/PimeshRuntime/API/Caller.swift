@@ -1,0 +1,40 @@
+import PimeshCore
+
+/// Who made an API request (docs/api.md "Who may call what").
+enum Caller: Sendable, Equatable {
+    case anonymous
+    /// The operator token, or a peer on the unix socket that is root, the lead's user or in the
+    /// `pimesh` group: `via` says which ("token", "uid 1000").
+    case `operator`(via: String)
+    /// The join token: may register an attached agent, nothing else.
+    case join
+    /// An agent's own credential: its own work, results and answers only.
+    case agent(AgentID)
+
+    var isOperator: Bool {
+        if case .operator = self { return true }
+        return false
+    }
+
+    /// How events and logs name the caller of an action.
+    var label: String {
+        switch self {
+        case .anonymous: "anonymous"
+        case .operator(let via): "operator (\(via))"
+        case .join: "join token"
+        case .agent(let id): "agent \(id)"
+        }
+    }
+
+    /// Operators may act for any agent; an agent only for itself.
+    func require(actingFor agent: AgentID, field: String) throws(APIError) {
+        switch self {
+        case .operator: return
+        case .agent(let own) where own == agent: return
+        case .agent:
+            throw APIError(status: .forbidden, message: "an agent's credential may act only for that agent, not for \(agent)", field: field)
+        default:
+            throw APIError(status: .forbidden, message: "this route needs the operator token or the agent's own credential")
+        }
+    }
+}

@@ -1,0 +1,18 @@
+import Hummingbird
+
+/// The coordinator's operator routes (`nodes`) need its own token; nodes authenticate uploads
+/// by their enrolled key's signature instead.
+struct CoordinatorTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: [UInt8]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            return APIError(status: .unauthorized, message: "missing bearer token: send 'Authorization: Bearer <contents of the coordinator's node-token file>'").response
+        }
+        let prefix = "Bearer "
+        guard header.hasPrefix(prefix), BearerAuthentication.constantTimeEqual(Array(header.utf8.dropFirst(prefix.utf8.count)), token) else {
+            return APIError(status: .unauthorized, message: "wrong bearer token").response
+        }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,76 @@
+import Glibc
+import PimeshAgent
+import PimeshCore
+import Synchronization
+
+/// The lead's two bearer tokens (issue 12, as k3s keeps a server token and an agent token):
+/// the **operator** token (`node-token`) may do everything; the **join** token (`join-token`)
+/// may only register attached agents. 32 random bytes in hex, each in its own 0600 file in the
+/// data dir, rotated by `pimesh token rotate join|operator`. Agents never hold either: each
+/// has a credential of its own (AgentAPICredential).
+final class LeadTokens: Sendable {
+    enum Kind: String, CaseIterable, Sendable {
+        case `operator`
+        case join
+
+        var fileName: String {
+            switch self {
+            case .operator: LeadEndpoint.tokenFileName
+            case .join: LeadEndpoint.joinTokenFileName
+            }
+        }
+    }
+
+    struct TokenError: Error, CustomStringConvertible {
+        var path: String
+        var reason: String
+        var description: String { "\(path): \(reason)" }
+    }
+
+    let dataDir: String
+    private let tokens: Mutex<[Kind: [UInt8]]>
+
+    init(dataDir: String) throws {
+        self.dataDir = dataDir
+        var loaded: [Kind: [UInt8]] = [:]
+        for kind in Kind.allCases {
+            loaded[kind] = Array(try Self.loadOrCreate(path: dataDir + "/" + kind.fileName).utf8)
+        }
+        tokens = Mutex(loaded)
+    }
+
+    /// Which token `presented` is, if any; compared in constant time against each.
+    func kind(of presented: some Collection<UInt8>) -> Kind? {
+        let bytes = Array(presented)
+        return tokens.withLock { tokens in
+            Kind.allCases.first { kind in tokens[kind].map { BearerAuthentication.constantTimeEqual($0, bytes) } ?? false }
+        }
+    }
+
+    /// A new token of `kind`, written (temp + fsync + rename, 0600) before it replaces the old
+    /// one, so the file and the lead never disagree after a crash.
+    func rotate(_ kind: Kind) throws {
+        let token = Self.random()
+        try FileIO.writeAtomically(path: dataDir + "/" + kind.fileName, bytes: Array((token + "\n").utf8), mode: 0o600)
+        tokens.withLock { $0[kind] = Array(token.utf8) }
+    }
+
+    /// The token in `path` (0600), made first when there is none.
+    static func loadOrCreate(path: String) throws -> String {
+        if FileIO.exists(path) {
+            let token = String(decoding: try FileIO.read(path: path, limit: 4096), as: UTF8.self).trimmingWhitespace()
+            guard token.utf8.count >= 32 else {
+                throw TokenError(path: path, reason: "the token is shorter than 32 characters; delete the file to get a new one")
+            }
+            return token
+        }
+        let token = random()
+        try FileIO.writeAtomically(path: path, bytes: Array((token + "\n").utf8), mode: 0o600)
+        return token
+    }
+
+    private static func random() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Hex.encode((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+}

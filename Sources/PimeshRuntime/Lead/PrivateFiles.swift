@@ -1,0 +1,61 @@
+import Glibc
+import Logging
+import PimeshAgent
+
+/// What only the lead may read (issue 12): the data dir holds every agent's HMAC secret in
+/// pimesh.db, the tokens and the node key. Secrets are refused when their modes are loose, as
+/// OpenSSH refuses a private key others can read; the lead's own dirs and database files are
+/// tightened with a log line, since the lead created them and nothing else should use them.
+enum PrivateFiles {
+    struct LooseModeError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The modes the lead keeps: data dir 0700, run dir 0750 (its group reaches `api.sock`).
+    static let dataDirMode: mode_t = 0o700
+    static let runDirMode: mode_t = 0o750
+
+    /// Sets umask 077 for everything the lead creates from here on, then makes or tightens
+    /// the data and run dirs and the database files.
+    static func prepare(dataDir: String, runDir: String, logger: Logger) throws {
+        umask(0o077)
+        try FileIO.makeDirectories(dataDir, mode: dataDirMode)
+        try FileIO.makeDirectories(runDir, mode: runDirMode)
+        tighten(dataDir, to: dataDirMode, logger: logger)
+        tighten(runDir, to: runDirMode, logger: logger)
+        for name in ["pimesh.db", "pimesh.db-wal", "pimesh.db-shm"] {
+            tighten(dataDir + "/" + name, to: 0o600, logger: logger)
+        }
+    }
+
+    private static func tighten(_ path: String, to mode: mode_t, logger: Logger) {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o777 != mode else { return }
+        let before = info.st_mode & 0o777
+        guard chmod(path, mode) == 0 else { return }
+        logger.notice(
+            "tightened a mode the lead does not keep",
+            metadata: ["path": "\(path)", "was": "\(octal(before))", "now": "\(octal(mode))"])
+    }
+
+    /// A secret file (token, node key) must belong to the lead's user and be readable by it
+    /// alone; otherwise the lead does not start, and says how to fix it.
+    static func checkSecret(_ path: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }
+        if info.st_uid != geteuid() {
+            throw LooseModeError(
+                description: "\(path) belongs to uid \(info.st_uid), not to the lead's user (uid \(geteuid())): "
+                    + "run `chown \(geteuid()) \(path)` or start the lead as its owner")
+        }
+        let mode = info.st_mode & 0o777
+        if mode & 0o077 != 0 {
+            throw LooseModeError(
+                description: "\(path) is readable by others (mode \(octal(mode))); it holds a secret: run `chmod 600 \(path)`")
+        }
+    }
+
+    static func octal(_ mode: mode_t) -> String {
+        "0" + String(mode, radix: 8)
+    }
+}

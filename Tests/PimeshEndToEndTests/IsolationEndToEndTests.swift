@@ -1,0 +1,177 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// Issue 12: agents cannot hurt the lead or each other.
+@Suite(.serialized) struct IsolationEndToEndTests {
+    let dataDir = LeadProcess.scratchDirectory()
+
+    func manifest(_ name: String, _ json: String) throws {
+        try FileManager.default.createDirectory(atPath: dataDir + "/agents.d", withIntermediateDirectories: true)
+        try json.write(toFile: dataDir + "/agents.d/\(name).json", atomically: true, encoding: .utf8)
+    }
+
+    func supervisedPID(_ lead: LeadProcess, _ name: String) -> Int32? {
+        (try? lead.agents().first { $0.name == name })??.supervision?.pid
+    }
+
+    @Test func aSupervisedChildHoldsOnlyStdioAndRunsAsItsManifestsUser() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        try manifest("sleeper", #"{"name": "sleeper", "command": "/bin/sleep", "args": ["600"]}"#)
+        try manifest("nobody", #"{"name": "nobody", "command": "/bin/sleep", "args": ["600"], "user": "nobody", "groups": ["nogroup"]}"#)
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        var pid: Int32 = 0
+        #expect(eventually(timeout: 10) { supervisedPID(lead, "sleeper").map { pid = $0 } != nil })
+        // The lead holds its API listener, heartbeat sockets, the database…; the child none of them.
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
+        #expect(fds == [0, 1, 2])
+
+        var other: Int32 = 0
+        #expect(eventually(timeout: 10) { supervisedPID(lead, "nobody").map { other = $0 } != nil })
+        let status = try String(contentsOfFile: "/proc/\(other)/status", encoding: .utf8)
+        let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first
+        #expect(uid == "65534", "\(status)")
+        let groups = status.split(separator: "\n").first { $0.hasPrefix("Groups:") } ?? ""
+        #expect(!groups.split(separator: " ").contains("0"), "no root group left over: \(groups)")
+        let view = try #require(try lead.agents().first { $0.name == "nobody" })
+        #expect(view.supervision?.user == "nobody")
+        // The lead runs as root here: the agent without a user runs as root, and status says so.
+        let warnings = try #require(try lead.status().health).warnings
+        if geteuid() == 0, getpwnam("pimesh-agent") == nil {
+            #expect(warnings.contains { $0.hasPrefix("sleeper runs as root") })
+        }
+        #expect(!warnings.contains { $0.hasPrefix("nobody") })
+    }
+
+    @Test func filesAreTheLeadsAloneAndALooseTokenIsRefused() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        chmod(dataDir, 0o755)
+        do {
+            let lead = try LeadProcess(dataDir: dataDir)
+            let client = try { _ = try lead.waitReady(); return try lead.client() }()
+            // A snapshot stages a copy of the database (every agent's secret) in the run dir.
+            _ = try client.register(.init(name: "a1"))
+            _ = try client.post("/v1/snapshots", json: [])
+            #expect(lead.terminate() == 0)
+        }
+        let find = Process()
+        find.executableURL = URL(fileURLWithPath: "/usr/bin/find")
+        find.arguments = [dataDir, "-perm", "/077", "-not", "-name", "lead-*.log"]
+        let pipe = Pipe()
+        find.standardOutput = pipe
+        try find.run()
+        find.waitUntilExit()
+        let loose = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").map(String.init).sorted()
+        // Only the run dir (0750, for the operator group's api.sock) and the sockets, which the
+        // lead removes when it stops; the data dir was tightened from 0755.
+        #expect(loose == [dataDir + "/run"], "\(loose)")
+
+        // OpenSSH's rule for keys: a token others can read stops the lead, with the fix.
+        chmod(dataDir + "/node-token", 0o644)
+        let refused = try LeadProcess(dataDir: dataDir)
+        refused.process.waitUntilExit()
+        #expect(refused.process.terminationStatus != 0)
+        #expect(refused.log.contains("node-token is readable by others (mode 0644)"))
+        #expect(refused.log.contains("chmod 600"))
+    }
+
+    @Test func anAgentsCredentialOpensItsOwnWorkAndNothingElse() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        try manifest("claimed", #"{"name": "claimed", "command": "/bin/sleep", "args": ["600"]}"#)
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let operatorClient = try lead.client()
+        let join = try String(contentsOfFile: dataDir + "/join-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let joinClient = LeadClient(address: operatorClient.http.address, token: join)
+        // The join token registers, and does nothing else.
+        let alice = try joinClient.register(.init(name: "alice", capabilities: ["work"]))
+        let bob = try joinClient.register(.init(name: "bob", capabilities: ["other"]))
+        #expect(alice.api != nil)
+        #expect(throws: LeadClient.APIError.self) { try joinClient.get("/v1/agents") }
+        // A name a supervised manifest claims is not for the taking.
+        do {
+            _ = try joinClient.register(.init(name: "claimed"))
+            Issue.record("a manifest's name was registered")
+        } catch let error as LeadClient.APIError {
+            #expect(error.status == 409)
+            #expect(error.message.contains("claimed.json"))
+        }
+        let aliceClient = try LeadClient.forAgent(alice, dataDir: dataDir)
+        let beats = [try HeartbeatThread(credentials: alice), try HeartbeatThread(credentials: bob)]
+        defer { beats.forEach { $0.stop() } }
+        #expect(eventually(timeout: 10) { try lead.agents().filter { $0.state == "READY" }.count == 2 })
+        let task = try operatorClient.submit(.init(capability: "work", payload: "secret payload"))
+        #expect(task.agentName == "alice")
+
+        func status(_ client: LeadClient, _ method: String, _ path: String, _ body: String = "{}") throws -> Int {
+            try client.http.request(method, path, headers: client.authorization + [("Content-Type", "application/json")], body: Array(body.utf8)).status
+        }
+        let bobClient = try LeadClient.forAgent(bob, dataDir: dataDir)
+        // Bob cannot read Alice's work, post her result, answer for her, or act as an operator.
+        #expect(try status(bobClient, "GET", "/v1/agents/\(alice.id)/work") == 403)
+        let asAlice = #"{"agent_id": "\#(alice.id)", "outcome": "succeeded"}"#
+        #expect(try status(bobClient, "POST", "/v1/tasks/\(task.id)/result", asAlice) == 403)
+        let asBob = #"{"agent_id": "\#(bob.id)", "outcome": "failed", "error": "sabotage"}"#
+        #expect(try status(bobClient, "POST", "/v1/tasks/\(task.id)/result", asBob) == 403)
+        #expect(try status(bobClient, "POST", "/v1/ops/x/answers", #"{"agent_id": "\#(alice.id)", "state": 1}"#) == 403)
+        for (method, path) in [
+            ("GET", "/v1/status"), ("GET", "/v1/agents"), ("POST", "/v1/agents"), ("POST", "/v1/agents/alice/heal"),
+            ("POST", "/v1/agents/alice/freeze"), ("POST", "/v1/agents/alice/thaw"), ("POST", "/v1/agents/alice/quarantine"),
+            ("POST", "/v1/agents/alice/release"), ("POST", "/v1/tasks/\(task.id)/cancel"), ("POST", "/v1/snapshots"),
+            ("GET", "/v1/tasks"), ("POST", "/v1/tasks"), ("POST", "/v1/tokens/join/rotate"), ("GET", "/v1/events"),
+        ] {
+            #expect(try status(bobClient, method, path) == 403, "\(method) \(path)")
+        }
+        // A forged credential (Bob's id with Alice's MAC) is no credential at all.
+        let forged = LeadClient(
+            address: bobClient.http.address,
+            token: "agent.\(bob.id)." + String(AgentAPICredential.bearer(for: alice)!.split(separator: ".").last!))
+        #expect(try status(forged, "GET", "/v1/agents/\(bob.id)/work") == 401)
+
+        // Alice takes her own work and finishes it; the task is hers alone.
+        let items = try aliceClient.pullWork(agentID: alice.id, waitMs: 1000)
+        #expect(items.map(\.id) == [task.id])
+        #expect(items.first?.payload == "secret payload")
+        #expect(try aliceClient.postResult(taskID: task.id, ResultReport(agentID: alice.id, outcome: .succeeded, result: "done")))
+        #expect(try operatorClient.task(id: task.id).state == "succeeded")
+        #expect(try lead.agents().allSatisfy { $0.quarantined == false })
+
+        // Rotating the join token ends the old one at once.
+        _ = try operatorClient.post("/v1/tokens/join/rotate", json: [])
+        #expect(throws: LeadClient.APIError.self) { try joinClient.register(.init(name: "carol")) }
+        let rotated = try String(contentsOfFile: dataDir + "/join-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(rotated != join)
+        _ = try LeadClient(address: operatorClient.http.address, token: rotated).register(.init(name: "carol"))
+    }
+
+    @Test func theUnixSocketKnowsTheOperatorByUID() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+        let socket = try #require(endpoint.api.unixSocket)
+        // No token: the lead reads our uid (the lead's own) from the socket.
+        let unix = LoopbackHTTPClient(address: .unix(path: socket))
+        #expect(try unix.request("GET", "/v1/status").status == 200)
+        // Over TCP there is no peer uid: a token is needed.
+        let tcp = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port))
+        #expect(try tcp.request("GET", "/v1/status").status == 401)
+        // Another user on the socket (nobody, not in the pimesh group) gets 401.
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        curl.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                          "--unix-socket", socket, "http://localhost/v1/status"]
+        let pipe = Pipe()
+        curl.standardOutput = pipe
+        try curl.run()
+        curl.waitUntilExit()
+        let code = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // 000: the socket's modes (0660, run dir 0750) already keep nobody out; 401 if it got in.
+        #expect(code == "000" || code == "401", "\(code)")
+    }
+}
