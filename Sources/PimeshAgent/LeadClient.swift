@@ -26,13 +26,16 @@ public struct LeadClient: Sendable {
     }
 
     /// An agent's own client: its credential (AgentAPICredential) opens its work, results and
-    /// answers, nothing else. The address comes from its credentials, else from `dataDir`.
+    /// answers, nothing else. The address comes from the lead's current `lead.json` when the
+    /// agent can read `dataDir` (a restarted lead may listen elsewhere), else from its credentials.
     public static func forAgent(_ credentials: AgentCredentials, dataDir: String? = nil, timeoutMs: Int = 5000) throws -> LeadClient {
         guard let bearer = AgentAPICredential.bearer(for: credentials) else {
             throw APIError(status: 0, message: "agent \(credentials.name): the secret is not hex")
         }
         let api: LeadEndpoint.API
-        if let known = credentials.api {
+        if let dataDir, let current = try? LeadDiscovery.endpoint(dataDir: dataDir).api {
+            api = current
+        } else if let known = credentials.api {
             api = known
         } else if let dataDir {
             api = try LeadDiscovery.endpoint(dataDir: dataDir).api

@@ -79,7 +79,10 @@ final class Collected<T>: @unchecked Sendable {
             if finished.count == ids.count { return finished }
             Thread.sleep(forTimeInterval: 0.2)
         }
-        throw Failure("\(ids.count - finished.count) of \(ids.count) tasks unfinished after \(timeout) s")
+        let unfinished = ids.filter { finished[$0] == nil }.prefix(5).map { id in
+            (try? client.task(id: id)).map { "\($0.id) \($0.state) agent \($0.agentName ?? "-") attempts \($0.attempts)" } ?? id
+        }
+        throw Failure("\(ids.count - finished.count) of \(ids.count) tasks unfinished after \(timeout) s: \(unfinished)")
     }
 
     @Test func aThousandTasksOnAHundredAgentsEndOnceAtTheFastestAgentAndTheKPIsAgree() throws {

@@ -151,12 +151,25 @@ class PimeshAgent:
         self.bearer = agent_bearer(credentials["id"], self.secret)
 
     def _request(self, data_dir, method, path, body=None, timeout=5.0):
-        """The agent's own calls, with its own credential, to the API its credentials name."""
-        return api_request(data_dir, method, path, body, timeout, bearer=self.bearer, api=self.credentials.get("api"))
+        """The agent's own calls, with its own credential: to the lead's current address when
+        its data dir is readable (a restarted lead may listen elsewhere), else to the one its
+        credentials name."""
+        api = None
+        if data_dir is not None:
+            try:
+                api = discover(data_dir)["api"]
+            except (PimeshError, OSError, ValueError):
+                api = None
+        if api is None:
+            api = self.credentials.get("api")
+        if api is None:
+            raise PimeshError(f"agent {self.credentials.get('name')}: no API address (PIMESH_API_HOST/PORT) and no lead.json")
+        return api_request(data_dir, method, path, body, timeout, bearer=self.bearer, api=api)
 
     @staticmethod
     def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0, token=None):
         """Registers with the join token (token=, else the data dir's join-token, else node-token)."""
+        api = discover(data_dir)["api"]
         if token is None:
             try:
                 token = read_token(data_dir, "join-token")
@@ -164,7 +177,7 @@ class PimeshAgent:
                 token = read_token(data_dir)
         status, answer = api_request(data_dir, "POST", "/v1/agents",
                                      {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout,
-                                     bearer=token)
+                                     bearer=token, api=api)
         if status != 201:
             raise _refused("the registration", status, answer)
         return answer
