@@ -22,7 +22,7 @@ import Testing
         try manifest("nobody", #"{"name": "nobody", "command": "/bin/sleep", "args": ["600"], "user": "nobody", "groups": ["nogroup"]}"#)
         let lead = try LeadProcess(dataDir: dataDir)
         defer { _ = lead.terminate() }
-        _ = try lead.waitReady()
+        let endpoint = try lead.waitReady()
         var pid: Int32 = 0
         #expect(eventually(timeout: 10) { supervisedPID(lead, "sleeper").map { pid = $0 } != nil })
         // The lead holds its API listener, heartbeat sockets, the database…; the child none of them.
@@ -44,6 +44,13 @@ import Testing
             #expect(warnings.contains { $0.hasPrefix("sleeper runs as root") })
         }
         #expect(!warnings.contains { $0.hasPrefix("nobody") })
+
+        // An operator action over the unix socket is recorded with the caller's uid.
+        let unix = LoopbackHTTPClient(address: .unix(path: try #require(endpoint.api.unixSocket)))
+        #expect(try unix.request("POST", "/v1/agents/sleeper/freeze").status == 200)
+        #expect(try unix.request("POST", "/v1/agents/sleeper/thaw").status == 200)
+        let events = try APICoding.decode(HealthEventList.self, from: lead.client().get("/v1/events")).events
+        #expect(events.contains { $0.kind == "frozen" && $0.detail.contains("by operator (uid \(geteuid()))") }, "\(events)")
     }
 
     @Test func filesAreTheLeadsAloneAndALooseTokenIsRefused() throws {

@@ -6,24 +6,25 @@ import PimeshSnapshot
 extension APIRouter {
     /// Operator verbs and the health event log (docs/api.md "Supervision").
     static func addSupervisionRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
+        // The caller (with its uid on the unix socket) goes into each action's event (issue 12).
         v1.post("agents/:id/heal") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "an operator asked", byOperator: true) }
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/freeze") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true) }
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/thaw") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false) }
+                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }

@@ -92,7 +92,7 @@ enum APIRouter {
                 let (id, name) = try agent(context, state)
                 let body = try await RequestBody.json(request, limit: 4096)
                 let reader = try BodyReader(body, allowed: ["reason"])
-                let reason = try reader.string("reason", maxBytes: 512) ?? "quarantined by an operator"
+                let reason = (try reader.string("reason", maxBytes: 512) ?? "quarantined by an operator") + " (\(context.caller.label))"
                 try await state.conflicts.quarantine(id, reason: reason)
                 state.tasks.requeueInbox(of: id)
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "true"])

@@ -460,7 +460,8 @@ final class Supervisor: Service, Sendable {
         }
     }
 
-    func freeze(_ name: String, _ frozen: Bool) throws(ActionError) -> String {
+    /// `by`: who asked (the API's caller, with the uid on the unix socket), kept in the event.
+    func freeze(_ name: String, _ frozen: Bool, by caller: String) throws(ActionError) -> String {
         let agent = try managed(name)
         guard agent.manifest.mode == .supervised else {
             throw .unsupported("\"\(name)\" is attached: freeze it with its own runtime (podman pause \(name))")
@@ -475,7 +476,7 @@ final class Supervisor: Service, Sendable {
         }
         state.withLock { $0.agents[name]?.frozen = frozen }
         registry.setFrozen(agent.id, frozen, at: Clock.monotonicNow())
-        events.append(kind: frozen ? "frozen" : "thawed", agent: name, detail: "pid \(pid) via \(how)", tier: .l2)
+        events.append(kind: frozen ? "frozen" : "thawed", agent: name, detail: "pid \(pid) via \(how), by \(caller)", tier: .l2)
         return (frozen ? "frozen" : "thawed") + " (pid \(pid), \(how))"
     }
 
