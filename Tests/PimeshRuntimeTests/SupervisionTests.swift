@@ -75,6 +75,11 @@ func writeFile(_ path: String, _ text: String) {
         #expect(refusal(#"{"name": "a", "mode": "sometimes"}"#)?.key == "mode")
         #expect(refusal("[1]")?.reason.contains("must be an object") == true)
         #expect(refusal("{")?.key == "")
+        // Users and groups are resolved when the manifest loads; the key at fault is named.
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "no-such-user-here"}"#)?.key == "user")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "nobody", "group": "no-such-group-here"}"#)?.key == "group")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "nobody", "groups": ["nogroup", "no-such-group-here"]}"#)?.key == "groups")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "group": "nogroup"}"#)?.key == "group")
     }
 
     @Test func aBadFileDoesNotStopTheOthers() {

@@ -137,9 +137,10 @@ public struct AgentManifest: Sendable, Equatable {
         if let user {
             do {
                 identity = try ProcessIdentity.resolve(user: user, group: group, groups: groups)
+            } catch let error as ProcessIdentity.LookupError {
+                throw root.error(error.key, error.description)
             } catch {
-                let key = (try? ProcessIdentity.resolve(user: user, group: nil, groups: [])) == nil ? "user" : (group.flatMap { g in (try? ProcessIdentity.resolve(user: user, group: g, groups: [])) == nil ? "group" : nil } ?? "groups")
-                throw root.error(key, "\(error)")
+                throw root.error("user", "\(error)")
             }
         }
         var manifest = AgentManifest(

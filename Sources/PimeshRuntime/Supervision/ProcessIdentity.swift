@@ -15,6 +15,8 @@ struct ProcessIdentity: Sendable, Equatable {
     var isRoot: Bool { uid == 0 }
 
     struct LookupError: Error, CustomStringConvertible {
+        /// The manifest key whose value was not found: `user`, `group` or `groups`.
+        var key = "user"
         var description: String
     }
 
@@ -23,10 +25,10 @@ struct ProcessIdentity: Sendable, Equatable {
     static func resolve(user: String, group: String?, groups: [String]) throws -> ProcessIdentity {
         let account = try lookUpUser(user)
         var gid = account.gid
-        if let group { gid = try lookUpGroup(group) }
+        if let group { gid = try lookUpGroup(group, key: "group") }
         var supplementary: [gid_t] = [gid]
         for name in groups {
-            let id = try lookUpGroup(name)
+            let id = try lookUpGroup(name, key: "groups")
             if !supplementary.contains(id) { supplementary.append(id) }
         }
         return ProcessIdentity(user: account.name, uid: account.uid, gid: gid, groups: supplementary)
@@ -69,13 +71,13 @@ struct ProcessIdentity: Sendable, Equatable {
         return (String(cString: found.pointee.pw_name), found.pointee.pw_uid, found.pointee.pw_gid)
     }
 
-    private static func lookUpGroup(_ text: String) throws -> gid_t {
+    private static func lookUpGroup(_ text: String, key: String) throws -> gid_t {
         if let numeric = UInt32(text) { return numeric }
         var record = group()
         var result: UnsafeMutablePointer<group>?
         var buffer = [CChar](repeating: 0, count: 16_384)
         guard getgrnam_r(text, &record, &buffer, buffer.count, &result) == 0, let found = result else {
-            throw LookupError(description: "no group \"\(text)\" on this system (getent group \(text))")
+            throw LookupError(key: key, description: "no group \"\(text)\" on this system (getent group \(text))")
         }
         return found.pointee.gr_gid
     }
