@@ -603,7 +603,7 @@ final class TaskService: Service, Sendable {
         task.leaseExpires = now + settings.lease
         task.candidates = candidates.count
         task.runnerUp = choice.runnerUp.map {
-            TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: $0.predictedArrivalMs)
+            TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: ImpedanceView.round($0.predictedArrivalMs))
         }
     }
 
