@@ -272,4 +272,94 @@ import Testing
         #expect(finished.allSatisfy { $0.state == "succeeded" }, "\(finished.map { "\($0.state) \($0.agentName ?? "-") attempts \($0.attempts) \($0.error ?? "")" })")
         #expect(try lead.status().tasks.duplicateResults == 0)
     }
+
+    /// Processes whose environment names them agent `name`: the lead's children and any copy.
+    func processes(of name: String) -> [Int32] {
+        let marker = Array("PIMESH_AGENT_NAME=\(name)".utf8)
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return pids.filter { pid in
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return environ.split(separator: 0).contains { Array($0) == marker }
+        }
+    }
+
+    func startLead(apiPort: Int, heartbeatPort: Int) throws -> (LeadProcess, readyAfter: TimeInterval) {
+        let path = dataDir + "/pimesh.json"
+        if !FileManager.default.fileExists(atPath: path) { try "{}".write(toFile: path, atomically: true, encoding: .utf8) }
+        let launchedAt = Date()
+        let lead = try LeadProcess(dataDir: dataDir, apiPort: apiPort, heartbeatPort: heartbeatPort, extraArguments: ["--config", path])
+        _ = try lead.waitReady()
+        return (lead, Date().timeIntervalSince(launchedAt))
+    }
+
+    /// Issue 12: `kill -9` of the lead leaves its agents running; the next lead on the same data
+    /// dir and ports takes them back instead of starting second copies.
+    @Test func aLeadStartedAfterAKill9AdoptsTheAgentsItLeftRunning() throws {
+        let names = (1...5).map { "keeper\($0)" }
+        for name in names { try agentManifest(name) }
+        let apiPort = freeLoopbackPort(), heartbeatPort = freeLoopbackPort(type: SOCK_DGRAM)
+        let (first, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        #expect(eventually(timeout: 10) { names.allSatisfy { alive(first, $0) } })
+        var pids: [String: Int32] = [:]
+        for name in names { pids[name] = try #require(pid(first, name)) }
+
+        first.kill9()
+        let killedAt = Date()
+        let (second, readyAfter) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        defer { _ = second.terminate() }
+        #expect(readyAfter < 1, "the new lead was ready \(readyAfter) s after it was started")
+        // Heard again: every agent's heartbeat reached the new lead within 2 s of the kill.
+        var heardAt = Date.distantFuture
+        if eventually(timeout: 10, { try names.allSatisfy { try agent(second, $0).lastHeartbeatMsAgo != nil } }) { heardAt = Date() }
+        #expect(heardAt.timeIntervalSince(killedAt) < 2, "heartbeats reached the new lead \(heardAt.timeIntervalSince(killedAt)) s after the kill")
+        #expect(eventually(timeout: 10) { names.allSatisfy { alive(second, $0) } })
+        for name in names {
+            #expect(pid(second, name) == pids[name], "\(name) is supervised again as the same process")
+            #expect(processes(of: name) == [pids[name]!], "\(name) runs once")
+        }
+        let adopted = try events(second).filter { $0.kind == "adopted" }.compactMap(\.agent)
+        #expect(Set(adopted) == Set(names))
+        #expect(try !events(second).contains { $0.kind == "started" || $0.kind == "restarted" })
+        // Its output still reaches its log through the FIFO the first lead made.
+        let log = try String(contentsOfFile: try #require(agent(second, "keeper1").supervision?.log), encoding: .utf8)
+        #expect(log.contains("adopted by lead pid \(second.process.processIdentifier)"))
+
+        // Adopted agents are supervised: a kill -9 is seen at once and restarted.
+        kill(pids["keeper1"]!, SIGKILL)
+        #expect(eventually(timeout: 5) { alive(second, "keeper1") && pid(second, "keeper1").map { $0 != pids["keeper1"] } == true })
+        #expect(processes(of: "keeper1").count == 1)
+
+        // A clean stop stops the adopted agents too.
+        #expect(second.terminate() == 0)
+        for name in names { #expect(eventually(timeout: 5) { processes(of: name).isEmpty }, "\(name) stopped with the lead") }
+    }
+
+    /// What cannot be adopted is not: an agent whose manifest changed while no lead ran is
+    /// started again once, one whose manifest is gone is stopped, and a recycled pid in the
+    /// record is never taken for an agent.
+    @Test func aChangedManifestRestartsOnceAndARemovedOneStopsTheOrphan() throws {
+        try agentManifest("changing")
+        try agentManifest("removed")
+        let apiPort = freeLoopbackPort(), heartbeatPort = freeLoopbackPort(type: SOCK_DGRAM)
+        let (first, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        #expect(eventually(timeout: 10) { alive(first, "changing") && alive(first, "removed") })
+        let changingPID = try #require(pid(first, "changing"))
+        #expect(pid(first, "removed") != nil)
+        first.kill9()
+
+        try manifest(
+            "changing",
+            """
+            {"name": "changing", "command": "\(LeadProcess.binary)", "args": ["agent"], "capabilities": ["work"], "env": {"EXTRA": "1"},
+             "restart": {"stable_after_s": 1}}
+            """)
+        try FileManager.default.removeItem(atPath: dataDir + "/agents.d/removed.json")
+        let (second, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        defer { _ = second.terminate() }
+        #expect(eventually(timeout: 10) { alive(second, "changing") && pid(second, "changing").map { $0 != changingPID } == true })
+        #expect(eventually(timeout: 10) { processes(of: "changing").count == 1 && processes(of: "removed").isEmpty })
+        let kinds = try events(second).map { "\($0.kind) \($0.agent ?? "")" }
+        #expect(kinds.contains("orphan_stopped removed"))
+        #expect(kinds.filter { $0 == "restarting changing" }.count == 1)
+    }
 }

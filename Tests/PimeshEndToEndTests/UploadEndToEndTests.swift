@@ -179,7 +179,7 @@ import Testing
 
     @Test func s3UploadsToAMotoServerWithSigV4() throws {
         try makeNode()
-        let port = try freePort()
+        let port = freeLoopbackPort()
         let moto = try Background("/usr/bin/env", ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)], log: root + "/moto.log")
         defer { moto.stop() }
         let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port))
@@ -213,18 +213,5 @@ import Testing
         let refused = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", wrongBucket])
         #expect(refused.status != 0)
         #expect(refused.output.contains("S3 answered 404"))
-    }
-
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

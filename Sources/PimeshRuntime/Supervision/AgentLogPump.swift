@@ -9,8 +9,12 @@ import Synchronization
 final class AgentLogPump: Sendable {
     private struct Source {
         var fd: Int32
+        var name: String
         var path: String
         var written: Int
+        /// Its process is gone but writers may remain (an adopted agent's FIFO, whose reader
+        /// sees no hang-up): read what is buffered, then close.
+        var finishing = false
     }
 
     private let directory: String
@@ -37,6 +41,51 @@ final class AgentLogPump: Sendable {
         directory + "/" + name + ".log"
     }
 
+    func fifoPath(of name: String) -> String {
+        directory + "/" + name + ".out"
+    }
+
+    /// A fresh FIFO for a supervised agent's stdout+stderr, in place of a pipe: it outlives the
+    /// lead, so an agent keeps running (and its output waits in the FIFO's buffer) while a
+    /// killed lead restarts, and the next lead reads on from the same path (issue 12). The
+    /// child's end is opened read-write: a FIFO with a reader never raises SIGPIPE in its
+    /// writer, so the agent does not die of the lead's death. Returns the lead's read end
+    /// (attach it) and the child's end (pass it to spawn, then close it).
+    func makeFIFO(for name: String) throws -> (reader: Int32, childEnd: Int32) {
+        let path = fifoPath(of: name)
+        unlink(path)
+        guard mkfifo(path, 0o600) == 0 else { throw ChildProcess.SpawnError(description: "mkfifo \(path): \(String(cString: strerror(errno)))") }
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard reader >= 0 else { throw ChildProcess.SpawnError(description: "open \(path): \(String(cString: strerror(errno)))") }
+        let childEnd = open(path, O_RDWR | O_CLOEXEC)
+        guard childEnd >= 0 else {
+            close(reader)
+            throw ChildProcess.SpawnError(description: "open \(path): \(String(cString: strerror(errno)))")
+        }
+        return (reader, childEnd)
+    }
+
+    /// Reads an adopted agent's output again from its FIFO; false when there is none.
+    @discardableResult
+    func reattach(name: String, header: String) -> Bool {
+        let path = fifoPath(of: name)
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFIFO, info.st_uid == geteuid() else { return false }
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard reader >= 0 else { return false }
+        attach(fd: reader, name: name, header: header)
+        return true
+    }
+
+    /// The process writing to NAME's log is gone: copy what it left and stop reading.
+    func finish(name: String) {
+        sources.withLock { sources in
+            for (fd, source) in sources where source.name == name { sources[fd]?.finishing = true }
+        }
+        var one: UInt8 = 1
+        _ = write(wake[1], &one, 1)
+    }
+
     /// Starts copying `fd` (a pipe's read end, owned by the pump from now on) into NAME.log,
     /// after a header line that marks the start.
     func attach(fd: Int32, name: String, header: String) {
@@ -44,7 +93,7 @@ final class AgentLogPump: Sendable {
         var written = Self.size(of: path)
         let line = Array(("--- " + header + " ---\n").utf8)
         written += append(line, to: path)
-        sources.withLock { $0[fd] = Source(fd: fd, path: path, written: written) }
+        sources.withLock { $0[fd] = Source(fd: fd, name: name, path: path, written: written) }
         if !running.exchange(true, ordering: .acquiringAndReleasing) { start() }
         var one: UInt8 = 1
         _ = write(wake[1], &one, 1)
@@ -81,6 +130,15 @@ final class AgentLogPump: Sendable {
                     sources.withLock { _ = $0.removeValue(forKey: entry.fd) }
                     close(entry.fd)
                 }
+            }
+            for fd in sources.withLock({ $0.values.filter(\.finishing).map(\.fd) }) {
+                while true {
+                    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    guard count > 0 else { break }
+                    copy(Array(buffer[0..<count]), from: fd)
+                }
+                sources.withLock { _ = $0.removeValue(forKey: fd) }
+                close(fd)
             }
         }
     }

@@ -20,9 +20,13 @@ enum ChildProcess {
     }
 
     /// `program` is an absolute path or a name searched in PATH (of `environment`).
+    /// `outputDescriptor`: the child's stdout+stderr, still the caller's to close (a supervised
+    /// agent's log FIFO); else a new pipe when `captureOutput`, else /dev/null.
     static func spawn(
-        program: String, arguments: [String], environment: [String], captureOutput: Bool, identity: ProcessIdentity? = nil
+        program: String, arguments: [String], environment: [String], captureOutput: Bool, outputDescriptor: Int32? = nil,
+        identity: ProcessIdentity? = nil
     ) throws -> Spawned {
+        let captureOutput = captureOutput && outputDescriptor == nil
         var pipeFDs: [Int32] = [-1, -1]
         if captureOutput {
             let error = pimesh_pipe_cloexec(&pipeFDs)
@@ -53,7 +57,7 @@ enum ChildProcess {
         let groups = identity?.groups ?? []
         let error = groups.withUnsafeBufferPointer { groupBuffer in
             pimesh_spawn(
-                path, &cArguments, &cEnvironment, captureOutput ? pipeFDs[1] : -1, identity == nil ? 0 : 1, identity?.uid ?? 0,
+                path, &cArguments, &cEnvironment, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1), identity == nil ? 0 : 1, identity?.uid ?? 0,
                 identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, &pid, &step)
         }
         guard error == 0 else {

@@ -1,113 +1,143 @@
+import CSpawn
 import Glibc
 import Synchronization
 
-/// Reaps every child of the lead on a thread of its own and tells whoever started it, at once:
-/// a crash is seen when it happens, not after missed heartbeats. A child may exit before its
-/// starter has registered it; that exit is kept until it does.
+/// Sees each watched process end the moment it does, on a thread of its own, and tells whoever
+/// watches it: a crash is seen when it happens, not after missed heartbeats.
+///
+/// One pidfd per process (pidfd_open, Linux 5.3) in one poll, so an idle lead sleeps until
+/// something exits. The lead's own children are reaped by pid (`waitpid(pid)`), never with
+/// `waitpid(-1)`: another part of the process may have children of its own, and a status saved
+/// for a pid could be matched to a later process that reuses it (issue 20). Processes adopted
+/// after a lead restart are not the lead's children: their end is seen, their status went to
+/// whoever reaped them. Where pidfd_open is refused (an old kernel, a seccomp filter) the
+/// reaper checks those pids every 100 ms instead.
 final class ChildReaper: Sendable {
-    typealias Handler = @Sendable (_ pid: pid_t, _ waitStatus: Int32) -> Void
+    /// `waitStatus`: nil when the process was not the lead's child (adopted), so nobody here
+    /// can know how it ended.
+    typealias Handler = @Sendable (_ pid: pid_t, _ waitStatus: Int32?) -> Void
+
+    private struct Watched {
+        var handler: Handler
+        var pidfd: Int32
+        var child: Bool
+        /// For adopted processes without a pidfd: a different start time means the pid is reused.
+        var startTime: UInt64
+    }
 
     private struct State {
-        var handlers: [pid_t: Handler] = [:]
-        var early: [pid_t: Int32] = [:]
+        var watched: [pid_t: Watched] = [:]
         var running = false
         var stopping = false
     }
 
     private let state = Mutex(State())
-    private let wake = PThreadCondition()
+    /// Wakes the poll when the watch list changes: [read, write], non-blocking, close-on-exec.
+    private let wake: [Int32]
 
-    /// Call right after spawning `pid`, with what to do when it exits.
-    func watch(_ pid: pid_t, handler: @escaping Handler) {
-        let early: Int32? = state.withLock { state in
-            if let status = state.early.removeValue(forKey: pid) { return status }
-            state.handlers[pid] = handler
-            return nil
+    init() {
+        var ends: [Int32] = [-1, -1]
+        if pimesh_pipe_cloexec(&ends) == 0 {
+            for fd in ends { _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
         }
-        if let early { handler(pid, early) }
-        startIfNeeded()
-        wake.signal()
+        wake = ends
     }
 
-    private func startIfNeeded() {
+    deinit {
+        for fd in wake where fd >= 0 { close(fd) }
+    }
+
+    /// Call right after spawning `pid` (a child of the lead), with what to do when it exits.
+    /// The child cannot be reaped before this, so its exit is never missed.
+    func watch(_ pid: pid_t, handler: @escaping Handler) {
+        add(pid, Watched(handler: handler, pidfd: pimesh_pidfd_open(pid), child: true, startTime: 0))
+    }
+
+    /// Watches a process that is not the lead's child (an agent adopted after a restart).
+    /// `startTime` (from `pimesh_process_start_time`) is its identity.
+    func watchAdopted(_ pid: pid_t, startTime: UInt64, handler: @escaping Handler) {
+        add(pid, Watched(handler: handler, pidfd: pimesh_pidfd_open(pid), child: false, startTime: startTime))
+    }
+
+    private func add(_ pid: pid_t, _ watched: Watched) {
         let start = state.withLock { state -> Bool in
+            if let previous = state.watched[pid], previous.pidfd >= 0 { close(previous.pidfd) }
+            state.watched[pid] = watched
             if state.running { return false }
             state.running = true
+            state.stopping = false
             return true
         }
-        guard start else { return }
+        if start { startThread() } else { poke() }
+    }
+
+    func stop() {
+        state.withLock { $0.stopping = true }
+        poke()
+    }
+
+    private func poke() {
+        var one: UInt8 = 1
+        _ = write(wake[1], &one, 1)
+    }
+
+    private func startThread() {
         let reaper = Unmanaged.passRetained(self)
         var thread = pthread_t()
         pthread_create(&thread, nil, { context in
-            let reaper = Unmanaged<ChildReaper>.fromOpaque(context!).takeRetainedValue()
-            reaper.loop()
+            Unmanaged<ChildReaper>.fromOpaque(context!).takeRetainedValue().loop()
             return nil
         }, reaper.toOpaque())
         pthread_detach(thread)
     }
 
-    func stop() {
-        state.withLock { $0.stopping = true }
-        wake.signal()
-    }
-
     private func loop() {
-        while !state.withLock({ $0.stopping }) {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, 0)
-            if pid > 0 {
+        while true {
+            let (watched, stopping) = state.withLock { state in (state.watched.map { ($0.key, $0.value) }, state.stopping) }
+            if stopping { break }
+            var fds = watched.filter { $0.1.pidfd >= 0 }.map { pollfd(fd: $0.1.pidfd, events: Int16(POLLIN), revents: 0) }
+            fds.append(pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0))
+            let checksByPid = watched.contains { $0.1.pidfd < 0 }
+            let ready = poll(&fds, nfds_t(fds.count), checksByPid ? 100 : -1)
+            if ready < 0 && errno != EINTR { break }
+            if fds.last!.revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wake[0], &drain, drain.count) > 0 {}
+            }
+            let readable = Set(fds.dropLast().filter { $0.revents != 0 }.map(\.fd))
+            for (pid, entry) in watched where entry.pidfd < 0 || readable.contains(entry.pidfd) {
+                guard case .ended(let waitStatus) = progress(of: pid, entry) else { continue }
                 let handler: Handler? = state.withLock { state in
-                    if let handler = state.handlers.removeValue(forKey: pid) { return handler }
-                    state.early[pid] = status
-                    // Bounded: exits nobody claims (children of something else) do not pile up.
-                    if state.early.count > 256 { state.early.removeAll() }
-                    return nil
+                    guard let current = state.watched[pid], current.pidfd == entry.pidfd else { return nil }
+                    state.watched[pid] = nil
+                    return current.handler
                 }
-                handler?(pid, status)
-            } else if errno == ECHILD {
-                wake.wait(timeoutMs: 200)
-            } else if errno != EINTR {
-                wake.wait(timeoutMs: 200)
+                if entry.pidfd >= 0 { close(entry.pidfd) }
+                handler?(pid, waitStatus)
             }
         }
-        state.withLock { $0.running = false }
-    }
-}
-
-/// A condition variable for the reaper's idle wait; no allocation per wait.
-final class PThreadCondition: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var signalled = false
-
-    init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
+        state.withLock { state in
+            for entry in state.watched.values where entry.pidfd >= 0 { close(entry.pidfd) }
+            state.watched.removeAll()
+            state.running = false
+        }
     }
 
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        condition.deallocate()
+    private enum Progress {
+        case running
+        case ended(waitStatus: Int32?)
     }
 
-    func signal() {
-        pthread_mutex_lock(mutex)
-        signalled = true
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(mutex)
-    }
-
-    func wait(timeoutMs: Int) {
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        let nanoseconds = Int(deadline.tv_nsec) + (timeoutMs % 1000) * 1_000_000
-        deadline.tv_sec += timeoutMs / 1000 + nanoseconds / 1_000_000_000
-        deadline.tv_nsec = nanoseconds % 1_000_000_000
-        pthread_mutex_lock(mutex)
-        if !signalled { pthread_cond_timedwait(condition, mutex, &deadline) }
-        signalled = false
-        pthread_mutex_unlock(mutex)
+    private func progress(of pid: pid_t, _ entry: Watched) -> Progress {
+        if entry.child {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { return .ended(waitStatus: status) }
+            // ECHILD: something else reaped it; it is gone all the same.
+            if result < 0 && errno == ECHILD { return .ended(waitStatus: nil) }
+            return .running
+        }
+        if entry.pidfd >= 0 { return .ended(waitStatus: nil) }
+        return pimesh_process_start_time(pid) == entry.startTime ? .running : .ended(waitStatus: nil)
     }
 }

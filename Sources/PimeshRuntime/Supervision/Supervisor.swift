@@ -1,3 +1,5 @@
+import Crypto
+import CSpawn
 import Glibc
 import Logging
 import PimeshAgent
@@ -30,6 +32,14 @@ final class Supervisor: Service, Sendable {
         var id: AgentID
         var secret: String
         var pid: pid_t?
+        /// The process's start time (/proc/PID/stat), which with the pid identifies it.
+        var processStartTime: UInt64?
+        /// Digest of what it was started with (SupervisedRecords).
+        var launch: String?
+        /// Taken over from an earlier lead: not the lead's child.
+        var adopted = false
+        /// SIGKILL it if it still runs then (a stop the lead asked for with SIGTERM).
+        var killDeadline: Instant?
         var startedAt: Instant?
         var backoff: RestartBackoff
         var restartAt: Instant?
@@ -67,6 +77,9 @@ final class Supervisor: Service, Sendable {
     /// `pimesh-agent` where it exists; nil: agents without a `user` run as the lead does.
     let defaultIdentity = ProcessIdentity.defaultForAgents()
     let state = Mutex(State())
+    let records: SupervisedRecords
+    /// Serialises record writes, so that the file never goes back to an older state.
+    private let recordWrites = Mutex(())
 
     init(
         settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
@@ -82,6 +95,7 @@ final class Supervisor: Service, Sendable {
         self.heartbeatEndpoint = heartbeatEndpoint
         self.apiEndpoint = apiEndpoint
         self.logs = try AgentLogPump(directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes)
+        self.records = SupervisedRecords(runDir: settings.runDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
     }
 
@@ -131,6 +145,7 @@ final class Supervisor: Service, Sendable {
             state.agents = managed
             state.refused = refused
         }
+        adoptSurvivors()
         if let cgroups {
             do {
                 try cgroups.prepare(leadPID: getpid())
@@ -169,13 +184,125 @@ final class Supervisor: Service, Sendable {
         }
     }
 
+    // MARK: - Adoption
+
+    /// Takes back the supervised agents an earlier lead of this data dir left running (it was
+    /// killed, or it crashed): each recorded pid whose start time still matches is watched
+    /// again, its log read on from its FIFO, and it is not started a second time. A recorded
+    /// agent that no manifest names any more is stopped. Runs before the lead is ready, so no
+    /// health tick sees these agents as gone.
+    private func adoptSurvivors() {
+        let recorded = records.read()
+        guard !recorded.isEmpty else { return }
+        let now = Clock.monotonicNow()
+        var adopted: [(String, SupervisedRecords.Entry, AgentID)] = []
+        var orphans: [SupervisedRecords.Entry] = []
+        state.withLock { state in
+            for entry in recorded.values {
+                guard pimesh_process_start_time(entry.pid) == entry.startTime else { continue }
+                guard var agent = state.agents[entry.name], agent.manifest.mode == .supervised else {
+                    orphans.append(entry)
+                    continue
+                }
+                agent.pid = entry.pid
+                agent.processStartTime = entry.startTime
+                agent.launch = entry.launch
+                agent.adopted = true
+                agent.frozen = entry.frozen
+                agent.startedAt = now
+                agent.starts = 1
+                state.agents[entry.name] = agent
+                state.byPID[entry.pid] = entry.name
+                adopted.append((entry.name, entry, agent.id))
+            }
+        }
+        for (name, entry, id) in adopted {
+            reaper.watchAdopted(entry.pid, startTime: entry.startTime) { [weak self] pid, status in
+                self?.childExited(pid: pid, status: status)
+            }
+            logs.reattach(name: name, header: "pid \(entry.pid) adopted by lead pid \(getpid()) at \(Clock.wallMilliseconds()) ms")
+            registry.started(id, at: now, restart: false)
+            if entry.frozen { registry.setFrozen(id, true, at: now) }
+            events.append(kind: "adopted", agent: name, detail: "pid \(entry.pid), left running by the previous lead", tier: .l0)
+            logger.notice("agent adopted", metadata: ["agent": "\(name)", "pid": "\(entry.pid)"])
+        }
+        for entry in orphans {
+            stopOrphan(entry)
+        }
+        saveRecords()
+    }
+
+    /// A process an earlier lead started for a manifest that is gone: SIGTERM now, SIGKILL after
+    /// the stop timeout if that same process still runs.
+    private func stopOrphan(_ entry: SupervisedRecords.Entry) {
+        kill(-entry.pid, SIGCONT)
+        kill(-entry.pid, SIGTERM)
+        events.append(kind: "orphan_stopped", agent: entry.name, detail: "pid \(entry.pid): no manifest names it any more", tier: .l0)
+        logger.notice("stopping an agent no manifest names any more", metadata: ["agent": "\(entry.name)", "pid": "\(entry.pid)"])
+        let timeout = settings.stopTimeout
+        Task.detached {
+            let deadline = Clock.monotonicNow() + timeout
+            while Clock.monotonicNow() < deadline, pimesh_process_start_time(entry.pid) == entry.startTime {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            if pimesh_process_start_time(entry.pid) == entry.startTime { kill(-entry.pid, SIGKILL) }
+        }
+    }
+
+    /// After the lead is ready (its addresses are known): an adopted agent that was started
+    /// with something else than what it would get now (its manifest, or the lead's address,
+    /// changed while no lead ran) is stopped and started again once.
+    private func restartStaleAdoptions(now: Instant) {
+        let stale: [(String, pid_t)] = state.withLock { state in
+            var stale: [(String, pid_t)] = []
+            for (name, agent) in state.agents where agent.adopted {
+                guard let pid = agent.pid, agent.launch != launchDigest(of: agent) else { continue }
+                state.agents[name]?.restartRequested = true
+                state.agents[name]?.killDeadline = now + settings.stopTimeout
+                stale.append((name, pid))
+            }
+            return stale
+        }
+        for (name, pid) in stale {
+            kill(-pid, SIGCONT)
+            kill(-pid, SIGTERM)
+            events.append(kind: "restarting", agent: name, detail: "pid \(pid) was started with another manifest or lead address", tier: .l0)
+        }
+    }
+
+    /// What an agent is started with, as a digest: program, arguments, environment, user.
+    private func launchDigest(of agent: Managed) -> String {
+        let identity = identity(of: agent.manifest)
+        var text = (agent.manifest.command ?? "") + "\u{0}" + agent.manifest.args.joined(separator: "\u{0}") + "\u{0}\u{0}"
+        text += environment(for: agent).joined(separator: "\u{0}") + "\u{0}\u{0}"
+        text += "\(identity.uid):\(identity.gid):\(identity.groups.map(String.init).joined(separator: ","))"
+        return Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
+    }
+
+    private func saveRecords() {
+        recordWrites.withLock { _ in
+            let entries: [SupervisedRecords.Entry] = state.withLock { state in
+                state.agents.values.compactMap { agent in
+                    guard let pid = agent.pid, let startTime = agent.processStartTime, let launch = agent.launch else { return nil }
+                    return .init(name: agent.manifest.name, pid: pid, startTime: startTime, frozen: agent.frozen, launch: launch)
+                }
+            }
+            do {
+                try records.write(entries)
+            } catch {
+                logger.warning("supervised agents not recorded: a lead restart would start them again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     // MARK: - Service
 
     func run() async throws {
         while !ready.isReady {
             try await Task.sleep(for: .milliseconds(10))
         }
-        let names = state.withLock { $0.agents.values.filter { $0.manifest.mode == .supervised }.map(\.manifest.name) }.sorted()
+        restartStaleAdoptions(now: Clock.monotonicNow())
+        let names = state.withLock { $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil }.map(\.manifest.name) }.sorted()
         for name in names { start(name, now: Clock.monotonicNow()) }
         await repeatUntilGracefulShutdown(every: settings.tick) { self.tick(now: Clock.monotonicNow()) }
         await stopAll()
@@ -188,9 +315,11 @@ final class Supervisor: Service, Sendable {
         }
         for name in due { start(name, now: now) }
         let overdue: [pid_t] = state.withLock { state in
-            state.agents.values.compactMap { agent in
-                guard let pid = agent.healPID, let deadline = agent.healDeadline, deadline <= now else { return nil }
-                return pid
+            state.agents.values.flatMap { agent -> [pid_t] in
+                var late: [pid_t] = []
+                if let pid = agent.healPID, let deadline = agent.healDeadline, deadline <= now { late.append(pid) }
+                if let pid = agent.pid, let deadline = agent.killDeadline, deadline <= now { late.append(pid) }
+                return late
             }
         }
         for pid in overdue { kill(-pid, SIGKILL) }
@@ -237,21 +366,33 @@ final class Supervisor: Service, Sendable {
         guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
         do {
             let identity = identity(of: agent.manifest)
-            let spawned = try ChildProcess.spawn(
-                program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: true,
-                identity: identity.needsChange ? identity : nil)
+            let output = try logs.makeFIFO(for: name)
+            defer { close(output.childEnd) }
+            let spawned: ChildProcess.Spawned
+            do {
+                spawned = try ChildProcess.spawn(
+                    program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: false,
+                    outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil)
+            } catch {
+                close(output.reader)
+                throw error
+            }
             let restart = agent.starts > 0
+            let startTime = pimesh_process_start_time(spawned.pid)
+            let launch = launchDigest(of: agent)
             state.withLock { state in
                 state.agents[name]?.pid = spawned.pid
+                state.agents[name]?.processStartTime = startTime
+                state.agents[name]?.launch = launch
+                state.agents[name]?.adopted = false
                 state.agents[name]?.startedAt = now
                 state.agents[name]?.restartAt = nil
                 state.agents[name]?.starts += 1
                 if restart { state.agents[name]?.restarts += 1 }
                 state.byPID[spawned.pid] = name
             }
-            if let output = spawned.output {
-                logs.attach(fd: output, name: name, header: "pid \(spawned.pid) started at \(Clock.wallMilliseconds()) ms")
-            }
+            logs.attach(fd: output.reader, name: name, header: "pid \(spawned.pid) started at \(Clock.wallMilliseconds()) ms")
+            saveRecords()
             if let cgroups {
                 do {
                     try cgroups.place(pid: spawned.pid, name: name, memoryLimitBytes: agent.manifest.memoryLimitBytes)
@@ -270,9 +411,10 @@ final class Supervisor: Service, Sendable {
         }
     }
 
-    func childExited(pid: pid_t, status: Int32) {
+    /// `status`: nil for an adopted agent, whose exit status went to whoever reaped it.
+    func childExited(pid: pid_t, status: Int32?) {
         let now = Clock.monotonicNow()
-        let (text, clean) = ChildProcess.describe(waitStatus: status)
+        let (text, clean) = status.map(ChildProcess.describe(waitStatus:)) ?? ("ended (adopted: its exit status is not the lead's to see)", false)
         enum Next {
             case none
             case healDone(String)
@@ -286,7 +428,12 @@ final class Supervisor: Service, Sendable {
             }
             guard let name = state.byPID.removeValue(forKey: pid), var agent = state.agents[name] else { return .none }
             let restartRequested = agent.restartRequested
+            if agent.adopted { logs.finish(name: name) }
             agent.pid = nil
+            agent.processStartTime = nil
+            agent.launch = nil
+            agent.adopted = false
+            agent.killDeadline = nil
             agent.restartRequested = false
             agent.frozen = false
             agent.lastExit = text
@@ -301,6 +448,7 @@ final class Supervisor: Service, Sendable {
             events.append(kind: "heal_command_finished", agent: name, detail: text, tier: .l1)
             return
         case .exited(let name, let id, let restartRequested, let shuttingDown):
+            saveRecords()
             // The health tick reports the exit as a change of condition, dated now.
             registry.exited(id, at: now, reason: "pid \(pid) \(text)")
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
@@ -475,6 +623,7 @@ final class Supervisor: Service, Sendable {
             throw .failed("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
         }
         state.withLock { $0.agents[name]?.frozen = frozen }
+        saveRecords()
         registry.setFrozen(agent.id, frozen, at: Clock.monotonicNow())
         events.append(kind: frozen ? "frozen" : "thawed", agent: name, detail: "pid \(pid) via \(how), by \(caller)", tier: .l2)
         return (frozen ? "frozen" : "thawed") + " (pid \(pid), \(how))"
