@@ -147,6 +147,14 @@ import Testing
         #expect(try aliceClient.postResult(taskID: task.id, ResultReport(agentID: alice.id, outcome: .succeeded, result: "done")))
         #expect(try operatorClient.task(id: task.id).state == "succeeded")
         #expect(try lead.agents().allSatisfy { $0.quarantined == false })
+        // An operator's cancel and release are recorded with who asked.
+        let second = try operatorClient.submit(.init(capability: "work", payload: "never done"))
+        _ = try operatorClient.post("/v1/tasks/\(second.id)/cancel", json: Array("{}".utf8))
+        _ = try operatorClient.post("/v1/agents/bob/quarantine", json: Array("{}".utf8))
+        _ = try operatorClient.post("/v1/agents/bob/release", json: Array("{}".utf8))
+        let events = try APICoding.decode(HealthEventList.self, from: operatorClient.get("/v1/events")).events
+        #expect(events.contains { $0.kind == "task_cancelled" && $0.detail == "task \(second.id) cancelled by operator (token)" }, "\(events)")
+        #expect(events.contains { $0.kind == "released" && $0.agent == "bob" && $0.detail.hasSuffix("by operator (token)") })
 
         // Rotating the join token ends the old one at once.
         _ = try operatorClient.post("/v1/tokens/join/rotate", json: [])

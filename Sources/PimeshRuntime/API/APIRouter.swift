@@ -102,6 +102,7 @@ enum APIRouter {
             await handle {
                 let (id, name) = try agent(context, state)
                 try await state.conflicts.release(id)
+                state.events.append(kind: "released", agent: name, detail: "released from quarantine by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
             }
         }
@@ -140,7 +141,9 @@ enum APIRouter {
         }
         operatorRoutes.post("tasks/:id/cancel") { _, context in
             await handle {
-                JSONResponse.make(status: .ok, try await state.tasks.cancel(taskID: context.parameters.get("id") ?? ""))
+                let cancelled = try await state.tasks.cancel(taskID: context.parameters.get("id") ?? "")
+                state.events.append(kind: "task_cancelled", agent: cancelled.agentName, detail: "task \(cancelled.id) cancelled by \(context.caller.label)")
+                return JSONResponse.make(status: .ok, cancelled)
             }
         }
         operatorRoutes.post("ask") { request, _ in
