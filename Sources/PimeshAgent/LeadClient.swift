@@ -70,6 +70,10 @@ public struct LeadClient: Sendable {
         try checked(http.request("POST", path, headers: authorization + [("Content-Type", "application/json")], body: json))
     }
 
+    public func delete(_ path: String) throws -> [UInt8] {
+        try checked(http.request("DELETE", path, headers: authorization))
+    }
+
     private func checked(_ response: LoopbackHTTPClient.Response) throws -> [UInt8] {
         guard (200..<300).contains(response.status) else {
             let message = (try? JSONDecoder().decode(ErrorBody.self, from: Data(response.body)).error) ?? response.text
@@ -151,5 +155,11 @@ public struct LeadClient: Sendable {
 
     public func postAnswer(operationID: String, _ report: AnswerReport) throws {
         _ = try post("/v1/ops/\(operationID)/answers", json: try APICoding.encode(report))
+    }
+
+    /// Says goodbye: the lead marks the agent `left` (not a failure, out of the healthy ratio)
+    /// and gives its work to others. An agent that stops on purpose calls this first.
+    public func leave(agentID: AgentID) throws {
+        _ = try post("/v1/agents/\(agentID)/leave", json: Array("{}".utf8))
     }
 }

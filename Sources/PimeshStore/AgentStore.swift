@@ -18,6 +18,12 @@ public struct AgentStore: Sendable {
             ])
     }
 
+    /// An operator removed the agent for good; its checkpoint and quarantine go with it, its
+    /// finished tasks keep its id as history.
+    public static func delete(id: AgentID, in connection: Connection) throws {
+        try connection.run("DELETE FROM agents WHERE id = ?", [.text(id.description)])
+    }
+
     /// A manifest changed the class or capabilities of an agent it names.
     public static func updateProfile(id: AgentID, agentClass: AgentClass, capabilities: [String], in connection: Connection) throws {
         try connection.run(

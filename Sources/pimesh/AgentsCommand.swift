@@ -4,11 +4,48 @@ import PimeshAgent
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agents",
+        abstract: "List registered agents (the default), or remove one for good.",
+        subcommands: [AgentsListCommand.self, AgentsRemoveCommand.self],
+        defaultSubcommand: AgentsListCommand.self
+    )
+}
+
+struct AgentsRemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove",
+        abstract: "Delete an agent from the registry and the store for good; its open tasks are requeued.",
+        discussion: """
+            An agent a manifest in agents.d names cannot be removed while the manifest is there: \
+            remove the file first. An agent that merely stopped needs no removal: it is `left` \
+            when it said goodbye, `departed` after agents.expire_after_s of silence.
+            """
+    )
+
+    @OptionGroup var options: ClientOptions
+
+    @Argument(help: "The agent's name or id.")
+    var name: String
+
+    func run() async throws {
+        do {
+            let raw = try options.client().delete("/v1/agents/\(name)")
+            print(options.json ? String(decoding: raw, as: UTF8.self) : "removed \(name)")
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+}
+
+struct AgentsListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List registered agents with their state and impedance.",
         discussion: """
             SCORE is the impedance score 0–1000 (lower is better; above 800 is degraded), ARRIVAL \
             the predicted time until work sent now is done, DRIFT the latency's relative spread \
-            (above 0.5 is unstable), CONF the seed's confidence 0–1. See docs/impedance.md.
+            (above 0.5 is unstable), CONF the seed's confidence 0–1. HEALTH is pending (not heard \
+            yet since the lead started), alive, suspected, hung, looping, exited, frozen, left \
+            (said goodbye) or departed (silent past agents.expire_after_s). See docs/impedance.md.
             """
     )
 

@@ -51,7 +51,7 @@ import Testing
             // Each blink 200 ms, 300 ms apart, then 1.5 s dark.
             #expect(pattern.period == .milliseconds(500 * alert.blinks + 1500))
         }
-        let three = LEDPatterns.alert(.agentsSilent)
+        let three = LEDPatterns.alert(.agentFailed)
         #expect(three.transitions(to: .seconds(3)).map(\.at).prefix(6) == [
             .zero, .milliseconds(200), .milliseconds(500), .milliseconds(700), .milliseconds(1000), .milliseconds(1200),
         ])

@@ -66,9 +66,9 @@ func read(_ path: String) -> String {
         #expect(shown.status == 0, "\(shown.output)")
         #expect(shown.output.contains("backend     sim"))
         #expect(shown.output.contains("level FULL"))
-        // An agent that registered and went silent is an open condition: 3 blinks.
+        // An agent that registered and went silent is an open condition: 4 blinks.
         _ = try lead.client().register(.init(name: "quiet"))
-        #expect(eventually { try APICoding.decode(LEDReport.self, from: lead.client().get("/v1/leds")).alertBlinks == 3 })
+        #expect(eventually { try APICoding.decode(LEDReport.self, from: lead.client().get("/v1/leds")).alertBlinks == 4 })
         let watched = try runPimesh(["leds", "watch", "--duration", "1.2", "--data-dir", lead.dataDir])
         #expect(watched.status == 0)
         #expect(watched.output.contains("● liveness") && watched.output.contains("○ liveness"))
@@ -80,8 +80,8 @@ func read(_ path: String) -> String {
         let result = try runPimesh(["leds", "test", "--backend", "sim", "--json", "--data-dir", LeadProcess.scratchDirectory()], timeout: 90)
         #expect(result.status == 0, "\(result.output)")
         let steps = result.output.split(separator: "\n").filter { $0.hasPrefix("{") }
-        #expect(steps.count == 1 + 5 + 5 + 1)
-        #expect(steps.contains { $0.contains("alert 5: kpi_missed") })
+        #expect(steps.count == 1 + 5 + 6 + 1)
+        #expect(steps.contains { $0.contains("alert 6: kpi_missed") })
     }
 
     @Test func selftestReportsEveryCheckAndNeverCrashesWithoutGPIO() throws {

@@ -25,9 +25,11 @@ import hmac
 import http.client
 import json
 import os
+import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -262,15 +264,39 @@ class PimeshAgent:
             raise _refused("the answer", status, reply)
         return reply["answer"]
 
-    def run(self, report=Report, stop=lambda: False):
-        """Heartbeats at the lead's interval until `stop()` is true."""
-        while not stop():
-            current = report()
+    def leave(self, data_dir):
+        """Says goodbye: the lead marks the agent `left`, not failed, and gives its work to others."""
+        status, reply = self._request(data_dir, "POST", f"/v1/agents/{self.credentials['id']}/leave", {})
+        if status != 200:
+            raise _refused("leaving", status, reply)
+        return reply
+
+    def run(self, report=Report, stop=lambda: False, data_dir=None):
+        """Heartbeats at the lead's interval until `stop()` is true or SIGTERM/SIGINT arrives;
+        then, given `data_dir`, says goodbye so that the lead does not take the silence for a failure."""
+        stopping = []
+        previous = {}
+        def on_signal(number, frame):
+            stopping.append(number)
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                previous[number] = signal.signal(number, on_signal)
+        try:
+            while not stop() and not stopping:
+                current = report()
+                try:
+                    self.heartbeat(current.state, current.queue_depth, current.progress)
+                except OSError:
+                    pass  # the lead may be restarting; the next tick tries again
+                time.sleep(self.interval)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+        if data_dir is not None:
             try:
-                self.heartbeat(current.state, current.queue_depth, current.progress)
-            except OSError:
-                pass  # the lead may be restarting; the next tick tries again
-            time.sleep(self.interval)
+                self.leave(data_dir)
+            except (OSError, PimeshError):
+                pass  # no lead to tell: it will expire the agent instead
 
 
 def main(argv=None):
@@ -287,7 +313,7 @@ def main(argv=None):
         agent = PimeshAgent.register_or_resume(args.data_dir, identity, args.name, args.agent_class, args.capability)
         print(f"agent {args.name} ({agent.credentials['id']}) heartbeating every {agent.interval * 1000:.0f} ms",
               file=sys.stderr)
-        agent.run()
+        agent.run(data_dir=args.data_dir)
     except PimeshError as error:
         print(f"pimesh_agent: {error}", file=sys.stderr)
         return 1

@@ -38,11 +38,14 @@ public struct SupervisionView: Codable, Sendable, Equatable {
     public var log: String?
     /// The user a supervised agent runs as (its manifest's `user`, else `pimesh-agent`, else the lead's).
     public var user: String?
+    /// Its restarts were given up: it stays down until `pimesh heal`.
+    public var failed: Bool
 
     public init(
         mode: String, manifest: String, pid: Int32?, restarts: Int, lastExit: String?, restartInMs: Int64?, frozen: Bool,
-        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?, user: String? = nil
+        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?, user: String? = nil, failed: Bool = false
     ) {
+        self.failed = failed
         self.mode = mode
         self.manifest = manifest
         self.pid = pid
@@ -69,6 +72,10 @@ public struct HealthEvent: Codable, Sendable, Equatable {
     public var detail: String
     /// The authority tier of an action, and whether it ran or waits for an operator.
     public var tier: String?
+    /// How many identical events this one stands for (nil: one), the last of them at `lastAtMs`:
+    /// a storm of the same event takes one place in the ring, not all of it.
+    public var count: Int?
+    public var lastAtMs: Int64?
 
     public init(sequence: UInt64, atMs: Int64, kind: String, agent: String?, detail: String, tier: String? = nil) {
         self.sequence = sequence
@@ -108,12 +115,15 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var cgroups: String
     /// What an operator should fix though nothing fails yet (agents running as root).
     public var warnings: [String]
+    /// Supervised agents whose restarts were given up (`restart_given_up`): down until `pimesh heal`.
+    public var failed: [String] = []
 
     public init(
         level: String, restrictions: [String], conditions: [String: Int], supervised: Int, attached: Int, restarts: Int,
         refusedManifests: [String], awaitingOperator: [String], openGroupBreakers: [String], agentsMemoryBytes: UInt64?,
-        ramBudgetBytes: UInt64?, cgroups: String, warnings: [String] = []
+        ramBudgetBytes: UInt64?, cgroups: String, warnings: [String] = [], failed: [String] = []
     ) {
+        self.failed = failed
         self.level = level
         self.restrictions = restrictions
         self.conditions = conditions

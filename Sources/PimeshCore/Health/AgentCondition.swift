@@ -14,12 +14,18 @@ public enum AgentCondition: String, Sendable, Equatable, Codable, CaseIterable {
     case looping
     /// The process exited; the supervisor decides what next.
     case exited
+    /// Said goodbye (`POST /v1/agents/{id}/leave`): gone on purpose, not a failure
+    /// (memberlist's leave, not its failure).
+    case left
+    /// No manifest expects it and it has been silent past `agents.expire_after_s`: kept in the
+    /// store, out of the healthy ratio, alive again at its next heartbeat.
+    case departed
 
     /// Counts against the group breaker and orphans the agent's tasks.
     public var isFailure: Bool {
         switch self {
         case .suspected, .hung, .looping, .exited: true
-        case .unknown, .alive, .frozen: false
+        case .unknown, .alive, .frozen, .left, .departed: false
         }
     }
 }

@@ -10,16 +10,30 @@ public struct AgentHealth: Sendable, Equatable {
         public var canary: CanaryRamp.Settings
         /// A (re)started agent that has not heartbeat after this long while its process runs is hung.
         public var startGrace: Duration
+        /// After the lead starts (or the agent registers), how long an agent not heard yet is
+        /// pending rather than judged: three heartbeat intervals plus the stale limit, so a lead
+        /// restart is not an outage.
+        public var pendingGrace: Duration
+        /// An agent no manifest expects that stays silent this long has departed.
+        public var expireAfter: Duration
 
         public init(
             phi: PhiAccrualDetector.Settings = .init(), watchdog: ProgressWatchdog.Settings = .init(),
-            breaker: CircuitBreaker.Settings = .init(), canary: CanaryRamp.Settings = .init(), startGrace: Duration = .seconds(5)
+            breaker: CircuitBreaker.Settings = .init(), canary: CanaryRamp.Settings = .init(), startGrace: Duration = .seconds(5),
+            pendingGrace: Duration = .milliseconds(4000), expireAfter: Duration = .seconds(300)
         ) {
             self.phi = phi
             self.watchdog = watchdog
             self.breaker = breaker
             self.canary = canary
             self.startGrace = startGrace
+            self.pendingGrace = pendingGrace
+            self.expireAfter = expireAfter
+        }
+
+        /// The pending grace for a heartbeat interval and stale limit.
+        public static func pendingGrace(heartbeatInterval: Duration, staleAfter: Duration) -> Duration {
+            heartbeatInterval * 3 + staleAfter
         }
     }
 
@@ -55,6 +69,10 @@ public struct AgentHealth: Sendable, Equatable {
     /// agent shows it moved on (a new progress value for HANG, a completion for LOOP), even if
     /// its work is taken away meanwhile.
     private var stuckAt: UInt64?
+    /// The first health tick that saw it (after the lead started or it registered).
+    private var watchedSince: Instant?
+    /// A heartbeat was accepted from it, by this lead or an earlier one.
+    public var heardBefore = false
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -67,13 +85,16 @@ public struct AgentHealth: Sendable, Equatable {
         guard condition != .frozen else { return }
         // The silence that ended here was already judged a failure: learning it as an interval
         // would make the detector seconds slower for this agent's next failure.
-        if condition == .suspected || (condition == .hung && stuckAt == nil) { phi.pause() }
+        if condition == .suspected || condition == .left || condition == .departed || (condition == .hung && stuckAt == nil) {
+            phi.pause()
+        }
         phi.heartbeat(at: now)
+        heardBefore = true
         watchdog.observe(progress: progress, busy: busy, at: now)
         lastProgress = progress
         switch condition {
-        case .unknown, .suspected, .exited:
-            set(.alive, at: now, reason: "heartbeating")
+        case .unknown, .suspected, .exited, .left, .departed:
+            set(.alive, at: now, reason: condition == .left || condition == .departed ? "back" : "heartbeating")
         case .hung:
             if let stuckAt {
                 if progress != stuckAt { set(.alive, at: now, reason: "progressing again") }
@@ -91,12 +112,19 @@ public struct AgentHealth: Sendable, Equatable {
         return breaker.record(success: success, at: now)
     }
 
-    /// The health tick. `busy`: the lead has work out with the agent.
-    public mutating func evaluate(at now: Instant, busy: Bool, process: ProcessLiveness) -> Change? {
+    /// The health tick. `busy`: the lead has work out with the agent. `expected`: a manifest
+    /// names it, so its silence stays a failure and it never departs.
+    public mutating func evaluate(at now: Instant, busy: Bool, process: ProcessLiveness, expected: Bool = false) -> Change? {
         self.busy = busy
+        if watchedSince == nil { watchedSince = now }
         watchdog.noteBusy(busy, at: now)
+        if !expected, condition == .unknown || condition == .suspected, let silentSince = phi.lastHeartbeat ?? watchedSince,
+            now - silentSince >= settings.expireAfter
+        {
+            set(.departed, at: now, reason: "no heartbeat for \(Self.ms(now - silentSince) / 1000) s and no manifest expects it")
+        }
         switch condition {
-        case .frozen, .exited:
+        case .frozen, .exited, .left, .departed:
             break
         case .unknown:
             if process == .running, let startedAt, now - startedAt > settings.startGrace {
@@ -159,6 +187,31 @@ public struct AgentHealth: Sendable, Equatable {
         startedAt = now
         if restart { canary = CanaryRamp(startedAt: now, settings: settings.canary) }
         if condition == .exited || condition == .hung || condition == .looping { set(.unknown, at: now, reason: "started") }
+    }
+
+    /// The agent said goodbye.
+    public mutating func leave(at now: Instant) {
+        phi.pause()
+        set(.left, at: now, reason: "said goodbye")
+    }
+
+    /// Not judged yet: not heard since the lead started (or it registered) and within the
+    /// pending grace, or never heard at all while no manifest expects it (a registration that
+    /// never heartbeats is not a failure; it departs when it expires).
+    public func isPending(at now: Instant, expected: Bool) -> Bool {
+        guard condition == .unknown else { return false }
+        guard let watchedSince, now - watchedSince >= settings.pendingGrace else { return true }
+        return !expected && !heardBefore
+    }
+
+    /// Whether it counts in the healthy ratio that sets the degradation level: not when frozen
+    /// by an operator, gone on purpose or by expiry, or pending.
+    public func countsForHealth(at now: Instant, expected: Bool) -> Bool {
+        switch condition {
+        case .frozen, .left, .departed: false
+        case .unknown: !isPending(at: now, expected: expected)
+        case .alive, .suspected, .hung, .looping, .exited: true
+        }
     }
 
     public mutating func freeze(at now: Instant) {

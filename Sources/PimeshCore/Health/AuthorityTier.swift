@@ -53,4 +53,27 @@ public enum HealingAction: String, Sendable, Equatable, Codable, CaseIterable {
         case .restartGivenUp: .l2
         }
     }
+
+    /// What becomes of a step parked "awaiting operator", judged again at each health tick.
+    public enum ParkedVerdict: Sendable, Equatable {
+        /// Still needed and still not allowed: it waits.
+        case wait
+        /// No longer needed: the agent recovered (or something else started it).
+        case drop
+        /// The level allows it now: carry it out.
+        case carryOut
+    }
+
+    /// `running`: the agent's process runs; `alive`: it heartbeats; `overMemoryLimit`: its last
+    /// reading was over its own limit. Only an operator ends `restart_given_up`.
+    public func rejudge(at level: DegradationLevel, running: Bool, alive: Bool, overMemoryLimit: Bool) -> ParkedVerdict {
+        switch self {
+        case .restartGivenUp: return .wait
+        case .migrateOrphans, .stealWork: return .drop
+        case .restartExited: if running { return .drop }
+        case .restartUnresponsive, .runHealCommand: if alive { return .drop }
+        case .restartOverMemory: if !overMemoryLimit { return .drop }
+        }
+        return tier.runsAutomatically(at: level) ? .carryOut : .wait
+    }
 }

@@ -15,12 +15,15 @@ public enum LEDAlert: Int, CaseIterable, Sendable, Codable, Comparable {
     case quarantine = 1
     /// The node itself is strained: its impedance score is above 800 (heat, memory, CPU, I/O).
     case nodeStrained = 2
+    /// A supervised agent's restarts were given up: it stays down until `pimesh heal`. Above
+    /// `agentsSilent`, which such an agent also opens, because only an operator ends it.
+    case agentFailed = 3
     /// Agents have gone silent (TRANSIT: no heartbeat within stale_after_ms).
-    case agentsSilent = 3
+    case agentsSilent = 4
     /// Agents report CONFLICT.
-    case agentsInConflict = 4
+    case agentsInConflict = 5
     /// A coordination KPI misses its seed target.
-    case kpiMissed = 5
+    case kpiMissed = 6
 
     public var blinks: Int { rawValue }
 
@@ -31,6 +34,7 @@ public enum LEDAlert: Int, CaseIterable, Sendable, Codable, Comparable {
         case .agentsSilent: "agents_silent"
         case .agentsInConflict: "agents_in_conflict"
         case .kpiMissed: "kpi_missed"
+        case .agentFailed: "agent_failed"
         }
     }
 

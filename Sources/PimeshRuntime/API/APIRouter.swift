@@ -48,6 +48,18 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, WorkBatch(items: items))
             }
         }
+        v1.post("agents/:id/leave") { _, context in
+            await handle {
+                let (id, name) = try agent(context, state)
+                try context.caller.require(actingFor: id, field: "id")
+                let now = Clock.monotonicNow()
+                _ = state.registry.leave(id, at: now)
+                // Its work goes to others now rather than when its leases run out.
+                let moved = state.tasks.migrateOrphans(of: id, now: now)
+                return JSONResponse.make(
+                    status: .ok, ["agent": name, "condition": AgentCondition.left.rawValue, "tasksMoved": String(moved.migrated + moved.queued)])
+            }
+        }
         v1.post("tasks/:id/result") { request, context in
             await handle {
                 let submission = try ResultSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
@@ -85,6 +97,23 @@ enum APIRouter {
                     throw APIError(status: .notFound, message: "no agent with id \(id)", field: "id")
                 }
                 return JSONResponse.make(status: .ok, view)
+            }
+        }
+        operatorRoutes.delete("agents/:id") { _, context in
+            await handle {
+                let (id, name) = try agent(context, state)
+                if let supervisor = state.supervisor, let file = supervisor.manifest(naming: name) {
+                    throw APIError(
+                        status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
+                        field: "id")
+                }
+                let now = Clock.monotonicNow()
+                let moved = state.tasks.migrateOrphans(of: id, now: now)
+                try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
+                state.registry.remove(id)
+                state.events.append(
+                    kind: "removed", agent: name, detail: "removed by \(context.caller.label); \(moved.migrated + moved.queued) task(s) requeued")
+                return JSONResponse.make(status: .ok, ["agent": name, "removed": "true"])
             }
         }
         operatorRoutes.post("agents/:id/quarantine") { request, context in

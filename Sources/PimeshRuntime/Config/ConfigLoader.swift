@@ -18,7 +18,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -51,6 +51,10 @@ public enum ConfigLoader {
                     "stale_after_ms",
                     "must be longer than interval_ms (\(config.heartbeat.intervalMs)), or every agent would flap to TRANSIT")
             }
+        }
+        if let agents = try root.section("agents") {
+            try agents.rejectUnknownKeys(allowed: ["expire_after_s"])
+            if let seconds = try agents.int("expire_after_s", in: 1...31_536_000) { config.agents.expireAfterS = seconds }
         }
         if let store = try root.section("store") {
             try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s", "durable_commit_delay_ms"])

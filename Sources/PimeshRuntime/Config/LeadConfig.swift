@@ -10,6 +10,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var runDir: String?
     public var api = API()
     public var heartbeat = Heartbeat()
+    public var agents = Agents()
     public var store = Store()
     public var node = Node()
     public var tasks = Tasks()
@@ -36,6 +37,13 @@ public struct LeadConfig: Sendable, Equatable {
         /// No heartbeat for this long and an agent's state is TRANSIT (outcome unknown) again.
         public var staleAfterMs = 1000
         public var maxClockSkewMs = 30_000
+    }
+
+    /// Registered agents (docs/configuration.md).
+    public struct Agents: Sendable, Equatable {
+        /// An agent no manifest names that stays silent this long is `departed`: out of the
+        /// healthy ratio, kept in the store, back at its next heartbeat.
+        public var expireAfterS = 300
     }
 
     public struct Store: Sendable, Equatable {

@@ -18,8 +18,8 @@ struct HeartbeatListener: Service {
     static let receiveBufferBytes = 1 << 20
 
     func run() async throws {
+        // No SO_REUSEADDR: on Linux it would let a second lead's UDP socket share this port.
         let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(Self.receiveBufferBytes))
             .channelInitializer { [registry] channel in
                 channel.eventLoop.makeCompletedFuture {

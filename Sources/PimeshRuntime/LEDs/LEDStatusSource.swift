@@ -14,6 +14,7 @@ extension LeadState {
         if summary.transit > 0 || failing > 0 { open.append(.agentsSilent) }
         if summary.conflict > 0 { open.append(.agentsInConflict) }
         if kpis.indicators.contains(where: { $0.met == false }) { open.append(.kpiMissed) }
+        if let supervisor, !supervisor.summary.failed.isEmpty { open.append(.agentFailed) }
         return LEDStatus(
             alive: true, level: health.level,
             alert: LEDStatus.mostSevere(open))

@@ -36,10 +36,13 @@ public struct Lead: Sendable {
         let runDir = config.resolvedRunDir
         try PrivateFiles.prepare(dataDir: dataDir, runDir: runDir, logger: logger)
         let lock = try DataDirLock(dataDir: dataDir)
+        try PortCheck.ensureFree(what: "API", host: config.api.host, port: config.api.port, udp: false)
+        try PortCheck.ensureFree(what: "heartbeat", host: config.heartbeat.host, port: config.heartbeat.port, udp: true)
         defer { withExtendedLifetime(lock) {} }
         for secret in [LeadEndpoint.tokenFileName, LeadEndpoint.joinTokenFileName, NodeKey.fileName] {
             try PrivateFiles.checkSecret(dataDir + "/" + secret)
         }
+        try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
         // Made at first start, so the node's identity upstream exists before any snapshot.
         let nodeKey = try NodeKey.loadOrCreate(dataDir: dataDir)
@@ -57,7 +60,10 @@ public struct Lead: Sendable {
                         minimumStdDevMs: Double(supervision.minStdDevMs), acceptablePauseMs: Double(supervision.acceptablePauseMs)),
                     watchdog: .init(
                         minimumStagnationMs: Double(supervision.hangAfterMs), minimumLoopMs: Double(supervision.loopAfterMs)),
-                    startGrace: .milliseconds(supervision.startGraceMs))))
+                    startGrace: .milliseconds(supervision.startGraceMs),
+                    pendingGrace: AgentHealth.Settings.pendingGrace(
+                        heartbeatInterval: .milliseconds(config.heartbeat.intervalMs), staleAfter: .milliseconds(config.heartbeat.staleAfterMs)),
+                    expireAfter: .seconds(config.agents.expireAfterS))))
         let checkpoints = try store.loadCheckpoints()
         let agentRows = try store.loadAgents()
         for row in agentRows {

@@ -21,15 +21,16 @@ extension LeadState {
 
     func healthReport(now: Instant) -> HealthReport {
         let snapshot = health.snapshot
-        let counts = registry.healthCounts(at: now)
+        let counts = registry.healthCounts(at: now, expected: supervisor?.expectedAgents() ?? [])
         let summary = supervisor?.summary ?? Supervisor.Summary()
         return HealthReport(
             level: snapshot.level.rawValue, restrictions: DegradationPolicy(level: snapshot.level).restrictions,
-            conditions: Dictionary(uniqueKeysWithValues: counts.byCondition.map { ($0.key.rawValue, $0.value) }),
+            conditions: Dictionary(uniqueKeysWithValues: counts.byCondition.map { ($0.key.rawValue, $0.value) })
+                .merging(counts.pending > 0 ? ["pending": counts.pending] : [:]) { first, _ in first },
             supervised: summary.supervised, attached: summary.attached, restarts: summary.restarts, refusedManifests: summary.refused,
             awaitingOperator: summary.awaiting, openGroupBreakers: registry.openGroupBreakers(),
             agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes,
-            cgroups: supervisor?.cgroupNote ?? "no supervisor", warnings: summary.warnings)
+            cgroups: supervisor?.cgroupNote ?? "no supervisor", warnings: summary.warnings, failed: summary.failed)
     }
 
     /// Seed 001 §6.3: MODERATE refuses scatter over 1,000 agents, SEVERE and worse refuse it.

@@ -12,16 +12,18 @@ extension AgentRegistry {
     }
 
     /// The health tick: judges every agent with what the shell knows (work out with it, its
-    /// process) and returns the changes since the last tick.
+    /// process, whether a manifest expects it) and returns the changes since the last tick.
     public func evaluateHealth(
-        at now: Instant, outstanding: [AgentID: Int], liveness: [AgentID: AgentHealth.ProcessLiveness]
+        at now: Instant, outstanding: [AgentID: Int], liveness: [AgentID: AgentHealth.ProcessLiveness], expected: Set<AgentID> = []
     ) -> [HealthChange] {
         state.withLock { state in
             var changes: [HealthChange] = []
             for index in state.agents.indices {
                 let id = state.agents.keys[index]
                 let busy = (outstanding[id] ?? 0) > 0
-                if let change = state.agents.values[index].health.evaluate(at: now, busy: busy, process: liveness[id] ?? .unknown) {
+                if let change = state.agents.values[index].health.evaluate(
+                    at: now, busy: busy, process: liveness[id] ?? .unknown, expected: expected.contains(id))
+                {
                     let row = state.agents.values[index].row
                     changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: change))
                 }
@@ -56,6 +58,23 @@ extension AgentRegistry {
         state.withLock { $0.agents[id]?.health.started(at: now, restart: restart) }
     }
 
+    /// The agent said goodbye; false when there is no such agent.
+    public func leave(_ id: AgentID, at now: Instant) -> Bool {
+        state.withLock { state in
+            guard state.agents[id] != nil else { return false }
+            state.agents[id]?.health.leave(at: now)
+            return true
+        }
+    }
+
+    /// Whether an agent with `capability` is pending (not heard yet since the lead started):
+    /// a task for it waits in the queue instead of being skipped.
+    public func hasPendingAgent(capability: String, at now: Instant) -> Bool {
+        state.withLock { state in
+            state.agents.values.contains { $0.row.capabilities.contains(capability) && $0.health.isPending(at: now, expected: true) }
+        }
+    }
+
     public func setFrozen(_ id: AgentID, _ frozen: Bool, at now: Instant) {
         state.withLock { state in
             if frozen { state.agents[id]?.health.freeze(at: now) } else { state.agents[id]?.health.thaw(at: now) }
@@ -67,18 +86,24 @@ extension AgentRegistry {
     }
 
     /// Agents by condition, and how many are healthy (alive and READY) out of how many count:
-    /// the degradation input. A frozen agent is silent on an operator's order and counts for neither.
-    public func healthCounts(at now: Instant) -> (byCondition: [AgentCondition: Int], healthy: Int, total: Int) {
+    /// the degradation input (`AgentHealth.countsForHealth`: not frozen, left, departed or
+    /// pending). `pending` is counted apart from `unknown`.
+    public func healthCounts(at now: Instant, expected: Set<AgentID> = []) -> (byCondition: [AgentCondition: Int], pending: Int, healthy: Int, total: Int) {
         state.withLock { state in
             var counts: [AgentCondition: Int] = [:]
+            var pending = 0
             var healthy = 0
             var total = 0
-            for agent in state.agents.values {
+            for (id, agent) in state.agents {
+                if agent.health.isPending(at: now, expected: expected.contains(id)) {
+                    pending += 1
+                    continue
+                }
                 counts[agent.health.condition, default: 0] += 1
-                if agent.health.condition != .frozen { total += 1 }
+                if agent.health.countsForHealth(at: now, expected: expected.contains(id)) { total += 1 }
                 if agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready { healthy += 1 }
             }
-            return (counts, healthy, total)
+            return (counts, pending, healthy, total)
         }
     }
 

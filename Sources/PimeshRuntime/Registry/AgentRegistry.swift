@@ -50,15 +50,26 @@ public final class AgentRegistry: Sendable {
 
     /// Adds an agent; `lastIteration` comes from its checkpoint when the lead restarts.
     public func add(_ row: AgentRow, lastIteration: UInt64? = nil) throws(RegistrationConflict) {
-        let live = LiveAgent(
+        var live = LiveAgent(
             row: AgentRowSummary(row), tag: HeartbeatTag(secret: row.secret),
             tracker: ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
             lastIteration: lastIteration, checkpointedIteration: lastIteration, health: AgentHealth(settings: settings.health))
+        live.health.heardBefore = lastIteration != nil
         try state.withLock { (state: inout State) throws(RegistrationConflict) in
             if state.names[row.name] != nil { throw .nameTaken(row.name) }
             if state.agents[row.id] != nil { throw .idTaken(row.id) }
             state.agents[row.id] = live
             state.names[row.name] = row.id
+        }
+    }
+
+    /// Forgets an agent (an operator removed it); its heartbeats are unknown from now on.
+    @discardableResult
+    public func remove(_ id: AgentID) -> Bool {
+        state.withLock { state in
+            guard let agent = state.agents.removeValue(forKey: id) else { return false }
+            state.names[agent.row.name] = nil
+            return true
         }
     }
 

@@ -1,3 +1,4 @@
+import Glibc
 import PimeshAgent
 import PimeshCore
 
@@ -83,6 +84,13 @@ public struct AgentManifest: Sendable, Equatable {
                 }
                 guard let value = try env.string(key, nonEmpty: false) else { continue }
                 environment.append((key, value))
+            }
+        }
+        if mode == .supervised, let command, !command.contains("/") {
+            // Found now or refused now: a program that is missing would only fail at each start.
+            let path = environment.first { $0.0 == "PATH" }?.1 ?? getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+            guard ChildProcess.resolve(command, environment: ["PATH=" + path]) != nil else {
+                throw root.error("command", "\(command) is not an executable program in PATH (\(path))")
             }
         }
         var agentClass = AgentClass.local

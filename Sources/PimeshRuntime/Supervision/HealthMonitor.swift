@@ -85,7 +85,8 @@ final class HealthMonitor: Service, Sendable {
     func tick(now: Instant, unresponsive: inout [AgentID: Instant]) {
         let wallNow = Clock.wallMilliseconds()
         let outstanding = tasks.snapshot.outstanding
-        let changes = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness())
+        let expected = supervisor.expectedAgents()
+        let changes = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness(), expected: expected)
         let level = health.level
         for change in changes {
             let atMs = wallNow - Int64((now - change.change.since).milliseconds.rounded())
@@ -126,6 +127,7 @@ final class HealthMonitor: Service, Sendable {
                 supervisor.await(managed.name, action: action, reason: "\(reason); the node is \(level.rawValue)")
             }
         }
+        supervisor.rejudgeAwaiting(level: level) { self.registry.condition(of: $0) }
         for (group, transition) in registry.tickGroupBreakers(at: now) {
             events.append(kind: "group_breaker", agent: nil, detail: "\(group): \(transition)", tier: .l0)
         }
@@ -137,7 +139,7 @@ final class HealthMonitor: Service, Sendable {
         {
             events.append(kind: "canary", agent: moved.name, detail: moved.limit.map { "may hold \($0) tasks" } ?? "ramp complete: no limit")
         }
-        let counts = registry.healthCounts(at: now)
+        let counts = registry.healthCounts(at: now, expected: expected)
         let memoryOver = memory.overBudget
         let newLevel = DegradationPolicy.level(
             healthyRatio: counts.total == 0 ? 1 : Double(counts.healthy) / Double(counts.total), agents: counts.total,

@@ -46,6 +46,8 @@ final class HealthEventLog: Sendable {
 
     private let capacity: Int
     private let state = Mutex(State())
+    /// How far back an identical event is looked for.
+    static let coalesceWindow = 16
 
     init(capacity: Int = 2048) {
         self.capacity = capacity
@@ -56,6 +58,15 @@ final class HealthEventLog: Sendable {
         -> HealthEvent
     {
         state.withLock { state in
+            // The same event again, among the last few: counted on the one already kept.
+            if let index = state.events.indices.suffix(Self.coalesceWindow).last(where: {
+                let kept = state.events[$0]
+                return kept.kind == kind && kept.agent == agent && kept.detail == detail && kept.tier == tier?.rawValue
+            }) {
+                state.events[index].count = (state.events[index].count ?? 1) + 1
+                state.events[index].lastAtMs = atMs
+                return state.events[index]
+            }
             let event = HealthEvent(sequence: state.next, atMs: atMs, kind: kind, agent: agent, detail: detail, tier: tier?.rawValue)
             state.next += 1
             state.events.append(event)

@@ -173,6 +173,14 @@ final class Supervisor: Service, Sendable {
         return manifests.first { $0.name == name && $0.mode == .supervised }?.file
     }
 
+    /// The manifest file that names `name` (supervised or attached), if one does: such an agent
+    /// is the manifest's, and goes when the manifest goes.
+    func manifest(naming name: String) -> String? {
+        if let agent = state.withLock({ $0.agents[name] }) { return agent.manifest.file }
+        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        return manifests.first { $0.name == name }?.file
+    }
+
     /// Attached agents register after the lead started: pick up their manifests when they do.
     func adoptAttached() {
         let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
@@ -407,6 +415,12 @@ final class Supervisor: Service, Sendable {
         } catch {
             events.append(kind: "start_failed", agent: name, detail: "\(error)")
             logger.error("agent did not start", metadata: ["agent": "\(name)", "error": "\(error)"])
+            // A start that fails is a crash after no time at all: the same backoff, and in the
+            // end the same giving up (issue 13: these once retried 100 times a second).
+            state.withLock { state in
+                state.agents[name]?.startedAt = now
+                state.agents[name]?.restartAt = nil
+            }
             scheduleAfterExit(name, now: now, cleanExit: false)
         }
     }
@@ -466,6 +480,7 @@ final class Supervisor: Service, Sendable {
         let level = health.level
         let decision: (kind: String, detail: String, tier: AuthorityTier?)? = state.withLock { state in
             guard var agent = state.agents[name] else { return nil }
+            agent.restartAt = nil
             defer { state.agents[name] = agent }
             guard agent.manifest.restartPolicy.restarts(cleanExit: cleanExit) else {
                 return ("not_restarted", "restart policy \(agent.manifest.restartPolicy.rawValue)", nil)
@@ -474,7 +489,7 @@ final class Supervisor: Service, Sendable {
             if delay >= agent.manifest.backoff.maximum && agent.backoff.consecutiveFailures > 1 {
                 agent.awaiting = .restartGivenUp
                 agent.awaitingReason = "crashed \(agent.backoff.consecutiveFailures) times in a row; backoff at its maximum"
-                return ("awaiting_operator", "restart_given_up: \(agent.awaitingReason!); run `pimesh heal \(name)`", .l2)
+                return ("failed", "restart_given_up: \(agent.awaitingReason!); it stays down until `pimesh heal \(name)`", .l2)
             }
             guard HealingAction.restartExited.tier.runsAutomatically(at: level) else {
                 agent.awaiting = .restartExited
@@ -608,6 +623,44 @@ final class Supervisor: Service, Sendable {
         }
     }
 
+    /// Parked steps are judged again at every health tick (issue 13): dropped when the agent
+    /// recovered, carried out when the level allows them; `restart_given_up` waits for the operator.
+    func rejudgeAwaiting(level: DegradationLevel, condition: (AgentID) -> AgentCondition?) {
+        let waiting = state.withLock { state in
+            state.agents.values.compactMap { agent -> (name: String, id: AgentID, action: HealingAction, running: Bool, overLimit: Bool)? in
+                guard let action = agent.awaiting else { return nil }
+                var overLimit = false
+                if let bytes = agent.memoryBytes, let limit = agent.manifest.memoryLimitBytes { overLimit = bytes > limit }
+                return (agent.manifest.name, agent.id, action, agent.pid != nil, overLimit)
+            }
+        }
+        let parked = waiting.map { entry in
+            (name: entry.name, action: entry.action, verdict: entry.action.rejudge(
+                at: level, running: entry.running, alive: condition(entry.id) == .alive, overMemoryLimit: entry.overLimit))
+        }
+        for entry in parked where entry.verdict != .wait {
+            let cleared = state.withLock { state -> Bool in
+                guard state.agents[entry.name]?.awaiting == entry.action else { return false }
+                state.agents[entry.name]?.awaiting = nil
+                state.agents[entry.name]?.awaitingReason = nil
+                return true
+            }
+            guard cleared else { continue }
+            if entry.verdict == .drop {
+                events.append(kind: "awaiting_dropped", agent: entry.name, detail: "\(entry.action.rawValue): no longer needed")
+                continue
+            }
+            events.append(
+                kind: "awaiting_carried_out", agent: entry.name, detail: "\(entry.action.rawValue): the node is \(level.rawValue) now",
+                tier: entry.action.tier)
+            if entry.action == HealingAction.restartExited {
+                state.withLock { $0.agents[entry.name]?.restartAt = Clock.monotonicNow() }
+            } else {
+                _ = try? heal(entry.name, reason: "\(entry.action.rawValue), parked until the node was \(level.rawValue)", byOperator: false)
+            }
+        }
+    }
+
     /// `by`: who asked (the API's caller, with the uid on the unix socket), kept in the event.
     func freeze(_ name: String, _ frozen: Bool, by caller: String) throws(ActionError) -> String {
         let agent = try managed(name)
@@ -642,6 +695,11 @@ final class Supervisor: Service, Sendable {
         }
     }
 
+    /// Agents a manifest names: their silence is a failure, they never depart.
+    func expectedAgents() -> Set<AgentID> {
+        state.withLock { Set($0.agents.values.map(\.id)) }
+    }
+
     func isSupervised(_ id: AgentID) -> (name: String, mode: AgentManifest.Mode)? {
         state.withLock { state in
             state.agents.first { $0.value.id == id }.map { ($0.key, $0.value.manifest.mode) }
@@ -670,7 +728,8 @@ final class Supervisor: Service, Sendable {
                     frozen: agent.frozen, awaitingOperator: agent.awaiting.map { "\($0.rawValue): \(agent.awaitingReason ?? "")" },
                     memoryBytes: agent.memoryBytes, memoryLimitBytes: agent.manifest.memoryLimitBytes,
                     log: agent.manifest.mode == .supervised ? logs.path(of: agent.manifest.name) : nil,
-                    user: agent.manifest.mode == .supervised ? identity(of: agent.manifest).user : nil)
+                    user: agent.manifest.mode == .supervised ? identity(of: agent.manifest).user : nil,
+                    failed: agent.awaiting == .restartGivenUp)
             }
             return result
         }
@@ -683,6 +742,7 @@ final class Supervisor: Service, Sendable {
         var refused: [String] = []
         var awaiting: [String] = []
         var warnings: [String] = []
+        var failed: [String] = []
     }
 
     var summary: Summary {
@@ -692,6 +752,7 @@ final class Supervisor: Service, Sendable {
                 if agent.manifest.mode == .supervised { summary.supervised += 1 } else { summary.attached += 1 }
                 summary.restarts += agent.restarts
                 if let action = agent.awaiting { summary.awaiting.append("\(agent.manifest.name): \(action.rawValue)") }
+                if agent.awaiting == .restartGivenUp { summary.failed.append(agent.manifest.name) }
                 if agent.manifest.mode == .supervised, identity(of: agent.manifest).isRoot {
                     summary.warnings.append(
                         "\(agent.manifest.name) runs as root"
@@ -702,6 +763,7 @@ final class Supervisor: Service, Sendable {
             }
             summary.refused = state.refused.map(\.description)
             summary.awaiting.sort()
+            summary.failed.sort()
             summary.warnings.sort()
             return summary
         }

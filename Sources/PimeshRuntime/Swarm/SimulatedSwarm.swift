@@ -61,6 +61,30 @@ public final class SimulatedSwarm: Service, Sendable {
                 group.cancelAll()
             }
         }
+        await leave(members.map(\.1))
+    }
+
+    /// Stopped on purpose (SIGINT, SIGTERM, --duration): every agent says goodbye, so the lead
+    /// counts them as left rather than failed (issue 13). Four at a time, each bounded, so that
+    /// a lead that is gone does not hold the swarm's exit for long.
+    private func leave(_ agents: [AgentCredentials]) async {
+        let dataDir = settings.dataDir
+        let left = await withTaskGroup(of: Int.self) { group in
+            for lane in 0..<4 {
+                group.addTask {
+                    var told = 0
+                    for index in stride(from: lane, to: agents.count, by: 4) {
+                        guard let client = try? LeadClient.forAgent(agents[index], dataDir: dataDir).withTimeout(milliseconds: 2000),
+                            (try? client.leave(agentID: agents[index].id)) != nil
+                        else { continue }
+                        told += 1
+                    }
+                    return told
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        logger.info("swarm agents left", metadata: ["agents": "\(agents.count)", "told_the_lead": "\(left)"])
     }
 
     /// The lead may still be starting when the swarm does: wait up to 10 s for it.

@@ -144,6 +144,10 @@ final class TaskService: Service, Sendable {
             switch decision {
             case .sendNow(let choice):
                 assign(&task, to: choice, among: candidates, now: now)
+            case .skip(.noAvailableAgent) where registry.hasPendingAgent(capability: submission.capability, at: now):
+                // A lead that just started has not heard its agents yet: the task waits for
+                // them (the dispatch tick routes it) instead of being skipped.
+                task.row.state = .queued
             case .skip(let reason):
                 task.row.skipReason = reason.description
                 task.row.error = reason.code
@@ -181,6 +185,9 @@ final class TaskService: Service, Sendable {
                 state.counters.skipped += 1
                 state.counters.finished[.skipped, default: 0] += 1
                 Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            } else if live.row.state == .queued {
+                state.open[id] = live
+                state.queued.append(id)
             } else {
                 // The prediction is for hand-over to result: the commit before it is not the agent's time.
                 live.routedAt = Clock.monotonicNow()
