@@ -532,4 +532,53 @@ import Testing
         #expect(backoff.delay(afterFailures: 1, random: 0.999_999).milliseconds.rounded() == 1200)
         #expect(backoff.delay(afterFailures: 100, random: 0.5) == .seconds(60))
     }
+
+    @Test func leavingAndDepartingAreNotFailuresAndPendingAgentsDoNotCount() {
+        var clock = ManualClock(start: .seconds(1))
+        let settings = AgentHealth.Settings(pendingGrace: .seconds(2), expireAfter: .seconds(10))
+        // A registration never heard: pending for the grace, and still out of the count after it
+        // unless a manifest expects it.
+        var ghost = AgentHealth(settings: settings)
+        #expect(ghost.evaluate(at: clock.now, busy: false, process: .unknown) == nil)
+        #expect(ghost.isPending(at: clock.now, expected: false) && !ghost.countsForHealth(at: clock.now, expected: false))
+        clock.advance(by: .seconds(3))
+        #expect(ghost.isPending(at: clock.now, expected: false))
+        #expect(!ghost.isPending(at: clock.now, expected: true) && ghost.countsForHealth(at: clock.now, expected: true))
+        clock.advance(by: .seconds(8))
+        #expect(ghost.evaluate(at: clock.now, busy: false, process: .unknown)?.to == .departed)
+        #expect(!ghost.countsForHealth(at: clock.now, expected: false) && !AgentCondition.departed.isFailure)
+        ghost.heartbeat(at: clock.now, progress: 1)
+        #expect(ghost.condition == .alive)
+
+        // Heard by an earlier lead: pending only for the grace after this one started.
+        var known = AgentHealth(settings: settings)
+        known.heardBefore = true
+        _ = known.evaluate(at: clock.now, busy: false, process: .unknown)
+        #expect(known.isPending(at: clock.now, expected: false))
+        clock.advance(by: .seconds(2))
+        #expect(!known.isPending(at: clock.now, expected: false) && known.countsForHealth(at: clock.now, expected: false))
+
+        // An agent with a manifest never departs; one that said goodbye is left, not suspected.
+        var expected = AgentHealth(settings: settings)
+        _ = expected.evaluate(at: clock.now, busy: false, process: .unknown, expected: true)
+        clock.advance(by: .seconds(60))
+        #expect(expected.evaluate(at: clock.now, busy: false, process: .unknown, expected: true) == nil)
+        var leaving = AgentHealth(settings: settings)
+        leaving.heartbeat(at: clock.now, progress: 1)
+        leaving.leave(at: clock.now)
+        clock.advance(by: .seconds(30))
+        #expect(leaving.evaluate(at: clock.now, busy: false, process: .unknown)?.to == .left)
+        #expect(!leaving.countsForHealth(at: clock.now, expected: false) && !AgentCondition.left.isFailure)
+    }
+
+    @Test func parkedStepsAreJudgedAgain() {
+        #expect(HealingAction.restartExited.rejudge(at: .emergency, running: false, alive: false, overMemoryLimit: false) == .wait)
+        #expect(HealingAction.restartExited.rejudge(at: .severe, running: false, alive: false, overMemoryLimit: false) == .carryOut)
+        #expect(HealingAction.restartExited.rejudge(at: .emergency, running: true, alive: false, overMemoryLimit: false) == .drop)
+        #expect(HealingAction.restartUnresponsive.rejudge(at: .severe, running: true, alive: true, overMemoryLimit: false) == .drop)
+        #expect(HealingAction.restartUnresponsive.rejudge(at: .severe, running: true, alive: false, overMemoryLimit: false) == .wait)
+        #expect(HealingAction.restartUnresponsive.rejudge(at: .moderate, running: true, alive: false, overMemoryLimit: false) == .carryOut)
+        #expect(HealingAction.restartOverMemory.rejudge(at: .severe, running: true, alive: true, overMemoryLimit: false) == .drop)
+        #expect(HealingAction.restartGivenUp.rejudge(at: .full, running: false, alive: false, overMemoryLimit: false) == .wait)
+    }
 }

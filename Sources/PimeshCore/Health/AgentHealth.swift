@@ -118,10 +118,12 @@ public struct AgentHealth: Sendable, Equatable {
         self.busy = busy
         if watchedSince == nil { watchedSince = now }
         watchdog.noteBusy(busy, at: now)
-        if !expected, condition == .unknown || condition == .suspected, let silentSince = phi.lastHeartbeat ?? watchedSince,
-            now - silentSince >= settings.expireAfter
+        // Silent since its last heartbeat, or since it became unknown (a thaw, a start), or since
+        // this lead first saw it, whichever is latest.
+        if !expected, condition == .unknown || condition == .suspected,
+            let silentSince = [phi.lastHeartbeat, since, watchedSince].compactMap({ $0 }).max(), now - silentSince >= settings.expireAfter
         {
-            set(.departed, at: now, reason: "no heartbeat for \(Self.ms(now - silentSince) / 1000) s and no manifest expects it")
+            set(.departed, at: now, reason: "silent for \(Self.ms(now - silentSince) / 1000) s and no manifest expects it")
         }
         switch condition {
         case .frozen, .exited, .left, .departed:
