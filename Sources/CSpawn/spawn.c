@@ -152,3 +152,7 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
 int pimesh_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
 }
+
+int pimesh_set_pipe_size(int fd, int bytes) {
+    return fcntl(fd, F_SETPIPE_SZ, bytes);
+}

@@ -550,13 +550,17 @@ import Testing
         ghost.heartbeat(at: clock.now, progress: 1)
         #expect(ghost.condition == .alive)
 
-        // Heard by an earlier lead: pending only for the grace after this one started.
+        // Heard, then silent: suspected, and it counts; a goodbye's stragglers do not revive it.
         var known = AgentHealth(settings: settings)
-        known.heardBefore = true
-        _ = known.evaluate(at: clock.now, busy: false, process: .unknown)
-        #expect(known.isPending(at: clock.now, expected: false))
-        clock.advance(by: .seconds(2))
-        #expect(!known.isPending(at: clock.now, expected: false) && known.countsForHealth(at: clock.now, expected: false))
+        known.heartbeat(at: clock.now, progress: 1)
+        #expect(known.countsForHealth(at: clock.now, expected: false))
+        known.leave(at: clock.now)
+        clock.advance(by: .milliseconds(100))
+        known.heartbeat(at: clock.now, progress: 2)
+        #expect(known.condition == .left)
+        clock.advance(by: .seconds(3))
+        known.heartbeat(at: clock.now, progress: 3)
+        #expect(known.condition == .alive)
 
         // An agent with a manifest never departs; one that said goodbye is left, not suspected.
         var expected = AgentHealth(settings: settings)

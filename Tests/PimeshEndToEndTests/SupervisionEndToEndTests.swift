@@ -362,4 +362,24 @@ import Testing
         #expect(kinds.contains("orphan_stopped removed"))
         #expect(kinds.filter { $0 == "restarting changing" }.count == 1)
     }
+
+    /// A manifest with a typo after a restart must not kill the agent it names: the agent is
+    /// neither adopted nor stopped, and stays in the record for the lead after the fix.
+    @Test func aManifestRefusedAfterARestartLeavesItsRunningAgentAlone() throws {
+        try agentManifest("typo")
+        let apiPort = freeLoopbackPort(), heartbeatPort = freeLoopbackPort(type: SOCK_DGRAM)
+        let (first, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        #expect(eventually(timeout: 10) { alive(first, "typo") })
+        let running = try #require(pid(first, "typo"))
+        first.kill9()
+        try manifest("typo", #"{"name": "typo", "command": "\#(LeadProcess.binary)", "args": ["agent"], "restart": {"policy": "sometimes"}}"#)
+        let (second, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
+        #expect(try #require(try second.status().health).refusedManifests.contains { $0.contains("typo.json") })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(processes(of: "typo") == [running])
+        let record = try String(contentsOfFile: dataDir + "/run/supervised", encoding: .utf8)
+        #expect(record.contains("typo \(running) "))
+        #expect(second.terminate() == 0)
+        kill(-running, SIGKILL)
+    }
 }

@@ -38,4 +38,7 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// spawn to inherit them (Glibc does not export pipe2 to Swift without _GNU_SOURCE).
 int pimesh_pipe_cloexec(int fds[2]);
 
+/// F_SETPIPE_SZ: the capacity of a pipe or FIFO; the new size, or -1 (the user's pipe quota).
+int pimesh_set_pipe_size(int fd, int bytes);
+
 #endif

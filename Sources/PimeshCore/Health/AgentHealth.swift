@@ -71,8 +71,6 @@ public struct AgentHealth: Sendable, Equatable {
     private var stuckAt: UInt64?
     /// The first health tick that saw it (after the lead started or it registered).
     private var watchedSince: Instant?
-    /// A heartbeat was accepted from it, by this lead or an earlier one.
-    public var heardBefore = false
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -88,8 +86,9 @@ public struct AgentHealth: Sendable, Equatable {
         if condition == .suspected || condition == .left || condition == .departed || (condition == .hung && stuckAt == nil) {
             phi.pause()
         }
+        // Datagrams still queued when it said goodbye do not bring it back.
+        if condition == .left, let since, now - since < settings.pendingGrace { return }
         phi.heartbeat(at: now)
-        heardBefore = true
         watchdog.observe(progress: progress, busy: busy, at: now)
         lastProgress = progress
         switch condition {
@@ -198,12 +197,14 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     /// Not judged yet: not heard since the lead started (or it registered) and within the
-    /// pending grace, or never heard at all while no manifest expects it (a registration that
-    /// never heartbeats is not a failure; it departs when it expires).
+    /// pending grace; past it, still pending while no manifest expects it. A registration
+    /// that never heartbeats, or an agent that stopped while no lead ran (a swarm stopped during
+    /// a restart), is not a failure: it departs when it expires. Only an expected agent's
+    /// silence counts after the grace.
     public func isPending(at now: Instant, expected: Bool) -> Bool {
         guard condition == .unknown else { return false }
         guard let watchedSince, now - watchedSince >= settings.pendingGrace else { return true }
-        return !expected && !heardBefore
+        return !expected
     }
 
     /// Whether it counts in the healthy ratio that sets the degradation level: not when frozen

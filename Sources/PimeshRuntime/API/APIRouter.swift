@@ -52,6 +52,10 @@ enum APIRouter {
             await handle {
                 let (id, name) = try agent(context, state)
                 try context.caller.require(actingFor: id, field: "id")
+                if let file = state.supervisor?.manifest(naming: name) {
+                    // Its manifest expects it: the lead, not the agent, decides that it is gone.
+                    throw APIError(status: .conflict, message: "\(name) is named by the manifest \(file): it cannot leave", field: "id")
+                }
                 let now = Clock.monotonicNow()
                 _ = state.registry.leave(id, at: now)
                 // Its work goes to others now rather than when its leases run out.
@@ -107,10 +111,10 @@ enum APIRouter {
                         status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
                         field: "id")
                 }
-                let now = Clock.monotonicNow()
-                let moved = state.tasks.migrateOrphans(of: id, now: now)
-                try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
+                // Out of the registry first, so that no new work reaches it while the delete commits.
                 state.registry.remove(id)
+                let moved = state.tasks.migrateOrphans(of: id, now: Clock.monotonicNow())
+                try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
                 state.events.append(
                     kind: "removed", agent: name, detail: "removed by \(context.caller.label); \(moved.migrated + moved.queued) task(s) requeued")
                 return JSONResponse.make(status: .ok, ["agent": name, "removed": "true"])

@@ -44,10 +44,11 @@ public struct Lead: Sendable {
         }
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
-        // Made at first start, so the node's identity upstream exists before any snapshot.
-        let nodeKey = try NodeKey.loadOrCreate(dataDir: dataDir)
 
         let database = try Database(path: dataDir + "/pimesh.db")
+        // Made at first start, so the node's identity upstream exists before any snapshot; after
+        // the database, so that a node key always means a database was made (LostDatabase).
+        let nodeKey = try NodeKey.loadOrCreate(dataDir: dataDir)
         let store = AgentStore(database: database)
         let supervision = config.supervision
         let registry = AgentRegistry(

@@ -50,11 +50,10 @@ public final class AgentRegistry: Sendable {
 
     /// Adds an agent; `lastIteration` comes from its checkpoint when the lead restarts.
     public func add(_ row: AgentRow, lastIteration: UInt64? = nil) throws(RegistrationConflict) {
-        var live = LiveAgent(
+        let live = LiveAgent(
             row: AgentRowSummary(row), tag: HeartbeatTag(secret: row.secret),
             tracker: ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
             lastIteration: lastIteration, checkpointedIteration: lastIteration, health: AgentHealth(settings: settings.health))
-        live.health.heardBefore = lastIteration != nil
         try state.withLock { (state: inout State) throws(RegistrationConflict) in
             if state.names[row.name] != nil { throw .nameTaken(row.name) }
             if state.agents[row.id] != nil { throw .idTaken(row.id) }

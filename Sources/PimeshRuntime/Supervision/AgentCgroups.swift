@@ -48,6 +48,8 @@ struct AgentCgroups: Sendable {
         if FileIO.exists(directory + "/memory.max") {
             try write(memoryLimitBytes.map { String($0) } ?? "max", to: directory + "/memory.max")
         }
+        // The cgroup outlives the agent: one frozen before its last exit must not freeze the next.
+        if FileIO.exists(directory + "/cgroup.freeze") { try write("0", to: directory + "/cgroup.freeze") }
         try write("\(pid)", to: directory + "/cgroup.procs")
     }
 

@@ -1,3 +1,4 @@
+import CSpawn
 import Glibc
 import PimeshAgent
 import Synchronization
@@ -41,6 +42,8 @@ final class AgentLogPump: Sendable {
         directory + "/" + name + ".log"
     }
 
+    static let fifoBytes: Int32 = 1 << 20
+
     func fifoPath(of name: String) -> String {
         directory + "/" + name + ".out"
     }
@@ -62,6 +65,9 @@ final class AgentLogPump: Sendable {
             close(reader)
             throw ChildProcess.SpawnError(description: "open \(path): \(String(cString: strerror(errno)))")
         }
+        // Room for what an agent writes while no lead reads (a restart, a lead that refuses to
+        // start): 1 MiB where the user's pipe quota allows, else the kernel's 64 KiB.
+        _ = pimesh_set_pipe_size(childEnd, Self.fifoBytes)
         return (reader, childEnd)
     }
 

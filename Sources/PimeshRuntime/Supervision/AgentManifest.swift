@@ -117,7 +117,7 @@ public struct AgentManifest: Sendable, Equatable {
                 }
                 policy = parsed
             }
-            if let ms = try restart.int("initial_backoff_ms", in: 0...600_000) { backoff.initial = .milliseconds(ms) }
+            if let ms = try restart.int("initial_backoff_ms", in: 1...600_000) { backoff.initial = .milliseconds(ms) }
             if let ms = try restart.int("max_backoff_ms", in: 0...3_600_000) { backoff.maximum = .milliseconds(ms) }
             if let s = try restart.int("stable_after_s", in: 1...86_400) { backoff.stableAfter = .seconds(s) }
             if backoff.maximum < backoff.initial {

@@ -60,13 +60,20 @@ final class ChildReaper: Sendable {
     }
 
     private func add(_ pid: pid_t, _ watched: Watched) {
-        let start = state.withLock { state -> Bool in
-            if let previous = state.watched[pid], previous.pidfd >= 0 { close(previous.pidfd) }
+        let (start, replaced) = state.withLock { state -> (Bool, Watched?) in
+            let replaced = state.watched.removeValue(forKey: pid)
             state.watched[pid] = watched
-            if state.running { return false }
+            if state.running { return (false, replaced) }
             state.running = true
             state.stopping = false
-            return true
+            return (true, replaced)
+        }
+        if let replaced {
+            // The pid is someone else's now, so the process watched under it has ended (an
+            // adopted agent whose end the loop had not handled yet): say so, and never let its
+            // handler fire for the new process.
+            if replaced.pidfd >= 0 { close(replaced.pidfd) }
+            replaced.handler(pid, nil)
         }
         if start { startThread() } else { poke() }
     }
@@ -106,14 +113,17 @@ final class ChildReaper: Sendable {
             }
             let readable = Set(fds.dropLast().filter { $0.revents != 0 }.map(\.fd))
             for (pid, entry) in watched where entry.pidfd < 0 || readable.contains(entry.pidfd) {
-                guard case .ended(let waitStatus) = progress(of: pid, entry) else { continue }
+                let current = state.withLock { state in state.watched[pid].map { $0.pidfd == entry.pidfd } ?? false }
+                // Replaced meanwhile: `add` closed this pidfd and told its watcher.
+                guard current, case .ended(let waitStatus) = progress(of: pid, entry) else { continue }
                 let handler: Handler? = state.withLock { state in
                     guard let current = state.watched[pid], current.pidfd == entry.pidfd else { return nil }
                     state.watched[pid] = nil
                     return current.handler
                 }
+                guard let handler else { continue }
                 if entry.pidfd >= 0 { close(entry.pidfd) }
-                handler?(pid, waitStatus)
+                handler(pid, waitStatus)
             }
         }
         state.withLock { state in

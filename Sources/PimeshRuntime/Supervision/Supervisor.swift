@@ -61,6 +61,9 @@ final class Supervisor: Service, Sendable {
         var byPID: [pid_t: String] = [:]
         var refused: [ConfigError] = []
         var shuttingDown = false
+        /// Recorded agents left running whose manifest was refused this time: neither adopted
+        /// nor stopped (a typo must not kill a running agent), and kept in the record.
+        var unclaimed: [SupervisedRecords.Entry] = []
     }
 
     let settings: Settings
@@ -176,7 +179,7 @@ final class Supervisor: Service, Sendable {
     /// The manifest file that names `name` (supervised or attached), if one does: such an agent
     /// is the manifest's, and goes when the manifest goes.
     func manifest(naming name: String) -> String? {
-        if let agent = state.withLock({ $0.agents[name] }) { return agent.manifest.file }
+        if let agent = state.withLock({ $0.agents[name] }), FileIO.exists(agent.manifest.file) { return agent.manifest.file }
         let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
         return manifests.first { $0.name == name }?.file
     }
@@ -209,7 +212,7 @@ final class Supervisor: Service, Sendable {
             for entry in recorded.values {
                 guard pimesh_process_start_time(entry.pid) == entry.startTime else { continue }
                 guard var agent = state.agents[entry.name], agent.manifest.mode == .supervised else {
-                    orphans.append(entry)
+                    if state.refused.isEmpty { orphans.append(entry) } else { state.unclaimed.append(entry) }
                     continue
                 }
                 agent.pid = entry.pid
@@ -225,12 +228,13 @@ final class Supervisor: Service, Sendable {
             }
         }
         for (name, entry, id) in adopted {
+            // The registry first: an exit seen by the reaper must come after, not be overwritten.
+            registry.started(id, at: now, restart: false)
+            if entry.frozen { registry.setFrozen(id, true, at: now) }
             reaper.watchAdopted(entry.pid, startTime: entry.startTime) { [weak self] pid, status in
                 self?.childExited(pid: pid, status: status)
             }
             logs.reattach(name: name, header: "pid \(entry.pid) adopted by lead pid \(getpid()) at \(Clock.wallMilliseconds()) ms")
-            registry.started(id, at: now, restart: false)
-            if entry.frozen { registry.setFrozen(id, true, at: now) }
             events.append(kind: "adopted", agent: name, detail: "pid \(entry.pid), left running by the previous lead", tier: .l0)
             logger.notice("agent adopted", metadata: ["agent": "\(name)", "pid": "\(entry.pid)"])
         }
@@ -293,7 +297,7 @@ final class Supervisor: Service, Sendable {
                 state.agents.values.compactMap { agent in
                     guard let pid = agent.pid, let startTime = agent.processStartTime, let launch = agent.launch else { return nil }
                     return .init(name: agent.manifest.name, pid: pid, startTime: startTime, frozen: agent.frozen, launch: launch)
-                }
+                } + state.unclaimed.filter { pimesh_process_start_time($0.pid) == $0.startTime }
             }
             do {
                 try records.write(entries)
