@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import PimeshCore
 
 /// An unconnected datagram socket that sends to a lead's heartbeat address. One socket can
@@ -53,14 +54,15 @@ public struct HeartbeatSigner: Sendable {
 }
 
 /// One agent's heartbeats over its own socket: what a Swift agent uses.
-public final class HeartbeatSender: @unchecked Sendable {
+public final class HeartbeatSender: Sendable {
     public let credentials: AgentCredentials
-    private var signer: HeartbeatSigner
+    // Tasks of one agent may send from several threads; the iteration must never repeat.
+    private let signer: Mutex<HeartbeatSigner>
     private let sender: DatagramSender
 
     public init(credentials: AgentCredentials, preferUnixSocket: Bool = false) throws {
         self.credentials = credentials
-        signer = try HeartbeatSigner(credentials: credentials)
+        signer = Mutex(try HeartbeatSigner(credentials: credentials))
         if preferUnixSocket, let path = credentials.heartbeat.unixSocket {
             sender = try DatagramSender(destination: .unix(path: path))
         } else {
@@ -68,12 +70,14 @@ public final class HeartbeatSender: @unchecked Sendable {
         }
     }
 
-    public var iteration: UInt64 { signer.iteration }
+    public var iteration: UInt64 { signer.withLock { $0.iteration } }
 
     @discardableResult
     public func send(state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil) throws -> UInt64 {
-        try sender.send(signer.next(state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs))
-        return signer.iteration
+        try signer.withLock { signer in
+            try sender.send(signer.next(state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs))
+            return signer.iteration
+        }
     }
 
     /// Sends bytes as they are; tests use it for forged and malformed datagrams.

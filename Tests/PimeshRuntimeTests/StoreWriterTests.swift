@@ -35,7 +35,7 @@ import Testing
             }
             // Let all 21 queue up, then commit them in one go.
             try? await Task.sleep(for: .milliseconds(200))
-            await writer.flush()
+            await writer.commitQueued()
             var outcomes: [Bool] = []
             for await outcome in group { outcomes.append(outcome) }
             return outcomes
@@ -48,7 +48,30 @@ import Testing
 
     @Test func nothingQueuedMeansNoCommit() async throws {
         let writer = StoreWriter(database: try database(), commitInterval: .milliseconds(50), logger: Logger(label: "test"))
-        await writer.flush()
+        await writer.commitQueued()
         #expect(writer.stats.commits == 0)
+    }
+
+    @Test func writesCommitInTheOrderTheyWereQueuedAndNoneAfterTheFinalCommit() async throws {
+        let database = try database()
+        try database.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER)")
+        let writer = StoreWriter(database: database, commitInterval: .milliseconds(5), durableDelay: .milliseconds(1), logger: Logger(label: "test"))
+        let running = Task { try await writer.run() }
+        // Whole-row rewrites of one key, as task hand-overs are: the newest must win.
+        for value in 0..<200 {
+            writer.enqueue { try $0.run("INSERT OR REPLACE INTO t (k, v) VALUES (1, ?)", [.integer(Int64(value))]) }
+            if value % 40 == 0 { try await Task.sleep(for: .milliseconds(3)) }
+        }
+        try await writer.write { try $0.run("INSERT OR REPLACE INTO t (k, v) VALUES (2, 1)") }
+        let stored = try database.withConnection { try $0.query("SELECT v FROM t WHERE k = 1") { $0.int(0) } }
+        #expect(stored == [199])
+        writer.enqueue { try $0.run("INSERT OR REPLACE INTO t (k, v) VALUES (3, 1)") }
+        running.cancel()
+        _ = try? await running.value
+        let afterStop = try database.withConnection { try $0.query("SELECT COUNT(*) FROM t WHERE k = 3") { $0.int(0) } }
+        #expect(afterStop == [1], "what was queued before the stop is committed by the final commit")
+        await #expect(throws: StoreWriter.Closed.self) {
+            try await writer.write { try $0.run("INSERT INTO t (k, v) VALUES (4, 1)") }
+        }
     }
 }

@@ -21,7 +21,8 @@ final class GatherService: Sendable {
         var answers: [AgentID: GatherReport.Answer] = [:]
         var states: [AgentID: TrinaryState] = [:]
         var late = 0
-        var closed = false
+        /// Set when the window closed; the operation is forgotten `retention` later.
+        var closedAt: Instant?
     }
 
     let settings: ScatterGather.Settings
@@ -33,6 +34,8 @@ final class GatherService: Sendable {
     let metrics: LeadMetrics
     let logger: Logger
     private let operations = Mutex<[String: Operation]>([:])
+    /// Set when the lead stops: operations close at once with what they have.
+    private let draining = Atomic<Bool>(false)
     /// Closed operations stay this long so that stragglers are counted as late, not unknown.
     private let retention: Duration = .seconds(30)
 
@@ -64,10 +67,16 @@ final class GatherService: Sendable {
         for bucket in plan.buckets {
             for index in bucket.indices { sent[targets[index].id] = index }
         }
-        operations.withLock { $0[id] = Operation(kind: kind, plan: plan, targets: targets, sent: sent) }
+        operations.withLock { ops in
+            // Pruned here rather than by a timer per operation: nothing sleeps for a closed one.
+            ops = ops.filter { _, operation in operation.closedAt.map { start - $0 < retention } ?? true }
+            ops[id] = Operation(kind: kind, plan: plan, targets: targets, sent: sent)
+        }
+        // However the gather ends (its task cancelled, the lead stopping), the operation closes.
+        defer { operations.withLock { ops in if ops[id]?.closedAt == nil { ops[id]?.closedAt = Clock.monotonicNow() } } }
         for bucket in plan.buckets {
             let delay = bucket.sendAt - Clock.monotonicNow()
-            if delay > .zero { try await Task.sleep(for: delay) }
+            if delay > .zero && !isDraining { try await Task.sleep(for: delay) }
             let replyWithin = Int((plan.arrivalDeadline - bucket.sendAt).milliseconds.rounded())
             for index in bucket.indices {
                 tasks.deliver(
@@ -78,18 +87,14 @@ final class GatherService: Sendable {
             }
         }
         // Seed §3.2 phase 5: poll every 10 ms until the window closes or everyone answered.
-        while Clock.monotonicNow() < plan.closesAt {
+        while Clock.monotonicNow() < plan.closesAt && !isDraining {
             let done = operations.withLock { ops in ops[id].map { $0.answers.count >= $0.sent.count } ?? true }
             if done { break }
             try await Task.sleep(for: min(.milliseconds(10), plan.closesAt - Clock.monotonicNow()))
         }
         let operation = operations.withLock { ops -> Operation in
-            ops[id]!.closed = true
+            ops[id]!.closedAt = Clock.monotonicNow()
             return ops[id]!
-        }
-        Task {
-            try? await Task.sleep(for: retention)
-            self.operations.withLock { _ = $0.removeValue(forKey: id) }
         }
         var tally = ScatterGather.Tally(sent: plan.sentCount, late: operation.late)
         for state in operation.states.values {
@@ -115,6 +120,19 @@ final class GatherService: Sendable {
             skippedAgents: plan.skipped.map { .init(agentName: targets[$0.index].name, reason: $0.reason.description) })
     }
 
+    private var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    /// Ends every running ask and broadcast with the answers it has, so that a stopping lead
+    /// does not wait out their windows (up to `timeout_ms`).
+    func drain() {
+        draining.store(true, ordering: .relaxed)
+    }
+
+    /// Operations still held (running or recently closed).
+    var operationCount: Int {
+        operations.withLock { $0.count }
+    }
+
     enum AnswerResult: String {
         case counted, late, duplicate
     }
@@ -128,8 +146,9 @@ final class GatherService: Sendable {
             guard let index = operation.sent[submission.agentID] else {
                 return .failure(APIError(status: .conflict, message: "agent \(submission.agentID) was not sent operation \(operationID)", field: "agent_id"))
             }
-            if operation.closed || now > operation.plan.arrivalDeadline {
-                operation.late += operation.closed ? 0 : 1
+            let closed = operation.closedAt != nil
+            if closed || now > operation.plan.arrivalDeadline {
+                operation.late += closed ? 0 : 1
                 ops[operationID] = operation
                 return .success((.late, 0, 0))
             }

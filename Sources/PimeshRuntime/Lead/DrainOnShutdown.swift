@@ -4,9 +4,11 @@ import ServiceLifecycle
 /// polls before the API server waits for its open requests.
 struct DrainOnShutdown: Service {
     let tasks: TaskService
+    let gather: GatherService
 
     func run() async throws {
         try? await gracefulShutdown()
+        gather.drain()
         tasks.drain()
     }
 }

@@ -238,7 +238,7 @@ public struct Lead: Sendable {
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(notifier: notifier, interval: interval), serviceName: "watchdog"))
         }
-        services.append(.init(service: DrainOnShutdown(tasks: tasks), serviceName: "drain-on-shutdown"))
+        services.append(.init(service: DrainOnShutdown(tasks: tasks, gather: gather), serviceName: "drain-on-shutdown"))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer {

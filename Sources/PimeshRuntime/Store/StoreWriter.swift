@@ -6,15 +6,18 @@ import PimeshStore
 import ServiceLifecycle
 import Synchronization
 
-/// The lead's one writer: queued writes are committed together at most every
-/// `commitInterval`, and only when something is queued (group commit, DESIGN.md §5).
+/// The lead's one writer: queued writes are committed together, in the order they were
+/// queued, by the writer's own loop and nowhere else (group commit, DESIGN.md §5).
 ///
-/// `write` waits until its change is durable — the API answers only then. Such a write does not
-/// wait for the next tick: it wakes the writer, which gathers for `durableDelay` (whatever else
-/// arrives meanwhile, or during the commit itself, shares it) and commits with
-/// `synchronous=FULL` so the change survives a power cut, not only `kill -9`. Background
-/// writes (checkpoints, task hand-overs) go through `enqueue`, wait for the tick and keep the
-/// cheaper `NORMAL`.
+/// `write` waits until its change is durable — the API answers only then. Such a write wakes
+/// the writer, which gathers for `durableDelay` (whatever else arrives meanwhile, or during the
+/// commit itself, shares it) and commits with `synchronous=FULL` so the change survives a power
+/// cut, not only `kill -9`. Background writes (checkpoints, task hand-overs) go through
+/// `enqueue`, are gathered for up to `commitInterval` and keep the cheaper `NORMAL`. With nothing
+/// queued the writer sleeps: no periodic wake-up on an idle node.
+///
+/// When the lead stops, the writer commits what is queued and closes: a write queued after
+/// that fails at once instead of waiting for a commit that will never come.
 public final class StoreWriter: Service, Sendable {
     public typealias Write = @Sendable (Connection) throws -> Void
 
@@ -28,13 +31,23 @@ public final class StoreWriter: Service, Sendable {
         public var lastCommitMs: Double?
     }
 
+    /// A write that came after the writer's final commit.
+    public struct Closed: Error, CustomStringConvertible {
+        public var description: String { "the store is closed: the lead is stopping" }
+    }
+
+    struct Queue: Sendable {
+        var pending: [Pending] = []
+        var closed = false
+    }
+
     public let database: Database
     private let commitInterval: Duration
     private let durableDelay: Duration
     private let logger: Logger
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    private let queue = Mutex<[Pending]>([])
+    private let queue = Mutex(Queue())
     private let statistics = Mutex(Stats())
 
     public init(database: Database, commitInterval: Duration, durableDelay: Duration = .milliseconds(2), logger: Logger) {
@@ -45,50 +58,84 @@ public final class StoreWriter: Service, Sendable {
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Queues a write and returns once it is committed; throws what the write threw.
+    /// Queues a write and returns once it is committed; throws what the write threw, or
+    /// `Closed` when the writer has already made its final commit.
     public func write(_ write: @escaping Write) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            queue.withLock { $0.append(Pending(write: write, waiter: continuation)) }
+            let accepted = queue.withLock { queue -> Bool in
+                guard !queue.closed else { return false }
+                queue.pending.append(Pending(write: write, waiter: continuation))
+                return true
+            }
+            guard accepted else { return continuation.resume(throwing: Closed()) }
             wake.yield()
         }
     }
 
     /// Queues a write nobody waits for; a failure is logged.
     public func enqueue(_ write: @escaping Write) {
-        queue.withLock { $0.append(Pending(write: write, waiter: nil)) }
+        let accepted = queue.withLock { queue -> Bool in
+            guard !queue.closed else { return false }
+            queue.pending.append(Pending(write: write, waiter: nil))
+            return true
+        }
+        guard accepted else {
+            logger.error("background store write after the final commit dropped")
+            return
+        }
+        wake.yield()
     }
 
     public var stats: Stats {
         statistics.withLock { $0 }
     }
 
+    private var someoneWaits: Bool {
+        queue.withLock { $0.pending.contains { $0.waiter != nil } }
+    }
+
+    private var isIdle: Bool {
+        queue.withLock { $0.pending.isEmpty }
+    }
+
     public func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: self.commitInterval)
-                        self.wake.yield()
+            for await _ in self.wakeups {
+                if self.isIdle { continue }
+                if self.someoneWaits {
+                    if self.durableDelay > .zero { try await Task.sleep(for: self.durableDelay) }
+                } else {
+                    // Background writes gather for up to commitInterval; a durable write that
+                    // arrives meanwhile ends the wait early.
+                    let gatherUntil = Clock.monotonicNow() + self.commitInterval
+                    while !self.someoneWaits, Clock.monotonicNow() < gatherUntil {
+                        try await Task.sleep(for: min(.milliseconds(5), gatherUntil - Clock.monotonicNow()))
                     }
                 }
-                for await _ in self.wakeups {
-                    let someoneWaits = self.queue.withLock { $0.contains { $0.waiter != nil } }
-                    if someoneWaits && self.durableDelay > .zero { try await Task.sleep(for: self.durableDelay) }
-                    await self.flush()
-                }
-                group.cancelAll()
+                await self.commitQueued()
             }
         }
-        // Whatever was queued before shutdown is committed before the lead exits.
-        await flush()
+        // Whatever was queued before shutdown is committed before the lead exits; what comes
+        // later is refused.
+        while true {
+            await commitQueued()
+            let closed = queue.withLock { queue -> Bool in
+                guard queue.pending.isEmpty else { return false }
+                queue.closed = true
+                return true
+            }
+            if closed { break }
+        }
+        wake.finish()
     }
 
     /// Commits everything queued now, in one transaction with one savepoint per write, so a
-    /// failing write (a duplicate name, say) fails alone.
-    public func flush() async {
+    /// failing write (a duplicate name, say) fails alone. Only the writer's loop calls it (and
+    /// tests, with the loop not running): two commits at once could land out of order.
+    func commitQueued() async {
         let batch = queue.withLock { queue -> [Pending] in
-            let taken = queue
-            queue.removeAll(keepingCapacity: true)
+            let taken = queue.pending
+            queue.pending.removeAll(keepingCapacity: true)
             return taken
         }
         guard !batch.isEmpty else { return }
@@ -96,9 +143,14 @@ public final class StoreWriter: Service, Sendable {
         let started = Clock.monotonicNow()
         let results: [Result<Void, any Error>]
         do {
-            results = try await NIOThreadPool.singleton.runIfActive { [database] in
-                try Self.commit(batch, to: database, fullSync: mustSurvivePowerCut)
-            }
+            // In a task of its own: the writer's may be cancelled (the group's stop deadline
+            // passed), the thread pool refuses work for a cancelled task, and a taken batch
+            // must be committed, not dropped.
+            results = try await Task { [database] in
+                try await NIOThreadPool.singleton.runIfActive {
+                    try Self.commit(batch, to: database, fullSync: mustSurvivePowerCut)
+                }
+            }.value
         } catch {
             logger.error("store commit failed", metadata: ["error": "\(error)", "writes": "\(batch.count)"])
             for pending in batch { pending.waiter?.resume(throwing: error) }

@@ -38,6 +38,14 @@ final class TaskService: Service, Sendable {
         var token: UInt64
         var max: Int
         var continuation: CheckedContinuation<[WorkItem], Never>
+        /// Ends the poll empty after its wait; cancelled when the poll is answered sooner, so
+        /// an agent that re-polls does not leave a sleeping task per poll behind.
+        var timer: Task<Void, Never>?
+
+        func answer(_ items: [WorkItem]) {
+            timer?.cancel()
+            continuation.resume(returning: items)
+        }
     }
 
     struct Counters: Sendable {
@@ -239,7 +247,7 @@ final class TaskService: Service, Sendable {
             }
             return waiters
         }
-        for waiter in waiters { waiter.continuation.resume(returning: []) }
+        for waiter in waiters { waiter.answer([]) }
     }
 
     /// Hands the agent what waits for it; when nothing does, waits up to `wait` for something.
@@ -250,35 +258,61 @@ final class TaskService: Service, Sendable {
             take(from: agent, max: max, now: now, in: &state, writes: &writes)
         }
         persist(writes)
-        if !immediate.isEmpty || wait <= .zero || state.withLock({ $0.draining }) { return immediate }
+        if !immediate.isEmpty || wait <= .zero { return immediate }
         let token = state.withLock { state -> UInt64 in
             state.nextToken += 1
             return state.nextToken
         }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<[WorkItem], Never>) in
-            var writes: [TaskRow] = []
-            let ready: [WorkItem]? = state.withLock { state in
-                let items = take(from: agent, max: max, now: Clock.monotonicNow(), in: &state, writes: &writes)
-                if !items.isEmpty { return items }
-                // One long poll per agent: a newer one replaces an older, which returns empty.
-                state.inboxes[agent, default: Inbox()].waiter?.continuation.resume(returning: [])
-                state.inboxes[agent, default: Inbox()].waiter = Waiter(token: token, max: max, continuation: continuation)
-                return nil
-            }
-            persist(writes)
-            if let ready {
-                continuation.resume(returning: ready)
-                return
-            }
-            Task {
-                try? await Task.sleep(for: wait)
-                self.state.withLock { state in
-                    guard let waiter = state.inboxes[agent]?.waiter, waiter.token == token else { return }
-                    state.inboxes[agent]?.waiter = nil
-                    waiter.continuation.resume(returning: [])
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<[WorkItem], Never>) in
+                var writes: [TaskRow] = []
+                enum Outcome { case answered([WorkItem]), waiting }
+                // Drain is checked under the same lock that installs the waiter: a poll that
+                // arrives just after `drain()` answers at once instead of holding shutdown.
+                let outcome: Outcome = state.withLock { state in
+                    if state.draining || Task.isCancelled { return .answered([]) }
+                    let items = take(from: agent, max: max, now: Clock.monotonicNow(), in: &state, writes: &writes)
+                    if !items.isEmpty { return .answered(items) }
+                    // One long poll per agent: a newer one replaces an older, which returns empty.
+                    state.inboxes[agent, default: Inbox()].waiter?.answer([])
+                    state.inboxes[agent, default: Inbox()].waiter = Waiter(token: token, max: max, continuation: continuation)
+                    return .waiting
+                }
+                persist(writes)
+                switch outcome {
+                case .answered(let items):
+                    continuation.resume(returning: items)
+                case .waiting:
+                    let timer = Task {
+                        try? await Task.sleep(for: wait)
+                        if !Task.isCancelled { self.endPoll(of: agent, token: token) }
+                    }
+                    let stillWaiting = state.withLock { state -> Bool in
+                        guard state.inboxes[agent]?.waiter?.token == token else { return false }
+                        state.inboxes[agent]?.waiter?.timer = timer
+                        return true
+                    }
+                    if !stillWaiting { timer.cancel() }
                 }
             }
+        } onCancel: {
+            endPoll(of: agent, token: token)
         }
+    }
+
+    /// Ends one long poll empty, if it still waits.
+    private func endPoll(of agent: AgentID, token: UInt64) {
+        let waiter: Waiter? = state.withLock { state in
+            guard let waiter = state.inboxes[agent]?.waiter, waiter.token == token else { return nil }
+            state.inboxes[agent]?.waiter = nil
+            return waiter
+        }
+        waiter?.answer([])
+    }
+
+    /// Long polls waiting now (tests check that none is left behind).
+    var waitingPolls: Int {
+        state.withLock { $0.inboxes.values.filter { $0.waiter != nil }.count }
     }
 
     /// Takes up to `max` items; tasks among them start RUNNING with one more attempt.
@@ -311,7 +345,7 @@ final class TaskService: Service, Sendable {
         state.inboxes[agent]?.waiter = nil
         var writes: [TaskRow] = []
         let items = take(from: agent, max: waiter.max, now: Clock.monotonicNow(), in: &state, writes: &writes)
-        waiter.continuation.resume(returning: items)
+        waiter.answer(items)
         persist(writes)
     }
 

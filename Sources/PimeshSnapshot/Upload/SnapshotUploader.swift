@@ -47,6 +47,13 @@ public struct SnapshotUploader: Sendable {
         defer { close(input) }
         let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard output >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))", permanent: false) }
+        // Whatever fails from here on, no descriptor and no half-written copy stays behind.
+        var outputOpen = true
+        var keepTemporary = false
+        defer {
+            if outputOpen { close(output) }
+            if !keepTemporary { unlink(temporary) }
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {
@@ -54,17 +61,19 @@ public struct SnapshotUploader: Sendable {
             if count == 0 { break }
             try LZ4Frame.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
-        fsync(output)
+        guard fsync(output) == 0 else { throw Failure(description: "cannot sync \(temporary): \(String(cString: strerror(errno)))", permanent: false) }
+        outputOpen = false
         close(output)
         // Read back what landed: the confirmation is the copy's own checksum.
         let check = open(temporary, O_RDONLY | O_CLOEXEC)
+        guard check >= 0 else { throw Failure(description: "cannot read back \(temporary): \(String(cString: strerror(errno)))", permanent: false) }
+        defer { close(check) }
         let (_, digest) = try LZ4Frame.sha256(of: check)
-        close(check)
         guard Hex.encode(digest) == entry.manifest.compressedSHA256 else {
-            unlink(temporary)
             throw Failure(description: "the copy in \(directory) does not match its SHA-256", permanent: false)
         }
         guard rename(temporary, target) == 0 else { throw Failure(description: "cannot rename into \(target)", permanent: false) }
+        keepTemporary = true
         try FileIO.writeAtomically(
             path: directory + "/" + SnapshotManifest.manifestName(sequence: entry.manifest.sequence),
             bytes: try FileIO.read(path: entry.manifestPath), mode: 0o644)
