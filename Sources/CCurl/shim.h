@@ -19,6 +19,10 @@ static inline CURLcode pimesh_curl_offset(CURL *curl, CURLoption option, curl_of
 static inline CURLcode pimesh_curl_callback(CURL *curl, CURLoption option, pimesh_curl_io value) {
     return curl_easy_setopt(curl, option, value);
 }
+typedef int (*pimesh_curl_progress)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
+static inline CURLcode pimesh_curl_progress_callback(CURL *curl, pimesh_curl_progress value) {
+    return curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, value);
+}
 static inline CURLcode pimesh_curl_info_long(CURL *curl, CURLINFO info, long *value) {
     return curl_easy_getinfo(curl, info, value);
 }

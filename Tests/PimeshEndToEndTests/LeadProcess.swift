@@ -31,7 +31,7 @@ final class LeadProcess {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = [
             "run", "--data-dir", dataDir, "--api-port", String(apiPort), "--heartbeat-port", String(heartbeatPort),
-            "--log-level", "warning",
+            "--log-level", ProcessInfo.processInfo.environment["PIMESH_TEST_LOG_LEVEL"] ?? "warning",
         ] + extraArguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }

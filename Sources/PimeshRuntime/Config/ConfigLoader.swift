@@ -18,7 +18,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -28,6 +28,7 @@ public enum ConfigLoader {
             }
             config.logLevel = level
         }
+        if let deadline = try root.int("stop_deadline_s", in: 2...3600) { config.stopDeadlineS = deadline }
         if let api = try root.section("api") {
             try api.rejectUnknownKeys(allowed: ["host", "port", "unix_socket"])
             if let host = try api.string("host") { config.api.host = try loopbackHost(host, reader: api, key: "host") }

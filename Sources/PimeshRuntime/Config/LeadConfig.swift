@@ -20,6 +20,10 @@ public struct LeadConfig: Sendable, Equatable {
     public var snapshots = Snapshots()
     public var upload = Upload()
     public var logLevel = "info"
+    /// A stopping lead gives its services this long to finish (agents stopped, polls answered,
+    /// uploads aborted), then cancels them; the store's final commit comes after either way.
+    /// Below the unit's TimeoutStopSec (30 s), so that systemd's SIGKILL never cuts that commit.
+    public var stopDeadlineS = 20
 
     public struct API: Sendable, Equatable {
         public var host = "127.0.0.1"

@@ -75,8 +75,10 @@ final class GatherService: Sendable {
         // However the gather ends (its task cancelled, the lead stopping), the operation closes.
         defer { operations.withLock { ops in if ops[id]?.closedAt == nil { ops[id]?.closedAt = Clock.monotonicNow() } } }
         for bucket in plan.buckets {
-            let delay = bucket.sendAt - Clock.monotonicNow()
-            if delay > .zero && !isDraining { try await Task.sleep(for: delay) }
+            // In steps of at most 100 ms: a stopping lead must not wait out a long send plan.
+            while !isDraining, case let delay = bucket.sendAt - Clock.monotonicNow(), delay > .zero {
+                try await Task.sleep(for: min(delay, .milliseconds(100)))
+            }
             let replyWithin = Int((plan.arrivalDeadline - bucket.sendAt).milliseconds.rounded())
             for index in bucket.indices {
                 tasks.deliver(

@@ -5,9 +5,12 @@ import ServiceLifecycle
 struct DrainOnShutdown: Service {
     let tasks: TaskService
     let gather: GatherService
+    let notifier: SystemdNotifier
 
     func run() async throws {
         try? await gracefulShutdown()
+        // systemd shows "deactivating" from the first moment, not after the last service ended.
+        notifier.notify("STOPPING=1")
         gather.drain()
         tasks.drain()
     }

@@ -238,16 +238,19 @@ public struct Lead: Sendable {
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(notifier: notifier, interval: interval), serviceName: "watchdog"))
         }
-        services.append(.init(service: DrainOnShutdown(tasks: tasks, gather: gather), serviceName: "drain-on-shutdown"))
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        services.append(.init(service: DrainOnShutdown(tasks: tasks, gather: gather, notifier: notifier), serviceName: "drain-on-shutdown"))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Past the deadline the services are cancelled; the store writer still makes its final
+        // commit (its own task, not cancellable), which the cancellation allowance covers.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(config.stopDeadlineS)
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfiguration)
         defer {
             if ready.isReady { FileIO.remove(leadFile) }
             if let apiSocket { unlink(apiSocket) }
             if let heartbeatSocket { unlink(heartbeatSocket) }
         }
         try await group.run()
-        notifier.notify("STOPPING=1")
         logger.info("lead stopped", metadata: ["agents": "\(registry.count)"])
     }
 }

@@ -28,7 +28,12 @@ final class UploadService: Service, Sendable {
     func run() async throws {
         pool.start()
         defer { pool.shutdownGracefully { _ in } }
-        try? await cancelWhenGracefulShutdown { try await self.loop() }
+        // The transfer runs on the pool's thread, which a cancelled task does not stop: abort it.
+        try? await withGracefulShutdownHandler {
+            try? await cancelWhenGracefulShutdown { try await self.loop() }
+        } onGracefulShutdown: { [uploader] in
+            uploader.abort.abort()
+        }
     }
 
     private func loop() async throws {
@@ -46,6 +51,9 @@ final class UploadService: Service, Sendable {
                 self.logger.info(
                     "snapshot uploaded", metadata: ["sequence": "\(entry.manifest.sequence)", "confirmation": "\(confirmation)"])
             } catch is CancellationError {
+                return
+            } catch where uploader.abort.isAborted {
+                self.logger.info("snapshot upload stopped: the lead is stopping", metadata: ["sequence": "\(entry.manifest.sequence)"])
                 return
             } catch {
                 failures += 1

@@ -1,5 +1,22 @@
 import CCurl
 import Glibc
+import Synchronization
+
+/// Set from another thread to end a transfer in progress: libcurl checks it through its
+/// progress callback about once a second, and at once on any progress.
+public final class TransferAbort: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func abort() {
+        flag.store(true, ordering: .relaxed)
+    }
+
+    public var isAborted: Bool {
+        flag.load(ordering: .relaxed)
+    }
+}
 
 /// One HTTP PUT of a file through libcurl: the body is streamed from the file descriptor, the
 /// answer's status, body (capped) and headers are kept. Used for the coordinator and for S3
@@ -20,14 +37,17 @@ struct CurlPut {
     /// `aws:amz:REGION:s3` and `KEY:SECRET` for S3.
     var awsSigV4: (provider: String, credentials: String)?
     var timeoutS = 300
+    var abort = TransferAbort()
 
     private final class Transfer {
         var fd: Int32
+        var abort: TransferAbort
         var body: [UInt8] = []
         var headers: [String: String] = [:]
 
-        init(fd: Int32) {
+        init(fd: Int32, abort: TransferAbort) {
             self.fd = fd
+            self.abort = abort
         }
     }
 
@@ -37,7 +57,8 @@ struct CurlPut {
         _ = Self.globalInit
         guard let curl = curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
         defer { curl_easy_cleanup(curl) }
-        let transfer = Transfer(fd: fd)
+        guard !abort.isAborted else { throw Failure(description: "\(url): aborted, the lead is stopping") }
+        let transfer = Transfer(fd: fd, abort: abort)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var list: UnsafeMutablePointer<curl_slist>?
         for header in headers + ["Expect:"] { list = curl_slist_append(list, header) }
@@ -80,7 +101,13 @@ struct CurlPut {
             }
             return total
         }
+        _ = pimesh_curl_pointer(curl, CURLOPT_XFERINFODATA, context)
+        _ = pimesh_curl_long(curl, CURLOPT_NOPROGRESS, 0)
+        _ = pimesh_curl_progress_callback(curl) { context, _, _, _, _ in
+            Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().abort.isAborted ? 1 : 0
+        }
         let code = curl_easy_perform(curl)
+        if abort.isAborted { throw Failure(description: "\(url): aborted, the lead is stopping") }
         guard code == CURLE_OK else {
             throw Failure(description: "\(url): \(String(cString: curl_easy_strerror(code)))")
         }

@@ -9,6 +9,8 @@ import PimeshCore
 /// single PUT) that this side computes too, a directory copy is read back and hashed.
 public struct SnapshotUploader: Sendable {
     public let target: UploadTarget
+    /// Ends an upload in progress when the lead stops, instead of waiting out libcurl's timeout.
+    public let abort = TransferAbort()
 
     public init(target: UploadTarget) {
         self.target = target
@@ -57,6 +59,7 @@ public struct SnapshotUploader: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {
+            if abort.isAborted { throw Failure(description: "copy to \(directory) aborted: the lead is stopping", permanent: false) }
             let count = try LZ4Frame.readFull(input, buffer)
             if count == 0 { break }
             try LZ4Frame.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
@@ -86,7 +89,7 @@ public struct SnapshotUploader: Sendable {
         let manifest = try FileIO.read(path: entry.manifestPath, limit: 1 << 16)
         let request = CurlPut(
             url: url.trimmingSuffix("/") + "/v1/nodes/\(entry.manifest.nodeID)/snapshots/\(entry.manifest.sequence)",
-            headers: ["Content-Type: application/octet-stream", "Pimesh-Manifest: " + Hex.encode(manifest)])
+            headers: ["Content-Type: application/octet-stream", "Pimesh-Manifest: " + Hex.encode(manifest)], abort: abort)
         let answer: CurlPut.Answer
         do {
             answer = try request.put(file: fd, size: size)
@@ -121,7 +124,7 @@ public struct SnapshotUploader: Sendable {
             }
             lseek(fd, 0, SEEK_SET)
             let etag = Hex.encode(Array(md5.finalize()))
-            let request = CurlPut(url: base + name, headers: ["x-amz-content-sha256: " + sha256], awsSigV4: signing)
+            let request = CurlPut(url: base + name, headers: ["x-amz-content-sha256: " + sha256], awsSigV4: signing, abort: abort)
             let answer: CurlPut.Answer
             do {
                 answer = try request.put(file: fd, size: size)
