@@ -51,7 +51,7 @@ public struct AgentStore: Sendable {
     /// Every registered agent, in registration order. A row this pimesh cannot read (a class
     /// it does not know, a damaged id) is reported, not silently skipped.
     public func loadAgents() throws -> [AgentRow] {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query(
                 "SELECT id, name, class, capabilities, secret, registered_at_ms FROM agents ORDER BY registered_at_ms, id"
             ) { row in
@@ -72,7 +72,7 @@ public struct AgentStore: Sendable {
     }
 
     public func loadCheckpoints() throws -> [AgentID: AgentCheckpoint] {
-        let rows = try database.withConnection { connection in
+        let rows = try database.read { connection in
             try connection.query(
                 "SELECT agent_id, at_ms, last_iteration, state, latency_ms, queue_depth, score, reliability, drift FROM agent_checkpoints"
             ) { row -> AgentCheckpoint? in

@@ -94,7 +94,7 @@ public struct ConflictStore: Sendable {
 
     /// The newest entries first.
     public func recent(limit: Int) throws -> [ConflictRecord] {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query(
                 """
                 SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
@@ -114,11 +114,11 @@ public struct ConflictStore: Sendable {
     }
 
     public func count() throws -> Int {
-        try database.withConnection { try $0.query("SELECT COUNT(*) FROM conflicts") { $0.int(0) }.first ?? 0 }
+        try database.read { try $0.query("SELECT COUNT(*) FROM conflicts") { $0.int(0) }.first ?? 0 }
     }
 
     public func quarantines() throws -> [Quarantine] {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query("SELECT agent_id, since_ms, conflict_seq, reason FROM quarantines ORDER BY since_ms") {
                 row -> Quarantine? in
                 guard let id = AgentID(row.text(0)) else { return nil }

@@ -1,12 +1,16 @@
 import CSQLite
 
-/// One SQLite connection, serialised by a lock. The lead owns exactly one writer
-/// (DESIGN.md §5), so a single connection with WAL is all it needs.
+/// The lead's SQLite database: one read-write connection for the one writer (DESIGN.md §5)
+/// and one read-only connection for everything that only reads. With WAL a reader never waits
+/// for the writer, however long the writer's fsync takes on an SD card.
 public final class Database: Sendable {
     public let path: String
-    // SQLite's handle is used only while `lock` is held.
+    // Each handle is used only while its lock is held.
     private nonisolated(unsafe) let handle: OpaquePointer
     private let lock = PThreadLock()
+    // Set once at the end of `init`, after the schema is current; never changed again.
+    private nonisolated(unsafe) var readHandle: OpaquePointer?
+    private let readLock = PThreadLock()
 
     /// Opens (creating if needed) the database, switches it to WAL with `synchronous=NORMAL`
     /// and brings the schema up to date.
@@ -27,11 +31,34 @@ public final class Database: Sendable {
         try execute("PRAGMA synchronous=NORMAL")
         try execute("PRAGMA foreign_keys=ON")
         try execute("PRAGMA busy_timeout=5000")
-        try migrate(migrations)
+        do {
+            try migrate(migrations)
+        } catch {
+            sqlite3_close_v2(handle)
+            throw error
+        }
+        var reader: OpaquePointer?
+        let readRC = sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        guard readRC == SQLITE_OK, let reader else {
+            let message = reader.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(reader)
+            sqlite3_close_v2(handle)
+            throw StoreError(code: readRC, message: message, context: "open \(path) for reading")
+        }
+        readHandle = reader
+        sqlite3_busy_timeout(reader, 5000)
     }
 
     deinit {
+        if let readHandle { sqlite3_close_v2(readHandle) }
         sqlite3_close_v2(handle)
+    }
+
+    /// Runs `body` with the read-only connection: it sees the last committed state and never
+    /// waits for the writer. Blocking all the same (SQLite I/O): call it off the event loops
+    /// and the cooperative pool.
+    public func read<T>(_ body: (Connection) throws -> T) throws -> T {
+        try readLock.withLock { try body(Connection(handle: readHandle!)) }
     }
 
     public func execute(_ sql: String) throws {

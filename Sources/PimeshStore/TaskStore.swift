@@ -1,7 +1,7 @@
 import PimeshCore
 
 /// Task persistence. Writes take a `Connection` so the group-commit writer batches them; reads
-/// go through the database's own connection.
+/// go through the database's read-only connection, off the cooperative pool.
 public struct TaskStore: Sendable {
     public let database: Database
 
@@ -59,7 +59,7 @@ public struct TaskStore: Sendable {
 
     /// Tasks that were accepted and never finished, oldest first: the lead requeues them at start.
     public func loadOpen() throws -> [TaskRow] {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query(
                 "SELECT \(Self.columns) FROM tasks WHERE state IN ('queued', 'assigned', 'running') ORDER BY submitted_at_ms, id",
                 row: Self.decode)
@@ -67,13 +67,13 @@ public struct TaskStore: Sendable {
     }
 
     public func load(id: String) throws -> TaskRow? {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query("SELECT \(Self.columns) FROM tasks WHERE id = ?", [.text(id)], row: Self.decode).first
         }
     }
 
     public func load(idempotencyKey: String) throws -> TaskRow? {
-        try database.withConnection { connection in
+        try database.read { connection in
             try connection.query(
                 "SELECT \(Self.columns) FROM tasks WHERE idempotency_key = ?", [.text(idempotencyKey)], row: Self.decode
             ).first
@@ -82,7 +82,7 @@ public struct TaskStore: Sendable {
 
     /// The newest tasks first, optionally of one state.
     public func recent(limit: Int, state: TaskState? = nil) throws -> [TaskRow] {
-        try database.withConnection { connection in
+        try database.read { connection in
             if let state {
                 return try connection.query(
                     "SELECT \(Self.columns) FROM tasks WHERE state = ? ORDER BY submitted_at_ms DESC, id LIMIT ?",
@@ -95,7 +95,7 @@ public struct TaskStore: Sendable {
     }
 
     public func countByState() throws -> [TaskState: Int] {
-        let rows = try database.withConnection { connection in
+        let rows = try database.read { connection in
             try connection.query("SELECT state, COUNT(*) FROM tasks GROUP BY state") { ($0.text(0), $0.int(1)) }
         }
         var result: [TaskState: Int] = [:]

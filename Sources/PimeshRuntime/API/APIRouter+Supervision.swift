@@ -10,21 +10,21 @@ extension APIRouter {
         v1.post("agents/:id/heal") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
+                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/freeze") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
+                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/thaw") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
+                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
@@ -32,7 +32,7 @@ extension APIRouter {
             await handle {
                 let (_, name) = try agent(context, state)
                 let bytes = try queryInteger(request.uri.queryParameters.get("bytes"), name: "bytes", in: 1...(16 << 20)) ?? 65536
-                let tail = try supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.logTail(name, bytes: bytes) }
+                let tail = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.logTail(name, bytes: bytes) }
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; charset=utf-8"
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: tail)))
@@ -61,13 +61,24 @@ extension APIRouter {
         }
     }
 
-    static func supervisorAction<T>(_ state: LeadState, _ body: (Supervisor) throws(Supervisor.ActionError) -> T) throws(APIError) -> T {
+    /// Runs a supervisor action on the supervision thread (it may spawn, signal, write cgroupfs
+    /// or read a log) and maps its refusal to an API error.
+    static func supervisorAction<T: Sendable>(
+        _ state: LeadState, _ body: @escaping @Sendable (Supervisor) throws(Supervisor.ActionError) -> T
+    ) async throws -> T {
         guard let supervisor = state.supervisor else {
             throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
         }
-        do {
-            return try body(supervisor)
-        } catch {
+        let result: Result<T, Supervisor.ActionError> = try await Blocking.onSupervisionThread {
+            do throws(Supervisor.ActionError) {
+                return .success(try body(supervisor))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error):
             switch error {
             case .unknown: throw APIError(status: .notFound, message: error.description, field: "id")
             case .notManaged, .unsupported: throw APIError(status: .conflict, message: error.description, field: "id")

@@ -160,13 +160,13 @@ enum APIRouter {
                     }
                     filter = parsed
                 }
-                return JSONResponse.make(status: .ok, try state.tasks.list(limit: limit, state: filter))
+                return JSONResponse.make(status: .ok, try await state.tasks.list(limit: limit, state: filter))
             }
         }
         operatorRoutes.get("tasks/:id") { _, context in
             await handle {
                 let id = context.parameters.get("id") ?? ""
-                guard let view = try state.tasks.task(id: id) else {
+                guard let view = try await state.tasks.task(id: id) else {
                     throw APIError(status: .notFound, message: "no task with id \(id)", field: "id")
                 }
                 return JSONResponse.make(status: .ok, view)
@@ -215,7 +215,7 @@ enum APIRouter {
         operatorRoutes.get("conflicts") { request, _ in
             await handle {
                 let limit = try queryInteger(request.uri.queryParameters.get("limit"), name: "limit", in: 1...10_000) ?? 100
-                return JSONResponse.make(status: .ok, try state.conflicts.list(limit: limit))
+                return JSONResponse.make(status: .ok, try await state.conflicts.list(limit: limit))
             }
         }
         return router

@@ -64,17 +64,20 @@ final class ConflictService: Sendable {
         registry.setQuarantined(agentID, false)
     }
 
-    func list(limit: Int) throws -> ConflictList {
-        let entries = try store.recent(limit: limit).map { record in
+    func list(limit: Int) async throws -> ConflictList {
+        let (records, quarantines, total) = try await Blocking.run { [store] in
+            (try store.recent(limit: limit), try store.quarantines(), try store.count())
+        }
+        let entries = records.map { record in
             ConflictList.Entry(
                 seq: record.seq, atMs: record.atMs, agentID: record.agentID.description, agentName: registry.name(of: record.agentID),
                 source: record.source, type: record.type.rawValue, priority: record.priority, strategy: record.strategy,
                 expected: record.expected, received: record.received, contextHash: record.contextHash, quarantined: record.quarantined)
         }
-        let quarantined = try store.quarantines().map {
+        let quarantined = quarantines.map {
             ConflictList.QuarantinedAgent(
                 agentID: $0.agentID.description, agentName: registry.name(of: $0.agentID), sinceMs: $0.sinceMs, reason: $0.reason)
         }
-        return ConflictList(conflicts: entries, total: try store.count(), quarantined: quarantined)
+        return ConflictList(conflicts: entries, total: total, quarantined: quarantined)
     }
 }

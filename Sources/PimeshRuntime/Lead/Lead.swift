@@ -74,7 +74,11 @@ public struct Lead: Sendable {
 
         let writer = StoreWriter(
             database: database, commitInterval: .milliseconds(config.store.commitIntervalMs),
-            durableDelay: .milliseconds(config.store.durableCommitDelayMs), logger: logger)
+            durableDelay: .milliseconds(config.store.durableCommitDelayMs),
+            slowCommit: environment["PIMESH_FAULT_SLOW_COMMIT_MS"].flatMap(Int.init).map { .milliseconds($0) }, logger: logger)
+        if let slow = environment["PIMESH_FAULT_SLOW_COMMIT_MS"] {
+            logger.warning("fault injection: every store commit takes \(slow) ms longer (PIMESH_FAULT_SLOW_COMMIT_MS)")
+        }
         let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
         let node = NodeState(readings: probe.read())
         let ready = ReadyFlag()

@@ -40,7 +40,8 @@ final class UploadService: Service, Sendable {
         let target = uploader.target.name
         var failures = 0
         while !Task.isCancelled {
-            guard let entry = self.spool.pending(for: target).first else {
+            // Listing the spool reads a directory: on the uploader's own thread.
+            guard let entry = try await self.pool.runIfActive({ [spool = self.spool] in spool.pending(for: target).first }) else {
                 try await Task.sleep(for: self.idle)
                 continue
             }

@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import PimeshCore
 import PimeshAgent
@@ -49,13 +50,28 @@ public final class StoreWriter: Service, Sendable {
     private let wake: AsyncStream<Void>.Continuation
     private let queue = Mutex(Queue())
     private let statistics = Mutex(Stats())
+    /// The writer's own thread: a commit blocks in fsync (hundreds of ms on an SD card) and must
+    /// hold up neither the cooperative pool nor the thread pool that reads use.
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+    /// Fault injection for tests (`PIMESH_FAULT_SLOW_COMMIT_MS`): every commit holds its
+    /// transaction this long, as a dying SD card's fsync would.
+    private let slowCommit: Duration?
 
-    public init(database: Database, commitInterval: Duration, durableDelay: Duration = .milliseconds(2), logger: Logger) {
+    public init(
+        database: Database, commitInterval: Duration, durableDelay: Duration = .milliseconds(2), slowCommit: Duration? = nil,
+        logger: Logger
+    ) {
         self.database = database
         self.commitInterval = commitInterval
         self.durableDelay = durableDelay
+        self.slowCommit = slowCommit
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        thread.start()
+    }
+
+    deinit {
+        thread.shutdownGracefully { _ in }
     }
 
     /// Queues a write and returns once it is committed; throws what the write threw, or
@@ -146,9 +162,9 @@ public final class StoreWriter: Service, Sendable {
             // In a task of its own: the writer's may be cancelled (the group's stop deadline
             // passed), the thread pool refuses work for a cancelled task, and a taken batch
             // must be committed, not dropped.
-            results = try await Task { [database] in
-                try await NIOThreadPool.singleton.runIfActive {
-                    try Self.commit(batch, to: database, fullSync: mustSurvivePowerCut)
+            results = try await Task { [database, thread, slowCommit] in
+                try await thread.runIfActive {
+                    try Self.commit(batch, to: database, fullSync: mustSurvivePowerCut, slowCommit: slowCommit)
                 }
             }.value
         } catch {
@@ -174,7 +190,9 @@ public final class StoreWriter: Service, Sendable {
         }
     }
 
-    private static func commit(_ batch: [Pending], to database: Database, fullSync: Bool) throws -> [Result<Void, any Error>] {
+    private static func commit(
+        _ batch: [Pending], to database: Database, fullSync: Bool, slowCommit: Duration?
+    ) throws -> [Result<Void, any Error>] {
         try database.withConnection { connection in
             if fullSync { try connection.execute("PRAGMA synchronous=FULL") }
             defer { if fullSync { try? connection.execute("PRAGMA synchronous=NORMAL") } }
@@ -191,6 +209,10 @@ public final class StoreWriter: Service, Sendable {
                     try connection.execute("RELEASE write")
                     results.append(.failure(error))
                 }
+            }
+            if let slowCommit {
+                let micros = slowCommit.components.seconds * 1_000_000 + slowCommit.components.attoseconds / 1_000_000_000_000
+                usleep(UInt32(clamping: micros))
             }
             do {
                 try connection.execute("COMMIT")

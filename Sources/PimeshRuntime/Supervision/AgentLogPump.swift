@@ -120,7 +120,7 @@ final class AgentLogPump: Sendable {
         while true {
             var fds = sources.withLock { $0.keys.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
             fds.append(pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0))
-            let ready = poll(&fds, nfds_t(fds.count), 1000)
+            let ready = poll(&fds, nfds_t(fds.count), -1)  // a new source writes to `wake`: no timeout needed
             if ready < 0 && errno != EINTR { return }
             for entry in fds where entry.revents != 0 {
                 if entry.fd == wake[0] {
@@ -180,12 +180,31 @@ final class AgentLogPump: Sendable {
     }
 
     /// The last `bytes` of NAME.log (reaching into NAME.log.1 when the current file is shorter).
+    /// The last `bytes` of the agent's output, reaching into the rotated file when the current
+    /// one is shorter. Reads only what it returns.
     func tail(of name: String, bytes: Int) -> [UInt8] {
         let path = path(of: name)
-        var current = (try? FileIO.read(path: path, limit: 64 << 20)) ?? []
-        if current.count < bytes, let older = try? FileIO.read(path: path + ".1", limit: 64 << 20) {
-            current = older + current
+        let current = Self.readTail(path: path, bytes: bytes)
+        guard current.count < bytes else { return current }
+        return Self.readTail(path: path + ".1", bytes: bytes - current.count) + current
+    }
+
+    private static func readTail(path: String, bytes: Int) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0, bytes > 0 else { return [] }
+        let count = Int(min(Int64(bytes), Int64(info.st_size)))
+        var result = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = result.withUnsafeMutableBytes { buffer in
+                pread(fd, buffer.baseAddress! + filled, count - filled, off_t(Int64(info.st_size) - Int64(count) + Int64(filled)))
+            }
+            if n <= 0 { break }
+            filled += n
         }
-        return Array(current.suffix(bytes))
+        return Array(result.prefix(filled))
     }
 }

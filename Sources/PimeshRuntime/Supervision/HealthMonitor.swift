@@ -59,7 +59,13 @@ final class HealthMonitor: Service, Sendable {
     }()
 
     func run() async throws {
-        await repeatUntilGracefulShutdown(every: settings.tick) { self.pass(now: Clock.monotonicNow()) }
+        // On the supervision thread: a pass reads agents.d, /proc and cgroupfs and may heal.
+        // With no agent at all there is nothing to judge: only the 2 s manifest rescan remains.
+        await runWhenDue(doorbell: Doorbell()) {
+            let now = Clock.monotonicNow()
+            _ = try? await Blocking.onSupervisionThread { self.pass(now: now) }
+            return now + (self.registry.count > 0 ? self.settings.tick : .seconds(2))
+        }
     }
 
     func pass(now: Instant) {

@@ -75,6 +75,8 @@ final class Supervisor: Service, Sendable {
     let heartbeatEndpoint: @Sendable () -> HeartbeatEndpoint?
     let apiEndpoint: @Sendable () -> LeadEndpoint.API?
     let reaper = ChildReaper()
+    /// Rung whenever a restart or a deadline is set, so the event-driven loop sees it at once.
+    let doorbell = Doorbell()
     let logs: AgentLogPump
     let cgroups: AgentCgroups?
     /// `pimesh-agent` where it exists; nil: agents without a `user` run as the lead does.
@@ -275,6 +277,7 @@ final class Supervisor: Service, Sendable {
             }
             return stale
         }
+        doorbell.ring()
         for (name, pid) in stale {
             kill(-pid, SIGCONT)
             kill(-pid, SIGTERM)
@@ -316,8 +319,29 @@ final class Supervisor: Service, Sendable {
         restartStaleAdoptions(now: Clock.monotonicNow())
         let names = state.withLock { $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil }.map(\.manifest.name) }.sorted()
         for name in names { start(name, now: Clock.monotonicNow()) }
-        await repeatUntilGracefulShutdown(every: settings.tick) { self.tick(now: Clock.monotonicNow()) }
+        // Event-driven: the loop runs when a restart or a kill deadline is due, or when rung
+        // (an exit, a heal, a changed manifest); an agent set that just runs costs no wake-ups.
+        await runWhenDue(doorbell: doorbell) {
+            do {
+                return try await Blocking.onSupervisionThread {
+                    self.tick(now: Clock.monotonicNow())
+                    return self.nextDue()
+                }
+            } catch {
+                return Clock.monotonicNow() + self.settings.tick
+            }
+        }
         await stopAll()
+    }
+
+    /// The next restart or kill deadline; nil when none is pending.
+    func nextDue() -> Instant? {
+        state.withLock { state in
+            state.agents.values.flatMap { agent in
+                [agent.pid == nil ? agent.restartAt : nil, agent.healPID == nil ? nil : agent.healDeadline, agent.pid == nil ? nil : agent.killDeadline]
+                    .compactMap { $0 }
+            }.min()
+        }
     }
 
     func tick(now: Instant) {
@@ -473,6 +497,7 @@ final class Supervisor: Service, Sendable {
             if shuttingDown { return }
             if restartRequested {
                 state.withLock { $0.agents[name]?.restartAt = now }
+                doorbell.ring()
                 return
             }
             scheduleAfterExit(name, now: now, cleanExit: clean)
@@ -503,6 +528,7 @@ final class Supervisor: Service, Sendable {
             agent.restartAt = now + delay
             return ("restart_scheduled", "in \(Int(delay.milliseconds)) ms", .l0)
         }
+        doorbell.ring()
         if let decision { events.append(kind: decision.kind, agent: name, detail: decision.detail, tier: decision.tier) }
     }
 
@@ -580,6 +606,7 @@ final class Supervisor: Service, Sendable {
                 return "killed pid \(pid); it starts again at once"
             }
             state.withLock { $0.agents[name]?.restartAt = Clock.monotonicNow() }
+            doorbell.ring()
             events.append(kind: "restarting", agent: name, detail: reason, tier: byOperator ? .l2 : .l0)
             return "starting it now"
         case .attached:
@@ -600,6 +627,7 @@ final class Supervisor: Service, Sendable {
                 state.agents[name]?.healPID = spawned.pid
                 state.agents[name]?.healDeadline = Clock.monotonicNow() + agent.manifest.healTimeout
             }
+            doorbell.ring()
             if let output = spawned.output {
                 logs.attach(fd: output, name: name + ".heal", header: "\(argv.joined(separator: " ")) (\(reason))")
             }
@@ -659,6 +687,7 @@ final class Supervisor: Service, Sendable {
                 tier: entry.action.tier)
             if entry.action == HealingAction.restartExited {
                 state.withLock { $0.agents[entry.name]?.restartAt = Clock.monotonicNow() }
+                doorbell.ring()
             } else {
                 _ = try? heal(entry.name, reason: "\(entry.action.rawValue), parked until the node was \(level.rawValue)", byOperator: false)
             }

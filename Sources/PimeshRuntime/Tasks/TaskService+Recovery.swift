@@ -35,6 +35,7 @@ extension TaskService {
                     task.row.agentID = target
                     task.routedAt = now
                     task.leaseExpires = now + settings.lease
+                    doorbell.ring()
                     registry.recordDispatch(to: target, at: now)
                     state.open[id] = task
                     deliver(Self.workItem(task.row), to: target, in: &state)
@@ -44,6 +45,7 @@ extension TaskService {
                     task.row.agentID = nil
                     state.open[id] = task
                     state.queued.append(id)
+                    doorbell.ring()
                     queued += 1
                 }
                 state.counters.requeued += 1
@@ -93,6 +95,7 @@ extension TaskService {
                         task.row.agentID = to
                         task.routedAt = now
                         task.leaseExpires = now + settings.lease
+                        doorbell.ring()
                         state.open[item.id] = task
                         writes.append(task.row)
                         deliver(item, to: to, in: &state)

@@ -79,6 +79,8 @@ final class TaskService: Service, Sendable {
     let logger: Logger
     let health: NodeHealth
     private let router = TaskRouter()
+    /// Rung when a task is queued or leased, so the event-driven loop looks again.
+    let doorbell = Doorbell()
     let state = Mutex(State())
 
     init(
@@ -105,6 +107,7 @@ final class TaskService: Service, Sendable {
                 row.agentID = nil
                 state.open[row.id] = LiveTask(row: row, durable: true)
                 state.queued.append(row.id)
+                doorbell.ring()
                 if let key = row.idempotencyKey { state.byKey[key] = row.id }
             }
             state.counters.requeued += rows.count
@@ -196,6 +199,7 @@ final class TaskService: Service, Sendable {
             } else if live.row.state == .queued {
                 state.open[id] = live
                 state.queued.append(id)
+                doorbell.ring()
             } else {
                 // The prediction is for hand-over to result: the commit before it is not the agent's time.
                 live.routedAt = Clock.monotonicNow()
@@ -223,7 +227,7 @@ final class TaskService: Service, Sendable {
             if let view = found.view { return view }
             if !found.pending {
                 if found.known { return nil }
-                return try store.load(idempotencyKey: key).map { view(of: $0) }
+                return try await Blocking.run { [store] in try store.load(idempotencyKey: key) }.map { view(of: $0) }
             }
             if Clock.monotonicNow() > deadline { return nil }
             try await Task.sleep(for: .milliseconds(5))
@@ -329,6 +333,7 @@ final class TaskService: Service, Sendable {
                 live.row.state = .running
                 live.row.attempts += 1
                 live.leaseExpires = now + settings.lease
+                doorbell.ring()
                 state.open[live.row.id] = live
                 item.attempt = live.row.attempts
                 writes.append(live.row)
@@ -414,7 +419,7 @@ final class TaskService: Service, Sendable {
         }
         switch claim {
         case .unknown:
-            if let row = try store.load(id: taskID) {
+            if let row = try await Blocking.run({ [store] in try store.load(id: taskID) }) {
                 if row.state.isTerminal {
                     state.withLock { $0.counters.duplicateResults += 1 }
                     return .alreadyFinished(view(of: row))
@@ -492,7 +497,7 @@ final class TaskService: Service, Sendable {
             metrics.taskFinished(state: .cancelled, after: nil)
             return view(of: cancelled)
         }
-        guard let existing = try task(id: taskID) else {
+        guard let existing = try await task(id: taskID) else {
             throw APIError(status: .notFound, message: "no task with id \(taskID)", field: "id")
         }
         throw APIError(status: .conflict, message: "task \(taskID) is already \(existing.state); it cannot be cancelled")
@@ -501,7 +506,23 @@ final class TaskService: Service, Sendable {
     // MARK: - Dispatch loop
 
     func run() async throws {
-        await repeatUntilGracefulShutdown(every: settings.dispatchInterval) { self.tick(now: Clock.monotonicNow()) }
+        // Event-driven: queued tasks are retried every dispatch interval (agents become READY
+        // by heartbeat), a lease is looked at when it runs out, and with neither the loop sleeps.
+        await runWhenDue(doorbell: doorbell) {
+            self.tick(now: Clock.monotonicNow())
+            return self.nextDue(now: Clock.monotonicNow())
+        }
+    }
+
+    /// When the loop has something to do next: nil when no task is queued or leased.
+    func nextDue(now: Instant) -> Instant? {
+        state.withLock { state in
+            if !state.queued.isEmpty { return now + settings.dispatchInterval }
+            // A lease not yet committed is not expired by the tick: look again a little later.
+            return state.open.values.compactMap { task in
+                task.leaseExpires.map { task.durable ? $0 : max($0, now + settings.dispatchInterval) }
+            }.min()
+        }
     }
 
     /// Requeues expired leases, fails tasks out of attempts, and routes queued tasks.
@@ -573,6 +594,7 @@ final class TaskService: Service, Sendable {
                 task.routedAt = nil
                 state.open[item.id] = task
                 state.queued.append(item.id)
+                doorbell.ring()
                 state.counters.requeued += 1
                 writes.append(task.row)
             }
@@ -582,18 +604,20 @@ final class TaskService: Service, Sendable {
 
     // MARK: - Reading
 
-    func task(id: String) throws -> TaskView? {
+    func task(id: String) async throws -> TaskView? {
         let inMemory: TaskView? = state.withLock { state in
             if let live = state.open[id], live.durable { return view(of: live) }
             return state.recent[id].map { view(of: $0) }
         }
         if let inMemory { return inMemory }
-        return try store.load(id: id).map { view(of: $0) }
+        return try await Blocking.run { [store] in try store.load(id: id) }.map { view(of: $0) }
     }
 
     /// The newest tasks, with the lead's live copy over what SQLite has.
-    func list(limit: Int, state filter: TaskState?) throws -> TaskList {
-        var rows = try store.recent(limit: limit, state: filter)
+    func list(limit: Int, state filter: TaskState?) async throws -> TaskList {
+        var (rows, storedCounts) = try await Blocking.run { [store] in
+            (try store.recent(limit: limit, state: filter), try store.countByState())
+        }
         let live: [String: TaskView] = state.withLock { state in
             var views: [String: TaskView] = [:]
             for (id, task) in state.open where task.durable { views[id] = view(of: task) }
@@ -605,7 +629,7 @@ final class TaskService: Service, Sendable {
         views += live.values.filter { !seen.contains($0.id) && (filter == nil || $0.state == filter!.rawValue) }
         views.sort { ($0.submittedAtMs, $0.id) > ($1.submittedAtMs, $1.id) }
         rows = []
-        var counts = try store.countByState()
+        var counts = storedCounts
         // Writes still in the group commit are not in SQLite yet: count the live states.
         let openStates = state.withLock { $0.open.values.filter(\.durable).map(\.row.state) }
         for state in [TaskState.queued, .assigned, .running] { counts[state] = openStates.filter { $0 == state }.count }
@@ -642,6 +666,7 @@ final class TaskService: Service, Sendable {
         task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
             payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
         task.leaseExpires = now + settings.lease
+        doorbell.ring()
         task.candidates = candidates.count
         task.runnerUp = choice.runnerUp.map {
             TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: ImpedanceView.round($0.predictedArrivalMs))

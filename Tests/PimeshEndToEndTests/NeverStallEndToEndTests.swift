@@ -4,10 +4,10 @@ import PimeshCore
 import Synchronization
 import Testing
 
-/// Issue 20: a SIGTERM while an upload hangs on a receiver that never answers and while an ask
-/// waits for an agent that never answers. Before, the lead waited out libcurl's 300 s and the
-/// ask's timeout; systemd's SIGKILL would have cut the store's final commit.
-@Suite(.serialized) struct ShutdownEndToEndTests {
+/// Issue 20: nothing that blocks (a commit stuck in fsync, an upload to a receiver that never
+/// answers, an ask waiting for an agent that never answers) holds up the API, the watchdog or a
+/// stop.
+@Suite(.serialized) struct NeverStallEndToEndTests {
     let root = LeadProcess.scratchDirectory()
 
     final class Counter: Sendable {
@@ -50,6 +50,66 @@ import Testing
     final class AskAnswer: Sendable {
         private let value = Mutex<Result<[UInt8], any Error>?>(nil)
         func withLock<T>(_ body: (inout Result<[UInt8], any Error>?) -> T) -> T { value.withLock { body(&$0) } }
+    }
+
+    /// Before, reads took the writer's lock on cooperative threads: with the writer inside a
+    /// slow commit, `/v1/tasks` waited for it, and a few such requests stalled the whole pool.
+    @Test func aCommitStuckInFsyncHoldsUpNeitherReadsNorTheWatchdog() throws {
+        let dataDir = root + "/slow"
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let notifyPath = dataDir + "/notify.sock"
+        let notify = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(notify) }
+        #expect(try LocalAddress.unix(path: notifyPath).withSockaddr { bind(notify, $0, $1) } == 0)
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(notify, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let lead = try LeadProcess(
+            dataDir: dataDir, environment: ["PIMESH_FAULT_SLOW_COMMIT_MS": "3000", "NOTIFY_SOCKET": notifyPath, "WATCHDOG_USEC": "400000"])
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let first = try client.withTimeout(milliseconds: 30_000).submit(.init(capability: "nobody", payload: "{}"))
+
+        // Two submitters keep the writer inside a slow commit from here on.
+        let stop = StopFlag()
+        let submitted = Counter()
+        for _ in 0..<2 {
+            let submitter = client.withTimeout(milliseconds: 30_000)
+            Thread {
+                while !stop.isSet {
+                    if (try? submitter.submit(.init(capability: "nobody", payload: "{}"))) != nil { submitted.withLock { $0 += 1 } }
+                }
+            }.start()
+        }
+        defer { stop.set() }
+        Thread.sleep(forTimeInterval: 0.5)  // the first commit of the two is under way (not timed)
+
+        var slowest: [String: Double] = [:]
+        let paths = ["/healthz", "/v1/status", "/v1/tasks?limit=5", "/v1/tasks/\(first.id)", "/v1/conflicts", "/v1/agents"]
+        var watchdogPets = 0
+        let started = Date()
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while Date().timeIntervalSince(started) < 4 {
+            for path in paths {
+                let before = Date()
+                _ = try client.get(path)
+                slowest[path] = max(slowest[path] ?? 0, Date().timeIntervalSince(before))
+            }
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(notify, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                guard n > 0 else { break }
+                if String(decoding: buffer.prefix(n), as: UTF8.self) == "WATCHDOG=1" { watchdogPets += 1 }
+            }
+            usleep(100_000)
+        }
+        // Reads answer in milliseconds; a read that waited for the writer would take ~3 s.
+        for (path, seconds) in slowest {
+            #expect(seconds < 1.0, "\(path) took \(seconds) s while the writer was in a 3 s commit")
+        }
+        // The watchdog is petted every 200 ms; over 4 s that is about 20 pets.
+        #expect(watchdogPets >= 10, "only \(watchdogPets) watchdog pets in 4 s")
+        #expect(submitted.withLock { $0 } <= 4, "the submissions were not slowed: the fault hook is not in effect")
+        stop.set()
+        #expect(lead.terminate() == 0)
     }
 
     @Test func aSigtermDuringAStalledUploadAndAPendingAskStopsWithinTheDeadlineWithEveryAcceptedWriteOnDisk() throws {
