@@ -31,18 +31,13 @@ public final class Database: Sendable {
         try execute("PRAGMA synchronous=NORMAL")
         try execute("PRAGMA foreign_keys=ON")
         try execute("PRAGMA busy_timeout=5000")
-        do {
-            try migrate(migrations)
-        } catch {
-            sqlite3_close_v2(handle)
-            throw error
-        }
+        // Every stored property is set by now: when init throws, deinit closes the handle.
+        try migrate(migrations)
         var reader: OpaquePointer?
         let readRC = sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
         guard readRC == SQLITE_OK, let reader else {
             let message = reader.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close(reader)
-            sqlite3_close_v2(handle)
             throw StoreError(code: readRC, message: message, context: "open \(path) for reading")
         }
         readHandle = reader

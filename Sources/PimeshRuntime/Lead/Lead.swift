@@ -245,9 +245,9 @@ public struct Lead: Sendable {
         services.append(.init(service: DrainOnShutdown(tasks: tasks, gather: gather, notifier: notifier), serviceName: "drain-on-shutdown"))
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Past the deadline the services are cancelled; the store writer still makes its final
-        // commit (its own task, not cancellable), which the cancellation allowance covers.
+        // commit (in a task of its own, not cancellable). No cancellation limit: past one,
+        // ServiceLifecycle traps, and systemd's TimeoutStopSec is the backstop instead.
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(config.stopDeadlineS)
-        groupConfiguration.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: groupConfiguration)
         defer {
             if ready.isReady { FileIO.remove(leadFile) }

@@ -29,9 +29,15 @@ final class UploadService: Service, Sendable {
         pool.start()
         defer { pool.shutdownGracefully { _ in } }
         // The transfer runs on the pool's thread, which a cancelled task does not stop: abort it.
-        try? await withGracefulShutdownHandler {
-            try? await cancelWhenGracefulShutdown { try await self.loop() }
-        } onGracefulShutdown: { [uploader] in
+        // Also on cancellation: a group that stops because a service failed cancels without
+        // a graceful shutdown first.
+        await withTaskCancellationHandler {
+            try? await withGracefulShutdownHandler {
+                try? await cancelWhenGracefulShutdown { try await self.loop() }
+            } onGracefulShutdown: { [uploader] in
+                uploader.abort.abort()
+            }
+        } onCancel: { [uploader] in
             uploader.abort.abort()
         }
     }

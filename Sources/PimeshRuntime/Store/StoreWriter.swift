@@ -49,6 +49,8 @@ public final class StoreWriter: Service, Sendable {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     private let queue = Mutex(Queue())
+    /// Ends a gathering of background writes early when someone waits for a commit.
+    private let durableArrived = Doorbell()
     private let statistics = Mutex(Stats())
     /// The writer's own thread: a commit blocks in fsync (hundreds of ms on an SD card) and must
     /// hold up neither the cooperative pool nor the thread pool that reads use.
@@ -85,6 +87,7 @@ public final class StoreWriter: Service, Sendable {
             }
             guard accepted else { return continuation.resume(throwing: Closed()) }
             wake.yield()
+            durableArrived.ring()
         }
     }
 
@@ -123,10 +126,9 @@ public final class StoreWriter: Service, Sendable {
                 } else {
                     // Background writes gather for up to commitInterval; a durable write that
                     // arrives meanwhile ends the wait early.
-                    let gatherUntil = Clock.monotonicNow() + self.commitInterval
-                    while !self.someoneWaits, Clock.monotonicNow() < gatherUntil {
-                        try await Task.sleep(for: min(.milliseconds(5), gatherUntil - Clock.monotonicNow()))
-                    }
+                    await self.durableArrived.wait(timeout: self.commitInterval)
+                    try Task.checkCancellation()
+                    if self.someoneWaits && self.durableDelay > .zero { try await Task.sleep(for: self.durableDelay) }
                 }
                 await self.commitQueued()
             }

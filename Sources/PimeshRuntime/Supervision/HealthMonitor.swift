@@ -62,9 +62,9 @@ final class HealthMonitor: Service, Sendable {
         // On the supervision thread: a pass reads agents.d, /proc and cgroupfs and may heal.
         // With no agent at all there is nothing to judge: only the 2 s manifest rescan remains.
         await runWhenDue(doorbell: Doorbell()) {
-            let now = Clock.monotonicNow()
-            _ = try? await Blocking.onSupervisionThread { self.pass(now: now) }
-            return now + (self.registry.count > 0 ? self.settings.tick : .seconds(2))
+            _ = try? await Blocking.onSupervisionThread { self.pass(now: Clock.monotonicNow()) }
+            // From the end of the pass: a slow pass is followed by a pause, not by another pass.
+            return Clock.monotonicNow() + (self.registry.count > 0 ? self.settings.tick : .seconds(2))
         }
     }
 

@@ -316,9 +316,13 @@ final class Supervisor: Service, Sendable {
         while !ready.isReady {
             try await Task.sleep(for: .milliseconds(10))
         }
-        restartStaleAdoptions(now: Clock.monotonicNow())
-        let names = state.withLock { $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil }.map(\.manifest.name) }.sorted()
-        for name in names { start(name, now: Clock.monotonicNow()) }
+        _ = try? await Blocking.onSupervisionThread {
+            self.restartStaleAdoptions(now: Clock.monotonicNow())
+            let names = self.state.withLock {
+                $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil }.map(\.manifest.name)
+            }.sorted()
+            for name in names { self.start(name, now: Clock.monotonicNow()) }
+        }
         // Event-driven: the loop runs when a restart or a kill deadline is due, or when rung
         // (an exit, a heal, a changed manifest); an agent set that just runs costs no wake-ups.
         await runWhenDue(doorbell: doorbell) {
@@ -331,7 +335,9 @@ final class Supervisor: Service, Sendable {
                 return Clock.monotonicNow() + self.settings.tick
             }
         }
-        await stopAll()
+        // Not cancellable: past the group's stop deadline this task is cancelled, and its
+        // sleeps would return at once and spin; the agents must still be stopped.
+        await Task { await self.stopAll() }.value
     }
 
     /// The next restart or kill deadline; nil when none is pending.
@@ -356,6 +362,17 @@ final class Supervisor: Service, Sendable {
                 if let pid = agent.healPID, let deadline = agent.healDeadline, deadline <= now { late.append(pid) }
                 if let pid = agent.pid, let deadline = agent.killDeadline, deadline <= now { late.append(pid) }
                 return late
+            }
+        }
+        // SIGKILL once a second until the reaper sees the end: a deadline left in the past
+        // would make every pass due at once (a process in D state can take seconds to die).
+        if !overdue.isEmpty {
+            state.withLock { state in
+                for name in Array(state.agents.keys) {
+                    let agent = state.agents[name]!
+                    if let deadline = agent.healDeadline, deadline <= now { state.agents[name]?.healDeadline = now + .seconds(1) }
+                    if let deadline = agent.killDeadline, deadline <= now { state.agents[name]?.killDeadline = now + .seconds(1) }
+                }
             }
         }
         for pid in overdue { kill(-pid, SIGKILL) }
