@@ -175,7 +175,9 @@ public struct Coordinator: Sendable {
                 }
                 try buffer.withUnsafeReadableBytes { bytes in try LZ4Frame.writeAll(fd, bytes) }
             }
-            fsync(fd)
+            // fsync and everything after it (decompressing and hashing up to 4 GiB) block: off the
+            // event loops and the cooperative pool.
+            try await Blocking.run { _ = fsync(fd) }
             close(fd)
         } catch {
             close(fd)
@@ -185,23 +187,25 @@ public struct Coordinator: Sendable {
             throw APIError(
                 status: .unprocessableContent, message: "the body has \(received) bytes; its manifest declares \(manifest.compressedBytes)")
         }
-        try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o600)
-        do {
-            _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
-        } catch {
-            logger.warning("snapshot refused", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "why": "\(error)"])
-            throw APIError(status: .unprocessableContent, message: "refused: \(error)")
+        try await Blocking.run { [logger, settings] in
+            try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o600)
+            do {
+                _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
+            } catch {
+                logger.warning("snapshot refused", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "why": "\(error)"])
+                throw APIError(status: .unprocessableContent, message: "refused: \(error)")
+            }
+            try FileIO.makeDirectories(nodeDirectory, mode: 0o700)
+            // link() fails when the target exists: two uploads of one sequence cannot both land.
+            guard link(filePath, target) == 0 else {
+                if errno == EEXIST { throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten") }
+                throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))")
+            }
+            guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
+            else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
+            FileIO.syncDirectory(of: target)
+            try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
         }
-        try FileIO.makeDirectories(nodeDirectory, mode: 0o700)
-        // link() fails when the target exists: two uploads of one sequence cannot both land.
-        guard link(filePath, target) == 0 else {
-            if errno == EEXIST { throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten") }
-            throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))")
-        }
-        guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
-        else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
-        FileIO.syncDirectory(of: target)
-        try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
         logger.info("snapshot received", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "bytes": "\(received)"])
         return JSONResponse.make(status: .created, Receipt(nodeID: nodeID, sequence: sequence, compressedSHA256: manifest.compressedSHA256))
     }
