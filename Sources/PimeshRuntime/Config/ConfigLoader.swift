@@ -30,7 +30,9 @@ public enum ConfigLoader {
         }
         if let deadline = try root.int("stop_deadline_s", in: 2...3600) { config.stopDeadlineS = deadline }
         if let api = try root.section("api") {
-            try api.rejectUnknownKeys(allowed: ["host", "port", "unix_socket"])
+            try api.rejectUnknownKeys(allowed: ["host", "port", "unix_socket", "max_connections", "idle_timeout_s"])
+            if let count = try api.int("max_connections", in: 16...65_536) { config.api.maxConnections = count }
+            if let seconds = try api.int("idle_timeout_s", in: 1...3600) { config.api.idleTimeoutS = seconds }
             if let host = try api.string("host") { config.api.host = try loopbackHost(host, reader: api, key: "host") }
             if let port = try api.int("port", in: 0...65535) { config.api.port = port }
             if let flag = try api.bool("unix_socket") { config.api.unixSocket = flag }

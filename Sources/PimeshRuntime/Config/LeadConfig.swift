@@ -30,6 +30,14 @@ public struct LeadConfig: Sendable, Equatable {
         public var port = 7420
         /// Also serve the API on `<run_dir>/api.sock` for containers that mount the run dir.
         public var unixSocket = true
+        /// Open connections each API server (TCP, unix socket) holds at most; past it new ones
+        /// wait in the kernel's backlog until one closes. Room for 1,024 agents with a long
+        /// poll each, twice over.
+        public var maxConnections = 2048
+        /// A connection that has not sent a complete request head this long after it opened or
+        /// after its last response is closed (slow and idle clients; a long poll being answered
+        /// is not idle).
+        public var idleTimeoutS = 15
     }
 
     public struct Heartbeat: Sendable, Equatable {

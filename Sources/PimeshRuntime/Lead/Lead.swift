@@ -44,6 +44,7 @@ public struct Lead: Sendable {
         }
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
+        Self.raiseDescriptorLimit(logger: logger)
 
         let database = try Database(path: dataDir + "/pimesh.db")
         // Made at first start, so the node's identity upstream exists before any snapshot; after
@@ -201,7 +202,10 @@ public struct Lead: Sendable {
                 serviceName: "heartbeat-listener"),
             .init(
                 service: Application(
-                    router: router, configuration: .init(address: .hostname(config.api.host, port: config.api.port), serverName: "pimesh"),
+                    router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.api.idleTimeoutS)))),
+                    configuration: .init(
+                        address: .hostname(config.api.host, port: config.api.port), serverName: "pimesh",
+                        availableConnectionsDelegate: .maximum(config.api.maxConnections, logger: logger)),
                     onServerRunning: { channel in await readiness.apiBound(port: channel.localAddress?.port ?? config.api.port) },
                     logger: logger),
                 serviceName: "api"),
@@ -211,7 +215,10 @@ public struct Lead: Sendable {
             services.append(
                 .init(
                     service: Application(
-                        router: router, configuration: .init(address: .unixDomainSocket(path: apiSocket), serverName: "pimesh"),
+                        router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.api.idleTimeoutS)))),
+                        configuration: .init(
+                            address: .unixDomainSocket(path: apiSocket), serverName: "pimesh",
+                            availableConnectionsDelegate: .maximum(config.api.maxConnections, logger: logger)),
                         onServerRunning: { _ in
                             chmod(apiSocket, 0o660)
                             await readiness.apiUnixBound()
@@ -256,5 +263,19 @@ public struct Lead: Sendable {
         }
         try await group.run()
         logger.info("lead stopped", metadata: ["agents": "\(registry.count)"])
+    }
+
+    /// Two API servers of `api.max_connections` each, the agents' FIFOs and pidfds need more
+    /// descriptors than the usual soft limit of 1,024: raise it to the hard limit (the unit sets
+    /// LimitNOFILE), at most 65,536.
+    static func raiseDescriptorLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = min(limit.rlim_max, 65_536)
+        guard limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = wanted
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            logger.warning("cannot raise the descriptor limit", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        }
     }
 }

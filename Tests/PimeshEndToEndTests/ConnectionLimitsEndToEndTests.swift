@@ -1,0 +1,114 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// Issue 13 item 5: 1,100 idle half-open connections once exhausted the lead's descriptors and
+/// `/healthz` stopped answering. Now each API server holds at most `api.max_connections`, idle
+/// and slow clients are closed after `api.idle_timeout_s`, and the unix socket keeps serving
+/// operators whatever TCP clients do.
+@Suite(.serialized) struct ConnectionLimitsEndToEndTests {
+    /// A client connection that connects and then sends `prefix` (or nothing) and waits.
+    static func openIdle(port: Int, sending prefix: String = "") -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        let connected = try? LocalAddress.loopback(host: "127.0.0.1", port: port).withSockaddr { connect(fd, $0, $1) }
+        guard connected == 0 else {
+            close(fd)
+            return -1
+        }
+        if !prefix.isEmpty { _ = Array(prefix.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
+        return fd
+    }
+
+    /// This process needs a descriptor per idle connection too.
+    static func raiseOwnDescriptorLimit() {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = min(limit.rlim_max, 65_536)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    static func timed(_ body: () throws -> Void) rethrows -> Double {
+        let start = Date()
+        try body()
+        return Date().timeIntervalSince(start)
+    }
+
+    @Test func twoThousandIdleConnectionsStarveNeitherHealthzNorOperatorsNorHeartbeats() throws {
+        Self.raiseOwnDescriptorLimit()
+        let dataDir = LeadProcess.scratchDirectory()
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+        let credentials = try lead.client().register(.init(name: "steady"))
+        let heartbeats = try HeartbeatThread(credentials: credentials)
+        defer { heartbeats.stop() }
+        #expect(eventually(timeout: 10) { try lead.agents().first?.state == "READY" })
+
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<2000 {
+            let fd = Self.openIdle(port: endpoint.api.port)
+            if fd >= 0 { idle.append(fd) }
+        }
+        #expect(idle.count == 2000)
+
+        let tcp = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port))
+        let unix = LoopbackHTTPClient(address: .unix(path: endpoint.api.unixSocket!))
+        var tcpTimes: [Double] = []
+        var unixTimes: [Double] = []
+        for _ in 0..<5 {
+            var statuses: [Int] = []
+            tcpTimes.append(try Self.timed { () throws -> Void in statuses.append(try tcp.request("GET", "/healthz").status) })
+            unixTimes.append(try Self.timed { () throws -> Void in statuses.append(try unix.request("GET", "/healthz").status) })
+            #expect(statuses == [200, 200])
+        }
+        // The median, so that one scheduling hiccup of a busy test machine does not decide.
+        #expect(tcpTimes.sorted()[2] < 0.1, "TCP /healthz took \(tcpTimes) s")
+        #expect(unixTimes.sorted()[2] < 0.1, "unix-socket /healthz took \(unixTimes) s")
+        let status = try runPimesh(["status", "--data-dir", dataDir])
+        #expect(status.status == 0, "\(status.output)")
+        // Heartbeats still arrive: the agent never went SUSPECTED with all those connections open.
+        let agent = try #require(try lead.agents().first)
+        #expect(agent.state == "READY")
+        #expect(agent.health?.condition == "alive", "\(String(describing: agent.health))")
+    }
+
+    @Test func theConnectionLimitHoldsAndIdleOrSlowClientsAreClosed() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let config = dataDir + "/pimesh.json"
+        try #"{"api": {"max_connections": 16, "idle_timeout_s": 2}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+
+        // A slow client that never finishes its request head is closed after the idle timeout.
+        let slow = Self.openIdle(port: endpoint.api.port, sending: "GET /healthz HTTP/1.1\r\nHost: pimesh\r\n")
+        defer { close(slow) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        let slowStart = Date()
+        let got = recv(slow, &byte, 1, 0)
+        #expect(got == 0, "the slow client was not closed (recv returned \(got), errno \(errno))")
+        #expect(Date().timeIntervalSince(slowStart) < 8)
+
+        // The limit: 16 idle connections fill the TCP server.
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<16 { idle.append(Self.openIdle(port: endpoint.api.port)) }
+        #expect(idle.allSatisfy { $0 >= 0 })
+        let waiting = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 500)
+        #expect(throws: (any Error).self, "a 17th TCP connection was served while 16 were open") {
+            _ = try waiting.request("GET", "/healthz")
+        }
+        // Operators on the unix socket are not locked out by TCP clients.
+        let unix = LoopbackHTTPClient(address: .unix(path: endpoint.api.unixSocket!))
+        #expect(try unix.request("GET", "/healthz").status == 200)
+        // The idle ones are closed after 2 s, and TCP serves again.
+        let patient = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 10_000)
+        #expect(try patient.request("GET", "/healthz").status == 200)
+        #expect(try runPimesh(["status", "--data-dir", dataDir]).status == 0)
+    }
+}
