@@ -56,6 +56,26 @@ import Testing
         return text[text.index(close, offsetBy: 2)]
     }
 
+    /// Issue 13 item 7: one agent writing `yes` to stdout cost the lead 65 % of a core. Now its
+    /// log takes what the rate limit allows, the rest is dropped and counted, and the files
+    /// stay within the cap (the CPU figure is in docs/benchmarks.md, "Log flood").
+    @Test func aFloodingAgentIsRateLimitedAndTheLogSaysHowMuchWasDropped() throws {
+        try manifest("flood", #"{"name": "flood", "command": "/bin/sh", "args": ["-c", "exec yes pimesh-flood-line"]}"#)
+        let lead = try startLead(config: #"{"supervision": {"log_rate_kb_s": 64, "log_max_kb": 512}}"#)
+        defer { _ = lead.terminate() }
+        let log = dataDir + "/run/logs/flood.log"
+        var text = ""
+        #expect(eventually(timeout: 20) {
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let rotated = try? String(contentsOfFile: log + ".1", encoding: .utf8) { text = rotated + text }
+            return text.contains("bytes dropped: this agent wrote more than 64 KiB/s")
+        }, "no drop note in \(log): \(text.suffix(300))")
+        #expect(text.contains("pimesh-flood-line\npimesh-flood-line\n"))
+        let sizes = [log, log + ".1"].map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
+        #expect(sizes.allSatisfy { $0 <= 512 * 1024 + 4096 }, "\(sizes)")
+        #expect(pid(lead, "flood") != nil, "the flooding agent is still running, slowed, not killed")
+    }
+
     @Test func restartsAKilledAgentBacksOffACrashingOneAndRefusesABadManifest() throws {
         try agentManifest("w1")
         try agentManifest("w2")

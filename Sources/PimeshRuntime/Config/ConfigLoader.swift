@@ -125,12 +125,13 @@ public enum ConfigLoader {
         }
         if let supervision = try root.section("supervision") {
             try supervision.rejectUnknownKeys(allowed: [
-                "agents_dir", "log_max_kb", "stop_timeout_s", "phi_threshold", "acceptable_pause_ms", "min_std_dev_ms",
+                "agents_dir", "log_max_kb", "log_rate_kb_s", "stop_timeout_s", "phi_threshold", "acceptable_pause_ms", "min_std_dev_ms",
                 "start_grace_ms", "hang_after_ms", "loop_after_ms", "heal_after_ms", "ram_budget_mb", "work_stealing", "cgroup_root",
                 "tick_ms",
             ])
             if let dir = try supervision.string("agents_dir") { config.supervision.agentsDir = dir }
             if let kb = try supervision.int("log_max_kb", in: 4...1_048_576) { config.supervision.logMaxKB = kb }
+            if let kb = try supervision.int("log_rate_kb_s", in: 1...1_048_576) { config.supervision.logRateKBPerS = kb }
             if let s = try supervision.int("stop_timeout_s", in: 1...600) { config.supervision.stopTimeoutS = s }
             if let phi = try supervision.double("phi_threshold", in: 1...50) { config.supervision.phiThreshold = phi }
             if let ms = try supervision.int("acceptable_pause_ms", in: 0...60_000) { config.supervision.acceptablePauseMs = ms }

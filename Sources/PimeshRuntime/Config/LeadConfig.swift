@@ -116,6 +116,9 @@ public struct LeadConfig: Sendable, Equatable {
         public var agentsDir: String?
         /// Each agent's log in `<run_dir>/logs` is rotated past this size (one old file kept).
         public var logMaxKB = 256
+        /// What one agent may write to its log each second; the excess is dropped and counted
+        /// in the log, and the agent is slowed by its full pipe.
+        public var logRateKBPerS = 256
         /// On shutdown agents get SIGTERM, then SIGKILL after this long.
         public var stopTimeoutS = 5
         /// Seed 000 phi accrual: suspect at phi ≥ this.

@@ -115,7 +115,7 @@ public struct Lead: Sendable {
         let supervisor = try Supervisor(
             settings: .init(
                 agentsDir: supervision.agentsDir ?? dataDir + "/agents.d", runDir: runDir, dataDir: dataDir,
-                logMaxBytes: supervision.logMaxKB * 1024, stopTimeout: .seconds(supervision.stopTimeoutS),
+                logMaxBytes: supervision.logMaxKB * 1024, logRateBytesPerSecond: supervision.logRateKBPerS * 1024, stopTimeout: .seconds(supervision.stopTimeoutS),
                 procRoot: config.node.procRoot, cgroupRoot: supervision.cgroupRoot, procSelfCgroup: config.node.procRoot + "/self/cgroup",
                 environment: environment),
             registry: registry, events: events, health: nodeHealth, ready: ready, logger: logger,

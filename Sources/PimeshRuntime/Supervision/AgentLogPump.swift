@@ -1,33 +1,49 @@
 import CSpawn
 import Glibc
 import PimeshAgent
+import PimeshCore
 import Synchronization
 
 /// Copies supervised agents' stdout/stderr into `<run_dir>/logs/NAME.log` on one thread that
 /// polls every pipe. Each log is capped: past `maxBytes` it is renamed to NAME.log.1 (the
 /// previous .1 is dropped), so an agent's logs never take more than twice the cap and never
 /// touch the SD card when the run dir is tmpfs.
+///
+/// Cheap under a flood (issue 13): the log file stays open, each read (up to 256 KiB) is one
+/// write, and each agent may log `ratePerSecond` bytes a second. Past that its pipe is not read
+/// until the next second; then what waits in it (at most the FIFO's 1 MiB) is dropped and the
+/// log says how much. An agent that writes as fast as it can is thus slowed by its full pipe,
+/// and costs the lead a few reads a second instead of a core.
 final class AgentLogPump: Sendable {
     private struct Source {
         var fd: Int32
         var name: String
         var path: String
+        /// The open log file; -1 when it could not be opened.
+        var out: Int32
         var written: Int
         /// Its process is gone but writers may remain (an adopted agent's FIFO, whose reader
         /// sees no hang-up): read what is buffered, then close.
         var finishing = false
+        /// Bytes still allowed in the current one-second window, and when it began.
+        var allowance: Int
+        var windowStart: Instant
+        /// Not read until then: the agent used up its allowance.
+        var pausedUntil: Instant?
     }
 
     private let directory: String
     private let maxBytes: Int
+    private let ratePerSecond: Int
     private let sources = Mutex<[Int32: Source]>([:])
     /// A pipe that wakes the poll when a new source is attached: [read, write].
     private let wake: [Int32]
     private let running = Atomic<Bool>(false)
 
-    init(directory: String, maxBytes: Int) throws {
+    init(directory: String, maxBytes: Int, ratePerSecond: Int = 256 * 1024) throws {
         self.directory = directory
         self.maxBytes = max(4096, maxBytes)
+        self.ratePerSecond = max(1024, ratePerSecond)
         try FileIO.makeDirectories(directory, mode: 0o750)
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { throw ChildProcess.SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
@@ -96,10 +112,17 @@ final class AgentLogPump: Sendable {
     /// after a header line that marks the start.
     func attach(fd: Int32, name: String, header: String) {
         let path = path(of: name)
+        let out = Self.openLog(path)
         var written = Self.size(of: path)
-        let line = Array(("--- " + header + " ---\n").utf8)
-        written += append(line, to: path)
-        sources.withLock { $0[fd] = Source(fd: fd, name: name, path: path, written: written) }
+        written += Self.writeAll(Array(("--- " + header + " ---\n").utf8), to: out)
+        let source = Source(
+            fd: fd, name: name, path: path, out: out, written: written, allowance: ratePerSecond, windowStart: Clock.monotonicNow())
+        let replaced = sources.withLock { sources -> Source? in
+            let old = sources[fd]
+            sources[fd] = source
+            return old
+        }
+        if let replaced, replaced.out >= 0 { close(replaced.out) }
         if !running.exchange(true, ordering: .acquiringAndReleasing) { start() }
         var one: UInt8 = 1
         _ = write(wake[1], &one, 1)
@@ -116,11 +139,19 @@ final class AgentLogPump: Sendable {
     }
 
     private func loop() {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         while true {
-            var fds = sources.withLock { $0.keys.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+            let now = Clock.monotonicNow()
+            resumePaused(now: now, buffer: &buffer)
+            let (watched, nextResume) = sources.withLock { sources -> ([Int32], Instant?) in
+                let active = sources.values.filter { $0.pausedUntil == nil }.map(\.fd)
+                return (active, sources.values.compactMap(\.pausedUntil).min())
+            }
+            var fds = watched.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             fds.append(pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0))
-            let ready = poll(&fds, nfds_t(fds.count), -1)  // a new source writes to `wake`: no timeout needed
+            // A new source writes to `wake`; a paused one is due at `nextResume`.
+            let timeoutMs = nextResume.map { Int32(clamping: max(1, Int64((($0 - now).milliseconds).rounded(.up)))) } ?? -1
+            let ready = poll(&fds, nfds_t(fds.count), timeoutMs)
             if ready < 0 && errno != EINTR { return }
             for entry in fds where entry.revents != 0 {
                 if entry.fd == wake[0] {
@@ -128,50 +159,96 @@ final class AgentLogPump: Sendable {
                     _ = read(wake[0], &drain, 64)
                     continue
                 }
-                let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
+                guard let allowance = sources.withLock({ $0[entry.fd]?.allowance }) else { continue }
+                let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, min($0.count, max(1, allowance))) }
                 if count > 0 {
-                    copy(Array(buffer[0..<count]), from: entry.fd)
+                    copy(buffer, count: count, from: entry.fd)
+                    sources.withLock { sources in
+                        guard var source = sources[entry.fd] else { return }
+                        source.allowance -= count
+                        if source.allowance <= 0 { source.pausedUntil = source.windowStart + .seconds(1) }
+                        sources[entry.fd] = source
+                    }
                 } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
                     // EOF: the child and everything it started closed the pipe.
-                    sources.withLock { _ = $0.removeValue(forKey: entry.fd) }
-                    close(entry.fd)
+                    remove(entry.fd)
                 }
             }
             for fd in sources.withLock({ $0.values.filter(\.finishing).map(\.fd) }) {
                 while true {
                     let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                     guard count > 0 else { break }
-                    copy(Array(buffer[0..<count]), from: fd)
+                    copy(buffer, count: count, from: fd)
                 }
-                sources.withLock { _ = $0.removeValue(forKey: fd) }
-                close(fd)
+                remove(fd)
             }
         }
     }
 
-    private func copy(_ bytes: [UInt8], from fd: Int32) {
+    /// Sources whose pause ended: what their agent wrote meanwhile beyond the allowance is
+    /// dropped (read and discarded), the log says how much, and a new window begins.
+    private func resumePaused(now: Instant, buffer: inout [UInt8]) {
+        let due = sources.withLock { sources in sources.values.filter { $0.pausedUntil.map { $0 <= now } ?? false }.map(\.fd) }
+        for fd in due {
+            var dropped = 0
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                dropped += count
+                if dropped >= Int(Self.fifoBytes) * 2 { break }  // a writer faster than this read loop
+            }
+            let out = sources.withLock { sources -> Int32? in
+                sources[fd]?.pausedUntil = nil
+                sources[fd]?.allowance = ratePerSecond
+                sources[fd]?.windowStart = now
+                return sources[fd]?.out
+            }
+            if dropped > 0, out != nil {
+                let note = Array("--- \(dropped) bytes dropped: this agent wrote more than \(ratePerSecond / 1024) KiB/s (supervision.log_rate_kb_s) ---\n".utf8)
+                copy(note, count: note.count, from: fd)
+            }
+        }
+    }
+
+    private func remove(_ fd: Int32) {
+        let removed = sources.withLock { $0.removeValue(forKey: fd) }
+        close(fd)
+        if let removed, removed.out >= 0 { close(removed.out) }
+    }
+
+    private func copy(_ bytes: [UInt8], count: Int, from fd: Int32) {
         guard var source = sources.withLock({ $0[fd] }) else { return }
-        var rest = bytes[...]
-        while !rest.isEmpty {
+        var offset = 0
+        while offset < count {
             if source.written >= maxBytes {
+                if source.out >= 0 { close(source.out) }
                 rename(source.path, source.path + ".1")
+                source.out = Self.openLog(source.path)
                 source.written = 0
             }
-            let part = rest.prefix(maxBytes - source.written)
-            rest = rest.dropFirst(part.count)
-            let written = append(Array(part), to: source.path)
+            let part = min(count - offset, maxBytes - source.written)
+            let written = bytes.withUnsafeBytes { buffer in
+                source.out >= 0 ? Glibc.write(source.out, buffer.baseAddress! + offset, part) : -1
+            }
+            guard written > 0 else { break }
             source.written += written
-            if written < part.count { break }
+            offset += written
         }
-        sources.withLock { $0[fd]?.written = source.written }
+        let updated = source
+        sources.withLock { sources in
+            sources[fd]?.written = updated.written
+            sources[fd]?.out = updated.out
+        }
+    }
+
+    private static func openLog(_ path: String) -> Int32 {
+        open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
     }
 
     @discardableResult
-    private func append(_ bytes: [UInt8], to path: String) -> Int {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+    private static func writeAll(_ bytes: [UInt8], to fd: Int32) -> Int {
         guard fd >= 0 else { return 0 }
-        defer { close(fd) }
-        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        return max(0, bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) })
     }
 
     static func size(of path: String) -> Int {
@@ -179,7 +256,6 @@ final class AgentLogPump: Sendable {
         return stat(path, &info) == 0 ? Int(info.st_size) : 0
     }
 
-    /// The last `bytes` of NAME.log (reaching into NAME.log.1 when the current file is shorter).
     /// The last `bytes` of the agent's output, reaching into the rotated file when the current
     /// one is shorter. Reads only what it returns.
     func tail(of name: String, bytes: Int) -> [UInt8] {

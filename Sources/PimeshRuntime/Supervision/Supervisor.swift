@@ -18,6 +18,7 @@ final class Supervisor: Service, Sendable {
         var runDir: String
         var dataDir: String
         var logMaxBytes: Int = 256 * 1024
+        var logRateBytesPerSecond: Int = 256 * 1024
         var stopTimeout: Duration = .seconds(5)
         var procRoot = "/proc"
         var cgroupRoot = "/sys/fs/cgroup"
@@ -99,7 +100,8 @@ final class Supervisor: Service, Sendable {
         self.logger = logger
         self.heartbeatEndpoint = heartbeatEndpoint
         self.apiEndpoint = apiEndpoint
-        self.logs = try AgentLogPump(directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes)
+        self.logs = try AgentLogPump(
+            directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes, ratePerSecond: settings.logRateBytesPerSecond)
         self.records = SupervisedRecords(runDir: settings.runDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
     }
