@@ -189,11 +189,8 @@ import Testing
     @Test func systemdHearsReadyAndWatchdog() throws {
         let dataDir = LeadProcess.scratchDirectory()
         let path = dataDir + "/notify.sock"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let fd = try bindNotifySocket(path: path, timeoutSeconds: 5)
         defer { close(fd) }
-        #expect(try LocalAddress.unix(path: path).withSockaddr { bind(fd, $0, $1) } == 0)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let lead = try LeadProcess(dataDir: dataDir, environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"])
         var messages: [String] = []
         var buffer = [UInt8](repeating: 0, count: 256)

@@ -120,6 +120,19 @@ func freeLoopbackPort(type: __socket_type = SOCK_STREAM) -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A datagram socket bound at `path` that stands in for systemd's NOTIFY_SOCKET; receives time
+/// out after `timeoutSeconds`. The caller closes it.
+func bindNotifySocket(path: String, timeoutSeconds: Int) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+    guard try LocalAddress.unix(path: path).withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+        close(fd)
+        throw Failure("cannot bind \(path): errno \(errno)")
+    }
+    var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    return fd
+}
+
 /// Polls until `condition` holds or the timeout passes; returns whether it held.
 func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)

@@ -58,11 +58,8 @@ import Testing
         let dataDir = root + "/slow"
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let notifyPath = dataDir + "/notify.sock"
-        let notify = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let notify = try bindNotifySocket(path: notifyPath, timeoutSeconds: 1)
         defer { close(notify) }
-        #expect(try LocalAddress.unix(path: notifyPath).withSockaddr { bind(notify, $0, $1) } == 0)
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(notify, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let lead = try LeadProcess(
             dataDir: dataDir, environment: ["PIMESH_FAULT_SLOW_COMMIT_MS": "3000", "NOTIFY_SOCKET": notifyPath, "WATCHDOG_USEC": "400000"])
         _ = try lead.waitReady()
