@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import PimeshCore
 
 /// The lead's API as a client sees it: what the CLI, Swift agents and the swarm call.
@@ -99,9 +100,19 @@ public struct LeadClient: Sendable {
         }
     }
 
+    /// Registers, waiting out the lead's registration rate (429) for up to a minute: a swarm or a
+    /// node booting many agents at once registers them all, a little later.
     public func register(_ registration: Registration) throws -> AgentCredentials {
-        let answer = try post("/v1/agents", json: try APICoding.encode(registration))
-        return try APICoding.decode(AgentCredentials.self, from: answer)
+        let body = try APICoding.encode(registration)
+        var attempts = 0
+        while true {
+            do {
+                return try APICoding.decode(AgentCredentials.self, from: post("/v1/agents", json: body))
+            } catch let error as APIError where error.status == 429 && attempts < 120 {
+                attempts += 1
+                usleep(500_000)
+            }
+        }
     }
 
     /// The same lead with another timeout: a long poll needs longer than its wait.
@@ -133,6 +144,69 @@ public struct LeadClient: Sendable {
 
     public func task(id: String) throws -> TaskView {
         try APICoding.decode(TaskView.self, from: get("/v1/tasks/\(id)"))
+    }
+
+    // List routes answer in pages of at most 1 MiB (docs/api.md, "Pages"); these follow them.
+
+    /// Every registered agent, by name.
+    public func agents() throws -> AgentList {
+        var all = AgentList(agents: [])
+        var cursor: String?
+        repeat {
+            let page = try APICoding.decode(AgentList.self, from: get("/v1/agents" + (cursor.map { "?cursor=" + Self.escape($0) } ?? "")))
+            all.agents += page.agents
+            cursor = page.nextCursor
+        } while cursor != nil
+        return all
+    }
+
+    /// Up to `limit` of the newest tasks, optionally of one state, with payloads when asked.
+    public func tasks(limit: Int, state: String? = nil, payloads: Bool = false) throws -> TaskList {
+        var all: TaskList?
+        var cursor: String?
+        repeat {
+            let want = limit - (all?.tasks.count ?? 0)
+            var path = "/v1/tasks?limit=\(min(want, 10_000))"
+            if let state { path += "&state=" + Self.escape(state) }
+            if payloads { path += "&payload=true" }
+            if let cursor { path += "&cursor=" + Self.escape(cursor) }
+            let page = try APICoding.decode(TaskList.self, from: get(path))
+            if all == nil { all = page } else { all!.tasks += page.tasks }
+            cursor = page.nextCursor
+        } while cursor != nil && all!.tasks.count < limit
+        all!.nextCursor = cursor
+        return all!
+    }
+
+    /// Up to `limit` of the newest conflict log entries.
+    public func conflicts(limit: Int) throws -> ConflictList {
+        var all: ConflictList?
+        var cursor: String?
+        repeat {
+            let want = limit - (all?.conflicts.count ?? 0)
+            let page = try APICoding.decode(
+                ConflictList.self, from: get("/v1/conflicts?limit=\(min(want, 10_000))" + (cursor.map { "&cursor=" + $0 } ?? "")))
+            if all == nil { all = page } else { all!.conflicts += page.conflicts }
+            cursor = page.nextCursor
+        } while cursor != nil && all!.conflicts.count < limit
+        all!.nextCursor = cursor
+        return all!
+    }
+
+    /// Query values here are names, states and cursors: anything outside [A-Za-z0-9._-] is escaped.
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += byte < 16 ? "%0" : "%"
+                out += String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
     }
 
     /// Waits up to `waitMs` for work; an empty batch means none came.

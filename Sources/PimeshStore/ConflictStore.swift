@@ -92,14 +92,14 @@ public struct ConflictStore: Sendable {
         try connection.run("DELETE FROM quarantines WHERE agent_id = ?", [.text(agentID.description)])
     }
 
-    /// The newest entries first.
-    public func recent(limit: Int) throws -> [ConflictRecord] {
+    /// The newest entries first; with `before`, those older than that sequence number.
+    public func recent(limit: Int, before: Int64? = nil) throws -> [ConflictRecord] {
         try database.read { connection in
             try connection.query(
                 """
                 SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
-                FROM conflicts ORDER BY seq DESC LIMIT ?
-                """, [.integer(Int64(limit))]
+                FROM conflicts WHERE seq < ? ORDER BY seq DESC LIMIT ?
+                """, [.integer(before ?? .max), .integer(Int64(limit))]
             ) { row -> ConflictRecord in
                 guard let agentID = AgentID(row.text(2)) else {
                     throw StoreError(code: 0, message: "conflict \(row.int64(0)) has a damaged agent id", context: "load conflicts")

@@ -87,5 +87,19 @@ public enum Schema {
         Migration(version: 3, statements: [
             "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 2",
         ]),
+        // Bounded storage (docs/operations.md, "Bounds"): what each row counts against
+        // tasks.max_stored_mb, written by TaskStore.save as TaskRow.storedBytes computes it; rows
+        // of older versions get an estimate from their texts. Finished tasks are pruned oldest
+        // finish first, so they get an index in that order.
+        Migration(version: 4, statements: [
+            "ALTER TABLE tasks ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0",
+            """
+            UPDATE tasks SET stored_bytes = 256 + length(CAST(payload AS BLOB)) + ifnull(length(CAST(result AS BLOB)), 0)
+                + ifnull(length(CAST(error AS BLOB)), 0) + ifnull(length(CAST(skip_reason AS BLOB)), 0)
+                + ifnull(length(CAST(idempotency_key AS BLOB)), 0) + length(CAST(capability AS BLOB))
+            """,
+            "CREATE INDEX tasks_finished ON tasks(finished_at_ms, id) WHERE state NOT IN ('queued', 'assigned', 'running')",
+            "CREATE INDEX tasks_newest ON tasks(submitted_at_ms DESC, id DESC)",
+        ]),
     ]
 }

@@ -48,4 +48,12 @@ public struct TaskRow: Sendable, Equatable {
         self.result = result
         self.error = error
     }
+
+    /// What this row counts against the stored-task budget (`TaskRetention`).
+    public var storedBytes: Int {
+        TaskRetention.storedBytes(textByteCounts: [
+            payload.utf8.count, result?.utf8.count ?? 0, error?.utf8.count ?? 0, skipReason?.utf8.count ?? 0,
+            idempotencyKey?.utf8.count ?? 0, capability.utf8.count,
+        ])
+    }
 }

@@ -11,7 +11,7 @@ public struct TaskStore: Sendable {
 
     static let columns = """
         id, idempotency_key, capability, payload, weight, deadline_ms, state, agent_id, attempts, submitted_at_ms, \
-        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error, priority
+        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error, priority, stored_bytes
         """
 
     /// Inserts the row or updates it by id: the lead's copy in RAM is the authority while it
@@ -20,13 +20,13 @@ public struct TaskStore: Sendable {
     public static func save(_ task: TaskRow, in connection: Connection) throws {
         try connection.run(
             """
-            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET idempotency_key = excluded.idempotency_key, capability = excluded.capability,
                 payload = excluded.payload, weight = excluded.weight, deadline_ms = excluded.deadline_ms, state = excluded.state,
                 agent_id = excluded.agent_id, attempts = excluded.attempts, submitted_at_ms = excluded.submitted_at_ms,
                 skip_reason = excluded.skip_reason, predicted_ms = excluded.predicted_ms, lead_time_ms = excluded.lead_time_ms, finished_at_ms = excluded.finished_at_ms,
                 actual_ms = excluded.actual_ms, result = excluded.result, error = excluded.error,
-                priority = excluded.priority
+                priority = excluded.priority, stored_bytes = excluded.stored_bytes
             """,
             [
                 .text(task.id), task.idempotencyKey.map(SQLValue.text) ?? .null, .text(task.capability), .text(task.payload),
@@ -36,7 +36,7 @@ public struct TaskStore: Sendable {
                 task.predictedMs.map(SQLValue.real) ?? .null, task.leadTimeMs.map(SQLValue.real) ?? .null,
                 task.finishedAtMs.map(SQLValue.integer) ?? .null,
                 task.actualMs.map(SQLValue.real) ?? .null, task.result.map(SQLValue.text) ?? .null,
-                task.error.map(SQLValue.text) ?? .null, .integer(Int64(task.priority)),
+                task.error.map(SQLValue.text) ?? .null, .integer(Int64(task.priority)), .integer(Int64(task.storedBytes)),
             ])
     }
 
@@ -80,18 +80,109 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// The newest tasks first, optionally of one state.
-    public func recent(limit: Int, state: TaskState? = nil) throws -> [TaskRow] {
-        try database.read { connection in
-            if let state {
-                return try connection.query(
-                    "SELECT \(Self.columns) FROM tasks WHERE state = ? ORDER BY submitted_at_ms DESC, id LIMIT ?",
-                    [.text(state.rawValue), .integer(Int64(limit))], row: Self.decode)
-            }
-            return try connection.query(
-                "SELECT \(Self.columns) FROM tasks ORDER BY submitted_at_ms DESC, id LIMIT ?", [.integer(Int64(limit))],
-                row: Self.decode)
+    /// Where a page of the newest-first task list ends: the next page starts after this task.
+    public struct Cursor: Sendable, Equatable {
+        public var submittedAtMs: Int64
+        public var id: String
+
+        public init(submittedAtMs: Int64, id: String) {
+            self.submittedAtMs = submittedAtMs
+            self.id = id
         }
+
+        /// Whether a task comes after the cursor in newest-first order.
+        public func precedes(submittedAtMs: Int64, id: String) -> Bool {
+            (submittedAtMs, id) < (self.submittedAtMs, self.id)
+        }
+    }
+
+    /// The newest tasks first (ties by id, descending), optionally of one state, after `cursor`.
+    public func recent(limit: Int, state: TaskState? = nil, after cursor: Cursor? = nil) throws -> [TaskRow] {
+        var conditions: [String] = []
+        var values: [SQLValue] = []
+        if let state {
+            conditions.append("state = ?")
+            values.append(.text(state.rawValue))
+        }
+        if let cursor {
+            conditions.append("(submitted_at_ms, id) < (?, ?)")
+            values += [.integer(cursor.submittedAtMs), .text(cursor.id)]
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        return try database.read { connection in
+            try connection.query(
+                "SELECT \(Self.columns) FROM tasks \(filter) ORDER BY submitted_at_ms DESC, id DESC LIMIT ?",
+                values + [.integer(Int64(limit))], row: Self.decode)
+        }
+    }
+
+    /// Finished and open tasks as stored: how many, and what they count against the budget.
+    public struct Totals: Sendable, Equatable {
+        public var finished = 0
+        public var finishedBytes = 0
+        public var open = 0
+        public var openBytes = 0
+
+        public init() {}
+
+        public var bytes: Int { finishedBytes + openBytes }
+    }
+
+    public static func totals(in connection: Connection) throws -> Totals {
+        var totals = Totals()
+        let rows = try connection.query(
+            "SELECT state IN ('queued', 'assigned', 'running'), COUNT(*), TOTAL(stored_bytes) FROM tasks GROUP BY 1"
+        ) { ($0.int(0) != 0, $0.int(1), Int($0.double(2))) }
+        for (open, count, bytes) in rows {
+            if open {
+                totals.open = count
+                totals.openBytes = bytes
+            } else {
+                totals.finished = count
+                totals.finishedBytes = bytes
+            }
+        }
+        return totals
+    }
+
+    public func totals() throws -> Totals {
+        try database.read { connection in try Self.totals(in: connection) }
+    }
+
+    /// What one pruning pass removed, and what is stored after it.
+    public struct Pruned: Sendable {
+        public var ids: [String] = []
+        public var bytes = 0
+        public var totals = Totals()
+
+        public init() {}
+    }
+
+    /// Deletes up to `batch` finished tasks that `retention` no longer keeps, oldest finish first.
+    /// Runs inside the writer's transaction, so the totals it judges by include every queued write.
+    public static func pruneFinished(
+        retention: TaskRetention, nowMs: Int64, batch: Int, makeRoom: Bool, in connection: Connection
+    ) throws -> Pruned {
+        var pruned = Pruned()
+        let totals = try totals(in: connection)
+        let oldest = try connection.query(
+            """
+            SELECT id, ifnull(finished_at_ms, submitted_at_ms), stored_bytes FROM tasks
+            WHERE state NOT IN ('queued', 'assigned', 'running') ORDER BY finished_at_ms, id LIMIT ?
+            """, [.integer(Int64(batch))]
+        ) { (id: $0.text(0), finishedAtMs: $0.int64(1), bytes: $0.int(2)) }
+        let count = retention.prunable(
+            oldest: oldest.map { ($0.finishedAtMs, $0.bytes) }, finishedCount: totals.finished, storedBytes: totals.bytes,
+            nowMs: nowMs, makeRoom: makeRoom)
+        for row in oldest.prefix(count) {
+            try connection.run("DELETE FROM tasks WHERE id = ?", [.text(row.id)])
+            pruned.ids.append(row.id)
+            pruned.bytes += row.bytes
+        }
+        pruned.totals = totals
+        pruned.totals.finished -= count
+        pruned.totals.finishedBytes -= pruned.bytes
+        return pruned
     }
 
     public func countByState() throws -> [TaskState: Int] {

@@ -62,12 +62,12 @@ struct AgentsListCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let raw = try options.client().get("/v1/agents")
+            let list = try options.client().agents()
             if options.json {
-                print(String(decoding: raw, as: UTF8.self))
+                print(String(decoding: try APICoding.encode(list), as: UTF8.self))
                 return
             }
-            var agents = try APICoding.decode(AgentList.self, from: raw).agents
+            var agents = list.agents
             switch sort {
             case "score": agents.sort { ($0.impedance.score, $0.name) < ($1.impedance.score, $1.name) }
             case "state": agents.sort { ($0.state, $0.name) < ($1.state, $1.name) }

@@ -29,9 +29,8 @@ struct ConflictsCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let raw = try options.client().get("/v1/conflicts?limit=\(limit)")
-                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
-                let list = try APICoding.decode(ConflictList.self, from: raw)
+                let list = try options.client().conflicts(limit: limit)
+                if options.json { return print(String(decoding: try APICoding.encode(list), as: UTF8.self)) }
                 var table = TextTable(["SEQ", "AGENT", "TYPE", "PRIO", "STRATEGY", "SOURCE", "QUARANTINED"], rightAligned: [0, 3])
                 for entry in list.conflicts {
                     table.add([

@@ -31,11 +31,8 @@ struct TasksCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                var path = "/v1/tasks?limit=\(limit)"
-                if let state { path += "&state=\(state)" }
-                let raw = try options.client().get(path)
-                if options.json { return print(String(decoding: raw, as: UTF8.self)) }
-                let list = try APICoding.decode(TaskList.self, from: raw)
+                let list = try options.client().tasks(limit: limit, state: state)
+                if options.json { return print(String(decoding: try APICoding.encode(list), as: UTF8.self)) }
                 print(TasksCommand.render(list.tasks))
                 let counts = ["queued", "assigned", "running", "succeeded", "failed", "conflict", "cancelled", "skipped"]
                     .map { "\($0) \(list.counts[$0] ?? 0)" }.joined(separator: "   ")

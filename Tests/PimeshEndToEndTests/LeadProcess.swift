@@ -76,7 +76,7 @@ final class LeadProcess {
     }
 
     func agents() throws -> [AgentView] {
-        try APICoding.decode(AgentList.self, from: client().get("/v1/agents")).agents
+        try client().agents().agents
     }
 
     func kill9() {

@@ -75,8 +75,12 @@ import Testing
     }
 
     @Test func killedMidSnapshotTheSpoolHoldsOnlyWholeSnapshots() throws {
+        // 80,000 finished tasks make a database worth compressing; retention must keep them all.
+        let configPath = dataDir + "/pimesh.json"
+        try #"{"tasks": {"retain_finished_count": 1000000, "retain_finished_s": 315360000, "max_stored_mb": 1024}}"#.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let keepEveryTask = ["--config", configPath]
         // A lead database grown to about 30 MB, so that a snapshot takes long enough to interrupt.
-        let lead = try LeadProcess(dataDir: dataDir)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: keepEveryTask)
         _ = try lead.waitReady()
         #expect(lead.terminate() == 0)
         _ = try sqlite(
@@ -102,13 +106,13 @@ import Testing
             }
         }
         // A lead killed in the middle of its own snapshot: the restart clears what was left.
-        let second = try LeadProcess(dataDir: dataDir)
+        let second = try LeadProcess(dataDir: dataDir, extraArguments: keepEveryTask)
         _ = try second.waitReady()
         let client = try second.client()
         Thread.detachNewThread { _ = try? client.post("/v1/snapshots", json: Array("{}".utf8)) }
         usleep(80_000)
         second.kill9()
-        let third = try LeadProcess(dataDir: dataDir)
+        let third = try LeadProcess(dataDir: dataDir, extraArguments: keepEveryTask)
         _ = try third.waitReady()
         defer { _ = third.terminate() }
         #expect(eventually(timeout: 3) { !spoolFiles().contains { $0.hasPrefix(".tmp-") || $0.contains(".tmp.") } })

@@ -183,7 +183,7 @@ final class Collected<T>: @unchecked Sendable {
             #expect(resubmitted.state == "succeeded")
         }
         // No key ever named two tasks, and no task was added by the resubmissions above.
-        let list = try APICoding.decode(TaskList.self, from: again.get("/v1/tasks?limit=10000"))
+        let list = try again.tasks(limit: 10_000)
         let keys = list.tasks.compactMap(\.idempotencyKey)
         #expect(Set(keys).count == keys.count)
         #expect(list.tasks.count <= 1000)

@@ -77,7 +77,7 @@ func flipBit(_ path: String, at offset: Int) throws {
         let made = try maker(database).create()
         let manifest = made.entry.manifest
         #expect(manifest.sequence == 1)
-        #expect(manifest.schemaVersion == 3)
+        #expect(manifest.schemaVersion == Schema.migrations.count)
         #expect(manifest.compressedBytes < manifest.rawBytes)
         #expect(FileManager.default.fileExists(atPath: made.entry.filePath))
         #expect(!FileManager.default.fileExists(atPath: root + "/run/snapshot-1-\(getpid()).db"), "the staging copy is removed")

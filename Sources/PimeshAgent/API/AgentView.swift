@@ -89,8 +89,11 @@ public struct ImpedanceView: Codable, Sendable, Equatable {
 
 public struct AgentList: Codable, Sendable {
     public var agents: [AgentView]
+    /// Pass as `cursor` for the next page (agents are listed by name); absent on the last one.
+    public var nextCursor: String?
 
-    public init(agents: [AgentView]) {
+    public init(agents: [AgentView], nextCursor: String? = nil) {
         self.agents = agents
+        self.nextCursor = nextCursor
     }
 }

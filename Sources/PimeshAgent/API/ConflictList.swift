@@ -3,6 +3,8 @@ public struct ConflictList: Codable, Sendable {
     public var conflicts: [Entry]
     public var total: Int
     public var quarantined: [QuarantinedAgent]
+    /// Pass as `cursor` for the next, older page; absent on the last one.
+    public var nextCursor: String?
 
     public struct Entry: Codable, Sendable {
         public var seq: Int64

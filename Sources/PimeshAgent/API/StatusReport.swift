@@ -120,6 +120,11 @@ public struct StatusReport: Codable, Sendable {
         public var duplicateResults = 0
         /// Tasks put back in the queue: after a restart, an expired lease or a quarantine.
         public var requeued = 0
+        /// Finished tasks in the store, what all stored tasks count against tasks.max_stored_mb (bytes),
+        /// and how many finished ones retention deleted since the lead started.
+        public var storedFinished: Int?
+        public var storedBytes: Int?
+        public var pruned: Int?
 
         public init() {}
     }

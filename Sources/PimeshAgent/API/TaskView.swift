@@ -3,7 +3,8 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var id: String
     public var idempotencyKey: String?
     public var capability: String
-    public var payload: String
+    /// Left out of list pages unless asked for (`payload=true`): each may be 64 KiB.
+    public var payload: String?
     public var weight: Double
     public var deadlineMs: Int?
     public var state: String
@@ -48,7 +49,7 @@ public struct TaskView: Codable, Sendable, Equatable {
     }
 
     public init(
-        id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?, state: String,
+        id: String, idempotencyKey: String?, capability: String, payload: String?, weight: Double, deadlineMs: Int?, state: String,
         decision: String, skipReason: String?, skipCode: String?, agentID: String?, agentName: String?, attempts: Int,
         predictedArrivalMs: Double?, leadTimeMs: Double?, runnerUp: RunnerUp?, candidates: Int?, submittedAtMs: Int64, finishedAtMs: Int64?,
         actualMs: Double?, result: String?, error: String?, priority: Int? = nil
@@ -87,9 +88,15 @@ public struct TaskList: Codable, Sendable {
     public var tasks: [TaskView]
     /// Every state with its count over all tasks the lead holds.
     public var counts: [String: Int]
+    /// Pass as `cursor` for the next page; absent on the last one.
+    public var nextCursor: String?
+    /// Finished tasks deleted by retention since the lead started (docs/operations.md, "Bounds").
+    public var pruned: Int?
 
-    public init(tasks: [TaskView], counts: [String: Int]) {
+    public init(tasks: [TaskView], counts: [String: Int], nextCursor: String? = nil, pruned: Int? = nil) {
         self.tasks = tasks
         self.counts = counts
+        self.nextCursor = nextCursor
+        self.pruned = pruned
     }
 }

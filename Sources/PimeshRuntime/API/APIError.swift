@@ -6,6 +6,15 @@ struct APIError: Error, Sendable {
     var status: HTTPResponse.Status
     var message: String
     var field: String?
+    /// Sent as `Retry-After` with 429 and 503.
+    var retryAfterSeconds: Int?
+
+    init(status: HTTPResponse.Status, message: String, field: String? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.field = field
+        self.retryAfterSeconds = retryAfterSeconds
+    }
 
     static func badRequest(_ message: String, field: String? = nil) -> APIError {
         APIError(status: .badRequest, message: message, field: field)
@@ -17,7 +26,9 @@ struct APIError: Error, Sendable {
     }
 
     var response: Response {
-        JSONResponse.make(status: status, Body(error: message, field: field))
+        var response = JSONResponse.make(status: status, Body(error: message, field: field))
+        if let retryAfterSeconds { response.headers[.retryAfter] = String(retryAfterSeconds) }
+        return response
     }
 }
 
@@ -28,4 +39,9 @@ enum JSONResponse {
         headers[.contentType] = "application/json"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes + [10])))
     }
+}
+
+extension HTTPResponse.Status {
+    /// RFC 4918: the lead cannot store more of what was sent (agents, task bytes) until some goes.
+    static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
 }

@@ -56,7 +56,13 @@ extension APIRouter {
                 let query = request.uri.queryParameters
                 let since = try queryInteger(query.get("since"), name: "since", in: 0...Int.max) ?? 0
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 1000
-                return JSONResponse.make(status: .ok, state.events.list(since: UInt64(since), limit: limit))
+                var list = state.events.list(since: UInt64(since), limit: limit)
+                let fitted = Paging.fit(list.events)
+                if fitted.cut, let last = fitted.page.last {
+                    list.events = fitted.page
+                    list.next = last.sequence
+                }
+                return JSONResponse.make(status: .ok, list)
             }
         }
     }

@@ -90,9 +90,18 @@ enum APIRouter {
         operatorRoutes.get("status") { _, _ in
             JSONResponse.make(status: .ok, state.status())
         }
-        operatorRoutes.get("agents") { _, _ in
-            JSONResponse.make(
-                status: .ok, AgentList(agents: state.agentViews()))
+        operatorRoutes.get("agents") { request, _ in
+            await handle {
+                let query = request.uri.queryParameters
+                let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 1000
+                let after = query.get("cursor")
+                var views = state.agentViews().sorted { $0.name < $1.name }
+                if let after { views.removeAll { $0.name <= after } }
+                let more = views.count > limit
+                let fitted = Paging.fit(Array(views.prefix(limit)))
+                return JSONResponse.make(
+                    status: .ok, AgentList(agents: fitted.page, nextCursor: more || fitted.cut ? fitted.page.last?.name : nil))
+            }
         }
         operatorRoutes.get("agents/:id") { _, context in
             await handle {
@@ -152,6 +161,14 @@ enum APIRouter {
             await handle {
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
+                var cursor: TaskStore.Cursor?
+                if let text = query.get("cursor") {
+                    guard let parsed = TaskService.cursor(text) else {
+                        throw APIError.badRequest("cursor \"\(text)\" is not a nextCursor this lead gave out", field: "cursor")
+                    }
+                    cursor = parsed
+                }
+                let payloads = try queryBool(query.get("payload"), name: "payload") ?? false
                 var filter: TaskState?
                 if let text = query.get("state") {
                     guard let parsed = TaskState(rawValue: text) else {
@@ -160,7 +177,8 @@ enum APIRouter {
                     }
                     filter = parsed
                 }
-                return JSONResponse.make(status: .ok, try await state.tasks.list(limit: limit, state: filter))
+                return JSONResponse.make(
+                    status: .ok, try await state.tasks.list(limit: limit, state: filter, after: cursor, payloads: payloads))
             }
         }
         operatorRoutes.get("tasks/:id") { _, context in
@@ -214,8 +232,10 @@ enum APIRouter {
         }
         operatorRoutes.get("conflicts") { request, _ in
             await handle {
-                let limit = try queryInteger(request.uri.queryParameters.get("limit"), name: "limit", in: 1...10_000) ?? 100
-                return JSONResponse.make(status: .ok, try await state.conflicts.list(limit: limit))
+                let query = request.uri.queryParameters
+                let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
+                let before = try queryInteger(query.get("cursor"), name: "cursor", in: 1...Int.max)
+                return JSONResponse.make(status: .ok, try await state.conflicts.list(limit: limit, before: before.map(Int64.init)))
             }
         }
         return router
@@ -249,7 +269,18 @@ enum APIRouter {
         return value
     }
 
+    static func queryBool(_ text: String?, name: String) throws(APIError) -> Bool? {
+        guard let text else { return nil }
+        switch text {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw APIError.badRequest("query parameter \(name) must be true or false, not \"\(text)\"", field: name)
+        }
+    }
+
     static func register(request: Request, state: LeadState, caller: Caller) async throws -> Response {
+        let admission = try state.registrations.admit(registered: state.registry.count, now: Clock.monotonicNow())
+        defer { admission.end() }
         let body = try await RequestBody.json(request, limit: maxBodyBytes)
         let registration = try RegistrationRequest.validate(body)
         if let manifest = state.supervisor?.supervisedManifest(named: registration.name) {

@@ -40,7 +40,7 @@ public struct TaskBenchmark: Sendable {
 
     public func run() async throws -> Result {
         let client = try LeadClient(dataDir: dataDir)
-        let agents = try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.filter { $0.state == "READY" }
+        let agents = try client.agents().agents.filter { $0.state == "READY" }
         let capabilities = Array(Set(agents.flatMap(\.capabilities))).sorted()
         guard !capabilities.isEmpty else {
             throw Failure(description: "no READY agent with a capability: start agents first (pimesh swarm --agents 100)")
@@ -72,7 +72,7 @@ public struct TaskBenchmark: Sendable {
         var finished: [TaskView] = []
         let deadline = Clock.monotonicNow() + .seconds(300)
         while true {
-            let list = try APICoding.decode(TaskList.self, from: client.get("/v1/tasks?limit=\(tasks)"))
+            let list = try client.tasks(limit: tasks)
             finished = list.tasks.filter { ids.contains($0.id) && $0.isFinished }
             if finished.count >= ids.count { break }
             if Clock.monotonicNow() > deadline {

@@ -56,8 +56,11 @@ public enum ConfigLoader {
             }
         }
         if let agents = try root.section("agents") {
-            try agents.rejectUnknownKeys(allowed: ["expire_after_s"])
+            try agents.rejectUnknownKeys(allowed: ["expire_after_s", "max_registered", "registrations_per_s", "registration_burst"])
+            if let burst = try agents.int("registration_burst", in: 1...100_000) { config.agents.registrationBurst = burst }
             if let seconds = try agents.int("expire_after_s", in: 1...31_536_000) { config.agents.expireAfterS = seconds }
+            if let count = try agents.int("max_registered", in: 1...65_536) { config.agents.maxRegistered = count }
+            if let rate = try agents.int("registrations_per_s", in: 1...100_000) { config.agents.registrationsPerS = rate }
         }
         if let store = try root.section("store") {
             try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s", "durable_commit_delay_ms"])
@@ -73,7 +76,15 @@ public enum ConfigLoader {
             if let root = try node.string("sys_root") { config.node.sysRoot = root }
         }
         if let tasks = try root.section("tasks") {
-            try tasks.rejectUnknownKeys(allowed: ["lease_ms", "max_attempts", "long_poll_max_ms"])
+            try tasks.rejectUnknownKeys(allowed: [
+                "lease_ms", "max_attempts", "long_poll_max_ms", "max_open", "retain_finished_s", "retain_finished_count",
+                "max_stored_mb", "recent_ram_kb",
+            ])
+            if let count = try tasks.int("max_open", in: 1...1_000_000) { config.tasks.maxOpen = count }
+            if let seconds = try tasks.int("retain_finished_s", in: 60...315_360_000) { config.tasks.retainFinishedS = seconds }
+            if let count = try tasks.int("retain_finished_count", in: 0...10_000_000) { config.tasks.retainFinishedCount = count }
+            if let mb = try tasks.int("max_stored_mb", in: 1...65_536) { config.tasks.maxStoredMB = mb }
+            if let kb = try tasks.int("recent_ram_kb", in: 64...1_048_576) { config.tasks.recentRAMKB = kb }
             if let ms = try tasks.int("lease_ms", in: 100...86_400_000) { config.tasks.leaseMs = ms }
             if let n = try tasks.int("max_attempts", in: 1...100) { config.tasks.maxAttempts = n }
             if let ms = try tasks.int("long_poll_max_ms", in: 0...300_000) { config.tasks.longPollMaxMs = ms }

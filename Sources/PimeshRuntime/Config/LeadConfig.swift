@@ -56,6 +56,13 @@ public struct LeadConfig: Sendable, Equatable {
         /// An agent no manifest names that stays silent this long is `departed`: out of the
         /// healthy ratio, kept in the store, back at its next heartbeat.
         public var expireAfterS = 300
+        /// Registered agents the lead keeps at most (manifests' agents included); past it
+        /// registration answers 507. Each costs about 20 KB of RAM and a row.
+        public var maxRegistered = 1024
+        /// Registrations accepted per second once `registration_burst` is spent; past it 429
+        /// with Retry-After. A node that boots 200 agents registers them at once.
+        public var registrationsPerS = 20
+        public var registrationBurst = 200
     }
 
     public struct Store: Sendable, Equatable {
@@ -85,6 +92,17 @@ public struct LeadConfig: Sendable, Equatable {
         public var maxAttempts = 3
         /// The longest an agent's long poll for work may wait.
         public var longPollMaxMs = 30_000
+        /// Open tasks (queued, assigned, running) at most; past it submissions answer 429.
+        public var maxOpen = 10_000
+        /// Finished tasks are deleted this long after they finished…
+        public var retainFinishedS = 604_800
+        /// …and beyond this many, oldest first.
+        public var retainFinishedCount = 10_000
+        /// Payloads, results and rows of all stored tasks together; finished ones are pruned to
+        /// stay under it, and when open ones alone fill it submissions answer 507.
+        public var maxStoredMB = 64
+        /// Finished tasks kept in RAM for quick answers, by their size.
+        public var recentRAMKB = 2048
     }
 
     /// Seed 001 §3.2 scatter-gather and §5.2 quorum, for `ask` and `broadcast`.

@@ -64,9 +64,10 @@ final class ConflictService: Sendable {
         registry.setQuarantined(agentID, false)
     }
 
-    func list(limit: Int) async throws -> ConflictList {
+    /// A page of the newest entries, those before `before` when given.
+    func list(limit: Int, before: Int64? = nil) async throws -> ConflictList {
         let (records, quarantines, total) = try await Blocking.run { [store] in
-            (try store.recent(limit: limit), try store.quarantines(), try store.count())
+            (try store.recent(limit: limit, before: before), try store.quarantines(), try store.count())
         }
         let entries = records.map { record in
             ConflictList.Entry(
@@ -78,6 +79,11 @@ final class ConflictService: Sendable {
             ConflictList.QuarantinedAgent(
                 agentID: $0.agentID.description, agentName: registry.name(of: $0.agentID), sinceMs: $0.sinceMs, reason: $0.reason)
         }
-        return ConflictList(conflicts: entries, total: total, quarantined: quarantined)
+        let fitted = Paging.fit(entries)
+        var list = ConflictList(conflicts: fitted.page, total: total, quarantined: quarantined)
+        if fitted.cut || (records.count == limit && records.last.map({ $0.seq > 1 }) ?? false) {
+            list.nextCursor = fitted.page.last.map { String($0.seq) }
+        }
+        return list
     }
 }

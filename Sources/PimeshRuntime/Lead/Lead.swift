@@ -93,8 +93,15 @@ public struct Lead: Sendable {
         try conflicts.restore()
         let taskStore = TaskStore(database: database)
         let tasks = TaskService(
-            settings: .init(lease: .milliseconds(config.tasks.leaseMs), maxAttempts: config.tasks.maxAttempts), registry: registry,
+            settings: .init(
+                lease: .milliseconds(config.tasks.leaseMs), maxAttempts: config.tasks.maxAttempts,
+                recentMaxBytes: config.tasks.recentRAMKB << 10, maxOpen: config.tasks.maxOpen,
+                retention: TaskRetention(
+                    maxAgeMs: Int64(config.tasks.retainFinishedS) * 1000, maxFinished: config.tasks.retainFinishedCount,
+                    maxBytes: config.tasks.maxStoredMB << 20)),
+            registry: registry,
             writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger, health: nodeHealth)
+        tasks.restoreTotals(try taskStore.totals())
         let unfinished = try taskStore.loadOpen()
         tasks.restore(unfinished)
         if !unfinished.isEmpty {

@@ -21,6 +21,7 @@ final class LeadState: Sendable {
     let leds = LEDPanel()
     let health: NodeHealth
     let events: HealthEventLog
+    let registrations: RegistrationGate
     private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
@@ -45,6 +46,7 @@ final class LeadState: Sendable {
         self.kpis = kpis
         self.metrics = metrics
         self.startedAt = Clock.monotonicNow()
+        registrations = RegistrationGate(maxRegistered: config.agents.maxRegistered, perSecond: config.agents.registrationsPerS, burst: config.agents.registrationBurst)
     }
 
     /// Set once by `Lead` after the supervisor is built (it needs this state's heartbeat endpoint).
@@ -103,6 +105,9 @@ final class LeadState: Sendable {
         report.tasks.cancelled = counters.finished[.cancelled] ?? 0
         report.tasks.duplicateResults = counters.duplicateResults
         report.tasks.requeued = counters.requeued
+        report.tasks.storedFinished = snapshot.storedFinished
+        report.tasks.storedBytes = snapshot.storedBytes
+        report.tasks.pruned = snapshot.pruned
         report.health = healthReport(now: now)
         return report
     }

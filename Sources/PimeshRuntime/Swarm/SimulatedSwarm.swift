@@ -116,7 +116,7 @@ public final class SimulatedSwarm: Service, Sendable {
         if FileIO.exists(settings.stateFile) {
             stored = try APICoding.decode([AgentCredentials].self, from: try FileIO.read(path: settings.stateFile))
         }
-        let known = Set(try APICoding.decode(AgentList.self, from: client.get("/v1/agents")).agents.map(\.id))
+        let known = Set(try client.agents().agents.map(\.id))
         var saved: [String: AgentCredentials] = [:]
         for credentials in stored where known.contains(credentials.id) {
             saved[credentials.name] = credentials

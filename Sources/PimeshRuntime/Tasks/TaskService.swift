@@ -14,8 +14,16 @@ final class TaskService: Service, Sendable {
         var lease: Duration = .seconds(30)
         var maxAttempts = 3
         var dispatchInterval: Duration = .milliseconds(50)
-        /// Finished tasks kept in RAM for status and idempotent answers; older ones are read from SQLite.
-        var recentCapacity = 4096
+        /// Finished tasks kept in RAM for status and idempotent answers, up to this many of their
+        /// stored bytes; older ones are read from SQLite.
+        var recentMaxBytes = 2 << 20
+        /// Past this many open tasks (queued, assigned, running) submissions get 429.
+        var maxOpen = 10_000
+        var retention = TaskRetention(maxAgeMs: 7 * 86_400_000, maxFinished: 10_000, maxBytes: 64 << 20)
+        /// Retention looks at the store this often, and sooner when a bound is passed.
+        var retentionInterval: Duration = .seconds(60)
+        /// Rows deleted per transaction, so that pruning never holds the writer long.
+        var pruneBatch = 256
     }
 
     struct LiveTask: Sendable {
@@ -62,6 +70,12 @@ final class TaskService: Service, Sendable {
         var byKey: [String: String] = [:]
         var recent: [String: TaskRow] = [:]
         var recentOrder: [String] = []
+        var recentHead = 0
+        var recentBytes = 0
+        /// What the store holds, as of the last pruning pass plus what was written since.
+        var storedFinished = 0
+        var storedBytes = 0
+        var pruned = 0
         var inboxes: [AgentID: Inbox] = [:]
         var nextToken: UInt64 = 0
         var counters = Counters()
@@ -81,6 +95,8 @@ final class TaskService: Service, Sendable {
     private let router = TaskRouter()
     /// Rung when a task is queued or leased, so the event-driven loop looks again.
     let doorbell = Doorbell()
+    /// Rung when the store passes a retention bound, so that pruning does not wait its interval.
+    let retentionDoorbell = Doorbell()
     let state = Mutex(State())
 
     init(
@@ -126,6 +142,9 @@ final class TaskService: Service, Sendable {
         if let key = submission.idempotencyKey {
             if let existing = try await existingTask(key: key) { return .existing(existing) }
         }
+        try await admit(bytes: TaskRetention.storedBytes(textByteCounts: [
+            submission.payload.utf8.count, submission.capability.utf8.count, submission.idempotencyKey?.utf8.count ?? 0,
+        ]))
         let started = Clock.monotonicNow()
         let now = started
         let wallMs = Clock.wallMilliseconds()
@@ -189,13 +208,14 @@ final class TaskService: Service, Sendable {
         metrics.taskAccepted(after: Clock.monotonicNow() - started, skipped: row.state == .skipped)
         task = state.withLock { state in
             state.counters.submitted += 1
+            state.storedBytes += row.storedBytes
             guard var live = state.open[id] else { return task }
             live.durable = true
             if live.row.state == .skipped {
                 state.open[id] = nil
                 state.counters.skipped += 1
                 state.counters.finished[.skipped, default: 0] += 1
-                Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+                remember(live.row, in: &state)
             } else if live.row.state == .queued {
                 state.open[id] = live
                 state.queued.append(id)
@@ -212,6 +232,76 @@ final class TaskService: Service, Sendable {
             return live
         }
         return .created(view(of: task))
+    }
+
+    // MARK: - Bounds
+
+    /// Refuses a submission past `max_open` (429) or, when pruning finished tasks cannot make
+    /// room for it, past `max_stored_mb` (507).
+    private func admit(bytes: Int) async throws {
+        let open = state.withLock { $0.open.count }
+        guard open < settings.maxOpen else {
+            throw APIError(
+                status: .tooManyRequests,
+                message: "the lead holds \(open) open tasks, its limit (tasks.max_open); retry when some have finished")
+        }
+        for _ in 0..<64 {
+            let stored = state.withLock { $0.storedBytes }
+            if settings.retention.admits(bytes: bytes, storedBytes: stored) { return }
+            let pruned = try await pruneBatch(makeRoom: true)
+            // Another submission may have made the room meanwhile: only an empty pass that
+            // leaves no room is a refusal.
+            if pruned.ids.isEmpty && !settings.retention.admits(bytes: bytes, storedBytes: pruned.totals.bytes) {
+                let budget = settings.retention.maxBytes >> 20
+                throw APIError(
+                    status: .insufficientStorage,
+                    message: "open tasks take \(pruned.totals.openBytes >> 20) MiB of the \(budget) MiB the lead stores (tasks.max_stored_mb) "
+                        + "and no finished task is left to prune; retry when some have finished")
+            }
+        }
+    }
+
+    /// Deletes one batch of finished tasks that retention no longer keeps, and brings the lead's
+    /// counts in line with the store.
+    @discardableResult
+    func pruneBatch(makeRoom: Bool = false) async throws -> TaskStore.Pruned {
+        let retention = settings.retention
+        let batch = settings.pruneBatch
+        let outcome = Mutex(TaskStore.Pruned())
+        try await writer.write { connection in
+            let pruned = try TaskStore.pruneFinished(
+                retention: retention, nowMs: Clock.wallMilliseconds(), batch: batch, makeRoom: makeRoom, in: connection)
+            outcome.withLock { $0 = pruned }
+        }
+        let pruned = outcome.withLock { $0 }
+        state.withLock { state in
+            state.storedBytes = pruned.totals.bytes
+            state.storedFinished = pruned.totals.finished
+            state.pruned += pruned.ids.count
+            for id in pruned.ids { Self.forget(id, in: &state) }
+        }
+        return pruned
+    }
+
+    /// One retention pass: batches until nothing more is due, with a pause between them so that
+    /// submissions and results share the writer.
+    func prune() async {
+        do {
+            while try await pruneBatch().ids.count == settings.pruneBatch {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.warning("pruning finished tasks failed; retrying at the next pass", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Starts the counts from what the store holds when the lead starts.
+    func restoreTotals(_ totals: TaskStore.Totals) {
+        state.withLock { state in
+            state.storedBytes = totals.bytes
+            state.storedFinished = totals.finished
+        }
     }
 
     /// The task an idempotency key names, once it is durable; nil when there is none.
@@ -414,7 +504,7 @@ final class TaskService: Service, Sendable {
             if let agent = original.row.agentID {
                 state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
             }
-            Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            remember(live.row, in: &state)
             return .claimed(original, finished: live.row)
         }
         switch claim {
@@ -451,12 +541,15 @@ final class TaskService: Service, Sendable {
                 // Not durable: put the task back as it was, so the agent's retry can finish it.
                 state.withLock { state in
                     state.open[taskID] = original
-                    state.recent[taskID] = nil
-                    state.recentOrder.removeAll { $0 == taskID }
+                    Self.forget(taskID, in: &state)
+                    state.storedFinished -= 1
                 }
                 throw error
             }
-            state.withLock { $0.counters.finished[finished.state, default: 0] += 1 }
+            state.withLock { state in
+                state.counters.finished[finished.state, default: 0] += 1
+                state.storedBytes += finished.storedBytes - original.row.storedBytes
+            }
             if let conflictRecord, conflicts.applied(conflictRecord) { requeueInbox(of: conflictRecord.agentID) }
             if let actual = finished.actualMs, let predicted = finished.predictedMs {
                 let succeeded = finished.state == .succeeded
@@ -488,7 +581,7 @@ final class TaskService: Service, Sendable {
             if let agent = live.row.agentID {
                 state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
             }
-            Self.remember(live.row, in: &state, capacity: settings.recentCapacity)
+            remember(live.row, in: &state)
             state.counters.finished[.cancelled, default: 0] += 1
             return live.row
         }
@@ -506,11 +599,21 @@ final class TaskService: Service, Sendable {
     // MARK: - Dispatch loop
 
     func run() async throws {
-        // Event-driven: queued tasks are retried every dispatch interval (agents become READY
-        // by heartbeat), a lease is looked at when it runs out, and with neither the loop sleeps.
-        await runWhenDue(doorbell: doorbell) {
-            self.tick(now: Clock.monotonicNow())
-            return self.nextDue(now: Clock.monotonicNow())
+        await withTaskGroup(of: Void.self) { group in
+            // Event-driven: queued tasks are retried every dispatch interval (agents become READY
+            // by heartbeat), a lease is looked at when it runs out, and with neither the loop sleeps.
+            group.addTask {
+                await runWhenDue(doorbell: self.doorbell) {
+                    self.tick(now: Clock.monotonicNow())
+                    return self.nextDue(now: Clock.monotonicNow())
+                }
+            }
+            group.addTask {
+                await runWhenDue(doorbell: self.retentionDoorbell) {
+                    await self.prune()
+                    return Clock.monotonicNow() + self.settings.retentionInterval
+                }
+            }
         }
     }
 
@@ -545,7 +648,7 @@ final class TaskService: Service, Sendable {
                     task.row.error = "no result after \(task.row.attempts) attempts of \(Int(settings.lease.milliseconds)) ms each"
                     task.row.finishedAtMs = wallMs
                     state.open[id] = nil
-                    Self.remember(task.row, in: &state, capacity: settings.recentCapacity)
+                    remember(task.row, in: &state)
                     state.counters.finished[.failed, default: 0] += 1
                     failed.append(.failed)
                 } else {
@@ -613,42 +716,73 @@ final class TaskService: Service, Sendable {
         return try await Blocking.run { [store] in try store.load(id: id) }.map { view(of: $0) }
     }
 
-    /// The newest tasks, with the lead's live copy over what SQLite has.
-    func list(limit: Int, state filter: TaskState?) async throws -> TaskList {
-        var (rows, storedCounts) = try await Blocking.run { [store] in
-            (try store.recent(limit: limit, state: filter), try store.countByState())
+    /// A page of the newest tasks, with the lead's live copy over what SQLite has. Payloads and
+    /// results are left out unless `payloads`.
+    func list(limit: Int, state filter: TaskState?, after cursor: TaskStore.Cursor?, payloads: Bool) async throws -> TaskList {
+        let (rows, storedCounts) = try await Blocking.run { [store] in
+            (try store.recent(limit: limit, state: filter, after: cursor), try store.countByState())
         }
-        let live: [String: TaskView] = state.withLock { state in
+        let (live, openStates, pruned): ([String: TaskView], [TaskState], Int) = state.withLock { state in
             var views: [String: TaskView] = [:]
             for (id, task) in state.open where task.durable { views[id] = view(of: task) }
             for (id, row) in state.recent { views[id] = view(of: row) }
-            return views
+            return (views, state.open.values.filter(\.durable).map(\.row.state), state.pruned)
         }
         var views = rows.map { live[$0.id] ?? view(of: $0) }
         let seen = Set(rows.map(\.id))
-        views += live.values.filter { !seen.contains($0.id) && (filter == nil || $0.state == filter!.rawValue) }
+        views += live.values.filter { view in
+            !seen.contains(view.id) && (filter == nil || view.state == filter!.rawValue)
+                && (cursor?.precedes(submittedAtMs: view.submittedAtMs, id: view.id) ?? true)
+        }
         views.sort { ($0.submittedAtMs, $0.id) > ($1.submittedAtMs, $1.id) }
-        rows = []
+        var more = views.count > limit || rows.count == limit
+        views = Array(views.prefix(limit))
+        if !payloads {
+            for index in views.indices {
+                views[index].payload = nil
+                views[index].result = nil
+            }
+        }
+        let fitted = Paging.fit(views)
+        more = more || fitted.cut
         var counts = storedCounts
         // Writes still in the group commit are not in SQLite yet: count the live states.
-        let openStates = state.withLock { $0.open.values.filter(\.durable).map(\.row.state) }
         for state in [TaskState.queued, .assigned, .running] { counts[state] = openStates.filter { $0 == state }.count }
         return TaskList(
-            tasks: Array(views.prefix(limit)),
-            counts: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, counts[$0] ?? 0) }))
+            tasks: fitted.page,
+            counts: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, counts[$0] ?? 0) }),
+            nextCursor: more ? fitted.page.last.map { Self.cursorText(submittedAtMs: $0.submittedAtMs, id: $0.id) } : nil,
+            pruned: pruned)
+    }
+
+    /// Cursors are opaque to clients: `<submitted ms>.<id>` of the last task of a page.
+    static func cursorText(submittedAtMs: Int64, id: String) -> String {
+        "\(submittedAtMs).\(id)"
+    }
+
+    static func cursor(_ text: String) -> TaskStore.Cursor? {
+        guard let dot = text.firstIndex(of: "."), let ms = Int64(text[..<dot]), ms >= 0 else { return nil }
+        let id = String(text[text.index(after: dot)...])
+        guard !id.isEmpty, id.utf8.count <= 64 else { return nil }
+        return TaskStore.Cursor(submittedAtMs: ms, id: id)
     }
 
     struct Snapshot: Sendable {
         var counters: Counters
         var open: [TaskState: Int]
         var outstanding: [AgentID: Int]
+        var storedFinished: Int
+        var storedBytes: Int
+        var pruned: Int
     }
 
     var snapshot: Snapshot {
         state.withLock { state in
             var open: [TaskState: Int] = [:]
             for task in state.open.values where task.durable { open[task.row.state, default: 0] += 1 }
-            return Snapshot(counters: state.counters, open: open, outstanding: Self.outstanding(in: state))
+            return Snapshot(
+                counters: state.counters, open: open, outstanding: Self.outstanding(in: state), storedFinished: state.storedFinished,
+                storedBytes: state.storedBytes, pruned: state.pruned)
         }
     }
 
@@ -681,16 +815,34 @@ final class TaskService: Service, Sendable {
         return result
     }
 
-    private static func remember(_ row: TaskRow, in state: inout State, capacity: Int) {
+    /// A task just finished: kept in RAM while the ring's bytes allow, counted for retention.
+    private func remember(_ row: TaskRow, in state: inout State) {
+        Self.forget(row.id, in: &state)
         if let key = row.idempotencyKey { state.byKey[key] = row.id }
         state.recent[row.id] = row
         state.recentOrder.append(row.id)
-        if state.recentOrder.count > capacity {
-            let evicted = state.recentOrder.removeFirst()
-            if let row = state.recent.removeValue(forKey: evicted), let key = row.idempotencyKey, state.byKey[key] == evicted {
-                state.byKey[key] = nil
-            }
+        state.recentBytes += row.storedBytes
+        while state.recentBytes > settings.recentMaxBytes && state.recentHead < state.recentOrder.count - 1 {
+            let evicted = state.recentOrder[state.recentHead]
+            state.recentHead += 1
+            if evicted != row.id { Self.forget(evicted, in: &state) }
         }
+        if state.recentHead > 1024 && state.recentHead * 2 > state.recentOrder.count {
+            state.recentOrder.removeFirst(state.recentHead)
+            state.recentHead = 0
+        }
+        state.storedFinished += 1
+        let retention = settings.retention
+        if state.storedFinished > retention.maxFinished + settings.pruneBatch || state.storedBytes > retention.maxBytes {
+            retentionDoorbell.ring()
+        }
+    }
+
+    /// Drops a finished task from the RAM ring (its order entry is skipped when reached).
+    private static func forget(_ id: String, in state: inout State) {
+        guard let row = state.recent.removeValue(forKey: id) else { return }
+        state.recentBytes -= row.storedBytes
+        if let key = row.idempotencyKey, state.byKey[key] == id { state.byKey[key] = nil }
     }
 
     static func workItem(_ row: TaskRow) -> WorkItem {

@@ -1,0 +1,56 @@
+import Hummingbird
+import PimeshAgent
+import PimeshCore
+import Synchronization
+
+/// Bounds what a holder of the join token can make the lead keep (docs/operations.md, "Bounds"):
+/// registrations per second (429) and registered agents (507). Registrations in flight count
+/// against the limit, so that a burst cannot overshoot it between the check and the insert.
+final class RegistrationGate: Sendable {
+    struct Admission {
+        fileprivate let gate: RegistrationGate
+
+        func end() {
+            gate.state.withLock { $0.inFlight -= 1 }
+        }
+    }
+
+    private struct State {
+        var bucket: TokenBucket
+        var inFlight = 0
+    }
+
+    let maxRegistered: Int
+    let perSecond: Int
+    private let state: Mutex<State>
+
+    init(maxRegistered: Int, perSecond: Int, burst: Int) {
+        self.maxRegistered = maxRegistered
+        self.perSecond = perSecond
+        state = Mutex(State(bucket: TokenBucket(ratePerSecond: Double(perSecond), burst: Double(burst))))
+    }
+
+    func admit(registered: Int, now: Instant) throws(APIError) -> Admission {
+        enum Refusal { case rate(Duration), full }
+        let refusal: Refusal? = state.withLock { state in
+            if registered + state.inFlight >= maxRegistered { return .full }
+            if let wait = state.bucket.take(at: now) { return .rate(wait) }
+            state.inFlight += 1
+            return nil
+        }
+        switch refusal {
+        case nil:
+            return Admission(gate: self)
+        case .full:
+            throw APIError(
+                status: .insufficientStorage,
+                message: "the lead holds \(maxRegistered) agents, its limit (agents.max_registered); remove departed ones with `pimesh agents remove NAME`",
+                field: "name")
+        case .rate(let wait):
+            throw APIError(
+                status: .tooManyRequests,
+                message: "more than \(perSecond) registrations a second after a burst (agents.registrations_per_s, agents.registration_burst); retry in \(Int(wait.milliseconds)) ms",
+                retryAfterSeconds: max(1, Int((wait.milliseconds / 1000).rounded(.up))))
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Testing
+
+@testable import PimeshCore
+
+/// The bounds of issue 13 item 4, with a manual clock: the registration rate and what task
+/// retention keeps.
+@Suite struct LimitsTests {
+    let start = Instant.seconds(1_000)
+
+    @Test func theBucketLetsABurstThroughThenOnePerIntervalAndSaysHowLongToWait() {
+        var bucket = TokenBucket(ratePerSecond: 5, burst: 5)
+        for _ in 0..<5 { #expect(bucket.take(at: start) == nil) }
+        #expect(bucket.take(at: start) == .milliseconds(200))
+        // A fifth of a second brings exactly one token back, and no more.
+        #expect(bucket.take(at: start + .milliseconds(200)) == nil)
+        #expect(bucket.take(at: start + .milliseconds(200)) == .milliseconds(200))
+        // A long quiet time refills only up to the burst.
+        let later = start + .seconds(60)
+        for _ in 0..<5 { #expect(bucket.take(at: later) == nil) }
+        #expect(bucket.take(at: later) != nil)
+        // A clock that goes back never mints tokens.
+        #expect(bucket.take(at: start) != nil)
+    }
+
+    let retention = TaskRetention(maxAgeMs: 60_000, maxFinished: 3, maxBytes: 10_000)
+
+    func rows(_ ages: [Int64], bytes: Int = 1000, now: Int64) -> [(finishedAtMs: Int64, bytes: Int)] {
+        ages.map { (now - $0, bytes) }
+    }
+
+    @Test func finishedTasksGoWhenTooOldOrTooMany() {
+        let now: Int64 = 10_000_000
+        // Within every bound: nothing goes.
+        #expect(retention.prunable(oldest: rows([500, 400], now: now), finishedCount: 2, storedBytes: 2000, nowMs: now) == 0)
+        // One past the age (strictly older than 60 s), one at it: only the first goes.
+        #expect(retention.prunable(oldest: rows([60_001, 60_000, 10], now: now), finishedCount: 3, storedBytes: 3000, nowMs: now) == 1)
+        // Five finished with room for three: the two oldest go.
+        #expect(retention.prunable(oldest: rows([50, 40, 30, 20, 10], now: now), finishedCount: 5, storedBytes: 5000, nowMs: now) == 2)
+    }
+
+    @Test func overTheBudgetPruningGoesDownToTheLowWaterMark() {
+        let now: Int64 = 10_000_000
+        let oldest = rows([9, 8, 7, 6, 5, 4, 3, 2, 1], bytes: 1000, now: now)
+        let roomy = TaskRetention(maxAgeMs: 60_000, maxFinished: 100, maxBytes: 10_000)
+        // 12,000 stored against 10,000: down to 9,000 (90 %) takes three rows.
+        #expect(roomy.prunable(oldest: oldest, finishedCount: 9, storedBytes: 12_000, nowMs: now) == 3)
+        // Under the budget nothing goes, unless a submission needs room.
+        #expect(roomy.prunable(oldest: oldest, finishedCount: 9, storedBytes: 9_500, nowMs: now) == 0)
+        #expect(roomy.prunable(oldest: oldest, finishedCount: 9, storedBytes: 9_500, nowMs: now, makeRoom: true) == 1)
+        // Open tasks are not in `oldest`: when they alone fill the budget, nothing can go.
+        #expect(roomy.prunable(oldest: [], finishedCount: 0, storedBytes: 20_000, nowMs: now, makeRoom: true) == 0)
+        #expect(!roomy.admits(bytes: 1, storedBytes: 10_000))
+        #expect(roomy.admits(bytes: 1000, storedBytes: 9_000))
+    }
+
+    @Test func aRowCountsItsTextsAndItsOverhead() {
+        #expect(TaskRetention.storedBytes(textByteCounts: []) == TaskRetention.rowOverheadBytes)
+        #expect(TaskRetention.storedBytes(textByteCounts: [10, 20]) == TaskRetention.rowOverheadBytes + 30)
+    }
+}
