@@ -12,10 +12,12 @@ SHIP_BIN    := .build/pimesh
 deps:
 	@scripts/install-deps.sh
 
-# promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests.
+# promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests; schemathesis
+# fuzzes the API from docs/openapi.yaml.
 test-deps:
 	@scripts/install-deps.sh prometheus python3-pip curl
 	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
+	@python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "schemathesis>=4.1,<5"
 
 build: deps
 	$(SWIFT) build

@@ -82,6 +82,17 @@ import Testing
         #expect(plan.closesAt == now + .seconds(5))
     }
 
+    @Test func anAgentWhoseSendTimeComesAfterTheCloseIsSkippedNotWaitedFor() {
+        // A 60 s window with a 50 ms timeout once held the caller for the whole send plan.
+        let short = ScatterGather(settings: .init(arrivalWindow: .seconds(60), timeout: .milliseconds(50)))
+        let plan = short.plan(leadTimesMs: [10, 59_990], now: now)
+        #expect(plan.closesAt == now + .milliseconds(50))
+        #expect(plan.skipped.map(\.index) == [0])
+        #expect(plan.skipped.first?.reason == .closesBeforeSend(sendInMs: 59_990, closesInMs: 50))
+        #expect(plan.buckets.flatMap(\.indices) == [1])
+        #expect(plan.buckets.allSatisfy { $0.sendAt < plan.closesAt })
+    }
+
     @Test func silentAgentsCountAsTransit() {
         // 100 sent, 95 READY, 5 never answered: response ratio 0.95, quorum reached.
         let outcome = gather.judge(.init(sent: 100, ready: 95))

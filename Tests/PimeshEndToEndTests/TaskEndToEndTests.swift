@@ -234,6 +234,7 @@ final class Collected<T>: @unchecked Sendable {
         }
         let queries = [
             "/v1/tasks?limit=0", "/v1/tasks?limit=abc", "/v1/tasks?state=done", "/v1/conflicts?limit=-1",
+            "/v1/tasks?cursor=nonsense", "/v1/tasks?payload=maybe", "/v1/conflicts?cursor=x", "/v1/agents?limit=0",
         ]
         for path in queries {
             let response = try client.http.request("GET", path, headers: [("Authorization", "Bearer \(client.token)")])
@@ -243,6 +244,16 @@ final class Collected<T>: @unchecked Sendable {
         #expect(unknownTask.status == 404)
         let unknownRoute = try client.http.request("GET", "/v1/nothing-here", headers: [("Authorization", "Bearer \(client.token)")])
         #expect(unknownRoute.status == 404)
+        func errorText(_ response: LoopbackHTTPClient.Response) -> String? {
+            (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["error"] as? String
+        }
+        #expect(errorText(unknownRoute) == "there is no route /v1/nothing-here (docs/api.md)")
+        // A route that exists with other methods says which, as JSON like every other error.
+        let wrongMethod = try client.http.request("PUT", "/v1/tasks", headers: [("Authorization", "Bearer \(client.token)")])
+        #expect(wrongMethod.status == 405)
+        #expect(errorText(wrongMethod) == "/v1/tasks takes GET, POST, not PUT", "\(wrongMethod.text)")
+        let wrongOnCapture = try client.http.request("TRACE", "/v1/agents/someone/heal", headers: [("Authorization", "Bearer \(client.token)")])
+        #expect(wrongOnCapture.status == 405)
         let noToken = try client.http.request("POST", "/v1/tasks", body: Array(#"{"capability":"x"}"#.utf8))
         #expect(noToken.status == 401)
         // A task nobody can take is answered SKIP with its reason, and is still a task.

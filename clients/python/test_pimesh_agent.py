@@ -18,15 +18,21 @@ BINARY = os.environ.get("PIMESH_BIN") or os.path.join(os.path.dirname(__file__),
 
 
 class LeadFixture:
-    def __init__(self, manifests=None):
+    def __init__(self, manifests=None, config=None):
         self.data_dir = tempfile.mkdtemp(prefix="pimesh-py-")
+        arguments = []
+        if config is not None:
+            with open(os.path.join(self.data_dir, "pimesh.json"), "w") as f:
+                json.dump(config, f)
+            arguments = ["--config", os.path.join(self.data_dir, "pimesh.json")]
         for name, manifest in (manifests or {}).items():
             os.makedirs(os.path.join(self.data_dir, "agents.d"), exist_ok=True)
             with open(os.path.join(self.data_dir, "agents.d", name + ".json"), "w") as f:
                 json.dump(manifest, f)
         self.log = open(os.path.join(self.data_dir, "lead.log"), "wb")
         self.process = subprocess.Popen(
-            [BINARY, "run", "--data-dir", self.data_dir, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"],
+            [BINARY, "run", "--data-dir", self.data_dir, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"]
+            + arguments,
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
         while time.time() < deadline:

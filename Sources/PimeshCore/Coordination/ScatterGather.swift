@@ -71,6 +71,9 @@ public struct ScatterGather: Sendable {
             case .sendNow(let arrival):
                 byBucket[0, default: []].append(index)
                 predicted[index] = arrival
+            case .wait(let until) where until >= closes:
+                // Sending after the close would only hold the caller until then for nothing.
+                skipped.append((index, .closesBeforeSend(sendInMs: (until - now).milliseconds, closesInMs: (closes - now).milliseconds)))
             case .wait(let until):
                 // Rounded down: a send a few ms early arrives early, which the window absorbs.
                 let slot = (until - now).wholeNanoseconds / bucketNs

@@ -9,11 +9,15 @@ public enum ArrivalDecision: Equatable, Sendable {
 public enum SkipReason: Equatable, Sendable, CustomStringConvertible {
     /// The seed's `insufficient_lead_time`: the agent would need more time than is left.
     case insufficientLeadTime(neededMs: Double, availableMs: Double)
+    /// A scatter-gather's `timeout_ms` ends it before this agent's send time comes.
+    case closesBeforeSend(sendInMs: Double, closesInMs: Double)
 
     public var description: String {
         switch self {
         case let .insufficientLeadTime(needed, available):
             "insufficient_lead_time: needs \(Self.format(needed)) ms, \(Self.format(available)) ms available"
+        case let .closesBeforeSend(sendIn, closesIn):
+            "closes_before_send: its send time is \(Self.format(sendIn)) ms away, the operation closes (timeout_ms) in \(Self.format(closesIn)) ms"
         }
     }
 

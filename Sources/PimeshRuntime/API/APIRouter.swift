@@ -11,6 +11,8 @@ enum APIRouter {
 
     static func build(state: LeadState, tokens: LeadTokens) -> Router<LeadRequestContext> {
         let router = Router(context: LeadRequestContext.self)
+        let routes = JSONErrors<LeadRequestContext>.Routes()
+        router.add(middleware: JSONErrors(routes: routes))
         router.get("/healthz") { _, _ in
             JSONResponse.make(status: .ok, ["status": "ok"])
         }
@@ -238,6 +240,7 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, try await state.conflicts.list(limit: limit, before: before.map(Int64.init)))
             }
         }
+        routes.set(router.routes)
         return router
     }
 
