@@ -98,7 +98,9 @@ public enum Schema {
                 + ifnull(length(CAST(error AS BLOB)), 0) + ifnull(length(CAST(skip_reason AS BLOB)), 0)
                 + ifnull(length(CAST(idempotency_key AS BLOB)), 0) + length(CAST(capability AS BLOB))
             """,
-            "CREATE INDEX tasks_finished ON tasks(finished_at_ms, id) WHERE state NOT IN ('queued', 'assigned', 'running')",
+            // Covering, so that pruning and the totals read the index, never the payloads.
+            "CREATE INDEX tasks_finished ON tasks(finished_at_ms, id, stored_bytes, submitted_at_ms) WHERE state NOT IN ('queued', 'assigned', 'running')",
+            "CREATE INDEX tasks_bytes ON tasks(state, stored_bytes)",
             "CREATE INDEX tasks_newest ON tasks(submitted_at_ms DESC, id DESC)",
         ]),
     ]

@@ -31,7 +31,7 @@ struct TasksCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let list = try options.client().tasks(limit: limit, state: state)
+                let list = try options.client().tasks(limit: limit, state: state, payloads: true)
                 if options.json { return print(String(decoding: try APICoding.encode(list), as: UTF8.self)) }
                 print(TasksCommand.render(list.tasks))
                 let counts = ["queued", "assigned", "running", "succeeded", "failed", "conflict", "cancelled", "skipped"]

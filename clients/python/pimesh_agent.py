@@ -170,16 +170,24 @@ class PimeshAgent:
 
     @staticmethod
     def register(data_dir, name, agent_class="CLASS_E_LOCAL", capabilities=(), timeout=5.0, token=None):
-        """Registers with the join token (token=, else the data dir's join-token, else node-token)."""
+        """Registers with the join token (token=, else the data dir's join-token, else node-token).
+
+        Past the lead's registration rate (429) it waits and retries for up to a minute, so that
+        a node starting many agents at once registers them all, a little later."""
         api = discover(data_dir)["api"]
         if token is None:
             try:
                 token = read_token(data_dir, "join-token")
             except PimeshError:
                 token = read_token(data_dir)
-        status, answer = api_request(data_dir, "POST", "/v1/agents",
-                                     {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout,
-                                     bearer=token, api=api)
+        deadline = time.monotonic() + 60
+        while True:
+            status, answer = api_request(data_dir, "POST", "/v1/agents",
+                                         {"name": name, "class": agent_class, "capabilities": list(capabilities)}, timeout,
+                                         bearer=token, api=api)
+            if status != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if status != 201:
             raise _refused("the registration", status, answer)
         return answer

@@ -282,7 +282,7 @@ enum APIRouter {
     }
 
     static func register(request: Request, state: LeadState, caller: Caller) async throws -> Response {
-        let admission = try state.registrations.admit(registered: state.registry.count, now: Clock.monotonicNow())
+        let admission = try state.registrations.admit(registered: { state.registry.count }, now: Clock.monotonicNow())
         defer { admission.end() }
         let body = try await RequestBody.json(request, limit: maxBodyBytes)
         let registration = try RegistrationRequest.validate(body)

@@ -30,10 +30,12 @@ final class RegistrationGate: Sendable {
         state = Mutex(State(bucket: TokenBucket(ratePerSecond: Double(perSecond), burst: Double(burst))))
     }
 
-    func admit(registered: Int, now: Instant) throws(APIError) -> Admission {
+    /// `registered` is read under the gate's lock, so that a registration finishing meanwhile
+    /// is counted either as registered or as in flight, never as neither.
+    func admit(registered: () -> Int, now: Instant) throws(APIError) -> Admission {
         enum Refusal { case rate(Duration), full }
         let refusal: Refusal? = state.withLock { state in
-            if registered + state.inFlight >= maxRegistered { return .full }
+            if registered() + state.inFlight >= maxRegistered { return .full }
             if let wait = state.bucket.take(at: now) { return .rate(wait) }
             state.inFlight += 1
             return nil

@@ -76,6 +76,10 @@ final class TaskService: Service, Sendable {
         var storedFinished = 0
         var storedBytes = 0
         var pruned = 0
+        /// Submissions admitted and not yet committed: counted against the bounds, so that a
+        /// burst of them cannot pass a bound together.
+        var admittedOpen = 0
+        var admittedBytes = 0
         var inboxes: [AgentID: Inbox] = [:]
         var nextToken: UInt64 = 0
         var counters = Counters()
@@ -142,9 +146,16 @@ final class TaskService: Service, Sendable {
         if let key = submission.idempotencyKey {
             if let existing = try await existingTask(key: key) { return .existing(existing) }
         }
-        try await admit(bytes: TaskRetention.storedBytes(textByteCounts: [
+        let admittedBytes = TaskRetention.storedBytes(textByteCounts: [
             submission.payload.utf8.count, submission.capability.utf8.count, submission.idempotencyKey?.utf8.count ?? 0,
-        ]))
+        ])
+        try await admit(bytes: admittedBytes)
+        defer {
+            state.withLock { state in
+                state.admittedOpen -= 1
+                state.admittedBytes -= admittedBytes
+            }
+        }
         let started = Clock.monotonicNow()
         let now = started
         let wallMs = Clock.wallMilliseconds()
@@ -239,15 +250,26 @@ final class TaskService: Service, Sendable {
     /// Refuses a submission past `max_open` (429) or, when pruning finished tasks cannot make
     /// room for it, past `max_stored_mb` (507).
     private func admit(bytes: Int) async throws {
-        let open = state.withLock { $0.open.count }
-        guard open < settings.maxOpen else {
-            throw APIError(
-                status: .tooManyRequests,
-                message: "the lead holds \(open) open tasks, its limit (tasks.max_open); retry when some have finished")
-        }
+        enum Admission { case admitted, tooManyOpen(Int), noRoom }
         for _ in 0..<64 {
-            let stored = state.withLock { $0.storedBytes }
-            if settings.retention.admits(bytes: bytes, storedBytes: stored) { return }
+            let admission: Admission = state.withLock { state in
+                let open = state.open.count + state.admittedOpen
+                guard open < settings.maxOpen else { return .tooManyOpen(open) }
+                guard settings.retention.admits(bytes: bytes, storedBytes: state.storedBytes + state.admittedBytes) else { return .noRoom }
+                state.admittedOpen += 1
+                state.admittedBytes += bytes
+                return .admitted
+            }
+            switch admission {
+            case .admitted:
+                return
+            case .tooManyOpen(let open):
+                throw APIError(
+                    status: .tooManyRequests,
+                    message: "the lead holds \(open) open tasks, its limit (tasks.max_open); retry when some have finished")
+            case .noRoom:
+                break
+            }
             let pruned = try await pruneBatch(makeRoom: true)
             // Another submission may have made the room meanwhile: only an empty pass that
             // leaves no room is a refusal.
@@ -259,6 +281,9 @@ final class TaskService: Service, Sendable {
                         + "and no finished task is left to prune; retry when some have finished")
             }
         }
+        throw APIError(
+            status: .serviceUnavailable, message: "other submissions took the room pruning made (tasks.max_stored_mb); retry",
+            retryAfterSeconds: 1)
     }
 
     /// Deletes one batch of finished tasks that retention no longer keeps, and brings the lead's
@@ -542,6 +567,7 @@ final class TaskService: Service, Sendable {
                 state.withLock { state in
                     state.open[taskID] = original
                     Self.forget(taskID, in: &state)
+                    if let key = original.row.idempotencyKey { state.byKey[key] = taskID }
                     state.storedFinished -= 1
                 }
                 throw error
@@ -827,7 +853,16 @@ final class TaskService: Service, Sendable {
             state.recentHead += 1
             if evicted != row.id { Self.forget(evicted, in: &state) }
         }
-        if state.recentHead > 1024 && state.recentHead * 2 > state.recentOrder.count {
+        // Ids pruned or finished again stay in the order until reached; rebuild it when they
+        // outnumber the live ones, so that the order is bounded by the ring too.
+        if state.recentOrder.count - state.recentHead > 2 * state.recent.count + 1024 {
+            var seen = Set<String>()
+            let live = state.recentOrder[state.recentHead...].reversed().filter { id in
+                state.recent[id] != nil && seen.insert(id).inserted
+            }
+            state.recentOrder = live.reversed()
+            state.recentHead = 0
+        } else if state.recentHead > 1024 && state.recentHead * 2 > state.recentOrder.count {
             state.recentOrder.removeFirst(state.recentHead)
             state.recentHead = 0
         }
