@@ -101,13 +101,14 @@ import Testing
         let back = Date().timeIntervalSince(killedAt)
         #expect(back < 2, "back after \(back) s")
         #expect(try agent(lead, "w1").supervision?.restarts == 1)
+        #expect(try agent(lead, "w1").supervision?.lastExit?.contains("signal 9") == true)
         // The reaper schedules the restart as the exit happens; the health tick (every 100 ms)
-        // reports the exit and the return.
-        #expect(eventually(timeout: 1) { try events(lead).filter { $0.agent == "w1" }.last?.kind == "alive" })
-        // Since the kill; a tick may also catch it `unknown` between its start and first heartbeat.
+        // reports the return. Whether a tick sees the agent `exited` or already `unknown` before
+        // its first heartbeat depends on how busy the machine is, so neither is required.
+        #expect(eventually(timeout: 10) { try events(lead).filter { $0.agent == "w1" }.last?.kind == "alive" })
         let killedAtMs = Int64(killedAt.timeIntervalSince1970 * 1000) - 5
         let w1Events = try events(lead).filter { $0.agent == "w1" && $0.atMs >= killedAtMs }.map(\.kind)
-        #expect(Set(w1Events).isSuperset(of: ["exited", "restart_scheduled", "restarted", "alive"]), "\(w1Events)")
+        #expect(Set(w1Events).isSuperset(of: ["restart_scheduled", "restarted", "alive"]), "\(w1Events)")
         #expect(w1Events.last == "alive")
 
         // The crasher's restarts back off: 100, 200, 400, 800 ms …
