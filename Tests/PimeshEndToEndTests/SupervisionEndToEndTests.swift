@@ -108,15 +108,22 @@ import Testing
         #expect(eventually(timeout: 10) { try events(lead).filter { $0.agent == "w1" }.last?.kind == "alive" })
         let killedAtMs = Int64(killedAt.timeIntervalSince1970 * 1000) - 5
         let w1Events = try events(lead).filter { $0.agent == "w1" && $0.atMs >= killedAtMs }.map(\.kind)
-        #expect(Set(w1Events).isSuperset(of: ["restart_scheduled", "restarted", "alive"]), "\(w1Events)")
+        // With w1 and the crasher both down, a busy machine can see the node degraded at that
+        // moment: the restart is then parked for the level and carried out when it allows.
+        #expect(Set(w1Events).isSuperset(of: ["restarted", "alive"]), "\(w1Events)")
+        #expect(w1Events.contains("restart_scheduled") || w1Events.contains("awaiting_carried_out"), "\(w1Events)")
         #expect(w1Events.last == "alive")
 
-        // The crasher's restarts back off: 100, 200, 400, 800 ms …
-        #expect(eventually(timeout: 5) {
+        // The crasher's restarts back off: 100, 200, 400, 800 ms … (a restart parked while the
+        // node was degraded is carried out without a schedule of its own, so steps may be missing).
+        #expect(eventually(timeout: 15) {
             try events(lead).filter { $0.agent == "crasher" && $0.kind == "restart_scheduled" }.count >= 4
         })
         let delays = try events(lead).filter { $0.agent == "crasher" && $0.kind == "restart_scheduled" }.prefix(4).map(\.detail)
-        #expect(delays == ["in 100 ms", "in 200 ms", "in 400 ms", "in 800 ms"])
+        let doublings = Set((0..<12).map { "in \(100 << $0) ms" })
+        #expect(delays.first == "in 100 ms" && delays.allSatisfy(doublings.contains), "\(delays)")
+        let milliseconds = delays.compactMap { Int($0.split(separator: " ")[1]) }
+        #expect(milliseconds.count == 4 && zip(milliseconds, milliseconds.dropFirst()).allSatisfy { $0 < $1 }, "\(delays)")
         let logs = try runPimesh(["logs", "crasher", "--data-dir", dataDir])
         #expect(logs.status == 0)
         #expect(logs.output.contains("crashing"))
