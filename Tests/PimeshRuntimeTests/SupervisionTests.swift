@@ -250,3 +250,22 @@ extension Substring {
         #expect(current.count + older.count == (6010 + "--- pid 1 started ---\n".utf8.count) % 4096 + 4096)
     }
 }
+
+@Suite struct HealthEventLogTests {
+    @Test func repeatsAreCountedButAnAgentsHistoryStaysInOrder() {
+        let log = HealthEventLog(capacity: 100)
+        log.append(kind: "alive", agent: "w1", detail: "unknown → alive: heartbeating")
+        log.append(kind: "exited", agent: "w1", detail: "alive → exited: killed")
+        log.append(kind: "unknown", agent: "w1", detail: "exited → unknown: started")
+        log.append(kind: "alive", agent: "w1", detail: "unknown → alive: heartbeating")
+        #expect(log.list(since: 0, limit: 100).events.map(\.kind) == ["alive", "exited", "unknown", "alive"])
+
+        // The same event again, with only other agents' events between: one row, counted.
+        log.append(kind: "restart_scheduled", agent: "crasher", detail: "in 100 ms")
+        log.append(kind: "alive", agent: "w2", detail: "unknown → alive: heartbeating")
+        log.append(kind: "restart_scheduled", agent: "crasher", detail: "in 100 ms")
+        let events = log.list(since: 0, limit: 100).events
+        #expect(events.map(\.kind) == ["alive", "exited", "unknown", "alive", "restart_scheduled", "alive"])
+        #expect(events[4].count == 2)
+    }
+}

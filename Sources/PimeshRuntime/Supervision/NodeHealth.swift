@@ -58,11 +58,12 @@ final class HealthEventLog: Sendable {
         -> HealthEvent
     {
         state.withLock { state in
-            // The same event again, among the last few: counted on the one already kept.
-            if let index = state.events.indices.suffix(Self.coalesceWindow).last(where: {
-                let kept = state.events[$0]
-                return kept.kind == kind && kept.agent == agent && kept.detail == detail && kept.tier == tier?.rawValue
-            }) {
+            // The same event again as this agent's (or the node's) latest among the last few:
+            // counted on the one already kept. Only the latest, so that an agent's history never
+            // reads out of order (alive, exited, unknown, then alive again must end in alive).
+            if let index = state.events.indices.suffix(Self.coalesceWindow).last(where: { state.events[$0].agent == agent }),
+                state.events[index].kind == kind, state.events[index].detail == detail, state.events[index].tier == tier?.rawValue
+            {
                 state.events[index].count = (state.events[index].count ?? 1) + 1
                 state.events[index].lastAtMs = atMs
                 return state.events[index]
