@@ -18,6 +18,17 @@ public final class DatagramSender: @unchecked Sendable {
         close(fd)
     }
 
+    /// Waits up to `timeoutMs` for a datagram to the socket (work from the lead arrives on the
+    /// socket heartbeats leave from); nil when none came. At most `WorkDatagram.maxSize` bytes.
+    public func receive(timeoutMs: Int) -> [UInt8]? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, Int32(clamping: timeoutMs)) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: WorkDatagram.maxSize + 1)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        guard count >= 0 else { return nil }
+        return Array(buffer.prefix(count))
+    }
+
     public func send(_ bytes: [UInt8]) throws {
         let sent = try destination.withSockaddr { address, length in
             bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, address, length) }
@@ -44,25 +55,42 @@ public struct HeartbeatSigner: Sendable {
     }
 
     /// The next datagram. `timestampMs` defaults to now; the swarm back-dates it to simulate latency.
-    public mutating func next(state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil) -> [UInt8] {
+    /// With `workAck` the datagram is v2: the lead sends work to the socket it comes from.
+    public mutating func next(
+        state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil, workAck: WorkAck? = nil
+    ) -> [UInt8] {
         iteration += 1
         return tag.seal(
             HeartbeatDatagram(
                 state: state, agentID: agentID, iteration: iteration, timestampMs: timestampMs ?? Clock.wallMilliseconds(),
-                queueDepth: UInt32(clamping: max(0, queueDepth)), progress: progress))
+                queueDepth: UInt32(clamping: max(0, queueDepth)), progress: progress, workAck: workAck))
+    }
+
+    /// A receiver for the work datagrams the lead signs with this agent's key.
+    public func workReceiver() -> WorkReceiver {
+        WorkReceiver(agentID: agentID, tag: tag)
     }
 }
 
-/// One agent's heartbeats over its own socket: what a Swift agent uses.
+/// One agent's heartbeats over its own socket: what a Swift agent uses. Once the agent asks
+/// for work datagrams, its heartbeats are v2 and carry what it received, and the lead sends its
+/// work to this socket.
 public final class HeartbeatSender: Sendable {
     public let credentials: AgentCredentials
     // Tasks of one agent may send from several threads; the iteration must never repeat.
     private let signer: Mutex<HeartbeatSigner>
     private let sender: DatagramSender
+    private let receiver: Mutex<WorkReceiver>
+    private let takesWorkDatagrams = Atomic<Bool>(false)
+    /// What the last heartbeat reported, repeated by the one that acknowledges a datagram at once.
+    private let lastReport = Mutex<(state: TrinaryState, queueDepth: Int, progress: UInt64)>((.ready, 0, 0))
+    private let lastSentNs = Atomic<Int64>(0)
 
     public init(credentials: AgentCredentials, preferUnixSocket: Bool = false) throws {
         self.credentials = credentials
-        signer = Mutex(try HeartbeatSigner(credentials: credentials))
+        let signer = try HeartbeatSigner(credentials: credentials)
+        receiver = Mutex(signer.workReceiver())
+        self.signer = Mutex(signer)
         if preferUnixSocket, let path = credentials.heartbeat.unixSocket {
             sender = try DatagramSender(destination: .unix(path: path))
         } else {
@@ -72,12 +100,46 @@ public final class HeartbeatSender: Sendable {
 
     public var iteration: UInt64 { signer.withLock { $0.iteration } }
 
+    /// From now on heartbeats are v2 and the lead sends work to this socket (UDP only: an
+    /// unbound unix datagram socket cannot be answered).
+    public func takeWorkDatagrams() {
+        guard case .loopback = sender.destination else { return }
+        takesWorkDatagrams.store(true, ordering: .relaxed)
+    }
+
     @discardableResult
     public func send(state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil) throws -> UInt64 {
-        try signer.withLock { signer in
-            try sender.send(signer.next(state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs))
+        lastReport.withLock { $0 = (state, queueDepth, progress) }
+        let ack = takesWorkDatagrams.load(ordering: .relaxed) ? receiver.withLock { $0.window.ack } : nil
+        lastSentNs.store(Clock.monotonicNow().nanoseconds, ordering: .relaxed)
+        return try signer.withLock { signer in
+            try sender.send(
+                signer.next(state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs, workAck: ack))
             return signer.iteration
         }
+    }
+
+    /// Sends a heartbeat with the last report when none left this socket for `interval`: work
+    /// datagrams go where v2 heartbeats come from, so a serving agent must keep sending them.
+    public func heartbeatIfQuiet(interval: Duration) {
+        guard Clock.monotonicNow().nanoseconds - lastSentNs.load(ordering: .relaxed) >= interval.wholeNanoseconds else { return }
+        let report = lastReport.withLock { $0 }
+        _ = try? send(state: report.state, queueDepth: report.queueDepth, progress: report.progress)
+    }
+
+    /// Waits up to `timeoutMs` for work from the lead. A new datagram is acknowledged at once
+    /// with a heartbeat, so that the lead does not send it again; repeats and forgeries are dropped.
+    public func receiveWork(timeoutMs: Int) -> WorkReceiver.Received? {
+        guard let bytes = sender.receive(timeoutMs: timeoutMs) else { return nil }
+        guard let received = receiver.withLock({ receiver in bytes.withUnsafeBytes { receiver.accept($0) } }) else { return nil }
+        let report = lastReport.withLock { $0 }
+        _ = try? send(state: report.state, queueDepth: report.queueDepth, progress: report.progress)
+        return received
+    }
+
+    /// Datagrams refused and repeats ignored so far.
+    public var workDatagramCounts: (refused: Int, duplicates: Int) {
+        receiver.withLock { ($0.refused, $0.duplicates) }
     }
 
     /// Sends bytes as they are; tests use it for forged and malformed datagrams.

@@ -23,16 +23,16 @@ public struct HeartbeatTag: @unchecked Sendable {
 
     /// Whether the datagram's tag is the one its signed part should carry under this key.
     public func verifies(_ datagram: HeartbeatDatagram, bytes: UnsafeRawBufferPointer) -> Bool {
-        let signed = UnsafeRawBufferPointer(rebasing: bytes[0..<HeartbeatDatagram.signedLength])
+        let signed = UnsafeRawBufferPointer(rebasing: bytes[0..<datagram.encodedSignedLength])
         return withTag(of: signed) { datagram.tagMatches($0) }
     }
 
     /// A whole signed datagram.
     public func seal(_ datagram: HeartbeatDatagram) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: HeartbeatDatagram.size)
+        var bytes = [UInt8](repeating: 0, count: datagram.encodedSize)
         bytes.withUnsafeMutableBytes { buffer in
             datagram.encodeSignedPart(into: buffer)
-            let signed = UnsafeRawBufferPointer(rebasing: buffer[0..<HeartbeatDatagram.signedLength])
+            let signed = UnsafeRawBufferPointer(rebasing: buffer[0..<datagram.encodedSignedLength])
             withTag(of: signed) { datagram.encode(into: buffer, tag: $0) }
         }
         return bytes

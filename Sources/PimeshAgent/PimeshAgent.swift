@@ -1,14 +1,30 @@
 import Glibc
 import FoundationEssentials
 import PimeshCore
+import Synchronization
 
 /// A Swift agent's whole client side: register once (or reuse saved credentials), then
 /// heartbeat every interval until cancelled.
 public struct PimeshAgent: Sendable {
     public let credentials: AgentCredentials
+    /// One socket for the agent's heartbeats and the work datagrams that answer them.
+    private let link = Link()
 
     public init(credentials: AgentCredentials) {
         self.credentials = credentials
+    }
+
+    private final class Link: Sendable {
+        private let sender = Mutex<HeartbeatSender?>(nil)
+
+        func get(_ credentials: AgentCredentials) throws -> HeartbeatSender {
+            try sender.withLock { sender in
+                if let sender { return sender }
+                let made = try HeartbeatSender(credentials: credentials)
+                sender = made
+                return made
+            }
+        }
     }
 
     /// Loads credentials from `identityFile` when it exists; otherwise registers with the lead
@@ -41,7 +57,7 @@ public struct PimeshAgent: Sendable {
     /// Heartbeats at the interval the lead asked for until the task is cancelled.
     /// A failed send is retried at the next tick: the lead may be restarting.
     public func heartbeat(report: @Sendable () -> Report) async throws {
-        let sender = try HeartbeatSender(credentials: credentials)
+        let sender = try link.get(credentials)
         let interval = Duration.milliseconds(max(10, credentials.heartbeat.intervalMs))
         while !Task.isCancelled {
             let current = report()
@@ -59,17 +75,62 @@ public struct PimeshAgent: Sendable {
         case answer(TrinaryState, String?)
     }
 
-    /// Pulls work with a long poll and runs `handler` on each item, until `shouldStop` says so.
-    /// Blocking: run it on a thread of its own. Connection errors (the lead restarting) are
+    /// How work reaches the agent.
+    public enum Transport: Sendable {
+        /// Datagrams to the heartbeat socket (docs/protocol.md): no connection waits in the lead.
+        case datagrams
+        /// A long poll held open in the lead: for agents that cannot receive datagrams.
+        case longPoll
+    }
+
+    /// With datagrams, a short poll this often catches work whose datagrams were all lost.
+    public static let fallbackPollMs = 30_000
+
+    /// Takes work and runs `handler` on each item, until `shouldStop` says so. Blocking: run it
+    /// on a thread of its own, beside `heartbeat`. Connection errors (the lead restarting) are
     /// retried after a second.
     public func serve(
-        dataDir: String?, waitMs: Int = 25_000, shouldStop: @Sendable () -> Bool = { false },
+        dataDir: String?, waitMs: Int = 25_000, transport: Transport = .datagrams, shouldStop: @Sendable () -> Bool = { false },
         handler: (WorkItem) -> Reply
     ) {
+        if transport == .datagrams, let sender = try? link.get(credentials) {
+            serveDatagrams(sender: sender, dataDir: dataDir, shouldStop: shouldStop, handler: handler)
+            return
+        }
         while !shouldStop() {
             do {
                 let client = try LeadClient.forAgent(credentials, dataDir: dataDir)
                 for item in try client.pullWork(agentID: credentials.id, waitMs: waitMs) {
+                    try send(handler(item), for: item, client: client)
+                }
+            } catch {
+                sleep(seconds: 1)
+            }
+        }
+    }
+
+    private func serveDatagrams(
+        sender: HeartbeatSender, dataDir: String?, shouldStop: @Sendable () -> Bool, handler: (WorkItem) -> Reply
+    ) {
+        sender.takeWorkDatagrams()
+        let interval = Duration.milliseconds(max(10, credentials.heartbeat.intervalMs))
+        var lastPoll = Clock.monotonicNow()
+        while !shouldStop() {
+            sender.heartbeatIfQuiet(interval: interval)
+            var items: [WorkItem] = []
+            var fetch = false
+            switch sender.receiveWork(timeoutMs: 250) {
+            case .item(let item): items = [item]
+            case .fetch: fetch = true
+            case nil: fetch = Clock.monotonicNow() - lastPoll >= .milliseconds(Self.fallbackPollMs)
+            }
+            do {
+                let client = try LeadClient.forAgent(credentials, dataDir: dataDir)
+                if fetch {
+                    lastPoll = Clock.monotonicNow()
+                    items += try client.pullWork(agentID: credentials.id, waitMs: 0, max: 8)
+                }
+                for item in items {
                     try send(handler(item), for: item, client: client)
                 }
             } catch {

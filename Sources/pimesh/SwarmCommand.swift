@@ -11,7 +11,8 @@ struct SwarmCommand: AsyncParsableCommand {
         discussion: """
             Each simulated agent registers with its own identity and secret and sends signed \
             heartbeats at the lead's interval, with its own latency, jitter and queue depth, so \
-            that scores differ. Unless --no-work, each agent long-polls for tasks and asks and \
+            that scores differ. Unless --no-work, each agent takes tasks and asks (as datagrams to its \
+            heartbeat socket; --transport long-poll holds a long poll per agent instead) and \
             works on them for the time its class and the payload weight predict (± 5 %), \
             failing --fail-rate of its tasks. Identities are saved (0600) and reused on the next start. \
             Stops on SIGTERM/SIGINT or after --duration.
@@ -44,12 +45,24 @@ struct SwarmCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Heartbeat only: pull no tasks and answer no asks (heartbeat load benchmarks).")
     var noWork = false
 
+    @Option(name: .long, help: "How work reaches the agents: datagrams (default) or long-poll.")
+    var transport: String = "datagrams"
+
+    @Option(name: .long, help: "Share (0…1) of work datagrams the agents throw away unread, to try loss and retransmission.")
+    var dropWorkDatagrams: Double = 0
+
     func validate() throws {
         guard (1...10_000).contains(agents) else { throw ValidationError("--agents must be 1…10000, not \(agents)") }
         guard !namePrefix.isEmpty, namePrefix.utf8.count <= 40,
             namePrefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
         else {
             throw ValidationError("--name-prefix must be 1–40 letters, digits, '-', '_' or '.'")
+        }
+        guard (0..<1).contains(dropWorkDatagrams) else {
+            throw ValidationError("--drop-work-datagrams must be at least 0 and below 1, not \(dropWorkDatagrams)")
+        }
+        guard ["datagrams", "long-poll"].contains(transport) else {
+            throw ValidationError("--transport must be datagrams or long-poll, not \(transport)")
         }
         if let duration, duration <= 0 { throw ValidationError("--duration must be above 0 seconds") }
         guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1, not \(failRate)") }
@@ -71,6 +84,8 @@ struct SwarmCommand: AsyncParsableCommand {
             stateFile: stateFile ?? "\(dataDir)/swarm-\(namePrefix).json", seed: seed,
             duration: duration.map { .milliseconds($0 * 1000) })
         settings.work = !noWork
+        settings.transport = transport == "long-poll" ? .longPoll : .datagrams
+        settings.dropWorkDatagrams = dropWorkDatagrams
         settings.failRate = failRate
         settings.conflictRate = conflictRate
         let swarm = SimulatedSwarm(settings: settings, logger: logger)

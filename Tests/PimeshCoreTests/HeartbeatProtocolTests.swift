@@ -58,8 +58,11 @@ import Testing
 
     @Test func unknownVersionAndMalformed() {
         var bytes = encoded(sample())
-        bytes[0] = 2
+        bytes[0] = 3
         #expect(reason(bytes) == .unknownVersion)
+        // Version 2 is 80 bytes: a 64-byte datagram that claims it is short of its acknowledgement.
+        bytes[0] = 2
+        #expect(reason(bytes) == .short)
         bytes = encoded(sample())
         bytes[1] = 7
         #expect(reason(bytes) == .malformed)

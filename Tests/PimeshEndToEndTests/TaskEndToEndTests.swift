@@ -57,10 +57,10 @@ final class Collected<T>: @unchecked Sendable {
 @Suite(.serialized) struct TaskEndToEndTests {
     static let capabilities = ["sense", "infer", "store", "relay", "actuate"]
 
-    func startLeadWithSwarm(agents: Int = 100) throws -> (LeadProcess, SwarmProcess) {
+    func startLeadWithSwarm(agents: Int = 100, swarmArguments: [String] = []) throws -> (LeadProcess, SwarmProcess) {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()
-        let swarm = try SwarmProcess(dataDir: lead.dataDir, agents: agents)
+        let swarm = try SwarmProcess(dataDir: lead.dataDir, agents: agents, extra: swarmArguments)
         let ready = try runPimesh(["status", "--data-dir", lead.dataDir, "--until-ready", String(agents), "--timeout", "30"])
         guard ready.status == 0 else { throw Failure("swarm not READY: \(ready.output)") }
         // A few heartbeats each, so latencies are measured before routing starts.
@@ -83,6 +83,37 @@ final class Collected<T>: @unchecked Sendable {
             (try? client.task(id: id)).map { "\($0.id) \($0.state) agent \($0.agentName ?? "-") attempts \($0.attempts)" } ?? id
         }
         throw Failure("\(ids.count - finished.count) of \(ids.count) tasks unfinished after \(timeout) s: \(unfinished)")
+    }
+
+    /// Issue 14: work reaches agents as datagrams, with no connection held per agent. With 5 % of
+    /// them thrown away, every task still ends exactly once, on its first attempt: the lead sends
+    /// again what the agents' heartbeats do not acknowledge, and the agents work on a repeat once.
+    @Test func withFivePercentOfWorkDatagramsLostEveryTaskEndsOnceOnItsFirstAttempt() throws {
+        let (lead, swarm) = try startLeadWithSwarm(agents: 20, swarmArguments: ["--drop-work-datagrams", "0.05"])
+        let client = try lead.client()
+        let responses = Collected<TaskView>()
+        concurrently(600, width: 8) { index in
+            let request = LeadClient.TaskRequest(capability: Self.capabilities[index % 5], payload: #"{"n":\#(index)}"#, weight: 0)
+            if let view = try? client.submit(request) { responses.set(index, view) }
+        }
+        let submitted = responses.all
+        #expect(submitted.count == 600)
+        let finished = try waitFinished(lead, ids: submitted.values.map(\.id))
+        #expect(finished.values.allSatisfy { $0.state == "succeeded" && $0.attempts == 1 }, "\(finished.values.filter { $0.attempts != 1 }.prefix(3))")
+        let status = try lead.status()
+        #expect(status.tasks.succeeded == 600)
+        #expect(status.tasks.duplicateResults == 0)
+        #expect(status.tasks.requeued == 0)
+        let datagrams = try #require(status.tasks.workDatagrams)
+        #expect(datagrams.agents == 20)
+        #expect(datagrams.sent >= 600)
+        // About 30 of 600 lost; each one sent again (a repeat may be lost too).
+        #expect(datagrams.retransmitted >= 5, "\(datagrams)")
+        #expect(datagrams.givenUp == 0)
+        // No agent holds a long poll: no connection waits in the lead.
+        #expect(status.tasks.longPolls == 0)
+        withExtendedLifetime(swarm) {}
+        #expect(lead.terminate() == 0)
     }
 
     @Test func aThousandTasksOnAHundredAgentsEndOnceAtTheFastestAgentAndTheKPIsAgree() throws {

@@ -125,6 +125,24 @@ public struct StatusReport: Codable, Sendable {
         public var storedFinished: Int?
         public var storedBytes: Int?
         public var pruned: Int?
+        /// Work sent as datagrams (docs/protocol.md): to how many agents, and what became of the datagrams.
+        public var workDatagrams: WorkDatagrams?
+        /// Agents holding a long poll for work right now (each holds a connection in the lead).
+        public var longPolls: Int?
+
+        public init() {}
+    }
+
+    public struct WorkDatagrams: Codable, Sendable, Equatable {
+        /// Agents whose v2 heartbeats gave the lead an address to send work to.
+        public var agents = 0
+        public var sent = 0
+        public var retransmitted = 0
+        public var acknowledged = 0
+        /// Sent as often as allowed and never acknowledged: their tasks wait for the lease.
+        public var givenUp = 0
+        /// Items too large for a datagram, announced with a `fetch` instead.
+        public var fetches = 0
 
         public init() {}
     }

@@ -1,4 +1,6 @@
 /// Heartbeat protocol v1: one fixed 64-byte datagram, big-endian (docs/protocol.md).
+/// Version 2 (80 bytes) adds, before the tag, the acknowledgement of work datagrams: an agent
+/// that sends v2 heartbeats receives its work as datagrams on the socket it sends them from.
 ///
 ///     0   1  version (1)
 ///     1   1  trinary state, signed: 1 READY, 0 TRANSIT, −1 CONFLICT
@@ -17,6 +19,9 @@ public struct HeartbeatDatagram: Equatable, Sendable {
     public static let size = 64
     public static let signedLength = 48
     public static let tagLength = 16
+    /// Version 2: the v1 fields, then `ack_highest` and `ack_window` (8 bytes each), then the tag.
+    public static let versionWithAck: UInt8 = 2
+    public static let sizeWithAck = 80
 
     public var state: TrinaryState
     public var agentID: AgentID
@@ -24,12 +29,14 @@ public struct HeartbeatDatagram: Equatable, Sendable {
     public var timestampMs: Int64
     public var queueDepth: UInt32
     public var progress: UInt64
+    /// Version 2 only: the work datagrams the agent has received.
+    public var workAck: WorkAck?
     /// The received tag, as two words so that holding it allocates nothing.
     public var tag: (UInt64, UInt64)
 
     public init(
         state: TrinaryState, agentID: AgentID, iteration: UInt64, timestampMs: Int64,
-        queueDepth: UInt32, progress: UInt64, tag: (UInt64, UInt64) = (0, 0)
+        queueDepth: UInt32, progress: UInt64, workAck: WorkAck? = nil, tag: (UInt64, UInt64) = (0, 0)
     ) {
         self.state = state
         self.agentID = agentID
@@ -37,30 +44,43 @@ public struct HeartbeatDatagram: Equatable, Sendable {
         self.timestampMs = timestampMs
         self.queueDepth = queueDepth
         self.progress = progress
+        self.workAck = workAck
         self.tag = tag
     }
+
+    public var encodedVersion: UInt8 { workAck == nil ? Self.version : Self.versionWithAck }
+    public var encodedSize: Int { workAck == nil ? Self.size : Self.sizeWithAck }
+    /// The bytes the tag covers: everything before it.
+    public var encodedSignedLength: Int { encodedSize - Self.tagLength }
 
     public static func == (lhs: HeartbeatDatagram, rhs: HeartbeatDatagram) -> Bool {
         lhs.state == rhs.state && lhs.agentID == rhs.agentID && lhs.iteration == rhs.iteration
             && lhs.timestampMs == rhs.timestampMs && lhs.queueDepth == rhs.queueDepth
-            && lhs.progress == rhs.progress && lhs.tag == rhs.tag
+            && lhs.progress == rhs.progress && lhs.workAck == rhs.workAck && lhs.tag == rhs.tag
     }
 
-    public enum Decoded: Sendable {
+    public enum Decoded: Sendable, Equatable {
         case heartbeat(HeartbeatDatagram)
         case drop(HeartbeatDropReason)
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> Decoded {
         if bytes.count < size { return .drop(.short) }
-        if bytes.count > size { return .drop(.long) }
-        if bytes[0] != version { return .drop(.unknownVersion) }
+        let expected: Int
+        switch bytes[0] {
+        case version: expected = size
+        case versionWithAck: expected = sizeWithAck
+        default: return bytes.count > sizeWithAck ? .drop(.long) : .drop(.unknownVersion)
+        }
+        if bytes.count < expected { return .drop(.short) }
+        if bytes.count > expected { return .drop(.long) }
         guard bytes[2] == 0, bytes[3] == 0,
             let state = TrinaryState(rawValue: Int8(bitPattern: bytes[1]))
         else { return .drop(.malformed) }
         func u64(_ offset: Int) -> UInt64 {
             UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         }
+        let tagOffset = expected - tagLength
         return .heartbeat(
             HeartbeatDatagram(
                 state: state,
@@ -69,14 +89,15 @@ public struct HeartbeatDatagram: Equatable, Sendable {
                 timestampMs: Int64(bitPattern: u64(28)),
                 queueDepth: UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
                 progress: u64(40),
-                tag: (u64(48), u64(56))
+                workAck: expected == sizeWithAck ? WorkAck(highest: u64(48), window: u64(56)) : nil,
+                tag: (u64(tagOffset), u64(tagOffset + 8))
             ))
     }
 
-    /// Writes the signed part (bytes 0..<48) into `bytes`, which must hold at least 48 bytes.
+    /// Writes the signed part (bytes 0..<`encodedSignedLength`) into `bytes`.
     public func encodeSignedPart(into bytes: UnsafeMutableRawBufferPointer) {
-        precondition(bytes.count >= Self.signedLength)
-        bytes[0] = Self.version
+        precondition(bytes.count >= encodedSignedLength)
+        bytes[0] = encodedVersion
         bytes[1] = UInt8(bitPattern: state.rawValue)
         bytes[2] = 0
         bytes[3] = 0
@@ -85,14 +106,18 @@ public struct HeartbeatDatagram: Equatable, Sendable {
         bytes.storeBytes(of: UInt64(bitPattern: timestampMs).bigEndian, toByteOffset: 28, as: UInt64.self)
         bytes.storeBytes(of: queueDepth.bigEndian, toByteOffset: 36, as: UInt32.self)
         bytes.storeBytes(of: progress.bigEndian, toByteOffset: 40, as: UInt64.self)
+        if let workAck {
+            bytes.storeBytes(of: workAck.highest.bigEndian, toByteOffset: 48, as: UInt64.self)
+            bytes.storeBytes(of: workAck.window.bigEndian, toByteOffset: 56, as: UInt64.self)
+        }
     }
 
     /// Writes a whole datagram: the signed part, then the first 16 bytes of `fullTag`.
     public func encode<T: Collection>(into bytes: UnsafeMutableRawBufferPointer, tag fullTag: T) where T.Element == UInt8 {
-        precondition(bytes.count >= Self.size && fullTag.count >= Self.tagLength)
+        precondition(bytes.count >= encodedSize && fullTag.count >= Self.tagLength)
         encodeSignedPart(into: bytes)
         for (i, b) in fullTag.prefix(Self.tagLength).enumerated() {
-            bytes[Self.signedLength + i] = b
+            bytes[encodedSignedLength + i] = b
         }
     }
 

@@ -92,6 +92,9 @@ public struct LeadConfig: Sendable, Equatable {
         public var maxAttempts = 3
         /// The longest an agent's long poll for work may wait.
         public var longPollMaxMs = 30_000
+        /// Work is sent as datagrams to agents whose heartbeats ask for it (v2); off, every
+        /// agent takes its work with the long poll.
+        public var workDatagrams = true
         /// Open tasks (queued, assigned, running) at most; past it submissions answer 429.
         public var maxOpen = 10_000
         /// Finished tasks are deleted this long after they finished…

@@ -7,15 +7,24 @@ final class HeartbeatHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
     private let registry: AgentRegistry
+    private let tasks: TaskService?
 
-    init(registry: AgentRegistry) {
+    init(registry: AgentRegistry, tasks: TaskService? = nil) {
         self.registry = registry
+        self.tasks = tasks
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        envelope.data.withUnsafeReadableBytes { bytes in
-            _ = registry.ingest(bytes, now: Clock.monotonicNow(), nowWallMs: Clock.wallMilliseconds())
+        let outcome = envelope.data.withUnsafeReadableBytes { bytes in
+            registry.ingest(bytes, now: Clock.monotonicNow(), nowWallMs: Clock.wallMilliseconds())
+        }
+        guard let tasks else { return }
+        switch outcome {
+        case .acceptedWithAck(let agent, let ack):
+            tasks.heard(agent: agent, ack: ack, from: envelope.remoteAddress)
+        case .accepted, .dropped:
+            break
         }
     }
 

@@ -8,6 +8,8 @@ import ServiceLifecycle
 /// the run directory. Binds at start, reports its addresses, closes on shutdown.
 struct HeartbeatListener: Service {
     let registry: AgentRegistry
+    /// Told of each accepted heartbeat, and sends work datagrams through this socket.
+    var tasks: TaskService? = nil
     let host: String
     let port: Int
     let unixSocketPath: String?
@@ -21,13 +23,14 @@ struct HeartbeatListener: Service {
         // No SO_REUSEADDR: on Linux it would let a second lead's UDP socket share this port.
         let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(Self.receiveBufferBytes))
-            .channelInitializer { [registry] channel in
+            .channelInitializer { [registry, tasks] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HeartbeatHandler(registry: registry))
+                    try channel.pipeline.syncOperations.addHandler(HeartbeatHandler(registry: registry, tasks: tasks))
                 }
             }
         let udp = try await bootstrap.bind(host: host, port: port).get()
         let boundPort = udp.localAddress?.port ?? port
+        tasks?.outlet.attach(udp)
         let unix = try unixSocketPath.map { try UnixDatagramReceiver(path: $0, receiveBufferBytes: Self.receiveBufferBytes) }
         logger.info("heartbeat listener bound", metadata: ["udp": "\(host):\(boundPort)", "unix": "\(unixSocketPath ?? "-")"])
         await readiness.heartbeatBound(port: boundPort)
@@ -37,6 +40,7 @@ struct HeartbeatListener: Service {
             }
             try? await gracefulShutdown()
             unix?.stop()
+            tasks?.outlet.detach()
             try? await udp.close()
             try await group.waitForAll()
         }

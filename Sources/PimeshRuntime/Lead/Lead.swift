@@ -98,7 +98,8 @@ public struct Lead: Sendable {
                 recentMaxBytes: config.tasks.recentRAMKB << 10, maxOpen: config.tasks.maxOpen,
                 retention: TaskRetention(
                     maxAgeMs: Int64(config.tasks.retainFinishedS) * 1000, maxFinished: config.tasks.retainFinishedCount,
-                    maxBytes: config.tasks.maxStoredMB << 20)),
+                    maxBytes: config.tasks.maxStoredMB << 20),
+                workDatagrams: config.tasks.workDatagrams, linkStaleAfter: .milliseconds(config.heartbeat.staleAfterMs)),
             registry: registry,
             writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger, health: nodeHealth)
         tasks.restoreTotals(try taskStore.totals())
@@ -204,7 +205,7 @@ public struct Lead: Sendable {
             .init(service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)), serviceName: "node-probe"),
             .init(
                 service: HeartbeatListener(
-                    registry: registry, host: config.heartbeat.host, port: config.heartbeat.port, unixSocketPath: heartbeatSocket,
+                    registry: registry, tasks: tasks, host: config.heartbeat.host, port: config.heartbeat.port, unixSocketPath: heartbeatSocket,
                     readiness: readiness, logger: logger),
                 serviceName: "heartbeat-listener"),
             .init(

@@ -108,6 +108,8 @@ final class LeadState: Sendable {
         report.tasks.storedFinished = snapshot.storedFinished
         report.tasks.storedBytes = snapshot.storedBytes
         report.tasks.pruned = snapshot.pruned
+        report.tasks.workDatagrams = snapshot.workDatagrams
+        report.tasks.longPolls = snapshot.longPolls
         report.health = healthReport(now: now)
         return report
     }

@@ -82,6 +82,8 @@ public final class AgentRegistry: Sendable {
 
     public enum Outcome: Equatable, Sendable {
         case accepted(AgentID)
+        /// A v2 heartbeat, with the work datagrams it acknowledges.
+        case acceptedWithAck(AgentID, WorkAck)
         case dropped(HeartbeatDropReason)
     }
 
@@ -133,8 +135,14 @@ public final class AgentRegistry: Sendable {
             // In place: copying the agent out and back would copy its latency ring.
             state.agents.values[index].accept(datagram, at: now, latencyMs: latencyMs)
             state.counters.recordAccepted()
+            if let ack = datagram.workAck { return .acceptedWithAck(datagram.agentID, ack) }
             return .accepted(datagram.agentID)
         }
+    }
+
+    /// The agent's key, for signing what the lead sends it.
+    func tag(of id: AgentID) -> HeartbeatTag? {
+        state.withLock { $0.agents[id]?.tag }
     }
 
     private enum Precheck {

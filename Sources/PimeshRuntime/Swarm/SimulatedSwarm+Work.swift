@@ -78,6 +78,47 @@ extension SimulatedSwarm {
         }
     }
 
+    /// The same work, taken from datagrams the heartbeat loop received: an item is worked on at
+    /// once, a fetch is a short poll. The pool only posts results, so it needs few threads.
+    func work(_ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], held: HeldWork, inbound: AsyncStream<Inbound>) async throws {
+        let pool = NIOThreadPool(numberOfThreads: min(identities.count, 16) + 4)
+        pool.start()
+        defer { pool.shutdownGracefully { _ in } }
+        var rngs = identities.map { SplitMix64(seed: self.settings.seed &+ 0x9E37_79B9 &* UInt64($0.0 + 1)) }
+        let agents = identities.map { PimeshAgent(credentials: $0.1) }
+        // Discarding: a swarm that runs for hours must not keep every finished item's task.
+        try await withThrowingDiscardingTaskGroup { items in
+            for await arrival in inbound {
+                let offset = arrival.offset
+                let credentials = identities[offset].1
+                let profile = profiles[identities[offset].0]
+                var work: [WorkItem] = []
+                switch arrival.received {
+                case .item(let item):
+                    work = [item]
+                case .fetch:
+                    work = (try? await pool.abandoningOnCancel { [settings = self.settings] in
+                        try LeadClient.forAgent(credentials, dataDir: settings.dataDir).pullWork(agentID: credentials.id, waitMs: 0, max: 8)
+                    }) ?? []
+                }
+                for item in work {
+                    let before = held.take(offset)
+                    let latency = profile.latencySample(using: &rngs[offset])
+                    let noise = Double.random(in: 0.95...1.05, using: &rngs[offset])
+                    let roll = Double.random(in: 0..<1, using: &rngs[offset])
+                    let agent = agents[offset]
+                    items.addTask {
+                        defer { held.release(offset) }
+                        let processing = profile.agentClass.estimateProcessingMs(payloadWeight: item.weight, queueDepth: before) * noise
+                        try await Task.sleep(for: .milliseconds(latency + processing))
+                        try await self.deliver(self.reply(to: item, roll: roll, name: credentials.name), for: item, agent: agent, pool: pool)
+                    }
+                }
+            }
+            items.cancelAll()
+        }
+    }
+
     func reply(to item: WorkItem, roll: Double, name: String) -> PimeshAgent.Reply {
         let conflict = ConflictReport(type: .dataContradiction, expected: "consensus", received: name)
         switch item.kind {

@@ -5,7 +5,8 @@ import PimeshCore
 import ServiceLifecycle
 
 /// N simulated agents in one process (`pimesh swarm`). Each has its own identity and secret and
-/// speaks the real protocol: registration over the API, signed v1 heartbeats over UDP.
+/// speaks the real protocol: registration over the API, signed heartbeats over UDP (v2 when it
+/// takes work as datagrams, which arrive on the same socket).
 /// Clearly a simulation: it stands in for agents, never for the lead.
 public final class SimulatedSwarm: Service, Sendable {
     public struct Settings: Sendable {
@@ -21,6 +22,12 @@ public final class SimulatedSwarm: Service, Sendable {
         /// Share of tasks that fail, and of answers that are CONFLICT (DATA_CONTRADICTION).
         public var failRate = 0.0
         public var conflictRate = 0.0
+        /// Work as datagrams to the heartbeat socket, or a long poll per agent (what agents that
+        /// cannot receive datagrams do; it costs the lead a connection per agent).
+        public var transport = PimeshAgent.Transport.datagrams
+        /// Share of arriving work datagrams thrown away unread, to show that loss delays work
+        /// but never loses or repeats it.
+        public var dropWorkDatagrams = 0.0
 
         public init(dataDir: String, agents: Int, namePrefix: String, stateFile: String, seed: UInt64, duration: Duration?) {
             self.dataDir = dataDir
@@ -51,11 +58,21 @@ public final class SimulatedSwarm: Service, Sendable {
         let members = try await identities(client: client, profiles: profiles)
         let noise = rng
         let held = HeldWork(count: members.count)
+        let datagrams = settings.work && settings.transport == .datagrams
+        let (inbound, delivered) = AsyncStream<Inbound>.makeStream()
         try? await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.heartbeat(members, profiles: profiles, rng: noise, held: held) }
+                group.addTask {
+                    try await self.heartbeat(members, profiles: profiles, rng: noise, held: held, delivered: datagrams ? delivered : nil)
+                }
                 if self.settings.work {
-                    group.addTask { try await self.work(members, profiles: profiles, held: held) }
+                    group.addTask {
+                        if datagrams {
+                            try await self.work(members, profiles: profiles, held: held, inbound: inbound)
+                        } else {
+                            try await self.work(members, profiles: profiles, held: held)
+                        }
+                    }
                 }
                 try await group.next()
                 group.cancelAll()
@@ -164,11 +181,20 @@ public final class SimulatedSwarm: Service, Sendable {
         var queueDepth: Int
         var progress: UInt64
         var nextDue: Instant
+        var receiver: WorkReceiver
+    }
+
+    /// A work datagram taken by agent `offset`.
+    struct Inbound: Sendable {
+        var offset: Int
+        var received: WorkReceiver.Received
     }
 
     private func heartbeat(
-        _ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], rng: SplitMix64, held: HeldWork
+        _ identities: [(Int, AgentCredentials)], profiles: [SwarmAgentProfile], rng: SplitMix64, held: HeldWork,
+        delivered: AsyncStream<Inbound>.Continuation?
     ) async throws {
+        defer { delivered?.finish() }
         var rng = rng
         let interval = Duration.milliseconds(identities.first?.1.heartbeat.intervalMs ?? 250)
         let start = Clock.monotonicNow()
@@ -177,11 +203,13 @@ public final class SimulatedSwarm: Service, Sendable {
             let profile = profiles[index]
             // Spread sends over the interval so the lead sees a steady stream, not bursts.
             let phase = interval * Double(offset) / Double(max(1, identities.count))
+            let signer = try HeartbeatSigner(credentials: credentials)
             members.append(
                 Member(
-                    signer: try HeartbeatSigner(credentials: credentials), profile: profile,
-                    queueDepth: Int(profile.meanQueueDepth.rounded()), progress: 0, nextDue: start + phase))
+                    signer: signer, profile: profile, queueDepth: Int(profile.meanQueueDepth.rounded()), progress: 0, nextDue: start + phase,
+                    receiver: signer.workReceiver()))
         }
+        let byID = Dictionary(uniqueKeysWithValues: members.indices.map { (members[$0].signer.agentID, $0) })
         var endpoint = try LeadDiscovery.endpoint(dataDir: settings.dataDir).heartbeat
         var sender = try DatagramSender(destination: .loopback(host: endpoint.host, port: endpoint.port))
         var lastDiscovery = start
@@ -206,11 +234,23 @@ public final class SimulatedSwarm: Service, Sendable {
                 members[i].progress += UInt64.random(in: 1...5, using: &rng)
                 let bytes = members[i].signer.next(
                     state: .ready, queueDepth: members[i].queueDepth, progress: members[i].progress,
-                    timestampMs: wallMs - Int64(latency.rounded()))
+                    timestampMs: wallMs - Int64(latency.rounded()), workAck: delivered == nil ? nil : members[i].receiver.window.ack)
                 // The lead may be restarting: a lost heartbeat is what the protocol expects.
                 try? sender.send(bytes)
                 members[i].nextDue = members[i].nextDue + interval
                 if members[i].nextDue < now { members[i].nextDue = now + interval }
+            }
+            // Work that arrived since the last pass: each new datagram is acknowledged at once.
+            if let delivered {
+                while let bytes = sender.receive(timeoutMs: 0) {
+                    guard bytes.count >= 20, Double.random(in: 0..<1, using: &rng) >= settings.dropWorkDatagrams else { continue }
+                    let id = bytes.withUnsafeBytes { AgentID(bytes: $0, offset: 4) }
+                    guard let i = byID[id], let received = bytes.withUnsafeBytes({ members[i].receiver.accept($0) }) else { continue }
+                    let ack = members[i].signer.next(
+                        state: .ready, queueDepth: held.count(i), progress: members[i].progress, workAck: members[i].receiver.window.ack)
+                    try? sender.send(ack)
+                    delivered.yield(Inbound(offset: i, received: received))
+                }
             }
             try await Task.sleep(for: .milliseconds(5))
         }

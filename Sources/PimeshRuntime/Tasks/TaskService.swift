@@ -24,6 +24,10 @@ final class TaskService: Service, Sendable {
         var retentionInterval: Duration = .seconds(60)
         /// Rows deleted per transaction, so that pruning never holds the writer long.
         var pruneBatch = 256
+        /// Work goes out as datagrams to agents whose v2 heartbeats ask for it.
+        var workDatagrams = true
+        var outbox = WorkOutbox<OutboxItem>.Settings()
+        var linkStaleAfter: Duration = .seconds(1)
     }
 
     struct LiveTask: Sendable {
@@ -85,6 +89,16 @@ final class TaskService: Service, Sendable {
         var counters = Counters()
         /// Set when the lead stops: long polls answer at once, so that the API can drain.
         var draining = false
+        /// Agents that take their work as datagrams, and those with datagrams not yet acknowledged.
+        var links: [AgentID: WorkLink] = [:]
+        var linksAwaitingAck: Set<AgentID> = []
+        var datagrams = StatusReport.WorkDatagrams()
+
+        func datagramCounters(links: Int) -> StatusReport.WorkDatagrams {
+            var counters = datagrams
+            counters.agents = links
+            return counters
+        }
     }
 
     let settings: Settings
@@ -102,11 +116,16 @@ final class TaskService: Service, Sendable {
     /// Rung when the store passes a retention bound, so that pruning does not wait its interval.
     let retentionDoorbell = Doorbell()
     let state = Mutex(State())
+    /// The heartbeat socket, through which work datagrams leave.
+    let outlet: DatagramOutlet
+    /// Where this lead's work sequences begin: above any an earlier lead used.
+    let firstSequence = UInt64(max(0, Clock.wallMilliseconds())) * 1000
 
     init(
         settings: Settings, registry: AgentRegistry, writer: StoreWriter, store: TaskStore, kpis: KPIRecorder, metrics: LeadMetrics,
-        conflicts: ConflictService, logger: Logger, health: NodeHealth = NodeHealth()
+        conflicts: ConflictService, logger: Logger, health: NodeHealth = NodeHealth(), outlet: DatagramOutlet = DatagramOutlet()
     ) {
+        self.outlet = outlet
         self.health = health
         self.settings = settings
         self.registry = registry
@@ -435,7 +454,7 @@ final class TaskService: Service, Sendable {
     }
 
     /// Takes up to `max` items; tasks among them start RUNNING with one more attempt.
-    private func take(from agent: AgentID, max: Int, now: Instant, in state: inout State, writes: inout [TaskRow]) -> [WorkItem] {
+    func take(from agent: AgentID, max: Int, now: Instant, in state: inout State, writes: inout [TaskRow]) -> [WorkItem] {
         guard var inbox = state.inboxes[agent], !inbox.items.isEmpty else { return [] }
         let count = min(max, inbox.items.count)
         let taken = inbox.items.prefix(count)
@@ -461,7 +480,12 @@ final class TaskService: Service, Sendable {
     /// Puts an item in an agent's inbox, or straight into its waiting long poll.
     func deliver(_ item: WorkItem, to agent: AgentID, in state: inout State) {
         state.inboxes[agent, default: Inbox()].items.append(item)
-        guard let waiter = state.inboxes[agent]?.waiter else { return }
+        guard let waiter = state.inboxes[agent]?.waiter else {
+            var writes: [TaskRow] = []
+            sendDatagrams(to: agent, now: Clock.monotonicNow(), in: &state, writes: &writes)
+            persist(writes)
+            return
+        }
         state.inboxes[agent]?.waiter = nil
         var writes: [TaskRow] = []
         let items = take(from: agent, max: waiter.max, now: Clock.monotonicNow(), in: &state, writes: &writes)
@@ -647,10 +671,12 @@ final class TaskService: Service, Sendable {
     func nextDue(now: Instant) -> Instant? {
         state.withLock { state in
             if !state.queued.isEmpty { return now + settings.dispatchInterval }
+            let retransmission = state.linksAwaitingAck.compactMap { state.links[$0]?.outbox.nextDue }.min()
             // A lease not yet committed is not expired by the tick: look again a little later.
-            return state.open.values.compactMap { task in
+            let lease = state.open.values.compactMap { task in
                 task.leaseExpires.map { task.durable ? $0 : max($0, now + settings.dispatchInterval) }
             }.min()
+            return [lease, retransmission].compactMap { $0 }.min()
         }
     }
 
@@ -659,12 +685,14 @@ final class TaskService: Service, Sendable {
         var writes: [TaskRow] = []
         var failed: [TaskState] = []
         state.withLock { state in
+            retransmit(now: now, in: &state)
             let wallMs = Clock.wallMilliseconds()
             for (id, live) in state.open where live.durable {
                 guard let expires = live.leaseExpires, expires <= now else { continue }
                 var task = live
                 if let agent = task.row.agentID {
                     state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
+                    state.links[agent]?.outbox.remove { $0.taskID == id }
                     registry.recordLostTask(of: agent, at: now)
                 }
                 task.leaseExpires = nil
@@ -800,6 +828,8 @@ final class TaskService: Service, Sendable {
         var storedFinished: Int
         var storedBytes: Int
         var pruned: Int
+        var workDatagrams: StatusReport.WorkDatagrams
+        var longPolls: Int
     }
 
     var snapshot: Snapshot {
@@ -808,7 +838,8 @@ final class TaskService: Service, Sendable {
             for task in state.open.values where task.durable { open[task.row.state, default: 0] += 1 }
             return Snapshot(
                 counters: state.counters, open: open, outstanding: Self.outstanding(in: state), storedFinished: state.storedFinished,
-                storedBytes: state.storedBytes, pruned: state.pruned)
+                storedBytes: state.storedBytes, pruned: state.pruned, workDatagrams: state.datagramCounters(links: state.links.count),
+                longPolls: state.inboxes.values.filter { $0.waiter != nil }.count)
         }
     }
 

@@ -1,0 +1,132 @@
+import NIOCore
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import Synchronization
+
+/// The heartbeat listener's UDP channel, which work datagrams leave through: agents receive
+/// them on the socket their heartbeats come from, so no agent holds a connection for its work.
+final class DatagramOutlet: Sendable {
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    init() {}
+
+    func attach(_ channel: any Channel) {
+        self.channel.withLock { $0 = channel }
+    }
+
+    func detach() {
+        channel.withLock { $0 = nil }
+    }
+
+    /// Queues the datagram on the event loop; a lost datagram is what retransmission is for.
+    func send(_ bytes: [UInt8], to address: SocketAddress) {
+        guard let channel = channel.withLock({ $0 }) else { return }
+        let envelope = AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes))
+        channel.writeAndFlush(envelope, promise: nil)
+    }
+}
+
+extension TaskService {
+    /// One work datagram kept for retransmission.
+    struct OutboxItem: Sendable {
+        var bytes: [UInt8]
+        /// The task it carries; nil for a message or a fetch.
+        var taskID: String?
+        var isFetch: Bool
+    }
+
+    /// An agent that takes its work as datagrams: where its heartbeats come from, and what it
+    /// has not yet acknowledged.
+    struct WorkLink: Sendable {
+        var address: SocketAddress
+        var outbox: WorkOutbox<OutboxItem>
+        var lastFetchAt: Instant?
+        /// The last v2 heartbeat: a link not heard from within the stale time takes no datagrams
+        /// (the agent is gone, or an older client took its place and long-polls).
+        var heardAt: Instant
+    }
+
+    /// Called for each accepted v2 heartbeat over UDP: its source becomes the agent's work
+    /// address, and it acknowledges datagrams.
+    func heard(agent: AgentID, ack: WorkAck, from address: SocketAddress) {
+        guard settings.workDatagrams else { return }
+        var writes: [TaskRow] = []
+        let now = Clock.monotonicNow()
+        state.withLock { state in
+            if state.links[agent] == nil {
+                state.links[agent] = WorkLink(
+                    address: address, outbox: WorkOutbox(firstSequence: firstSequence, settings: settings.outbox), heardAt: now)
+            } else {
+                state.links[agent]!.heardAt = now
+                if state.links[agent]!.address != address { state.links[agent]!.address = address }
+                if state.linksAwaitingAck.contains(agent) {
+                    state.datagrams.acknowledged += state.links[agent]!.outbox.acknowledge(ack)
+                    if state.links[agent]!.outbox.pending.isEmpty { state.linksAwaitingAck.remove(agent) }
+                }
+            }
+            if state.inboxes[agent]?.items.isEmpty == false {
+                sendDatagrams(to: agent, now: now, in: &state, writes: &writes)
+            }
+        }
+        persist(writes)
+    }
+
+    /// Sends what waits in the agent's inbox, one item per datagram, while its outbox has room.
+    /// An item too large for a datagram stays in the inbox and the agent is told to fetch it.
+    func sendDatagrams(to agent: AgentID, now: Instant, in state: inout State, writes: inout [TaskRow]) {
+        guard var link = state.links[agent], state.inboxes[agent]?.waiter == nil, let tag = registry.tag(of: agent) else { return }
+        guard now - link.heardAt < settings.linkStaleAfter else {
+            // Its work waits in the inbox for a long poll or the agent's return.
+            state.links[agent] = nil
+            state.linksAwaitingAck.remove(agent)
+            return
+        }
+        defer { state.links[agent] = link }
+        while link.outbox.hasRoom, var next = state.inboxes[agent]?.items.first {
+            if next.kind == .task { next.attempt = (state.open[next.id]?.row.attempts ?? 0) + 1 }
+            guard let body = try? APICoding.encode(next), body.count <= WorkDatagram.maxBodyLength else {
+                if link.lastFetchAt.map({ now - $0 >= settings.outbox.retransmitAfter }) ?? true,
+                    !link.outbox.pending.contains(where: \.item.isFetch)
+                {
+                    link.lastFetchAt = now
+                    transmit(.fetch, body: [], taskID: nil, to: agent, link: &link, tag: tag, now: now, in: &state)
+                    state.datagrams.fetches += 1
+                }
+                return
+            }
+            guard let item = take(from: agent, max: 1, now: now, in: &state, writes: &writes).first else { continue }
+            transmit(.item, body: body, taskID: item.kind == .task ? item.id : nil, to: agent, link: &link, tag: tag, now: now, in: &state)
+        }
+    }
+
+    private func transmit(
+        _ kind: WorkDatagram.Kind, body: [UInt8], taskID: String?, to agent: AgentID, link: inout WorkLink, tag: HeartbeatTag, now: Instant,
+        in state: inout State
+    ) {
+        let datagram = WorkDatagram(
+            kind: kind, agentID: agent, sequence: link.outbox.nextSequence, timestampMs: Clock.wallMilliseconds(), body: body)
+        var bytes = datagram.signedPart()
+        bytes.withUnsafeBytes { signed in tag.withTag(of: signed) { bytes += $0.prefix(WorkDatagram.tagLength) } }
+        _ = link.outbox.sent(OutboxItem(bytes: bytes, taskID: taskID, isFetch: kind == .fetch), at: now)
+        state.linksAwaitingAck.insert(agent)
+        state.datagrams.sent += 1
+        outlet.send(bytes, to: link.address)
+        doorbell.ring()
+    }
+
+    /// Sends again what was not acknowledged in time.
+    func retransmit(now: Instant, in state: inout State) {
+        for agent in state.linksAwaitingAck {
+            guard var link = state.links[agent] else { continue }
+            let givenUpBefore = link.outbox.givenUp
+            for entry in link.outbox.due(at: now) {
+                outlet.send(entry.item.bytes, to: link.address)
+                state.datagrams.retransmitted += 1
+            }
+            state.datagrams.givenUp += link.outbox.givenUp - givenUpBefore
+            if link.outbox.pending.isEmpty { state.linksAwaitingAck.remove(agent) }
+            state.links[agent] = link
+        }
+    }
+}
