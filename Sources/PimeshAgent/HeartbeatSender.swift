@@ -12,6 +12,16 @@ public final class DatagramSender: @unchecked Sendable {
         self.destination = destination
         fd = socket(destination.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", code: errno) }
+        // Bound to the lead's own address (port chosen by the kernel), so that the work
+        // datagrams that answer heartbeats can reach this socket from nowhere else.
+        if case .loopback(let host, _) = destination {
+            let bound = try LocalAddress.loopback(host: host, port: 0).withSockaddr { bind(fd, $0, $1) }
+            if bound != 0 {
+                let code = errno
+                close(fd)
+                throw SocketError(operation: "bind \(host):0", code: code)
+            }
+        }
     }
 
     deinit {

@@ -8,7 +8,13 @@ signed heartbeats (protocol v1, docs/protocol.md) every interval:
                                            name="camera-1", capabilities=["sense"])
     agent.run(report=lambda: Report(state=READY, queue_depth=len(queue), progress=done))
 
-Work comes through a long poll; post each task's result, or answer an ask/broadcast:
+Or take work as well: `serve` heartbeats (protocol v2) and receives each task, ask or broadcast
+as a datagram on the same socket, calls `handler(item)` and posts what it returns (a raised
+exception fails the task):
+
+    agent.serve(data_dir, handler=lambda item: do(item["payload"]))
+
+Agents that cannot receive datagrams use the long poll; post each result, or answer:
 
     for item in agent.pull_work(data_dir, wait_ms=25000):
         if item["kind"] == "task":
@@ -40,6 +46,14 @@ TAG_LENGTH = 16
 # version, state (signed), reserved, agent id, iteration, timestamp_ms, queue_depth, progress
 _SIGNED = struct.Struct(">BbH16sQqIQ")
 assert _SIGNED.size == SIGNED_LENGTH
+# Version 2 adds what the agent acknowledges of the lead's work datagrams: the highest sequence
+# and a 64-bit window below it.
+VERSION_WITH_ACK = 2
+_SIGNED_V2 = struct.Struct(">BbH16sQqIQQQ")
+# Work datagram header: version, kind, reserved, agent id, sequence, timestamp_ms, body length
+_WORK_HEADER = struct.Struct(">BBH16sQqI")
+WORK_ITEM, WORK_FETCH = 1, 2
+WORK_MAX_SIZE = 8192
 
 
 class PimeshError(Exception):
@@ -133,6 +147,44 @@ def encode_heartbeat(agent_id, secret, iteration, timestamp_ms, state, queue_dep
     return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
 
 
+def encode_heartbeat_v2(agent_id, secret, iteration, timestamp_ms, state, queue_depth, progress, ack_highest, ack_window):
+    """One 80-byte v2 datagram: the v1 fields, the acknowledgement, and the tag."""
+    signed = _SIGNED_V2.pack(VERSION_WITH_ACK, state, 0, agent_id, iteration, timestamp_ms, queue_depth, progress,
+                             ack_highest, ack_window)
+    return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
+
+
+class WorkWindow:
+    """Which work sequences arrived: the highest, and bit i for highest-1-i (64 of them)."""
+
+    def __init__(self):
+        self.highest = 0
+        self.window = 0
+
+    def covers(self, sequence):
+        if sequence == 0 or sequence > self.highest:
+            return False
+        distance = self.highest - sequence
+        return distance == 0 or (distance <= 64 and self.window >> (distance - 1) & 1 == 1)
+
+    def receive(self, sequence):
+        """True when the sequence is new; repeats and anything 64 below the highest are not."""
+        if sequence == 0:
+            return False
+        if sequence > self.highest:
+            shift = sequence - self.highest
+            if self.highest == 0 or shift > 64:
+                self.window = 0
+            else:
+                self.window = ((self.window << shift) | (1 << (shift - 1))) & (2**64 - 1)
+            self.highest = sequence
+            return True
+        if self.covers(sequence) or self.highest - sequence > 64:
+            return False
+        self.window |= 1 << (self.highest - sequence - 1)
+        return True
+
+
 class PimeshAgent:
     def __init__(self, credentials):
         try:
@@ -150,7 +202,12 @@ class PimeshAgent:
         # of this process without storing a counter.
         self.iteration = int(time.time() * 1_000_000)
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Bound to the lead's own address, so that work datagrams can reach it from nowhere else.
+        self.socket.bind((self.address[0], 0))
         self.bearer = agent_bearer(credentials["id"], self.secret)
+        # Set by serve(): heartbeats become v2 and the lead sends work to this socket.
+        self.work_window = None
+        self.last_report = Report()
 
     def _request(self, data_dir, method, path, body=None, timeout=5.0):
         """The agent's own calls, with its own credential: to the lead's current address when
@@ -233,10 +290,109 @@ class PimeshAgent:
     def heartbeat(self, state=READY, queue_depth=0, progress=0):
         """Sends one heartbeat; returns its iteration. A lost datagram is what UDP allows."""
         self.iteration += 1
-        datagram = encode_heartbeat(self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
-                                    state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
+        self.last_report = Report(state, queue_depth, progress)
+        fields = (self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
+                  state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
+        if self.work_window is None:
+            datagram = encode_heartbeat(*fields)
+        else:
+            datagram = encode_heartbeat_v2(*fields, self.work_window.highest, self.work_window.window)
         self.socket.sendto(datagram, self.address)
         return self.iteration
+
+    def receive_work(self, timeout):
+        """Waits up to `timeout` seconds for a work datagram; returns ("item", item), ("fetch",
+        None), or None for nothing new. A new one is acknowledged at once; a datagram that is
+        damaged, forged, for another agent or a repeat is dropped."""
+        if self.work_window is None:
+            self.work_window = WorkWindow()
+        self.socket.settimeout(timeout)
+        try:
+            data = self.socket.recv(WORK_MAX_SIZE + 1)
+        except (socket.timeout, BlockingIOError):
+            return None
+        if len(data) < _WORK_HEADER.size + TAG_LENGTH or len(data) > WORK_MAX_SIZE:
+            return None
+        version, kind, reserved, agent_id, sequence, _, length = _WORK_HEADER.unpack_from(data)
+        signed = _WORK_HEADER.size + length
+        if (version, reserved) != (VERSION_WITH_ACK, 0) or agent_id != self.agent_id or signed + TAG_LENGTH != len(data):
+            return None
+        tag = hmac.new(self.secret, data[:signed], hashlib.sha256).digest()[:TAG_LENGTH]
+        if not hmac.compare_digest(tag, data[signed:]) or not self.work_window.receive(sequence):
+            return None
+        report = self.last_report
+        try:
+            self.heartbeat(report.state, report.queue_depth, report.progress)
+        except OSError:
+            pass  # the lead sends it again and the window drops the repeat
+        if kind == WORK_FETCH:
+            return ("fetch", None)
+        if kind == WORK_ITEM:
+            try:
+                return ("item", json.loads(data[_WORK_HEADER.size:signed]))
+            except ValueError:
+                return None
+        return None
+
+    def serve(self, data_dir, handler, report=Report, stop=lambda: False):
+        """Heartbeats and takes work as datagrams until `stop()` is true or SIGTERM/SIGINT:
+        calls `handler(item)` for each task, ask or broadcast and posts its return value as the
+        result or answer (an exception fails the task, or answers TRANSIT). Then says goodbye."""
+        self.work_window = self.work_window or WorkWindow()
+        stopping = []
+        previous = {}
+        def on_signal(number, frame):
+            stopping.append(number)
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                previous[number] = signal.signal(number, on_signal)
+        next_beat = 0.0
+        last_poll = time.monotonic()
+        try:
+            while not stop() and not stopping:
+                now = time.monotonic()
+                if now >= next_beat:
+                    current = report()
+                    try:
+                        self.heartbeat(current.state, current.queue_depth, current.progress)
+                    except OSError:
+                        pass  # the lead may be restarting
+                    next_beat = now + self.interval
+                received = self.receive_work(max(0.01, min(0.25, next_beat - time.monotonic())))
+                items = []
+                try:
+                    # A fetch, or a short poll every 30 s in case every datagram of some work was lost.
+                    if received is not None and received[0] == "fetch" or time.monotonic() - last_poll > 30:
+                        last_poll = time.monotonic()
+                        items = self.pull_work(data_dir, wait_ms=0, max_items=8)
+                    elif received is not None:
+                        items = [received[1]]
+                    for item in items:
+                        self._reply(data_dir, item, handler)
+                except (OSError, PimeshError):
+                    time.sleep(1)  # the lead may be restarting; its lease gives the work back
+        finally:
+            for number, handler_before in previous.items():
+                signal.signal(number, handler_before)
+        try:
+            self.leave(data_dir)
+        except (OSError, PimeshError):
+            pass
+
+    def _reply(self, data_dir, item, handler):
+        try:
+            value = handler(item)
+            failed = None
+        except Exception as error:  # the handler's failure is the task's outcome
+            value, failed = None, f"{type(error).__name__}: {error}"
+        if item["kind"] == "task":
+            if failed is None:
+                self.post_result(data_dir, item["id"], "succeeded", result=None if value is None else str(value))
+            else:
+                self.post_result(data_dir, item["id"], "failed", error=failed)
+        else:
+            self.answer(data_dir, item["id"], READY if failed is None else TRANSIT,
+                        answer=failed if failed is not None else (None if value is None else str(value)))
 
     def pull_work(self, data_dir, wait_ms=25000, max_items=1):
         """Waits up to wait_ms for tasks, asks or broadcasts; an empty list means none came."""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import threading
 import unittest
 import urllib.request
 
@@ -142,6 +143,45 @@ class PythonClientTests(unittest.TestCase):
             agent.post_result(self.lead.data_dir, task["id"], "maybe")
         skipped = pimesh_agent.submit_task(self.lead.data_dir, "nobody-can")
         self.assertEqual((skipped["decision"], skipped["skip_code"]), ("SKIP", "no_capable_agent"))
+
+    def test_work_arrives_as_datagrams_without_a_long_poll(self):
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-dg", capabilities=["upper"]))
+        stop = threading.Event()
+        seen = []
+
+        def handler(item):
+            seen.append(item["id"])
+            if item["payload"] == "boom":
+                raise ValueError("cannot")
+            return item["payload"].upper()
+
+        server = threading.Thread(target=agent.serve, args=(self.lead.data_dir, handler), kwargs={"stop": stop.is_set})
+        server.start()
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-dg")["state"] == "READY"))
+            tasks = [pimesh_agent.submit_task(self.lead.data_dir, "upper", payload=p) for p in ("abc", "boom", "xyz")]
+            self.assertTrue(self.lead.wait_for(
+                lambda: all(self.lead.get(f"/v1/tasks/{t['id']}")["state"] in ("succeeded", "failed") for t in tasks)))
+            finished = [self.lead.get(f"/v1/tasks/{t['id']}") for t in tasks]
+            self.assertEqual([(f["state"], f.get("result"), f["attempts"]) for f in finished],
+                             [("succeeded", "ABC", 1), ("failed", None, 1), ("succeeded", "XYZ", 1)])
+            self.assertIn("ValueError: cannot", finished[1]["error"])
+            self.assertEqual(sorted(seen), sorted(t["id"] for t in tasks))
+            status = self.lead.get("/v1/status")["tasks"]
+            self.assertEqual(status["work_datagrams"]["agents"], 1)
+            self.assertGreaterEqual(status["work_datagrams"]["sent"], 3)
+            self.assertEqual(status["long_polls"], 0)
+        finally:
+            stop.set()
+            server.join(timeout=10)
+        self.assertEqual(self.agent_view("py-dg")["health"]["condition"], "left")
+
+    def test_the_work_window_takes_each_sequence_once(self):
+        window = pimesh_agent.WorkWindow()
+        self.assertEqual([window.receive(s) for s in (100, 100, 103, 101, 102, 101)], [True, False, True, True, True, False])
+        self.assertEqual((window.highest, window.window), (103, 0b111))
+        self.assertTrue(window.receive(103 + 64))
+        self.assertFalse(window.receive(102))
 
     def test_asks_are_answered(self):
         agent = self.ready_agent("py-8", ["vote"])
