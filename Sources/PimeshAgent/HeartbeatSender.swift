@@ -67,13 +67,14 @@ public struct HeartbeatSigner: Sendable {
     /// The next datagram. `timestampMs` defaults to now; the swarm back-dates it to simulate latency.
     /// With `workAck` the datagram is v2: the lead sends work to the socket it comes from.
     public mutating func next(
-        state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil, workAck: WorkAck? = nil
+        state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil, workAck: WorkAck? = nil, workSlots: Int = 0
     ) -> [UInt8] {
         iteration += 1
         return tag.seal(
             HeartbeatDatagram(
                 state: state, agentID: agentID, iteration: iteration, timestampMs: timestampMs ?? Clock.wallMilliseconds(),
-                queueDepth: UInt32(clamping: max(0, queueDepth)), progress: progress, workAck: workAck))
+                queueDepth: UInt32(clamping: max(0, queueDepth)), progress: progress, workAck: workAck,
+                workSlots: UInt16(clamping: max(0, workSlots))))
     }
 
     /// A receiver for the work datagrams the lead signs with this agent's key.
@@ -92,6 +93,7 @@ public final class HeartbeatSender: Sendable {
     private let sender: DatagramSender
     private let receiver: Mutex<WorkReceiver>
     private let takesWorkDatagrams = Atomic<Bool>(false)
+    private let workSlots = Atomic<Int>(1)
     /// What the last heartbeat reported, repeated by the one that acknowledges a datagram at once.
     private let lastReport = Mutex<(state: TrinaryState, queueDepth: Int, progress: UInt64)>((.ready, 0, 0))
     private let lastSentNs = Atomic<Int64>(0)
@@ -112,8 +114,10 @@ public final class HeartbeatSender: Sendable {
 
     /// From now on heartbeats are v2 and the lead sends work to this socket (UDP only: an
     /// unbound unix datagram socket cannot be answered).
-    public func takeWorkDatagrams() {
+    /// `slots`: tasks worked on at once (0: no limit).
+    public func takeWorkDatagrams(slots: Int = 1) {
         guard case .loopback = sender.destination else { return }
+        workSlots.store(slots, ordering: .relaxed)
         takesWorkDatagrams.store(true, ordering: .relaxed)
     }
 
@@ -124,7 +128,9 @@ public final class HeartbeatSender: Sendable {
         lastSentNs.store(Clock.monotonicNow().nanoseconds, ordering: .relaxed)
         return try signer.withLock { signer in
             try sender.send(
-                signer.next(state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs, workAck: ack))
+                signer.next(
+                    state: state, queueDepth: queueDepth, progress: progress, timestampMs: timestampMs, workAck: ack,
+                    workSlots: workSlots.load(ordering: .relaxed)))
             return signer.iteration
         }
     }

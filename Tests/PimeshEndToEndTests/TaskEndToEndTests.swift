@@ -440,12 +440,14 @@ final class Collected<T>: @unchecked Sendable {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()
         let credentials = try lead.client().register(.init(name: "echo", capabilities: ["echo"]))
-        let beating = try HeartbeatThread(credentials: credentials)
-        defer { beating.stop() }
+        // One PimeshAgent heartbeats and serves: its work datagrams answer its own heartbeats.
+        let agent = PimeshAgent(credentials: credentials)
+        let beating = Task { try await agent.heartbeat { .init(state: .ready) } }
+        defer { beating.cancel() }
         let stop = StopFlag()
         let dataDir = lead.dataDir
         Thread {
-            PimeshAgent(credentials: credentials).serve(dataDir: dataDir, waitMs: 200, shouldStop: { stop.isSet }) { item in
+            agent.serve(dataDir: dataDir, waitMs: 200, shouldStop: { stop.isSet }) { item in
                 .succeeded(result: "echo: " + item.payload)
             }
         }.start()
@@ -456,6 +458,7 @@ final class Collected<T>: @unchecked Sendable {
         let view = try APICoding.decode(TaskView.self, from: Array(delegated.output.utf8))
         #expect(view.result == "echo: hello")
         #expect(view.agentName == "echo")
+        #expect(try lead.status().tasks.workDatagrams?.agents == 1)
         #expect(lead.terminate() == 0)
     }
 }

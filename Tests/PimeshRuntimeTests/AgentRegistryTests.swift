@@ -61,8 +61,9 @@ import Testing
             case 0:  // random garbage of random length
                 let length = Int.random(in: 0...200, using: &rng)
                 bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                if length == 64 { bytes[0] = 9 }  // keep it from being a v1 datagram by chance
-                reason = length < 64 ? .short : length > 64 ? .long : .unknownVersion
+                if length >= 64 { bytes[0] = 9 }  // keep it from being a v1 or v2 datagram by chance
+                // Past the longest known version (80 bytes, v2) it is too long whatever its version says.
+                reason = length < 64 ? .short : length > 80 ? .long : .unknownVersion
             case 1:  // a real datagram cut short
                 bytes = Array(accepted[victim].prefix(Int.random(in: 0...63, using: &rng)))
                 reason = .short
@@ -92,7 +93,7 @@ import Testing
             default:  // bad version or malformed state byte on a real datagram
                 bytes = accepted[victim]
                 if n % 16 == 7 {
-                    bytes[0] = 2
+                    bytes[0] = 3
                     reason = .unknownVersion
                 } else {
                     bytes[1] = 5

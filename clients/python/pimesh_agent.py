@@ -147,9 +147,11 @@ def encode_heartbeat(agent_id, secret, iteration, timestamp_ms, state, queue_dep
     return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
 
 
-def encode_heartbeat_v2(agent_id, secret, iteration, timestamp_ms, state, queue_depth, progress, ack_highest, ack_window):
-    """One 80-byte v2 datagram: the v1 fields, the acknowledgement, and the tag."""
-    signed = _SIGNED_V2.pack(VERSION_WITH_ACK, state, 0, agent_id, iteration, timestamp_ms, queue_depth, progress,
+def encode_heartbeat_v2(agent_id, secret, iteration, timestamp_ms, state, queue_depth, progress, ack_highest, ack_window,
+                        slots=1):
+    """One 80-byte v2 datagram: the v1 fields (bytes 2-3: tasks worked on at once, 0 for no
+    limit), the acknowledgement, and the tag."""
+    signed = _SIGNED_V2.pack(VERSION_WITH_ACK, state, slots, agent_id, iteration, timestamp_ms, queue_depth, progress,
                              ack_highest, ack_window)
     return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
 

@@ -31,13 +31,18 @@ public struct HeartbeatDatagram: Equatable, Sendable {
     public var progress: UInt64
     /// Version 2 only: the work datagrams the agent has received.
     public var workAck: WorkAck?
+    /// Version 2 only (bytes 2–3): how many tasks the agent works on at once; the lead sends no
+    /// more until one finishes, so that the rest waits where it can still be routed or stolen.
+    /// 0: no limit.
+    public var workSlots: UInt16
     /// The received tag, as two words so that holding it allocates nothing.
     public var tag: (UInt64, UInt64)
 
     public init(
         state: TrinaryState, agentID: AgentID, iteration: UInt64, timestampMs: Int64,
-        queueDepth: UInt32, progress: UInt64, workAck: WorkAck? = nil, tag: (UInt64, UInt64) = (0, 0)
+        queueDepth: UInt32, progress: UInt64, workAck: WorkAck? = nil, workSlots: UInt16 = 0, tag: (UInt64, UInt64) = (0, 0)
     ) {
+        self.workSlots = workSlots
         self.state = state
         self.agentID = agentID
         self.iteration = iteration
@@ -56,7 +61,7 @@ public struct HeartbeatDatagram: Equatable, Sendable {
     public static func == (lhs: HeartbeatDatagram, rhs: HeartbeatDatagram) -> Bool {
         lhs.state == rhs.state && lhs.agentID == rhs.agentID && lhs.iteration == rhs.iteration
             && lhs.timestampMs == rhs.timestampMs && lhs.queueDepth == rhs.queueDepth
-            && lhs.progress == rhs.progress && lhs.workAck == rhs.workAck && lhs.tag == rhs.tag
+            && lhs.progress == rhs.progress && lhs.workAck == rhs.workAck && lhs.workSlots == rhs.workSlots && lhs.tag == rhs.tag
     }
 
     public enum Decoded: Sendable, Equatable {
@@ -74,7 +79,8 @@ public struct HeartbeatDatagram: Equatable, Sendable {
         }
         if bytes.count < expected { return .drop(.short) }
         if bytes.count > expected { return .drop(.long) }
-        guard bytes[2] == 0, bytes[3] == 0,
+        // In v2, bytes 2–3 are the agent's work slots; in v1 they are reserved.
+        guard expected == sizeWithAck || (bytes[2] == 0 && bytes[3] == 0),
             let state = TrinaryState(rawValue: Int8(bitPattern: bytes[1]))
         else { return .drop(.malformed) }
         func u64(_ offset: Int) -> UInt64 {
@@ -90,6 +96,7 @@ public struct HeartbeatDatagram: Equatable, Sendable {
                 queueDepth: UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
                 progress: u64(40),
                 workAck: expected == sizeWithAck ? WorkAck(highest: u64(48), window: u64(56)) : nil,
+                workSlots: expected == sizeWithAck ? UInt16(bytes[2]) << 8 | UInt16(bytes[3]) : 0,
                 tag: (u64(tagOffset), u64(tagOffset + 8))
             ))
     }
@@ -99,8 +106,8 @@ public struct HeartbeatDatagram: Equatable, Sendable {
         precondition(bytes.count >= encodedSignedLength)
         bytes[0] = encodedVersion
         bytes[1] = UInt8(bitPattern: state.rawValue)
-        bytes[2] = 0
-        bytes[3] = 0
+        bytes[2] = workAck == nil ? 0 : UInt8(truncatingIfNeeded: workSlots >> 8)
+        bytes[3] = workAck == nil ? 0 : UInt8(truncatingIfNeeded: workSlots)
         agentID.write(to: bytes, offset: 4)
         bytes.storeBytes(of: iteration.bigEndian, toByteOffset: 20, as: UInt64.self)
         bytes.storeBytes(of: UInt64(bitPattern: timestampMs).bigEndian, toByteOffset: 28, as: UInt64.self)

@@ -21,8 +21,8 @@ final class HeartbeatHandler: ChannelInboundHandler, Sendable {
         }
         guard let tasks else { return }
         switch outcome {
-        case .acceptedWithAck(let agent, let ack):
-            tasks.heard(agent: agent, ack: ack, from: envelope.remoteAddress)
+        case .acceptedWithAck(let agent, let ack, let slots):
+            tasks.heard(agent: agent, ack: ack, slots: slots, from: envelope.remoteAddress)
         case .accepted, .dropped:
             break
         }

@@ -83,7 +83,7 @@ public final class AgentRegistry: Sendable {
     public enum Outcome: Equatable, Sendable {
         case accepted(AgentID)
         /// A v2 heartbeat, with the work datagrams it acknowledges.
-        case acceptedWithAck(AgentID, WorkAck)
+        case acceptedWithAck(AgentID, WorkAck, slots: Int)
         case dropped(HeartbeatDropReason)
     }
 
@@ -135,7 +135,7 @@ public final class AgentRegistry: Sendable {
             // In place: copying the agent out and back would copy its latency ring.
             state.agents.values[index].accept(datagram, at: now, latencyMs: latencyMs)
             state.counters.recordAccepted()
-            if let ack = datagram.workAck { return .acceptedWithAck(datagram.agentID, ack) }
+            if let ack = datagram.workAck { return .acceptedWithAck(datagram.agentID, ack, slots: Int(datagram.workSlots)) }
             return .accepted(datagram.agentID)
         }
     }

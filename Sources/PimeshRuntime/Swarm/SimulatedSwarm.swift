@@ -235,6 +235,7 @@ public final class SimulatedSwarm: Service, Sendable {
                 let bytes = members[i].signer.next(
                     state: .ready, queueDepth: members[i].queueDepth, progress: members[i].progress,
                     timestampMs: wallMs - Int64(latency.rounded()), workAck: delivered == nil ? nil : members[i].receiver.window.ack)
+                // (v2 work slots 0: a simulated agent works on everything it is sent at once.)
                 // The lead may be restarting: a lost heartbeat is what the protocol expects.
                 try? sender.send(bytes)
                 members[i].nextDue = members[i].nextDue + interval

@@ -45,20 +45,27 @@ extension TaskService {
         /// The last v2 heartbeat: a link not heard from within the stale time takes no datagrams
         /// (the agent is gone, or an older client took its place and long-polls).
         var heardAt: Instant
+        /// Tasks the agent works on at once (0: no limit), and those sent to it and not finished.
+        var slots: Int
+        var inFlight: Set<String> = []
     }
 
     /// Called for each accepted v2 heartbeat over UDP: its source becomes the agent's work
     /// address, and it acknowledges datagrams.
-    func heard(agent: AgentID, ack: WorkAck, from address: SocketAddress) {
+    func heard(agent: AgentID, ack: WorkAck, slots: Int, from address: SocketAddress) {
         guard settings.workDatagrams else { return }
         var writes: [TaskRow] = []
         let now = Clock.monotonicNow()
         state.withLock { state in
             if state.links[agent] == nil {
                 state.links[agent] = WorkLink(
-                    address: address, outbox: WorkOutbox(firstSequence: firstSequence, settings: settings.outbox), heardAt: now)
+                    // From the clock, not from the lead's start: a link made again after going
+                    // stale must not repeat sequences the agent's window already holds.
+                    address: address, outbox: WorkOutbox(firstSequence: Self.sequenceBase(), settings: settings.outbox), heardAt: now,
+                    slots: slots)
             } else {
                 state.links[agent]!.heardAt = now
+                state.links[agent]!.slots = slots
                 if state.links[agent]!.address != address { state.links[agent]!.address = address }
                 if state.linksAwaitingAck.contains(agent) {
                     state.datagrams.acknowledged += state.links[agent]!.outbox.acknowledge(ack)
@@ -83,7 +90,12 @@ extension TaskService {
             return
         }
         defer { state.links[agent] = link }
-        while link.outbox.hasRoom, var next = state.inboxes[agent]?.items.first {
+        while link.outbox.hasRoom {
+            // Asks and broadcasts go at once; a task only into a free slot, so that the rest
+            // waits in the inbox, where the router's queue depth sees it and stealing can move it.
+            let slotFree = link.slots == 0 || link.inFlight.count < link.slots
+            guard let index = state.inboxes[agent]?.items.firstIndex(where: { $0.kind != .task || slotFree }) else { return }
+            var next = state.inboxes[agent]!.items[index]
             if next.kind == .task { next.attempt = (state.open[next.id]?.row.attempts ?? 0) + 1 }
             guard let body = try? APICoding.encode(next), body.count <= WorkDatagram.maxBodyLength else {
                 if link.lastFetchAt.map({ now - $0 >= settings.outbox.retransmitAfter }) ?? true,
@@ -95,7 +107,9 @@ extension TaskService {
                 }
                 return
             }
+            if index != 0 { state.inboxes[agent]!.items.insert(state.inboxes[agent]!.items.remove(at: index), at: 0) }
             guard let item = take(from: agent, max: 1, now: now, in: &state, writes: &writes).first else { continue }
+            if item.kind == .task { link.inFlight.insert(item.id) }
             transmit(.item, body: body, taskID: item.kind == .task ? item.id : nil, to: agent, link: &link, tag: tag, now: now, in: &state)
         }
     }
@@ -113,6 +127,17 @@ extension TaskService {
         state.datagrams.sent += 1
         outlet.send(bytes, to: link.address)
         doorbell.ring()
+    }
+
+    /// Sequences start from the wall clock in microseconds: above any an earlier link or lead used.
+    static func sequenceBase() -> UInt64 {
+        UInt64(max(0, Clock.wallMilliseconds())) * 1000
+    }
+
+    /// A task of the agent's finished or went back to the queue: its slot is free again.
+    func freeSlot(of agent: AgentID, task: String, now: Instant, in state: inout State, writes: inout [TaskRow]) {
+        guard state.links[agent]?.inFlight.remove(task) != nil else { return }
+        if state.inboxes[agent]?.items.isEmpty == false { sendDatagrams(to: agent, now: now, in: &state, writes: &writes) }
     }
 
     /// Sends again what was not acknowledged in time.

@@ -118,8 +118,6 @@ final class TaskService: Service, Sendable {
     let state = Mutex(State())
     /// The heartbeat socket, through which work datagrams leave.
     let outlet: DatagramOutlet
-    /// Where this lead's work sequences begin: above any an earlier lead used.
-    let firstSequence = UInt64(max(0, Clock.wallMilliseconds())) * 1000
 
     init(
         settings: Settings, registry: AgentRegistry, writer: StoreWriter, store: TaskStore, kpis: KPIRecorder, metrics: LeadMetrics,
@@ -552,6 +550,9 @@ final class TaskService: Service, Sendable {
             state.queued.removeAll { $0 == taskID }
             if let agent = original.row.agentID {
                 state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
+                var writes: [TaskRow] = []
+                freeSlot(of: agent, task: taskID, now: now, in: &state, writes: &writes)
+                persist(writes)
             }
             remember(live.row, in: &state)
             return .claimed(original, finished: live.row)
@@ -630,6 +631,7 @@ final class TaskService: Service, Sendable {
             state.queued.removeAll { $0 == taskID }
             if let agent = live.row.agentID {
                 state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
+                state.links[agent]?.inFlight.remove(taskID)
             }
             remember(live.row, in: &state)
             state.counters.finished[.cancelled, default: 0] += 1
@@ -693,6 +695,7 @@ final class TaskService: Service, Sendable {
                 if let agent = task.row.agentID {
                     state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
                     state.links[agent]?.outbox.remove { $0.taskID == id }
+                    state.links[agent]?.inFlight.remove(id)
                     registry.recordLostTask(of: agent, at: now)
                 }
                 task.leaseExpires = nil
