@@ -96,6 +96,19 @@ import Testing
         #expect(due(at: start + .milliseconds(700)).map(\.sends) == [4])
         #expect(due(at: start + .milliseconds(1100)).isEmpty)
         #expect(outbox.pending.isEmpty && outbox.givenUp == 1)
+        // A datagram stuck unacknowledged holds the window: no sequence 64 above it is sent.
+        var wide = WorkOutbox<Int>(firstSequence: 1, settings: .init(capacity: 64))
+        let stuck = wide.sent(0, at: start)
+        var agent = WorkWindow()
+        for n in 1..<64 {
+            #expect(wide.hasRoom)
+            let sequence = wide.sent(n, at: start)
+            _ = agent.receive(sequence)
+            wide.acknowledge(agent.ack)
+        }
+        #expect(!wide.hasRoom, "sequence 65 would put \(stuck) out of the agent's window")
+        let retransmissionTaken = agent.receive(stuck)
+        #expect(retransmissionTaken, "still inside the window: its retransmission is taken")
         let c = outbox.sent("c", at: start)
         outbox.remove { $0 == "c" }
         #expect(c == 502 && outbox.pending.isEmpty)

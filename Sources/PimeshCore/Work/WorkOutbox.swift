@@ -42,7 +42,14 @@ public struct WorkOutbox<Item: Sendable>: Sendable {
         nextSequence = max(1, firstSequence)
     }
 
-    public var hasRoom: Bool { pending.count < settings.capacity }
+    /// Room for another datagram: fewer than `capacity` unacknowledged, and none so far behind
+    /// that the next sequence would push it out of the agent's 64-sequence window (the agent
+    /// would then take its retransmission for a replay and never acknowledge it).
+    public var hasRoom: Bool {
+        guard pending.count < settings.capacity else { return false }
+        guard let oldest = pending.first?.sequence else { return true }
+        return nextSequence - oldest < 64
+    }
 
     /// Records a datagram sent now; returns its sequence.
     public mutating func sent(_ item: Item, at now: Instant) -> UInt64 {
