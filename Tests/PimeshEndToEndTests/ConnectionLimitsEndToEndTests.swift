@@ -78,7 +78,7 @@ import Testing
     @Test func theConnectionLimitHoldsAndIdleOrSlowClientsAreClosed() throws {
         let dataDir = LeadProcess.scratchDirectory()
         let config = dataDir + "/pimesh.json"
-        try #"{"api": {"max_connections": 16, "idle_timeout_s": 2}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        try #"{"api": {"max_connections": 16, "idle_timeout_s": 5}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
         defer { _ = lead.terminate() }
         let endpoint = try lead.waitReady()
@@ -86,15 +86,17 @@ import Testing
         // A slow client that never finishes its request head is closed after the idle timeout.
         let slow = Self.openIdle(port: endpoint.api.port, sending: "GET /healthz HTTP/1.1\r\nHost: pimesh\r\n")
         defer { close(slow) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
         setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var byte: UInt8 = 0
         let slowStart = Date()
         let got = recv(slow, &byte, 1, 0)
         #expect(got == 0, "the slow client was not closed (recv returned \(got), errno \(errno))")
-        #expect(Date().timeIntervalSince(slowStart) < 8)
+        #expect(Date().timeIntervalSince(slowStart) < 12)
 
-        // The limit: 16 idle connections fill the TCP server.
+        // The limit: 16 idle connections fill the TCP server. The idle timeout is 5 s, not 2, so
+        // that a test descheduled beside stress-ng for a second or two still finds all 16 open
+        // (with 2 s a 17th was once served after the first idle ones had timed out).
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
         for _ in 0..<16 { idle.append(Self.openIdle(port: endpoint.api.port)) }
@@ -106,8 +108,8 @@ import Testing
         // Operators on the unix socket are not locked out by TCP clients.
         let unix = LoopbackHTTPClient(address: .unix(path: endpoint.api.unixSocket!))
         #expect(try unix.request("GET", "/healthz").status == 200)
-        // The idle ones are closed after 2 s, and TCP serves again.
-        let patient = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 10_000)
+        // The idle ones are closed after 5 s, and TCP serves again.
+        let patient = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 15_000)
         #expect(try patient.request("GET", "/healthz").status == 200)
         #expect(try runPimesh(["status", "--data-dir", dataDir]).status == 0)
     }
