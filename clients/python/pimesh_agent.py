@@ -156,6 +156,19 @@ def encode_heartbeat_v2(agent_id, secret, iteration, timestamp_ms, state, queue_
     return signed + hmac.new(secret, signed, hashlib.sha256).digest()[:TAG_LENGTH]
 
 
+def _catch_stop_signals():
+    """Records SIGTERM/SIGINT in the returned list instead of dying (main thread only); the
+    dict holds the handlers to put back."""
+    stopping = []
+    previous = {}
+    def on_signal(number, frame):
+        stopping.append(number)
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, on_signal)
+    return stopping, previous
+
+
 class WorkWindow:
     """Which work sequences arrived: the highest, and bit i for highest-1-i (64 of them)."""
 
@@ -341,13 +354,7 @@ class PimeshAgent:
         calls `handler(item)` for each task, ask or broadcast and posts its return value as the
         result or answer (an exception fails the task, or answers TRANSIT). Then says goodbye."""
         self.work_window = self.work_window or WorkWindow()
-        stopping = []
-        previous = {}
-        def on_signal(number, frame):
-            stopping.append(number)
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGTERM, signal.SIGINT):
-                previous[number] = signal.signal(number, on_signal)
+        stopping, previous = _catch_stop_signals()
         next_beat = 0.0
         last_poll = time.monotonic()
         try:
@@ -440,13 +447,7 @@ class PimeshAgent:
     def run(self, report=Report, stop=lambda: False, data_dir=None):
         """Heartbeats at the lead's interval until `stop()` is true or SIGTERM/SIGINT arrives;
         then, given `data_dir`, says goodbye so that the lead does not take the silence for a failure."""
-        stopping = []
-        previous = {}
-        def on_signal(number, frame):
-            stopping.append(number)
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGTERM, signal.SIGINT):
-                previous[number] = signal.signal(number, on_signal)
+        stopping, previous = _catch_stop_signals()
         try:
             while not stop() and not stopping:
                 current = report()
