@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import PimeshCore
 
 /// What a running lead writes to `<data-dir>/lead.json` so that clients find it by themselves.
@@ -39,13 +40,19 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
 /// The errors a client meets before it ever reaches the lead.
 public enum LeadDiscoveryError: Error, CustomStringConvertible {
     case noLead(dataDir: String)
+    /// lead.json is there but its process is not: the lead died without cleaning up.
+    case notRunning(dataDir: String, pid: Int32, startedAtMs: Int64, why: String)
     case unreadable(path: String, reason: String)
     case noToken(path: String)
 
     public var description: String {
         switch self {
         case .noLead(let dir):
-            "no lead is running with data dir \(dir) (no \(dir)/\(LeadEndpoint.fileName)); start one with `pimesh run --data-dir \(dir)`"
+            // Never "start one here": on a Pi the lead runs from its unit with another data dir,
+            // and a second lead beside it is the last thing an operator needs.
+            "no lead is running with data dir \(dir) (no \(dir)/\(LeadEndpoint.fileName)); is the lead running (`systemctl status pimesh`), and is this its --data-dir?"
+        case .notRunning(let dir, let pid, let startedAtMs, let why):
+            "the lead is not running (last pid \(pid), started \(UTCTime.iso8601(epochMs: startedAtMs)); \(why)): it did not stop cleanly and left \(dir)/\(LeadEndpoint.fileName) behind; see `journalctl -u pimesh` for why, and `systemctl start pimesh` to start it again"
         case .unreadable(let path, let reason):
             "cannot read \(path): \(reason)"
         case .noToken(let path):
@@ -66,11 +73,28 @@ public enum LeadDiscovery {
         guard let bytes = try? FileIO.read(path: path) else {
             throw LeadDiscoveryError.noLead(dataDir: dataDir)
         }
+        let endpoint: LeadEndpoint
         do {
-            return try APICoding.decode(LeadEndpoint.self, from: bytes)
+            endpoint = try APICoding.decode(LeadEndpoint.self, from: bytes)
         } catch {
             throw LeadDiscoveryError.unreadable(path: path, reason: "\(error)")
         }
+        if let why = whyNotRunning(endpoint) {
+            throw LeadDiscoveryError.notRunning(dataDir: dataDir, pid: endpoint.pid, startedAtMs: endpoint.startedAtMs, why: why)
+        }
+        return endpoint
+    }
+
+    /// Why the process lead.json names is not that lead, or nil when it may well be. Errs on the
+    /// side of "running": a pid owned by another user answers EPERM, and /proc may hide it.
+    public static func whyNotRunning(_ endpoint: LeadEndpoint, procRoot: String = "/proc") -> String? {
+        if kill(endpoint.pid, 0) != 0, errno == ESRCH { return "pid \(endpoint.pid) is gone" }
+        guard let cmdline = try? FileIO.read(path: "\(procRoot)/\(endpoint.pid)/cmdline", limit: 4096), !cmdline.isEmpty else {
+            return nil
+        }
+        let program = String(decoding: cmdline.prefix(while: { $0 != 0 }), as: UTF8.self)
+        let name = program.split(separator: "/").last.map(String.init) ?? program
+        return name.hasPrefix("pimesh") ? nil : "pid \(endpoint.pid) is now \(name), not a lead"
     }
 
     public static func token(dataDir: String) throws -> String {

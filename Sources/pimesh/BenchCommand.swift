@@ -95,7 +95,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let result = try await TaskBenchmark(
-                    dataDir: options.resolvedDataDir, tasks: tasks, concurrency: concurrency, weight: weight
+                    dataDir: try options.locatedDataDir(), tasks: tasks, concurrency: concurrency, weight: weight
                 ).run()
                 if options.json {
                     print(String(decoding: try APICoding.encode(result), as: UTF8.self))

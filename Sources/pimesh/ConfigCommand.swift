@@ -11,20 +11,35 @@ struct ConfigCommand: AsyncParsableCommand {
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
-            abstract: "Validate a config file: names the key, line and reason of the first problem.",
-            discussion: "Exits 0 when the file is valid, 78 (EX_CONFIG) when it is not."
+            abstract: "Validate a config file and the agent manifests it points to.",
+            discussion: """
+                Names the file, line (and column, for a JSON syntax error), key and reason of each \
+                problem. The manifests checked are those in supervision.agents_dir (default: \
+                agents.d beside the config file), as `pimesh run` and `pimesh reload` read them. \
+                Run it before `pimesh reload`. Exits 0 when everything is valid, 78 (EX_CONFIG) \
+                when anything is not.
+                """
         )
 
         @Argument(help: "The config file (the lead's default on a Pi is /etc/pimesh/pimesh.json).")
         var file: String = "/etc/pimesh/pimesh.json"
 
+        @Option(name: .long, help: "The agent manifests to check (default: supervision.agents_dir, else agents.d beside the config).")
+        var agentsDir: String?
+
         func run() async throws {
+            let config: LeadConfig
             do {
-                let config = try ConfigLoader.load(path: file)
-                print("\(file): ok (data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms)")
+                config = try ConfigLoader.load(path: file)
             } catch {
                 throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
             }
+            print("\(file): ok (data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms)")
+            let directory = agentsDir ?? config.supervision.agentsDir ?? ConfigLoader.agentsDir(besideConfig: file)
+            let (manifests, refused) = AgentManifest.loadDirectory(directory)
+            for error in refused { FileHandleStderr.write("pimesh: \(error)\n") }
+            print("\(directory): \(manifests.count) manifest\(manifests.count == 1 ? "" : "s") ok, \(refused.count) refused")
+            if !refused.isEmpty { throw ExitCode(78) }
         }
     }
 }

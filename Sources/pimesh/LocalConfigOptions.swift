@@ -5,7 +5,7 @@ import PimeshRuntime
 /// For commands that act on this device directly rather than through a running lead
 /// (`leds test`, `selftest`): the same config file and data dir `pimesh run` would use.
 struct LocalConfigOptions: ParsableArguments {
-    @Option(name: .long, help: "JSON config file, as for `pimesh run` (default: built-in defaults).")
+    @Option(name: .long, help: "JSON config file, as for `pimesh run` (default: \(DataDirLocator.systemConfig) when it exists, else built-in defaults).")
     var config: String?
 
     @Option(name: .long, help: "Data dir (default: config, $PIMESH_DATA_DIR, else ./.pimesh).")
@@ -15,7 +15,7 @@ struct LocalConfigOptions: ParsableArguments {
     func load() throws -> LeadConfig {
         var settings = LeadConfig()
         settings.dataDir = LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
-        if let config {
+        if let config = DataDirLocator.configFile(explicit: config) {
             do {
                 settings = try ConfigLoader.load(path: config, base: settings)
             } catch {

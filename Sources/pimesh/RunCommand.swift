@@ -69,8 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         if let agentsDir {
             settings.supervision.agentsDir = agentsDir
         } else if settings.supervision.agentsDir == nil, let config {
-            let directory = config.contains("/") ? String(config[..<config.lastIndex(of: "/")!]) : "."
-            settings.supervision.agentsDir = (directory.isEmpty ? "/" : directory) + "/agents.d"
+            settings.supervision.agentsDir = ConfigLoader.agentsDir(besideConfig: config)
         }
 
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info

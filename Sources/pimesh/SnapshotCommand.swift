@@ -27,7 +27,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Where the uncompressed copy is staged (default: $RUNTIME_DIRECTORY, else <data-dir>/run).")
         var runDir: String?
 
-        @Option(name: .long, help: "The lead's config file, for the spool bounds (snapshots.*).")
+        @Option(name: .long, help: "The lead's config file, for the spool bounds (snapshots.*; default: \(DataDirLocator.systemConfig) when it exists).")
         var config: String?
 
         @Flag(name: .long, help: "Print JSON for scripts.")
@@ -36,10 +36,9 @@ struct SnapshotCommand: AsyncParsableCommand {
         func settings() throws -> LeadConfig {
             let environment = ProcessEnvironment.current
             var settings = LeadConfig()
-            settings.dataDir = LeadDiscovery.defaultDataDir(environment: environment)
             if let systemd = environment["RUNTIME_DIRECTORY"], !systemd.isEmpty { settings.runDir = systemd }
-            if let config { settings = try ConfigLoader.load(path: config, base: settings) }
-            if let dataDir { settings.dataDir = dataDir }
+            if let config = DataDirLocator.configFile(explicit: config) { settings = try ConfigLoader.load(path: config, base: settings) }
+            settings.dataDir = try DataDirLocator.candidates(dataDir: dataDir, config: config, environment: environment)[0].dataDir
             if let runDir { settings.runDir = runDir }
             return settings
         }

@@ -78,7 +78,7 @@ struct SwarmCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "pimesh-swarm")
-        let dataDir = options.resolvedDataDir
+        let dataDir = try options.locatedDataDir()
         var settings = SimulatedSwarm.Settings(
             dataDir: dataDir, agents: agents, namePrefix: namePrefix,
             stateFile: stateFile ?? "\(dataDir)/swarm-\(namePrefix).json", seed: seed,

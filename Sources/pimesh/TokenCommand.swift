@@ -30,7 +30,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let file = options.resolvedDataDir + "/" + (kind == "operator" ? LeadEndpoint.tokenFileName : LeadEndpoint.joinTokenFileName)
+                let file = try options.locatedDataDir() + "/" + (kind == "operator" ? LeadEndpoint.tokenFileName : LeadEndpoint.joinTokenFileName)
                 try options.act("/v1/tokens/\(kind)/rotate", done: "rotated the \(kind) token; the new one is in \(file)")
             } catch {
                 throw CLIFailure.report(error)

@@ -224,12 +224,49 @@ import Testing
         #expect(check.status == 78)
         try "{\"heartbeat\": {\"interval_ms\": 100}}".write(toFile: config, atomically: true, encoding: .utf8)
         #expect(try runPimesh(["config", "check", config]).status == 0)
+
+        // A syntax error names the line and column; the lead refuses to start on it.
+        try "{\n  \"log_level\": \"info\"\n  \"data_dir\": \"/tmp\"\n}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let syntax = try runPimesh(["run", "--data-dir", dataDir, "--config", config])
+        #expect(syntax.status == 78)
+        #expect(syntax.output.contains("pimesh.json:3:3: not valid JSON: expected ',' or '}' after the value of \"log_level\""))
+
+        // `config check` reads the manifests beside the config as the lead would, and names a
+        // duplicate key in one of them with its line.
+        try "{}".write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dataDir + "/agents.d", withIntermediateDirectories: true)
+        try "{\"name\": \"w1\", \"command\": \"/bin/sleep\",\n \"name\": \"w2\"}".write(
+            toFile: dataDir + "/agents.d/w.json", atomically: true, encoding: .utf8)
+        let manifests = try runPimesh(["config", "check", config])
+        #expect(manifests.status == 78)
+        #expect(manifests.output.contains("agents.d/w.json:2: not valid JSON: duplicate key \"name\" (first at line 1)"))
+        #expect(manifests.output.contains("0 manifests ok, 1 refused"))
     }
 
-    @Test func clientsExplainAMissingLead() throws {
+    @Test func clientsFindTheLeadByItsConfigAndExplainAMissingOrDeadOne() throws {
         let (code, output) = try runPimesh(["status", "--data-dir", "/nonexistent/pimesh"])
         #expect(code == 1)
         #expect(output.contains("no lead is running with data dir /nonexistent/pimesh"))
+        #expect(!output.contains("pimesh run"), "an error must never suggest starting a second lead")
+
+        // The config's data_dir locates the lead, from any directory, with no environment (sudo).
+        let dataDir = LeadProcess.scratchDirectory()
+        let elsewhere = LeadProcess.scratchDirectory()
+        try "{\"data_dir\": \"\(dataDir)\"}".write(toFile: elsewhere + "/pimesh.json", atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir)
+        let endpoint = try lead.waitReady()
+        let found = try runPimesh(["status", "--config", elsewhere + "/pimesh.json"], directory: elsewhere, environment: ["PATH": "/usr/bin:/bin"])
+        #expect(found.status == 0, "\(found.output)")
+        #expect(found.output.contains("node"))
+
+        // After kill -9 the stale lead.json is named for what it is, not as a socket error.
+        lead.kill9()
+        let gone = try runPimesh(["status", "--config", elsewhere + "/pimesh.json"], directory: elsewhere, environment: [:])
+        #expect(gone.status == 1)
+        #expect(gone.output.contains("the lead is not running (last pid \(endpoint.pid), started "), "\(gone.output)")
+        #expect(gone.output.contains("pid \(endpoint.pid) is gone"))
+        #expect(!gone.output.contains("Connection refused"))
+        #expect(!gone.output.contains("pimesh run"))
     }
 
     @Test func swarmAgentsBecomeReadyWithDifferentScores() throws {

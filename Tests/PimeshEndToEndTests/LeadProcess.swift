@@ -144,10 +144,14 @@ func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) -> Bo
 }
 
 /// Runs a `pimesh` client command and returns its exit status and output.
-func runPimesh(_ arguments: [String], timeout: TimeInterval = 30) throws -> (status: Int32, output: String) {
+func runPimesh(
+    _ arguments: [String], timeout: TimeInterval = 30, directory: String? = nil, environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    if let environment { process.environment = environment }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

@@ -1,4 +1,5 @@
 import Testing
+import PimeshAgent
 
 @testable import PimeshRuntime
 
@@ -116,6 +117,65 @@ import Testing
         #expect(failure?.reason.hasPrefix("not valid JSON") == true)
         #expect(error("[1, 2]")?.reason.contains("must be an object") == true)
     }
+
+    /// What an operator sees for the mistakes hand-edited JSON has: the file, line and column,
+    /// and what was expected there, in the form editors jump to.
+    @Test func aSyntaxErrorNamesTheLineAndColumnAndWhatWasExpected() {
+        let missingComma = error("{\n  \"log_level\": \"info\"\n  \"data_dir\": \"/var/lib/pimesh\"\n}")
+        #expect(missingComma?.description == "pimesh.json:3:3: not valid JSON: expected ',' or '}' after the value of \"log_level\", found '\"'")
+
+        let unclosed = error("{\"api\": {\"port\": 7400}")
+        #expect(unclosed?.line == 1)
+        #expect(unclosed?.column == 23)
+        #expect(unclosed?.reason.contains("expected ',' or '}'") == true)
+        #expect(unclosed?.reason.contains("found the end of the document") == true)
+
+        let bareWord = error("{\"log_level\": info}")
+        #expect(bareWord?.description == "pimesh.json:1:15: not valid JSON: expected a value (object, array, string, number, true, false or null), found 'i'")
+
+        // Columns count characters: the "é" before the mistake is two bytes and one column.
+        let accented = error("{\"data_dir\": \"/srv/é\", }")
+        #expect(accented?.line == 1)
+        #expect(accented?.column == 24)
+    }
+
+    @Test func duplicateKeysAndTrailingCommasAreErrorsThatNameTheKeyAndLine() {
+        let duplicate = error("{\n  \"log_level\": \"info\",\n  \"log_level\": \"debug\"\n}")
+        #expect(duplicate?.description == "pimesh.json:3: not valid JSON: duplicate key \"log_level\" (first at line 2); each key may appear once")
+
+        let nested = error("{\"api\": {\"port\": 1,\n \"port\": 2}}")
+        #expect(nested?.line == 2)
+        #expect(nested?.reason.contains("duplicate key \"port\"") == true)
+
+        let trailingInObject = error("{\n  \"log_level\": \"info\",\n}")
+        #expect(trailingInObject?.description == "pimesh.json:3:1: not valid JSON: trailing comma before '}'; remove the last ','")
+        let trailingInArray = error("{\"tasks\": [1, 2, ]}")
+        #expect(trailingInArray?.reason.contains("trailing comma before ']'") == true)
+    }
+
+    @Test func theStrictParserReadsEveryValidFormAndRefusesTheRest() throws {
+        let value = try JSONValue.parse(Array(#"\#u{FEFF}{"a": [1, -2.5e3, 0, true, false, null], "b": "tab\t \u00e9 \ud83d\ude00 \/", "c": {}}"#.utf8))
+        #expect(
+            value
+                == .object([
+                    "a": .array([.number(1), .number(-2500), .number(0), .bool(true), .bool(false), .null]),
+                    "b": .string("tab\t é 😀 /"), "c": .object([:]),
+                ]))
+        for (text, reason) in [
+            ("", "the document is empty"), ("{} {}", "expected the end of the document"), ("[01]", "may not start with 0"),
+            ("[1.]", "after the decimal point"), ("[1e]", "in the exponent"), ("[\"a\nb\"]", "not closed before the end of the line"),
+            ("[\"\\x\"]", "unknown escape"), ("[\"\\ud800\"]", "low one"), ("[tru]", "expected true"), ("{1: 2}", "expected a key"),
+            ("{\"a\" 1}", "expected ':'"), ("[1e999]", "too large"), (String(repeating: "[", count: 65) + String(repeating: "]", count: 65), "deeper than 64"),
+        ] {
+            do {
+                _ = try JSONValue.parse(Array(text.utf8))
+                Issue.record("\(text) was accepted")
+            } catch {
+                #expect(error.message.contains(reason), "\(text): \(error.message)")
+            }
+        }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse([0x5B, 0x22, 0xFF, 0x22, 0x5D]) }
+    }
 }
 
 @Suite struct SupervisionConfigTests {
@@ -141,5 +201,49 @@ import Testing
         #expect(Lead.ramBudget(configuredMB: 0, memoryTotal: 1000) == nil)
         #expect(Lead.ramBudget(configuredMB: 2, memoryTotal: 1000) == 2 << 20)
         #expect(Lead.ramBudget(configuredMB: nil, memoryTotal: nil) == nil)
+    }
+}
+
+/// `sudo pimesh status` on a Pi: the CLI looks where the unit runs the lead.
+@Suite struct DataDirLocatorTests {
+    let scratch: String = {
+        let path = "/tmp/pimesh-locator-\(UInt64.random(in: 0...UInt64.max))"
+        try! FileIO.makeDirectories(path)
+        return path
+    }()
+
+    @Test func flagThenEnvironmentThenConfigThenDefault() throws {
+        let system = scratch + "/pimesh.json"
+        try FileIO.writeAtomically(path: system, bytes: Array(#"{"data_dir": "\#(scratch)/data"}"#.utf8))
+        let locate = { (dataDir: String?, config: String?, environment: [String: String]) in
+            try DataDirLocator.candidates(dataDir: dataDir, config: config, environment: environment, systemConfig: system).map(\.dataDir)
+        }
+        #expect(try locate("/flag", nil, ["PIMESH_DATA_DIR": "/env"]) == ["/flag"])
+        #expect(try locate(nil, nil, ["PIMESH_DATA_DIR": "/env"]) == ["/env"])
+        #expect(try locate(nil, nil, [:]) == [scratch + "/data", "./.pimesh"])
+        #expect(try DataDirLocator.candidates(dataDir: nil, config: nil, environment: [:], systemConfig: scratch + "/absent.json").map(\.dataDir) == ["./.pimesh"])
+
+        // An explicit --config is authoritative, even when it names no data_dir.
+        let other = scratch + "/other.json"
+        try FileIO.writeAtomically(path: other, bytes: Array("{}".utf8))
+        #expect(try locate(nil, other, [:]) == ["./.pimesh"])
+
+        // Of the config's and the default, the one with a lead.json wins; with neither the error
+        // names every place it looked and never suggests starting a lead.
+        do {
+            _ = try DataDirLocator.locate(dataDir: nil, config: nil, environment: [:], systemConfig: system)
+            Issue.record("found a lead where there is none")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("looked for lead.json in \(scratch)/data (data_dir of \(system)), ./.pimesh (the default)"))
+            #expect(!text.contains("pimesh run --data-dir"))
+        }
+        try FileIO.makeDirectories(scratch + "/data")
+        try FileIO.writeAtomically(path: scratch + "/data/lead.json", bytes: Array("{}".utf8))
+        #expect(try DataDirLocator.locate(dataDir: nil, config: nil, environment: [:], systemConfig: system) == scratch + "/data")
+
+        // A broken config is a config error, with its place.
+        try FileIO.writeAtomically(path: system, bytes: Array("{\"data_dir\": }".utf8))
+        #expect(throws: ConfigError.self) { try locate(nil, nil, [:]) }
     }
 }

@@ -16,6 +16,13 @@ public enum ConfigLoader {
         return try parse(text: String(decoding: bytes, as: UTF8.self), file: path, base: base)
     }
 
+    /// Where the manifests are when the config file names no `supervision.agents_dir`:
+    /// `agents.d` beside the file, so that /etc/pimesh/pimesh.json means /etc/pimesh/agents.d.
+    public static func agentsDir(besideConfig file: String) -> String {
+        let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+        return (directory.isEmpty ? "" : directory) + "/agents.d"
+    }
+
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])

@@ -24,7 +24,7 @@ struct ConfigReader {
         do {
             value = try JSONValue.parse(Array(text.utf8))
         } catch {
-            throw ConfigError(file: file, key: "", line: nil, reason: error.description)
+            throw ConfigError(file: file, key: "", line: error.line, column: error.column, reason: "not valid JSON: " + error.message)
         }
         try self.init(file: file, text: text, path: "", value: value)
     }

@@ -27,16 +27,10 @@ public enum JSONValue: Decodable, Sendable, Equatable {
         }
     }
 
-    /// Parses bytes; the error says where the JSON is broken in words a person can act on.
+    /// Parses bytes strictly (no duplicate keys, no trailing commas); the error names the line
+    /// and column and what was expected there.
     public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let DecodingError.dataCorrupted(context) {
-            let underlying = context.underlyingError.map { " (\($0))" } ?? ""
-            throw JSONParseError(message: context.debugDescription + underlying)
-        } catch {
-            throw JSONParseError(message: "\(error)")
-        }
+        try StrictJSONParser.parse(bytes)
     }
 
     public var typeName: String {
@@ -53,5 +47,13 @@ public enum JSONValue: Decodable, Sendable, Equatable {
 
 public struct JSONParseError: Error, CustomStringConvertible {
     public var message: String
-    public var description: String { "not valid JSON: \(message)" }
+    /// 1-based; a duplicate key has a line and no column.
+    public var line: Int?
+    public var column: Int?
+
+    /// "line 3, column 7: expected ',' or '}' …": what a person needs to find the mistake.
+    public var description: String {
+        let place = [line.map { "line \($0)" }, column.map { "column \($0)" }].compactMap { $0 }.joined(separator: ", ")
+        return "not valid JSON: " + (place.isEmpty ? message : "\(place): \(message)")
+    }
 }

@@ -1,0 +1,53 @@
+import Testing
+
+@testable import PimeshCore
+
+@Suite struct UTCTimeTests {
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00Z"), (951_782_400_000, "2000-02-29T00:00:00Z"), (1_796_181_298_000, "2026-12-02T03:14:58Z"),
+        (4_107_542_399_000, "2100-02-28T23:59:59Z"), (-1000, "1969-12-31T23:59:59Z"),
+    ])
+    func iso8601InUTC(epochMs: Int64, expected: String) {
+        #expect(UTCTime.iso8601(epochMs: epochMs) == expected)
+    }
+
+    @Test func millisecondsWhenAsked() {
+        #expect(UTCTime.iso8601(epochMs: 1_796_181_298_007, milliseconds: true) == "2026-12-02T03:14:58.007Z")
+    }
+
+    @Test func everyDayOfFourHundredYearsRoundTrips() {
+        // The Gregorian cycle repeats every 146,097 days; walking one cycle checks every leap rule.
+        var (year, month, day): (Int64, Int64, Int64) = (1970, 1, 1)
+        let monthLengths: [Int64] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        for days in Int64(0)..<146_097 {
+            let civil = UTCTime.civilDate(daysSinceEpoch: days)
+            #expect(civil == (year, month, day), "day \(days)")
+            if civil != (year, month, day) { return }
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+            let length = month == 2 && leap ? 29 : monthLengths[Int(month - 1)]
+            day += 1
+            if day > length { day = 1; month += 1 }
+            if month > 12 { month = 1; year += 1 }
+        }
+    }
+
+    @Test func agesReadLikeKubectl() {
+        #expect(UTCTime.age(0) == "0s")
+        #expect(UTCTime.age(-5000) == "0s")
+        #expect(UTCTime.age(119_999) == "119s")
+        #expect(UTCTime.age(120_000) == "2m")
+        #expect(UTCTime.age(7_199_999) == "119m")
+        #expect(UTCTime.age(7_200_000) == "2h")
+        #expect(UTCTime.age(172_800_000) == "2d")
+    }
+
+    @Test func durationsAsSinceTakesThem() {
+        #expect(UTCTime.milliseconds(ofDuration: "10m") == 600_000)
+        #expect(UTCTime.milliseconds(ofDuration: "1h30m") == 5_400_000)
+        #expect(UTCTime.milliseconds(ofDuration: "250ms") == 250)
+        #expect(UTCTime.milliseconds(ofDuration: "2d") == 172_800_000)
+        for bad in ["", "10", "m", "10x", "-5m", "1.5h", "10 m", "9999999999s"] {
+            #expect(UTCTime.milliseconds(ofDuration: bad) == nil, "\(bad)")
+        }
+    }
+}
