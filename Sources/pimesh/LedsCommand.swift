@@ -142,17 +142,48 @@ struct LedsCommand: AsyncParsableCommand {
 
     struct SVG: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "svg", abstract: "Write the pattern pictures that docs/leds.md shows, drawn from the patterns themselves.")
+            commandName: "svg", abstract: "Draw the pattern pictures that docs/leds.md shows, from the patterns themselves.",
+            discussion: """
+                With a picture's name, prints it to stdout (or writes it to --out FILE). With --all, \
+                writes every picture into the directory --out names; the repository's pictures are \
+                refreshed with `pimesh leds svg --all --out docs/leds`.
+                """)
 
-        @Option(name: .long, help: "Directory to write into.")
-        var out: String = "docs/leds"
+        @Argument(help: "The picture: \(LEDPictures.all.map { String($0.file.dropLast(4)) }.joined(separator: ", ")).")
+        var picture: String?
+
+        @Flag(name: .long, help: "Every picture, into the directory --out names.")
+        var all = false
+
+        @Option(name: .long, help: "A file for one picture, a directory with --all (default for one picture: stdout).")
+        var out: String?
+
+        func validate() throws {
+            let names = LEDPictures.all.map { String($0.file.dropLast(4)) }
+            if all {
+                guard picture == nil else { throw ValidationError("give a picture's name or --all, not both") }
+                guard out != nil else { throw ValidationError("--all writes several files: name their directory with --out") }
+            } else {
+                guard let picture else { throw ValidationError("name a picture (\(names.joined(separator: ", "))) or give --all --out DIR") }
+                guard names.contains(picture) else { throw ValidationError("no picture \"\(picture)\"; there are \(names.joined(separator: ", "))") }
+            }
+        }
 
         func run() async throws {
             do {
-                try FileIO.makeDirectories(out)
-                for (file, svg) in LEDPictures.all {
-                    try FileIO.writeAtomically(path: out + "/" + file, bytes: Array(svg.utf8), mode: 0o644)
-                    print(out + "/" + file)
+                if all, let out {
+                    try FileIO.makeDirectories(out)
+                    for (file, svg) in LEDPictures.all {
+                        try FileIO.writeAtomically(path: out + "/" + file, bytes: Array(svg.utf8), mode: 0o644)
+                        print(out + "/" + file)
+                    }
+                    return
+                }
+                let svg = LEDPictures.all.first { $0.file == (picture ?? "") + ".svg" }!.svg
+                if let out {
+                    try FileIO.writeAtomically(path: out, bytes: Array(svg.utf8), mode: 0o644)
+                } else {
+                    print(svg, terminator: svg.hasSuffix("\n") ? "" : "\n")
                 }
             } catch {
                 throw CLIFailure.report(error)

@@ -85,7 +85,7 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append(
             "node        score \(n.score)   cpu \(Format.decimal(n.factors.cpu, places: 2))   memory \(Format.decimal(n.factors.memory, places: 2))   "
                 + "io \(Format.decimal(n.factors.io, places: 2))   thermal \(Format.decimal(n.factors.thermal, places: 2))   "
-                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   load \(load) on \(r.cpuCount) cpus   \(temperature)")
+                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   load \(load) on \(r.cpuCount) cpus   temperature \(temperature)")
         // The decoder turns snake_case keys into camelCase, dictionary keys included.
         let dropped = HeartbeatDropReason.allCases.map { reason -> String in
             let key = reason.description
@@ -135,7 +135,7 @@ struct StatusCommand: AsyncParsableCommand {
                     + "\(verdict) (\(kpi.samples) samples)")
         }
         let commit = report.store.lastCommitMs.map { " (last \(Format.decimal($0, places: 2)) ms)" } ?? ""
-        lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   \(report.store.path)")
+        lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)")
         return lines.joined(separator: "\n")
     }
 

@@ -111,12 +111,20 @@ func read(_ path: String) -> String {
 
     @Test func theDocsPicturesAreTheOnesThePatternsDraw() throws {
         let out = LeadProcess.scratchDirectory()
-        let result = try runPimesh(["leds", "svg", "--out", out])
+        let result = try runPimesh(["leds", "svg", "--all", "--out", out])
         #expect(result.status == 0)
+        // One picture goes to stdout, and nothing is written into the working directory.
+        let one = try runPimesh(["leds", "svg", "liveness"], directory: out)
+        #expect(one.status == 0)
+        #expect(one.output.hasPrefix("<svg") || one.output.hasPrefix("<?xml"))
+        #expect(!FileManager.default.fileExists(atPath: out + "/docs"))
+        let bare = try runPimesh(["leds", "svg"], directory: out)
+        #expect(bare.status != 0)
+        #expect(bare.output.contains("name a picture (liveness, levels, alerts) or give --all --out DIR"))
         let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("docs/leds").path
         for file in ["liveness.svg", "levels.svg", "alerts.svg"] {
-            #expect(read(out + "/" + file) == read(docs + "/" + file), "docs/leds/\(file) is stale: run pimesh leds svg")
+            #expect(read(out + "/" + file) == read(docs + "/" + file), "docs/leds/\(file) is stale: run pimesh leds svg --all --out docs/leds")
         }
     }
 }

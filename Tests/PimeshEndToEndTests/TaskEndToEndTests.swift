@@ -367,6 +367,14 @@ final class Collected<T>: @unchecked Sendable {
 
         let released = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])
         #expect(released.status == 0, "\(released.output)")
+        let releasedAgain = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])
+        #expect(releasedAgain.status == 1)
+        #expect(releasedAgain.output.contains("verifier is not quarantined: there is nothing to release"))
+        // An agent the lead did not start: the answer says how to pause it instead.
+        let freeze = try runPimesh(["freeze", "verifier", "--data-dir", lead.dataDir])
+        #expect(freeze.status == 1)
+        #expect(freeze.output.contains("docker pause"), "\(freeze.output)")
+        #expect(freeze.output.contains("give it a manifest in"))
         let accepted = try client.submit(.init(capability: "verify"))
         #expect(accepted.agentName == "verifier")
         // Cancelled before the agent pulled it: the inbox is empty afterwards.

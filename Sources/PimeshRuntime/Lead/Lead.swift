@@ -187,7 +187,7 @@ public struct Lead: Sendable {
                 state.leds.attach(driver, note: built.note)
                 logger.info(
                     "LEDs", metadata: ["backend": "\(built.backend.name)", "how": "\(built.note)",
-                                       "leds": "\(built.assignments.map { "\($0.name)=\($0.role.rawValue)" }.joined(separator: " "))"])
+                                       "roles": "\(built.assignments.map { $0.name == $0.role.rawValue ? $0.name : "\($0.role.rawValue) on \($0.name)" }.joined(separator: ", "))"])
             } else {
                 state.leds.attach(nil, note: "leds.backend is off")
             }

@@ -581,14 +581,16 @@ final class Supervisor: Service, Sendable {
 
     enum ActionError: Error, CustomStringConvertible {
         case unknown(String)
-        case notManaged(String)
+        case notManaged(String, agentsDir: String)
         case unsupported(String)
         case failed(String)
 
         var description: String {
             switch self {
             case .unknown(let name): "no agent named \"\(name)\""
-            case .notManaged(let name): "\"\(name)\" has no manifest in the agents dir: the lead neither starts nor heals it"
+            case .notManaged(let name, let agentsDir):
+                "\"\(name)\" has no manifest in \(agentsDir): the lead did not start it and cannot stop, freeze or heal it; "
+                    + "pause it where it runs (`docker pause`, `podman pause`, `kill -STOP`), or give it a manifest in \(agentsDir) and `pimesh reload`"
             case .unsupported(let message), .failed(let message): message
             }
         }
@@ -596,7 +598,7 @@ final class Supervisor: Service, Sendable {
 
     private func managed(_ name: String) throws(ActionError) -> Managed {
         guard let agent = state.withLock({ $0.agents[name] }) else {
-            if registry.resolve(name) != nil { throw .notManaged(name) }
+            if registry.resolve(name) != nil { throw .notManaged(name, agentsDir: settings.agentsDir) }
             throw .unknown(name)
         }
         return agent
