@@ -44,7 +44,7 @@ class Bench:
         self.names = [f"sup-{index:03d}" for index in range(agents)]
         for name in self.names:
             with open(os.path.join(self.data, "agents.d", name + ".json"), "w") as f:
-                json.dump({"name": name, "command": self.agent_binary, "args": ["agent"], "capabilities": ["work"],
+                json.dump({"name": name, "command": self.agent_binary, "args": ["sim-agent"], "capabilities": ["work"],
                            "restart": {"stable_after_s": 1}}, f)
         self.log = open(os.path.join(self.data, "lead.log"), "wb")
         self.lead = subprocess.Popen([binary, "run", "--data-dir", self.data, "--api-port", "0", "--heartbeat-port", "0",

@@ -57,6 +57,7 @@ struct RunCommand: AsyncParsableCommand {
         if let config {
             do {
                 settings = try ConfigLoader.load(path: config, base: settings)
+                settings.configFile = config
             } catch {
                 throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
             }

@@ -573,6 +573,22 @@ import Testing
         clock.advance(by: .seconds(30))
         #expect(leaving.evaluate(at: clock.now, busy: false, process: .unknown)?.to == .left)
         #expect(!leaving.countsForHealth(at: clock.now, expected: false) && !AgentCondition.left.isFailure)
+
+        // Stopped by an operator: its exit, its last datagrams and any silence change nothing,
+        // even with a manifest; a start makes it unknown until it heartbeats.
+        var stopped = AgentHealth(settings: settings)
+        stopped.heartbeat(at: clock.now, progress: 1)
+        stopped.stop(at: clock.now, reason: "stopped by operator")
+        stopped.exited(at: clock.now, reason: "pid 7 exited 0")
+        stopped.heartbeat(at: clock.now, progress: 2)
+        clock.advance(by: .seconds(60))
+        #expect(stopped.evaluate(at: clock.now, busy: false, process: .gone, expected: true)?.to == .stopped)
+        #expect(stopped.condition == .stopped && !AgentCondition.stopped.isFailure)
+        #expect(!stopped.countsForHealth(at: clock.now, expected: true))
+        stopped.started(at: clock.now, restart: true)
+        #expect(stopped.condition == .unknown)
+        stopped.heartbeat(at: clock.now, progress: 3)
+        #expect(stopped.condition == .alive)
     }
 
     @Test func parkedStepsAreJudgedAgain() {

@@ -3,7 +3,7 @@ import PimeshAgent
 import PimeshCore
 import Testing
 
-/// Supervision with real child processes: `pimesh run` starts `pimesh agent` processes from
+/// Supervision with real child processes: `pimesh run` starts `pimesh sim-agent` processes from
 /// manifests in `<data dir>/agents.d`, and the tests kill, stop, freeze and starve them.
 @Suite(.serialized) struct SupervisionEndToEndTests {
     let dataDir = LeadProcess.scratchDirectory()
@@ -14,7 +14,7 @@ import Testing
     }
 
     func agentManifest(_ name: String, capabilities: [String] = ["work"], args: [String] = [], stableAfterS: Int = 1) throws {
-        let arguments = (["agent"] + args).map { "\"\($0)\"" }.joined(separator: ", ")
+        let arguments = (["sim-agent"] + args).map { "\"\($0)\"" }.joined(separator: ", ")
         let capabilityList = capabilities.map { "\"\($0)\"" }.joined(separator: ", ")
         try manifest(
             name,
@@ -249,7 +249,7 @@ import Testing
         for name in ["m1", "m2", "m3"] { try agentManifest(name) }
         try manifest(
             "fat",
-            #"{"name": "fat", "command": "\#(LeadProcess.binary)", "args": ["agent"], "capabilities": ["work"], "memory_limit_mb": 1}"#)
+            #"{"name": "fat", "command": "\#(LeadProcess.binary)", "args": ["sim-agent"], "capabilities": ["work"], "memory_limit_mb": 1}"#)
         let lead = try startLead(config: #"{"supervision": {"ram_budget_mb": 1}}"#)
         defer { _ = lead.terminate() }
         // Four agents of a few MiB each against a 1 MiB budget: over it within a second of reading.
@@ -378,7 +378,7 @@ import Testing
         try manifest(
             "changing",
             """
-            {"name": "changing", "command": "\(LeadProcess.binary)", "args": ["agent"], "capabilities": ["work"], "env": {"EXTRA": "1"},
+            {"name": "changing", "command": "\(LeadProcess.binary)", "args": ["sim-agent"], "capabilities": ["work"], "env": {"EXTRA": "1"},
              "restart": {"stable_after_s": 1}}
             """)
         try FileManager.default.removeItem(atPath: dataDir + "/agents.d/removed.json")
@@ -400,7 +400,7 @@ import Testing
         #expect(eventually(timeout: 10) { alive(first, "typo") })
         let running = try #require(pid(first, "typo"))
         first.kill9()
-        try manifest("typo", #"{"name": "typo", "command": "\#(LeadProcess.binary)", "args": ["agent"], "restart": {"policy": "sometimes"}}"#)
+        try manifest("typo", #"{"name": "typo", "command": "\#(LeadProcess.binary)", "args": ["sim-agent"], "restart": {"policy": "sometimes"}}"#)
         let (second, _) = try startLead(apiPort: apiPort, heartbeatPort: heartbeatPort)
         #expect(try #require(try second.status().health).refusedManifests.contains { $0.contains("typo.json") })
         Thread.sleep(forTimeInterval: 1)

@@ -40,12 +40,16 @@ public struct SupervisionView: Codable, Sendable, Equatable {
     public var user: String?
     /// Its restarts were given up: it stays down until `pimesh heal`.
     public var failed: Bool
+    /// Stopped by an operator (`pimesh agent stop`): down until `pimesh agent start`.
+    public var stopped: Bool
 
     public init(
         mode: String, manifest: String, pid: Int32?, restarts: Int, lastExit: String?, restartInMs: Int64?, frozen: Bool,
-        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?, user: String? = nil, failed: Bool = false
+        awaitingOperator: String?, memoryBytes: UInt64?, memoryLimitBytes: UInt64?, log: String?, user: String? = nil, failed: Bool = false,
+        stopped: Bool = false
     ) {
         self.failed = failed
+        self.stopped = stopped
         self.mode = mode
         self.manifest = manifest
         self.pid = pid

@@ -20,12 +20,15 @@ public enum AgentCondition: String, Sendable, Equatable, Codable, CaseIterable {
     /// No manifest expects it and it has been silent past `agents.expire_after_s`: kept in the
     /// store, out of the healthy ratio, alive again at its next heartbeat.
     case departed
+    /// Stopped by an operator (`pimesh agent stop`) or by a reload that removed its manifest:
+    /// down on purpose, like systemctl's inactive; it stays so until started.
+    case stopped
 
     /// Counts against the group breaker and orphans the agent's tasks.
     public var isFailure: Bool {
         switch self {
         case .suspected, .hung, .looping, .exited: true
-        case .unknown, .alive, .frozen, .left, .departed: false
+        case .unknown, .alive, .frozen, .left, .departed, .stopped: false
         }
     }
 }

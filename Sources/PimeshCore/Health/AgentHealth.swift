@@ -80,7 +80,8 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     public mutating func heartbeat(at now: Instant, progress: UInt64) {
-        guard condition != .frozen else { return }
+        // A stopped agent's last datagrams, sent while it shut down, do not bring it back.
+        guard condition != .frozen && condition != .stopped else { return }
         // The silence that ended here was already judged a failure: learning it as an interval
         // would make the detector seconds slower for this agent's next failure.
         if condition == .suspected || condition == .left || condition == .departed || (condition == .hung && stuckAt == nil) {
@@ -100,7 +101,7 @@ public struct AgentHealth: Sendable, Equatable {
             } else {
                 set(.alive, at: now, reason: "heartbeating again")
             }
-        case .looping, .alive, .frozen:
+        case .looping, .alive, .frozen, .stopped:
             break
         }
     }
@@ -125,7 +126,7 @@ public struct AgentHealth: Sendable, Equatable {
             set(.departed, at: now, reason: "silent for \(Self.ms(now - silentSince) / 1000) s and no manifest expects it")
         }
         switch condition {
-        case .frozen, .exited, .left, .departed:
+        case .frozen, .exited, .left, .departed, .stopped:
             break
         case .unknown:
             if process == .running, let startedAt, now - startedAt > settings.startGrace {
@@ -179,6 +180,8 @@ public struct AgentHealth: Sendable, Equatable {
     public mutating func exited(at now: Instant, reason: String) {
         phi.pause()
         startedAt = nil
+        // The exit a stop asked for is the stop, not a failure.
+        guard condition != .stopped else { return }
         set(.exited, at: now, reason: reason)
     }
 
@@ -187,7 +190,16 @@ public struct AgentHealth: Sendable, Equatable {
         phi.pause()
         startedAt = now
         if restart { canary = CanaryRamp(startedAt: now, settings: settings.canary) }
-        if condition == .exited || condition == .hung || condition == .looping { set(.unknown, at: now, reason: "started") }
+        if condition == .exited || condition == .hung || condition == .looping || condition == .stopped {
+            set(.unknown, at: now, reason: "started")
+        }
+    }
+
+    /// Stopped on purpose: its exit, when it comes, is not a failure.
+    public mutating func stop(at now: Instant, reason: String) {
+        phi.pause()
+        startedAt = nil
+        set(.stopped, at: now, reason: reason)
     }
 
     /// The agent said goodbye.
@@ -211,7 +223,7 @@ public struct AgentHealth: Sendable, Equatable {
     /// by an operator, gone on purpose or by expiry, or pending.
     public func countsForHealth(at now: Instant, expected: Bool) -> Bool {
         switch condition {
-        case .frozen, .left, .departed: false
+        case .frozen, .left, .departed, .stopped: false
         case .unknown: !isPending(at: now, expected: expected)
         case .alive, .suspected, .hung, .looping, .exited: true
         }

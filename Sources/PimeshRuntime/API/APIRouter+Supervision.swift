@@ -28,6 +28,34 @@ extension APIRouter {
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
+        for verb in ["stop", "start", "restart"] {
+            v1.post("agents/:id/\(verb)") { _, context in
+                await handle {
+                    let (_, name) = try agent(context, state)
+                    let caller = context.caller.label
+                    let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in
+                        switch verb {
+                        case "stop": try supervisor.stop(name, by: caller)
+                        case "start": try supervisor.start(name, by: caller)
+                        default: try supervisor.restart(name, by: caller)
+                        }
+                    }
+                    return JSONResponse.make(status: .ok, ["agent": name, "action": action])
+                }
+            }
+        }
+        v1.post("reload") { _, context in
+            await handle {
+                guard let reloader = state.reloader else {
+                    throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+                }
+                do {
+                    return JSONResponse.make(status: .ok, try await reloader.reload(by: context.caller.label))
+                } catch let refused as Reloader.Refused {
+                    throw APIError(status: .conflict, message: refused.description)
+                }
+            }
+        }
         v1.get("agents/:id/logs") { request, context in
             await handle {
                 let (_, name) = try agent(context, state)

@@ -3,6 +3,8 @@ import PimeshCore
 /// Every setting of the lead, each with its documented default (docs/configuration.md).
 /// The JSON keys are the snake_case paths shown there; flags of `pimesh run` override them.
 public struct LeadConfig: Sendable, Equatable {
+    /// The file these settings were read from (`pimesh run --config`), which a reload reads again.
+    public var configFile: String?
     /// Where the database, the node token and lead.json live (`/var/lib/pimesh` on a Pi).
     public var dataDir = "./.pimesh"
     /// Sockets and scratch files; tmpfs on a Pi (`/run/pimesh`). Default: `$RUNTIME_DIRECTORY`

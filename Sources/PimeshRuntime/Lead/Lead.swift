@@ -45,6 +45,10 @@ public struct Lead: Sendable {
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
         Self.raiseDescriptorLimit(logger: logger)
+        // SIGHUP is a reload (ReloadOnHangup), never the end of the lead: ignored from the first
+        // moment, so that one sent while the lead starts is not fatal. Children get the default
+        // back (CSpawn resets every signal).
+        signal(SIGHUP, SIG_IGN)
 
         let database = try Database(path: dataDir + "/pimesh.db")
         // Made at first start, so the node's identity upstream exists before any snapshot; after
@@ -130,6 +134,8 @@ public struct Lead: Sendable {
             heartbeatEndpoint: { state.heartbeat }, apiEndpoint: { state.api })
         try supervisor.prepare(rows: agentRows, database: database)
         state.supervisor = supervisor
+        let reloader = try Reloader(configFile: config.configFile, supervisor: supervisor, logger: logger)
+        state.reloader = reloader
         let snapshots = SnapshotService(
             maker: SnapshotMaker(
                 databasePath: database.path, stagingDirectory: runDir,
@@ -247,6 +253,7 @@ public struct Lead: Sendable {
             logger.info("snapshots go upstream", metadata: ["target": "\(config.upload.target)", "name": "\(target.name)"])
         }
         services.append(.init(service: supervisor, serviceName: "supervisor"))
+        services.append(.init(service: ReloadOnHangup(reloader: reloader), serviceName: "reload-on-hangup"))
         if let ledDriver {
             services.append(.init(service: ledDriver, serviceName: "leds"))
         }

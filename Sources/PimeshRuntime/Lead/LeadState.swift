@@ -24,6 +24,7 @@ final class LeadState: Sendable {
     let registrations: RegistrationGate
     private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
+    private let reloaderSlot = Mutex<Reloader?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
     private let apiEndpoint = Mutex<LeadEndpoint.API?>(nil)
 
@@ -47,6 +48,12 @@ final class LeadState: Sendable {
         self.metrics = metrics
         self.startedAt = Clock.monotonicNow()
         registrations = RegistrationGate(maxRegistered: config.agents.maxRegistered, perSecond: config.agents.registrationsPerS, burst: config.agents.registrationBurst)
+    }
+
+    /// Set once by `Lead` with the supervisor.
+    var reloader: Reloader? {
+        get { reloaderSlot.withLock { $0 } }
+        set { reloaderSlot.withLock { $0 = newValue } }
     }
 
     /// Set once by `Lead` after the supervisor is built (it needs this state's heartbeat endpoint).

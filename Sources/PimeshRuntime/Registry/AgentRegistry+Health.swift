@@ -54,6 +54,10 @@ extension AgentRegistry {
         state.withLock { $0.agents[id]?.health.exited(at: now, reason: reason) }
     }
 
+    public func stopped(_ id: AgentID, at now: Instant, reason: String) {
+        state.withLock { $0.agents[id]?.health.stop(at: now, reason: reason) }
+    }
+
     public func started(_ id: AgentID, at now: Instant, restart: Bool) {
         state.withLock { $0.agents[id]?.health.started(at: now, restart: restart) }
     }

@@ -32,6 +32,8 @@ public struct AgentManifest: Sendable, Equatable {
     public var groups: [String] = []
     /// Resolved when loaded; nil when the manifest names no user.
     var identity: ProcessIdentity?
+    /// How long a stop waits after SIGTERM before SIGKILL; nil: `supervision.stop_timeout_s`.
+    public var stopTimeout: Duration? = nil
 
     public static func == (lhs: AgentManifest, rhs: AgentManifest) -> Bool {
         lhs.file == rhs.file && lhs.name == rhs.name && lhs.mode == rhs.mode && lhs.command == rhs.command && lhs.args == rhs.args
@@ -39,11 +41,12 @@ public struct AgentManifest: Sendable, Equatable {
             && lhs.agentClass == rhs.agentClass && lhs.capabilities == rhs.capabilities && lhs.restartPolicy == rhs.restartPolicy
             && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
             && lhs.healTimeout == rhs.healTimeout && lhs.user == rhs.user && lhs.group == rhs.group && lhs.groups == rhs.groups
+            && lhs.stopTimeout == rhs.stopTimeout
     }
 
     static let keys: Set<String> = [
         "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
-        "heal_timeout_s", "user", "group", "groups",
+        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s",
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
@@ -156,6 +159,7 @@ public struct AgentManifest: Sendable, Equatable {
             capabilities: capabilities, restartPolicy: policy, backoff: backoff, memoryLimitBytes: memoryLimit,
             healCommand: healCommand, healTimeout: healTimeout, user: user, group: group, groups: groups)
         manifest.identity = identity
+        if let seconds = try root.int("stop_timeout_s", in: 1...3600) { manifest.stopTimeout = .seconds(seconds) }
         return manifest
     }
 

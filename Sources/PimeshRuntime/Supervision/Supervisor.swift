@@ -55,6 +55,11 @@ final class Supervisor: Service, Sendable {
         var memoryBytes: UInt64?
         var healPID: pid_t?
         var healDeadline: Instant?
+        /// Stopped by an operator: not started, not restarted, until started (kept across lead
+        /// restarts in StoppedAgents).
+        var stopped = false
+        /// A reload found its manifest gone: it is stopped, then forgotten.
+        var removed = false
     }
 
     struct State: Sendable {
@@ -84,6 +89,9 @@ final class Supervisor: Service, Sendable {
     let defaultIdentity = ProcessIdentity.defaultForAgents()
     let state = Mutex(State())
     let records: SupervisedRecords
+    let stoppedList: StoppedAgents
+    /// Set by `prepare`: a reload registers the agents of new manifests in the same store.
+    let database = Mutex<Database?>(nil)
     /// Serialises record writes, so that the file never goes back to an older state.
     private let recordWrites = Mutex(())
 
@@ -103,6 +111,7 @@ final class Supervisor: Service, Sendable {
         self.logs = try AgentLogPump(
             directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes, ratePerSecond: settings.logRateBytesPerSecond)
         self.records = SupervisedRecords(runDir: settings.runDir)
+        self.stoppedList = StoppedAgents(dataDir: settings.dataDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
     }
 
@@ -116,37 +125,19 @@ final class Supervisor: Service, Sendable {
             logger.error("agent manifest refused; the other agents run", metadata: ["error": "\(error)"])
             events.append(kind: "manifest_refused", agent: nil, detail: "\(error)")
         }
+        self.database.withLock { $0 = database }
+        let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var managed: [String: Managed] = [:]
-        var byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for manifest in manifests {
-            var row: AgentRow
-            if let existing = byName[manifest.name] {
-                row = existing
-                if existing.agentClass != manifest.agentClass || existing.capabilities != manifest.capabilities {
-                    try database.withConnection { connection in
-                        try AgentStore.updateProfile(
-                            id: existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities, in: connection)
-                    }
-                    registry.updateProfile(existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities)
-                    row.agentClass = manifest.agentClass
-                    row.capabilities = manifest.capabilities
-                }
-            } else if manifest.mode == .supervised {
-                var generator = SystemRandomNumberGenerator()
-                row = AgentRow(
-                    id: AgentID.random(using: &generator), name: manifest.name, agentClass: manifest.agentClass,
-                    capabilities: manifest.capabilities, secret: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
-                    registeredAtMs: Clock.wallMilliseconds())
-                try database.withConnection { connection in try AgentStore.insert(row, in: connection) }
-                try registry.add(row)
-                byName[row.name] = row
-            } else {
-                // An attached agent registers itself; until it does there is nothing to heal.
-                logger.info("attached agent not registered yet", metadata: ["agent": "\(manifest.name)"])
-                continue
-            }
-            managed[manifest.name] = Managed(
-                manifest: manifest, id: row.id, secret: Hex.encode(row.secret), backoff: RestartBackoff(settings: manifest.backoff))
+            guard let agent = try self.managed(for: manifest, row: byName[manifest.name], database: database) else { continue }
+            managed[manifest.name] = agent
+        }
+        let (stopped, problem) = stoppedList.read()
+        if let problem { logger.warning("the list of stopped agents is unreadable; they start", metadata: ["error": "\(problem)"]) }
+        let now = Clock.monotonicNow()
+        for name in stopped.sorted() where managed[name]?.manifest.mode == .supervised {
+            managed[name]?.stopped = true
+            registry.stopped(managed[name]!.id, at: now, reason: "stopped by an operator; `pimesh agent start \(name)` starts it")
         }
         state.withLock { state in
             state.agents = managed
@@ -167,6 +158,38 @@ final class Supervisor: Service, Sendable {
                 "dir": "\(settings.agentsDir)", "supervised": "\(manifests.filter { $0.mode == .supervised }.count)",
                 "attached": "\(manifests.filter { $0.mode == .attached }.count)", "refused": "\(refused.count)",
             ])
+    }
+
+    /// The agent a manifest names, registered (with a fresh secret) when it is supervised and
+    /// new, its class and capabilities brought up to date when they changed; nil for an
+    /// attached agent that has not registered itself yet.
+    func managed(for manifest: AgentManifest, row existing: AgentRow?, database: Database) throws -> Managed? {
+        var row: AgentRow
+        if let existing {
+            row = existing
+            if existing.agentClass != manifest.agentClass || existing.capabilities != manifest.capabilities {
+                try database.withConnection { connection in
+                    try AgentStore.updateProfile(
+                        id: existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities, in: connection)
+                }
+                registry.updateProfile(existing.id, agentClass: manifest.agentClass, capabilities: manifest.capabilities)
+                row.agentClass = manifest.agentClass
+                row.capabilities = manifest.capabilities
+            }
+        } else if manifest.mode == .supervised {
+            var generator = SystemRandomNumberGenerator()
+            row = AgentRow(
+                id: AgentID.random(using: &generator), name: manifest.name, agentClass: manifest.agentClass,
+                capabilities: manifest.capabilities, secret: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
+                registeredAtMs: Clock.wallMilliseconds())
+            try database.withConnection { connection in try AgentStore.insert(row, in: connection) }
+            try registry.add(row)
+        } else {
+            // An attached agent registers itself; until it does there is nothing to heal.
+            logger.info("attached agent not registered yet", metadata: ["agent": "\(manifest.name)"])
+            return nil
+        }
+        return Managed(manifest: manifest, id: row.id, secret: Hex.encode(row.secret), backoff: RestartBackoff(settings: manifest.backoff))
     }
 
     /// The manifest file of the supervised agent named `name`, if one claims it: such names are
@@ -215,7 +238,7 @@ final class Supervisor: Service, Sendable {
         state.withLock { state in
             for entry in recorded.values {
                 guard pimesh_process_start_time(entry.pid) == entry.startTime else { continue }
-                guard var agent = state.agents[entry.name], agent.manifest.mode == .supervised else {
+                guard var agent = state.agents[entry.name], agent.manifest.mode == .supervised, !agent.stopped else {
                     if state.refused.isEmpty { orphans.append(entry) } else { state.unclaimed.append(entry) }
                     continue
                 }
@@ -288,7 +311,7 @@ final class Supervisor: Service, Sendable {
     }
 
     /// What an agent is started with, as a digest: program, arguments, environment, user.
-    private func launchDigest(of agent: Managed) -> String {
+    func launchDigest(of agent: Managed) -> String {
         let identity = identity(of: agent.manifest)
         var text = (agent.manifest.command ?? "") + "\u{0}" + agent.manifest.args.joined(separator: "\u{0}") + "\u{0}\u{0}"
         text += environment(for: agent).joined(separator: "\u{0}") + "\u{0}\u{0}"
@@ -296,7 +319,7 @@ final class Supervisor: Service, Sendable {
         return Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
     }
 
-    private func saveRecords() {
+    func saveRecords() {
         recordWrites.withLock { _ in
             let entries: [SupervisedRecords.Entry] = state.withLock { state in
                 state.agents.values.compactMap { agent in
@@ -321,7 +344,7 @@ final class Supervisor: Service, Sendable {
         _ = try? await Blocking.onSupervisionThread {
             self.restartStaleAdoptions(now: Clock.monotonicNow())
             let names = self.state.withLock {
-                $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil }.map(\.manifest.name)
+                $0.agents.values.filter { $0.manifest.mode == .supervised && $0.pid == nil && !$0.stopped }.map(\.manifest.name)
             }.sorted()
             for name in names { self.start(name, now: Clock.monotonicNow()) }
         }
@@ -417,7 +440,7 @@ final class Supervisor: Service, Sendable {
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 
-    private func start(_ name: String, now: Instant) {
+    func start(_ name: String, now: Instant) {
         guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
         do {
             let identity = identity(of: agent.manifest)
@@ -488,7 +511,7 @@ final class Supervisor: Service, Sendable {
                 return .healDone(entry.key)
             }
             guard let name = state.byPID.removeValue(forKey: pid), var agent = state.agents[name] else { return .none }
-            let restartRequested = agent.restartRequested
+            let restartRequested = agent.restartRequested && !agent.stopped
             if agent.adopted { logs.finish(name: name) }
             agent.pid = nil
             agent.processStartTime = nil
@@ -499,8 +522,10 @@ final class Supervisor: Service, Sendable {
             agent.frozen = false
             agent.lastExit = text
             agent.memoryBytes = nil
-            state.agents[name] = agent
-            return .exited(name, agent.id, restartRequested: restartRequested, shuttingDown: state.shuttingDown)
+            // A reload removed its manifest: with its process gone, so is the lead's hold on it.
+            if agent.removed { state.agents[name] = nil } else { state.agents[name] = agent }
+            return .exited(
+                name, agent.id, restartRequested: restartRequested, shuttingDown: state.shuttingDown || agent.stopped || agent.removed)
         }
         switch next {
         case .none:
@@ -524,7 +549,7 @@ final class Supervisor: Service, Sendable {
     }
 
     /// Restart policy, backoff and authority: when (and whether) an exited agent starts again.
-    private func scheduleAfterExit(_ name: String, now: Instant, cleanExit: Bool) {
+    func scheduleAfterExit(_ name: String, now: Instant, cleanExit: Bool) {
         let level = health.level
         let decision: (kind: String, detail: String, tier: AuthorityTier?)? = state.withLock { state in
             guard var agent = state.agents[name] else { return nil }
@@ -596,7 +621,7 @@ final class Supervisor: Service, Sendable {
         }
     }
 
-    private func managed(_ name: String) throws(ActionError) -> Managed {
+    func managed(_ name: String) throws(ActionError) -> Managed {
         guard let agent = state.withLock({ $0.agents[name] }) else {
             if registry.resolve(name) != nil { throw .notManaged(name, agentsDir: settings.agentsDir) }
             throw .unknown(name)
@@ -783,7 +808,7 @@ final class Supervisor: Service, Sendable {
                     memoryBytes: agent.memoryBytes, memoryLimitBytes: agent.manifest.memoryLimitBytes,
                     log: agent.manifest.mode == .supervised ? logs.path(of: agent.manifest.name) : nil,
                     user: agent.manifest.mode == .supervised ? identity(of: agent.manifest).user : nil,
-                    failed: agent.awaiting == .restartGivenUp)
+                    failed: agent.awaiting == .restartGivenUp, stopped: agent.stopped)
             }
             return result
         }

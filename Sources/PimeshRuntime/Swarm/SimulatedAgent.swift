@@ -4,7 +4,7 @@ import PimeshAgent
 import PimeshCore
 import Synchronization
 
-/// One simulated agent in a process of its own, as a manifest starts it (`pimesh agent`): its
+/// One simulated agent in a process of its own, as a manifest starts it (`pimesh sim-agent`): its
 /// identity comes from the environment the supervisor sets, it heartbeats at the lead's
 /// interval and works on tasks for the time its class predicts. `behaviour` can make it
 /// misbehave on purpose so that the lead's watchdog can be seen at work.

@@ -1,0 +1,99 @@
+import Logging
+import PimeshAgent
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// `pimesh reload` and SIGHUP (the unit's ExecReload): `agents.d` is read again and applied
+/// agent by agent (Supervisor.reload); the config file is checked, and the keys that changed
+/// since the lead started are named, because they take effect only at the next start. A config
+/// that no longer parses refuses the whole reload, as `nginx -s reload` does: nothing changes.
+final class Reloader: Sendable {
+    struct Report: Codable, Sendable, Equatable {
+        var agents: Supervisor.ReloadReport
+        /// Dotted keys whose value in the config file differs from the running lead's.
+        var needsRestart: [String]
+    }
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let configFile: String?
+    let supervisor: Supervisor
+    let logger: Logger
+    private let startupKeys: [String: String]
+    /// One reload at a time: SIGHUP and `pimesh reload` may cross.
+    private let running = Mutex(false)
+
+    init(configFile: String?, supervisor: Supervisor, logger: Logger) throws {
+        self.configFile = configFile
+        self.supervisor = supervisor
+        self.logger = logger
+        startupKeys = try configFile.map(Self.flattenedKeys(of:)) ?? [:]
+    }
+
+    func reload(by caller: String) async throws -> Report {
+        guard running.withLock({ flag in
+            defer { flag = true }
+            return !flag
+        }) else { throw Refused(description: "a reload is already running") }
+        defer { running.withLock { $0 = false } }
+        var changed: [String] = []
+        if let configFile {
+            let now: [String: String]
+            do {
+                _ = try ConfigLoader.load(path: configFile)
+                now = try Self.flattenedKeys(of: configFile)
+            } catch {
+                throw Refused(description: "\(error); nothing was reloaded")
+            }
+            changed = Set(now.keys).union(startupKeys.keys).filter { now[$0] != startupKeys[$0] }.sorted()
+        }
+        let supervisor = supervisor
+        let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
+        let report = Report(agents: agents, needsRestart: changed)
+        logger.notice(
+            "reloaded",
+            metadata: [
+                "by": "\(caller)", "started": "\(agents.started.joined(separator: ","))", "restarted": "\(agents.restarted.joined(separator: ","))",
+                "stopped": "\(agents.stopped.joined(separator: ","))", "updated": "\(agents.updated.joined(separator: ","))",
+                "unchanged": "\(agents.unchanged)", "refused": "\(agents.refused.count)",
+                "needs_restart": "\(changed.joined(separator: ","))",
+            ])
+        return report
+    }
+
+    /// Every leaf of the config file by its dotted key (`api.port`), its value as text.
+    static func flattenedKeys(of file: String) throws -> [String: String] {
+        let value = try JSONValue.parse(try FileIO.read(path: file, limit: 1 << 20))
+        var keys: [String: String] = [:]
+        func walk(_ value: JSONValue, _ path: String) {
+            if case .object(let members) = value {
+                for (key, member) in members { walk(member, path.isEmpty ? key : path + "." + key) }
+            } else {
+                keys[path] = "\(value)"
+            }
+        }
+        walk(value, "")
+        return keys
+    }
+}
+
+/// SIGHUP reloads instead of killing the lead (its default action), as daemons do.
+struct ReloadOnHangup: Service {
+    let reloader: Reloader
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        try? await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                do {
+                    _ = try await reloader.reload(by: "SIGHUP")
+                } catch {
+                    reloader.logger.error("reload refused", metadata: ["by": "SIGHUP", "error": "\(error)"])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Glibc
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+
+/// What systemctl and supervisorctl users expect per agent (issue 15): stop, start and restart
+/// one supervised agent, and reload `agents.d` without touching the agents whose manifests did
+/// not change.
+extension Supervisor {
+    /// SIGTERM (after SIGCONT, in case it is frozen), then SIGKILL past the manifest's
+    /// `stop_timeout_s`. The agent stays down, across lead restarts, until started.
+    func stop(_ name: String, by caller: String) throws(ActionError) -> String {
+        let agent = try supervised(name, verb: "stop")
+        guard !agent.stopped else { return agent.pid.map { "already stopping (pid \($0))" } ?? "already stopped" }
+        let now = Clock.monotonicNow()
+        state.withLock { state in
+            state.agents[name]?.stopped = true
+            state.agents[name]?.restartAt = nil
+            state.agents[name]?.restartRequested = false
+            state.agents[name]?.awaiting = nil
+            state.agents[name]?.awaitingReason = nil
+            if agent.pid != nil { state.agents[name]?.killDeadline = now + (agent.manifest.stopTimeout ?? settings.stopTimeout) }
+        }
+        saveStoppedNames()
+        registry.stopped(agent.id, at: now, reason: "stopped by \(caller)")
+        doorbell.ring()
+        guard let pid = agent.pid else {
+            events.append(kind: "stopped", agent: name, detail: "by \(caller) (it was not running)", tier: .l2)
+            return "stopped (it was not running)"
+        }
+        terminate(pid)
+        let timeout = Int((agent.manifest.stopTimeout ?? settings.stopTimeout).milliseconds / 1000)
+        events.append(kind: "stopped", agent: name, detail: "SIGTERM to pid \(pid) by \(caller); SIGKILL after \(timeout) s", tier: .l2)
+        return "stopping pid \(pid) (SIGTERM, SIGKILL after \(timeout) s)"
+    }
+
+    /// Starts a stopped (or given-up) agent now, with a fresh backoff.
+    func start(_ name: String, by caller: String) throws(ActionError) -> String {
+        let agent = try supervised(name, verb: "start")
+        if let pid = agent.pid, !agent.stopped { return "already running (pid \(pid))" }
+        state.withLock { state in
+            state.agents[name]?.stopped = false
+            state.agents[name]?.awaiting = nil
+            state.agents[name]?.awaitingReason = nil
+            state.agents[name]?.backoff.reset()
+            // Still shutting down from a stop: it starts again when that process is gone.
+            if agent.pid == nil { state.agents[name]?.restartAt = Clock.monotonicNow() } else { state.agents[name]?.restartRequested = true }
+        }
+        saveStoppedNames()
+        doorbell.ring()
+        events.append(kind: "starting", agent: name, detail: "by \(caller)", tier: .l2)
+        return agent.pid.map { "starting once pid \($0) has stopped" } ?? "starting"
+    }
+
+    /// A graceful restart (SIGTERM, SIGKILL past the stop timeout, then a start); a stopped
+    /// agent is started. `heal` is the hard one (SIGKILL at once).
+    func restart(_ name: String, by caller: String) throws(ActionError) -> String {
+        let agent = try supervised(name, verb: "restart")
+        guard let pid = agent.pid, !agent.stopped else { return try start(name, by: caller) }
+        state.withLock { state in
+            state.agents[name]?.restartRequested = true
+            state.agents[name]?.awaiting = nil
+            state.agents[name]?.awaitingReason = nil
+            state.agents[name]?.backoff.reset()
+            state.agents[name]?.killDeadline = Clock.monotonicNow() + (agent.manifest.stopTimeout ?? settings.stopTimeout)
+        }
+        doorbell.ring()
+        terminate(pid)
+        events.append(kind: "restarting", agent: name, detail: "SIGTERM to pid \(pid) by \(caller)", tier: .l2)
+        return "restarting pid \(pid) (SIGTERM, then a start)"
+    }
+
+    private func supervised(_ name: String, verb: String) throws(ActionError) -> Managed {
+        let agent = try managed(name)
+        guard agent.manifest.mode == .supervised else {
+            throw .unsupported("\"\(name)\" is attached: the lead does not run it; \(verb) it with its own runtime (podman \(verb) \(name))")
+        }
+        guard !agent.removed else { throw .unsupported("\"\(name)\" is being removed: its manifest is gone") }
+        return agent
+    }
+
+    private func terminate(_ pid: pid_t) {
+        kill(-pid, SIGCONT)
+        kill(-pid, SIGTERM)
+    }
+
+    private func saveStoppedNames() {
+        let names = state.withLock { Set($0.agents.values.filter { $0.stopped && !$0.removed }.map(\.manifest.name)) }
+        do {
+            try stoppedList.write(names)
+        } catch {
+            logger.warning("stopped agents not recorded: a lead restart would start them", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: - Reload
+
+    /// What a reload did, agent by agent, for the operator and the journal.
+    struct ReloadReport: Codable, Sendable, Equatable {
+        var started: [String] = []
+        var restarted: [String] = []
+        var stopped: [String] = []
+        /// Manifest changes that take effect without a restart (restart policy, heal command, …).
+        var updated: [String] = []
+        var unchanged = 0
+        /// Refused files (file:line: reason); an agent whose manifest is refused keeps running as it was.
+        var refused: [String] = []
+    }
+
+    /// Re-reads `agents.d`: new manifests start, removed ones stop, changed ones restart (when
+    /// what they are started with changed) or are updated in place, and the rest are not
+    /// touched. A refused manifest leaves its agent as it was.
+    func reload() throws -> ReloadReport {
+        let (manifests, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        guard let database = database.withLock({ $0 }) else { throw ActionError.failed("the lead is still starting") }
+        let rows = Dictionary(try AgentStore(database: database).loadAgents().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var report = ReloadReport()
+        report.refused = refused.map(\.description)
+        let refusedFiles = Set(refused.map(\.file))
+        let now = Clock.monotonicNow()
+        let current = state.withLock { $0.agents }
+        var toStart: [String] = []
+        var toTerminate: [(String, pid_t)] = []
+        for manifest in manifests {
+            if let old = current[manifest.name], !old.removed {
+                guard old.manifest != manifest else {
+                    report.unchanged += 1
+                    continue
+                }
+                guard var updated = try managed(for: manifest, row: rows[manifest.name], database: database) else { continue }
+                var next = old
+                next.manifest = updated.manifest
+                next.backoff = old.manifest.backoff == manifest.backoff ? old.backoff : updated.backoff
+                updated = next
+                let relaunch = old.manifest.mode != manifest.mode || old.manifest.memoryLimitBytes != manifest.memoryLimitBytes
+                    || old.launch.map { $0 != launchDigest(of: updated) } ?? (launchDigest(of: old) != launchDigest(of: updated))
+                state.withLock { $0.agents[manifest.name] = updated }
+                if relaunch, manifest.mode == .supervised, let pid = old.pid, !old.stopped {
+                    state.withLock { state in
+                        state.agents[manifest.name]?.restartRequested = true
+                        state.agents[manifest.name]?.killDeadline = now + (manifest.stopTimeout ?? settings.stopTimeout)
+                    }
+                    toTerminate.append((manifest.name, pid))
+                    report.restarted.append(manifest.name)
+                } else {
+                    report.updated.append(manifest.name)
+                }
+            } else {
+                guard current[manifest.name]?.removed != true else {
+                    // Removed by an earlier reload and still shutting down: it comes back once gone.
+                    state.withLock { $0.agents[manifest.name]?.removed = false }
+                    state.withLock { $0.agents[manifest.name]?.manifest = manifest }
+                    state.withLock { $0.agents[manifest.name]?.restartRequested = true }
+                    report.started.append(manifest.name)
+                    continue
+                }
+                guard let agent = try managed(for: manifest, row: rows[manifest.name], database: database) else { continue }
+                state.withLock { $0.agents[manifest.name] = agent }
+                if manifest.mode == .supervised {
+                    toStart.append(manifest.name)
+                    report.started.append(manifest.name)
+                }
+            }
+        }
+        let named = Set(manifests.map(\.name))
+        for (name, agent) in current where !named.contains(name) && !agent.removed && !refusedFiles.contains(agent.manifest.file) {
+            report.stopped.append(name)
+            if agent.manifest.mode == .supervised, let pid = agent.pid {
+                state.withLock { state in
+                    state.agents[name]?.removed = true
+                    state.agents[name]?.restartAt = nil
+                    state.agents[name]?.restartRequested = false
+                    state.agents[name]?.killDeadline = now + (agent.manifest.stopTimeout ?? settings.stopTimeout)
+                }
+                registry.stopped(agent.id, at: now, reason: "its manifest \(agent.manifest.file) was removed")
+                toTerminate.append((name, pid))
+            } else {
+                state.withLock { $0.agents[name] = nil }
+                if agent.manifest.mode == .supervised {
+                    registry.stopped(agent.id, at: now, reason: "its manifest \(agent.manifest.file) was removed")
+                }
+            }
+        }
+        state.withLock { $0.refused = refused }
+        saveStoppedNames()
+        for (_, pid) in toTerminate { terminate(pid) }
+        state.withLock { state in
+            for name in toStart where state.agents[name]?.stopped == false { state.agents[name]?.restartAt = now }
+        }
+        doorbell.ring()
+        report.started.sort()
+        report.restarted.sort()
+        report.stopped.sort()
+        report.updated.sort()
+        for error in refused { events.append(kind: "manifest_refused", agent: nil, detail: "\(error)") }
+        events.append(
+            kind: "reloaded", agent: nil,
+            detail: "started [\(report.started.joined(separator: ", "))], restarted [\(report.restarted.joined(separator: ", "))], "
+                + "stopped [\(report.stopped.joined(separator: ", "))], updated [\(report.updated.joined(separator: ", "))], "
+                + "\(report.unchanged) unchanged, \(report.refused.count) refused", tier: .l2)
+        return report
+    }
+}
