@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCore
 
 /// Posts an operator verb for one agent and prints what the lead did.
 private func operatorVerb(_ options: ClientOptions, agent: String, verb: String) throws {
@@ -77,28 +78,162 @@ struct ThawCommand: AsyncParsableCommand {
 struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs",
-        abstract: "Print the end of a supervised agent's stdout/stderr log.",
-        discussion: "Logs live in <run_dir>/logs/NAME.log (tmpfs on a Pi), rotated past supervision.log_max_kb.")
+        abstract: "Print a supervised agent's output, with the lead's events for it beside it.",
+        discussion: """
+            Each line shows when the lead read it (UTC), its stream and its text: `out` is the \
+            agent's stdout and stderr (one pipe), `lead` what the lead wrote into the log (starts, \
+            adoptions, dropped bytes), `event` the lead's health events for the agent (exits, \
+            restarts, detection, operator actions). Logs live in <run_dir>/logs/NAME.log (tmpfs on \
+            a Pi), rotated past supervision.log_max_kb; events are the newest 2,048 of the node. \
+            --json prints one object per line: time_ms, time, stream, text.
+            """)
 
     @OptionGroup var options: ClientOptions
 
     @Argument(help: "The agent's name or id.")
     var agent: String
 
-    @Option(name: .long, help: "How many bytes from the end.")
-    var bytes: Int = 8192
+    @Flag(name: .shortAndLong, help: "Keep printing new lines until interrupted, across lead restarts.")
+    var follow = false
+
+    @Option(name: .long, help: "How many of the last lines (default 100; 0: all that --bytes reads).")
+    var tail: Int = 100
+
+    @Option(name: .long, help: "Only lines newer than this: 30s, 10m, 2h, 1d, 1h30m.")
+    var since: String?
+
+    @Option(name: .long, help: "How much of the log file to read at most, in bytes (default 1 MiB).")
+    var bytes: Int = 1 << 20
+
+    @Flag(name: .long, help: "Leave the lead's health events out.")
+    var noEvents = false
 
     func validate() throws {
         guard (1...(16 << 20)).contains(bytes) else { throw ValidationError("--bytes must be between 1 and 16777216") }
+        guard tail >= 0 else { throw ValidationError("--tail must be 0 or more") }
+        if let since, UTCTime.milliseconds(ofDuration: since) == nil {
+            throw ValidationError("--since \(since) is not a duration like 30s, 10m, 2h, 1d or 1h30m")
+        }
+    }
+
+    struct Line: Encodable {
+        var timeMs: Int64
+        var time: String
+        var stream: String
+        var text: String
     }
 
     func run() async throws {
         do {
-            let raw = try options.client().get("/v1/agents/\(agent)/logs?bytes=\(bytes)")
-            FileHandleStdout.write(raw)
+            let client = try options.client()
+            let cutoff = since.flatMap(UTCTime.milliseconds(ofDuration:)).map { Clock.wallMilliseconds() - $0 }
+            let (logLines, _) = try readLog(client, bytes: bytes)
+            var events = noEvents ? [] : try readEvents(client, after: 0)
+            var eventCursor = events.last.map { $0.sequence } ?? 0
+            if eventCursor == 0, !noEvents { eventCursor = try latestEventSequence(client) }
+            var lines = Self.merge(logLines.map(\.line), events.map(\.line))
+            if let cutoff { lines.removeAll { $0.timeMs < cutoff } }
+            if tail > 0, lines.count > tail { lines.removeFirst(lines.count - tail) }
+            try print(lines)
+            guard follow else { return }
+            var lastRaw = logLines.last?.raw
+            var lastTime = logLines.last?.line.timeMs ?? 0
+            events = []
+            while true {
+                try await Task.sleep(for: .milliseconds(500))
+                do {
+                    let (fresh, _) = try readLog(try options.client(), bytes: 256 * 1024)
+                    var newer: [(raw: Substring, line: AgentLogLine)]
+                    if let lastRaw, let index = fresh.lastIndex(where: { $0.raw == lastRaw }) {
+                        newer = Array(fresh[(index + 1)...])
+                    } else {
+                        newer = fresh.filter { $0.line.timeMs > lastTime }
+                    }
+                    let newEvents = noEvents ? [] : try readEvents(try options.client(), after: eventCursor)
+                    if let last = newer.last {
+                        lastRaw = last.raw
+                        lastTime = last.line.timeMs
+                    }
+                    if let last = newEvents.last { eventCursor = last.sequence }
+                    try print(Self.merge(newer.map(\.line), newEvents.map(\.line)))
+                } catch {
+                    // The lead restarts, or is gone for a moment: keep following, as journalctl -f does.
+                    continue
+                }
+            }
+        } catch let error as CancellationError {
+            throw error
         } catch {
             throw CLIFailure.report(error)
         }
+    }
+
+    /// The log's lines, oldest first; a first line cut by the byte limit is left out, and a line
+    /// without a stamp takes the time of the one before it.
+    func readLog(_ client: LeadClient, bytes: Int) throws -> ([(raw: Substring, line: AgentLogLine)], Bool) {
+        let raw = try client.get("/v1/agents/\(agent)/logs?bytes=\(bytes)")
+        let text = String(decoding: raw, as: UTF8.self)
+        var rows = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if rows.last == "" { rows.removeLast() }
+        let cut = raw.count >= bytes
+        if cut, !rows.isEmpty { rows.removeFirst() }
+        var previous: Int64 = 0
+        let lines = rows.map { row -> (raw: Substring, line: AgentLogLine) in
+            let line = AgentLogLine.parse(row) ?? AgentLogLine(timeMs: previous, stream: .out, text: String(row))
+            previous = line.timeMs
+            return (row, line)
+        }
+        return (lines, cut)
+    }
+
+    func readEvents(_ client: LeadClient, after sequence: UInt64) throws -> [(sequence: UInt64, line: AgentLogLine)] {
+        let list = try APICoding.decode(HealthEventList.self, from: try client.get("/v1/events?since=\(sequence)&limit=10000"))
+        let name = try resolvedName(client)
+        return list.events.filter { $0.agent == name }.map { event in
+            let tier = event.tier.map { " [\($0)]" } ?? ""
+            return (event.sequence, AgentLogLine(timeMs: event.atMs, stream: .event, text: "\(event.kind)\(tier): \(event.detail)"))
+        }
+    }
+
+    func latestEventSequence(_ client: LeadClient) throws -> UInt64 {
+        try APICoding.decode(HealthEventList.self, from: try client.get("/v1/events?since=0&limit=10000")).next
+    }
+
+    /// Events name agents by name; the argument may be an id.
+    func resolvedName(_ client: LeadClient) throws -> String {
+        let view = try APICoding.decode(AgentView.self, from: try client.get("/v1/agents/\(agent)"))
+        return view.name
+    }
+
+    /// Two time-ordered lists as one, stable: at equal times the log line comes first.
+    static func merge(_ log: [AgentLogLine], _ events: [AgentLogLine]) -> [AgentLogLine] {
+        var merged: [AgentLogLine] = []
+        merged.reserveCapacity(log.count + events.count)
+        var i = 0
+        var j = 0
+        while i < log.count || j < events.count {
+            if j >= events.count || (i < log.count && log[i].timeMs <= events[j].timeMs) {
+                merged.append(log[i])
+                i += 1
+            } else {
+                merged.append(events[j])
+                j += 1
+            }
+        }
+        return merged
+    }
+
+    func print(_ lines: [AgentLogLine]) throws {
+        var out = ""
+        for line in lines {
+            if options.json {
+                let json = Line(timeMs: line.timeMs, time: UTCTime.iso8601(epochMs: line.timeMs, milliseconds: true), stream: line.stream.rawValue, text: line.text)
+                out += String(decoding: try APICoding.encode(json), as: UTF8.self) + "\n"
+            } else {
+                out += line.rendered + "\n"
+            }
+        }
+        FileHandleStdout.write(Array(out.utf8))
     }
 }
 

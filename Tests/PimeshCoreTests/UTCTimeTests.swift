@@ -11,6 +11,16 @@ import Testing
         #expect(UTCTime.iso8601(epochMs: epochMs) == expected)
     }
 
+    @Test func parsedBackExactly() {
+        for ms in [Int64(0), 951_782_400_123, 1_796_181_298_007, 4_107_542_399_999] {
+            #expect(UTCTime.epochMs(iso8601: Substring(UTCTime.iso8601(epochMs: ms, milliseconds: true))) == ms)
+            #expect(UTCTime.epochMs(iso8601: Substring(UTCTime.iso8601(epochMs: ms))) == ms / 1000 * 1000)
+        }
+        for bad in ["2026-12-02T03:14:58", "2026-13-02T03:14:58Z", "2026-12-02 03:14:58Z", "2026-12-02T03:14:58.12Z", "x"] {
+            #expect(UTCTime.epochMs(iso8601: Substring(bad)) == nil, "\(bad)")
+        }
+    }
+
     @Test func millisecondsWhenAsked() {
         #expect(UTCTime.iso8601(epochMs: 1_796_181_298_007, milliseconds: true) == "2026-12-02T03:14:58.007Z")
     }

@@ -125,4 +125,71 @@ extension SupervisionEndToEndTests {
         #expect(refused.output.contains("pimesh.json:1:15: not valid JSON"))
         #expect(refused.output.contains("nothing was reloaded"))
     }
+
+    @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
+        try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; exec sleep 1000"]}"#)
+        let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 8) { (try? runPimesh(["logs", "talker", "--data-dir", dataDir]).output.contains("oops")) == true })
+        let plain = try runPimesh(["logs", "talker", "--data-dir", dataDir])
+        #expect(plain.status == 0)
+        let rows = plain.output.split(separator: "\n")
+        #expect(rows.contains { $0.hasSuffix(" out hello") && $0.hasPrefix("20") })
+        #expect(rows.contains { $0.contains(" lead --- pid ") && $0.hasSuffix(" started ---") })
+        #expect(rows.contains { $0.contains(" event started") })
+
+        let json = try runPimesh(["logs", "talker", "--json", "--data-dir", dataDir])
+        let objects = try json.output.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let hello = try #require(objects.first { $0["text"] as? String == "hello" })
+        #expect(hello["stream"] as? String == "out")
+        let timeMs = try #require(hello["time_ms"] as? Int64)
+        #expect(abs(timeMs - Int64(Date().timeIntervalSince1970 * 1000)) < 600_000)
+        #expect((hello["time"] as? String)?.hasSuffix("Z") == true)
+
+        let last = try runPimesh(["logs", "talker", "--tail", "1", "--no-events", "--data-dir", dataDir])
+        #expect(last.output.split(separator: "\n").count == 1)
+        #expect(try runPimesh(["logs", "talker", "--since", "1d", "--data-dir", dataDir]).output.contains(" out hello"))
+        let badSince = try runPimesh(["logs", "talker", "--since", "ten minutes", "--data-dir", dataDir])
+        #expect(badSince.status != 0)
+        #expect(badSince.output.contains("is not a duration like 30s"))
+
+        // -f prints what comes next: a restart's event, marker and output.
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        follower.arguments = ["logs", "talker", "-f", "--tail", "0", "--data-dir", dataDir]
+        let pipe = Pipe()
+        follower.standardOutput = pipe
+        let received = LockedText()
+        pipe.fileHandleForReading.readabilityHandler = { handle in received.append(String(decoding: handle.availableData, as: UTF8.self)) }
+        try follower.run()
+        defer {
+            follower.terminate()
+            follower.waitUntilExit()
+            pipe.fileHandleForReading.readabilityHandler = nil
+        }
+        let before = received.text.components(separatedBy: " out hello").count
+        #expect(try runPimesh(["agent", "restart", "talker", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 15) {
+            let text = received.text
+            return text.contains(" event restarting") && text.components(separatedBy: " out hello").count > before
+        }, "\(received.text)")
+    }
+}
+
+/// Text a pipe's handler appends to while a test reads it.
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer = ""
+
+    func append(_ more: String) {
+        lock.lock()
+        buffer += more
+        lock.unlock()
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return buffer
+    }
 }

@@ -70,7 +70,7 @@ import Testing
             if let rotated = try? String(contentsOfFile: log + ".1", encoding: .utf8) { text = rotated + text }
             return text.contains("bytes dropped: this agent wrote more than 64 KiB/s")
         }, "no drop note in \(log): \(text.suffix(300))")
-        #expect(text.contains("pimesh-flood-line\npimesh-flood-line\n"))
+        #expect(text.contains(" out pimesh-flood-line\n20"))
         let sizes = [log, log + ".1"].map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
         #expect(sizes.allSatisfy { $0 <= 512 * 1024 + 4096 }, "\(sizes)")
         #expect(pid(lead, "flood") != nil, "the flooding agent is still running, slowed, not killed")

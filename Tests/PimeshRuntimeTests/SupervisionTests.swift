@@ -246,8 +246,15 @@ extension Substring {
         let current = try FileIO.read(path: dir + "/w1.log")
         let older = try FileIO.read(path: dir + "/w1.log.1")
         #expect(current.count <= 4096 && older.count <= 4096)
-        #expect(String(decoding: older, as: UTF8.self).hasPrefix("--- pid 1 started ---"))
-        #expect(current.count + older.count == (6010 + "--- pid 1 started ---\n".utf8.count) % 4096 + 4096)
+        // Each line carries the time it was read and its stream; a line that rotation cut in two
+        // starts the newer file without one.
+        let olderLines = String(decoding: older, as: UTF8.self).split(separator: "\n")
+        let first = try #require(AgentLogLine.parse(olderLines[0]))
+        #expect(first.stream == .lead && first.text == "--- pid 1 started ---")
+        #expect(abs(first.timeMs - Clock.wallMilliseconds()) < 60_000)
+        let lines = String(decoding: current, as: UTF8.self).split(separator: "\n").dropFirst().compactMap(AgentLogLine.parse)
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.stream == .out && ($0.text == String(repeating: "x", count: 99) || $0.text == "last line") })
+        #expect(lines.last?.text == "last line")
     }
 }
 

@@ -30,6 +30,8 @@ final class AgentLogPump: Sendable {
         var windowStart: Instant
         /// Not read until then: the agent used up its allowance.
         var pausedUntil: Instant?
+        /// The next byte begins a line, which gets its time and stream first.
+        var atLineStart = true
     }
 
     private let directory: String
@@ -114,7 +116,8 @@ final class AgentLogPump: Sendable {
         let path = path(of: name)
         let out = Self.openLog(path)
         var written = Self.size(of: path)
-        written += Self.writeAll(Array(("--- " + header + " ---\n").utf8), to: out)
+        let headerLine = AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: .lead) + "--- " + header + " ---\n"
+        written += Self.writeAll(Array(headerLine.utf8), to: out)
         let source = Source(
             fd: fd, name: name, path: path, out: out, written: written, allowance: ratePerSecond, windowStart: Clock.monotonicNow())
         let replaced = sources.withLock { sources -> Source? in
@@ -205,7 +208,7 @@ final class AgentLogPump: Sendable {
             }
             if dropped > 0, out != nil {
                 let note = Array("--- \(dropped) bytes dropped: this agent wrote more than \(ratePerSecond / 1024) KiB/s (supervision.log_rate_kb_s) ---\n".utf8)
-                copy(note, count: note.count, from: fd)
+                copy(note, count: note.count, from: fd, stream: .lead)
             }
         }
     }
@@ -216,18 +219,36 @@ final class AgentLogPump: Sendable {
         if let removed, removed.out >= 0 { close(removed.out) }
     }
 
-    private func copy(_ bytes: [UInt8], count: Int, from fd: Int32) {
+    /// Writes what an agent wrote into its log, each line after its time and stream
+    /// (AgentLogLine), so that `pimesh logs --since` and `--json` can tell when it was written.
+    private func copy(_ bytes: [UInt8], count: Int, from fd: Int32, stream: AgentLogLine.Stream = .out) {
         guard var source = sources.withLock({ $0[fd] }) else { return }
+        let stamp = Array(AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: stream).utf8)
+        var stamped: [UInt8] = []
+        stamped.reserveCapacity(count + stamp.count * 4)
+        // A note of the lead's own never continues an agent's unfinished line.
+        if stream == .lead && !source.atLineStart { stamped.append(10) }
+        var atLineStart = stream == .lead ? true : source.atLineStart
+        // Whole lines at a time: a flooding agent's output is copied, not walked byte by byte.
+        var start = 0
+        while start < count {
+            let end = bytes[start..<count].firstIndex(of: 10).map { $0 + 1 } ?? count
+            if atLineStart { stamped += stamp }
+            stamped += bytes[start..<end]
+            atLineStart = bytes[end - 1] == 10
+            start = end
+        }
+        source.atLineStart = atLineStart
         var offset = 0
-        while offset < count {
+        while offset < stamped.count {
             if source.written >= maxBytes {
                 if source.out >= 0 { close(source.out) }
                 rename(source.path, source.path + ".1")
                 source.out = Self.openLog(source.path)
                 source.written = 0
             }
-            let part = min(count - offset, maxBytes - source.written)
-            let written = bytes.withUnsafeBytes { buffer in
+            let part = min(stamped.count - offset, maxBytes - source.written)
+            let written = stamped.withUnsafeBytes { buffer in
                 source.out >= 0 ? Glibc.write(source.out, buffer.baseAddress! + offset, part) : -1
             }
             guard written > 0 else { break }
@@ -238,6 +259,7 @@ final class AgentLogPump: Sendable {
         sources.withLock { sources in
             sources[fd]?.written = updated.written
             sources[fd]?.out = updated.out
+            sources[fd]?.atLineStart = updated.atLineStart
         }
     }
 

@@ -261,7 +261,7 @@ final class Supervisor: Service, Sendable {
             reaper.watchAdopted(entry.pid, startTime: entry.startTime) { [weak self] pid, status in
                 self?.childExited(pid: pid, status: status)
             }
-            logs.reattach(name: name, header: "pid \(entry.pid) adopted by lead pid \(getpid()) at \(Clock.wallMilliseconds()) ms")
+            logs.reattach(name: name, header: "pid \(entry.pid) adopted by lead pid \(getpid())")
             events.append(kind: "adopted", agent: name, detail: "pid \(entry.pid), left running by the previous lead", tier: .l0)
             logger.notice("agent adopted", metadata: ["agent": "\(name)", "pid": "\(entry.pid)"])
         }
@@ -469,7 +469,7 @@ final class Supervisor: Service, Sendable {
                 if restart { state.agents[name]?.restarts += 1 }
                 state.byPID[spawned.pid] = name
             }
-            logs.attach(fd: output.reader, name: name, header: "pid \(spawned.pid) started at \(Clock.wallMilliseconds()) ms")
+            logs.attach(fd: output.reader, name: name, header: "pid \(spawned.pid) started")
             saveRecords()
             if let cgroups {
                 do {
