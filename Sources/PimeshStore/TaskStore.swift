@@ -72,6 +72,15 @@ public struct TaskStore: Sendable {
         }
     }
 
+    /// Ids that start with `prefix`, at most `limit` (IDPrefix): a range on the primary key.
+    public func ids(withPrefix prefix: String, limit: Int) throws -> [String] {
+        try database.read { connection in
+            try connection.query(
+                "SELECT id FROM tasks WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", [.text(prefix), .text(prefix + "~"), .integer(Int64(limit))]
+            ) { $0.text(0) }
+        }
+    }
+
     public func load(idempotencyKey: String) throws -> TaskRow? {
         try database.read { connection in
             try connection.query(

@@ -255,15 +255,24 @@ struct EventsCommand: AsyncParsableCommand {
         do {
             let client = try options.client()
             var since = since
+            var headerShown = false
             repeat {
                 let list = try APICoding.decode(HealthEventList.self, from: try client.get("/v1/events?since=\(since)"))
-                for event in list.events {
-                    if options.json {
-                        print(String(decoding: try APICoding.encode(event), as: UTF8.self))
-                    } else {
-                        let tier = event.tier.map { " [\($0)]" } ?? ""
-                        print("\(event.sequence)  \(event.atMs)  \(event.kind)\(tier)  \(event.agent ?? "-")  \(event.detail)")
+                if options.json {
+                    for event in list.events { print(String(decoding: try APICoding.encode(event), as: UTF8.self)) }
+                } else if !list.events.isEmpty || !headerShown {
+                    // One table per batch; with --follow the header comes once, and columns are
+                    // as wide as the first batch made them.
+                    var table = TextTable(["SEQ", "TIME (UTC)", "KIND", "TIER", "AGENT", "DETAIL"], rightAligned: [0])
+                    for event in list.events {
+                        table.add([
+                            String(event.sequence), UTCTime.iso8601(epochMs: event.atMs), event.kind, event.tier ?? "–", event.agent ?? "–",
+                            event.detail,
+                        ])
                     }
+                    let rows = table.render().split(separator: "\n", omittingEmptySubsequences: false)
+                    for row in headerShown ? Array(rows.dropFirst()) : rows { print(row) }
+                    headerShown = true
                 }
                 since = list.next
                 if follow { try await Task.sleep(for: .milliseconds(250)) }

@@ -101,11 +101,11 @@ struct SnapshotCommand: AsyncParsableCommand {
                 if location.json {
                     return print(String(decoding: try APICoding.encode(entries.map(\.manifest)), as: UTF8.self))
                 }
-                var table = TextTable(["SEQ", "CREATED (ms)", "RAW", "LZ4", "SHA-256 (LZ4)", "FILE"], rightAligned: [0, 2, 3])
+                var table = TextTable(["SEQ", "CREATED (UTC)", "RAW", "LZ4", "SHA-256 (LZ4)", "FILE"], rightAligned: [0, 2, 3])
                 for entry in entries {
                     let m = entry.manifest
                     table.add([
-                        String(m.sequence), String(m.createdAtMs), Format.megabytes(m.rawBytes), Format.megabytes(m.compressedBytes),
+                        String(m.sequence), UTCTime.iso8601(epochMs: m.createdAtMs), Format.megabytes(m.rawBytes), Format.megabytes(m.compressedBytes),
                         String(m.compressedSHA256.prefix(16)), entry.filePath,
                     ])
                 }

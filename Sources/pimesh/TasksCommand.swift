@@ -1,5 +1,6 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCore
 
 struct TasksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -99,10 +100,11 @@ struct TasksCommand: AsyncParsableCommand {
 
     static func render(_ tasks: [TaskView]) -> String {
         var table = TextTable(
-            ["ID", "CAPABILITY", "STATE", "AGENT", "TRIES", "PRED", "ACTUAL", "RESULT"], rightAligned: [4, 5, 6])
+            ["ID", "AGE", "CAPABILITY", "STATE", "AGENT", "TRIES", "PRED", "ACTUAL", "RESULT"], rightAligned: [1, 5, 6, 7])
+        let now = Clock.wallMilliseconds()
         for task in tasks {
             table.add([
-                String(task.id.prefix(8)), task.capability, task.state, task.agentName ?? "–", String(task.attempts),
+                String(task.id.prefix(8)), UTCTime.age(now - task.submittedAtMs), task.capability, task.state, task.agentName ?? "–", String(task.attempts),
                 task.predictedArrivalMs.map { Format.decimal($0) + " ms" } ?? "–",
                 task.actualMs.map { Format.decimal($0) + " ms" } ?? "–",
                 String((task.skipReason ?? task.error ?? task.result ?? "").prefix(48)),
@@ -123,6 +125,7 @@ struct TasksCommand: AsyncParsableCommand {
             }
         }
         lines.append("state       \(task.state)   attempts \(task.attempts)")
+        lines.append("submitted   \(UTCTime.iso8601(epochMs: task.submittedAtMs))" + (task.finishedAtMs.map { "   finished \(UTCTime.iso8601(epochMs: $0))" } ?? ""))
         if let actual = task.actualMs { lines.append("took        \(Format.decimal(actual)) ms from hand-over to result") }
         if let result = task.result { lines.append("result      \(result)") }
         if let error = task.error { lines.append("error       \(error)") }

@@ -61,3 +61,20 @@ import Testing
         }
     }
 }
+
+@Suite struct IDPrefixTests {
+    let ids = ["b02dd7e0-1111", "b02dd7e0-2222", "c0ffee00-3333"]
+
+    @Test func aUniquePrefixOfFourOrMoreFindsTheId() {
+        #expect(IDPrefix.resolve("c0ff", among: ids) == .unique("c0ffee00-3333"))
+        #expect(IDPrefix.resolve("C0FFEE", among: ids) == .unique("c0ffee00-3333"))
+        #expect(IDPrefix.resolve("b02dd7e0-2", among: ids) == .unique("b02dd7e0-2222"))
+        #expect(IDPrefix.resolve("b02dd7e0-2222", among: ids) == .unique("b02dd7e0-2222"))
+    }
+
+    @Test func shortUnknownAndAmbiguousPrefixes() {
+        #expect(IDPrefix.resolve("c0f", among: ids) == .none)
+        #expect(IDPrefix.resolve("dead", among: ids) == .none)
+        #expect(IDPrefix.resolve("b02dd7e0", among: ids) == .ambiguous(["b02dd7e0-1111", "b02dd7e0-2222"]))
+    }
+}

@@ -377,6 +377,11 @@ final class Collected<T>: @unchecked Sendable {
         #expect(freeze.output.contains("give it a manifest in"))
         let accepted = try client.submit(.init(capability: "verify"))
         #expect(accepted.agentName == "verifier")
+        // The table's 8-character id is what the same CLI takes back.
+        let shown = try runPimesh(["tasks", "show", String(accepted.id.prefix(8)), "--data-dir", lead.dataDir])
+        #expect(shown.status == 0, "\(shown.output)")
+        #expect(shown.output.contains("task        \(accepted.id)"))
+        #expect(shown.output.contains("submitted   20"))
         // Cancelled before the agent pulled it: the inbox is empty afterwards.
         let cancel = try runPimesh(["tasks", "cancel", accepted.id, "--data-dir", lead.dataDir])
         #expect(cancel.status == 0, "\(cancel.output)")

@@ -188,7 +188,7 @@ enum APIRouter {
         }
         operatorRoutes.get("tasks/:id") { _, context in
             await handle {
-                let id = context.parameters.get("id") ?? ""
+                let id = try await taskID(context, state)
                 guard let view = try await state.tasks.task(id: id) else {
                     throw APIError(status: .notFound, message: "no task with id \(id)", field: "id")
                 }
@@ -197,7 +197,7 @@ enum APIRouter {
         }
         operatorRoutes.post("tasks/:id/cancel") { _, context in
             await handle {
-                let cancelled = try await state.tasks.cancel(taskID: context.parameters.get("id") ?? "")
+                let cancelled = try await state.tasks.cancel(taskID: try await taskID(context, state))
                 state.events.append(kind: "task_cancelled", agent: cancelled.agentName, detail: "task \(cancelled.id) cancelled by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, cancelled)
             }
@@ -261,10 +261,26 @@ enum APIRouter {
     /// The agent named by the `:id` path parameter: its UUID, or its name as operators type it.
     static func agent(_ context: LeadRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
         let text = context.parameters.get("id") ?? ""
-        guard let found = state.registry.resolve(text) else {
+        switch state.registry.lookUp(text) {
+        case .found(let id, let name): return (id, name)
+        case .ambiguous(let names):
+            throw APIError(status: .conflict, message: "\"\(text)\" is the start of several agents' ids: \(names.joined(separator: ", ")); type more of it", field: "id")
+        case .none:
             throw APIError(status: .notFound, message: "no agent with id or name \"\(text)\"", field: "id")
         }
-        return found
+    }
+
+    /// The task a path's id names: a whole id or a unique prefix of one.
+    static func taskID(_ context: LeadRequestContext, _ state: LeadState) async throws -> String {
+        let text = context.parameters.get("id") ?? ""
+        switch try await state.tasks.resolveTaskID(text) {
+        case .unique(let id): return id
+        case .ambiguous(let ids):
+            throw APIError(status: .conflict, message: "\"\(text)\" is the start of several task ids: \(ids.joined(separator: ", ")); type more of it", field: "id")
+        case .none:
+            // Not a prefix of any: the lookup by the text itself says "no task".
+            return text
+        }
     }
 
     static func queryInteger(_ text: String?, name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {

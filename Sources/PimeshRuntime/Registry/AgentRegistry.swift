@@ -279,10 +279,31 @@ public final class AgentRegistry: Sendable {
 
     /// Looks an agent up by id text or by name, as operators type either.
     public func resolve(_ text: String) -> (id: AgentID, name: String)? {
+        guard case .found(let id, let name) = lookUp(text) else { return nil }
+        return (id, name)
+    }
+
+    public enum Lookup: Equatable {
+        case found(AgentID, String)
+        /// A prefix of several ids: their agents' names.
+        case ambiguous([String])
+        case none
+    }
+
+    /// By name, whole id, or unique id prefix of 4 or more characters (IDPrefix).
+    public func lookUp(_ text: String) -> Lookup {
         state.withLock { state in
-            if let id = AgentID(text), let agent = state.agents[id] { return (id, agent.row.name) }
-            if let id = state.names[text] { return (id, text) }
-            return nil
+            if let id = AgentID(text), let agent = state.agents[id] { return .found(id, agent.row.name) }
+            if let id = state.names[text] { return .found(id, text) }
+            switch IDPrefix.resolve(text, among: state.agents.keys.lazy.map(\.description)) {
+            case .unique(let found):
+                guard let id = AgentID(found), let agent = state.agents[id] else { return .none }
+                return .found(id, agent.row.name)
+            case .ambiguous(let ids):
+                return .ambiguous(ids.compactMap { AgentID($0).flatMap { state.agents[$0]?.row.name } })
+            case .none:
+                return .none
+            }
         }
     }
 

@@ -236,9 +236,9 @@ public struct Selftest: Sendable {
         guard second >= first else { return (.fail, "the monotonic clock went backwards") }
         // 2024-01-01T00:00:00Z
         guard wallMs >= 1_704_067_200_000 else {
-            return (.fail, "the wall clock reads \(wallMs / 1000) s since 1970, before 2024: not set yet (is NTP synced?)")
+            return (.fail, "the wall clock reads \(UTCTime.iso8601(epochMs: wallMs)), before 2024: not set yet (is NTP synced?)")
         }
-        return (.pass, "wall clock \(wallMs / 1000) s since 1970; monotonic clock advancing")
+        return (.pass, "wall clock \(UTCTime.iso8601(epochMs: wallMs)); monotonic clock advancing")
     }
 
     static func ms(_ value: Double) -> String {

@@ -764,6 +764,17 @@ final class TaskService: Service, Sendable {
 
     // MARK: - Reading
 
+    /// A task id from a unique prefix (IDPrefix): the live tasks, the recent ones and the store.
+    func resolveTaskID(_ text: String) async throws -> IDPrefix.Resolution {
+        let wanted = text.lowercased()
+        guard wanted.count >= IDPrefix.minimumLength else { return .none }
+        let known: [String] = state.withLock { state in
+            state.open.keys.filter { $0.hasPrefix(wanted) } + state.recent.keys.filter { $0.hasPrefix(wanted) }
+        }
+        let stored = try await Blocking.run { [store] in try store.ids(withPrefix: wanted, limit: IDPrefix.shownCandidates + 1) }
+        return IDPrefix.resolve(wanted, among: known + stored)
+    }
+
     func task(id: String) async throws -> TaskView? {
         let inMemory: TaskView? = state.withLock { state in
             if let live = state.open[id], live.durable { return view(of: live) }
