@@ -128,8 +128,14 @@ public struct LeadClient: Sendable {
         public var weight: Double?
         public var deadlineMs: Int?
         public var idempotencyKey: String?
+        /// 0 background, 1 low, 2 normal (the lead's default), 3 critical.
+        public var priority: Int?
 
-        public init(capability: String, payload: String = "", weight: Double? = nil, deadlineMs: Int? = nil, idempotencyKey: String? = nil) {
+        public init(
+            capability: String, payload: String = "", weight: Double? = nil, deadlineMs: Int? = nil, idempotencyKey: String? = nil,
+            priority: Int? = nil
+        ) {
+            self.priority = priority
             self.capability = capability
             self.payload = payload
             self.weight = weight

@@ -49,6 +49,17 @@ struct AgentCommand: AsyncParsableCommand {
         }
     }
 
+    /// `act`, with its failures reported as every command reports them.
+    static func run(_ verb: String, options: ClientOptions, selection: Selection) throws {
+        do {
+            try act(verb, options: options, selection: selection)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw CLIFailure.report(error)
+        }
+    }
+
     /// Acts on each agent in turn; every answer is printed, and the exit status is 1 when any failed.
     static func act(_ verb: String, options: ClientOptions, selection: Selection) throws {
         let client = try options.client()
@@ -76,14 +87,14 @@ struct AgentCommand: AsyncParsableCommand {
             abstract: "Stop supervised agents (SIGTERM, then SIGKILL after the stop timeout); they stay down until started.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
-        func run() async throws { try AgentCommand.act("stop", options: options, selection: selection) }
+        func run() async throws { try AgentCommand.run("stop", options: options, selection: selection) }
     }
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start stopped (or given-up) supervised agents now, with a fresh backoff.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
-        func run() async throws { try AgentCommand.act("start", options: options, selection: selection) }
+        func run() async throws { try AgentCommand.run("start", options: options, selection: selection) }
     }
 
     struct Restart: AsyncParsableCommand {
@@ -91,7 +102,7 @@ struct AgentCommand: AsyncParsableCommand {
             abstract: "Restart supervised agents gracefully (SIGTERM, then a start); a stopped one is started.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
-        func run() async throws { try AgentCommand.act("restart", options: options, selection: selection) }
+        func run() async throws { try AgentCommand.run("restart", options: options, selection: selection) }
     }
 
     /// `pimesh agent` alone, as manifests written before `sim-agent` existed run it.

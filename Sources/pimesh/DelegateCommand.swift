@@ -16,8 +16,8 @@ struct DelegateCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @OptionGroup var task: TaskOptions
 
-    @Option(name: .long, help: "Give up waiting after this many seconds (the task itself goes on).")
-    var timeout: Double = 60
+    @Option(name: .long, help: "Give up waiting after this many seconds (the task itself goes on; seed 001's default, 300).")
+    var timeout: Double = 300
 
     func validate() throws {
         if timeout <= 0 { throw ValidationError("--timeout must be above 0 seconds") }

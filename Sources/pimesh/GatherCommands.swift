@@ -18,16 +18,27 @@ struct GatherOptions: ParsableArguments {
     @Option(name: .long, help: "Give up gathering after this many ms (default: the lead's, 5000).")
     var timeoutMs: Int?
 
+    @Option(name: .long, help: "0 background, 1 low, 2 normal, 3 critical (default 2): a degraded node refuses the lower ones first.")
+    var priority: Int = 2
+
+    func validate() throws {
+        guard (0...3).contains(priority) else { throw ValidationError("--priority must be 0, 1, 2 or 3, not \(priority)") }
+    }
+
     struct Body: Encodable {
         var capability: String?
         var payload: String
         var weight: Double?
         var windowMs: Int?
         var timeoutMs: Int?
+        var priority: Int
+        var sampleSize: Int?
     }
 
-    func send(_ path: String, options: ClientOptions) throws {
-        let body = Body(capability: capability, payload: payload, weight: weight, windowMs: windowMs, timeoutMs: timeoutMs)
+    func send(_ path: String, options: ClientOptions, sampleSize: Int? = nil, requireAck: Bool = false) throws {
+        let body = Body(
+            capability: capability, payload: payload, weight: weight, windowMs: windowMs, timeoutMs: timeoutMs, priority: priority,
+            sampleSize: sampleSize)
         let wait = (timeoutMs ?? 5000) + 10_000
         let raw = try options.client().withTimeout(milliseconds: wait).post(path, json: try APICoding.encode(body))
         let report = try APICoding.decode(GatherReport.self, from: raw)
@@ -38,6 +49,11 @@ struct GatherOptions: ParsableArguments {
         }
         if report.decision != "PROCEED" {
             throw CLIFailure("\(report.decision): \(report.reason); \(report.recommendation)", exitCode: 3)
+        }
+        let acknowledged = report.sent - report.silent - report.late
+        if requireAck, acknowledged < report.targets {
+            throw CLIFailure(
+                "\(acknowledged) of \(report.targets) agents acknowledged in the window; --require-ack wants every one", exitCode: 3)
         }
     }
 
@@ -83,8 +99,15 @@ struct AskCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @OptionGroup var gather: GatherOptions
 
+    @Option(name: .long, help: "Ask at most this many agents, those that would answer soonest (seed 001's default, 100).")
+    var sampleSize: Int = 100
+
+    func validate() throws {
+        guard (1...100_000).contains(sampleSize) else { throw ValidationError("--sample-size must be 1…100000") }
+    }
+
     func run() async throws {
-        do { try gather.send("/v1/ask", options: options) } catch { throw CLIFailure.report(error) }
+        do { try gather.send("/v1/ask", options: options, sampleSize: sampleSize) } catch { throw CLIFailure.report(error) }
     }
 }
 
@@ -92,13 +115,20 @@ struct BroadcastCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broadcast",
         abstract: "Send a notice to agents and check that enough of them acknowledged it READY.",
-        discussion: "As `ask`, without collecting the answers' text. Exit status 0 on PROCEED, 3 otherwise."
+        discussion: """
+            As `ask`, to every agent (or every one with --capability), without collecting the \
+            answers' text. Exit status 0 on PROCEED (and, with --require-ack, when every targeted \
+            agent acknowledged within the window), 3 otherwise.
+            """
     )
 
     @OptionGroup var options: ClientOptions
     @OptionGroup var gather: GatherOptions
 
+    @Flag(name: .long, help: "Fail (exit 3) unless every targeted agent acknowledges within the window (seed 001's default: off).")
+    var requireAck = false
+
     func run() async throws {
-        do { try gather.send("/v1/broadcast", options: options) } catch { throw CLIFailure.report(error) }
+        do { try gather.send("/v1/broadcast", options: options, requireAck: requireAck) } catch { throw CLIFailure.report(error) }
     }
 }

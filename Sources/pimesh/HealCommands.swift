@@ -27,17 +27,41 @@ struct HealCommand: AsyncParsableCommand {
             that waits for an operator (shown in `pimesh status` under awaiting operator) and \
             resets the agent's restart backoff. A supervised agent is killed (SIGKILL) and \
             started again at once; an attached agent gets its manifest's heal_command \
-            (default `podman restart {name}`), whose output goes to <run_dir>/logs/NAME.heal.log.
+            (default `podman restart {name}`), whose output goes to <run_dir>/logs/NAME.heal.log. \
+            With no agent, or `auto` (seed 001's default), it heals every agent whose healing \
+            waits for an operator.
             """
     )
 
     @OptionGroup var options: ClientOptions
 
-    @Argument(help: "The agent's name or id.")
-    var agent: String
+    @Argument(help: "The agent's name or id; default auto: every agent awaiting an operator.")
+    var agent: String = "auto"
 
     func run() async throws {
-        do { try operatorVerb(options, agent: agent, verb: "heal") } catch { throw CLIFailure.report(error) }
+        do {
+            guard agent == "auto" else { return try operatorVerb(options, agent: agent, verb: "heal") }
+            let status = try APICoding.decode(StatusReport.self, from: try options.client().get("/v1/status"))
+            let names = (status.health?.awaitingOperator ?? []).compactMap { $0.split(separator: ":").first.map(String.init) }
+            guard !names.isEmpty else {
+                print(options.json ? "[]" : "nothing awaits an operator")
+                return
+            }
+            var failures = 0
+            for name in Set(names).sorted() {
+                do {
+                    try operatorVerb(options, agent: name, verb: "heal")
+                } catch {
+                    failures += 1
+                    FileHandleStderr.write("pimesh: \(name): \(error)\n")
+                }
+            }
+            if failures > 0 { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw CLIFailure.report(error)
+        }
     }
 }
 
@@ -47,31 +71,29 @@ struct FreezeCommand: AsyncParsableCommand {
         abstract: "Stop a supervised agent in place (cgroup.freeze, else SIGSTOP) until thawed.",
         discussion: """
             A frozen agent keeps its memory and its work but uses no CPU. It is not suspected \
-            while frozen, and it takes no new tasks; what it holds waits for it.
+            while frozen, and it takes no new tasks; what it holds waits for it. --all freezes \
+            every supervised agent (seed 001's `freeze(scope='all')`, for emergencies); \
+            --capability those with it. `pimesh thaw` takes the same selectors.
             """
     )
 
     @OptionGroup var options: ClientOptions
-
-    @Argument(help: "The agent's name or id.")
-    var agent: String
+    @OptionGroup var selection: AgentCommand.Selection
 
     func run() async throws {
-        do { try operatorVerb(options, agent: agent, verb: "freeze") } catch { throw CLIFailure.report(error) }
+        try AgentCommand.run("freeze", options: options, selection: selection)
     }
 }
 
 struct ThawCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "thaw", abstract: "Let a frozen agent run again (cgroup.freeze 0, else SIGCONT).")
+        commandName: "thaw", abstract: "Let frozen agents run again (cgroup.freeze 0, else SIGCONT).")
 
     @OptionGroup var options: ClientOptions
-
-    @Argument(help: "The agent's name or id.")
-    var agent: String
+    @OptionGroup var selection: AgentCommand.Selection
 
     func run() async throws {
-        do { try operatorVerb(options, agent: agent, verb: "thaw") } catch { throw CLIFailure.report(error) }
+        try AgentCommand.run("thaw", options: options, selection: selection)
     }
 }
 

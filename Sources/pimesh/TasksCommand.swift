@@ -150,13 +150,18 @@ struct TaskOptions: ParsableArguments {
     @Option(name: .long, help: "Resubmitting with the same key returns the same task instead of a new one.")
     var idempotencyKey: String?
 
+    @Option(name: .long, help: "0 background, 1 low, 2 normal, 3 critical (seed 001; default 2): a degraded node sheds the lower ones first.")
+    var priority: Int = 2
+
     func validate() throws {
+        guard (0...3).contains(priority) else { throw ValidationError("--priority must be 0, 1, 2 or 3, not \(priority)") }
         if let weight, !(0...100).contains(weight) { throw ValidationError("--weight must be 0…100, not \(weight)") }
         if let deadlineMs, deadlineMs < 1 { throw ValidationError("--deadline-ms must be at least 1") }
     }
 
     var request: LeadClient.TaskRequest {
         LeadClient.TaskRequest(
-            capability: capability, payload: payload, weight: weight, deadlineMs: deadlineMs, idempotencyKey: idempotencyKey)
+            capability: capability, payload: payload, weight: weight, deadlineMs: deadlineMs, idempotencyKey: idempotencyKey,
+            priority: priority)
     }
 }

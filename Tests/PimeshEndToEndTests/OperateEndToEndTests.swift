@@ -174,6 +174,39 @@ extension SupervisionEndToEndTests {
             return text.contains(" event restarting") && text.components(separatedBy: " out hello").count > before
         }, "\(received.text)")
     }
+
+    /// Seed 001's console with its defaults: ask's sample, delegate's priority and timeout,
+    /// heal auto, freeze --all, broadcast's priority and require-ack.
+    @Test func theSeedsConsoleVerbsTakeTheirOptionsAndDefaults() throws {
+        for name in ["c1", "c2", "c3"] { try agentManifest(name) }
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 8) { ["c1", "c2", "c3"].allSatisfy { alive(lead, $0) } })
+        let auto = try runPimesh(["heal", "--data-dir", dataDir])
+        #expect(auto.status == 0 && auto.output.contains("nothing awaits an operator"), "\(auto.output)")
+
+        let delegated = try runPimesh(["delegate", "work", "--priority", "3", "--timeout", "30", "--data-dir", dataDir])
+        #expect(delegated.status == 0, "\(delegated.output)")
+        #expect(try runPimesh(["delegate", "work", "--priority", "7", "--data-dir", dataDir]).output.contains("--priority must be 0, 1, 2 or 3"))
+
+        let sampled = try runPimesh(["ask", "--capability", "work", "--sample-size", "2", "--json", "--data-dir", dataDir])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(sampled.output.utf8)) as? [String: Any])
+        #expect(report["targets"] as? Int == 2, "\(sampled.output)")
+        let acknowledged = try runPimesh(["broadcast", "--require-ack", "--priority", "3", "--data-dir", dataDir])
+        #expect(acknowledged.status == 0, "\(acknowledged.output)")
+
+        let frozen = try runPimesh(["freeze", "--all", "--data-dir", dataDir])
+        #expect(frozen.status == 0, "\(frozen.output)")
+        #expect(["c1", "c2", "c3"].allSatisfy { frozen.output.contains("\($0): frozen") })
+        #expect(eventually(timeout: 3) { ["c1", "c2", "c3"].allSatisfy { condition(lead, $0) == "frozen" } })
+        #expect(try runPimesh(["thaw", "--capability", "work", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 8) { ["c1", "c2", "c3"].allSatisfy { alive(lead, $0) } })
+
+        let help = try runPimesh(["ask", "--help"])
+        #expect(help.output.contains("--sample-size") && help.output.contains("default: 100"))
+        let delegateHelp = try runPimesh(["delegate", "--help"]).output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(delegateHelp.contains("(default: 300.0)"))
+    }
 }
 
 /// Text a pipe's handler appends to while a test reads it.

@@ -205,14 +205,14 @@ enum APIRouter {
         operatorRoutes.post("ask") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
-                try state.checkScatterAllowed(capability: gather.capability)
+                try state.checkScatterAllowed(gather)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
             }
         }
         operatorRoutes.post("broadcast") { request, _ in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
-                try state.checkScatterAllowed(capability: gather.capability)
+                try state.checkScatterAllowed(gather)
                 return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
             }
         }

@@ -60,8 +60,11 @@ final class GatherService: Sendable {
         let gather = ScatterGather(settings: settings)
         let id = AgentID.random().description
         let start = Clock.monotonicNow()
-        let targets = registry.candidates(capability: request.capability, at: start, outstanding: tasks.snapshot.outstanding)
+        var targets = registry.candidates(capability: request.capability, at: start, outstanding: tasks.snapshot.outstanding)
             .filter { $0.route.availability != .quarantined }
+        if let sample = request.sampleSize, targets.count > sample {
+            targets = Array(targets.sorted { $0.route.leadTimeMs(payloadWeight: request.weight) < $1.route.leadTimeMs(payloadWeight: request.weight) }.prefix(sample))
+        }
         let plan = gather.plan(leadTimesMs: targets.map { $0.route.leadTimeMs(payloadWeight: request.weight) }, now: start)
         var sent: [AgentID: Int] = [:]
         for bucket in plan.buckets {

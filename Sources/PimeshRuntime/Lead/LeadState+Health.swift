@@ -34,10 +34,16 @@ extension LeadState {
     }
 
     /// Seed 001 §6.3: MODERATE refuses scatter over 1,000 agents, SEVERE and worse refuse it.
-    func checkScatterAllowed(capability: String?) throws(APIError) {
+    func checkScatterAllowed(_ request: GatherRequest) throws(APIError) {
         let policy = health.policy
+        if request.priority < policy.minimumPriority {
+            throw APIError(
+                status: .serviceUnavailable,
+                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))")
+        }
         guard let limit = policy.maxScatterAgents else { return }
-        let targets = registry.candidates(capability: capability, at: Clock.monotonicNow(), outstanding: [:]).count
+        let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
+        let targets = min(candidates, request.sampleSize ?? candidates)
         guard targets > limit else { return }
         throw APIError(
             status: .serviceUnavailable,

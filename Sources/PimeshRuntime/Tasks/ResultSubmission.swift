@@ -87,9 +87,14 @@ struct GatherRequest {
     var weight: Double
     var windowMs: Int?
     var timeoutMs: Int?
+    /// As a task's: a degraded node refuses gathers below DegradationPolicy.minimumPriority.
+    var priority = 2
+    /// At most this many targets, those with the shortest lead time (seed 001's `ask` sample).
+    var sampleSize: Int?
 
     static func validate(_ body: JSONValue) throws(APIError) -> GatherRequest {
-        let reader = try BodyReader(body, allowed: ["capability", "payload", "weight", "window_ms", "timeout_ms"])
+        let reader = try BodyReader(
+            body, allowed: ["capability", "payload", "weight", "window_ms", "timeout_ms", "priority", "sample_size"])
         let capability = try reader.identifier("capability")
         if let capability, !RegistrationRequest.isIdentifier(capability, allowUppercase: false) {
             throw .badRequest("\"capability\" must be lower case: a–z, 0–9, '.', '_' or '-'", field: "capability")
@@ -97,6 +102,7 @@ struct GatherRequest {
         return GatherRequest(
             capability: capability, payload: try reader.string("payload", maxBytes: TaskSubmission.maxPayloadBytes) ?? "",
             weight: try reader.number("weight", in: 0...TaskSubmission.maxWeight) ?? 0,
-            windowMs: try reader.integer("window_ms", in: 20...60_000), timeoutMs: try reader.integer("timeout_ms", in: 50...120_000))
+            windowMs: try reader.integer("window_ms", in: 20...60_000), timeoutMs: try reader.integer("timeout_ms", in: 50...120_000),
+            priority: try reader.integer("priority", in: 0...3) ?? 2, sampleSize: try reader.integer("sample_size", in: 1...100_000))
     }
 }
