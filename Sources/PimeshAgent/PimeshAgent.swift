@@ -101,7 +101,7 @@ public struct PimeshAgent: Sendable {
             do {
                 let client = try LeadClient.forAgent(credentials, dataDir: dataDir)
                 for item in try client.pullWork(agentID: credentials.id, waitMs: waitMs) {
-                    try send(handler(item), for: item, client: client)
+                    try deliver(handler(item), for: item, dataDir: dataDir, sender: nil)
                 }
             } catch {
                 sleep(seconds: 1)
@@ -131,11 +131,40 @@ public struct PimeshAgent: Sendable {
                     items += try client.pullWork(agentID: credentials.id, waitMs: 0, max: 8)
                 }
                 for item in items {
-                    try send(handler(item), for: item, client: client)
+                    try deliver(handler(item), for: item, dataDir: dataDir, sender: sender)
                 }
             } catch {
                 sleep(seconds: 1)
             }
+        }
+    }
+
+    /// How long a result waits for a lead that is gone or restarting.
+    public static let resultRetryFor: Duration = .seconds(120)
+
+    /// Posts a reply; while the lead does not answer (or answers 502/503 as it starts), tries
+    /// again with backoff from 200 ms to 5 s, each time at the lead's current address, and keeps
+    /// heartbeating on `sender` meanwhile. The work is done: losing its result to a lead
+    /// restart would have it done twice. An ask's answer is worth only its window: no retry.
+    func deliver(_ reply: Reply, for item: WorkItem, dataDir: String?, sender: HeartbeatSender?) throws {
+        let deadline = Clock.monotonicNow() + (item.kind == .task ? Self.resultRetryFor : .zero)
+        var delay = Duration.milliseconds(200)
+        let interval = Duration.milliseconds(max(10, credentials.heartbeat.intervalMs))
+        while true {
+            do {
+                return try send(reply, for: item, client: try LeadClient.forAgent(credentials, dataDir: dataDir))
+            } catch let error as LeadClient.APIError where error.status != 502 && error.status != 503 {
+                throw error
+            } catch {
+                guard Clock.monotonicNow() + delay < deadline else { throw error }
+            }
+            let resume = Clock.monotonicNow() + delay
+            while Clock.monotonicNow() < resume {
+                sender?.heartbeatIfQuiet(interval: interval)
+                var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+                _ = nanosleep(&pause, nil)
+            }
+            delay = min(delay * 2, .seconds(5))
         }
     }
 

@@ -474,6 +474,42 @@ final class Collected<T>: @unchecked Sendable {
         #expect(try lead.status().tasks.workDatagrams?.agents == 1)
         #expect(lead.terminate() == 0)
     }
+
+    /// Issue 15 item 9: a result finished while the lead was down (kill -9) is posted once the
+    /// lead is back, and the agent heartbeats meanwhile.
+    @Test func aSwiftAgentsResultOutlivesALeadRestart() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let apiPort = freeLoopbackPort()
+        let heartbeatPort = freeLoopbackPort(type: SOCK_DGRAM)
+        let first = try LeadProcess(dataDir: dataDir, apiPort: apiPort, heartbeatPort: heartbeatPort)
+        _ = try first.waitReady()
+        let credentials = try first.client().register(.init(name: "phoenix", capabilities: ["slow"]))
+        let agent = PimeshAgent(credentials: credentials)
+        let beating = Task { try await agent.heartbeat { .init(state: .ready) } }
+        defer { beating.cancel() }
+        let stop = StopFlag()
+        let started = StopFlag()
+        let release = StopFlag()
+        Thread {
+            agent.serve(dataDir: dataDir, shouldStop: { stop.isSet }) { item in
+                started.set()
+                while !release.isSet { usleep(10_000) }
+                return .succeeded(result: "late: " + item.payload)
+            }
+        }.start()
+        defer { stop.set() }
+        #expect(eventually { try first.agents().first?.state == "READY" })
+        let task = try first.client().submit(.init(capability: "slow", payload: "hello"))
+        #expect(eventually(timeout: 10) { started.isSet })
+        first.kill9()
+        release.set()
+        let second = try LeadProcess(dataDir: dataDir, apiPort: apiPort, heartbeatPort: heartbeatPort)
+        defer { _ = second.terminate() }
+        _ = try second.waitReady()
+        #expect(eventually(timeout: 30) { try second.client().task(id: task.id).state == "succeeded" })
+        #expect(try second.client().task(id: task.id).result == "late: hello")
+        #expect(eventually(timeout: 10) { try second.agents().first?.health?.condition == "alive" })
+    }
 }
 
 final class StopFlag: @unchecked Sendable {

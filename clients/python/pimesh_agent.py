@@ -60,6 +60,10 @@ class PimeshError(Exception):
     """A problem a person can act on: no lead, a refused registration, a bad identity file."""
 
 
+class LeadUnreachable(PimeshError):
+    """No answer from the lead's API: it is stopped, or restarting."""
+
+
 @dataclass
 class Report:
     state: int = READY
@@ -112,7 +116,7 @@ def api_request(data_dir, method, path, body=None, timeout=5.0, bearer=None, api
         response = connection.getresponse()
         raw = response.read()
     except OSError as error:
-        raise PimeshError(f"cannot reach the lead's API at {api['host']}:{api['port']}: {error}") from None
+        raise LeadUnreachable(f"cannot reach the lead's API at {api['host']}:{api['port']}: {error}") from None
     finally:
         connection.close()
     try:
@@ -357,9 +361,13 @@ class PimeshAgent:
         stopping, previous = _catch_stop_signals()
         next_beat = 0.0
         last_poll = time.monotonic()
+        last_refresh = time.monotonic()
         try:
             while not stop() and not stopping:
                 now = time.monotonic()
+                if now - last_refresh > 5:
+                    last_refresh = now
+                    self._refresh_address(data_dir)
                 if now >= next_beat:
                     current = report()
                     try:
@@ -403,10 +411,52 @@ class PimeshAgent:
             self.answer(data_dir, item["id"], READY if failed is None else TRANSIT,
                         answer=failed if failed is not None else (None if value is None else str(value)))
 
-    def pull_work(self, data_dir, wait_ms=25000, max_items=1):
-        """Waits up to wait_ms for tasks, asks or broadcasts; an empty list means none came."""
-        status, answer = self._request(data_dir, "GET", f"/v1/agents/{self.credentials['id']}/work"
-                                     f"?wait_ms={int(wait_ms)}&max={int(max_items)}", timeout=wait_ms / 1000 + 5)
+    # How long work pulls and result posts wait for a lead that is gone or restarting.
+    RETRY_FOR_S = 120.0
+
+    def _lead_call(self, data_dir, what, method, path, body=None, timeout=5.0, retry_for=None):
+        """One API call that outlives a lead restart: while the lead does not answer (or answers
+        502/503 while it starts), retries with backoff from 0.2 s to 5 s for up to `retry_for`
+        seconds (RETRY_FOR_S), heartbeating meanwhile so that the new lead finds the agent alive."""
+        deadline = time.monotonic() + (self.RETRY_FOR_S if retry_for is None else retry_for)
+        delay = 0.2
+        while True:
+            try:
+                status, answer = self._request(data_dir, method, path, body, timeout=timeout)
+                if status not in (502, 503):
+                    return status, answer
+                problem = _refused(what, status, answer)
+            except LeadUnreachable as error:
+                problem = error
+            if time.monotonic() + delay > deadline:
+                raise problem
+            self._refresh_address(data_dir)
+            pause_until = time.monotonic() + delay
+            while time.monotonic() < pause_until:
+                report = self.last_report
+                try:
+                    self.heartbeat(report.state, report.queue_depth, report.progress)
+                except OSError:
+                    pass
+                time.sleep(max(0.0, min(self.interval, pause_until - time.monotonic())))
+            delay = min(delay * 2, 5.0)
+
+    def _refresh_address(self, data_dir):
+        """A restarted lead may listen on another heartbeat port: take it from lead.json."""
+        if data_dir is None:
+            return
+        try:
+            heartbeat = discover(data_dir)["heartbeat"]
+            self.address = (heartbeat["host"], int(heartbeat["port"]))
+        except (PimeshError, OSError, ValueError, KeyError, TypeError):
+            pass
+
+    def pull_work(self, data_dir, wait_ms=25000, max_items=1, retry_for=None):
+        """Waits up to wait_ms for tasks, asks or broadcasts; an empty list means none came.
+        A lead that restarts meanwhile is waited for (see _lead_call)."""
+        status, answer = self._lead_call(data_dir, "the long poll", "GET", f"/v1/agents/{self.credentials['id']}/work"
+                                         f"?wait_ms={int(wait_ms)}&max={int(max_items)}", timeout=wait_ms / 1000 + 5,
+                                         retry_for=retry_for)
         if status != 200:
             raise _refused("the long poll", status, answer)
         return answer["items"]
@@ -418,7 +468,7 @@ class PimeshAgent:
         for key, value in (("result", result), ("error", error), ("conflict", conflict)):
             if value is not None:
                 body[key] = value
-        status, answer = self._request(data_dir, "POST", f"/v1/tasks/{task_id}/result", body)
+        status, answer = self._lead_call(data_dir, "the result", "POST", f"/v1/tasks/{task_id}/result", body)
         if status == 409:
             return False
         if status != 200:
@@ -432,6 +482,7 @@ class PimeshAgent:
             body["answer"] = answer
         if conflict is not None:
             body["conflict"] = conflict
+        # An answer is worth only its window: no waiting for a lead that is away.
         status, reply = self._request(data_dir, "POST", f"/v1/ops/{operation_id}/answers", body)
         if status != 200:
             raise _refused("the answer", status, reply)
@@ -448,6 +499,7 @@ class PimeshAgent:
         """Heartbeats at the lead's interval until `stop()` is true or SIGTERM/SIGINT arrives;
         then, given `data_dir`, says goodbye so that the lead does not take the silence for a failure."""
         stopping, previous = _catch_stop_signals()
+        last_refresh = time.monotonic()
         try:
             while not stop() and not stopping:
                 current = report()
@@ -455,6 +507,9 @@ class PimeshAgent:
                     self.heartbeat(current.state, current.queue_depth, current.progress)
                 except OSError:
                     pass  # the lead may be restarting; the next tick tries again
+                if time.monotonic() - last_refresh > 5:
+                    last_refresh = time.monotonic()
+                    self._refresh_address(data_dir)
                 time.sleep(self.interval)
         finally:
             for number, handler in previous.items():

@@ -31,9 +31,13 @@ class LeadFixture:
             with open(os.path.join(self.data_dir, "agents.d", name + ".json"), "w") as f:
                 json.dump(manifest, f)
         self.log = open(os.path.join(self.data_dir, "lead.log"), "wb")
+        self.arguments = arguments
+        self.start()
+
+    def start(self):
         self.process = subprocess.Popen(
             [BINARY, "run", "--data-dir", self.data_dir, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"]
-            + arguments,
+            + self.arguments,
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -46,6 +50,12 @@ class LeadFixture:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("lead did not start")
+
+    def kill_and_restart(self):
+        """kill -9, then a new lead on the same data dir (on other ports: they are ephemeral)."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.start()
 
     def get(self, path):
         endpoint, token = pimesh_agent.discover(self.data_dir), pimesh_agent.read_token(self.data_dir)
@@ -175,6 +185,40 @@ class PythonClientTests(unittest.TestCase):
             stop.set()
             server.join(timeout=10)
         self.assertEqual(self.agent_view("py-dg")["health"]["condition"], "left")
+
+    def test_an_agent_written_like_the_docstring_outlives_a_lead_restart(self):
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-phoenix", capabilities=["echo"]))
+        stop = threading.Event()
+        done, failures = [], []
+
+        def work():
+            try:
+                while not stop.is_set():
+                    for item in agent.pull_work(self.lead.data_dir, wait_ms=500):
+                        agent.post_result(self.lead.data_dir, item["id"], "succeeded", result=item["payload"])
+                        done.append(item["id"])
+            except Exception as error:  # the test fails on any: the agent must not die with the lead
+                failures.append(error)
+
+        beats = threading.Thread(target=agent.run, kwargs={"stop": stop.is_set, "data_dir": self.lead.data_dir})
+        worker = threading.Thread(target=work)
+        beats.start()
+        worker.start()
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-phoenix")["state"] == "READY"))
+            first = pimesh_agent.submit_task(self.lead.data_dir, "echo", payload="before")
+            self.assertTrue(self.lead.wait_for(lambda: first["id"] in done))
+            self.lead.kill_and_restart()
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-phoenix")["health"]["condition"] == "alive", timeout=30))
+            second = pimesh_agent.submit_task(self.lead.data_dir, "echo", payload="after")
+            self.assertEqual(second["agent_name"], "py-phoenix")
+            self.assertTrue(self.lead.wait_for(lambda: self.lead.get(f"/v1/tasks/{second['id']}")["state"] == "succeeded", timeout=30))
+            self.assertEqual(self.lead.get(f"/v1/tasks/{second['id']}")["result"], "after")
+            self.assertEqual(failures, [])
+        finally:
+            stop.set()
+            worker.join(timeout=150)
+            beats.join(timeout=10)
 
     def test_the_work_window_takes_each_sequence_once(self):
         window = pimesh_agent.WorkWindow()
