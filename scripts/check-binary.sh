@@ -26,3 +26,8 @@ if [ "$size" -gt "$budget" ]; then
   echo "check-binary: FAIL: stripped binary over the 40 MB budget" >&2
   exit 1
 fi
+# The man page and completions `make release` generates cover every command, today's included.
+for file in .build/man/pimesh.1 .build/completions/pimesh.bash .build/completions/_pimesh .build/completions/pimesh.fish; do
+  grep -q 'reload' "$file" && grep -q 'sim-agent' "$file" || { echo "check-binary: FAIL: $file is missing or stale" >&2; exit 1; }
+done
+echo "check-binary: man page and bash/zsh/fish completions ok"
