@@ -149,35 +149,34 @@ struct LogsCommand: AsyncParsableCommand {
         do {
             let client = try options.client()
             let cutoff = since.flatMap(UTCTime.milliseconds(ofDuration:)).map { Clock.wallMilliseconds() - $0 }
-            let (logLines, _) = try readLog(client, bytes: bytes)
-            var events = noEvents ? [] : try readEvents(client, after: 0)
-            var eventCursor = events.last.map { $0.sequence } ?? 0
-            if eventCursor == 0, !noEvents { eventCursor = try latestEventSequence(client) }
-            var lines = Self.merge(logLines.map(\.line), events.map(\.line))
+            let log = try readLog(client, bytes: bytes)
+            // Events name agents by name; the argument may be an id (prefix).
+            let name = try APICoding.decode(AgentView.self, from: try client.get("/v1/agents/\(agent)")).name
+            var (events, eventCursor) = noEvents ? ([], 0) : try readEvents(client, of: name, after: 0)
+            var lines = Self.merge(log.map(\.line), events)
             if let cutoff { lines.removeAll { $0.timeMs < cutoff } }
             if tail > 0, lines.count > tail { lines.removeFirst(lines.count - tail) }
             try print(lines)
             guard follow else { return }
-            var lastRaw = logLines.last?.raw
-            var lastTime = logLines.last?.line.timeMs ?? 0
-            events = []
+            var lastRaw = log.last?.raw
+            var lastTime = log.last?.line.timeMs ?? 0
             while true {
                 try await Task.sleep(for: .milliseconds(500))
                 do {
-                    let (fresh, _) = try readLog(try options.client(), bytes: 256 * 1024)
-                    var newer: [(raw: Substring, line: AgentLogLine)]
+                    let client = try options.client()
+                    let fresh = try readLog(client, bytes: 256 * 1024)
+                    let newer: ArraySlice<(raw: Substring, line: AgentLogLine)>
                     if let lastRaw, let index = fresh.lastIndex(where: { $0.raw == lastRaw }) {
-                        newer = Array(fresh[(index + 1)...])
+                        newer = fresh[(index + 1)...]
                     } else {
-                        newer = fresh.filter { $0.line.timeMs > lastTime }
+                        newer = fresh.filter { $0.line.timeMs > lastTime }[...]
                     }
-                    let newEvents = noEvents ? [] : try readEvents(try options.client(), after: eventCursor)
+                    if !noEvents { (events, eventCursor) = try readEvents(client, of: name, after: eventCursor) }
                     if let last = newer.last {
                         lastRaw = last.raw
                         lastTime = last.line.timeMs
                     }
-                    if let last = newEvents.last { eventCursor = last.sequence }
-                    try print(Self.merge(newer.map(\.line), newEvents.map(\.line)))
+                    try print(Self.merge(newer.map(\.line), events))
                 } catch {
                     // The lead restarts, or is gone for a moment: keep following, as journalctl -f does.
                     continue
@@ -192,39 +191,26 @@ struct LogsCommand: AsyncParsableCommand {
 
     /// The log's lines, oldest first; a first line cut by the byte limit is left out, and a line
     /// without a stamp takes the time of the one before it.
-    func readLog(_ client: LeadClient, bytes: Int) throws -> ([(raw: Substring, line: AgentLogLine)], Bool) {
+    func readLog(_ client: LeadClient, bytes: Int) throws -> [(raw: Substring, line: AgentLogLine)] {
         let raw = try client.get("/v1/agents/\(agent)/logs?bytes=\(bytes)")
-        let text = String(decoding: raw, as: UTF8.self)
-        var rows = text.split(separator: "\n", omittingEmptySubsequences: false)
+        var rows = String(decoding: raw, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         if rows.last == "" { rows.removeLast() }
-        let cut = raw.count >= bytes
-        if cut, !rows.isEmpty { rows.removeFirst() }
+        if raw.count >= bytes, !rows.isEmpty { rows.removeFirst() }
         var previous: Int64 = 0
-        let lines = rows.map { row -> (raw: Substring, line: AgentLogLine) in
+        return rows.map { row in
             let line = AgentLogLine.parse(row) ?? AgentLogLine(timeMs: previous, stream: .out, text: String(row))
             previous = line.timeMs
             return (row, line)
         }
-        return (lines, cut)
     }
 
-    func readEvents(_ client: LeadClient, after sequence: UInt64) throws -> [(sequence: UInt64, line: AgentLogLine)] {
+    /// The agent's events after `sequence`, and the cursor for the next call (the log's own).
+    func readEvents(_ client: LeadClient, of name: String, after sequence: UInt64) throws -> ([AgentLogLine], UInt64) {
         let list = try APICoding.decode(HealthEventList.self, from: try client.get("/v1/events?since=\(sequence)&limit=10000"))
-        let name = try resolvedName(client)
-        return list.events.filter { $0.agent == name }.map { event in
-            let tier = event.tier.map { " [\($0)]" } ?? ""
-            return (event.sequence, AgentLogLine(timeMs: event.atMs, stream: .event, text: "\(event.kind)\(tier): \(event.detail)"))
+        let lines = list.events.filter { $0.agent == name }.map { event in
+            AgentLogLine(timeMs: event.atMs, stream: .event, text: "\(event.kind)\(event.tier.map { " [\($0)]" } ?? ""): \(event.detail)")
         }
-    }
-
-    func latestEventSequence(_ client: LeadClient) throws -> UInt64 {
-        try APICoding.decode(HealthEventList.self, from: try client.get("/v1/events?since=0&limit=10000")).next
-    }
-
-    /// Events name agents by name; the argument may be an id.
-    func resolvedName(_ client: LeadClient) throws -> String {
-        let view = try APICoding.decode(AgentView.self, from: try client.get("/v1/agents/\(agent)"))
-        return view.name
+        return (lines, list.next)
     }
 
     /// Two time-ordered lists as one, stable: at equal times the log line comes first.

@@ -148,9 +148,11 @@ extension Supervisor {
             } else {
                 guard current[manifest.name]?.removed != true else {
                     // Removed by an earlier reload and still shutting down: it comes back once gone.
-                    state.withLock { $0.agents[manifest.name]?.removed = false }
-                    state.withLock { $0.agents[manifest.name]?.manifest = manifest }
-                    state.withLock { $0.agents[manifest.name]?.restartRequested = true }
+                    state.withLock { state in
+                        state.agents[manifest.name]?.removed = false
+                        state.agents[manifest.name]?.manifest = manifest
+                        state.agents[manifest.name]?.restartRequested = true
+                    }
                     report.started.append(manifest.name)
                     continue
                 }
