@@ -37,7 +37,10 @@ class OpenAPIFuzzTests(unittest.TestCase):
                  # its own tests (IsolationEndToEndTests).
                  "--exclude-path", "/v1/tokens/{kind}/rotate",
                  "--phases", "examples,coverage,fuzzing",
-                 "--max-examples", str(EXAMPLES_PER_ROUTE), "--workers", "2", "--seed", "1",
+                 # One worker: with two threads CPython 3.11 (Debian 12's) now and then raises a
+                 # spurious "SystemError: AST constructor recursion depth mismatch" inside
+                 # hypothesis (cpython#106905), a red run that says nothing about the lead.
+                 "--max-examples", str(EXAMPLES_PER_ROUTE), "--workers", "1", "--seed", "1",
                  "--request-timeout", "60", "--no-color"],
                 env=environment, capture_output=True, text=True, timeout=900)
             output = run.stdout + run.stderr
