@@ -134,7 +134,9 @@ public struct Lead: Sendable {
             heartbeatEndpoint: { state.heartbeat }, apiEndpoint: { state.api })
         try supervisor.prepare(rows: agentRows, database: database)
         state.supervisor = supervisor
-        let reloader = try Reloader(configFile: config.configFile, supervisor: supervisor, logger: logger)
+        let reloader = Reloader(
+            configFile: config.configFile, startupKeys: try config.configFile.map(Reloader.flattenedKeys(of:)) ?? [:],
+            supervisor: supervisor, logger: logger)
         state.reloader = reloader
         let snapshots = SnapshotService(
             maker: SnapshotMaker(

@@ -26,11 +26,13 @@ final class Reloader: Sendable {
     /// One reload at a time: SIGHUP and `pimesh reload` may cross.
     private let running = Mutex(false)
 
-    init(configFile: String?, supervisor: Supervisor, logger: Logger) throws {
+    /// `startupKeys`: `flattenedKeys(of: configFile)` as the lead read it. Taken ready-made:
+    /// a throwing init that has built the Mutex crashes the Swift 6.3 optimizer (release builds).
+    init(configFile: String?, startupKeys: [String: String], supervisor: Supervisor, logger: Logger) {
         self.configFile = configFile
+        self.startupKeys = startupKeys
         self.supervisor = supervisor
         self.logger = logger
-        startupKeys = try configFile.map(Self.flattenedKeys(of:)) ?? [:]
     }
 
     func reload(by caller: String) async throws -> Report {
