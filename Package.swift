@@ -124,7 +124,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore"]),
+        // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
+        .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshCore"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
         .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore"]),

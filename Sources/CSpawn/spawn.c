@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/timex.h>
 #include "CSpawn.h"
 
 #include <errno.h>
@@ -155,4 +156,11 @@ int pimesh_pipe_cloexec(int fds[2]) {
 
 int pimesh_set_pipe_size(int fd, int bytes) {
     return fcntl(fd, F_SETPIPE_SZ, bytes);
+}
+
+int pimesh_clock_synchronized(void) {
+    struct timex status = {0};
+    int state = adjtimex(&status);
+    if (state == -1) return -1;
+    return state != TIME_ERROR && (status.status & STA_UNSYNC) == 0;
 }

@@ -42,6 +42,10 @@ public struct SnapshotMaker: Sendable {
             let started = Clock.monotonicNow()
             let schemaVersion = try DatabaseCopy.vacuum(databasePath, into: staging)
             let copied = Clock.monotonicNow()
+            // The manifest carries the copy's newest audit head (docs/audit.md): the lead seals one
+            // just before; a snapshot taken by the CLI carries the last one the lead sealed.
+            let auditHead = schemaVersion >= AuditStore.firstSchemaVersion
+                ? try AuditStore(database: try Database(path: staging, readOnly: true)).newestHead() : nil
 
             let fileName = SnapshotManifest.fileName(sequence: sequence)
             let finalPath = spool.directory + "/" + fileName
@@ -73,6 +77,7 @@ public struct SnapshotMaker: Sendable {
                 file: fileName, rawBytes: digest.rawBytes, compressedBytes: digest.compressedBytes,
                 rawSHA256: Hex.encode(digest.rawSHA256), compressedSHA256: Hex.encode(digest.compressedSHA256),
                 nodeScore: nodeScore(), publicKey: key.publicKeyHex, signature: "")
+            manifest.auditHead = auditHead
             manifest.signature = Hex.encode(try key.sign(manifest.signedText))
             let manifestPath = spool.directory + "/" + SnapshotManifest.manifestName(sequence: sequence)
             try FileIO.writeAtomically(path: manifestPath, bytes: try APICoding.encode(manifest, pretty: true), mode: 0o600)

@@ -19,6 +19,9 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     public var nodeScore: Int?
     /// Ed25519 public key, 64 hex digits.
     public var publicKey: String
+    /// The audit log's newest signed head when the snapshot was taken (docs/audit.md): the
+    /// coordinator keeps it, so that a chain cut or rewritten on the node shows against it.
+    public var auditHead: AuditHead?
     /// Ed25519 signature over `signedText`, 128 hex digits.
     public var signature: String
 
@@ -28,7 +31,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         case createdAtMs, schemaVersion, rawBytes, compressedBytes
         case rawSHA256 = "rawSha256"
         case compressedSHA256 = "compressedSha256"
-        case publicKey, nodeScore
+        case publicKey, nodeScore, auditHead
     }
 
     public var signedText: [UInt8] {
@@ -47,7 +50,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
             node_score=\(nodeScore.map(String.init) ?? "")
             public_key=\(publicKey)
 
-            """.utf8)
+            """.utf8) + (auditHead.map { Array("audit_head=\($0.seq) \($0.sha256) \($0.atMs) \($0.signature)\n".utf8) } ?? [])
     }
 
     public static func fileName(sequence: UInt64) -> String {

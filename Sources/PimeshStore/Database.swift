@@ -13,11 +13,12 @@ public final class Database: Sendable {
     private let readLock = PThreadLock()
 
     /// Opens (creating if needed) the database, switches it to WAL with `synchronous=NORMAL`
-    /// and brings the schema up to date.
-    public init(path: String, migrations: [Migration] = Schema.migrations) throws {
+    /// and brings the schema up to date. `readOnly` (an auditor's `pimesh audit verify`) neither
+    /// creates, changes the journal mode nor migrates: it only refuses a schema it does not know.
+    public init(path: String, migrations: [Migration] = Schema.migrations, readOnly: Bool = false) throws {
         self.path = path
         var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -25,14 +26,21 @@ public final class Database: Sendable {
             throw StoreError(code: rc, message: message, context: "open \(path)")
         }
         self.handle = handle
-        // WAL lets readers (sqlite3 on the command line, backups) run beside the writer;
-        // NORMAL syncs at checkpoints, not at every commit, which spares the SD card.
-        try execute("PRAGMA journal_mode=WAL")
-        try execute("PRAGMA synchronous=NORMAL")
-        try execute("PRAGMA foreign_keys=ON")
         try execute("PRAGMA busy_timeout=5000")
-        // Every stored property is set by now: when init throws, deinit closes the handle.
-        try migrate(migrations)
+        if readOnly {
+            // Every stored property is set by now: when init throws, deinit closes the handle.
+            let known = migrations.map(\.version).max() ?? 0
+            if try schemaVersion > known {
+                throw StoreError(code: SQLITE_ERROR, message: "database schema is newer than this pimesh knows (\(known))", context: "open \(path)")
+            }
+        } else {
+            // WAL lets readers (sqlite3 on the command line, backups) run beside the writer;
+            // NORMAL syncs at checkpoints, not at every commit, which spares the SD card.
+            try execute("PRAGMA journal_mode=WAL")
+            try execute("PRAGMA synchronous=NORMAL")
+            try execute("PRAGMA foreign_keys=ON")
+            try migrate(migrations)
+        }
         var reader: OpaquePointer?
         let readRC = sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
         guard readRC == SQLITE_OK, let reader else {

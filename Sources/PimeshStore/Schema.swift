@@ -103,5 +103,53 @@ public enum Schema {
             "CREATE INDEX tasks_bytes ON tasks(state, stored_bytes)",
             "CREATE INDEX tasks_newest ON tasks(submitted_at_ms DESC, id DESC)",
         ]),
+        // The audit log (docs/audit.md): a hash chain whose rule lives in PimeshCore.AuditChain.
+        // The triggers keep honest code honest; `pimesh audit verify` does not rely on them.
+        // Rows leave only by pruning, and only rows an `audit_pruned` anchor already covers.
+        Migration(version: 5, statements: [
+            """
+            CREATE TABLE audit_log (
+                seq INTEGER PRIMARY KEY,
+                wall_ms INTEGER NOT NULL,
+                mono_ms INTEGER NOT NULL,
+                boot_id TEXT NOT NULL,
+                clock_synced INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                body TEXT NOT NULL,
+                prev_sha256 TEXT NOT NULL,
+                sha256 TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_log_wall ON audit_log(wall_ms)",
+            """
+            CREATE TABLE audit_heads (
+                seq INTEGER PRIMARY KEY,
+                sha256 TEXT NOT NULL,
+                at_ms INTEGER NOT NULL,
+                signature TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE audit_pruned (
+                through_seq INTEGER PRIMARY KEY,
+                sha256 TEXT NOT NULL,
+                at_ms INTEGER NOT NULL
+            )
+            """,
+            "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            """
+            CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            WHEN old.seq > (SELECT ifnull(max(through_seq), 0) FROM audit_pruned)
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows leave only by pruning'); END
+            """,
+            "CREATE TRIGGER audit_heads_no_update BEFORE UPDATE ON audit_heads BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END",
+            """
+            CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
+            WHEN old.seq > (SELECT ifnull(max(through_seq), 0) FROM audit_pruned)
+            BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END
+            """,
+        ]),
     ]
 }

@@ -118,6 +118,13 @@ struct StatusCommand: AsyncParsableCommand {
             for refused in health.refusedManifests { lines.append("refused     \(refused)") }
             for warning in health.warnings { lines.append("warning     \(warning)") }
         }
+        if let audit = report.audit {
+            let pruning = audit.upstreamSeq == nil
+                ? "not pruning: no snapshot reached upstream yet"
+                : "pruned through \(audit.prunedThroughSeq.map(String.init) ?? "nothing yet"), upstream holds through \(audit.upstreamSeq!)"
+            lines.append(
+                "audit       \(audit.rows) rows through \(audit.lastSeq)   \(Format.megabytes(UInt64(max(0, audit.bytesAtLastCheck)))) at last check   \(pruning)")
+        }
         if !a.quarantined.isEmpty {
             lines.append("quarantine  \(a.quarantined.joined(separator: ", "))   (pimesh conflicts release NAME)")
         }

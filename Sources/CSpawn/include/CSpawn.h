@@ -41,4 +41,8 @@ int pimesh_pipe_cloexec(int fds[2]);
 /// F_SETPIPE_SZ: the capacity of a pipe or FIFO; the new size, or -1 (the user's pipe quota).
 int pimesh_set_pipe_size(int fd, int bytes);
 
+/* 1 when the kernel says the wall clock is NTP-synchronised (adjtimex: not TIME_ERROR and
+ * STA_UNSYNC clear), 0 when not, -1 when it cannot tell. sys/timex.h is not in Swift's Glibc. */
+int pimesh_clock_synchronized(void);
+
 #endif

@@ -19,6 +19,31 @@ public struct StatusReport: Codable, Sendable {
     public var tasks = Tasks()
     /// Failure detection, supervision and degradation (issue 6).
     public var health: HealthReport?
+    /// The audit log's size and pruning (docs/audit.md).
+    public var audit: AuditStatus?
+
+    public struct AuditStatus: Codable, Sendable, Equatable {
+        public var lastSeq: Int64
+        public var rows: Int64
+        /// Bytes of the rows' texts at the last retention check (hourly), not counting SQLite pages.
+        public var bytesAtLastCheck: Int64
+        public var prunedThroughSeq: Int64?
+        /// The highest row a snapshot confirmed upstream covers; nil: nothing went upstream, so
+        /// nothing is pruned.
+        public var upstreamSeq: Int64?
+        public var newestHeadSeq: Int64?
+
+        public init(
+            lastSeq: Int64, rows: Int64, bytesAtLastCheck: Int64, prunedThroughSeq: Int64?, upstreamSeq: Int64?, newestHeadSeq: Int64?
+        ) {
+            self.lastSeq = lastSeq
+            self.rows = rows
+            self.bytesAtLastCheck = bytesAtLastCheck
+            self.prunedThroughSeq = prunedThroughSeq
+            self.upstreamSeq = upstreamSeq
+            self.newestHeadSeq = newestHeadSeq
+        }
+    }
 
     public struct Agents: Codable, Sendable {
         public var total: Int

@@ -10,21 +10,27 @@ extension APIRouter {
         v1.post("agents/:id/heal") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
+                let action = try await audited(state, context, kind: "heal", subject: name) {
+                    try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
+                }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/freeze") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
+                let action = try await audited(state, context, kind: "freeze", subject: name) {
+                    try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
+                }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
         v1.post("agents/:id/thaw") { _, context in
             await handle {
                 let (_, name) = try agent(context, state)
-                let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
+                let action = try await audited(state, context, kind: "thaw", subject: name) {
+                    try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
+                }
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
@@ -33,11 +39,13 @@ extension APIRouter {
                 await handle {
                     let (_, name) = try agent(context, state)
                     let caller = context.caller.label
-                    let action = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in
-                        switch verb {
-                        case "stop": try supervisor.stop(name, by: caller)
-                        case "start": try supervisor.start(name, by: caller)
-                        default: try supervisor.restart(name, by: caller)
+                    let action = try await audited(state, context, kind: "agent_\(verb)", subject: name) {
+                        try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in
+                            switch verb {
+                            case "stop": try supervisor.stop(name, by: caller)
+                            case "start": try supervisor.start(name, by: caller)
+                            default: try supervisor.restart(name, by: caller)
+                            }
                         }
                     }
                     return JSONResponse.make(status: .ok, ["agent": name, "action": action])
@@ -49,11 +57,14 @@ extension APIRouter {
                 guard let reloader = state.reloader else {
                     throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
                 }
-                do {
-                    return JSONResponse.make(status: .ok, try await reloader.reload(by: context.caller.label))
-                } catch let refused as Reloader.Refused {
-                    throw APIError(status: .conflict, message: refused.description)
+                let report = try await audited(state, context, kind: "reload", subject: "node") {
+                    do {
+                        return try await reloader.reload(by: context.caller.label)
+                    } catch let refused as Reloader.Refused {
+                        throw APIError(status: .conflict, message: refused.description)
+                    }
                 }
+                return JSONResponse.make(status: .ok, report)
             }
         }
         v1.get("agents/:id/logs") { request, context in
@@ -66,17 +77,19 @@ extension APIRouter {
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: tail)))
             }
         }
-        v1.post("snapshots") { _, _ in
+        v1.post("snapshots") { _, context in
             await handle {
                 guard let snapshots = state.snapshots else {
                     throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
                 }
-                do {
-                    let made = try await snapshots.takeNow()
-                    return JSONResponse.make(status: .created, made.entry.manifest)
-                } catch {
-                    throw APIError(status: .internalServerError, message: "the snapshot failed: \(error)")
+                let made = try await audited(state, context, kind: "snapshot", subject: "node") {
+                    do {
+                        return try await snapshots.takeNow()
+                    } catch {
+                        throw APIError(status: .internalServerError, message: "the snapshot failed: \(error)")
+                    }
                 }
+                return JSONResponse.make(status: .created, made.entry.manifest)
             }
         }
         v1.get("events") { request, _ in
@@ -92,6 +105,32 @@ extension APIRouter {
                 }
                 return JSONResponse.make(status: .ok, list)
             }
+        }
+    }
+
+    /// Runs an operator's action between a durable intent row and an outcome row of the audit
+    /// log (docs/audit.md): when the intent cannot be made durable, the action is not taken.
+    static func audited<T>(
+        _ state: LeadState, _ context: LeadRequestContext, kind: String, subject: String, details: [(String, String)] = [],
+        _ action: () async throws -> T
+    ) async throws -> T {
+        guard let audit = state.audit else { return try await action() }
+        let intent: AuditLog.Intent
+        do {
+            intent = try await audit.intent(actor: context.caller.label, kind: kind, subject: subject, details: details)
+        } catch {
+            throw APIError(status: .serviceUnavailable, message: "the audit log could not record this action, so it was not taken: \(error)")
+        }
+        do {
+            let result = try await action()
+            await audit.outcome(intent, result: "ok")
+            return result
+        } catch let refusal as APIError where refusal.status.code < 500 {
+            await audit.outcome(intent, result: "refused", details: [("error", refusal.message)])
+            throw refusal
+        } catch {
+            await audit.outcome(intent, result: "failed", details: [("error", "\(error)")])
+            throw error
         }
     }
 

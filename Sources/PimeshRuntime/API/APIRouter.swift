@@ -122,10 +122,13 @@ enum APIRouter {
                         status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
                         field: "id")
                 }
-                // Out of the registry first, so that no new work reaches it while the delete commits.
-                state.registry.remove(id)
-                let moved = state.tasks.migrateOrphans(of: id, now: Clock.monotonicNow())
-                try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
+                let moved = try await audited(state, context, kind: "agent_remove", subject: name) {
+                    // Out of the registry first, so that no new work reaches it while the delete commits.
+                    state.registry.remove(id)
+                    let moved = state.tasks.migrateOrphans(of: id, now: Clock.monotonicNow())
+                    try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
+                    return moved
+                }
                 state.events.append(
                     kind: "removed", agent: name, detail: "removed by \(context.caller.label); \(moved.migrated + moved.queued) task(s) requeued")
                 return JSONResponse.make(status: .ok, ["agent": name, "removed": "true"])
@@ -137,8 +140,10 @@ enum APIRouter {
                 let body = try await RequestBody.json(request, limit: 4096)
                 let reader = try BodyReader(body, allowed: ["reason"])
                 let reason = (try reader.string("reason", maxBytes: 512) ?? "quarantined by an operator") + " (\(context.caller.label))"
-                try await state.conflicts.quarantine(id, reason: reason)
-                state.tasks.requeueInbox(of: id)
+                try await audited(state, context, kind: "quarantine", subject: name, details: [("reason", reason)]) {
+                    try await state.conflicts.quarantine(id, reason: reason)
+                    state.tasks.requeueInbox(of: id)
+                }
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "true"])
             }
         }
@@ -148,7 +153,7 @@ enum APIRouter {
                 guard state.registry.quarantinedNames().contains(name) else {
                     throw APIError(status: .conflict, message: "\(name) is not quarantined: there is nothing to release")
                 }
-                try await state.conflicts.release(id)
+                try await audited(state, context, kind: "release", subject: name) { try await state.conflicts.release(id) }
                 state.events.append(kind: "released", agent: name, detail: "released from quarantine by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
             }
@@ -197,7 +202,8 @@ enum APIRouter {
         }
         operatorRoutes.post("tasks/:id/cancel") { _, context in
             await handle {
-                let cancelled = try await state.tasks.cancel(taskID: try await taskID(context, state))
+                let id = try await taskID(context, state)
+                let cancelled = try await audited(state, context, kind: "task_cancel", subject: id) { try await state.tasks.cancel(taskID: id) }
                 state.events.append(kind: "task_cancelled", agent: cancelled.agentName, detail: "task \(cancelled.id) cancelled by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, cancelled)
             }
@@ -217,16 +223,19 @@ enum APIRouter {
             }
         }
         addSupervisionRoutes(to: operatorRoutes, state: state)
+        addAuditRoutes(to: operatorRoutes, state: state)
         operatorRoutes.post("tokens/:kind/rotate") { _, context in
             await handle {
                 let text = context.parameters.get("kind") ?? ""
                 guard let kind = LeadTokens.Kind(rawValue: text) else {
                     throw APIError.badRequest("token \"\(text)\" is not one of operator, join", field: "kind")
                 }
-                do {
-                    try tokens.rotate(kind)
-                } catch {
-                    throw APIError(status: .internalServerError, message: "the \(kind.rawValue) token was not rotated: \(error)")
+                try await audited(state, context, kind: "token_rotate", subject: kind.rawValue) {
+                    do {
+                        try tokens.rotate(kind)
+                    } catch {
+                        throw APIError(status: .internalServerError, message: "the \(kind.rawValue) token was not rotated: \(error)")
+                    }
                 }
                 state.events.append(kind: "token_rotated", agent: nil, detail: "\(kind.rawValue) token rotated by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, ["token": kind.rawValue, "file": tokens.dataDir + "/" + kind.fileName])

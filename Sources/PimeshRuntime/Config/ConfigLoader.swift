@@ -25,7 +25,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -163,6 +163,11 @@ public enum ConfigLoader {
             if let flag = try supervision.bool("work_stealing") { config.supervision.workStealing = flag }
             if let root = try supervision.string("cgroup_root") { config.supervision.cgroupRoot = root }
             if let ms = try supervision.int("tick_ms", in: 10...1000) { config.supervision.tickMs = ms }
+        }
+        if let audit = try root.section("audit") {
+            try audit.rejectUnknownKeys(allowed: ["head_every_rows", "retain_days"])
+            if let n = try audit.int("head_every_rows", in: 1...1_000_000) { config.audit.headEveryRows = n }
+            if let days = try audit.int("retain_days", in: 0...36_500) { config.audit.retainDays = days }
         }
         if let snapshots = try root.section("snapshots") {
             try snapshots.rejectUnknownKeys(allowed: ["interval_s", "spool_max_count", "spool_max_mb"])

@@ -21,6 +21,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var supervision = Supervision()
     public var snapshots = Snapshots()
     public var upload = Upload()
+    public var audit = Audit()
     public var logLevel = "info"
     /// A stopping lead gives its services this long to finish (agents stopped, polls answered,
     /// uploads aborted), then cancels them; the store's final commit comes after either way.
@@ -162,6 +163,16 @@ public struct LeadConfig: Sendable, Equatable {
         /// Where cgroup v2 is mounted; tests point it at a fake tree.
         public var cgroupRoot = "/sys/fs/cgroup"
         public var tickMs = 100
+    }
+
+    /// docs/audit.md.
+    public struct Audit: Sendable, Equatable {
+        /// The node key signs the chain's tip every this many rows (and at every snapshot): a
+        /// cut tail shows against the newest head, so fewer rows between heads hide less.
+        public var headEveryRows = 256
+        /// Rows older than this are pruned, but only once a snapshot whose head covers them
+        /// has reached upstream; with no upstream nothing is pruned. 0: as soon as upstream has them.
+        public var retainDays = 90
     }
 
     /// DESIGN.md §6 and docs/snapshots.md.

@@ -76,6 +76,15 @@ public struct Coordinator: Sendable {
                 JSONResponse.make(status: .ok, FleetList(nodes: try store.fleet(nowMs: Clock.wallMilliseconds())))
             }
         }
+        operators.get("nodes/:node/audit-heads") { _, context in
+            await APIRouter.handle {
+                let nodeID = context.parameters.get("node") ?? ""
+                guard Self.isNodeID(nodeID), let key = try store.publicKey(of: nodeID) else {
+                    throw APIError(status: .notFound, message: "no enrolled node \(nodeID)", field: "node")
+                }
+                return JSONResponse.make(status: .ok, AuditHeadList(nodeID: nodeID, publicKey: key, heads: try store.auditHeads(of: nodeID)))
+            }
+        }
         let settings = settings
         let logger = logger
         let app = Application(

@@ -31,8 +31,28 @@ public struct CoordinatorStore: Sendable {
                 PRIMARY KEY (node_id, sequence)
             )
             """,
-        ])
+        ]),
+        // Every audit head a node's snapshots carried (docs/audit.md): kept even when the
+        // snapshot itself is gone, so that `pimesh audit verify --heads-from` can check a node's
+        // chain against what left the node.
+        Migration(version: 2, statements: [
+            """
+            CREATE TABLE audit_heads (
+                node_id TEXT NOT NULL REFERENCES nodes(node_id),
+                seq INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                at_ms INTEGER NOT NULL,
+                signature TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (node_id, seq)
+            )
+            """,
+        ]),
     ]
+
+    init(database: Database) {
+        self.database = database
+    }
 
     public init(path: String) throws {
         database = try Database(path: path, migrations: Self.migrations)
@@ -85,6 +105,22 @@ public struct CoordinatorStore: Sendable {
                     .integer(Int64(manifest.rawBytes)), .integer(Int64(manifest.compressedBytes)), .text(manifest.compressedSHA256),
                     manifest.nodeScore.map { .integer(Int64($0)) } ?? .null, .text(path),
                 ])
+            // The manifest's signature (checked by the caller) covers the head; a second head
+            // for the same row is kept only if it agrees, so a conflict stays visible.
+            if let head = manifest.auditHead {
+                try connection.run(
+                    "INSERT OR IGNORE INTO audit_heads (node_id, seq, sha256, at_ms, signature, received_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(manifest.nodeID), .integer(head.seq), .text(head.sha256), .integer(head.atMs), .text(head.signature), .integer(receivedAtMs)])
+            }
+        }
+    }
+
+    /// The audit heads received from a node, oldest first.
+    public func auditHeads(of nodeID: String) throws -> [AuditHead] {
+        try database.withConnection { connection in
+            try connection.query("SELECT seq, sha256, at_ms, signature FROM audit_heads WHERE node_id = ? ORDER BY seq", [.text(nodeID)]) {
+                AuditHead(seq: $0.int64(0), sha256: $0.text(1), atMs: $0.int64(2), signature: $0.text(3))
+            }
         }
     }
 
@@ -131,4 +167,23 @@ public struct FleetNode: Codable, Sendable, Equatable {
 
 public struct FleetList: Codable, Sendable {
     public var nodes: [FleetNode]
+}
+
+/// `GET /v1/nodes/{node}/audit-heads` on the coordinator, and the file `pimesh audit verify
+/// --heads-from FILE` reads.
+public struct AuditHeadList: Codable, Sendable {
+    public var nodeID: String
+    public var publicKey: String
+    public var heads: [AuditHead]
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "nodeId"
+        case publicKey, heads
+    }
+
+    public init(nodeID: String, publicKey: String, heads: [AuditHead]) {
+        self.nodeID = nodeID
+        self.publicKey = publicKey
+        self.heads = heads
+    }
 }

@@ -91,7 +91,9 @@ public struct Lead: Sendable {
         let metrics = LeadMetrics()
         let kpis = KPIRecorder()
         let nodeHealth = NodeHealth()
-        let events = HealthEventLog()
+        let audit = try AuditLog.open(writer: writer, key: nodeKey, headEveryRows: Int64(config.audit.headEveryRows), logger: logger)
+        AuditLifecycle.started(audit, configFile: config.configFile, configBytes: config.configFile.flatMap { try? FileIO.read(path: $0) })
+        let events = HealthEventLog(audit: audit)
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
         try conflicts.restore()
@@ -123,7 +125,7 @@ public struct Lead: Sendable {
             registry: registry, tasks: tasks, conflicts: conflicts, writer: writer, kpis: kpis, metrics: metrics, logger: logger)
         let state = LeadState(
             config: config, registry: registry, writer: writer, node: node, ready: ready, checkpoints: checkpointCounter, tasks: tasks,
-            gather: gather, conflicts: conflicts, kpis: kpis, metrics: metrics, health: nodeHealth, events: events)
+            gather: gather, conflicts: conflicts, kpis: kpis, metrics: metrics, health: nodeHealth, events: events, audit: audit)
         let supervisor = try Supervisor(
             settings: .init(
                 agentsDir: supervision.agentsDir ?? dataDir + "/agents.d", runDir: runDir, dataDir: dataDir,
@@ -133,10 +135,13 @@ public struct Lead: Sendable {
             registry: registry, events: events, health: nodeHealth, ready: ready, logger: logger,
             heartbeatEndpoint: { state.heartbeat }, apiEndpoint: { state.api })
         try supervisor.prepare(rows: agentRows, database: database)
+        for manifest in supervisor.loadedManifests().values.sorted(by: { $0.name < $1.name }) {
+            AuditLifecycle.manifest(audit, manifest, change: "loaded")
+        }
         state.supervisor = supervisor
         let reloader = Reloader(
             configFile: config.configFile, startupKeys: try config.configFile.map(Reloader.flattenedKeys(of:)) ?? [:],
-            supervisor: supervisor, logger: logger)
+            supervisor: supervisor, audit: audit, logger: logger)
         state.reloader = reloader
         let snapshots = SnapshotService(
             maker: SnapshotMaker(
@@ -145,7 +150,7 @@ public struct Lead: Sendable {
                     directory: dataDir + "/spool", maxCount: config.snapshots.spoolMaxCount,
                     maxBytes: UInt64(config.snapshots.spoolMaxMB) << 20),
                 key: nodeKey, nodeScore: { node.latest.impedance.score }),
-            interval: config.snapshots.intervalS > 0 ? .seconds(config.snapshots.intervalS) : nil, logger: logger)
+            interval: config.snapshots.intervalS > 0 ? .seconds(config.snapshots.intervalS) : nil, audit: audit, logger: logger)
         state.snapshots = snapshots
         let monitor = HealthMonitor(
             settings: .init(
@@ -208,6 +213,7 @@ public struct Lead: Sendable {
         let router = APIRouter.build(state: state, tokens: tokens)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: writer, serviceName: "store-writer"),
+            .init(service: AuditLifecycle(audit: audit, retainDays: config.audit.retainDays, logger: logger), serviceName: "audit-lifecycle"),
             .init(service: tasks, serviceName: "tasks"),
             .init(service: CheckpointService(registry: registry, writer: writer, interval: .seconds(config.store.checkpointIntervalS), counter: checkpointCounter), serviceName: "checkpoints"),
             .init(service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)), serviceName: "node-probe"),
@@ -250,7 +256,7 @@ public struct Lead: Sendable {
                     service: UploadService(
                         spool: snapshots.maker.spool, uploader: SnapshotUploader(target: target),
                         backoff: RetryBackoff(initial: .milliseconds(config.upload.retryInitialMs), maximum: .seconds(config.upload.retryMaxS)),
-                        logger: logger),
+                        logger: logger, onConfirmed: { manifest in manifest.auditHead.map(audit.upstreamConfirmed) }),
                     serviceName: "upload"))
             logger.info("snapshots go upstream", metadata: ["target": "\(config.upload.target)", "name": "\(target.name)"])
         }

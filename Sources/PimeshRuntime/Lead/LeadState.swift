@@ -21,6 +21,8 @@ final class LeadState: Sendable {
     let leds = LEDPanel()
     let health: NodeHealth
     let events: HealthEventLog
+    /// nil only in tests that build a state without a database of their own.
+    let audit: AuditLog?
     let registrations: RegistrationGate
     private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
@@ -31,8 +33,9 @@ final class LeadState: Sendable {
     init(
         config: LeadConfig, registry: AgentRegistry, writer: StoreWriter, node: NodeState, ready: ReadyFlag,
         checkpoints: CheckpointCounter, tasks: TaskService, gather: GatherService, conflicts: ConflictService, kpis: KPIRecorder,
-        metrics: LeadMetrics, health: NodeHealth = NodeHealth(), events: HealthEventLog = HealthEventLog()
+        metrics: LeadMetrics, health: NodeHealth = NodeHealth(), events: HealthEventLog = HealthEventLog(), audit: AuditLog? = nil
     ) {
+        self.audit = audit
         self.health = health
         self.events = events
         self.config = config
@@ -118,6 +121,7 @@ final class LeadState: Sendable {
         report.tasks.workDatagrams = snapshot.workDatagrams
         report.tasks.longPolls = snapshot.longPolls
         report.health = healthReport(now: now)
+        report.audit = audit?.status
         return report
     }
 

@@ -21,6 +21,7 @@ final class Reloader: Sendable {
 
     let configFile: String?
     let supervisor: Supervisor
+    let audit: AuditLog?
     let logger: Logger
     private let startupKeys: [String: String]
     /// One reload at a time: SIGHUP and `pimesh reload` may cross.
@@ -28,7 +29,8 @@ final class Reloader: Sendable {
 
     /// `startupKeys`: `flattenedKeys(of: configFile)` as the lead read it. Taken ready-made:
     /// a throwing init that has built the Mutex crashes the Swift 6.3 optimizer (release builds).
-    init(configFile: String?, startupKeys: [String: String], supervisor: Supervisor, logger: Logger) {
+    init(configFile: String?, startupKeys: [String: String], supervisor: Supervisor, audit: AuditLog?, logger: Logger) {
+        self.audit = audit
         self.configFile = configFile
         self.startupKeys = startupKeys
         self.supervisor = supervisor
@@ -55,6 +57,13 @@ final class Reloader: Sendable {
         let supervisor = supervisor
         let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
         let report = Report(agents: agents, needsRestart: changed)
+        if let audit {
+            let manifests = supervisor.loadedManifests()
+            for (names, change) in [(agents.started, "added"), (agents.restarted, "changed"), (agents.updated, "changed")] {
+                for name in names { if let manifest = manifests[name] { AuditLifecycle.manifest(audit, manifest, change: change) } }
+            }
+            for name in agents.stopped { AuditLifecycle.manifestRemoved(audit, name: name) }
+        }
         logger.notice(
             "reloaded",
             metadata: [

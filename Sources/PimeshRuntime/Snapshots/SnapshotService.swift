@@ -11,11 +11,13 @@ import ServiceLifecycle
 final class SnapshotService: Service, Sendable {
     let maker: SnapshotMaker
     let interval: Duration?
+    let audit: AuditLog?
     let logger: Logger
     private let pool: NIOThreadPool
 
-    init(maker: SnapshotMaker, interval: Duration?, logger: Logger) {
+    init(maker: SnapshotMaker, interval: Duration?, audit: AuditLog?, logger: Logger) {
         self.maker = maker
+        self.audit = audit
         self.interval = interval
         self.logger = logger
         // One thread: snapshots queue behind each other instead of racing for the spool lock.
@@ -41,6 +43,8 @@ final class SnapshotService: Service, Sendable {
     @discardableResult
     func takeNow() async throws -> SnapshotMaker.Made {
         do {
+            // Every snapshot carries a head that covers the audit log up to now (docs/audit.md).
+            _ = try await audit?.sealHead()
             let made = try await pool.runIfActive { [maker] in try maker.create() }
             let m = made.entry.manifest
             logger.info(

@@ -14,11 +14,18 @@ final class UploadService: Service, Sendable {
     let uploader: SnapshotUploader
     let backoff: RetryBackoff
     let logger: Logger
+    /// Told of each snapshot the receiver confirmed (the audit log prunes only what a confirmed
+    /// snapshot's head covers).
+    let onConfirmed: @Sendable (SnapshotManifest) -> Void
     private let pool = NIOThreadPool(numberOfThreads: 1)
     /// How often an idle uploader looks for new snapshots (listing the spool costs a readdir).
     private let idle = Duration.seconds(1)
 
-    init(spool: SnapshotSpool, uploader: SnapshotUploader, backoff: RetryBackoff, logger: Logger) {
+    init(
+        spool: SnapshotSpool, uploader: SnapshotUploader, backoff: RetryBackoff, logger: Logger,
+        onConfirmed: @escaping @Sendable (SnapshotManifest) -> Void = { _ in }
+    ) {
+        self.onConfirmed = onConfirmed
         self.spool = spool
         self.uploader = uploader
         self.backoff = backoff
@@ -54,6 +61,7 @@ final class UploadService: Service, Sendable {
             do {
                 let confirmation = try await self.pool.runIfActive { [uploader = self.uploader] in try uploader.upload(entry) }
                 try self.spool.markUploaded(entry, to: target, confirmation: confirmation)
+                self.onConfirmed(entry.manifest)
                 failures = 0
                 self.logger.info(
                     "snapshot uploaded", metadata: ["sequence": "\(entry.manifest.sequence)", "confirmation": "\(confirmation)"])

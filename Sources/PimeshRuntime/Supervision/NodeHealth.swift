@@ -36,8 +36,8 @@ final class NodeHealth: Sendable {
     }
 }
 
-/// The lead's health event log: a bounded ring in RAM (the incident issue adds the durable,
-/// hash-chained audit log), read by `pimesh events` and the benchmark.
+/// The lead's health event log: a bounded ring in RAM, read by `pimesh events` and the
+/// benchmark. Every event, coalesced here or not, is also a row of the durable audit log.
 final class HealthEventLog: Sendable {
     private struct State {
         var events: [HealthEvent] = []
@@ -49,15 +49,23 @@ final class HealthEventLog: Sendable {
     /// How far back an identical event is looked for.
     static let coalesceWindow = 16
 
-    init(capacity: Int = 2048) {
+    private let audit: AuditLog?
+
+    init(capacity: Int = 2048, audit: AuditLog? = nil) {
         self.capacity = capacity
+        self.audit = audit
     }
 
     @discardableResult
     func append(kind: String, agent: String?, detail: String, atMs: Int64 = Clock.wallMilliseconds(), tier: AuthorityTier? = nil)
         -> HealthEvent
     {
-        state.withLock { state in
+        if let audit {
+            var details = [("detail", detail)]
+            if let tier { details.append(("tier", tier.rawValue)) }
+            audit.record(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
+        }
+        return state.withLock { state in
             // The same event again as this agent's (or the node's) latest among the last few:
             // counted on the one already kept. Only the latest, so that an agent's history never
             // reads out of order (alive, exited, unknown, then alive again must end in alive).

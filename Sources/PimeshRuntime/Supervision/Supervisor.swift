@@ -205,6 +205,11 @@ final class Supervisor: Service, Sendable {
 
     /// The manifest file that names `name` (supervised or attached), if one does: such an agent
     /// is the manifest's, and goes when the manifest goes.
+    /// The manifests in force, by name.
+    func loadedManifests() -> [String: AgentManifest] {
+        state.withLock { state in state.agents.filter { !$0.value.removed }.mapValues(\.manifest) }
+    }
+
     func manifest(naming name: String) -> String? {
         if let agent = state.withLock({ $0.agents[name] }), FileIO.exists(agent.manifest.file) { return agent.manifest.file }
         let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)

@@ -1,0 +1,67 @@
+import Crypto
+import Glibc
+import Logging
+import PimeshAgent
+import PimeshCore
+import ServiceLifecycle
+
+/// The lead's own start and stop in the audit log, and what each agent is started with.
+struct AuditLifecycle: Service {
+    let audit: AuditLog
+    let retainDays: Int
+    let logger: Logger
+    /// Retention is judged this often (and once at start); rows live days, not minutes.
+    static let pruneEvery = Duration.seconds(3600)
+
+    /// Sits right after the store writer in the service group, so that on shutdown it runs
+    /// before the writer's final commit.
+    func run() async throws {
+        pruneIfDue()
+        await repeatUntilGracefulShutdown(every: Self.pruneEvery) { self.pruneIfDue() }
+        audit.record(AuditEntry(actor: "lead", kind: "lead_stopped", subject: audit.nodeKey.nodeID, body: AuditBody.canonical(["pid": "\(getpid())"])))
+    }
+
+    private func pruneIfDue() {
+        do {
+            if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: Clock.wallMilliseconds()) {
+                logger.notice("audit log pruned", metadata: ["through_seq": "\(through)"])
+            }
+        } catch {
+            logger.error("audit log not pruned", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func started(_ audit: AuditLog, configFile: String?, configBytes: [UInt8]?) {
+        let digest = configBytes.map { Hex.encode(Array(SHA256.hash(data: $0))) } ?? "defaults"
+        audit.record(
+            AuditEntry(
+                actor: "lead", kind: "lead_started", subject: audit.nodeKey.nodeID,
+                body: AuditBody.canonical([
+                    ("version", PimeshRuntimeInfo.version), ("pid", "\(getpid())"), ("config", configFile ?? "none"),
+                    ("config_sha256", digest),
+                ])))
+    }
+
+    /// What an agent runs as, for the audit: its command, arguments and the names (not the
+    /// values: they may hold secrets) of its environment, hashed.
+    static func auditDigest(of manifest: AgentManifest) -> String {
+        var text = (manifest.command ?? "") + "\n"
+        for arg in manifest.args { text += "\(arg.utf8.count):\(arg)\n" }
+        text += manifest.environment.map(\.0).sorted().joined(separator: ",")
+        return Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
+    }
+
+    static func manifestRemoved(_ audit: AuditLog, name: String) {
+        audit.record(AuditEntry(actor: "lead", kind: "manifest", subject: name, body: AuditBody.canonical(["change": "removed"])))
+    }
+
+    static func manifest(_ audit: AuditLog, _ manifest: AgentManifest, change: String) {
+        audit.record(
+            AuditEntry(
+                actor: "lead", kind: "manifest", subject: manifest.name,
+                body: AuditBody.canonical([
+                    ("change", change), ("file", manifest.file), ("mode", manifest.mode.rawValue),
+                    ("launch_sha256", auditDigest(of: manifest)),
+                ])))
+    }
+}

@@ -1,0 +1,223 @@
+import CSpawn
+import Crypto
+import Glibc
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshSnapshot
+import PimeshStore
+import Synchronization
+
+/// The lead's audit log (docs/audit.md): chains each entry onto the last (the rule is
+/// `PimeshCore.AuditChain`) and hands the row to the one store writer, in chain order.
+///
+/// Rows about automatic actions ride the writer's group commit (`record`); an operator's action
+/// waits until its intent row is durable before it acts (`intent`), so a crash in between
+/// leaves the evidence. Every `headEveryRows` rows, and at every snapshot, the node key signs
+/// the chain's tip.
+public final class AuditLog: Sendable {
+    /// An intent row, for the outcome row to point at.
+    public struct Intent: Sendable {
+        public var seq: Int64
+        var entry: AuditEntry
+    }
+
+    struct Chain {
+        var tip: AuditTip
+        var newestHead: AuditHead?
+    }
+
+    private let writer: StoreWriter
+    private let key: NodeKey
+    private let bootID: String
+    private let headEveryRows: Int64
+    private let clock: SystemClockStatus
+    private let logger: Logger
+    private let chain: Mutex<Chain>
+    /// What the last retention check counted: summing the rows' sizes reads the whole table,
+    /// so it is done hourly, not at every status call.
+    private let lastCheck = Mutex<(bytes: Int64, prunedThrough: Int64?, upstream: Int64)>((0, nil, 0))
+
+    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: bytes))
+    }
+
+    /// Reads the chain's tip from the database and, on a new database, writes the genesis row
+    /// naming the node key. Runs before the store writer starts, so it writes directly.
+    public static func open(writer: StoreWriter, key: NodeKey, headEveryRows: Int64, logger: Logger) throws -> AuditLog {
+        let store = AuditStore(database: writer.database)
+        var tip = try store.tip()
+        if tip.seq == 0 {
+            let genesis = tip.append(
+                AuditEntry(
+                    actor: "lead", kind: AuditChain.genesisKind, subject: key.nodeID,
+                    body: AuditBody.canonical(["node_key": key.publicKeyHex, "node_id": key.nodeID])),
+                wallMs: Clock.wallMilliseconds(), monoMs: Clock.monotonicNow().nanoseconds / 1_000_000, bootID: SystemClockStatus.bootID(),
+                clockSynced: SystemClockStatus().isSynchronized, hash: sha256)
+            try writer.database.transaction { try AuditStore.append(genesis, in: $0) }
+        }
+        return AuditLog(writer: writer, key: key, tip: tip, newestHead: try store.newestHead(), headEveryRows: headEveryRows, logger: logger)
+    }
+
+    private init(writer: StoreWriter, key: NodeKey, tip: AuditTip, newestHead: AuditHead?, headEveryRows: Int64, logger: Logger) {
+        self.writer = writer
+        self.key = key
+        self.bootID = SystemClockStatus.bootID()
+        self.headEveryRows = headEveryRows
+        self.clock = SystemClockStatus()
+        self.logger = logger
+        self.chain = Mutex(Chain(tip: tip, newestHead: newestHead))
+    }
+
+    public var tip: AuditTip {
+        chain.withLock { $0.tip }
+    }
+
+    public var newestHead: AuditHead? {
+        chain.withLock { $0.newestHead }
+    }
+
+    public var nodeKey: NodeKey { key }
+
+    /// Appends a row that rides the next group commit; returns its seq.
+    @discardableResult
+    public func record(_ entry: AuditEntry) -> Int64 {
+        let wallMs = Clock.wallMilliseconds()
+        let monoMs = Clock.monotonicNow().nanoseconds / 1_000_000
+        let synced = clock.isSynchronized
+        // Chained and queued under one lock: the writer commits in queue order, so the rows
+        // reach the table in chain order.
+        return chain.withLock { chain in
+            let record = chain.tip.append(entry, wallMs: wallMs, monoMs: monoMs, bootID: bootID, clockSynced: synced, hash: Self.sha256)
+            let head =
+                AuditHeadPolicy.signsHead(after: record.seq, everyRows: headEveryRows) ? sign(record.seq, record.sha256, atMs: wallMs) : nil
+            if let head { chain.newestHead = head }
+            writer.enqueue { connection in
+                try AuditStore.append(record, in: connection)
+                if let head { try AuditStore.appendHead(head, in: connection) }
+            }
+            return record.seq
+        }
+    }
+
+    /// Appends a row and returns once it is durable (`synchronous=FULL`).
+    @discardableResult
+    public func recordDurably(_ entry: AuditEntry) async throws -> Int64 {
+        let seq = record(entry)
+        // The writer commits in order: when this empty write is durable, so is the row.
+        try await writer.write { _ in }
+        return seq
+    }
+
+    /// The durable row an action writes before it acts.
+    public func intent(actor: String, kind: String, subject: String, details: [(String, String)] = []) async throws -> Intent {
+        let entry = AuditEntry(actor: actor, kind: kind, subject: subject, body: AuditBody.canonical([("phase", "intent")] + details))
+        return Intent(seq: try await recordDurably(entry), entry: entry)
+    }
+
+    /// The row after the action: `result` is `ok`, `refused` or `failed`.
+    public func outcome(_ intent: Intent, result: String, details: [(String, String)] = [], durable: Bool = true) async {
+        let entry = AuditEntry(
+            actor: intent.entry.actor, kind: intent.entry.kind, subject: intent.entry.subject,
+            body: AuditBody.canonical([("phase", "outcome"), ("intent", String(intent.seq)), ("result", result)] + details))
+        if durable {
+            do {
+                try await recordDurably(entry)
+            } catch {
+                logger.error("audit outcome row not durable", metadata: ["intent": "\(intent.seq)", "error": "\(error)"])
+            }
+        } else {
+            record(entry)
+        }
+    }
+
+    /// Runs `action` between a durable intent row and an outcome row.
+    public func audited<T>(
+        actor: String, kind: String, subject: String, details: [(String, String)] = [], _ action: () async throws -> T
+    ) async throws -> T {
+        let intent = try await intent(actor: actor, kind: kind, subject: subject, details: details)
+        do {
+            let result = try await action()
+            await outcome(intent, result: "ok")
+            return result
+        } catch {
+            await outcome(intent, result: "failed", details: [("error", "\(error)")])
+            throw error
+        }
+    }
+
+    /// A snapshot carrying `head` was confirmed upstream: rows through it may be pruned once
+    /// they are older than the retention.
+    public func upstreamConfirmed(_ head: AuditHead) {
+        writer.enqueue { connection in try AuditStore.noteUpstream(seq: head.seq, in: connection) }
+    }
+
+    /// Prunes rows older than `retainMs` that a head confirmed upstream covers, through the
+    /// newest such head, and chains a `pruned_through` row that says so. With no upstream
+    /// nothing is pruned. Returns the row pruned through, if any.
+    @discardableResult
+    public func prune(retainMs: Int64, nowMs: Int64) throws -> Int64? {
+        let store = AuditStore(database: writer.database)
+        let covered = try store.upstreamSeq()
+        let footprint = try store.footprint()
+        let anchor = try store.anchor()
+        lastCheck.withLock { $0 = (footprint.bytes, anchor?.seq, covered) }
+        guard covered > 0, let old = try store.lastSeq(before: nowMs - retainMs),
+            let head = try store.newestHead(atOrBelow: min(old, covered)), head.seq > (anchor?.seq ?? 0)
+        else { return nil }
+        writer.enqueue { connection in try AuditStore.prune(through: head.seq, sha256: head.sha256, atMs: nowMs, in: connection) }
+        record(
+            AuditEntry(
+                actor: "lead", kind: "pruned_through", subject: key.nodeID,
+                body: AuditBody.canonical([
+                    ("seq", String(head.seq)), ("sha256", head.sha256), ("node_key", key.publicKeyHex),
+                    ("retain_days", String(retainMs / 86_400_000)),
+                ])))
+        return head.seq
+    }
+
+    public var status: StatusReport.AuditStatus {
+        let (tip, head) = chain.withLock { ($0.tip, $0.newestHead) }
+        let check = lastCheck.withLock { $0 }
+        return StatusReport.AuditStatus(
+            lastSeq: tip.seq, rows: tip.seq - (check.prunedThrough ?? 0), bytesAtLastCheck: check.bytes, prunedThroughSeq: check.prunedThrough,
+            upstreamSeq: check.upstream > 0 ? check.upstream : nil, newestHeadSeq: head?.seq)
+    }
+
+    /// Signs the current tip now (at a snapshot) and returns the head once it is durable.
+    public func sealHead() async throws -> AuditHead? {
+        let head: AuditHead? = chain.withLock { chain in
+            guard chain.tip.seq > 0 else { return nil }
+            if let newest = chain.newestHead, newest.seq == chain.tip.seq { return newest }
+            guard let head = sign(chain.tip.seq, chain.tip.sha256, atMs: Clock.wallMilliseconds()) else { return nil }
+            chain.newestHead = head
+            writer.enqueue { connection in try AuditStore.appendHead(head, in: connection) }
+            return head
+        }
+        try await writer.write { _ in }
+        return head
+    }
+
+    private func sign(_ seq: Int64, _ sha256: String, atMs: Int64) -> AuditHead? {
+        do {
+            let signature = try key.sign(AuditHead.signedMessage(seq: seq, sha256: sha256))
+            return AuditHead(seq: seq, sha256: sha256, atMs: atMs, signature: Hex.encode(signature))
+        } catch {
+            logger.error("audit head not signed", metadata: ["seq": "\(seq)", "error": "\(error)"])
+            return nil
+        }
+    }
+}
+
+/// Whether the wall clock can be believed (a Pi has no RTC: until NTP syncs, it may read
+/// 1970 or the last shutdown), from the kernel's NTP status, which timedatectl's
+/// NTPSynchronized reads too and which exists without systemd.
+struct SystemClockStatus: Sendable {
+    var isSynchronized: Bool {
+        pimesh_clock_synchronized() == 1
+    }
+
+    static func bootID(procRoot: String = "/proc") -> String {
+        (try? FileIO.readText(path: procRoot + "/sys/kernel/random/boot_id"))?.filter { $0 != "\n" } ?? "unknown"
+    }
+}
