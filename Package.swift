@@ -114,6 +114,7 @@ let package = Package(
             name: "pimesh",
             dependencies: [
                 "PimeshCore",
+                "PimeshStore",
                 "PimeshSnapshot",
                 "PimeshLED",
                 "PimeshRuntime",

@@ -2,6 +2,7 @@ import ArgumentParser
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshStore
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,7 +17,10 @@ struct AuditCommand: AsyncParsableCommand {
     struct Tail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the newest audit rows; --follow keeps printing new ones.",
-            discussion: "A time marked ~ was written before the clock was NTP-synchronised (a Pi has no RTC): trust the order, not the time.")
+            discussion: """
+                A time marked ~ was written before the clock was NTP-synchronised (a Pi has no RTC): trust the \
+                order, not the time. With no lead running, the rows are read from <data-dir>/pimesh.db.
+                """)
 
         @OptionGroup var options: ClientOptions
 
@@ -44,22 +48,47 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let client = try options.client()
-                var filter = ""
-                if let actor { filter += "&actor=" + Self.percentEncoded(actor) }
-                if let kind { filter += "&kind=" + Self.percentEncoded(kind) }
-                if let since, let ms = UTCTime.milliseconds(ofDuration: since) { filter += "&since_ms=\(Clock.wallMilliseconds() - ms)" }
-                var page = try APICoding.decode(AuditPage.self, from: try client.get("/v1/audit?tail=\(lines)" + filter))
+                var filter = AuditStore.Filter()
+                filter.actor = actor
+                filter.kind = kind
+                if let since, let ms = UTCTime.milliseconds(ofDuration: since) { filter.sinceWallMs = Clock.wallMilliseconds() - ms }
+                let fetch = try source(filter)
+                var page = try fetch(nil)
                 var headerShown = false
                 while true {
                     print(page.records, headerShown: headerShown)
                     headerShown = headerShown || !options.json
                     if !follow && !page.more { return }
                     if !page.more { try await Task.sleep(for: .milliseconds(500)) }
-                    page = try APICoding.decode(AuditPage.self, from: try client.get("/v1/audit?after=\(page.next)" + filter))
+                    page = try fetch(page.next)
                 }
             } catch {
                 throw CLIFailure.report(error)
+            }
+        }
+
+        /// Pages from the lead's API; when no lead runs (after a crash, say) from the database,
+        /// read-only, for whoever may read it.
+        private func source(_ filter: AuditStore.Filter) throws -> (_ after: Int64?) throws -> AuditPage {
+            let dataDir = try options.locatedDataDir()
+            if let client = try? LeadClient(dataDir: dataDir) {
+                var query = ""
+                if let actor = filter.actor { query += "&actor=" + Self.percentEncoded(actor) }
+                if let kind = filter.kind { query += "&kind=" + Self.percentEncoded(kind) }
+                if let since = filter.sinceWallMs { query += "&since_ms=\(since)" }
+                return { after in
+                    let path = after.map { "/v1/audit?after=\($0)" } ?? "/v1/audit?tail=\(lines)"
+                    return try APICoding.decode(AuditPage.self, from: try client.get(path + query))
+                }
+            }
+            let path = dataDir + "/pimesh.db"
+            guard FileIO.exists(path) else { throw CLIFailure("no lead runs with data dir \(dataDir), and it holds no pimesh.db") }
+            let store = AuditStore(database: try Database(path: path, readOnly: true))
+            return { [lines] after in
+                var page = filter
+                page.afterSeq = after ?? 0
+                let records = try store.records(page, limit: after == nil ? lines : 1000, newest: after == nil)
+                return AuditPage(records: records, next: records.last?.seq ?? after ?? 0, more: after != nil && records.count == 1000)
             }
         }
 

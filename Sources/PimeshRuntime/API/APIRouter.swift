@@ -150,10 +150,12 @@ enum APIRouter {
         operatorRoutes.post("agents/:id/release") { _, context in
             await handle {
                 let (id, name) = try agent(context, state)
-                guard state.registry.quarantinedNames().contains(name) else {
-                    throw APIError(status: .conflict, message: "\(name) is not quarantined: there is nothing to release")
+                try await audited(state, context, kind: "release", subject: name) {
+                    guard state.registry.quarantinedNames().contains(name) else {
+                        throw APIError(status: .conflict, message: "\(name) is not quarantined: there is nothing to release")
+                    }
+                    try await state.conflicts.release(id)
                 }
-                try await audited(state, context, kind: "release", subject: name) { try await state.conflicts.release(id) }
                 state.events.append(kind: "released", agent: name, detail: "released from quarantine by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
             }

@@ -166,6 +166,7 @@ public final class AuditLog: Sendable {
             let head = try store.newestHead(atOrBelow: min(old, covered)), head.seq > (anchor?.seq ?? 0)
         else { return nil }
         writer.enqueue { connection in try AuditStore.prune(through: head.seq, sha256: head.sha256, atMs: nowMs, in: connection) }
+        lastCheck.withLock { $0.prunedThrough = head.seq }
         record(
             AuditEntry(
                 actor: "lead", kind: "pruned_through", subject: key.nodeID,

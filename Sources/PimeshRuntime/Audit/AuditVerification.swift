@@ -34,7 +34,9 @@ public struct AuditVerification: Sendable {
         var problems: [String] = []
         let pruned = try store.anchor()
         let nodeKey = try nodeKey(in: store)
-        if nodeKey == nil { problems.append("no genesis or pruned_through row names the node key: heads cannot be checked") }
+        if nodeKey == nil {
+            problems.append("no genesis or pruned_through row names the node key, and no node-key file is readable: heads cannot be checked")
+        }
         if let upstream, let nodeKey, upstream.publicKey != nodeKey {
             problems.append("the upstream heads are for key \(upstream.publicKey), the chain's genesis names \(nodeKey)")
         }
@@ -97,9 +99,12 @@ public struct AuditVerification: Sendable {
         try nodeKey(in: AuditStore(database: try Database(path: databasePath, readOnly: true)))
     }
 
-    /// Named by the genesis row, and again by every pruning row.
+    /// Named by the genesis row and again by every pruning row; when both are gone (a cut
+    /// log), the node key file beside the database names it.
     static func nodeKey(in store: AuditStore) throws -> String? {
         let keyRow = try store.record(seq: 1) ?? store.records(.init(kind: "pruned_through"), limit: 1).first
-        return keyRow.flatMap { AuditBody.parse($0.body) }?.first { $0.0 == "node_key" }?.1
+        if let named = keyRow.flatMap({ AuditBody.parse($0.body) })?.first(where: { $0.0 == "node_key" })?.1 { return named }
+        let dataDir = String(store.database.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        return try? NodeKey.load(dataDir: dataDir.isEmpty ? "." : dataDir)?.publicKeyHex
     }
 }

@@ -1,0 +1,256 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import Testing
+
+/// The audit log against real leads (docs/audit.md): operator actions with intent and outcome
+/// rows, `pimesh audit verify` against edits made with the sqlite3 CLI, the Python verifier of
+/// the docs, kill -9 in a loop, and heads kept by a coordinator.
+@Suite(.serialized) struct AuditEndToEndTests {
+    let dataDir = LeadProcess.scratchDirectory()
+
+    func manifest(_ name: String, _ json: String) throws {
+        try FileManager.default.createDirectory(atPath: dataDir + "/agents.d", withIntermediateDirectories: true)
+        try json.write(toFile: dataDir + "/agents.d/\(name).json", atomically: true, encoding: .utf8)
+    }
+
+    func startLead(config: String = "{}") throws -> LeadProcess {
+        let path = dataDir + "/pimesh.json"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", path])
+        _ = try lead.waitReady(timeout: 30)
+        return lead
+    }
+
+    struct Row {
+        var seq: Int
+        var actor: String
+        var kind: String
+        var subject: String
+        var body: String
+
+        var fields: [String: String] {
+            Dictionary(body.split(separator: " ").compactMap { pair in
+                pair.firstIndex(of: "=").map { (String(pair[..<$0]), String(pair[pair.index(after: $0)...])) }
+            }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    func rows(_ arguments: [String] = []) throws -> [Row] {
+        let listed = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--json", "--lines", "5000"] + arguments)
+        #expect(listed.status == 0, "\(listed.output)")
+        return listed.output.split(separator: "\n").map { line in
+            let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            return Row(
+                seq: object["seq"] as! Int, actor: object["actor"] as! String, kind: object["kind"] as! String,
+                subject: object["subject"] as! String, body: object["body"] as! String)
+        }
+    }
+
+    func verify(_ extra: [String] = []) throws -> (status: Int32, output: String) {
+        try runPimesh(["audit", "verify", "--data-dir", dataDir] + extra)
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The Python verifier exactly as docs/audit.md shows it.
+    static func pythonSnippet() throws -> String {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/audit.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        let start = try #require(text.range(of: "```python\n"))
+        let end = try #require(text.range(of: "\n```", range: start.upperBound..<text.endIndex))
+        return String(text[start.upperBound..<end.lowerBound])
+    }
+
+    func python(_ database: String) throws -> (status: Int32, output: String) {
+        let script = dataDir + "/verify.py"
+        try Self.pythonSnippet().write(toFile: script, atomically: true, encoding: .utf8)
+        return try Self.run("/usr/bin/python3", [script, database])
+    }
+
+    @Test func operatorActionsLeaveIntentAndOutcomeRowsAndVerifyNamesARowEditedWithSqlite3() throws {
+        try manifest("steady", #"{"name": "steady", "command": "/bin/sleep", "args": ["1000"]}"#)
+        let lead = try startLead()
+        let client = try lead.client()
+        // Restart is refused until the supervisor has started the agent.
+        #expect(eventually(timeout: 20) { (try? client.post("/v1/agents/steady/restart", json: Array("{}".utf8))) != nil })
+        _ = try client.post("/v1/tokens/join/rotate", json: Array("{}".utf8))
+        _ = try client.post("/v1/reload", json: Array("{}".utf8))
+        // A refused action is recorded too, with what was wrong.
+        #expect(throws: (any Error).self) { _ = try client.post("/v1/agents/steady/release", json: Array("{}".utf8)) }
+
+        var all = try rows()
+        #expect(all.first?.kind == "genesis")
+        #expect(all.first?.fields["node_key"]?.count == 64)
+        #expect(all.contains { $0.kind == "lead_started" && $0.fields["version"] != nil && $0.fields["config_sha256"]?.count == 64 })
+        #expect(all.contains { $0.kind == "manifest" && $0.subject == "steady" && $0.fields["change"] == "loaded" && $0.fields["launch_sha256"]?.count == 64 })
+        for kind in ["agent_restart", "token_rotate", "reload"] {
+            let intent = try #require(all.first { $0.kind == kind && $0.fields["phase"] == "intent" }, "\(kind)")
+            #expect(intent.actor.hasPrefix("operator ("), "\(intent.actor)")
+            let outcome = try #require(all.first { $0.kind == kind && $0.fields["phase"] == "outcome" })
+            #expect(outcome.fields["intent"] == String(intent.seq))
+            #expect(outcome.fields["result"] == "ok")
+            #expect(outcome.seq > intent.seq)
+        }
+        let refused = try #require(all.first { $0.kind == "release" && $0.fields["phase"] == "outcome" })
+        #expect(refused.fields["result"] == "refused")
+        // Automatic actions: the restart the operator asked for is carried out by the lead.
+        #expect(eventually(timeout: 20) { try rows(["--kind", "restarted"]).contains { $0.subject == "steady" && $0.actor == "lead" } })
+        // Filters and the human table.
+        #expect(try rows(["--kind", "reload"]).allSatisfy { $0.kind == "reload" })
+        let table = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--lines", "5"])
+        #expect(table.output.hasPrefix("SEQ"))
+        #expect(table.output.split(separator: "\n").count == 6)
+        #expect(try lead.statusJSON()["audit"] != nil)
+        #expect(lead.terminate() == 0)
+
+        all = try rows(["--kind", "lead_stopped"])
+        #expect(all.count == 1)
+        let good = try verify()
+        #expect(good.status == 0, "\(good.output)")
+        #expect(good.output.hasPrefix("ok: "))
+        let database = dataDir + "/pimesh.db"
+        let pythonGood = try python(database)
+        #expect(pythonGood.status == 0 && pythonGood.output == "ok\n", "\(pythonGood.output)")
+
+        // The triggers refuse an edit; verification does not rely on them.
+        let refusedEdit = try Self.run("/usr/bin/sqlite3", [database, "UPDATE audit_log SET body = 'phase=intent' WHERE seq = 3"])
+        #expect(refusedEdit.status != 0)
+        #expect(refusedEdit.output.contains("append-only"))
+        let edited = try Self.run(
+            "/usr/bin/sqlite3",
+            [database, "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; UPDATE audit_log SET actor = 'nobody' WHERE seq = 3"])
+        #expect(edited.status == 0, "\(edited.output)")
+        let bad = try verify()
+        #expect(bad.status == 1)
+        #expect(bad.output.contains("FAILED"))
+        #expect(bad.output.contains("  row 3: its content does not hash to its sha256"), "\(bad.output)")
+        let pythonBad = try python(database)
+        #expect(pythonBad.status == 1 && pythonBad.output == "first bad row: 3\n", "\(pythonBad.output)")
+        let json = try verify(["--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as! [String: Any]
+        #expect(report["first_bad_seq"] as? Int == 3)
+        #expect(report["ok"] as? Bool == false)
+        // A deleted row is named too.
+        _ = try Self.run("/usr/bin/sqlite3", [database, "DELETE FROM audit_log WHERE seq = 6"])
+        #expect(try verify().output.contains("  row 6: missing"))
+    }
+
+    /// kill -9 of the lead at random moments while it restarts a crashing agent and an operator
+    /// restarts another: after every kill the chain verifies, and every action the API
+    /// confirmed has its intent and its outcome row.
+    @Test func theChainSurvivesKill9InALoop() throws {
+        try manifest("steady", #"{"name": "steady", "command": "/bin/sleep", "args": ["1000"]}"#)
+        try manifest(
+            "crashy",
+            #"{"name": "crashy", "command": "/bin/sh", "args": ["-c", "sleep 0.1; exit 3"], "restart": {"initial_backoff_ms": 50, "max_backoff_ms": 200, "stable_after_s": 1}}"#)
+        var confirmed: [String] = []
+        for round in 0..<20 {
+            let lead = try startLead()
+            let client = try lead.client()
+            let started = Date()
+            let killAfter = Double.random(in: 0.05...0.6)
+            while Date().timeIntervalSince(started) < killAfter {
+                if let answer = try? client.post("/v1/agents/steady/restart", json: Array("{}".utf8)), !answer.isEmpty {
+                    confirmed.append("round \(round)")
+                }
+            }
+            lead.kill9()
+            let checked = try verify()
+            #expect(checked.status == 0, "round \(round): \(checked.output)")
+        }
+        let lead = try startLead()
+        let all = try rows(["--kind", "agent_restart"])
+        #expect(lead.terminate() == 0)
+        let intents = Set(all.filter { $0.fields["phase"] == "intent" }.map(\.seq))
+        let outcomes = all.filter { $0.fields["phase"] == "outcome" }
+        #expect(!confirmed.isEmpty)
+        #expect(outcomes.filter { $0.fields["result"] == "ok" }.count >= confirmed.count)
+        #expect(intents.count >= outcomes.count)
+        for outcome in outcomes { #expect(intents.contains(Int(outcome.fields["intent"] ?? "") ?? -1), "outcome \(outcome.seq)") }
+        #expect(try verify().status == 0)
+        #expect(try rows(["--kind", "lead_started"]).count == 21)
+    }
+
+    /// Heads go upstream in snapshot manifests; the coordinator keeps them; pruning goes only
+    /// as far as upstream holds; a tail cut after an upstream head is found with --heads-from.
+    @Test func theCoordinatorKeepsHeadsAndACutTailIsFoundAgainstThem() throws {
+        let coordinatorDir = dataDir + "/coordinator"
+        let coordinator = try UploadEndToEndTests.Background(
+            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
+            log: dataDir + "/coordinator.log")
+        defer { coordinator.stop() }
+        var port = 0
+        #expect(eventually(timeout: 10) {
+            let data = try Data(contentsOf: URL(fileURLWithPath: coordinatorDir + "/coordinator.json"))
+            port = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["port"] as? Int ?? 0
+            return port > 0
+        })
+        let upload = #""upload": {"target": "coordinator", "url": "http://127.0.0.1:\#(port)", "retry_initial_ms": 100}"#
+        var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4}, \#(upload)}"#)
+        let key = try #require(try rows(["--kind", "genesis"]).first?.fields["node_key"])
+        #expect(try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key]).status == 0)
+        let client = try lead.client()
+        for _ in 0..<3 { _ = try client.post("/v1/tokens/join/rotate", json: Array("{}".utf8)) }
+        _ = try client.post("/v1/snapshots", json: Array("{}".utf8))
+        // The coordinator has the head the snapshot carried.
+        var upstreamHeads = 0
+        #expect(eventually(timeout: 30) {
+            let report = try JSONSerialization.jsonObject(with: Data(try verify(["--heads-from", coordinatorDir, "--json"]).output.utf8)) as? [String: Any]
+            upstreamHeads = report?["upstream_heads"] as? Int ?? 0
+            return upstreamHeads >= 1
+        })
+        #expect(lead.terminate() == 0)
+
+        // Restarted with retain_days 0: rows that upstream holds are pruned at once, through
+        // the newest head it holds, and the chain still verifies from the anchor.
+        lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4, "retain_days": 0}, \#(upload)}"#)
+        #expect(eventually(timeout: 20) { try rows(["--kind", "pruned_through"]).count == 1 })
+        let audit = try #require(try lead.statusJSON()["audit"] as? [String: Any])
+        // More actions and a second snapshot: a head beyond the pruned rows goes upstream.
+        let second = try lead.client()
+        for _ in 0..<3 { _ = try second.post("/v1/tokens/join/rotate", json: Array("{}".utf8)) }
+        _ = try second.post("/v1/snapshots", json: Array("{}".utf8))
+        #expect(eventually(timeout: 30) {
+            let report = try JSONSerialization.jsonObject(with: Data(try verify(["--heads-from", coordinatorDir, "--json"]).output.utf8)) as? [String: Any]
+            return report?["upstream_heads"] as? Int ?? 0 >= 2
+        })
+        #expect(lead.terminate() == 0)
+        let prunedThrough = try #require(audit["pruned_through_seq"] as? Int)
+        #expect(prunedThrough >= 4)
+        #expect(audit["upstream_seq"] as? Int ?? 0 >= prunedThrough)
+        #expect(try rows().first?.seq == prunedThrough + 1)
+        let afterPrune = try verify(["--heads-from", coordinatorDir])
+        #expect(afterPrune.status == 0, "\(afterPrune.output)")
+        #expect(afterPrune.output.contains("pruned through \(prunedThrough)"))
+
+        // Cut the tail, the node's own heads with it: only the upstream heads can tell.
+        let newestUpstream = try #require(
+            (try JSONSerialization.jsonObject(with: Data(try verify(["--heads-from", coordinatorDir, "--json"]).output.utf8)) as? [String: Any])?[
+                "last_seq"] as? Int)
+        let cut = try Self.run(
+            "/usr/bin/sqlite3",
+            [
+                dataDir + "/pimesh.db",
+                "DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_heads_no_delete; DELETE FROM audit_heads; DELETE FROM audit_log WHERE seq > \(prunedThrough + 1)",
+            ])
+        #expect(cut.status == 0, "\(cut.output)")
+        #expect(try verify().status == 0)
+        let caught = try verify(["--heads-from", coordinatorDir])
+        #expect(caught.status == 1)
+        #expect(caught.output.contains("the tail was cut"), "\(caught.output)")
+        #expect(newestUpstream > prunedThrough + 1)
+    }
+}
