@@ -122,7 +122,8 @@ public enum Schema {
                 sha256 TEXT NOT NULL
             )
             """,
-            "CREATE INDEX audit_log_wall ON audit_log(wall_ms)",
+            // No index on wall_ms: each would add a page to every commit's WAL frames (issue 17's
+            // SD budget); `--since` scans, which the retention keeps short.
             """
             CREATE TABLE audit_heads (
                 seq INTEGER PRIMARY KEY,
