@@ -30,28 +30,35 @@ public struct AuditStore: Sendable {
             [.integer(head.seq), .text(head.sha256), .integer(head.atMs), .text(head.signature)])
     }
 
-    static let upstreamKey = "audit_upstream_seq"
-
-    /// Records that a snapshot whose head covers rows through `seq` reached upstream.
-    public static func noteUpstream(seq: Int64, in connection: Connection) throws {
-        try connection.run(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), excluded.value)",
-            [.text(upstreamKey), .text(String(seq))])
+    /// Records that a snapshot carrying the head at `seq` reached upstream.
+    public static func noteUpstream(seq: Int64, atMs: Int64, in connection: Connection) throws {
+        try connection.run("INSERT OR IGNORE INTO audit_upstream (seq, confirmed_at_ms) VALUES (?, ?)", [.integer(seq), .integer(atMs)])
     }
 
     /// The highest row a head confirmed upstream covers; 0 when nothing reached upstream.
     public func upstreamSeq() throws -> Int64 {
         try database.read { connection in
-            try connection.query("SELECT value FROM meta WHERE key = ?", [.text(Self.upstreamKey)]) { Int64($0.text(0)) ?? 0 }.first ?? 0
+            try connection.query("SELECT ifnull(max(seq), 0) FROM audit_upstream") { $0.int64(0) }.first ?? 0
         }
     }
 
-    /// The newest signed head at or below `seq`: pruning stops at a head, so that the anchor it
-    /// leaves can be checked against the heads kept upstream.
-    public func newestHead(atOrBelow seq: Int64) throws -> AuditHead? {
+    /// How far retention may prune: the newest head confirmed upstream below every row younger
+    /// than the retention. A row written before the clock was synchronised (a Pi without an
+    /// RTC may stamp a new row 1970) is judged by the monotonic clock when it is of this boot,
+    /// and is kept, with every row after it, when it is of an earlier one.
+    public func pruneTarget(retainMs: Int64, nowWallMs: Int64, bootID: String, nowMonoMs: Int64) throws -> AuditHead? {
         try database.read { connection in
-            try connection.query(
-                "SELECT seq, sha256, at_ms, signature FROM audit_heads WHERE seq <= ? ORDER BY seq DESC LIMIT 1", [.integer(seq)]
+            let keepFrom = try connection.query(
+                """
+                SELECT min(seq) FROM audit_log
+                WHERE (clock_synced = 1 AND wall_ms >= ?) OR (clock_synced = 0 AND (boot_id != ? OR mono_ms >= ?))
+                """, [.integer(nowWallMs - retainMs), .text(bootID), .integer(nowMonoMs - retainMs)]
+            ) { $0.isNull(0) ? Int64.max : $0.int64(0) }.first ?? Int64.max
+            return try connection.query(
+                """
+                SELECT h.seq, h.sha256, h.at_ms, h.signature FROM audit_heads h JOIN audit_upstream u ON u.seq = h.seq
+                WHERE h.seq < ? AND h.seq <= (SELECT max(seq) FROM audit_log) ORDER BY h.seq DESC LIMIT 1
+                """, [.integer(keepFrom)]
             ) {
                 AuditHead(seq: $0.int64(0), sha256: $0.text(1), atMs: $0.int64(2), signature: $0.text(3))
             }.first
@@ -64,7 +71,8 @@ public struct AuditStore: Sendable {
         try connection.run(
             "INSERT INTO audit_pruned (through_seq, sha256, at_ms) VALUES (?, ?, ?)", [.integer(seq), .text(sha256), .integer(atMs)])
         try connection.run("DELETE FROM audit_log WHERE seq <= ?", [.integer(seq)])
-        try connection.run("DELETE FROM audit_heads WHERE seq <= ?", [.integer(seq)])
+        // The head at the anchor stays: verification checks the anchor against it.
+        try connection.run("DELETE FROM audit_heads WHERE seq < ?", [.integer(seq)])
     }
 
     static func record(_ row: Row) -> AuditRecord {
@@ -181,15 +189,6 @@ public struct AuditStore: Sendable {
                     rows: $0.int(0), firstSeq: $0.isNull(1) ? nil : $0.int64(1), lastSeq: $0.isNull(2) ? nil : $0.int64(2),
                     bytes: $0.int64(3))
             }.first ?? Footprint(rows: 0, firstSeq: nil, lastSeq: nil, bytes: 0)
-        }
-    }
-
-    /// The newest row at or before `wallMs`: how far retention may prune.
-    public func lastSeq(before wallMs: Int64) throws -> Int64? {
-        try database.read { connection in
-            try connection.query("SELECT max(seq) FROM audit_log WHERE wall_ms < ?", [.integer(wallMs)]) {
-                $0.isNull(0) ? nil : $0.int64(0)
-            }.first ?? nil
         }
     }
 

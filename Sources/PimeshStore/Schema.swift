@@ -132,6 +132,9 @@ public enum Schema {
                 signature TEXT NOT NULL
             )
             """,
+            // Heads that upstream confirmed holding (in a snapshot's manifest): pruning stops
+            // only at one of them, so the anchor it leaves is a head kept off the node.
+            "CREATE TABLE audit_upstream (seq INTEGER PRIMARY KEY, confirmed_at_ms INTEGER NOT NULL)",
             """
             CREATE TABLE audit_pruned (
                 through_seq INTEGER PRIMARY KEY,
@@ -148,7 +151,7 @@ public enum Schema {
             "CREATE TRIGGER audit_heads_no_update BEFORE UPDATE ON audit_heads BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END",
             """
             CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
-            WHEN old.seq > (SELECT ifnull(max(through_seq), 0) FROM audit_pruned)
+            WHEN old.seq >= (SELECT ifnull(max(through_seq), 0) FROM audit_pruned)
             BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END
             """,
         ]),

@@ -159,7 +159,13 @@ struct AuditChainTests {
         #expect(AuditVerifier.verify(rest, anchor: anchor, heads: Self.heads, hash: Self.sha256, signatureValid: Self.signatureValid).isEmpty)
         let wrong = AuditVerifier.Anchor(seq: 100, sha256: Self.chain[98].sha256)
         let findings = AuditVerifier.verify(rest, anchor: wrong, heads: Self.heads, hash: Self.sha256, signatureValid: Self.signatureValid)
-        #expect(findings.map(\.seq) == [100, 101])
+        #expect(findings.first == .init(seq: 100, problem: .anchor))
+        #expect(findings.contains(.init(seq: 101, problem: .link)))
+        // Rows deleted from the front behind an anchor that no signed head backs.
+        let unsigned = AuditVerifier.Anchor(seq: 120, sha256: Self.chain[119].sha256)
+        let front = AuditVerifier.verify(
+            Array(Self.chain[120...]), anchor: unsigned, heads: Self.heads, hash: Self.sha256, signatureValid: Self.signatureValid)
+        #expect(front == [.init(seq: 120, problem: .anchor)])
     }
 
     @Test func bodiesAreCanonicalAndRoundTrip() {

@@ -236,7 +236,8 @@ import Testing
         #expect(afterPrune.status == 0, "\(afterPrune.output)")
         #expect(afterPrune.output.contains("pruned through \(prunedThrough)"))
 
-        // Cut the tail, the node's own heads with it: only the upstream heads can tell.
+        // Cut the tail, the node's own heads after the anchor with it: only the upstream heads can
+        // tell. (Deleting the anchor's head too is caught on the node: an unsigned anchor.)
         let newestUpstream = try #require(
             (try JSONSerialization.jsonObject(with: Data(try verify(["--heads-from", coordinatorDir, "--json"]).output.utf8)) as? [String: Any])?[
                 "last_seq"] as? Int)
@@ -244,7 +245,7 @@ import Testing
             "/usr/bin/sqlite3",
             [
                 dataDir + "/pimesh.db",
-                "DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_heads_no_delete; DELETE FROM audit_heads; DELETE FROM audit_log WHERE seq > \(prunedThrough + 1)",
+                "DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_heads_no_delete; DELETE FROM audit_heads WHERE seq > \(prunedThrough); DELETE FROM audit_log WHERE seq > \(prunedThrough + 1)",
             ])
         #expect(cut.status == 0, "\(cut.output)")
         #expect(try verify().status == 0)

@@ -43,7 +43,7 @@ public enum AuditVerifier {
             case .headMismatch(let head): "row \(seq): a signed head says its sha256 is \(head) (the chain was rewritten after the head was signed)"
             case .cut(let last): "row \(seq): a signed head covers it but the chain ends at row \(last) (the tail was cut)"
             case .signature: "head at row \(seq): the signature is not the node key's"
-            case .anchor: "row \(seq): the pruning anchor disagrees with the chain"
+            case .anchor: "row \(seq): the pruning anchor is not a signed head of the node key (rows before it may have been deleted)"
             }
         }
     }
@@ -148,6 +148,11 @@ public enum AuditVerifier {
                     findings.append((head.seq, Finding(seq: head.seq, problem: .cut(lastSeq: lastStoredSeq))))
                 }
                 // A head on a row missing in the middle is already reported as a gap.
+            }
+            // A pruned chain starts at its anchor; only a signed head makes the anchor more than a
+            // claim (otherwise deleting the first rows and writing an anchor would pass).
+            if let anchor, !heads.contains(where: { $0.seq == anchor.seq && $0.sha256 == anchor.sha256 && signatureValid($0) }) {
+                findings.append((anchor.seq, Finding(seq: anchor.seq, problem: .anchor)))
             }
             // Stable: findings about one place keep the order they were found in.
             return findings.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }.map(\.element.1)

@@ -36,7 +36,9 @@ extension APIRouter {
                 let store = AuditStore(database: state.writer.database)
                 let records = try await Blocking.run { [filter] in try store.records(filter, limit: (tail ?? limit) + 1, newest: tail != nil) }
                 let wanted = tail.map { Array(records.suffix($0)) } ?? Array(records.prefix(limit))
-                let fitted = Paging.fit(wanted)
+                // A tail that does not fit the page keeps its newest rows.
+                var fitted = Paging.fit(tail == nil ? wanted : wanted.reversed())
+                if tail != nil { fitted.page.reverse() }
                 let more = tail == nil && (records.count > limit || fitted.cut)
                 return JSONResponse.make(
                     status: .ok, AuditPage(records: fitted.page, next: fitted.page.last?.seq ?? Int64(after), more: more))

@@ -117,12 +117,12 @@ enum APIRouter {
         operatorRoutes.delete("agents/:id") { _, context in
             await handle {
                 let (id, name) = try agent(context, state)
-                if let supervisor = state.supervisor, let file = supervisor.manifest(naming: name) {
-                    throw APIError(
-                        status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
-                        field: "id")
-                }
                 let moved = try await audited(state, context, kind: "agent_remove", subject: name) {
+                    if let supervisor = state.supervisor, let file = supervisor.manifest(naming: name) {
+                        throw APIError(
+                            status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
+                            field: "id")
+                    }
                     // Out of the registry first, so that no new work reaches it while the delete commits.
                     state.registry.remove(id)
                     let moved = state.tasks.migrateOrphans(of: id, now: Clock.monotonicNow())
@@ -139,8 +139,11 @@ enum APIRouter {
                 let (id, name) = try agent(context, state)
                 let body = try await RequestBody.json(request, limit: 4096)
                 let reader = try BodyReader(body, allowed: ["reason"])
-                let reason = (try reader.string("reason", maxBytes: 512) ?? "quarantined by an operator") + " (\(context.caller.label))"
+                // A reason that is too long is refused, and the refusal is recorded.
+                let given = Result { try reader.string("reason", maxBytes: 512) }
+                let reason = ((try? given.get()) ?? nil ?? "quarantined by an operator") + " (\(context.caller.label))"
                 try await audited(state, context, kind: "quarantine", subject: name, details: [("reason", reason)]) {
+                    _ = try given.get()
                     try await state.conflicts.quarantine(id, reason: reason)
                     state.tasks.requeueInbox(of: id)
                 }

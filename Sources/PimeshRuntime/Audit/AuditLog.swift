@@ -9,7 +9,9 @@ import PimeshStore
 import Synchronization
 
 /// The lead's audit log (docs/audit.md): chains each entry onto the last (the rule is
-/// `PimeshCore.AuditChain`) and hands the row to the one store writer, in chain order.
+/// `PimeshCore.AuditChain`) inside the store writer's transaction, on its thread, so rows are
+/// chained in the order they are committed; the tip moves on only when the batch commits, so a
+/// failed commit loses its rows (as a crash would) but never leaves a gap.
 ///
 /// Rows about automatic actions ride the writer's group commit (`record`); an operator's action
 /// waits until its intent row is durable before it acts (`intent`), so a crash in between
@@ -23,8 +25,12 @@ public final class AuditLog: Sendable {
     }
 
     struct Chain {
+        /// As of the last batch that committed.
         var tip: AuditTip
         var newestHead: AuditHead?
+        /// Moved by the writes of the batch being committed.
+        var working: AuditTip
+        var workingHead: AuditHead?
     }
 
     private let writer: StoreWriter
@@ -66,7 +72,20 @@ public final class AuditLog: Sendable {
         self.headEveryRows = headEveryRows
         self.clock = SystemClockStatus()
         self.logger = logger
-        self.chain = Mutex(Chain(tip: tip, newestHead: newestHead))
+        self.chain = Mutex(Chain(tip: tip, newestHead: newestHead, working: tip, workingHead: newestHead))
+        writer.onBatchEnd { [weak self] committed in self?.batchEnded(committed: committed) }
+    }
+
+    private func batchEnded(committed: Bool) {
+        chain.withLock { chain in
+            if committed {
+                chain.tip = chain.working
+                chain.newestHead = chain.workingHead
+            } else {
+                chain.working = chain.tip
+                chain.workingHead = chain.newestHead
+            }
+        }
     }
 
     public var tip: AuditTip {
@@ -79,34 +98,39 @@ public final class AuditLog: Sendable {
 
     public var nodeKey: NodeKey { key }
 
-    /// Appends a row that rides the next group commit; returns its seq.
-    @discardableResult
-    public func record(_ entry: AuditEntry) -> Int64 {
-        let wallMs = Clock.wallMilliseconds()
-        let monoMs = Clock.monotonicNow().nanoseconds / 1_000_000
-        let synced = clock.isSynchronized
-        // Chained and queued under one lock: the writer commits in queue order, so the rows
-        // reach the table in chain order.
-        return chain.withLock { chain in
-            let record = chain.tip.append(entry, wallMs: wallMs, monoMs: monoMs, bootID: bootID, clockSynced: synced, hash: Self.sha256)
-            let head =
-                AuditHeadPolicy.signsHead(after: record.seq, everyRows: headEveryRows) ? sign(record.seq, record.sha256, atMs: wallMs) : nil
-            if let head { chain.newestHead = head }
-            writer.enqueue { connection in
-                try AuditStore.append(record, in: connection)
-                if let head { try AuditStore.appendHead(head, in: connection) }
-            }
-            return record.seq
-        }
+    /// Appends a row that rides the next group commit.
+    public func record(_ entry: AuditEntry) {
+        writer.enqueue { [self] connection in _ = try append(entry, in: connection) }
     }
 
-    /// Appends a row and returns once it is durable (`synchronous=FULL`).
+    /// Appends a row and returns its seq once it is durable (`synchronous=FULL`): the waiter is
+    /// the row's own write, so a row that failed is never reported durable.
     @discardableResult
     public func recordDurably(_ entry: AuditEntry) async throws -> Int64 {
-        let seq = record(entry)
-        // The writer commits in order: when this empty write is durable, so is the row.
-        try await writer.write { _ in }
-        return seq
+        let seq = Mutex<Int64>(0)
+        try await writer.write { [self] connection in
+            let record = try append(entry, in: connection)
+            seq.withLock { $0 = record.seq }
+        }
+        return seq.withLock { $0 }
+    }
+
+    /// Runs on the writer's thread, inside its transaction. Times are taken here, so that they
+    /// never go backwards as seq goes up (at most one commit interval after the event).
+    private func append(_ entry: AuditEntry, in connection: Connection) throws -> AuditRecord {
+        let wallMs = Clock.wallMilliseconds()
+        var tip = chain.withLock { $0.working }
+        let record = tip.append(
+            entry, wallMs: wallMs, monoMs: Clock.monotonicNow().nanoseconds / 1_000_000, bootID: bootID,
+            clockSynced: clock.isSynchronized, hash: Self.sha256)
+        let head = AuditHeadPolicy.signsHead(after: record.seq, everyRows: headEveryRows) ? sign(record.seq, record.sha256, atMs: wallMs) : nil
+        try AuditStore.append(record, in: connection)
+        if let head { try AuditStore.appendHead(head, in: connection) }
+        chain.withLock { chain in
+            chain.working = tip
+            if let head { chain.workingHead = head }
+        }
+        return record
     }
 
     /// The durable row an action writes before it acts.
@@ -149,11 +173,11 @@ public final class AuditLog: Sendable {
     /// A snapshot carrying `head` was confirmed upstream: rows through it may be pruned once
     /// they are older than the retention.
     public func upstreamConfirmed(_ head: AuditHead) {
-        writer.enqueue { connection in try AuditStore.noteUpstream(seq: head.seq, in: connection) }
+        writer.enqueue { connection in try AuditStore.noteUpstream(seq: head.seq, atMs: Clock.wallMilliseconds(), in: connection) }
     }
 
-    /// Prunes rows older than `retainMs` that a head confirmed upstream covers, through the
-    /// newest such head, and chains a `pruned_through` row that says so. With no upstream
+    /// Prunes rows older than `retainMs` through the newest head confirmed upstream that covers
+    /// only such rows (`AuditStore.pruneTarget`), and chains a `pruned_through` row that says so. With no upstream
     /// nothing is pruned. Returns the row pruned through, if any.
     @discardableResult
     public func prune(retainMs: Int64, nowMs: Int64) throws -> Int64? {
@@ -162,9 +186,9 @@ public final class AuditLog: Sendable {
         let footprint = try store.footprint()
         let anchor = try store.anchor()
         lastCheck.withLock { $0 = (footprint.bytes, anchor?.seq, covered) }
-        guard covered > 0, let old = try store.lastSeq(before: nowMs - retainMs),
-            let head = try store.newestHead(atOrBelow: min(old, covered)), head.seq > (anchor?.seq ?? 0)
-        else { return nil }
+        guard
+            let head = try store.pruneTarget(
+                retainMs: retainMs, nowWallMs: nowMs, bootID: bootID, nowMonoMs: Clock.monotonicNow().nanoseconds / 1_000_000), head.seq > (anchor?.seq ?? 0) else { return nil }
         writer.enqueue { connection in try AuditStore.prune(through: head.seq, sha256: head.sha256, atMs: nowMs, in: connection) }
         lastCheck.withLock { $0.prunedThrough = head.seq }
         record(
@@ -185,18 +209,19 @@ public final class AuditLog: Sendable {
             upstreamSeq: check.upstream > 0 ? check.upstream : nil, newestHeadSeq: head?.seq)
     }
 
-    /// Signs the current tip now (at a snapshot) and returns the head once it is durable.
+    /// Signs the chain's tip now (at a snapshot) and returns the head once it is durable.
     public func sealHead() async throws -> AuditHead? {
-        let head: AuditHead? = chain.withLock { chain in
-            guard chain.tip.seq > 0 else { return nil }
-            if let newest = chain.newestHead, newest.seq == chain.tip.seq { return newest }
-            guard let head = sign(chain.tip.seq, chain.tip.sha256, atMs: Clock.wallMilliseconds()) else { return nil }
-            chain.newestHead = head
-            writer.enqueue { connection in try AuditStore.appendHead(head, in: connection) }
-            return head
+        let sealed = Mutex<AuditHead?>(nil)
+        try await writer.write { [self] connection in
+            let (tip, newest) = chain.withLock { ($0.working, $0.workingHead) }
+            guard tip.seq > 0 else { return }
+            if let newest, newest.seq == tip.seq { return sealed.withLock { $0 = newest } }
+            guard let head = sign(tip.seq, tip.sha256, atMs: Clock.wallMilliseconds()) else { return }
+            try AuditStore.appendHead(head, in: connection)
+            chain.withLock { $0.workingHead = head }
+            sealed.withLock { $0 = head }
         }
-        try await writer.write { _ in }
-        return head
+        return sealed.withLock { $0 }
     }
 
     private func sign(_ seq: Int64, _ sha256: String, atMs: Int64) -> AuditHead? {

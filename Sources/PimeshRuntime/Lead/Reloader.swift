@@ -100,7 +100,14 @@ struct ReloadOnHangup: Service {
         try? await cancelWhenGracefulShutdown {
             for await _ in signals {
                 do {
-                    _ = try await reloader.reload(by: "SIGHUP")
+                    // Whoever sent the signal is not known: the row says how it came.
+                    if let audit = reloader.audit {
+                        _ = try await audit.audited(actor: "operator (SIGHUP)", kind: "reload", subject: "node") {
+                            try await reloader.reload(by: "SIGHUP")
+                        }
+                    } else {
+                        _ = try await reloader.reload(by: "SIGHUP")
+                    }
                 } catch {
                     reloader.logger.error("reload refused", metadata: ["by": "SIGHUP", "error": "\(error)"])
                 }

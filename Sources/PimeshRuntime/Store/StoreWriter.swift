@@ -52,6 +52,9 @@ public final class StoreWriter: Service, Sendable {
     /// Ends a gathering of background writes early when someone waits for a commit.
     private let durableArrived = Doorbell()
     private let statistics = Mutex(Stats())
+    /// Told after each batch whether it committed (the audit log moves its chain's tip only
+    /// then, so a batch lost to a failed commit leaves no gap).
+    private let batchListeners = Mutex<[@Sendable (_ committed: Bool) -> Void]>([])
     /// The writer's own thread: a commit blocks in fsync (hundreds of ms on an SD card) and must
     /// hold up neither the cooperative pool nor the thread pool that reads use.
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -103,6 +106,10 @@ public final class StoreWriter: Service, Sendable {
             return
         }
         wake.yield()
+    }
+
+    public func onBatchEnd(_ listener: @escaping @Sendable (_ committed: Bool) -> Void) {
+        batchListeners.withLock { $0.append(listener) }
     }
 
     public var stats: Stats {
@@ -171,9 +178,11 @@ public final class StoreWriter: Service, Sendable {
             }.value
         } catch {
             logger.error("store commit failed", metadata: ["error": "\(error)", "writes": "\(batch.count)"])
+            for listener in batchListeners.withLock({ $0 }) { listener(false) }
             for pending in batch { pending.waiter?.resume(throwing: error) }
             return
         }
+        for listener in batchListeners.withLock({ $0 }) { listener(true) }
         let elapsed = (Clock.monotonicNow() - started).milliseconds
         statistics.withLock {
             $0.commits += 1
