@@ -51,19 +51,6 @@ import Testing
         try runPimesh(["audit", "verify", "--data-dir", dataDir] + extra)
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// The Python verifier exactly as docs/audit.md shows it.
     static func pythonSnippet() throws -> String {
         let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -77,7 +64,7 @@ import Testing
     func python(_ database: String) throws -> (status: Int32, output: String) {
         let script = dataDir + "/verify.py"
         try Self.pythonSnippet().write(toFile: script, atomically: true, encoding: .utf8)
-        return try Self.run("/usr/bin/python3", [script, database])
+        return try runProcess("/usr/bin/python3", [script, database])
     }
 
     @Test func operatorActionsLeaveIntentAndOutcomeRowsAndVerifyNamesARowEditedWithSqlite3() throws {
@@ -126,10 +113,10 @@ import Testing
         #expect(pythonGood.status == 0 && pythonGood.output == "ok\n", "\(pythonGood.output)")
 
         // The triggers refuse an edit; verification does not rely on them.
-        let refusedEdit = try Self.run("/usr/bin/sqlite3", [database, "UPDATE audit_log SET body = 'phase=intent' WHERE seq = 3"])
+        let refusedEdit = try runProcess("/usr/bin/sqlite3", [database, "UPDATE audit_log SET body = 'phase=intent' WHERE seq = 3"])
         #expect(refusedEdit.status != 0)
         #expect(refusedEdit.output.contains("append-only"))
-        let edited = try Self.run(
+        let edited = try runProcess(
             "/usr/bin/sqlite3",
             [database, "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; UPDATE audit_log SET actor = 'nobody' WHERE seq = 3"])
         #expect(edited.status == 0, "\(edited.output)")
@@ -144,7 +131,7 @@ import Testing
         #expect(report["first_bad_seq"] as? Int == 3)
         #expect(report["ok"] as? Bool == false)
         // A deleted row is named too.
-        _ = try Self.run("/usr/bin/sqlite3", [database, "DELETE FROM audit_log WHERE seq = 6"])
+        _ = try runProcess("/usr/bin/sqlite3", [database, "DELETE FROM audit_log WHERE seq = 6"])
         #expect(try verify().output.contains("  row 6: missing"))
     }
 
@@ -241,7 +228,7 @@ import Testing
         let newestUpstream = try #require(
             (try JSONSerialization.jsonObject(with: Data(try verify(["--heads-from", coordinatorDir, "--json"]).output.utf8)) as? [String: Any])?[
                 "last_seq"] as? Int)
-        let cut = try Self.run(
+        let cut = try runProcess(
             "/usr/bin/sqlite3",
             [
                 dataDir + "/pimesh.db",

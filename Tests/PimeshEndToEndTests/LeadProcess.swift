@@ -147,8 +147,15 @@ func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) -> Bo
 func runPimesh(
     _ arguments: [String], timeout: TimeInterval = 30, directory: String? = nil, environment: [String: String]? = nil
 ) throws -> (status: Int32, output: String) {
+    try runProcess(LeadProcess.binary, arguments, directory: directory, environment: environment)
+}
+
+/// Runs any program to its end and returns its exit status and output (stdout and stderr).
+func runProcess(
+    _ executable: String, _ arguments: [String], directory: String? = nil, environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     if let environment { process.environment = environment }
