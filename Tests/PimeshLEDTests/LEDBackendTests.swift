@@ -116,7 +116,10 @@ func monotonicNow() -> Instant {
     }
 
     /// The same driver writing a fake sysfs tree: the brightness file changes when the pattern
-    /// says, within ± 20 ms, read back by polling the file every millisecond for 3 s.
+    /// says, read back by polling the file every millisecond for 3 s. The bound is 40 ms: the
+    /// shortest step of any pattern is 100 ms, so a wrong pattern is off by far more, while the
+    /// polling thread itself competes for the cores (a stressed fresh-clone `make test` saw
+    /// 20.08 ms against an earlier bound of 20 ms).
     @Test func sysfsBrightnessFollowsThePulse() async throws {
         // Brightness 1 before: neither value the driver writes, so only its writes are observed.
         let root = fakeLEDTree(["ACT": ("none [mmc0]", "1\n"), "PWR": ("none [default-on]", "1\n")])
@@ -145,7 +148,7 @@ func monotonicNow() -> Instant {
         let worst = try judge(
             observed.map { (led: $0.led, at: $0.at - origin, on: $0.on) }, patterns: patterns, from: .seconds(1), for: .seconds(3))
         print("sysfs LED timeline: worst error \(worst.milliseconds) ms over 3 s")
-        #expect(worst <= .milliseconds(20))
+        #expect(worst <= .milliseconds(40))
         #expect(contents(root + "/ACT/trigger") == "mmc0")
     }
 }
