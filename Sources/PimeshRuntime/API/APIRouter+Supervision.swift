@@ -115,22 +115,15 @@ extension APIRouter {
         _ action: () async throws -> T
     ) async throws -> T {
         guard let audit = state.audit else { return try await action() }
-        let intent: AuditLog.Intent
         do {
-            intent = try await audit.intent(actor: context.caller.label, kind: kind, subject: subject, details: details)
-        } catch {
-            throw APIError(status: .serviceUnavailable, message: "the audit log could not record this action, so it was not taken: \(error)")
-        }
-        do {
-            let result = try await action()
-            await audit.outcome(intent, result: "ok")
-            return result
-        } catch let refusal as APIError where refusal.status.code < 500 {
-            await audit.outcome(intent, result: "refused", details: [("error", refusal.message)])
-            throw refusal
-        } catch {
-            await audit.outcome(intent, result: "failed", details: [("error", "\(error)")])
-            throw error
+            return try await audit.audited(
+                actor: context.caller.label, kind: kind, subject: subject, details: details,
+                judge: { error in
+                    if let refusal = error as? APIError, refusal.status.code < 500 { return ("refused", refusal.message) }
+                    return ("failed", "\(error)")
+                }, action)
+        } catch let notTaken as AuditLog.IntentNotDurable {
+            throw APIError(status: .serviceUnavailable, message: notTaken.description)
         }
     }
 

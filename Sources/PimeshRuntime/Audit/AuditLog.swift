@@ -139,33 +139,45 @@ public final class AuditLog: Sendable {
         return Intent(seq: try await recordDurably(entry), entry: entry)
     }
 
-    /// The row after the action: `result` is `ok`, `refused` or `failed`.
-    public func outcome(_ intent: Intent, result: String, details: [(String, String)] = [], durable: Bool = true) async {
+    /// The row after the action: `result` is `ok`, `refused` or `failed`. Made durable before it
+    /// returns, so that an answer to the operator means both rows are on disk.
+    public func outcome(_ intent: Intent, result: String, details: [(String, String)] = []) async {
         let entry = AuditEntry(
             actor: intent.entry.actor, kind: intent.entry.kind, subject: intent.entry.subject,
             body: AuditBody.canonical([("phase", "outcome"), ("intent", String(intent.seq)), ("result", result)] + details))
-        if durable {
-            do {
-                try await recordDurably(entry)
-            } catch {
-                logger.error("audit outcome row not durable", metadata: ["intent": "\(intent.seq)", "error": "\(error)"])
-            }
-        } else {
-            record(entry)
+        do {
+            try await recordDurably(entry)
+        } catch {
+            logger.error("audit outcome row not durable", metadata: ["intent": "\(intent.seq)", "error": "\(error)"])
         }
     }
 
-    /// Runs `action` between a durable intent row and an outcome row.
+    /// The intent row could not be made durable, so the action was not taken.
+    public struct IntentNotDurable: Error, CustomStringConvertible {
+        public var underlying: any Error
+        public var description: String { "the audit log could not record this action, so it was not taken: \(underlying)" }
+    }
+
+    /// Runs `action` between a durable intent row and an outcome row. `judge` names a failure's
+    /// result (`refused` or `failed`) and its text; throws `IntentNotDurable` without acting
+    /// when the intent row cannot be written.
     public func audited<T>(
-        actor: String, kind: String, subject: String, details: [(String, String)] = [], _ action: () async throws -> T
+        actor: String, kind: String, subject: String, details: [(String, String)] = [],
+        judge: (any Error) -> (result: String, text: String) = { ("failed", "\($0)") }, _ action: () async throws -> T
     ) async throws -> T {
-        let intent = try await intent(actor: actor, kind: kind, subject: subject, details: details)
+        let intent: Intent
+        do {
+            intent = try await self.intent(actor: actor, kind: kind, subject: subject, details: details)
+        } catch {
+            throw IntentNotDurable(underlying: error)
+        }
         do {
             let result = try await action()
             await outcome(intent, result: "ok")
             return result
         } catch {
-            await outcome(intent, result: "failed", details: [("error", "\(error)")])
+            let verdict = judge(error)
+            await outcome(intent, result: verdict.result, details: [("error", verdict.text)])
             throw error
         }
     }
