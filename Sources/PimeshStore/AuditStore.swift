@@ -198,3 +198,28 @@ public struct AuditStore: Sendable {
         }
     }
 }
+
+extension AuditStore {
+    /// Left in a restored database by `pimesh snapshot restore`, which runs while no lead does
+    /// and so cannot append to the chain itself; the next lead chains a `snapshot_restored` row
+    /// from it and removes it in the same transaction.
+    public static let pendingRestoreKey = "audit_pending_restore"
+
+    public static func markRestored(databasePath: String, body: String) throws {
+        let database = try Database(path: databasePath)
+        try database.transaction { connection in
+            try connection.run(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [.text(pendingRestoreKey), .text(body)])
+        }
+    }
+
+    public func pendingRestore() throws -> String? {
+        try database.read { connection in
+            try connection.query("SELECT value FROM meta WHERE key = ?", [.text(Self.pendingRestoreKey)]) { $0.text(0) }.first
+        }
+    }
+
+    public static func clearPendingRestore(in connection: Connection) throws {
+        try connection.run("DELETE FROM meta WHERE key = ?", [.text(pendingRestoreKey)])
+    }
+}

@@ -164,6 +164,7 @@ struct AuditCommand: AsyncParsableCommand {
                     print("FAILED: \(report.rows) rows checked (\(span)\(pruned)); \(heads)")
                     for problem in report.problems { print("  " + problem) }
                 }
+                for restore in report.restores { print("note: " + restore) }
             }
             if !report.ok { throw ExitCode(1) }
         }

@@ -1,8 +1,10 @@
 import ArgumentParser
+import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
 import PimeshSnapshot
+import PimeshStore
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -151,6 +153,18 @@ struct SnapshotCommand: AsyncParsableCommand {
     }
 
     struct Restore: AsyncParsableCommand {
+        /// What the next lead's `snapshot_restored` audit row says (docs/audit.md).
+        static func auditBody(_ report: SnapshotVerifier.Report, file: String) -> String {
+            let manifest = report.manifest
+            return AuditBody.canonical([
+                ("snapshot_sequence", "\(manifest.sequence)"), ("snapshot_node", manifest.nodeID),
+                ("compressed_sha256", manifest.compressedSHA256), ("file", file),
+                ("audit_head_seq", manifest.auditHead.map { "\($0.seq)" } ?? "none"),
+                ("audit_head_sha256", manifest.auditHead?.sha256 ?? "none"),
+                ("restored_by_uid", "\(getuid())"), ("restored_at_ms", "\(Clock.wallMilliseconds())"),
+            ])
+        }
+
         static let configuration = CommandConfiguration(
             abstract: "Verify a snapshot and decompress it into DIR/pimesh.db, then check it with SQLite.",
             discussion: """
@@ -176,10 +190,13 @@ struct SnapshotCommand: AsyncParsableCommand {
                 let (report, integrity) = try SnapshotVerifier.restore(file, to: to, trustedKeys: try trust.keys()) { bar.show(bytes: $0) }
                 bar.finish()
                 guard integrity == "ok" else { throw CLIFailure("restored \(to)/pimesh.db, but SQLite's integrity check says: \(integrity)") }
+                try AuditStore.markRestored(databasePath: to + "/pimesh.db", body: Self.auditBody(report, file: file))
                 if json {
                     return print(#"{"ok": true, "database": "\#(to)/pimesh.db", "sequence": \#(report.manifest.sequence)}"#)
                 }
-                print("restored snapshot \(report.manifest.sequence) into \(to)/pimesh.db; integrity check ok")
+                print(
+                    "restored snapshot \(report.manifest.sequence) into \(to)/pimesh.db; integrity check ok; "
+                        + "the next lead on it records the restore in its audit log")
             } catch {
                 throw CLIFailure.report(error)
             }

@@ -241,4 +241,44 @@ import Testing
         #expect(caught.output.contains("the tail was cut"), "\(caught.output)")
         #expect(newestUpstream > prunedThrough + 1)
     }
+
+    /// A restore runs while no lead does: `snapshot restore` marks the database, and the next
+    /// lead chains one `snapshot_restored` row naming who restored which snapshot.
+    @Test func aRestoredSnapshotIsRecordedByTheNextLead() throws {
+        var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
+        let client = try lead.client()
+        _ = try client.post("/v1/snapshots", json: Array("{}".utf8))
+        let seqAtSnapshot = try #require(try rows().last?.seq)
+        for _ in 0..<3 { _ = try client.post("/v1/tokens/join/rotate", json: Array("{}".utf8)) }
+        #expect(lead.terminate() == 0)
+        let spool = dataDir + "/spool"
+        let manifest = try #require(try FileManager.default.contentsOfDirectory(atPath: spool).first { $0.hasSuffix(".json") })
+        let restored = dataDir + "/restored"
+        let restore = try runPimesh(["snapshot", "restore", spool + "/" + manifest, "--to", restored, "--data-dir", dataDir])
+        #expect(restore.status == 0, "\(restore.output)")
+        #expect(restore.output.contains("records the restore in its audit log"))
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dataDir + "/pimesh.db" + suffix) }
+        try FileManager.default.moveItem(atPath: restored + "/pimesh.db", toPath: dataDir + "/pimesh.db")
+
+        lead = try startLead()
+        #expect(eventually(timeout: 20) { try rows(["--kind", "snapshot_restored"]).count == 1 })
+        #expect(lead.terminate() == 0)
+        lead = try startLead()
+        #expect(lead.terminate() == 0)
+        let rowsAfter = try rows()
+        let restoredRows = rowsAfter.filter { $0.kind == "snapshot_restored" }
+        #expect(restoredRows.count == 1, "one row, however many leads start on the database")
+        let row = try #require(restoredRows.first)
+        #expect(row.actor == "operator (uid \(getuid()))")
+        #expect(row.fields["snapshot_sequence"] == row.subject)
+        #expect(Int(row.fields["audit_head_seq"] ?? "") ?? 0 > 0)
+        // The chain goes on from the snapshot: the rotations after it are gone.
+        #expect(rowsAfter.filter { $0.kind == "token_rotate" }.isEmpty)
+        #expect(row.seq > seqAtSnapshot - 5)
+        let mark = try runProcess("/usr/bin/sqlite3", [dataDir + "/pimesh.db", "SELECT count(*) FROM meta WHERE key = 'audit_pending_restore'"])
+        #expect(mark.output == "0\n")
+        let checked = try verify()
+        #expect(checked.status == 0, "\(checked.output)")
+        #expect(checked.output.contains("note: row \(row.seq): operator (uid \(getuid())) restored snapshot \(row.subject)"), "\(checked.output)")
+    }
 }

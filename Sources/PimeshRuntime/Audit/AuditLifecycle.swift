@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshStore
 import ServiceLifecycle
 
 /// The lead's own start and stop in the audit log, and what each agent is started with.
@@ -40,6 +41,19 @@ struct AuditLifecycle: Service {
                     ("version", PimeshRuntimeInfo.version), ("pid", "\(getpid())"), ("config", configFile ?? "none"),
                     ("config_sha256", digest),
                 ])))
+    }
+
+    /// A restore happened while no lead ran (`pimesh snapshot restore` marks the database); the
+    /// row names who restored what, and the mark goes in the same commit.
+    static func restored(_ audit: AuditLog, store: AuditStore) throws {
+        guard let marker = try store.pendingRestore() else { return }
+        let parsed = AuditBody.parse(marker)
+        let body = parsed == nil ? AuditBody.canonical([("unreadable_mark", marker)]) : marker
+        let fields = Dictionary(parsed ?? [], uniquingKeysWith: { (first: String, _: String) in first })
+        let actor = fields["restored_by_uid"].map { "operator (uid \($0))" } ?? "operator"
+        audit.record(
+            AuditEntry(actor: actor, kind: "snapshot_restored", subject: fields["snapshot_sequence"] ?? "", body: body),
+            alongside: { try AuditStore.clearPendingRestore(in: $0) })
     }
 
     /// What an agent runs as, for the audit: its command, arguments and the names (not the

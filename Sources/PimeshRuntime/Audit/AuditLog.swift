@@ -103,6 +103,15 @@ public final class AuditLog: Sendable {
         writer.enqueue { [self] connection in _ = try append(entry, in: connection) }
     }
 
+    /// Appends a row and runs `alongside` in the same transaction: the row and the change it
+    /// reports commit together or not at all.
+    public func record(_ entry: AuditEntry, alongside: @escaping @Sendable (Connection) throws -> Void) {
+        writer.enqueue { [self] connection in
+            _ = try append(entry, in: connection)
+            try alongside(connection)
+        }
+    }
+
     /// Appends a row and returns its seq once it is durable (`synchronous=FULL`): the waiter is
     /// the row's own write, so a row that failed is never reported durable.
     @discardableResult

@@ -19,6 +19,10 @@ public struct AuditVerification: Sendable {
         public var problems: [String]
         /// The first bad row, for scripts.
         public var firstBadSeq: Int64?
+        /// Restores from a snapshot found in the chain. Heads signed before a restore, past the
+        /// snapshot's own head, belong to the chain the restore replaced: against them the
+        /// restored chain shows a head mismatch or a cut, which these explain.
+        public var restores: [String]
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -53,9 +57,16 @@ public struct AuditVerification: Sendable {
         var walk = AuditVerifier.Walk(anchor: anchor, headSeqs: Set(heads.map(\.seq)), hash: AuditLog.sha256)
         var first: Int64?
         var last: Int64?
+        var restores: [String] = []
         try store.forEachRecord(from: (anchor?.seq ?? 0) + 1) { record in
             if first == nil { first = record.seq }
             last = record.seq
+            if record.kind == "snapshot_restored" {
+                let fields = Dictionary(AuditBody.parse(record.body) ?? [], uniquingKeysWith: { (first: String, _: String) in first })
+                restores.append(
+                    "row \(record.seq): \(record.actor) restored snapshot \(fields["snapshot_sequence"] ?? "?"), "
+                        + "whose audit head is row \(fields["audit_head_seq"] ?? "?")")
+            }
             walk.feed(record)
         }
         let findings = walk.finish(heads: heads) { head in
@@ -69,7 +80,8 @@ public struct AuditVerification: Sendable {
         } + problems
         return Report(
             ok: problems.isEmpty, rows: walk.rows, firstSeq: first, lastSeq: last, prunedThrough: pruned?.seq, localHeads: localHeads.count,
-            upstreamHeads: upstreamHeads.count, nodeKey: nodeKey, problems: problems, firstBadSeq: findings.first?.seq)
+            upstreamHeads: upstreamHeads.count, nodeKey: nodeKey, problems: problems, firstBadSeq: findings.first?.seq,
+            restores: restores)
     }
 
     /// Heads from `--heads-from`: a coordinator's directory (its index is read directly) or a

@@ -93,6 +93,7 @@ public struct Lead: Sendable {
         let nodeHealth = NodeHealth()
         let audit = try AuditLog.open(writer: writer, key: nodeKey, headEveryRows: Int64(config.audit.headEveryRows), logger: logger)
         AuditLifecycle.started(audit, configFile: config.configFile, configBytes: config.configFile.flatMap { try? FileIO.read(path: $0) })
+        try AuditLifecycle.restored(audit, store: AuditStore(database: database))
         let events = HealthEventLog(audit: audit)
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
