@@ -101,6 +101,20 @@ import Testing
         #expect(table.output.hasPrefix("SEQ"))
         #expect(table.output.split(separator: "\n").count == 6)
         #expect(try lead.statusJSON()["audit"] != nil)
+        // GET /v1/audit's bounds (docs/api.md): a 400 that names the parameter.
+        let oversized = [("limit=5001", "limit"), ("tail=0", "tail"), ("after=-1", "after"), ("kind=" + String(repeating: "k", count: 257), "kind")]
+        for (query, name) in oversized {
+            do {
+                _ = try client.get("/v1/audit?" + query)
+                Issue.record("\(query) was accepted")
+            } catch let error as LeadClient.APIError {
+                #expect(error.status == 400)
+                #expect(error.message.contains(name), "\(error.message)")
+            }
+        }
+        let page = try #require(try JSONSerialization.jsonObject(with: Data(try client.get("/v1/audit?limit=2"))) as? [String: Any])
+        #expect((page["records"] as? [Any])?.count == 2)
+        #expect(page["more"] as? Bool == true)
         #expect(lead.terminate() == 0)
 
         all = try rows(["--kind", "lead_stopped"])
