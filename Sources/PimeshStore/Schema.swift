@@ -155,5 +155,23 @@ public enum Schema {
             BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END
             """,
         ]),
+        // Incidents (docs/incidents.md): the book's state, so that a lead that starts again
+        // goes on with the open ones; resolved ones keep their post-mortem and travel in
+        // snapshots. The audit log holds every change; this table holds the current picture.
+        Migration(version: 6, statements: [
+            """
+            CREATE TABLE incidents (
+                id INTEGER PRIMARY KEY,
+                state TEXT NOT NULL,
+                severity INTEGER NOT NULL,
+                opened_ms INTEGER NOT NULL,
+                resolved_ms INTEGER,
+                body TEXT NOT NULL,
+                postmortem TEXT,
+                csv_row TEXT
+            )
+            """,
+            "CREATE INDEX incidents_open ON incidents (state) WHERE state != 'resolved'",
+        ]),
     ]
 }

@@ -124,11 +124,15 @@ import Testing
     @Test func ramAtThreeQuartersOfItsBudgetIsAnEarlyWarning() {
         #expect(causes(IncidentObservation(agents: [], agentsMemoryBytes: 750, ramBudgetBytes: 1000))["early_warning:ram"]?.severity == .sev4)
         #expect(causes(IncidentObservation(agents: [], agentsMemoryBytes: 749, ramBudgetBytes: 1000))["early_warning:ram"] == nil)
+        #expect(causes(IncidentObservation(agents: [], agentsMemoryBytes: 1000, ramBudgetBytes: 1000))["ram_over_budget"] == nil)
+        #expect(causes(IncidentObservation(agents: [], agentsMemoryBytes: 1001, ramBudgetBytes: 1000))["ram_over_budget"]?.severity == .sev2)
     }
 
     @Test func degradationAndIntegrity() {
-        #expect(causes(IncidentObservation(agents: [], degradation: .moderate))["degradation"]?.severity == .sev3)
-        #expect(causes(IncidentObservation(agents: [], degradation: .full))["degradation"] == nil)
+        #expect(causes(IncidentObservation(agents: agents(10, unhealthy: 0), degradation: .moderate))["degradation"]?.severity == .sev3)
+        #expect(causes(IncidentObservation(agents: agents(10, unhealthy: 0), degradation: .full))["degradation"] == nil)
+        // Fewer agents than the minimum sample: one restart moves the ratio, not the node.
+        #expect(causes(IncidentObservation(agents: agents(9, unhealthy: 0), degradation: .emergency))["degradation"] == nil)
         #expect(causes(IncidentObservation(agents: [], integrityFailures: [("store", "disk I/O error")]))["integrity:store"]?.severity == .sev1)
     }
 
@@ -180,6 +184,20 @@ import Testing
         #expect(resolved.map(\.entry.kind) == ["resolved"])
         #expect(resolved.first?.incident.state == .resolved)
         #expect(book.incidents.isEmpty)
+    }
+
+    @Test mutating func anAgentThatRestartsIsMitigatedOnlyOnceItIsHealthyAndDegradationJoinsItsIncident() {
+        var book = IncidentBook()
+        let degraded = IncidentTrigger(cause: "degradation", kind: .degradation, severity: .sev4, summary: "LIGHT", agents: ["a"])
+        _ = book.observe([down("a"), degraded], at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.count == 1)
+        #expect(book.incidents.first?.severity == .sev3)
+        #expect(Set(book.incidents.first?.causes ?? []) == ["agent_down:a", "degradation"])
+        advance(.milliseconds(100))
+        // Restarted, not heartbeating yet: neither down nor healthy.
+        #expect(book.observe([], recovering: ["a"], at: clock.now, wallMs: wallMs).isEmpty)
+        advance(.milliseconds(100))
+        #expect(book.observe([], recovering: ["b"], at: clock.now, wallMs: wallMs).map(\.entry.kind) == ["mitigated"])
     }
 
     @Test mutating func aRecurrenceReopensTheSameIncidentAndRestartsTheWindow() {

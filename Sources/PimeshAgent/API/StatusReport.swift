@@ -21,6 +21,8 @@ public struct StatusReport: Codable, Sendable {
     public var health: HealthReport?
     /// The audit log's size and pruning (docs/audit.md).
     public var audit: AuditStatus?
+    /// Open incidents, worst first (docs/incidents.md).
+    public var incidents: IncidentSummary?
 
     public struct AuditStatus: Codable, Sendable, Equatable {
         public var lastSeq: Int64

@@ -58,7 +58,9 @@ public struct Incident: Codable, Sendable, Equatable {
     }
 
     /// `INC-000042`, as seed 003's incident log names them.
-    public var name: String {
+    public var name: String { Self.name(id) }
+
+    public static func name(_ id: Int64) -> String {
         let digits = String(id)
         return "INC-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
     }

@@ -65,7 +65,9 @@ public struct IncidentBook: Sendable {
 
     // MARK: - Triggers
 
-    public mutating func observe(_ triggers: [IncidentTrigger], at now: Instant, wallMs: Int64) -> [Change] {
+    /// `recovering`: agents that are neither down nor healthy yet (restarted, not heartbeating
+    /// again); an incident holding one is not mitigated.
+    public mutating func observe(_ triggers: [IncidentTrigger], recovering: Set<String> = [], at now: Instant, wallMs: Int64) -> [Change] {
         var changes: [Change] = []
         let firing = Set(triggers.map(\.cause))
         pendingSince = pendingSince.filter { firing.contains($0.key) }
@@ -90,7 +92,10 @@ public struct IncidentBook: Sendable {
                 suppressed += 1
             }
         }
-        for index in incidents.indices where incidents[index].state == .open && !touched.contains(incidents[index].id) {
+        for index in incidents.indices
+        where incidents[index].state == .open && !touched.contains(incidents[index].id)
+            && !incidents[index].agents.contains(where: recovering.contains)
+        {
             incidents[index].state = .mitigated
             incidents[index].mitigatedMs = incidents[index].mitigatedMs ?? wallMs
             incidents[index].quietSince = now
@@ -213,12 +218,17 @@ public struct IncidentBook: Sendable {
 
     // MARK: - What the lead and operators do
 
-    /// An action taken on an incident's agents (a restart, a heal command, a migration): the
-    /// first one is the first response.
-    public mutating func noteAction(agent: String?, kind: String, detail: String, actor: String = "lead", wallMs: Int64) -> [Change] {
+    /// What happened to an incident's agent: an action the node took (`isResponse`: the first
+    /// is the first response) or what detection saw. `only` limits it to one incident.
+    public mutating func noteAction(
+        agent: String, kind: String, detail: String, actor: String = "lead", wallMs: Int64, isResponse: Bool = true, only: Int64? = nil
+    ) -> [Change] {
         var changes: [Change] = []
-        for index in incidents.indices where agent.map({ incidents[index].agents.contains($0) }) ?? true {
-            if incidents[index].firstResponseMs == nil { incidents[index].firstResponseMs = wallMs }
+        for index in incidents.indices where incidents[index].agents.contains(agent) && (only == nil || incidents[index].id == only) {
+            // What the node did before the incident opened is history, not a response to it.
+            if isResponse && incidents[index].firstResponseMs == nil && wallMs >= incidents[index].openedMs {
+                incidents[index].firstResponseMs = wallMs
+            }
             append(&incidents[index], IncidentTimelineEntry(atMs: wallMs, kind: kind, detail: detail, actor: actor), &changes)
         }
         return changes

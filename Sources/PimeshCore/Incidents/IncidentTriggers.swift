@@ -6,16 +6,20 @@ public struct IncidentObservation: Sendable {
         public var capabilities: [String]
         /// Failed (suspected, hung, looping, exited): `AgentCondition.isFailure`.
         public var down: Bool
-        /// Counted by the degradation level's healthy ratio (stopped, left, departed agents are
-        /// not agents here at all).
+        /// Alive and ready. An agent that restarts after a failure is neither down nor healthy
+        /// until it heartbeats again: its incident is not mitigated before that.
         public var healthy: Bool
+        /// Counted by the ratios (and the degradation level): not an agent in its start grace.
+        /// Stopped, frozen, left and departed agents are not in the observation at all.
+        public var counted: Bool
 
-        public init(name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool) {
+        public init(name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool, counted: Bool = true) {
             self.name = name
             self.critical = critical
             self.capabilities = capabilities
             self.down = down
             self.healthy = healthy
+            self.counted = counted
         }
     }
 
@@ -63,6 +67,7 @@ public struct IncidentTrigger: Sendable, Equatable {
         case earlyWarning = "early_warning"
         case integrity
         case degradation
+        case resources
     }
 
     public init(
@@ -130,8 +135,9 @@ public struct IncidentTriggers: Sendable {
                     summary: "\(criticalDown.count) critical agents are down", agents: criticalDown.map(\.name)))
         }
         triggers += uncoveredCapabilities(observation.agents)
-        let counted = observation.agents.count
-        let unhealthy = observation.agents.filter { !$0.healthy }
+        let countedAgents = observation.agents.filter(\.counted)
+        let counted = countedAgents.count
+        let unhealthy = countedAgents.filter { !$0.healthy }
         if counted >= settings.minimumSample, Double(unhealthy.count) / Double(counted) > settings.unhealthyAgentsRatio {
             triggers.append(
                 IncidentTrigger(
@@ -141,7 +147,12 @@ public struct IncidentTriggers: Sendable {
         triggers += taskTriggers(observation.outcomes, at: now)
         if let budget = observation.ramBudgetBytes, budget > 0, let used = observation.agentsMemoryBytes {
             let share = Double(used) / Double(budget)
-            if share >= settings.earlyWarningShare && share <= 1 {
+            if used > budget {
+                triggers.append(
+                    IncidentTrigger(
+                        cause: "ram_over_budget", kind: .resources, severity: .sev2,
+                        summary: "agents use \(used >> 20) MiB, over the \(budget >> 20) MiB RAM budget"))
+            } else if share >= settings.earlyWarningShare {
                 triggers.append(
                     IncidentTrigger(
                         cause: "early_warning:ram", kind: .earlyWarning, severity: .sev4,
@@ -151,11 +162,13 @@ public struct IncidentTriggers: Sendable {
         for (what, detail) in observation.integrityFailures {
             triggers.append(IncidentTrigger(cause: "integrity:\(what)", kind: .integrity, severity: .sev1, summary: "\(what): \(detail)"))
         }
-        if let severity = Self.severity(of: observation.degradation) {
+        // The level is a ratio of agents: on a node with a handful, one agent restarting moves it
+        // several levels, which the agent-down triggers already cover.
+        if counted >= settings.minimumSample, let severity = Self.severity(of: observation.degradation) {
             triggers.append(
                 IncidentTrigger(
                     cause: "degradation", kind: .degradation, severity: severity,
-                    summary: "the node is degraded to \(observation.degradation.rawValue)"))
+                    summary: "the node is degraded to \(observation.degradation.rawValue)", agents: unhealthy.map(\.name)))
         }
         return triggers
     }

@@ -36,7 +36,7 @@ public enum PostMortem {
             |------|-------|----|
 
             """
-        for entry in incident.timeline {
+        for entry in ordered(incident.timeline) {
             text += "| \(UTCTime.iso8601(epochMs: entry.atMs, milliseconds: true)) | \(entry.kind): \(cell(entry.detail)) | \(cell(entry.actor)) |\n"
         }
         if incident.timelineDropped > 0 { text += "| | \(incident.timelineDropped) entries dropped from the middle | |\n" }
@@ -48,18 +48,8 @@ public enum PostMortem {
             |--------|--------|---------------|-----|
 
             """
-        for timer in IncidentSLO.timers(severity: incident.severity, kind: incident.kind) {
-            let reachedMs: Int64? =
-                switch timer.milestone {
-                case .acknowledged: incident.acknowledgedMs
-                case .firstResponse: incident.firstResponseMs
-                case .rootCause: incident.rootCauseMs
-                case .mitigated: incident.mitigatedMs
-                case .resolved: incident.resolvedMs
-                }
-            let after = reachedMs.map { ms($0 - incident.openedMs) } ?? "not reached"
-            let met = reachedMs.map { Double($0 - incident.openedMs) <= timer.within.milliseconds } ?? false
-            text += "| \(timer.name) | \(IncidentBook.text(timer.within)) | \(after) | \(met ? "yes" : "no") |\n"
+        for row in targets(incident) {
+            text += "| \(row.name) | \(row.within) | \(row.after) | \(row.met) |\n"
         }
         text += """
 
@@ -93,6 +83,28 @@ public enum PostMortem {
 
             """
         return text
+    }
+
+    /// Each SLO timer of the incident: its target, when it was reached, whether in time.
+    public static func targets(_ incident: Incident) -> [(name: String, within: String, after: String, met: String)] {
+        IncidentSLO.timers(severity: incident.severity, kind: incident.kind).map { timer in
+            let reachedMs: Int64? =
+                switch timer.milestone {
+                case .acknowledged: incident.acknowledgedMs
+                case .firstResponse: incident.firstResponseMs
+                case .rootCause: incident.rootCauseMs
+                case .mitigated: incident.mitigatedMs
+                case .resolved: incident.resolvedMs
+                }
+            let met = reachedMs.map { Double($0 - incident.openedMs) <= timer.within.milliseconds ? "yes" : "no" } ?? (incident.state == .resolved ? "no" : "pending")
+            return (timer.name, IncidentBook.text(timer.within), reachedMs.map { ms($0 - incident.openedMs) } ?? "not reached", met)
+        }
+    }
+
+    /// By time, entries with one time in the order they were added (the fault and its
+    /// detection are added just after the incident opens, with their own earlier times).
+    public static func ordered(_ timeline: [IncidentTimelineEntry]) -> [IncidentTimelineEntry] {
+        timeline.enumerated().sorted { ($0.element.atMs, $0.offset) < ($1.element.atMs, $1.offset) }.map(\.element)
     }
 
     /// Seed 003's incident log: `Date,Incident ID,Severity,Type,Affected Repos,Duration (min),

@@ -15,6 +15,20 @@ public enum Severity: Int, CaseIterable, Codable, Sendable, Comparable, CustomSt
         guard let value = Self.allCases.first(where: { $0.description == name.uppercased() }) else { return nil }
         self = value
     }
+
+    /// As people write it, `"SEV2"`, in JSON too.
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Severity(name: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(text) is not SEV1…SEV4"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }
 
 /// Where an incident is: open until its causes stop firing (mitigated), resolved once they

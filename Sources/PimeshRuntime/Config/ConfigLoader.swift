@@ -25,7 +25,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit", "incidents"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -163,6 +163,11 @@ public enum ConfigLoader {
             if let flag = try supervision.bool("work_stealing") { config.supervision.workStealing = flag }
             if let root = try supervision.string("cgroup_root") { config.supervision.cgroupRoot = root }
             if let ms = try supervision.int("tick_ms", in: 10...1000) { config.supervision.tickMs = ms }
+        }
+        if let incidents = try root.section("incidents") {
+            try incidents.rejectUnknownKeys(allowed: ["observation_window_s", "mass_failure_sustain_s"])
+            if let s = try incidents.int("observation_window_s", in: 1...86_400) { config.incidents.observationWindowS = s }
+            if let s = try incidents.int("mass_failure_sustain_s", in: 0...3600) { config.incidents.massFailureSustainS = s }
         }
         if let audit = try root.section("audit") {
             try audit.rejectUnknownKeys(allowed: ["head_every_rows", "retain_days"])

@@ -22,6 +22,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var snapshots = Snapshots()
     public var upload = Upload()
     public var audit = Audit()
+    public var incidents = Incidents()
     public var logLevel = "info"
     /// A stopping lead gives its services this long to finish (agents stopped, polls answered,
     /// uploads aborted), then cancels them; the store's final commit comes after either way.
@@ -163,6 +164,14 @@ public struct LeadConfig: Sendable, Equatable {
         /// Where cgroup v2 is mounted; tests point it at a fake tree.
         public var cgroupRoot = "/sys/fs/cgroup"
         public var tickMs = 100
+    }
+
+    /// docs/incidents.md.
+    public struct Incidents: Sendable, Equatable {
+        /// Seed 003: quiet (no recurrence, task success at target) this long resolves an incident.
+        public var observationWindowS = 1800
+        /// Seed 003's `for: 5m` on the mass-failure rule.
+        public var massFailureSustainS = 300
     }
 
     /// docs/audit.md.

@@ -24,6 +24,13 @@ public struct Lead: Sendable {
 
     /// The agents' RAM budget: as configured, else 60 % of the Pi's memory (the lead, the OS and
     /// the page cache keep the rest); 0 turns it off.
+    static func incidentSettings(_ config: LeadConfig, directory: String) -> IncidentService.Settings {
+        var settings = IncidentService.Settings(directory: directory)
+        settings.book.observationWindow = .seconds(config.incidents.observationWindowS)
+        settings.triggers.massFailureSustain = .seconds(config.incidents.massFailureSustainS)
+        return settings
+    }
+
     static func ramBudget(configuredMB: Int?, memoryTotal: UInt64?) -> UInt64? {
         if let configuredMB { return configuredMB > 0 ? UInt64(configuredMB) << 20 : nil }
         return memoryTotal.map { $0 / 10 * 6 }
@@ -95,6 +102,11 @@ public struct Lead: Sendable {
         AuditLifecycle.started(audit, configFile: config.configFile, configBytes: config.configFile.flatMap { try? FileIO.read(path: $0) })
         try AuditLifecycle.restored(audit, store: AuditStore(database: database))
         let events = HealthEventLog(audit: audit)
+        let incidents = try IncidentService.open(
+            settings: Self.incidentSettings(config, directory: dataDir + "/incidents"), writer: writer, audit: audit,
+            nodeID: nodeKey.nodeID, logger: logger)
+        events.observe { kind, agent, detail, atMs in incidents.noteEvent(kind: kind, agent: agent, detail: detail, atMs: atMs) }
+        writer.onBatchEnd { committed in incidents.setIntegrity("store", failing: committed ? nil : "a store commit failed") }
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
         try conflicts.restore()
@@ -109,6 +121,9 @@ public struct Lead: Sendable {
                 workDatagrams: config.tasks.workDatagrams, linkStaleAfter: .milliseconds(config.heartbeat.staleAfterMs)),
             registry: registry,
             writer: writer, store: taskStore, kpis: kpis, metrics: metrics, conflicts: conflicts, logger: logger, health: nodeHealth)
+        tasks.reportOutcomes { capability, agent, succeeded, error in
+            incidents.recordOutcome(capability: capability, agent: agent, succeeded: succeeded, error: error)
+        }
         tasks.restoreTotals(try taskStore.totals())
         let unfinished = try taskStore.loadOpen()
         tasks.restore(unfinished)
@@ -140,6 +155,7 @@ public struct Lead: Sendable {
             AuditLifecycle.manifest(audit, manifest, change: "loaded")
         }
         state.supervisor = supervisor
+        state.incidents = incidents
         let reloader = Reloader(
             configFile: config.configFile, startupKeys: try config.configFile.map(Reloader.flattenedKeys(of:)) ?? [:],
             supervisor: supervisor, audit: audit, logger: logger)
@@ -158,7 +174,8 @@ public struct Lead: Sendable {
                 tick: .milliseconds(supervision.tickMs), unresponsiveRestartAfter: .milliseconds(supervision.healAfterMs),
                 workStealing: supervision.workStealing,
                 ramBudgetBytes: Self.ramBudget(configuredMB: supervision.ramBudgetMB, memoryTotal: node.latest.readings.memoryTotalBytes)),
-            registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger)
+            registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger,
+            incidents: incidents)
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil

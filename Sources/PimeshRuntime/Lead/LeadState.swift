@@ -25,6 +25,7 @@ final class LeadState: Sendable {
     let audit: AuditLog?
     let registrations: RegistrationGate
     private let supervisorSlot = Mutex<Supervisor?>(nil)
+    private let incidentsSlot = Mutex<IncidentService?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
     private let reloaderSlot = Mutex<Reloader?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
@@ -51,6 +52,12 @@ final class LeadState: Sendable {
         self.metrics = metrics
         self.startedAt = Clock.monotonicNow()
         registrations = RegistrationGate(maxRegistered: config.agents.maxRegistered, perSecond: config.agents.registrationsPerS, burst: config.agents.registrationBurst)
+    }
+
+    /// Set once by `Lead`.
+    var incidents: IncidentService? {
+        get { incidentsSlot.withLock { $0 } }
+        set { incidentsSlot.withLock { $0 = newValue } }
     }
 
     /// Set once by `Lead` with the supervisor.
@@ -122,6 +129,11 @@ final class LeadState: Sendable {
         report.tasks.longPolls = snapshot.longPolls
         report.health = healthReport(now: now)
         report.audit = audit?.status
+        if let incidents {
+            let times = incidents.meanTimes
+            report.incidents = IncidentSummary(
+                open: incidents.open, resolvedByThisLead: times.resolved, meanMitigateMs: times.mitigateMs, meanResolveMs: times.resolveMs)
+        }
         return report
     }
 

@@ -111,6 +111,23 @@ extension AgentRegistry {
         }
     }
 
+    /// Every agent the healthy ratio counts, as the incident triggers read them.
+    public func incidentView(at now: Instant, expected: Set<AgentID>, critical: Set<AgentID>) -> [IncidentObservation.Agent] {
+        state.withLock { state in
+            state.agents.compactMap { id, agent in
+                switch agent.health.condition {
+                case .frozen, .left, .departed, .stopped: return nil
+                case .unknown, .alive, .suspected, .hung, .looping, .exited: break
+                }
+                let healthy = agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready
+                return IncidentObservation.Agent(
+                    name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
+                    down: agent.health.condition.isFailure, healthy: healthy,
+                    counted: agent.health.countsForHealth(at: now, expected: expected.contains(id)))
+            }
+        }
+    }
+
     /// Live agents with `capability`, by name: the members of the orphan-migration ring.
     public func liveAgents(capability: String, at now: Instant) -> [(id: AgentID, name: String)] {
         state.withLock { state in

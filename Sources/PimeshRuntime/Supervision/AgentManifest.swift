@@ -34,6 +34,9 @@ public struct AgentManifest: Sendable, Equatable {
     var identity: ProcessIdentity?
     /// How long a stop waits after SIGTERM before SIGKILL; nil: `supervision.stop_timeout_s`.
     public var stopTimeout: Duration? = nil
+    /// One of the agents the node exists for: down alone it is a SEV2 incident, two of them
+    /// down together a SEV1 (docs/incidents.md).
+    public var critical = false
 
     public static func == (lhs: AgentManifest, rhs: AgentManifest) -> Bool {
         lhs.file == rhs.file && lhs.name == rhs.name && lhs.mode == rhs.mode && lhs.command == rhs.command && lhs.args == rhs.args
@@ -41,12 +44,12 @@ public struct AgentManifest: Sendable, Equatable {
             && lhs.agentClass == rhs.agentClass && lhs.capabilities == rhs.capabilities && lhs.restartPolicy == rhs.restartPolicy
             && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
             && lhs.healTimeout == rhs.healTimeout && lhs.user == rhs.user && lhs.group == rhs.group && lhs.groups == rhs.groups
-            && lhs.stopTimeout == rhs.stopTimeout
+            && lhs.stopTimeout == rhs.stopTimeout && lhs.critical == rhs.critical
     }
 
     static let keys: Set<String> = [
         "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
-        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s",
+        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s", "critical",
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
@@ -160,6 +163,7 @@ public struct AgentManifest: Sendable, Equatable {
             healCommand: healCommand, healTimeout: healTimeout, user: user, group: group, groups: groups)
         manifest.identity = identity
         if let seconds = try root.int("stop_timeout_s", in: 1...3600) { manifest.stopTimeout = .seconds(seconds) }
+        manifest.critical = try root.bool("critical") ?? false
         return manifest
     }
 

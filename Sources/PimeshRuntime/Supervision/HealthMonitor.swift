@@ -29,12 +29,14 @@ final class HealthMonitor: Service, Sendable {
     let health: NodeHealth
     let node: NodeState
     let logger: Logger
+    let incidents: IncidentService?
     private let memory = MemoryBudgetState()
 
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
-        health: NodeHealth, node: NodeState, logger: Logger
+        health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil
     ) {
+        self.incidents = incidents
         self.settings = settings
         self.registry = registry
         self.tasks = tasks
@@ -158,6 +160,12 @@ final class HealthMonitor: Service, Sendable {
                     + (memoryOver ? ", agents over the RAM budget" : "")
                     + (restrictions.isEmpty ? "" : "; " + restrictions.joined(separator: "; ")))
             logger.notice("degradation level", metadata: ["from": "\(previous.rawValue)", "to": "\(newLevel.rawValue)"])
+        }
+        if let incidents {
+            let snapshot = health.snapshot
+            incidents.observe(
+                agents: registry.incidentView(at: now, expected: expected, critical: supervisor.criticalAgents()), degradation: newLevel,
+                agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes, at: now)
         }
     }
 

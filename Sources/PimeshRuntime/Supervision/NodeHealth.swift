@@ -50,10 +50,16 @@ final class HealthEventLog: Sendable {
     static let coalesceWindow = 16
 
     private let audit: AuditLog?
+    /// Told of every event after it is kept: the incident engine's timelines.
+    private let observer = Mutex<(@Sendable (_ kind: String, _ agent: String?, _ detail: String, _ atMs: Int64) -> Void)?>(nil)
 
     init(capacity: Int = 2048, audit: AuditLog? = nil) {
         self.capacity = capacity
         self.audit = audit
+    }
+
+    func observe(_ body: @escaping @Sendable (_ kind: String, _ agent: String?, _ detail: String, _ atMs: Int64) -> Void) {
+        observer.withLock { $0 = body }
     }
 
     @discardableResult
@@ -65,6 +71,7 @@ final class HealthEventLog: Sendable {
             if let tier { details.append(("tier", tier.rawValue)) }
             audit.record(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
         }
+        defer { observer.withLock { $0 }?(kind, agent, detail, atMs) }
         return state.withLock { state in
             // The same event again as this agent's (or the node's) latest among the last few:
             // counted on the one already kept. Only the latest, so that an agent's history never

@@ -784,6 +784,11 @@ final class Supervisor: Service, Sendable {
         state.withLock { Set($0.agents.values.map(\.id)) }
     }
 
+    /// The agents whose manifests say `"critical": true`.
+    func criticalAgents() -> Set<AgentID> {
+        state.withLock { Set($0.agents.values.filter(\.manifest.critical).map(\.id)) }
+    }
+
     func isSupervised(_ id: AgentID) -> (name: String, mode: AgentManifest.Mode)? {
         state.withLock { state in
             state.agents.first { $0.value.id == id }.map { ($0.key, $0.value.manifest.mode) }

@@ -118,6 +118,19 @@ final class TaskService: Service, Sendable {
     let state = Mutex(State())
     /// The heartbeat socket, through which work datagrams leave.
     let outlet: DatagramOutlet
+    /// Told of every task that succeeded or failed (not conflicts: seed 001 says a conflict is
+    /// not a failure): the incident triggers' rates. Set once by `Lead`.
+    private let outcomeSink = Mutex<(@Sendable (_ capability: String, _ agent: String, _ succeeded: Bool, _ error: String?) -> Void)?>(nil)
+
+    func reportOutcomes(to sink: @escaping @Sendable (_ capability: String, _ agent: String, _ succeeded: Bool, _ error: String?) -> Void) {
+        outcomeSink.withLock { $0 = sink }
+    }
+
+    private func reportOutcome(_ row: TaskRow) {
+        guard row.state == .succeeded || row.state == .failed, let sink = outcomeSink.withLock({ $0 }) else { return }
+        let agent = row.agentID.flatMap { registry.name(of: $0) } ?? "none"
+        sink(row.capability, agent, row.state == .succeeded, row.error)
+    }
 
     init(
         settings: Settings, registry: AgentRegistry, writer: StoreWriter, store: TaskStore, kpis: KPIRecorder, metrics: LeadMetrics,
@@ -602,6 +615,7 @@ final class TaskService: Service, Sendable {
                 state.storedBytes += finished.storedBytes - original.row.storedBytes
             }
             if let conflictRecord, conflicts.applied(conflictRecord) { requeueInbox(of: conflictRecord.agentID) }
+            reportOutcome(finished)
             if let actual = finished.actualMs, let predicted = finished.predictedMs {
                 let succeeded = finished.state == .succeeded
                 registry.recordCompletion(
@@ -685,7 +699,7 @@ final class TaskService: Service, Sendable {
     /// Requeues expired leases, fails tasks out of attempts, and routes queued tasks.
     func tick(now: Instant) {
         var writes: [TaskRow] = []
-        var failed: [TaskState] = []
+        var failed: [TaskRow] = []
         state.withLock { state in
             retransmit(now: now, in: &state)
             let wallMs = Clock.wallMilliseconds()
@@ -707,7 +721,7 @@ final class TaskService: Service, Sendable {
                     state.open[id] = nil
                     remember(task.row, in: &state)
                     state.counters.finished[.failed, default: 0] += 1
-                    failed.append(.failed)
+                    failed.append(task.row)
                 } else {
                     task.row.state = .queued
                     task.row.agentID = nil
@@ -737,7 +751,10 @@ final class TaskService: Service, Sendable {
             state.queued = stillQueued
         }
         persist(writes)
-        for finishedState in failed { metrics.taskFinished(state: finishedState, after: nil) }
+        for row in failed {
+            metrics.taskFinished(state: row.state, after: nil)
+            reportOutcome(row)
+        }
     }
 
     /// A quarantined agent takes no new work: what waits in its inbox goes back to the queue.

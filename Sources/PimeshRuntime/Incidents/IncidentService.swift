@@ -1,0 +1,246 @@
+import Glibc
+import Logging
+import PimeshAgent
+import PimeshCore
+import PimeshStore
+import Synchronization
+
+/// The incident engine's shell (docs/incidents.md): feeds the core's triggers and book from the
+/// health tick, task outcomes and health events; stores every change (incidents table) and
+/// records it (audit log); writes the post-mortem and the incident-log row at resolution.
+final class IncidentService: Sendable {
+    struct Settings: Sendable {
+        var book = IncidentBook.Settings()
+        var triggers = IncidentTriggers.Settings()
+        /// Where post-mortems and incident_log.csv go, besides the database.
+        var directory: String
+    }
+
+    /// Health events that are the node acting on an agent: the first is an incident's first response.
+    static let responseKinds: Set<String> = [
+        "restart_scheduled", "restarted", "heal_command", "heal_command_finished", "orphans_migrated", "work_stolen",
+        "awaiting_operator", "started",
+    ]
+    /// Health events kept for an incident that opens just after them (its fault and detection).
+    static let recentEventCapacity = 128
+    static let detectionLookback: Int64 = 10_000
+
+    let settings: Settings
+    let triggers: IncidentTriggers
+    let writer: StoreWriter
+    let store: IncidentStore
+    let audit: AuditLog?
+    let nodeID: String
+    let logger: Logger
+    private let book: Mutex<IncidentBook>
+    private let outcomes = Mutex(TaskOutcomeWindow())
+    private let integrity = Mutex<[String: String]>([:])
+    private let recentEvents = Mutex<[(kind: String, agent: String, detail: String, atMs: Int64)]>([])
+    private let resolvedTimes = Mutex<(count: Int, mitigateMs: Int64, resolveMs: Int64)>((0, 0, 0))
+
+    private init(settings: Settings, book: IncidentBook, writer: StoreWriter, audit: AuditLog?, nodeID: String, logger: Logger) {
+        self.settings = settings
+        self.triggers = IncidentTriggers(settings: settings.triggers)
+        self.book = Mutex(book)
+        self.writer = writer
+        self.store = IncidentStore(database: writer.database)
+        self.audit = audit
+        self.nodeID = nodeID
+        self.logger = logger
+    }
+
+    /// Goes on with the incidents a previous lead left open.
+    static func open(settings: Settings, writer: StoreWriter, audit: AuditLog?, nodeID: String, logger: Logger) throws -> IncidentService {
+        let store = IncidentStore(database: writer.database)
+        var stored: [Incident] = []
+        for row in try store.open() {
+            do {
+                stored.append(try APICoding.decode(Incident.self, from: Array(row.body.utf8)))
+            } catch {
+                logger.error("incident \(row.id) in the store cannot be read; left as it is", metadata: ["error": "\(error)"])
+            }
+        }
+        let book = IncidentBook(
+            settings: settings.book, restoring: stored, nextID: try store.maxID() + 1, now: Clock.monotonicNow(),
+            wallMs: Clock.wallMilliseconds())
+        if !stored.isEmpty { logger.notice("open incidents carried over", metadata: ["incidents": "\(stored.count)"]) }
+        return IncidentService(settings: settings, book: book, writer: writer, audit: audit, nodeID: nodeID, logger: logger)
+    }
+
+    // MARK: - Inputs
+
+    func recordOutcome(capability: String, agent: String, succeeded: Bool, error: String?) {
+        let now = Clock.monotonicNow()
+        outcomes.withLock { $0.record(capability: capability, agent: agent, succeeded: succeeded, error: error, at: now) }
+    }
+
+    /// A store, audit or snapshot integrity problem (`detail`), or its end (nil).
+    func setIntegrity(_ what: String, failing detail: String?) {
+        integrity.withLock { $0[what] = detail }
+    }
+
+    func noteEvent(kind: String, agent: String?, detail: String, atMs: Int64) {
+        guard let agent else { return }
+        recentEvents.withLock { events in
+            events.append((kind, agent, detail, atMs))
+            if events.count > Self.recentEventCapacity { events.removeFirst(events.count - Self.recentEventCapacity) }
+        }
+        let changes = book.withLock { book in
+            guard book.incidents.contains(where: { $0.agents.contains(agent) }) else { return [IncidentBook.Change]() }
+            return book.noteAction(agent: agent, kind: kind, detail: detail, wallMs: atMs, isResponse: Self.responseKinds.contains(kind))
+        }
+        apply(changes)
+    }
+
+    /// One health tick's worth of state.
+    func observe(
+        agents: [IncidentObservation.Agent], degradation: DegradationLevel, agentsMemoryBytes: UInt64?, ramBudgetBytes: UInt64?,
+        at now: Instant
+    ) {
+        let wallMs = Clock.wallMilliseconds()
+        let observation = IncidentObservation(
+            agents: agents, outcomes: outcomes.withLock { $0 }, degradation: degradation, agentsMemoryBytes: agentsMemoryBytes,
+            ramBudgetBytes: ramBudgetBytes, integrityFailures: integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } })
+        let fired = triggers.evaluate(observation, at: now)
+        let recent = recentEvents.withLock { $0 }
+        let changes = book.withLock { book in
+            let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
+            var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
+            // What led to a new incident: the agents' events of the last few seconds.
+            for change in changes where change.entry.kind == "opened" {
+                for event in recent where change.incident.agents.contains(event.agent) && wallMs - event.atMs <= Self.detectionLookback {
+                    changes += book.noteAction(
+                        agent: event.agent, kind: event.kind, detail: event.detail, wallMs: event.atMs,
+                        isResponse: Self.responseKinds.contains(event.kind), only: change.incident.id)
+                }
+            }
+            return changes + book.tick(at: now, wallMs: wallMs)
+        }
+        apply(changes)
+    }
+
+    // MARK: - Operators
+
+    enum Command {
+        case acknowledge
+        case note(String)
+        case resolve(String)
+        case severity(Severity)
+    }
+
+    func run(_ command: Command, on id: Int64, by actor: String) throws(IncidentBook.NotFound) -> Incident {
+        let now = Clock.monotonicNow()
+        let wallMs = Clock.wallMilliseconds()
+        let change = try book.withLock { book throws(IncidentBook.NotFound) in
+            switch command {
+            case .acknowledge: try book.acknowledge(id, by: actor, at: now, wallMs: wallMs)
+            case .note(let text): try book.note(id, text: text, by: actor, at: now, wallMs: wallMs)
+            case .resolve(let reason): try book.resolve(id, by: actor, reason: reason, wallMs: wallMs)
+            case .severity(let severity): try book.setSeverity(id, to: severity, by: actor, at: now, wallMs: wallMs)
+            }
+        }
+        apply([change])
+        return change.incident
+    }
+
+    // MARK: - Reading
+
+    var open: [Incident] {
+        book.withLock { $0.incidents }
+    }
+
+    var suppressed: Int {
+        book.withLock { $0.suppressed }
+    }
+
+    var highestOpenSeverity: Severity? {
+        book.withLock { $0.highestOpenSeverity }
+    }
+
+    /// An open incident from the book, else a resolved one from the store.
+    func incident(_ id: Int64) throws -> (Incident, postmortem: String?)? {
+        if let open = book.withLock({ $0.incident(id) }) { return (open, nil) }
+        guard let row = try store.row(id: id) else { return nil }
+        return (try APICoding.decode(Incident.self, from: Array(row.body.utf8)), row.postmortem)
+    }
+
+    func recent(limit: Int, beforeID: Int64) throws -> [Incident] {
+        let openNow = book.withLock { $0.incidents }
+        return try store.recent(limit: limit, beforeID: beforeID).compactMap { row in
+            if let live = openNow.first(where: { $0.id == row.id }) { return live }
+            return try? APICoding.decode(Incident.self, from: Array(row.body.utf8))
+        }
+    }
+
+    func logCSV() throws -> String {
+        ([PostMortem.csvHeader] + (try store.csvRows())).joined(separator: "\n") + "\n"
+    }
+
+    /// Mean milliseconds from detection to mitigation and to resolution, over the incidents
+    /// this lead resolved.
+    var meanTimes: (resolved: Int, mitigateMs: Double?, resolveMs: Double?) {
+        resolvedTimes.withLock { times in
+            guard times.count > 0 else { return (0, nil, nil) }
+            return (times.count, Double(times.mitigateMs) / Double(times.count), Double(times.resolveMs) / Double(times.count))
+        }
+    }
+
+    // MARK: - Carrying changes out
+
+    private func apply(_ changes: [IncidentBook.Change]) {
+        guard !changes.isEmpty else { return }
+        var latest: [Int64: Incident] = [:]
+        for change in changes {
+            latest[change.incident.id] = change.incident
+            let incident = change.incident
+            audit?.record(
+                AuditEntry(
+                    actor: change.entry.actor, kind: "incident_" + change.entry.kind, subject: incident.name,
+                    body: AuditBody.canonical([
+                        ("severity", "\(incident.severity)"), ("state", incident.state.rawValue), ("detail", change.entry.detail),
+                    ])))
+            logger.notice(
+                "incident \(change.entry.kind)",
+                metadata: ["incident": "\(incident.name)", "severity": "\(incident.severity)", "detail": "\(change.entry.detail)"])
+        }
+        for incident in latest.values.sorted(by: { $0.id < $1.id }) {
+            guard let body = try? APICoding.encode(incident) else { continue }
+            let text = String(decoding: body, as: UTF8.self)
+            writer.enqueue { connection in
+                try IncidentStore.save(
+                    id: incident.id, state: incident.state, severity: incident.severity, openedMs: incident.openedMs,
+                    resolvedMs: incident.resolvedMs, body: text, in: connection)
+            }
+            if incident.state == .resolved { writeUp(incident) }
+        }
+    }
+
+    private func writeUp(_ incident: Incident) {
+        let markdown = PostMortem.markdown(incident, nodeID: nodeID)
+        let row = PostMortem.csvRow(incident)
+        writer.enqueue { connection in try IncidentStore.saveWriteUp(id: incident.id, postmortem: markdown, csvRow: row, in: connection) }
+        resolvedTimes.withLock { times in
+            times.count += 1
+            times.mitigateMs += (incident.mitigatedMs ?? incident.resolvedMs ?? incident.openedMs) - incident.openedMs
+            times.resolveMs += (incident.resolvedMs ?? incident.openedMs) - incident.openedMs
+        }
+        do {
+            try FileIO.makeDirectories(settings.directory, mode: 0o700)
+            try FileIO.writeAtomically(path: settings.directory + "/\(incident.name).md", bytes: Array(markdown.utf8), mode: 0o600)
+            try Self.appendLine(row, header: PostMortem.csvHeader, to: settings.directory + "/incident_log.csv")
+        } catch {
+            logger.error("post-mortem not written to \(settings.directory) (it is in the database)", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private static func appendLine(_ line: String, header: String, to path: String) throws {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileIO.Failure(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var stats = stat()
+        let isNew = fstat(fd, &stats) == 0 && stats.st_size == 0
+        let bytes = Array(((isNew ? header + "\n" : "") + line + "\n").utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw FileIO.Failure(path: path, operation: "write", errno: errno) }
+    }
+}
