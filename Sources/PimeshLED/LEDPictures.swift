@@ -23,7 +23,7 @@ public enum LEDPictures {
             (
                 "alerts.svg",
                 LEDTimelineSVG.render(
-                    title: "alert: N blinks, then 1.5 s dark, for the most severe condition",
+                    title: "alert: N blinks, then 1.5 s dark, for the highest open incident severity SEVN",
                     rows: LEDAlert.allCases.map { ("\($0.blinks) \($0.name)", LEDPatterns.alert($0), "#c8262b") },
                     span: .seconds(8))
             ),

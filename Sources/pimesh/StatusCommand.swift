@@ -118,6 +118,17 @@ struct StatusCommand: AsyncParsableCommand {
             for refused in health.refusedManifests { lines.append("refused     \(refused)") }
             for warning in health.warnings { lines.append("warning     \(warning)") }
         }
+        if let incidents = report.incidents {
+            if incidents.open == 0 {
+                lines.append("incidents   none open")
+            } else {
+                lines.append("incidents   \(incidents.open) open, highest \(incidents.highestSeverity.map { "\($0)" } ?? "-")   (pimesh incidents)")
+                for brief in incidents.incidents.prefix(5) {
+                    let marks = (brief.acknowledged ? "" : ", not acknowledged") + (brief.breaches.isEmpty ? "" : ", missed: " + brief.breaches.joined(separator: ","))
+                    lines.append("            \(brief.name) \(brief.severity) \(brief.state.rawValue)\(marks): \(brief.title)")
+                }
+            }
+        }
         if let audit = report.audit {
             let pruning = audit.upstreamSeq == nil
                 ? "not pruning: no snapshot reached upstream yet"

@@ -270,6 +270,30 @@ import Testing
     }
 }
 
+@Suite struct UnreportedFailureTests {
+    /// An exit, an immediate restart and a heartbeat, all between two health ticks: the tick
+    /// still reports the exit, then the return.
+    @Test func anExitOverBeforeATickIsStillReported() {
+        var health = AgentHealth()
+        var clock = ManualClock(start: .seconds(100))
+        health.started(at: clock.now, restart: false)
+        health.heartbeat(at: clock.now, progress: 1)
+        _ = health.evaluate(at: clock.now, busy: false, process: .running)
+        clock.advance(by: .milliseconds(10))
+        health.exited(at: clock.now, reason: "pid 7 killed by signal 9")
+        health.started(at: clock.now, restart: true)
+        clock.advance(by: .milliseconds(20))
+        health.heartbeat(at: clock.now, progress: 1)
+        clock.advance(by: .milliseconds(50))
+        let missed = health.takeUnreportedFailure()
+        #expect(missed?.from == .alive)
+        #expect(missed?.to == .exited)
+        #expect(missed?.reason == "pid 7 killed by signal 9")
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running).map { ($0.from, $0.to) } ?? (.unknown, .unknown) == (.exited, .alive))
+        #expect(health.takeUnreportedFailure() == nil)
+    }
+}
+
 @Suite struct RecoveryTests {
     @Test func backoffDoublesAndResetsAfterAStablePeriod() {
         var backoff = RestartBackoff()
@@ -278,10 +302,11 @@ import Testing
             let started = Instant.seconds(Int64(index * 100))
             delays.append(backoff.delayAfterExit(startedAt: started, exitedAt: started + .seconds(1)).milliseconds)
         }
-        #expect(delays == [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000, 30_000])
-        // Ran 10 s: stable, back to the first delay.
-        #expect(backoff.delayAfterExit(startedAt: .seconds(5000), exitedAt: .seconds(5010)).milliseconds == 100)
-        #expect(backoff.delayAfterExit(startedAt: .seconds(6000), exitedAt: .seconds(6009)).milliseconds == 200)
+        // The first exit restarts at once (seed 002: force restart, bypass cooldown).
+        #expect(delays == [0, 100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000])
+        // Ran 10 s: stable, at once again; a crash 9 s after that start is not stable.
+        #expect(backoff.delayAfterExit(startedAt: .seconds(5000), exitedAt: .seconds(5010)).milliseconds == 0)
+        #expect(backoff.delayAfterExit(startedAt: .seconds(6000), exitedAt: .seconds(6009)).milliseconds == 100)
     }
 
     @Test func restartPolicies() {

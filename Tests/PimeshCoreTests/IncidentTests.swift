@@ -256,6 +256,9 @@ import Testing
         let lowered = try book.setSeverity(incident.id, to: .sev3, by: "operator (uid 0)", at: clock.now, wallMs: wallMs)
         #expect(lowered.incident.severity == .sev3)
         #expect(lowered.entry.actor == "operator (uid 0)")
+        // The causes the operator judged keep firing: the severity stays where the operator put it.
+        _ = book.observe([down("a", critical: true), critical], at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.first?.severity == .sev3)
     }
 
     @Test mutating func aSustainedCauseOpensOnlyAfterItsSustain() {

@@ -27,7 +27,7 @@ import Testing
 
     @Test func aStoppedLeadShowsNothing() {
         for role in LEDRole.allCases {
-            #expect(LEDPatterns.pattern(for: role, LEDStatus(alive: false, level: .emergency, alert: .quarantine)) == .off)
+            #expect(LEDPatterns.pattern(for: role, LEDStatus(alive: false, level: .emergency, alert: .sev1)) == .off)
         }
         #expect(LEDPattern.off.nextChange(after: .zero) == nil)
         #expect(LEDPattern.off.transitions(to: .seconds(5)).count == 1)
@@ -51,7 +51,7 @@ import Testing
             // Each blink 200 ms, 300 ms apart, then 1.5 s dark.
             #expect(pattern.period == .milliseconds(500 * alert.blinks + 1500))
         }
-        let three = LEDPatterns.alert(.agentFailed)
+        let three = LEDPatterns.alert(.sev3)
         #expect(three.transitions(to: .seconds(3)).map(\.at).prefix(6) == [
             .zero, .milliseconds(200), .milliseconds(500), .milliseconds(700), .milliseconds(1000), .milliseconds(1200),
         ])
@@ -60,7 +60,7 @@ import Testing
     }
 
     @Test func theMostSevereConditionWins() {
-        #expect(LEDStatus.mostSevere([.kpiMissed, .agentsSilent, .nodeStrained]) == .nodeStrained)
+        #expect(LEDStatus.mostSevere([.sev4, .sev3, .sev2]) == .sev2)
         #expect(LEDStatus.mostSevere([]) == nil)
     }
 

@@ -81,7 +81,7 @@ func monotonicNow() -> Instant {
     @Test func simTimelineMatchesThePatternsOverTenSeconds() async throws {
         let sim = SimulatedLEDBackend(leds: 3, now: monotonicNow)
         let assignments = LEDRole.allCases.map { LEDDriver.Assignment(name: $0.rawValue, role: $0) }
-        let status = LEDStatus(alive: true, level: .moderate, alert: .agentsSilent)
+        let status = LEDStatus(alive: true, level: .moderate, alert: .sev4)
         let driver = LEDDriver(
             backend: sim, assignments: assignments, logger: Logger(label: "test"), now: monotonicNow, status: { status })
         let run = Task(executorPreference: ThreadExecutor()) { try await driver.drive() }
@@ -102,7 +102,7 @@ func monotonicNow() -> Instant {
         let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
         let driver = LEDDriver(
             backend: backend, assignments: [.init(name: "ACT", role: .liveness), .init(name: "PWR", role: .alert)],
-            logger: Logger(label: "test"), now: monotonicNow, status: { LEDStatus(alive: true, alert: .quarantine) })
+            logger: Logger(label: "test"), now: monotonicNow, status: { LEDStatus(alive: true, alert: .sev1) })
         let run = Task { try await driver.run() }
         try await Task.sleep(for: .milliseconds(150))
         #expect(contents(root + "/ACT/trigger") == "none")
@@ -124,7 +124,7 @@ func monotonicNow() -> Instant {
         // Brightness 1 before: neither value the driver writes, so only its writes are observed.
         let root = fakeLEDTree(["ACT": ("none [mmc0]", "1\n"), "PWR": ("none [default-on]", "1\n")])
         let backend = try SysfsLEDBackend(root: root, names: SysfsLEDBackend.onboardCandidates)
-        let status = LEDStatus(alive: true, alert: .nodeStrained)
+        let status = LEDStatus(alive: true, alert: .sev2)
         let assignments = [LEDDriver.Assignment(name: "ACT", role: .liveness), .init(name: "PWR", role: .alert)]
         let driver = LEDDriver(backend: backend, assignments: assignments, logger: Logger(label: "test"), now: monotonicNow, status: { status })
         let start = monotonicNow()

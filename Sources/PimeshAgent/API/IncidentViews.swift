@@ -21,6 +21,9 @@ public struct IncidentList: Codable, Sendable {
 public struct IncidentSummary: Codable, Sendable, Equatable {
     public var open: Int
     public var highestSeverity: Severity?
+    /// Open incidents per severity, `"SEV1"`…`"SEV4"`.
+    public var openBySeverity: [String: Int]
+    /// The 20 worst open incidents, worst and newest first.
     public var incidents: [Brief]
     public var resolvedByThisLead: Int
     public var meanMitigateMs: Double?
@@ -51,6 +54,7 @@ public struct IncidentSummary: Codable, Sendable, Equatable {
     public init(open: [Incident], resolvedByThisLead: Int, meanMitigateMs: Double?, meanResolveMs: Double?) {
         self.open = open.count
         highestSeverity = open.map(\.severity).max()
+        openBySeverity = Dictionary(grouping: open, by: { "\($0.severity)" }).mapValues(\.count)
         incidents = open.sorted { ($0.severity, $1.id) > ($1.severity, $0.id) }.prefix(20).map(Brief.init)
         self.resolvedByThisLead = resolvedByThisLead
         self.meanMitigateMs = meanMitigateMs

@@ -62,6 +62,10 @@ public struct AgentHealth: Sendable, Equatable {
     public private(set) var breaker: CircuitBreaker
     public private(set) var canary: CanaryRamp?
     private var reported: AgentCondition = .unknown
+    /// A failure the agent left before a health tick reported it (an exit followed by an
+    /// immediate restart and a heartbeat): still reported, so that the exit reaches the event
+    /// log, the audit log, the group breaker and the incident engine.
+    private var unreportedFailure: Change?
     private var startedAt: Instant?
     private var busy = false
     private var lastProgress: UInt64 = 0
@@ -169,6 +173,12 @@ public struct AgentHealth: Sendable, Equatable {
         return Change(from: reported, to: condition, since: since, reason: reason)
     }
 
+    /// The failure that was over before a tick could report it, once.
+    public mutating func takeUnreportedFailure() -> Change? {
+        defer { unreportedFailure = nil }
+        return unreportedFailure
+    }
+
     /// The canary step of the health tick; returns the new stage when it moved.
     public mutating func evaluateCanary(at now: Instant, utilisation: Double, queueLatencyMs: Double, mayAdvance: Bool) -> Int? {
         guard var ramp = canary, condition == .alive else { return nil }
@@ -255,6 +265,10 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     private mutating func set(_ condition: AgentCondition, at now: Instant, reason: String) {
+        if self.condition.isFailure, self.condition != condition, reported != self.condition, let since {
+            unreportedFailure = Change(from: reported, to: self.condition, since: since, reason: self.reason)
+            reported = self.condition
+        }
         if condition != .hung && condition != .looping { stuckAt = nil }
         self.condition = condition
         since = now

@@ -42,6 +42,9 @@ public struct Incident: Codable, Sendable, Equatable {
     /// SLO timers missed, by name (docs/incidents.md).
     public var breaches: [String]
     public var recurrences: Int
+    /// When an operator set the severity: what the triggers had made it. Only a trigger worse
+    /// than that raises it again (the operator judged what was already known).
+    public var severityBeforeOperator: Severity?
     public var timeline: [IncidentTimelineEntry]
     /// Entries dropped from the middle of a long timeline (the first one always stays).
     public var timelineDropped: Int
@@ -54,7 +57,7 @@ public struct Incident: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, severity, kind, title, causes, agents, capabilities, state
         case openedMs, acknowledgedMs, acknowledgedBy, firstResponseMs, rootCause, rootCauseMs, mitigatedMs, resolvedMs, resolvedBy
-        case lastUpdateMs, quietSinceMs, escalation, breaches, recurrences, timeline, timelineDropped
+        case lastUpdateMs, quietSinceMs, escalation, breaches, recurrences, severityBeforeOperator, timeline, timelineDropped
     }
 
     /// `INC-000042`, as seed 003's incident log names them.

@@ -141,7 +141,7 @@ public struct IncidentBook: Sendable {
         for capability in trigger.capabilities where !incident.capabilities.contains(capability) && incident.capabilities.count < settings.maxAgents {
             incident.capabilities.append(capability)
         }
-        if trigger.severity > incident.severity {
+        if trigger.severity > max(incident.severity, incident.severityBeforeOperator ?? incident.severity) {
             let from = incident.severity
             incident.severity = trigger.severity
             // The worst cause names the incident.
@@ -258,6 +258,7 @@ public struct IncidentBook: Sendable {
     public mutating func setSeverity(_ id: Int64, to severity: Severity, by actor: String, at now: Instant, wallMs: Int64) throws(NotFound) -> Change {
         try change(id) { [limit = settings.maxTimeline] incident, changes in
             let from = incident.severity
+            incident.severityBeforeOperator = max(incident.severityBeforeOperator ?? from, from)
             incident.severity = severity
             Self.update(&incident, now: now, wallMs: wallMs)
             Self.append(&incident, IncidentTimelineEntry(atMs: wallMs, kind: "severity", detail: "\(from) → \(severity) by \(actor)", actor: actor), &changes, limit: limit)

@@ -31,6 +31,16 @@ public struct IncidentObservation: Sendable {
     public var ramBudgetBytes: UInt64?
     /// Store, audit or snapshot integrity failures, disk full: `(what, detail)`.
     public var integrityFailures: [(String, String)]
+    /// Supervised agents whose restarts were given up: they wait for `pimesh heal`.
+    public var givenUp: [String] = []
+    /// Agents held out of routing after a critical conflict.
+    public var quarantined: [String] = []
+    /// Agents that report CONFLICT (seed 001: not a failure, but not work either).
+    public var conflicting: [String] = []
+    /// The node's own impedance score (0–1000).
+    public var nodeScore: Int?
+    /// Coordination KPIs missing their seed targets.
+    public var missedKPIs: [String] = []
 
     public init(
         agents: [Agent], outcomes: TaskOutcomeWindow = TaskOutcomeWindow(), degradation: DegradationLevel = .full,
@@ -68,6 +78,7 @@ public struct IncidentTrigger: Sendable, Equatable {
         case integrity
         case degradation
         case resources
+        case conflict
     }
 
     public init(
@@ -102,6 +113,8 @@ public struct IncidentTriggers: Sendable {
         public var massFailureGroups = 3
         public var massFailureGroupRatio = 0.5
         public var massFailureSustain = Duration.seconds(300)
+        /// Seed 001: a node score above this is degraded.
+        public var strainedNodeScore = 800
         /// SEV4: a KPI at this share of its limit (seed 004's "75 % of SLO limit").
         public var earlyWarningShare = 0.75
         /// 75 % of the 1 % error budget, as a failing share (written out: computed, it would sit
@@ -126,6 +139,34 @@ public struct IncidentTriggers: Sendable {
                     cause: "agent_down:\(agent.name)", kind: .agentDown, severity: agent.critical ? .sev2 : .sev3,
                     summary: "agent \(agent.name) is down" + (agent.critical ? " (critical)" : ""), agents: [agent.name],
                     capabilities: agent.capabilities))
+        }
+        for name in observation.givenUp {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "agent_down:\(name)", kind: .agentDown, severity: .sev2,
+                    summary: "\(name)'s restarts were given up; it waits for `pimesh heal \(name)`", agents: [name]))
+        }
+        for name in observation.quarantined {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "quarantined:\(name)", kind: .conflict, severity: .sev2,
+                    summary: "\(name) is quarantined after a critical conflict", agents: [name]))
+        }
+        if !observation.conflicting.isEmpty {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "agents_in_conflict", kind: .conflict, severity: .sev4,
+                    summary: "\(observation.conflicting.count) agent(s) report CONFLICT", agents: observation.conflicting))
+        }
+        if let score = observation.nodeScore, score > settings.strainedNodeScore {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "node_strained", kind: .resources, severity: .sev3,
+                    summary: "the node's impedance score is \(score), above \(settings.strainedNodeScore): heat, memory, CPU or I/O"))
+        }
+        for kpi in observation.missedKPIs {
+            triggers.append(
+                IncidentTrigger(cause: "kpi_missed:\(kpi)", kind: .earlyWarning, severity: .sev4, summary: "\(kpi) misses its seed target"))
         }
         let criticalDown = down.filter(\.critical)
         if criticalDown.count >= 2 {

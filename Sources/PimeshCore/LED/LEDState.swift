@@ -8,35 +8,23 @@ public enum LEDRole: String, CaseIterable, Sendable, Codable {
     case alert
 }
 
-/// Conditions shown as blink codes: N short blinks, a long pause. Fewer blinks are more severe;
-/// only the most severe open one is shown.
+/// The highest severity among the open incidents (docs/incidents.md), as a blink code: N short
+/// blinks for SEVN, a long pause. Fewer blinks are more severe. Every condition the LED once
+/// showed on its own (a quarantine, a strained node, a failed agent, silent or conflicting
+/// agents, a missed KPI) is an incident trigger now, so one table says what the LED means.
 public enum LEDAlert: Int, CaseIterable, Sendable, Codable, Comparable {
-    /// An agent is quarantined after a critical conflict (HASH_MISMATCH, TEMPORAL_PARADOX).
-    case quarantine = 1
-    /// The node itself is strained: its impedance score is above 800 (heat, memory, CPU, I/O).
-    case nodeStrained = 2
-    /// A supervised agent's restarts were given up: it stays down until `pimesh heal`. Above
-    /// `agentsSilent`, which such an agent also opens, because only an operator ends it.
-    case agentFailed = 3
-    /// Agents have gone silent (TRANSIT: no heartbeat within stale_after_ms).
-    case agentsSilent = 4
-    /// Agents report CONFLICT.
-    case agentsInConflict = 5
-    /// A coordination KPI misses its seed target.
-    case kpiMissed = 6
+    case sev1 = 1
+    case sev2 = 2
+    case sev3 = 3
+    case sev4 = 4
+
+    public init(_ severity: Severity) {
+        self = LEDAlert(rawValue: severity.rawValue)!
+    }
 
     public var blinks: Int { rawValue }
 
-    public var name: String {
-        switch self {
-        case .quarantine: "quarantine"
-        case .nodeStrained: "node_strained"
-        case .agentsSilent: "agents_silent"
-        case .agentsInConflict: "agents_in_conflict"
-        case .kpiMissed: "kpi_missed"
-        case .agentFailed: "agent_failed"
-        }
-    }
+    public var name: String { "SEV\(rawValue)" }
 
     public static func < (lhs: LEDAlert, rhs: LEDAlert) -> Bool {
         lhs.rawValue < rhs.rawValue

@@ -21,15 +21,18 @@ public struct RestartBackoff: Sendable, Equatable {
         self.settings = settings
     }
 
-    /// The agent that started at `startedAt` exited at `exitedAt`: how long to wait.
+    /// The agent that started at `startedAt` exited at `exitedAt`: how long to wait. The first
+    /// exit after a stable run restarts at once (seed 002's "force restart, bypass cooldown");
+    /// each exit after that waits `initial`, doubling up to `maximum`.
     public mutating func delayAfterExit(startedAt: Instant, exitedAt: Instant) -> Duration {
         if exitedAt - startedAt >= settings.stableAfter { consecutiveFailures = 0 }
+        defer { consecutiveFailures += 1 }
+        guard consecutiveFailures > 0 else { return .zero }
         var delay = settings.initial
-        for _ in 0..<min(consecutiveFailures, 40) {
+        for _ in 0..<min(consecutiveFailures - 1, 40) {
             delay = delay * 2
             if delay >= settings.maximum { break }
         }
-        consecutiveFailures += 1
         return min(delay, settings.maximum)
     }
 

@@ -93,14 +93,13 @@ final class IncidentService: Sendable {
     }
 
     /// One health tick's worth of state.
-    func observe(
-        agents: [IncidentObservation.Agent], degradation: DegradationLevel, agentsMemoryBytes: UInt64?, ramBudgetBytes: UInt64?,
-        at now: Instant
-    ) {
+    /// `observation` comes without outcomes and integrity failures: those are kept here.
+    func observe(_ partial: IncidentObservation, at now: Instant) {
         let wallMs = Clock.wallMilliseconds()
-        let observation = IncidentObservation(
-            agents: agents, outcomes: outcomes.withLock { $0 }, degradation: degradation, agentsMemoryBytes: agentsMemoryBytes,
-            ramBudgetBytes: ramBudgetBytes, integrityFailures: integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } })
+        var observation = partial
+        observation.outcomes = outcomes.withLock { $0 }
+        observation.integrityFailures = integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+        let agents = observation.agents
         let fired = triggers.evaluate(observation, at: now)
         let recent = recentEvents.withLock { $0 }
         let changes = book.withLock { book in

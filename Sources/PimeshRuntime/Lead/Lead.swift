@@ -175,7 +175,7 @@ public struct Lead: Sendable {
                 workStealing: supervision.workStealing,
                 ramBudgetBytes: Self.ramBudget(configuredMB: supervision.ramBudgetMB, memoryTotal: node.latest.readings.memoryTotalBytes)),
             registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger,
-            incidents: incidents)
+            incidents: incidents, kpis: kpis)
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil

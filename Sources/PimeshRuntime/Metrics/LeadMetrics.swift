@@ -43,6 +43,8 @@ final class LeadMetrics: Sendable {
     private let degradationLevel: Meter
     private let agentRestarts: Meter
     private let agentsMemory: Meter
+    private let incidentsOpen: [Severity: Meter]
+    private let incidentMeanMs: [String: Meter]
 
     /// Seconds; a Pi's tasks take from tens of milliseconds to a few seconds.
     static let durationBuckets: [Duration] = [
@@ -104,6 +106,14 @@ final class LeadMetrics: Sendable {
             "pimesh_degradation_level", "Seed 001 degradation level: 0 FULL, 1 LIGHT, 2 MODERATE, 3 SEVERE, 4 EMERGENCY.")
         agentRestarts = gauge("pimesh_agent_restarts", "Restarts of supervised agents since the lead started.")
         agentsMemory = gauge("pimesh_agents_memory_bytes", "Memory of all supervised agents (cgroup or private resident).")
+        incidentsOpen = Dictionary(
+            uniqueKeysWithValues: Severity.allCases.map {
+                ($0, gauge("pimesh_incidents_open", "Incidents not resolved yet, by severity.", [("severity", "\($0)")]))
+            })
+        incidentMeanMs = Dictionary(
+            uniqueKeysWithValues: ["mitigate", "resolve"].map {
+                ($0, gauge("pimesh_incident_mean_time_to_\($0)_seconds", "Mean from detection to \($0 == "mitigate" ? "mitigation" : "resolution") over the incidents this lead resolved."))
+            })
         agentsQuarantined = gauge("pimesh_agents_quarantined", "Agents held out of routing after a conflict.")
         agentsDegraded = gauge("pimesh_agents_degraded", "Agents with an impedance score above 800.")
         agentsUnstable = gauge("pimesh_agents_unstable", "Agents with drift above 0.5.")
@@ -179,6 +189,11 @@ final class LeadMetrics: Sendable {
             degradationLevel.set(DegradationLevel.allCases.firstIndex { $0.rawValue == health.level } ?? 0)
             agentRestarts.set(health.restarts)
             agentsMemory.set(Double(health.agentsMemoryBytes ?? 0))
+        }
+        if let incidents = status.incidents {
+            for (severity, meter) in incidentsOpen { meter.set(incidents.openBySeverity["\(severity)"] ?? 0) }
+            incidentMeanMs["mitigate"]?.set((incidents.meanMitigateMs ?? 0) / 1000)
+            incidentMeanMs["resolve"]?.set((incidents.meanResolveMs ?? 0) / 1000)
         }
         for kpi in status.kpis {
             // NaN is valid in the text format and says "not measured yet" better than 0.

@@ -21,6 +21,10 @@ extension AgentRegistry {
             for index in state.agents.indices {
                 let id = state.agents.keys[index]
                 let busy = (outstanding[id] ?? 0) > 0
+                if let missed = state.agents.values[index].health.takeUnreportedFailure() {
+                    let row = state.agents.values[index].row
+                    changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: missed))
+                }
                 if let change = state.agents.values[index].health.evaluate(
                     at: now, busy: busy, process: liveness[id] ?? .unknown, expected: expected.contains(id))
                 {

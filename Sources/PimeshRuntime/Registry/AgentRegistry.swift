@@ -317,6 +317,13 @@ public final class AgentRegistry: Sendable {
         state.withLock { $0.agents[id]?.row.name }
     }
 
+    /// Agents whose heartbeats say CONFLICT.
+    public func conflictingNames(at now: Instant) -> [String] {
+        state.withLock { state in
+            state.agents.values.filter { $0.state(at: now, staleAfter: settings.staleAfter) == .conflict }.map(\.row.name)
+        }.sorted()
+    }
+
     public func summary(at now: Instant) -> ClusterSummary {
         let members = state.withLock { state in
             state.agents.values.map {

@@ -30,13 +30,15 @@ final class HealthMonitor: Service, Sendable {
     let node: NodeState
     let logger: Logger
     let incidents: IncidentService?
+    let kpis: KPIRecorder?
     private let memory = MemoryBudgetState()
 
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
-        health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil
+        health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil, kpis: KPIRecorder? = nil
     ) {
         self.incidents = incidents
+        self.kpis = kpis
         self.settings = settings
         self.registry = registry
         self.tasks = tasks
@@ -163,9 +165,22 @@ final class HealthMonitor: Service, Sendable {
         }
         if let incidents {
             let snapshot = health.snapshot
-            incidents.observe(
-                agents: registry.incidentView(at: now, expected: expected, critical: supervisor.criticalAgents()), degradation: newLevel,
-                agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes, at: now)
+            // An agent that failed since the last tick is down for this one, even if it already
+            // runs again (an immediate restart): the failure is the fault an incident records.
+            let failedThisTick = Set(changes.filter { $0.change.to.isFailure }.map(\.name))
+            var agents = registry.incidentView(at: now, expected: expected, critical: supervisor.criticalAgents())
+            for index in agents.indices where failedThisTick.contains(agents[index].name) {
+                agents[index].down = true
+                agents[index].healthy = false
+            }
+            var observation = IncidentObservation(
+                agents: agents, degradation: newLevel, agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes)
+            observation.givenUp = supervisor.summary.failed
+            observation.quarantined = registry.quarantinedNames()
+            observation.conflicting = registry.conflictingNames(at: now)
+            observation.nodeScore = node.latest.impedance.score
+            observation.missedKPIs = kpis?.indicators.filter { $0.met == false }.map(\.name) ?? []
+            incidents.observe(observation, at: now)
         }
     }
 
