@@ -139,9 +139,11 @@ import Testing
         #expect(after == startsWhenFailed, "given up, yet it was started again")
         #expect(try events(lead).contains { $0.kind == "failed" && $0.agent == "crasher" })
         #expect(try !events(lead).contains { $0.agent == "missing" })
-        // The LEDs say so: three blinks, above agents_silent.
+        // A given-up agent is a SEV2 incident, and the LEDs say so: two blinks.
         let leds = try runPimesh(["leds", "show", "--json", "--data-dir", dataDir])
-        #expect(leds.output.contains("agent_failed"), "\(leds.output)")
+        #expect(leds.output.contains(#""alert":"SEV2""#) && leds.output.contains(#""alert_blinks":2"#), "\(leds.output)")
+        let open = try runPimesh(["incidents", "list", "--open", "--data-dir", dataDir])
+        #expect(open.output.contains("restarts were given up"), "\(open.output)")
         // An operator's heal starts it again.
         #expect(try runPimesh(["heal", "crasher", "--data-dir", dataDir]).status == 0)
         #expect(eventually(timeout: 5) { try lead.status().health?.failed == [] || events(lead).contains { $0.kind == "restarting" } })

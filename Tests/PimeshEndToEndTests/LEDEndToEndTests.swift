@@ -66,13 +66,21 @@ func read(_ path: String) -> String {
         #expect(shown.status == 0, "\(shown.output)")
         #expect(shown.output.contains("backend     sim"))
         #expect(shown.output.contains("level FULL"))
-        // An agent that registered and went silent is an open condition: 4 blinks.
-        _ = try lead.client().register(.init(name: "quiet"))
-        #expect(eventually { try APICoding.decode(LEDReport.self, from: lead.client().get("/v1/leds")).alertBlinks == 4 })
+        // An agent that heartbeat and went silent (its swarm killed) is suspected, and as the only
+        // agent of its capabilities it leaves them uncovered: a SEV1 incident, 1 blink.
+        let swarm = Process()
+        swarm.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        swarm.arguments = ["swarm", "--data-dir", lead.dataDir, "--agents", "1", "--duration", "60"]
+        swarm.standardError = FileHandle.nullDevice
+        try swarm.run()
+        #expect(eventually(timeout: 20) { try lead.agents().contains { $0.health?.condition == "alive" } })
+        kill(swarm.processIdentifier, SIGKILL)
+        swarm.waitUntilExit()
+        #expect(eventually(timeout: 20) { try APICoding.decode(LEDReport.self, from: lead.client().get("/v1/leds")).alertBlinks == 1 })
         let watched = try runPimesh(["leds", "watch", "--duration", "1.2", "--data-dir", lead.dataDir])
         #expect(watched.status == 0)
         #expect(watched.output.contains("● liveness") && watched.output.contains("○ liveness"))
-        #expect(watched.output.contains("alert agents_silent"))
+        #expect(watched.output.contains("alert SEV1"), "\(watched.output)")
         #expect(lead.terminate() == 0)
     }
 
@@ -80,8 +88,8 @@ func read(_ path: String) -> String {
         let result = try runPimesh(["leds", "test", "--backend", "sim", "--json", "--data-dir", LeadProcess.scratchDirectory()], timeout: 90)
         #expect(result.status == 0, "\(result.output)")
         let steps = result.output.split(separator: "\n").filter { $0.hasPrefix("{") }
-        #expect(steps.count == 1 + 5 + 6 + 1)
-        #expect(steps.contains { $0.contains("alert 6: kpi_missed") })
+        #expect(steps.count == 1 + 5 + 4 + 1)
+        #expect(steps.contains { $0.contains("alert 4: SEV4") })
     }
 
     @Test func selftestReportsEveryCheckAndNeverCrashesWithoutGPIO() throws {

@@ -77,6 +77,7 @@ extension APIRouter {
                         do {
                             return try incidents.run(command, on: id, by: context.caller.label)
                         } catch {
+                            guard try incidents.incident(id) != nil else { throw notFound(id) }
                             throw APIError(status: .conflict, message: "incident \(id) is not open (resolved incidents are history)")
                         }
                     }
