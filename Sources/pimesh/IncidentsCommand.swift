@@ -15,7 +15,7 @@ struct IncidentsCommand: AsyncParsableCommand {
             quiet (default 30 min) or by an operator. Acknowledging, notes, severity changes and resolving \
             are audited with your uid. Without a running lead, list, show, postmortem and log read the database.
             """,
-        subcommands: [List.self, Show.self, Ack.self, Note.self, Resolve.self, SetSeverity.self, Postmortem.self, Log.self],
+        subcommands: [List.self, Show.self, Ack.self, Note.self, RootCause.self, Resolve.self, SetSeverity.self, Postmortem.self, Log.self],
         defaultSubcommand: List.self)
 
     /// The lead's API, or the database read-only when no lead runs.
@@ -70,13 +70,15 @@ struct IncidentsCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 var incidents: [Incident]
+                // --open looks further back: open ones may be older than the newest resolved.
+                let fetch = open ? 500 : limit
                 switch try Source(options) {
                 case .lead(let client):
-                    incidents = try APICoding.decode(IncidentList.self, from: try client.get("/v1/incidents?limit=\(limit)")).incidents
+                    incidents = try APICoding.decode(IncidentList.self, from: try client.get("/v1/incidents?limit=\(fetch)")).incidents
                 case .database(let store):
-                    incidents = try store.recent(limit: limit).compactMap { try? APICoding.decode(Incident.self, from: Array($0.body.utf8)) }
+                    incidents = try store.recent(limit: fetch).compactMap { try? APICoding.decode(Incident.self, from: Array($0.body.utf8)) }
                 }
-                if open { incidents.removeAll { $0.state == .resolved } }
+                if open { incidents = Array(incidents.filter { $0.state != .resolved }.prefix(limit)) }
                 if options.json { return print(String(decoding: try APICoding.encode(incidents), as: UTF8.self)) }
                 guard !incidents.isEmpty else { return print(open ? "no open incidents" : "no incidents yet") }
                 var table = TextTable(["ID", "SEV", "STATE", "OPENED (UTC)", "AGE", "ACK", "BREACHES", "TITLE"])
@@ -152,6 +154,23 @@ struct IncidentsCommand: AsyncParsableCommand {
                 let id = try IncidentsCommand.parseID(id)
                 let body = try APICoding.encode(["text": text])
                 try options.act("/v1/incidents/\(id)/note", body: body, done: "noted on \(Incident.name(id))")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct RootCause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "root-cause", abstract: "Record an incident's root cause (stops its root-cause timer; goes into the post-mortem and the log).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The incident: 42 or INC-000042.") var id: String
+        @Argument(help: "The cause (at most 1,024 bytes).") var text: String
+
+        func run() async throws {
+            do {
+                let id = try IncidentsCommand.parseID(id)
+                try options.act("/v1/incidents/\(id)/root-cause", body: try APICoding.encode(["text": text]), done: "root cause recorded on \(Incident.name(id))")
             } catch {
                 throw CLIFailure.report(error)
             }

@@ -154,4 +154,34 @@ import Testing
         let audit = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--kind", "incident_resolve", "--json"])
         #expect(audit.output.contains("operator ("), "\(audit.output)")
     }
+
+    /// Seed 002's DIRT01 as a command, and a restart an operator asked for, which is no incident.
+    @Test func aKillDrillMeasuresRecoveryAndARequestedRestartIsNoIncident() throws {
+        try fleet()
+        let lead = try startLead(window: 1)
+        #expect(eventually(timeout: 30) { allAlive(lead, 12) })
+        let asked = try runPimesh(["agent", "restart", "w7", "--data-dir", dataDir])
+        #expect(asked.status == 0, "\(asked.output)")
+        #expect(eventually(timeout: 10) { allAlive(lead, 12) })
+        let refused = try runPimesh(["drill", "kill", "--count", "3", "--data-dir", dataDir])
+        #expect(refused.status != 0 && refused.output.contains("--yes"), "\(refused.output)")
+        let drill = try runPimesh(["drill", "kill", "--count", "3", "--yes", "--json", "--data-dir", dataDir], timeout: 180)
+        #expect(drill.status == 0, "\(drill.output)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(drill.output.utf8)) as? [String: Any])
+        #expect((result["agents"] as? [String])?.count == 3)
+        #expect(result["met"] as? Bool == true)
+        let recovered = try #require(result["all_recovered_ms"] as? Int)
+        #expect(recovered <= 120_000)
+        #expect((result["incidents"] as? [String])?.isEmpty == false, "\(result)")
+        #expect((result["detected_ms"] as? [String: Int])?.count == 3)
+        // Only the drill's agents are in incidents: the requested restart of w7 opened none.
+        #expect(eventually(timeout: 10) { try incidents().allSatisfy { $0["state"] as? String == "resolved" } })
+        let all = try incidents()
+        #expect(!all.contains { ($0["agents"] as? [String] ?? []).contains("w7") && !(result["agents"] as? [String] ?? []).contains("w7") }, "\(all)")
+        let audit = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--kind", "drill_result", "--json"])
+        #expect(audit.output.contains("met=yes"), "\(audit.output)")
+        let tooMany = try runPimesh(["drill", "kill", "--count", "13", "--yes", "--data-dir", dataDir])
+        #expect(tooMany.status != 0 && tooMany.output.contains("12 supervised agent(s)"), "\(tooMany.output)")
+        #expect(lead.terminate() == 0)
+    }
 }

@@ -186,12 +186,14 @@ public struct AgentHealth: Sendable, Equatable {
         return ramp.evaluate(at: now, utilisation: utilisation, queueLatencyMs: queueLatencyMs, mayAdvance: mayAdvance)
     }
 
-    /// The process exited (seen through the child's exit status, at once).
-    public mutating func exited(at now: Instant, reason: String) {
+    /// The process exited (seen through the child's exit status, at once). `requested`: the
+    /// lead killed it to start it again (a heal, `agent restart`, a changed manifest).
+    public mutating func exited(at now: Instant, reason: String, requested: Bool = false) {
         phi.pause()
         startedAt = nil
         // The exit a stop asked for is the stop, not a failure.
         guard condition != .stopped else { return }
+        guard !requested else { return set(.unknown, at: now, reason: "restarting as asked (\(reason))") }
         set(.exited, at: now, reason: reason)
     }
 

@@ -57,7 +57,7 @@ public struct Incident: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, severity, kind, title, causes, agents, capabilities, state
         case openedMs, acknowledgedMs, acknowledgedBy, firstResponseMs, rootCause, rootCauseMs, mitigatedMs, resolvedMs, resolvedBy
-        case lastUpdateMs, quietSinceMs, escalation, breaches, recurrences, severityBeforeOperator, timeline, timelineDropped
+        case lastUpdateMs, quietSinceMs, escalation, breaches, recurrences, severityBeforeOperator, timeline, timelineDropped, updateOverdue
     }
 
     /// `INC-000042`, as seed 003's incident log names them.

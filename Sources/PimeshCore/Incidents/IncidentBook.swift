@@ -8,7 +8,10 @@ public struct IncidentBook: Sendable {
         /// Seed 003: no recurrence (and success ≥ 99 %) for this long resolves an incident.
         public var observationWindow = Duration.seconds(30 * 60)
         /// Open incidents at most; a cause that would open one more is counted, not opened.
+        /// SEV1 and SEV2 causes have `reservedForSevere` more, so that many small incidents (64
+        /// silent agents, say) never hide a severe one.
         public var maxOpen = 64
+        public var reservedForSevere = 16
         public var maxTimeline = 256
         public var maxAgents = 256
         public var maxCauses = 64
@@ -30,8 +33,9 @@ public struct IncidentBook: Sendable {
     public let settings: Settings
     public private(set) var incidents: [Incident] = []
     public private(set) var nextID: Int64
-    /// Triggers that could not open an incident because `maxOpen` were open.
-    public private(set) var suppressed = 0
+    /// Causes that could not open an incident because the book was full, each counted once.
+    public var suppressed: Int { suppressedCauses.count }
+    private var suppressedCauses: Set<String> = []
     private var pendingSince: [String: Instant] = [:]
     private var taskFailuresActive = false
 
@@ -45,7 +49,7 @@ public struct IncidentBook: Sendable {
     public init(settings: Settings = Settings(), restoring stored: [Incident], nextID: Int64, now: Instant, wallMs: Int64) {
         self.init(settings: settings, nextID: nextID)
         func instant(_ ms: Int64) -> Instant { now - .milliseconds(max(0, wallMs - ms)) }
-        incidents = stored.filter { $0.state != .resolved }.prefix(settings.maxOpen).map { stored in
+        incidents = stored.filter { $0.state != .resolved }.prefix(settings.maxOpen + settings.reservedForSevere).map { stored in
             var incident = stored
             incident.openedAt = instant(stored.openedMs)
             incident.lastUpdateAt = instant(stored.lastUpdateMs)
@@ -83,13 +87,13 @@ public struct IncidentBook: Sendable {
             if let index = incidents.firstIndex(where: { matches($0, trigger) }) {
                 touched.insert(incidents[index].id)
                 join(&incidents[index], trigger, at: now, wallMs: wallMs, changes: &changes)
-            } else if incidents.count < settings.maxOpen {
+            } else if incidents.count < settings.maxOpen + (trigger.severity >= .sev2 ? settings.reservedForSevere : 0) {
                 let incident = open(trigger, at: now, wallMs: wallMs)
                 touched.insert(incident.id)
                 incidents.append(incident)
                 changes.append(Change(incident: incident, entry: incident.timeline[0]))
-            } else {
-                suppressed += 1
+            } else if suppressedCauses.count < 4096 {
+                suppressedCauses.insert(trigger.cause)
             }
         }
         for index in incidents.indices
@@ -225,9 +229,10 @@ public struct IncidentBook: Sendable {
     ) -> [Change] {
         var changes: [Change] = []
         for index in incidents.indices where incidents[index].agents.contains(agent) && (only == nil || incidents[index].id == only) {
-            // What the node did before the incident opened is history, not a response to it.
-            if isResponse && incidents[index].firstResponseMs == nil && wallMs >= incidents[index].openedMs {
-                incidents[index].firstResponseMs = wallMs
+            // The node often acts before the tick that opens the incident (an immediate restart):
+            // that action is the response, credited at the opening.
+            if isResponse && incidents[index].firstResponseMs == nil {
+                incidents[index].firstResponseMs = max(wallMs, incidents[index].openedMs)
             }
             append(&incidents[index], IncidentTimelineEntry(atMs: wallMs, kind: kind, detail: detail, actor: actor), &changes)
         }
@@ -265,11 +270,11 @@ public struct IncidentBook: Sendable {
         }
     }
 
-    public mutating func setRootCause(_ id: Int64, _ cause: String, wallMs: Int64) throws(NotFound) -> Change {
+    public mutating func setRootCause(_ id: Int64, _ cause: String, by actor: String = "lead", wallMs: Int64) throws(NotFound) -> Change {
         try change(id) { [limit = settings.maxTimeline] incident, changes in
             incident.rootCause = cause
             incident.rootCauseMs = incident.rootCauseMs ?? wallMs
-            Self.append(&incident, IncidentTimelineEntry(atMs: wallMs, kind: "root_cause", detail: cause), &changes, limit: limit)
+            Self.append(&incident, IncidentTimelineEntry(atMs: wallMs, kind: "root_cause", detail: cause, actor: actor), &changes, limit: limit)
         }
     }
 

@@ -102,9 +102,9 @@ public struct IncidentTriggers: Sendable {
         public var minimumSample = 10
         /// > this share of agents unhealthy (with at least `minimumSample` agents): SEV2.
         public var unhealthyAgentsRatio = 0.25
-        /// Over five minutes: success < 99 % SEV3, > 25 % failing SEV2, success < 95 % SEV1.
+        /// Over five minutes: success < 99 % SEV3, < 95 % SEV1 (seed 003's mass-failure line; it
+        /// covers seed 004's "> 25 % failing" SEV2 as well).
         public var successWarning = 0.99
-        public var failingMajor = 0.25
         public var successMass = 0.95
         /// Seed 003's mass failure: ≥ 5 failures within an hour across different capabilities,
         /// or ≥ 3 capability groups above 50 % failing; either held `massFailureSustain`.
@@ -257,9 +257,6 @@ public struct IncidentTriggers: Sendable {
             if success < settings.successMass {
                 triggers.append(
                     IncidentTrigger(cause: "task_failures", kind: .taskFailures, severity: .sev1, summary: percent, capabilities: failing))
-            } else if total.failingRatio > settings.failingMajor {
-                triggers.append(
-                    IncidentTrigger(cause: "task_failures", kind: .taskFailures, severity: .sev2, summary: percent, capabilities: failing))
             } else if success < settings.successWarning {
                 triggers.append(
                     IncidentTrigger(cause: "task_failures", kind: .taskFailures, severity: .sev3, summary: percent, capabilities: failing))

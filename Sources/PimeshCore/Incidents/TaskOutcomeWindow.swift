@@ -31,9 +31,14 @@ public struct TaskOutcomeWindow: Sendable {
     public init() {}
 
     public mutating func record(capability: String, agent: String, succeeded: Bool, error: String?, at now: Instant) {
-        let name = perCapability[capability] != nil || perCapability.count < Self.maxCapabilities ? capability : Self.otherCapability
-        var buckets = perCapability[name] ?? Array(repeating: Bucket(), count: Self.buckets)
         let slot = Self.slot(of: now)
+        if perCapability[capability] == nil && perCapability.count >= Self.maxCapabilities - 1 {
+            // Capabilities with nothing in the window make room (the map never passes the bound:
+            // one place is kept for `otherCapability`).
+            perCapability = perCapability.filter { $0.key == Self.otherCapability || $0.value.contains { $0.slot > slot - Int64(Self.buckets) } }
+        }
+        let name = perCapability[capability] != nil || perCapability.count < Self.maxCapabilities - 1 ? capability : Self.otherCapability
+        var buckets = perCapability[name] ?? Array(repeating: Bucket(), count: Self.buckets)
         let index = Int(((slot % Int64(Self.buckets)) + Int64(Self.buckets)) % Int64(Self.buckets))
         if buckets[index].slot != slot { buckets[index] = Bucket(slot: slot) }
         if succeeded { buckets[index].succeeded += 1 } else { buckets[index].failed += 1 }

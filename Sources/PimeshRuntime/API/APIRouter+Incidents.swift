@@ -48,7 +48,13 @@ extension APIRouter {
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
             }
         }
-        for verb in ["ack", "note", "resolve", "severity"] {
+        // The audit kinds of the operators' requests, apart from the timeline's own rows
+        // (`incident_note`, `incident_severity`, `incident_resolved`, …).
+        let auditKinds = [
+            "ack": "incident_ack", "note": "incident_add_note", "resolve": "incident_resolve", "severity": "incident_set_severity",
+            "root-cause": "incident_set_root_cause",
+        ]
+        for verb in ["ack", "note", "resolve", "severity", "root-cause"] {
             v1.post("incidents/:id/\(verb)") { request, context in
                 await handle {
                     let (incidents, id) = try incident(state, context)
@@ -64,6 +70,9 @@ extension APIRouter {
                     case "resolve":
                         let reader = try BodyReader(body, allowed: ["reason"])
                         command = .resolve(try reader.string("reason", maxBytes: 1024) ?? "")
+                    case "root-cause":
+                        let reader = try BodyReader(body, allowed: ["text"])
+                        command = .rootCause(try reader.string("text", required: true, maxBytes: 1024) ?? "")
                     default:
                         let reader = try BodyReader(body, allowed: ["severity"])
                         let text = try reader.string("severity", required: true, maxBytes: 8) ?? ""
@@ -73,7 +82,7 @@ extension APIRouter {
                         command = .severity(severity)
                     }
                     let name = Incident.name(id)
-                    let updated = try await audited(state, context, kind: "incident_\(verb)", subject: name) {
+                    let updated = try await audited(state, context, kind: auditKinds[verb]!, subject: name) {
                         do {
                             return try incidents.run(command, on: id, by: context.caller.label)
                         } catch {
@@ -83,6 +92,55 @@ extension APIRouter {
                     }
                     return JSONResponse.make(status: .ok, updated)
                 }
+            }
+        }
+    }
+
+    /// docs/incidents.md "Drills": destructive on purpose, so the body must say `"confirm": true`.
+    static func addDrillRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
+        v1.post("drills/kill") { request, context in
+            await handle {
+                let body = try await RequestBody.json(request, limit: 8192)
+                let reader = try BodyReader(body, allowed: ["count", "agents", "timeout_s", "confirm"])
+                guard case .bool(true)? = reader.fields["confirm"] else {
+                    throw APIError.badRequest("a drill kills agents: say \"confirm\": true", field: "confirm")
+                }
+                let count = try reader.integer("count", in: 1...1000)
+                var names: [String] = []
+                if let value = reader.fields["agents"] {
+                    guard case .array(let items) = value, items.count <= 64 else {
+                        throw APIError.badRequest("\"agents\" must be an array of at most 64 names", field: "agents")
+                    }
+                    for item in items {
+                        guard case .string(let name) = item, !name.isEmpty, name.utf8.count <= 64 else {
+                            throw APIError.badRequest("\"agents\" must hold agent names", field: "agents")
+                        }
+                        names.append(name)
+                    }
+                }
+                guard count == nil || names.isEmpty else { throw APIError.badRequest("give \"count\" or \"agents\", not both", field: "count") }
+                let timeout = Duration.seconds(try reader.integer("timeout_s", in: 1...600) ?? 120)
+                guard let supervisor = state.supervisor else {
+                    throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+                }
+                let subject = names.isEmpty ? "\(count ?? 1) agent(s)" : names.joined(separator: ",")
+                let result = try await audited(state, context, kind: "drill_kill", subject: subject) {
+                    do {
+                        return try await KillDrill(state: state, supervisor: supervisor).run(
+                            count: count, names: names, timeout: timeout, seed: UInt64(bitPattern: Clock.wallMilliseconds()))
+                    } catch let refused as KillDrill.Refused {
+                        throw APIError(status: .conflict, message: refused.description)
+                    }
+                }
+                state.audit?.record(
+                    AuditEntry(
+                        actor: context.caller.label, kind: "drill_result", subject: result.agents.joined(separator: ","),
+                        body: AuditBody.canonical([
+                            ("drill", "kill"), ("all_recovered_ms", result.allRecoveredMs.map(String.init) ?? "not recovered"),
+                            ("mitigated_ms", result.mitigatedMs.map(String.init) ?? "none"), ("slo_ms", "\(result.sloMs)"),
+                            ("met", result.met ? "yes" : "no"), ("incidents", result.incidents.joined(separator: ",")),
+                        ])))
+                return JSONResponse.make(status: .ok, result)
             }
         }
     }

@@ -230,6 +230,7 @@ enum APIRouter {
         addSupervisionRoutes(to: operatorRoutes, state: state)
         addAuditRoutes(to: operatorRoutes, state: state)
         addIncidentRoutes(to: operatorRoutes, state: state)
+        addDrillRoutes(to: operatorRoutes, state: state)
         operatorRoutes.post("tokens/:kind/rotate") { _, context in
             await handle {
                 let text = context.parameters.get("kind") ?? ""

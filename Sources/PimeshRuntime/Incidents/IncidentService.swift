@@ -19,7 +19,7 @@ final class IncidentService: Sendable {
     /// Health events that are the node acting on an agent: the first is an incident's first response.
     static let responseKinds: Set<String> = [
         "restart_scheduled", "restarted", "heal_command", "heal_command_finished", "orphans_migrated", "work_stolen",
-        "awaiting_operator", "started",
+        "awaiting_operator",
     ]
     /// Health events kept for an incident that opens just after them (its fault and detection).
     static let recentEventCapacity = 128
@@ -85,11 +85,11 @@ final class IncidentService: Sendable {
             events.append((kind, agent, detail, atMs))
             if events.count > Self.recentEventCapacity { events.removeFirst(events.count - Self.recentEventCapacity) }
         }
-        let changes = book.withLock { book in
-            guard book.incidents.contains(where: { $0.agents.contains(agent) }) else { return [IncidentBook.Change]() }
-            return book.noteAction(agent: agent, kind: kind, detail: detail, wallMs: atMs, isResponse: Self.responseKinds.contains(kind))
+        let resolved = book.withLock { book in
+            guard book.incidents.contains(where: { $0.agents.contains(agent) }) else { return [Incident]() }
+            return record(book.noteAction(agent: agent, kind: kind, detail: detail, wallMs: atMs, isResponse: Self.responseKinds.contains(kind)))
         }
-        apply(changes)
+        writeFiles(resolved)
     }
 
     /// One health tick's worth of state.
@@ -102,7 +102,7 @@ final class IncidentService: Sendable {
         let agents = observation.agents
         let fired = triggers.evaluate(observation, at: now)
         let recent = recentEvents.withLock { $0 }
-        let changes = book.withLock { book in
+        let resolved = book.withLock { book in
             let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
             var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
@@ -113,9 +113,9 @@ final class IncidentService: Sendable {
                         isResponse: Self.responseKinds.contains(event.kind), only: change.incident.id)
                 }
             }
-            return changes + book.tick(at: now, wallMs: wallMs)
+            return record(changes + book.tick(at: now, wallMs: wallMs))
         }
-        apply(changes)
+        writeFiles(resolved)
     }
 
     // MARK: - Operators
@@ -125,20 +125,25 @@ final class IncidentService: Sendable {
         case note(String)
         case resolve(String)
         case severity(Severity)
+        case rootCause(String)
     }
 
     func run(_ command: Command, on id: Int64, by actor: String) throws(IncidentBook.NotFound) -> Incident {
         let now = Clock.monotonicNow()
         let wallMs = Clock.wallMilliseconds()
         let change = try book.withLock { book throws(IncidentBook.NotFound) in
-            switch command {
-            case .acknowledge: try book.acknowledge(id, by: actor, at: now, wallMs: wallMs)
-            case .note(let text): try book.note(id, text: text, by: actor, at: now, wallMs: wallMs)
-            case .resolve(let reason): try book.resolve(id, by: actor, reason: reason, wallMs: wallMs)
-            case .severity(let severity): try book.setSeverity(id, to: severity, by: actor, at: now, wallMs: wallMs)
-            }
+            let change: IncidentBook.Change =
+                switch command {
+                case .acknowledge: try book.acknowledge(id, by: actor, at: now, wallMs: wallMs)
+                case .note(let text): try book.note(id, text: text, by: actor, at: now, wallMs: wallMs)
+                case .resolve(let reason): try book.resolve(id, by: actor, reason: reason, wallMs: wallMs)
+                case .severity(let severity): try book.setSeverity(id, to: severity, by: actor, at: now, wallMs: wallMs)
+                case .rootCause(let text): try book.setRootCause(id, text, by: actor, wallMs: wallMs)
+                }
+            _ = record([change])
+            return change
         }
-        apply([change])
+        if change.incident.state == .resolved { writeFiles([change.incident]) }
         return change.incident
     }
 
@@ -186,8 +191,12 @@ final class IncidentService: Sendable {
 
     // MARK: - Carrying changes out
 
-    private func apply(_ changes: [IncidentBook.Change]) {
-        guard !changes.isEmpty else { return }
+    /// Audit rows, log lines and store writes for `changes`, in their order. Called with the
+    /// book's lock held, so that two threads' changes to one incident reach the store in the
+    /// order the book made them (`enqueue` only appends to the writer's queue). Returns the
+    /// incidents that were resolved, whose files are written after the lock is let go.
+    private func record(_ changes: [IncidentBook.Change]) -> [Incident] {
+        guard !changes.isEmpty else { return [] }
         var latest: [Int64: Incident] = [:]
         for change in changes {
             latest[change.incident.id] = change.incident
@@ -202,6 +211,7 @@ final class IncidentService: Sendable {
                 "incident \(change.entry.kind)",
                 metadata: ["incident": "\(incident.name)", "severity": "\(incident.severity)", "detail": "\(change.entry.detail)"])
         }
+        var resolved: [Incident] = []
         for incident in latest.values.sorted(by: { $0.id < $1.id }) {
             guard let body = try? APICoding.encode(incident) else { continue }
             let text = String(decoding: body, as: UTF8.self)
@@ -210,36 +220,38 @@ final class IncidentService: Sendable {
                     id: incident.id, state: incident.state, severity: incident.severity, openedMs: incident.openedMs,
                     resolvedMs: incident.resolvedMs, body: text, in: connection)
             }
-            if incident.state == .resolved { writeUp(incident) }
+            guard incident.state == .resolved else { continue }
+            let markdown = PostMortem.markdown(incident, nodeID: nodeID)
+            let row = PostMortem.csvRow(incident)
+            writer.enqueue { connection in try IncidentStore.saveWriteUp(id: incident.id, postmortem: markdown, csvRow: row, in: connection) }
+            resolvedTimes.withLock { times in
+                times.count += 1
+                times.mitigateMs += (incident.mitigatedMs ?? incident.resolvedMs ?? incident.openedMs) - incident.openedMs
+                times.resolveMs += (incident.resolvedMs ?? incident.openedMs) - incident.openedMs
+            }
+            resolved.append(incident)
         }
+        return resolved
     }
 
-    private func writeUp(_ incident: Incident) {
-        let markdown = PostMortem.markdown(incident, nodeID: nodeID)
-        let row = PostMortem.csvRow(incident)
-        writer.enqueue { connection in try IncidentStore.saveWriteUp(id: incident.id, postmortem: markdown, csvRow: row, in: connection) }
-        resolvedTimes.withLock { times in
-            times.count += 1
-            times.mitigateMs += (incident.mitigatedMs ?? incident.resolvedMs ?? incident.openedMs) - incident.openedMs
-            times.resolveMs += (incident.resolvedMs ?? incident.openedMs) - incident.openedMs
-        }
+    /// The post-mortem and the incident log in the data dir, for people: as many as the
+    /// database keeps (`IncidentStore.keepResolved`), the log rewritten whole.
+    private func writeFiles(_ resolved: [Incident]) {
+        guard !resolved.isEmpty else { return }
         do {
             try FileIO.makeDirectories(settings.directory, mode: 0o700)
-            try FileIO.writeAtomically(path: settings.directory + "/\(incident.name).md", bytes: Array(markdown.utf8), mode: 0o600)
-            try Self.appendLine(row, header: PostMortem.csvHeader, to: settings.directory + "/incident_log.csv")
+            for incident in resolved {
+                let markdown = PostMortem.markdown(incident, nodeID: nodeID)
+                try FileIO.writeAtomically(path: settings.directory + "/\(incident.name).md", bytes: Array(markdown.utf8), mode: 0o600)
+                FileIO.remove(settings.directory + "/\(Incident.name(incident.id - Int64(IncidentStore.keepResolved))).md")
+            }
+            // The new rows may not be committed yet: the stored ones, then the new, once each.
+            var rows = (try? store.csvRows()) ?? []
+            for row in resolved.map(PostMortem.csvRow) where !rows.contains(row) { rows.append(row) }
+            let text = ([PostMortem.csvHeader] + rows.suffix(IncidentStore.keepResolved)).joined(separator: "\n") + "\n"
+            try FileIO.writeAtomically(path: settings.directory + "/incident_log.csv", bytes: Array(text.utf8), mode: 0o600)
         } catch {
             logger.error("post-mortem not written to \(settings.directory) (it is in the database)", metadata: ["error": "\(error)"])
         }
-    }
-
-    private static func appendLine(_ line: String, header: String, to path: String) throws {
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileIO.Failure(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
-        var stats = stat()
-        let isNew = fstat(fd, &stats) == 0 && stats.st_size == 0
-        let bytes = Array(((isNew ? header + "\n" : "") + line + "\n").utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else { throw FileIO.Failure(path: path, operation: "write", errno: errno) }
     }
 }

@@ -91,6 +91,11 @@ final class HealthEventLog: Sendable {
         }
     }
 
+    /// The sequence of the newest event kept (0 before the first).
+    var newestSequence: UInt64 {
+        state.withLock { $0.next - 1 }
+    }
+
     func list(since: UInt64, limit: Int) -> HealthEventList {
         state.withLock { state in
             let newer = state.events.filter { $0.sequence > since }

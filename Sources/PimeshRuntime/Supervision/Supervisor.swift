@@ -541,7 +541,7 @@ final class Supervisor: Service, Sendable {
         case .exited(let name, let id, let restartRequested, let shuttingDown):
             saveRecords()
             // The health tick reports the exit as a change of condition, dated now.
-            registry.exited(id, at: now, reason: "pid \(pid) \(text)")
+            registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown)
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
             if shuttingDown { return }
             if restartRequested {
@@ -782,6 +782,19 @@ final class Supervisor: Service, Sendable {
     /// Agents a manifest names: their silence is a failure, they never depart.
     func expectedAgents() -> Set<AgentID> {
         state.withLock { Set($0.agents.values.map(\.id)) }
+    }
+
+    /// Supervised agents running now as the lead's own children (not adopted, frozen, stopped
+    /// or about to be killed): what a drill may kill.
+    func drillTargets() -> [(name: String, id: AgentID, pid: pid_t)] {
+        state.withLock { state in
+            state.agents.compactMap { name, agent in
+                guard let pid = agent.pid, !agent.adopted, !agent.frozen, !agent.stopped, !agent.removed, agent.killDeadline == nil,
+                    !agent.restartRequested, agent.manifest.mode == .supervised
+                else { return nil }
+                return (name, agent.id, pid)
+            }.sorted { $0.name < $1.name }
+        }
     }
 
     /// The agents whose manifests say `"critical": true`.
