@@ -41,17 +41,6 @@ struct DrillCommand: AsyncParsableCommand {
             guard (1...600).contains(timeout) else { throw ValidationError("--timeout must be 1…600 seconds") }
         }
 
-        struct Answer: Decodable {
-            var agents: [String]
-            var detectedMs: [String: Int64]
-            var recoveredMs: [String: Int64]
-            var allRecoveredMs: Int64?
-            var incidents: [String]
-            var mitigatedMs: Int64?
-            var sloMs: Int64
-            var met: Bool
-        }
-
         func run() async throws {
             struct Request: Encodable {
                 var confirm = true
@@ -67,7 +56,7 @@ struct DrillCommand: AsyncParsableCommand {
                 throw CLIFailure.report(error)
             }
             if options.json { print(String(decoding: raw, as: UTF8.self)) }
-            let answer = try APICoding.decode(Answer.self, from: raw)
+            let answer = try APICoding.decode(KillDrill.Result.self, from: raw)
             if !options.json {
                 var table = TextTable(["AGENT", "EXIT SEEN", "HEARTBEATING AGAIN"])
                 for name in answer.agents {

@@ -4,20 +4,21 @@ import PimeshCore
 
 /// Seed 002's DiRT test DIRT01, on the node's own supervised agents: kill N at once and measure
 /// what the lead does about it against the seed's SLOs (docs/incidents.md "Drills").
-struct KillDrill {
-    struct Result: Codable, Sendable {
-        var drill = "kill"
-        var agents: [String]
+public struct KillDrill {
+    /// `POST /v1/drills/kill`'s answer, and what `pimesh drill kill` reads.
+    public struct Result: Codable, Sendable {
+        public var drill = "kill"
+        public var agents: [String]
         /// Per agent: the exit seen, and heartbeating again, in ms after the kill.
-        var detectedMs: [String: Int64]
-        var recoveredMs: [String: Int64]
-        var allRecoveredMs: Int64?
-        var incidents: [String]
-        var mitigatedMs: Int64?
+        public var detectedMs: [String: Int64]
+        public var recoveredMs: [String: Int64]
+        public var allRecoveredMs: Int64?
+        public var incidents: [String]
+        public var mitigatedMs: Int64?
         /// Seed 002: one agent 60 s; more, the emergency procedure's 120 s. This project's goal: 2 s.
-        var sloMs: Int64
-        var met: Bool
-        var seedFigureMs: Int64 = 40_000
+        public var sloMs: Int64
+        public var met: Bool
+        public var seedFigureMs: Int64 = 40_000
     }
 
     struct Refused: Error, CustomStringConvertible {
