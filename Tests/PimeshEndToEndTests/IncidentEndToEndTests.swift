@@ -132,6 +132,17 @@ import Testing
         #expect(try runPimesh(["incidents", "severity", String(id), "SEV4", "--data-dir", dataDir]).status == 0)
         let bad = try runPimesh(["incidents", "severity", String(id), "SEV9", "--data-dir", dataDir])
         #expect(bad.status != 0 && bad.output.contains("SEV9"))
+        // The bounds of docs/incidents.md: a 400 that names what is wrong.
+        let long = try runPimesh(["incidents", "note", String(id), String(repeating: "n", count: 1025), "--data-dir", dataDir])
+        #expect(long.status != 0 && long.output.contains("text"), "\(long.output)")
+        for (query, name) in [("limit=501", "limit"), ("before=0", "before")] {
+            do {
+                _ = try lead.client().get("/v1/incidents?" + query)
+                Issue.record("\(query) was accepted")
+            } catch let error as LeadClient.APIError {
+                #expect(error.status == 400 && error.message.contains(name), "\(error.message)")
+            }
+        }
         var shown = try incident(id)
         #expect(shown["severity"] as? String == "SEV4")
         #expect((shown["acknowledged_by"] as? String)?.hasPrefix("operator (") == true)
