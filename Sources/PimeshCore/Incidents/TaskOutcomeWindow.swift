@@ -16,7 +16,11 @@ public struct TaskOutcomeWindow: Sendable {
         public var capability: String
         public var agent: String
         public var pattern: ErrorPattern
+        /// The error's first `maxErrorText` bytes: a shared text is root-cause evidence.
+        public var text: String
     }
+
+    public static let maxErrorText = 120
 
     struct Bucket: Sendable {
         var slot: Int64 = .min
@@ -44,7 +48,8 @@ public struct TaskOutcomeWindow: Sendable {
         if succeeded { buckets[index].succeeded += 1 } else { buckets[index].failed += 1 }
         perCapability[name] = buckets
         guard !succeeded else { return }
-        let failure = Failure(at: now, capability: name, agent: agent, pattern: error.map(ErrorPattern.classify) ?? .other)
+        let failure = Failure(at: now, capability: name, agent: agent, pattern: error.map(ErrorPattern.classify) ?? .other,
+            text: error.map { String(decoding: $0.utf8.prefix(Self.maxErrorText), as: UTF8.self) } ?? "")
         if failures.count < Self.failureRingSize {
             failures.append(failure)
         } else {
