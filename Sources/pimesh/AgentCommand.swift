@@ -8,7 +8,7 @@ import PimeshRuntime
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Stop, start or restart supervised agents.",
+        abstract: "Stop, start, restart or roll back supervised agents.",
         discussion: """
             Each verb takes agent names (or unique id prefixes), or --all, or --capability to \
             select the supervised agents that have it. `stop` sends SIGTERM, then SIGKILL after \
@@ -16,9 +16,11 @@ struct AgentCommand: AsyncParsableCommand {
             stays down, across lead restarts, until `start`, and does not count against the \
             node's health. `restart` is graceful (SIGTERM, then a start); `pimesh heal` is the \
             hard one (SIGKILL at once). Attached agents are run by something else: use its own \
-            runtime (podman stop NAME).
+            runtime (podman stop NAME). `rollback` puts back the manifest an agent ran with \
+            before its last change (and restarts it with that); the file in agents.d is left \
+            as it is and the rollback holds until that file is edited.
             """,
-        subcommands: [Stop.self, Start.self, Restart.self, LegacySimulatedAgent.self],
+        subcommands: [Stop.self, Start.self, Restart.self, Rollback.self, LegacySimulatedAgent.self],
         defaultSubcommand: LegacySimulatedAgent.self
     )
 
@@ -103,6 +105,19 @@ struct AgentCommand: AsyncParsableCommand {
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
         func run() async throws { try AgentCommand.run("restart", options: options, selection: selection) }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put back the manifest each agent ran with before its last change, and restart it with that.",
+            discussion: """
+                The lead keeps each supervised agent's previous manifest (in <data_dir>/manifest-history). \
+                A second rollback undoes the first. The agents.d file is not rewritten: the rollback \
+                holds while the file still holds the change, and ends when the file is edited.
+                """)
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var selection: Selection
+        func run() async throws { try AgentCommand.run("rollback", options: options, selection: selection) }
     }
 
     /// `pimesh agent` alone, as manifests written before `sim-agent` existed run it.

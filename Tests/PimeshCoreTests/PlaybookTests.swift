@@ -153,10 +153,12 @@ import Testing
     }
 
     @Test func silenceWhileProcessesRunPointsAtTheLead() {
-        let cluster = [onset("a", 0, silent: true), onset("b", 0.5, silent: true), onset("c", 1)]
+        let cluster = [onset("a", 0, silent: true), onset("b", 0.5, silent: true), onset("c", 0.7, silent: true), onset("d", 1)]
         let finding = RootCause.analyse(cluster, evidence: RootCause.Evidence())
         #expect(finding.category == .lead)
-        #expect(abs(finding.confidence - 2.0 / 3) < 1e-9)
+        #expect(finding.confidence == 0.75)
+        // Two silent agents are their own fault.
+        #expect(RootCause.analyse(Array(cluster.dropFirst()), evidence: RootCause.Evidence()).category != .lead)
     }
 
     @Test func aSharedCapabilityThenALeaderThenUnknown() {

@@ -48,6 +48,9 @@ public struct Incident: Codable, Sendable, Equatable {
     public var timeline: [IncidentTimelineEntry]
     /// Entries dropped from the middle of a long timeline (the first one always stays).
     public var timelineDropped: Int
+    /// Seed 002's execution log of each playbook run, newest last (at most `maxPlaybookRuns`).
+    public var playbookRuns: [PlaybookRunRecord]?
+    public static let maxPlaybookRuns = 16
 
     var openedAt = Instant(nanoseconds: 0)
     var lastUpdateAt = Instant(nanoseconds: 0)
@@ -58,6 +61,7 @@ public struct Incident: Codable, Sendable, Equatable {
         case id, severity, kind, title, causes, agents, capabilities, state
         case openedMs, acknowledgedMs, acknowledgedBy, firstResponseMs, rootCause, rootCauseMs, mitigatedMs, resolvedMs, resolvedBy
         case lastUpdateMs, quietSinceMs, escalation, breaches, recurrences, severityBeforeOperator, timeline, timelineDropped, updateOverdue
+        case playbookRuns
     }
 
     /// `INC-000042`, as seed 003's incident log names them.

@@ -120,7 +120,7 @@ public struct IncidentBook: Sendable {
             agents: Array(trigger.agents.prefix(settings.maxAgents)), capabilities: Array(trigger.capabilities.prefix(settings.maxAgents)),
             state: .open, openedMs: wallMs, lastUpdateMs: wallMs, escalation: 1, breaches: [], recurrences: 0,
             timeline: [IncidentTimelineEntry(atMs: wallMs, kind: "opened", detail: "\(trigger.severity): \(trigger.summary)")],
-            timelineDropped: 0)
+            timelineDropped: 0, playbookRuns: nil)
         incident.openedAt = now
         incident.lastUpdateAt = now
         incident.escalation = IncidentSLO.escalation(severity: trigger.severity, elapsed: .zero, mitigated: false)
@@ -275,6 +275,23 @@ public struct IncidentBook: Sendable {
             incident.rootCause = cause
             incident.rootCauseMs = incident.rootCauseMs ?? wallMs
             Self.append(&incident, IncidentTimelineEntry(atMs: wallMs, kind: "root_cause", detail: cause, actor: actor), &changes, limit: limit)
+        }
+    }
+
+    /// A playbook's step or its finished run: a timeline entry (the first action the node takes
+    /// is the first response) and, at the end, seed 002's record of the run.
+    public mutating func playbook(
+        _ id: Int64, kind: String, detail: String, isResponse: Bool, record: PlaybookRunRecord? = nil, wallMs: Int64
+    ) throws(NotFound) -> Change {
+        try change(id) { [limit = settings.maxTimeline] incident, changes in
+            if isResponse && incident.firstResponseMs == nil { incident.firstResponseMs = max(wallMs, incident.openedMs) }
+            if let record {
+                var runs = incident.playbookRuns ?? []
+                if runs.count >= Incident.maxPlaybookRuns { runs.removeFirst() }
+                runs.append(record)
+                incident.playbookRuns = runs
+            }
+            Self.append(&incident, IncidentTimelineEntry(atMs: wallMs, kind: kind, detail: detail), &changes, limit: limit)
         }
     }
 

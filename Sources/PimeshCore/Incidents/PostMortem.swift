@@ -55,6 +55,10 @@ public enum PostMortem {
 
             Escalation level reached: E\(incident.escalation).\(incident.breaches.isEmpty ? "" : " Targets missed: " + incident.breaches.joined(separator: ", ") + ".")
 
+            ## Playbooks run
+
+            \(playbookRuns(incident))
+
             ## Root Cause
 
             \(incident.rootCause ?? "Not identified by the node. Investigate and write it here.")
@@ -83,6 +87,13 @@ public enum PostMortem {
 
             """
         return text
+    }
+
+    /// Seed 002's execution log, one line per run.
+    static func playbookRuns(_ incident: Incident) -> String {
+        let runs = incident.playbookRuns ?? []
+        guard !runs.isEmpty else { return "None ran." }
+        return runs.map { "- " + $0.summary }.joined(separator: "\n")
     }
 
     /// Each SLO timer of the incident: its target, when it was reached, whether in time.

@@ -8,6 +8,8 @@ public enum RootCause {
     public static let changeLookback = Duration.seconds(600)
     /// The share of a cluster a candidate must explain to be its cause.
     public static let minimumShare = 0.5
+    /// Fewer agents silent at once than this are their own fault, not the lead's.
+    public static let minimumSilentForLead = 3
 
     /// When an agent started failing: its first exit, silence or failed task.
     public struct Onset: Sendable, Equatable {
@@ -60,6 +62,14 @@ public enum RootCause {
         /// The agents it explains (for a change: the ones that changed, what a rollback reverts).
         public var agents: [String]
 
+        public init(category: Category, summary: String, confidence: Double, clusterSize: Int, agents: [String]) {
+            self.category = category
+            self.summary = summary
+            self.confidence = confidence
+            self.clusterSize = clusterSize
+            self.agents = agents
+        }
+
         /// `change (confidence 100 %): …`, as the incident's root cause reads.
         public var text: String {
             "\(category.rawValue) (confidence \(Int((confidence * 100).rounded())) %, \(clusterSize) onset(s)): \(summary)"
@@ -107,8 +117,9 @@ public enum RootCause {
                 category: .lead, summary: "the wall clock jumped \(ms(first - jump)) ms before the first onset", confidence: 1, clusterSize: size,
                 agents: uniqueSorted(cluster.map(\.agent)))
         }
+        // One hung agent is that agent's fault; three or more at once, the lead's hearing.
         let silent = cluster.filter(\.silentWhileRunning)
-        if let found = finding(.lead, "\(silent.count) agent(s) went silent while their processes ran: the lead is not hearing them", silent) {
+        if silent.count >= minimumSilentForLead, let found = finding(.lead, "\(silent.count) agent(s) went silent while their processes ran: the lead is not hearing them", silent) {
             return found
         }
         // 2. Node resources in the minute before the first onset.

@@ -34,7 +34,7 @@ extension APIRouter {
                 return JSONResponse.make(status: .ok, ["agent": name, "action": action])
             }
         }
-        for verb in ["stop", "start", "restart"] {
+        for verb in ["stop", "start", "restart", "rollback"] {
             v1.post("agents/:id/\(verb)") { _, context in
                 await handle {
                     let (_, name) = try agent(context, state)
@@ -44,6 +44,7 @@ extension APIRouter {
                             switch verb {
                             case "stop": try supervisor.stop(name, by: caller)
                             case "start": try supervisor.start(name, by: caller)
+                            case "rollback": try supervisor.rollback(name, by: caller)
                             default: try supervisor.restart(name, by: caller)
                             }
                         }

@@ -165,7 +165,9 @@ public enum ConfigLoader {
             if let ms = try supervision.int("tick_ms", in: 10...1000) { config.supervision.tickMs = ms }
         }
         if let incidents = try root.section("incidents") {
-            try incidents.rejectUnknownKeys(allowed: ["observation_window_s", "mass_failure_sustain_s"])
+            try incidents.rejectUnknownKeys(allowed: ["observation_window_s", "mass_failure_sustain_s", "playbooks_dir", "emergency_min_running"])
+            if let dir = try incidents.string("playbooks_dir") { config.incidents.playbooksDir = dir }
+            if let share = try incidents.double("emergency_min_running", in: 0...1) { config.incidents.emergencyMinRunning = share }
             if let s = try incidents.int("observation_window_s", in: 1...86_400) { config.incidents.observationWindowS = s }
             if let s = try incidents.int("mass_failure_sustain_s", in: 0...3600) { config.incidents.massFailureSustainS = s }
         }

@@ -172,6 +172,10 @@ public struct LeadConfig: Sendable, Equatable {
         public var observationWindowS = 1800
         /// Seed 003's `for: 5m` on the mass-failure rule.
         public var massFailureSustainS = 300
+        /// Operators' playbooks; nil: `playbooks.d` beside the agents dir.
+        public var playbooksDir: String?
+        /// Seed 002's emergency "verify 18/20 agents running": the share `verify_running` needs.
+        public var emergencyMinRunning = 0.9
     }
 
     /// docs/audit.md.

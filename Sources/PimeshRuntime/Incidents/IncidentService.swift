@@ -37,6 +37,13 @@ final class IncidentService: Sendable {
     private let integrity = Mutex<[String: String]>([:])
     private let recentEvents = Mutex<[(kind: String, agent: String, detail: String, atMs: Int64)]>([])
     private let resolvedTimes = Mutex<(count: Int, mitigateMs: Int64, resolveMs: Int64)>((0, 0, 0))
+    /// Resource alarms seen at health ticks: root-cause evidence (`RootCause.Evidence`).
+    private let alarms = Mutex<[(at: Instant, what: String)]>([])
+    static let alarmCapacity = 64
+    /// Told after each health tick of the open incidents and those just resolved: the playbooks.
+    private let changed = Mutex<(@Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void)?>(nil)
+    /// Health event kinds that are an agent starting to fail (a root-cause onset).
+    static let failureKinds: Set<String> = ["exited", "hung", "looping", "suspected", "start_failed"]
 
     private init(settings: Settings, book: IncidentBook, writer: StoreWriter, audit: AuditLog?, nodeID: String, logger: Logger) {
         self.settings = settings
@@ -100,9 +107,10 @@ final class IncidentService: Sendable {
         observation.outcomes = outcomes.withLock { $0 }
         observation.integrityFailures = integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
         let agents = observation.agents
+        noteAlarms(observation, at: now)
         let fired = triggers.evaluate(observation, at: now)
         let recent = recentEvents.withLock { $0 }
-        let resolved = book.withLock { book in
+        let (resolved, open) = book.withLock { book in
             let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
             var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
@@ -113,9 +121,80 @@ final class IncidentService: Sendable {
                         isResponse: Self.responseKinds.contains(event.kind), only: change.incident.id)
                 }
             }
-            return record(changes + book.tick(at: now, wallMs: wallMs))
+            return (record(changes + book.tick(at: now, wallMs: wallMs)), book.incidents)
         }
         writeFiles(resolved)
+        changed.withLock { $0 }?(open, resolved)
+    }
+
+    func onChange(_ body: @escaping @Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void) {
+        changed.withLock { $0 = body }
+    }
+
+    private func noteAlarms(_ observation: IncidentObservation, at now: Instant) {
+        var raised: [String] = []
+        if let used = observation.agentsMemoryBytes, let budget = observation.ramBudgetBytes, used > budget { raised.append("ram_over_budget") }
+        if let score = observation.nodeScore, score > 800 { raised.append("node_score_over_800") }
+        guard !raised.isEmpty else { return }
+        alarms.withLock { alarms in
+            for what in raised where !alarms.contains(where: { $0.what == what && now - $0.at < RootCause.clusterGap }) {
+                alarms.append((now, what))
+            }
+            if alarms.count > Self.alarmCapacity { alarms.removeFirst(alarms.count - Self.alarmCapacity) }
+        }
+    }
+
+    var resourceAlarms: [(at: Instant, what: String)] {
+        alarms.withLock { $0 }
+    }
+
+    /// When each of the incident's agents started failing, from the recent health events and
+    /// task failures: the first onset per agent. `capabilities` is left for the caller.
+    func onsets(for incident: Incident, at now: Instant) -> [RootCause.Onset] {
+        let wallNow = Clock.wallMilliseconds()
+        func instant(_ atMs: Int64) -> Instant { now - .milliseconds(Double(max(0, wallNow - atMs))) }
+        var first: [String: RootCause.Onset] = [:]
+        let window = settings.triggers.massFailureSpan
+        for event in recentEvents.withLock({ $0 }) where Self.failureKinds.contains(event.kind) && incident.agents.contains(event.agent) {
+            let at = instant(event.atMs)
+            guard now - at <= window, first[event.agent].map({ at < $0.at }) ?? true else { continue }
+            first[event.agent] = RootCause.Onset(
+                agent: event.agent, capabilities: [], at: at, signature: Self.signature(kind: event.kind, detail: event.detail),
+                silentWhileRunning: event.kind == "hung" || event.kind == "suspected")
+        }
+        for failure in outcomes.withLock({ $0.failures(within: window, at: now) })
+        where incident.agents.contains(failure.agent) || incident.capabilities.contains(failure.capability) {
+            guard first[failure.agent].map({ failure.at < $0.at }) ?? true else { continue }
+            first[failure.agent] = RootCause.Onset(
+                agent: failure.agent, capabilities: [failure.capability], at: failure.at,
+                signature: failure.text.isEmpty ? failure.pattern.rawValue : failure.text)
+        }
+        return first.values.sorted { $0.at < $1.at }
+    }
+
+    /// `alive → exited: pid 12 killed by signal 9 (KILL)` → `killed by signal 9 (KILL)`.
+    static func signature(kind: String, detail: String) -> String {
+        guard kind == "exited", let range = detail.firstRange(of: ": pid ") else { return kind }
+        let rest = detail[range.upperBound...].drop { $0.isNumber }.drop { $0 == " " }
+        return rest.isEmpty ? kind : String(rest.prefix(80))
+    }
+
+    // MARK: - Playbooks
+
+    func playbookEntry(_ id: Int64, kind: String, detail: String, isResponse: Bool, record runRecord: PlaybookRunRecord? = nil) {
+        let wallMs = Clock.wallMilliseconds()
+        book.withLock { book in
+            guard let change = try? book.playbook(id, kind: kind, detail: detail, isResponse: isResponse, record: runRecord, wallMs: wallMs) else { return }
+            _ = record([change])
+        }
+    }
+
+    func setRootCause(_ id: Int64, _ text: String) {
+        let wallMs = Clock.wallMilliseconds()
+        book.withLock { book in
+            guard let change = try? book.setRootCause(id, text, by: "lead", wallMs: wallMs) else { return }
+            _ = record([change])
+        }
     }
 
     // MARK: - Operators

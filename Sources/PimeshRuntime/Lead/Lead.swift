@@ -24,6 +24,13 @@ public struct Lead: Sendable {
 
     /// The agents' RAM budget: as configured, else 60 % of the Pi's memory (the lead, the OS and
     /// the page cache keep the rest); 0 turns it off.
+    /// `/etc/pimesh/agents.d` → `/etc/pimesh`.
+    static func directory(of path: String) -> String {
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+        return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+    }
+
     static func incidentSettings(_ config: LeadConfig, directory: String) -> IncidentService.Settings {
         var settings = IncidentService.Settings(directory: directory)
         settings.book.observationWindow = .seconds(config.incidents.observationWindowS)
@@ -156,9 +163,17 @@ public struct Lead: Sendable {
         }
         state.supervisor = supervisor
         state.incidents = incidents
+        let agentsDir = supervision.agentsDir ?? dataDir + "/agents.d"
+        let playbooks = PlaybookRunner(
+            settings: .init(
+                directory: config.incidents.playbooksDir ?? Self.directory(of: agentsDir) + "/playbooks.d",
+                minRunning: config.incidents.emergencyMinRunning),
+            state: state, logger: logger)
+        incidents.onChange { open, resolved in playbooks.consider(open: open, resolved: resolved) }
+        state.playbooks = playbooks
         let reloader = Reloader(
             configFile: config.configFile, startupKeys: try config.configFile.map(Reloader.flattenedKeys(of:)) ?? [:],
-            supervisor: supervisor, audit: audit, logger: logger)
+            supervisor: supervisor, playbooks: playbooks, audit: audit, logger: logger)
         state.reloader = reloader
         let snapshots = SnapshotService(
             maker: SnapshotMaker(
@@ -169,6 +184,7 @@ public struct Lead: Sendable {
                 key: nodeKey, nodeScore: { node.latest.impedance.score }),
             interval: config.snapshots.intervalS > 0 ? .seconds(config.snapshots.intervalS) : nil, audit: audit, logger: logger)
         state.snapshots = snapshots
+        snapshots.onIntegrity { problem in incidents.setIntegrity("snapshot", failing: problem) }
         let monitor = HealthMonitor(
             settings: .init(
                 tick: .milliseconds(supervision.tickMs), unresponsiveRestartAfter: .milliseconds(supervision.healAfterMs),

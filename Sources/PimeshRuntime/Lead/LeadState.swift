@@ -27,6 +27,7 @@ final class LeadState: Sendable {
     private let supervisorSlot = Mutex<Supervisor?>(nil)
     private let incidentsSlot = Mutex<IncidentService?>(nil)
     private let snapshotSlot = Mutex<SnapshotService?>(nil)
+    private let playbooksSlot = Mutex<PlaybookRunner?>(nil)
     private let reloaderSlot = Mutex<Reloader?>(nil)
     private let heartbeatEndpoint = Mutex<HeartbeatEndpoint?>(nil)
     private let apiEndpoint = Mutex<LeadEndpoint.API?>(nil)
@@ -70,6 +71,12 @@ final class LeadState: Sendable {
     var supervisor: Supervisor? {
         get { supervisorSlot.withLock { $0 } }
         set { supervisorSlot.withLock { $0 = newValue } }
+    }
+
+    /// Set once by `Lead`: the incident playbooks.
+    var playbooks: PlaybookRunner? {
+        get { playbooksSlot.withLock { $0 } }
+        set { playbooksSlot.withLock { $0 = newValue } }
     }
 
     var snapshots: SnapshotService? {

@@ -13,6 +13,8 @@ final class Reloader: Sendable {
         var agents: Supervisor.ReloadReport
         /// Dotted keys whose value in the config file differs from the running lead's.
         var needsRestart: [String]
+        /// playbooks.d files refused (file:line: key: reason); the others are in force.
+        var playbooksRefused: [String] = []
     }
 
     struct Refused: Error, CustomStringConvertible {
@@ -21,6 +23,7 @@ final class Reloader: Sendable {
 
     let configFile: String?
     let supervisor: Supervisor
+    let playbooks: PlaybookRunner?
     let audit: AuditLog?
     let logger: Logger
     private let startupKeys: [String: String]
@@ -29,7 +32,11 @@ final class Reloader: Sendable {
 
     /// `startupKeys`: `flattenedKeys(of: configFile)` as the lead read it. Taken ready-made:
     /// a throwing init that has built the Mutex crashes the Swift 6.3 optimizer (release builds).
-    init(configFile: String?, startupKeys: [String: String], supervisor: Supervisor, audit: AuditLog?, logger: Logger) {
+    init(
+        configFile: String?, startupKeys: [String: String], supervisor: Supervisor, playbooks: PlaybookRunner? = nil, audit: AuditLog?,
+        logger: Logger
+    ) {
+        self.playbooks = playbooks
         self.audit = audit
         self.configFile = configFile
         self.startupKeys = startupKeys
@@ -56,7 +63,8 @@ final class Reloader: Sendable {
         }
         let supervisor = supervisor
         let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
-        let report = Report(agents: agents, needsRestart: changed)
+        var report = Report(agents: agents, needsRestart: changed)
+        report.playbooksRefused = playbooks?.reload().map(\.description) ?? []
         if let audit {
             let manifests = supervisor.loadedManifests()
             for (names, change) in [(agents.started, "added"), (agents.restarted, "changed"), (agents.updated, "changed")] {

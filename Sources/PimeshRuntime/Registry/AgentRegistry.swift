@@ -317,6 +317,13 @@ public final class AgentRegistry: Sendable {
         state.withLock { $0.agents[id]?.row.name }
     }
 
+    /// Every agent's capabilities, by name: root-cause evidence and the go/no-go's group count.
+    public func capabilitiesByName() -> [String: [String]] {
+        state.withLock { state in
+            Dictionary(state.agents.values.map { ($0.row.name, $0.row.capabilities) }, uniquingKeysWith: { (first: [String], _: [String]) in first })
+        }
+    }
+
     /// Agents whose heartbeats say CONFLICT.
     public func conflictingNames(at now: Instant) -> [String] {
         state.withLock { state in

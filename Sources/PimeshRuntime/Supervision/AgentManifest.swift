@@ -37,6 +37,10 @@ public struct AgentManifest: Sendable, Equatable {
     /// One of the agents the node exists for: down alone it is a SEV2 incident, two of them
     /// down together a SEV1 (docs/incidents.md).
     public var critical = false
+    /// Lower runs out first: `freeze_lowest_priority` freezes the lowest (0–9, default 5).
+    public var priority = 5
+    /// The file's text as parsed: what a rollback puts back (not part of equality).
+    public var sourceText = ""
 
     public static func == (lhs: AgentManifest, rhs: AgentManifest) -> Bool {
         lhs.file == rhs.file && lhs.name == rhs.name && lhs.mode == rhs.mode && lhs.command == rhs.command && lhs.args == rhs.args
@@ -44,12 +48,12 @@ public struct AgentManifest: Sendable, Equatable {
             && lhs.agentClass == rhs.agentClass && lhs.capabilities == rhs.capabilities && lhs.restartPolicy == rhs.restartPolicy
             && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
             && lhs.healTimeout == rhs.healTimeout && lhs.user == rhs.user && lhs.group == rhs.group && lhs.groups == rhs.groups
-            && lhs.stopTimeout == rhs.stopTimeout && lhs.critical == rhs.critical
+            && lhs.stopTimeout == rhs.stopTimeout && lhs.critical == rhs.critical && lhs.priority == rhs.priority
     }
 
     static let keys: Set<String> = [
         "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
-        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s", "critical",
+        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s", "critical", "priority",
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
@@ -164,6 +168,8 @@ public struct AgentManifest: Sendable, Equatable {
         manifest.identity = identity
         if let seconds = try root.int("stop_timeout_s", in: 1...3600) { manifest.stopTimeout = .seconds(seconds) }
         manifest.critical = try root.bool("critical") ?? false
+        manifest.priority = try root.int("priority", in: 0...9) ?? 5
+        manifest.sourceText = text
         return manifest
     }
 

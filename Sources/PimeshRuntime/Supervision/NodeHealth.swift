@@ -13,6 +13,23 @@ final class NodeHealth: Sendable {
     }
 
     private let state = Mutex(Snapshot())
+    /// Incidents whose playbook ran `shed_load`: until each is mitigated, new tasks below
+    /// MODERATE's minimum priority are shed whatever the level.
+    private let shedding = Mutex<Set<Int64>>([])
+
+    func shed(for incident: Int64, _ on: Bool) {
+        shedding.withLock { if on { $0.insert(incident) } else { $0.remove(incident) } }
+    }
+
+    var sheddingIncidents: Set<Int64> {
+        shedding.withLock { $0 }
+    }
+
+    /// The lowest priority a new task needs: the level's, or more while an incident sheds.
+    var minimumTaskPriority: Int {
+        let level = policy.minimumPriority
+        return shedding.withLock { $0.isEmpty } ? level : max(level, DegradationPolicy(level: .moderate).minimumPriority)
+    }
 
     var snapshot: Snapshot {
         state.withLock { $0 }

@@ -70,6 +70,35 @@ extension Supervisor {
         return "restarting pid \(pid) (SIGTERM, then a start)"
     }
 
+    /// Puts back the manifest the agent ran with before its last change (seed 003's rollback)
+    /// and restarts it with that. The file in agents.d is not rewritten (it is the operator's);
+    /// the rollback holds until the file is edited.
+    func rollback(_ name: String, by caller: String) throws(ActionError) -> String {
+        let agent = try supervised(name, verb: "roll back")
+        let now = Clock.monotonicNow()
+        let restored = try history.rollBack(agent.manifest, at: now)
+        state.withLock { state in
+            state.agents[name]?.manifest = restored
+            state.agents[name]?.backoff = RestartBackoff(settings: restored.backoff)
+            state.agents[name]?.awaiting = nil
+            state.agents[name]?.awaitingReason = nil
+        }
+        let pinned = history.isPinned(name) ? "; \(agent.manifest.file) still holds the change: edit it to end the rollback" : ""
+        events.append(kind: "rollback", agent: name, detail: "to the manifest before its last change, by \(caller)\(pinned)", tier: .l1)
+        if agent.stopped { return "rolled back (it stays stopped)" + pinned }
+        if let pid = agent.pid {
+            state.withLock { state in
+                state.agents[name]?.restartRequested = true
+                state.agents[name]?.killDeadline = now + (restored.stopTimeout ?? settings.stopTimeout)
+            }
+            terminate(pid)
+        } else {
+            state.withLock { $0.agents[name]?.restartAt = now }
+        }
+        doorbell.ring()
+        return "rolled back; restarting with the earlier manifest" + pinned
+    }
+
     private func supervised(_ name: String, verb: String) throws(ActionError) -> Managed {
         let agent = try managed(name)
         guard agent.manifest.mode == .supervised else {
@@ -111,7 +140,8 @@ extension Supervisor {
     /// what they are started with changed) or are updated in place, and the rest are not
     /// touched. A refused manifest leaves its agent as it was.
     func reload() throws -> ReloadReport {
-        let (manifests, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        let (loaded, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        let manifests = loaded.map(history.inForce)
         guard let database = database.withLock({ $0 }) else { throw ActionError.failed("the lead is still starting") }
         let rows = Dictionary(try AgentStore(database: database).loadAgents().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var report = ReloadReport()
@@ -135,6 +165,7 @@ extension Supervisor {
                 let relaunch = old.manifest.mode != manifest.mode || old.manifest.memoryLimitBytes != manifest.memoryLimitBytes
                     || old.launch.map { $0 != launchDigest(of: updated) } ?? (launchDigest(of: old) != launchDigest(of: updated))
                 state.withLock { $0.agents[manifest.name] = updated }
+                history.observe(manifest, at: now)
                 if relaunch, manifest.mode == .supervised, let pid = old.pid, !old.stopped {
                     state.withLock { state in
                         state.agents[manifest.name]?.restartRequested = true
@@ -158,6 +189,7 @@ extension Supervisor {
                 }
                 guard let agent = try managed(for: manifest, row: rows[manifest.name], database: database) else { continue }
                 state.withLock { $0.agents[manifest.name] = agent }
+                history.observe(manifest, at: now)
                 if manifest.mode == .supervised {
                     toStart.append(manifest.name)
                     report.started.append(manifest.name)

@@ -94,6 +94,8 @@ final class Supervisor: Service, Sendable {
     let database = Mutex<Database?>(nil)
     /// Serialises record writes, so that the file never goes back to an older state.
     private let recordWrites = Mutex(())
+    /// Each agent's manifest in force and the one before it: what a rollback puts back.
+    let history: ManifestHistory
 
     init(
         settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
@@ -113,6 +115,8 @@ final class Supervisor: Service, Sendable {
         self.records = SupervisedRecords(runDir: settings.runDir)
         self.stoppedList = StoppedAgents(dataDir: settings.dataDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
+        self.history = ManifestHistory(
+            directory: settings.dataDir + "/manifest-history", searchPath: settings.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
     }
 
     // MARK: - Manifests
@@ -120,7 +124,11 @@ final class Supervisor: Service, Sendable {
     /// Loads the manifests and makes sure each names a registered agent with its class and
     /// capabilities, creating it (with a fresh secret) when new. Runs before the services start.
     func prepare(rows: [AgentRow], database: Database) throws {
-        let (manifests, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        history.load()
+        let (loaded, refused) = AgentManifest.loadDirectory(settings.agentsDir)
+        let manifests = loaded.map(history.inForce)
+        let now = Clock.monotonicNow()
+        for manifest in manifests { history.observe(manifest, at: now) }
         for error in refused {
             logger.error("agent manifest refused; the other agents run", metadata: ["error": "\(error)"])
             events.append(kind: "manifest_refused", agent: nil, detail: "\(error)")
@@ -134,7 +142,6 @@ final class Supervisor: Service, Sendable {
         }
         let (stopped, problem) = stoppedList.read()
         if let problem { logger.warning("the list of stopped agents is unreadable; they start", metadata: ["error": "\(problem)"]) }
-        let now = Clock.monotonicNow()
         for name in stopped.sorted() where managed[name]?.manifest.mode == .supervised {
             managed[name]?.stopped = true
             registry.stopped(managed[name]!.id, at: now, reason: "stopped by an operator; `pimesh agent start \(name)` starts it")
@@ -447,6 +454,8 @@ final class Supervisor: Service, Sendable {
 
     func start(_ name: String, now: Instant) {
         guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
+        // A program replaced under a running manifest is a change too (root-cause evidence).
+        history.observe(agent.manifest, at: now)
         do {
             let identity = identity(of: agent.manifest)
             let output = try logs.makeFIFO(for: name)
@@ -794,6 +803,36 @@ final class Supervisor: Service, Sendable {
                 else { return nil }
                 return (name, agent.id, pid)
             }.sorted { $0.name < $1.name }
+        }
+    }
+
+    /// One agent's process as a playbook step needs it.
+    struct ProcessView: Sendable {
+        var supervised: Bool
+        var running: Bool
+        var stopped: Bool
+        var awaiting: Bool
+        var restarts: Int
+        var lastExit: String?
+        var logPath: String
+    }
+
+    func processView(_ name: String) -> ProcessView? {
+        guard let agent = state.withLock({ $0.agents[name] }) else { return nil }
+        return ProcessView(
+            supervised: agent.manifest.mode == .supervised, running: agent.pid != nil, stopped: agent.stopped || agent.removed,
+            awaiting: agent.awaiting != nil, restarts: agent.restarts, lastExit: agent.lastExit, logPath: logs.path(of: name))
+    }
+
+    /// Running, unfrozen, non-critical supervised agents, lowest `priority` first (then the
+    /// largest): what `freeze_lowest_priority` takes.
+    func freezeCandidates() -> [(name: String, priority: Int)] {
+        state.withLock { state in
+            state.agents.values.filter { agent in
+                agent.manifest.mode == .supervised && agent.pid != nil && !agent.frozen && !agent.stopped && !agent.removed
+                    && !agent.manifest.critical && agent.killDeadline == nil
+            }.sorted { ($0.manifest.priority, -Int($0.memoryBytes ?? 0), $0.manifest.name) < ($1.manifest.priority, -Int($1.memoryBytes ?? 0), $1.manifest.name) }
+                .map { ($0.manifest.name, $0.manifest.priority) }
         }
     }
 

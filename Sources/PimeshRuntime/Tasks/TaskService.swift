@@ -195,8 +195,9 @@ final class TaskService: Service, Sendable {
             let policy = health.policy
             var candidates: [AgentRegistry.Candidate] = []
             let decision: TaskRouter.Decision
-            if submission.priority < policy.minimumPriority {
-                decision = .skip(.shed(level: policy.level, priority: submission.priority, minimumPriority: policy.minimumPriority))
+            let minimumPriority = health.minimumTaskPriority
+            if submission.priority < minimumPriority {
+                decision = .skip(.shed(level: policy.level, priority: submission.priority, minimumPriority: minimumPriority))
             } else if registry.isGroupBreakerOpen(submission.capability) {
                 decision = .skip(.groupBreakerOpen(capability: submission.capability))
             } else {
