@@ -145,11 +145,16 @@ import Testing
         #expect(RootCause.analyse(cluster, evidence: evidence).category == .resources)
         evidence.resourceAlarms = [(start - .milliseconds(60_001), "ram_over_budget")]
         #expect(RootCause.analyse(cluster, evidence: evidence).category == .signature)
-        // The lead restarting within ten seconds of the first onset comes first of all.
-        evidence.leadStartedAt = start - .seconds(10)
-        #expect(RootCause.analyse(cluster, evidence: evidence).category == .lead)
-        evidence.leadStartedAt = start - .milliseconds(10_001)
+        // The lead restarting within ten seconds before agents went silent comes first of all;
+        // exits after a lead start are not the lead's doing.
+        evidence.leadStartedAt = start - .seconds(1)
         #expect(RootCause.analyse(cluster, evidence: evidence).category == .signature)
+        var silentAfterStart = cluster
+        silentAfterStart[0].silentWhileRunning = true
+        silentAfterStart[1].silentWhileRunning = true
+        #expect(RootCause.analyse(silentAfterStart, evidence: evidence).category == .lead, "2 of 4 silent within 10 s of the start")
+        evidence.leadStartedAt = start - .milliseconds(10_001)
+        #expect(RootCause.analyse(silentAfterStart, evidence: evidence).category == .signature, "their silence began more than 10 s after the start")
     }
 
     @Test func silenceWhileProcessesRunPointsAtTheLead() {

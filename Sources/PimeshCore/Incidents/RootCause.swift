@@ -106,19 +106,17 @@ public enum RootCause {
             let agents = uniqueSorted(explained.map(\.agent))
             return Finding(category: category, summary: summary, confidence: share, clusterSize: size, agents: agents)
         }
-        // 1. The lead itself.
-        if let started = evidence.leadStartedAt, started <= last, first - started <= clusterGap {
-            return Finding(
-                category: .lead, summary: "the lead started \(ms(first - started)) ms before the first onset", confidence: 1, clusterSize: size,
-                agents: uniqueSorted(cluster.map(\.agent)))
-        }
-        if let jump = evidence.clockJumpAt, jump <= last, first - jump <= clusterGap {
-            return Finding(
-                category: .lead, summary: "the wall clock jumped \(ms(first - jump)) ms before the first onset", confidence: 1, clusterSize: size,
-                agents: uniqueSorted(cluster.map(\.agent)))
+        // 1. The lead itself: agents that went silent just after it started (or after the
+        // wall clock jumped) were most likely not heard, not failing.
+        let silent = cluster.filter(\.silentWhileRunning)
+        for (at, what) in [(evidence.leadStartedAt, "the lead started"), (evidence.clockJumpAt, "the wall clock jumped")] {
+            guard let at else { continue }
+            let explained = silent.filter { $0.at >= at && $0.at - at <= clusterGap }
+            if let found = finding(.lead, "\(what) \(ms(first - at)) ms before the first onset; \(explained.count) agent(s) went silent after it", explained) {
+                return found
+            }
         }
         // One hung agent is that agent's fault; three or more at once, the lead's hearing.
-        let silent = cluster.filter(\.silentWhileRunning)
         if silent.count >= minimumSilentForLead, let found = finding(.lead, "\(silent.count) agent(s) went silent while their processes ran: the lead is not hearing them", silent) {
             return found
         }

@@ -143,6 +143,68 @@ extension APIRouter {
                 return JSONResponse.make(status: .ok, result)
             }
         }
+        for drill in ["hang", "corrupt-snapshot", "siege"] {
+            v1.post("drills/\(drill)") { request, context in
+                await handle {
+                    let body = try await RequestBody.json(request, limit: 8192)
+                    let allowed: [String] =
+                        switch drill {
+                        case "hang": ["confirm", "agent", "timeout_s"]
+                        case "siege": ["confirm", "cpu", "memory_mb", "seconds", "timeout_s"]
+                        default: ["confirm", "timeout_s"]
+                        }
+                    let reader = try BodyReader(body, allowed: allowed)
+                    guard case .bool(true)? = reader.fields["confirm"] else {
+                        throw APIError.badRequest("a drill hurts the node on purpose: say \"confirm\": true", field: "confirm")
+                    }
+                    let timeout = Duration.seconds(try reader.integer("timeout_s", in: 1...600) ?? 120)
+                    var agent: String?
+                    if let value = reader.fields["agent"] {
+                        guard case .string(let name) = value, !name.isEmpty, name.utf8.count <= 64 else {
+                            throw APIError.badRequest("\"agent\" must be an agent name", field: "agent")
+                        }
+                        agent = name
+                    }
+                    let cpu = try reader.integer("cpu", in: 0...64) ?? 1
+                    let memoryMB = try reader.integer("memory_mb", in: 0...8192) ?? 0
+                    let seconds = try reader.integer("seconds", in: 1...600) ?? 10
+                    guard let supervisor = state.supervisor else {
+                        throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+                    }
+                    let faults = FaultDrill(state: state, supervisor: supervisor)
+                    let report = try await audited(state, context, kind: "drill_" + drill.replacing("-", with: "_"), subject: agent ?? "node") {
+                        do {
+                            switch drill {
+                            case "hang": return try await faults.hang(name: agent, timeout: timeout, seed: UInt64(bitPattern: Clock.wallMilliseconds()))
+                            case "siege": return try await faults.siege(cpu: cpu, memoryMB: memoryMB, seconds: seconds, timeout: timeout)
+                            default: return try await faults.corruptSnapshot(timeout: timeout)
+                            }
+                        } catch let refused as FaultDrill.Refused {
+                            throw APIError(status: .conflict, message: refused.description)
+                        }
+                    }
+                    state.audit?.record(
+                        AuditEntry(
+                            actor: context.caller.label, kind: "drill_result", subject: report.target,
+                            body: AuditBody.canonical([
+                                ("drill", drill), ("detected_ms", report.detectedMs.map(String.init) ?? "not seen"),
+                                ("mitigated_ms", report.mitigatedMs.map(String.init) ?? "none"),
+                                ("recovered_ms", report.recoveredMs.map(String.init) ?? "not recovered"), ("slo_ms", "\(report.sloMs)"),
+                                ("met", report.met ? "yes" : "no"), ("incidents", report.incidents.joined(separator: ",")),
+                            ])))
+                    return JSONResponse.make(status: .ok, report)
+                }
+            }
+        }
+        v1.get("playbooks") { _, _ in
+            await handle {
+                guard let runner = state.playbooks else {
+                    throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
+                }
+                let (playbooks, refused) = runner.playbooks
+                return JSONResponse.make(status: .ok, PlaybookListing(playbooks: playbooks.map(PlaybookListing.Entry.init), refused: refused.map(\.description)))
+            }
+        }
     }
 
     private static func engine(_ state: LeadState) throws(APIError) -> IncidentService {

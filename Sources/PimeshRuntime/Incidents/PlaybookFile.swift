@@ -223,3 +223,35 @@ public enum PlaybookFile {
         }
     }
 }
+
+/// `GET /v1/playbooks` and `pimesh playbooks`: the playbooks in force, in the order they are
+/// tried, and the files refused.
+public struct PlaybookListing: Codable, Sendable {
+    public struct Entry: Codable, Sendable {
+        public var id: String
+        public var title: String
+        public var source: String
+        public var causes: [String]
+        public var minSeverity: String
+        public var sloS: Int64
+        public var minRecovered: Double
+        public var steps: [String]
+
+        init(_ playbook: Playbook) {
+            id = playbook.id
+            title = playbook.title
+            source = playbook.source
+            causes = playbook.causes
+            minSeverity = playbook.minSeverity.description
+            sloS = playbook.slo.wholeNanoseconds / 1_000_000_000
+            minRecovered = playbook.minRecovered
+            steps = playbook.steps.map { step in
+                "\(step.name): \(step.action.rawValue) (\(step.tier.rawValue), \(step.timeout.wholeNanoseconds / 1_000_000_000) s"
+                    + (step.retries > 0 ? ", \(step.retries) \(step.retries == 1 ? "retry" : "retries")" : "") + (step.required ? "" : ", may fail") + ")"
+            }
+        }
+    }
+
+    public var playbooks: [Entry]
+    public var refused: [String]
+}

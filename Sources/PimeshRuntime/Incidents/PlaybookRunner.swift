@@ -62,7 +62,12 @@ final class PlaybookRunner: Sendable {
     /// playbook per incident; undoes shedding and freezing of incidents no longer open.
     func consider(open: [Incident], resolved: [Incident]) {
         for incident in open where incident.state != .open { finish(incident.id) }
-        for incident in resolved { finish(incident.id, forget: true) }
+        // Resolved here or by an operator: whatever the runner holds for it goes.
+        let openIDs = Set(open.map(\.id))
+        let gone = book.withLock { book in
+            Set(book.ran.keys).union(book.frozenBy.keys).union(book.findings.keys).subtracting(openIDs).subtracting(book.running)
+        }
+        for id in gone.union(resolved.map(\.id)) { finish(id, forget: true) }
         let starting: [(Incident, Playbook)] = book.withLock { book in
             let chosen = catalog.withLock { $0.catalog }
             var starting: [(Incident, Playbook)] = []
@@ -207,6 +212,8 @@ final class PlaybookRunner: Sendable {
             var restarted: [String] = []
             for name in names where condition(name) != .alive {
                 guard let view = supervisor.processView(name), view.supervised, !view.stopped else { continue }
+                // Already started again and not heartbeating yet: killing it would only delay it.
+                if view.running, ![.hung, .looping, .suspected].contains(condition(name)) { continue }
                 if (try? supervisor.heal(name, reason: "emergency parallel restart (\(Incident.name(id)))", byOperator: false)) != nil {
                     restarted.append(name)
                 }
