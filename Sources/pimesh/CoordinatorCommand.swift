@@ -15,7 +15,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             does not match. Snapshots are kept in DIR/nodes/<node_id>/, indexed in DIR/coordinator.db. \
             See docs/snapshots.md.
             """,
-        subcommands: [Serve.self, Enroll.self, Nodes.self],
+        subcommands: [Serve.self, Enroll.self, Nodes.self, Incidents.self],
         defaultSubcommand: Serve.self
     )
 
@@ -110,6 +110,39 @@ struct CoordinatorCommand: AsyncParsableCommand {
                     ])
                 }
                 print(table.render() + "\n\(fleet.nodes.count) nodes")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Incidents: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Incidents across the fleet, newest first; those that started within 60 s of each other on different nodes are grouped.",
+            discussion: "Nodes whose upload target is this coordinator send each incident when it opens and whenever it changes, signed with their node key.")
+
+        @OptionGroup var directory: Directory
+
+        @Flag(name: .long, help: "Print JSON for scripts.")
+        var json = false
+
+        func run() async throws {
+            do {
+                let endpoint = try APICoding.decode(
+                    Coordinator.Endpoint.self, from: try FileIO.read(path: directory.dir + "/" + Coordinator.endpointFile))
+                let client = LeadClient(
+                    address: .loopback(host: endpoint.host, port: endpoint.port), token: try LeadDiscovery.token(dataDir: directory.dir))
+                let raw = try client.get("/v1/incidents")
+                if json { return print(String(decoding: raw, as: UTF8.self)) }
+                let list = try APICoding.decode(FleetIncidentList.self, from: raw)
+                var table = TextTable(["GROUP", "NODE", "INCIDENT", "SEV", "STATE", "OPENED (UTC)", "TITLE"])
+                for (index, group) in list.groups.enumerated() {
+                    let label = group.count > 1 ? "\(index + 1) (\(Set(group.map(\.nodeID)).count) nodes)" : "\(index + 1)"
+                    for incident in group {
+                        table.add([label, incident.nodeID, incident.name, incident.severity, incident.state, UTCTime.iso8601(epochMs: incident.openedMs), incident.title])
+                    }
+                }
+                print(table.render() + "\n\(list.groups.count) group(s), \(list.groups.filter { $0.count > 1 }.count) across nodes")
             } catch {
                 throw CLIFailure.report(error)
             }

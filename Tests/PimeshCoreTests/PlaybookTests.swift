@@ -207,3 +207,14 @@ import Testing
         }
     }
 }
+
+@Suite struct FleetIncidentTests {
+    @Test func incidentsOnDifferentNodesWithinSixtySecondsAreOneGroup() {
+        let entries = [
+            FleetIncidents.Entry(node: "a", id: 1, openedMs: 0), FleetIncidents.Entry(node: "b", id: 7, openedMs: 60_000),
+            FleetIncidents.Entry(node: "c", id: 2, openedMs: 120_001), FleetIncidents.Entry(node: "c", id: 3, openedMs: 150_000),
+        ]
+        let groups = FleetIncidents.group(entries)
+        #expect(groups.map { $0.map(\.id) } == [[1, 7], [2], [3]], "60 s apart joins; 60.001 s does not; one node alone is not a fleet event")
+    }
+}

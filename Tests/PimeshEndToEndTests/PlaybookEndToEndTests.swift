@@ -170,6 +170,24 @@ import Testing
             #expect(try runPimesh(["snapshot", "verify", dataDir + "/spool/" + manifest, "--data-dir", dataDir]).status == 0, "\(manifest) verifies")
         }
 
+        // The bounds of what a drill may ask for, each a 400 naming the field.
+        let client = try lead.client()
+        for (path, body, field) in [
+            ("/v1/drills/siege", #"{"confirm": true, "seconds": 601}"#, "seconds"),
+            ("/v1/drills/siege", #"{"confirm": true, "cpu": 65}"#, "cpu"),
+            ("/v1/drills/siege", #"{"confirm": true, "memory_mb": 8193}"#, "memory_mb"),
+            ("/v1/drills/siege", #"{"seconds": 1}"#, "confirm"),
+            ("/v1/drills/corrupt-snapshot", #"{"confirm": true, "timeout_s": 0}"#, "timeout_s"),
+            ("/v1/drills/hang", #"{"confirm": true, "agent": ""}"#, "agent"),
+        ] {
+            do {
+                _ = try client.post(path, json: Array(body.utf8))
+                Issue.record("\(path) \(body) was accepted")
+            } catch let error as LeadClient.APIError {
+                #expect(error.status == 400, "\(path) \(body): \(error)")
+                #expect(error.message.contains(field), "\(error.message) names \(field)")
+            }
+        }
         let siege = try json(["drill", "siege", "--cpu", "1", "--memory", "32", "--seconds", "2", "--timeout", "60", "--yes"])
         let held = try #require(siege.value as? [String: Any])
         #expect(siege.status == 0, "\(held)")

@@ -214,4 +214,57 @@ import Testing
         #expect(refused.status != 0)
         #expect(refused.output.contains("S3 answered 404"))
     }
+
+    /// Two nodes push their incidents as they open; the coordinator groups the two that
+    /// started within 60 s of each other, and refuses an incident it cannot tie to a node key.
+    @Test func incidentsReachTheCoordinatorAsTheyOpenAndAreGroupedAcrossNodes() throws {
+        let (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        var leads: [LeadProcess] = []
+        for node in ["n1", "n2"] {
+            let directory = root + "/\(node)"
+            try FileManager.default.createDirectory(atPath: directory + "/agents.d", withIntermediateDirectories: true)
+            try #"{"name": "w", "command": "\#(LeadProcess.binary)", "args": ["agent"]}"#.write(
+                toFile: directory + "/agents.d/w.json", atomically: true, encoding: .utf8)
+            let config = directory + "/pimesh.json"
+            try #"{"snapshots": {"interval_s": 0}, "upload": {"target": "coordinator", "url": "http://127.0.0.1:\#(port)"}}"#.write(
+                toFile: config, atomically: true, encoding: .utf8)
+            let lead = try LeadProcess(dataDir: directory, extraArguments: ["--config", config])
+            _ = try lead.waitReady(timeout: 30)
+            #expect(try runPimesh(["snapshot", "create", "--data-dir", directory]).status == 0)
+            let listed = try runPimesh(["snapshot", "list", "--data-dir", directory, "--json"])
+            let key = try #require((try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]])?.first?["public_key"] as? String)
+            #expect(try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key]).status == 0)
+            leads.append(lead)
+        }
+        for lead in leads {
+            #expect(eventually(timeout: 30) { (try? lead.agents().first?.health?.condition) == "alive" })
+            kill(try #require(try lead.agents().first?.supervision?.pid), SIGKILL)
+        }
+        var groups: [[[String: Any]]] = []
+        #expect(eventually(timeout: 30) {
+            let listed = try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir, "--json"])
+            groups = (try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any])?["groups"] as? [[[String: Any]]] ?? []
+            return groups.contains { $0.count == 2 }
+        }, "\(groups)")
+        let pair = try #require(groups.first { $0.count == 2 })
+        #expect(Set(pair.compactMap { $0["node_id"] as? String }).count == 2)
+        #expect(pair.allSatisfy { $0["name"] as? String == "INC-000001" && $0["severity"] as? String == "SEV3" })
+        #expect(try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir]).output.contains("(2 nodes)"))
+        // Later changes follow: the mitigation arrives without a snapshot.
+        #expect(eventually(timeout: 30) {
+            let listed = try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir, "--json"]).output
+            return !listed.contains("\"state\":\"open\"")
+        })
+        // An incident with a signature that is not the node's is refused.
+        let node = try #require(pair.first?["node_id"] as? String)
+        let forged = try runProcess(
+            "/usr/bin/curl",
+            [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H", "Pimesh-Signature: " + String(repeating: "ab", count: 64),
+                "--data", #"{"id": 9}"#, "http://127.0.0.1:\(port)/v1/nodes/\(node)/incidents/9",
+            ])
+        #expect(forged.output == "403", "\(forged.output)")
+        withExtendedLifetime(leads) {}
+    }
 }

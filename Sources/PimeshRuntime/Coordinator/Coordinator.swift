@@ -70,7 +70,19 @@ public struct Coordinator: Sendable {
         router.put("/v1/nodes/:node/snapshots/:sequence") { request, context in
             await APIRouter.handle { try await receive(request, context: context, store: store) }
         }
+        router.put("/v1/nodes/:node/incidents/:id") { request, context in
+            await APIRouter.handle { try await receiveIncident(request, context: context, store: store) }
+        }
         let operators = router.group("v1").add(middleware: CoordinatorTokenMiddleware(token: Array(token.utf8)))
+        operators.get("incidents") { _, _ in
+            await APIRouter.handle {
+                let incidents = try store.incidents(limit: Self.maxListedIncidents)
+                let byKey = Dictionary(incidents.map { ("\($0.nodeID)#\($0.id)", $0) }, uniquingKeysWith: { (first: FleetIncident, _: FleetIncident) in first })
+                let groups = FleetIncidents.group(incidents.map { FleetIncidents.Entry(node: $0.nodeID, id: $0.id, openedMs: $0.openedMs) })
+                    .map { $0.compactMap { byKey["\($0.node)#\($0.id)"] } }.reversed()
+                return JSONResponse.make(status: .ok, FleetIncidentList(groups: Array(groups)))
+            }
+        }
         operators.get("nodes") { _, _ in
             await APIRouter.handle {
                 JSONResponse.make(status: .ok, FleetList(nodes: try store.fleet(nowMs: Clock.wallMilliseconds())))
@@ -104,6 +116,52 @@ public struct Coordinator: Sendable {
     static func isNodeID(_ text: String) -> Bool {
         let digits = text.utf8.dropFirst(5)
         return text.hasPrefix("node-") && digits.count == 16 && digits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    static let maxListedIncidents = 1000
+    static let maxIncidentBytes = 256 << 10
+
+    /// A node's incident, signed with its enrolled key; stored (newest 500 per node) for the
+    /// fleet view.
+    private func receiveIncident(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
+        let nodeID = context.parameters.get("node") ?? ""
+        guard Self.isNodeID(nodeID) else {
+            throw APIError(status: .badRequest, message: "\"\(nodeID)\" is not a node id (node- and 16 hex digits)", field: "node")
+        }
+        let idText = context.parameters.get("id") ?? ""
+        guard idText.utf8.count <= 18, let id = Int64(idText), id > 0 else {
+            throw APIError(status: .badRequest, message: "the incident id in the path is not a positive number", field: "id")
+        }
+        guard let header = request.headers.first(where: { $0.name.canonicalName == "pimesh-signature" })?.value,
+            header.utf8.count <= 256, let signature = Hex.decode(header)
+        else {
+            throw APIError(status: .badRequest, message: "the Pimesh-Signature header is missing or is not hex", field: "signature")
+        }
+        guard let key = try store.publicKey(of: nodeID) else {
+            throw APIError(status: .forbidden, message: "node \(nodeID) is not enrolled")
+        }
+        var body: [UInt8] = []
+        for try await buffer in request.body {
+            body += buffer.readableBytesView
+            guard body.count <= Self.maxIncidentBytes else {
+                throw APIError(status: .contentTooLarge, message: "an incident may be at most \(Self.maxIncidentBytes) bytes")
+            }
+        }
+        guard NodeKey.verify(signature: signature, message: body, publicKeyHex: key) else {
+            throw APIError(status: .forbidden, message: "refused: the signature does not match \(nodeID)'s enrolled key")
+        }
+        let incident: Incident
+        do {
+            incident = try APICoding.decode(Incident.self, from: body)
+        } catch {
+            throw APIError(status: .badRequest, message: "the body is not an incident: \(error)")
+        }
+        guard incident.id == id else { throw APIError(status: .badRequest, message: "the body is incident \(incident.id), the path \(id)", field: "id") }
+        let text = String(decoding: body, as: UTF8.self)
+        try await Blocking.run {
+            try store.saveIncident(nodeID: nodeID, incident, body: text, receivedAtMs: Clock.wallMilliseconds())
+        }
+        return JSONResponse.make(status: .ok, ["node": nodeID, "incident": incident.name, "state": incident.state.rawValue])
     }
 
     /// Every check that needs no disk comes first (issue 12: a manifest `file` of `../../x`

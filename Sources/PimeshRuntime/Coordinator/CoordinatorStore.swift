@@ -48,7 +48,26 @@ public struct CoordinatorStore: Sendable {
             )
             """,
         ]),
+        // Incidents the nodes push when they open and change (docs/incidents.md), newest
+        // `incidentsPerNode` per node.
+        Migration(version: 3, statements: [
+            """
+            CREATE TABLE incidents (
+                node_id TEXT NOT NULL REFERENCES nodes(node_id),
+                incident_id INTEGER NOT NULL,
+                opened_ms INTEGER NOT NULL,
+                severity TEXT NOT NULL,
+                state TEXT NOT NULL,
+                title TEXT NOT NULL,
+                body TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (node_id, incident_id)
+            )
+            """,
+        ]),
     ]
+
+    public static let incidentsPerNode = 500
 
     init(database: Database) {
         self.database = database
@@ -124,6 +143,43 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
+    public func saveIncident(nodeID: String, _ incident: Incident, body: String, receivedAtMs: Int64) throws {
+        try database.transaction { connection in
+            do {
+                try connection.run(
+                    """
+                    INSERT INTO incidents (node_id, incident_id, opened_ms, severity, state, title, body, received_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (node_id, incident_id) DO UPDATE SET opened_ms = excluded.opened_ms, severity = excluded.severity,
+                        state = excluded.state, title = excluded.title, body = excluded.body, received_at_ms = excluded.received_at_ms
+                    """,
+                    [
+                        .text(nodeID), .integer(incident.id), .integer(incident.openedMs), .text(incident.severity.description),
+                        .text(incident.state.rawValue), .text(incident.title), .text(body), .integer(receivedAtMs),
+                    ])
+                try connection.run(
+                    """
+                    DELETE FROM incidents WHERE node_id = ? AND incident_id NOT IN
+                        (SELECT incident_id FROM incidents WHERE node_id = ? ORDER BY incident_id DESC LIMIT ?)
+                    """, [.text(nodeID), .text(nodeID), .integer(Int64(Self.incidentsPerNode))])
+            }
+        }
+    }
+
+    /// The newest `limit` incidents across the fleet.
+    public func incidents(limit: Int) throws -> [FleetIncident] {
+        try database.withConnection { connection in
+            try connection.query(
+                "SELECT node_id, incident_id, opened_ms, severity, state, title, received_at_ms FROM incidents ORDER BY opened_ms DESC LIMIT ?",
+                [.integer(Int64(limit))]
+            ) { row in
+                FleetIncident(
+                    nodeID: row.text(0), id: row.int64(1), name: Incident.name(row.int64(1)), openedMs: row.int64(2), severity: row.text(3),
+                    state: row.text(4), title: row.text(5), receivedAtMs: row.int64(6))
+            }
+        }
+    }
+
     public func fleet(nowMs: Int64) throws -> [FleetNode] {
         try database.withConnection { connection in
             try connection.query(
@@ -144,6 +200,29 @@ public struct CoordinatorStore: Sendable {
             }
         }
     }
+}
+
+/// One incident in `GET /v1/incidents` on the coordinator.
+public struct FleetIncident: Codable, Sendable, Equatable {
+    public var nodeID: String
+    public var id: Int64
+    public var name: String
+    public var openedMs: Int64
+    public var severity: String
+    public var state: String
+    public var title: String
+    public var receivedAtMs: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "nodeId"
+        case id, name, openedMs, severity, state, title, receivedAtMs
+    }
+}
+
+/// `GET /v1/incidents` and `pimesh coordinator incidents`: groups of incidents that started
+/// within 60 s of each other on different nodes, newest first; a lone incident is a group of one.
+public struct FleetIncidentList: Codable, Sendable {
+    public var groups: [[FleetIncident]]
 }
 
 /// One node in `GET /v1/nodes` and `pimesh coordinator nodes`.

@@ -169,7 +169,15 @@ public struct Lead: Sendable {
                 directory: config.incidents.playbooksDir ?? Self.directory(of: agentsDir) + "/playbooks.d",
                 minRunning: config.incidents.emergencyMinRunning),
             state: state, logger: logger)
-        incidents.onChange { open, resolved in playbooks.consider(open: open, resolved: resolved) }
+        let uploadTarget = try config.upload.target(environment: environment)
+        var pusher: IncidentPusher? = nil
+        if case .coordinator = uploadTarget {
+            pusher = IncidentPusher(uploader: SnapshotUploader(target: uploadTarget!), key: nodeKey, logger: logger)
+        }
+        incidents.onChange { [pusher] open, resolved in
+            playbooks.consider(open: open, resolved: resolved)
+            pusher?.offer(open + resolved)
+        }
         state.playbooks = playbooks
         let reloader = Reloader(
             configFile: config.configFile, startupKeys: try config.configFile.map(Reloader.flattenedKeys(of:)) ?? [:],
@@ -284,7 +292,8 @@ public struct Lead: Sendable {
         }
         services.append(.init(service: monitor, serviceName: "health-monitor"))
         services.append(.init(service: snapshots, serviceName: "snapshots"))
-        if let target = try config.upload.target(environment: environment) {
+        if let pusher { services.append(.init(service: pusher, serviceName: "incident-push")) }
+        if let target = uploadTarget {
             services.append(
                 .init(
                     service: UploadService(

@@ -42,6 +42,8 @@ struct CurlPut {
     private final class Transfer {
         var fd: Int32
         var abort: TransferAbort
+        var memory: [UInt8]?
+        var offset = 0
         var body: [UInt8] = []
         var headers: [String: String] = [:]
 
@@ -53,12 +55,18 @@ struct CurlPut {
 
     static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    func put(file fd: Int32, size: UInt64) throws(Failure) -> Answer {
+    /// A small body from memory (an incident): the read callback copies from it.
+    func put(bytes: [UInt8]) throws(Failure) -> Answer {
+        try put(file: -1, size: UInt64(bytes.count), memory: bytes)
+    }
+
+    func put(file fd: Int32, size: UInt64, memory: [UInt8]? = nil) throws(Failure) -> Answer {
         _ = Self.globalInit
         guard let curl = curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
         defer { curl_easy_cleanup(curl) }
         guard !abort.isAborted else { throw Failure(description: "\(url): aborted, the lead is stopping") }
         let transfer = Transfer(fd: fd, abort: abort)
+        transfer.memory = memory
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var list: UnsafeMutablePointer<curl_slist>?
         for header in headers + ["Expect:"] { list = curl_slist_append(list, header) }
@@ -77,6 +85,14 @@ struct CurlPut {
         _ = pimesh_curl_pointer(curl, CURLOPT_READDATA, context)
         _ = pimesh_curl_callback(curl, CURLOPT_READFUNCTION) { buffer, size, count, context in
             let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            if let memory = transfer.memory {
+                let n = min(size * count, memory.count - transfer.offset)
+                memory.withUnsafeBytes { source in
+                    if n > 0 { UnsafeMutableRawPointer(buffer!).copyMemory(from: source.baseAddress! + transfer.offset, byteCount: n) }
+                }
+                transfer.offset += n
+                return n
+            }
             let n = read(transfer.fd, buffer, size * count)
             return n < 0 ? Int(CURL_READFUNC_ABORT) : n
         }

@@ -83,6 +83,28 @@ public struct SnapshotUploader: Sendable {
         return "copied to \(target), SHA-256 read back"
     }
 
+    /// Sends one incident (JSON) to the coordinator, signed with the node key: the coordinator
+    /// files it under the node and groups it with other nodes' (docs/incidents.md). Only for a
+    /// coordinator target; returns false when the target is something else.
+    public func pushIncident(nodeID: String, id: Int64, body: [UInt8], signature: [UInt8]) throws -> Bool {
+        guard case .coordinator(let url) = target else { return false }
+        let request = CurlPut(
+            url: url.trimmingSuffix("/") + "/v1/nodes/\(nodeID)/incidents/\(id)",
+            headers: ["Content-Type: application/json", "Pimesh-Signature: " + Hex.encode(signature)], timeoutS: 30, abort: abort)
+        let answer: CurlPut.Answer
+        do {
+            answer = try request.put(bytes: body)
+        } catch {
+            throw Failure(description: "\(error)", permanent: false)
+        }
+        guard (200..<300).contains(answer.status) else {
+            throw Failure(
+                description: "the coordinator answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))",
+                permanent: (400..<500).contains(answer.status))
+        }
+        return true
+    }
+
     private func toCoordinator(_ entry: SnapshotSpool.Entry, _ url: String) throws -> String {
         let (fd, size) = try openFile(entry.filePath)
         defer { close(fd) }
