@@ -20,6 +20,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     )
 
     struct Directory: ParsableArguments {
+        /// The running coordinator of this directory, with its operator token.
+        func client() throws -> LeadClient {
+            let endpoint = try APICoding.decode(Coordinator.Endpoint.self, from: try FileIO.read(path: dir + "/" + Coordinator.endpointFile))
+            return LeadClient(address: .loopback(host: endpoint.host, port: endpoint.port), token: try LeadDiscovery.token(dataDir: dir))
+        }
+
         @Option(name: .long, help: "The coordinator's directory (snapshots, index, token).")
         var dir: String = "./.pimesh-coordinator"
     }
@@ -94,10 +100,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let endpoint = try APICoding.decode(
-                    Coordinator.Endpoint.self, from: try FileIO.read(path: directory.dir + "/" + Coordinator.endpointFile))
-                let client = LeadClient(
-                    address: .loopback(host: endpoint.host, port: endpoint.port), token: try LeadDiscovery.token(dataDir: directory.dir))
+                let client = try directory.client()
                 let raw = try client.get("/v1/nodes")
                 if json { return print(String(decoding: raw, as: UTF8.self)) }
                 let fleet = try APICoding.decode(FleetList.self, from: raw)
@@ -128,10 +131,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let endpoint = try APICoding.decode(
-                    Coordinator.Endpoint.self, from: try FileIO.read(path: directory.dir + "/" + Coordinator.endpointFile))
-                let client = LeadClient(
-                    address: .loopback(host: endpoint.host, port: endpoint.port), token: try LeadDiscovery.token(dataDir: directory.dir))
+                let client = try directory.client()
                 let raw = try client.get("/v1/incidents")
                 if json { return print(String(decoding: raw, as: UTF8.self)) }
                 let list = try APICoding.decode(FleetIncidentList.self, from: raw)

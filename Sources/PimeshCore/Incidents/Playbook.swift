@@ -86,8 +86,8 @@ public enum PlaybookTarget: String, Sendable, Equatable, CaseIterable {
 public enum PlaybookAction: String, Sendable, Equatable, CaseIterable {
     /// Record the node's state (score, RAM, agents up and down) in the timeline.
     case assess
-    /// Kill the target agents that are hung and start those that are down, now; an agent
-    /// waiting out a backoff keeps waiting (only an operator resets a backoff).
+    /// Every target agent running again, as the supervisor restarts and heals them (its
+    /// backoff and heal grace apply; only an operator resets a backoff).
     case restartAgents = "restart_agents"
     /// Seed 002's parallel restart of the critical agents, at most once per incident and only
     /// while the node itself is healthy (score ≤ 800, inside the RAM budget).

@@ -182,22 +182,19 @@ final class PlaybookRunner: Sendable {
             return .succeeded("node score \(score), agents' RAM \(ram)\(budget), \(snapshot.level.rawValue); \(counts.healthy) of \(counts.total) agents healthy")
 
         case .restartAgents:
+            // The supervisor itself restarts an exited agent (at once the first time: seed
+            // 002's forced restart; later after its backoff, which only an operator resets) and
+            // heals a hung one after `supervision.heal_after_ms`; killing at the first
+            // suspicion would undo that grace. The step sees that it happened.
             let names = targets(step, incident: id)
-            for name in names {
-                guard let view = supervisor.processView(name), view.supervised, !view.stopped else { continue }
-                let now = condition(name)
-                if view.running, now == .hung || now == .looping || now == .suspected {
-                    _ = try? supervisor.heal(name, reason: "playbook \(Incident.name(id)): \(now?.rawValue ?? "")", byOperator: false)
-                }
-            }
             return await waitUntil(deadline) {
                 let down = names.filter { name in
                     guard let view = supervisor.processView(name), view.supervised, !view.stopped else { return false }
-                    return !view.running
+                    return !view.running && !view.restartScheduled
                 }
                 let waiting = down.filter { supervisor.processView($0)?.awaiting == true }
                 if !waiting.isEmpty { return (false, "waiting for an operator: \(waiting.joined(separator: ", ")) (`pimesh heal`)") }
-                return down.isEmpty ? (true, names.isEmpty ? "no agents" : "running: \(names.joined(separator: ", "))") : (false, "not running: \(down.joined(separator: ", "))")
+                return down.isEmpty ? (true, names.isEmpty ? "no agents" : "running or restarting: \(names.joined(separator: ", "))") : (false, "not running: \(down.joined(separator: ", "))")
             }
 
         case .restartCritical:

@@ -812,6 +812,8 @@ final class Supervisor: Service, Sendable {
         var running: Bool
         var stopped: Bool
         var awaiting: Bool
+        /// Exited with its next start scheduled (its backoff running).
+        var restartScheduled: Bool
         var restarts: Int
         var lastExit: String?
         var logPath: String
@@ -821,7 +823,7 @@ final class Supervisor: Service, Sendable {
         guard let agent = state.withLock({ $0.agents[name] }) else { return nil }
         return ProcessView(
             supervised: agent.manifest.mode == .supervised, running: agent.pid != nil, stopped: agent.stopped || agent.removed,
-            awaiting: agent.awaiting != nil, restarts: agent.restarts, lastExit: agent.lastExit, logPath: logs.path(of: name))
+            awaiting: agent.awaiting != nil, restartScheduled: agent.restartAt != nil || agent.restartRequested, restarts: agent.restarts, lastExit: agent.lastExit, logPath: logs.path(of: name))
     }
 
     /// Running, unfrozen, non-critical supervised agents, lowest `priority` first (then the
