@@ -198,7 +198,7 @@ import Testing
         withExtendedLifetime(lead) {}
     }
 
-    @Test func stressNgBesideTheLeadOpensNoIncident() throws {
+    @Test func stressNgBesideTheLeadOpensNoFalseIncident() throws {
         try fleet(12)
         let lead = try startLead()
         #expect(eventually(timeout: 30) { allAlive(lead, 12) })
@@ -223,11 +223,17 @@ import Testing
         }
         #expect(stress.isRunning, "stress-ng ran for the whole siege (make test installs it)")
         kill(-stress.processIdentifier, SIGKILL)
-        #expect(during.isEmpty, "\(during.prefix(2))")
+        // No false incident: nothing about the agents, which kept heartbeating. A node score
+        // over 800 is the node's own strain told truly (SEV3 `resources`, no agents), which a
+        // second stress-ng beside the tests (the project's flake check) can bring about.
+        let false_ = { (incident: [String: Any]) -> Bool in
+            incident["kind"] as? String != "resources" || (incident["agents"] as? [String])?.isEmpty == false
+        }
+        #expect(!during.contains(where: false_), "\(during.filter(false_).prefix(2))")
         // A tick or two after the siege, in case something was about to fire.
         #expect(eventually(timeout: 10) { allAlive(lead, 12) })
         let opened = try incidents()
-        #expect(opened.isEmpty, "\(opened)")
+        #expect(!opened.contains(where: false_), "\(opened.filter(false_))")
     }
 
     @Test func playbooksDirRefusesABadFileByLineAndKeyAndAnOperatorsPlaybookComesFirst() throws {

@@ -182,7 +182,7 @@ public enum PlaybookFile {
             {
               "id": "resource_siege",
               "title": "Seed 002's DIRT03: the node under resource siege",
-              "when": { "causes": ["ram_over_budget", "node_strained"], "min_severity": "SEV3" },
+              "when": { "causes": ["ram_over_budget"], "min_severity": "SEV2" },
               "slo_s": 120,
               "min_recovered": 0,
               "steps": [
