@@ -37,10 +37,12 @@ final class AgentLogPump: Sendable {
     private let directory: String
     private let maxBytes: Int
     private let ratePerSecond: Int
-    private let sources = Mutex<[Int32: Source]>([:])
+    // The noncopyable members are set after the last throw: swift 6.3.1's CopyPropagation
+    // crashes (-O) destroying a partly initialised Atomic when the init throws.
+    private let sources: Mutex<[Int32: Source]>
     /// A pipe that wakes the poll when a new source is attached: [read, write].
     private let wake: [Int32]
-    private let running = Atomic<Bool>(false)
+    private let running: Atomic<Bool>
 
     init(directory: String, maxBytes: Int, ratePerSecond: Int = 256 * 1024) throws {
         self.directory = directory
@@ -54,6 +56,8 @@ final class AgentLogPump: Sendable {
             _ = fcntl(fd, F_SETFL, O_NONBLOCK)
         }
         wake = ends
+        sources = Mutex([:])
+        running = Atomic(false)
     }
 
     func path(of name: String) -> String {
