@@ -112,8 +112,10 @@ import Testing
         var sent = 0
         while sent < 10_000 {
             // Paced in batches, so the loopback socket buffer never overflows and every
-            // datagram reaches the lead to be counted.
-            for _ in 0..<250 {
+            // datagram reaches the lead to be counted: each small datagram takes about 1 KiB of
+            // the default 208 KiB receive buffer, so 250 unread ones (a lead starved by a busy
+            // machine) overflowed it.
+            for _ in 0..<100 {
                 var bytes: [UInt8]
                 switch sent % 4 {
                 case 0: bytes = (0..<Int.random(in: 0...120, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -128,7 +130,12 @@ import Testing
                 sent += 1
             }
             let target = sent
-            #expect(eventually { try lead.status().heartbeats.droppedTotal == target }, "after \(target)")
+            var counted = -1
+            let allCounted = eventually(timeout: 15) {
+                counted = try lead.status().heartbeats.droppedTotal
+                return counted == target
+            }
+            #expect(allCounted, "after \(target) sent, counted \(counted)")
         }
         let status = try lead.status()
         #expect(status.heartbeats.droppedTotal == 10_000)
