@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -38,6 +40,18 @@ fallback:;
     for (long fd = low; fd < top; fd++) {
         if (fd != keep) close((int)fd);
     }
+}
+
+static int clear_inheritable_capabilities(void) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    int any = 0;
+    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+        any |= data[i].inheritable != 0;
+        data[i].inheritable = 0;
+    }
+    return any ? (int)syscall(SYS_capset, &header, data) : 0;
 }
 
 static void report(int fd, int step, int error) {
@@ -82,6 +96,14 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int o
             if (setresgid(gid, gid, gid) != 0) report(status_pipe[1], PIMESH_SPAWN_SETGID, errno);
             if (setresuid(uid, uid, uid) != 0) report(status_pipe[1], PIMESH_SPAWN_SETUID, errno);
         }
+        // A lead that runs as its own user keeps CAP_SETUID, CAP_SETGID and CAP_KILL as
+        // ambient capabilities (the unit's AmbientCapabilities=), and ambient capabilities
+        // survive execve: cleared here, the agent's program starts with none. (Kernels before
+        // 4.3 have no ambient set and refuse the call; there is nothing to clear then.)
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+            report(status_pipe[1], PIMESH_SPAWN_CAPABILITIES, errno);
+        // The inheritable set too: a program with file-inheritable capabilities would gain them.
+        if (clear_inheritable_capabilities() != 0) report(status_pipe[1], PIMESH_SPAWN_CAPABILITIES, errno);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);

@@ -53,6 +53,85 @@ import Testing
         #expect(events.contains { $0.kind == "frozen" && $0.detail.contains("by operator (uid \(geteuid()))") }, "\(events)")
     }
 
+    /// Issue 16: the unit runs the lead as the `pimesh` user with CAP_SETUID, CAP_SETGID and
+    /// CAP_KILL as ambient capabilities; setpriv gives a lead the same here (as user daemon).
+    /// Ambient capabilities survive exec, so the lead must clear them for its agents, whether it
+    /// switches to another user (nobody) or not (daemon, its own).
+    @Test func aLeadWithTheUnitsCapabilitiesStartsAgentsWithNone() throws {
+        try #require(geteuid() == 0, "setpriv needs root to hand out capabilities; make test runs as root")
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        try manifest("nobody", #"{"name": "nobody", "command": "/bin/sleep", "args": ["600"], "user": "nobody", "groups": ["nogroup"]}"#)
+        try manifest("own", #"{"name": "own", "command": "/bin/sleep", "args": ["600"], "user": "daemon"}"#)
+        let daemon = try #require(getpwnam("daemon")).pointee
+        for path in [dataDir, dataDir + "/agents.d", dataDir + "/agents.d/nobody.json", dataDir + "/agents.d/own.json"] {
+            #expect(chown(path, daemon.pw_uid, daemon.pw_gid) == 0)
+        }
+        #expect(chmod(dataDir, 0o700) == 0)
+        let capabilities = "-all,+setuid,+setgid,+kill"
+        let lead = try LeadProcess(
+            dataDir: dataDir,
+            wrapper: [
+                "/usr/bin/setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", "--inh-caps=\(capabilities)",
+                "--ambient-caps=\(capabilities)", "--bounding-set=\(capabilities)",
+            ])
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+
+        func status(_ pid: Int32) throws -> [String: String] {
+            let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            var fields: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            return fields
+        }
+        let leadStatus = try status(lead.process.processIdentifier)
+        #expect(leadStatus["Uid"]?.hasPrefix("\(daemon.pw_uid)\t") == true)
+        #expect(leadStatus["CapAmb"] == "00000000000000e0", "the lead has what the unit gives it")
+
+        var pids: [String: Int32] = [:]
+        for name in ["nobody", "own"] {
+            #expect(eventually(timeout: 10) { supervisedPID(lead, name).map { pids[name] = $0 } != nil }, "\(lead.log)")
+            let agent = try status(try #require(pids[name]))
+            for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+                #expect(agent[set] == "0000000000000000", "\(name) holds \(set) \(agent[set] ?? "?")")
+            }
+        }
+        #expect(try status(try #require(pids["nobody"]))["Uid"]?.hasPrefix("65534\t") == true)
+        #expect(try status(try #require(pids["own"]))["Uid"]?.hasPrefix("\(daemon.pw_uid)\t") == true)
+        // CAP_KILL: the lead stops what runs as another user.
+        _ = try lead.client().post("/v1/agents/nobody/restart", json: [])
+        #expect(eventually(timeout: 10) { supervisedPID(lead, "nobody").map { $0 != pids["nobody"] } ?? false })
+        #expect(kill(try #require(pids["nobody"]), 0) != 0, "the old agent is gone")
+    }
+
+    /// The .deb's postinst makes the tokens before the lead first starts; the lead then uses them.
+    @Test func tokenInitMakesBothTokensOnceAndTheLeadKeepsThem() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let fresh = dataDir + "/var/lib/pimesh"
+        let first = try runPimesh(["token", "init", "--data-dir", fresh, "--json"])
+        #expect(first.status == 0, "\(first.output)")
+        let made = try #require(try JSONSerialization.jsonObject(with: Data(first.output.utf8)) as? [[String: Any]])
+        #expect(made.map { $0["kind"] as? String } == ["operator", "join"])
+        #expect(made.allSatisfy { $0["created"] as? Bool == true })
+        #expect(try FileManager.default.attributesOfItem(atPath: fresh)[.posixPermissions] as? Int == 0o700)
+        var tokens: [String] = []
+        for name in ["node-token", "join-token"] {
+            #expect(try FileManager.default.attributesOfItem(atPath: fresh + "/" + name)[.posixPermissions] as? Int == 0o600)
+            tokens.append(try String(contentsOfFile: fresh + "/" + name, encoding: .utf8))
+        }
+        let second = try runPimesh(["token", "init", "--data-dir", fresh])
+        #expect(second.output == "operator token \(fresh)/node-token: kept\njoin token \(fresh)/join-token: kept\n")
+        #expect(try String(contentsOfFile: fresh + "/node-token", encoding: .utf8) == tokens[0])
+
+        let lead = try LeadProcess(dataDir: fresh)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        #expect(try String(contentsOfFile: fresh + "/node-token", encoding: .utf8) == tokens[0])
+        #expect(try lead.status().agents.ready == 0, "the operator token made before the lead opens its API")
+    }
+
     @Test func filesAreTheLeadsAloneAndALooseTokenIsRefused() throws {
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
         chmod(dataDir, 0o755)

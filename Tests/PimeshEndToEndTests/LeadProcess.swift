@@ -23,16 +23,18 @@ final class LeadProcess {
 
     init(
         dataDir: String, apiPort: Int = 0, heartbeatPort: Int = 0, extraArguments: [String] = [],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], wrapper: [String] = []
     ) throws {
         self.dataDir = dataDir
         logPath = dataDir + "/lead-\(UUID().uuidString.prefix(6)).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = [
+        let arguments = [
             "run", "--data-dir", dataDir, "--api-port", String(apiPort), "--heartbeat-port", String(heartbeatPort),
             "--log-level", ProcessInfo.processInfo.environment["PIMESH_TEST_LOG_LEVEL"] ?? "warning",
         ] + extraArguments
+        // A wrapper (setpriv) must exec the lead in place: the tests know it by its pid.
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? Self.binary)
+        process.arguments = wrapper.isEmpty ? arguments : Array(wrapper.dropFirst()) + [Self.binary] + arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }

@@ -101,7 +101,9 @@ import Testing
         #expect(eventually(timeout: 90) {
             guard let listed = try incidents().first(where: { ($0["agents"] as? [String])?.contains("w2") == true }) else { return false }
             rolledBack = try incident(listed["id"])
+            // The run is recorded when the playbook finishes, a step or two after the rollback.
             return timeline(rolledBack).contains { $0.kind == "rollback" } && allAlive(lead, 3)
+                && (rolledBack["playbook_runs"] as? [[String: Any]])?.isEmpty == false
         })
         let cause = rolledBack["root_cause"] as? String ?? ""
         #expect(cause.hasPrefix("change (confidence 100 %"), "\(cause)")

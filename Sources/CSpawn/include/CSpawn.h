@@ -14,6 +14,7 @@ enum pimesh_spawn_step {
     PIMESH_SPAWN_EXEC = 5,
     PIMESH_SPAWN_FORK = 6,
     PIMESH_SPAWN_PIPE = 7,
+    PIMESH_SPAWN_CAPABILITIES = 8,
 };
 
 /// Starts `path` with `argv`/`envp` in a process group of its own, default signal dispositions

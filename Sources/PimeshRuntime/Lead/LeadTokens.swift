@@ -74,3 +74,25 @@ final class LeadTokens: Sendable {
         return Hex.encode((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
     }
 }
+
+/// `pimesh token init`: the package's postinst makes both tokens before the lead first starts,
+/// as the lead's user, so that an operator can read `node-token` right after installing.
+public enum LeadTokenFiles {
+    public struct Prepared: Sendable, Codable {
+        public var kind: String
+        public var path: String
+        public var created: Bool
+    }
+
+    /// Makes the data dir (0700) and each token that is missing (0600, the caller's own); an
+    /// existing token is kept as it is, so running it again changes nothing.
+    public static func prepare(dataDir: String) throws -> [Prepared] {
+        try FileIO.makeDirectories(dataDir, mode: 0o700)
+        return try LeadTokens.Kind.allCases.map { kind in
+            let path = dataDir + "/" + kind.fileName
+            let existed = FileIO.exists(path)
+            _ = try LeadTokens.loadOrCreate(path: path)
+            return Prepared(kind: kind.rawValue, path: path, created: !existed)
+        }
+    }
+}

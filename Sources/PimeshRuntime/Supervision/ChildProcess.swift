@@ -67,6 +67,7 @@ enum ChildProcess {
             case PIMESH_SPAWN_SETGID.rawValue: "switch to gid \(identity?.gid ?? 0)"
             case PIMESH_SPAWN_SETUID.rawValue: "switch to uid \(identity?.uid ?? 0)"
             case PIMESH_SPAWN_STDIO.rawValue: "set up its stdin/stdout"
+            case PIMESH_SPAWN_CAPABILITIES.rawValue: "drop the lead's ambient capabilities"
             default: "start \(path)"
             }
             throw SpawnError(description: "cannot \(what): \(String(cString: strerror(error)))")
