@@ -15,9 +15,11 @@ completions_dir=${COMPLETIONS_DIR:-$here/.build/completions}
 fail() { echo "build-deb: $*" >&2; exit 1; }
 case "$arch" in amd64 | arm64) ;; *) fail "ARCH is amd64 or arm64, not \"$arch\"" ;; esac
 [ -f "$bin" ] || fail "no binary at $bin (make release, or BIN=path)"
-machine=$(objdump -f "$bin" | sed -n 's/^architecture: \([^,]*\),.*/\1/p')
+bin=$(realpath "$bin")
+# readelf reads every architecture's headers; the host's objdump knows only its own.
+machine=$(readelf -h "$bin" 2>/dev/null | sed -n 's/^ *Machine: *//p')
 case "$arch:$machine" in
-  amd64:i386:x86-64 | arm64:aarch64) ;;
+  "amd64:Advanced Micro Devices X86-64" | arm64:AArch64) ;;
   *) fail "$bin is built for \"$machine\", not for $arch" ;;
 esac
 for file in "$man_dir/pimesh.1" "$completions_dir/pimesh.bash" "$completions_dir/_pimesh" "$completions_dir/pimesh.fish"; do
@@ -60,8 +62,8 @@ chmod 0644 "$root/DEBIAN/conffiles"
 
 # Depends: the packages of the libraries the binary loads, at the versions its symbols need.
 libraries=""
-objdump -p "$bin" > "$work/headers"
-if grep -q NEEDED "$work/headers"; then
+readelf -d "$bin" > "$work/dynamic" 2>/dev/null || true
+if grep -q '(NEEDED)' "$work/dynamic"; then
   mkdir -p "$work/shlibs/debian"
   printf 'Source: pimesh\n\nPackage: pimesh\nArchitecture: any\n' > "$work/shlibs/debian/control"
   libraries=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$bin" 2>"$work/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') ||

@@ -52,8 +52,9 @@ def deb_contents(deb):
 
 
 def needed_packages(binary):
-    """The Debian packages holding the libraries the binary loads (objdump NEEDED + dpkg -S)."""
-    sonames = re.findall(r"NEEDED\s+(\S+)", run("objdump", "-p", binary).stdout)
+    """The Debian packages holding the libraries the binary loads (readelf NEEDED + dpkg -S)."""
+    sonames = re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", run("readelf", "-d", binary).stdout)
+    assert sonames, f"readelf found no NEEDED library in {binary}"
     packages = set()
     for soname in sonames:
         owners = set()
@@ -170,7 +171,9 @@ class ArmPackageTests(unittest.TestCase):
         self.assertEqual(library_depends(self.arm64), set())
 
     def test_lintian_passes(self):
-        result = run("lintian", "--fail-on", "error,warning", self.arm64, check=False)
+        # The stub alone is static (the real arm64 binary is not: its Depends come from its
+        # NEEDED libraries, as for amd64); every other tag counts.
+        result = run("lintian", "--fail-on", "error,warning", "--suppress-tags", "statically-linked-binary", self.arm64, check=False)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
 
@@ -187,17 +190,20 @@ class ChrootInstallTests(unittest.TestCase):
             os.makedirs(os.path.dirname(ROOT_TARBALL), exist_ok=True)
             partial = ROOT_TARBALL + ".partial"
             # The host's own apt sources, so the root comes from the same mirror as its packages.
-            run("mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial,
-                "/etc/apt/sources.list.d/debian.sources")
+            sources = [path for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list") if os.path.exists(path)]
+            run("mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial, *sources[:1])
             os.rename(partial, ROOT_TARBALL)
         cls.root = os.path.join(cls.work, "root")
         os.makedirs(cls.root)
         run("tar", "-C", cls.root, "-xf", ROOT_TARBALL)
+        # As in any chroot an image is built in: Swift reads its arguments from /proc/self.
+        run("mount", "-t", "proc", "proc", os.path.join(cls.root, "proc"))
         # The upgrade: the same package with a newer version, its conffiles unchanged.
         cls.newer = cls.repack(cls.deb, "0.1.1")
 
     @classmethod
     def tearDownClass(cls):
+        run("umount", "--lazy", os.path.join(cls.root, "proc"), check=False)
         shutil.rmtree(cls.work, ignore_errors=True)
 
     @classmethod
@@ -252,13 +258,14 @@ class ChrootInstallTests(unittest.TestCase):
         self.assertNotEqual(tokens["node-token"], tokens["join-token"])
         # Enabled the way systemd would on boot, with no systemd running.
         wants = "/etc/systemd/system/multi-user.target.wants/pimesh.service"
-        self.assertEqual(os.readlink(self.path(wants)), "/lib/systemd/system/pimesh.service")
+        self.assertTrue(os.readlink(self.path(wants)).endswith("/systemd/system/pimesh.service"), os.readlink(self.path(wants)))
         self.assertEqual(self.owner_and_mode("/usr/bin/pimesh"), ("root", "root", 0o755))
         self.assertEqual(self.chroot("pimesh", "--version").stdout.strip(), "0.1.0")
         # The installed config is one the lead accepts.
         self.chroot("pimesh", "config", "check", "/etc/pimesh/pimesh.json")
         # systemd reads the unit without a complaint, and its exposure score is recorded.
-        verify = self.chroot("systemd-analyze", "verify", "/usr/lib/systemd/system/pimesh.service", check=False)
+        # --man=no: the root has no man-db; the page itself is checked by lintian.
+        verify = self.chroot("systemd-analyze", "verify", "--man=no", "/usr/lib/systemd/system/pimesh.service", check=False)
         self.assertEqual((verify.returncode, verify.stderr.strip()), (0, ""), verify.stdout)
         security = self.chroot("systemd-analyze", "security", "--offline=true", "/usr/lib/systemd/system/pimesh.service")
         score = re.search(r"Overall exposure level for pimesh.service: ([0-9.]+)", security.stdout)
@@ -274,7 +281,7 @@ class ChrootInstallTests(unittest.TestCase):
         with open(config, "w") as f:
             f.write(edited)
         self.install(self.newer)
-        self.assertIn("ii  pimesh         0.1.1", self.dpkg("-l", "pimesh").stdout.replace("   ", "  "))
+        self.assertEqual(self.chroot("dpkg-query", "-W", "-f=${Status} ${Version}", "pimesh").stdout, "install ok installed 0.1.1")
         with open(config) as f:
             self.assertEqual(f.read(), edited)
         for name, text in tokens.items():
