@@ -15,7 +15,7 @@ deps:
 # promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests; schemathesis
 # fuzzes the API from docs/openapi.yaml.
 test-deps:
-	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross file
+	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
 	@python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "schemathesis>=4.1,<5"
 

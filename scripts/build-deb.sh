@@ -34,7 +34,7 @@ root=$work/root
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/sysusers.d" \
   "$root/usr/lib/tmpfiles.d" "$root/usr/lib/udev/rules.d" "$root/etc/pimesh/agents.d" "$root/usr/share/doc/pimesh" \
   "$root/usr/share/man/man1" "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
-  "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/lintian/overrides"
+  "$root/usr/share/fish/vendor_completions.d"
 debian=$here/pi/debian
 install -m 0755 "$bin" "$root/usr/bin/pimesh"
 install -m 0644 "$here/pi/pimesh.service" "$root/usr/lib/systemd/system/pimesh.service"
@@ -55,7 +55,6 @@ sed '1{/^#!/d}' "$completions_dir/pimesh.bash" > "$root/usr/share/bash-completio
 chmod 0644 "$root/usr/share/bash-completion/completions/pimesh"
 install -m 0644 "$completions_dir/_pimesh" "$root/usr/share/zsh/vendor-completions/_pimesh"
 install -m 0644 "$completions_dir/pimesh.fish" "$root/usr/share/fish/vendor_completions.d/pimesh.fish"
-install -m 0644 "$debian/lintian-overrides" "$root/usr/share/lintian/overrides/pimesh"
 for script in postinst prerm postrm; do install -m 0755 "$debian/$script" "$root/DEBIAN/$script"; done
 (cd "$root" && find etc -type f | sed 's|^|/|' | sort) > "$root/DEBIAN/conffiles"
 chmod 0644 "$root/DEBIAN/conffiles"
