@@ -80,7 +80,12 @@ import Testing
         for kind in ["playbook_started", "playbook_step", "root_cause", "playbook_finished"] { #expect(kinds.contains(kind), "\(kinds)") }
         // Seed 002: zero data loss. Every accepted task ends, and ends once.
         #expect(eventually(timeout: 60) { ids.allSatisfy { (try? client.task(id: $0).state) == "succeeded" } })
-        #expect(try lead.status().tasks.duplicateResults == 0)
+        // Each ended once: as many successes as tasks. An agent whose result post timed out on a
+        // loaded machine may post it again; the lead refuses that copy (duplicate_results), so
+        // it is not counted here (a stressed make test saw one).
+        let counted = try lead.status().tasks
+        #expect(counted.succeeded == ids.count, "\(counted.succeeded) successes for \(ids.count) tasks")
+        #expect(counted.failed == 0)
         // The post-mortem carries the execution log.
         #expect(eventually(timeout: 30) { (try incidents().first { $0["severity"] as? String == "SEV1" })?["state"] as? String == "resolved" })
         let postmortem = try runPimesh(["incidents", "postmortem", "\(emergency["id"] ?? 0)", "--data-dir", dataDir]).output
