@@ -47,6 +47,21 @@ final class IncidentPusher: Service, Sendable {
     func run() async throws {
         pool.start()
         defer { pool.shutdownGracefully { _ in } }
+        // As UploadService does: a push blocked on a stalled coordinator runs on the pool's
+        // thread, which cancellation does not reach; abort it, or the lead cannot stop (a
+        // stressed make test saw a 30 s stop).
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await self.pushUntilShutdown()
+            } onGracefulShutdown: { [uploader] in
+                uploader.abort.abort()
+            }
+        } onCancel: { [uploader] in
+            uploader.abort.abort()
+        }
+    }
+
+    private func pushUntilShutdown() async {
         await cancelWhenGracefulShutdownQuietly {
             var failures = 0
             while !Task.isCancelled {
