@@ -190,8 +190,9 @@ class ChrootInstallTests(unittest.TestCase):
             os.makedirs(os.path.dirname(ROOT_TARBALL), exist_ok=True)
             partial = ROOT_TARBALL + ".partial"
             # The host's own apt sources, so the root comes from the same mirror as its packages.
+            # --format: mmdebstrap guesses it from the name, and ".partial" would make a directory.
             sources = [path for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list") if os.path.exists(path)]
-            run("mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial, *sources[:1])
+            run("mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial, *sources[:1])
             os.rename(partial, ROOT_TARBALL)
         cls.root = os.path.join(cls.work, "root")
         os.makedirs(cls.root)
