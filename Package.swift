@@ -119,6 +119,7 @@ let package = Package(
                 "PimeshLED",
                 "PimeshRuntime",
                 "PimeshAgent",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -38,6 +38,7 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system"
 debian=$here/pi/debian
 install -m 0755 "$bin" "$root/usr/bin/pimesh"
 install -m 0644 "$here/pi/pimesh.service" "$root/usr/lib/systemd/system/pimesh.service"
+install -m 0644 "$here/pi/pimesh-rollback.service" "$root/usr/lib/systemd/system/pimesh-rollback.service"
 install -m 0644 "$debian/pimesh.sysusers" "$root/usr/lib/sysusers.d/pimesh.conf"
 install -m 0644 "$debian/pimesh.tmpfiles" "$root/usr/lib/tmpfiles.d/pimesh.conf"
 install -m 0644 "$debian/60-pimesh.rules" "$root/usr/lib/udev/rules.d/60-pimesh.rules"

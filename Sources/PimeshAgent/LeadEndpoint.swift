@@ -9,6 +9,9 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
     public var startedAtMs: Int64
     public var api: API
     public var heartbeat: HeartbeatEndpoint
+    /// The SHA-256 of the binary when it runs from `<data-dir>/releases/` (`pimesh update`),
+    /// nil for the packaged one: an updater knows by it that the lead it waits for is the new one.
+    public var release: String?
 
     public struct API: Codable, Sendable, Equatable {
         public var host: String
@@ -22,7 +25,8 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
         }
     }
 
-    public init(pid: Int32, version: String, startedAtMs: Int64, api: API, heartbeat: HeartbeatEndpoint) {
+    public init(pid: Int32, version: String, startedAtMs: Int64, api: API, heartbeat: HeartbeatEndpoint, release: String? = nil) {
+        self.release = release
         self.pid = pid
         self.version = version
         self.startedAtMs = startedAtMs

@@ -3,6 +3,7 @@ import Logging
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshSnapshot
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,7 +16,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             does not match. Snapshots are kept in DIR/nodes/<node_id>/, indexed in DIR/coordinator.db. \
             See docs/snapshots.md.
             """,
-        subcommands: [Serve.self, Enroll.self, Nodes.self, Incidents.self],
+        subcommands: [Serve.self, Enroll.self, Join.self, Nodes.self, Incidents.self],
         defaultSubcommand: Serve.self
     )
 
@@ -84,6 +85,50 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 let store = try CoordinatorStore(path: directory.dir + "/coordinator.db")
                 let nodeID = try store.enroll(publicKey: publicKey.lowercased(), atMs: Clock.wallMilliseconds())
                 print("enrolled \(nodeID)")
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Join: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Enroll this node with a coordinator, using the coordinator's enroll token.",
+            discussion: """
+                Run on the node (the first boot of an injected image does it). The node's key \
+                (<data-dir>/node-key) is made when missing; the coordinator checks that the node \
+                holds it. The enroll token is the file enroll-token in the coordinator's dir: it \
+                can enroll nodes and do nothing else. Enrolling twice is harmless.
+                """)
+
+        @Argument(help: "The coordinator's URL (http:// or https://).")
+        var url: String
+
+        @Option(name: .long, help: "A file holding the enroll token (/dev/stdin to pipe it; never on the command line).")
+        var tokenFile: String
+
+        @Option(name: .long, help: "The lead's data dir (default: $PIMESH_DATA_DIR, else ./.pimesh).")
+        var dataDir: String?
+
+        @Flag(name: .long, help: "Print JSON for scripts.")
+        var json = false
+
+        func validate() throws {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw ValidationError("the URL must start with http:// or https://") }
+        }
+
+        func run() async throws {
+            do {
+                let dataDir = dataDir ?? LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
+                let token = try FileIO.readText(path: tokenFile).trimmingWhitespace()
+                guard !token.isEmpty else { throw CLIFailure("\(tokenFile) holds no token") }
+                let key = try NodeKey.loadOrCreate(dataDir: dataDir)
+                let now = try NodeEnrollment(key: key).send(to: url, token: token)
+                if json {
+                    print(String(decoding: try APICoding.encode(["node_id": key.nodeID, "enrolled": now ? "now" : "already"]), as: UTF8.self))
+                } else {
+                    print("\(key.nodeID) \(now ? "enrolled with" : "was already enrolled with") \(url)")
+                }
             } catch {
                 throw CLIFailure.report(error)
             }

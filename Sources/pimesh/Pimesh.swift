@@ -16,7 +16,7 @@ struct Pimesh: AsyncParsableCommand {
             RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
             BroadcastCommand.self, ConflictsCommand.self, HealCommand.self, FreezeCommand.self, ThawCommand.self, LogsCommand.self,
             EventsCommand.self, IncidentsCommand.self, PlaybooksCommand.self, DrillCommand.self, AuditCommand.self, SnapshotCommand.self, CoordinatorCommand.self, LedsCommand.self, SelftestCommand.self, AgentCommand.self, ReloadCommand.self, SwarmCommand.self, SimAgentCommand.self, ConfigCommand.self,
-            BenchCommand.self, TokenCommand.self,
+            BenchCommand.self, TokenCommand.self, UpdateCommand.self,
         ]
     )
 }

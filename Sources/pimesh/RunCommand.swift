@@ -73,6 +73,10 @@ struct RunCommand: AsyncParsableCommand {
             settings.supervision.agentsDir = ConfigLoader.agentsDir(besideConfig: config)
         }
 
+        // An update made a release current: that binary leads, with these same arguments.
+        if let why = ReleaseLauncher.execCurrentIfNeeded(dataDir: settings.dataDir, arguments: CommandLine.arguments, environment: environment) {
+            FileHandleStderr.write("pimesh: \(why)\n")
+        }
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

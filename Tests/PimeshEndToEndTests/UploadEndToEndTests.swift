@@ -145,6 +145,54 @@ import Testing
         #expect(FileManager.default.contents(atPath: stored) == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
     }
 
+    @Test func aNodeEnrollsItselfWithTheEnrollTokenAndNothingElse() throws {
+        try makeNode()
+        let (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        let url = "http://127.0.0.1:\(port)"
+        let config = try writeConfig(#"{"target": "coordinator", "url": "\#(url)"}"#)
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        let enrollToken = coordinatorDir + "/enroll-token"
+        let tokenInfo = try FileManager.default.attributesOfItem(atPath: enrollToken)
+        #expect((tokenInfo[.posixPermissions] as? Int) == 0o600)
+
+        // The operator token is not the enroll token, and a wrong one enrolls nothing.
+        let wrong = root + "/wrong-token"
+        try "not-the-token-0123456789".write(toFile: wrong, atomically: true, encoding: .utf8)
+        let refused = try runPimesh(["coordinator", "join", url, "--token-file", wrong, "--data-dir", dataDir])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("401"), "\(refused.output)")
+        let operatorToken = try runPimesh(["coordinator", "join", url, "--token-file", coordinatorDir + "/node-token", "--data-dir", dataDir])
+        #expect(operatorToken.status != 0, "\(operatorToken.output)")
+        #expect(try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config]).output.contains("is not enrolled"))
+
+        let joined = try runPimesh(["coordinator", "join", url, "--token-file", enrollToken, "--data-dir", dataDir, "--json"])
+        #expect(joined.status == 0, "\(joined.output)")
+        let answer = try JSONSerialization.jsonObject(with: Data(joined.output.utf8)) as? [String: String]
+        #expect(answer?["enrolled"] == "now")
+        #expect(answer?["node_id"]?.hasPrefix("node-") == true)
+        let twice = try runPimesh(["coordinator", "join", url, "--token-file", enrollToken, "--data-dir", dataDir])
+        #expect(twice.status == 0 && twice.output.contains("was already enrolled"), "\(twice.output)")
+        let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(pushed.status == 0, "\(pushed.output)")
+
+        // The enroll token opens nothing else; a key the caller does not hold is refused; the
+        // body is bounded.
+        let bearer = "Authorization: Bearer " + (try String(contentsOfFile: enrollToken, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(try curlStatus(["-H", bearer, url + "/v1/nodes"]) == "401")
+        let stranger = String(repeating: "ab", count: 32)
+        let strangerID = try runProcess("/usr/bin/python3", ["-c", "import hashlib; print('node-' + hashlib.sha256(bytes.fromhex('\(stranger)')).hexdigest()[:16])"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let forged = #"{"public_key": "\#(stranger)", "signature": "\#(String(repeating: "00", count: 64))"}"#
+        #expect(try curlStatus(["-X", "PUT", "-H", bearer, "--data-binary", forged, url + "/v1/enrollments/" + strangerID]) == "403")
+        #expect(try curlStatus(["-X", "PUT", "-H", bearer, "--data-binary", String(repeating: " ", count: 2048), url + "/v1/enrollments/" + strangerID]) == "413")
+        #expect(try curlStatus(["-X", "PUT", "-H", bearer, "--data-binary", "{}", url + "/v1/enrollments/" + strangerID]) == "400")
+    }
+
+    func curlStatus(_ arguments: [String]) throws -> String {
+        try runProcess("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}"] + arguments).output
+    }
+
     @Test func theLeadRetriesUntilTheCoordinatorIsBackAlsoAcrossAKill9() throws {
         try makeNode(rows: 3000)
         // A port nobody listens on yet: the coordinator starts later on it.

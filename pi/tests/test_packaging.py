@@ -39,6 +39,23 @@ def scratch_as_root(prefix):
     return tempfile.mkdtemp(prefix=prefix)
 
 
+def prepare_debian_root(root):
+    """A fresh Debian 12 root at `root` with /proc mounted (Swift reads its arguments there);
+    the caller unmounts it. The tarball is made once with mmdebstrap and cached in .build."""
+    if not os.path.exists(ROOT_TARBALL):
+        os.makedirs(os.path.dirname(ROOT_TARBALL), exist_ok=True)
+        partial = ROOT_TARBALL + ".partial"
+        # The host's own apt sources, so the root comes from the same mirror as its packages.
+        # --format: mmdebstrap guesses it from the name, and ".partial" would make a directory.
+        sources = [path for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list") if os.path.exists(path)]
+        run("mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial, *sources[:1])
+        os.rename(partial, ROOT_TARBALL)
+    os.makedirs(root)
+    run("tar", "-C", root, "-xf", ROOT_TARBALL)
+    run("mount", "-t", "proc", "proc", os.path.join(root, "proc"))
+    return root
+
+
 def build_deb(arch, binary, out):
     return run(BUILD_DEB, arch, binary, out).stdout.strip().splitlines()[-1]
 
@@ -104,6 +121,7 @@ class DebTests(unittest.TestCase):
         expected = {
             "/usr/bin/pimesh": "-rwxr-xr-x",
             "/usr/lib/systemd/system/pimesh.service": "-rw-r--r--",
+            "/usr/lib/systemd/system/pimesh-rollback.service": "-rw-r--r--",
             "/usr/lib/sysusers.d/pimesh.conf": "-rw-r--r--",
             "/usr/lib/tmpfiles.d/pimesh.conf": "-rw-r--r--",
             "/usr/lib/udev/rules.d/60-pimesh.rules": "-rw-r--r--",
@@ -186,19 +204,7 @@ class ChrootInstallTests(unittest.TestCase):
     def setUpClass(cls):
         cls.work = scratch_as_root("pimesh-chroot-")
         cls.deb = build_deb("amd64", SHIP_BIN, os.path.join(cls.work, "deb"))
-        if not os.path.exists(ROOT_TARBALL):
-            os.makedirs(os.path.dirname(ROOT_TARBALL), exist_ok=True)
-            partial = ROOT_TARBALL + ".partial"
-            # The host's own apt sources, so the root comes from the same mirror as its packages.
-            # --format: mmdebstrap guesses it from the name, and ".partial" would make a directory.
-            sources = [path for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list") if os.path.exists(path)]
-            run("mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=" + ROOT_PACKAGES, "bookworm", partial, *sources[:1])
-            os.rename(partial, ROOT_TARBALL)
-        cls.root = os.path.join(cls.work, "root")
-        os.makedirs(cls.root)
-        run("tar", "-C", cls.root, "-xf", ROOT_TARBALL)
-        # As in any chroot an image is built in: Swift reads its arguments from /proc/self.
-        run("mount", "-t", "proc", "proc", os.path.join(cls.root, "proc"))
+        cls.root = prepare_debian_root(os.path.join(cls.work, "root"))
         # The upgrade: the same package with a newer version, its conffiles unchanged.
         cls.newer = cls.repack(cls.deb, "0.1.1")
 
@@ -268,8 +274,9 @@ class ChrootInstallTests(unittest.TestCase):
         self.chroot("pimesh", "config", "check", "/etc/pimesh/pimesh.json")
         # systemd reads the unit without a complaint, and its exposure score is recorded.
         # --man=no: the root has no man-db; the page itself is checked by lintian.
-        verify = self.chroot("systemd-analyze", "verify", "--man=no", "/usr/lib/systemd/system/pimesh.service", check=False)
-        self.assertEqual((verify.returncode, verify.stderr.strip()), (0, ""), verify.stdout)
+        for unit in ("pimesh.service", "pimesh-rollback.service"):
+            verify = self.chroot("systemd-analyze", "verify", "--man=no", "/usr/lib/systemd/system/" + unit, check=False)
+            self.assertEqual((verify.returncode, verify.stderr.strip()), (0, ""), unit + verify.stdout)
         security = self.chroot("systemd-analyze", "security", "--offline=true", "/usr/lib/systemd/system/pimesh.service")
         score = re.search(r"Overall exposure level for pimesh.service: ([0-9.]+)", security.stdout)
         self.assertIsNotNone(score, security.stdout)
@@ -283,7 +290,13 @@ class ChrootInstallTests(unittest.TestCase):
         self.assertIn('"debug"', edited)
         with open(config, "w") as f:
             f.write(edited)
+        # A release that `pimesh update` made current is set aside by the upgrade.
+        release = "ab" * 32
+        os.makedirs(self.path("/var/lib/pimesh/releases/" + release))
+        os.symlink("releases/" + release, self.path("/var/lib/pimesh/current"))
         self.install(self.newer)
+        self.assertFalse(os.path.lexists(self.path("/var/lib/pimesh/current")))
+        self.assertTrue(os.path.isdir(self.path("/var/lib/pimesh/releases/" + release)))
         self.assertEqual(self.chroot("dpkg-query", "-W", "-f=${Status} ${Version}", "pimesh").stdout, "install ok installed 0.1.1")
         with open(config) as f:
             self.assertEqual(f.read(), edited)

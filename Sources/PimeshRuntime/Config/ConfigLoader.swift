@@ -25,7 +25,7 @@ public enum ConfigLoader {
 
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
-        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit", "incidents"])
+        try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit", "incidents", "update"])
         var config = base
         if let dir = try root.string("data_dir") { config.dataDir = dir }
         if let dir = try root.string("run_dir") { config.runDir = dir }
@@ -184,6 +184,25 @@ public enum ConfigLoader {
             }
             if let n = try snapshots.int("spool_max_count", in: 1...10_000) { config.snapshots.spoolMaxCount = n }
             if let mb = try snapshots.int("spool_max_mb", in: 1...1_048_576) { config.snapshots.spoolMaxMB = mb }
+        }
+        if let update = try root.section("update") {
+            try update.rejectUnknownKeys(allowed: ["trusted_keys", "soak_s", "ready_timeout_s", "unit", "keep_releases", "max_release_mb"])
+            if let keys = try update.strings("trusted_keys", limit: 16) {
+                for (index, key) in keys.enumerated() where !ReleaseStore.isDigest(key.lowercased()) {
+                    throw update.error("trusted_keys", "entry \(index) is not an Ed25519 public key (64 hex digits)")
+                }
+                config.update.trustedKeys = keys.map { $0.lowercased() }
+            }
+            if let s = try update.int("soak_s", in: 0...86_400) { config.update.soakS = s }
+            if let s = try update.int("ready_timeout_s", in: 1...3600) { config.update.readyTimeoutS = s }
+            if let unit = try update.string("unit") {
+                guard unit.hasSuffix(".service"), unit.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 47 }) else {
+                    throw update.error("unit", "\"\(unit)\" is not a systemd service name (NAME.service)")
+                }
+                config.update.unit = unit
+            }
+            if let n = try update.int("keep_releases", in: 0...100) { config.update.keepReleases = n }
+            if let mb = try update.int("max_release_mb", in: 1...4096) { config.update.maxReleaseMB = mb }
         }
         if let upload = try root.section("upload") {
             try upload.rejectUnknownKeys(allowed: ["target", "url", "directory", "s3", "retry_initial_ms", "retry_max_s"])

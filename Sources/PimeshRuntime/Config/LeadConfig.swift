@@ -23,6 +23,7 @@ public struct LeadConfig: Sendable, Equatable {
     public var upload = Upload()
     public var audit = Audit()
     public var incidents = Incidents()
+    public var update = Update()
     public var logLevel = "info"
     /// A stopping lead gives its services this long to finish (agents stopped, polls answered,
     /// uploads aborted), then cancels them; the store's final commit comes after either way.
@@ -195,6 +196,23 @@ public struct LeadConfig: Sendable, Equatable {
         /// The spool keeps at most this many snapshots and this many MiB; oldest dropped first.
         public var spoolMaxCount = 8
         public var spoolMaxMB = 256
+    }
+
+    /// `pimesh update` (docs/pi.md, "Update and rollback").
+    public struct Update: Sendable, Equatable {
+        /// Ed25519 public keys (64 hex digits) whose signature a release must carry; with none,
+        /// `pimesh update apply` refuses every release.
+        public var trustedKeys: [String] = []
+        /// The new lead must stay READY, healthy and the same process this long before the
+        /// release is committed.
+        public var soakS = 60
+        /// How long a restarted lead may take to become READY before the update is rolled back.
+        public var readyTimeoutS = 60
+        public var unit = "pimesh.service"
+        /// Releases that no link names, kept for a manual switch back; older ones are deleted.
+        public var keepReleases = 2
+        /// A download or file larger than this is refused.
+        public var maxReleaseMB = 128
     }
 
     /// Where snapshots go (docs/snapshots.md): `none`, `coordinator`, `s3` or `directory`.

@@ -63,6 +63,10 @@ public struct Coordinator: Sendable {
         try FileIO.makeDirectories(directory + "/incoming", mode: 0o700)
         try PrivateFiles.checkSecret(directory + "/" + LeadEndpoint.tokenFileName)
         let token = try LeadTokens.loadOrCreate(path: directory + "/" + LeadEndpoint.tokenFileName)
+        // Lets a node enroll itself at first boot (pimesh-image --coordinator): it can add
+        // nodes and nothing else, so an image may carry it where the operator token may not go.
+        try PrivateFiles.checkSecret(directory + "/" + Self.enrollTokenFile)
+        let enrollToken = try LeadTokens.loadOrCreate(path: directory + "/" + Self.enrollTokenFile)
         let store = try CoordinatorStore(path: directory + "/coordinator.db")
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
@@ -73,7 +77,11 @@ public struct Coordinator: Sendable {
         router.put("/v1/nodes/:node/incidents/:id") { request, context in
             await APIRouter.handle { try await receiveIncident(request, context: context, store: store) }
         }
-        let operators = router.group("v1").add(middleware: CoordinatorTokenMiddleware(token: Array(token.utf8)))
+        router.group("v1/enrollments").add(middleware: CoordinatorTokenMiddleware(token: Array(enrollToken.utf8), file: Self.enrollTokenFile))
+            .put(":node") { request, context in
+                await APIRouter.handle { try await enroll(request, context: context, store: store) }
+            }
+        let operators = router.group("v1").add(middleware: CoordinatorTokenMiddleware(token: Array(token.utf8), file: LeadEndpoint.tokenFileName))
         operators.get("incidents") { _, _ in
             await APIRouter.handle {
                 let incidents = try store.incidents(limit: Self.maxListedIncidents)
@@ -116,6 +124,49 @@ public struct Coordinator: Sendable {
     static func isNodeID(_ text: String) -> Bool {
         let digits = text.utf8.dropFirst(5)
         return text.hasPrefix("node-") && digits.count == 16 && digits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    public static let enrollTokenFile = "enroll-token"
+    /// Enrolled nodes at most: the enroll token travels on SD cards, so whoever copies one must
+    /// not be able to grow the table without end.
+    static let maxEnrolledNodes = 10_000
+
+    /// `PUT /v1/enrollments/<node_id>` with the enroll token: the node proves it holds the key it
+    /// enrolls by signing `pimesh-enroll-v1 <public_key>` with it.
+    private func enroll(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
+        let nodeID = context.parameters.get("node") ?? ""
+        var body: [UInt8] = []
+        for try await buffer in request.body {
+            body += buffer.readableBytesView
+            guard body.count <= 1024 else { throw APIError(status: .contentTooLarge, message: "an enrollment is at most 1024 bytes") }
+        }
+        let enrollment: NodeEnrollment
+        do {
+            enrollment = try APICoding.decode(NodeEnrollment.self, from: body)
+        } catch {
+            throw APIError(status: .badRequest, message: "the body is not an enrollment ({\"public_key\", \"signature\"}): \(error)")
+        }
+        let publicKey = enrollment.publicKey.lowercased()
+        guard Hex.decode(publicKey)?.count == 32 else {
+            throw APIError(status: .badRequest, message: "public_key is not 64 hex digits", field: "public_key")
+        }
+        guard NodeKey.nodeID(publicKeyHex: publicKey) == nodeID else {
+            throw APIError(status: .badRequest, message: "the path names \(nodeID), the key is \(NodeKey.nodeID(publicKeyHex: publicKey))", field: "node")
+        }
+        guard let signature = Hex.decode(enrollment.signature.lowercased()),
+            NodeKey.verify(signature: signature, message: NodeEnrollment.signedMessage(publicKey: publicKey), publicKeyHex: publicKey)
+        else {
+            throw APIError(status: .forbidden, message: "the signature is not made by that key", field: "signature")
+        }
+        if try store.publicKey(of: nodeID) != nil {
+            return JSONResponse.make(status: .ok, ["node_id": nodeID, "enrolled": "already"])
+        }
+        guard try store.enrolledKeys().count < Self.maxEnrolledNodes else {
+            throw APIError(status: .conflict, message: "the fleet holds \(Self.maxEnrolledNodes) nodes, the most this coordinator enrolls")
+        }
+        try store.enroll(publicKey: publicKey, atMs: Clock.wallMilliseconds())
+        logger.info("node enrolled itself", metadata: ["node": "\(nodeID)"])
+        return JSONResponse.make(status: .created, ["node_id": nodeID, "enrolled": "now"])
     }
 
     static let maxListedIncidents = 1000

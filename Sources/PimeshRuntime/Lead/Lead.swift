@@ -214,7 +214,8 @@ public struct Lead: Sendable {
             state.api = .init(host: config.api.host, port: apiPort, unixSocket: nil)
             let endpoint = LeadEndpoint(
                 pid: getpid(), version: PimeshRuntimeInfo.version, startedAtMs: Clock.wallMilliseconds(),
-                api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat)
+                api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat,
+                release: ReleaseStore.runningRelease(dataDir: dataDir))
             do {
                 try FileIO.writeAtomically(path: leadFile, bytes: try APICoding.encode(endpoint, pretty: true))
             } catch {

@@ -1,0 +1,255 @@
+import Crypto
+import Glibc
+import PimeshAgent
+
+/// The releases of the lead in its data dir (docs/pi.md, "Update and rollback"):
+///
+///     releases/<sha256>/pimesh     one binary per release, named by its own digest
+///     releases/<sha256>/broken     why it was rolled back (its presence refuses it again)
+///     current  -> releases/<sha>   what `pimesh run` executes (absent: the packaged binary)
+///     previous -> releases/<sha>   what a rollback returns to (absent: the packaged binary)
+///     broken   -> releases/<sha>   the release rolled back last
+///     update-pending.json          a release switched to but not yet committed
+///
+/// Links change by renaming a new symlink over the old one, so a power cut leaves either.
+public struct ReleaseStore: Sendable {
+    public enum Link: String, Sendable, CaseIterable {
+        case current, previous, broken
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+
+        public init(_ description: String) {
+            self.description = description
+        }
+    }
+
+    /// What `update-pending.json` holds between the switch and the commit.
+    public struct Pending: Codable, Sendable, Equatable {
+        public var release: String
+        /// nil: the packaged binary ran before.
+        public var previous: String?
+        public var switchedAtMs: Int64
+    }
+
+    public static let binaryName = "pimesh"
+    static let pendingFile = "update-pending.json"
+
+    public let dataDir: String
+
+    public init(dataDir: String) {
+        self.dataDir = dataDir
+    }
+
+    public var releasesDir: String { dataDir + "/releases" }
+
+    public func directory(of release: String) -> String { releasesDir + "/" + release }
+
+    public func binary(of release: String) -> String { directory(of: release) + "/" + Self.binaryName }
+
+    static func isDigest(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// The release a link names, or nil when the link is absent or points outside `releases/`.
+    public func release(at link: Link) -> String? {
+        var buffer = [CChar](repeating: 0, count: 512)
+        let n = readlink(dataDir + "/" + link.rawValue, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard target.hasPrefix("releases/") else { return nil }
+        let name = String(target.dropFirst("releases/".count))
+        return Self.isDigest(name) ? name : nil
+    }
+
+    /// Points `link` at `release` (nil removes it) by renaming a fresh symlink over it.
+    public func set(_ link: Link, to release: String?) throws {
+        let path = dataDir + "/" + link.rawValue
+        guard let release else {
+            if unlink(path) != 0 && errno != ENOENT { throw FileIO.Failure(path: path, operation: "unlink", errno: errno) }
+            FileIO.syncDirectory(of: path)
+            return
+        }
+        let temporary = path + ".new.\(getpid())"
+        unlink(temporary)
+        guard symlink("releases/" + release, temporary) == 0 else { throw FileIO.Failure(path: temporary, operation: "symlink", errno: errno) }
+        giveToOwner(temporary)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw FileIO.Failure(path: path, operation: "rename", errno: code)
+        }
+        FileIO.syncDirectory(of: path)
+    }
+
+    public func brokenReason(_ release: String) -> String? {
+        (try? FileIO.readText(path: directory(of: release) + "/broken"))?.trimmingWhitespace()
+    }
+
+    public func markBroken(_ release: String, reason: String) throws {
+        let path = directory(of: release) + "/broken"
+        try FileIO.writeAtomically(path: path, bytes: Array((reason + "\n").utf8), mode: 0o600)
+        giveToOwner(path)
+        try set(.broken, to: release)
+    }
+
+    public var pending: Pending? {
+        guard let bytes = try? FileIO.read(path: dataDir + "/" + Self.pendingFile, limit: 4096) else { return nil }
+        return try? APICoding.decode(Pending.self, from: bytes)
+    }
+
+    func setPending(_ pending: Pending?) throws {
+        let path = dataDir + "/" + Self.pendingFile
+        guard let pending else {
+            unlink(path)
+            FileIO.syncDirectory(of: path)
+            return
+        }
+        try FileIO.writeAtomically(path: path, bytes: try APICoding.encode(pending), mode: 0o600)
+        giveToOwner(path)
+    }
+
+    /// Copies the release from `source` (an open descriptor at offset 0) into
+    /// `releases/<sha>/pimesh`, 0755, through a temporary name: a half-written binary is never
+    /// under its final name. Returns the digest it was stored under.
+    public func stage(from source: Int32, expectedDigest: String?) throws -> String {
+        try makeReleasesDir()
+        let staging = releasesDir + "/.staging.\(getpid())"
+        let fd = open(staging, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o700)
+        guard fd >= 0 else { throw FileIO.Failure(path: staging, operation: "create", errno: errno) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        do {
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FileIO.Failure(path: staging, operation: "read the release", errno: errno)
+                }
+                if n == 0 { break }
+                hasher.update(data: buffer[0..<n])
+                var offset = 0
+                while offset < n {
+                    let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, n - offset) }
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        throw FileIO.Failure(path: staging, operation: "write", errno: errno)
+                    }
+                    offset += written
+                }
+            }
+            guard fsync(fd) == 0 else { throw FileIO.Failure(path: staging, operation: "fsync", errno: errno) }
+        } catch {
+            close(fd)
+            unlink(staging)
+            throw error
+        }
+        close(fd)
+        let digest = hasher.finalize().map { byte in
+            let hex = Array("0123456789abcdef".utf8)
+            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
+        }.joined()
+        if let expectedDigest, expectedDigest != digest {
+            unlink(staging)
+            throw Failure("the release's SHA-256 is \(digest), not the \(expectedDigest) that --sha256 names")
+        }
+        let directory = directory(of: digest)
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw FileIO.Failure(path: directory, operation: "mkdir", errno: errno) }
+        giveToOwner(directory)
+        chmod(staging, 0o755)
+        giveToOwner(staging)
+        guard rename(staging, binary(of: digest)) == 0 else {
+            let code = errno
+            unlink(staging)
+            throw FileIO.Failure(path: binary(of: digest), operation: "rename", errno: code)
+        }
+        FileIO.syncDirectory(of: binary(of: digest))
+        return digest
+    }
+
+    /// current becomes `release`; what was current becomes previous; the switch is pending
+    /// until `commit()`.
+    public func switchTo(_ release: String, nowMs: Int64) throws {
+        let before = self.release(at: .current)
+        try setPending(Pending(release: release, previous: before, switchedAtMs: nowMs))
+        if before != release { try set(.previous, to: before) }
+        try set(.current, to: release)
+    }
+
+    public func commit() throws {
+        try setPending(nil)
+    }
+
+    public struct Rollback: Sendable, Equatable, Codable {
+        /// The release that was current and is now marked broken; nil when none was.
+        public var from: String?
+        /// The release now current; nil: the packaged binary.
+        public var to: String?
+    }
+
+    /// current goes back to previous (or to the packaged binary when there is none) and the
+    /// release that was current is marked broken with `reason`.
+    public func rollback(reason: String) throws -> Rollback {
+        let bad = release(at: .current)
+        let good = pending.map { $0.previous } ?? release(at: .previous)
+        if let bad { try markBroken(bad, reason: reason) }
+        try set(.current, to: good)
+        try set(.previous, to: nil)
+        try setPending(nil)
+        return Rollback(from: bad, to: good)
+    }
+
+    /// Deletes releases that no link names and that are not pending, keeping the newest
+    /// `keep` of them (by the binary's change time) for a manual switch back.
+    @discardableResult
+    public func prune(keep: Int) -> [String] {
+        let named = Set(Link.allCases.compactMap { release(at: $0) } + [pending?.release].compactMap { $0 })
+        let candidates = ((try? FileIO.list(releasesDir)) ?? []).filter { Self.isDigest($0) && !named.contains($0) }
+        let byAge = candidates.map { release -> (String, Int) in
+            var info = stat()
+            return (release, stat(binary(of: release), &info) == 0 ? info.st_ctim.tv_sec : 0)
+        }.sorted { $0.1 > $1.1 }
+        var removed: [String] = []
+        for (release, _) in byAge.dropFirst(max(0, keep)) {
+            for name in (try? FileIO.list(directory(of: release))) ?? [] { unlink(directory(of: release) + "/" + name) }
+            if rmdir(directory(of: release)) == 0 { removed.append(release) }
+        }
+        return removed
+    }
+
+    /// The releases in the store, newest first.
+    public func releases() -> [String] {
+        ((try? FileIO.list(releasesDir)) ?? []).filter(Self.isDigest).sorted()
+    }
+
+    private func makeReleasesDir() throws {
+        if mkdir(releasesDir, 0o700) != 0 && errno != EEXIST { throw FileIO.Failure(path: releasesDir, operation: "mkdir", errno: errno) }
+        giveToOwner(releasesDir)
+    }
+
+    /// Run as root (sudo pimesh update …), the updater hands what it makes to the owner of the
+    /// data dir, the lead's user, so that the lead can prune and roll back by itself.
+    private func giveToOwner(_ path: String) {
+        guard geteuid() == 0 else { return }
+        var info = stat()
+        guard stat(dataDir, &info) == 0, info.st_uid != 0 else { return }
+        lchown(path, info.st_uid, info.st_gid)
+    }
+
+    /// The release this process runs, from its own executable's path; nil for a binary outside
+    /// `<data-dir>/releases/` (the packaged one).
+    public static func runningRelease(dataDir: String) -> String? {
+        guard let exe = resolvedPath("/proc/self/exe"), let releases = resolvedPath(dataDir + "/releases") else { return nil }
+        let prefix = releases + "/"
+        guard exe.hasPrefix(prefix), exe.hasSuffix("/" + binaryName) else { return nil }
+        let name = String(exe.dropFirst(prefix.count).dropLast(binaryName.count + 1))
+        return isDigest(name) ? name : nil
+    }
+
+    static func resolvedPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

@@ -1,0 +1,478 @@
+import Crypto
+import Glibc
+import PimeshAgent
+import PimeshCore
+import PimeshSnapshot
+import PimeshStore
+
+/// `pimesh update apply|rollback` (docs/pi.md): verify, stage, smoke-test, switch, restart
+/// through systemd, soak, then commit or roll back. Runs outside the lead: it must outlive the
+/// restart it asks for.
+public struct ReleaseUpdater {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public var exitCode: Int32 = 1
+    }
+
+    /// What `pimesh update info --json` prints: the smoke test reads it from the new binary.
+    public struct BinaryInfo: Codable, Sendable, Equatable {
+        public var version: String
+        public var storeSchema: Int
+        /// The ELF machine (62 x86-64, 183 aarch64) of the binary that answered.
+        public var machine: Int
+
+        public static var this: BinaryInfo {
+            BinaryInfo(
+                version: PimeshRuntimeInfo.version, storeSchema: Schema.migrations.map(\.version).max() ?? 0,
+                machine: ReleaseUpdater.elfMachine(path: "/proc/self/exe") ?? 0)
+        }
+    }
+
+    public struct Report: Codable, Sendable, Equatable {
+        /// committed, rolled_back, already_current, staged (with --no-restart).
+        public var outcome: String
+        public var release: String
+        public var version: String?
+        /// The release current before (nil: the packaged binary).
+        public var previous: String?
+        public var snapshot: String?
+        public var leadPID: Int32?
+        public var readyAfterMs: Int?
+        public var soakedS: Int?
+        public var detail: String
+    }
+
+    public let store: ReleaseStore
+    public let settings: LeadConfig.Update
+    public let environment: [String: String]
+    public var progress: @Sendable (String) -> Void = { _ in }
+
+    public init(dataDir: String, settings: LeadConfig.Update, environment: [String: String]) {
+        self.store = ReleaseStore(dataDir: dataDir)
+        self.settings = settings
+        self.environment = environment
+    }
+
+    /// The signature of a release is Ed25519 over this text, so that a signature made for
+    /// something else (a snapshot, an audit head) never passes as one for a release.
+    public static func signedMessage(digest: String) -> [UInt8] {
+        Array("pimesh-release-v1 \(digest)".utf8)
+    }
+
+    public func verifySignature(digest: String, signatureText: String) throws(Failure) {
+        guard !settings.trustedKeys.isEmpty else {
+            throw Failure(description: "no update.trusted_keys in the config: no release can be verified (docs/pi.md, \"Signing releases\")")
+        }
+        let text = signatureText.trimmingWhitespace().lowercased()
+        guard let signature = Hex.decode(text), signature.count == 64 else {
+            throw Failure(description: "the signature is not 128 hex digits (an Ed25519 signature from `pimesh update sign`)")
+        }
+        let message = Self.signedMessage(digest: digest)
+        guard settings.trustedKeys.contains(where: { NodeKey.verify(signature: signature, message: message, publicKeyHex: $0) }) else {
+            throw Failure(description: "the signature of release \(digest) is not made by any key in update.trusted_keys")
+        }
+    }
+
+    // MARK: apply
+
+    public func apply(
+        source: String, signature: String?, expectedDigest: String?, force: Bool, restart: Bool
+    ) throws(Failure) -> Report {
+        var directory = stat()
+        guard stat(store.dataDir, &directory) == 0, (directory.st_mode & S_IFMT) == S_IFDIR else {
+            throw Failure(description: "no data dir \(store.dataDir): is --data-dir (or data_dir in the config) right?")
+        }
+        let (fd, downloaded) = try open(source: source, what: "the release")
+        let digest: String
+        do {
+            defer {
+                close(fd)
+                if let downloaded { unlink(downloaded) }
+            }
+            digest = try store.stage(from: fd, expectedDigest: expectedDigest?.lowercased())
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(description: "cannot stage the release: \(error)")
+        }
+        let alreadyKnown = store.release(at: .current) == digest || store.release(at: .previous) == digest
+        do throws(Failure) {
+            try verifySignature(digest: digest, signatureText: try readSignature(signature ?? source + ".sig"))
+            progress("release \(digest.prefix(12)): signature verified")
+            if let reason = store.brokenReason(digest), !force {
+                throw Failure(description: "release \(digest) was rolled back before (\(reason)); --force applies it again")
+            }
+        } catch {
+            if !alreadyKnown { discard(digest) }
+            throw error
+        }
+        if store.release(at: .current) == digest && store.pending == nil {
+            return Report(outcome: "already_current", release: digest, previous: store.release(at: .previous), detail: "release \(digest) is already current")
+        }
+        let info: BinaryInfo
+        do throws(Failure) {
+            info = try smokeTest(digest)
+        } catch {
+            if !alreadyKnown { discard(digest) }
+            throw error
+        }
+        progress("release \(digest.prefix(12)): pimesh \(info.version), store schema \(info.storeSchema), smoke test passed")
+        let snapshot = try snapshotBeforeMigration(to: info.storeSchema)
+        let before = store.release(at: .current)
+        let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
+        do {
+            try store.switchTo(digest, nowMs: Clock.wallMilliseconds())
+        } catch {
+            throw Failure(description: "cannot switch to release \(digest): \(error)")
+        }
+        progress("current → \(digest.prefix(12)), previous → \(before.map { String($0.prefix(12)) } ?? "the packaged binary")")
+        var report = Report(
+            outcome: "staged", release: digest, version: info.version, previous: before, snapshot: snapshot, detail: "")
+        guard restart else {
+            report.detail = "switched; not committed until the lead runs it: restart it and run `pimesh update commit`"
+            return report
+        }
+        try restartLead()
+        switch waitUntilHealthy(release: digest, replacing: running) {
+        case .healthy(let pid, let readyMs, let soaked):
+            do {
+                try store.commit()
+            } catch {
+                throw Failure(description: "the new lead is healthy but the commit failed: \(error)")
+            }
+            store.prune(keep: settings.keepReleases)
+            report.outcome = "committed"
+            report.leadPID = pid
+            report.readyAfterMs = readyMs
+            report.soakedS = soaked
+            report.detail = "release \(digest) committed: READY after \(readyMs) ms, healthy for \(soaked) s"
+            return report
+        case .failed(let why) where store.release(at: .current) != digest:
+            // pimesh-rollback.service (OnFailure=) was quicker: the crash loop is already undone.
+            let now = store.release(at: .current)
+            report.outcome = "rolled_back"
+            report.detail = "release \(digest) rolled back by pimesh-rollback.service (\(store.brokenReason(digest) ?? why))"
+            if case .ready(let pid, _) = waitUntilReady(release: now, replacing: nil) {
+                report.leadPID = pid
+                report.detail += "; \(now.map { "release \($0)" } ?? "the packaged binary") is READY"
+            }
+            throw Failure(description: report.detail, exitCode: 1)
+        case .failed(let why):
+            progress("release \(digest.prefix(12)): \(why); rolling back")
+            let back = try rollBack(reason: why, restart: true)
+            report.outcome = "rolled_back"
+            report.detail = "release \(digest) rolled back: \(why); \(back.detail)"
+            report.leadPID = back.leadPID
+            throw Failure(description: report.detail, exitCode: 1)
+        }
+    }
+
+    /// `pimesh update commit`: after a switch made with --no-restart and a restart by hand.
+    public func commit() throws(Failure) -> Report {
+        guard let pending = store.pending else { throw Failure(description: "no update is pending") }
+        guard let lead = try? LeadDiscovery.endpoint(dataDir: store.dataDir), lead.release == pending.release else {
+            throw Failure(description: "the running lead is not release \(pending.release): restart it first")
+        }
+        do {
+            try store.commit()
+        } catch {
+            throw Failure(description: "cannot commit: \(error)")
+        }
+        store.prune(keep: settings.keepReleases)
+        return Report(outcome: "committed", release: pending.release, previous: pending.previous, leadPID: lead.pid, detail: "release \(pending.release) committed")
+    }
+
+    // MARK: rollback
+
+    public struct RollbackReport: Codable, Sendable, Equatable {
+        public var rolledBack: Bool
+        public var from: String?
+        public var to: String?
+        public var leadPID: Int32?
+        public var detail: String
+    }
+
+    /// `onlyPending`: the unit's OnFailure= path rolls back only a release that was never
+    /// committed; a committed one that fails later fails for another reason (config, disk).
+    public func rollBack(reason: String, restart: Bool, onlyPending: Bool = false) throws(Failure) -> RollbackReport {
+        if onlyPending && store.pending == nil {
+            return RollbackReport(rolledBack: false, detail: "no update is pending; nothing rolled back")
+        }
+        guard store.release(at: .current) != nil || store.pending != nil else {
+            return RollbackReport(rolledBack: false, detail: "the packaged binary is current; nothing to roll back to")
+        }
+        let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
+        let back: ReleaseStore.Rollback
+        do {
+            back = try store.rollback(reason: reason)
+        } catch {
+            throw Failure(description: "cannot roll back: \(error)")
+        }
+        let target = back.to.map { "release \($0)" } ?? "the packaged binary"
+        var report = RollbackReport(rolledBack: true, from: back.from, to: back.to, detail: "current → \(target)")
+        progress(report.detail)
+        guard restart else { return report }
+        try restartLead()
+        switch waitUntilReady(release: back.to, replacing: running) {
+        case .ready(let pid, let ms):
+            report.leadPID = pid
+            report.detail += ", READY again after \(ms) ms"
+        case .notReady(let why):
+            throw Failure(description: "rolled back to \(target), but \(why)")
+        }
+        return report
+    }
+
+    // MARK: steps
+
+    private func open(source: String, what: String) throws(Failure) -> (Int32, String?) {
+        let limit = settings.maxReleaseMB << 20
+        if source.hasPrefix("http://") || source.hasPrefix("https://") {
+            let path = store.dataDir + "/.download.\(getpid())"
+            let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(String(cString: strerror(errno)))") }
+            progress("downloading \(source)")
+            do {
+                _ = try CurlGet(url: source, maxBytes: limit).download(to: fd)
+            } catch {
+                close(fd)
+                unlink(path)
+                throw Failure(description: "cannot download \(what): \(error)")
+            }
+            lseek(fd, 0, SEEK_SET)
+            return (fd, path)
+        }
+        let fd = Glibc.open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(description: "cannot open \(source): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        fstat(fd, &info)
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw Failure(description: "\(source) is not a regular file")
+        }
+        guard info.st_size <= limit else {
+            close(fd)
+            throw Failure(description: "\(source) is \(info.st_size >> 20) MiB, more than update.max_release_mb (\(settings.maxReleaseMB))")
+        }
+        return (fd, nil)
+    }
+
+    private func readSignature(_ source: String) throws(Failure) -> String {
+        if source.hasPrefix("http://") || source.hasPrefix("https://") {
+            let (fd, path) = try open(source: source, what: "the signature")
+            defer {
+                close(fd)
+                if let path { unlink(path) }
+            }
+            guard let text = try? FileIO.readText(path: path ?? source) else { throw Failure(description: "cannot read the signature \(source)") }
+            return text
+        }
+        do {
+            return try String(decoding: FileIO.read(path: source, limit: 4096), as: UTF8.self)
+        } catch {
+            throw Failure(description: "no signature: \(error) (make one with `pimesh update sign`, or name it with --signature)")
+        }
+    }
+
+    private func discard(_ digest: String) {
+        let directory = store.directory(of: digest)
+        for name in (try? FileIO.list(directory)) ?? [] { unlink(directory + "/" + name) }
+        rmdir(directory)
+    }
+
+    /// The new binary must be for this machine's architecture and answer `update info --json`
+    /// (its argument parser and runtime start) within 10 s, run as the lead's user.
+    func smokeTest(_ digest: String) throws(Failure) -> BinaryInfo {
+        let binary = store.binary(of: digest)
+        let own = Self.elfMachine(path: "/proc/self/exe")
+        guard let machine = Self.elfMachine(path: binary) else { throw Failure(description: "release \(digest) is not an ELF executable") }
+        guard machine == own else {
+            throw Failure(description: "release \(digest) is built for ELF machine \(machine) (\(Self.machineName(machine))), this node runs \(own.map(Self.machineName) ?? "?")")
+        }
+        let outcome = Self.runCapturing(
+            binary, ["update", "info", "--json"], environment: ["PATH=" + (environment["PATH"] ?? "/usr/bin:/bin")],
+            identity: dataDirOwner, timeoutMs: 10_000)
+        guard outcome.status == 0, let info = try? APICoding.decode(BinaryInfo.self, from: Array(outcome.output.utf8)) else {
+            throw Failure(description: "release \(digest) failed its smoke test (`pimesh update info --json` \(outcome.describe)): \(outcome.output.prefix(300))")
+        }
+        guard info.machine == machine else { throw Failure(description: "release \(digest) reports ELF machine \(info.machine) but is \(machine)") }
+        return info
+    }
+
+    /// A schema migration cannot be undone by switching binaries back: the database is
+    /// snapshotted first, so a rollback can restore it (`pimesh snapshot restore`).
+    private func snapshotBeforeMigration(to schema: Int) throws(Failure) -> String? {
+        let path = store.dataDir + "/pimesh.db"
+        guard FileIO.exists(path) else { return nil }
+        // Unreadable here (a schema newer than this updater knows): snapshot, to be safe.
+        let current = try? Database(path: path, readOnly: true).schemaVersion
+        if let current, schema <= current { return nil }
+        progress("store schema \(current.map(String.init) ?? "?") → \(schema): taking a snapshot first")
+        if let client = try? LeadClient(dataDir: store.dataDir, timeoutMs: 600_000),
+            let raw = try? client.post("/v1/snapshots", json: Array("{}".utf8)),
+            let manifest = try? APICoding.decode(SnapshotManifest.self, from: raw)
+        {
+            return manifest.file
+        }
+        do {
+            let spool = try SnapshotSpool(directory: store.dataDir + "/spool", maxCount: 64, maxBytes: 1 << 40)
+            let maker = SnapshotMaker(
+                databasePath: path, stagingDirectory: store.dataDir, spool: spool, key: try NodeKey.loadOrCreate(dataDir: store.dataDir))
+            return try maker.create().entry.manifest.file
+        } catch {
+            throw Failure(description: "the store schema changes (\(current.map(String.init) ?? "?") → \(schema)) and no snapshot could be taken first: \(error)")
+        }
+    }
+
+    /// `systemd-run` puts the restart in a transient unit of its own: a `systemctl restart` run
+    /// from inside the lead's cgroup (an updater the lead started) would die with the lead.
+    private func restartLead() throws(Failure) {
+        progress("restarting \(settings.unit) through systemd")
+        let outcome = Self.runCapturing(
+            "systemd-run", ["--quiet", "--collect", "systemctl", "restart", settings.unit],
+            // The caller's own environment: systemctl honours SYSTEMD_* variables an operator may set.
+            environment: environment.map { "\($0.key)=\($0.value)" }, identity: nil, timeoutMs: 60_000)
+        guard outcome.status == 0 else {
+            throw Failure(description: "systemd-run systemctl restart \(settings.unit) \(outcome.describe): \(outcome.output.prefix(300))")
+        }
+    }
+
+    enum Readiness {
+        case ready(pid: Int32, ms: Int)
+        case notReady(String)
+    }
+
+    enum Health {
+        case healthy(pid: Int32, readyMs: Int, soakedS: Int)
+        case failed(String)
+    }
+
+    /// A new lead (not `replacing`) running `release` has written lead.json and answers /readyz.
+    func waitUntilReady(release: String?, replacing old: LeadEndpoint?) -> Readiness {
+        let start = Clock.monotonicNow()
+        let deadline = start + .seconds(settings.readyTimeoutS)
+        var last = "no lead has started"
+        while Clock.monotonicNow() < deadline {
+            if let release, store.release(at: .current) != release {
+                return .notReady("release \(release) is no longer current")
+            }
+            guard let lead = try? LeadDiscovery.endpoint(dataDir: store.dataDir) else {
+                last = "no lead is running"
+                usleep(200_000)
+                continue
+            }
+            if let old, lead.pid == old.pid, lead.startedAtMs == old.startedAtMs {
+                last = "the old lead (pid \(old.pid)) is still running"
+            } else if lead.release != release {
+                last = "the lead that started runs \(lead.release ?? "the packaged binary"), not \(release ?? "the packaged binary")"
+            } else if Self.answers(lead, path: "/readyz") {
+                return .ready(pid: lead.pid, ms: Int((Clock.monotonicNow() - start).milliseconds.rounded()))
+            } else {
+                last = "the lead (pid \(lead.pid)) does not answer /readyz"
+            }
+            usleep(200_000)
+        }
+        return .notReady("\(last) after \(settings.readyTimeoutS) s (update.ready_timeout_s)")
+    }
+
+    func waitUntilHealthy(release: String, replacing old: LeadEndpoint?) -> Health {
+        let (pid, readyMs): (Int32, Int)
+        switch waitUntilReady(release: release, replacing: old) {
+        case .ready(let p, let ms): (pid, readyMs) = (p, ms)
+        case .notReady(let why): return .failed(why)
+        }
+        progress("the new lead (pid \(pid)) is READY after \(readyMs) ms; soaking for \(settings.soakS) s")
+        let start = Clock.monotonicNow()
+        var missedProbes = 0
+        while Clock.monotonicNow() - start < .seconds(settings.soakS) {
+            usleep(500_000)
+            guard let lead = try? LeadDiscovery.endpoint(dataDir: store.dataDir), lead.pid == pid else {
+                return .failed("the new lead (pid \(pid)) stopped during the soak")
+            }
+            // Three probes in a row: one slow answer on a loaded Pi is not a failed release.
+            missedProbes = Self.answers(lead, path: "/healthz") ? 0 : missedProbes + 1
+            if missedProbes >= 3 { return .failed("the new lead (pid \(pid)) stopped answering /healthz during the soak") }
+        }
+        return .healthy(pid: pid, readyMs: readyMs, soakedS: settings.soakS)
+    }
+
+    static func answers(_ lead: LeadEndpoint, path: String) -> Bool {
+        let client = LoopbackHTTPClient(address: .loopback(host: lead.api.host, port: lead.api.port), timeoutMs: 2000)
+        return (try? client.request("GET", path))?.status == 200
+    }
+
+    private var dataDirOwner: ProcessIdentity? {
+        guard geteuid() == 0 else { return nil }
+        var info = stat()
+        guard stat(store.dataDir, &info) == 0, info.st_uid != 0 else { return nil }
+        return ProcessIdentity(user: String(info.st_uid), uid: info.st_uid, gid: info.st_gid, groups: [info.st_gid])
+    }
+
+    // MARK: helpers
+
+    /// e_machine of an ELF file; nil when it is not one.
+    static func elfMachine(path: String) -> Int? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 20)
+        guard header.withUnsafeMutableBytes({ read(fd, $0.baseAddress, 20) }) == 20, header[0..<4] == [0x7f, 0x45, 0x4c, 0x46] else { return nil }
+        // EI_DATA 1: little-endian (both arches a Pi fleet uses).
+        return header[5] == 1 ? Int(header[18]) | Int(header[19]) << 8 : Int(header[19]) | Int(header[18]) << 8
+    }
+
+    static func machineName(_ machine: Int) -> String {
+        switch machine {
+        case 62: "x86-64"
+        case 183: "aarch64"
+        case 40: "arm"
+        default: "machine \(machine)"
+        }
+    }
+
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var timedOut = false
+
+        var describe: String {
+            timedOut ? "did not finish in time" : ChildProcess.describe(waitStatus: status).text
+        }
+    }
+
+    /// Runs a program to its end, its stdout+stderr captured (first 64 KiB), killed at the deadline.
+    static func runCapturing(_ program: String, _ arguments: [String], environment: [String], identity: ProcessIdentity?, timeoutMs: Int) -> Outcome {
+        let spawned: ChildProcess.Spawned
+        do {
+            spawned = try ChildProcess.spawn(program: program, arguments: arguments, environment: environment, captureOutput: true, identity: identity)
+        } catch {
+            return Outcome(status: 127 << 8, output: "\(error)")
+        }
+        var output: [UInt8] = []
+        let deadline = Clock.monotonicNow() + .milliseconds(timeoutMs)
+        var timedOut = false
+        if let fd = spawned.output {
+            var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+            while true {
+                let left = Int((deadline - Clock.monotonicNow()).milliseconds)
+                if left <= 0 {
+                    timedOut = true
+                    break
+                }
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, Int32(min(left, 1000)))
+                if ready < 0 && errno != EINTR { break }
+                if ready <= 0 { continue }
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                if output.count < 65_536 { output += buffer[0..<n] }
+            }
+            close(fd)
+        }
+        if timedOut { kill(spawned.pid, SIGKILL) }
+        var status: Int32 = 0
+        while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
+        return Outcome(status: status, output: String(decoding: output, as: UTF8.self), timedOut: timedOut)
+    }
+}

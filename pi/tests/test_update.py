@@ -1,0 +1,348 @@
+"""`pimesh update` end to end (issue 16): a good release is committed after its soak, a bad one
+is rolled back by the updater, a crash-looping one is rolled back by the unit's OnFailure= with
+no updater alive, and unsigned, tampered or foreign releases are refused with nothing changed.
+
+No systemd runs here, so the test plays its part with a stand-in, named as such: `StandInSystemd`
+runs the unit's ExecStart (the packaged binary, `pimesh run`), restarts it when it exits
+(Restart=on-failure, RestartSec), and after 5 failed starts runs what pimesh-rollback.service
+runs (OnFailure=) and starts the unit again; stand-in `systemctl` and `systemd-run` scripts on
+PATH talk to it. The two builds of the binary: the packaged one is the debug build
+(PIMESH_BIN), the good release is the stripped release build (PIMESH_SHIP_BIN), and the bad
+release is a small C program that passes the smoke test (`update info --json`) and exits 3 when
+asked to lead."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PACKAGED_BIN = os.environ.get("PIMESH_BIN", os.path.join(ROOT, ".build", "debug", "pimesh"))
+GOOD_BIN = os.environ.get("PIMESH_SHIP_BIN", os.path.join(ROOT, ".build", "pimesh"))
+
+BAD_RELEASE_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "update") == 0 && strcmp(argv[2], "info") == 0) {
+        printf("{\"machine\":%d,\"store_schema\":%d,\"version\":\"0.1.1-bad\"}\n", MACHINE, SCHEMA);
+        return 0;
+    }
+    fprintf(stderr, "bad release: refusing to lead\n");
+    if (HANG) pause();
+    return 3;
+}
+"""
+
+STAND_IN_SYSTEMCTL = """#!/bin/sh
+# Stand-in for systemctl (no systemd runs in this test): tells StandInSystemd what to do.
+for arg in "$@"; do case "$arg" in -*) ;; *) set -- "$@" "$arg" ;; esac; shift; done
+verb=$1
+echo "$verb" >> "$STAND_IN_CONTROL"
+if [ "$verb" = restart ]; then kill -TERM "$(cat "$STAND_IN_MAINPID")"; fi
+exit 0
+"""
+
+STAND_IN_SYSTEMD_RUN = """#!/bin/sh
+# Stand-in for systemd-run: runs the command detached from the caller, as a transient unit would.
+while [ $# -gt 0 ]; do case "$1" in --*) shift ;; *) break ;; esac; done
+setsid "$@" </dev/null >/dev/null 2>&1 &
+exit 0
+"""
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class StandInSystemd:
+    """Plays pimesh.service (Restart=on-failure, StartLimitBurst=5) and its OnFailure= unit."""
+
+    def __init__(self, work, command, rollback_command, environment):
+        self.command = command
+        self.rollback_command = rollback_command
+        self.environment = environment
+        self.control = os.path.join(work, "stand-in-control")
+        self.mainpid = os.path.join(work, "stand-in-mainpid")
+        self.log = open(os.path.join(work, "lead.log"), "ab")
+        self.failures = []
+        self.rollbacks = []
+        self.stopping = False
+        self.process = None
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def requested(self):
+        try:
+            with open(self.control) as f:
+                verbs = f.read().split()
+            os.unlink(self.control)
+            return verbs
+        except FileNotFoundError:
+            return []
+
+    def loop(self):
+        while not self.stopping:
+            self.process = subprocess.Popen(self.command, stdout=self.log, stderr=self.log, env=self.environment)
+            with open(self.mainpid + ".tmp", "w") as f:
+                f.write(str(self.process.pid))
+            os.rename(self.mainpid + ".tmp", self.mainpid)
+            status = self.process.wait()
+            if self.stopping:
+                return
+            if "restart" in self.requested():
+                continue
+            if status == 0:
+                return
+            now = time.monotonic()
+            self.failures = [t for t in self.failures if now - t < 120] + [now]
+            if len(self.failures) >= 5:
+                # OnFailure=pimesh-rollback.service, whose ExecStartPost starts the unit again.
+                result = subprocess.run(self.rollback_command, capture_output=True, text=True, env=self.environment)
+                self.rollbacks.append(result)
+                self.failures = []
+            time.sleep(1.0)  # RestartSec=1s
+
+    def stop(self):
+        self.stopping = True
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.thread.join(timeout=45)
+        self.log.close()
+
+
+@unittest.skipUnless(os.path.exists(PACKAGED_BIN) and os.path.exists(GOOD_BIN), "needs the debug and the release build (make test-packaging)")
+class UpdateTests(unittest.TestCase):
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="pimesh-update-")
+        self.data = os.path.join(self.work, "data")
+        os.mkdir(self.data, 0o700)
+        # The packaged binary, as /usr/bin/pimesh would be.
+        self.packaged = os.path.join(self.work, "usr-bin-pimesh")
+        shutil.copy(PACKAGED_BIN, self.packaged)
+        self.key = os.path.join(self.work, "release.key")
+        keygen = self.pimesh("update", "keygen", "--out", self.key, "--json")
+        self.public_key = json.loads(keygen.stdout)["public_key"]
+        self.config = os.path.join(self.work, "pimesh.json")
+        self.write_config(trusted=[self.public_key])
+        self.good = self.release_copy(GOOD_BIN, "good")
+        # Starts and never becomes READY (the updater's own rollback) / exits 3 at once (a crash loop).
+        self.hanging = self.compile_stub("hanging", machine=62, schema=99, hang=True)
+        self.crashing = self.compile_stub("crashing", machine=62, schema=1)
+        bin_dir = os.path.join(self.work, "stand-in-bin")
+        os.mkdir(bin_dir)
+        for name, text in (("systemctl", STAND_IN_SYSTEMCTL), ("systemd-run", STAND_IN_SYSTEMD_RUN)):
+            with open(os.path.join(bin_dir, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(bin_dir, name), 0o755)
+        self.environment = dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"])
+        self.systemd = StandInSystemd(
+            self.work,
+            [self.packaged, "run", "--config", self.config, "--data-dir", self.data, "--api-port", "0", "--heartbeat-port", "0"],
+            [self.packaged, "update", "rollback", "--if-pending", "--no-restart", "--config", self.config, "--data-dir", self.data,
+             "--reason", "pimesh.service failed to start 5 times in 2 minutes"],
+            self.environment)
+        self.environment["STAND_IN_CONTROL"] = self.systemd.control
+        self.environment["STAND_IN_MAINPID"] = self.systemd.mainpid
+        self.systemd.start()
+        self.first_lead = self.wait_ready(release=None)
+
+    def tearDown(self):
+        self.systemd.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def write_config(self, trusted):
+        with open(self.config, "w") as f:
+            json.dump({"update": {"trusted_keys": trusted, "soak_s": 3, "ready_timeout_s": 20}, "snapshots": {"interval_s": 0}}, f)
+
+    def pimesh(self, *args, check=True, binary=None):
+        result = subprocess.run([binary or self.packaged, *args], capture_output=True, text=True, env=getattr(self, "environment", None), timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pimesh {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def release_copy(self, source, name):
+        path = os.path.join(self.work, name)
+        shutil.copy(source, path)
+        self.pimesh("update", "sign", path, "--key", self.key)
+        return path
+
+    def compile_stub(self, name, machine, schema, hang=False, compiler="gcc"):
+        source = os.path.join(self.work, name + ".c")
+        with open(source, "w") as f:
+            f.write(BAD_RELEASE_C)
+        path = os.path.join(self.work, name)
+        subprocess.run([compiler, "-static", "-O1", f"-DMACHINE={machine}", f"-DSCHEMA={schema}", f"-DHANG={int(hang)}", "-o", path, source], check=True)
+        self.pimesh("update", "sign", path, "--key", self.key)
+        return path
+
+    def lead(self):
+        try:
+            with open(os.path.join(self.data, "lead.json")) as f:
+                lead = json.load(f)
+            os.kill(lead["pid"], 0)
+        except (OSError, ValueError):
+            return None
+        return lead
+
+    def ready(self, lead):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{lead['api']['port']}/readyz", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, release, other_than=None):
+        def check():
+            lead = self.lead()
+            if lead and lead.get("release") == release and lead["pid"] != other_than and self.ready(lead):
+                return lead
+            return None
+        return wait_for(check, 60, f"a READY lead running {release or 'the packaged binary'}")
+
+    def link(self, name):
+        path = os.path.join(self.data, name)
+        return os.readlink(path).split("/")[-1] if os.path.islink(path) else None
+
+    def status(self):
+        return json.loads(self.pimesh("update", "status", "--json", "--config", self.config, "--data-dir", self.data).stdout)
+
+    def apply(self, release, *extra, check=True):
+        return self.pimesh("update", "apply", release, "--json", "--config", self.config, "--data-dir", self.data, *extra, check=check)
+
+    def test_a_good_release_is_committed_and_a_bad_one_rolled_back(self):
+        good = sha256(self.good)
+        applied = self.apply(self.good)
+        report = json.loads(applied.stdout)
+        self.assertEqual(report["outcome"], "committed", applied.stdout)
+        self.assertEqual(report["release"], good)
+        self.assertIsNone(report.get("previous"))
+        self.assertEqual(report["soaked_s"], 3)
+        lead = self.wait_ready(release=good)
+        self.assertNotEqual(lead["pid"], self.first_lead["pid"])
+        self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (good, None, None))
+        self.assertFalse(os.path.exists(os.path.join(self.data, "update-pending.json")))
+        # The release is the lead's own file, executable by it and writable by no one else.
+        info = os.stat(os.path.join(self.data, "releases", good, "pimesh"))
+        self.assertEqual(info.st_mode & 0o7777, 0o755)
+        self.assertEqual(self.status()["running"], good)
+        # Applying it again changes nothing.
+        self.assertEqual(json.loads(self.apply(self.good).stdout)["outcome"], "already_current")
+
+        # The hanging release passes the smoke test, announces a schema migration (a snapshot is
+        # taken first), then never becomes READY: after update.ready_timeout_s the updater flips back.
+        bad = sha256(self.hanging)
+        failed = self.apply(self.hanging, check=False)
+        self.assertEqual(failed.returncode, 1, failed.stdout + failed.stderr)
+        self.assertIn(f"release {bad} rolled back", failed.stderr)
+        self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (good, None, bad))
+        with open(os.path.join(self.data, "releases", bad, "broken")) as f:
+            self.assertIn("update.ready_timeout_s", f.read())
+        back = self.wait_ready(release=good)
+        self.assertNotEqual(back["pid"], lead["pid"])
+        spool = [name for name in os.listdir(os.path.join(self.data, "spool")) if name.endswith(".json")]
+        self.assertEqual(len(spool), 1, "one snapshot before the schema change")
+        # A broken release is refused from then on, before anything changes.
+        again = self.apply(self.hanging, check=False)
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("was rolled back before", again.stderr)
+        self.assertEqual(self.wait_ready(release=good)["pid"], back["pid"])
+
+    def test_a_crash_loop_is_rolled_back_by_on_failure(self):
+        bad = sha256(self.crashing)
+        # With the updater waiting: the unit's OnFailure= rollback is quicker, and it says so.
+        failed = self.apply(self.crashing, check=False)
+        self.assertEqual(failed.returncode, 1, failed.stdout + failed.stderr)
+        self.assertIn("rolled back by pimesh-rollback.service", failed.stderr)
+        self.assertEqual((self.link("current"), self.link("broken")), (None, bad))
+        self.assertEqual(len(self.systemd.rollbacks), 1)
+        first = self.wait_ready(release=None)
+        # With no updater alive: it is killed as soon as it has switched.
+        updater = subprocess.Popen(
+            [self.packaged, "update", "apply", self.crashing, "--force", "--config", self.config, "--data-dir", self.data],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.environment)
+        wait_for(lambda: self.link("current") == bad, 60, "the switch to the crashing release")
+        updater.kill()
+        updater.wait()
+        lead = wait_for(lambda: len(self.systemd.rollbacks) == 2 and self.wait_ready(release=None, other_than=first["pid"]), 90, "the second rollback")
+        self.assertEqual(self.systemd.rollbacks[1].returncode, 0, self.systemd.rollbacks[1].stderr)
+        self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (None, None, bad))
+        with open(os.path.join(self.data, "releases", bad, "broken")) as f:
+            self.assertIn("failed to start 5 times", f.read())
+        self.assertEqual(self.lead()["pid"], lead["pid"])
+        # Nothing is pending now, so the OnFailure= path leaves the committed state alone.
+        self.assertIn("nothing rolled back", self.pimesh(*self.systemd.rollback_command[1:]).stdout)
+
+    def test_refused_releases_change_nothing(self):
+        def unchanged():
+            self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (None, None, None))
+            self.assertEqual(os.listdir(os.path.join(self.data, "releases")) if os.path.isdir(os.path.join(self.data, "releases")) else [], [])
+            self.assertEqual(self.lead()["pid"], self.first_lead["pid"])
+
+        # No signature file.
+        unsigned = os.path.join(self.work, "unsigned")
+        shutil.copy(GOOD_BIN, unsigned)
+        result = self.apply(unsigned, check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("no signature", result.stderr)
+        unchanged()
+        # Signed by a key the node does not trust.
+        other_key = os.path.join(self.work, "other.key")
+        self.pimesh("update", "keygen", "--out", other_key)
+        self.pimesh("update", "sign", unsigned, "--key", other_key)
+        result = self.apply(unsigned, check=False)
+        self.assertIn("not made by any key in update.trusted_keys", result.stderr)
+        unchanged()
+        # A tampered binary: its signature is for other bytes.
+        tampered = os.path.join(self.work, "tampered")
+        shutil.copy(self.good, tampered)
+        shutil.copy(self.good + ".sig", tampered + ".sig")
+        with open(tampered, "ab") as f:
+            f.write(b"\0")
+        result = self.apply(tampered, check=False)
+        self.assertIn("not made by any key", result.stderr)
+        unchanged()
+        # The wrong --sha256.
+        result = self.apply(self.good, "--sha256", "0" * 64, check=False)
+        self.assertIn("not the " + "0" * 64, result.stderr)
+        unchanged()
+        # A release for another architecture.
+        foreign = self.compile_stub("foreign", machine=183, schema=1, compiler="aarch64-linux-gnu-gcc")
+        result = self.apply(foreign, check=False)
+        self.assertIn("built for ELF machine 183 (aarch64)", result.stderr)
+        unchanged()
+        # No trusted keys at all.
+        self.write_config(trusted=[])
+        result = self.apply(self.good, check=False)
+        self.assertIn("no update.trusted_keys", result.stderr)
+        unchanged()
+
+
+if __name__ == "__main__":
+    unittest.main()
