@@ -15,7 +15,7 @@ deps:
 # promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests; schemathesis
 # fuzzes the API from docs/openapi.yaml.
 test-deps:
-	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross fdisk mtools dosfstools
 	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
 	@python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "schemathesis>=4.1,<5"
 
@@ -66,9 +66,12 @@ test-python:
 	PIMESH_BIN=$(CURDIR)/$(DEBUG_BIN) python3 -m unittest discover -s clients/python -p 'test_*.py' -v
 
 # The .deb: lintian, Depends against the binary, install/upgrade/remove/purge in a Debian 12
-# root, the arm64 package's structure with a qemu-run stub (pi/tests/test_packaging.py).
+# root, the arm64 package's structure with a qemu-run stub (pi/tests/test_packaging.py); the
+# image injector and first boot (test_image.py); pimesh update from the debug build to the
+# release build and back (test_update.py).
 test-packaging: release
-	PIMESH_SHIP_BIN=$(CURDIR)/$(SHIP_BIN) python3 -m unittest discover -s pi/tests -p 'test_*.py' -v
+	$(SWIFT) build --product pimesh
+	PIMESH_SHIP_BIN=$(CURDIR)/$(SHIP_BIN) PIMESH_BIN=$(CURDIR)/$(DEBUG_BIN) python3 -m unittest discover -s pi/tests -p 'test_*.py' -v
 
 check-binary: release
 	@scripts/check-binary.sh $(RELEASE_BIN) $(SHIP_BIN)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
@@ -104,7 +105,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Argument(help: "The coordinator's URL (http:// or https://).")
         var url: String
 
-        @Option(name: .long, help: "A file holding the enroll token (/dev/stdin to pipe it; never on the command line).")
+        @Option(name: .long, help: "A file holding the enroll token, or - to read it from stdin (never on the command line).")
         var tokenFile: String
 
         @Option(name: .long, help: "The lead's data dir (default: $PIMESH_DATA_DIR, else ./.pimesh).")
@@ -117,10 +118,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
             guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw ValidationError("the URL must start with http:// or https://") }
         }
 
+        static func readStandardInput() throws -> String {
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1024)
+            while bytes.count <= 4096 {
+                let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw CLIFailure("cannot read the token from stdin: \(String(cString: strerror(errno)))") }
+                if n == 0 { break }
+                bytes += chunk[0..<n]
+            }
+            guard bytes.count <= 4096 else { throw CLIFailure("stdin holds more than 4096 bytes: not a token") }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+
         func run() async throws {
             do {
                 let dataDir = dataDir ?? LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
-                let token = try FileIO.readText(path: tokenFile).trimmingWhitespace()
+                let token = try (tokenFile == "-" ? Self.readStandardInput() : FileIO.readText(path: tokenFile)).trimmingWhitespace()
                 guard !token.isEmpty else { throw CLIFailure("\(tokenFile) holds no token") }
                 let key = try NodeKey.loadOrCreate(dataDir: dataDir)
                 let now = try NodeEnrollment(key: key).send(to: url, token: token)

@@ -98,6 +98,19 @@ import PimeshAgent
         #expect(failure?.reason.contains(reason) == true, "\(String(describing: failure))")
     }
 
+    @Test func updateKeysAreReadAndBadOnesNamed() throws {
+        let key = String(repeating: "ab", count: 32)
+        let config = try parse(#"{"update": {"trusted_keys": ["\#(key.uppercased())"], "soak_s": 5, "ready_timeout_s": 9, "unit": "lead.service", "keep_releases": 1, "max_release_mb": 64}}"#)
+        #expect(config.update == .init(trustedKeys: [key], soakS: 5, readyTimeoutS: 9, unit: "lead.service", keepReleases: 1, maxReleaseMB: 64))
+        #expect(LeadConfig().update.trustedKeys.isEmpty)
+        #expect(error(#"{"update": {"trusted_keys": ["\#(key)", "abc"]}}"#)?.description.contains("key \"update.trusted_keys\": entry 1 is not an Ed25519 public key") == true)
+        #expect(error(#"{"update": {"trusted_keys": "\#(key)"}}"#)?.description.contains("must be an array of strings") == true)
+        #expect(error(#"{"update": {"unit": "../evil"}}"#)?.description.contains("is not a systemd service name") == true)
+        #expect(error(#"{"update": {"soak_s": -1}}"#)?.description.contains("update.soak_s") == true)
+        let many = Array(repeating: "\"\(key)\"", count: 17).joined(separator: ",")
+        #expect(error(#"{"update": {"trusted_keys": [\#(many)]}}"#)?.description.contains("at most 16") == true)
+    }
+
     @Test func ledMapIsRead() throws {
         let config = try parse(
             """

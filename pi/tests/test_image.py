@@ -82,7 +82,7 @@ class ImageTests(unittest.TestCase):
         with open(self.config, "w") as f:
             json.dump({"log_level": "debug", "upload": {"target": "coordinator", "url": self.coordinator_url}}, f)
         with open(os.path.join(self.inputs, "agents", "echo.json"), "w") as f:
-            json.dump({"name": "echo", "command": ["/bin/sleep", "3600"]}, f)
+            json.dump({"name": "echo", "command": "/bin/sleep", "args": ["3600"]}, f)
         self.ssh_key = os.path.join(self.inputs, "operator.pub")
         with open(self.ssh_key, "w") as f:
             f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9m1Zp0Jm1bE3z0p1d2c9hV1w8sQ0u6f1sZq5m3k7rY operator@laptop\n")
@@ -149,7 +149,7 @@ class ImageTests(unittest.TestCase):
         with open(os.path.join(self.inputs, "broken.json"), "w") as f:
             f.write('{"log_level": ')
         cases.append((["--config", os.path.join(self.inputs, "broken.json")], "not JSON"))
-        cases.append((["--hostname", "-bad-"], "--hostname '-bad-'"))
+        cases.append((["--hostname", "Pi_007"], "--hostname 'Pi_007'"))
         not_a_deb = os.path.join(self.inputs, "not.deb")
         with open(not_a_deb, "w") as f:
             f.write("hello")

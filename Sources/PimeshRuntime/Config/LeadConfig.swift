@@ -213,6 +213,18 @@ public struct LeadConfig: Sendable, Equatable {
         public var keepReleases = 2
         /// A download or file larger than this is refused.
         public var maxReleaseMB = 128
+
+        public init(
+            trustedKeys: [String] = [], soakS: Int = 60, readyTimeoutS: Int = 60, unit: String = "pimesh.service", keepReleases: Int = 2,
+            maxReleaseMB: Int = 128
+        ) {
+            self.trustedKeys = trustedKeys
+            self.soakS = soakS
+            self.readyTimeoutS = readyTimeoutS
+            self.unit = unit
+            self.keepReleases = keepReleases
+            self.maxReleaseMB = maxReleaseMB
+        }
     }
 
     /// Where snapshots go (docs/snapshots.md): `none`, `coordinator`, `s3` or `directory`.
