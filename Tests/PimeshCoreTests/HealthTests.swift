@@ -292,6 +292,33 @@ import Testing
         #expect(health.evaluate(at: clock.now, busy: false, process: .running).map { ($0.from, $0.to) } ?? (.unknown, .unknown) == (.exited, .alive))
         #expect(health.takeUnreportedFailure() == nil)
     }
+    /// Seed 000: a non-zero exit or missed heartbeats fail an agent; status 0 does not.
+    @Test func aCleanExitIsNotAFailure() {
+        var health = AgentHealth()
+        var clock = ManualClock(start: .seconds(100))
+        health.started(at: clock.now, restart: false)
+        health.heartbeat(at: clock.now, progress: 1)
+        _ = health.evaluate(at: clock.now, busy: false, process: .running)
+        clock.advance(by: .milliseconds(10))
+        health.exited(at: clock.now, reason: "pid 7 exited with status 0", clean: true)
+        #expect(health.condition == .left && !health.condition.isFailure)
+        #expect(health.takeUnreportedFailure() == nil)
+        clock.advance(by: .seconds(30))
+        // The tick reports it as gone, once, and never as a failure even with a manifest.
+        #expect(health.evaluate(at: clock.now, busy: false, process: .gone, expected: true)?.to == .left)
+        clock.advance(by: .seconds(30))
+        #expect(health.evaluate(at: clock.now, busy: false, process: .gone, expected: true) == nil)
+        #expect(!health.countsForHealth(at: clock.now, expected: true))
+        // Started again by an `always` policy: unknown until it heartbeats, then alive.
+        health.started(at: clock.now, restart: true)
+        #expect(health.condition == .unknown)
+        health.heartbeat(at: clock.now, progress: 2)
+        #expect(health.condition == .alive)
+        // The same exit with status 1 is a failure.
+        clock.advance(by: .seconds(1))
+        health.exited(at: clock.now, reason: "pid 8 exited with status 1")
+        #expect(health.condition == .exited && health.condition.isFailure)
+    }
 }
 
 @Suite struct RecoveryTests {

@@ -188,13 +188,16 @@ public struct AgentHealth: Sendable, Equatable {
 
     /// The process exited (seen through the child's exit status, at once). `requested`: the
     /// lead killed it to start it again (a heal, `agent restart`, a changed manifest).
-    public mutating func exited(at now: Instant, reason: String, requested: Bool = false) {
+    /// `clean`: it exited with status 0. Seed 000 fails an agent on a non-zero exit or missed
+    /// heartbeats; one that finished its work and ended is gone like one that said goodbye
+    /// (its tasks go elsewhere), not failed (no group breaker, no incident).
+    public mutating func exited(at now: Instant, reason: String, requested: Bool = false, clean: Bool = false) {
         phi.pause()
         startedAt = nil
         // The exit a stop asked for is the stop, not a failure.
         guard condition != .stopped else { return }
         guard !requested else { return set(.unknown, at: now, reason: "restarting as asked (\(reason))") }
-        set(.exited, at: now, reason: reason)
+        set(clean ? .left : .exited, at: now, reason: clean ? "\(reason): it ended, not a failure" : reason)
     }
 
     /// The supervisor started (or restarted) the process. A restart begins a canary ramp.
@@ -202,7 +205,7 @@ public struct AgentHealth: Sendable, Equatable {
         phi.pause()
         startedAt = now
         if restart { canary = CanaryRamp(startedAt: now, settings: settings.canary) }
-        if condition == .exited || condition == .hung || condition == .looping || condition == .stopped {
+        if condition == .exited || condition == .hung || condition == .looping || condition == .stopped || condition == .left {
             set(.unknown, at: now, reason: "started")
         }
     }

@@ -54,8 +54,8 @@ extension AgentRegistry {
         }
     }
 
-    public func exited(_ id: AgentID, at now: Instant, reason: String, requested: Bool = false) {
-        state.withLock { $0.agents[id]?.health.exited(at: now, reason: reason, requested: requested) }
+    public func exited(_ id: AgentID, at now: Instant, reason: String, requested: Bool = false, clean: Bool = false) {
+        state.withLock { $0.agents[id]?.health.exited(at: now, reason: reason, requested: requested, clean: clean) }
     }
 
     public func stopped(_ id: AgentID, at now: Instant, reason: String) {

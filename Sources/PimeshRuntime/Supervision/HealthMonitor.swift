@@ -122,6 +122,16 @@ final class HealthMonitor: Service, Sendable {
                 if change.change.to != .exited { unresponsive[change.id] = change.change.since }
             } else {
                 unresponsive[change.id] = nil
+                // Gone without failing (a clean exit): what it held goes elsewhere, as after
+                // a goodbye, and counts against nothing.
+                if change.change.to == .left, !change.change.from.isFailure {
+                    let moved = tasks.migrateOrphans(of: change.id, now: now)
+                    if moved.migrated + moved.queued > 0 {
+                        events.append(
+                            kind: "orphans_migrated", agent: change.name,
+                            detail: "\(moved.migrated) task(s) sent to live agents by the hash ring, \(moved.queued) queued", tier: .l0)
+                    }
+                }
             }
         }
         for (id, since) in unresponsive where now - since >= settings.unresponsiveRestartAfter {

@@ -550,7 +550,7 @@ final class Supervisor: Service, Sendable {
         case .exited(let name, let id, let restartRequested, let shuttingDown):
             saveRecords()
             // The health tick reports the exit as a change of condition, dated now.
-            registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown)
+            registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown, clean: clean)
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
             if shuttingDown { return }
             if restartRequested {
