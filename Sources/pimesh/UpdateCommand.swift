@@ -87,7 +87,7 @@ struct UpdateCommand: ParsableCommand {
             discussion: """
                 pimesh-rollback.service runs it with --if-pending --no-restart when pimesh.service \
                 has failed to start too often (OnFailure=): a release that was never committed is \
-                taken back with no updater alive.
+                taken back with no updater alive. Exit status 3: nothing was rolled back.
                 """)
 
         @Option(name: .long, help: "Why, kept in releases/<sha>/broken.")
@@ -105,13 +105,18 @@ struct UpdateCommand: ParsableCommand {
         var json = false
 
         func run() throws {
+            let rolledBack: Bool
             do {
                 let updater = try UpdateCommand.updater(options, soak: nil, json: json)
                 let report = try updater.rollBack(reason: reason, restart: !noRestart, onlyPending: ifPending)
                 try UpdateCommand.emit(report, json: json, text: report.detail)
+                rolledBack = report.rolledBack
             } catch {
                 throw CLIFailure.report(error)
             }
+            // pimesh-rollback.service: a failure skips its ExecStartPost, so a lead that fails
+            // for another reason (config, disk) is not started again and again.
+            if !rolledBack { throw ExitCode(3) }
         }
     }
 

@@ -200,6 +200,8 @@ class ImageTests(unittest.TestCase):
             run("chroot", root, "pimesh", "config", "check", "/etc/pimesh/pimesh.json")
             with open(root + "/etc/hostname") as f:
                 self.assertEqual(f.read(), "pi-007\n")
+            with open(root + "/etc/hosts") as f:
+                self.assertIn("127.0.1.1\tpi-007\n", f.read())
             keys = root + "/root/.ssh/authorized_keys"
             self.assertEqual(stat.S_IMODE(os.stat(keys).st_mode), 0o600)
             with open(keys) as f:

@@ -123,6 +123,8 @@ class StandInSystemd:
                 result = subprocess.run(self.rollback_command, capture_output=True, text=True, env=self.environment)
                 self.rollbacks.append(result)
                 self.failures = []
+                if result.returncode != 0:
+                    return  # ExecStartPost= (reset-failed, start) runs only after a rollback
             time.sleep(1.0)  # RestartSec=1s
 
     def stop(self):
@@ -297,7 +299,32 @@ class UpdateTests(unittest.TestCase):
             self.assertIn("failed to start 5 times", f.read())
         self.assertEqual(self.lead()["pid"], lead["pid"])
         # Nothing is pending now, so the OnFailure= path leaves the committed state alone.
-        self.assertIn("nothing rolled back", self.pimesh(*self.systemd.rollback_command[1:]).stdout)
+        nothing = self.pimesh(*self.systemd.rollback_command[1:], check=False)
+        self.assertEqual(nothing.returncode, 3, nothing.stderr)
+        self.assertIn("nothing rolled back", nothing.stdout)
+
+    def test_as_root_the_updater_writes_as_the_data_dirs_owner(self):
+        # A data dir that belongs to the lead's user (nobody here): what root's updater makes in
+        # it is that user's, and a symlink planted there cannot make root write elsewhere.
+        owned = os.path.join(self.work, "owned")
+        os.mkdir(owned, 0o700)
+        nobody = 65534
+        os.chown(owned, nobody, nobody)
+        os.chmod(self.work, 0o755)
+        outside = os.path.join(self.work, "outside")
+        os.mkdir(outside, 0o755)
+        os.symlink(os.path.join(outside, "victim"), os.path.join(owned, "update.lock"))
+        applied = self.pimesh("update", "apply", self.good, "--no-restart", "--json", "--config", self.config, "--data-dir", owned, check=False)
+        good = sha256(self.good)
+        # update.lock is a symlink the lead's user planted: refused (O_NOFOLLOW), nothing made outside.
+        self.assertNotEqual(applied.returncode, 0, applied.stdout)
+        self.assertFalse(os.path.exists(os.path.join(outside, "victim")))
+        os.unlink(os.path.join(owned, "update.lock"))
+        applied = self.pimesh("update", "apply", self.good, "--no-restart", "--json", "--config", self.config, "--data-dir", owned)
+        self.assertEqual(json.loads(applied.stdout)["outcome"], "staged")
+        for path in ("releases", f"releases/{good}", f"releases/{good}/pimesh", "current", "update-pending.json"):
+            self.assertEqual(os.lstat(os.path.join(owned, path)).st_uid, nobody, path)
+        self.assertEqual(os.listdir(outside), [])
 
     def test_refused_releases_change_nothing(self):
         def unchanged():

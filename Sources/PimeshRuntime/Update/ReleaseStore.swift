@@ -31,6 +31,9 @@ public struct ReleaseStore: Sendable {
         /// nil: the packaged binary ran before.
         public var previous: String?
         public var switchedAtMs: Int64
+        /// The snapshot taken before the release's schema migration, for a restore by hand
+        /// after a rollback (the old binary cannot read a migrated database).
+        public var snapshot: String?
     }
 
     public static let binaryName = "pimesh"
@@ -170,15 +173,30 @@ public struct ReleaseStore: Sendable {
 
     /// current becomes `release`; what was current becomes previous; the switch is pending
     /// until `commit()`.
-    public func switchTo(_ release: String, nowMs: Int64) throws {
-        let before = self.release(at: .current)
-        try setPending(Pending(release: release, previous: before, switchedAtMs: nowMs))
-        if before != release { try set(.previous, to: before) }
+    /// While an earlier switch is still pending, its `previous` (the last committed state)
+    /// stays the rollback target: an uncommitted release is never what a rollback returns to.
+    public func switchTo(_ release: String, nowMs: Int64, snapshot: String?) throws {
+        let before: String? = if let pending { pending.previous } else { self.release(at: .current) }
+        try setPending(Pending(release: release, previous: before == release ? nil : before, switchedAtMs: nowMs, snapshot: snapshot))
+        try set(.previous, to: before == release ? nil : before)
         try set(.current, to: release)
     }
 
     public func commit() throws {
         try setPending(nil)
+    }
+
+    /// Serialises the updater, a manual rollback and pimesh-rollback.service: each check of
+    /// the links and the change that follows it happen under this lock.
+    public func locked<T>(_ body: () throws -> T) throws -> T {
+        let path = dataDir + "/update.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw FileIO.Failure(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw FileIO.Failure(path: path, operation: "flock", errno: errno) }
+        }
+        return try body()
     }
 
     public struct Rollback: Sendable, Equatable, Codable {
@@ -190,8 +208,11 @@ public struct ReleaseStore: Sendable {
 
     /// current goes back to previous (or to the packaged binary when there is none) and the
     /// release that was current is marked broken with `reason`.
-    public func rollback(reason: String) throws -> Rollback {
+    /// `expected`: only when that release is still current (nil: whatever is current); the
+    /// updater and pimesh-rollback.service may both try, and only the first may act.
+    public func rollback(reason: String, expected: String? = nil) throws -> Rollback? {
         let bad = release(at: .current)
+        if let expected, bad != expected { return nil }
         let good = pending.map { $0.previous } ?? release(at: .previous)
         if let bad { try markBroken(bad, reason: reason) }
         try set(.current, to: good)
@@ -212,6 +233,8 @@ public struct ReleaseStore: Sendable {
         }.sorted { $0.1 > $1.1 }
         var removed: [String] = []
         for (release, _) in byAge.dropFirst(max(0, keep)) {
+            var info = stat()
+            guard lstat(directory(of: release), &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { continue }
             for name in (try? FileIO.list(directory(of: release))) ?? [] { unlink(directory(of: release) + "/" + name) }
             if rmdir(directory(of: release)) == 0 { removed.append(release) }
         }

@@ -42,13 +42,48 @@ public struct ReleaseUpdater {
         public var detail: String
     }
 
+    /// Run as root (systemctl needs it), the updater works in the data dir as the dir's owner,
+    /// the lead's user: a lead that planted symlinks there cannot make root write, delete or
+    /// chmod anything outside it. Root comes back only to start the smoke test as that user
+    /// and to run systemd-run.
+    struct Privileges {
+        let owner: ProcessIdentity?
+
+        init(dataDir: String) {
+            var info = stat()
+            if geteuid() == 0, stat(dataDir, &info) == 0, info.st_uid != 0 {
+                owner = ProcessIdentity(user: String(info.st_uid), uid: info.st_uid, gid: info.st_gid, groups: [info.st_gid])
+            } else {
+                owner = nil
+            }
+        }
+
+        func lower() {
+            guard let owner else { return }
+            var groups = [owner.gid]
+            setgroups(1, &groups)
+            setegid(owner.gid)
+            seteuid(owner.uid)
+        }
+
+        func raised<T>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
+            guard owner != nil else { return try body() }
+            seteuid(0)
+            setegid(0)
+            defer { lower() }
+            return try body()
+        }
+    }
+
     public let store: ReleaseStore
+    let privileges: Privileges
     public let settings: LeadConfig.Update
     public let environment: [String: String]
     public var progress: @Sendable (String) -> Void = { _ in }
 
     public init(dataDir: String, settings: LeadConfig.Update, environment: [String: String]) {
         self.store = ReleaseStore(dataDir: dataDir)
+        self.privileges = Privileges(dataDir: dataDir)
         self.settings = settings
         self.environment = environment
     }
@@ -78,6 +113,7 @@ public struct ReleaseUpdater {
     public func apply(
         source: String, signature: String?, expectedDigest: String?, force: Bool, restart: Bool
     ) throws(Failure) -> Report {
+        privileges.lower()
         var directory = stat()
         guard stat(store.dataDir, &directory) == 0, (directory.st_mode & S_IFMT) == S_IFDIR else {
             throw Failure(description: "no data dir \(store.dataDir): is --data-dir (or data_dir in the config) right?")
@@ -121,7 +157,7 @@ public struct ReleaseUpdater {
         let before = store.release(at: .current)
         let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
         do {
-            try store.switchTo(digest, nowMs: Clock.wallMilliseconds())
+            try store.locked { try store.switchTo(digest, nowMs: Clock.wallMilliseconds(), snapshot: snapshot) }
         } catch {
             throw Failure(description: "cannot switch to release \(digest): \(error)")
         }
@@ -159,9 +195,11 @@ public struct ReleaseUpdater {
             throw Failure(description: report.detail, exitCode: 1)
         case .failed(let why):
             progress("release \(digest.prefix(12)): \(why); rolling back")
-            let back = try rollBack(reason: why, restart: true)
+            let back = try rollBack(reason: why, restart: true, expected: digest)
             report.outcome = "rolled_back"
-            report.detail = "release \(digest) rolled back: \(why); \(back.detail)"
+            report.detail = back.rolledBack
+                ? "release \(digest) rolled back: \(why); \(back.detail)"
+                : "release \(digest) rolled back by pimesh-rollback.service (\(store.brokenReason(digest) ?? why))"
             report.leadPID = back.leadPID
             throw Failure(description: report.detail, exitCode: 1)
         }
@@ -169,6 +207,7 @@ public struct ReleaseUpdater {
 
     /// `pimesh update commit`: after a switch made with --no-restart and a restart by hand.
     public func commit() throws(Failure) -> Report {
+        privileges.lower()
         guard let pending = store.pending else { throw Failure(description: "no update is pending") }
         guard let lead = try? LeadDiscovery.endpoint(dataDir: store.dataDir), lead.release == pending.release else {
             throw Failure(description: "the running lead is not release \(pending.release): restart it first")
@@ -194,19 +233,25 @@ public struct ReleaseUpdater {
 
     /// `onlyPending`: the unit's OnFailure= path rolls back only a release that was never
     /// committed; a committed one that fails later fails for another reason (config, disk).
-    public func rollBack(reason: String, restart: Bool, onlyPending: Bool = false) throws(Failure) -> RollbackReport {
-        if onlyPending && store.pending == nil {
-            return RollbackReport(rolledBack: false, detail: "no update is pending; nothing rolled back")
-        }
-        guard store.release(at: .current) != nil || store.pending != nil else {
-            return RollbackReport(rolledBack: false, detail: "the packaged binary is current; nothing to roll back to")
-        }
+    public func rollBack(reason: String, restart: Bool, onlyPending: Bool = false, expected: String? = nil) throws(Failure) -> RollbackReport {
+        privileges.lower()
         let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
+        let outcome: Result<ReleaseStore.Rollback?, any Error> = Result {
+            try store.locked { () throws -> ReleaseStore.Rollback? in
+                let pending = store.pending
+                if onlyPending && pending?.release != store.release(at: .current) { return nil }
+                guard store.release(at: .current) != nil || pending != nil else { return nil }
+                let snapshotNote = pending?.snapshot.map { "; the database was migrated: `pimesh snapshot restore \($0)` with the lead stopped" } ?? ""
+                return try store.rollback(reason: reason + snapshotNote, expected: expected ?? (onlyPending ? pending?.release : nil))
+            }
+        }
         let back: ReleaseStore.Rollback
-        do {
-            back = try store.rollback(reason: reason)
-        } catch {
-            throw Failure(description: "cannot roll back: \(error)")
+        switch outcome {
+        case .failure(let error): throw Failure(description: "cannot roll back: \(error)")
+        case .success(nil):
+            let why = onlyPending ? "no update is pending" : expected != nil ? "release \(expected!) is no longer current" : "the packaged binary is current"
+            return RollbackReport(rolledBack: false, detail: "\(why); nothing rolled back")
+        case .success(let done?): back = done
         }
         let target = back.to.map { "release \($0)" } ?? "the packaged binary"
         var report = RollbackReport(rolledBack: true, from: back.from, to: back.to, detail: "current → \(target)")
@@ -225,8 +270,8 @@ public struct ReleaseUpdater {
 
     // MARK: steps
 
-    private func open(source: String, what: String) throws(Failure) -> (Int32, String?) {
-        let limit = settings.maxReleaseMB << 20
+    private func open(source: String, what: String, limit: Int? = nil) throws(Failure) -> (Int32, String?) {
+        let limit = limit ?? settings.maxReleaseMB << 20
         if source.hasPrefix("http://") || source.hasPrefix("https://") {
             let path = store.dataDir + "/.download.\(getpid())"
             let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -259,7 +304,7 @@ public struct ReleaseUpdater {
 
     private func readSignature(_ source: String) throws(Failure) -> String {
         if source.hasPrefix("http://") || source.hasPrefix("https://") {
-            let (fd, path) = try open(source: source, what: "the signature")
+            let (fd, path) = try open(source: source, what: "the signature", limit: 4096)
             defer {
                 close(fd)
                 if let path { unlink(path) }
@@ -276,6 +321,8 @@ public struct ReleaseUpdater {
 
     private func discard(_ digest: String) {
         let directory = store.directory(of: digest)
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return }
         for name in (try? FileIO.list(directory)) ?? [] { unlink(directory + "/" + name) }
         rmdir(directory)
     }
@@ -289,9 +336,11 @@ public struct ReleaseUpdater {
         guard machine == own else {
             throw Failure(description: "release \(digest) is built for ELF machine \(machine) (\(Self.machineName(machine))), this node runs \(own.map(Self.machineName) ?? "?")")
         }
-        let outcome = Self.runCapturing(
-            binary, ["update", "info", "--json"], environment: ["PATH=" + (environment["PATH"] ?? "/usr/bin:/bin")],
-            identity: dataDirOwner, timeoutMs: 10_000)
+        let outcome = try privileges.raised { () throws(Failure) -> Outcome in
+            Self.runCapturing(
+                binary, ["update", "info", "--json"], environment: ["PATH=" + (environment["PATH"] ?? "/usr/bin:/bin")],
+                identity: privileges.owner, timeoutMs: 10_000)
+        }
         guard outcome.status == 0, let info = try? APICoding.decode(BinaryInfo.self, from: Array(outcome.output.utf8)) else {
             throw Failure(description: "release \(digest) failed its smoke test (`pimesh update info --json` \(outcome.describe)): \(outcome.output.prefix(300))")
         }
@@ -328,10 +377,12 @@ public struct ReleaseUpdater {
     /// from inside the lead's cgroup (an updater the lead started) would die with the lead.
     private func restartLead() throws(Failure) {
         progress("restarting \(settings.unit) through systemd")
-        let outcome = Self.runCapturing(
+        let outcome = try privileges.raised { () throws(Failure) -> Outcome in
+            Self.runCapturing(
             "systemd-run", ["--quiet", "--collect", "systemctl", "restart", settings.unit],
             // The caller's own environment: systemctl honours SYSTEMD_* variables an operator may set.
             environment: environment.map { "\($0.key)=\($0.value)" }, identity: nil, timeoutMs: 60_000)
+        }
         guard outcome.status == 0 else {
             throw Failure(description: "systemd-run systemctl restart \(settings.unit) \(outcome.describe): \(outcome.output.prefix(300))")
         }
@@ -399,13 +450,6 @@ public struct ReleaseUpdater {
     static func answers(_ lead: LeadEndpoint, path: String) -> Bool {
         let client = LoopbackHTTPClient(address: .loopback(host: lead.api.host, port: lead.api.port), timeoutMs: 2000)
         return (try? client.request("GET", path))?.status == 200
-    }
-
-    private var dataDirOwner: ProcessIdentity? {
-        guard geteuid() == 0 else { return nil }
-        var info = stat()
-        guard stat(store.dataDir, &info) == 0, info.st_uid != 0 else { return nil }
-        return ProcessIdentity(user: String(info.st_uid), uid: info.st_uid, gid: info.st_gid, groups: [info.st_gid])
     }
 
     // MARK: helpers

@@ -39,8 +39,11 @@ public struct CurlGet {
         let context = Unmanaged.passUnretained(sink).toOpaque()
         _ = pimesh_curl_string(curl, CURLOPT_URL, url)
         // A redirect to file:// or another scheme would read what the URL never named.
-        _ = pimesh_curl_string(curl, CURLOPT_PROTOCOLS_STR, "http,https")
-        _ = pimesh_curl_string(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        guard pimesh_curl_string(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK,
+            pimesh_curl_string(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") == CURLE_OK
+        else {
+            throw Failure(description: "libcurl older than 7.85 cannot be limited to http and https; download the release yourself")
+        }
         _ = pimesh_curl_long(curl, CURLOPT_FOLLOWLOCATION, 1)
         _ = pimesh_curl_long(curl, CURLOPT_MAXREDIRS, 5)
         _ = pimesh_curl_long(curl, CURLOPT_FAILONERROR, 1)
