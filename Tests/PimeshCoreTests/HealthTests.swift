@@ -292,6 +292,7 @@ import Testing
         #expect(health.evaluate(at: clock.now, busy: false, process: .running).map { ($0.from, $0.to) } ?? (.unknown, .unknown) == (.exited, .alive))
         #expect(health.takeUnreportedFailure() == nil)
     }
+
     /// Seed 000: a non-zero exit or missed heartbeats fail an agent; status 0 does not.
     @Test func aCleanExitIsNotAFailure() {
         var health = AgentHealth()
