@@ -238,9 +238,41 @@ class UpdateTests(unittest.TestCase):
     def apply(self, release, *extra, check=True):
         return self.pimesh("update", "apply", release, "--json", "--config", self.config, "--data-dir", self.data, *extra, check=check)
 
+    def readiness_windows(self, action):
+        """Runs `action` while polling the lead every 50 ms; returns (its result, the lengths in
+        seconds of the stretches with no READY lead)."""
+        samples, done = [], threading.Event()
+
+        def poll():
+            while not done.is_set():
+                lead = self.lead()
+                samples.append((time.monotonic(), bool(lead and self.ready(lead))))
+                time.sleep(0.05)
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            result = action()
+        finally:
+            done.set()
+            poller.join()
+        windows, down_since = [], None
+        for at, up in samples:
+            if not up and down_since is None:
+                down_since = at
+            elif up and down_since is not None:
+                windows.append(at - down_since)
+                down_since = None
+        if down_since is not None:
+            windows.append(samples[-1][0] - down_since)
+        return result, windows
+
     def test_a_good_release_is_committed_and_a_bad_one_rolled_back(self):
         good = sha256(self.good)
-        applied = self.apply(self.good)
+        applied, windows = self.readiness_windows(lambda: self.apply(self.good))
+        # READY throughout except for the one restart.
+        self.assertEqual(len(windows), 1, windows)
+        self.assertLess(windows[0], 15, windows)
+        print(f"\nthe lead was not READY for {windows[0]:.2f} s during the update")
         report = json.loads(applied.stdout)
         self.assertEqual(report["outcome"], "committed", applied.stdout)
         self.assertEqual(report["release"], good)
@@ -260,8 +292,11 @@ class UpdateTests(unittest.TestCase):
         # The hanging release passes the smoke test, announces a schema migration (a snapshot is
         # taken first), then never becomes READY: after update.ready_timeout_s the updater flips back.
         bad = sha256(self.hanging)
-        failed = self.apply(self.hanging, check=False)
+        failed, windows = self.readiness_windows(lambda: self.apply(self.hanging, check=False))
         self.assertEqual(failed.returncode, 1, failed.stdout + failed.stderr)
+        # Down from the restart into the bad release until the good one is READY again.
+        self.assertLessEqual(len(windows), 2, windows)
+        self.assertEqual(self.ready(self.lead()), True)
         self.assertIn(f"release {bad} rolled back", failed.stderr)
         self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (good, None, bad))
         with open(os.path.join(self.data, "releases", bad, "broken")) as f:
