@@ -4,6 +4,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshSnapshot
 
 /// `pimesh update`: signed releases into `<data-dir>/releases`, switched atomically, committed
 /// after a soak or rolled back (docs/pi.md, "Update and rollback").
@@ -227,16 +228,7 @@ struct UpdateCommand: ParsableCommand {
                 let fd = open(binary, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw CLIFailure("cannot open \(binary): \(String(cString: strerror(errno)))") }
                 defer { close(fd) }
-                var hasher = SHA256()
-                var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-                while true {
-                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    if n < 0 && errno == EINTR { continue }
-                    guard n >= 0 else { throw CLIFailure("cannot read \(binary): \(String(cString: strerror(errno)))") }
-                    if n == 0 { break }
-                    hasher.update(data: buffer[0..<n])
-                }
-                let digest = Hex.encode(Array(hasher.finalize()))
+                let digest = Hex.encode(try LZ4Frame.sha256(of: fd).digest)
                 let signature = Hex.encode(Array(try privateKey.signature(for: ReleaseUpdater.signedMessage(digest: digest))))
                 let file = out ?? binary + ".sig"
                 try FileIO.writeAtomically(path: file, bytes: Array((signature + "\n").utf8), mode: 0o644)

@@ -1,6 +1,7 @@
 import Crypto
 import Glibc
 import PimeshAgent
+import PimeshCore
 
 /// The releases of the lead in its data dir (docs/pi.md, "Update and rollback"):
 ///
@@ -149,10 +150,7 @@ public struct ReleaseStore: Sendable {
             throw error
         }
         close(fd)
-        let digest = hasher.finalize().map { byte in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
-        }.joined()
+        let digest = Hex.encode(Array(hasher.finalize()))
         if let expectedDigest, expectedDigest != digest {
             unlink(staging)
             throw Failure("the release's SHA-256 is \(digest), not the \(expectedDigest) that --sha256 names")
