@@ -187,7 +187,7 @@ public enum ConfigLoader {
         }
         if let update = try root.section("update") {
             try update.rejectUnknownKeys(allowed: ["trusted_keys", "soak_s", "ready_timeout_s", "unit", "keep_releases", "max_release_mb"])
-            if let keys = try update.strings("trusted_keys", limit: 16) {
+            if let keys = try update.strings("trusted_keys", maxCount: 16) {
                 for (index, key) in keys.enumerated() where !ReleaseStore.isDigest(key.lowercased()) {
                     throw update.error("trusted_keys", "entry \(index) is not an Ed25519 public key (64 hex digits)")
                 }

@@ -77,19 +77,6 @@ struct ConfigReader {
         return readers
     }
 
-    /// An array of strings, at most `limit` of them; nil when absent.
-    func strings(_ key: String, limit: Int) throws(ConfigError) -> [String]? {
-        guard let value = object[key] else { return nil }
-        guard case .array(let items) = value else { throw error(key, "must be an array of strings, not \(value.typeName)") }
-        guard items.count <= limit else { throw error(key, "has \(items.count) entries; at most \(limit) are allowed") }
-        var texts: [String] = []
-        for (index, item) in items.enumerated() {
-            guard case .string(let text) = item else { throw error(key, "entry \(index) must be a string, not \(item.typeName)") }
-            texts.append(text)
-        }
-        return texts
-    }
-
     func section(_ key: String) throws(ConfigError) -> ConfigReader? {
         guard let value = object[key] else { return nil }
         return try ConfigReader(parent: self, key: key, value: value)
