@@ -1,3 +1,4 @@
+import Glibc
 import PimeshAgent
 import PimeshCore
 
@@ -101,8 +102,12 @@ public enum PlaybookFile {
                 continue
             }
             do {
-                let bytes = try FileIO.read(path: path, limit: maxFileBytes + 1)
-                guard bytes.count <= maxFileBytes else { throw ConfigError(file: path, key: "", line: nil, reason: "larger than \(maxFileBytes >> 10) KiB") }
+                let bytes: [UInt8]
+                do {
+                    bytes = try FileIO.read(path: path, limit: maxFileBytes)
+                } catch let failure as FileIO.Failure where failure.errno == EFBIG {
+                    throw ConfigError(file: path, key: "", line: nil, reason: "larger than \(maxFileBytes >> 10) KiB")
+                }
                 let playbook = try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
                 if let other = playbooks.first(where: { $0.id == playbook.id }) {
                     refused.append(ConfigError(file: path, key: "id", line: nil, reason: "\"\(playbook.id)\" is already used by \(other.source)"))
