@@ -173,5 +173,9 @@ public enum Schema {
             """,
             "CREATE INDEX incidents_open ON incidents (state) WHERE state != 'resolved'",
         ]),
+        // Seed 001 `ttl_ms`: queued tasks expire; rows from before keep NULL and never do.
+        Migration(version: 7, statements: [
+            "ALTER TABLE tasks ADD COLUMN ttl_ms INTEGER",
+        ]),
     ]
 }

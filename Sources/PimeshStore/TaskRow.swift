@@ -1,7 +1,7 @@
 import PimeshCore
 
 /// A task as the database keeps it. Payload and result are JSON text, opaque to the lead.
-public struct TaskRow: Sendable, Equatable {
+public struct TaskRow: Sendable, Equatable, ExpiringTask {
     public var id: String
     public var idempotencyKey: String?
     public var capability: String
@@ -23,6 +23,9 @@ public struct TaskRow: Sendable, Equatable {
     public var error: String?
     /// Seed 001: 0 background, 1 low, 2 normal, 3 critical.
     public var priority: Int = 2
+    /// Seed 001 `ttl_ms`: dropped if still queued this long after submission; nil for rows
+    /// stored before the field existed, which never expire.
+    public var ttlMs: Int?
 
     public init(
         id: String, idempotencyKey: String?, capability: String, payload: String, weight: Double, deadlineMs: Int?,

@@ -11,7 +11,7 @@ public struct TaskStore: Sendable {
 
     static let columns = """
         id, idempotency_key, capability, payload, weight, deadline_ms, state, agent_id, attempts, submitted_at_ms, \
-        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error, priority, stored_bytes
+        skip_reason, predicted_ms, lead_time_ms, finished_at_ms, actual_ms, result, error, priority, stored_bytes, ttl_ms
         """
 
     /// Inserts the row or updates it by id: the lead's copy in RAM is the authority while it
@@ -20,13 +20,13 @@ public struct TaskStore: Sendable {
     public static func save(_ task: TaskRow, in connection: Connection) throws {
         try connection.run(
             """
-            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO tasks (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET idempotency_key = excluded.idempotency_key, capability = excluded.capability,
                 payload = excluded.payload, weight = excluded.weight, deadline_ms = excluded.deadline_ms, state = excluded.state,
                 agent_id = excluded.agent_id, attempts = excluded.attempts, submitted_at_ms = excluded.submitted_at_ms,
                 skip_reason = excluded.skip_reason, predicted_ms = excluded.predicted_ms, lead_time_ms = excluded.lead_time_ms, finished_at_ms = excluded.finished_at_ms,
                 actual_ms = excluded.actual_ms, result = excluded.result, error = excluded.error,
-                priority = excluded.priority, stored_bytes = excluded.stored_bytes
+                priority = excluded.priority, stored_bytes = excluded.stored_bytes, ttl_ms = excluded.ttl_ms
             """,
             [
                 .text(task.id), task.idempotencyKey.map(SQLValue.text) ?? .null, .text(task.capability), .text(task.payload),
@@ -37,6 +37,7 @@ public struct TaskStore: Sendable {
                 task.finishedAtMs.map(SQLValue.integer) ?? .null,
                 task.actualMs.map(SQLValue.real) ?? .null, task.result.map(SQLValue.text) ?? .null,
                 task.error.map(SQLValue.text) ?? .null, .integer(Int64(task.priority)), .integer(Int64(task.storedBytes)),
+                task.ttlMs.map { .integer(Int64($0)) } ?? .null,
             ])
     }
 
@@ -54,6 +55,7 @@ public struct TaskStore: Sendable {
             actualMs: row.isNull(14) ? nil : row.double(14), result: row.isNull(15) ? nil : row.text(15),
             error: row.isNull(16) ? nil : row.text(16))
         task.priority = row.int(17)
+        task.ttlMs = row.isNull(19) ? nil : row.int(19)
         return task
     }
 

@@ -21,6 +21,9 @@ struct GatherOptions: ParsableArguments {
     @Option(name: .long, help: "0 background, 1 low, 2 normal, 3 critical (default 2): a degraded node refuses the lower ones first.")
     var priority: Int = 2
 
+    @Flag(name: .long, help: "Approve it while the node is DEGRADED_SEVERE or EMERGENCY (seed 001: mesh-wide operations need a human's approval); recorded in the audit log with your uid.")
+    var approve = false
+
     func validate() throws {
         guard (0...3).contains(priority) else { throw ValidationError("--priority must be 0, 1, 2 or 3, not \(priority)") }
     }
@@ -33,12 +36,13 @@ struct GatherOptions: ParsableArguments {
         var timeoutMs: Int?
         var priority: Int
         var sampleSize: Int?
+        var approved: Bool?
     }
 
     func send(_ path: String, options: ClientOptions, sampleSize: Int? = nil, requireAck: Bool = false) throws {
         let body = Body(
             capability: capability, payload: payload, weight: weight, windowMs: windowMs, timeoutMs: timeoutMs, priority: priority,
-            sampleSize: sampleSize)
+            sampleSize: sampleSize, approved: approve ? true : nil)
         let wait = (timeoutMs ?? 5000) + 10_000
         let raw = try options.client().withTimeout(milliseconds: wait).post(path, json: try APICoding.encode(body))
         let report = try APICoding.decode(GatherReport.self, from: raw)

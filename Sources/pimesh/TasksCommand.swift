@@ -120,8 +120,12 @@ struct TasksCommand: AsyncParsableCommand {
         } else {
             let predicted = task.predictedArrivalMs.map { " predicted arrival \(Format.decimal($0)) ms" } ?? ""
             lines.append("decision    SEND_NOW → \(task.agentName ?? task.agentID ?? "an agent when one is READY")\(predicted)")
+            if let cost = task.costMs { lines.append("cost        \(Format.decimal(cost)) ms expected to a successful answer") }
+            if let routing = task.routing { lines.append("why         \(routing)") }
             if let runnerUp = task.runnerUp {
-                lines.append("runner-up   \(runnerUp.agentName) at \(Format.decimal(runnerUp.predictedArrivalMs)) ms of \(task.candidates ?? 0) candidates")
+                let cost = runnerUp.costMs.map { ", cost \(Format.decimal($0)) ms" } ?? ""
+                lines.append(
+                    "runner-up   \(runnerUp.agentName) at \(Format.decimal(runnerUp.predictedArrivalMs)) ms\(cost) of \(task.candidates ?? 0) candidates")
             }
         }
         lines.append("state       \(task.state)   attempts \(task.attempts)")

@@ -416,9 +416,49 @@ import Testing
     @Test func actionsPerLevel() {
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).minimumPriority } == [0, 1, 2, 3, 3])
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).canariesAdvance } == [true, true, false, false, false])
-        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).maxScatterAgents } == [nil, nil, 1000, 0, 0])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).maxScatterAgents } == [nil, nil, 1000, nil, nil])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).scatterNeedsApproval } == [false, false, false, true, true])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).retryTimeoutFactor } == [1, 2, 2, 2, 2])
+        #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).preservesStateAndAlerts } == [false, false, false, false, true])
         #expect(DegradationPolicy(level: .full).restrictions.isEmpty)
         #expect(DegradationPolicy(level: .emergency).restrictions.contains { $0.contains("all automatic healing stops") })
+        #expect(DegradationPolicy(level: .emergency).restrictions.contains { $0.contains("snapshot preserves the state") })
+    }
+
+    @Test func namesAreTheSeeds() {
+        #expect(DegradationLevel.allCases.map(\.rawValue) == ["FULL", "DEGRADED_LIGHT", "DEGRADED_MODERATE", "DEGRADED_SEVERE", "EMERGENCY"])
+    }
+
+    /// Seed 001 §6.3: LIGHT disables background tasks, MODERATE queues non-urgent ones,
+    /// SEVERE and EMERGENCY run critical operations only (the rest wait in the queue).
+    @Test func taskDispositionByLevelAndPriority() {
+        func row(_ level: DegradationLevel) -> [DegradationPolicy.TaskDisposition] {
+            (0...3).map { DegradationPolicy(level: level).disposition(priority: $0) }
+        }
+        #expect(row(.full) == [.route, .route, .route, .route])
+        #expect(row(.light) == [.shed, .route, .route, .route])
+        #expect(row(.moderate) == [.shed, .queue, .route, .route])
+        #expect(row(.severe) == [.shed, .queue, .queue, .route])
+        #expect(row(.emergency) == [.shed, .queue, .queue, .route])
+    }
+
+    /// Seed 001: CONFLICT is an answer, not a failure; only silence (TRANSIT) or a failed
+    /// condition makes an agent unhealthy.
+    @Test func conflictIsHealthy() {
+        #expect(AgentCondition.isHealthy(.alive, reporting: .ready))
+        #expect(AgentCondition.isHealthy(.alive, reporting: .conflict))
+        #expect(!AgentCondition.isHealthy(.alive, reporting: .transit))
+        #expect(!AgentCondition.isHealthy(.suspected, reporting: .ready))
+        #expect(!AgentCondition.isHealthy(.unknown, reporting: .ready))
+    }
+
+    @Test func transitAfterOneSecondOfSilence() {
+        let heard = Instant.seconds(10)
+        let stale = Duration.milliseconds(1000)
+        #expect(TrinaryState.observed(reported: .conflict, lastHeartbeat: heard, now: heard + stale, staleAfter: stale) == .conflict)
+        #expect(
+            TrinaryState.observed(reported: .conflict, lastHeartbeat: heard, now: heard + stale + .nanoseconds(1), staleAfter: stale) == .transit)
+        #expect(TrinaryState.observed(reported: .ready, lastHeartbeat: nil, now: heard, staleAfter: stale) == .transit)
     }
 
     @Test func memoryOverBudgetDegradesToAtLeastModerate() {

@@ -17,11 +17,24 @@ import Testing
     }
 
     @Test func toleranceEdges() {
-        // 5 ms late is still "now"; 6 ms late is a skip; 5 ms early is "now"; 6 ms early waits.
-        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 105, now: now) == .sendNow(expectedArrival: now + .milliseconds(105)))
-        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 106, now: now) == .skip(.insufficientLeadTime(neededMs: 106, availableMs: 100)))
+        // Seed: a send time in the past is SKIP, however little; exactly now is SEND_NOW;
+        // up to 5 ms ahead is sent now (arrives that much early); 6 ms ahead waits.
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 100, now: now) == .sendNow(expectedArrival: now + .milliseconds(100)))
+        #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 100.001, now: now) == .skip(.insufficientLeadTime(neededMs: 100.001, availableMs: 100)))
         #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 95, now: now) == .sendNow(expectedArrival: now + .milliseconds(95)))
         #expect(scheduler.decide(targetArrival: now + .milliseconds(100), leadTimeMs: 94, now: now) == .wait(until: now + .milliseconds(6)))
+    }
+
+    @Test func compensationRangeIsZeroToOneSecond() {
+        // Seed 001: "impedance compensation range: 0 ms to 1000 ms lead time".
+        let far = now + .seconds(5)
+        #expect(scheduler.decide(targetArrival: far, leadTimeMs: 1000, now: now) == .wait(until: far - .seconds(1)))
+        #expect(scheduler.decide(targetArrival: far, leadTimeMs: 1000.5, now: now) == .skip(.beyondCompensationRange(neededMs: 1000.5, maximumMs: 1000)))
+        #expect(scheduler.decide(targetArrival: far, leadTimeMs: -3, now: now) == .wait(until: far))
+        guard case .skip(let reason) = scheduler.decide(targetArrival: far, leadTimeMs: 1500, now: now) else {
+            return #expect(Bool(false))
+        }
+        #expect(reason.description == "beyond_compensation_range: needs 1500 ms of lead time, arrival compensation covers 1000 ms")
     }
 
     @Test func skipSaysWhy() {

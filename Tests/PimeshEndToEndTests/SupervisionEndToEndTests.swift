@@ -256,7 +256,7 @@ import Testing
         // Four agents of a few MiB each against a 1 MiB budget: over it within a second of reading.
         #expect(eventually(timeout: 6) { try events(lead).contains { $0.kind == "ram_budget_exceeded" } })
         let health = try #require(try lead.status().health)
-        #expect(["MODERATE", "SEVERE", "EMERGENCY"].contains(health.level))
+        #expect(["DEGRADED_MODERATE", "DEGRADED_SEVERE", "EMERGENCY"].contains(health.level))
         #expect((health.agentsMemoryBytes ?? 0) > 1 << 20)
         #expect(health.ramBudgetBytes == 1 << 20)
         let client = try lead.client()
@@ -264,7 +264,8 @@ import Testing
             TaskView.self, from: try client.post("/v1/tasks", json: Array(#"{"capability": "work", "priority": 0}"#.utf8)))
         #expect(background.decision == "SKIP")
         #expect(background.skipCode == "shed")
-        #expect(background.skipReason?.contains("takes tasks of priority") == true)
+        // The level sheds priority 0; the resource-siege playbook may already shed up to 1.
+        #expect(background.skipReason?.contains("sheds tasks below priority") == true, "\(background)")
         // The agent over its own limit is restarted (L1), with the reason.
         #expect(eventually(timeout: 6) {
             try events(lead).contains { $0.agent == "fat" && $0.kind == "restarting" && $0.detail.contains("memory_limit_mb 1") }

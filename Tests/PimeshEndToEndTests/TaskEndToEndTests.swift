@@ -129,10 +129,11 @@ final class Collected<T>: @unchecked Sendable {
         #expect(submitted.count == 1000)
         for view in submitted.values {
             #expect(view.decision == "SEND_NOW", "\(view)")
-            // Routed to the lowest predicted arrival: nobody eligible was predicted sooner.
-            if let runnerUp = view.runnerUp, let predicted = view.predictedArrivalMs {
-                #expect(predicted <= runnerUp.predictedArrivalMs, "\(view)")
+            // Routed by impedance: nobody eligible was expected to answer successfully sooner.
+            if let runnerUp = view.runnerUp, let cost = view.costMs, let runnerUpCost = runnerUp.costMs {
+                #expect(cost <= runnerUpCost, "\(view)")
             }
+            #expect(view.routing?.hasPrefix("lowest expected time to a successful answer") == true, "\(view)")
         }
         let finished = try waitFinished(lead, ids: submitted.values.map(\.id))
         #expect(finished.values.allSatisfy { $0.state == "succeeded" && $0.attempts == 1 })

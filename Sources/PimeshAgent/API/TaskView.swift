@@ -8,8 +8,13 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var weight: Double
     public var deadlineMs: Int?
     public var state: String
-    /// SEND_NOW when the task went (or will go) to an agent, SKIP when it never will.
+    /// SEND_NOW when the task went (or will go) to an agent, WAIT while a degradation level
+    /// holds it in the queue, SKIP when it never will.
     public var decision: String
+    /// Why a WAIT task waits.
+    public var waitReason: String?
+    /// Seed 001 `ttl_ms`: dropped (`ttl_exceeded`) if still queued this long after submission.
+    public var ttlMs: Int?
     public var skipReason: String?
     public var skipCode: String?
     public var agentID: String?
@@ -19,7 +24,12 @@ public struct TaskView: Codable, Sendable, Equatable {
     /// The prediction padded by the agent's drift (`Impedance.leadTimeMs`); a result within
     /// this + 50 ms counts as a hit of the arrival window.
     public var leadTimeMs: Double?
-    /// The next best agent when the task was routed: its name and predicted arrival.
+    /// Expected time to a successful answer from the chosen agent (`RouteCandidate.costMs`):
+    /// what the router ranked by.
+    public var costMs: Double?
+    /// Why the router chose this agent, in one line.
+    public var routing: String?
+    /// The next best agent when the task was routed: its name, predicted arrival and cost.
     public var runnerUp: RunnerUp?
     public var candidates: Int?
     public var submittedAtMs: Int64
@@ -34,17 +44,19 @@ public struct TaskView: Codable, Sendable, Equatable {
     public struct RunnerUp: Codable, Sendable, Equatable {
         public var agentName: String
         public var predictedArrivalMs: Double
+        public var costMs: Double?
 
-        public init(agentName: String, predictedArrivalMs: Double) {
+        public init(agentName: String, predictedArrivalMs: Double, costMs: Double? = nil) {
             self.agentName = agentName
             self.predictedArrivalMs = predictedArrivalMs
+            self.costMs = costMs
         }
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, idempotencyKey, capability, payload, weight, deadlineMs, state, decision, skipReason, skipCode
+        case id, idempotencyKey, capability, payload, weight, deadlineMs, state, decision, waitReason, ttlMs, skipReason, skipCode
         case agentID = "agentId"
-        case agentName, attempts, predictedArrivalMs, leadTimeMs, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
+        case agentName, attempts, predictedArrivalMs, leadTimeMs, costMs, routing, runnerUp, candidates, submittedAtMs, finishedAtMs, actualMs, result, error
         case priority
     }
 

@@ -31,4 +31,11 @@ public enum AgentCondition: String, Sendable, Equatable, Codable, CaseIterable {
         case .unknown, .alive, .frozen, .left, .departed, .stopped: false
         }
     }
+
+    /// Healthy for the degradation ratio and the incident triggers: alive and answering.
+    /// Seed 001 makes CONFLICT an answer ("I received this, but it contradicts …"), not a
+    /// failure, so a READY or CONFLICT agent is healthy; a silent one (TRANSIT) is not.
+    public static func isHealthy(_ condition: AgentCondition, reporting state: TrinaryState) -> Bool {
+        condition == .alive && state != .transit
+    }
 }

@@ -1,10 +1,11 @@
-/// Seed 001 degradation levels from the share of healthy (READY) agents: FULL ≥ 0.95,
-/// LIGHT ≥ 0.80, MODERATE ≥ 0.60, SEVERE ≥ 0.30, EMERGENCY below.
+/// Seed 001 §6.3 operational modes from the share of healthy agents (`AgentCondition.isHealthy`):
+/// FULL ≥ 0.95, DEGRADED_LIGHT ≥ 0.80, DEGRADED_MODERATE ≥ 0.60, DEGRADED_SEVERE ≥ 0.30,
+/// EMERGENCY below. The names are the seed's, as status, metrics and the audit log show them.
 public enum DegradationLevel: String, CaseIterable, Sendable, Codable, Comparable {
     case full = "FULL"
-    case light = "LIGHT"
-    case moderate = "MODERATE"
-    case severe = "SEVERE"
+    case light = "DEGRADED_LIGHT"
+    case moderate = "DEGRADED_MODERATE"
+    case severe = "DEGRADED_SEVERE"
     case emergency = "EMERGENCY"
 
     public struct Thresholds: Sendable, Equatable {

@@ -7,7 +7,17 @@ public struct DegradationPolicy: Sendable, Equatable {
         self.level = level
     }
 
-    /// New tasks below this priority are shed (answered SKIP `shed`).
+    /// What happens to a new task at this level, by its priority.
+    public enum TaskDisposition: Sendable, Equatable {
+        case route
+        /// Seed "queue non-urgent operations": accepted, and routed once the level allows it
+        /// (or dropped when its time to live runs out first).
+        case queue
+        /// Seed "disable non-critical background tasks": answered SKIP `shed`.
+        case shed
+    }
+
+    /// Tasks at or above this priority are routed now.
     public var minimumPriority: Int {
         switch level {
         case .full: 0
@@ -17,31 +27,59 @@ public struct DegradationPolicy: Sendable, Equatable {
         }
     }
 
+    /// Tasks below this priority are shed rather than queued: background work (0) from LIGHT on.
+    public var shedBelowPriority: Int {
+        level == .full ? 0 : 1
+    }
+
+    public func disposition(priority: Int) -> TaskDisposition {
+        if priority >= minimumPriority { return .route }
+        return priority < shedBelowPriority ? .shed : .queue
+    }
+
+    /// Seed LIGHT "increase retry timeouts": from LIGHT on, a task handed to an agent waits
+    /// this many leases for its result before it is retried elsewhere, so that a slow but
+    /// working agent is not abandoned while the mesh is short of agents.
+    public var retryTimeoutFactor: Int {
+        level == .full ? 1 : 2
+    }
+
     /// Canaries hold their stage from MODERATE on: new load goes where it is known to work.
     public var canariesAdvance: Bool {
         level <= .light
     }
 
-    /// Ask and broadcast to more than this many agents are refused (seed: "Disable scatter
-    /// operations over 1000 agents"; from SEVERE "human approval for mesh-wide operations").
+    /// Seed MODERATE "disable scatter operations over 1000 agents".
     public var maxScatterAgents: Int? {
-        switch level {
-        case .full, .light: nil
-        case .moderate: 1000
-        case .severe, .emergency: 0
-        }
+        level == .moderate ? 1000 : nil
+    }
+
+    /// Seed SEVERE "human approval for all mesh-wide operations": ask and broadcast need an
+    /// operator's credential and `"approved": true`, and are audited with the operator's uid.
+    public var scatterNeedsApproval: Bool {
+        level >= .severe
+    }
+
+    /// Seed EMERGENCY "preserve state to persistent storage" and "alert all human operators":
+    /// entering EMERGENCY takes a snapshot and raises an alert (LED, event, audit, incident).
+    public var preservesStateAndAlerts: Bool {
+        level == .emergency
     }
 
     /// The seed's restrictions in words, for status and docs.
     public var restrictions: [String] {
         var result: [String] = []
-        if minimumPriority > 0 { result.append("tasks below priority \(minimumPriority) are shed") }
-        if !canariesAdvance { result.append("canaries hold their stage") }
-        if let limit = maxScatterAgents {
-            result.append(limit == 0 ? "ask and broadcast are refused" : "ask and broadcast to more than \(limit) agents are refused")
+        if shedBelowPriority > 0 { result.append("background tasks (priority 0) are shed") }
+        if minimumPriority > shedBelowPriority {
+            result.append("tasks of priority \(shedBelowPriority)–\(minimumPriority - 1) are queued until the node recovers")
         }
+        if retryTimeoutFactor > 1 { result.append("task leases are \(retryTimeoutFactor)× longer before a retry") }
+        if !canariesAdvance { result.append("canaries hold their stage") }
+        if let limit = maxScatterAgents { result.append("ask and broadcast to more than \(limit) agents are refused") }
+        if scatterNeedsApproval { result.append("ask and broadcast need an operator's approval") }
         if !AuthorityTier.l1.runsAutomatically(at: level) { result.append("L1 healing waits for an operator") }
         if !AuthorityTier.l0.runsAutomatically(at: level) { result.append("all automatic healing stops; restarts wait for an operator") }
+        if preservesStateAndAlerts { result.append("a snapshot preserves the state and operators are alerted") }
         return result
     }
 

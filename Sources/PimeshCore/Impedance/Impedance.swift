@@ -17,6 +17,8 @@ public struct Impedance: Sendable, Equatable {
     public var score: Int
     public var isDegraded: Bool
     public var isUnstable: Bool
+    /// Seed 001 IMPEDANCE_SPIKE: the score is above twice its own history; routed around.
+    public var isSpiking: Bool = false
     /// Observed ÷ estimated processing (1 until enough tasks completed).
     public var processingCalibration: Double = 1
     /// Median processing of recent successful tasks; nil before the first.
@@ -37,9 +39,17 @@ public struct Impedance: Sendable, Equatable {
         predictedArrivalMs + bufferMs
     }
 
-    /// Lead time for a payload of another weight than the reference one.
+    /// Lead time for a payload of another weight than the reference one, with the same
+    /// calibration the router applies.
     public func leadTimeMs(payloadWeight: Double) -> Double {
-        let arrival = latencyMs + agentClass.estimateProcessingMs(payloadWeight: payloadWeight, queueDepth: queueDepth)
-        return arrival * (1 + drift)
+        routeCandidate(availability: .available).leadTimeMs(payloadWeight: payloadWeight)
+    }
+
+    /// This agent as the router sees it: one formula for status, scatter-gather and tasks.
+    public func routeCandidate(availability: RouteCandidate.Availability, queueDepth: Int? = nil) -> RouteCandidate {
+        RouteCandidate(
+            agentClass: agentClass, latencyMs: latencyMs, drift: drift, queueDepth: queueDepth ?? self.queueDepth,
+            processingCalibration: processingCalibration, availability: availability, reliability: reliability,
+            isDegraded: isDegraded, isSpiking: isSpiking)
     }
 }

@@ -18,6 +18,17 @@ public struct ImpedanceTracker: Sendable {
         /// The calibration factor stays inside these bounds, so one freak task cannot make an
         /// agent look four times faster or slower than its class.
         public var calibrationBounds: ClosedRange<Double>
+        /// Seed 001 IMPEDANCE_SPIKE compares the score with its own history: the history is an
+        /// average of one sample per `scoreSampleEvery`, each weighing 1/`scoreHistorySamples`
+        /// (5 minutes at 1 s), judged only after `spikeMinimumSamples`.
+        public var scoreSampleEvery: Duration
+        public var scoreHistorySamples: Double
+        public var spikeMinimumSamples: Int
+        /// Seed: a spike is a score above 2× the historical average.
+        public var spikeFactor: Double
+        /// A score below this is never a spike: doubling 40 to 80 is a few milliseconds of
+        /// jitter on a fast agent, not one "suddenly much slower than baseline".
+        public var spikeFloorScore: Int
 
         public init(
             latencySamples: Int = 100,
@@ -27,7 +38,12 @@ public struct ImpedanceTracker: Sendable {
             reliability: ReliabilityWindow.Settings = .init(),
             score: ImpedanceScore.Settings = .init(),
             calibrationMinimumSamples: Int = 5,
-            calibrationBounds: ClosedRange<Double> = 0.25...4
+            calibrationBounds: ClosedRange<Double> = 0.25...4,
+            scoreSampleEvery: Duration = .seconds(1),
+            scoreHistorySamples: Double = 300,
+            spikeMinimumSamples: Int = 30,
+            spikeFactor: Double = 2,
+            spikeFloorScore: Int = 100
         ) {
             self.latencySamples = latencySamples
             self.driftFloorMs = driftFloorMs
@@ -37,6 +53,11 @@ public struct ImpedanceTracker: Sendable {
             self.score = score
             self.calibrationMinimumSamples = calibrationMinimumSamples
             self.calibrationBounds = calibrationBounds
+            self.scoreSampleEvery = scoreSampleEvery
+            self.scoreHistorySamples = scoreHistorySamples
+            self.spikeMinimumSamples = spikeMinimumSamples
+            self.spikeFactor = spikeFactor
+            self.spikeFloorScore = spikeFloorScore
         }
     }
 
@@ -51,6 +72,10 @@ public struct ImpedanceTracker: Sendable {
     private var calibrationRatios: SampleRing
     /// Actual minus predicted submit-to-result time of recent completions.
     public private(set) var predictionErrors: SampleRing
+    /// Average of the score samples so far (see `Settings.scoreHistorySamples`).
+    public private(set) var scoreHistory: Double?
+    public private(set) var scoreSamples = 0
+    private var lastScoreSample: Instant?
 
     public init(agentClass: AgentClass, settings: Settings = Settings()) {
         self.agentClass = agentClass
@@ -79,7 +104,9 @@ public struct ImpedanceTracker: Sendable {
     ) {
         recordOutcome(succeeded: succeeded, at: now)
         guard succeeded else { return }
-        let processingMs = max(0, totalMs - (latency.percentile(50) ?? 0))
+        // Hand-over to result is a round trip plus processing; heartbeats measure one way
+        // (agent and lead read the same clock), which is the seed's `latency / 2`.
+        let processingMs = max(0, totalMs - 2 * (latency.percentile(50) ?? 0))
         processing.add(processingMs)
         if estimatedProcessingMs > 0 { calibrationRatios.add(processingMs / estimatedProcessingMs) }
         predictionErrors.add(totalMs - predictedMs)
@@ -110,16 +137,63 @@ public struct ImpedanceTracker: Sendable {
         return min(1, max(0, value))
     }
 
-    public func impedance(at now: Instant) -> Impedance {
+    /// Called by the health tick: adds at most one score sample per `scoreSampleEvery`.
+    public mutating func sampleScore(at now: Instant) {
+        if let last = lastScoreSample, now - last < settings.scoreSampleEvery { return }
+        lastScoreSample = now
+        let score = Double(impedance(at: now).score)
+        scoreSamples += 1
+        let weight = 1 / min(Double(scoreSamples), max(1, settings.scoreHistorySamples))
+        scoreHistory = scoreHistory.map { $0 + (score - $0) * weight } ?? score
+    }
+
+    /// Seed 001 IMPEDANCE_SPIKE: "impedance score > 2x historical average".
+    public func isSpiking(score: Int) -> Bool {
+        guard scoreSamples >= settings.spikeMinimumSamples, let history = scoreHistory, score >= settings.spikeFloorScore else {
+            return false
+        }
+        return Double(score) > history * settings.spikeFactor
+    }
+
+    /// The figures both the full impedance and the router's view are made of, computed once.
+    private struct Essentials {
+        var latencyMs: Double
+        var calibration: Double
+        var processingMs: Double
+        var arrival: Double
+        var reliability: Double
+        var drift: Double
+        var score: Int
+    }
+
+    private func essentials(at now: Instant) -> Essentials {
         let latencyMs = latency.percentile(50) ?? 0
+        let calibration = processingCalibration
         let processingMs =
-            agentClass.estimateProcessingMs(payloadWeight: settings.referencePayloadWeight, queueDepth: queueDepth)
-            * processingCalibration
+            agentClass.estimateProcessingMs(payloadWeight: settings.referencePayloadWeight, queueDepth: queueDepth) * calibration
         let arrival = latencyMs + processingMs
         let reliability = reliability(at: now)
         let drift = drift
-        let score = ImpedanceScore.score(
-            predictedArrivalMs: arrival, reliability: reliability, drift: drift, settings: settings.score)
+        let score = ImpedanceScore.score(predictedArrivalMs: arrival, reliability: reliability, drift: drift, settings: settings.score)
+        return Essentials(
+            latencyMs: latencyMs, calibration: calibration, processingMs: processingMs, arrival: arrival, reliability: reliability,
+            drift: drift, score: score)
+    }
+
+    /// What the router needs, without the percentiles only status shows. `queueDepth` is what
+    /// the lead counts waiting at the agent, which may be ahead of its last heartbeat.
+    public func routeCandidate(at now: Instant, availability: RouteCandidate.Availability, queueDepth: Int) -> RouteCandidate {
+        let e = essentials(at: now)
+        return RouteCandidate(
+            agentClass: agentClass, latencyMs: e.latencyMs, drift: e.drift, queueDepth: queueDepth, processingCalibration: e.calibration,
+            availability: availability, reliability: e.reliability, isDegraded: e.score > settings.score.degradedAbove,
+            isSpiking: isSpiking(score: e.score))
+    }
+
+    public func impedance(at now: Instant) -> Impedance {
+        let e = essentials(at: now)
+        let (latencyMs, processingMs, arrival, reliability, drift, score) = (e.latencyMs, e.processingMs, e.arrival, e.reliability, e.drift, e.score)
+        let processingCalibration = e.calibration
         let (s, f) = reliabilityWindow.outcomes(at: now)
         return Impedance(
             agentClass: agentClass,
@@ -134,6 +208,7 @@ public struct ImpedanceTracker: Sendable {
             score: score,
             isDegraded: score > settings.score.degradedAbove,
             isUnstable: drift > settings.score.unstableAboveDrift,
+            isSpiking: isSpiking(score: score),
             processingCalibration: processingCalibration,
             observedProcessingMs: processing.percentile(50),
             completions: processing.count,

@@ -8,6 +8,8 @@ public enum TaskSkipReason: Sendable, Equatable, CustomStringConvertible {
     case shed(level: DegradationLevel, priority: Int, minimumPriority: Int)
     /// Seed 001 `insufficient_lead_time`, for the fastest agent that could take the task.
     case deadlineUnreachable(fastestLeadTimeMs: Double, deadlineMs: Double)
+    /// Seed 001 `ttl_ms`: it waited in the queue longer than its time to live.
+    case expired(ttlMs: Int, waitedMs: Int64)
 
     /// A stable code for scripts.
     public var code: String {
@@ -17,6 +19,7 @@ public enum TaskSkipReason: Sendable, Equatable, CustomStringConvertible {
         case .deadlineUnreachable: "insufficient_lead_time"
         case .groupBreakerOpen: "breaker_open"
         case .shed: "shed"
+        case .expired: "ttl_exceeded"
         }
     }
 
@@ -30,9 +33,11 @@ public enum TaskSkipReason: Sendable, Equatable, CustomStringConvertible {
         case let .groupBreakerOpen(capability):
             "the group breaker of \"\(capability)\" is open after repeated agent failures; it is probed again within 30 s"
         case let .shed(level, priority, minimumPriority):
-            "shed: the node is \(level.rawValue) and takes tasks of priority \(minimumPriority) or more; this one has \(priority)"
+            "shed: the node is \(level.rawValue) and sheds tasks below priority \(minimumPriority); this one has \(priority)"
         case let .deadlineUnreachable(fastest, deadline):
             "insufficient_lead_time: the fastest agent needs \(Int64(saturating: fastest)) ms, the deadline allows \(Int64(saturating: deadline)) ms"
+        case let .expired(ttl, waited):
+            "ttl_exceeded: queued \(waited) ms, longer than its time to live of \(ttl) ms (ttl_ms)"
         }
     }
 }

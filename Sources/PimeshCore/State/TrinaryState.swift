@@ -13,6 +13,13 @@ public enum TrinaryState: Int8, CaseIterable, Codable, Sendable, CustomStringCon
         }
     }
 
+    /// Seed 001: an agent whose last heartbeat is older than `staleAfter` (1 s by default) is
+    /// TRANSIT whatever it last reported; before its first heartbeat it is TRANSIT too.
+    public static func observed(reported: TrinaryState, lastHeartbeat: Instant?, now: Instant, staleAfter: Duration) -> TrinaryState {
+        guard let lastHeartbeat, now - lastHeartbeat <= staleAfter else { return .transit }
+        return reported
+    }
+
     public init?(name: String) {
         guard let match = Self.allCases.first(where: { $0.description == name.uppercased() }) else { return nil }
         self = match

@@ -213,18 +213,32 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, cancelled)
             }
         }
-        operatorRoutes.post("ask") { request, _ in
+        operatorRoutes.post("ask") { request, context in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 try state.checkScatterAllowed(gather)
-                return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
+                guard gather.approved && state.health.policy.scatterNeedsApproval else {
+                    return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
+                }
+                let report = try await audited(
+                    state, context, kind: "ask_approved", subject: gather.capability ?? "all",
+                    details: [("level", state.health.level.rawValue)]
+                ) { try await state.gather.run(.ask, gather) }
+                return JSONResponse.make(status: .ok, report)
             }
         }
-        operatorRoutes.post("broadcast") { request, _ in
+        operatorRoutes.post("broadcast") { request, context in
             await handle {
                 let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 try state.checkScatterAllowed(gather)
-                return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
+                guard gather.approved && state.health.policy.scatterNeedsApproval else {
+                    return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
+                }
+                let report = try await audited(
+                    state, context, kind: "broadcast_approved", subject: gather.capability ?? "all",
+                    details: [("level", state.health.level.rawValue)]
+                ) { try await state.gather.run(.broadcast, gather) }
+                return JSONResponse.make(status: .ok, report)
             }
         }
         addSupervisionRoutes(to: operatorRoutes, state: state)

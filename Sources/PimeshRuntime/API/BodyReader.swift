@@ -48,6 +48,14 @@ struct BodyReader {
         return number
     }
 
+    func bool(_ key: String) throws(APIError) -> Bool? {
+        guard let value = fields[key], value != .null else { return nil }
+        guard case .bool(let flag) = value else {
+            throw .badRequest("\"\(name(key))\" must be true or false, not \(value.typeName)", field: name(key))
+        }
+        return flag
+    }
+
     func integer(_ key: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
         guard let number = try number(key, in: Double(range.lowerBound)...Double(range.upperBound)) else { return nil }
         guard number == number.rounded() else {

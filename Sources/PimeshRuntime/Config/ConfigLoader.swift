@@ -85,8 +85,9 @@ public enum ConfigLoader {
         if let tasks = try root.section("tasks") {
             try tasks.rejectUnknownKeys(allowed: [
                 "lease_ms", "max_attempts", "long_poll_max_ms", "max_open", "retain_finished_s", "retain_finished_count",
-                "max_stored_mb", "recent_ram_kb", "work_datagrams",
+                "max_stored_mb", "recent_ram_kb", "work_datagrams", "default_ttl_ms",
             ])
+            if let ms = try tasks.int("default_ttl_ms", in: 1_000...86_400_000) { config.tasks.defaultTTLMs = ms }
             if let on = try tasks.bool("work_datagrams") { config.tasks.workDatagrams = on }
             if let count = try tasks.int("max_open", in: 1...1_000_000) { config.tasks.maxOpen = count }
             if let seconds = try tasks.int("retain_finished_s", in: 60...315_360_000) { config.tasks.retainFinishedS = seconds }

@@ -111,6 +111,9 @@ public struct LeadConfig: Sendable, Equatable {
         public var maxStoredMB = 64
         /// Finished tasks kept in RAM for quick answers, by their size.
         public var recentRAMKB = 2048
+        /// Seed 001 `ttl_ms` of a task that gives none: still queued this long after
+        /// submission, it is dropped (`ttl_exceeded`).
+        public var defaultTTLMs = 3_600_000
     }
 
     /// Seed 001 §3.2 scatter-gather and §5.2 quorum, for `ask` and `broadcast`.

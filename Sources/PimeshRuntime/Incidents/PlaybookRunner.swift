@@ -242,7 +242,7 @@ final class PlaybookRunner: Sendable {
 
         case .shedLoad:
             state.health.shed(for: id, true)
-            return .succeeded("tasks below priority \(state.health.minimumTaskPriority) are shed until \(Incident.name(id)) is mitigated")
+            return .succeeded("tasks below priority \(state.health.shedBelowPriority) are shed until \(Incident.name(id)) is mitigated")
 
         case .freezeLowestPriority:
             let exclude = Set(playbookAgents(id))

@@ -120,7 +120,7 @@ public struct Lead: Sendable {
         let taskStore = TaskStore(database: database)
         let tasks = TaskService(
             settings: .init(
-                lease: .milliseconds(config.tasks.leaseMs), maxAttempts: config.tasks.maxAttempts,
+                lease: .milliseconds(config.tasks.leaseMs), defaultTTLMs: config.tasks.defaultTTLMs, maxAttempts: config.tasks.maxAttempts,
                 recentMaxBytes: config.tasks.recentRAMKB << 10, maxOpen: config.tasks.maxOpen,
                 retention: TaskRetention(
                     maxAgeMs: Int64(config.tasks.retainFinishedS) * 1000, maxFinished: config.tasks.retainFinishedCount,
@@ -199,7 +199,7 @@ public struct Lead: Sendable {
                 workStealing: supervision.workStealing,
                 ramBudgetBytes: Self.ramBudget(configuredMB: supervision.ramBudgetMB, memoryTotal: node.latest.readings.memoryTotalBytes)),
             registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger,
-            incidents: incidents, kpis: kpis)
+            incidents: incidents, kpis: kpis, snapshots: snapshots)
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil

@@ -1,3 +1,4 @@
+import Hummingbird
 import PimeshAgent
 import PimeshCore
 
@@ -33,13 +34,22 @@ extension LeadState {
             cgroups: supervisor?.cgroupNote ?? "no supervisor", warnings: summary.warnings, failed: summary.failed)
     }
 
-    /// Seed 001 §6.3: MODERATE refuses scatter over 1,000 agents, SEVERE and worse refuse it.
+    /// Seed 001 §6.3: DEGRADED_MODERATE refuses scatter over 1,000 agents; from
+    /// DEGRADED_SEVERE on every ask and broadcast needs an operator's approval (428 without).
     func checkScatterAllowed(_ request: GatherRequest) throws(APIError) {
         let policy = health.policy
-        if request.priority < policy.minimumPriority {
+        if request.priority < policy.minimumPriority && !(policy.scatterNeedsApproval && request.approved) {
             throw APIError(
                 status: .serviceUnavailable,
-                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))")
+                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))"
+                    + (policy.scatterNeedsApproval ? "; an operator may approve it with \"approved\": true (--approve)" : ""))
+        }
+        if policy.scatterNeedsApproval && !request.approved {
+            throw APIError(
+                status: HTTPResponse.Status(code: 428, reasonPhrase: "Precondition Required"),
+                message: "the node is \(policy.level.rawValue): mesh-wide operations need an operator's approval; "
+                    + "send again with \"approved\": true (pimesh ask|broadcast --approve), which the audit log records with your uid",
+                field: "approved")
         }
         guard let limit = policy.maxScatterAgents else { return }
         let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
@@ -47,7 +57,6 @@ extension LeadState {
         guard targets > limit else { return }
         throw APIError(
             status: .serviceUnavailable,
-            message: "the node is \(policy.level.rawValue): ask and broadcast to \(targets) agents are refused"
-                + (limit == 0 ? " (mesh-wide operations wait until it recovers)" : " (limit \(limit))"))
+            message: "the node is \(policy.level.rawValue): ask and broadcast to \(targets) agents are refused (limit \(limit))")
     }
 }

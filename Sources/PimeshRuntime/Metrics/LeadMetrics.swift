@@ -103,7 +103,7 @@ final class LeadMetrics: Sendable {
                 ($0, gauge("pimesh_agents_health", "Agents by what failure detection believes.", [("condition", $0.rawValue)]))
             })
         degradationLevel = gauge(
-            "pimesh_degradation_level", "Seed 001 degradation level: 0 FULL, 1 LIGHT, 2 MODERATE, 3 SEVERE, 4 EMERGENCY.")
+            "pimesh_degradation_level", "Seed 001 operational mode: 0 FULL, 1 DEGRADED_LIGHT, 2 DEGRADED_MODERATE, 3 DEGRADED_SEVERE, 4 EMERGENCY.")
         agentRestarts = gauge("pimesh_agent_restarts", "Restarts of supervised agents since the lead started.")
         agentsMemory = gauge("pimesh_agents_memory_bytes", "Memory of all supervised agents (cgroup or private resident).")
         incidentsOpen = Dictionary(

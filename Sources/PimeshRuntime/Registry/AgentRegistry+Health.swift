@@ -21,6 +21,7 @@ extension AgentRegistry {
             for index in state.agents.indices {
                 let id = state.agents.keys[index]
                 let busy = (outstanding[id] ?? 0) > 0
+                state.agents.values[index].tracker.sampleScore(at: now)
                 if let missed = state.agents.values[index].health.takeUnreportedFailure() {
                     let row = state.agents.values[index].row
                     changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: missed))
@@ -109,7 +110,9 @@ extension AgentRegistry {
                 }
                 counts[agent.health.condition, default: 0] += 1
                 if agent.health.countsForHealth(at: now, expected: expected.contains(id)) { total += 1 }
-                if agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready { healthy += 1 }
+                if AgentCondition.isHealthy(agent.health.condition, reporting: agent.state(at: now, staleAfter: settings.staleAfter)) {
+                    healthy += 1
+                }
             }
             return (counts, pending, healthy, total)
         }
@@ -123,7 +126,7 @@ extension AgentRegistry {
                 case .frozen, .left, .departed, .stopped: return nil
                 case .unknown, .alive, .suspected, .hung, .looping, .exited: break
                 }
-                let healthy = agent.health.condition == .alive && agent.state(at: now, staleAfter: settings.staleAfter) == .ready
+                let healthy = AgentCondition.isHealthy(agent.health.condition, reporting: agent.state(at: now, staleAfter: settings.staleAfter))
                 return IncidentObservation.Agent(
                     name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
                     down: agent.health.condition.isFailure, healthy: healthy,

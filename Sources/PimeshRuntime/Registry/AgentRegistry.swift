@@ -206,26 +206,15 @@ public final class AgentRegistry: Sendable {
             var result: [Candidate] = []
             for (id, agent) in state.agents {
                 if let capability, !agent.row.capabilities.contains(capability) { continue }
-                let availability: RouteCandidate.Availability
-                if agent.quarantined {
-                    availability = .quarantined
-                } else if agent.health.condition != .alive && agent.health.condition != .unknown {
-                    availability = .unhealthy
-                } else if agent.state(at: now, staleAfter: settings.staleAfter) != .ready {
-                    availability = .notReady
-                } else if let limit = agent.health.taskLimit(at: now), (outstanding[id] ?? 0) >= limit {
-                    availability = .limited
-                } else {
-                    availability = .available
-                }
-                let tracker = agent.tracker
+                let waiting = outstanding[id] ?? 0
+                let availability = RouteCandidate.Availability(
+                    quarantined: agent.quarantined, condition: agent.health.condition,
+                    state: agent.state(at: now, staleAfter: settings.staleAfter), outstanding: waiting, taskLimit: agent.health.taskLimit(at: now))
                 result.append(
                     Candidate(
                         id: id, name: agent.row.name,
-                        route: RouteCandidate(
-                            agentClass: agent.row.agentClass, latencyMs: tracker.latency.percentile(50) ?? 0, drift: tracker.drift,
-                            queueDepth: max(tracker.queueDepth, outstanding[id] ?? 0),
-                            processingCalibration: tracker.processingCalibration, availability: availability)))
+                        route: agent.tracker.routeCandidate(
+                            at: now, availability: availability, queueDepth: max(agent.tracker.queueDepth, waiting))))
             }
             // A stable order, so that ties go to the same agent each time.
             return result.sorted { ($0.name, $0.id) < ($1.name, $1.id) }

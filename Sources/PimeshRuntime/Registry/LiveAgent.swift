@@ -28,8 +28,7 @@ struct LiveAgent: Sendable {
     }
 
     func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
-        guard let lastHeartbeat, now - lastHeartbeat <= staleAfter else { return .transit }
-        return reportedState
+        TrinaryState.observed(reported: reportedState, lastHeartbeat: lastHeartbeat, now: now, staleAfter: staleAfter)
     }
 }
 

@@ -31,12 +31,16 @@ final class HealthMonitor: Service, Sendable {
     let logger: Logger
     let incidents: IncidentService?
     let kpis: KPIRecorder?
+    /// Seed 001 EMERGENCY "preserve state to persistent storage": a snapshot on the way in.
+    let snapshots: SnapshotService?
     private let memory = MemoryBudgetState()
 
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
-        health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil, kpis: KPIRecorder? = nil
+        health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil, kpis: KPIRecorder? = nil,
+        snapshots: SnapshotService? = nil
     ) {
+        self.snapshots = snapshots
         self.incidents = incidents
         self.kpis = kpis
         self.settings = settings
@@ -172,6 +176,9 @@ final class HealthMonitor: Service, Sendable {
                     + (memoryOver ? ", agents over the RAM budget" : "")
                     + (restrictions.isEmpty ? "" : "; " + restrictions.joined(separator: "; ")))
             logger.notice("degradation level", metadata: ["from": "\(previous.rawValue)", "to": "\(newLevel.rawValue)"])
+            if DegradationPolicy(level: newLevel).preservesStateAndAlerts && !DegradationPolicy(level: previous).preservesStateAndAlerts {
+                enterEmergency(healthy: counts.healthy, total: counts.total)
+            }
         }
         if let incidents {
             let snapshot = health.snapshot
@@ -191,6 +198,25 @@ final class HealthMonitor: Service, Sendable {
             observation.nodeScore = node.latest.impedance.score
             observation.missedKPIs = kpis?.indicators.filter { $0.met == false }.map(\.name) ?? []
             incidents.observe(observation, at: now)
+        }
+    }
+
+    /// Seed 001 EMERGENCY: "alert all human operators" (an `alert` event, which the audit log
+    /// records and `pimesh events` shows, beside the SEV1 incident and its LED code) and
+    /// "preserve state to persistent storage" (a snapshot, taken off the supervision thread).
+    private func enterEmergency(healthy: Int, total: Int) {
+        let detail = "EMERGENCY: \(healthy) of \(total) agents healthy; automatic healing stopped, operators alerted"
+        events.append(kind: "alert", agent: nil, detail: detail)
+        logger.critical("\(detail)")
+        guard let snapshots else { return }
+        Task { [events, logger] in
+            do {
+                let made = try await snapshots.takeNow()
+                events.append(kind: "state_preserved", agent: nil, detail: "snapshot \(made.entry.manifest.sequence) taken on entering EMERGENCY")
+            } catch {
+                events.append(kind: "state_preserved", agent: nil, detail: "the snapshot on entering EMERGENCY failed: \(error)")
+                logger.error("emergency snapshot failed", metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -25,10 +25,16 @@ final class NodeHealth: Sendable {
         shedding.withLock { $0 }
     }
 
-    /// The lowest priority a new task needs: the level's, or more while an incident sheds.
-    var minimumTaskPriority: Int {
-        let level = policy.minimumPriority
+    /// Below this priority a task is shed: the level's, or MODERATE's routing minimum while a
+    /// playbook sheds load (`shed_load` sheds, it does not queue).
+    var shedBelowPriority: Int {
+        let level = policy.shedBelowPriority
         return shedding.withLock { $0.isEmpty } ? level : max(level, DegradationPolicy(level: .moderate).minimumPriority)
+    }
+
+    /// What a task of `priority` gets now: routed, queued until the level allows it, or shed.
+    func taskDisposition(priority: Int) -> DegradationPolicy.TaskDisposition {
+        priority < shedBelowPriority ? .shed : policy.disposition(priority: priority)
     }
 
     var snapshot: Snapshot {

@@ -91,18 +91,23 @@ struct GatherRequest {
     var priority = 2
     /// At most this many targets, those with the shortest lead time (seed 001's `ask` sample).
     var sampleSize: Int?
+    /// Seed 001 DEGRADED_SEVERE "human approval for all mesh-wide operations": the operator
+    /// confirms that this one should go out although the node is degraded.
+    var approved = false
 
     static func validate(_ body: JSONValue) throws(APIError) -> GatherRequest {
         let reader = try BodyReader(
-            body, allowed: ["capability", "payload", "weight", "window_ms", "timeout_ms", "priority", "sample_size"])
+            body, allowed: ["capability", "payload", "weight", "window_ms", "timeout_ms", "priority", "sample_size", "approved"])
         let capability = try reader.identifier("capability")
         if let capability, !RegistrationRequest.isIdentifier(capability, allowUppercase: false) {
             throw .badRequest("\"capability\" must be lower case: a–z, 0–9, '.', '_' or '-'", field: "capability")
         }
-        return GatherRequest(
+        var request = GatherRequest(
             capability: capability, payload: try reader.string("payload", maxBytes: TaskSubmission.maxPayloadBytes) ?? "",
             weight: try reader.number("weight", in: 0...TaskSubmission.maxWeight) ?? 0,
             windowMs: try reader.integer("window_ms", in: 20...60_000), timeoutMs: try reader.integer("timeout_ms", in: 50...120_000),
             priority: try reader.integer("priority", in: 0...3) ?? 2, sampleSize: try reader.integer("sample_size", in: 1...100_000))
+        request.approved = try reader.bool("approved") ?? false
+        return request
     }
 }

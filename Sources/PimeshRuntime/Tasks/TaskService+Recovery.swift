@@ -34,7 +34,7 @@ extension TaskService {
                     task.row.state = .assigned
                     task.row.agentID = target
                     task.routedAt = now
-                    task.leaseExpires = now + settings.lease
+                    task.leaseExpires = now + lease
                     doorbell.ring()
                     registry.recordDispatch(to: target, at: now)
                     state.open[id] = task
@@ -94,7 +94,7 @@ extension TaskService {
                         guard var task = state.open[item.id] else { continue }
                         task.row.agentID = to
                         task.routedAt = now
-                        task.leaseExpires = now + settings.lease
+                        task.leaseExpires = now + lease
                         doorbell.ring()
                         state.open[item.id] = task
                         writes.append(task.row)

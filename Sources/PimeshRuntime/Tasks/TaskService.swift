@@ -12,6 +12,9 @@ final class TaskService: Service, Sendable {
     struct Settings: Sendable {
         /// A task handed to an agent and not finished within this goes back to the queue.
         var lease: Duration = .seconds(30)
+        /// Seed 001 `ttl_ms` for tasks that do not give one: a task still queued this long
+        /// after submission is dropped (`ttl_exceeded`) instead of running stale.
+        var defaultTTLMs = 3_600_000
         var maxAttempts = 3
         var dispatchInterval: Duration = .milliseconds(50)
         /// Finished tasks kept in RAM for status and idempotent answers, up to this many of their
@@ -36,6 +39,10 @@ final class TaskService: Service, Sendable {
         var estimatedProcessingMs: Double?
         var leaseExpires: Instant?
         var runnerUp: TaskView.RunnerUp?
+        var costMs: Double?
+        var routing: String?
+        /// Why a queued task waits although an agent could take it (a degradation level).
+        var held: String?
         var candidates: Int?
         /// False between routing and the durable commit: counted as the agent's queue, not yet handed out.
         var durable: Bool
@@ -195,9 +202,9 @@ final class TaskService: Service, Sendable {
             let policy = health.policy
             var candidates: [AgentRegistry.Candidate] = []
             let decision: TaskRouter.Decision
-            let minimumPriority = health.minimumTaskPriority
-            if submission.priority < minimumPriority {
-                decision = .skip(.shed(level: policy.level, priority: submission.priority, minimumPriority: minimumPriority))
+            let disposition = health.taskDisposition(priority: submission.priority)
+            if disposition == .shed {
+                decision = .skip(.shed(level: policy.level, priority: submission.priority, minimumPriority: health.shedBelowPriority))
             } else if registry.isGroupBreakerOpen(submission.capability) {
                 decision = .skip(.groupBreakerOpen(capability: submission.capability))
             } else {
@@ -206,6 +213,13 @@ final class TaskService: Service, Sendable {
                     candidates.map(\.route), payloadWeight: submission.weight, deadlineMs: submission.deadlineMs.map(Double.init),
                     now: now)
             }
+            // Held by the level, it waits for the node to recover, not for an agent to be free
+            // now: only a capability nobody has (or a deadline nobody meets) turns it away.
+            let heldByLevel: Bool
+            switch decision {
+            case .sendNow, .skip(.noAvailableAgent): heldByLevel = disposition == .queue
+            case .skip: heldByLevel = false
+            }
             var task = LiveTask(
                 row: TaskRow(
                     id: id, idempotencyKey: submission.idempotencyKey, capability: submission.capability, payload: submission.payload,
@@ -213,7 +227,12 @@ final class TaskService: Service, Sendable {
                     submittedAtMs: wallMs),
                 durable: false)
             task.row.priority = submission.priority
+            task.row.ttlMs = submission.ttlMs ?? settings.defaultTTLMs
             switch decision {
+            case _ where heldByLevel:
+                // Seed MODERATE "queue non-urgent operations".
+                task.row.state = .queued
+                task.held = Self.heldReason(policy)
             case .sendNow(let choice):
                 assign(&task, to: choice, among: candidates, now: now)
             case .skip(.noAvailableAgent) where registry.hasPendingAgent(capability: submission.capability, at: now):
@@ -265,7 +284,7 @@ final class TaskService: Service, Sendable {
             } else {
                 // The prediction is for hand-over to result: the commit before it is not the agent's time.
                 live.routedAt = Clock.monotonicNow()
-                live.leaseExpires = live.routedAt! + settings.lease
+                live.leaseExpires = live.routedAt! + lease
                 state.open[id] = live
                 if let agent = live.row.agentID {
                     deliver(Self.workItem(live.row), to: agent, in: &state)
@@ -478,7 +497,7 @@ final class TaskService: Service, Sendable {
                 guard var live = state.open[item.id] else { continue }
                 live.row.state = .running
                 live.row.attempts += 1
-                live.leaseExpires = now + settings.lease
+                live.leaseExpires = now + lease
                 doorbell.ring()
                 state.open[live.row.id] = live
                 item.attempt = live.row.attempts
@@ -701,6 +720,7 @@ final class TaskService: Service, Sendable {
     func tick(now: Instant) {
         var writes: [TaskRow] = []
         var failed: [TaskRow] = []
+        var expired: [TaskRow] = []
         state.withLock { state in
             retransmit(now: now, in: &state)
             let wallMs = Clock.wallMilliseconds()
@@ -717,7 +737,7 @@ final class TaskService: Service, Sendable {
                 task.routedAt = nil
                 if task.row.state == .running && task.row.attempts >= settings.maxAttempts {
                     task.row.state = .failed
-                    task.row.error = "no result after \(task.row.attempts) attempts of \(Int(settings.lease.milliseconds)) ms each"
+                    task.row.error = "no result after \(task.row.attempts) attempts of \(Int(lease.milliseconds)) ms each"
                     task.row.finishedAtMs = wallMs
                     state.open[id] = nil
                     remember(task.row, in: &state)
@@ -734,13 +754,34 @@ final class TaskService: Service, Sendable {
             }
             guard !state.queued.isEmpty else { return }
             var stillQueued: [String] = []
+            let policy = health.policy
             for id in state.queued {
                 guard var task = state.open[id], task.row.state == .queued else { continue }
+                if TaskExpiry.isExpired(submittedAtMs: task.row.submittedAtMs, ttlMs: task.row.ttlMs, nowMs: wallMs) {
+                    TaskExpiry.expire(&task.row, nowMs: wallMs)
+                    state.open[id] = nil
+                    remember(task.row, in: &state)
+                    state.counters.finished[task.row.state, default: 0] += 1
+                    if task.row.state == .skipped { state.counters.skipped += 1 }
+                    writes.append(task.row)
+                    expired.append(task.row)
+                    continue
+                }
+                guard health.taskDisposition(priority: task.row.priority) == .route else {
+                    if task.held == nil {
+                        task.held = Self.heldReason(policy)
+                        state.open[id] = task
+                    }
+                    stillQueued.append(id)
+                    continue
+                }
+                task.held = nil
                 let candidates = registry.candidates(capability: task.row.capability, at: now, outstanding: Self.outstanding(in: state))
                 // Accepted already: no deadline can turn it away now, it waits for an agent instead.
                 guard case .sendNow(let choice) = router.route(
                     candidates.map(\.route), payloadWeight: task.row.weight, deadlineMs: nil, now: now)
                 else {
+                    state.open[id] = task
                     stillQueued.append(id)
                     continue
                 }
@@ -756,6 +797,17 @@ final class TaskService: Service, Sendable {
             metrics.taskFinished(state: row.state, after: nil)
             reportOutcome(row)
         }
+        for row in expired { metrics.taskFinished(state: row.state, after: nil) }
+    }
+
+    /// The lease of a task handed out now: longer while the node is degraded (seed LIGHT
+    /// "increase retry timeouts").
+    var lease: Duration {
+        settings.lease * health.policy.retryTimeoutFactor
+    }
+
+    private static func heldReason(_ policy: DegradationPolicy) -> String {
+        "the node is \(policy.level.rawValue): tasks below priority \(policy.minimumPriority) wait until it recovers"
     }
 
     /// A quarantined agent takes no new work: what waits in its inbox goes back to the queue.
@@ -888,12 +940,16 @@ final class TaskService: Service, Sendable {
         task.routedAt = now
         task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
             payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
-        task.leaseExpires = now + settings.lease
+        task.leaseExpires = now + lease
         doorbell.ring()
         task.candidates = candidates.count
         task.runnerUp = choice.runnerUp.map {
-            TaskView.RunnerUp(agentName: candidates[$0.index].name, predictedArrivalMs: ImpedanceView.round($0.predictedArrivalMs))
+            TaskView.RunnerUp(
+                agentName: candidates[$0.index].name, predictedArrivalMs: ImpedanceView.round($0.predictedArrivalMs),
+                costMs: ImpedanceView.round($0.costMs))
         }
+        task.costMs = ImpedanceView.round(choice.costMs)
+        task.routing = choice.why
     }
 
     private static func outstanding(in state: State) -> [AgentID: Int] {
@@ -950,12 +1006,18 @@ final class TaskService: Service, Sendable {
     private func view(of live: LiveTask) -> TaskView {
         var view = view(of: live.row)
         view.runnerUp = live.runnerUp
+        view.costMs = live.costMs
+        view.routing = live.routing
+        if let held = live.held, live.row.state == .queued {
+            view.decision = "WAIT"
+            view.waitReason = held
+        }
         view.candidates = live.candidates
         return view
     }
 
     func view(of row: TaskRow) -> TaskView {
-        TaskView(
+        var view = TaskView(
             id: row.id, idempotencyKey: row.idempotencyKey, capability: row.capability, payload: row.payload, weight: row.weight,
             deadlineMs: row.deadlineMs, state: row.state.rawValue, decision: row.state == .skipped ? "SKIP" : "SEND_NOW",
             skipReason: row.skipReason, skipCode: row.state == .skipped ? row.error : nil, agentID: row.agentID?.description,
@@ -963,5 +1025,7 @@ final class TaskService: Service, Sendable {
             predictedArrivalMs: row.predictedMs.map(ImpedanceView.round), leadTimeMs: row.leadTimeMs.map(ImpedanceView.round), runnerUp: nil, candidates: nil,
             submittedAtMs: row.submittedAtMs, finishedAtMs: row.finishedAtMs, actualMs: row.actualMs.map(ImpedanceView.round),
             result: row.result, error: row.state == .skipped ? nil : row.error, priority: row.priority)
+        view.ttlMs = row.ttlMs
+        return view
     }
 }
