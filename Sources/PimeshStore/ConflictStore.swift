@@ -33,6 +33,21 @@ public struct ConflictRecord: Sendable, Equatable {
     }
 }
 
+/// Who resolved a logged conflict, when and how.
+public struct ConflictResolution: Sendable, Equatable {
+    public var seq: Int64
+    public var atMs: Int64
+    public var actor: String
+    public var note: String
+
+    public init(seq: Int64, atMs: Int64, actor: String, note: String) {
+        self.seq = seq
+        self.atMs = atMs
+        self.actor = actor
+        self.note = note
+    }
+}
+
 /// An agent held out of routing, and why.
 public struct Quarantine: Sendable, Equatable {
     public var agentID: AgentID
@@ -88,8 +103,49 @@ public struct ConflictStore: Sendable {
             ])
     }
 
-    public static func release(_ agentID: AgentID, in connection: Connection) throws {
+    /// Releases the agent and resolves the conflict that quarantined it, if one did.
+    public static func release(_ agentID: AgentID, atMs: Int64, actor: String, in connection: Connection) throws {
+        let seqs = try connection.query(
+            "SELECT conflict_seq FROM quarantines WHERE agent_id = ? AND conflict_seq IS NOT NULL", [.text(agentID.description)]
+        ) { $0.int64(0) }
         try connection.run("DELETE FROM quarantines WHERE agent_id = ?", [.text(agentID.description)])
+        for seq in seqs {
+            try resolve(ConflictResolution(seq: seq, atMs: atMs, actor: actor, note: "agent released from quarantine"), in: connection)
+        }
+    }
+
+    /// Records a resolution; the first one stands (a second is ignored, not an error).
+    public static func resolve(_ resolution: ConflictResolution, in connection: Connection) throws {
+        try connection.run(
+            "INSERT OR IGNORE INTO conflict_resolutions (seq, at_ms, actor, note) VALUES (?, ?, ?, ?)",
+            [.integer(resolution.seq), .integer(resolution.atMs), .text(resolution.actor), .text(resolution.note)])
+    }
+
+    public func resolutions(of seqs: [Int64]) throws -> [Int64: ConflictResolution] {
+        guard !seqs.isEmpty else { return [:] }
+        return try database.read { connection in
+            let marks = Array(repeating: "?", count: seqs.count).joined(separator: ", ")
+            let rows = try connection.query(
+                "SELECT seq, at_ms, actor, note FROM conflict_resolutions WHERE seq IN (\(marks))", seqs.map(SQLValue.integer)
+            ) { ConflictResolution(seq: $0.int64(0), atMs: $0.int64(1), actor: $0.text(2), note: $0.text(3)) }
+            return Dictionary(rows.map { ($0.seq, $0) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    /// The newest unresolved conflicts that have a resolution time (priority ≥ 1), at most `limit`.
+    public func unresolved(limit: Int) throws -> [ConflictRecord] {
+        try database.read { connection in
+            try connection.query(
+                """
+                SELECT c.seq FROM conflicts c LEFT JOIN conflict_resolutions r ON r.seq = c.seq
+                WHERE r.seq IS NULL AND c.priority >= 1 ORDER BY c.seq DESC LIMIT ?
+                """, [.integer(Int64(limit))]
+            ) { $0.int64(0) }
+        }.compactMap { seq in try record(seq: seq) }
+    }
+
+    public func record(seq: Int64) throws -> ConflictRecord? {
+        try recent(limit: 1, before: seq + 1).first.flatMap { $0.seq == seq ? $0 : nil }
     }
 
     /// The newest entries first; with `before`, those older than that sequence number.

@@ -177,5 +177,16 @@ public enum Schema {
         Migration(version: 7, statements: [
             "ALTER TABLE tasks ADD COLUMN ttl_ms INTEGER",
         ]),
+        // Seed 001 §5.1 resolution deadlines: the log stays append-only, resolutions sit beside it.
+        Migration(version: 8, statements: [
+            """
+            CREATE TABLE conflict_resolutions (
+                seq INTEGER PRIMARY KEY REFERENCES conflicts (seq),
+                at_ms INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                note TEXT NOT NULL
+            )
+            """,
+        ]),
     ]
 }

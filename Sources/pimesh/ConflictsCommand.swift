@@ -1,5 +1,6 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCore
 
 struct ConflictsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,9 +10,13 @@ struct ConflictsCommand: AsyncParsableCommand {
             A CONFLICT (−1) answer is information, not failure (seed 001 §5.1): it is appended to \
             an append-only log with the seed's priority (TEMPORAL_PARADOX and HASH_MISMATCH 4 … \
             CAPABILITY_MISMATCH 1). Priority-4 conflicts quarantine their agent: it gets no new \
-            work until released here.
+            work until released here. Each priority has the seed's resolution time (1 h, 10 min, \
+            1 min, at once for 1–4): an unresolved conflict past it opens an incident, and \
+            priority 3 and 4 are escalated at once (SEV2 for the node's sector coordinator, SEV1 \
+            for the orchestrator upstream). `resolve SEQ` records that it was dealt with; \
+            releasing a quarantine resolves the conflict that caused it.
             """,
-        subcommands: [List.self, Release.self, Quarantine.self],
+        subcommands: [List.self, Resolve.self, Release.self, Quarantine.self],
         defaultSubcommand: List.self
     )
 
@@ -31,11 +36,15 @@ struct ConflictsCommand: AsyncParsableCommand {
             do {
                 let list = try options.client().conflicts(limit: limit)
                 if options.json { return print(String(decoding: try APICoding.encode(list), as: UTF8.self)) }
-                var table = TextTable(["SEQ", "AGENT", "TYPE", "PRIO", "STRATEGY", "SOURCE", "QUARANTINED"], rightAligned: [0, 3])
+                var table = TextTable(
+                    ["SEQ", "AGENT", "TYPE", "PRIO", "STRATEGY", "SOURCE", "QUARANTINED", "RESOLVE BY", "STATUS"], rightAligned: [0, 3])
                 for entry in list.conflicts {
+                    let status =
+                        entry.resolvedAtMs != nil ? "resolved" : entry.overdue == true ? "OVERDUE" : entry.resolveByMs == nil ? "" : "open"
                     table.add([
                         String(entry.seq), entry.agentName ?? String(entry.agentID.prefix(8)), entry.type, String(entry.priority),
                         entry.strategy, String(entry.source.prefix(44)), entry.quarantined ? "yes" : "",
+                        entry.resolveByMs.map { UTCTime.iso8601(epochMs: $0) } ?? "when convenient", status,
                     ])
                 }
                 print(table.render())
@@ -46,6 +55,29 @@ struct ConflictsCommand: AsyncParsableCommand {
                 for agent in list.quarantined {
                     print("quarantined \(agent.agentName ?? agent.agentID): \(agent.reason)")
                 }
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+    }
+
+    struct Resolve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record that a logged conflict was dealt with (stops its deadline and escalation).")
+
+        @OptionGroup var options: ClientOptions
+
+        @Argument(help: "The conflict's SEQ, as `pimesh conflicts` lists it.")
+        var seq: Int64
+
+        @Option(name: .long, help: "What was done, for the log (at most 1,024 bytes).")
+        var note: String = ""
+
+        func run() async throws {
+            do {
+                struct Body: Encodable { var note: String }
+                try options.act(
+                    "/v1/conflicts/\(seq)/resolve", body: try APICoding.encode(Body(note: note)), done: "conflict #\(seq) resolved")
             } catch {
                 throw CLIFailure.report(error)
             }

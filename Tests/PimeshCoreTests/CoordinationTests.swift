@@ -129,6 +129,49 @@ import Testing
         #expect(!policy.classify(.init(type: .capabilityMismatch)).escalates)
     }
 
+    /// Seed 001 `classify_conflict_priority`: 0 when convenient, 1 within an hour, 2 within
+    /// 10 minutes, 3 within 1 minute, 4 immediate; ≥ 3 to the sector coordinator, ≥ 4 to the
+    /// orchestrator too.
+    @Test func resolutionDeadlinesAndEscalationByPriority() {
+        #expect((0...4).map { ConflictPolicy.resolveWithin(priority: $0) } == [nil, .seconds(3600), .seconds(600), .seconds(60), .zero])
+        #expect((0...4).map { ConflictEscalation(priority: $0) } == [.none, .none, .none, .sectorCoordinator, .orchestrator])
+        #expect(policy.classify(.init(type: .capabilityMismatch)).resolveWithin == .seconds(3600))
+        #expect(policy.classify(.init(type: .hashMismatch)).escalation == .orchestrator)
+        // At the edges: overdue only once the deadline has passed; "immediate" from the start.
+        #expect(!ConflictPolicy.isOverdue(priority: 1, ageMs: 3_600_000))
+        #expect(ConflictPolicy.isOverdue(priority: 1, ageMs: 3_600_001))
+        #expect(!ConflictPolicy.isOverdue(priority: 2, ageMs: 600_000))
+        #expect(ConflictPolicy.isOverdue(priority: 2, ageMs: 600_001))
+        #expect(ConflictPolicy.isOverdue(priority: 3, ageMs: 60_001))
+        #expect(ConflictPolicy.isOverdue(priority: 4, ageMs: 0))
+        #expect(!ConflictPolicy.isOverdue(priority: 0, ageMs: .max))
+    }
+
+    @Test func unresolvedConflictsOpenIncidentsAtTheirDeadlinesAndEscalate() {
+        let triggers = IncidentTriggers()
+        func fired(_ conflicts: [UnresolvedConflict]) -> [IncidentTrigger] {
+            var observation = IncidentObservation(agents: [])
+            observation.unresolvedConflicts = conflicts
+            return triggers.evaluate(observation, at: .seconds(1)).filter { $0.kind == .conflict }
+        }
+        // Priority 2 inside its 10 minutes: nothing; past them: SEV3 naming how to resolve it.
+        #expect(fired([UnresolvedConflict(seq: 7, agent: "a", priority: 2, type: "OTHER", ageMs: 600_000)]).isEmpty)
+        let overdue = fired([UnresolvedConflict(seq: 7, agent: "a", priority: 2, type: "OTHER", ageMs: 600_001)])
+        #expect(overdue.map(\.cause) == ["conflict_overdue:a"])
+        #expect(overdue.first?.severity == .sev3)
+        #expect(overdue.first?.summary.contains("pimesh conflicts resolve 7") == true)
+        #expect(fired([UnresolvedConflict(seq: 8, agent: "b", priority: 1, type: "CAPABILITY_MISMATCH", ageMs: 3_600_001)]).first?.severity == .sev4)
+        // Priority 3 and 4 escalate at once, one incident per agent at the worst severity.
+        let escalated = fired([
+            UnresolvedConflict(seq: 9, agent: "c", priority: 3, type: "CONTEXT_DIVERGENCE", ageMs: 0),
+            UnresolvedConflict(seq: 10, agent: "c", priority: 4, type: "HASH_MISMATCH", ageMs: 0),
+            UnresolvedConflict(seq: 11, agent: "d", priority: 3, type: "DATA_CONTRADICTION", ageMs: 0),
+        ])
+        #expect(escalated.map(\.cause) == ["conflict_escalated:c", "conflict_escalated:d"])
+        #expect(escalated.map(\.severity) == [.sev1, .sev2])
+        #expect(escalated.first?.summary.contains("orchestrator") == true)
+    }
+
     @Test func typesAreListedMostUrgentFirst() {
         let priorities = ConflictType.allCases.map { policy.classify(.init(type: $0)).priority }
         #expect(priorities == priorities.sorted(by: >))

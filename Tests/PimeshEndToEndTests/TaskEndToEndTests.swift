@@ -365,9 +365,36 @@ final class Collected<T>: @unchecked Sendable {
         #expect(log.conflicts.first?.priority == 4)
         #expect(log.conflicts.first?.source == "task:\(first.id)")
         #expect(log.quarantined.first?.agentName == "verifier")
+        // Seed 001 §5.1: priority 4 is "immediate orchestrator attention": due at once, and
+        // escalated as a SEV1 incident while nobody has resolved it.
+        #expect(log.conflicts.first?.escalation == "orchestrator")
+        #expect(log.conflicts.first?.resolveByMs == log.conflicts.first?.atMs)
+        #expect(log.conflicts.first?.overdue == true)
+        let seq = try #require(log.conflicts.first?.seq)
+        #expect(eventually(timeout: 10) {
+            let page = try JSONSerialization.jsonObject(with: Data(try client.get("/v1/incidents"))) as? [String: Any]
+            let incidents = page?["incidents"] as? [[String: Any]] ?? []
+            return incidents.contains { ($0["severity"] as? String) == "SEV1" && ($0["title"] as? String ?? "").contains("orchestrator") }
+        })
 
         let released = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])
         #expect(released.status == 0, "\(released.output)")
+        // Releasing the quarantine resolved the conflict behind it; resolving it again is a 409.
+        let afterRelease = try APICoding.decode(ConflictList.self, from: try client.get("/v1/conflicts"))
+        #expect(afterRelease.conflicts.first?.resolvedAtMs != nil)
+        #expect(afterRelease.conflicts.first?.resolution == "agent released from quarantine")
+        #expect(afterRelease.conflicts.first?.resolvedBy?.hasPrefix("operator") == true)
+        let again = try runPimesh(["conflicts", "resolve", String(seq), "--note", "checked", "--data-dir", lead.dataDir])
+        #expect(again.status == 1)
+        #expect(again.output.contains("already resolved"), "\(again.output)")
+        for (path, status) in [("/v1/conflicts/x/resolve", 400), ("/v1/conflicts/999/resolve", 404)] {
+            do {
+                _ = try client.post(path, json: Array(#"{"note": "n"}"#.utf8))
+                Issue.record("\(path) was accepted")
+            } catch let error as LeadClient.APIError {
+                #expect(error.status == status, "\(path): \(error)")
+            }
+        }
         let releasedAgain = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])
         #expect(releasedAgain.status == 1)
         #expect(releasedAgain.output.contains("verifier is not quarantined: there is nothing to release"))

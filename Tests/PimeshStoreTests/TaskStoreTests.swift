@@ -62,8 +62,15 @@ import Testing
         #expect(throws: StoreError.self) { try database.execute("UPDATE conflicts SET priority = 0") }
         #expect(throws: StoreError.self) { try database.execute("DELETE FROM conflicts") }
         #expect(try store.count() == 1)
-        try database.transaction { try ConflictStore.release(agent.id, in: $0) }
+        #expect(try store.unresolved(limit: 10).map(\.seq) == [1])
+        try database.transaction { try ConflictStore.release(agent.id, atMs: 9, actor: "operator (uid 0)", in: $0) }
         #expect(try store.quarantines().isEmpty)
         #expect(try store.count() == 1)
+        // The release resolved the conflict behind the quarantine; a second resolution is ignored.
+        let resolution = ConflictResolution(seq: 1, atMs: 9, actor: "operator (uid 0)", note: "agent released from quarantine")
+        #expect(try store.resolutions(of: [1]) == [1: resolution])
+        try database.transaction { try ConflictStore.resolve(ConflictResolution(seq: 1, atMs: 10, actor: "x", note: "again"), in: $0) }
+        #expect(try store.resolutions(of: [1]) == [1: resolution])
+        #expect(try store.unresolved(limit: 10).isEmpty)
     }
 }

@@ -19,9 +19,19 @@ public struct ConflictList: Codable, Sendable {
         public var received: String?
         public var contextHash: String?
         public var quarantined: Bool
+        /// Seed 001 §5.1: resolve within 1 h (priority 1), 10 min (2), 1 min (3), at once (4); absent for 0.
+        public var resolveByMs: Int64?
+        /// `none`, `sector_coordinator` (priority 3) or `orchestrator` (4).
+        public var escalation: String?
+        public var resolvedAtMs: Int64?
+        public var resolvedBy: String?
+        public var resolution: String?
+        /// Unresolved past its resolution time.
+        public var overdue: Bool?
 
         enum CodingKeys: String, CodingKey {
             case seq, atMs, agentName, source, type, priority, strategy, expected, received, contextHash, quarantined
+            case resolveByMs, escalation, resolvedAtMs, resolvedBy, resolution, overdue
             case agentID = "agentId"
         }
 

@@ -22,8 +22,12 @@ public struct ConflictPolicy: Sendable {
         public var strategy: String
         public var steps: [String]
         public var quarantinesAgent: Bool
+        /// Seed 001 `classify_conflict_priority`: how soon it must be resolved; nil "when convenient".
+        public var resolveWithin: Duration?
+        public var escalation: ConflictEscalation
+
         /// Seed: priority ≥ 3 is escalated beyond the cluster.
-        public var escalates: Bool
+        public var escalates: Bool { escalation != .none }
     }
 
     public let settings: Settings
@@ -44,7 +48,27 @@ public struct ConflictPolicy: Sendable {
         let (strategy, steps) = Self.resolution(detail.type)
         return Classification(
             priority: priority, strategy: strategy, steps: steps, quarantinesAgent: priority >= settings.quarantineAtPriority,
-            escalates: priority >= 3)
+            resolveWithin: Self.resolveWithin(priority: priority), escalation: ConflictEscalation(priority: priority))
+    }
+
+    /// Seed 001: "0 = Background, resolve when convenient; 1 = Low, resolve within hour;
+    /// 2 = Medium, resolve within 10 minutes; 3 = High, resolve within 1 minute; 4 = Critical,
+    /// immediate orchestrator attention".
+    public static func resolveWithin(priority: Int) -> Duration? {
+        switch priority {
+        case ...0: nil
+        case 1: .seconds(3600)
+        case 2: .seconds(600)
+        case 3: .seconds(60)
+        default: .zero
+        }
+    }
+
+    /// An unresolved conflict `ageMs` old is overdue once its resolution time has passed;
+    /// priority 4 ("immediate") is overdue from the start.
+    public static func isOverdue(priority: Int, ageMs: Int64) -> Bool {
+        guard let within = resolveWithin(priority: priority) else { return false }
+        return within == .zero || Double(ageMs) > within.milliseconds
     }
 
     static func resolution(_ type: ConflictType) -> (String, [String]) {
@@ -72,6 +96,24 @@ public struct ConflictPolicy: Sendable {
             ("REROUTE", ["correct the agent's advertised capabilities", "route the work to a capable agent"])
         case .other:
             ("MANUAL_REVIEW", ["inspect the conflicting values", "decide which to keep"])
+        }
+    }
+}
+
+/// Seed 001 `handle_conflict`: priority ≥ 3 goes to the sector coordinator, ≥ 4 to the
+/// orchestrator as well. On a node the sector coordinator is the lead's incident engine (an
+/// incident at once, SEV2); the orchestrator is upstream: a SEV1 incident, which the incident
+/// pusher carries to the coordinator.
+public enum ConflictEscalation: String, Sendable, Equatable, Codable {
+    case none
+    case sectorCoordinator = "sector_coordinator"
+    case orchestrator
+
+    public init(priority: Int) {
+        switch priority {
+        case ...2: self = .none
+        case 3: self = .sectorCoordinator
+        default: self = .orchestrator
         }
     }
 }

@@ -37,6 +37,8 @@ public struct IncidentObservation: Sendable {
     public var quarantined: [String] = []
     /// Agents that report CONFLICT (seed 001: not a failure, but not work either).
     public var conflicting: [String] = []
+    /// Conflicts nobody has resolved yet (priority ≥ 1), with their age.
+    public var unresolvedConflicts: [UnresolvedConflict] = []
     /// The node's own impedance score (0–1000).
     public var nodeScore: Int?
     /// Coordination KPIs missing their seed targets.
@@ -52,6 +54,24 @@ public struct IncidentObservation: Sendable {
         self.agentsMemoryBytes = agentsMemoryBytes
         self.ramBudgetBytes = ramBudgetBytes
         self.integrityFailures = integrityFailures
+    }
+}
+
+/// A logged conflict without a resolution, as the triggers read it.
+public struct UnresolvedConflict: Sendable, Equatable {
+    public var seq: Int64
+    public var agent: String
+    public var priority: Int
+    public var type: String
+    /// Wall-clock age: conflicts outlive a restart of the lead.
+    public var ageMs: Int64
+
+    public init(seq: Int64, agent: String, priority: Int, type: String, ageMs: Int64) {
+        self.seq = seq
+        self.agent = agent
+        self.priority = priority
+        self.type = type
+        self.ageMs = ageMs
     }
 }
 
@@ -152,6 +172,32 @@ public struct IncidentTriggers: Sendable {
                     cause: "quarantined:\(name)", kind: .conflict, severity: .sev2,
                     summary: "\(name) is quarantined after a critical conflict", agents: [name]))
         }
+        // Seed 001 §5.1: escalation at priority ≥ 3 at once; below, an incident only once the
+        // resolution time (1 h, 10 min) has passed unresolved. One incident per agent and kind.
+        var conflictTriggers: [String: IncidentTrigger] = [:]
+        for conflict in observation.unresolvedConflicts {
+            let escalation = ConflictEscalation(priority: conflict.priority)
+            let trigger: IncidentTrigger
+            switch escalation {
+            case .orchestrator, .sectorCoordinator:
+                trigger = IncidentTrigger(
+                    cause: "conflict_escalated:\(conflict.agent)", kind: .conflict, severity: escalation == .orchestrator ? .sev1 : .sev2,
+                    summary: "\(conflict.agent) reported a priority \(conflict.priority) \(conflict.type) conflict (#\(conflict.seq)), "
+                        + "escalated to the \(escalation == .orchestrator ? "orchestrator" : "sector coordinator"); "
+                        + "resolve it with `pimesh conflicts resolve \(conflict.seq)`",
+                    agents: [conflict.agent])
+            case .none:
+                guard ConflictPolicy.isOverdue(priority: conflict.priority, ageMs: conflict.ageMs) else { continue }
+                trigger = IncidentTrigger(
+                    cause: "conflict_overdue:\(conflict.agent)", kind: .conflict, severity: conflict.priority >= 2 ? .sev3 : .sev4,
+                    summary: "\(conflict.agent)'s priority \(conflict.priority) \(conflict.type) conflict (#\(conflict.seq)) is unresolved past "
+                        + "its \(conflict.priority >= 2 ? "10 min" : "1 h") deadline; resolve it with `pimesh conflicts resolve \(conflict.seq)`",
+                    agents: [conflict.agent])
+            }
+            if let held = conflictTriggers[trigger.cause], held.severity >= trigger.severity { continue }
+            conflictTriggers[trigger.cause] = trigger
+        }
+        triggers.append(contentsOf: conflictTriggers.keys.sorted().map { conflictTriggers[$0]! })
         if !observation.conflicting.isEmpty {
             triggers.append(
                 IncidentTrigger(

@@ -157,7 +157,7 @@ enum APIRouter {
                     guard state.registry.quarantinedNames().contains(name) else {
                         throw APIError(status: .conflict, message: "\(name) is not quarantined: there is nothing to release")
                     }
-                    try await state.conflicts.release(id)
+                    try await state.conflicts.release(id, actor: context.caller.label)
                 }
                 state.events.append(kind: "released", agent: name, detail: "released from quarantine by \(context.caller.label)")
                 return JSONResponse.make(status: .ok, ["agent": name, "quarantined": "false"])
@@ -264,6 +264,30 @@ enum APIRouter {
         }
         operatorRoutes.get("leds") { _, _ in
             JSONResponse.make(status: .ok, state.leds.report)
+        }
+        operatorRoutes.post("conflicts/:seq/resolve") { request, context in
+            await handle {
+                let text = context.parameters.get("seq") ?? ""
+                guard let seq = Int64(text), seq > 0 else {
+                    throw APIError.badRequest("conflict \"\(text)\" is not a sequence number (SEQ in `pimesh conflicts`)", field: "seq")
+                }
+                let body = try await RequestBody.json(request, limit: 8192)
+                let reader = try BodyReader(body, allowed: ["note"])
+                let note = try reader.string("note", maxBytes: 1024) ?? ""
+                let outcome = try await audited(state, context, kind: "conflict_resolve", subject: String(seq), details: [("note", note)]) {
+                    try await state.conflicts.resolve(seq: seq, actor: context.caller.label, note: note)
+                }
+                switch outcome {
+                case .resolved(let record):
+                    let name = state.registry.name(of: record.agentID) ?? record.agentID.description
+                    state.events.append(kind: "conflict_resolved", agent: name, detail: "conflict #\(seq) resolved by \(context.caller.label)")
+                    return JSONResponse.make(status: .ok, ["seq": String(seq), "resolved": "true"])
+                case .alreadyResolved(let resolution):
+                    throw APIError(
+                        status: .conflict,
+                        message: "conflict #\(seq) was already resolved by \(resolution.actor) at \(UTCTime.iso8601(epochMs: resolution.atMs))")
+                }
+            }
         }
         operatorRoutes.get("conflicts") { request, _ in
             await handle {

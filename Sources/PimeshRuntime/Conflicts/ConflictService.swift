@@ -2,6 +2,7 @@ import Logging
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import Synchronization
 
 /// Seed 001 §5.1 `ConflictHandler`: classifies CONFLICT answers, appends them to the log and
 /// quarantines agents whose conflicts are critical. Operators release them.
@@ -12,6 +13,11 @@ final class ConflictService: Sendable {
     let metrics: LeadMetrics
     let logger: Logger
     private let policy = ConflictPolicy()
+    /// Unresolved conflicts with a resolution time, newest last: what the incident triggers
+    /// time (seed 001 §5.1). Bounded: past `maxTracked` the oldest are no longer timed here
+    /// (they stay in the log, unresolved, and `pimesh conflicts` shows them).
+    private let unresolved = Mutex<[ConflictRecord]>([])
+    static let maxTracked = 256
 
     init(registry: AgentRegistry, writer: StoreWriter, store: ConflictStore, metrics: LeadMetrics, logger: Logger) {
         self.registry = registry
@@ -25,6 +31,17 @@ final class ConflictService: Sendable {
     func restore() throws {
         for quarantine in try store.quarantines() {
             registry.setQuarantined(quarantine.agentID, true)
+        }
+        let open = try store.unresolved(limit: Self.maxTracked)
+        unresolved.withLock { $0 = open.reversed() }
+    }
+
+    /// For the incident triggers: each unresolved conflict with its age now.
+    func unresolvedConflicts(nowMs: Int64) -> [UnresolvedConflict] {
+        unresolved.withLock { $0 }.map { record in
+            UnresolvedConflict(
+                seq: record.seq, agent: registry.name(of: record.agentID) ?? record.agentID.description, priority: record.priority,
+                type: record.type.rawValue, ageMs: nowMs - record.atMs)
         }
     }
 
@@ -40,6 +57,12 @@ final class ConflictService: Sendable {
     /// After the record is committed: quarantines in RAM too. Returns whether the agent was quarantined.
     func applied(_ record: ConflictRecord) -> Bool {
         metrics.conflictRecorded(record.type)
+        if ConflictPolicy.resolveWithin(priority: record.priority) != nil {
+            unresolved.withLock { open in
+                open.append(record)
+                if open.count > Self.maxTracked { open.removeFirst(open.count - Self.maxTracked) }
+            }
+        }
         let name = registry.name(of: record.agentID) ?? record.agentID.description
         if record.quarantined {
             registry.setQuarantined(record.agentID, true)
@@ -59,21 +82,57 @@ final class ConflictService: Sendable {
         registry.setQuarantined(agentID, true)
     }
 
-    func release(_ agentID: AgentID) async throws {
-        try await writer.write { connection in try ConflictStore.release(agentID, in: connection) }
+    func release(_ agentID: AgentID, actor: String) async throws {
+        let atMs = Clock.wallMilliseconds()
+        try await writer.write { connection in try ConflictStore.release(agentID, atMs: atMs, actor: actor, in: connection) }
         registry.setQuarantined(agentID, false)
+        let resolved = Set(try await Blocking.run { [store] in try store.resolutions(of: self.trackedSeqs()) }.keys)
+        unresolved.withLock { $0.removeAll { resolved.contains($0.seq) } }
+    }
+
+    private func trackedSeqs() -> [Int64] {
+        unresolved.withLock { $0.map(\.seq) }
+    }
+
+    enum ResolveOutcome {
+        case resolved(ConflictRecord)
+        case alreadyResolved(ConflictResolution)
+    }
+
+    /// An operator's resolution of one logged conflict (seed 001 §5.1's resolution queue).
+    func resolve(seq: Int64, actor: String, note: String) async throws -> ResolveOutcome {
+        let (record, existing) = try await Blocking.run { [store] in (try store.record(seq: seq), try store.resolutions(of: [seq])[seq]) }
+        guard let record else { throw APIError(status: .notFound, message: "no conflict #\(seq) in the log", field: "seq") }
+        if let existing { return .alreadyResolved(existing) }
+        let resolution = ConflictResolution(seq: seq, atMs: Clock.wallMilliseconds(), actor: actor, note: note)
+        try await writer.write { connection in try ConflictStore.resolve(resolution, in: connection) }
+        unresolved.withLock { $0.removeAll { $0.seq == seq } }
+        return .resolved(record)
     }
 
     /// A page of the newest entries, those before `before` when given.
     func list(limit: Int, before: Int64? = nil) async throws -> ConflictList {
-        let (records, quarantines, total) = try await Blocking.run { [store] in
-            (try store.recent(limit: limit, before: before), try store.quarantines(), try store.count())
+        let (records, quarantines, total, resolutions) = try await Blocking.run { [store] in
+            let records = try store.recent(limit: limit, before: before)
+            return (records, try store.quarantines(), try store.count(), try store.resolutions(of: records.map(\.seq)))
         }
+        let nowMs = Clock.wallMilliseconds()
         let entries = records.map { record in
-            ConflictList.Entry(
+            var entry = ConflictList.Entry(
                 seq: record.seq, atMs: record.atMs, agentID: record.agentID.description, agentName: registry.name(of: record.agentID),
                 source: record.source, type: record.type.rawValue, priority: record.priority, strategy: record.strategy,
                 expected: record.expected, received: record.received, contextHash: record.contextHash, quarantined: record.quarantined)
+            let within = ConflictPolicy.resolveWithin(priority: record.priority)
+            entry.resolveByMs = within.map { record.atMs + Int64($0.milliseconds) }
+            entry.escalation = ConflictEscalation(priority: record.priority).rawValue
+            if let resolution = resolutions[record.seq] {
+                entry.resolvedAtMs = resolution.atMs
+                entry.resolvedBy = resolution.actor
+                entry.resolution = resolution.note
+            } else {
+                entry.overdue = ConflictPolicy.isOverdue(priority: record.priority, ageMs: nowMs - record.atMs)
+            }
+            return entry
         }
         let quarantined = quarantines.map {
             ConflictList.QuarantinedAgent(

@@ -33,14 +33,17 @@ final class HealthMonitor: Service, Sendable {
     let kpis: KPIRecorder?
     /// Seed 001 EMERGENCY "preserve state to persistent storage": a snapshot on the way in.
     let snapshots: SnapshotService?
+    /// Seed 001 §5.1: unresolved conflicts are timed against their resolution deadlines.
+    let conflicts: ConflictService?
     private let memory = MemoryBudgetState()
 
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
         health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil, kpis: KPIRecorder? = nil,
-        snapshots: SnapshotService? = nil
+        snapshots: SnapshotService? = nil, conflicts: ConflictService? = nil
     ) {
         self.snapshots = snapshots
+        self.conflicts = conflicts
         self.incidents = incidents
         self.kpis = kpis
         self.settings = settings
@@ -195,6 +198,7 @@ final class HealthMonitor: Service, Sendable {
             observation.givenUp = supervisor.summary.failed
             observation.quarantined = registry.quarantinedNames()
             observation.conflicting = registry.conflictingNames(at: now)
+            observation.unresolvedConflicts = conflicts?.unresolvedConflicts(nowMs: wallNow) ?? []
             observation.nodeScore = node.latest.impedance.score
             observation.missedKPIs = kpis?.indicators.filter { $0.met == false }.map(\.name) ?? []
             incidents.observe(observation, at: now)

@@ -549,8 +549,14 @@ final class Supervisor: Service, Sendable {
             return
         case .exited(let name, let id, let restartRequested, let shuttingDown):
             saveRecords()
-            // The health tick reports the exit as a change of condition, dated now.
-            registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown, clean: clean)
+            // The health tick reports the exit as a change of condition, dated now. Agents the
+            // lead stops on its way out are down on purpose: counted as failures they would tip
+            // the node into EMERGENCY (alert, snapshot) during every `systemctl stop`.
+            if state.withLock({ $0.shuttingDown }) {
+                registry.stopped(id, at: now, reason: "the lead is stopping (pid \(pid) \(text))")
+            } else {
+                registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown, clean: clean)
+            }
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
             if shuttingDown { return }
             if restartRequested {
