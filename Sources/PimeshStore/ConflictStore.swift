@@ -71,8 +71,10 @@ public struct ConflictStore: Sendable {
         self.database = database
     }
 
-    /// Appends and, when the record quarantines its agent, records the quarantine in the same write.
-    public static func append(_ record: ConflictRecord, in connection: Connection) throws {
+    /// Appends and, when the record quarantines its agent, records the quarantine in the same
+    /// write. Returns the entry's sequence number.
+    @discardableResult
+    public static func append(_ record: ConflictRecord, in connection: Connection) throws -> Int64 {
         try connection.run(
             """
             INSERT INTO conflicts (at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined)
@@ -84,14 +86,15 @@ public struct ConflictStore: Sendable {
                 record.received.map(SQLValue.text) ?? .null, record.contextHash.map(SQLValue.text) ?? .null,
                 .integer(record.quarantined ? 1 : 0),
             ])
+        let seq = try connection.query("SELECT last_insert_rowid()") { $0.int64(0) }.first ?? 0
         if record.quarantined {
-            let seq = try connection.query("SELECT last_insert_rowid()") { $0.int64(0) }.first
             try quarantine(
                 Quarantine(
                     agentID: record.agentID, sinceMs: record.atMs, conflictSeq: seq,
                     reason: "\(record.type.rawValue) conflict (priority \(record.priority))"),
                 in: connection)
         }
+        return seq
     }
 
     public static func quarantine(_ quarantine: Quarantine, in connection: Connection) throws {
@@ -114,11 +117,13 @@ public struct ConflictStore: Sendable {
         }
     }
 
-    /// Records a resolution; the first one stands (a second is ignored, not an error).
-    public static func resolve(_ resolution: ConflictResolution, in connection: Connection) throws {
+    /// Records a resolution; the first one stands. Returns whether this one was recorded.
+    @discardableResult
+    public static func resolve(_ resolution: ConflictResolution, in connection: Connection) throws -> Bool {
         try connection.run(
             "INSERT OR IGNORE INTO conflict_resolutions (seq, at_ms, actor, note) VALUES (?, ?, ?, ?)",
             [.integer(resolution.seq), .integer(resolution.atMs), .text(resolution.actor), .text(resolution.note)])
+        return try connection.query("SELECT changes()") { $0.int(0) }.first == 1
     }
 
     public func resolutions(of seqs: [Int64]) throws -> [Int64: ConflictResolution] {
@@ -145,7 +150,24 @@ public struct ConflictStore: Sendable {
     }
 
     public func record(seq: Int64) throws -> ConflictRecord? {
-        try recent(limit: 1, before: seq + 1).first.flatMap { $0.seq == seq ? $0 : nil }
+        try database.read { connection in
+            try connection.query(
+                """
+                SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
+                FROM conflicts WHERE seq = ?
+                """, [.integer(seq)]) { try Self.decode(row: $0) }
+        }.first
+    }
+
+    static func decode(row: Row) throws -> ConflictRecord {
+        guard let agentID = AgentID(row.text(2)) else {
+            throw StoreError(code: 0, message: "conflict \(row.int64(0)) has a damaged agent id", context: "load conflicts")
+        }
+        return ConflictRecord(
+            seq: row.int64(0), atMs: row.int64(1), agentID: agentID, source: row.text(3),
+            type: ConflictType(rawValue: row.text(4)) ?? .other, priority: row.int(5), strategy: row.text(6),
+            expected: row.isNull(7) ? nil : row.text(7), received: row.isNull(8) ? nil : row.text(8),
+            contextHash: row.isNull(9) ? nil : row.text(9), quarantined: row.int(10) != 0)
     }
 
     /// The newest entries first; with `before`, those older than that sequence number.
@@ -155,17 +177,7 @@ public struct ConflictStore: Sendable {
                 """
                 SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
                 FROM conflicts WHERE seq < ? ORDER BY seq DESC LIMIT ?
-                """, [.integer(before ?? .max), .integer(Int64(limit))]
-            ) { row -> ConflictRecord in
-                guard let agentID = AgentID(row.text(2)) else {
-                    throw StoreError(code: 0, message: "conflict \(row.int64(0)) has a damaged agent id", context: "load conflicts")
-                }
-                return ConflictRecord(
-                    seq: row.int64(0), atMs: row.int64(1), agentID: agentID, source: row.text(3),
-                    type: ConflictType(rawValue: row.text(4)) ?? .other, priority: row.int(5), strategy: row.text(6),
-                    expected: row.isNull(7) ? nil : row.text(7), received: row.isNull(8) ? nil : row.text(8),
-                    contextHash: row.isNull(9) ? nil : row.text(9), quarantined: row.int(10) != 0)
-            }
+                """, [.integer(before ?? .max), .integer(Int64(limit))]) { try Self.decode(row: $0) }
         }
     }
 

@@ -53,19 +53,21 @@ import Testing
             TaskView.self, from: try client.post("/v1/tasks", json: Array(#"{"capability": "none", "priority": 1}"#.utf8)))
         #expect(nobody.skipCode == "no_capable_agent")
 
-        // Without approval: 428, naming the field and how to approve.
-        do {
-            _ = try client.post("/v1/ask", json: Array(#"{"capability": "work", "priority": 3, "timeout_ms": 200}"#.utf8))
-            Issue.record("an unapproved ask went out at EMERGENCY")
-        } catch let error as LeadClient.APIError {
-            #expect(error.status == 428)
-            #expect(error.message.contains("\"approved\": true"), "\(error.message)")
+        // Without approval: 428, naming the field and how to approve, whatever the priority.
+        for body in [#"{"capability": "work", "priority": 3, "timeout_ms": 200}"#, #"{"capability": "work", "timeout_ms": 200}"#] {
+            do {
+                _ = try client.post("/v1/ask", json: Array(body.utf8))
+                Issue.record("an unapproved ask went out at EMERGENCY: \(body)")
+            } catch let error as LeadClient.APIError {
+                #expect(error.status == 428, "\(body)")
+                #expect(error.message.contains("\"approved\": true"), "\(error.message)")
+            }
         }
         // With it: the ask runs, and the audit log says who approved it at which level.
         let report = try APICoding.decode(
             GatherReport.self,
             from: try client.post("/v1/ask", json: Array(#"{"capability": "work", "priority": 3, "timeout_ms": 200, "approved": true}"#.utf8)))
-        #expect(report.targets >= 0)
+        #expect(report.targets == 1)
         let audit = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--json", "--kind", "ask_approved"])
         #expect(audit.status == 0, "\(audit.output)")
         #expect(audit.output.contains("level=EMERGENCY"), "\(audit.output)")

@@ -374,7 +374,10 @@ final class Collected<T>: @unchecked Sendable {
         #expect(eventually(timeout: 10) {
             let page = try JSONSerialization.jsonObject(with: Data(try client.get("/v1/incidents"))) as? [String: Any]
             let incidents = page?["incidents"] as? [[String: Any]] ?? []
-            return incidents.contains { ($0["severity"] as? String) == "SEV1" && ($0["title"] as? String ?? "").contains("orchestrator") }
+            // The incident names the logged entry to resolve: the real sequence number.
+            return incidents.contains {
+                ($0["severity"] as? String) == "SEV1" && ($0["title"] as? String ?? "").contains("orchestrator; resolve it with `pimesh conflicts resolve \(seq)`")
+            }
         })
 
         let released = try runPimesh(["conflicts", "release", "verifier", "--data-dir", lead.dataDir])

@@ -274,19 +274,19 @@ enum APIRouter {
                 let body = try await RequestBody.json(request, limit: 8192)
                 let reader = try BodyReader(body, allowed: ["note"])
                 let note = try reader.string("note", maxBytes: 1024) ?? ""
-                let outcome = try await audited(state, context, kind: "conflict_resolve", subject: String(seq), details: [("note", note)]) {
-                    try await state.conflicts.resolve(seq: seq, actor: context.caller.label, note: note)
+                // Refused inside the audited action, so that the audit log records the refusal.
+                let record = try await audited(state, context, kind: "conflict_resolve", subject: String(seq), details: [("note", note)]) {
+                    switch try await state.conflicts.resolve(seq: seq, actor: context.caller.label, note: note) {
+                    case .resolved(let record): return record
+                    case .alreadyResolved(let resolution):
+                        throw APIError(
+                            status: .conflict,
+                            message: "conflict #\(seq) was already resolved by \(resolution.actor) at \(UTCTime.iso8601(epochMs: resolution.atMs))")
+                    }
                 }
-                switch outcome {
-                case .resolved(let record):
-                    let name = state.registry.name(of: record.agentID) ?? record.agentID.description
-                    state.events.append(kind: "conflict_resolved", agent: name, detail: "conflict #\(seq) resolved by \(context.caller.label)")
-                    return JSONResponse.make(status: .ok, ["seq": String(seq), "resolved": "true"])
-                case .alreadyResolved(let resolution):
-                    throw APIError(
-                        status: .conflict,
-                        message: "conflict #\(seq) was already resolved by \(resolution.actor) at \(UTCTime.iso8601(epochMs: resolution.atMs))")
-                }
+                let name = state.registry.name(of: record.agentID) ?? record.agentID.description
+                state.events.append(kind: "conflict_resolved", agent: name, detail: "conflict #\(seq) resolved by \(context.caller.label)")
+                return JSONResponse.make(status: .ok, ["seq": String(seq), "resolved": "true"])
             }
         }
         operatorRoutes.get("conflicts") { request, _ in

@@ -14,8 +14,9 @@ final class ConflictService: Sendable {
     let logger: Logger
     private let policy = ConflictPolicy()
     /// Unresolved conflicts with a resolution time, newest last: what the incident triggers
-    /// time (seed 001 §5.1). Bounded: past `maxTracked` the oldest are no longer timed here
-    /// (they stay in the log, unresolved, and `pimesh conflicts` shows them).
+    /// time (seed 001 §5.1). Bounded: past `maxTracked` the oldest of the lowest priority is
+    /// no longer timed here (it stays in the log, unresolved, and `pimesh conflicts` shows it),
+    /// so that a burst of minor conflicts never hides a critical one.
     private let unresolved = Mutex<[ConflictRecord]>([])
     static let maxTracked = 256
 
@@ -60,7 +61,11 @@ final class ConflictService: Sendable {
         if ConflictPolicy.resolveWithin(priority: record.priority) != nil {
             unresolved.withLock { open in
                 open.append(record)
-                if open.count > Self.maxTracked { open.removeFirst(open.count - Self.maxTracked) }
+                while open.count > Self.maxTracked, let lowest = open.map(\.priority).min(),
+                    let index = open.firstIndex(where: { $0.priority == lowest })
+                {
+                    open.remove(at: index)
+                }
             }
         }
         let name = registry.name(of: record.agentID) ?? record.agentID.description
@@ -101,11 +106,19 @@ final class ConflictService: Sendable {
 
     /// An operator's resolution of one logged conflict (seed 001 §5.1's resolution queue).
     func resolve(seq: Int64, actor: String, note: String) async throws -> ResolveOutcome {
-        let (record, existing) = try await Blocking.run { [store] in (try store.record(seq: seq), try store.resolutions(of: [seq])[seq]) }
+        let record = try await Blocking.run { [store] in try store.record(seq: seq) }
         guard let record else { throw APIError(status: .notFound, message: "no conflict #\(seq) in the log", field: "seq") }
-        if let existing { return .alreadyResolved(existing) }
         let resolution = ConflictResolution(seq: seq, atMs: Clock.wallMilliseconds(), actor: actor, note: note)
-        try await writer.write { connection in try ConflictStore.resolve(resolution, in: connection) }
+        // The insert decides, not an earlier read: of two concurrent resolutions one wins.
+        let inserted = Mutex(false)
+        try await writer.write { connection in
+            let fresh = try ConflictStore.resolve(resolution, in: connection)
+            inserted.withLock { $0 = fresh }
+        }
+        guard inserted.withLock({ $0 }) else {
+            let existing = try await Blocking.run { [store] in try store.resolutions(of: [seq])[seq] }
+            return .alreadyResolved(existing ?? resolution)
+        }
         unresolved.withLock { $0.removeAll { $0.seq == seq } }
         return .resolved(record)
     }

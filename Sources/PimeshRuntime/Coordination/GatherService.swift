@@ -171,9 +171,14 @@ final class GatherService: Sendable {
         guard answer == .counted else { return answer }
         kpis.recordArrival(actualMs: actual, predictedMs: predicted, inWindow: true, state: submission.state)
         if let detail = submission.conflict {
-            let record = conflicts.record(
+            var record = conflicts.record(
                 agentID: submission.agentID, source: "op:\(operationID)", detail: detail, atMs: Clock.wallMilliseconds())
-            try await writer.write { connection in try ConflictStore.append(record, in: connection) }
+            let seq = Mutex<Int64>(0)
+            try await writer.write { [record] connection in
+                let appended = try ConflictStore.append(record, in: connection)
+                seq.withLock { $0 = appended }
+            }
+            record.seq = seq.withLock { $0 }
             if conflicts.applied(record) { tasks.requeueInbox(of: record.agentID) }
         }
         return .counted

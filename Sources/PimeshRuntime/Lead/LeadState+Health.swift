@@ -38,18 +38,19 @@ extension LeadState {
     /// DEGRADED_SEVERE on every ask and broadcast needs an operator's approval (428 without).
     func checkScatterAllowed(_ request: GatherRequest) throws(APIError) {
         let policy = health.policy
-        if request.priority < policy.minimumPriority && !(policy.scatterNeedsApproval && request.approved) {
-            throw APIError(
-                status: .serviceUnavailable,
-                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))"
-                    + (policy.scatterNeedsApproval ? "; an operator may approve it with \"approved\": true (--approve)" : ""))
-        }
+        // An operator's approval is what DEGRADED_SEVERE asks for, whatever the priority; it is
+        // asked first, so that the answer says what would let the gather go.
         if policy.scatterNeedsApproval && !request.approved {
             throw APIError(
                 status: HTTPResponse.Status(code: 428, reasonPhrase: "Precondition Required"),
                 message: "the node is \(policy.level.rawValue): mesh-wide operations need an operator's approval; "
                     + "send again with \"approved\": true (pimesh ask|broadcast --approve), which the audit log records with your uid",
                 field: "approved")
+        }
+        if request.priority < policy.minimumPriority && !policy.scatterNeedsApproval {
+            throw APIError(
+                status: .serviceUnavailable,
+                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))")
         }
         guard let limit = policy.maxScatterAgents else { return }
         let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count

@@ -36,6 +36,8 @@ final class HealthMonitor: Service, Sendable {
     /// Seed 001 §5.1: unresolved conflicts are timed against their resolution deadlines.
     let conflicts: ConflictService?
     private let memory = MemoryBudgetState()
+    private let emergencySnapshot = Mutex<Instant?>(nil)
+    static let emergencySnapshotEvery: Duration = .seconds(600)
 
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
@@ -213,6 +215,19 @@ final class HealthMonitor: Service, Sendable {
         events.append(kind: "alert", agent: nil, detail: detail)
         logger.critical("\(detail)")
         guard let snapshots else { return }
+        // A node flapping in and out of EMERGENCY must not fill the spool with copies of the
+        // same state and push out the snapshots from before the trouble: one at a time, at
+        // most one per `emergencySnapshotEvery`.
+        let now = Clock.monotonicNow()
+        let due = emergencySnapshot.withLock { last -> Bool in
+            if let last, now - last < Self.emergencySnapshotEvery { return false }
+            last = now
+            return true
+        }
+        guard due else {
+            events.append(kind: "state_preserved", agent: nil, detail: "a snapshot was taken on entering EMERGENCY less than 10 min ago; not repeated")
+            return
+        }
         Task { [events, logger] in
             do {
                 let made = try await snapshots.takeNow()

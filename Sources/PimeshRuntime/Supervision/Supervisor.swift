@@ -516,7 +516,7 @@ final class Supervisor: Service, Sendable {
         enum Next {
             case none
             case healDone(String)
-            case exited(String, AgentID, restartRequested: Bool, shuttingDown: Bool)
+            case exited(String, AgentID, restartRequested: Bool, shuttingDown: Bool, leadStopping: Bool)
         }
         let next: Next = state.withLock { state in
             if let entry = state.agents.first(where: { $0.value.healPID == pid }) {
@@ -539,7 +539,8 @@ final class Supervisor: Service, Sendable {
             // A reload removed its manifest: with its process gone, so is the lead's hold on it.
             if agent.removed { state.agents[name] = nil } else { state.agents[name] = agent }
             return .exited(
-                name, agent.id, restartRequested: restartRequested, shuttingDown: state.shuttingDown || agent.stopped || agent.removed)
+                name, agent.id, restartRequested: restartRequested, shuttingDown: state.shuttingDown || agent.stopped || agent.removed,
+                leadStopping: state.shuttingDown)
         }
         switch next {
         case .none:
@@ -547,12 +548,12 @@ final class Supervisor: Service, Sendable {
         case .healDone(let name):
             events.append(kind: "heal_command_finished", agent: name, detail: text, tier: .l1)
             return
-        case .exited(let name, let id, let restartRequested, let shuttingDown):
+        case .exited(let name, let id, let restartRequested, let shuttingDown, let leadStopping):
             saveRecords()
             // The health tick reports the exit as a change of condition, dated now. Agents the
             // lead stops on its way out are down on purpose: counted as failures they would tip
             // the node into EMERGENCY (alert, snapshot) during every `systemctl stop`.
-            if state.withLock({ $0.shuttingDown }) {
+            if leadStopping {
                 registry.stopped(id, at: now, reason: "the lead is stopping (pid \(pid) \(text))")
             } else {
                 registry.exited(id, at: now, reason: "pid \(pid) \(text)", requested: restartRequested && !shuttingDown, clean: clean)

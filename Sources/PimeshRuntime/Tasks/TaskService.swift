@@ -230,8 +230,10 @@ final class TaskService: Service, Sendable {
             task.row.ttlMs = submission.ttlMs ?? settings.defaultTTLMs
             switch decision {
             case _ where heldByLevel:
-                // Seed MODERATE "queue non-urgent operations".
+                // Seed MODERATE "queue non-urgent operations". A deadline is a time to live too:
+                // held past it, the task could no longer be in time.
                 task.row.state = .queued
+                if let deadline = submission.deadlineMs { task.row.ttlMs = min(task.row.ttlMs ?? deadline, deadline) }
                 task.held = Self.heldReason(policy)
             case .sendNow(let choice):
                 assign(&task, to: choice, among: candidates, now: now)
@@ -612,13 +614,17 @@ final class TaskService: Service, Sendable {
             state.withLock { $0.counters.duplicateResults += 1 }
             return .alreadyFinished(view(of: row))
         case .claimed(let original, let finished):
-            let conflictRecord = submission.conflict.map {
+            var conflictRecord = submission.conflict.map {
                 conflicts.record(agentID: submission.agentID, source: "task:\(taskID)", detail: $0, atMs: wallMs)
             }
+            let conflictSeq = Mutex<Int64?>(nil)
             do {
-                try await writer.write { connection in
+                try await writer.write { [conflictRecord] connection in
                     try TaskStore.save(finished, in: connection)
-                    if let conflictRecord { try ConflictStore.append(conflictRecord, in: connection) }
+                    if let conflictRecord {
+                        let seq = try ConflictStore.append(conflictRecord, in: connection)
+                        conflictSeq.withLock { $0 = seq }
+                    }
                 }
             } catch {
                 // Not durable: put the task back as it was, so the agent's retry can finish it.
@@ -634,6 +640,7 @@ final class TaskService: Service, Sendable {
                 state.counters.finished[finished.state, default: 0] += 1
                 state.storedBytes += finished.storedBytes - original.row.storedBytes
             }
+            if let seq = conflictSeq.withLock({ $0 }) { conflictRecord?.seq = seq }
             if let conflictRecord, conflicts.applied(conflictRecord) { requeueInbox(of: conflictRecord.agentID) }
             reportOutcome(finished)
             if let actual = finished.actualMs, let predicted = finished.predictedMs {
@@ -767,7 +774,9 @@ final class TaskService: Service, Sendable {
                     expired.append(task.row)
                     continue
                 }
-                guard health.taskDisposition(priority: task.row.priority) == .route else {
+                // A task an agent already had (requeued after its lease, a restart or a failed
+                // agent) was routed once: the level does not hold it back again.
+                guard task.row.attempts > 0 || health.taskDisposition(priority: task.row.priority) == .route else {
                     if task.held == nil {
                         task.held = Self.heldReason(policy)
                         state.open[id] = task
@@ -935,8 +944,10 @@ final class TaskService: Service, Sendable {
         registry.recordDispatch(to: chosen.id, at: now)
         task.row.state = .assigned
         task.row.agentID = chosen.id
-        task.row.predictedMs = choice.predictedArrivalMs
-        task.row.leadTimeMs = choice.leadTimeMs
+        // The router predicts when the agent is done (seed 001's arrival); the lead sees the
+        // result one more one-way trip later, and that is what `actual_ms` measures.
+        task.row.predictedMs = choice.predictedArrivalMs + chosen.route.latencyMs
+        task.row.leadTimeMs = choice.leadTimeMs + chosen.route.latencyMs
         task.routedAt = now
         task.estimatedProcessingMs = chosen.route.agentClass.estimateProcessingMs(
             payloadWeight: task.row.weight, queueDepth: chosen.route.queueDepth)
