@@ -213,32 +213,20 @@ enum APIRouter {
                 return JSONResponse.make(status: .ok, cancelled)
             }
         }
-        operatorRoutes.post("ask") { request, context in
-            await handle {
-                let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
-                try state.checkScatterAllowed(gather)
-                guard gather.approved && state.health.policy.scatterNeedsApproval else {
-                    return JSONResponse.make(status: .ok, try await state.gather.run(.ask, gather))
+        for kind in [GatherService.Kind.ask, .broadcast] {
+            operatorRoutes.post(RouterPath(stringLiteral: kind.rawValue)) { request, context in
+                await handle {
+                    let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
+                    try state.checkScatterAllowed(gather)
+                    guard gather.approved && state.health.policy.scatterNeedsApproval else {
+                        return JSONResponse.make(status: .ok, try await state.gather.run(kind, gather))
+                    }
+                    let report = try await audited(
+                        state, context, kind: "\(kind.rawValue)_approved", subject: gather.capability ?? "all",
+                        details: [("level", state.health.level.rawValue)]
+                    ) { try await state.gather.run(kind, gather) }
+                    return JSONResponse.make(status: .ok, report)
                 }
-                let report = try await audited(
-                    state, context, kind: "ask_approved", subject: gather.capability ?? "all",
-                    details: [("level", state.health.level.rawValue)]
-                ) { try await state.gather.run(.ask, gather) }
-                return JSONResponse.make(status: .ok, report)
-            }
-        }
-        operatorRoutes.post("broadcast") { request, context in
-            await handle {
-                let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
-                try state.checkScatterAllowed(gather)
-                guard gather.approved && state.health.policy.scatterNeedsApproval else {
-                    return JSONResponse.make(status: .ok, try await state.gather.run(.broadcast, gather))
-                }
-                let report = try await audited(
-                    state, context, kind: "broadcast_approved", subject: gather.capability ?? "all",
-                    details: [("level", state.health.level.rawValue)]
-                ) { try await state.gather.run(.broadcast, gather) }
-                return JSONResponse.make(status: .ok, report)
             }
         }
         addSupervisionRoutes(to: operatorRoutes, state: state)
