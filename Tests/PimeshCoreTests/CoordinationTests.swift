@@ -147,6 +147,19 @@ import Testing
         #expect(!ConflictPolicy.isOverdue(priority: 0, ageMs: .max))
     }
 
+    @Test func theTimedConflictsAreBoundedAndKeepTheCriticalOnes() {
+        // The lead's bound is 256: one critical conflict, then 256 minor ones.
+        var tracked = [4]
+        for _ in 0..<256 {
+            tracked.append(1)
+            if let index = ConflictPolicy.untrackedIndex(priorities: tracked, maxTracked: 256) { tracked.remove(at: index) }
+        }
+        #expect(tracked.count == 256)
+        #expect(tracked.first == 4)
+        #expect(ConflictPolicy.untrackedIndex(priorities: [2, 3, 2], maxTracked: 3) == nil)
+        #expect(ConflictPolicy.untrackedIndex(priorities: [3, 2, 4, 2], maxTracked: 3) == 1)
+    }
+
     @Test func unresolvedConflictsOpenIncidentsAtTheirDeadlinesAndEscalate() {
         let triggers = IncidentTriggers()
         func fired(_ conflicts: [UnresolvedConflict]) -> [IncidentTrigger] {

@@ -390,9 +390,13 @@ final class Collected<T>: @unchecked Sendable {
         let again = try runPimesh(["conflicts", "resolve", String(seq), "--note", "checked", "--data-dir", lead.dataDir])
         #expect(again.status == 1)
         #expect(again.output.contains("already resolved"), "\(again.output)")
-        for (path, status) in [("/v1/conflicts/x/resolve", 400), ("/v1/conflicts/999/resolve", 404)] {
+        let longNote = #"{"note": "\#(String(repeating: "n", count: 1025))"}"#
+        for (path, body, status) in [
+            ("/v1/conflicts/x/resolve", #"{"note": "n"}"#, 400), ("/v1/conflicts/999/resolve", #"{"note": "n"}"#, 404),
+            ("/v1/conflicts/9223372036854775807/resolve", #"{"note": "n"}"#, 404), ("/v1/conflicts/" + String(seq) + "/resolve", longNote, 400),
+        ] {
             do {
-                _ = try client.post(path, json: Array(#"{"note": "n"}"#.utf8))
+                _ = try client.post(path, json: Array(body.utf8))
                 Issue.record("\(path) was accepted")
             } catch let error as LeadClient.APIError {
                 #expect(error.status == status, "\(path): \(error)")

@@ -64,6 +64,14 @@ public struct ConflictPolicy: Sendable {
         }
     }
 
+    /// Past `maxTracked` unresolved conflicts the lead stops timing one: the oldest of the
+    /// lowest priority, so that a burst of minor conflicts never hides a critical one.
+    /// `priorities` is oldest first; returns the index to drop, or nil when within the bound.
+    public static func untrackedIndex(priorities: [Int], maxTracked: Int) -> Int? {
+        guard priorities.count > maxTracked, let lowest = priorities.min() else { return nil }
+        return priorities.firstIndex(of: lowest)
+    }
+
     /// An unresolved conflict `ageMs` old is overdue once its resolution time has passed;
     /// priority 4 ("immediate") is overdue from the start.
     public static func isOverdue(priority: Int, ageMs: Int64) -> Bool {

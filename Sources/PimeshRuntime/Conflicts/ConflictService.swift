@@ -61,9 +61,7 @@ final class ConflictService: Sendable {
         if ConflictPolicy.resolveWithin(priority: record.priority) != nil {
             unresolved.withLock { open in
                 open.append(record)
-                while open.count > Self.maxTracked, let lowest = open.map(\.priority).min(),
-                    let index = open.firstIndex(where: { $0.priority == lowest })
-                {
+                while let index = ConflictPolicy.untrackedIndex(priorities: open.map(\.priority), maxTracked: Self.maxTracked) {
                     open.remove(at: index)
                 }
             }
