@@ -37,6 +37,16 @@ import Testing
         let both = causes(IncidentObservation(agents: observed))
         #expect(both["critical_agents_down"]?.severity == .sev1)
         #expect(both["critical_agents_down"]?.agents == ["a0", "a1"])
+        // a0 restarted and is not heartbeating yet while its incident is open: with a1 down, still
+        // two out in one window. Once a0 is healthy, or with nobody down, the rule is quiet.
+        observed[0].down = false
+        var recovering = IncidentObservation(agents: observed)
+        #expect(causes(recovering)["critical_agents_down"] == nil, "a0 is not held by an incident")
+        recovering.stillOut = ["a0"]
+        #expect(causes(recovering)["critical_agents_down"]?.agents == ["a0", "a1"])
+        observed[1].down = false
+        recovering.agents = observed
+        #expect(causes(recovering)["critical_agents_down"] == nil, "nobody is down any more")
     }
 
     @Test func aCapabilityWithNoLiveAgentIsSEV1() {

@@ -110,11 +110,14 @@ import Testing
             listed = try incidents()
             return !listed.isEmpty && listed.allSatisfy { $0["state"] as? String == "resolved" }
         })
-        // Three agents going down within a tick or two: one incident, raised to SEV1, unless a
-        // loaded machine saw them fall in separate ticks far enough apart to restart in between.
+        // Three agents going down within a tick or two: one incident, raised to SEV1. A loaded
+        // machine may see one of them restarted and heartbeating before the others' exits are
+        // read; that one keeps its own incident, and the other two are the SEV1.
         let worst = try #require(listed.first { $0["severity"] as? String == "SEV1" }, "\(listed)")
         #expect(worst["kind"] as? String == "critical_agents_down")
-        #expect(Set(worst["agents"] as? [String] ?? []).isSuperset(of: ["w1", "w2"]))
+        let killed: Set<String> = ["w1", "w2", "w3"]
+        #expect(Set(worst["agents"] as? [String] ?? []).intersection(killed).count >= 2, "\(worst)")
+        #expect(Set(listed.flatMap { $0["agents"] as? [String] ?? [] }).isSuperset(of: killed), "\(listed)")
         #expect(lead.terminate() == 0)
     }
 

@@ -43,6 +43,10 @@ public struct IncidentObservation: Sendable {
     public var nodeScore: Int?
     /// Coordination KPIs missing their seed targets.
     public var missedKPIs: [String] = []
+    /// Agents an open incident holds that are not healthy again yet (restarted, not heartbeating):
+    /// still out for "two or more critical agents down in one window", so that agents killed
+    /// together are one SEV1 however the ticks fall between their exits.
+    public var stillOut: Set<String> = []
 
     public init(
         agents: [Agent], outcomes: TaskOutcomeWindow = TaskOutcomeWindow(), degradation: DegradationLevel = .full,
@@ -214,12 +218,12 @@ public struct IncidentTriggers: Sendable {
             triggers.append(
                 IncidentTrigger(cause: "kpi_missed:\(kpi)", kind: .earlyWarning, severity: .sev4, summary: "\(kpi) misses its seed target"))
         }
-        let criticalDown = down.filter(\.critical)
-        if criticalDown.count >= 2 {
+        let criticalOut = observation.agents.filter { $0.critical && ($0.down || (!$0.healthy && observation.stillOut.contains($0.name))) }
+        if criticalOut.count >= 2, criticalOut.contains(where: \.down) {
             triggers.append(
                 IncidentTrigger(
                     cause: "critical_agents_down", kind: .criticalAgentsDown, severity: .sev1,
-                    summary: "\(criticalDown.count) critical agents are down", agents: criticalDown.map(\.name)))
+                    summary: "\(criticalOut.count) critical agents are down", agents: criticalOut.map(\.name)))
         }
         triggers += uncoveredCapabilities(observation.agents)
         let countedAgents = observation.agents.filter(\.counted)

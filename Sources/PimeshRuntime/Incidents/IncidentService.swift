@@ -108,6 +108,8 @@ final class IncidentService: Sendable {
         observation.integrityFailures = integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
         let agents = observation.agents
         noteAlarms(observation, at: now)
+        let held = book.withLock { Set($0.incidents.filter { $0.state == .open }.flatMap(\.agents)) }
+        observation.stillOut = Set(agents.filter { !$0.down && !$0.healthy && held.contains($0.name) }.map(\.name))
         let fired = triggers.evaluate(observation, at: now)
         let recent = recentEvents.withLock { $0 }
         let (resolved, open) = book.withLock { book in
