@@ -150,7 +150,7 @@ struct StatusCommand: AsyncParsableCommand {
             let verdict = kpi.met.map { $0 ? "met" : "MISSED" } ?? "no data"
             lines.append(
                 "kpi         " + kpi.name.padding(30) + value.padding(10) + "target \(kpi.bound) \(target)".padding(18)
-                    + "\(verdict) (\(kpi.samples) samples)")
+                    + "\(verdict) (last \(kpi.window), \(kpi.samples) \(kpi.name == "mesh_availability" ? "s watched" : "samples"))")
         }
         let commit = report.store.lastCommitMs.map { " (last \(Format.decimal($0, places: 2)) ms)" } ?? ""
         lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)")

@@ -194,25 +194,134 @@ import Testing
 }
 
 @Suite struct CoordinationKPITests {
+    let start = Instant.seconds(1_000_000)
+
+    func byName(_ kpis: CoordinationKPIs, at now: Instant) -> [String: CoordinationKPIs.Indicator] {
+        Dictionary(uniqueKeysWithValues: kpis.indicators(at: now).map { ($0.name, $0) })
+    }
+
     @Test func indicatorsAgainstTheirTargets() {
         var kpis = CoordinationKPIs()
-        #expect(kpis.indicators.allSatisfy { $0.value == nil && $0.met == nil })
+        #expect(kpis.indicators(at: start).allSatisfy { $0.value == nil && $0.met == nil })
         // 10 answers: 9 within 50 ms of the prediction (one at exactly 50), one 51 ms late.
         for error in [0.0, 10, -20, 50, -50, 5, 1, 2, 3, 51] {
-            kpis.recordArrival(actualMs: 200 + error, predictedMs: 200, inWindow: error <= 50, state: .ready)
+            kpis.recordArrival(actualMs: 200 + error, predictedMs: 200, inWindow: error <= 50, state: .ready, at: start)
         }
-        kpis.recordArrival(actualMs: 100, predictedMs: 100, inWindow: true, state: .conflict)
-        kpis.recordOperation(achievedQuorum: true, durationMs: 600)
-        kpis.recordOperation(achievedQuorum: false, durationMs: 1200)
-        let byName = Dictionary(uniqueKeysWithValues: kpis.indicators.map { ($0.name, $0) })
-        #expect(byName["impedance_prediction_accuracy"]?.value == 10.0 / 11)
-        #expect(byName["impedance_prediction_accuracy"]?.met == true)
-        #expect(byName["arrival_window_hit_rate"]?.value == 10.0 / 11)
-        #expect(byName["arrival_window_hit_rate"]?.met == false)
-        #expect(byName["conflict_rate"]?.value == 1.0 / 11)
-        #expect(byName["conflict_rate"]?.met == false)
-        #expect(byName["coordination_success_rate"]?.value == 0.5)
-        #expect(byName["cascade_latency_p95"]?.value == 1200)
-        #expect(byName["cascade_latency_p95"]?.met == false)
+        kpis.recordArrival(actualMs: 100, predictedMs: 100, inWindow: true, state: .conflict, at: start)
+        kpis.recordOperation(achievedQuorum: true, durationMs: 600, at: start)
+        kpis.recordOperation(achievedQuorum: false, durationMs: 1200, at: start)
+        let found = byName(kpis, at: start)
+        #expect(found["impedance_prediction_accuracy"]?.value == 10.0 / 11)
+        #expect(found["impedance_prediction_accuracy"]?.met == true)
+        #expect(found["arrival_window_hit_rate"]?.value == 10.0 / 11)
+        #expect(found["arrival_window_hit_rate"]?.met == false)
+        #expect(found["conflict_rate"]?.value == 1.0 / 11)
+        #expect(found["conflict_rate"]?.met == false)
+        #expect(found["coordination_success_rate"]?.value == 0.5)
+        // quantiles([600, 1200], n=20)[18] in Python: 1200 + 0.85 × 600.
+        #expect(found["cascade_latency_p95"]?.value == 1710)
+        #expect(found["cascade_latency_p95"]?.met == false)
+    }
+
+    @Test func eachKPIIsJudgedOverTheSeedsWindowAndTheOthersAreShown() {
+        var kpis = CoordinationKPIs()
+        kpis.recordOperation(achievedQuorum: false, durationMs: 100, at: start)
+        for minute in 1...99 {
+            kpis.recordOperation(achievedQuorum: true, durationMs: 100, at: start + .seconds(Int64(minute) * 60))
+        }
+        // At start + 99 min the failed operation is older than an hour: the hour sees 60 of 60
+        // (buckets are whole minutes, so the hour is the last 60 of them), the day all 100.
+        let later = start + .seconds(99 * 60)
+        let success = byName(kpis, at: later)["coordination_success_rate"]!
+        #expect(success.window == .hour)
+        #expect(success.value == 1 && success.samples == 60)
+        #expect(success.windows.map(\.window) == [.hour, .day, .month])
+        #expect(success.windows[1].value == 0.99 && success.windows[1].samples == 100)
+        #expect(success.windows[2].samples == 100)
+        // Two days later the day forgets them all; the month still has them.
+        let nextDay = start + .seconds(2 * 86_400)
+        let dayLater = byName(kpis, at: nextDay)["coordination_success_rate"]!
+        #expect(dayLater.value == nil && dayLater.windows[1].value == nil)
+        #expect(dayLater.windows[2].samples == 100)
+        #expect(byName(kpis, at: start + .seconds(31 * 86_400))["coordination_success_rate"]!.windows[2].value == nil)
+        #expect(byName(kpis, at: later)["impedance_prediction_accuracy"]?.window == .day)
+        #expect(byName(kpis, at: later)["mesh_availability"]?.window == .month)
+    }
+
+    @Test func theSeedsP95IsPythonsExclusiveQuantile() {
+        // statistics.quantiles(range(1, 101), n=20)[18] == 95.95;
+        // quantiles([1, 2, 3, 4, 5], n=20)[18] == 5.7 (extrapolated past the largest).
+        #expect(CoordinationKPIs.seedP95((1...100).map(Double.init)) == 95.95)
+        #expect(CoordinationKPIs.seedP95([5, 3, 1, 4, 2]) == 5.7)
+        #expect(CoordinationKPIs.seedP95([42]) == 42)
+        #expect(CoordinationKPIs.seedP95([]) == nil)
+    }
+
+    @Test func meshAvailabilityIsTheShareOfWatchedTimeWithAtLeast95PercentActive() {
+        var kpis = CoordinationKPIs()
+        var now = start
+        // 999 s at 95 % active (exactly the line: available), then 1 s at 94 %.
+        kpis.recordActiveShare(0.95, at: now)
+        for _ in 0..<999 {
+            now = now + .seconds(1)
+            kpis.recordActiveShare(0.95, at: now)
+        }
+        #expect(byName(kpis, at: now)["mesh_availability"]?.value == 1)
+        kpis.recordActiveShare(0.94, at: now)
+        now = now + .seconds(1)
+        kpis.recordActiveShare(1, at: now)
+        let availability = byName(kpis, at: now)["mesh_availability"]!
+        #expect(availability.value == 0.999, "999 of 1,000 watched seconds")
+        #expect(availability.met == true)
+        #expect(availability.samples == 1000)
+        // One more unavailable second: 999 of 1,001 is below 99.9 %.
+        kpis.recordActiveShare(0.5, at: now)
+        now = now + .seconds(1)
+        kpis.recordActiveShare(1, at: now)
+        #expect(byName(kpis, at: now)["mesh_availability"]?.met == false)
+        // A gap longer than 10 s (the lead was stopped) is not watched time, for or against.
+        let before = byName(kpis, at: now)["mesh_availability"]!
+        now = now + .seconds(11)
+        kpis.recordActiveShare(1, at: now)
+        #expect(byName(kpis, at: now)["mesh_availability"]?.samples == before.samples)
+        // No agents to count: nothing is watched.
+        kpis.recordActiveShare(nil, at: now)
+        kpis.recordActiveShare(nil, at: now + .seconds(1))
+        #expect(byName(kpis, at: now + .seconds(1))["mesh_availability"]?.samples == before.samples)
+        #expect(byName(kpis, at: now)["mesh_availability"]?.warnsOnMiss == false)
+    }
+
+    @Test func recoveryTimeRunsFromTheFallBelow95PercentToTheFirstTickBack() {
+        var kpis = CoordinationKPIs()
+        #expect(byName(kpis, at: start)["recovery_time"]?.value == nil)
+        kpis.recordActiveShare(1, at: start)
+        kpis.recordActiveShare(0.9, at: start + .seconds(1))
+        // Still down at 5 min: the outage so far is the value, exactly at the target.
+        let fiveMinutes = start + .seconds(301)
+        #expect(byName(kpis, at: fiveMinutes)["recovery_time"]?.value == 300_000)
+        #expect(byName(kpis, at: fiveMinutes)["recovery_time"]?.met == true)
+        #expect(byName(kpis, at: fiveMinutes + .milliseconds(1))["recovery_time"]?.met == false)
+        kpis.recordActiveShare(0.96, at: start + .seconds(121))
+        let recovered = byName(kpis, at: start + .seconds(200))["recovery_time"]!
+        #expect(recovered.value == 120_000 && recovered.samples == 1 && recovered.met == true)
+        #expect(kpis.outageSince == nil)
+        // The worst recovery in the window is the value.
+        kpis.recordActiveShare(0.2, at: start + .seconds(1000))
+        kpis.recordActiveShare(1, at: start + .seconds(1000 + 301))
+        let worst = byName(kpis, at: start + .seconds(2000))["recovery_time"]!
+        #expect(worst.value == 301_000 && worst.samples == 2 && worst.met == false)
+    }
+
+    @Test func anAskAnswerIsInTheWindowFromTheTargetLessTheToleranceToTheDeadline() {
+        let plan = ScatterGather().plan(leadTimesMs: [100], now: start)
+        let tolerance = Duration.milliseconds(50)
+        // Target = start + 500 ms, deadline = target + 500 ms.
+        #expect(plan.isInArrivalWindow(start + .milliseconds(450), tolerance: tolerance))
+        #expect(!plan.isInArrivalWindow(start + .milliseconds(449), tolerance: tolerance), "early is not in the window")
+        #expect(plan.isInArrivalWindow(start + .milliseconds(1000), tolerance: tolerance))
+        #expect(!plan.isInArrivalWindow(start + .milliseconds(1001), tolerance: tolerance))
+        let kpis = CoordinationKPIs()
+        #expect(kpis.taskArrivedInWindow(actualMs: 250, leadTimeMs: 200))
+        #expect(!kpis.taskArrivedInWindow(actualMs: 250.5, leadTimeMs: 200))
     }
 }

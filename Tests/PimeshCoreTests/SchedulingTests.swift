@@ -80,8 +80,9 @@ import Testing
         #expect(summary.ready == 17 && summary.transit == 2 && summary.conflict == 1)
         #expect(summary.readyRatio == 0.85 && summary.transitRatio == 0.1 && summary.conflictRatio == 0.05)
         #expect(summary.degraded == 1)
-        // 19th of 20 sorted scores: one of the 1 s agents (score 500).
-        #expect(summary.p95Score == 500)
+        // statistics.quantiles(n=20)[18] of 20 scores: (1 × the 19th + 19 × the 20th) / 20, the
+        // 19th a 1 s agent (500), the 20th the 9 s one (900).
+        #expect(summary.p95Score == 880)
         #expect(ClusterSummary(members: []).readyRatio == 0)
     }
 }

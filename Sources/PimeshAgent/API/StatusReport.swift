@@ -14,7 +14,7 @@ public struct StatusReport: Codable, Sendable {
     public var pssBytes: UInt64
     public var privateAnonymousBytes: UInt64
     public var store: Store
-    /// Seed 001 §11.1 KPIs since the lead started, each beside its target.
+    /// Seed 001 §11.1 KPIs over the seed's window for each (and over hour, day and month), each beside its target.
     public var kpis: [KPI] = []
     public var tasks = Tasks()
     /// Failure detection, supervision and degradation (issue 6).
@@ -121,6 +121,16 @@ public struct StatusReport: Codable, Sendable {
         public var unit: String
         public var samples: Int
         public var met: Bool?
+        /// The window `value` covers, the one the seed measures this KPI over: hour, day or month.
+        public var window: String
+        /// The same KPI over the last hour, day and month.
+        public var windows: [Measurement]
+
+        public struct Measurement: Codable, Sendable, Equatable {
+            public var window: String
+            public var value: Double?
+            public var samples: Int
+        }
 
         public init(_ indicator: CoordinationKPIs.Indicator) {
             name = indicator.name
@@ -130,6 +140,8 @@ public struct StatusReport: Codable, Sendable {
             unit = indicator.unit
             samples = indicator.samples
             met = indicator.met
+            window = indicator.window.rawValue
+            windows = indicator.windows.map { Measurement(window: $0.window.rawValue, value: $0.value.map(ImpedanceView.round), samples: $0.samples) }
         }
     }
 

@@ -83,6 +83,13 @@ public struct DegradationPolicy: Sendable, Equatable {
         return result
     }
 
+    /// The share of counted agents that are healthy (READY or CONFLICT, alive): the degradation
+    /// level's and mesh_availability's measure. No agent to count is a healthy mesh for the level
+    /// (nothing is failing) and nil for availability (nothing to be available).
+    public static func healthyShare(healthy: Int, of counted: Int) -> Double? {
+        counted == 0 ? nil : Double(healthy) / Double(counted)
+    }
+
     public static func level(healthyRatio: Double, agents: Int, memoryOverBudget: Bool, thresholds: DegradationLevel.Thresholds = .init())
         -> DegradationLevel
     {

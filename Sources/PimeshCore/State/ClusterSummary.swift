@@ -44,9 +44,8 @@ public struct ClusterSummary: Sendable, Equatable {
         }
         guard !scores.isEmpty else { return }
         meanScore = Double(scores.reduce(0, +)) / Double(scores.count)
-        scores.sort()
-        // Nearest rank, as statistics.quantiles(n=20)[18] approximates in the seed.
-        let rank = Int((0.95 * Double(scores.count)).rounded(.up))
-        p95Score = scores[max(rank, 1) - 1]
+        // The seed's method; it extrapolates past the largest score with few agents, and a
+        // score is never above 1000.
+        p95Score = CoordinationKPIs.seedP95(scores.map(Double.init)).map { min(1000, max(0, Int($0.rounded()))) }
     }
 }

@@ -144,7 +144,8 @@ final class GatherService: Sendable {
 
     func answer(operationID: String, _ submission: AnswerSubmission) async throws -> AnswerResult {
         let now = Clock.monotonicNow()
-        let result: Result<(AnswerResult, predicted: Double, actual: Double), APIError> = operations.withLock { ops in
+        let tolerance = kpis.tolerance
+        let result: Result<(AnswerResult, predicted: Double, actual: Double, inWindow: Bool), APIError> = operations.withLock { ops in
             guard var operation = ops[operationID] else {
                 return .failure(APIError(status: .notFound, message: "no ask or broadcast with id \(operationID) (or it ended over 30 s ago)", field: "id"))
             }
@@ -155,9 +156,9 @@ final class GatherService: Sendable {
             if closed || now > operation.plan.arrivalDeadline {
                 operation.late += closed ? 0 : 1
                 ops[operationID] = operation
-                return .success((.late, 0, 0))
+                return .success((.late, 0, 0, false))
             }
-            if operation.states[submission.agentID] != nil { return .success((.duplicate, 0, 0)) }
+            if operation.states[submission.agentID] != nil { return .success((.duplicate, 0, 0, false)) }
             let actual = (now - operation.plan.startedAt).milliseconds
             let predicted = operation.plan.predictedArrival[index].map { ($0 - operation.plan.startedAt).milliseconds } ?? actual
             operation.states[submission.agentID] = submission.state
@@ -165,11 +166,11 @@ final class GatherService: Sendable {
                 agentName: operation.targets[index].name, state: submission.state.description, answer: submission.answer,
                 arrivalMs: ImpedanceView.round(actual), predictedArrivalMs: ImpedanceView.round(predicted))
             ops[operationID] = operation
-            return .success((.counted, predicted, actual))
+            return .success((.counted, predicted, actual, operation.plan.isInArrivalWindow(now, tolerance: tolerance)))
         }
-        let (answer, predicted, actual) = try result.get()
+        let (answer, predicted, actual, inWindow) = try result.get()
         guard answer == .counted else { return answer }
-        kpis.recordArrival(actualMs: actual, predictedMs: predicted, inWindow: true, state: submission.state)
+        kpis.recordArrival(actualMs: actual, predictedMs: predicted, inWindow: inWindow, state: submission.state)
         if let detail = submission.conflict {
             var record = conflicts.record(
                 agentID: submission.agentID, source: "op:\(operationID)", detail: detail, atMs: Clock.wallMilliseconds())

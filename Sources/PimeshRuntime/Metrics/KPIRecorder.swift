@@ -1,7 +1,9 @@
+import PimeshAgent
 import PimeshCore
 import Synchronization
 
-/// The lead's one set of coordination KPIs, fed by task completions and scatter-gathers.
+/// The lead's one set of coordination KPIs, fed by task completions, scatter-gathers and health
+/// ticks, on the monotonic clock.
 final class KPIRecorder: Sendable {
     private let kpis: Mutex<CoordinationKPIs>
 
@@ -14,18 +16,30 @@ final class KPIRecorder: Sendable {
     }
 
     func recordArrival(actualMs: Double, predictedMs: Double, inWindow: Bool, state: TrinaryState) {
-        kpis.withLock { $0.recordArrival(actualMs: actualMs, predictedMs: predictedMs, inWindow: inWindow, state: state) }
+        let now = Clock.monotonicNow()
+        kpis.withLock { $0.recordArrival(actualMs: actualMs, predictedMs: predictedMs, inWindow: inWindow, state: state, at: now) }
+    }
+
+    func taskArrivedInWindow(actualMs: Double, leadTimeMs: Double) -> Bool {
+        kpis.withLock { $0.taskArrivedInWindow(actualMs: actualMs, leadTimeMs: leadTimeMs) }
     }
 
     func recordMissedArrivals(_ count: Int) {
-        kpis.withLock { for _ in 0..<count { $0.recordMissedArrival() } }
+        let now = Clock.monotonicNow()
+        kpis.withLock { $0.recordMissedArrivals(count, at: now) }
     }
 
     func recordOperation(achievedQuorum: Bool, durationMs: Double) {
-        kpis.withLock { $0.recordOperation(achievedQuorum: achievedQuorum, durationMs: durationMs) }
+        let now = Clock.monotonicNow()
+        kpis.withLock { $0.recordOperation(achievedQuorum: achievedQuorum, durationMs: durationMs, at: now) }
+    }
+
+    func recordActiveShare(_ share: Double?, at now: Instant) {
+        kpis.withLock { $0.recordActiveShare(share, at: now) }
     }
 
     var indicators: [CoordinationKPIs.Indicator] {
-        kpis.withLock { $0.indicators }
+        let now = Clock.monotonicNow()
+        return kpis.withLock { $0.indicators(at: now) }
     }
 }

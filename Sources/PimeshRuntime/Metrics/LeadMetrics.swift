@@ -128,10 +128,17 @@ final class LeadMetrics: Sendable {
             uniqueKeysWithValues: [TaskState.queued, .assigned, .running].map {
                 ($0, gauge("pimesh_tasks_open", "Accepted tasks not yet finished, by state.", [("state", $0.rawValue)]))
             })
-        let names = CoordinationKPIs().indicators.map(\.name)
+        let names = CoordinationKPIs().indicators(at: Instant(nanoseconds: 0)).map(\.name)
         kpiValues = Dictionary(
-            uniqueKeysWithValues: names.map {
-                ($0, gauge("pimesh_kpi", "Seed 001 KPIs since the lead started (ratios, or ms for cascade latency).", [("kpi", $0)]))
+            uniqueKeysWithValues: names.flatMap { name in
+                CoordinationKPIs.Window.allCases.map { window in
+                    (
+                        "\(name)/\(window.rawValue)",
+                        gauge(
+                            "pimesh_kpi", "Seed 001 KPIs over the last hour, day and month (ratios, or ms for cascade latency and recovery time).",
+                            [("kpi", name), ("window", window.rawValue)])
+                    )
+                }
             })
         kpiTargets = Dictionary(
             uniqueKeysWithValues: names.map {
@@ -197,7 +204,7 @@ final class LeadMetrics: Sendable {
         }
         for kpi in status.kpis {
             // NaN is valid in the text format and says "not measured yet" better than 0.
-            kpiValues[kpi.name]?.set(kpi.value ?? .nan)
+            for measured in kpi.windows { kpiValues["\(kpi.name)/\(measured.window)"]?.set(measured.value ?? .nan) }
             kpiTargets[kpi.name]?.set(kpi.target)
         }
         return registry.emitToBuffer()

@@ -170,8 +170,10 @@ final class HealthMonitor: Service, Sendable {
         }
         let counts = registry.healthCounts(at: now, expected: expected)
         let memoryOver = memory.overBudget
+        let healthyShare = DegradationPolicy.healthyShare(healthy: counts.healthy, of: counts.total)
+        kpis?.recordActiveShare(healthyShare, at: now)
         let newLevel = DegradationPolicy.level(
-            healthyRatio: counts.total == 0 ? 1 : Double(counts.healthy) / Double(counts.total), agents: counts.total,
+            healthyRatio: healthyShare ?? 1, agents: counts.total,
             memoryOverBudget: memoryOver, thresholds: settings.degradation)
         if let previous = health.update({ $0.level = newLevel }) {
             let restrictions = DegradationPolicy(level: newLevel).restrictions
@@ -202,7 +204,7 @@ final class HealthMonitor: Service, Sendable {
             observation.conflicting = registry.conflictingNames(at: now)
             observation.unresolvedConflicts = conflicts?.unresolvedConflicts(nowMs: wallNow) ?? []
             observation.nodeScore = node.latest.impedance.score
-            observation.missedKPIs = kpis?.indicators.filter { $0.met == false }.map(\.name) ?? []
+            observation.missedKPIs = kpis?.indicators.filter { $0.met == false && $0.warnsOnMiss }.map(\.name) ?? []
             incidents.observe(observation, at: now)
         }
     }

@@ -648,9 +648,9 @@ final class TaskService: Service, Sendable {
                 registry.recordCompletion(
                     of: submission.agentID, at: now, totalMs: actual, predictedMs: predicted,
                     estimatedProcessingMs: original.estimatedProcessingMs ?? 0, succeeded: succeeded)
-                let window = (original.row.leadTimeMs ?? predicted) + kpis.tolerance.milliseconds
                 kpis.recordArrival(
-                    actualMs: actual, predictedMs: predicted, inWindow: actual <= window,
+                    actualMs: actual, predictedMs: predicted,
+                    inWindow: kpis.taskArrivedInWindow(actualMs: actual, leadTimeMs: original.row.leadTimeMs ?? predicted),
                     state: finished.state == .conflict ? .conflict : .ready)
                 metrics.taskFinished(state: finished.state, after: .milliseconds(actual))
             } else {
