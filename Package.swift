@@ -128,7 +128,7 @@ let package = Package(
         ),
         // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshCore"]),
+        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshAgent", "PimeshCore"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
         .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore"]),
         .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore"]),

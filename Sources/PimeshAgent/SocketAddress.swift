@@ -74,7 +74,7 @@ public struct SocketError: Error, CustomStringConvertible {
 }
 
 /// Sets send and receive timeouts so that a stuck lead cannot hang a client forever.
-func setTimeouts(_ fd: Int32, milliseconds: Int) {
+public func setTimeouts(_ fd: Int32, milliseconds: Int) {
     var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

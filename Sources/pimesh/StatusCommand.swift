@@ -114,6 +114,14 @@ struct StatusCommand: AsyncParsableCommand {
                 lines.append("agents ram  \(Format.megabytes(used))\(budget)   cgroups \(health.cgroups)")
             }
             if !health.openGroupBreakers.isEmpty { lines.append("breakers    open: \(health.openGroupBreakers.joined(separator: ", "))") }
+            let stepped = health.tiers.filter { $0.steps > 0 }
+            if !stepped.isEmpty {
+                lines.append(
+                    "tiers       " + stepped.map { tier in
+                        "\(tier.tier) \(tier.withinSla)/\(tier.steps) within \(tier.slaMs) ms"
+                            + (tier.p95Ms.map { " (p95 " + Format.decimal($0) + " ms)" } ?? "")
+                    }.joined(separator: "   "))
+            }
             for item in health.awaitingOperator { lines.append("awaiting    \(item)   (pimesh heal NAME)") }
             for refused in health.refusedManifests { lines.append("refused     \(refused)") }
             for warning in health.warnings { lines.append("warning     \(warning)") }

@@ -695,3 +695,100 @@ import Testing
         #expect(HealingAction.restartGivenUp.rejudge(at: .full, running: false, alive: false, overMemoryLimit: false) == .wait)
     }
 }
+
+/// Seed 000 ModelLivenessProbe ("latency > 5000 ms OR HTTP 503") and FlowControlGate
+/// ("pending_requests > max_concurrency" holds the agent), at their thresholds.
+@Suite struct SeedZeroGateTests {
+    @Test func notLiveIsAnAnswerOver5000MsOr503OrNoAnswer() {
+        let timeout = Duration.milliseconds(5000)
+        #expect(LivenessProbe.judge(status: 200, latency: .milliseconds(5000), error: nil, timeout: timeout) == .live)
+        #expect(LivenessProbe.judge(status: 200, latency: .microseconds(5_000_001), error: nil, timeout: timeout) != .live)
+        #expect(LivenessProbe.judge(status: 503, latency: .milliseconds(3), error: nil, timeout: timeout) == .notLive("HTTP 503"))
+        #expect(LivenessProbe.judge(status: 500, latency: .milliseconds(3), error: nil, timeout: timeout) == .live, "alive, if unwell")
+        #expect(LivenessProbe.judge(status: nil, latency: .milliseconds(3), error: "connection refused", timeout: timeout)
+            == .notLive("no answer: connection refused"))
+    }
+
+    @Test func oneProbeAtATimeEveryIntervalAndNotLiveAfterTheConsecutiveFailures() {
+        var probe = LivenessProbe(settings: .init(every: .seconds(10), failures: 2))
+        let start = Instant.seconds(50)
+        var started = probe.start(at: start)
+        #expect(started)
+        started = probe.start(at: start + .seconds(20))
+        #expect(!started, "the first is still in flight")
+        var verdict = probe.finish(.notLive("HTTP 503"))
+        #expect(verdict == .live, "one failure of two")
+        started = probe.start(at: start + .milliseconds(9999))
+        #expect(!started)
+        started = probe.start(at: start + .seconds(10))
+        #expect(started)
+        verdict = probe.finish(.notLive("HTTP 503"))
+        #expect(verdict == .notLive("HTTP 503"))
+        started = probe.start(at: start + .seconds(20))
+        #expect(started)
+        verdict = probe.finish(.live)
+        #expect(verdict == .live && probe.consecutiveFailures == 0)
+    }
+
+    @Test func aFailingProbeHoldsAHeartbeatingAgentHungUntilItAnswersOrRestarts() {
+        var health = AgentHealth()
+        var clock = ManualClock(start: .seconds(100))
+        health.started(at: clock.now, restart: false)
+        health.heartbeat(at: clock.now, progress: 1)
+        _ = health.evaluate(at: clock.now, busy: false, process: .running)
+        health.livenessProbe(.notLive("HTTP 503"), at: clock.now)
+        #expect(health.condition == .hung)
+        #expect(health.evaluate(at: clock.now, busy: false, process: .running)?.reason == "liveness probe: HTTP 503")
+        // Heartbeats keep coming: still hung while the probe fails.
+        for _ in 0..<5 {
+            clock.advance(by: .milliseconds(100))
+            health.heartbeat(at: clock.now, progress: 1)
+        }
+        #expect(health.condition == .hung)
+        health.livenessProbe(.live, at: clock.now)
+        #expect(health.condition == .alive)
+        // A restart forgets the old verdict: the new process is judged afresh.
+        health.livenessProbe(.notLive("no answer: connection refused"), at: clock.now)
+        health.exited(at: clock.now, reason: "pid 9 killed by signal 15", requested: true)
+        health.started(at: clock.now, restart: true)
+        health.heartbeat(at: clock.now, progress: 1)
+        #expect(health.condition == .alive && health.probeFailure == nil)
+    }
+
+    @Test func maxConcurrencyCapsTheTaskLimitWithTheCanary() {
+        var health = AgentHealth()
+        let now = Instant.seconds(100)
+        health.started(at: now, restart: false)
+        health.heartbeat(at: now, progress: 1)
+        #expect(health.taskLimit(at: now) == nil)
+        health.maxConcurrency = 3
+        #expect(health.taskLimit(at: now) == 3)
+        // An agent with 3 out is held; with 2 it takes one more.
+        #expect(RouteCandidate.Availability(quarantined: false, condition: .alive, state: .ready, outstanding: 3, taskLimit: 3) == .limited)
+        #expect(RouteCandidate.Availability(quarantined: false, condition: .alive, state: .ready, outstanding: 2, taskLimit: 3) == .available)
+        // After a restart the canary's first stage (5) is above it: the gate still holds at 3.
+        health.started(at: now, restart: true)
+        health.heartbeat(at: now, progress: 2)
+        #expect(health.taskLimit(at: now) == 3)
+        health.maxConcurrency = 10
+        #expect(health.taskLimit(at: now) == 5, "the canary's stage is the lower")
+    }
+}
+
+@Suite struct TierResponseTimeTests {
+    /// Seed 000's SLAs: L0 100 ms, L1 1,000 ms, L2 10,000 ms, each inclusive.
+    @Test func eachStepIsJudgedAgainstItsTiersSLA() {
+        var times = TierResponseTimes()
+        times.record(.l0, tookMs: 100)
+        times.record(.l0, tookMs: 100.001)
+        times.record(.l1, tookMs: 1000)
+        times.record(.l2, tookMs: 10_001)
+        times.record(.l2, tookMs: -3)
+        let byTier = Dictionary(uniqueKeysWithValues: times.summaries.map { ($0.tier, $0) })
+        #expect(byTier[.l0]?.steps == 2 && byTier[.l0]?.withinSLA == 1)
+        #expect(byTier[.l0]?.worstMs == 100.001)
+        #expect(byTier[.l1]?.steps == 1 && byTier[.l1]?.withinSLA == 1)
+        #expect(byTier[.l2]?.steps == 2 && byTier[.l2]?.withinSLA == 1, "a clock step backwards counts as 0 ms")
+        #expect(TierResponseTimes().summaries.allSatisfy { $0.steps == 0 && $0.p95Ms == nil })
+    }
+}

@@ -102,6 +102,10 @@ import Testing
         #expect(back < 2, "back after \(back) s")
         #expect(try agent(lead, "w1").supervision?.restarts == 1)
         #expect(try agent(lead, "w1").supervision?.lastExit?.contains("signal 9") == true)
+        // The restart was an L0 step, timed from the end of its backoff to the spawn. (How long
+        // it took depends on the machine's load: the figure is for operators, not asserted.)
+        let l0 = try #require(try lead.status().health?.tiers.first { $0.tier == "L0" })
+        #expect(l0.slaMs == 100 && l0.steps >= 1 && l0.worstMs != nil)
         // The reaper schedules the restart as the exit happens; the health tick (every 100 ms)
         // reports the return. Whether a tick sees the agent `exited` or already `unknown` before
         // its first heartbeat depends on how busy the machine is, so neither is required.

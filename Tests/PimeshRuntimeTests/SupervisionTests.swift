@@ -50,6 +50,23 @@ func writeFile(_ path: String, _ text: String) {
         #expect(attached.healTimeout == .seconds(10))
     }
 
+    @Test func aLivenessProbeOnLoopbackAndAFlowGate() throws {
+        let manifest = try AgentManifest.parse(
+            text: #"{"name": "llm", "command": "/bin/sh", "max_concurrency": 4, "liveness_probe": {"url": "http://localhost:8081/v1/readiness"}}"#,
+            file: "agents.d/llm.json")
+        #expect(manifest.maxConcurrency == 4)
+        #expect(manifest.livenessProbe?.address == .loopback(host: "127.0.0.1", port: 8081))
+        #expect(manifest.livenessProbe?.path == "/v1/readiness")
+        // The seed's 5,000 ms; one not-live answer is enough, every 10 s.
+        #expect(manifest.livenessProbe?.settings == LivenessProbe.Settings(every: .seconds(10), timeout: .milliseconds(5000), failures: 1))
+        let tuned = try AgentManifest.parse(
+            text: #"{"name": "llm", "command": "/bin/sh", "liveness_probe": {"url": "http://127.0.0.1:9", "every_s": 2, "timeout_ms": 800, "failures": 3}}"#,
+            file: "agents.d/llm.json")
+        #expect(tuned.livenessProbe?.path == "/")
+        #expect(tuned.livenessProbe?.settings == LivenessProbe.Settings(every: .seconds(2), timeout: .milliseconds(800), failures: 3))
+        #expect(try AgentManifest.parse(text: #"{"name": "a", "command": "/bin/sh"}"#, file: "x").livenessProbe == nil)
+    }
+
     @Test func badManifestsNameTheFileTheKeyAndWhy() {
         let unknown = refusal("{\n  \"name\": \"a\",\n  \"command\": \"/bin/sh\",\n  \"colour\": \"red\"\n}")
         #expect(unknown?.file == "agents.d/x.json")
@@ -74,6 +91,14 @@ func writeFile(_ path: String, _ text: String) {
         #expect(refusal(#"{"name": "a", "mode": "attached", "command": "/bin/sh"}"#)?.key == "command")
         #expect(refusal(#"{"name": "a", "mode": "sometimes"}"#)?.key == "mode")
         #expect(refusal("[1]")?.reason.contains("must be an object") == true)
+        // The lead probes only this node's loopback, over plain HTTP, with a port.
+        for url in ["https://127.0.0.1:8080/", "http://10.0.0.5:8080/", "http://127.0.0.1/", "http://127.0.0.1:0/", "http://127.0.0.1:8080/a b"] {
+            #expect(refusal(#"{"name": "a", "command": "/bin/sh", "liveness_probe": {"url": "\#(url)"}}"#)?.key == "liveness_probe.url", "\(url)")
+        }
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "liveness_probe": {}}"#)?.key == "liveness_probe.url")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "liveness_probe": {"url": "http://127.0.0.1:1", "timeout_ms": 99}}"#)?.key == "liveness_probe.timeout_ms")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "liveness_probe": {"url": "http://127.0.0.1:1", "path": "/"}}"#)?.key == "liveness_probe.path")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "max_concurrency": 0}"#)?.key == "max_concurrency")
         #expect(refusal("{")?.key == "")
         // Users and groups are resolved when the manifest loads; the key at fault is named.
         #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "no-such-user-here"}"#)?.key == "user")

@@ -1,4 +1,5 @@
 import Glibc
+import PimeshAgent
 import PimeshCore
 import Testing
 

@@ -1,3 +1,4 @@
+import PimeshAgent
 import PimeshCore
 import Testing
 

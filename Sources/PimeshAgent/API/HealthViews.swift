@@ -121,6 +121,26 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var warnings: [String]
     /// Supervised agents whose restarts were given up (`restart_given_up`): down until `pimesh heal`.
     public var failed: [String] = []
+    /// Seed 000's authority tiers: how long their healing steps took from due to done.
+    public var tiers: [TierReport] = []
+
+    public struct TierReport: Codable, Sendable, Equatable {
+        public var tier: String
+        public var slaMs: Int
+        public var steps: Int
+        public var withinSla: Int
+        public var p95Ms: Double?
+        public var worstMs: Double?
+
+        public init(_ summary: TierResponseTimes.Summary) {
+            tier = summary.tier.rawValue
+            slaMs = summary.tier.slaMs
+            steps = summary.steps
+            withinSla = summary.withinSLA
+            p95Ms = summary.p95Ms.map(ImpedanceView.round)
+            worstMs = summary.worstMs.map(ImpedanceView.round)
+        }
+    }
 
     public init(
         level: String, restrictions: [String], conditions: [String: Int], supervised: Int, attached: Int, restarts: Int,

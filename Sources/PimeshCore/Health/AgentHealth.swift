@@ -75,6 +75,13 @@ public struct AgentHealth: Sendable, Equatable {
     private var stuckAt: UInt64?
     /// The first health tick that saw it (after the lead started or it registered).
     private var watchedSince: Instant?
+    /// Why its liveness probe says it is not live, while it says so: hung, whatever its
+    /// heartbeats say (a process can heartbeat from one thread while it serves nothing).
+    public private(set) var probeFailure: String?
+    /// Seed 000 FlowControlGate (`max_concurrency` in its manifest): with this many tasks out
+    /// it is held from new work; "pending > max_concurrency → hold" with the task that would
+    /// make it pending counted.
+    public var maxConcurrency: Int?
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -102,7 +109,7 @@ public struct AgentHealth: Sendable, Equatable {
         case .hung:
             if let stuckAt {
                 if progress != stuckAt { set(.alive, at: now, reason: "progressing again") }
-            } else {
+            } else if probeFailure == nil {
                 set(.alive, at: now, reason: "heartbeating again")
             }
         case .looping, .alive, .frozen, .stopped:
@@ -186,6 +193,24 @@ public struct AgentHealth: Sendable, Equatable {
         return ramp.evaluate(at: now, utilisation: utilisation, queueLatencyMs: queueLatencyMs, mayAdvance: mayAdvance)
     }
 
+    /// Seed 000 ModelLivenessProbe's verdict (after its consecutive-failure count).
+    public mutating func livenessProbe(_ verdict: LivenessProbe.Verdict, at now: Instant) {
+        switch verdict {
+        case .live:
+            guard probeFailure != nil else { return }
+            probeFailure = nil
+            if condition == .hung && stuckAt == nil && phi.lastHeartbeat != nil && !phi.isSuspected(at: now) {
+                set(.alive, at: now, reason: "its liveness probe answers again")
+            }
+        case .notLive(let reason):
+            probeFailure = reason
+            if condition == .alive {
+                stuckAt = nil
+                set(.hung, at: now, reason: "liveness probe: \(reason)")
+            }
+        }
+    }
+
     /// The process exited (seen through the child's exit status, at once). `requested`: the
     /// lead killed it to start it again (a heal, `agent restart`, a changed manifest).
     /// `clean`: it exited with status 0. Seed 000 fails an agent on a non-zero exit or missed
@@ -204,6 +229,7 @@ public struct AgentHealth: Sendable, Equatable {
     public mutating func started(at now: Instant, restart: Bool) {
         phi.pause()
         startedAt = now
+        probeFailure = nil
         if restart { canary = CanaryRamp(startedAt: now, settings: settings.canary) }
         if condition == .exited || condition == .hung || condition == .looping || condition == .stopped || condition == .left {
             set(.unknown, at: now, reason: "started")
@@ -262,7 +288,7 @@ public struct AgentHealth: Sendable, Equatable {
         guard condition == .alive else { return 0 }
         guard breaker.allows(at: now) else { return 0 }
         if breaker.state == .halfOpen || (breaker.state == .open) { return 1 }
-        return canary?.limit
+        return [canary?.limit, maxConcurrency].compactMap { $0 }.min()
     }
 
     public mutating func dispatched(at now: Instant) {

@@ -77,3 +77,41 @@ public enum HealingAction: String, Sendable, Equatable, Codable, CaseIterable {
         return tier.runsAutomatically(at: level) ? .carryOut : .wait
     }
 }
+
+/// How long each tier's healing steps took from the moment they were due (the rule said so:
+/// an exit's backoff ended, an agent stayed unresponsive long enough, an operator was asked)
+/// to the moment they were carried out, against the tier's SLA (seed 000: L0 100 ms, L1 1 s,
+/// L2 10 s, the last a person's). Fixed memory: counts, the worst, and the last 100 times.
+public struct TierResponseTimes: Sendable {
+    public struct Summary: Sendable, Equatable {
+        public var tier: AuthorityTier
+        public var steps: Int
+        public var withinSLA: Int
+        /// `CoordinationKPIs.seedP95` of the last 100 steps.
+        public var p95Ms: Double?
+        public var worstMs: Double?
+    }
+
+    private var steps: [AuthorityTier: Int] = [:]
+    private var within: [AuthorityTier: Int] = [:]
+    private var worst: [AuthorityTier: Double] = [:]
+    private var recent: [AuthorityTier: SampleRing] = [:]
+
+    public init() {}
+
+    public mutating func record(_ tier: AuthorityTier, tookMs: Double) {
+        let ms = max(0, tookMs)
+        steps[tier, default: 0] += 1
+        if ms <= Double(tier.slaMs) { within[tier, default: 0] += 1 }
+        worst[tier] = max(worst[tier] ?? 0, ms)
+        recent[tier, default: SampleRing(capacity: 100)].add(ms)
+    }
+
+    public var summaries: [Summary] {
+        AuthorityTier.allCases.map { tier in
+            Summary(
+                tier: tier, steps: steps[tier] ?? 0, withinSLA: within[tier] ?? 0,
+                p95Ms: recent[tier].flatMap { CoordinationKPIs.seedP95(Array($0.samples)) }, worstMs: worst[tier])
+        }
+    }
+}

@@ -9,18 +9,14 @@ public struct AgentID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         self.low = low
     }
 
-    /// A random version-4 UUID.
+    /// A random version-4 UUID from `generator`: the core draws no randomness of its own (the
+    /// shell's `AgentID.random()` passes the system generator; tests pass a seeded one).
     public static func random<G: RandomNumberGenerator>(using generator: inout G) -> AgentID {
         var high = generator.next() as UInt64
         var low = generator.next() as UInt64
         high = (high & ~0xF000) | 0x4000  // version 4
         low = (low & ~(0xC000_0000_0000_0000 as UInt64)) | 0x8000_0000_0000_0000  // RFC 4122 variant
         return AgentID(high: high, low: low)
-    }
-
-    public static func random() -> AgentID {
-        var generator = SystemRandomNumberGenerator()
-        return random(using: &generator)
     }
 
     /// Reads 16 bytes, big-endian, at `offset`.

@@ -199,7 +199,7 @@ public struct Lead: Sendable {
                 workStealing: supervision.workStealing,
                 ramBudgetBytes: Self.ramBudget(configuredMB: supervision.ramBudgetMB, memoryTotal: node.latest.readings.memoryTotalBytes)),
             registry: registry, tasks: tasks, supervisor: supervisor, events: events, health: nodeHealth, node: node, logger: logger,
-            incidents: incidents, kpis: kpis, snapshots: snapshots, conflicts: conflicts)
+            incidents: incidents, kpis: kpis, snapshots: snapshots, conflicts: conflicts, prober: LivenessProber(registry: registry))
         let notifier = SystemdNotifier(environment: environment)
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil

@@ -24,7 +24,7 @@ extension LeadState {
         let snapshot = health.snapshot
         let counts = registry.healthCounts(at: now, expected: supervisor?.expectedAgents() ?? [])
         let summary = supervisor?.summary ?? Supervisor.Summary()
-        return HealthReport(
+        var report = HealthReport(
             level: snapshot.level.rawValue, restrictions: DegradationPolicy(level: snapshot.level).restrictions,
             conditions: Dictionary(uniqueKeysWithValues: counts.byCondition.map { ($0.key.rawValue, $0.value) })
                 .merging(counts.pending > 0 ? ["pending": counts.pending] : [:]) { first, _ in first },
@@ -32,6 +32,8 @@ extension LeadState {
             awaitingOperator: summary.awaiting, openGroupBreakers: registry.openGroupBreakers(),
             agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes,
             cgroups: supervisor?.cgroupNote ?? "no supervisor", warnings: summary.warnings, failed: summary.failed)
+        report.tiers = health.tierSummaries.map(HealthReport.TierReport.init)
+        return report
     }
 
     /// Seed 001 §6.3: DEGRADED_MODERATE refuses scatter over 1,000 agents; from

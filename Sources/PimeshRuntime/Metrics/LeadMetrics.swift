@@ -42,6 +42,9 @@ final class LeadMetrics: Sendable {
     private let agentsByCondition: [AgentCondition: Meter]
     private let degradationLevel: Meter
     private let agentRestarts: Meter
+    private let tierSteps: [String: Meter]
+    private let tierStepsWithinSLA: [String: Meter]
+    private let tierWorst: [String: Meter]
     private let agentsMemory: Meter
     private let incidentsOpen: [Severity: Meter]
     private let incidentMeanMs: [String: Meter]
@@ -105,6 +108,16 @@ final class LeadMetrics: Sendable {
         degradationLevel = gauge(
             "pimesh_degradation_level", "Seed 001 operational mode: 0 FULL, 1 DEGRADED_LIGHT, 2 DEGRADED_MODERATE, 3 DEGRADED_SEVERE, 4 EMERGENCY.")
         agentRestarts = gauge("pimesh_agent_restarts", "Restarts of supervised agents since the lead started.")
+        let tiers = AuthorityTier.allCases.map(\.rawValue)
+        tierSteps = Dictionary(uniqueKeysWithValues: tiers.map {
+            ($0, gauge("pimesh_tier_steps", "Healing steps carried out since the lead started, by authority tier.", [("tier", $0)]))
+        })
+        tierStepsWithinSLA = Dictionary(uniqueKeysWithValues: tiers.map {
+            ($0, gauge("pimesh_tier_steps_within_sla", "Healing steps done within their tier's SLA (L0 100 ms, L1 1 s, L2 10 s) from due.", [("tier", $0)]))
+        })
+        tierWorst = Dictionary(uniqueKeysWithValues: tiers.map {
+            ($0, gauge("pimesh_tier_response_worst_seconds", "The slowest healing step of the tier, from due to done.", [("tier", $0)]))
+        })
         agentsMemory = gauge("pimesh_agents_memory_bytes", "Memory of all supervised agents (cgroup or private resident).")
         incidentsOpen = Dictionary(
             uniqueKeysWithValues: Severity.allCases.map {
@@ -195,6 +208,11 @@ final class LeadMetrics: Sendable {
             for (condition, meter) in agentsByCondition { meter.set(health.conditions[condition.rawValue] ?? 0) }
             degradationLevel.set(DegradationLevel.allCases.firstIndex { $0.rawValue == health.level } ?? 0)
             agentRestarts.set(health.restarts)
+            for tier in health.tiers {
+                tierSteps[tier.tier]?.set(tier.steps)
+                tierStepsWithinSLA[tier.tier]?.set(tier.withinSla)
+                tierWorst[tier.tier]?.set((tier.worstMs ?? 0) / 1000)
+            }
             agentsMemory.set(Double(health.agentsMemoryBytes ?? 0))
         }
         if let incidents = status.incidents {

@@ -189,6 +189,11 @@ extension AgentRegistry {
     }
 
     /// A manifest changed an agent's class or capabilities.
+    /// A manifest's `max_concurrency`: the flow gate of seed 000.
+    public func setMaxConcurrency(_ id: AgentID, _ limit: Int?) {
+        state.withLock { $0.agents[id]?.health.maxConcurrency = limit }
+    }
+
     public func updateProfile(_ id: AgentID, agentClass: AgentClass, capabilities: [String]) {
         state.withLock { state in
             state.agents[id]?.row.agentClass = agentClass

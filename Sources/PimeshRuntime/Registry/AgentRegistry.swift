@@ -235,6 +235,14 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// Seed 000 ModelLivenessProbe's verdict on the agent's own HTTP endpoint.
+    public func recordLivenessProbe(of id: AgentID, _ verdict: LivenessProbe.Verdict, at now: Instant) {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return }
+            state.agents.values[index].health.livenessProbe(verdict, at: now)
+        }
+    }
+
     /// A task handed out and never finished (its lease ran out) counts against the breaker.
     @discardableResult
     public func recordLostTask(of id: AgentID, at now: Instant) -> CircuitBreaker.Transition? {

@@ -39,6 +39,17 @@ public struct AgentManifest: Sendable, Equatable {
     public var critical = false
     /// Lower runs out first: `freeze_lowest_priority` freezes the lowest (0–9, default 5).
     public var priority = 5
+    /// Seed 000 ModelLivenessProbe: an HTTP endpoint of the agent's on loopback.
+    public var livenessProbe: Probe?
+    /// Seed 000 FlowControlGate: more tasks out with the agent than this and it is held from
+    /// new work until it has fewer (nil: no gate).
+    public var maxConcurrency: Int?
+
+    public struct Probe: Sendable, Equatable {
+        public var address: LocalAddress
+        public var path: String
+        public var settings: LivenessProbe.Settings
+    }
     /// The file's text as parsed: what a rollback puts back (not part of equality).
     public var sourceText = ""
 
@@ -49,11 +60,12 @@ public struct AgentManifest: Sendable, Equatable {
             && lhs.backoff == rhs.backoff && lhs.memoryLimitBytes == rhs.memoryLimitBytes && lhs.healCommand == rhs.healCommand
             && lhs.healTimeout == rhs.healTimeout && lhs.user == rhs.user && lhs.group == rhs.group && lhs.groups == rhs.groups
             && lhs.stopTimeout == rhs.stopTimeout && lhs.critical == rhs.critical && lhs.priority == rhs.priority
+            && lhs.livenessProbe == rhs.livenessProbe && lhs.maxConcurrency == rhs.maxConcurrency
     }
 
     static let keys: Set<String> = [
         "name", "mode", "command", "args", "env", "class", "capabilities", "restart", "memory_limit_mb", "heal_command",
-        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s", "critical", "priority",
+        "heal_timeout_s", "user", "group", "groups", "stop_timeout_s", "critical", "priority", "liveness_probe", "max_concurrency",
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
@@ -169,8 +181,34 @@ public struct AgentManifest: Sendable, Equatable {
         if let seconds = try root.int("stop_timeout_s", in: 1...3600) { manifest.stopTimeout = .seconds(seconds) }
         manifest.critical = try root.bool("critical") ?? false
         manifest.priority = try root.int("priority", in: 0...9) ?? 5
+        if let probe = try root.section("liveness_probe") {
+            try probe.rejectUnknownKeys(allowed: ["url", "every_s", "timeout_ms", "failures"])
+            guard let url = try probe.string("url") else { throw probe.error("url", "is required: http://127.0.0.1:PORT/PATH") }
+            guard let (address, path) = Self.loopbackURL(url) else {
+                throw probe.error("url", "\"\(url)\" must be http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH: the lead probes agents on this node only")
+            }
+            let settings = LivenessProbe.Settings(
+                every: .seconds(try probe.int("every_s", in: 1...3600) ?? 10),
+                timeout: .milliseconds(try probe.int("timeout_ms", in: 100...60_000) ?? 5000),
+                failures: try probe.int("failures", in: 1...10) ?? 1)
+            manifest.livenessProbe = Probe(address: address, path: path, settings: settings)
+        }
+        manifest.maxConcurrency = try root.int("max_concurrency", in: 1...100_000)
         manifest.sourceText = text
         return manifest
+    }
+
+    /// `http://127.0.0.1:PORT/PATH` (or localhost): the address and the path, or nil.
+    static func loopbackURL(_ url: String) -> (LocalAddress, String)? {
+        guard url.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst("http://".count)
+        let hostPort = rest.prefix { $0 != "/" }
+        let path = rest.dropFirst(hostPort.count)
+        let parts = hostPort.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "127.0.0.1" || parts[0] == "localhost", let port = Int(parts[1]), (1...65535).contains(port),
+            path.allSatisfy({ $0.isASCII && $0 > " " && $0 != "\u{7F}" })
+        else { return nil }
+        return (.loopback(host: "127.0.0.1", port: port), path.isEmpty ? "/" : String(path))
     }
 
     /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and

@@ -35,6 +35,7 @@ final class HealthMonitor: Service, Sendable {
     let snapshots: SnapshotService?
     /// Seed 001 §5.1: unresolved conflicts are timed against their resolution deadlines.
     let conflicts: ConflictService?
+    let prober: LivenessProber?
     private let memory = MemoryBudgetState()
     private let emergencySnapshot = Mutex<Instant?>(nil)
     static let emergencySnapshotEvery: Duration = .seconds(600)
@@ -42,8 +43,9 @@ final class HealthMonitor: Service, Sendable {
     init(
         settings: Settings, registry: AgentRegistry, tasks: TaskService, supervisor: Supervisor, events: HealthEventLog,
         health: NodeHealth, node: NodeState, logger: Logger, incidents: IncidentService? = nil, kpis: KPIRecorder? = nil,
-        snapshots: SnapshotService? = nil, conflicts: ConflictService? = nil
+        snapshots: SnapshotService? = nil, conflicts: ConflictService? = nil, prober: LivenessProber? = nil
     ) {
+        self.prober = prober
         self.snapshots = snapshots
         self.conflicts = conflicts
         self.incidents = incidents
@@ -94,6 +96,7 @@ final class HealthMonitor: Service, Sendable {
         }
         if memoryDue { checkMemory() }
         if adoptDue { supervisor.adoptAttached() }
+        prober?.startDue(supervisor.livenessTargets(), at: now)
         var unresponsive = timers.withLock { $0.unresponsive }
         tick(now: now, unresponsive: &unresponsive)
         timers.withLock { $0.unresponsive = unresponsive }
@@ -122,6 +125,7 @@ final class HealthMonitor: Service, Sendable {
                 }
                 if HealingAction.migrateOrphans.tier.runsAutomatically(at: level) {
                     let moved = tasks.migrateOrphans(of: change.id, now: now)
+                    health.recordStep(HealingAction.migrateOrphans.tier, due: change.change.since, done: Clock.monotonicNow())
                     if moved.migrated + moved.queued > 0 {
                         events.append(
                             kind: "orphans_migrated", agent: change.name,
@@ -152,6 +156,7 @@ final class HealthMonitor: Service, Sendable {
             let reason = "\(condition.rawValue) for \(Int((now - since).milliseconds)) ms"
             if action.tier.runsAutomatically(at: level) {
                 _ = try? supervisor.heal(managed.name, reason: reason, byOperator: false)
+                health.recordStep(action.tier, due: since + settings.unresponsiveRestartAfter, done: Clock.monotonicNow())
             } else {
                 supervisor.await(managed.name, action: action, reason: "\(reason); the node is \(level.rawValue)")
             }

@@ -13,6 +13,17 @@ final class NodeHealth: Sendable {
     }
 
     private let state = Mutex(Snapshot())
+    private let tierTimes = Mutex(TierResponseTimes())
+
+    /// A healing step of `tier`, due at `due`, carried out at `done`.
+    func recordStep(_ tier: AuthorityTier, due: Instant, done: Instant) {
+        let ms = (done - due).milliseconds
+        tierTimes.withLock { $0.record(tier, tookMs: ms) }
+    }
+
+    var tierSummaries: [TierResponseTimes.Summary] {
+        tierTimes.withLock { $0.summaries }
+    }
     /// Incidents whose playbook ran `shed_load`: until each is mitigated, new tasks below
     /// MODERATE's minimum priority are shed whatever the level.
     private let shedding = Mutex<Set<Int64>>([])

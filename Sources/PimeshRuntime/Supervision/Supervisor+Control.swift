@@ -83,6 +83,7 @@ extension Supervisor {
             state.agents[name]?.awaiting = nil
             state.agents[name]?.awaitingReason = nil
         }
+        registry.setMaxConcurrency(agent.id, restored.maxConcurrency)
         let pinned = history.isPinned(name) ? "; \(agent.manifest.file) still holds the change: edit it to end the rollback" : ""
         events.append(kind: "rollback", agent: name, detail: "to the manifest before its last change, by \(caller)\(pinned)", tier: .l1)
         if agent.stopped { return "rolled back (it stays stopped)" + pinned }
@@ -184,6 +185,7 @@ extension Supervisor {
                         state.agents[manifest.name]?.manifest = manifest
                         state.agents[manifest.name]?.restartRequested = true
                     }
+                    if let id = current[manifest.name]?.id { registry.setMaxConcurrency(id, manifest.maxConcurrency) }
                     report.started.append(manifest.name)
                     continue
                 }

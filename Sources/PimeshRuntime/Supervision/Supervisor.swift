@@ -50,6 +50,8 @@ final class Supervisor: Service, Sendable {
         var frozen = false
         var awaiting: HealingAction?
         var awaitingReason: String?
+        /// When the step began to wait for an operator: the L2 response time runs from here.
+        var awaitingSince: Instant?
         /// The lead killed it to start it again (heal), so its exit is not a crash.
         var restartRequested = false
         var memoryBytes: UInt64?
@@ -196,6 +198,7 @@ final class Supervisor: Service, Sendable {
             logger.info("attached agent not registered yet", metadata: ["agent": "\(manifest.name)"])
             return nil
         }
+        registry.setMaxConcurrency(row.id, manifest.maxConcurrency)
         return Managed(manifest: manifest, id: row.id, secret: Hex.encode(row.secret), backoff: RestartBackoff(settings: manifest.backoff))
     }
 
@@ -493,6 +496,8 @@ final class Supervisor: Service, Sendable {
                 }
             }
             registry.started(agent.id, at: now, restart: restart)
+            // Seed 002's restart is an L0 step: due when its backoff ended.
+            if restart, let due = agent.restartAt { health.recordStep(.l0, due: due, done: Clock.monotonicNow()) }
             reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
             events.append(kind: restart ? "restarted" : "started", agent: name, detail: "pid \(spawned.pid)", tier: restart ? .l0 : nil)
             logger.info(restart ? "agent restarted" : "agent started", metadata: ["agent": "\(name)", "pid": "\(spawned.pid)"])
@@ -582,11 +587,13 @@ final class Supervisor: Service, Sendable {
             let delay = agent.backoff.delayAfterExit(startedAt: agent.startedAt ?? now, exitedAt: now)
             if delay >= agent.manifest.backoff.maximum && agent.backoff.consecutiveFailures > 1 {
                 agent.awaiting = .restartGivenUp
+                agent.awaitingSince = now
                 agent.awaitingReason = "crashed \(agent.backoff.consecutiveFailures) times in a row; backoff at its maximum"
                 return ("failed", "restart_given_up: \(agent.awaitingReason!); it stays down until `pimesh heal \(name)`", .l2)
             }
             guard HealingAction.restartExited.tier.runsAutomatically(at: level) else {
                 agent.awaiting = .restartExited
+                agent.awaitingSince = now
                 agent.awaitingReason = "the node is \(level.rawValue)"
                 return ("awaiting_operator", "restart_exited waits: the node is \(level.rawValue); run `pimesh heal \(name)`", .l0)
             }
@@ -657,6 +664,7 @@ final class Supervisor: Service, Sendable {
     func heal(_ name: String, reason: String, byOperator: Bool) throws(ActionError) -> String {
         let agent = try managed(name)
         if byOperator {
+            if agent.awaiting != nil, let since = agent.awaitingSince { health.recordStep(.l2, due: since, done: Clock.monotonicNow()) }
             state.withLock { state in
                 state.agents[name]?.awaiting = nil
                 state.agents[name]?.awaitingReason = nil
@@ -713,6 +721,7 @@ final class Supervisor: Service, Sendable {
         let fresh = state.withLock { state -> Bool in
             guard state.agents[name]?.awaiting == nil else { return false }
             state.agents[name]?.awaiting = action
+            state.agents[name]?.awaitingSince = Clock.monotonicNow()
             state.agents[name]?.awaitingReason = reason
             return true
         }
@@ -846,6 +855,19 @@ final class Supervisor: Service, Sendable {
     }
 
     /// The agents whose manifests say `"critical": true`.
+    /// Agents whose manifest asks for a liveness probe and that run now (not stopped, frozen or
+    /// between restarts): a probe of a process that is not there would only say so again.
+    func livenessTargets() -> [LivenessProber.Target] {
+        state.withLock { state in
+            state.agents.values.compactMap { agent in
+                guard let probe = agent.manifest.livenessProbe, !agent.stopped, !agent.frozen,
+                    agent.manifest.mode == .attached || agent.pid != nil
+                else { return nil }
+                return LivenessProber.Target(id: agent.id, name: agent.manifest.name, probe: probe)
+            }
+        }
+    }
+
     func criticalAgents() -> Set<AgentID> {
         state.withLock { Set($0.agents.values.filter(\.manifest.critical).map(\.id)) }
     }
