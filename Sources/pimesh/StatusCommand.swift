@@ -85,7 +85,23 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append(
             "node        score \(n.score)   cpu \(Format.decimal(n.factors.cpu, places: 2))   memory \(Format.decimal(n.factors.memory, places: 2))   "
                 + "io \(Format.decimal(n.factors.io, places: 2))   thermal \(Format.decimal(n.factors.thermal, places: 2))   "
-                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   load \(load) on \(r.cpuCount) cpus   temperature \(temperature)")
+                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   tasks \(Format.decimal(n.factors.tasks, places: 2))   "
+                + "storage \(Format.decimal(n.factors.storage, places: 2))   power \(Format.decimal(n.factors.power, places: 2))   "
+                + "load \(load) on \(r.cpuCount) cpus   temperature \(temperature)")
+        if r.underVoltage == true || r.throttled == true || r.frequencyCapped == true || r.underVoltageSinceBoot == true {
+            let now = [r.underVoltage == true ? "UNDER-VOLTAGE" : nil, r.throttled == true ? "throttled" : nil, r.frequencyCapped == true ? "clock capped" : nil]
+                .compactMap { $0 }
+            lines.append(
+                "power       " + (now.isEmpty ? "ok now" : now.joined(separator: ", "))
+                    + (r.underVoltageSinceBoot == true ? "   under-voltage seen since boot: check the supply and the SD card" : ""))
+        }
+        if let writes = n.writes {
+            let budget = writes.budgetBytesPerDay == 0 ? "no budget" : "of \(Format.megabytes(writes.budgetBytesPerDay))/day"
+            lines.append(
+                "sd writes   \(Format.megabytes(writes.lastDayBytes)) in the last day \(budget)   pace \(Format.megabytes(writes.projectedPerDayBytes))/day"
+                    + (writes.checkpointStretch > 1 ? "   checkpoints every \(Format.decimal(writes.checkpointStretch))× longer" : "")
+                    + (r.storageCommitP99Ms.map { "   commit p99 " + Format.decimal($0, places: 2) + " ms" } ?? ""))
+        }
         // The decoder turns snake_case keys into camelCase, dictionary keys included.
         let dropped = HeartbeatDropReason.allCases.map { reason -> String in
             let key = reason.description

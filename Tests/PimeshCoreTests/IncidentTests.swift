@@ -49,6 +49,16 @@ import Testing
         #expect(causes(recovering)["critical_agents_down"] == nil, "nobody is down any more")
     }
 
+    @Test func underVoltageIsSEV2AndThrottlingAloneSEV3() {
+        var observation = IncidentObservation(agents: agents(10, unhealthy: 0))
+        #expect(causes(observation).keys.allSatisfy { !$0.hasPrefix("power:") })
+        observation.throttled = true
+        #expect(causes(observation)["power:throttled"]?.severity == .sev3)
+        observation.underVoltage = true
+        #expect(causes(observation)["power:under_voltage"]?.severity == .sev2)
+        #expect(causes(observation)["power:throttled"] == nil, "the supply explains the throttling")
+    }
+
     @Test func aCapabilityWithNoLiveAgentIsSEV1() {
         let observed = [
             IncidentObservation.Agent(name: "x", capabilities: ["ocr"], down: true, healthy: false),

@@ -88,6 +88,55 @@ import Testing
 }
 
 @Suite struct NodeImpedanceTests {
+    /// The node's own pipeline, its SD card and its power, each at its threshold.
+    @Test func taskQueueStorageAndPowerFactors() {
+        var readings = NodeReadings(cpuCount: 4)
+        readings.taskQueueLatencyMs = 100
+        readings.storageCommitP99Ms = 50
+        #expect(NodeImpedance(readings: readings).score == 0, "at the thresholds nothing is lost")
+        readings.taskQueueLatencyMs = 200
+        readings.storageCommitP99Ms = 100
+        let strained = NodeImpedance(readings: readings)
+        #expect(strained.tasks == 0.5 && strained.storage == 0.5)
+        #expect(strained.score == 750, "1000 × (1 − 0.5 × 0.5)")
+        var power = NodeReadings(cpuCount: 4)
+        power.frequencyCapped = true
+        #expect(NodeImpedance(readings: power).power == 0.8)
+        power.throttled = true
+        #expect(NodeImpedance(readings: power).power == 0.6)
+        power.underVoltage = true
+        #expect(NodeImpedance(readings: power).power == 0.5)
+        #expect(NodeImpedance(readings: power).score == 500)
+        power = NodeReadings(cpuCount: 4)
+        power.underVoltage = false
+        #expect(NodeImpedance(readings: power).power == 1)
+    }
+
+    @Test func theWriteBudgetStretchesCheckpointsWhenTheLeadWritesAhead() {
+        let mb: UInt64 = 1 << 20
+        var budget = WriteBudget(bytesPerDay: 240 * mb)
+        let start = Instant.seconds(36_000)
+        budget.record(writtenBytes: 1_000 * mb, at: start)
+        #expect(budget.usedLastDay(at: start) == 0, "the first reading is where counting starts")
+        // 20 MB over two hours is a 240 MB/day pace: exactly the budget, no stretch.
+        budget.record(writtenBytes: 1_010 * mb, at: start + .seconds(1800))
+        budget.record(writtenBytes: 1_020 * mb, at: start + .seconds(3600 + 1800))
+        #expect(budget.projectedPerDay(at: start + .seconds(3600 + 1800)) == 240 * mb)
+        #expect(budget.checkpointStretch(at: start + .seconds(3600 + 1800)) == 1)
+        // 10 MB more in that hour: a 360 MB/day pace, 1.5 × the budget.
+        budget.record(writtenBytes: 1_030 * mb, at: start + .seconds(3600 + 1900))
+        #expect(budget.checkpointStretch(at: start + .seconds(3600 + 1900)) == 1.5)
+        // Never more than 12 ×, and a restarted counter (a new process) starts afresh.
+        budget.record(writtenBytes: 9_000 * mb, at: start + .seconds(3600 + 2000))
+        #expect(budget.checkpointStretch(at: start + .seconds(3600 + 2000)) == WriteBudget.maximumStretch)
+        budget.record(writtenBytes: 5, at: start + .seconds(3600 + 2100))
+        #expect(budget.usedLastDay(at: start + .seconds(3600 + 2100)) == 8_000 * mb)
+        // A day and two hours later it has all left the window.
+        #expect(budget.usedLastDay(at: start + .seconds(26 * 3600 + 3600)) == 0)
+        #expect(budget.checkpointStretch(at: start + .seconds(26 * 3600 + 3600)) == 1)
+        #expect(WriteBudget(bytesPerDay: 0).checkpointStretch(at: start) == 1, "0: no budget")
+    }
+
     @Test func idleNodeScoresZero() {
         let readings = NodeReadings(cpuCount: 4, loadAverage: 0.3, cpuPressure: 0, memoryPressure: 0, ioPressure: 0,
                                     memoryTotalBytes: 4 << 30, memoryAvailableBytes: 3 << 30, temperatureCelsius: 45)

@@ -102,7 +102,7 @@ func read(_ path: String) -> String {
         let json = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("{") })
         let report = try APICoding.decode(SelftestReport.self, from: Array(json.utf8))
         let byCheck = Dictionary(uniqueKeysWithValues: report.results.map { ($0.check, $0) })
-        #expect(Set(byCheck.keys) == ["leds.sysfs", "leds.gpiod", "heartbeat.socket", "store.fsync", "disk.free", "cgroup.v2", "thermal", "clock"])
+        #expect(Set(byCheck.keys) == ["leds.sysfs", "leds.gpiod", "heartbeat.socket", "store.fsync", "disk.free", "cgroup.v2", "thermal", "power", "clock"])
         #expect(byCheck["leds.sysfs"]?.result == "PASS", "\(String(describing: byCheck["leds.sysfs"]))")
         // Restored: in a fake tree the file holds what was written back (sysfs would list all, [mmc0] marked).
         #expect(read(sys + "/class/leds/ACT/trigger") == "mmc0")
@@ -111,7 +111,15 @@ func read(_ path: String) -> String {
         #expect(gpio.detail.contains("gpiochip"))
         #expect(byCheck["heartbeat.socket"]?.result == "PASS")
         #expect(byCheck["store.fsync"]?.result == "PASS")
+        #expect(byCheck["power"]?.result == "SKIP" && byCheck["power"]?.detail.contains("not a Raspberry Pi") == true)
         #expect(result.status == (report.failed > 0 ? 1 : 0))
+        // The firmware's word, as a Pi OS kernel shows it: under-voltage since boot is a FAIL.
+        try FileManager.default.createDirectory(atPath: sys + "/devices/platform/soc/soc:firmware", withIntermediateDirectories: true)
+        try "50000\n".write(toFile: sys + "/devices/platform/soc/soc:firmware/get_throttled", atomically: true, encoding: .utf8)
+        let powered = try runPimesh(["selftest", "--json", "--config", config, "--data-dir", LeadProcess.scratchDirectory()])
+        let poweredJSON = try #require(powered.output.split(separator: "\n").first { $0.hasPrefix("{") })
+        let power = try #require(try APICoding.decode(SelftestReport.self, from: Array(poweredJSON.utf8)).results.first { $0.check == "power" })
+        #expect(power.result == "FAIL" && power.detail.contains("since boot"), "\(power)")
 
         // A configured gpiod backend without a chip is a FAIL, and the exit status says so.
         let gpiod = writeConfig(#"{"leds": {"backend": "gpiod", "map": [{"name": "red", "role": "alert", "chip": "gpiochip0", "line": 17}]}}"#)

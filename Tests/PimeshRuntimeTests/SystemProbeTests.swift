@@ -43,6 +43,34 @@ import Testing
         let readings = NodeProbe(procRoot: "/nonexistent/proc", sysRoot: "/nonexistent/sys").read()
         #expect(readings.cpuCount >= 1)
         #expect(readings.loadAverage == nil && readings.cpuPressure == nil && readings.temperatureCelsius == nil)
+        #expect(readings.underVoltage == nil && readings.throttled == nil && readings.leadWrittenBytes == nil)
+    }
+
+    /// The Pi's power state, from the firmware's word where the kernel offers it, else from
+    /// `raspberrypi-hwmon`; the lead's own writes from `/proc/self/io`.
+    @Test func underVoltageThrottlingAndOwnWritesFromAPiLikeTree() throws {
+        let root = try fakeTree()
+        try FileIO.makeDirectories(root + "/sys/class/hwmon/hwmon0")
+        try FileIO.makeDirectories(root + "/sys/class/hwmon/hwmon1")
+        try FileIO.makeDirectories(root + "/proc/self")
+        try FileIO.writeAtomically(path: root + "/sys/class/hwmon/hwmon0/name", bytes: Array("cpu_thermal\n".utf8))
+        try FileIO.writeAtomically(path: root + "/sys/class/hwmon/hwmon1/name", bytes: Array("rpi_volt\n".utf8))
+        try FileIO.writeAtomically(path: root + "/sys/class/hwmon/hwmon1/in0_lcrit_alarm", bytes: Array("1\n".utf8))
+        try FileIO.writeAtomically(
+            path: root + "/proc/self/io", bytes: Array("rchar: 100\nwchar: 200\nwrite_bytes: 4096000\ncancelled_write_bytes: 0\n".utf8))
+        var readings = NodeProbe(procRoot: root + "/proc", sysRoot: root + "/sys").read()
+        #expect(readings.underVoltage == true && readings.throttled == nil, "hwmon says only under-voltage")
+        #expect(readings.leadWrittenBytes == 4_096_000)
+        // The firmware's word wins where it exists: 0x50005 = under-voltage and throttled now,
+        // both since boot too.
+        try FileIO.makeDirectories(root + "/sys/devices/platform/soc/soc:firmware")
+        try FileIO.writeAtomically(path: root + "/sys/devices/platform/soc/soc:firmware/get_throttled", bytes: Array("50005\n".utf8))
+        readings = NodeProbe(procRoot: root + "/proc", sysRoot: root + "/sys").read()
+        #expect(readings.underVoltage == true && readings.throttled == true && readings.frequencyCapped == false)
+        #expect(readings.underVoltageSinceBoot == true)
+        try FileIO.writeAtomically(path: root + "/sys/devices/platform/soc/soc:firmware/get_throttled", bytes: Array("0x0\n".utf8))
+        readings = NodeProbe(procRoot: root + "/proc", sysRoot: root + "/sys").read()
+        #expect(readings.underVoltage == false && readings.throttled == false && readings.underVoltageSinceBoot == false)
     }
 
     @Test func smapsRollupParses() {

@@ -84,15 +84,37 @@ public struct StatusReport: Codable, Sendable {
             public var io: Double
             public var thermal: Double
             public var headroom: Double
+            public var tasks: Double
+            public var storage: Double
+            public var power: Double
         }
 
-        public init(impedance: NodeImpedance, readings: NodeReadings) {
+        /// DESIGN.md §5: the lead's own writes against `store.write_budget_mb_per_day`.
+        public struct Writes: Codable, Sendable {
+            public var budgetBytesPerDay: UInt64
+            public var lastDayBytes: UInt64
+            /// The last two hours' pace, as a day.
+            public var projectedPerDayBytes: UInt64
+            /// Checkpoint intervals are this many times longer while the lead writes ahead.
+            public var checkpointStretch: Double
+        }
+
+        public var writes: Writes?
+
+        public init(impedance: NodeImpedance, readings: NodeReadings, writeBudget: WriteBudget? = nil, at now: Instant? = nil) {
             score = impedance.score
             factors = Factors(
                 cpu: ImpedanceView.round(impedance.cpu), memory: ImpedanceView.round(impedance.memory),
                 io: ImpedanceView.round(impedance.io), thermal: ImpedanceView.round(impedance.thermal),
-                headroom: ImpedanceView.round(impedance.headroom))
+                headroom: ImpedanceView.round(impedance.headroom), tasks: ImpedanceView.round(impedance.tasks),
+                storage: ImpedanceView.round(impedance.storage), power: ImpedanceView.round(impedance.power))
             self.readings = readings
+            if let writeBudget, let now {
+                writes = Writes(
+                    budgetBytesPerDay: writeBudget.bytesPerDay, lastDayBytes: writeBudget.usedLastDay(at: now),
+                    projectedPerDayBytes: writeBudget.projectedPerDay(at: now),
+                    checkpointStretch: ImpedanceView.round(writeBudget.checkpointStretch(at: now)))
+            }
         }
     }
 

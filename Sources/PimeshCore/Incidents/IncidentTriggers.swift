@@ -41,6 +41,9 @@ public struct IncidentObservation: Sendable {
     public var unresolvedConflicts: [UnresolvedConflict] = []
     /// The node's own impedance score (0–1000).
     public var nodeScore: Int?
+    /// The Pi's supply is low now (NodeReadings.underVoltage), or its firmware throttles the ARM.
+    public var underVoltage = false
+    public var throttled = false
     /// Coordination KPIs missing their seed targets.
     public var missedKPIs: [String] = []
     /// Agents an open incident holds that are not healthy again yet (restarted, not heartbeating):
@@ -207,6 +210,17 @@ public struct IncidentTriggers: Sendable {
                 IncidentTrigger(
                     cause: "agents_in_conflict", kind: .conflict, severity: .sev4,
                     summary: "\(observation.conflicting.count) agent(s) report CONFLICT", agents: observation.conflicting))
+        }
+        if observation.underVoltage {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "power:under_voltage", kind: .resources, severity: .sev2,
+                    summary: "the Pi's supply is below 4.63 V: a brown-out can corrupt the SD card; use a 5.1 V 3 A supply and a short cable"))
+        } else if observation.throttled {
+            triggers.append(
+                IncidentTrigger(
+                    cause: "power:throttled", kind: .resources, severity: .sev3,
+                    summary: "the firmware throttles the ARM clock (heat or supply): every agent runs slower"))
         }
         if let score = observation.nodeScore, score > settings.strainedNodeScore {
             triggers.append(

@@ -10,6 +10,14 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
         public var thermalWorstFactor: Double
         /// Below this share of MemAvailable the kernel starts reclaiming hard.
         public var memoryHeadroomFullAt: Double
+        /// Seed 000's stage gate: queue latency under 100 ms is a healthy pipeline.
+        public var queueLatencyFullAtMs: Double = 100
+        /// A commit (with its fsync) on a good SD card takes a few ms; past 50 ms writes queue.
+        public var storageCommitFullAtMs: Double = 50
+        /// Under-voltage: the firmware drops the ARM to 600 MHz and the SD card risks corruption.
+        public var underVoltageFactor: Double = 0.5
+        public var throttledFactor: Double = 0.6
+        public var frequencyCappedFactor: Double = 0.8
 
         public init(
             thermalFullAtCelsius: Double = 70, thermalWorstAtCelsius: Double = 85, thermalWorstFactor: Double = 0.2,
@@ -27,6 +35,12 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
     public var io: Double
     public var thermal: Double
     public var headroom: Double
+    /// The node's own task pipeline: 1 while the oldest waiting task waited ≤ 100 ms.
+    public var tasks: Double
+    /// The SD card: 1 while commits' p99 is ≤ 50 ms.
+    public var storage: Double
+    /// Power: under-voltage, throttling or a capped clock.
+    public var power: Double
     public var score: Int
 
     public init(readings: NodeReadings, settings: Settings = Settings()) {
@@ -57,7 +71,18 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
         } else {
             headroom = 1
         }
-        let quality = cpu * memory * io * thermal * headroom
+        func within(_ value: Double?, fullAt limit: Double) -> Double {
+            guard let value, limit > 0 else { return 1 }
+            return 1 / max(1, value / limit)
+        }
+        tasks = within(readings.taskQueueLatencyMs, fullAt: settings.queueLatencyFullAtMs)
+        storage = within(readings.storageCommitP99Ms, fullAt: settings.storageCommitFullAtMs)
+        var power = 1.0
+        if readings.frequencyCapped == true { power = min(power, settings.frequencyCappedFactor) }
+        if readings.throttled == true { power = min(power, settings.throttledFactor) }
+        if readings.underVoltage == true { power = min(power, settings.underVoltageFactor) }
+        self.power = power
+        let quality = cpu * memory * io * thermal * headroom * tasks * storage * power
         score = Int.score(fromQuality: quality)
     }
 }

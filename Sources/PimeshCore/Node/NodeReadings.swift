@@ -11,6 +11,21 @@ public struct NodeReadings: Sendable, Equatable, Codable {
     public var memoryAvailableBytes: UInt64?
     /// Hottest thermal zone, in °C.
     public var temperatureCelsius: Double?
+    /// The Pi's supply is below 4.63 V now (firmware `get_throttled` bit 0, or the
+    /// `raspberrypi-hwmon` `in0_lcrit_alarm`); nil where neither exists.
+    public var underVoltage: Bool?
+    /// The firmware throttles the ARM now (bit 2) or caps its frequency (bit 1).
+    public var throttled: Bool?
+    public var frequencyCapped: Bool?
+    /// Under-voltage since boot (bit 16): the SD card may have seen a brown-out.
+    public var underVoltageSinceBoot: Bool?
+    /// How long the oldest task handed to an agent has waited there (ms); nil with none waiting.
+    public var taskQueueLatencyMs: Double?
+    /// The store's commit time, p99 of the last 1,000: the SD card's write latency (durable
+    /// commits fsync).
+    public var storageCommitP99Ms: Double?
+    /// The lead's own bytes written to storage since it started (`/proc/self/io` write_bytes).
+    public var leadWrittenBytes: UInt64?
 
     public init(
         cpuCount: Int, loadAverage: Double? = nil, cpuPressure: Double? = nil, memoryPressure: Double? = nil,

@@ -70,7 +70,8 @@ public enum ConfigLoader {
             if let rate = try agents.int("registrations_per_s", in: 1...100_000) { config.agents.registrationsPerS = rate }
         }
         if let store = try root.section("store") {
-            try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s", "durable_commit_delay_ms"])
+            try store.rejectUnknownKeys(allowed: ["commit_interval_ms", "checkpoint_interval_s", "durable_commit_delay_ms", "write_budget_mb_per_day"])
+            if let mb = try store.int("write_budget_mb_per_day", in: 0...1_048_576) { config.store.writeBudgetMBPerDay = mb }
             if let ms = try store.int("durable_commit_delay_ms", in: 0...1000) { config.store.durableCommitDelayMs = ms }
             if let ms = try store.int("commit_interval_ms", in: 1...10_000) { config.store.commitIntervalMs = ms }
             if let s = try store.int("checkpoint_interval_s", in: 10...86_400) { config.store.checkpointIntervalS = s }

@@ -79,6 +79,9 @@ public struct LeadConfig: Sendable, Equatable {
         /// A write someone waits for (a task accepted, a result) is committed this soon instead
         /// of at the next tick; writes arriving meanwhile share its commit.
         public var durableCommitDelayMs = 2
+        /// DESIGN.md §5: the lead's own writes per day; ahead of it, checkpoints are stretched
+        /// (up to 12×). 0: no budget.
+        public var writeBudgetMBPerDay = 256
     }
 
     public struct Node: Sendable, Equatable {

@@ -99,7 +99,7 @@ public struct Lead: Sendable {
             logger.warning("fault injection: every store commit takes \(slow) ms longer (PIMESH_FAULT_SLOW_COMMIT_MS)")
         }
         let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
-        let node = NodeState(readings: probe.read())
+        let node = NodeState(readings: probe.read(), writeBudgetBytesPerDay: UInt64(config.store.writeBudgetMBPerDay) << 20)
         let ready = ReadyFlag()
         let checkpointCounter = CheckpointCounter()
         let metrics = LeadMetrics()
@@ -258,8 +258,16 @@ public struct Lead: Sendable {
             .init(service: writer, serviceName: "store-writer"),
             .init(service: AuditLifecycle(audit: audit, retainDays: config.audit.retainDays, logger: logger), serviceName: "audit-lifecycle"),
             .init(service: tasks, serviceName: "tasks"),
-            .init(service: CheckpointService(registry: registry, writer: writer, interval: .seconds(config.store.checkpointIntervalS), counter: checkpointCounter), serviceName: "checkpoints"),
-            .init(service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)), serviceName: "node-probe"),
+            .init(
+                service: CheckpointService(
+                    registry: registry, writer: writer, interval: .seconds(config.store.checkpointIntervalS), counter: checkpointCounter, node: node),
+                serviceName: "checkpoints"),
+            .init(
+                service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)) { [tasks, writer] readings in
+                    readings.taskQueueLatencyMs = tasks.queueLatencies(now: Clock.monotonicNow()).values.max()
+                    readings.storageCommitP99Ms = writer.stats.recentCommitMs.percentile(99)
+                },
+                serviceName: "node-probe"),
             .init(
                 service: HeartbeatListener(
                     registry: registry, tasks: tasks, host: config.heartbeat.host, port: config.heartbeat.port, unixSocketPath: heartbeatSocket,

@@ -107,7 +107,7 @@ final class LeadState: Sendable {
             pid: PimeshRuntimeInfo.pid,
             uptimeS: ImpedanceView.round((now - startedAt).milliseconds / 1000),
             agents: agents,
-            node: .init(impedance: impedance, readings: readings),
+            node: .init(impedance: impedance, readings: readings, writeBudget: node.writeBudget, at: now),
             heartbeats: .init(intervalMs: config.heartbeat.intervalMs, counters: registry.counters),
             rssBytes: memory.rssBytes,
             pssBytes: memory.pssBytes,

@@ -35,6 +35,11 @@ final class LeadMetrics: Sendable {
     private let meanScore: Meter
     private let p95Score: Meter
     private let nodeScore: Meter
+    private let nodeFactors: [String: Meter]
+    private let underVoltage: Meter
+    private let writtenLastDay: Meter
+    private let writeBudget: Meter
+    private let checkpointStretch: Meter
     private let memory: [String: Meter]
     private let openTasks: [TaskState: Meter]
     private let kpiValues: [String: Meter]
@@ -133,6 +138,13 @@ final class LeadMetrics: Sendable {
         meanScore = gauge("pimesh_agent_score_mean", "Mean impedance score of all agents (0 best, 1000 worst).")
         p95Score = gauge("pimesh_agent_score_p95", "95th percentile impedance score of all agents.")
         nodeScore = gauge("pimesh_node_score", "The node's own impedance score (0 best, 1000 worst).")
+        nodeFactors = Dictionary(uniqueKeysWithValues: ["cpu", "memory", "io", "thermal", "headroom", "tasks", "storage", "power"].map {
+            ($0, gauge("pimesh_node_factor", "What is left of the node for work, by factor (1 all, 0 none); the score is 1000 × (1 − their product).", [("factor", $0)]))
+        })
+        underVoltage = gauge("pimesh_node_under_voltage", "1 while the Pi's supply is below 4.63 V, 0 when not, absent without a sensor.")
+        writtenLastDay = gauge("pimesh_lead_written_bytes_last_day", "Bytes the lead wrote to storage in the last 24 hours (/proc/self/io).")
+        writeBudget = gauge("pimesh_lead_write_budget_bytes_per_day", "store.write_budget_mb_per_day in bytes (0: none).")
+        checkpointStretch = gauge("pimesh_checkpoint_stretch", "How many times longer checkpoint intervals are while the lead writes ahead of its budget.")
         memory = Dictionary(
             uniqueKeysWithValues: ["rss", "pss", "private_anonymous"].map {
                 ($0, gauge("pimesh_memory_bytes", "The lead's own memory, by kind.", [("kind", $0)]))
@@ -200,6 +212,19 @@ final class LeadMetrics: Sendable {
         meanScore.set(status.agents.meanScore ?? 0)
         p95Score.set(status.agents.p95Score ?? 0)
         nodeScore.set(status.node.score)
+        let factors = status.node.factors
+        for (name, value) in [
+            ("cpu", factors.cpu), ("memory", factors.memory), ("io", factors.io), ("thermal", factors.thermal), ("headroom", factors.headroom),
+            ("tasks", factors.tasks), ("storage", factors.storage), ("power", factors.power),
+        ] {
+            nodeFactors[name]?.set(value)
+        }
+        underVoltage.set(status.node.readings.underVoltage.map { $0 ? 1.0 : 0.0 } ?? .nan)
+        if let writes = status.node.writes {
+            writtenLastDay.set(Double(writes.lastDayBytes))
+            writeBudget.set(Double(writes.budgetBytesPerDay))
+            checkpointStretch.set(writes.checkpointStretch)
+        }
         memory["rss"]?.set(Double(status.rssBytes))
         memory["pss"]?.set(Double(status.pssBytes))
         memory["private_anonymous"]?.set(Double(status.privateAnonymousBytes))

@@ -40,7 +40,8 @@ public struct Selftest: Sendable {
     public func run() -> Report {
         let checks: [(String, () -> (Outcome, String))] = [
             ("leds.sysfs", ledsSysfs), ("leds.gpiod", ledsGPIOD), ("heartbeat.socket", heartbeatSocket),
-            ("store.fsync", storeFsync), ("disk.free", diskFree), ("cgroup.v2", cgroupV2), ("thermal", thermal), ("clock", clock),
+            ("store.fsync", storeFsync), ("disk.free", diskFree), ("cgroup.v2", cgroupV2), ("thermal", thermal), ("power", power),
+            ("clock", clock),
         ]
         var results: [Result] = []
         for (name, check) in checks {
@@ -225,6 +226,23 @@ public struct Selftest: Sendable {
             }
         }
         return (.skip, "no readable thermal zone under \(root)")
+    }
+
+    /// Under-voltage and throttling from the firmware (`get_throttled`) or `raspberrypi-hwmon`,
+    /// read the way the lead reads them.
+    func power() -> (Outcome, String) {
+        let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
+        if let bits = probe.throttledBits() {
+            let word = "get_throttled=0x" + String(bits, radix: 16)
+            if bits & 0x1 != 0 { return (.fail, word + ": under-voltage now; use a 5.1 V 3 A supply") }
+            if bits & 0x6 != 0 { return (.fail, word + ": the ARM is throttled or capped now") }
+            if bits & 0x1_0000 != 0 { return (.fail, word + ": under-voltage happened since boot; check the supply and the SD card") }
+            return (.pass, word + ": no under-voltage or throttling since boot")
+        }
+        if let low = probe.underVoltageAlarm() {
+            return low ? (.fail, "rpi_volt in0_lcrit_alarm=1: under-voltage now") : (.pass, "rpi_volt in0_lcrit_alarm=0: supply ok")
+        }
+        return (.skip, "no get_throttled under \(config.node.sysRoot)/devices/platform/soc/soc:firmware and no rpi_volt hwmon: not a Raspberry Pi, or a kernel without them")
     }
 
     /// A Pi 4B has no real-time clock: before NTP it starts at an old date, which breaks

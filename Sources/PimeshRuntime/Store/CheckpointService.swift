@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshCore
 import PimeshStore
 import ServiceLifecycle
 import Synchronization
@@ -10,9 +11,20 @@ struct CheckpointService: Service {
     let writer: StoreWriter
     let interval: Duration
     let counter: CheckpointCounter
+    /// Its write budget stretches the interval when the lead writes ahead of it.
+    let node: NodeState?
 
     func run() async throws {
-        await repeatUntilGracefulShutdown(every: interval) { checkpoint() }
+        // The first pass only schedules: a checkpoint at start would write what was just read.
+        let scheduled = Mutex(false)
+        await runWhenDue(doorbell: Doorbell()) {
+            if scheduled.withLock({ $0 }) { checkpoint() }
+            scheduled.withLock { $0 = true }
+            let now = Clock.monotonicNow()
+            let stretch = node?.writeBudget.checkpointStretch(at: now) ?? 1
+            let wait: Duration = interval * stretch
+            return now + wait
+        }
         // Committed by the writer's final commit: it stops after this service.
         checkpoint()
     }

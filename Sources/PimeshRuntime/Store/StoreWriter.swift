@@ -30,6 +30,8 @@ public final class StoreWriter: Service, Sendable {
     public struct Stats: Sendable {
         public var commits = 0
         public var lastCommitMs: Double?
+        /// The last 1,000 commits' times: their p99 is the SD card's write latency.
+        public var recentCommitMs = SampleRing(capacity: 1000)
     }
 
     /// A write that came after the writer's final commit.
@@ -187,6 +189,7 @@ public final class StoreWriter: Service, Sendable {
         statistics.withLock {
             $0.commits += 1
             $0.lastCommitMs = elapsed
+            $0.recentCommitMs.add(elapsed)
         }
         for (pending, result) in zip(batch, results) {
             switch result {

@@ -66,6 +66,8 @@ final class HealthMonitor: Service, Sendable {
         var lastAdopt: Instant
         /// When each hung, looping or suspected agent became so.
         var unresponsive: [AgentID: Instant] = [:]
+        /// The supply was low at the last pass: an alert is raised once per episode.
+        var underVoltage = false
     }
 
     private let timers: Mutex<Timers> = {
@@ -95,6 +97,16 @@ final class HealthMonitor: Service, Sendable {
             return due
         }
         if memoryDue { checkMemory() }
+        let underVoltage = node.latest.readings.underVoltage == true
+        let newlyLow = timers.withLock { timers in
+            defer { timers.underVoltage = underVoltage }
+            return underVoltage && !timers.underVoltage
+        }
+        if newlyLow {
+            let detail = "under-voltage: the Pi's supply is below 4.63 V; a brown-out can corrupt the SD card"
+            events.append(kind: "alert", agent: nil, detail: detail)
+            logger.critical("\(detail)")
+        }
         if adoptDue { supervisor.adoptAttached() }
         prober?.startDue(supervisor.livenessTargets(), at: now)
         var unresponsive = timers.withLock { $0.unresponsive }
@@ -208,7 +220,10 @@ final class HealthMonitor: Service, Sendable {
             observation.quarantined = registry.quarantinedNames()
             observation.conflicting = registry.conflictingNames(at: now)
             observation.unresolvedConflicts = conflicts?.unresolvedConflicts(nowMs: wallNow) ?? []
-            observation.nodeScore = node.latest.impedance.score
+            let latest = node.latest
+            observation.nodeScore = latest.impedance.score
+            observation.underVoltage = latest.readings.underVoltage == true
+            observation.throttled = latest.readings.throttled == true
             observation.missedKPIs = kpis?.indicators.filter { $0.met == false && $0.warnsOnMiss }.map(\.name) ?? []
             incidents.observe(observation, at: now)
         }

@@ -15,7 +15,7 @@ public struct NodeProbe: Sendable {
 
     public func read() -> NodeReadings {
         let memory = meminfo()
-        return NodeReadings(
+        var readings = NodeReadings(
             cpuCount: cpuCount(),
             loadAverage: text("\(procRoot)/loadavg").flatMap { $0.split(separator: " ").first }.flatMap { Double($0) },
             cpuPressure: pressure("cpu"),
@@ -24,6 +24,43 @@ public struct NodeProbe: Sendable {
             memoryTotalBytes: memory["MemTotal"],
             memoryAvailableBytes: memory["MemAvailable"],
             temperatureCelsius: hottestThermalZone())
+        if let bits = throttledBits() {
+            readings.underVoltage = bits & 0x1 != 0
+            readings.frequencyCapped = bits & 0x2 != 0
+            readings.throttled = bits & 0x4 != 0
+            readings.underVoltageSinceBoot = bits & 0x1_0000 != 0
+        } else if let alarm = underVoltageAlarm() {
+            readings.underVoltage = alarm
+        }
+        readings.leadWrittenBytes = ownWrittenBytes()
+        return readings
+    }
+
+    /// The firmware's `get_throttled` word (Pi OS kernels: a sysfs file of the firmware
+    /// driver, in hex): bit 0 under-voltage, 1 frequency capped, 2 throttled, 16 under-voltage
+    /// since boot.
+    func throttledBits() -> UInt32? {
+        guard let raw = text("\(sysRoot)/devices/platform/soc/soc:firmware/get_throttled")?.trimmingWhitespace() else { return nil }
+        return UInt32(raw.hasPrefix("0x") ? String(raw.dropFirst(2)) : raw, radix: 16)
+    }
+
+    /// `raspberrypi-hwmon` (hwmon named `rpi_volt`): `in0_lcrit_alarm` is 1 while the supply is low.
+    func underVoltageAlarm() -> Bool? {
+        let directory = "\(sysRoot)/class/hwmon"
+        guard let names = try? FileIO.list(directory) else { return nil }
+        for name in names.sorted() where text("\(directory)/\(name)/name")?.trimmingWhitespace() == "rpi_volt" {
+            return text("\(directory)/\(name)/in0_lcrit_alarm").map { $0.trimmingWhitespace() == "1" }
+        }
+        return nil
+    }
+
+    /// `write_bytes` of `<proc>/self/io`: what this process caused to be written to storage.
+    func ownWrittenBytes() -> UInt64? {
+        guard let content = text("\(procRoot)/self/io") else { return nil }
+        for line in content.split(separator: "\n") where line.hasPrefix("write_bytes:") {
+            return UInt64(line.dropFirst("write_bytes:".count).trimmingWhitespace())
+        }
+        return nil
     }
 
     private func text(_ path: String) -> String? {
