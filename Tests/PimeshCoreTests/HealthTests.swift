@@ -418,6 +418,15 @@ import Testing
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).canariesAdvance } == [true, true, false, false, false])
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).maxScatterAgents } == [nil, nil, 1000, nil, nil])
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).scatterNeedsApproval } == [false, false, false, true, true])
+        // Ask and broadcast at each threshold: MODERATE's 1,000 agents and priority 2, SEVERE's approval.
+        let moderate = DegradationPolicy(level: .moderate)
+        #expect(moderate.scatterVerdict(priority: 2, approved: false, targets: 1000) == .allowed)
+        #expect(moderate.scatterVerdict(priority: 2, approved: false, targets: 1001) == .tooManyAgents(targets: 1001, limit: 1000))
+        #expect(moderate.scatterVerdict(priority: 1, approved: false, targets: 10) == .shed(minimumPriority: 2))
+        let severe = DegradationPolicy(level: .severe)
+        #expect(severe.scatterVerdict(priority: 3, approved: false, targets: 10) == .needsApproval)
+        #expect(severe.scatterVerdict(priority: 0, approved: true, targets: 5000) == .allowed, "the operator's approval covers it")
+        #expect(DegradationPolicy(level: .full).scatterVerdict(priority: 0, approved: false, targets: 100_000) == .allowed)
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).retryTimeoutFactor } == [1, 2, 2, 2, 2])
         #expect(DegradationLevel.allCases.map { DegradationPolicy(level: $0).preservesStateAndAlerts } == [false, false, false, false, true])
         #expect(DegradationPolicy(level: .full).restrictions.isEmpty)
@@ -790,5 +799,25 @@ import Testing
         #expect(byTier[.l1]?.steps == 1 && byTier[.l1]?.withinSLA == 1)
         #expect(byTier[.l2]?.steps == 2 && byTier[.l2]?.withinSLA == 1, "a clock step backwards counts as 0 ms")
         #expect(TierResponseTimes().summaries.allSatisfy { $0.steps == 0 && $0.p95Ms == nil })
+    }
+}
+
+@Suite struct UnresponsiveHealingTests {
+    let since = Instant.seconds(100)
+    let after = Duration.seconds(2)
+
+    @Test func healedAfterTheDelayWhenTheTierAllowsElseParked() {
+        func decide(_ condition: AgentCondition, at now: Instant, supervised: Bool = true, level: DegradationLevel = .full) -> UnresponsiveHealing {
+            UnresponsiveHealing.decide(condition: condition, since: since, now: now, after: after, supervised: supervised, level: level)
+        }
+        #expect(decide(.hung, at: since + .milliseconds(1999)) == .notYet)
+        #expect(decide(.hung, at: since + after) == .heal(.restartUnresponsive, due: since + after, reason: "hung for 2000 ms"))
+        #expect(decide(.suspected, at: since + after, supervised: false) == .heal(.runHealCommand, due: since + after, reason: "suspected for 2000 ms"))
+        #expect(decide(.alive, at: since + after) == .notYet, "it answered meanwhile")
+        #expect(decide(.exited, at: since + after) == .notYet, "exits are the restart policy's")
+        // L1: automatic up to DEGRADED_MODERATE, parked from DEGRADED_SEVERE on.
+        #expect(decide(.looping, at: since + after, level: .moderate) == .heal(.restartUnresponsive, due: since + after, reason: "looping for 2000 ms"))
+        #expect(decide(.looping, at: since + after, level: .severe)
+            == .awaitOperator(.restartUnresponsive, reason: "looping for 2000 ms; the node is DEGRADED_SEVERE"))
     }
 }

@@ -115,3 +115,26 @@ public struct TierResponseTimes: Sendable {
         }
     }
 }
+
+/// What the health tick does about an agent that stopped answering (hung, looping, or a
+/// suspected attached agent): nothing yet, heal it now, or park the step for an operator. The
+/// delay and the tier gate live here so that the shell only carries the decision out.
+public enum UnresponsiveHealing: Sendable, Equatable {
+    /// Not unresponsive any more, or not for long enough.
+    case notYet
+    case heal(HealingAction, due: Instant, reason: String)
+    case awaitOperator(HealingAction, reason: String)
+
+    /// `since`: when it became unresponsive; `after`: `supervision.heal_after_ms` (2 s).
+    public static func decide(
+        condition: AgentCondition, since: Instant, now: Instant, after: Duration, supervised: Bool, level: DegradationLevel
+    ) -> UnresponsiveHealing {
+        guard condition == .hung || condition == .looping || condition == .suspected else { return .notYet }
+        let due = since + after
+        guard now >= due else { return .notYet }
+        let action: HealingAction = supervised ? .restartUnresponsive : .runHealCommand
+        let reason = "\(condition.rawValue) for \(Int64((now - since).milliseconds)) ms"
+        return action.tier.runsAutomatically(at: level)
+            ? .heal(action, due: due, reason: reason) : .awaitOperator(action, reason: "\(reason); the node is \(level.rawValue)")
+    }
+}

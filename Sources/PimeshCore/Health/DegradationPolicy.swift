@@ -60,6 +60,25 @@ public struct DegradationPolicy: Sendable, Equatable {
         level >= .severe
     }
 
+    public enum ScatterVerdict: Sendable, Equatable {
+        case allowed
+        /// DEGRADED_SEVERE and worse: only with an operator's approval (asked first, whatever
+        /// the priority, so that the answer names what would let it go).
+        case needsApproval
+        /// Below the level's minimum priority (when no approval is asked).
+        case shed(minimumPriority: Int)
+        /// More agents than the level lets one operation reach.
+        case tooManyAgents(targets: Int, limit: Int)
+    }
+
+    /// Whether an ask or broadcast of `priority` to `targets` agents may go at this level.
+    public func scatterVerdict(priority: Int, approved: Bool, targets: Int) -> ScatterVerdict {
+        if scatterNeedsApproval && !approved { return .needsApproval }
+        if priority < minimumPriority && !scatterNeedsApproval { return .shed(minimumPriority: minimumPriority) }
+        if let limit = maxScatterAgents, targets > limit { return .tooManyAgents(targets: targets, limit: limit) }
+        return .allowed
+    }
+
     /// Seed EMERGENCY "preserve state to persistent storage" and "alert all human operators":
     /// entering EMERGENCY takes a snapshot and raises an alert (LED, event, audit, incident).
     public var preservesStateAndAlerts: Bool {

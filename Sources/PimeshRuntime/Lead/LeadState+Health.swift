@@ -40,26 +40,29 @@ extension LeadState {
     /// DEGRADED_SEVERE on every ask and broadcast needs an operator's approval (428 without).
     func checkScatterAllowed(_ request: GatherRequest) throws(APIError) {
         let policy = health.policy
-        // An operator's approval is what DEGRADED_SEVERE asks for, whatever the priority; it is
-        // asked first, so that the answer says what would let the gather go.
-        if policy.scatterNeedsApproval && !request.approved {
+        // Counting candidates costs a registry pass: only where the level has a limit.
+        var targets = 0
+        if policy.maxScatterAgents != nil {
+            let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
+            targets = min(candidates, request.sampleSize ?? candidates)
+        }
+        switch policy.scatterVerdict(priority: request.priority, approved: request.approved, targets: targets) {
+        case .allowed:
+            return
+        case .needsApproval:
             throw APIError(
                 status: HTTPResponse.Status(code: 428, reasonPhrase: "Precondition Required"),
                 message: "the node is \(policy.level.rawValue): mesh-wide operations need an operator's approval; "
                     + "send again with \"approved\": true (pimesh ask|broadcast --approve), which the audit log records with your uid",
                 field: "approved")
-        }
-        if request.priority < policy.minimumPriority && !policy.scatterNeedsApproval {
+        case .shed(let minimum):
             throw APIError(
                 status: .serviceUnavailable,
-                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(policy.minimumPriority) are shed (this one is \(request.priority))")
+                message: "the node is \(policy.level.rawValue): ask and broadcast below priority \(minimum) are shed (this one is \(request.priority))")
+        case .tooManyAgents(let targets, let limit):
+            throw APIError(
+                status: .serviceUnavailable,
+                message: "the node is \(policy.level.rawValue): ask and broadcast to \(targets) agents are refused (limit \(limit))")
         }
-        guard let limit = policy.maxScatterAgents else { return }
-        let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
-        let targets = min(candidates, request.sampleSize ?? candidates)
-        guard targets > limit else { return }
-        throw APIError(
-            status: .serviceUnavailable,
-            message: "the node is \(policy.level.rawValue): ask and broadcast to \(targets) agents are refused (limit \(limit))")
     }
 }

@@ -161,16 +161,18 @@ final class HealthMonitor: Service, Sendable {
         }
         for (id, since) in unresponsive where now - since >= settings.unresponsiveRestartAfter {
             unresponsive[id] = nil
-            guard let condition = registry.condition(of: id), condition == .hung || condition == .looping || condition == .suspected,
-                let managed = supervisor.isSupervised(id)
-            else { continue }
-            let action: HealingAction = managed.mode == .supervised ? .restartUnresponsive : .runHealCommand
-            let reason = "\(condition.rawValue) for \(Int((now - since).milliseconds)) ms"
-            if action.tier.runsAutomatically(at: level) {
+            guard let condition = registry.condition(of: id), let managed = supervisor.isSupervised(id) else { continue }
+            switch UnresponsiveHealing.decide(
+                condition: condition, since: since, now: now, after: settings.unresponsiveRestartAfter,
+                supervised: managed.mode == .supervised, level: level)
+            {
+            case .notYet:
+                continue
+            case .heal(let action, let due, let reason):
                 _ = try? supervisor.heal(managed.name, reason: reason, byOperator: false)
-                health.recordStep(action.tier, due: since + settings.unresponsiveRestartAfter, done: Clock.monotonicNow())
-            } else {
-                supervisor.await(managed.name, action: action, reason: "\(reason); the node is \(level.rawValue)")
+                health.recordStep(action.tier, due: due, done: Clock.monotonicNow())
+            case .awaitOperator(let action, let reason):
+                supervisor.await(managed.name, action: action, reason: reason)
             }
         }
         supervisor.rejudgeAwaiting(level: level) { self.registry.condition(of: $0) }
