@@ -94,9 +94,7 @@ public struct CoordinationKPIs: Sendable {
         }
 
         private func number(at now: Instant) -> Int64 {
-            let width = window.bucket.wholeNanoseconds
-            // Floor division: instants before the origin still fall in one bucket each.
-            return now.nanoseconds >= 0 ? now.nanoseconds / width : (now.nanoseconds - width + 1) / width
+            now.bucket(of: window.bucket)
         }
 
         mutating func add(at now: Instant, _ change: (inout Counts) -> Void) {

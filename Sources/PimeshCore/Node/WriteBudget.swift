@@ -14,8 +14,7 @@ public struct WriteBudget: Sendable {
     }
 
     private static func hour(of now: Instant) -> Int64 {
-        let width: Int64 = 3_600_000_000_000
-        return now.nanoseconds >= 0 ? now.nanoseconds / width : (now.nanoseconds - width + 1) / width
+        now.bucket(of: .seconds(3600))
     }
 
     /// The lead's cumulative written bytes at `now`; what it wrote since the last reading is

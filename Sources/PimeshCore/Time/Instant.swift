@@ -17,6 +17,13 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
         Instant(nanoseconds: s.saturatingMultiply(1_000_000_000))
     }
 
+    /// Which `width`-long bucket since the clock's origin holds this instant (floor division,
+    /// so that instants before the origin fall in one bucket each too): rolling windows use it.
+    public func bucket(of width: Duration) -> Int64 {
+        let ns = max(1, width.wholeNanoseconds)
+        return nanoseconds >= 0 ? nanoseconds / ns : (nanoseconds - ns + 1) / ns
+    }
+
     public static func < (lhs: Instant, rhs: Instant) -> Bool {
         lhs.nanoseconds < rhs.nanoseconds
     }
