@@ -719,24 +719,39 @@ import Testing
     }
 
     @Test func oneProbeAtATimeEveryIntervalAndNotLiveAfterTheConsecutiveFailures() {
-        var probe = LivenessProbe(settings: .init(every: .seconds(10), failures: 2))
         let start = Instant.seconds(50)
+        var probe = LivenessProbe(settings: .init(every: .seconds(10), failures: 2), processSince: start - .seconds(60))
         var started = probe.start(at: start)
         #expect(started)
         started = probe.start(at: start + .seconds(20))
         #expect(!started, "the first is still in flight")
-        var verdict = probe.finish(.notLive("HTTP 503"))
+        var verdict = probe.finish(.notLive("HTTP 503"), at: start)
         #expect(verdict == .live, "one failure of two")
         started = probe.start(at: start + .milliseconds(9999))
         #expect(!started)
         started = probe.start(at: start + .seconds(10))
         #expect(started)
-        verdict = probe.finish(.notLive("HTTP 503"))
+        verdict = probe.finish(.notLive("HTTP 503"), at: start + .seconds(10))
         #expect(verdict == .notLive("HTTP 503"))
         started = probe.start(at: start + .seconds(20))
         #expect(started)
-        verdict = probe.finish(.live)
+        verdict = probe.finish(.live, at: start + .seconds(20))
         #expect(verdict == .live && probe.consecutiveFailures == 0)
+    }
+
+    /// A process heartbeats before its HTTP server listens: failures count once it answered
+    /// live, or after the start grace (30 s), never before.
+    @Test func aFreshProcessIsNotJudgedBeforeItAnsweredOrItsGraceEnded() {
+        let start = Instant.seconds(500)
+        var probe = LivenessProbe(settings: .init(every: .seconds(1)), processSince: start)
+        var verdict = probe.finish(.notLive("no answer: connection refused"), at: start + .milliseconds(29_999))
+        #expect(verdict == .live && probe.consecutiveFailures == 0)
+        verdict = probe.finish(.notLive("no answer: connection refused"), at: start + .seconds(30))
+        #expect(verdict == .notLive("no answer: connection refused"), "the grace is over")
+        var answered = LivenessProbe(settings: .init(every: .seconds(1)), processSince: start)
+        _ = answered.finish(.live, at: start + .seconds(1))
+        verdict = answered.finish(.notLive("HTTP 503"), at: start + .seconds(2))
+        #expect(verdict == .notLive("HTTP 503"), "it answered once: from then on it is judged")
     }
 
     @Test func aFailingProbeHoldsAHeartbeatingAgentHungUntilItAnswersOrRestarts() {

@@ -92,13 +92,18 @@ import Testing
     @Test func taskQueueStorageAndPowerFactors() {
         var readings = NodeReadings(cpuCount: 4)
         readings.taskQueueLatencyMs = 100
-        readings.storageCommitP99Ms = 50
-        #expect(NodeImpedance(readings: readings).score == 0, "at the thresholds nothing is lost")
-        readings.taskQueueLatencyMs = 200
         readings.storageCommitP99Ms = 100
+        #expect(NodeImpedance(readings: readings).score == 0, "at the thresholds nothing is lost")
+        readings.taskQueueLatencyMs = 160
+        readings.storageCommitP99Ms = 125
         let strained = NodeImpedance(readings: readings)
-        #expect(strained.tasks == 0.5 && strained.storage == 0.5)
-        #expect(strained.score == 750, "1000 × (1 − 0.5 × 0.5)")
+        #expect(strained.tasks == 0.625 && strained.storage == 0.8)
+        #expect(strained.score == 500, "1000 × (1 − 0.625 × 0.8)")
+        // Symptoms, not resources: at most half of the node each.
+        readings.taskQueueLatencyMs = 30_000
+        readings.storageCommitP99Ms = 5_000
+        #expect(NodeImpedance(readings: readings).tasks == 0.5 && NodeImpedance(readings: readings).storage == 0.5)
+        #expect(NodeReadings.median([30_000, 5, 7]) == 7 && NodeReadings.median([4, 1, 3, 2]) == 2 && NodeReadings.median([]) == nil)
         var power = NodeReadings(cpuCount: 4)
         power.frequencyCapped = true
         #expect(NodeImpedance(readings: power).power == 0.8)

@@ -57,7 +57,7 @@ import Testing
         _ = try lead.waitReady(timeout: 30)
         func llm() throws -> AgentView? { try lead.agents().first { $0.name == "llm" } }
         #expect(eventually(timeout: 30) { try llm()?.health?.condition == "alive" })
-        // Answering 200 for three probes: nothing happens.
+        // Answering 200: nothing happens.
         #expect(eventually(timeout: 30) { try llm()?.health?.condition == "alive" && (try llm()?.supervision?.restarts ?? -1) == 0 })
         try "503".write(toFile: dataDir + "/endpoint/status", atomically: true, encoding: .utf8)
         #expect(eventually(timeout: 30) {
@@ -66,8 +66,10 @@ import Testing
         #expect(eventually(timeout: 30) { (try llm()?.supervision?.restarts ?? 0) >= 1 }, "restarted as a hung agent is")
         try "200".write(toFile: dataDir + "/endpoint/status", atomically: true, encoding: .utf8)
         #expect(eventually(timeout: 30) { try llm()?.health?.condition == "alive" })
+        // The new process is not judged before it answered (its start grace), so a 503 read
+        // just before the endpoint recovered cannot restart it again; once it answered 200 it
+        // stays up through more probes (every 1 s) and is not restarted again.
         let restarts = try llm()?.supervision?.restarts ?? 0
-        // Three more probes answered: it stays up, and is not restarted again.
         let settled = Date().addingTimeInterval(3.5)
         while Date() < settled { usleep(100_000) }
         #expect(try llm()?.health?.condition == "alive")

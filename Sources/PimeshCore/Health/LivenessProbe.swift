@@ -7,11 +7,16 @@ public struct LivenessProbe: Sendable, Equatable {
         public var timeout: Duration
         /// Consecutive not-live answers before the agent is judged hung.
         public var failures: Int
+        /// After a (re)start, failures count only once the endpoint answered live, or after
+        /// this long: a process heartbeats before its HTTP server listens (a model loading),
+        /// and judging it then would restart it forever.
+        public var startGrace: Duration
 
-        public init(every: Duration = .seconds(10), timeout: Duration = .milliseconds(5000), failures: Int = 1) {
+        public init(every: Duration = .seconds(10), timeout: Duration = .milliseconds(5000), failures: Int = 1, startGrace: Duration = .seconds(30)) {
             self.every = every
             self.timeout = timeout
             self.failures = max(1, failures)
+            self.startGrace = startGrace
         }
     }
 
@@ -21,12 +26,16 @@ public struct LivenessProbe: Sendable, Equatable {
     }
 
     public let settings: Settings
+    /// When the process it probes started (or the lead first saw it).
+    public let processSince: Instant
     public private(set) var lastStarted: Instant?
     public private(set) var inFlight = false
     public private(set) var consecutiveFailures = 0
+    public private(set) var answeredLive = false
 
-    public init(settings: Settings = Settings()) {
+    public init(settings: Settings = Settings(), processSince: Instant) {
         self.settings = settings
+        self.processSince = processSince
     }
 
     /// One answer: `status` nil when there was none (refused, reset, timed out).
@@ -48,13 +57,15 @@ public struct LivenessProbe: Sendable, Equatable {
     }
 
     /// The verdict the agent's health takes: not live only after `failures` in a row.
-    public mutating func finish(_ verdict: Verdict) -> Verdict {
+    public mutating func finish(_ verdict: Verdict, at now: Instant) -> Verdict {
         inFlight = false
         switch verdict {
         case .live:
             consecutiveFailures = 0
+            answeredLive = true
             return .live
         case .notLive:
+            guard answeredLive || now - processSince >= settings.startGrace else { return .live }
             consecutiveFailures += 1
             return consecutiveFailures >= settings.failures ? verdict : .live
         }

@@ -12,8 +12,12 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
         public var memoryHeadroomFullAt: Double
         /// Seed 000's stage gate: queue latency under 100 ms is a healthy pipeline.
         public var queueLatencyFullAtMs: Double = 100
-        /// A commit (with its fsync) on a good SD card takes a few ms; past 50 ms writes queue.
-        public var storageCommitFullAtMs: Double = 50
+        /// A commit (with its fsync) on a good SD card takes a few ms, on a worn one tens; past
+        /// 100 ms writes queue behind it.
+        public var storageCommitFullAtMs: Double = 100
+        /// A backlog or a slow card is a symptom, not a resource: alone, neither takes more than
+        /// half of the node (so neither alone makes it degraded, nor stops emergency restarts).
+        public var symptomFloor: Double = 0.5
         /// Under-voltage: the firmware drops the ARM to 600 MHz and the SD card risks corruption.
         public var underVoltageFactor: Double = 0.5
         public var throttledFactor: Double = 0.6
@@ -73,7 +77,7 @@ public struct NodeImpedance: Sendable, Equatable, Codable {
         }
         func within(_ value: Double?, fullAt limit: Double) -> Double {
             guard let value, limit > 0 else { return 1 }
-            return 1 / max(1, value / limit)
+            return max(settings.symptomFloor, 1 / max(1, value / limit))
         }
         tasks = within(readings.taskQueueLatencyMs, fullAt: settings.queueLatencyFullAtMs)
         storage = within(readings.storageCommitP99Ms, fullAt: settings.storageCommitFullAtMs)

@@ -19,7 +19,9 @@ public struct NodeReadings: Sendable, Equatable, Codable {
     public var frequencyCapped: Bool?
     /// Under-voltage since boot (bit 16): the SD card may have seen a brown-out.
     public var underVoltageSinceBoot: Bool?
-    /// How long the oldest task handed to an agent has waited there (ms); nil with none waiting.
+    /// The median over agents holding waiting work of how long their oldest task has waited
+    /// (ms): one agent that never fetches its work does not make the whole node slow. nil with
+    /// none waiting.
     public var taskQueueLatencyMs: Double?
     /// The store's commit time, p99 of the last 1,000: the SD card's write latency (durable
     /// commits fsync).
@@ -40,5 +42,11 @@ public struct NodeReadings: Sendable, Equatable, Codable {
         self.memoryTotalBytes = memoryTotalBytes
         self.memoryAvailableBytes = memoryAvailableBytes
         self.temperatureCelsius = temperatureCelsius
+    }
+
+    /// The median (the lower middle of an even count), nil for none.
+    public static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        return values.sorted()[(values.count - 1) / 2]
     }
 }

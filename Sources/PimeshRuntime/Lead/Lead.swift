@@ -264,7 +264,7 @@ public struct Lead: Sendable {
                 serviceName: "checkpoints"),
             .init(
                 service: NodeProbeService(probe: probe, state: node, interval: .milliseconds(config.node.probeIntervalMs)) { [tasks, writer] readings in
-                    readings.taskQueueLatencyMs = tasks.queueLatencies(now: Clock.monotonicNow()).values.max()
+                    readings.taskQueueLatencyMs = NodeReadings.median(Array(tasks.queueLatencies(now: Clock.monotonicNow()).values))
                     readings.storageCommitP99Ms = writer.stats.recentCommitMs.percentile(99)
                 },
                 serviceName: "node-probe"),

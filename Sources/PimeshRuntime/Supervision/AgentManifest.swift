@@ -182,7 +182,7 @@ public struct AgentManifest: Sendable, Equatable {
         manifest.critical = try root.bool("critical") ?? false
         manifest.priority = try root.int("priority", in: 0...9) ?? 5
         if let probe = try root.section("liveness_probe") {
-            try probe.rejectUnknownKeys(allowed: ["url", "every_s", "timeout_ms", "failures"])
+            try probe.rejectUnknownKeys(allowed: ["url", "every_s", "timeout_ms", "failures", "start_grace_s"])
             guard let url = try probe.string("url") else { throw probe.error("url", "is required: http://127.0.0.1:PORT/PATH") }
             guard let (address, path) = Self.loopbackURL(url) else {
                 throw probe.error("url", "\"\(url)\" must be http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH: the lead probes agents on this node only")
@@ -190,7 +190,8 @@ public struct AgentManifest: Sendable, Equatable {
             let settings = LivenessProbe.Settings(
                 every: .seconds(try probe.int("every_s", in: 1...3600) ?? 10),
                 timeout: .milliseconds(try probe.int("timeout_ms", in: 100...60_000) ?? 5000),
-                failures: try probe.int("failures", in: 1...10) ?? 1)
+                failures: try probe.int("failures", in: 1...10) ?? 1,
+                startGrace: .seconds(try probe.int("start_grace_s", in: 0...3600) ?? 30))
             manifest.livenessProbe = Probe(address: address, path: path, settings: settings)
         }
         manifest.maxConcurrency = try root.int("max_concurrency", in: 1...100_000)

@@ -137,8 +137,8 @@ final class HealthMonitor: Service, Sendable {
                 }
                 if HealingAction.migrateOrphans.tier.runsAutomatically(at: level) {
                     let moved = tasks.migrateOrphans(of: change.id, now: now)
-                    health.recordStep(HealingAction.migrateOrphans.tier, due: change.change.since, done: Clock.monotonicNow())
                     if moved.migrated + moved.queued > 0 {
+                        health.recordStep(HealingAction.migrateOrphans.tier, due: change.change.since, done: Clock.monotonicNow())
                         events.append(
                             kind: "orphans_migrated", agent: change.name,
                             detail: "\(moved.migrated) task(s) sent to live agents by the hash ring, \(moved.queued) queued", tier: .l0)
@@ -169,8 +169,9 @@ final class HealthMonitor: Service, Sendable {
             case .notYet:
                 continue
             case .heal(let action, let due, let reason):
-                _ = try? supervisor.heal(managed.name, reason: reason, byOperator: false)
-                health.recordStep(action.tier, due: due, done: Clock.monotonicNow())
+                if (try? supervisor.heal(managed.name, reason: reason, byOperator: false)) != nil {
+                    health.recordStep(action.tier, due: due, done: Clock.monotonicNow())
+                }
             case .awaitOperator(let action, let reason):
                 supervisor.await(managed.name, action: action, reason: reason)
             }

@@ -13,11 +13,18 @@ final class LivenessProber: Sendable {
         var id: AgentID
         var name: String
         var probe: AgentManifest.Probe
+        /// When its process started (nil for an attached agent): a new process is probed afresh.
+        var processStartedAt: Instant?
+    }
+
+    private struct Entry: Sendable {
+        var processStartedAt: Instant?
+        var probe: LivenessProbe
     }
 
     /// Started with the first probe: a lead with no probe has no probe threads.
     private let pool: Mutex<NIOThreadPool?>
-    private let probes: Mutex<[AgentID: LivenessProbe]>
+    private let probes: Mutex<[AgentID: Entry]>
     private let registry: AgentRegistry
 
     init(registry: AgentRegistry) {
@@ -32,10 +39,13 @@ final class LivenessProber: Sendable {
             let wanted = Set(targets.map(\.id))
             probes = probes.filter { wanted.contains($0.key) }
             return targets.filter { target in
-                var probe = probes[target.id].flatMap { $0.settings == target.probe.settings ? $0 : nil }
-                    ?? LivenessProbe(settings: target.probe.settings)
-                defer { probes[target.id] = probe }
-                return probe.start(at: now)
+                var entry = probes[target.id].flatMap {
+                    $0.probe.settings == target.probe.settings && $0.processStartedAt == target.processStartedAt ? $0 : nil
+                } ?? Entry(
+                    processStartedAt: target.processStartedAt,
+                    probe: LivenessProbe(settings: target.probe.settings, processSince: target.processStartedAt ?? now))
+                defer { probes[target.id] = entry }
+                return entry.probe.start(at: now)
             }
         }
         guard !starting.isEmpty else { return }
@@ -53,10 +63,11 @@ final class LivenessProber: Sendable {
                 let finished = Clock.monotonicNow()
                 let judged = LivenessProbe.judge(
                     status: answer.status, latency: finished - started, error: answer.error, timeout: target.probe.settings.timeout)
+                // A probe of a process that has since been replaced says nothing about the new one.
                 let verdict = probes.withLock { probes -> LivenessProbe.Verdict? in
-                    guard var probe = probes[target.id] else { return nil }
-                    defer { probes[target.id] = probe }
-                    return probe.finish(judged)
+                    guard var entry = probes[target.id], entry.processStartedAt == target.processStartedAt else { return nil }
+                    defer { probes[target.id] = entry }
+                    return entry.probe.finish(judged, at: finished)
                 }
                 if let verdict { registry.recordLivenessProbe(of: target.id, verdict, at: finished) }
             }
@@ -97,6 +108,7 @@ final class LivenessProber: Sendable {
             if byte == 10 { break }
             line.append(byte)
         }
+        if line.last == 13 { line.removeLast() }
         let parts = String(decoding: line, as: UTF8.self).split(separator: " ")
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]), (100...599).contains(status) else {
             return (nil, "not an HTTP status line")

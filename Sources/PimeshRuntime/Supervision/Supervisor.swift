@@ -54,6 +54,13 @@ final class Supervisor: Service, Sendable {
         var awaitingSince: Instant?
         /// The lead killed it to start it again (heal), so its exit is not a crash.
         var restartRequested = false
+        /// The health monitor killed it as hung (heartbeats or its liveness probe): its start
+        /// again goes through the restart backoff, so an agent that is unresponsive every time
+        /// it starts is backed off and given up like one that crashes.
+        var healedAutomatically = false
+        /// `restartAt` was set by the restart policy after an exit (an L0 step, timed when it
+        /// starts), not by an operator, a heal or a reload.
+        var restartByPolicy = false
         var memoryBytes: UInt64?
         var healPID: pid_t?
         var healDeadline: Instant?
@@ -234,6 +241,11 @@ final class Supervisor: Service, Sendable {
             state.withLock { state in
                 state.agents[manifest.name] = Managed(manifest: manifest, id: id, secret: "", backoff: RestartBackoff(settings: manifest.backoff))
             }
+        }
+        // A registration (an attached agent's, or one again after it departed) starts a fresh
+        // health record: the manifests' flow gates are put back on every adoption pass.
+        for (id, limit) in state.withLock({ $0.agents.values.map { ($0.id, $0.manifest.maxConcurrency) } }) where limit != nil {
+            registry.setMaxConcurrency(id, limit)
         }
     }
 
@@ -482,6 +494,7 @@ final class Supervisor: Service, Sendable {
                 state.agents[name]?.adopted = false
                 state.agents[name]?.startedAt = now
                 state.agents[name]?.restartAt = nil
+                state.agents[name]?.restartByPolicy = false
                 state.agents[name]?.starts += 1
                 if restart { state.agents[name]?.restarts += 1 }
                 state.byPID[spawned.pid] = name
@@ -497,7 +510,7 @@ final class Supervisor: Service, Sendable {
             }
             registry.started(agent.id, at: now, restart: restart)
             // Seed 002's restart is an L0 step: due when its backoff ended.
-            if restart, let due = agent.restartAt { health.recordStep(.l0, due: due, done: Clock.monotonicNow()) }
+            if restart, agent.restartByPolicy, let due = agent.restartAt { health.recordStep(.l0, due: due, done: Clock.monotonicNow()) }
             reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
             events.append(kind: restart ? "restarted" : "started", agent: name, detail: "pid \(spawned.pid)", tier: restart ? .l0 : nil)
             logger.info(restart ? "agent restarted" : "agent started", metadata: ["agent": "\(name)", "pid": "\(spawned.pid)"])
@@ -566,6 +579,11 @@ final class Supervisor: Service, Sendable {
             logger.notice("agent exited", metadata: ["agent": "\(name)", "pid": "\(pid)", "how": "\(text)"])
             if shuttingDown { return }
             if restartRequested {
+                let automatic = state.withLock { state -> Bool in
+                    defer { state.agents[name]?.healedAutomatically = false }
+                    return state.agents[name]?.healedAutomatically == true
+                }
+                if automatic { return scheduleAfterExit(name, now: now, cleanExit: false) }
                 state.withLock { $0.agents[name]?.restartAt = now }
                 doorbell.ring()
                 return
@@ -580,6 +598,7 @@ final class Supervisor: Service, Sendable {
         let decision: (kind: String, detail: String, tier: AuthorityTier?)? = state.withLock { state in
             guard var agent = state.agents[name] else { return nil }
             agent.restartAt = nil
+            agent.restartByPolicy = false
             defer { state.agents[name] = agent }
             guard agent.manifest.restartPolicy.restarts(cleanExit: cleanExit) else {
                 return ("not_restarted", "restart policy \(agent.manifest.restartPolicy.rawValue)", nil)
@@ -598,6 +617,7 @@ final class Supervisor: Service, Sendable {
                 return ("awaiting_operator", "restart_exited waits: the node is \(level.rawValue); run `pimesh heal \(name)`", .l0)
             }
             agent.restartAt = now + delay
+            agent.restartByPolicy = true
             return ("restart_scheduled", "in \(Int(delay.milliseconds)) ms", .l0)
         }
         doorbell.ring()
@@ -674,7 +694,10 @@ final class Supervisor: Service, Sendable {
         switch agent.manifest.mode {
         case .supervised:
             if let pid = agent.pid {
-                state.withLock { $0.agents[name]?.restartRequested = true }
+                state.withLock { state in
+                    state.agents[name]?.restartRequested = true
+                    state.agents[name]?.healedAutomatically = !byOperator
+                }
                 kill(-pid, SIGCONT)
                 kill(-pid, SIGKILL)
                 events.append(kind: "restarting", agent: name, detail: "killed pid \(pid): \(reason)", tier: byOperator ? .l2 : .l1)
@@ -863,7 +886,9 @@ final class Supervisor: Service, Sendable {
                 guard let probe = agent.manifest.livenessProbe, !agent.stopped, !agent.frozen,
                     agent.manifest.mode == .attached || agent.pid != nil
                 else { return nil }
-                return LivenessProber.Target(id: agent.id, name: agent.manifest.name, probe: probe)
+                return LivenessProber.Target(
+                    id: agent.id, name: agent.manifest.name, probe: probe,
+                    processStartedAt: agent.manifest.mode == .supervised ? agent.startedAt : nil)
             }
         }
     }
