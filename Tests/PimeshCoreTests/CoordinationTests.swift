@@ -310,6 +310,11 @@ import Testing
         kpis.recordActiveShare(1, at: start + .seconds(1000 + 301))
         let worst = byName(kpis, at: start + .seconds(2000))["recovery_time"]!
         #expect(worst.value == 301_000 && worst.samples == 2 && worst.met == false)
+        // An outage whose agents were all removed ends without a recovery.
+        kpis.recordActiveShare(0.1, at: start + .seconds(3000))
+        kpis.recordActiveShare(nil, at: start + .seconds(3001))
+        #expect(kpis.outageSince == nil)
+        #expect(byName(kpis, at: start + .seconds(3600))["recovery_time"]?.samples == 2)
     }
 
     @Test func anAskAnswerIsInTheWindowFromTheTargetLessTheToleranceToTheDeadline() {

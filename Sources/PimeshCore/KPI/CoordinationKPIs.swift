@@ -183,6 +183,9 @@ public struct CoordinationKPIs: Sendable {
         }
         lastWatch = available.map { (now, $0) }
         switch (available, outageSince) {
+        case (nil, _):
+            // No agent left to count: nothing is down, and nothing will come back to end it.
+            outageSince = nil
         case (false, nil):
             outageSince = now
         case (true, let since?):
