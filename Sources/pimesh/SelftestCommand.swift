@@ -5,7 +5,7 @@ import PimeshRuntime
 struct SelftestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest",
-        abstract: "Check this device: LEDs, GPIO, heartbeat socket, SD-card fsync, free space, cgroups, thermal, clock.",
+        abstract: "Check this device: LEDs, GPIO, heartbeat socket, SD-card fsync, free space, cgroups, thermal, power, clock.",
         discussion: """
             Each check prints PASS, FAIL or SKIP with its reason; SKIP means the part is absent \
             and pimesh works without it (no onboard LEDs on a PC, no cgroup delegation). The \

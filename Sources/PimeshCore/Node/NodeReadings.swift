@@ -44,6 +44,15 @@ public struct NodeReadings: Sendable, Equatable, Codable {
         self.temperatureCelsius = temperatureCelsius
     }
 
+    /// The firmware's `get_throttled` word: bit 0 under-voltage now, 1 clock capped, 2
+    /// throttled, 16 under-voltage since boot. The one place those bits are read.
+    public mutating func setPower(throttledBits bits: UInt32) {
+        underVoltage = bits & 0x1 != 0
+        frequencyCapped = bits & 0x2 != 0
+        throttled = bits & 0x4 != 0
+        underVoltageSinceBoot = bits & 0x1_0000 != 0
+    }
+
     /// The median (the lower middle of an even count), nil for none.
     public static func median(_ values: [Double]) -> Double? {
         guard !values.isEmpty else { return nil }

@@ -234,9 +234,11 @@ public struct Selftest: Sendable {
         let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
         if let bits = probe.throttledBits() {
             let word = "get_throttled=0x" + String(bits, radix: 16)
-            if bits & 0x1 != 0 { return (.fail, word + ": under-voltage now; use a 5.1 V 3 A supply") }
-            if bits & 0x6 != 0 { return (.fail, word + ": the ARM is throttled or capped now") }
-            if bits & 0x1_0000 != 0 { return (.fail, word + ": under-voltage happened since boot; check the supply and the SD card") }
+            var power = NodeReadings(cpuCount: 1)
+            power.setPower(throttledBits: bits)
+            if power.underVoltage == true { return (.fail, word + ": under-voltage now; use a 5.1 V 3 A supply") }
+            if power.throttled == true || power.frequencyCapped == true { return (.fail, word + ": the ARM is throttled or capped now") }
+            if power.underVoltageSinceBoot == true { return (.fail, word + ": under-voltage happened since boot; check the supply and the SD card") }
             return (.pass, word + ": no under-voltage or throttling since boot")
         }
         if let low = probe.underVoltageAlarm() {

@@ -25,10 +25,7 @@ public struct NodeProbe: Sendable {
             memoryAvailableBytes: memory["MemAvailable"],
             temperatureCelsius: hottestThermalZone())
         if let bits = throttledBits() {
-            readings.underVoltage = bits & 0x1 != 0
-            readings.frequencyCapped = bits & 0x2 != 0
-            readings.throttled = bits & 0x4 != 0
-            readings.underVoltageSinceBoot = bits & 0x1_0000 != 0
+            readings.setPower(throttledBits: bits)
         } else if let alarm = underVoltageAlarm() {
             readings.underVoltage = alarm
         }
