@@ -122,12 +122,18 @@ import Testing
 
     @Test func aMissingProgramIsRefusedAtLoadAndACrashLoopReallyGivesUp() throws {
         try manifest("missing", #"{"name": "missing", "command": "no-such-program-anywhere"}"#)
-        try manifest(
-            "crasher",
-            #"{"name": "crasher", "command": "/bin/sh", "args": ["-c", "exit 3"], "restart": {"initial_backoff_ms": 10, "max_backoff_ms": 40}}"#)
+        // A steady agent first: alone, the crasher would be 0 % of the node, EMERGENCY, where
+        // restarts wait for an operator instead of backing off to the give-up this test is about.
+        try workerManifest("steady")
         let lead = try LeadProcess(dataDir: dataDir)
         defer { _ = lead.terminate() }
         _ = try lead.waitReady()
+        #expect(eventually(timeout: 30) { try conditions(lead)["alive"] == 1 })
+        try manifest(
+            "crasher",
+            #"{"name": "crasher", "command": "/bin/sh", "args": ["-c", "exit 3"], "restart": {"initial_backoff_ms": 10, "max_backoff_ms": 40}}"#)
+        let reload = try runPimesh(["reload", "--data-dir", dataDir])
+        #expect(reload.output.contains("started     crasher") && reload.output.contains("refused     "), "\(reload.output)")
         let health = try #require(try lead.status().health)
         #expect(health.refusedManifests.contains { $0.contains("missing.json") && $0.contains("no-such-program-anywhere is not an executable program in PATH") })
         #expect(eventually(timeout: 10) { try lead.status().health?.failed == ["crasher"] })
