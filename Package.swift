@@ -36,11 +36,9 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
-        .systemLibrary(
-            name: "CCurl",
-            pkgConfig: "libcurl",
-            providers: [.apt(["libcurl4-openssl-dev"])]
-        ),
+        // libcurl's header at build time (libcurl4-openssl-dev); the library itself is loaded
+        // only while a transfer runs (Sources/CCurl/include/pimesh_curl.h).
+        .target(name: "CCurl"),
         .systemLibrary(
             name: "CGPIOD",
             pkgConfig: "libgpiod",

@@ -3,7 +3,8 @@
 #   scripts/build-deb.sh ARCH BIN OUT_DIR
 # The man page and completions come from .build/man and .build/completions (`make cli-docs`,
 # the same for every architecture: they are made from the commands' definitions). Depends: is
-# derived from the binary (dpkg-shlibdeps on its NEEDED libraries), never written by hand.
+# derived from the binary (dpkg-shlibdeps on its NEEDED libraries), plus the one library it
+# loads on demand (libcurl), named below.
 set -euo pipefail
 arch=${1:?usage: build-deb.sh ARCH BIN OUT_DIR}
 bin=${2:?usage: build-deb.sh ARCH BIN OUT_DIR}
@@ -60,7 +61,7 @@ for script in postinst prerm postrm; do install -m 0755 "$debian/$script" "$root
 (cd "$root" && find etc -type f | sed 's|^|/|' | sort) > "$root/DEBIAN/conffiles"
 chmod 0644 "$root/DEBIAN/conffiles"
 
-# Depends: the packages of the libraries the binary loads, at the versions its symbols need.
+# Depends: the packages of the libraries the binary links, at the versions its symbols need.
 libraries=""
 readelf -d "$bin" > "$work/dynamic" 2>/dev/null || true
 if grep -q '(NEEDED)' "$work/dynamic"; then
@@ -69,7 +70,10 @@ if grep -q '(NEEDED)' "$work/dynamic"; then
   libraries=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$bin" 2>"$work/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') ||
     fail "dpkg-shlibdeps could not resolve the libraries of $bin: $(cat "$work/shlibdeps.err")"
 fi
-depends="systemd, init-system-helpers (>= 1.54~)${libraries:+, $libraries}"
+# libcurl is loaded only while an upload or download runs (dlopen, Sources/CCurl), so the
+# binary does not name it: 7.85 for CURLOPT_PROTOCOLS_STR; Debian 13 renamed the package.
+on_demand="libcurl4 (>= 7.85.0) | libcurl4t64"
+depends="systemd, init-system-helpers (>= 1.54~)${libraries:+, $libraries}, $on_demand"
 
 (cd "$root" && find usr etc -type f -exec md5sum {} + | sort -k2) > "$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums"

@@ -86,14 +86,14 @@ struct AgentCommand: AsyncParsableCommand {
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Stop supervised agents (SIGTERM, then SIGKILL after the stop timeout); they stay down until started.")
+            commandName: "stop", abstract: "Stop supervised agents (SIGTERM, then SIGKILL after the stop timeout); they stay down until started.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
         func run() async throws { try AgentCommand.run("stop", options: options, selection: selection) }
     }
 
     struct Start: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start stopped (or given-up) supervised agents now, with a fresh backoff.")
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start stopped (or given-up) supervised agents now, with a fresh backoff.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
         func run() async throws { try AgentCommand.run("start", options: options, selection: selection) }
@@ -101,7 +101,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Restart supervised agents gracefully (SIGTERM, then a start); a stopped one is started.")
+            commandName: "restart", abstract: "Restart supervised agents gracefully (SIGTERM, then a start); a stopped one is started.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var selection: Selection
         func run() async throws { try AgentCommand.run("restart", options: options, selection: selection) }
@@ -109,7 +109,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     struct Rollback: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Put back the manifest each agent ran with before its last change, and restart it with that.",
+            commandName: "rollback", abstract: "Put back the manifest each agent ran with before its last change, and restart it with that.",
             discussion: """
                 The lead keeps each supervised agent's previous manifest (in <data_dir>/manifest-history). \
                 A second rollback undoes the first. The agents.d file is not rewritten: the rollback \

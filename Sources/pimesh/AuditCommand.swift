@@ -16,7 +16,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     struct Tail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the newest audit rows; --follow keeps printing new ones.",
+            commandName: "tail", abstract: "Show the newest audit rows; --follow keeps printing new ones.",
             discussion: """
                 A time marked ~ was written before the clock was NTP-synchronised (a Pi has no RTC): trust the \
                 order, not the time. With no lead running, the rows are read from <data-dir>/pimesh.db.
@@ -128,7 +128,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the audit chain and its signed heads; name the first bad row. Exit 1 on any problem.",
+            commandName: "verify", abstract: "Check the audit chain and its signed heads; name the first bad row. Exit 1 on any problem.",
             discussion: """
                 Reads <data-dir>/pimesh.db read-only (the lead may be running) and trusts nothing in it. \
                 A cut tail shows only against a head kept elsewhere: pass --heads-from with a coordinator's \

@@ -21,7 +21,7 @@ struct ConflictsCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The newest conflicts and the quarantined agents.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "The newest conflicts and the quarantined agents.")
 
         @OptionGroup var options: ClientOptions
 
@@ -63,7 +63,7 @@ struct ConflictsCommand: AsyncParsableCommand {
 
     struct Resolve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Record that a logged conflict was dealt with (stops its deadline and escalation).")
+            commandName: "resolve", abstract: "Record that a logged conflict was dealt with (stops its deadline and escalation).")
 
         @OptionGroup var options: ClientOptions
 
@@ -85,7 +85,7 @@ struct ConflictsCommand: AsyncParsableCommand {
     }
 
     struct Release: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Let a quarantined agent take work again.")
+        static let configuration = CommandConfiguration(commandName: "release", abstract: "Let a quarantined agent take work again.")
 
         @OptionGroup var options: ClientOptions
 
@@ -102,7 +102,7 @@ struct ConflictsCommand: AsyncParsableCommand {
     }
 
     struct Quarantine: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Hold an agent out of routing until it is released.")
+        static let configuration = CommandConfiguration(commandName: "quarantine", abstract: "Hold an agent out of routing until it is released.")
 
         @OptionGroup var options: ClientOptions
 

@@ -33,7 +33,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Receive snapshots until SIGTERM or SIGINT.")
+        static let configuration = CommandConfiguration(commandName: "serve", abstract: "Receive snapshots until SIGTERM or SIGINT.")
 
         @OptionGroup var directory: Directory
 
@@ -69,7 +69,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     struct Enroll: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Accept snapshots from the node with this public key.")
+        static let configuration = CommandConfiguration(commandName: "enroll", abstract: "Accept snapshots from the node with this public key.")
 
         @OptionGroup var directory: Directory
 
@@ -94,7 +94,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     struct Join: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Enroll this node with a coordinator, using the coordinator's enroll token.",
+            commandName: "join", abstract: "Enroll this node with a coordinator, using the coordinator's enroll token.",
             discussion: """
                 Run on the node (the first boot of an injected image does it). The node's key \
                 (<data-dir>/node-key) is made when missing; the coordinator checks that the node \
@@ -151,7 +151,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     struct Nodes: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The fleet: each node's last snapshot, its age and size, the node's score.")
+        static let configuration = CommandConfiguration(commandName: "nodes", abstract: "The fleet: each node's last snapshot, its age and size, the node's score.")
 
         @OptionGroup var directory: Directory
 
@@ -181,7 +181,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     struct Incidents: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Incidents across the fleet, newest first; those that started within 60 s of each other on different nodes are grouped.",
+            commandName: "incidents", abstract: "Incidents across the fleet, newest first; those that started within 60 s of each other on different nodes are grouped.",
             discussion: "Nodes whose upload target is this coordinator send each incident when it opens and whenever it changes, signed with their node key.")
 
         @OptionGroup var directory: Directory

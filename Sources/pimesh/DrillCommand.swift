@@ -13,7 +13,7 @@ struct DrillCommand: AsyncParsableCommand {
 
     struct Kill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "SIGKILL N running supervised agents at once (DIRT01) and time detection, the incident, and recovery.",
+            commandName: "kill", abstract: "SIGKILL N running supervised agents at once (DIRT01) and time detection, the incident, and recovery.",
             discussion: """
                 The lead picks the agents at random (or takes --agent NAME, repeatable), kills them, and \
                 waits until each heartbeats again or --timeout passes. The SLO is seed 002's: 60 s for one \
@@ -98,7 +98,7 @@ struct DrillCommand: AsyncParsableCommand {
 
     struct Hang: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "SIGSTOP one running supervised agent behind the lead's back and time how it is found and restarted.",
+            commandName: "hang", abstract: "SIGSTOP one running supervised agent behind the lead's back and time how it is found and restarted.",
             discussion: "The lead sees it go silent, kills it and starts it again; SLO 60 s (seed 002's single agent). Exit status 1 when missed.")
         @OptionGroup var options: ClientOptions
         @Option(name: .customLong("agent"), help: "This agent (default: one picked at random).")
@@ -155,7 +155,7 @@ struct DrillCommand: AsyncParsableCommand {
 
     struct Siege: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Load the node (busy threads, touched memory) from a child of the lead (DIRT03) and check it copes.",
+            commandName: "siege", abstract: "Load the node (busy threads, touched memory) from a child of the lead (DIRT03) and check it copes.",
             discussion: """
                 Met when no agent fails during the siege and, within 60 s after the load stops, the node score \
                 is back at or under 800, every agent is healthy and the degradation level is FULL. The report \
@@ -196,7 +196,7 @@ struct DrillCommand: AsyncParsableCommand {
 
     /// The siege's load, run by the lead as its child.
     struct Load: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The load of `drill siege` (the lead runs it).", shouldDisplay: false)
+        static let configuration = CommandConfiguration(commandName: "load", abstract: "The load of `drill siege` (the lead runs it).", shouldDisplay: false)
         @Option(name: .long) var cpu = 1
         @Option(name: .customLong("memory-mb")) var memoryMB = 0
         @Option(name: .long) var seconds = 10

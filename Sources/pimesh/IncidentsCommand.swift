@@ -53,7 +53,7 @@ struct IncidentsCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The newest incidents, open ones marked; --open for only those.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "The newest incidents, open ones marked; --open for only those.")
 
         @OptionGroup var options: ClientOptions
 
@@ -98,7 +98,7 @@ struct IncidentsCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One incident: its timeline and where it stands against each SLO.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One incident: its timeline and where it stands against each SLO.")
 
         @OptionGroup var options: ClientOptions
 
@@ -129,7 +129,7 @@ struct IncidentsCommand: AsyncParsableCommand {
     }
 
     struct Ack: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Acknowledge an incident (stops its acknowledge timer; counts as a status update).")
+        static let configuration = CommandConfiguration(commandName: "ack", abstract: "Acknowledge an incident (stops its acknowledge timer; counts as a status update).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The incident: 42 or INC-000042.") var id: String
 
@@ -144,7 +144,7 @@ struct IncidentsCommand: AsyncParsableCommand {
     }
 
     struct Note: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a status update to an incident's timeline (seed 004's update cadence).")
+        static let configuration = CommandConfiguration(commandName: "note", abstract: "Add a status update to an incident's timeline (seed 004's update cadence).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The incident: 42 or INC-000042.") var id: String
         @Argument(help: "What to record (at most 1,024 bytes).") var text: String
@@ -179,7 +179,7 @@ struct IncidentsCommand: AsyncParsableCommand {
 
     struct Resolve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Resolve an incident now, before its observation window ends; writes its post-mortem draft.")
+            commandName: "resolve", abstract: "Resolve an incident now, before its observation window ends; writes its post-mortem draft.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The incident: 42 or INC-000042.") var id: String
         @Option(name: .long, help: "Why (goes into the timeline and the incident log).") var reason: String?
@@ -219,7 +219,7 @@ struct IncidentsCommand: AsyncParsableCommand {
 
     struct Postmortem: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print an incident's post-mortem (seed 004's template, filled from its timeline; a draft while it is open).")
+            commandName: "postmortem", abstract: "Print an incident's post-mortem (seed 004's template, filled from its timeline; a draft while it is open).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The incident: 42 or INC-000042.") var id: String
 
@@ -239,7 +239,7 @@ struct IncidentsCommand: AsyncParsableCommand {
     }
 
     struct Log: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Seed 003's incident log (CSV) of every resolved incident the node keeps.")
+        static let configuration = CommandConfiguration(commandName: "log", abstract: "Seed 003's incident log (CSV) of every resolved incident the node keeps.")
         @OptionGroup var options: ClientOptions
 
         func run() async throws {

@@ -21,7 +21,7 @@ struct LedsCommand: AsyncParsableCommand {
     )
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The running lead's LED backend, state and current patterns.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "The running lead's LED backend, state and current patterns.")
 
         @OptionGroup var options: ClientOptions
 
@@ -46,7 +46,7 @@ struct LedsCommand: AsyncParsableCommand {
 
     struct Watch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Draw the running lead's LEDs live in the terminal (the sim backend's view in the demo).")
+            commandName: "watch", abstract: "Draw the running lead's LEDs live in the terminal (the sim backend's view in the demo).")
 
         @OptionGroup var options: ClientOptions
 
@@ -94,7 +94,7 @@ struct LedsCommand: AsyncParsableCommand {
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run every pattern once on the configured LEDs, then put them back.",
+            commandName: "test", abstract: "Run every pattern once on the configured LEDs, then put them back.",
             discussion: """
                 Drives the LEDs directly (stop the lead first, or it will fight for them): the \
                 liveness pulse, each degradation level, each blink code, about 40 s in all. \

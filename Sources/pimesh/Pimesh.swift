@@ -1,6 +1,10 @@
 import ArgumentParser
 import PimeshRuntime
 
+// Every command names itself (`commandName:`): without it ArgumentParser derives the name with
+// String(describing:), whose dynamic casts scan every protocol conformance in this large binary,
+// once per command, at every start. That was most of the ~40 ms each `pimesh agent` process
+// spent before its first heartbeat (a restarted agent's downtime, issue 18).
 @main
 struct Pimesh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

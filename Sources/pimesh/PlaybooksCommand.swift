@@ -18,7 +18,7 @@ struct PlaybooksCommand: AsyncParsableCommand {
         defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The playbooks in force and the files refused.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "The playbooks in force and the files refused.")
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
@@ -44,7 +44,7 @@ struct PlaybooksCommand: AsyncParsableCommand {
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate playbook files (or every *.json in a directory) as the lead reads them.",
+            commandName: "check", abstract: "Validate playbook files (or every *.json in a directory) as the lead reads them.",
             discussion: "Names the file, line, key and reason of each problem. Exit status 78 (EX_CONFIG) when any file is refused.")
         @Argument(help: "Playbook files or directories.")
         var paths: [String]

@@ -54,7 +54,7 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Take a snapshot now and put it in the spool.",
+            commandName: "create", abstract: "Take a snapshot now and put it in the spool.",
             discussion: "Asks the running lead (POST /v1/snapshots) when there is one, else takes it directly from the data dir.")
 
         @OptionGroup var location: Location
@@ -92,7 +92,7 @@ struct SnapshotCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The snapshots in the spool, oldest first.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "The snapshots in the spool, oldest first.")
 
         @OptionGroup var location: Location
 
@@ -121,7 +121,7 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check a snapshot: signature, sizes, SHA-256 of both forms, the LZ4 checksum.",
+            commandName: "verify", abstract: "Check a snapshot: signature, sizes, SHA-256 of both forms, the LZ4 checksum.",
             discussion: "Exits 1 and names what did not match when anything is wrong.")
 
         @Argument(help: "The snapshot's manifest (.json) or compressed file (.db.lz4).")
@@ -166,7 +166,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         }
 
         static let configuration = CommandConfiguration(
-            abstract: "Verify a snapshot and decompress it into DIR/pimesh.db, then check it with SQLite.",
+            commandName: "restore", abstract: "Verify a snapshot and decompress it into DIR/pimesh.db, then check it with SQLite.",
             discussion: """
                 DIR must not hold a pimesh.db: the restore never overwrites a database. To put a \
                 node back: stop the lead, restore into a new dir, move it in place of the data dir's \
@@ -237,7 +237,7 @@ extension SnapshotCommand {
 
     struct Push: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Upload every snapshot the configured target has not confirmed yet, now.",
+            commandName: "push", abstract: "Upload every snapshot the configured target has not confirmed yet, now.",
             discussion: """
                 The target comes from the config's upload section (coordinator, s3 or directory; \
                 docs/snapshots.md). Each snapshot counts as uploaded only once the receiver confirmed \

@@ -16,7 +16,7 @@ struct TasksCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The newest tasks, with counts by state.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "The newest tasks, with counts by state.")
 
         @OptionGroup var options: ClientOptions
 
@@ -45,7 +45,7 @@ struct TasksCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One task in full.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One task in full.")
 
         @OptionGroup var options: ClientOptions
 
@@ -64,7 +64,7 @@ struct TasksCommand: AsyncParsableCommand {
     }
 
     struct Submit: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Submit a task and print the routing decision without waiting.")
+        static let configuration = CommandConfiguration(commandName: "submit", abstract: "Submit a task and print the routing decision without waiting.")
 
         @OptionGroup var options: ClientOptions
         @OptionGroup var task: TaskOptions
@@ -82,7 +82,7 @@ struct TasksCommand: AsyncParsableCommand {
     }
 
     struct Cancel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a task that has not finished.")
+        static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a task that has not finished.")
 
         @OptionGroup var options: ClientOptions
 

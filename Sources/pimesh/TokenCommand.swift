@@ -47,7 +47,7 @@ struct TokenCommand: AsyncParsableCommand {
 
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Replace a token: the lead writes the new one (0600) and refuses the old one from then on.",
+            commandName: "rotate", abstract: "Replace a token: the lead writes the new one (0600) and refuses the old one from then on.",
             discussion: "After rotating the operator token, scripts that hold a copy must read node-token again.")
 
         @Argument(help: "operator or join")

@@ -38,7 +38,7 @@ struct UpdateCommand: ParsableCommand {
 
     struct Apply: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Verify, stage, switch to and restart into a release; commit it after the soak or roll it back.",
+            commandName: "apply", abstract: "Verify, stage, switch to and restart into a release; commit it after the soak or roll it back.",
             discussion: "Exit status 0: committed (or already current); 1: refused or rolled back.")
 
         @Argument(help: "The release binary: a file or an http(s) URL.")
@@ -84,7 +84,7 @@ struct UpdateCommand: ParsableCommand {
 
     struct Rollback: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Point `current` back at `previous` (or the packaged binary), mark the release broken and restart.",
+            commandName: "rollback", abstract: "Point `current` back at `previous` (or the packaged binary), mark the release broken and restart.",
             discussion: """
                 pimesh-rollback.service runs it with --if-pending --no-restart when pimesh.service \
                 has failed to start too often (OnFailure=): a release that was never committed is \
@@ -122,7 +122,7 @@ struct UpdateCommand: ParsableCommand {
     }
 
     struct Commit: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Commit a release switched with --no-restart, once the running lead is it.")
+        static let configuration = CommandConfiguration(commandName: "commit", abstract: "Commit a release switched with --no-restart, once the running lead is it.")
 
         @OptionGroup var options: LocalConfigOptions
 
@@ -140,7 +140,7 @@ struct UpdateCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The releases, the links and what the running lead runs.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "The releases, the links and what the running lead runs.")
 
         @OptionGroup var options: LocalConfigOptions
 
@@ -187,7 +187,7 @@ struct UpdateCommand: ParsableCommand {
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "This binary's version, store schema and architecture (the smoke test `apply` runs on a new release).")
+            commandName: "info", abstract: "This binary's version, store schema and architecture (the smoke test `apply` runs on a new release).")
 
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
@@ -200,7 +200,7 @@ struct UpdateCommand: ParsableCommand {
 
     struct Sign: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Sign a release binary with a release key (from `pimesh update keygen`): writes <binary>.sig.")
+            commandName: "sign", abstract: "Sign a release binary with a release key (from `pimesh update keygen`): writes <binary>.sig.")
 
         @Argument(help: "The release binary.")
         var binary: String
@@ -242,7 +242,7 @@ struct UpdateCommand: ParsableCommand {
 
     struct Keygen: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Make a release signing key (0600); its public key goes into update.trusted_keys on every node.",
+            commandName: "keygen", abstract: "Make a release signing key (0600); its public key goes into update.trusted_keys on every node.",
             discussion: "Keep the private key off the nodes: whoever holds it can update every lead that trusts it.")
 
         @Option(name: .long, help: "The private key file to create (refused when it exists).")

@@ -214,6 +214,10 @@ import Testing
         defer { coordinator.stop() }
         let marker = { (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool"))?.contains { $0.contains(".uploaded-") } ?? false }
         #expect(eventually(timeout: 10) { marker() }, "uploaded after the restart, once the coordinator answered")
+        // libcurl and its chain are mapped only while a transfer runs (issue 14).
+        let maps = { (try? String(contentsOfFile: "/proc/\(lead.process.processIdentifier)/maps", encoding: .utf8)) ?? "" }
+        #expect(maps().contains("pimesh"))
+        #expect(eventually(timeout: 10) { !maps().contains("libcurl") }, "libcurl still mapped after the upload")
     }
 
     func startCoordinatorOn(port: Int) throws -> (Background, Int) {

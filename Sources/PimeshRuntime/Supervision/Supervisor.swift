@@ -500,7 +500,6 @@ final class Supervisor: Service, Sendable {
                 state.byPID[spawned.pid] = name
             }
             logs.attach(fd: output.reader, name: name, header: "pid \(spawned.pid) started")
-            saveRecords()
             if let cgroups {
                 do {
                     try cgroups.place(pid: spawned.pid, name: name, memoryLimitBytes: agent.manifest.memoryLimitBytes)
@@ -514,6 +513,8 @@ final class Supervisor: Service, Sendable {
             reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
             events.append(kind: restart ? "restarted" : "started", agent: name, detail: "pid \(spawned.pid)", tier: restart ? .l0 : nil)
             logger.info(restart ? "agent restarted" : "agent started", metadata: ["agent": "\(name)", "pid": "\(spawned.pid)"])
+            // Last: its fsyncs must not keep the new process out of its cgroup or unwatched.
+            saveRecords()
         } catch {
             events.append(kind: "start_failed", agent: name, detail: "\(error)")
             logger.error("agent did not start", metadata: ["agent": "\(name)", "error": "\(error)"])
@@ -567,7 +568,9 @@ final class Supervisor: Service, Sendable {
             events.append(kind: "heal_command_finished", agent: name, detail: text, tier: .l1)
             return
         case .exited(let name, let id, let restartRequested, let shuttingDown, let leadStopping):
-            saveRecords()
+            // Recorded (two fsyncs, slow on an SD card) once the restart is on its way, not before:
+            // a record still naming the dead pid is harmless, as its start time no longer matches.
+            defer { saveRecords() }
             // The health tick reports the exit as a change of condition, dated now. Agents the
             // lead stops on its way out are down on purpose: counted as failures they would tip
             // the node into EMERGENCY (alert, snapshot) during every `systemctl stop`.

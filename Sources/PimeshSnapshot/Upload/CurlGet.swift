@@ -32,9 +32,10 @@ public struct CurlGet {
 
     /// The number of bytes written to `fd`.
     public func download(to fd: Int32) throws(Failure) -> Int {
-        _ = CurlPut.globalInit
-        guard let curl = curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
-        defer { curl_easy_cleanup(curl) }
+        do { try CurlPut.loadLibcurl() } catch { throw Failure(description: error.description) }
+        defer { pimesh_curl_release() }
+        guard let curl = pimesh_curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
+        defer { pimesh_curl_easy_cleanup(curl) }
         let sink = Sink(fd: fd, maxBytes: maxBytes)
         let context = Unmanaged.passUnretained(sink).toOpaque()
         _ = pimesh_curl_string(curl, CURLOPT_URL, url)
@@ -72,12 +73,12 @@ public struct CurlGet {
             sink.written += total
             return total
         }
-        let code = curl_easy_perform(curl)
+        let code = pimesh_curl_easy_perform(curl)
         if sink.tooLarge || code == CURLE_FILESIZE_EXCEEDED {
             throw Failure(description: "\(url): larger than \(maxBytes >> 20) MiB, the most a release may be")
         }
         if sink.writeErrno != 0 { throw Failure(description: "\(url): cannot write the download: \(String(cString: strerror(sink.writeErrno)))") }
-        guard code == CURLE_OK else { throw Failure(description: "\(url): \(String(cString: curl_easy_strerror(code)))") }
+        guard code == CURLE_OK else { throw Failure(description: "\(url): \(String(cString: pimesh_curl_easy_strerror(code)))") }
         return sink.written
     }
 }

@@ -53,7 +53,13 @@ struct CurlPut {
         }
     }
 
-    static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+    /// Maps libcurl for one transfer; `pimesh_curl_release()` unmaps it after the last one.
+    static func loadLibcurl() throws(Failure) {
+        var error = [CChar](repeating: 0, count: 512)
+        guard pimesh_curl_acquire(&error, error.count) == 0 else {
+            throw Failure(description: "libcurl: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+        }
+    }
 
     /// A small body from memory (an incident): the read callback copies from it.
     func put(bytes: [UInt8]) throws(Failure) -> Answer {
@@ -61,16 +67,17 @@ struct CurlPut {
     }
 
     func put(file fd: Int32, size: UInt64, memory: [UInt8]? = nil) throws(Failure) -> Answer {
-        _ = Self.globalInit
-        guard let curl = curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
-        defer { curl_easy_cleanup(curl) }
+        try Self.loadLibcurl()
+        defer { pimesh_curl_release() }
+        guard let curl = pimesh_curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
+        defer { pimesh_curl_easy_cleanup(curl) }
         guard !abort.isAborted else { throw Failure(description: "\(url): aborted, the lead is stopping") }
         let transfer = Transfer(fd: fd, abort: abort)
         transfer.memory = memory
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var list: UnsafeMutablePointer<curl_slist>?
-        for header in headers + ["Expect:"] { list = curl_slist_append(list, header) }
-        defer { curl_slist_free_all(list) }
+        for header in headers + ["Expect:"] { list = pimesh_curl_slist_append(list, header) }
+        defer { pimesh_curl_slist_free_all(list) }
         _ = pimesh_curl_string(curl, CURLOPT_URL, url)
         _ = pimesh_curl_long(curl, CURLOPT_UPLOAD, 1)
         _ = pimesh_curl_offset(curl, CURLOPT_INFILESIZE_LARGE, curl_off_t(size))
@@ -122,10 +129,10 @@ struct CurlPut {
         _ = pimesh_curl_progress_callback(curl) { context, _, _, _, _ in
             Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().abort.isAborted ? 1 : 0
         }
-        let code = curl_easy_perform(curl)
+        let code = pimesh_curl_easy_perform(curl)
         if abort.isAborted { throw Failure(description: "\(url): aborted, the lead is stopping") }
         guard code == CURLE_OK else {
-            throw Failure(description: "\(url): \(String(cString: curl_easy_strerror(code)))")
+            throw Failure(description: "\(url): \(String(cString: pimesh_curl_easy_strerror(code)))")
         }
         var status = 0
         _ = pimesh_curl_info_long(curl, CURLINFO_RESPONSE_CODE, &status)
