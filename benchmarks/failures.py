@@ -132,7 +132,7 @@ def main():
             t0 = now_ms()
             os.kill(pid, signal.SIGKILL)
             exited = bench.wait_event(name, {"exited"}, t0)
-            alive = bench.wait_event(name, {"alive"}, exited["at_ms"])
+            alive = bench.wait_event(name, {"alive"}, t0)
             detection.append(exited["at_ms"] - t0)
             back.append(alive["at_ms"] - t0)
             time.sleep(1.2)  # past the manifest's stable_after_s, so each kill meets a fresh backoff

@@ -64,6 +64,9 @@ final class Supervisor: Service, Sendable {
         var memoryBytes: UInt64?
         var healPID: pid_t?
         var healDeadline: Instant?
+        /// `start` is spawning it: an immediate restart runs on the thread that saw the exit,
+        /// so the supervision loop must not start it a second time meanwhile.
+        var starting = false
         /// Stopped by an operator: not started, not restarted, until started (kept across lead
         /// restarts in StoppedAgents).
         var stopped = false
@@ -405,7 +408,7 @@ final class Supervisor: Service, Sendable {
     func tick(now: Instant) {
         let due: [String] = state.withLock { state in
             guard !state.shuttingDown else { return [] }
-            return state.agents.values.filter { $0.pid == nil && ($0.restartAt.map { $0 <= now } ?? false) }.map(\.manifest.name)
+            return state.agents.values.filter { $0.pid == nil && !$0.starting && ($0.restartAt.map { $0 <= now } ?? false) }.map(\.manifest.name)
         }
         for name in due { start(name, now: now) }
         let overdue: [pid_t] = state.withLock { state in
@@ -468,7 +471,14 @@ final class Supervisor: Service, Sendable {
     }
 
     func start(_ name: String, now: Instant) {
-        guard let agent = state.withLock({ $0.agents[name] }), agent.pid == nil, let command = agent.manifest.command else { return }
+        let claimed: Managed? = state.withLock { state in
+            guard !state.shuttingDown, let agent = state.agents[name], agent.pid == nil, !agent.starting else { return nil }
+            state.agents[name]?.starting = true
+            return agent
+        }
+        guard let agent = claimed else { return }
+        defer { state.withLock { $0.agents[name]?.starting = false } }
+        guard let command = agent.manifest.command else { return }
         // A program replaced under a running manifest is a change too (root-cause evidence).
         history.observe(agent.manifest, at: now)
         do {
@@ -487,7 +497,7 @@ final class Supervisor: Service, Sendable {
             let restart = agent.starts > 0
             let startTime = pimesh_process_start_time(spawned.pid)
             let launch = launchDigest(of: agent)
-            state.withLock { state in
+            let leadStopping = state.withLock { state in
                 state.agents[name]?.pid = spawned.pid
                 state.agents[name]?.processStartTime = startTime
                 state.agents[name]?.launch = launch
@@ -498,7 +508,10 @@ final class Supervisor: Service, Sendable {
                 state.agents[name]?.starts += 1
                 if restart { state.agents[name]?.restarts += 1 }
                 state.byPID[spawned.pid] = name
+                return state.shuttingDown
             }
+            // The lead began to stop while this one was spawned: stopAll did not see it.
+            if leadStopping { kill(-spawned.pid, SIGTERM) }
             logs.attach(fd: output.reader, name: name, header: "pid \(spawned.pid) started")
             if let cgroups {
                 do {
@@ -623,8 +636,14 @@ final class Supervisor: Service, Sendable {
             agent.restartByPolicy = true
             return ("restart_scheduled", "in \(Int(delay.milliseconds)) ms", .l0)
         }
-        doorbell.ring()
         if let decision { events.append(kind: decision.kind, agent: name, detail: decision.detail, tier: decision.tier) }
+        // Seed 002's "force restart, bypass cooldown": a restart due now starts on this thread
+        // (the reaper's, which saw the exit) rather than after a hop to the supervision loop,
+        // which may be busy; `starting` keeps the loop from starting it too.
+        if decision?.kind == "restart_scheduled", state.withLock({ $0.agents[name]?.restartAt.map { $0 <= now } ?? false }) {
+            start(name, now: Clock.monotonicNow())
+        }
+        doorbell.ring()
     }
 
     private func stopAll() async {
