@@ -533,6 +533,12 @@ final class Collected<T>: @unchecked Sendable {
         #expect(view.result == "echo: hello")
         #expect(view.agentName == "echo")
         #expect(try lead.status().tasks.workDatagrams?.agents == 1)
+        // Removed, the agent takes its datagram link with it.
+        stop.set()
+        beating.cancel()
+        let removed = try runPimesh(["agents", "remove", "echo", "--data-dir", dataDir])
+        #expect(removed.status == 0, "\(removed.output)")
+        #expect(eventually(timeout: 5) { try lead.status().tasks.workDatagrams?.agents == 0 })
         #expect(lead.terminate() == 0)
     }
 

@@ -38,11 +38,12 @@ public struct CircuitBreaker: Sendable, Equatable {
     private var failures: [UInt16]
     private var bucketStart: [Int64]
 
+    /// The buckets are allocated at the first outcome: most agents never fail a task.
     public init(settings: Settings = Settings()) {
         self.settings = settings
-        successes = Array(repeating: 0, count: settings.buckets)
-        failures = Array(repeating: 0, count: settings.buckets)
-        bucketStart = Array(repeating: Int64.min, count: settings.buckets)
+        successes = []
+        failures = []
+        bucketStart = []
     }
 
     private var bucketNanoseconds: Int64 {
@@ -55,7 +56,7 @@ public struct CircuitBreaker: Sendable, Equatable {
         let current = now.nanoseconds / width
         var failed = 0
         var total = 0
-        for index in 0..<settings.buckets where bucketStart[index] > current - Int64(settings.buckets) {
+        for index in bucketStart.indices where bucketStart[index] > current - Int64(settings.buckets) {
             failed += Int(failures[index])
             total += Int(failures[index]) + Int(successes[index])
         }
@@ -86,6 +87,11 @@ public struct CircuitBreaker: Sendable, Equatable {
             // A late result of work handed out before the breaker opened.
             return nil
         case .closed:
+            if bucketStart.isEmpty {
+                successes = Array(repeating: 0, count: settings.buckets)
+                failures = Array(repeating: 0, count: settings.buckets)
+                bucketStart = Array(repeating: Int64.min, count: settings.buckets)
+            }
             let width = bucketNanoseconds
             let bucket = now.nanoseconds / width
             let index = Int(bucket % Int64(settings.buckets))
@@ -136,7 +142,7 @@ public struct CircuitBreaker: Sendable, Equatable {
     }
 
     private mutating func reset() {
-        for index in 0..<settings.buckets {
+        for index in bucketStart.indices {
             successes[index] = 0
             failures[index] = 0
             bucketStart[index] = Int64.min

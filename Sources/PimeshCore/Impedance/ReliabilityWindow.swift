@@ -1,5 +1,6 @@
 /// Success rate over a sliding window (seed 001 §4.1 `success_rate_last_hour`), kept as
-/// fixed time buckets so memory is constant however many outcomes an agent reports.
+/// fixed time buckets so memory is constant however many outcomes an agent reports. The buckets
+/// are allocated at the first outcome: an agent that never finishes a task costs nothing here.
 public struct ReliabilityWindow: Sendable {
     public struct Settings: Sendable, Equatable {
         public var bucket: Duration
@@ -20,9 +21,9 @@ public struct ReliabilityWindow: Sendable {
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
-        bucketIndex = Array(repeating: .min, count: settings.bucketCount)
-        successes = Array(repeating: 0, count: settings.bucketCount)
-        failures = Array(repeating: 0, count: settings.bucketCount)
+        bucketIndex = []
+        successes = []
+        failures = []
     }
 
     private func index(of instant: Instant) -> Int64 {
@@ -32,6 +33,11 @@ public struct ReliabilityWindow: Sendable {
     }
 
     public mutating func record(succeeded: Bool, at now: Instant) {
+        if bucketIndex.isEmpty {
+            bucketIndex = Array(repeating: .min, count: settings.bucketCount)
+            successes = Array(repeating: 0, count: settings.bucketCount)
+            failures = Array(repeating: 0, count: settings.bucketCount)
+        }
         let index = index(of: now)
         let slot = Int(((index % Int64(settings.bucketCount)) + Int64(settings.bucketCount)) % Int64(settings.bucketCount))
         if bucketIndex[slot] != index {
@@ -48,7 +54,7 @@ public struct ReliabilityWindow: Sendable {
         let oldest = current - Int64(settings.bucketCount) + 1
         var s = 0
         var f = 0
-        for slot in 0..<settings.bucketCount where bucketIndex[slot] >= oldest && bucketIndex[slot] <= current {
+        for slot in bucketIndex.indices where bucketIndex[slot] >= oldest && bucketIndex[slot] <= current {
             s += successes[slot]
             f += failures[slot]
         }

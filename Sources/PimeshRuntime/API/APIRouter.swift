@@ -126,6 +126,7 @@ enum APIRouter {
                     // Out of the registry first, so that no new work reaches it while the delete commits.
                     state.registry.remove(id)
                     let moved = state.tasks.migrateOrphans(of: id, now: Clock.monotonicNow())
+                    state.tasks.forget(agent: id)
                     try await state.writer.write { connection in try AgentStore.delete(id: id, in: connection) }
                     return moved
                 }

@@ -8,6 +8,16 @@ extension TaskService {
     /// their id: a replay is the same task, and the first result wins (a late result of the
     /// failed agent is a duplicate). Tasks with no live agent wait in the queue.
     /// Returns how many moved to an agent and how many were queued.
+    /// A removed agent's datagram link and empty inbox go with it (its tasks moved first, by
+    /// `migrateOrphans`): they would otherwise stay for as long as the lead runs.
+    func forget(agent id: AgentID) {
+        state.withLock { state in
+            state.links[id] = nil
+            state.linksAwaitingAck.remove(id)
+            if let inbox = state.inboxes[id], inbox.items.isEmpty, inbox.waiter == nil { state.inboxes[id] = nil }
+        }
+    }
+
     func migrateOrphans(of failed: AgentID, now: Instant) -> (migrated: Int, queued: Int) {
         var writes: [TaskRow] = []
         var migrated = 0
