@@ -95,6 +95,10 @@ final class Supervisor: Service, Sendable {
     let reaper = ChildReaper()
     /// Rung whenever a restart or a deadline is set, so the event-driven loop sees it at once.
     let doorbell = Doorbell()
+    /// The supervised-records file is out of date: the supervision loop writes it. Exits and
+    /// restarts run on the reaper's thread, where two fsyncs per agent would hold up the next
+    /// exit (three agents killed at once restart one after another there).
+    private let recordsStale = Atomic<Bool>(false)
     let logs: AgentLogPump
     let cgroups: AgentCgroups?
     /// `pimesh-agent` where it exists; nil: agents without a `user` run as the lead does.
@@ -349,6 +353,11 @@ final class Supervisor: Service, Sendable {
         return Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
     }
 
+    func saveRecordsSoon() {
+        recordsStale.store(true, ordering: .releasing)
+        doorbell.ring()
+    }
+
     func saveRecords() {
         recordWrites.withLock { _ in
             let entries: [SupervisedRecords.Entry] = state.withLock { state in
@@ -384,6 +393,7 @@ final class Supervisor: Service, Sendable {
             do {
                 return try await Blocking.onSupervisionThread {
                     self.tick(now: Clock.monotonicNow())
+                    if self.recordsStale.exchange(false, ordering: .acquiringAndReleasing) { self.saveRecords() }
                     return self.nextDue()
                 }
             } catch {
@@ -526,8 +536,7 @@ final class Supervisor: Service, Sendable {
             reaper.watch(spawned.pid) { [weak self] pid, status in self?.childExited(pid: pid, status: status) }
             events.append(kind: restart ? "restarted" : "started", agent: name, detail: "pid \(spawned.pid)", tier: restart ? .l0 : nil)
             logger.info(restart ? "agent restarted" : "agent started", metadata: ["agent": "\(name)", "pid": "\(spawned.pid)"])
-            // Last: its fsyncs must not keep the new process out of its cgroup or unwatched.
-            saveRecords()
+            saveRecordsSoon()
         } catch {
             events.append(kind: "start_failed", agent: name, detail: "\(error)")
             logger.error("agent did not start", metadata: ["agent": "\(name)", "error": "\(error)"])
@@ -583,7 +592,7 @@ final class Supervisor: Service, Sendable {
         case .exited(let name, let id, let restartRequested, let shuttingDown, let leadStopping):
             // Recorded (two fsyncs, slow on an SD card) once the restart is on its way, not before:
             // a record still naming the dead pid is harmless, as its start time no longer matches.
-            defer { saveRecords() }
+            defer { saveRecordsSoon() }
             // The health tick reports the exit as a change of condition, dated now. Agents the
             // lead stops on its way out are down on purpose: counted as failures they would tip
             // the node into EMERGENCY (alert, snapshot) during every `systemctl stop`.
