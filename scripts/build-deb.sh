@@ -70,7 +70,15 @@ if grep -q '(NEEDED)' "$work/dynamic"; then
   libraries=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$bin" 2>"$work/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') ||
     fail "dpkg-shlibdeps could not resolve the libraries of $bin: $(cat "$work/shlibdeps.err")"
 fi
-# libcurl is loaded only while an upload or download runs (dlopen, Sources/CCurl), so the
+# Packed relative relocations (lld -z pack-relative-relocs, the Makefile) need glibc 2.36, which
+# the symbol versions dpkg-shlibdeps reads do not say.
+if grep -q '(RELR)' "$work/dynamic"; then
+  current=$(sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p' <<<"$libraries")
+  if [ -n "$current" ] && dpkg --compare-versions "$current" lt 2.36; then
+    libraries=${libraries/libc6 (>= $current)/libc6 (>= 2.36)}
+  fi
+fi
+# libcurl is loaded by the first upload or download (dlopen, Sources/CCurl), so the
 # binary does not name it: 7.85 for CURLOPT_PROTOCOLS_STR; Debian 13 renamed the package.
 on_demand="libcurl4 (>= 7.85.0) | libcurl4t64"
 depends="systemd, init-system-helpers (>= 1.54~)${libraries:+, $libraries}, $on_demand"

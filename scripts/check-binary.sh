@@ -17,7 +17,7 @@ needed=$(readelf -d "$unstripped" | awk '/NEEDED/ { gsub(/[\[\]]/, "", $5); prin
 for library in libsqlite3 libgpiod; do
   grep -q "^$library\." <<<"$needed" || { echo "check-binary: FAIL: $unstripped does not link $library dynamically" >&2; exit 1; }
 done
-# libcurl and its chain (TLS, Kerberos, …) are loaded only while a transfer runs (issue 14).
+# libcurl and its chain (TLS, Kerberos, …) are loaded by the first transfer, not at start (issue 14).
 if grep -q '^libcurl' <<<"$needed"; then
   echo "check-binary: FAIL: $unstripped links libcurl at start; it must be loaded on demand (Sources/CCurl)" >&2
   exit 1

@@ -6,10 +6,8 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *library;
-static int holders;
 
 static CURLcode (*global_init)(long);
-static void (*global_cleanup)(void);
 static CURL *(*easy_init)(void);
 static void (*easy_cleanup)(CURL *);
 static CURLcode (*easy_perform)(CURL *);
@@ -30,21 +28,21 @@ static void (*slist_free_all)(struct curl_slist *);
         }                                                                                 \
     } while (0)
 
-int pimesh_curl_acquire(char *error, size_t size) {
+int pimesh_curl_load(char *error, size_t size) {
     pthread_mutex_lock(&lock);
-    if (holders > 0) {
-        holders += 1;
+    if (library) {
         pthread_mutex_unlock(&lock);
         return 0;
     }
-    void *handle = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    /* Never unloaded (RTLD_NODELETE, no curl_global_cleanup): a transfer that times out while
+       a name lookup blocks leaves libcurl's resolver thread running in libcurl's code. */
+    void *handle = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!handle) {
-        snprintf(error, size, "cannot load libcurl.so.4 (apt-get install libcurl4): %s", dlerror());
+        snprintf(error, size, "cannot load libcurl.so.4 (apt-get install libcurl4, or libcurl4t64 on Debian 13): %s", dlerror());
         pthread_mutex_unlock(&lock);
         return -1;
     }
     RESOLVE(global_init, "curl_global_init");
-    RESOLVE(global_cleanup, "curl_global_cleanup");
     RESOLVE(easy_init, "curl_easy_init");
     RESOLVE(easy_cleanup, "curl_easy_cleanup");
     RESOLVE(easy_perform, "curl_easy_perform");
@@ -61,27 +59,8 @@ int pimesh_curl_acquire(char *error, size_t size) {
         return -1;
     }
     library = handle;
-    holders = 1;
     pthread_mutex_unlock(&lock);
     return 0;
-}
-
-void pimesh_curl_release(void) {
-    pthread_mutex_lock(&lock);
-    if (holders > 0 && --holders == 0) {
-        global_cleanup();
-        dlclose(library);
-        library = NULL;
-    }
-    pthread_mutex_unlock(&lock);
-}
-
-int pimesh_curl_loaded(void) {
-    /* RTLD_NOLOAD: a handle only when libcurl is mapped in this process now, whoever loaded it. */
-    void *handle = dlopen("libcurl.so.4", RTLD_NOW | RTLD_NOLOAD);
-    if (!handle) return 0;
-    dlclose(handle);
-    return 1;
 }
 
 CURL *pimesh_curl_easy_init(void) { return easy_init(); }

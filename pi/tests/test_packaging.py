@@ -117,6 +117,8 @@ class DebTests(unittest.TestCase):
         self.assertEqual(library_depends(self.deb), needed_packages(SHIP_BIN) | {"libcurl4"})
         # With versions from the libraries' symbols, as dpkg-shlibdeps gives them.
         self.assertRegex(deb_field(self.deb, "Depends"), r"libsqlite3-0 \(>= [0-9]")
+        # Packed relative relocations need glibc 2.36, which no symbol version names.
+        self.assertIn("libc6 (>= 2.36)", deb_field(self.deb, "Depends"))
 
     def test_layout_modes_and_conffiles(self):
         entries = deb_contents(self.deb)

@@ -1,20 +1,16 @@
 #ifndef PIMESH_CURL_H
 #define PIMESH_CURL_H
 
-/* libcurl, loaded when a transfer starts and unloaded when the last one ends: the lead uploads
-   a snapshot every few minutes, and between uploads libcurl and its dependency chain (TLS,
-   Kerberos, IDN, …) would otherwise be mapped in the lead and loaded by every process that
-   runs this binary, agents included (issue 14). The header only gives the types and constants;
-   nothing here links libcurl. */
+/* libcurl, loaded when the first transfer starts: linked, libcurl and its dependency chain
+   (TLS, Kerberos, IDN, …) were loaded by every process that runs this binary, agents and CLI
+   commands included, and by a lead that never uploads (issue 14). The header only gives the
+   types and constants; nothing here links libcurl. */
 #include <curl/curl.h>
 #include <stddef.h>
 
-/* Loads libcurl.so.4 (once per process until released as often as acquired). 0 on success;
-   otherwise -1 with the reason in `error`. */
-int pimesh_curl_acquire(char *error, size_t size);
-void pimesh_curl_release(void);
-/* Whether libcurl is mapped now (tests check that it is not between transfers). */
-int pimesh_curl_loaded(void);
+/* Loads libcurl.so.4 once per process (it stays). 0 on success; otherwise -1 with the reason
+   in `error`. */
+int pimesh_curl_load(char *error, size_t size);
 
 CURL *pimesh_curl_easy_init(void);
 void pimesh_curl_easy_cleanup(CURL *curl);

@@ -64,9 +64,6 @@ final class Supervisor: Service, Sendable {
         var memoryBytes: UInt64?
         var healPID: pid_t?
         var healDeadline: Instant?
-        /// `start` is spawning it: an immediate restart runs on the thread that saw the exit,
-        /// so the supervision loop must not start it a second time meanwhile.
-        var starting = false
         /// Stopped by an operator: not started, not restarted, until started (kept across lead
         /// restarts in StoppedAgents).
         var stopped = false
@@ -418,7 +415,7 @@ final class Supervisor: Service, Sendable {
     func tick(now: Instant) {
         let due: [String] = state.withLock { state in
             guard !state.shuttingDown else { return [] }
-            return state.agents.values.filter { $0.pid == nil && !$0.starting && ($0.restartAt.map { $0 <= now } ?? false) }.map(\.manifest.name)
+            return state.agents.values.filter { $0.pid == nil && ($0.restartAt.map { $0 <= now } ?? false) }.map(\.manifest.name)
         }
         for name in due { start(name, now: now) }
         let overdue: [pid_t] = state.withLock { state in
@@ -481,14 +478,11 @@ final class Supervisor: Service, Sendable {
     }
 
     func start(_ name: String, now: Instant) {
-        let claimed: Managed? = state.withLock { state in
-            guard !state.shuttingDown, let agent = state.agents[name], agent.pid == nil, !agent.starting else { return nil }
-            state.agents[name]?.starting = true
+        let current: Managed? = state.withLock { state in
+            guard !state.shuttingDown, let agent = state.agents[name], agent.pid == nil else { return nil }
             return agent
         }
-        guard let agent = claimed else { return }
-        defer { state.withLock { $0.agents[name]?.starting = false } }
-        guard let command = agent.manifest.command else { return }
+        guard let agent = current, let command = agent.manifest.command else { return }
         // A program replaced under a running manifest is a change too (root-cause evidence).
         history.observe(agent.manifest, at: now)
         do {
@@ -646,11 +640,11 @@ final class Supervisor: Service, Sendable {
             return ("restart_scheduled", "in \(Int(delay.milliseconds)) ms", .l0)
         }
         if let decision { events.append(kind: decision.kind, agent: name, detail: decision.detail, tier: decision.tier) }
-        // Seed 002's "force restart, bypass cooldown": a restart due now starts on this thread
-        // (the reaper's, which saw the exit) rather than after a hop to the supervision loop,
-        // which may be busy; `starting` keeps the loop from starting it too.
+        // Seed 002's "force restart, bypass cooldown": a restart due now is queued straight on
+        // the supervision thread, where starts, stops and reloads keep their order, rather than
+        // waiting for the supervision loop to be scheduled on the cooperative pool.
         if decision?.kind == "restart_scheduled", state.withLock({ $0.agents[name]?.restartAt.map { $0 <= now } ?? false }) {
-            start(name, now: Clock.monotonicNow())
+            Blocking.enqueueOnSupervisionThread { [weak self] in self?.start(name, now: Clock.monotonicNow()) }
         }
         doorbell.ring()
     }

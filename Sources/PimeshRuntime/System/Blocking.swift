@@ -19,4 +19,12 @@ enum Blocking {
     static func onSupervisionThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await supervisionThread.runIfActive(body)
     }
+
+    /// Queues `body` on the supervision thread from a thread that must not wait (the reaper's),
+    /// without a hop through the cooperative pool.
+    static func enqueueOnSupervisionThread(_ body: @escaping @Sendable () -> Void) {
+        supervisionThread.submit { state in
+            if case .active = state { body() }
+        }
+    }
 }

@@ -33,7 +33,6 @@ public struct CurlGet {
     /// The number of bytes written to `fd`.
     public func download(to fd: Int32) throws(Failure) -> Int {
         do { try CurlPut.loadLibcurl() } catch { throw Failure(description: error.description) }
-        defer { pimesh_curl_release() }
         guard let curl = pimesh_curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
         defer { pimesh_curl_easy_cleanup(curl) }
         let sink = Sink(fd: fd, maxBytes: maxBytes)

@@ -53,10 +53,10 @@ struct CurlPut {
         }
     }
 
-    /// Maps libcurl for one transfer; `pimesh_curl_release()` unmaps it after the last one.
+    /// Maps libcurl at the first transfer of the process.
     static func loadLibcurl() throws(Failure) {
         var error = [CChar](repeating: 0, count: 512)
-        guard pimesh_curl_acquire(&error, error.count) == 0 else {
+        guard pimesh_curl_load(&error, error.count) == 0 else {
             throw Failure(description: "libcurl: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
     }
@@ -68,7 +68,6 @@ struct CurlPut {
 
     func put(file fd: Int32, size: UInt64, memory: [UInt8]? = nil) throws(Failure) -> Answer {
         try Self.loadLibcurl()
-        defer { pimesh_curl_release() }
         guard let curl = pimesh_curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
         defer { pimesh_curl_easy_cleanup(curl) }
         guard !abort.isAborted else { throw Failure(description: "\(url): aborted, the lead is stopping") }
