@@ -8,7 +8,8 @@ import Testing
 @Suite(.serialized) struct LivenessProbeEndToEndTests {
     let dataDir = LeadProcess.scratchDirectory()
 
-    /// A loopback HTTP server that answers every GET with the status in `status`.
+    /// A loopback HTTP server that answers every GET with the status in `status`, and adds a
+    /// byte to `hits` for each answer.
     func startEndpoint() throws -> (UploadEndToEndTests.Background, Int) {
         try FileManager.default.createDirectory(atPath: dataDir + "/endpoint", withIntermediateDirectories: true)
         try "200".write(toFile: dataDir + "/endpoint/status", atomically: true, encoding: .utf8)
@@ -19,6 +20,7 @@ import Testing
                 def do_GET(self):
                     self.send_response(int(open(d + "/status").read()))
                     self.end_headers()
+                    open(d + "/hits", "a").write(".")
                 def log_message(self, *a): pass
             s = http.server.HTTPServer(("127.0.0.1", 0), H)
             open(d + "/port.tmp", "w").write(str(s.server_address[1]))
@@ -59,6 +61,11 @@ import Testing
         #expect(eventually(timeout: 30) { try llm()?.health?.condition == "alive" })
         // Answering 200: nothing happens.
         #expect(eventually(timeout: 30) { try llm()?.health?.condition == "alive" && (try llm()?.supervision?.restarts ?? -1) == 0 })
+        // A process is judged once it answered live (else after its 30 s start grace): wait for
+        // a probe answered 200 while it runs before the endpoint turns.
+        let hits = { (try? String(contentsOfFile: dataDir + "/endpoint/hits", encoding: .utf8))?.count ?? 0 }
+        let before = hits()
+        #expect(eventually(timeout: 30) { hits() > before })
         try "503".write(toFile: dataDir + "/endpoint/status", atomically: true, encoding: .utf8)
         #expect(eventually(timeout: 30) {
             try events(lead).contains { $0.agent == "llm" && $0.kind == "hung" && $0.detail.contains("liveness probe: HTTP 503") }

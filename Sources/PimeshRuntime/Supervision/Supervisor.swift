@@ -95,7 +95,8 @@ final class Supervisor: Service, Sendable {
     /// The supervised-records file is out of date: the supervision loop writes it. Exits and
     /// restarts run on the reaper's thread, where two fsyncs per agent would hold up the next
     /// exit (three agents killed at once restart one after another there).
-    private let recordsStale = Atomic<Bool>(false)
+    /// (Boxed: an Atomic stored in this class, whose init can throw, crashes the 6.3 optimizer.)
+    private let recordsStale = RecordsFlag()
     let logs: AgentLogPump
     let cgroups: AgentCgroups?
     /// `pimesh-agent` where it exists; nil: agents without a `user` run as the lead does.
@@ -351,7 +352,7 @@ final class Supervisor: Service, Sendable {
     }
 
     func saveRecordsSoon() {
-        recordsStale.store(true, ordering: .releasing)
+        recordsStale.value.store(true, ordering: .releasing)
         doorbell.ring()
     }
 
@@ -390,7 +391,7 @@ final class Supervisor: Service, Sendable {
             do {
                 return try await Blocking.onSupervisionThread {
                     self.tick(now: Clock.monotonicNow())
-                    if self.recordsStale.exchange(false, ordering: .acquiringAndReleasing) { self.saveRecords() }
+                    if self.recordsStale.value.exchange(false, ordering: .acquiringAndReleasing) { self.saveRecords() }
                     return self.nextDue()
                 }
             } catch {
@@ -999,4 +1000,8 @@ final class Supervisor: Service, Sendable {
         _ = try managed(name)
         return logs.tail(of: name, bytes: bytes)
     }
+}
+
+final class RecordsFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
