@@ -92,9 +92,9 @@ final class Supervisor: Service, Sendable {
     let reaper = ChildReaper()
     /// Rung whenever a restart or a deadline is set, so the event-driven loop sees it at once.
     let doorbell = Doorbell()
-    /// The supervised-records file is out of date: the supervision loop writes it. Exits and
-    /// restarts run on the reaper's thread, where two fsyncs per agent would hold up the next
-    /// exit (three agents killed at once restart one after another there).
+    /// The supervised-records file is out of date: the supervision loop writes it. Exits are
+    /// handled on the reaper's thread, where two fsyncs per exit would hold up the next one
+    /// (three agents killed at once).
     /// (Boxed: an Atomic stored in this class, whose init can throw, crashes the 6.3 optimizer.)
     private let recordsStale = RecordsFlag()
     let logs: AgentLogPump
