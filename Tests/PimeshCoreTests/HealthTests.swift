@@ -398,6 +398,10 @@ import Testing
         // A frozen agent (index 0) gives its queue away and takes nothing.
         #expect(stealing.plan([6, 0], canReceive: [false, true]) == [.init(from: 0, to: 1, count: 3)])
         #expect(stealing.plan([0, 6], canReceive: [false, true]).isEmpty)
+        // Its last waiting item moves too (between live agents a single one stays put), and
+        // it gives before live agents even out.
+        #expect(stealing.plan([1, 0, 0], canReceive: [false, true, true]) == [.init(from: 0, to: 1, count: 1)])
+        #expect(stealing.plan([3, 9, 0], canReceive: [false, true, true]).first == .init(from: 0, to: 2, count: 2))
     }
 }
 

@@ -42,10 +42,16 @@ public struct WorkStealing: Sendable {
         let receivers = queues.indices.filter { canReceive?[$0] ?? true }
         var moves: [Move] = []
         while moves.count < settings.maxMovesPerRound, Self.variation(queues) > settings.maxVariation {
-            guard let busiest = queues.indices.max(by: { queues[$0] < queues[$1] }),
-                let idlest = receivers.min(by: { queues[$0] < queues[$1] }), busiest != idlest
+            guard let idlest = receivers.min(by: { queues[$0] < queues[$1] }) else { break }
+            // A giver that cannot take work goes first: its queue waits for nothing.
+            let stranded = queues.indices.filter { !(canReceive?[$0] ?? true) && queues[$0] > queues[idlest] }
+            guard let busiest = (stranded.isEmpty ? Array(queues.indices) : stranded).max(by: { queues[$0] < queues[$1] }),
+                busiest != idlest
             else { break }
-            let count = (queues[busiest] - queues[idlest]) / 2
+            // Between live agents half the difference moves, so that one item never ping-pongs;
+            // from one that cannot take work, even a last single item moves.
+            let difference = queues[busiest] - queues[idlest]
+            let count = stranded.isEmpty ? difference / 2 : (difference + 1) / 2
             guard count > 0 else { break }
             queues[busiest] -= count
             queues[idlest] += count
