@@ -53,7 +53,8 @@ public struct AgentHealth: Sendable, Equatable {
         public var reason: String
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     public private(set) var condition: AgentCondition = .unknown
     public private(set) var since: Instant?
     public private(set) var reason = "registered"
@@ -84,7 +85,7 @@ public struct AgentHealth: Sendable, Equatable {
     public var maxConcurrency: Int?
 
     public init(settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         phi = PhiAccrualDetector(settings: settings.phi)
         watchdog = ProgressWatchdog(settings: settings.watchdog)
         breaker = CircuitBreaker(settings: settings.breaker)

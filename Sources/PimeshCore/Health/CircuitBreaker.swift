@@ -30,7 +30,8 @@ public struct CircuitBreaker: Sendable, Equatable {
         case halfOpen = "HALF_OPEN"
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     public private(set) var state: State = .closed
     private var openedAt: Instant?
     private var trialOut = false
@@ -40,7 +41,7 @@ public struct CircuitBreaker: Sendable, Equatable {
 
     /// The buckets are allocated at the first outcome: most agents never fail a task.
     public init(settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         successes = []
         failures = []
         bucketStart = []

@@ -35,14 +35,15 @@ public struct PhiAccrualDetector: Sendable, Equatable {
         }
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     public private(set) var lastHeartbeat: Instant?
     public private(set) var meanMs: Double
     public private(set) var varianceMs2: Double
     public private(set) var intervals = 0
 
     public init(settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         meanMs = settings.expectedIntervalMs
         // Start wide (σ = interval/4) until real intervals arrive.
         varianceMs2 = (settings.expectedIntervalMs / 4) * (settings.expectedIntervalMs / 4)

@@ -27,7 +27,8 @@ public struct ProgressWatchdog: Sendable, Equatable {
         case loop(stagnationMs: Double, thresholdMs: Double)
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     private var progress: UInt64?
     private var lastProgressChange: Instant?
     private var lastCompletion: Instant?
@@ -36,7 +37,7 @@ public struct ProgressWatchdog: Sendable, Equatable {
     private var completionGap = Ewma()
 
     public init(settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
     }
 
     struct Ewma: Sendable, Equatable {

@@ -61,7 +61,8 @@ public struct ImpedanceTracker: Sendable {
         }
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     public let agentClass: AgentClass
     public private(set) var latency: SampleRing
     public private(set) var queueDepth = 0
@@ -79,7 +80,7 @@ public struct ImpedanceTracker: Sendable {
 
     public init(agentClass: AgentClass, settings: Settings = Settings()) {
         self.agentClass = agentClass
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         self.latency = SampleRing(capacity: settings.latencySamples)
         self.reliabilityWindow = ReliabilityWindow(settings: settings.reliability)
         self.processing = SampleRing(capacity: settings.latencySamples, lazily: true)

@@ -14,13 +14,14 @@ public struct ReliabilityWindow: Sendable {
         }
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     private var bucketIndex: [Int64]
     private var successes: [Int]
     private var failures: [Int]
 
     public init(settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         bucketIndex = []
         successes = []
         failures = []

@@ -29,12 +29,13 @@ public struct CanaryRamp: Sendable, Equatable {
         }
     }
 
-    public let settings: Settings
+    private let sharedSettings: Shared<Settings>
+    public var settings: Settings { sharedSettings.value }
     public private(set) var stage = 0
     public private(set) var stageStarted: Instant
 
     public init(startedAt: Instant, settings: Settings = Settings()) {
-        self.settings = settings
+        self.sharedSettings = Shared(settings)
         self.stageStarted = startedAt
     }
 

@@ -18,11 +18,14 @@ struct HeartbeatListener: Service {
 
     /// Large enough for a burst from 1,000 agents between two reads on a loaded Pi.
     static let receiveBufferBytes = 1 << 20
+    static let datagramsPerRead = 32
 
     func run() async throws {
         // No SO_REUSEADDR: on Linux it would let a second lead's UDP socket share this port.
         let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(Self.receiveBufferBytes))
+            // recvmmsg: one system call takes up to this many heartbeats of a burst.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
             .channelInitializer { [registry, tasks] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HeartbeatHandler(registry: registry, tasks: tasks))

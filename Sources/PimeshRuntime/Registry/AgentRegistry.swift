@@ -36,11 +36,18 @@ public final class AgentRegistry: Sendable {
 
     public let settings: Settings
     private let admission: HeartbeatAdmission
+    /// Each agent's state starts as a copy of these, so that every agent shares one copy of
+    /// the settings (`Shared`) instead of carrying its own.
+    private let healthPrototype: AgentHealth
+    private let trackerPrototypes: [AgentClass: ImpedanceTracker]
     let state = Mutex(State())
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
         self.admission = HeartbeatAdmission(settings: settings.admission)
+        healthPrototype = AgentHealth(settings: settings.health)
+        trackerPrototypes = Dictionary(
+            uniqueKeysWithValues: AgentClass.allCases.map { ($0, ImpedanceTracker(agentClass: $0, settings: settings.impedance)) })
     }
 
     public enum RegistrationConflict: Error, Equatable {
@@ -52,8 +59,8 @@ public final class AgentRegistry: Sendable {
     public func add(_ row: AgentRow, lastIteration: UInt64? = nil) throws(RegistrationConflict) {
         let live = LiveAgent(
             row: AgentRowSummary(row), tag: HeartbeatTag(secret: row.secret),
-            tracker: ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
-            lastIteration: lastIteration, checkpointedIteration: lastIteration, health: AgentHealth(settings: settings.health))
+            tracker: trackerPrototypes[row.agentClass] ?? ImpedanceTracker(agentClass: row.agentClass, settings: settings.impedance),
+            lastIteration: lastIteration, checkpointedIteration: lastIteration, health: healthPrototype)
         try state.withLock { (state: inout State) throws(RegistrationConflict) in
             if state.names[row.name] != nil { throw .nameTaken(row.name) }
             if state.agents[row.id] != nil { throw .idTaken(row.id) }
@@ -102,14 +109,15 @@ public final class AgentRegistry: Sendable {
             datagram = decoded
         }
         let precheck = state.withLock { state -> Precheck in
-            guard let agent = state.agents[datagram.agentID] else { return .drop(.unknownAgent) }
+            // By index, reading two fields: copying the agent out would copy all its state.
+            guard let index = state.agents.index(forKey: datagram.agentID) else { return .drop(.unknownAgent) }
             if let reason = admission.check(
-                iteration: datagram.iteration, lastIteration: agent.lastIteration, timestampMs: datagram.timestampMs,
-                nowWallMs: nowWallMs)
+                iteration: datagram.iteration, lastIteration: state.agents.values[index].lastIteration,
+                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs)
             {
                 return .drop(reason)
             }
-            return .verify(agent.tag)
+            return .verify(state.agents.values[index].tag)
         }
         let tag: HeartbeatTag
         switch precheck {
