@@ -18,19 +18,14 @@ extension AgentRegistry {
     ) -> [HealthChange] {
         state.withLock { state in
             var changes: [HealthChange] = []
-            for index in state.agents.indices {
-                let id = state.agents.keys[index]
+            state.agents.updateEach { id, agent in
                 let busy = (outstanding[id] ?? 0) > 0
-                state.agents.values[index].tracker.sampleScore(at: now)
-                if let missed = state.agents.values[index].health.takeUnreportedFailure() {
-                    let row = state.agents.values[index].row
-                    changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: missed))
+                agent.tracker.sampleScore(at: now)
+                if let missed = agent.health.takeUnreportedFailure() {
+                    changes.append(HealthChange(id: id, name: agent.row.name, capabilities: agent.row.capabilities, change: missed))
                 }
-                if let change = state.agents.values[index].health.evaluate(
-                    at: now, busy: busy, process: liveness[id] ?? .unknown, expected: expected.contains(id))
-                {
-                    let row = state.agents.values[index].row
-                    changes.append(HealthChange(id: id, name: row.name, capabilities: row.capabilities, change: change))
+                if let change = agent.health.evaluate(at: now, busy: busy, process: liveness[id] ?? .unknown, expected: expected.contains(id)) {
+                    changes.append(HealthChange(id: id, name: agent.row.name, capabilities: agent.row.capabilities, change: change))
                 }
             }
             return changes
@@ -43,12 +38,12 @@ extension AgentRegistry {
     ) -> [(name: String, limit: Int?)] {
         state.withLock { state in
             var moved: [(name: String, limit: Int?)] = []
-            for index in state.agents.indices where state.agents.values[index].health.canary != nil {
-                let id = state.agents.keys[index]
-                if state.agents.values[index].health.evaluateCanary(
+            state.agents.updateEach { id, agent in
+                guard agent.health.canary != nil else { return }
+                if agent.health.evaluateCanary(
                     at: now, utilisation: utilisation, queueLatencyMs: queueLatencyMs[id] ?? 0, mayAdvance: mayAdvance) != nil
                 {
-                    moved.append((state.agents.values[index].row.name, state.agents.values[index].health.canary?.limit))
+                    moved.append((agent.row.name, agent.health.canary?.limit))
                 }
             }
             return moved
@@ -80,7 +75,11 @@ extension AgentRegistry {
     /// a task for it waits in the queue instead of being skipped.
     public func hasPendingAgent(capability: String, at now: Instant) -> Bool {
         state.withLock { state in
-            state.agents.values.contains { $0.row.capabilities.contains(capability) && $0.health.isPending(at: now, expected: true) }
+            var pending = false
+            state.agents.forEachInPlace { _, agent in
+                if !pending, agent.row.capabilities.contains(capability), agent.health.isPending(at: now, expected: true) { pending = true }
+            }
+            return pending
         }
     }
 
@@ -103,10 +102,10 @@ extension AgentRegistry {
             var pending = 0
             var healthy = 0
             var total = 0
-            for (id, agent) in state.agents {
+            state.agents.forEachInPlace { id, agent in
                 if agent.health.isPending(at: now, expected: expected.contains(id)) {
                     pending += 1
-                    continue
+                    return
                 }
                 counts[agent.health.condition, default: 0] += 1
                 if agent.health.countsForHealth(at: now, expected: expected.contains(id)) { total += 1 }
@@ -121,29 +120,35 @@ extension AgentRegistry {
     /// Every agent the healthy ratio counts, as the incident triggers read them.
     public func incidentView(at now: Instant, expected: Set<AgentID>, critical: Set<AgentID>) -> [IncidentObservation.Agent] {
         state.withLock { state in
-            state.agents.compactMap { id, agent in
+            var agents: [IncidentObservation.Agent] = []
+            agents.reserveCapacity(state.agents.count)
+            state.agents.forEachInPlace { id, agent in
                 switch agent.health.condition {
-                case .frozen, .left, .departed, .stopped: return nil
+                case .frozen, .left, .departed, .stopped: return
                 case .unknown, .alive, .suspected, .hung, .looping, .exited: break
                 }
                 let healthy = AgentCondition.isHealthy(agent.health.condition, reporting: agent.state(at: now, staleAfter: settings.staleAfter))
-                return IncidentObservation.Agent(
-                    name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
-                    down: agent.health.condition.isFailure, healthy: healthy,
-                    counted: agent.health.countsForHealth(at: now, expected: expected.contains(id)))
+                agents.append(
+                    IncidentObservation.Agent(
+                        name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
+                        down: agent.health.condition.isFailure, healthy: healthy,
+                        counted: agent.health.countsForHealth(at: now, expected: expected.contains(id))))
             }
+            return agents
         }
     }
 
     /// Live agents with `capability`, by name: the members of the orphan-migration ring.
     public func liveAgents(capability: String, at now: Instant) -> [(id: AgentID, name: String)] {
         state.withLock { state in
-            state.agents.compactMap { id, agent in
+            var live: [(id: AgentID, name: String)] = []
+            state.agents.forEachInPlace { id, agent in
                 guard agent.row.capabilities.contains(capability), !agent.quarantined, agent.health.condition == .alive,
                     agent.state(at: now, staleAfter: settings.staleAfter) == .ready, agent.health.taskLimit(at: now) != 0
-                else { return nil }
-                return (id, agent.row.name)
-            }.sorted { $0.name < $1.name }
+                else { return }
+                live.append((id, agent.row.name))
+            }
+            return live.sorted { $0.name < $1.name }
         }
     }
 
@@ -166,8 +171,9 @@ extension AgentRegistry {
         state.withLock { state in
             var transitions: [(String, GroupBreaker.Transition)] = []
             for capability in Array(state.groups.keys) {
-                let probe = state.agents.values.contains {
-                    $0.row.capabilities.contains(capability) && $0.health.condition == .alive
+                var probe = false
+                state.agents.forEachInPlace { _, agent in
+                    if !probe, agent.health.condition == .alive, agent.row.capabilities.contains(capability) { probe = true }
                 }
                 if let transition = state.groups[capability]?.tick(at: now, probeHealthy: probe) {
                     transitions.append((capability, transition))

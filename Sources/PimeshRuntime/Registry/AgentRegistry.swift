@@ -212,8 +212,8 @@ public final class AgentRegistry: Sendable {
     public func candidates(capability: String?, at now: Instant, outstanding: [AgentID: Int]) -> [Candidate] {
         state.withLock { state in
             var result: [Candidate] = []
-            for (id, agent) in state.agents {
-                if let capability, !agent.row.capabilities.contains(capability) { continue }
+            state.agents.forEachInPlace { id, agent in
+                if let capability, !agent.row.capabilities.contains(capability) { return }
                 let waiting = outstanding[id] ?? 0
                 let availability = RouteCandidate.Availability(
                     quarantined: agent.quarantined, condition: agent.health.condition,
@@ -279,7 +279,11 @@ public final class AgentRegistry: Sendable {
     }
 
     public func quarantinedNames() -> [String] {
-        state.withLock { $0.agents.values.filter(\.quarantined).map(\.row.name) }.sorted()
+        state.withLock { state in
+            var names: [String] = []
+            state.agents.forEachInPlace { _, agent in if agent.quarantined { names.append(agent.row.name) } }
+            return names
+        }.sorted()
     }
 
     /// Looks an agent up by id text or by name, as operators type either.
@@ -332,15 +336,23 @@ public final class AgentRegistry: Sendable {
     /// Agents whose heartbeats say CONFLICT.
     public func conflictingNames(at now: Instant) -> [String] {
         state.withLock { state in
-            state.agents.values.filter { $0.state(at: now, staleAfter: settings.staleAfter) == .conflict }.map(\.row.name)
+            var names: [String] = []
+            state.agents.forEachInPlace { _, agent in
+                if agent.state(at: now, staleAfter: settings.staleAfter) == .conflict { names.append(agent.row.name) }
+            }
+            return names
         }.sorted()
     }
 
     public func summary(at now: Instant) -> ClusterSummary {
         let members = state.withLock { state in
-            state.agents.values.map {
-                ClusterSummary.Member(state: $0.state(at: now, staleAfter: settings.staleAfter), impedance: $0.tracker.impedance(at: now))
+            var members: [ClusterSummary.Member] = []
+            members.reserveCapacity(state.agents.count)
+            state.agents.forEachInPlace { _, agent in
+                members.append(
+                    ClusterSummary.Member(state: agent.state(at: now, staleAfter: settings.staleAfter), impedance: agent.tracker.impedance(at: now)))
             }
+            return members
         }
         return ClusterSummary(members: members)
     }
@@ -349,8 +361,8 @@ public final class AgentRegistry: Sendable {
     public func dueCheckpoints(at now: Instant, nowWallMs: Int64) -> [AgentCheckpoint] {
         state.withLock { state in
             var due: [AgentCheckpoint] = []
-            for (id, agent) in state.agents {
-                guard let iteration = agent.lastIteration, iteration != agent.checkpointedIteration else { continue }
+            state.agents.updateEach { id, agent in
+                guard let iteration = agent.lastIteration, iteration != agent.checkpointedIteration else { return }
                 let impedance = agent.tracker.impedance(at: now)
                 due.append(
                     AgentCheckpoint(
@@ -358,7 +370,7 @@ public final class AgentRegistry: Sendable {
                         state: agent.state(at: now, staleAfter: settings.staleAfter), latencyMs: impedance.latencyMs,
                         queueDepth: impedance.queueDepth, score: impedance.score, reliability: impedance.reliability,
                         drift: impedance.drift))
-                state.agents[id]?.checkpointedIteration = iteration
+                agent.checkpointedIteration = iteration
             }
             return due
         }
