@@ -97,6 +97,29 @@ import Testing
         #expect(second.terminate() == 0)
     }
 
+    /// The listener reads datagrams in batches (recvmmsg), each into a slot of its buffer: both
+    /// versions of a heartbeat fit, and a datagram longer than a slot is still too long.
+    @Test func bothHeartbeatVersionsArriveAndLengthsAreJudgedOverUDP() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        _ = try lead.waitReady()
+        let credentials = try lead.client().register(.init(name: "target"))
+        let sender = try HeartbeatSender(credentials: credentials)
+        var signer = try HeartbeatSigner(credentials: credentials)
+        try sender.sendRaw(signer.next(state: .ready, queueDepth: 1, progress: 1))
+        let v2 = signer.next(state: .ready, queueDepth: 2, progress: 2, workAck: WorkAck(highest: 0, window: 0), workSlots: 1)
+        #expect(v2.count == HeartbeatDatagram.sizeWithAck)
+        try sender.sendRaw(v2)
+        #expect(eventually { try lead.status().heartbeats.accepted == 2 })
+        try sender.sendRaw(v2 + [0])
+        try sender.sendRaw(v2 + Array(repeating: 0, count: 2000))
+        try sender.sendRaw(Array(v2.prefix(79)))
+        #expect(eventually { try lead.status().heartbeats.droppedTotal == 3 })
+        let dropped = try lead.status().heartbeats.dropped
+        #expect(dropped["long"] == 2 && dropped["short"] == 1, "\(dropped)")
+        #expect(try lead.agents().first?.progress == 2)
+        #expect(lead.terminate() == 0)
+    }
+
     @Test func tenThousandBadDatagramsOverUDPAreAllCounted() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()

@@ -19,13 +19,18 @@ struct HeartbeatListener: Service {
     /// Large enough for a burst from 1,000 agents between two reads on a loaded Pi.
     static let receiveBufferBytes = 1 << 20
     static let datagramsPerRead = 32
+    /// Room for each datagram of a read: above the longest heartbeat (80 bytes), so that a
+    /// longer one arrives cut to this length and is still dropped as too long, not as short.
+    static let slotBytes = 256
 
     func run() async throws {
         // No SO_REUSEADDR: on Linux it would let a second lead's UDP socket share this port.
         let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(Self.receiveBufferBytes))
-            // recvmmsg: one system call takes up to this many heartbeats of a burst.
+            // recvmmsg: one system call takes up to this many heartbeats of a burst. NIO splits
+            // the receive buffer evenly between them, so it is sized for that many slots.
             .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.datagramsPerRead * Self.slotBytes))
             .channelInitializer { [registry, tasks] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HeartbeatHandler(registry: registry, tasks: tasks))

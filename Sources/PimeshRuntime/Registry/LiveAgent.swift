@@ -3,32 +3,100 @@ import PimeshCore
 import PimeshStore
 
 /// A registered agent's hot state in RAM; nothing here is written per heartbeat.
-struct LiveAgent: Sendable {
-    var row: AgentRowSummary
-    let tag: HeartbeatTag
-    var tracker: ImpedanceTracker
-    var lastIteration: UInt64?
-    var reportedState: TrinaryState = .transit
-    var progress: UInt64 = 0
-    var lastHeartbeat: Instant?
+///
+/// Copy-on-write over one heap object. Reading an agent out of the registry's dictionary
+/// copies it; held by value that copied every field and retained every array it holds, which
+/// at 1,000 agents was most of the heartbeat path's and the health tick's time (issue 14), and
+/// each of the dictionary's spare slots held the whole state. Now a copy is one reference, and
+/// a change to a copy that is not the only one copies the fields first.
+struct LiveAgent: @unchecked Sendable {
+    // @unchecked: `Fields` is only changed through `unique()`, that is when no other copy
+    // (such as one a status view reads outside the registry's lock) refers to it.
+    private final class Fields {
+        var row: AgentRowSummary
+        let tag: HeartbeatTag
+        var tracker: ImpedanceTracker
+        var lastIteration: UInt64?
+        var reportedState: TrinaryState = .transit
+        var progress: UInt64 = 0
+        var lastHeartbeat: Instant?
+        var checkpointedIteration: UInt64?
+        var quarantined = false
+        var health: AgentHealth
+
+        init(row: AgentRowSummary, tag: HeartbeatTag, tracker: ImpedanceTracker, lastIteration: UInt64?, checkpointedIteration: UInt64?, health: AgentHealth) {
+            self.row = row
+            self.tag = tag
+            self.tracker = tracker
+            self.lastIteration = lastIteration
+            self.checkpointedIteration = checkpointedIteration
+            self.health = health
+        }
+
+        func copy() -> Fields {
+            let copy = Fields(
+                row: row, tag: tag, tracker: tracker, lastIteration: lastIteration, checkpointedIteration: checkpointedIteration, health: health)
+            copy.reportedState = reportedState
+            copy.progress = progress
+            copy.lastHeartbeat = lastHeartbeat
+            copy.quarantined = quarantined
+            return copy
+        }
+    }
+
+    private var fields: Fields
+
+    init(row: AgentRowSummary, tag: HeartbeatTag, tracker: ImpedanceTracker, lastIteration: UInt64?, checkpointedIteration: UInt64?, health: AgentHealth) {
+        fields = Fields(
+            row: row, tag: tag, tracker: tracker, lastIteration: lastIteration, checkpointedIteration: checkpointedIteration, health: health)
+    }
+
+    private mutating func unique() -> Fields {
+        if !isKnownUniquelyReferenced(&fields) { fields = fields.copy() }
+        return fields
+    }
+
+    var row: AgentRowSummary {
+        get { fields.row }
+        _modify { yield &unique().row }
+    }
+    var tag: HeartbeatTag { fields.tag }
+    var tracker: ImpedanceTracker {
+        get { fields.tracker }
+        _modify { yield &unique().tracker }
+    }
+    var lastIteration: UInt64? { fields.lastIteration }
+    var reportedState: TrinaryState { fields.reportedState }
+    var progress: UInt64 { fields.progress }
+    var lastHeartbeat: Instant? { fields.lastHeartbeat }
     /// The iteration in the last checkpoint; a checkpoint is due only when this lags behind.
-    var checkpointedIteration: UInt64?
+    var checkpointedIteration: UInt64? {
+        get { fields.checkpointedIteration }
+        set { unique().checkpointedIteration = newValue }
+    }
     /// Held out of routing after a critical conflict until an operator releases it.
-    var quarantined = false
+    var quarantined: Bool {
+        get { fields.quarantined }
+        set { unique().quarantined = newValue }
+    }
     /// Failure detection, breaker and canary: updated in place per heartbeat, judged per tick.
-    var health: AgentHealth
+    var health: AgentHealth {
+        get { fields.health }
+        _modify { yield &unique().health }
+    }
 
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
-        lastIteration = datagram.iteration
-        reportedState = datagram.state
-        progress = datagram.progress
-        lastHeartbeat = now
-        health.heartbeat(at: now, progress: datagram.progress)
-        tracker.recordHeartbeat(at: now, oneWayLatencyMs: latencyMs, queueDepth: Int(datagram.queueDepth))
+        let fields = unique()
+        fields.lastIteration = datagram.iteration
+        fields.reportedState = datagram.state
+        fields.progress = datagram.progress
+        fields.lastHeartbeat = now
+        fields.health.heartbeat(at: now, progress: datagram.progress)
+        fields.tracker.recordHeartbeat(at: now, oneWayLatencyMs: latencyMs, queueDepth: Int(datagram.queueDepth))
     }
 
     func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
-        TrinaryState.observed(reported: reportedState, lastHeartbeat: lastHeartbeat, now: now, staleAfter: staleAfter)
+        TrinaryState.observed(reported: fields.reportedState, lastHeartbeat: fields.lastHeartbeat, now: now, staleAfter: staleAfter)
     }
 }
 
