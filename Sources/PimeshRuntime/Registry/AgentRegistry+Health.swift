@@ -89,6 +89,11 @@ extension AgentRegistry {
         }
     }
 
+    /// Whether the agent's breaker is half open: it holds at most its one trial task.
+    public func isOnBreakerTrial(_ id: AgentID) -> Bool {
+        state.withLock { $0.agents[id]?.health.breaker.state == .halfOpen }
+    }
+
     public func condition(of id: AgentID) -> AgentCondition? {
         state.withLock { $0.agents[id]?.health.condition }
     }

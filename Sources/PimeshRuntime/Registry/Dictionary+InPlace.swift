@@ -5,7 +5,9 @@ extension Dictionary {
     mutating func updateEach(_ body: (Key, inout Value) throws -> Void) rethrows {
         var index = startIndex
         while index != endIndex {
-            try body(keys[index], &values[index])
+            // Apart, so that the keys view no longer holds the storage when the value is changed.
+            let key = keys[index]
+            try body(key, &values[index])
             formIndex(after: &index)
         }
     }

@@ -83,7 +83,9 @@ extension TaskService {
                 guard !receivers.isEmpty else { continue }
                 let receiverIDs = Set(receivers.map(\.id))
                 var live = receivers
-                for (agent, inbox) in state.inboxes where !receiverIDs.contains(agent) {
+                // An agent on its breaker's trial keeps its trial task: the breaker closes or
+                // opens again only on that task's outcome.
+                for (agent, inbox) in state.inboxes where !receiverIDs.contains(agent) && !registry.isOnBreakerTrial(agent) {
                     if inbox.items.contains(where: { $0.kind == .task && $0.capability == capability }), let name = registry.name(of: agent) {
                         live.append((agent, name))
                     }
