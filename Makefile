@@ -16,11 +16,13 @@ deps:
 	@scripts/install-deps.sh
 
 # promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests; schemathesis
-# fuzzes the API from docs/openapi.yaml.
+# fuzzes the API from docs/openapi.yaml; `pimesh bench run --compare supervisord` runs PyPI's
+# supervisord (Debian's package would also start a system-wide one).
 test-deps:
 	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross fdisk mtools dosfstools
 	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
 	@python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "schemathesis>=4.1,<5"
+	@command -v supervisord >/dev/null || python3 -m pip install --quiet --break-system-packages "supervisor>=4.2,<5"
 
 build: deps
 	$(SWIFT) build

@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -108,10 +109,23 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The drivers of `pimesh bench`: they start leads and swarms; the lead never runs them.
+        .target(
+            name: "PimeshBench",
+            dependencies: [
+                "PimeshCore",
+                "PimeshAgent",
+                "PimeshRuntime",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "pimesh",
             dependencies: [
                 "PimeshCore",
+                "PimeshBench",
                 "PimeshStore",
                 "PimeshSnapshot",
                 "PimeshLED",
@@ -121,6 +135,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -137,6 +152,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "PimeshBenchTests", dependencies: ["PimeshBench", "PimeshAgent"]),
         .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore"]),
     ],
     swiftLanguageModes: [.v6]

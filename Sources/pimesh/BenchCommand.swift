@@ -1,12 +1,13 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshBench
 import PimeshRuntime
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure this device: on-device micro-benchmarks of the lead's hot paths.",
-        subcommands: [Ingest.self, Tasks.self, Compress.self]
+        abstract: "Measure this device: the load benchmark (run) and micro-benchmarks of the lead's hot paths.",
+        subcommands: [Run.self, Ingest.self, Tasks.self, Compress.self]
     )
 
     struct Ingest: AsyncParsableCommand {

@@ -8,21 +8,21 @@ import PimeshAgent
 /// stderr into one pipe whose read end the caller gets, no other descriptor of the lead's
 /// (issue 12: agents once inherited the API listener and the heartbeat sockets), and the
 /// user it is to run as.
-enum ChildProcess {
-    struct Spawned {
-        var pid: pid_t
+package enum ChildProcess {
+    package struct Spawned {
+        package var pid: pid_t
         /// Read end of the child's stdout+stderr; nil when output was not captured.
-        var output: Int32?
+        package var output: Int32?
     }
 
-    struct SpawnError: Error, CustomStringConvertible {
-        var description: String
+    package struct SpawnError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// `program` is an absolute path or a name searched in PATH (of `environment`).
     /// `outputDescriptor`: the child's stdout+stderr, still the caller's to close (a supervised
     /// agent's log FIFO); else a new pipe when `captureOutput`, else /dev/null.
-    static func spawn(
+    package static func spawn(
         program: String, arguments: [String], environment: [String], captureOutput: Bool, outputDescriptor: Int32? = nil,
         identity: ProcessIdentity? = nil
     ) throws -> Spawned {
@@ -76,7 +76,7 @@ enum ChildProcess {
     }
 
     /// PATH lookup against the child's environment, as execvp would do it.
-    static func resolve(_ program: String, environment: [String]) -> String? {
+    package static func resolve(_ program: String, environment: [String]) -> String? {
         let path = environment.first { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) } ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.split(separator: ":") where !directory.isEmpty {
             let candidate = directory + "/" + program
@@ -86,7 +86,7 @@ enum ChildProcess {
     }
 
     /// "exited with status 3", "killed by signal 9 (KILL)".
-    static func describe(waitStatus status: Int32) -> (text: String, clean: Bool) {
+    package static func describe(waitStatus status: Int32) -> (text: String, clean: Bool) {
         let signal = status & 0x7f
         if signal == 0 {
             let code = (status >> 8) & 0xff

@@ -3,7 +3,7 @@ import Glibc
 /// The user a supervised agent runs as (issue 12, as supervisord's `user=` and Greengrass's
 /// per-component users): uid, primary gid and supplementary groups, resolved from the
 /// manifest's `user`, `group` and `groups` when it is loaded, so a typo is refused by name.
-struct ProcessIdentity: Sendable, Equatable {
+package struct ProcessIdentity: Sendable, Equatable {
     var user: String
     var uid: uid_t
     var gid: gid_t

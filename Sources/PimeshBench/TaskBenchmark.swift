@@ -19,6 +19,8 @@ public struct TaskBenchmark: Sendable {
         public var acceptP99Ms: Double
         public var submitToResultP50Ms: Double
         public var submitToResultP99Ms: Double
+        /// Every percentile of submit-to-result, the ones above included.
+        public var submitToResult: LatencySummary
         public var predictionWithin50Ms: Double
     }
 
@@ -80,8 +82,9 @@ public struct TaskBenchmark: Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        let acceptMs = accepted.all.map(\.ms)
-        let submitToResult = finished.compactMap { task in task.finishedAtMs.map { Double($0 - task.submittedAtMs) } }
+        let accept = LatencySummary(milliseconds: accepted.all.map(\.ms))
+        let submitToResult = LatencySummary(
+            milliseconds: finished.compactMap { task in task.finishedAtMs.map { Double($0 - task.submittedAtMs) } })
         let firstSubmit = finished.map(\.submittedAtMs).min() ?? 0
         let lastFinish = finished.compactMap(\.finishedAtMs).max() ?? firstSubmit
         let seconds = max(0.001, Double(lastFinish - firstSubmit) / 1000)
@@ -93,16 +96,10 @@ public struct TaskBenchmark: Sendable {
             tasks: ids.count, concurrency: concurrency, agents: agents.count,
             succeeded: finished.filter { $0.state == "succeeded" }.count,
             otherOutcomes: finished.filter { $0.state != "succeeded" }.count, seconds: ImpedanceView.round(seconds),
-            tasksPerSecond: ImpedanceView.round(Double(ids.count) / seconds), acceptP50Ms: Self.percentile(acceptMs, 50),
-            acceptP99Ms: Self.percentile(acceptMs, 99), submitToResultP50Ms: Self.percentile(submitToResult, 50),
-            submitToResultP99Ms: Self.percentile(submitToResult, 99),
+            tasksPerSecond: ImpedanceView.round(Double(ids.count) / seconds), acceptP50Ms: accept.p50Ms,
+            acceptP99Ms: accept.p99Ms, submitToResultP50Ms: submitToResult.p50Ms,
+            submitToResultP99Ms: submitToResult.p99Ms, submitToResult: submitToResult,
             predictionWithin50Ms: ImpedanceView.round(Double(within) / Double(max(1, finished.count))))
-    }
-
-    static func percentile(_ values: [Double], _ p: Double) -> Double {
-        var ring = SampleRing(capacity: max(1, values.count))
-        for value in values { ring.add(value) }
-        return ImpedanceView.round(ring.percentile(p) ?? 0)
     }
 }
 

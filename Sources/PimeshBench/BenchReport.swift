@@ -1,0 +1,100 @@
+import PimeshAgent
+
+/// What `pimesh bench run` writes as report.json (and renders as report.md and report.svg).
+public struct BenchReport: Codable, Sendable {
+    public var pimeshVersion: String
+    public var startedAtMs: Int64
+    public var elapsedSeconds: Double
+    public var machine: MachineInfo
+    public var windowSeconds: Double
+    public var heartbeatIntervalMs: Int
+    public var steps: [Step]
+    /// Growth of the lead's private memory per added agent, between the smallest and largest step.
+    public var perAgentPrivateBytes: Int?
+    public var checks: [Check]
+
+    public struct Step: Codable, Sendable {
+        /// Simulated agents (one `pimesh swarm`) that take work as datagrams.
+        public var agents: Int
+        /// Supervised `pimesh sim-agent` processes beside them, killed to measure detection and respawn.
+        public var supervisedAgents: Int
+        public var readyAfterSeconds: Double
+        public var lead: ProcessFigures
+        public var heartbeats: Heartbeats
+        public var nodeImpedance: Int
+        public var tasks: Tasks?
+        public var detection: Detection
+        public var supervisord: Supervisord?
+    }
+
+    public struct Heartbeats: Codable, Sendable {
+        /// Accepted and dropped inside the measurement window only.
+        public var accepted: Int
+        public var dropped: Int
+        public var droppedByReason: [String: Int]
+    }
+
+    public struct Tasks: Codable, Sendable {
+        public var count: Int
+        public var succeeded: Int
+        public var otherOutcomes: Int
+        public var tasksPerSecond: Double
+        public var submitToResult: LatencySummary
+    }
+
+    public struct Detection: Codable, Sendable {
+        /// kill -9 of a supervised agent until the lead records its exit.
+        public var exitSeen: LatencySummary
+        /// …until the restarted agent heartbeats again: what supervisord's respawn time compares with.
+        public var heartbeatingAgain: LatencySummary
+        /// kill -9 of an attached agent (no process the lead can see) until phi suspects it.
+        public var phiSuspicion: LatencySummary
+    }
+
+    public struct Supervisord: Codable, Sendable {
+        public var version: String
+        public var programs: Int
+        public var process: ProcessFigures
+        /// kill -9 of a program until supervisord has started its replacement.
+        public var respawn: LatencySummary
+    }
+
+    public struct Check: Codable, Sendable {
+        public var name: String
+        public var limit: Double
+        public var value: Double
+        public var passed: Bool
+    }
+}
+
+extension BenchReport {
+    /// Per-agent private memory only means something across a wide span of agents: between 10
+    /// and 100 the heap's noise is larger than the agents.
+    static let perAgentSpan = 500
+    public static let perAgentPrivateLimitBytes = 4096
+
+    static func perAgentPrivateBytes(steps: [Step]) -> Int? {
+        guard let small = steps.min(by: { $0.agents < $1.agents }), let large = steps.max(by: { $0.agents < $1.agents }),
+            large.agents - small.agents >= perAgentSpan
+        else { return nil }
+        let grown = Double(large.lead.privateBytes) - Double(small.lead.privateBytes)
+        return Int((grown / Double(large.agents - small.agents)).rounded())
+    }
+
+    static func checks(steps: [Step], perAgentPrivateBytes: Int?) -> [Check] {
+        var checks: [Check] = []
+        if let perAgentPrivateBytes {
+            checks.append(
+                Check(
+                    name: "per_agent_private_bytes", limit: Double(perAgentPrivateLimitBytes), value: Double(perAgentPrivateBytes),
+                    passed: perAgentPrivateBytes <= perAgentPrivateLimitBytes))
+        }
+        for step in steps {
+            checks.append(
+                Check(
+                    name: "heartbeats_dropped_at_\(step.agents)", limit: 0, value: Double(step.heartbeats.dropped),
+                    passed: step.heartbeats.dropped == 0))
+        }
+        return checks
+    }
+}

@@ -1,0 +1,304 @@
+import Glibc
+import PimeshAgent
+import PimeshCore
+import PimeshRuntime
+
+/// `pimesh bench run`: the on-device load benchmark. For each number of agents it starts a lead
+/// of its own (from a private copy of this binary, in a scratch data dir on the storage being
+/// measured), a swarm that takes work, and a few supervised agents, then measures the lead over
+/// a steady window, submits tasks, kills agents, and (optionally) does the same with supervisord.
+public struct LoadBenchmark: Sendable {
+    public struct Settings: Sendable {
+        public var agentSteps: [Int]
+        public var windowSeconds: Double
+        /// kill -9 trials of a supervised agent per step (and of a supervisord program).
+        public var kills: Int
+        /// kill -9 trials of an attached agent (phi detection) per step.
+        public var attachedKills: Int
+        /// Tasks per step; nil: as many as agents, at least 100 and at most 1,000.
+        public var tasks: Int?
+        public var compareSupervisord: Bool
+        /// Where the scratch data dirs go (their storage is the one measured).
+        public var scratchParent: String
+        /// This binary: the lead, the swarm and the supervised agents all run it.
+        public var binary: String
+
+        public init(
+            agentSteps: [Int], windowSeconds: Double, kills: Int, attachedKills: Int, tasks: Int?, compareSupervisord: Bool,
+            scratchParent: String, binary: String
+        ) {
+            self.agentSteps = agentSteps
+            self.windowSeconds = windowSeconds
+            self.kills = kills
+            self.attachedKills = attachedKills
+            self.tasks = tasks
+            self.compareSupervisord = compareSupervisord
+            self.scratchParent = scratchParent
+            self.binary = binary
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Three supervised agents: enough to kill one while the last one killed becomes stable again.
+    static let supervisedAgents = 3
+    static let supervisedStableAfterSeconds = 1.0
+
+    public let settings: Settings
+    let progress: @Sendable (String) -> Void
+
+    public init(settings: Settings, progress: @escaping @Sendable (String) -> Void) {
+        self.settings = settings
+        self.progress = progress
+    }
+
+    public func run() async throws -> BenchReport {
+        let started = Clock.monotonicNow()
+        let startedAtMs = Clock.wallMilliseconds()
+        var supervisordVersion: String?
+        if settings.compareSupervisord {
+            supervisordVersion = try SupervisordComparison.version()
+        }
+        var steps: [BenchReport.Step] = []
+        var intervalMs = 250
+        var storage = "unknown"
+        for (index, agents) in settings.agentSteps.enumerated() {
+            let label = "[\(index + 1)/\(settings.agentSteps.count)] \(agents) agents"
+            let scratch = try Scratch(parent: settings.scratchParent)
+            storage = MachineInfo.current(storageFor: scratch.path).storage
+            do {
+                let (step, interval) = try await runStep(
+                    agents: agents, scratch: scratch, supervisordVersion: supervisordVersion, label: label)
+                intervalMs = interval
+                steps.append(step)
+                scratch.remove()
+            } catch is CancellationError {
+                scratch.remove()
+                throw CancellationError()
+            } catch {
+                throw Failure("\(label): \(error) (lead and swarm logs kept in \(scratch.path))")
+            }
+        }
+        var machine = MachineInfo.current(storageFor: settings.scratchParent)
+        machine.storage = storage
+        let perAgent = BenchReport.perAgentPrivateBytes(steps: steps)
+        return BenchReport(
+            pimeshVersion: PimeshRuntimeInfo.version, startedAtMs: startedAtMs,
+            elapsedSeconds: ImpedanceView.round((Clock.monotonicNow() - started).milliseconds / 1000), machine: machine,
+            windowSeconds: settings.windowSeconds, heartbeatIntervalMs: intervalMs, steps: steps,
+            perAgentPrivateBytes: perAgent, checks: BenchReport.checks(steps: steps, perAgentPrivateBytes: perAgent))
+    }
+
+    private func runStep(
+        agents: Int, scratch: Scratch, supervisordVersion: String?, label: String
+    ) async throws -> (BenchReport.Step, Int) {
+        let children = Children()
+        defer { children.stopAll() }
+        // Private copies: processes that map one file share (and split) the PSS of its pages, and
+        // the lead's figure would then depend on how many agents run the same binary.
+        let leadBinary = try scratch.copy(settings.binary, as: "pimesh-lead")
+        let agentBinary = try scratch.copy(settings.binary, as: "pimesh-agent")
+        try scratch.writeSupervisedManifests(count: Self.supervisedAgents, binary: agentBinary)
+
+        progress("\(label): starting the lead")
+        let lead = try children.start(
+            leadBinary,
+            ["run", "--data-dir", scratch.path, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"],
+            log: scratch.path + "/lead.log")
+        let client = try await waitForLead(pid: lead, dataDir: scratch.path, children: children)
+        let swarmStarted = Clock.monotonicNow()
+        _ = try children.start(
+            settings.binary, ["swarm", "--data-dir", scratch.path, "--agents", String(agents), "--name-prefix", "bench"],
+            log: scratch.path + "/swarm.log")
+        let expected = agents + Self.supervisedAgents
+        let readyDeadline = Clock.monotonicNow() + .seconds(60 + Int64(agents / 20))
+        while true {
+            try children.checkAlive()
+            if let status = try? client.status(), status.agents.ready >= expected { break }
+            if Clock.monotonicNow() > readyDeadline {
+                throw Failure("fewer than \(expected) agents READY after \(60 + agents / 20) s")
+            }
+            progress("\(label): waiting for \(expected) agents to be READY")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let readyAfter = (Clock.monotonicNow() - swarmStarted).milliseconds / 1000
+
+        var supervisord: SupervisordComparison?
+        if let supervisordVersion {
+            progress("\(label): starting supervisord with \(agents) programs")
+            supervisord = try await SupervisordComparison.start(
+                programs: agents, directory: scratch.path + "/supervisord", version: supervisordVersion, children: children)
+        }
+        // Past registration and the first scores: the window is the steady state.
+        try await Task.sleep(for: .seconds(3))
+
+        let before = try client.status()
+        let leadMeter = ProcessMeter(pid: lead)
+        var leadSamples: [ProcessMeter.Reading] = []
+        var supervisordSamples: [ProcessMeter.Reading] = []
+        let windowStart = Clock.monotonicNow()
+        while true {
+            try children.checkAlive()
+            guard let reading = leadMeter.read() else { throw Failure("the lead's /proc entry is gone") }
+            leadSamples.append(reading)
+            if let supervisord, let reading = ProcessMeter(pid: supervisord.pid).read() { supervisordSamples.append(reading) }
+            let elapsed = (Clock.monotonicNow() - windowStart).milliseconds / 1000
+            if elapsed >= settings.windowSeconds { break }
+            progress("\(label): measuring \(Self.bar(elapsed / settings.windowSeconds)) \(Int(elapsed))/\(Int(settings.windowSeconds)) s")
+            try await Task.sleep(for: .milliseconds(Int64(min(1000, (settings.windowSeconds - elapsed) * 1000))))
+        }
+        let after = try client.status()
+        guard let leadFigures = ProcessFigures(samples: leadSamples) else { throw Failure("the window held fewer than 2 samples") }
+        var dropped: [String: Int] = [:]
+        for (reason, count) in after.heartbeats.dropped where count != before.heartbeats.dropped[reason] ?? 0 {
+            dropped[reason] = count - (before.heartbeats.dropped[reason] ?? 0)
+        }
+
+        var tasks: BenchReport.Tasks?
+        let taskCount = settings.tasks ?? min(1000, max(100, agents))
+        if taskCount > 0 {
+            progress("\(label): \(taskCount) tasks")
+            let result = try await TaskBenchmark(dataDir: scratch.path, tasks: taskCount, concurrency: 16, weight: 1).run()
+            tasks = BenchReport.Tasks(
+                count: result.tasks, succeeded: result.succeeded, otherOutcomes: result.otherOutcomes,
+                tasksPerSecond: result.tasksPerSecond, submitToResult: result.submitToResult)
+        }
+
+        let events = EventWatcher(client: client)
+        var exitSeen: [Double] = []
+        var back: [Double] = []
+        var lastBack: [String: Instant] = [:]
+        for trial in 0..<settings.kills {
+            progress("\(label): kill -9 of a supervised agent, \(trial + 1) of \(settings.kills)")
+            let name = "bench-supervised-\(trial % Self.supervisedAgents + 1)"
+            // Each kill meets a stable agent and so the first restart delay, not a backoff grown by the last kill.
+            if let back = lastBack[name] {
+                let stableAt = back + .milliseconds(Int64(Self.supervisedStableAfterSeconds * 1000) + 200)
+                let wait = (stableAt - Clock.monotonicNow()).milliseconds
+                if wait > 0 { try await Task.sleep(for: .milliseconds(Int64(wait))) }
+            }
+            let pid = try await supervisedPID(name: name, client: client)
+            let killedAt = Clock.wallMilliseconds()
+            kill(pid, SIGKILL)
+            let exited = try await events.wait(agent: name, kinds: ["exited"], after: killedAt)
+            let alive = try await events.wait(agent: name, kinds: ["alive"], after: killedAt)
+            exitSeen.append(Double(exited.atMs - killedAt))
+            back.append(Double(alive.atMs - killedAt))
+            lastBack[name] = Clock.monotonicNow()
+            try children.checkAlive()
+        }
+        var phi: [Double] = []
+        for trial in 0..<settings.attachedKills {
+            progress("\(label): kill -9 of an attached agent, \(trial + 1) of \(settings.attachedKills)")
+            let startedAt = Clock.wallMilliseconds()
+            let probe = try children.start(
+                settings.binary,
+                ["swarm", "--data-dir", scratch.path, "--agents", "1", "--name-prefix", "probe", "--no-work"],
+                log: scratch.path + "/probe.log")
+            _ = try await events.wait(agent: "probe-001", kinds: ["alive"], after: startedAt - 100)
+            // A few intervals for phi to learn the agent's rhythm.
+            try await Task.sleep(for: .milliseconds(6 * Int64(after.heartbeats.intervalMs)))
+            let killedAt = Clock.wallMilliseconds()
+            children.kill(probe, signal: SIGKILL)
+            let suspected = try await events.wait(agent: "probe-001", kinds: ["suspected"], after: killedAt)
+            phi.append(Double(suspected.atMs - killedAt))
+        }
+
+        var supervisordReport: BenchReport.Supervisord?
+        if let supervisord {
+            var respawns: [Double] = []
+            for trial in 0..<settings.kills {
+                progress("\(label): kill -9 of a supervisord program, \(trial + 1) of \(settings.kills)")
+                respawns.append(try await supervisord.killOneAndTimeRespawn())
+            }
+            guard let figures = ProcessFigures(samples: supervisordSamples) else {
+                throw Failure("supervisord's /proc entry could not be read")
+            }
+            supervisordReport = BenchReport.Supervisord(
+                version: supervisord.version, programs: agents, process: figures, respawn: LatencySummary(milliseconds: respawns))
+        }
+        let step = BenchReport.Step(
+            agents: agents, supervisedAgents: Self.supervisedAgents, readyAfterSeconds: ImpedanceView.round(readyAfter),
+            lead: leadFigures,
+            heartbeats: .init(
+                accepted: after.heartbeats.accepted - before.heartbeats.accepted,
+                dropped: after.heartbeats.droppedTotal - before.heartbeats.droppedTotal, droppedByReason: dropped),
+            nodeImpedance: after.node.score, tasks: tasks,
+            detection: .init(
+                exitSeen: LatencySummary(milliseconds: exitSeen), heartbeatingAgain: LatencySummary(milliseconds: back),
+                phiSuspicion: LatencySummary(milliseconds: phi)),
+            supervisord: supervisordReport)
+        progress("\(label): done")
+        return (step, after.heartbeats.intervalMs)
+    }
+
+    private func waitForLead(pid: pid_t, dataDir: String, children: Children) async throws -> LeadClient {
+        let deadline = Clock.monotonicNow() + .seconds(60)
+        while true {
+            try children.checkAlive()
+            if let client = try? LeadClient(dataDir: dataDir, timeoutMs: 10_000), (try? client.status()) != nil {
+                return client
+            }
+            if Clock.monotonicNow() > deadline { throw Failure("the lead did not answer within 60 s") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func supervisedPID(name: String, client: LeadClient) async throws -> pid_t {
+        let deadline = Clock.monotonicNow() + .seconds(30)
+        while true {
+            if let view = try? APICoding.decode(AgentView.self, from: client.get("/v1/agents/\(name)")),
+                let pid = view.supervision?.pid, view.state == "READY"
+            {
+                return pid
+            }
+            if Clock.monotonicNow() > deadline { throw Failure("\(name) was not READY with a pid within 30 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    static func bar(_ fraction: Double, width: Int = 20) -> String {
+        let filled = max(0, min(width, Int((fraction * Double(width)).rounded())))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+    }
+}
+
+extension LeadClient {
+    func status() throws -> StatusReport {
+        try APICoding.decode(StatusReport.self, from: get("/v1/status"))
+    }
+}
+
+/// The lead's health events, read incrementally; a benchmark waits for the one that answers a
+/// kill. Event times are the lead's wall clock, the kill's this process's: one machine, one clock.
+final class EventWatcher {
+    let client: LeadClient
+    private var next: UInt64 = 0
+    private var seen: [HealthEvent] = []
+
+    init(client: LeadClient) {
+        self.client = client
+    }
+
+    func wait(agent: String, kinds: Set<String>, after: Int64, timeoutSeconds: Int64 = 15) async throws -> HealthEvent {
+        let deadline = Clock.monotonicNow() + .seconds(timeoutSeconds)
+        while true {
+            let list = try APICoding.decode(HealthEventList.self, from: client.get("/v1/events?since=\(next)&limit=1000"))
+            next = list.next
+            seen.append(contentsOf: list.events)
+            // Only what the kill can have caused; the ring is read once, so old events are let go.
+            if let match = seen.first(where: { $0.agent == agent && kinds.contains($0.kind) && $0.atMs >= after - 5 }) {
+                seen.removeAll { $0.sequence <= match.sequence }
+                return match
+            }
+            seen.removeAll { $0.atMs < after - 5 }
+            if Clock.monotonicNow() > deadline {
+                throw LoadBenchmark.Failure("no \(kinds.sorted().joined(separator: "/")) event for \(agent) within \(timeoutSeconds) s")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}

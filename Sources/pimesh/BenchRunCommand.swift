@@ -1,0 +1,175 @@
+import ArgumentParser
+import Glibc
+import PimeshAgent
+import PimeshBench
+import UnixSignals
+
+extension BenchCommand {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run",
+            abstract: "The on-device load benchmark: a lead of its own under 10, 100, 1,000 agents that take work.",
+            discussion: """
+                For each number in --agents, starts a lead (from a private copy of this binary, with a \
+                scratch data dir in --scratch, whose storage is the one measured), one `pimesh swarm` whose \
+                agents take work as datagrams, and 3 supervised `pimesh sim-agent` processes. Once every agent \
+                is READY and 3 s have passed, it measures the lead for --duration: PSS and private memory \
+                (smaps_rollup), CPU (user + system), storage writes (write_bytes), heartbeats accepted and \
+                dropped, and node impedance. Then it submits tasks (submit → result percentiles), kills a \
+                supervised agent --kills times (exit seen, heartbeating again) and an attached agent \
+                --attached-kills times (phi suspicion). Latency percentiles come from an HdrHistogram.
+
+                --compare supervisord runs as many `sleep` programs under supervisord (from PATH: \
+                apt-get install supervisor, or pip install supervisor), on a private socket, in the same \
+                window, and kills its programs as often, for its memory, CPU and respawn time beside pimesh's.
+
+                Writes report.json, report.md and report.svg into --out, each naming the machine (CPU, cores, \
+                RAM, kernel, storage). --check exits 1 when a check fails: per-agent private memory above \
+                4,096 bytes (between steps at least 500 agents apart) or a heartbeat dropped in a window. \
+                Needs root for the supervised agents. Interrupting it stops everything it started.
+                """
+        )
+
+        @Option(help: "Agents per step, comma-separated (each 1…10000, at most 8 steps).")
+        var agents: String = "10,100,1000"
+
+        @Option(help: "Measurement window per step: 20s, 2m, 1500ms or seconds (1 s…1 h).")
+        var duration: String = "20s"
+
+        @Option(help: "Directory for report.json, report.md and report.svg (made if missing).")
+        var out: String = "pimesh-bench"
+
+        @Option(help: "Also measure another supervisor in the same run: supervisord.")
+        var compare: String?
+
+        @Option(help: "kill -9 trials of a supervised agent per step (0…100).")
+        var kills: Int = 5
+
+        @Option(help: "kill -9 trials of an attached agent per step, for phi detection (0…20).")
+        var attachedKills: Int = 3
+
+        @Option(help: "Tasks per step (0…100000; default: the step's agents, at least 100 and at most 1,000).")
+        var tasks: Int?
+
+        @Option(help: "Where each step's scratch data dir is made; its storage is the one measured.")
+        var scratch: String = "/var/tmp"
+
+        @Flag(help: "Print report.json on stdout instead of the summary.")
+        var json = false
+
+        @Flag(help: "Exit 1 when a check in the report fails.")
+        var check = false
+
+        var steps: [Int] { agents.split(separator: ",").compactMap { Int($0.filter { $0 != " " }) } }
+
+        func validate() throws {
+            let parts = agents.split(separator: ",", omittingEmptySubsequences: false)
+            for part in parts {
+                guard let count = Int(part.filter { $0 != " " }), (1...10_000).contains(count) else {
+                    throw ValidationError("--agents: '\(part)' is not a number of agents from 1 to 10000")
+                }
+            }
+            guard (1...8).contains(parts.count) else { throw ValidationError("--agents: at most 8 steps, not \(parts.count)") }
+            guard let seconds = Self.seconds(duration), (1...3600).contains(seconds) else {
+                throw ValidationError("--duration: '\(duration)' is not a duration from 1s to 1h (20s, 2m, 1500ms)")
+            }
+            if let compare, compare != "supervisord" {
+                throw ValidationError("--compare: '\(compare)' is not supported; supervisord is")
+            }
+            guard (0...100).contains(kills) else { throw ValidationError("--kills must be 0…100, not \(kills)") }
+            guard (0...20).contains(attachedKills) else { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
+            if let tasks, !(0...100_000).contains(tasks) { throw ValidationError("--tasks must be 0…100000, not \(tasks)") }
+            guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
+        }
+
+        static func seconds(_ text: String) -> Double? {
+            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+            for (suffix, factor) in units where text.hasSuffix(suffix) {
+                return Double(text.dropLast(suffix.count)).map { $0 * factor }
+            }
+            return Double(text)
+        }
+
+        func run() async throws {
+            do {
+                try FileIO.makeDirectories(out, mode: 0o755)
+                let binary = try Self.ownExecutable()
+                let settings = LoadBenchmark.Settings(
+                    agentSteps: steps, windowSeconds: Self.seconds(duration)!, kills: kills, attachedKills: attachedKills,
+                    tasks: tasks, compareSupervisord: compare == "supervisord", scratchParent: scratch, binary: binary)
+                let onTerminal = isatty(STDERR_FILENO) == 1
+                let benchmark = LoadBenchmark(settings: settings) { message in
+                    if onTerminal {
+                        FileHandleStderr.write("\r\u{1B}[K" + message)
+                    } else if message.hasSuffix(": done") {
+                        FileHandleStderr.write(message + "\n")
+                    }
+                }
+                let work = Task { try await benchmark.run() }
+                // Ctrl-C or SIGTERM cancels the run, which stops the leads, swarms and supervisord it started.
+                let signals = Task {
+                    for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                        work.cancel()
+                        break
+                    }
+                }
+                defer { signals.cancel() }
+                let report: BenchReport
+                do {
+                    report = try await work.value
+                } catch is CancellationError {
+                    throw CLIFailure("interrupted: stopped everything it started", exitCode: 130)
+                }
+                if onTerminal { FileHandleStderr.write("\r\u{1B}[K") }
+                let json = try APICoding.encode(report, pretty: true)
+                try FileIO.writeAtomically(path: out + "/report.json", bytes: json + [UInt8(ascii: "\n")])
+                try FileIO.writeAtomically(path: out + "/report.md", bytes: Array(report.markdown().utf8))
+                try FileIO.writeAtomically(path: out + "/report.svg", bytes: Array(report.svg().utf8))
+                if self.json {
+                    print(String(decoding: json, as: UTF8.self))
+                } else {
+                    print(Self.summary(report))
+                    print("report: \(out)/report.md, \(out)/report.json, \(out)/report.svg")
+                }
+                if check, let failed = report.checks.first(where: { !$0.passed }) {
+                    throw CLIFailure("check failed: \(failed.name) = \(Int(failed.value)) (limit \(Int(failed.limit)))")
+                }
+            } catch {
+                throw CLIFailure.report(error)
+            }
+        }
+
+        static func ownExecutable() throws -> String {
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+            guard length > 0 else { throw CLIFailure("cannot find this binary (/proc/self/exe)") }
+            return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+
+        static func summary(_ report: BenchReport) -> String {
+            var lines = [
+                "\(report.machine.cpuModel), \(report.machine.cores) cores, \(Format.megabytes(report.machine.memoryBytes)); "
+                    + "\(report.machine.storage); \(Format.decimal(report.windowSeconds, places: 0)) s windows"
+            ]
+            for step in report.steps {
+                var line = "\(step.agents) agents: lead PSS \(Format.megabytes(step.lead.pssBytes)), "
+                line += "private \(Format.megabytes(step.lead.privateBytes)), CPU \(Format.decimal(step.lead.cpuPercentOfCore, places: 2)) %, "
+                line += "heartbeats \(step.heartbeats.accepted) accepted / \(step.heartbeats.dropped) dropped"
+                if let tasks = step.tasks {
+                    line += ", tasks p99 \(Format.decimal(tasks.submitToResult.p99Ms)) ms"
+                }
+                line += ", phi p99 \(Format.decimal(step.detection.phiSuspicion.p99Ms)) ms"
+                if let other = step.supervisord {
+                    line += "; supervisord PSS \(Format.megabytes(other.process.pssBytes)), "
+                    line += "CPU \(Format.decimal(other.process.cpuPercentOfCore, places: 2)) %"
+                }
+                lines.append(line)
+            }
+            if let perAgent = report.perAgentPrivateBytes { lines.append("per-agent private memory: \(perAgent) bytes") }
+            for check in report.checks where !check.passed {
+                lines.append("FAIL \(check.name) = \(Int(check.value)) (limit \(Int(check.limit)))")
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}

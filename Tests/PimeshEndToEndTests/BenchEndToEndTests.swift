@@ -1,0 +1,124 @@
+import Foundation
+import PimeshAgent
+import Testing
+
+/// Issue 14: `pimesh bench run`, the on-device load benchmark, end to end with supervisord beside it.
+@Suite(.serialized) struct BenchEndToEndTests {
+    @Test func aTwoStepRunWritesACompleteReportWithSupervisordBesideIt() throws {
+        let scratch = LeadProcess.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let out = scratch + "/report"
+        let run = try runPimesh([
+            "bench", "run", "--agents", "2,5", "--duration", "2s", "--kills", "2", "--attached-kills", "1", "--tasks", "20",
+            "--compare", "supervisord", "--out", out, "--scratch", scratch, "--json",
+        ])
+        #expect(run.status == 0, "\(run.output)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
+        let report = try #require(json)
+        let machine = try #require(report["machine"] as? [String: Any])
+        #expect((machine["cores"] as? Int ?? 0) >= 1)
+        #expect((machine["memory_bytes"] as? Int ?? 0) > 0)
+        #expect(!(machine["cpu_model"] as? String ?? "").isEmpty)
+        #expect((machine["storage"] as? String ?? "unknown") != "unknown")
+        let steps = try #require(report["steps"] as? [[String: Any]])
+        #expect(steps.map { $0["agents"] as? Int } == [2, 5])
+        for step in steps {
+            let agents = step["agents"] as? Int ?? 0
+            let lead = try #require(step["lead"] as? [String: Any])
+            #expect((lead["pss_bytes"] as? Int ?? 0) > 1 << 20, "the lead's PSS was read: \(lead)")
+            #expect((lead["private_bytes"] as? Int ?? 0) > 0)
+            #expect((lead["cpu_percent_of_core"] as? Double ?? -1) >= 0)
+            let heartbeats = try #require(step["heartbeats"] as? [String: Any])
+            // 2 s at one heartbeat per 250 ms from every agent, the supervised ones included.
+            #expect((heartbeats["accepted"] as? Int ?? 0) >= agents * 4, "\(heartbeats)")
+            let tasks = try #require(step["tasks"] as? [String: Any])
+            #expect(tasks["succeeded"] as? Int == 20, "\(tasks)")
+            let submitToResult = try #require(tasks["submit_to_result"] as? [String: Any])
+            #expect(submitToResult["count"] as? Int == 20)
+            #expect((submitToResult["p99_ms"] as? Double ?? 0) >= (submitToResult["p50_ms"] as? Double ?? 1))
+            let detection = try #require(step["detection"] as? [String: Any])
+            let exitSeen = try #require(detection["exit_seen"] as? [String: Any])
+            #expect(exitSeen["count"] as? Int == 2)
+            let back = try #require(detection["heartbeating_again"] as? [String: Any])
+            #expect((back["p50_ms"] as? Double ?? 0) > 0)
+            let phi = try #require(detection["phi_suspicion"] as? [String: Any])
+            #expect(phi["count"] as? Int == 1)
+            // Phi suspects within a few intervals, never before the agent has missed one.
+            #expect((phi["p50_ms"] as? Double ?? 0) > 200, "\(phi)")
+            let supervisord = try #require(step["supervisord"] as? [String: Any])
+            #expect(supervisord["programs"] as? Int == agents)
+            #expect(((supervisord["process"] as? [String: Any])?["pss_bytes"] as? Int ?? 0) > 1 << 20)
+            #expect(((supervisord["respawn"] as? [String: Any])?["count"] as? Int) == 2)
+        }
+        let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(markdown.contains("| 2 | "))
+        #expect(markdown.contains("| 5 | "))
+        #expect(markdown.contains("## Beside supervisord"))
+        let svg = try String(contentsOfFile: out + "/report.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
+        // Every step's scratch data dir (the lead's, the copies of the binary) is gone.
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch).filter { $0.hasPrefix("pimesh-bench.") }
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+
+    @Test func badArgumentsNameTheOptionAndStartNothing() throws {
+        let cases: [([String], String)] = [
+            (["--agents", "10,abc"], "--agents: 'abc' is not a number of agents from 1 to 10000"),
+            (["--agents", "0"], "--agents: '0' is not a number of agents from 1 to 10000"),
+            (["--agents", "1,2,3,4,5,6,7,8,9"], "--agents: at most 8 steps, not 9"),
+            (["--duration", "0s"], "--duration: '0s' is not a duration from 1s to 1h"),
+            (["--duration", "twenty"], "--duration: 'twenty' is not a duration"),
+            (["--compare", "systemd-run"], "--compare: 'systemd-run' is not supported; supervisord is"),
+            (["--kills", "101"], "--kills must be 0…100, not 101"),
+        ]
+        for (arguments, message) in cases {
+            let run = try runPimesh(["bench", "run"] + arguments + ["--out", "/nonexistent/never-made"])
+            #expect(run.status != 0, "\(arguments)")
+            #expect(run.output.contains(message), "\(arguments): \(run.output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/nonexistent/never-made"))
+    }
+
+    @Test func aSIGTERMStopsTheLeadAndSwarmItStarted() throws {
+        let scratch = LeadProcess.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        process.arguments = ["bench", "run", "--agents", "3", "--duration", "10m", "--out", scratch + "/report", "--scratch", scratch]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        // Wait until the lead of the step has agents (a status answered by its data dir).
+        var dataDir: String?
+        #expect(eventually(timeout: 60) {
+            dataDir = try FileManager.default.contentsOfDirectory(atPath: scratch).first { $0.hasPrefix("pimesh-bench.") }.map { scratch + "/" + $0 }
+            guard let dataDir, let status = try? LeadClient(dataDir: dataDir).get("/v1/status") else { return false }
+            return (try? APICoding.decode(StatusReport.self, from: status).agents.ready) ?? 0 >= 3
+        })
+        let started = try #require(dataDir)
+        let pids = Self.processes(runningFrom: started)
+        #expect(pids.count >= 5, "the lead, the swarm and the supervised agents: \(pids)")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 130, "\(text)")
+        #expect(text.contains("interrupted: stopped everything it started"))
+        #expect(eventually(timeout: 15) { Self.processes(runningFrom: started).isEmpty }, "still running: \(Self.processes(runningFrom: started))")
+        #expect(!FileManager.default.fileExists(atPath: scratch + "/report/report.json"))
+    }
+
+    /// Processes that run a private copy the bench made in `directory` (the lead, the supervised
+    /// agents) or name it on their command line (the swarm).
+    static func processes(runningFrom directory: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry in
+            guard let pid = Int32(entry) else { return nil }
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/exe")) ?? ""
+            let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(entry)/cmdline"))).map {
+                String(decoding: $0.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            } ?? ""
+            return exe.hasPrefix(directory + "/") || commandLine.contains(directory) ? pid : nil
+        }
+    }
+}
