@@ -109,14 +109,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // The drivers of `pimesh bench`: they start leads and swarms; the lead never runs them.
+        // What stands in for agents and measures a lead: `pimesh swarm`, `pimesh sim-agent` and
+        // the drivers of `pimesh bench`. The lead never runs any of it.
         .target(
             name: "PimeshBench",
             dependencies: [
                 "PimeshCore",
                 "PimeshAgent",
                 "PimeshRuntime",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings

@@ -43,12 +43,13 @@ struct Scratch {
         return destination
     }
 
+    /// Without capabilities: the tasks go to the swarm, and a kill never strands one.
     func writeSupervisedManifests(count: Int, binary: String) throws {
         try FileIO.makeDirectories(path + "/agents.d", mode: 0o700)
         for index in 1...count {
             let name = "bench-supervised-\(index)"
             let manifest = """
-                {"name": "\(name)", "command": "\(binary)", "args": ["sim-agent"], "capabilities": ["supervised"],
+                {"name": "\(name)", "command": "\(binary)", "args": ["sim-agent"],
                  "restart": {"stable_after_s": \(LoadBenchmark.supervisedStableAfterSeconds)}}
                 """
             try FileIO.writeAtomically(path: "\(path)/agents.d/\(name).json", bytes: Array(manifest.utf8), mode: 0o600)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PimeshAgent
+import PimeshBench
 import PimeshRuntime
 import ServiceLifecycle
 
