@@ -10,7 +10,7 @@ RELEASE_BIN := .build/release/pimesh
 SHIP_BIN    := .build/pimesh
 
 # promtool (Debian package prometheus) checks /metrics in the tests; the demo does not need it.
-.PHONY: deps test-deps build release cli-docs deb demo test test-swift test-python test-packaging check-binary clean
+.PHONY: deps test-deps build release cli-docs deb demo test test-swift test-python test-packaging check-binary bench-check bench-thresholds clean
 
 deps:
 	@scripts/install-deps.sh
@@ -83,3 +83,15 @@ check-binary: release
 
 clean:
 	rm -rf .build
+
+# Micro-benchmarks of the lead's hot paths (benchmarks/, ordo-one/benchmark): instructions and
+# allocations against benchmarks/Thresholds/. Not part of `make test`: the benchmark tool and a
+# release build of the core take minutes. Exit 4 from the tool means only improvements.
+bench-check: deps
+	@cd benchmarks && rc=0 && $(SWIFT) package --disable-sandbox benchmark thresholds check --no-progress || rc=$$?; \
+	  if [ $$rc -eq 4 ]; then echo "bench-check: improvements only (make bench-thresholds to record them)"; rc=0; fi; exit $$rc
+
+# Records the current figures as the thresholds to check against (after an intended change).
+bench-thresholds: deps
+	cd benchmarks && $(SWIFT) package --disable-sandbox --allow-writing-to-package-directory benchmark thresholds update --no-progress
+

@@ -114,6 +114,7 @@ let package = Package(
         .target(
             name: "PimeshBench",
             dependencies: [
+                "CSpawn",
                 "PimeshCore",
                 "PimeshAgent",
                 "PimeshRuntime",

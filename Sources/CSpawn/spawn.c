@@ -20,6 +20,9 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -156,6 +159,14 @@ unsigned long long pimesh_process_start_time(pid_t pid) {
         while (*p && *p != ' ') p++;
     }
     return strtoull(p, NULL, 10);
+}
+
+int pimesh_become_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+int pimesh_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0u);
 }
 
 int pimesh_pidfd_open(pid_t pid) {

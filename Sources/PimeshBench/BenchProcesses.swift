@@ -1,3 +1,4 @@
+import CSpawn
 import Glibc
 import PimeshAgent
 import PimeshCore
@@ -72,18 +73,23 @@ struct Scratch {
     }
 }
 
-/// The processes a step started: each is stopped (TERM, then KILL after 10 s) when the step
-/// ends, however it ends, and an early death of one is an error that names its log.
+/// The processes a step started: each is stopped when the step ends, however it ends, and an
+/// early death of one is an error that names its log. The bench is a subreaper, so that what a
+/// lead or supervisord started and left behind is found and stopped too.
 final class Children: Sendable {
     private struct Child {
         var pid: pid_t
         var name: String
         var log: String
-        /// Killed on purpose by the step (a probe agent): its exit is no failure.
-        var expectedToExit: Bool
     }
 
+    /// The lead stops its agents within their stop timeout (5 s by default) before it exits.
+    static let stopGrace: Duration = .seconds(20)
     private let children = Mutex<[Child]>([])
+
+    init() {
+        _ = pimesh_become_subreaper()
+    }
 
     func start(_ program: String, _ arguments: [String], log: String) throws -> pid_t {
         let output = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
@@ -92,14 +98,14 @@ final class Children: Sendable {
         let spawned = try ChildProcess.spawn(
             program: program, arguments: arguments, environment: currentEnvironment(), captureOutput: false, outputDescriptor: output)
         let name = (program.split(separator: "/").last.map(String.init) ?? program) + " " + (arguments.first ?? "")
-        children.withLock { $0.append(Child(pid: spawned.pid, name: name, log: log, expectedToExit: false)) }
+        children.withLock { $0.append(Child(pid: spawned.pid, name: name, log: log)) }
         return spawned.pid
     }
 
     /// Throws when a child the step still needs has exited.
     func checkAlive() throws {
         let dead: (name: String, log: String, how: String)? = children.withLock { children in
-            for index in children.indices where !children[index].expectedToExit {
+            for index in children.indices {
                 var status: Int32 = 0
                 if waitpid(children[index].pid, &status, WNOHANG) == children[index].pid {
                     // Reaped: its pid may be reused, so it must not be signalled again.
@@ -112,35 +118,79 @@ final class Children: Sendable {
         if let dead { throw LoadBenchmark.Failure("\(dead.name) \(dead.how); see \(dead.log)") }
     }
 
+    /// Stops one child on purpose (a probe agent) and reaps it.
     func kill(_ pid: pid_t, signal: Int32) {
-        children.withLock { children in
-            guard let index = children.firstIndex(where: { $0.pid == pid }) else { return }
-            children[index].expectedToExit = true
-            Glibc.kill(pid, signal)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
+        let owned = children.withLock { children -> Bool in
+            guard let index = children.firstIndex(where: { $0.pid == pid }) else { return false }
             children.remove(at: index)
+            return true
         }
+        guard owned else { return }
+        Glibc.kill(pid, signal)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
     }
 
-    /// Newest first: the swarm leaves before the lead, so that it does not count as lost agents.
+    /// TERM to every child at once, newest first (the swarm leaves before the lead, so that its
+    /// agents do not count as lost), one shared deadline, then KILL; then whatever they left behind.
     func stopAll() {
         let all = children.withLock { children in
             defer { children.removeAll() }
-            return children.reversed()
+            return Array(children.reversed())
         }
-        for child in all {
-            Glibc.kill(child.pid, SIGTERM)
-            var status: Int32 = 0
-            let deadline = Clock.monotonicNow() + .seconds(10)
-            while waitpid(child.pid, &status, WNOHANG) == 0 {
-                if Clock.monotonicNow() > deadline {
-                    Glibc.kill(child.pid, SIGKILL)
-                    waitpid(child.pid, &status, 0)
-                    break
+        for child in all { Glibc.kill(child.pid, SIGTERM) }
+        let deadline = Clock.monotonicNow() + Self.stopGrace
+        var running = all.map(\.pid)
+        while !running.isEmpty {
+            running.removeAll { pid in
+                var status: Int32 = 0
+                return waitpid(pid, &status, WNOHANG) != 0
+            }
+            if running.isEmpty { break }
+            if Clock.monotonicNow() > deadline {
+                for pid in running {
+                    Glibc.kill(pid, SIGKILL)
+                    var status: Int32 = 0
+                    waitpid(pid, &status, 0)
                 }
-                usleep(10_000)
+                break
+            }
+            usleep(10_000)
+        }
+        Self.stopOrphans()
+    }
+
+    /// Processes that were reparented to the bench (it is their subreaper): agents of a lead that
+    /// had to be killed, programs of a supervisord that was.
+    static func stopOrphans(procRoot: String = "/proc") {
+        let me = getpid()
+        for _ in 0..<5 {
+            var orphans: [pid_t] = []
+            for entry in (try? FileIO.list(procRoot)) ?? [] {
+                guard let pid = pid_t(entry), let stat = try? FileIO.readText(path: "\(procRoot)/\(entry)/stat"),
+                    ProcessMeter.parentPID(stat: stat) == me
+                else { continue }
+                orphans.append(pid)
+            }
+            if orphans.isEmpty { return }
+            for pid in orphans {
+                Glibc.kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
             }
         }
+    }
+}
+
+/// Sends a signal to a process this bench did not start (a supervised agent, a supervisord
+/// program) only while it is still the one meant: the pidfd pins the process, and `stillIt`
+/// is asked after it was opened, so that a pid reused in between is never signalled.
+func signalOwned(_ pid: pid_t, _ signal: Int32, stillIt: () -> Bool) throws {
+    let descriptor = pimesh_pidfd_open(pid)
+    guard descriptor >= 0 else { throw LoadBenchmark.Failure("pid \(pid) is gone: \(String(cString: strerror(errno)))") }
+    defer { close(descriptor) }
+    guard stillIt() else { throw LoadBenchmark.Failure("pid \(pid) is no longer the process it was") }
+    guard pimesh_pidfd_send_signal(descriptor, signal) == 0 else {
+        throw LoadBenchmark.Failure("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
     }
 }

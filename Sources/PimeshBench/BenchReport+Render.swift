@@ -8,8 +8,9 @@ extension BenchReport {
         var text = """
             # pimesh bench run
 
-            pimesh \(pimeshVersion) on \(machine.cpuModel), \(machine.cores) cores, \(mib(machine.memoryBytes)) MiB RAM, \
-            \(machine.kernel) (\(machine.architecture)); data dir on \(machine.storage). \
+            pimesh \(Self.markdownText(pimeshVersion)) on \(Self.markdownText(machine.cpuModel)), \(machine.cores) cores, \
+            \(mib(machine.memoryBytes)) MiB RAM, \(Self.markdownText(machine.kernel)) (\(Self.markdownText(machine.architecture))); \
+            data dir on \(Self.markdownText(machine.storage)). \
             Window \(Self.decimal(windowSeconds, places: 0)) s per step, heartbeats every \(heartbeatIntervalMs) ms; \
             the whole run took \(Self.decimal(elapsedSeconds, places: 0)) s.
 
@@ -64,7 +65,7 @@ extension BenchReport {
                 """
             for step in steps {
                 guard let other = step.supervisord else { continue }
-                text += "| \(step.agents) | \(other.version) | \(mib(other.process.pssBytes)) (\(mib(step.lead.pssBytes))) | "
+                text += "| \(step.agents) | \(Self.markdownText(other.version)) | \(mib(other.process.pssBytes)) (\(mib(step.lead.pssBytes))) | "
                 text += "\(mib(other.process.privateBytes)) (\(mib(step.lead.privateBytes))) | "
                 text += "\(Self.decimal(other.process.cpuPercentOfCore, places: 2)) (\(Self.decimal(step.lead.cpuPercentOfCore, places: 2))) | "
                 text += "\(ms(other.respawn.p50Ms)) / \(ms(other.respawn.p99Ms)) (\(ms(step.detection.heartbeatingAgain.p50Ms)) / "
@@ -169,6 +170,22 @@ extension BenchReport {
         while power > value { power /= 10 }
         for step in [1.0, 2, 5, 10] where step * power >= value { return step * power }
         return 10 * power
+    }
+
+    /// Text from the machine (a CPU model, a mount source) inside markdown: no table cell break,
+    /// no HTML, no line break.
+    static func markdownText(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "|": out += "\\|"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\n", "\r": out += " "
+            default: out.append(character)
+            }
+        }
+        return out
     }
 
     static func escape(_ text: String) -> String {

@@ -79,6 +79,9 @@ public struct LoadBenchmark: Sendable {
                 scratch.remove()
                 throw CancellationError()
             } catch {
+                // The logs stay for the operator; the copies of the binary need not stay on the card.
+                unlink(scratch.path + "/pimesh-lead")
+                unlink(scratch.path + "/pimesh-agent")
                 throw Failure("\(label): \(error) (lead and swarm logs kept in \(scratch.path))")
             }
         }
@@ -181,10 +184,11 @@ public struct LoadBenchmark: Sendable {
                 if wait > 0 { try await Task.sleep(for: .milliseconds(Int64(wait))) }
             }
             let pid = try await supervisedPID(name: name, client: client)
+            let mark = try events.mark()
             let killedAt = Clock.wallMilliseconds()
-            kill(pid, SIGKILL)
-            let exited = try await events.wait(agent: name, kinds: ["exited"], after: killedAt)
-            let alive = try await events.wait(agent: name, kinds: ["alive"], after: killedAt)
+            try signalOwned(pid, SIGKILL) { (try? Self.supervisedPIDNow(name: name, client: client)) == pid }
+            let exited = try await events.wait(agent: name, kinds: ["exited"], after: mark)
+            let alive = try await events.wait(agent: name, kinds: ["alive"], after: mark)
             exitSeen.append(Double(exited.atMs - killedAt))
             back.append(Double(alive.atMs - killedAt))
             lastBack[name] = Clock.monotonicNow()
@@ -193,17 +197,20 @@ public struct LoadBenchmark: Sendable {
         var phi: [Double] = []
         for trial in 0..<settings.attachedKills {
             progress("\(label): kill -9 of an attached agent, \(trial + 1) of \(settings.attachedKills)")
-            let startedAt = Clock.wallMilliseconds()
+            // A new agent per trial: no event of an earlier one can answer this one.
+            let prefix = "probe\(trial + 1)"
+            let started = try events.mark()
             let probe = try children.start(
                 settings.binary,
-                ["swarm", "--data-dir", scratch.path, "--agents", "1", "--name-prefix", "probe", "--no-work"],
+                ["swarm", "--data-dir", scratch.path, "--agents", "1", "--name-prefix", prefix, "--no-work"],
                 log: scratch.path + "/probe.log")
-            _ = try await events.wait(agent: "probe-001", kinds: ["alive"], after: startedAt - 100)
+            _ = try await events.wait(agent: "\(prefix)-001", kinds: ["alive"], after: started)
             // A few intervals for phi to learn the agent's rhythm.
             try await Task.sleep(for: .milliseconds(6 * Int64(after.heartbeats.intervalMs)))
+            let mark = try events.mark()
             let killedAt = Clock.wallMilliseconds()
             children.kill(probe, signal: SIGKILL)
-            let suspected = try await events.wait(agent: "probe-001", kinds: ["suspected"], after: killedAt)
+            let suspected = try await events.wait(agent: "\(prefix)-001", kinds: ["suspected"], after: mark)
             phi.append(Double(suspected.atMs - killedAt))
         }
 
@@ -250,14 +257,18 @@ public struct LoadBenchmark: Sendable {
     private func supervisedPID(name: String, client: LeadClient) async throws -> pid_t {
         let deadline = Clock.monotonicNow() + .seconds(30)
         while true {
-            if let view = try? APICoding.decode(AgentView.self, from: client.get("/v1/agents/\(name)")),
-                let pid = view.supervision?.pid, view.state == "READY"
-            {
+            if let pid = try? Self.supervisedPIDNow(name: name, client: client) {
                 return pid
             }
             if Clock.monotonicNow() > deadline { throw Failure("\(name) was not READY with a pid within 30 s") }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// The pid of a READY supervised agent, as the lead knows it now.
+    static func supervisedPIDNow(name: String, client: LeadClient) throws -> pid_t? {
+        let view = try APICoding.decode(AgentView.self, from: client.get("/v1/agents/\(name)"))
+        return view.state == "READY" ? view.supervision?.pid : nil
     }
 
     static func bar(_ fraction: Double, width: Int = 20) -> String {
@@ -272,29 +283,44 @@ extension LeadClient {
     }
 }
 
-/// The lead's health events, read incrementally; a benchmark waits for the one that answers a
-/// kill. Event times are the lead's wall clock, the kill's this process's: one machine, one clock.
+/// The lead's health events, read incrementally. A benchmark marks the log just before it kills
+/// something and waits for the first matching event after the mark: sequence numbers, not
+/// clocks, decide what can be an answer. Latencies are the event's time (the lead's wall clock)
+/// minus the kill's (this process's): one machine, one clock.
 final class EventWatcher {
     let client: LeadClient
     private var next: UInt64 = 0
+    private var highest: UInt64 = 0
+    /// Only events newer than the oldest mark still waited for are kept.
     private var seen: [HealthEvent] = []
 
     init(client: LeadClient) {
         self.client = client
     }
 
-    func wait(agent: String, kinds: Set<String>, after: Int64, timeoutSeconds: Int64 = 15) async throws -> HealthEvent {
+    private func poll() throws {
+        let list = try APICoding.decode(HealthEventList.self, from: client.get("/v1/events?since=\(next)&limit=1000"))
+        next = list.next
+        for event in list.events where event.sequence > highest {
+            seen.append(event)
+            highest = event.sequence
+        }
+    }
+
+    /// The newest sequence number now: what happens after this call has a higher one.
+    func mark() throws -> UInt64 {
+        try poll()
+        seen.removeAll()
+        return highest
+    }
+
+    func wait(agent: String, kinds: Set<String>, after mark: UInt64, timeoutSeconds: Int64 = 15) async throws -> HealthEvent {
         let deadline = Clock.monotonicNow() + .seconds(timeoutSeconds)
         while true {
-            let list = try APICoding.decode(HealthEventList.self, from: client.get("/v1/events?since=\(next)&limit=1000"))
-            next = list.next
-            seen.append(contentsOf: list.events)
-            // Only what the kill can have caused; the ring is read once, so old events are let go.
-            if let match = seen.first(where: { $0.agent == agent && kinds.contains($0.kind) && $0.atMs >= after - 5 }) {
-                seen.removeAll { $0.sequence <= match.sequence }
+            try poll()
+            if let match = seen.first(where: { $0.sequence > mark && $0.agent == agent && kinds.contains($0.kind) }) {
                 return match
             }
-            seen.removeAll { $0.atMs < after - 5 }
             if Clock.monotonicNow() > deadline {
                 throw LoadBenchmark.Failure("no \(kinds.sorted().joined(separator: "/")) event for \(agent) within \(timeoutSeconds) s")
             }

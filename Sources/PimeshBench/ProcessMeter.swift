@@ -16,18 +16,28 @@ struct ProcessMeter {
     struct Reading {
         var memory: ProcessMemory
         var cpuSeconds: Double
-        var writeBytes: UInt64
+        /// nil where /proc/PID/io cannot be read (a kernel without task I/O accounting).
+        var writeBytes: UInt64?
         var monotonicSeconds: Double
     }
 
+    /// nil when the process is gone (or its stat cannot be parsed): a window never mixes a
+    /// reading with a missing one.
     func read() -> Reading? {
         guard let memory = ProcessMemory.read(procRoot: procRoot, pid: String(pid)),
-            let stat = try? FileIO.readText(path: "\(procRoot)/\(pid)/stat")
+            let stat = try? FileIO.readText(path: "\(procRoot)/\(pid)/stat"), let cpuSeconds = Self.cpuSeconds(stat: stat)
         else { return nil }
         return Reading(
-            memory: memory, cpuSeconds: Self.cpuSeconds(stat: stat) ?? 0,
-            writeBytes: (try? FileIO.readText(path: "\(procRoot)/\(pid)/io")).flatMap(Self.writeBytes(io:)) ?? 0,
+            memory: memory, cpuSeconds: cpuSeconds,
+            writeBytes: (try? FileIO.readText(path: "\(procRoot)/\(pid)/io")).flatMap(Self.writeBytes(io:)),
             monotonicSeconds: Double(Clock.monotonicNow().nanoseconds) / 1e9)
+    }
+
+    /// Field 4 of /proc/PID/stat, counted from the last ')' like the others.
+    static func parentPID(stat: String) -> pid_t? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) : nil
     }
 
     /// utime + stime. The command name (field 2) may hold spaces and parentheses, so fields are
@@ -83,7 +93,11 @@ public struct ProcessFigures: Codable, Sendable, Equatable {
         pssMaxBytes = samples.map(\.memory.pssBytes).max() ?? 0
         privateBytes = last.memory.anonymousBytes
         privateMaxBytes = samples.map(\.memory.anonymousBytes).max() ?? 0
-        cpuPercentOfCore = ImpedanceView.round(100 * (last.cpuSeconds - first.cpuSeconds) / seconds)
-        storageWriteBytesPerHour = UInt64((Double(last.writeBytes &- first.writeBytes) / seconds * 3600).rounded())
+        cpuPercentOfCore = ImpedanceView.round(100 * max(0, last.cpuSeconds - first.cpuSeconds) / seconds)
+        if let end = last.writeBytes, let start = first.writeBytes, end >= start {
+            storageWriteBytesPerHour = UInt64((Double(end - start) / seconds * 3600).rounded())
+        } else {
+            storageWriteBytesPerHour = 0
+        }
     }
 }

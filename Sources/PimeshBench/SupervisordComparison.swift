@@ -1,3 +1,4 @@
+import CSpawn
 import Glibc
 import PimeshAgent
 import PimeshCore
@@ -11,29 +12,43 @@ struct SupervisordComparison {
     let version: String
     let programs: Int
 
-    /// supervisord from PATH (Debian's `supervisor` package or PyPI's), or an error that says how to get it.
+    /// supervisord from PATH (Debian's `supervisor` package or PyPI's), or an error that says how
+    /// to get it. Its stdout only, within 10 s: Python may warn on stderr.
     static func version() throws -> String {
         guard let path = ChildProcess.resolve("supervisord", environment: currentEnvironment()) else {
             throw LoadBenchmark.Failure(
                 "--compare supervisord: supervisord is not on PATH (apt-get install supervisor, or pip install supervisor)")
         }
-        let scratch = "/tmp/pimesh-bench-supervisord-version-\(getpid())"
-        let output = open(scratch, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard output >= 0 else { throw LoadBenchmark.Failure("cannot write \(scratch): \(String(cString: strerror(errno)))") }
-        defer {
-            close(output)
-            unlink(scratch)
+        var pipe: [Int32] = [-1, -1]
+        guard pimesh_pipe_cloexec(&pipe) == 0 else { throw LoadBenchmark.Failure("pipe: \(String(cString: strerror(errno)))") }
+        defer { close(pipe[0]) }
+        let spawned: ChildProcess.Spawned
+        do {
+            defer { close(pipe[1]) }
+            spawned = try ChildProcess.spawn(
+                program: path, arguments: ["--version"], environment: currentEnvironment(), captureOutput: false,
+                outputDescriptor: pipe[1])
         }
-        let spawned = try ChildProcess.spawn(
-            program: path, arguments: ["--version"], environment: currentEnvironment(), captureOutput: false,
-            outputDescriptor: output)
+        var output: [UInt8] = []
+        let deadline = Clock.monotonicNow() + .seconds(10)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while output.count < 65_536, Clock.monotonicNow() < deadline {
+            var poller = pollfd(fd: pipe[0], events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) >= 0 || errno == EINTR else { break }
+            guard poller.revents != 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            if count <= 0 { break }
+            output += buffer[0..<count]
+        }
+        Glibc.kill(spawned.pid, SIGKILL)  // no-op once it has exited; ends it if it hangs
         var status: Int32 = 0
-        waitpid(spawned.pid, &status, 0)
-        let text = ((try? FileIO.readText(path: scratch)) ?? "").trimmingSpaces
-        guard ChildProcess.describe(waitStatus: status).clean, !text.isEmpty else {
-            throw LoadBenchmark.Failure("\(path) --version failed: \(text)")
-        }
-        return text
+        while waitpid(spawned.pid, &status, 0) < 0, errno == EINTR {}
+        // Output mixed with warnings: the last line that reads like a version.
+        let version = String(decoding: output, as: UTF8.self).split(separator: "\n").map(\.trimmingSpaces)
+            .last { line in line.first?.isNumber == true && line.allSatisfy { $0.isNumber || $0 == "." || $0.isLetter } }
+        guard let version else { throw LoadBenchmark.Failure("\(path) --version printed no version") }
+        return version
     }
 
     static func start(programs: Int, directory: String, version: String, children: Children) async throws -> SupervisordComparison {
@@ -93,7 +108,9 @@ struct SupervisordComparison {
         let before = children()
         guard let victim = before.min() else { throw LoadBenchmark.Failure("supervisord has no programs running") }
         let killedAt = Clock.monotonicNow()
-        kill(victim, SIGKILL)
+        try signalOwned(victim, SIGKILL) {
+            (try? FileIO.readText(path: "/proc/\(victim)/stat")).flatMap(ProcessMeter.parentPID(stat:)) == pid
+        }
         let deadline = killedAt + .seconds(30)
         while true {
             let now = children()

@@ -49,26 +49,34 @@ public struct TaskBenchmark: Sendable {
         }
         let pool = NIOThreadPool(numberOfThreads: concurrency)
         pool.start()
-        defer { pool.shutdownGracefully { _ in } }
         let accepted = Accepted()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<concurrency {
-                group.addTask {
-                    try await pool.runIfActive {
-                        while true {
-                            let index = accepted.claim()
-                            if index >= tasks { return }
-                            let before = Clock.monotonicNow()
-                            let view = try client.submit(
-                                .init(capability: capabilities[index % capabilities.count], payload: "bench \(index)", weight: weight))
-                            let ms = (Clock.monotonicNow() - before).milliseconds
-                            accepted.record(id: view.id, ms: ms)
+        // The submitters run on the pool's threads, where cancellation cannot reach them: they stop
+        // taking tasks once the cursor says so.
+        defer { accepted.stop() }
+        try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        try await pool.runIfActive {
+                            while true {
+                                let index = accepted.claim()
+                                if index >= tasks { return }
+                                let before = Clock.monotonicNow()
+                                let view = try client.submit(
+                                    .init(capability: capabilities[index % capabilities.count], payload: "bench \(index)", weight: weight))
+                                let ms = (Clock.monotonicNow() - before).milliseconds
+                                accepted.record(id: view.id, ms: ms)
+                            }
                         }
                     }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+        } onCancel: {
+            accepted.stop()
         }
+        try await pool.shutdownGracefully()
+        try Task.checkCancellation()
         let ids = Set(accepted.all.map(\.id))
         // Wait for every result; the list carries each task's submit and finish times.
         var finished: [TaskView] = []
@@ -105,13 +113,19 @@ public struct TaskBenchmark: Sendable {
 
 /// The submitters' shared cursor and what they measured.
 private final class Accepted: Sendable {
-    private let state = Mutex<(next: Int, taken: [(id: String, ms: Double)])>((0, []))
+    private let state = Mutex<(next: Int, stopped: Bool, taken: [(id: String, ms: Double)])>((0, false, []))
 
+    /// The next task's index, or Int.max once stopped.
     func claim() -> Int {
         state.withLock { state in
+            if state.stopped { return Int.max }
             defer { state.next += 1 }
             return state.next
         }
+    }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
     }
 
     func record(id: String, ms: Double) {

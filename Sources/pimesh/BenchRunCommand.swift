@@ -80,6 +80,10 @@ extension BenchCommand {
             guard (0...20).contains(attachedKills) else { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
             if let tasks, !(0...100_000).contains(tasks) { throw ValidationError("--tasks must be 0…100000, not \(tasks)") }
             guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
+            var info = stat()
+            guard scratch.hasPrefix("/"), stat(scratch, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw ValidationError("--scratch: '\(scratch)' is not an absolute path to an existing directory")
+            }
         }
 
         static func seconds(_ text: String) -> Double? {
@@ -105,10 +109,12 @@ extension BenchCommand {
                         FileHandleStderr.write(message + "\n")
                     }
                 }
+                // Ctrl-C, SIGTERM or a dropped SSH session cancels the run, which stops the leads,
+                // swarms and supervisord it started. Trapped before anything starts.
+                let signalSequence = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
                 let work = Task { try await benchmark.run() }
-                // Ctrl-C or SIGTERM cancels the run, which stops the leads, swarms and supervisord it started.
                 let signals = Task {
-                    for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                    for await _ in signalSequence {
                         work.cancel()
                         break
                     }

@@ -142,7 +142,7 @@ import Testing
         #expect(markdown.contains("| 100 | 20.0 | 5.0 | 2.50 | 8000 / 0 | 12 | 1.00 |"))
         #expect(markdown.contains("## Beside supervisord"))
         #expect(markdown.contains("| 100 | 4.3.0 |"))
-        #expect(markdown.contains("Test <CPU> & co, 4 cores, 4096.0 MiB RAM"))
+        #expect(markdown.contains("Test &lt;CPU&gt; & co, 4 cores, 4096.0 MiB RAM"))
     }
 
     @Test func theChartIsWellFormedSVGWithALinePerSeries() throws {

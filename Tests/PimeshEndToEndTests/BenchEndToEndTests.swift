@@ -94,12 +94,14 @@ import Testing
         #expect(eventually(timeout: 60) {
             dataDir = try FileManager.default.contentsOfDirectory(atPath: scratch).first { $0.hasPrefix("pimesh-bench.") }.map { scratch + "/" + $0 }
             guard let dataDir, let status = try? LeadClient(dataDir: dataDir).get("/v1/status") else { return false }
-            return (try? APICoding.decode(StatusReport.self, from: status).agents.ready) ?? 0 >= 3
+            // The 3 supervised agents and the swarm's 3.
+            return (try? APICoding.decode(StatusReport.self, from: status).agents.ready) ?? 0 >= 6
         })
         let started = try #require(dataDir)
-        let pids = Self.processes(runningFrom: started)
-        #expect(pids.count >= 5, "the lead, the swarm and the supervised agents: \(pids)")
+        #expect(eventually(timeout: 10) { Self.processes(runningFrom: started).count >= 5 }, "the lead, the swarm and the supervised agents")
         kill(process.processIdentifier, SIGTERM)
+        #expect(eventually(timeout: 60) { !process.isRunning }, "the bench stops within its grace")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 130, "\(text)")

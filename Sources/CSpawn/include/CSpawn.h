@@ -32,6 +32,14 @@ unsigned long long pimesh_process_start_time(pid_t pid);
 /// pidfd_open(2): a descriptor that becomes readable when `pid` exits, whoever its parent is.
 int pimesh_pidfd_open(pid_t pid);
 
+/// pidfd_send_signal(2): signals exactly the process the descriptor was opened for, never one
+/// that took its pid after it was reaped by someone else. 0 on success, -1 with errno.
+int pimesh_pidfd_send_signal(int pidfd, int sig);
+
+/// PR_SET_CHILD_SUBREAPER: orphans of this process's children (a lead's agents, once the lead is
+/// gone) become its children instead of init's, so that a benchmark can find and stop them.
+int pimesh_become_subreaper(void);
+
 /// Peer credentials of a connected unix socket (SO_PEERCRED); 0 on success.
 int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
