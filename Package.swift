@@ -112,7 +112,7 @@ let package = Package(
         // What stands in for agents and measures a lead: `pimesh swarm`, `pimesh sim-agent` and
         // the drivers of `pimesh bench`. The lead never runs any of it.
         .target(
-            name: "PimeshBench",
+            name: "PimeshSim",
             dependencies: [
                 "CSpawn",
                 "PimeshCore",
@@ -129,7 +129,7 @@ let package = Package(
             name: "pimesh",
             dependencies: [
                 "PimeshCore",
-                "PimeshBench",
+                "PimeshSim",
                 "PimeshStore",
                 "PimeshSnapshot",
                 "PimeshLED",
@@ -156,7 +156,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "PimeshBenchTests", dependencies: ["PimeshBench", "PimeshAgent"]),
+        .testTarget(name: "PimeshSimTests", dependencies: ["PimeshSim", "PimeshAgent"]),
         .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore"]),
     ],
     swiftLanguageModes: [.v6]

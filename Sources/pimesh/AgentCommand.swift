@@ -1,6 +1,6 @@
 import ArgumentParser
 import PimeshAgent
-import PimeshBench
+import PimeshSim
 import PimeshRuntime
 
 /// `pimesh agent start|stop|restart`: per-agent control, as `systemctl` and `supervisorctl`

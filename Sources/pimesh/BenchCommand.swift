@@ -1,6 +1,6 @@
 import ArgumentParser
 import PimeshAgent
-import PimeshBench
+import PimeshSim
 import PimeshRuntime
 
 struct BenchCommand: AsyncParsableCommand {

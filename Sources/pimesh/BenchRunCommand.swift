@@ -1,7 +1,7 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
-import PimeshBench
+import PimeshSim
 import UnixSignals
 
 extension BenchCommand {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Logging
 import PimeshAgent
-import PimeshBench
+import PimeshSim
 import PimeshRuntime
 import ServiceLifecycle
 

@@ -3,7 +3,7 @@ import FoundationXML
 import PimeshAgent
 import Testing
 
-@testable import PimeshBench
+@testable import PimeshSim
 
 @Suite struct ProcFilesTests {
     @Test func cpuTimeIsUserPlusSystemCountedFromTheLastParenthesis() {
