@@ -44,6 +44,18 @@ struct Scratch {
         return destination
     }
 
+    /// The lead's config: room for every agent of the step (a probe included), and registration
+    /// admitted fast enough that a large step starts in seconds. The gate's defaults (20 a second
+    /// after a burst of 200) guard a node in the field; the benchmark measures the steady state.
+    func writeLeadConfig(agents: Int) throws -> String {
+        let config = """
+            {"agents": {"max_registered": \(max(1024, agents)), "registrations_per_s": 2000, "registration_burst": \(max(200, agents))}}
+            """
+        let path = self.path + "/lead-config.json"
+        try FileIO.writeAtomically(path: path, bytes: Array(config.utf8), mode: 0o600)
+        return path
+    }
+
     /// Without capabilities: the tasks go to the swarm, and a kill never strands one.
     func writeSupervisedManifests(count: Int, binary: String) throws {
         try FileIO.makeDirectories(path + "/agents.d", mode: 0o700)

@@ -5,6 +5,11 @@ extension BenchReport {
     public func markdown() -> String {
         func mib(_ bytes: UInt64) -> String { Self.decimal(Double(bytes) / 1_048_576, places: 1) }
         func ms(_ value: Double) -> String { Self.decimal(value, places: 1) }
+        /// "p50 / p99 (n=…)", or a dash where nothing was measured (no trials asked for).
+        func pair(_ summary: LatencySummary, count: Bool = false) -> String {
+            guard summary.count > 0 else { return "–" }
+            return "\(ms(summary.p50Ms)) / \(ms(summary.p99Ms))" + (count ? " (n=\(summary.count))" : "")
+        }
         var text = """
             # pimesh bench run
 
@@ -45,10 +50,9 @@ extension BenchReport {
             let result = tasks.map(\.submitToResult) ?? .empty
             text += "| \(step.agents) | \(tasks.map { "\($0.succeeded)/\($0.count)" } ?? "–") | "
             text += "\(tasks.map { Self.decimal($0.tasksPerSecond, places: 0) } ?? "–") | "
-            text += "\(ms(result.p50Ms)) / \(ms(result.p90Ms)) / \(ms(result.p99Ms)) / \(ms(result.maxMs)) | "
-            text += "\(ms(step.detection.exitSeen.p50Ms)) / \(ms(step.detection.exitSeen.p99Ms)) (n=\(step.detection.exitSeen.count)) | "
-            text += "\(ms(step.detection.heartbeatingAgain.p50Ms)) / \(ms(step.detection.heartbeatingAgain.p99Ms)) | "
-            text += "\(ms(step.detection.phiSuspicion.p50Ms)) / \(ms(step.detection.phiSuspicion.p99Ms)) (n=\(step.detection.phiSuspicion.count)) |\n"
+            text += result.count == 0 ? "– | " : "\(ms(result.p50Ms)) / \(ms(result.p90Ms)) / \(ms(result.p99Ms)) / \(ms(result.maxMs)) | "
+            text += "\(pair(step.detection.exitSeen, count: true)) | \(pair(step.detection.heartbeatingAgain)) | "
+            text += "\(pair(step.detection.phiSuspicion, count: true)) |\n"
         }
         if steps.contains(where: { $0.supervisord != nil }) {
             text += """
@@ -68,8 +72,7 @@ extension BenchReport {
                 text += "| \(step.agents) | \(Self.markdownText(other.version)) | \(mib(other.process.pssBytes)) (\(mib(step.lead.pssBytes))) | "
                 text += "\(mib(other.process.privateBytes)) (\(mib(step.lead.privateBytes))) | "
                 text += "\(Self.decimal(other.process.cpuPercentOfCore, places: 2)) (\(Self.decimal(step.lead.cpuPercentOfCore, places: 2))) | "
-                text += "\(ms(other.respawn.p50Ms)) / \(ms(other.respawn.p99Ms)) (\(ms(step.detection.heartbeatingAgain.p50Ms)) / "
-                text += "\(ms(step.detection.heartbeatingAgain.p99Ms))) |\n"
+                text += "\(pair(other.respawn)) (\(pair(step.detection.heartbeatingAgain))) |\n"
             }
         }
         text += "\n## Checks\n\n"

@@ -106,10 +106,15 @@ public struct LoadBenchmark: Sendable {
         let agentBinary = try scratch.copy(settings.binary, as: "pimesh-agent")
         try scratch.writeSupervisedManifests(count: Self.supervisedAgents, binary: agentBinary)
 
+        let config = try scratch.writeLeadConfig(agents: agents + Self.supervisedAgents + settings.attachedKills)
+
         progress("\(label): starting the lead")
         let lead = try children.start(
             leadBinary,
-            ["run", "--data-dir", scratch.path, "--api-port", "0", "--heartbeat-port", "0", "--log-level", "warning"],
+            [
+                "run", "--config", config, "--data-dir", scratch.path, "--api-port", "0", "--heartbeat-port", "0",
+                "--log-level", "warning",
+            ],
             log: scratch.path + "/lead.log")
         let client = try await waitForLead(pid: lead, dataDir: scratch.path, children: children)
         let swarmStarted = Clock.monotonicNow()

@@ -13,7 +13,9 @@ extension BenchCommand {
                 For each number in --agents, starts a lead (from a private copy of this binary, with a \
                 scratch data dir in --scratch, whose storage is the one measured), one `pimesh swarm` whose \
                 agents take work as datagrams, and 3 supervised `pimesh sim-agent` processes. Once every agent \
-                is READY and 3 s have passed, it measures the lead for --duration: PSS and private memory \
+                is READY and 3 s have passed, it measures the lead for --duration (the step's lead \
+                has room for every agent and admits 2,000 registrations a second, so that a large step \
+                starts in seconds; the field default is 20 after a burst of 200): PSS and private memory \
                 (smaps_rollup), CPU (user + system), storage writes (write_bytes), heartbeats accepted and \
                 dropped, and node impedance. Then it submits tasks (submit → result percentiles), kills a \
                 supervised agent --kills times (exit seen, heartbeating again) and an attached agent \
@@ -164,7 +166,9 @@ extension BenchCommand {
                 if let tasks = step.tasks {
                     line += ", tasks p99 \(Format.decimal(tasks.submitToResult.p99Ms)) ms"
                 }
-                line += ", phi p99 \(Format.decimal(step.detection.phiSuspicion.p99Ms)) ms"
+                if step.detection.phiSuspicion.count > 0 {
+                    line += ", phi p99 \(Format.decimal(step.detection.phiSuspicion.p99Ms)) ms"
+                }
                 if let other = step.supervisord {
                     line += "; supervisord PSS \(Format.megabytes(other.process.pssBytes)), "
                     line += "CPU \(Format.decimal(other.process.cpuPercentOfCore, places: 2)) %"

@@ -145,6 +145,14 @@ import Testing
         #expect(markdown.contains("Test &lt;CPU&gt; & co, 4 cores, 4096.0 MiB RAM"))
     }
 
+    @Test func aStepWithoutTrialsShowsADashNotZero() {
+        var step = Self.step(agents: 10_000, privateBytes: 40 << 20, supervisord: false)
+        step.tasks = nil
+        step.detection = .init(exitSeen: .empty, heartbeatingAgain: .empty, phiSuspicion: .empty)
+        let markdown = Self.report([step]).markdown()
+        #expect(markdown.contains("| 10000 | – | – | – | – | – | – |"), "\(markdown)")
+    }
+
     @Test func theChartIsWellFormedSVGWithALinePerSeries() throws {
         let report = Self.report([Self.step(agents: 10, privateBytes: 4 << 20), Self.step(agents: 100, privateBytes: 5 << 20), Self.step(agents: 1000, privateBytes: 8 << 20)])
         let svg = report.svg()
