@@ -44,9 +44,9 @@ struct Scratch {
         return destination
     }
 
-    /// The lead's config: room for every agent of the step (a probe included), and registration
-    /// admitted fast enough that a large step starts in seconds. The gate's defaults (20 a second
-    /// after a burst of 200) guard a node in the field; the benchmark measures the steady state.
+    /// The lead's config: room for every agent of the step (the probes included), all admitted
+    /// in one burst. The gate's defaults (a burst of 200, then 20 a second) guard a node in the
+    /// field; the benchmark measures the steady state.
     func writeLeadConfig(agents: Int) throws -> String {
         let config = """
             {"agents": {"max_registered": \(max(1024, agents)), "registrations_per_s": 2000, "registration_burst": \(max(200, agents))}}
@@ -98,9 +98,19 @@ final class Children: Sendable {
     /// The lead stops its agents within their stop timeout (5 s by default) before it exits.
     static let stopGrace: Duration = .seconds(20)
     private let children = Mutex<[Child]>([])
+    /// Clock ticks since boot when this set was made: only a process started later can be an
+    /// orphan of one of its children. Children of the bench's own process from before it was
+    /// exec'd (a `tee` of its output) are older and are left alone.
+    private let bornAfterTicks: UInt64
 
     init() {
         _ = pimesh_become_subreaper()
+        bornAfterTicks = Self.ticksSinceBoot()
+    }
+
+    static func ticksSinceBoot() -> UInt64 {
+        let uptime = (try? FileIO.readText(path: "/proc/uptime")).flatMap { $0.split(separator: " ").first.flatMap { Double($0) } } ?? 0
+        return UInt64(uptime * Double(sysconf(Int32(_SC_CLK_TCK))))
     }
 
     func start(_ program: String, _ arguments: [String], log: String) throws -> pid_t {
@@ -169,18 +179,18 @@ final class Children: Sendable {
             }
             usleep(10_000)
         }
-        Self.stopOrphans()
+        stopOrphans()
     }
 
     /// Processes that were reparented to the bench (it is their subreaper): agents of a lead that
     /// had to be killed, programs of a supervisord that was.
-    static func stopOrphans(procRoot: String = "/proc") {
+    func stopOrphans(procRoot: String = "/proc") {
         let me = getpid()
         for _ in 0..<5 {
             var orphans: [pid_t] = []
             for entry in (try? FileIO.list(procRoot)) ?? [] {
                 guard let pid = pid_t(entry), let stat = try? FileIO.readText(path: "\(procRoot)/\(entry)/stat"),
-                    ProcessMeter.parentPID(stat: stat) == me
+                    ProcessMeter.parentPID(stat: stat) == me, pimesh_process_start_time(pid) >= bornAfterTicks
                 else { continue }
                 orphans.append(pid)
             }
@@ -197,12 +207,16 @@ final class Children: Sendable {
 /// Sends a signal to a process this bench did not start (a supervised agent, a supervisord
 /// program) only while it is still the one meant: the pidfd pins the process, and `stillIt`
 /// is asked after it was opened, so that a pid reused in between is never signalled.
-func signalOwned(_ pid: pid_t, _ signal: Int32, stillIt: () -> Bool) throws {
+/// Returns the wall-clock time just before the signal, which latencies are measured from.
+@discardableResult
+func signalOwned(_ pid: pid_t, _ signal: Int32, stillIt: () -> Bool) throws -> Int64 {
     let descriptor = pimesh_pidfd_open(pid)
     guard descriptor >= 0 else { throw LoadBenchmark.Failure("pid \(pid) is gone: \(String(cString: strerror(errno)))") }
     defer { close(descriptor) }
     guard stillIt() else { throw LoadBenchmark.Failure("pid \(pid) is no longer the process it was") }
+    let sentAt = Clock.wallMilliseconds()
     guard pimesh_pidfd_send_signal(descriptor, signal) == 0 else {
         throw LoadBenchmark.Failure("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
     }
+    return sentAt
 }

@@ -190,8 +190,7 @@ public struct LoadBenchmark: Sendable {
             }
             let pid = try await supervisedPID(name: name, client: client)
             let mark = try events.mark()
-            let killedAt = Clock.wallMilliseconds()
-            try signalOwned(pid, SIGKILL) { (try? Self.supervisedPIDNow(name: name, client: client)) == pid }
+            let killedAt = try signalOwned(pid, SIGKILL) { (try? Self.supervisedPIDNow(name: name, client: client)) == pid }
             let exited = try await events.wait(agent: name, kinds: ["exited"], after: mark)
             let alive = try await events.wait(agent: name, kinds: ["alive"], after: mark)
             exitSeen.append(Double(exited.atMs - killedAt))
@@ -303,12 +302,17 @@ final class EventWatcher {
         self.client = client
     }
 
+    /// Reads pages until one comes back empty: a busy lead (1,000 agents starting) writes more
+    /// events between two polls than one page holds.
     private func poll() throws {
-        let list = try APICoding.decode(HealthEventList.self, from: client.get("/v1/events?since=\(next)&limit=1000"))
-        next = list.next
-        for event in list.events where event.sequence > highest {
-            seen.append(event)
-            highest = event.sequence
+        while true {
+            let list = try APICoding.decode(HealthEventList.self, from: client.get("/v1/events?since=\(next)&limit=1000"))
+            next = list.next
+            for event in list.events where event.sequence > highest {
+                seen.append(event)
+                highest = event.sequence
+            }
+            if list.events.isEmpty { return }
         }
     }
 

@@ -53,6 +53,20 @@ public struct TaskBenchmark: Sendable {
         // The submitters run on the pool's threads, where cancellation cannot reach them: they stop
         // taking tasks once the cursor says so.
         defer { accepted.stop() }
+        do {
+            try await submit(pool: pool, accepted: accepted, client: client, capabilities: capabilities)
+        } catch {
+            // Every path shuts the pool down: its threads would outlive the benchmark.
+            accepted.stop()
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try await pool.shutdownGracefully()
+        try Task.checkCancellation()
+        return try await results(accepted: accepted, client: client, agents: agents.count)
+    }
+
+    private func submit(pool: NIOThreadPool, accepted: Accepted, client: LeadClient, capabilities: [String]) async throws {
         try await withTaskCancellationHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<concurrency {
@@ -70,13 +84,20 @@ public struct TaskBenchmark: Sendable {
                         }
                     }
                 }
-                try await group.waitForAll()
+                do {
+                    try await group.waitForAll()
+                } catch {
+                    // One submitter failed: the others stop claiming tasks.
+                    accepted.stop()
+                    throw error
+                }
             }
         } onCancel: {
             accepted.stop()
         }
-        try await pool.shutdownGracefully()
-        try Task.checkCancellation()
+    }
+
+    private func results(accepted: Accepted, client: LeadClient, agents: Int) async throws -> Result {
         let ids = Set(accepted.all.map(\.id))
         // Wait for every result; the list carries each task's submit and finish times.
         var finished: [TaskView] = []
@@ -101,7 +122,7 @@ public struct TaskBenchmark: Sendable {
             return abs(actual - predicted) <= 50
         }.count
         return Result(
-            tasks: ids.count, concurrency: concurrency, agents: agents.count,
+            tasks: ids.count, concurrency: concurrency, agents: agents,
             succeeded: finished.filter { $0.state == "succeeded" }.count,
             otherOutcomes: finished.filter { $0.state != "succeeded" }.count, seconds: ImpedanceView.round(seconds),
             tasksPerSecond: ImpedanceView.round(Double(ids.count) / seconds), acceptP50Ms: accept.p50Ms,

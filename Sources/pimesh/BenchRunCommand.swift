@@ -14,17 +14,15 @@ extension BenchCommand {
                 scratch data dir in --scratch, whose storage is the one measured), one `pimesh swarm` whose \
                 agents take work as datagrams, and 3 supervised `pimesh sim-agent` processes. Once every agent \
                 is READY and 3 s have passed, it measures the lead for --duration (the step's lead \
-                has room for every agent and admits 2,000 registrations a second, so that a large step \
-                starts in seconds; the field default is 20 after a burst of 200): PSS and private memory \
+                has room for every agent and admits all of them at once, where the field default is a \
+                burst of 200 and then 20 a second): PSS and private memory \
                 (smaps_rollup), CPU (user + system), storage writes (write_bytes), heartbeats accepted and \
                 dropped, and node impedance. Then it submits tasks (submit → result percentiles), kills a \
                 supervised agent --kills times (exit seen, heartbeating again) and an attached agent \
-                --attached-kills times (phi suspicion). Latency percentiles come from an HdrHistogram.
-
+                --attached-kills times (phi suspicion). Latency percentiles come from an HdrHistogram. \
                 --compare supervisord runs as many `sleep` programs under supervisord (from PATH: \
                 apt-get install supervisor, or pip install supervisor), on a private socket, in the same \
-                window, and kills its programs as often, for its memory, CPU and respawn time beside pimesh's.
-
+                window, and kills its programs as often, for its memory, CPU and respawn time beside pimesh's. \
                 Writes report.json, report.md and report.svg into --out, each naming the machine (CPU, cores, \
                 RAM, kernel, storage). --check exits 1 when a check fails: per-agent private memory above \
                 4,096 bytes (between steps at least 500 agents apart) or a heartbeat dropped in a window. \

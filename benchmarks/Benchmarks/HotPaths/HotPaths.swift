@@ -2,17 +2,18 @@ import Benchmark
 import PimeshAgent
 import PimeshCore
 
-// The lead's hot paths, each as the lead runs it per heartbeat or per task (1,000 per iteration).
-// Allocations are checked exactly against Thresholds/, instructions within 5-10 % where the
-// kernel lets perf count them, and wall clock only for a five-fold slowdown (a busy machine varies).
+// The core's parts of the lead's hot paths, 1,000 calls per iteration, setup outside the
+// measurement. Allocations are checked exactly against Thresholds/ and wall clock only for a
+// five-fold slowdown (a busy machine varies); the static check compares p90. What the runtime
+// adds around them (the registry's lock and lookups, building the candidates) is not here: the
+// benchmarks see only the public PimeshCore and PimeshAgent.
 let benchmarks: @Sendable () -> Void = {
     let configuration = Benchmark.Configuration(
-        metrics: [.instructions, .mallocCountTotal, .wallClock], warmupIterations: 10, scalingFactor: .kilo,
+        metrics: [.mallocCountTotal, .wallClock], warmupIterations: 10, scalingFactor: .kilo,
         maxDuration: .seconds(2), maxIterations: 1_000,
         thresholds: [
             // A hot path that starts to allocate is a regression however small.
-            .mallocCountTotal: .init(absolute: [.p50: 0, .p90: 0]),
-            .instructions: .init(relative: [.p50: 5, .p90: 10]),
+            .mallocCountTotal: .init(absolute: [.p90: 0]),
             // Time is noisy on a shared machine (a few ns per call swing by 80 %): only a
             // five-fold slowdown, such as a loop gone quadratic, fails.
             .wallClock: .init(relative: [.p90: 400]),
@@ -36,7 +37,8 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let admission = HeartbeatAdmission()
-    Benchmark("heartbeat-admission", configuration: configuration) { benchmark in
+    // The replay and clock-skew rule alone (the registry's lookup around it is not in the core).
+    Benchmark("admission-rule", configuration: configuration) { benchmark in
         for index in benchmark.scaledIterations {
             blackHole(
                 admission.check(
@@ -48,6 +50,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("impedance-update", configuration: configuration) { benchmark in
         var tracker = ImpedanceTracker(agentClass: .local)
         var now = Instant(nanoseconds: 1_000_000_000)
+        benchmark.startMeasurement()
         for index in benchmark.scaledIterations {
             now = now + .milliseconds(250)
             tracker.recordHeartbeat(at: now, oneWayLatencyMs: 2 + Double(index % 7), queueDepth: index % 4)
@@ -55,14 +58,15 @@ let benchmarks: @Sendable () -> Void = {
         blackHole(tracker)
     }
 
-    // Routing one task among 1,000 READY candidates of mixed classes and load.
+    // Ranking 1,000 READY candidates of mixed classes and load for one task (the candidates
+    // themselves are built by the registry, outside the core).
     let candidates = (0..<1_000).map { index in
         RouteCandidate(
             agentClass: AgentClass.allCases[index % AgentClass.allCases.count], latencyMs: Double(index % 50) + 1,
             drift: Double(index % 9) / 10, queueDepth: index % 5, reliability: index % 17 == 0 ? 0.5 : 1)
     }
     let router = TaskRouter()
-    Benchmark("routing-among-1000", configuration: configuration) { benchmark in
+    Benchmark("route-rank-1000", configuration: configuration) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(router.route(candidates, payloadWeight: 1, deadlineMs: nil, now: Instant(nanoseconds: 5_000_000_000)))
         }
@@ -71,6 +75,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("phi-accrual", configuration: configuration) { benchmark in
         var detector = PhiAccrualDetector()
         var now = Instant(nanoseconds: 1_000_000_000)
+        benchmark.startMeasurement()
         for index in benchmark.scaledIterations {
             now = now + .milliseconds(245 + Int64(index % 11))
             detector.heartbeat(at: now)
