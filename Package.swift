@@ -11,8 +11,10 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pimesh", targets: ["pimesh"]),
+        .executable(name: "pimesh-coordinator", targets: ["pimesh-coordinator"]),
         .library(name: "PimeshCore", targets: ["PimeshCore"]),
         .library(name: "PimeshAgent", targets: ["PimeshAgent"]),
+        .library(name: "PimeshSystem", targets: ["PimeshSystem"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -52,6 +54,13 @@ let package = Package(
             name: "PimeshCore",
             swiftSettings: strictSettings
         ),
+        // Files, clocks, sockets and JSON with POSIX calls, for every process pimesh runs: the
+        // lead, agents, the coordinator and the LED module borrow them from here.
+        .target(
+            name: "PimeshSystem",
+            dependencies: ["PimeshCore"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "PimeshStore",
             dependencies: ["CSQLite", "PimeshCore"],
@@ -61,6 +70,7 @@ let package = Package(
             name: "PimeshAgent",
             dependencies: [
                 "PimeshCore",
+                "PimeshSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
@@ -72,7 +82,7 @@ let package = Package(
                 "CCurl",
                 "PimeshCore",
                 "PimeshStore",
-                "PimeshAgent",
+                "PimeshSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
@@ -82,9 +92,22 @@ let package = Package(
             dependencies: [
                 "CGPIOD",
                 "PimeshCore",
-                "PimeshAgent",
+                "PimeshSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // What an HTTP server of pimesh needs besides Hummingbird: JSON errors, bearer tokens in
+        // private files, blocking work off the event loops. The lead and the coordinator use it.
+        .target(
+            name: "PimeshServer",
+            dependencies: [
+                "PimeshCore",
+                "PimeshSystem",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
@@ -93,9 +116,12 @@ let package = Package(
             dependencies: [
                 "CSpawn",
                 "PimeshCore",
+                "PimeshFleetIndex",
                 "PimeshLED",
+                "PimeshServer",
                 "PimeshSnapshot",
                 "PimeshStore",
+                "PimeshSystem",
                 "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,6 +135,41 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The coordinator's index of enrolled nodes, their snapshots, audit heads and incidents.
+        // Apart from the server, because `pimesh audit verify --heads-from DIR` and `pimesh
+        // snapshot verify --coordinator-dir DIR` read it where the coordinator keeps its files.
+        .target(
+            name: "PimeshFleetIndex",
+            dependencies: ["PimeshCore", "PimeshSnapshot", "PimeshStore"],
+            swiftSettings: strictSettings
+        ),
+        // The upstream receiver of a fleet's snapshots and incidents: a server of its own, never
+        // on a Pi (`pimesh-coordinator`).
+        .target(
+            name: "PimeshCoordinator",
+            dependencies: [
+                "PimeshAgent",
+                "PimeshCore",
+                "PimeshFleetIndex",
+                "PimeshServer",
+                "PimeshSnapshot",
+                "PimeshStore",
+                "PimeshSystem",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Error lines, tables and the environment for both executables.
+        .target(
+            name: "PimeshCommandLine",
+            dependencies: [
+                "PimeshCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // What stands in for agents and measures a lead: `pimesh swarm`, `pimesh sim-agent` and
         // the drivers of `pimesh bench`. The lead never runs any of it.
         .target(
@@ -116,6 +177,7 @@ let package = Package(
             dependencies: [
                 "CSpawn",
                 "PimeshCore",
+                "PimeshSystem",
                 "PimeshAgent",
                 "PimeshRuntime",
                 .product(name: "Logging", package: "swift-log"),
@@ -128,12 +190,15 @@ let package = Package(
         .executableTarget(
             name: "pimesh",
             dependencies: [
+                "PimeshCommandLine",
                 "PimeshCore",
+                "PimeshFleetIndex",
                 "PimeshSim",
                 "PimeshStore",
                 "PimeshSnapshot",
                 "PimeshLED",
                 "PimeshRuntime",
+                "PimeshSystem",
                 "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -143,21 +208,36 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "pimesh-coordinator",
+            dependencies: [
+                "PimeshAgent",
+                "PimeshCommandLine",
+                "PimeshCoordinator",
+                "PimeshCore",
+                "PimeshFleetIndex",
+                "PimeshStore",
+                "PimeshSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshAgent", "PimeshCore"]),
-        .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore"]),
-        .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore"]),
-        .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore"]),
+        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [
-                "PimeshRuntime", "PimeshCore", "PimeshStore", "PimeshAgent",
+                "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshStore", "PimeshSystem", "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "PimeshSimTests", dependencies: ["PimeshSim", "PimeshAgent"]),
-        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore"]),
+        .testTarget(name: "PimeshSimTests", dependencies: ["PimeshSim", "PimeshSystem", "PimeshAgent"]),
+        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore", "PimeshSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -26,8 +26,8 @@ esac
 for file in "$man_dir/pimesh.1" "$completions_dir/pimesh.bash" "$completions_dir/_pimesh" "$completions_dir/pimesh.fish"; do
   [ -f "$file" ] || fail "missing $file (make cli-docs)"
 done
-version=$(sed -n 's/.*public static let version = "\(.*\)".*/\1/p' "$here/Sources/PimeshRuntime/Lead/LeadState.swift")
-[ -n "$version" ] || fail "no version in Sources/PimeshRuntime/Lead/LeadState.swift"
+version=$(sed -n 's/.*public static let current = "\(.*\)".*/\1/p' "$here/Sources/PimeshCore/Version/PimeshVersion.swift")
+[ -n "$version" ] || fail "no version in Sources/PimeshCore/Version/PimeshVersion.swift"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

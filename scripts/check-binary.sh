@@ -11,6 +11,11 @@ if [ -n "$bad" ]; then
   echo "$bad" >&2
   exit 1
 fi
+# The coordinator is a server's program (pimesh-coordinator), not the Pi's (issue 14).
+if grep -q '17PimeshCoordinator' <<<"$symbols"; then
+  echo "check-binary: FAIL: $unstripped carries the coordinator's server (module PimeshCoordinator)" >&2
+  exit 1
+fi
 grep -q 'FoundationEssentials' <<<"$symbols" || echo "check-binary: note: no FoundationEssentials symbols either"
 # System libraries are linked dynamically: Pi OS has them and shares their pages (DESIGN.md §9).
 needed=$(readelf -d "$unstripped" | awk '/NEEDED/ { gsub(/[\[\]]/, "", $5); print $5 }')

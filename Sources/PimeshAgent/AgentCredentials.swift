@@ -1,4 +1,5 @@
 import PimeshCore
+import PimeshSystem
 
 /// What registration hands an agent: its identity and the secret that signs its heartbeats.
 /// An agent keeps these (0600) and reuses them after restarts instead of registering again.

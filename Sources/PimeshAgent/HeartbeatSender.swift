@@ -1,4 +1,5 @@
 import Glibc
+import PimeshSystem
 import Synchronization
 import PimeshCore
 
@@ -161,20 +162,5 @@ public final class HeartbeatSender: Sendable {
     /// Sends bytes as they are; tests use it for forged and malformed datagrams.
     public func sendRaw(_ bytes: [UInt8]) throws {
         try sender.send(bytes)
-    }
-}
-
-/// Wall and monotonic time for the shell and agents, from clock_gettime.
-public enum Clock {
-    public static func wallMilliseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
-
-    public static func monotonicNow() -> Instant {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Instant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
     }
 }

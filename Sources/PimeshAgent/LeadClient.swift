@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import PimeshCore
+import PimeshSystem
 
 /// The lead's API as a client sees it: what the CLI, Swift agents and the swarm call.
 public struct LeadClient: Sendable {

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import PimeshCore
+import PimeshSystem
 
 /// What a running lead writes to `<data-dir>/lead.json` so that clients find it by themselves.
 public struct LeadEndpoint: Codable, Sendable, Equatable {
@@ -109,15 +110,5 @@ public enum LeadDiscovery {
         let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
         guard !token.isEmpty else { throw LeadDiscoveryError.noToken(path: path) }
         return token
-    }
-}
-
-extension String {
-    public func trimmingWhitespace() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else {
-            return ""
-        }
-        return String(self[start...end])
     }
 }

@@ -1,4 +1,5 @@
 import Glibc
+import PimeshSystem
 
 /// A minimal HTTP/1.1 client for the lead's local API: one request per connection, blocking,
 /// with timeouts. Agents and the CLI need nothing more, and it keeps NIO out of agent processes.
@@ -106,11 +107,5 @@ public struct LoopbackHTTPClient: Sendable {
             index = start + size + 2
         }
         return out
-    }
-}
-
-extension Substring {
-    public func trimmingWhitespace() -> String {
-        String(self).trimmingWhitespace()
     }
 }

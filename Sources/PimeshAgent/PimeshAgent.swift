@@ -1,6 +1,7 @@
 import Glibc
 import FoundationEssentials
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// A Swift agent's whole client side: register once (or reuse saved credentials), then

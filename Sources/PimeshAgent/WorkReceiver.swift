@@ -1,4 +1,5 @@
 import PimeshCore
+import PimeshSystem
 
 /// An agent's side of work datagrams: checks the lead's signature, takes each sequence once,
 /// and keeps what its next heartbeat acknowledges.

@@ -1,5 +1,5 @@
 import Glibc
-import PimeshAgent
+import PimeshSystem
 
 /// Onboard LEDs under `/sys/class/leds/<name>`: remembers each LED's trigger and brightness,
 /// sets the trigger to `none`, drives `brightness` (0 or `max_brightness`), and puts both back

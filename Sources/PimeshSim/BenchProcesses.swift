@@ -3,6 +3,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshSystem
 import Synchronization
 
 /// A benchmark step's scratch directory: the lead's data dir (0700, as the lead requires), the
@@ -70,18 +71,7 @@ struct Scratch {
     }
 
     func remove() {
-        Self.removeTree(path)
-    }
-
-    private static func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            for name in (try? FileIO.list(path)) ?? [] { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
+        FileIO.removeTree(path)
     }
 }
 

@@ -1,10 +1,11 @@
 import PimeshAgent
+import PimeshCore
 
 extension BenchReport {
     /// report.md: the machine, one row per step, and the comparison when there is one.
     public func markdown() -> String {
-        func mib(_ bytes: UInt64) -> String { Self.decimal(Double(bytes) / 1_048_576, places: 1) }
-        func ms(_ value: Double) -> String { Self.decimal(value, places: 1) }
+        func mib(_ bytes: UInt64) -> String { DecimalText.format(Double(bytes) / 1_048_576, places: 1) }
+        func ms(_ value: Double) -> String { DecimalText.format(value, places: 1) }
         /// "p50 / p99 (n=…)", or a dash where nothing was measured (no trials asked for).
         func pair(_ summary: LatencySummary, count: Bool = false) -> String {
             guard summary.count > 0 else { return "–" }
@@ -16,8 +17,8 @@ extension BenchReport {
             pimesh \(Self.markdownText(pimeshVersion)) on \(Self.markdownText(machine.cpuModel)), \(machine.cores) cores, \
             \(mib(machine.memoryBytes)) MiB RAM, \(Self.markdownText(machine.kernel)) (\(Self.markdownText(machine.architecture))); \
             data dir on \(Self.markdownText(machine.storage)). \
-            Window \(Self.decimal(windowSeconds, places: 0)) s per step, heartbeats every \(heartbeatIntervalMs) ms; \
-            the whole run took \(Self.decimal(elapsedSeconds, places: 0)) s.
+            Window \(DecimalText.format(windowSeconds, places: 0)) s per step, heartbeats every \(heartbeatIntervalMs) ms; \
+            the whole run took \(DecimalText.format(elapsedSeconds, places: 0)) s.
 
             ![memory, CPU and latency against agents](report.svg)
 
@@ -33,9 +34,9 @@ extension BenchReport {
             """
         for step in steps {
             text += "| \(step.agents) | \(mib(step.lead.pssBytes)) | \(mib(step.lead.privateBytes)) | "
-            text += "\(Self.decimal(step.lead.cpuPercentOfCore, places: 2)) | \(step.heartbeats.accepted) / \(step.heartbeats.dropped) | "
-            text += "\(step.nodeImpedance) | \(Self.decimal(Double(step.lead.storageWriteBytesPerHour) / 1e6, places: 2)) | "
-            text += "\(Self.decimal(step.readyAfterSeconds, places: 1)) |\n"
+            text += "\(DecimalText.format(step.lead.cpuPercentOfCore, places: 2)) | \(step.heartbeats.accepted) / \(step.heartbeats.dropped) | "
+            text += "\(step.nodeImpedance) | \(DecimalText.format(Double(step.lead.storageWriteBytesPerHour) / 1e6, places: 2)) | "
+            text += "\(DecimalText.format(step.readyAfterSeconds, places: 1)) |\n"
         }
         text += """
 
@@ -49,7 +50,7 @@ extension BenchReport {
             let tasks = step.tasks
             let result = tasks.map(\.submitToResult) ?? .empty
             text += "| \(step.agents) | \(tasks.map { "\($0.succeeded)/\($0.count)" } ?? "–") | "
-            text += "\(tasks.map { Self.decimal($0.tasksPerSecond, places: 0) } ?? "–") | "
+            text += "\(tasks.map { DecimalText.format($0.tasksPerSecond, places: 0) } ?? "–") | "
             text += result.count == 0 ? "– | " : "\(ms(result.p50Ms)) / \(ms(result.p90Ms)) / \(ms(result.p99Ms)) / \(ms(result.maxMs)) | "
             text += "\(pair(step.detection.exitSeen, count: true)) | \(pair(step.detection.heartbeatingAgain)) | "
             text += "\(pair(step.detection.phiSuspicion, count: true)) |\n"
@@ -71,7 +72,7 @@ extension BenchReport {
                 guard let other = step.supervisord else { continue }
                 text += "| \(step.agents) | \(Self.markdownText(other.version)) | \(mib(other.process.pssBytes)) (\(mib(step.lead.pssBytes))) | "
                 text += "\(mib(other.process.privateBytes)) (\(mib(step.lead.privateBytes))) | "
-                text += "\(Self.decimal(other.process.cpuPercentOfCore, places: 2)) (\(Self.decimal(step.lead.cpuPercentOfCore, places: 2))) | "
+                text += "\(DecimalText.format(other.process.cpuPercentOfCore, places: 2)) (\(DecimalText.format(step.lead.cpuPercentOfCore, places: 2))) | "
                 text += "\(pair(other.respawn)) (\(pair(step.detection.heartbeatingAgain))) |\n"
             }
         }
@@ -82,7 +83,7 @@ extension BenchReport {
             text += "Per-agent private memory needs steps at least \(Self.perAgentSpan) agents apart.\n\n"
         }
         for check in checks {
-            text += "- \(check.passed ? "pass" : "FAIL"): \(check.name) = \(Self.decimal(check.value, places: 0)) (limit \(Self.decimal(check.limit, places: 0)))\n"
+            text += "- \(check.passed ? "pass" : "FAIL"): \(check.name) = \(DecimalText.format(check.value, places: 0)) (limit \(DecimalText.format(check.limit, places: 0)))\n"
         }
         return text
     }
@@ -145,7 +146,7 @@ extension BenchReport {
         for tick in 0...4 {
             let value = highest * Double(tick) / 4
             svg += "<line x1=\"\(format(left))\" y1=\"\(format(py(value)))\" x2=\"\(format(right))\" y2=\"\(format(py(value)))\" stroke=\"#ddd\"/>\n"
-            svg += "<text x=\"\(format(left - 4))\" y=\"\(format(py(value) + 4))\" text-anchor=\"end\">\(decimal(value, places: value < 10 ? 1 : 0))</text>\n"
+            svg += "<text x=\"\(format(left - 4))\" y=\"\(format(py(value) + 4))\" text-anchor=\"end\">\(DecimalText.format(value, places: value < 10 ? 1 : 0))</text>\n"
         }
         for (index, label) in labels.enumerated() {
             svg += "<text x=\"\(format(px(index)))\" y=\"\(format(bottom + 14))\" text-anchor=\"middle\">\(escape(label))</text>\n"
@@ -205,20 +206,5 @@ extension BenchReport {
         return out
     }
 
-    static func format(_ value: Double) -> String { decimal(value, places: 1) }
-
-    static func decimal(_ value: Double, places: Int) -> String {
-        var factor = 1.0
-        for _ in 0..<places { factor *= 10 }
-        let scaled = (value * factor).rounded()
-        guard scaled.isFinite, abs(scaled) < 1e15 else { return "0" }
-        let whole = Int64(scaled)
-        let sign = whole < 0 ? "-" : ""
-        let magnitude = whole.magnitude
-        guard places > 0 else { return sign + String(magnitude) }
-        let divisor = UInt64(factor)
-        var fraction = String(magnitude % divisor)
-        while fraction.count < places { fraction = "0" + fraction }
-        return sign + String(magnitude / divisor) + "." + fraction
-    }
+    static func format(_ value: Double) -> String { DecimalText.format(value, places: 1) }
 }

@@ -2,6 +2,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshSystem
 
 /// `pimesh bench run`: the on-device load benchmark. For each number of agents it starts a lead
 /// of its own (from a private copy of this binary, in a scratch data dir on the storage being
@@ -89,7 +90,7 @@ public struct LoadBenchmark: Sendable {
         machine.storage = storage
         let perAgent = BenchReport.perAgentPrivateBytes(steps: steps)
         return BenchReport(
-            pimeshVersion: PimeshRuntimeInfo.version, startedAtMs: startedAtMs,
+            pimeshVersion: PimeshVersion.current, startedAtMs: startedAtMs,
             elapsedSeconds: ImpedanceView.round((Clock.monotonicNow() - started).milliseconds / 1000), machine: machine,
             windowSeconds: settings.windowSeconds, heartbeatIntervalMs: intervalMs, steps: steps,
             perAgentPrivateBytes: perAgent, checks: BenchReport.checks(steps: steps, perAgentPrivateBytes: perAgent))

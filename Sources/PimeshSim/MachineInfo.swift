@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// The machine a benchmark ran on, written into every report: figures from a Pi 4B and from a
 /// 2-core VM are different figures.

@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshRuntime
+import PimeshSystem
 
 /// What a benchmark reads about one process from /proc: memory (smaps_rollup), CPU time
 /// (stat: utime + stime) and bytes it caused to be written to storage (io: write_bytes).

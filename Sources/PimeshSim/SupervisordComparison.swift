@@ -3,6 +3,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshRuntime
+import PimeshSystem
 
 /// supervisord beside the lead, in the same run: as many programs as the step has agents
 /// (`sleep`, which costs supervisord what any idle program costs it), on a private unix socket

@@ -1,6 +1,7 @@
 import NIOPosix
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// `pimesh bench tasks`: loads a running lead (and the agents it has, usually a swarm) with

@@ -1,8 +1,8 @@
 import Crypto
 import FoundationEssentials
 import Glibc
-import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// The node's Ed25519 signing key (swift-crypto), created at first use in `<data_dir>/node-key`
 /// (0600, 64 hex digits) and never rewritten. The node id is derived from the public key, so a

@@ -1,7 +1,7 @@
 import Glibc
-import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 
 /// Takes a snapshot of the lead's database into the spool: `VACUUM INTO` a staging copy in the
 /// run dir (tmpfs on a Pi: the uncompressed copy never touches the SD card), LZ4 it into the

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import PimeshAgent
+import PimeshSystem
 
 /// The bounded spool of snapshots in the data dir (`<data_dir>/spool`). A snapshot counts only
 /// once its manifest exists: the compressed file is written to a temporary name, fsync'd and

@@ -1,8 +1,8 @@
 import FoundationEssentials
 import Glibc
-import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 
 /// Checks a snapshot end to end: the manifest's signature, the compressed file's size and
 /// SHA-256, the LZ4 frame's own checksum, and the size and SHA-256 of what it decompresses to.

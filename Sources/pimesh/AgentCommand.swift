@@ -1,7 +1,9 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshSim
 import PimeshRuntime
+import PimeshSystem
 
 /// `pimesh agent start|stop|restart`: per-agent control, as `systemctl` and `supervisorctl`
 /// give it. Run with no verb (how manifests of round 1 say `"args": ["agent"]`), it is still

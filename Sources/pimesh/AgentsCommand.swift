@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -117,14 +119,14 @@ struct AgentsListCommand: AsyncParsableCommand {
             if wide {
                 table.add([
                     agent.name, String(agent.id.description.prefix(8)), agent.agentClass.rawValue, agent.state, agent.health?.condition ?? "–",
-                    String(i.score), Format.decimal(i.predictedArrivalMs) + " ms", Format.decimal(i.latencyMs) + " ms", String(i.queueDepth),
-                    Format.decimal(i.drift, places: 2), Format.decimal(i.confidence, places: 2), Format.decimal(i.reliability, places: 2),
+                    String(i.score), DecimalText.format(i.predictedArrivalMs) + " ms", DecimalText.format(i.latencyMs) + " ms", String(i.queueDepth),
+                    DecimalText.format(i.drift, places: 2), DecimalText.format(i.confidence, places: 2), DecimalText.format(i.reliability, places: 2),
                     seen, capabilities, flags(of: agent).joined(separator: ","),
                 ])
             } else {
                 table.add([
                     agent.name, String(agent.id.description.prefix(8)), agent.state, agent.health?.condition ?? "–", String(i.score),
-                    Format.decimal(i.predictedArrivalMs, places: 0) + " ms", seen,
+                    DecimalText.format(i.predictedArrivalMs, places: 0) + " ms", seen,
                     capabilities.count > 24 ? String(capabilities.prefix(23)) + "…" : capabilities,
                 ])
             }

@@ -1,7 +1,10 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
+import PimeshCore
 import PimeshSim
 import PimeshRuntime
+import PimeshSystem
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,8 +56,8 @@ struct BenchCommand: AsyncParsableCommand {
                 } else {
                     print(
                         "ingest \(result.kind): \(result.count) datagrams, \(result.agents) agents: "
-                            + "\(Format.decimal(result.nanosecondsPerDatagram, places: 0)) ns each, "
-                            + "\(Format.decimal(result.datagramsPerSecond / 1000, places: 0))k/s "
+                            + "\(DecimalText.format(result.nanosecondsPerDatagram, places: 0)) ns each, "
+                            + "\(DecimalText.format(result.datagramsPerSecond / 1000, places: 0))k/s "
                             + "(accepted \(result.accepted), dropped \(result.dropped))")
                 }
             } catch {
@@ -104,11 +107,11 @@ struct BenchCommand: AsyncParsableCommand {
                     print(
                         """
                         tasks \(result.tasks) on \(result.agents) READY agents, \(result.concurrency) clients: \
-                        \(Format.decimal(result.tasksPerSecond)) tasks/s over \(Format.decimal(result.seconds, places: 2)) s
-                        accept (durable)   p50 \(Format.decimal(result.acceptP50Ms, places: 2)) ms   p99 \(Format.decimal(result.acceptP99Ms, places: 2)) ms
-                        submit → result    p50 \(Format.decimal(result.submitToResultP50Ms)) ms   p99 \(Format.decimal(result.submitToResultP99Ms)) ms
+                        \(DecimalText.format(result.tasksPerSecond)) tasks/s over \(DecimalText.format(result.seconds, places: 2)) s
+                        accept (durable)   p50 \(DecimalText.format(result.acceptP50Ms, places: 2)) ms   p99 \(DecimalText.format(result.acceptP99Ms, places: 2)) ms
+                        submit → result    p50 \(DecimalText.format(result.submitToResultP50Ms)) ms   p99 \(DecimalText.format(result.submitToResultP99Ms)) ms
                         succeeded \(result.succeeded), other outcomes \(result.otherOutcomes), \
-                        prediction within 50 ms \(Format.decimal(result.predictionWithin50Ms * 100)) %
+                        prediction within 50 ms \(DecimalText.format(result.predictionWithin50Ms * 100)) %
                         """)
                 }
             } catch {

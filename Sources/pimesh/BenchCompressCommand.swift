@@ -1,8 +1,10 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
 import PimeshSnapshot
+import PimeshSystem
 
 extension BenchCommand {
     struct Compress: AsyncParsableCommand {
@@ -55,12 +57,12 @@ extension BenchCommand {
                 let mbPerSecond = Double(digest.rawBytes) / 1_048_576 / (best / 1000)
                 if json {
                     return print(
-                        #"{"raw_bytes": \#(digest.rawBytes), "compressed_bytes": \#(digest.compressedBytes), "best_ms": \#(Format.decimal(best, places: 2)), "mib_per_s": \#(Format.decimal(mbPerSecond))}"#
+                        #"{"raw_bytes": \#(digest.rawBytes), "compressed_bytes": \#(digest.compressedBytes), "best_ms": \#(DecimalText.format(best, places: 2)), "mib_per_s": \#(DecimalText.format(mbPerSecond))}"#
                     )
                 }
                 print(
-                    "\(Format.megabytes(digest.rawBytes)) → \(Format.megabytes(digest.compressedBytes)) in \(Format.decimal(best, places: 2)) ms "
-                        + "(best of \(runs)): \(Format.decimal(mbPerSecond)) MiB/s")
+                    "\(Format.megabytes(digest.rawBytes)) → \(Format.megabytes(digest.compressedBytes)) in \(DecimalText.format(best, places: 2)) ms "
+                        + "(best of \(runs)): \(DecimalText.format(mbPerSecond)) MiB/s")
             } catch {
                 throw CLIFailure.report(error)
             }

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
+import PimeshCore
 import PimeshSim
+import PimeshSystem
 import UnixSignals
 
 extension BenchCommand {
@@ -155,21 +158,21 @@ extension BenchCommand {
         static func summary(_ report: BenchReport) -> String {
             var lines = [
                 "\(report.machine.cpuModel), \(report.machine.cores) cores, \(Format.megabytes(report.machine.memoryBytes)); "
-                    + "\(report.machine.storage); \(Format.decimal(report.windowSeconds, places: 0)) s windows"
+                    + "\(report.machine.storage); \(DecimalText.format(report.windowSeconds, places: 0)) s windows"
             ]
             for step in report.steps {
                 var line = "\(step.agents) agents: lead PSS \(Format.megabytes(step.lead.pssBytes)), "
-                line += "private \(Format.megabytes(step.lead.privateBytes)), CPU \(Format.decimal(step.lead.cpuPercentOfCore, places: 2)) %, "
+                line += "private \(Format.megabytes(step.lead.privateBytes)), CPU \(DecimalText.format(step.lead.cpuPercentOfCore, places: 2)) %, "
                 line += "heartbeats \(step.heartbeats.accepted) accepted / \(step.heartbeats.dropped) dropped"
                 if let tasks = step.tasks {
-                    line += ", tasks p99 \(Format.decimal(tasks.submitToResult.p99Ms)) ms"
+                    line += ", tasks p99 \(DecimalText.format(tasks.submitToResult.p99Ms)) ms"
                 }
                 if step.detection.phiSuspicion.count > 0 {
-                    line += ", phi p99 \(Format.decimal(step.detection.phiSuspicion.p99Ms)) ms"
+                    line += ", phi p99 \(DecimalText.format(step.detection.phiSuspicion.p99Ms)) ms"
                 }
                 if let other = step.supervisord {
                     line += "; supervisord PSS \(Format.megabytes(other.process.pssBytes)), "
-                    line += "CPU \(Format.decimal(other.process.cpuPercentOfCore, places: 2)) %"
+                    line += "CPU \(DecimalText.format(other.process.cpuPercentOfCore, places: 2)) %"
                 }
                 lines.append(line)
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
 
 /// What every client command takes: where the lead keeps its data, and how to print.
@@ -37,52 +38,5 @@ struct ClientOptions: ParsableArguments {
         } catch {
             throw CLIFailure("\(error)")
         }
-    }
-}
-
-/// A failure to report in one line on stderr, with a non-zero exit.
-struct CLIFailure: Error, CustomStringConvertible {
-    var description: String
-    var exitCode: Int32
-
-    init(_ description: String, exitCode: Int32 = 1) {
-        self.description = description
-        self.exitCode = exitCode
-    }
-}
-
-extension CLIFailure {
-    static func report(_ error: any Error) -> ExitCode {
-        let failure = error as? CLIFailure ?? CLIFailure("\(error)")
-        FileHandleStderr.write("pimesh: \(failure.description)\n")
-        return ExitCode(failure.exitCode)
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ text: String) {
-        var bytes = Array(text.utf8)
-        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-}
-
-enum ProcessEnvironment {
-    static var current: [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        return result
-    }
-}
-
-enum Terminal {
-    static var isInteractive: Bool {
-        isatty(1) == 1
     }
 }

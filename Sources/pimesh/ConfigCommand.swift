@@ -1,4 +1,5 @@
 import ArgumentParser
+import PimeshCommandLine
 import PimeshRuntime
 
 struct ConfigCommand: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 struct ConflictsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 struct DelegateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,7 +32,7 @@ struct DelegateCommand: AsyncParsableCommand {
             let start = Clock.monotonicNow()
             while !view.isFinished {
                 if (Clock.monotonicNow() - start).milliseconds / 1000 > timeout {
-                    throw CLIFailure("task \(view.id) still \(view.state) after \(Format.decimal(timeout)) s")
+                    throw CLIFailure("task \(view.id) still \(view.state) after \(DecimalText.format(timeout)) s")
                 }
                 try await Task.sleep(for: .milliseconds(20))
                 view = try client.task(id: view.id)

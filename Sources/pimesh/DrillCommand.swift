@@ -1,8 +1,10 @@
 import Glibc
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
 import PimeshRuntime
+import PimeshSystem
 
 struct DrillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

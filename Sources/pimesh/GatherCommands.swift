@@ -1,5 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
+import PimeshCore
+import PimeshSystem
 
 /// What `ask` and `broadcast` take.
 struct GatherOptions: ParsableArguments {
@@ -64,19 +67,19 @@ struct GatherOptions: ParsableArguments {
     static func render(_ report: GatherReport) -> String {
         var lines = [
             "\(report.kind) \(report.id)   \(report.capability.map { "capability \($0)" } ?? "all agents")",
-            "decision    \(report.decision) (confidence \(Format.decimal(report.confidence, places: 3)))   \(report.reason)",
-            "gather      \(report.gather): \(Format.decimal(report.responseRatio * 100)) % READY in the window   "
+            "decision    \(report.decision) (confidence \(DecimalText.format(report.confidence, places: 3)))   \(report.reason)",
+            "gather      \(report.gather): \(DecimalText.format(report.responseRatio * 100)) % READY in the window   "
                 + "\(report.targets) targets, \(report.sent) sent, \(report.skipped) skipped",
             "answers     \(report.ready) READY   \(report.conflict) CONFLICT   \(report.transit) TRANSIT   "
                 + "\(report.silent) silent   \(report.late) late",
-            "took        \(Format.decimal(report.durationMs)) ms (window \(report.windowMs) ms)",
+            "took        \(DecimalText.format(report.durationMs)) ms (window \(report.windowMs) ms)",
         ]
         if !report.answers.isEmpty {
             var table = TextTable(["AGENT", "STATE", "ARRIVAL", "PREDICTED", "ANSWER"], rightAligned: [2, 3])
             for answer in report.answers {
                 table.add([
-                    answer.agentName, answer.state, Format.decimal(answer.arrivalMs) + " ms",
-                    Format.decimal(answer.predictedArrivalMs) + " ms", String((answer.answer ?? "").prefix(48)),
+                    answer.agentName, answer.state, DecimalText.format(answer.arrivalMs) + " ms",
+                    DecimalText.format(answer.predictedArrivalMs) + " ms", String((answer.answer ?? "").prefix(48)),
                 ])
             }
             lines.append(table.render())

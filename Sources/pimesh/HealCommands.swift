@@ -1,7 +1,9 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 /// Posts an operator verb for one agent and prints what the lead did.
 private func operatorVerb(_ options: ClientOptions, agent: String, verb: String) throws {

@@ -1,8 +1,10 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
 import PimeshRuntime
 import PimeshStore
+import PimeshSystem
 
 struct IncidentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,9 +2,11 @@ import Glibc
 import ArgumentParser
 import Logging
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
 import PimeshLED
 import PimeshRuntime
+import PimeshSystem
 import ServiceLifecycle
 
 struct LedsCommand: AsyncParsableCommand {

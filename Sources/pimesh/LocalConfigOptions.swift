@@ -1,5 +1,6 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
 
 /// For commands that act on this device directly rather than through a running lead

@@ -1,5 +1,5 @@
 import ArgumentParser
-import PimeshRuntime
+import PimeshCore
 
 // Every command names itself (`commandName:`): without it ArgumentParser derives the name with
 // String(describing:), whose dynamic casts scan every protocol conformance in this large binary,
@@ -15,7 +15,7 @@ struct Pimesh: AsyncParsableCommand {
             heartbeat to it over UDP. Every other command finds the lead through --data-dir \
             (default ./.pimesh, or $PIMESH_DATA_DIR) and its node-token file.
             """,
-        version: PimeshRuntimeInfo.version,
+        version: PimeshVersion.current,
         subcommands: [
             RunCommand.self, StatusCommand.self, AgentsCommand.self, TasksCommand.self, DelegateCommand.self, AskCommand.self,
             BroadcastCommand.self, ConflictsCommand.self, HealCommand.self, FreezeCommand.self, ThawCommand.self, LogsCommand.self,

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
+import PimeshSystem
 
 /// `pimesh playbooks`: the incident playbooks in force, and a check of playbook files before
 /// they go into playbooks.d.

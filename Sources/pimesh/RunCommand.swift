@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
 
 struct RunCommand: AsyncParsableCommand {

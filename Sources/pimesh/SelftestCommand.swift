@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
+import PimeshSystem
 
 struct SelftestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshFleetIndex
 import PimeshRuntime
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -83,7 +86,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 let m = made.entry.manifest
                 print(
                     "snapshot \(m.sequence) of \(m.nodeID): \(Format.megabytes(m.rawBytes)) → \(Format.megabytes(m.compressedBytes)) "
-                        + "(copy \(Format.decimal(made.copyMs)) ms, compress \(Format.decimal(made.compressMs)) ms)\n\(made.entry.filePath)")
+                        + "(copy \(DecimalText.format(made.copyMs)) ms, compress \(DecimalText.format(made.compressMs)) ms)\n\(made.entry.filePath)")
                 for dropped in made.dropped { print("dropped snapshot \(dropped.manifest.sequence) (spool bounds)") }
             } catch {
                 throw CLIFailure.report(error)
@@ -145,7 +148,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
                 print(
                     "ok: snapshot \(report.manifest.sequence) of \(report.manifest.nodeID), \(Format.megabytes(report.manifest.rawBytes)), "
-                        + "signature and checksums match (\(Format.decimal(report.milliseconds)) ms)")
+                        + "signature and checksums match (\(DecimalText.format(report.milliseconds)) ms)")
             } catch {
                 throw CLIFailure.report(error)
             }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,7 +55,7 @@ struct StatusCommand: AsyncParsableCommand {
                 if reached { return }
                 if let untilReady {
                     if (Clock.monotonicNow() - start).milliseconds / 1000 > timeout {
-                        throw CLIFailure("only \(report.agents.ready) of \(untilReady) agents READY after \(Format.decimal(timeout)) s")
+                        throw CLIFailure("only \(report.agents.ready) of \(untilReady) agents READY after \(DecimalText.format(timeout)) s")
                     }
                 } else if !watch {
                     return
@@ -72,21 +74,21 @@ struct StatusCommand: AsyncParsableCommand {
         let n = report.node
         let h = report.heartbeats
         var lines: [String] = []
-        lines.append("pimesh lead \(report.version)   pid \(report.pid)   up \(Format.decimal(report.uptimeS)) s")
+        lines.append("pimesh lead \(report.version)   pid \(report.pid)   up \(DecimalText.format(report.uptimeS)) s")
         lines.append(
             "agents      \(a.total) total   \(a.ready) READY   \(a.transit) TRANSIT   \(a.conflict) CONFLICT   "
-                + "(\(Format.decimal(a.readyRatio * 100)) % ready)")
-        let mean = a.meanScore.map { Format.decimal($0) } ?? "–"
+                + "(\(DecimalText.format(a.readyRatio * 100)) % ready)")
+        let mean = a.meanScore.map { DecimalText.format($0) } ?? "–"
         let p95 = a.p95Score.map(String.init) ?? "–"
         lines.append("scores      mean \(mean)   p95 \(p95)   degraded (>800) \(a.degraded)   unstable (drift>0.5) \(a.unstable)")
         let r = n.readings
-        let load = r.loadAverage.map { Format.decimal($0, places: 2) } ?? "–"
-        let temperature = r.temperatureCelsius.map { Format.decimal($0) + " °C" } ?? "–"
+        let load = r.loadAverage.map { DecimalText.format($0, places: 2) } ?? "–"
+        let temperature = r.temperatureCelsius.map { DecimalText.format($0) + " °C" } ?? "–"
         lines.append(
-            "node        score \(n.score)   cpu \(Format.decimal(n.factors.cpu, places: 2))   memory \(Format.decimal(n.factors.memory, places: 2))   "
-                + "io \(Format.decimal(n.factors.io, places: 2))   thermal \(Format.decimal(n.factors.thermal, places: 2))   "
-                + "headroom \(Format.decimal(n.factors.headroom, places: 2))   tasks \(Format.decimal(n.factors.tasks, places: 2))   "
-                + "storage \(Format.decimal(n.factors.storage, places: 2))   power \(Format.decimal(n.factors.power, places: 2))   "
+            "node        score \(n.score)   cpu \(DecimalText.format(n.factors.cpu, places: 2))   memory \(DecimalText.format(n.factors.memory, places: 2))   "
+                + "io \(DecimalText.format(n.factors.io, places: 2))   thermal \(DecimalText.format(n.factors.thermal, places: 2))   "
+                + "headroom \(DecimalText.format(n.factors.headroom, places: 2))   tasks \(DecimalText.format(n.factors.tasks, places: 2))   "
+                + "storage \(DecimalText.format(n.factors.storage, places: 2))   power \(DecimalText.format(n.factors.power, places: 2))   "
                 + "load \(load) on \(r.cpuCount) cpus   temperature \(temperature)")
         if r.underVoltage == true || r.throttled == true || r.frequencyCapped == true || r.underVoltageSinceBoot == true {
             let now = [r.underVoltage == true ? "UNDER-VOLTAGE" : nil, r.throttled == true ? "throttled" : nil, r.frequencyCapped == true ? "clock capped" : nil]
@@ -99,8 +101,8 @@ struct StatusCommand: AsyncParsableCommand {
             let budget = writes.budgetBytesPerDay == 0 ? "no budget" : "of \(Format.megabytes(writes.budgetBytesPerDay))/day"
             lines.append(
                 "sd writes   \(Format.megabytes(writes.lastDayBytes)) in the last day \(budget)   pace \(Format.megabytes(writes.projectedPerDayBytes))/day"
-                    + (writes.checkpointStretch > 1 ? "   checkpoints every \(Format.decimal(writes.checkpointStretch))× longer" : "")
-                    + (r.storageCommitP99Ms.map { "   commit p99 " + Format.decimal($0, places: 2) + " ms" } ?? ""))
+                    + (writes.checkpointStretch > 1 ? "   checkpoints every \(DecimalText.format(writes.checkpointStretch))× longer" : "")
+                    + (r.storageCommitP99Ms.map { "   commit p99 " + DecimalText.format($0, places: 2) + " ms" } ?? ""))
         }
         // The decoder turns snake_case keys into camelCase, dictionary keys included.
         let dropped = HeartbeatDropReason.allCases.map { reason -> String in
@@ -135,7 +137,7 @@ struct StatusCommand: AsyncParsableCommand {
                 lines.append(
                     "tiers       " + stepped.map { tier in
                         "\(tier.tier) \(tier.withinSla)/\(tier.steps) within \(tier.slaMs) ms"
-                            + (tier.p95Ms.map { " (p95 " + Format.decimal($0) + " ms)" } ?? "")
+                            + (tier.p95Ms.map { " (p95 " + DecimalText.format($0) + " ms)" } ?? "")
                     }.joined(separator: "   "))
             }
             for item in health.awaitingOperator { lines.append("awaiting    \(item)   (pimesh heal NAME)") }
@@ -166,17 +168,17 @@ struct StatusCommand: AsyncParsableCommand {
         for kpi in report.kpis {
             let value: String
             if let measured = kpi.value {
-                value = kpi.unit == "ms" ? Format.decimal(measured) + " ms" : Format.decimal(measured * 100) + " %"
+                value = kpi.unit == "ms" ? DecimalText.format(measured) + " ms" : DecimalText.format(measured * 100) + " %"
             } else {
                 value = "–"
             }
-            let target = kpi.unit == "ms" ? Format.decimal(kpi.target) + " ms" : Format.decimal(kpi.target * 100) + " %"
+            let target = kpi.unit == "ms" ? DecimalText.format(kpi.target) + " ms" : DecimalText.format(kpi.target * 100) + " %"
             let verdict = kpi.met.map { $0 ? "met" : "MISSED" } ?? "no data"
             lines.append(
                 "kpi         " + kpi.name.padding(30) + value.padding(10) + "target \(kpi.bound) \(target)".padding(18)
                     + "\(verdict) (last \(kpi.window), \(kpi.samples) \(kpi.name == "mesh_availability" ? "s watched" : "samples"))")
         }
-        let commit = report.store.lastCommitMs.map { " (last \(Format.decimal($0, places: 2)) ms)" } ?? ""
+        let commit = report.store.lastCommitMs.map { " (last \(DecimalText.format($0, places: 2)) ms)" } ?? ""
         lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)")
         return lines.joined(separator: "\n")
     }

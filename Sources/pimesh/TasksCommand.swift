@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
+import PimeshSystem
 
 struct TasksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -105,8 +107,8 @@ struct TasksCommand: AsyncParsableCommand {
         for task in tasks {
             table.add([
                 String(task.id.prefix(8)), UTCTime.age(now - task.submittedAtMs), task.capability, task.state, task.agentName ?? "–", String(task.attempts),
-                task.predictedArrivalMs.map { Format.decimal($0) + " ms" } ?? "–",
-                task.actualMs.map { Format.decimal($0) + " ms" } ?? "–",
+                task.predictedArrivalMs.map { DecimalText.format($0) + " ms" } ?? "–",
+                task.actualMs.map { DecimalText.format($0) + " ms" } ?? "–",
                 String((task.skipReason ?? task.error ?? task.result ?? "").prefix(48)),
             ])
         }
@@ -114,23 +116,23 @@ struct TasksCommand: AsyncParsableCommand {
     }
 
     static func describe(_ task: TaskView) -> String {
-        var lines = ["task        \(task.id)", "capability  \(task.capability)   weight \(Format.decimal(task.weight, places: 2))"]
+        var lines = ["task        \(task.id)", "capability  \(task.capability)   weight \(DecimalText.format(task.weight, places: 2))"]
         if task.decision == "SKIP" {
             lines.append("decision    SKIP: \(task.skipReason ?? "")")
         } else {
-            let predicted = task.predictedArrivalMs.map { " predicted arrival \(Format.decimal($0)) ms" } ?? ""
+            let predicted = task.predictedArrivalMs.map { " predicted arrival \(DecimalText.format($0)) ms" } ?? ""
             lines.append("decision    SEND_NOW → \(task.agentName ?? task.agentID ?? "an agent when one is READY")\(predicted)")
-            if let cost = task.costMs { lines.append("cost        \(Format.decimal(cost)) ms expected to a successful answer") }
+            if let cost = task.costMs { lines.append("cost        \(DecimalText.format(cost)) ms expected to a successful answer") }
             if let routing = task.routing { lines.append("why         \(routing)") }
             if let runnerUp = task.runnerUp {
-                let cost = runnerUp.costMs.map { ", cost \(Format.decimal($0)) ms" } ?? ""
+                let cost = runnerUp.costMs.map { ", cost \(DecimalText.format($0)) ms" } ?? ""
                 lines.append(
-                    "runner-up   \(runnerUp.agentName) at \(Format.decimal(runnerUp.predictedArrivalMs)) ms\(cost) of \(task.candidates ?? 0) candidates")
+                    "runner-up   \(runnerUp.agentName) at \(DecimalText.format(runnerUp.predictedArrivalMs)) ms\(cost) of \(task.candidates ?? 0) candidates")
             }
         }
         lines.append("state       \(task.state)   attempts \(task.attempts)")
         lines.append("submitted   \(UTCTime.iso8601(epochMs: task.submittedAtMs))" + (task.finishedAtMs.map { "   finished \(UTCTime.iso8601(epochMs: $0))" } ?? ""))
-        if let actual = task.actualMs { lines.append("took        \(Format.decimal(actual)) ms from hand-over to result") }
+        if let actual = task.actualMs { lines.append("took        \(DecimalText.format(actual)) ms from hand-over to result") }
         if let result = task.result { lines.append("result      \(result)") }
         if let error = task.error { lines.append("error       \(error)") }
         return lines.joined(separator: "\n")

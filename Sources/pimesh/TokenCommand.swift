@@ -1,6 +1,8 @@
 import ArgumentParser
 import PimeshAgent
+import PimeshCommandLine
 import PimeshRuntime
+import PimeshSystem
 
 /// `pimesh token rotate operator|join`: a new token in the data dir, the old one refused at once.
 struct TokenCommand: AsyncParsableCommand {

@@ -2,9 +2,11 @@ import ArgumentParser
 import Crypto
 import Glibc
 import PimeshAgent
+import PimeshCommandLine
 import PimeshCore
 import PimeshRuntime
 import PimeshSnapshot
+import PimeshSystem
 
 /// `pimesh update`: signed releases into `<data-dir>/releases`, switched atomically, committed
 /// after a soak or rolled back (docs/pi.md, "Update and rollback").

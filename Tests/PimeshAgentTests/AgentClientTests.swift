@@ -1,6 +1,7 @@
 import Crypto
 import Glibc
 import PimeshCore
+import PimeshSystem
 import Testing
 
 @testable import PimeshAgent

@@ -190,7 +190,7 @@ import Testing
     @Test func theCoordinatorKeepsHeadsAndACutTailIsFoundAgainstThem() throws {
         let coordinatorDir = dataDir + "/coordinator"
         let coordinator = try UploadEndToEndTests.Background(
-            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
+            LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
             log: dataDir + "/coordinator.log")
         defer { coordinator.stop() }
         var port = 0
@@ -202,7 +202,7 @@ import Testing
         let upload = #""upload": {"target": "coordinator", "url": "http://127.0.0.1:\#(port)", "retry_initial_ms": 100}"#
         var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4}, \#(upload)}"#)
         let key = try #require(try rows(["--kind", "genesis"]).first?.fields["node_key"])
-        #expect(try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key]).status == 0)
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key]).status == 0)
         let client = try lead.client()
         for _ in 0..<3 { _ = try client.post("/v1/tokens/join/rotate", json: Array("{}".utf8)) }
         _ = try client.post("/v1/snapshots", json: Array("{}".utf8))

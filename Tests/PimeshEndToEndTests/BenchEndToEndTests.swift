@@ -1,5 +1,6 @@
 import Foundation
 import PimeshAgent
+import PimeshSystem
 import Testing
 
 /// Issue 14: `pimesh bench run`, the on-device load benchmark, end to end with supervisord beside it.

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Issue 13 item 4: 47,564 registrations in 30 s took the lead to 298 MB, and one

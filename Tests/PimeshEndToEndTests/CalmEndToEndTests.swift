@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Issue 13: the node never tips into EMERGENCY by accident. Each test first reproduces what

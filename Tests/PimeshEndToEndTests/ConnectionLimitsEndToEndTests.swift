@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Issue 13 item 5: 1,100 idle half-open connections once exhausted the lead's descriptors and

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Seed 001 §6.3's operational modes against a real lead: at EMERGENCY the lead alerts and

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Issue 12: agents cannot hurt the lead or each other.

@@ -1,5 +1,6 @@
 import Foundation
 import PimeshAgent
+import PimeshSystem
 import Testing
 
 /// A fake `/sys` with onboard LEDs, laid out as Pi OS does.

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 @Suite(.serialized) struct LeadEndToEndTests {

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// A real `pimesh` process for end-to-end tests: started on 127.0.0.1 with ports the test
 /// chooses (0 = ephemeral), in a scratch data dir, and always stopped by the test.
@@ -13,6 +14,12 @@ final class LeadProcess {
         if let path = ProcessInfo.processInfo.environment["PIMESH_BIN"], !path.isEmpty { return path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         return root.appendingPathComponent(".build/debug/pimesh").path
+    }
+
+    /// `pimesh-coordinator`, built beside `pimesh` (PIMESH_COORDINATOR_BIN names another).
+    static var coordinatorBinary: String {
+        if let path = ProcessInfo.processInfo.environment["PIMESH_COORDINATOR_BIN"], !path.isEmpty { return path }
+        return URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("pimesh-coordinator").path
     }
 
     static func scratchDirectory() -> String {
@@ -150,6 +157,10 @@ func runPimesh(
     _ arguments: [String], timeout: TimeInterval = 30, directory: String? = nil, environment: [String: String]? = nil
 ) throws -> (status: Int32, output: String) {
     try runProcess(LeadProcess.binary, arguments, directory: directory, environment: environment)
+}
+
+func runCoordinator(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    try runProcess(LeadProcess.coordinatorBinary, arguments)
 }
 
 /// Runs any program to its end and returns its exit status and output (stdout and stderr).

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Seed 000 ModelLivenessProbe against a real lead: an agent that heartbeats but whose HTTP

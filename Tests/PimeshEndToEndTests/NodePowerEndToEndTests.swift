@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// The node's own impedance against a real lead on a fake sysfs tree (docs/impedance.md): the

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Snapshots taken by a real lead and by `pimesh snapshot`, checked with the system's lz4 and

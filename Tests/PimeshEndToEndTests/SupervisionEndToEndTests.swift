@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// Supervision with real child processes: `pimesh run` starts `pimesh sim-agent` processes from

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// `pimesh swarm` as a child process, stopped with SIGTERM when the test is done.

@@ -3,7 +3,7 @@ import PimeshAgent
 import PimeshCore
 import Testing
 
-/// A `pimesh coordinator` and a moto S3 server, both started here on 127.0.0.1 with ephemeral
+/// A `pimesh-coordinator` and a moto S3 server, both started here on 127.0.0.1 with ephemeral
 /// ports, receiving snapshots from `pimesh snapshot push` and from a running lead.
 @Suite(.serialized) struct UploadEndToEndTests {
     let root = LeadProcess.scratchDirectory()
@@ -38,7 +38,7 @@ import Testing
     func startCoordinator() throws -> (Background, Int) {
         try? FileManager.default.removeItem(atPath: coordinatorDir + "/coordinator.json")
         let coordinator = try Background(
-            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
+            LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
             log: root + "/coordinator.log")
         var port = 0
         #expect(eventually(timeout: 10) {
@@ -69,6 +69,21 @@ import Testing
         return manifests.first!["public_key"] as! String
     }
 
+    /// The coordinator is its own program: the Pi's `pimesh` keeps only `coordinator join`, and
+    /// `pimesh-coordinator` names itself in its errors and says how to start one.
+    @Test func coordinatorIsAProgramOfItsOwn() throws {
+        let help = try runCoordinator(["--help"])
+        #expect(help.status == 0)
+        for verb in ["serve", "enroll", "nodes", "incidents"] { #expect(help.output.contains(verb)) }
+        let missing = try runCoordinator(["nodes", "--dir", root + "/nothing-here"])
+        #expect(missing.status == 1)
+        #expect(missing.output.contains("pimesh-coordinator: no coordinator has run in \(root)/nothing-here"))
+        #expect(missing.output.contains("pimesh-coordinator serve --dir"))
+        let onNode = try runPimesh(["coordinator", "serve", "--dir", coordinatorDir])
+        #expect(onNode.status != 0)
+        #expect(try runPimesh(["coordinator", "--help"]).output.contains("pimesh-coordinator"))
+    }
+
     @Test func theCoordinatorTakesOnlyEnrolledSignedWholeSnapshots() throws {
         try makeNode()
         let (coordinator, port) = try startCoordinator()
@@ -81,7 +96,7 @@ import Testing
         #expect(refused.output.contains("is not enrolled"), "\(refused.output)")
 
         let key = try publicKey()
-        let enrolled = try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key])
+        let enrolled = try runCoordinator(["enroll", "--dir", coordinatorDir, key])
         #expect(enrolled.status == 0)
         let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
         #expect(pushed.status == 0, "\(pushed.output)")
@@ -92,13 +107,13 @@ import Testing
         let nodeID = enrolled.output.replacingOccurrences(of: "enrolled ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
         let stored = coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000001.db.lz4"
         #expect(FileManager.default.contents(atPath: stored) == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
-        let nodes = try runPimesh(["coordinator", "nodes", "--dir", coordinatorDir, "--json"])
+        let nodes = try runCoordinator(["nodes", "--dir", coordinatorDir, "--json"])
         let fleet = try JSONSerialization.jsonObject(with: Data(nodes.output.utf8)) as! [String: Any]
         let node = (fleet["nodes"] as! [[String: Any]]).first!
         #expect(node["node_id"] as? String == nodeID)
         #expect(node["last_sequence"] as? Int == 1)
         #expect(node["snapshots"] as? Int == 1)
-        #expect(try runPimesh(["coordinator", "nodes", "--dir", coordinatorDir]).output.contains(nodeID))
+        #expect(try runCoordinator(["nodes", "--dir", coordinatorDir]).output.contains(nodeID))
 
         // A second snapshot sent with a flipped bit, and one with a changed manifest: refused.
         #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
@@ -209,7 +224,7 @@ import Testing
         lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
         _ = try lead.waitReady()
         defer { _ = lead.terminate() }
-        _ = try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, try publicKey()])
+        _ = try runCoordinator(["enroll", "--dir", coordinatorDir, try publicKey()])
         let (coordinator, _) = try startCoordinatorOn(port: port)
         defer { coordinator.stop() }
         let marker = { (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool"))?.contains { $0.contains(".uploaded-") } ?? false }
@@ -239,7 +254,7 @@ import Testing
     func startCoordinatorOn(port: Int) throws -> (Background, Int) {
         try? FileManager.default.removeItem(atPath: coordinatorDir + "/coordinator.json")
         let coordinator = try Background(
-            LeadProcess.binary, ["coordinator", "serve", "--dir", coordinatorDir, "--port", String(port), "--log-level", "warning"],
+            LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", String(port), "--log-level", "warning"],
             log: root + "/coordinator2.log")
         #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: coordinatorDir + "/coordinator.json") })
         return (coordinator, port)
@@ -302,7 +317,7 @@ import Testing
             #expect(try runPimesh(["snapshot", "create", "--data-dir", directory]).status == 0)
             let listed = try runPimesh(["snapshot", "list", "--data-dir", directory, "--json"])
             let key = try #require((try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]])?.first?["public_key"] as? String)
-            #expect(try runPimesh(["coordinator", "enroll", "--dir", coordinatorDir, key]).status == 0)
+            #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key]).status == 0)
             leads.append(lead)
         }
         for lead in leads {
@@ -311,17 +326,17 @@ import Testing
         }
         var groups: [[[String: Any]]] = []
         #expect(eventually(timeout: 30) {
-            let listed = try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir, "--json"])
+            let listed = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"])
             groups = (try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any])?["groups"] as? [[[String: Any]]] ?? []
             return groups.contains { $0.count == 2 }
         }, "\(groups)")
         let pair = try #require(groups.first { $0.count == 2 })
         #expect(Set(pair.compactMap { $0["node_id"] as? String }).count == 2)
         #expect(pair.allSatisfy { $0["name"] as? String == "INC-000001" && $0["severity"] as? String == "SEV3" })
-        #expect(try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir]).output.contains("(2 nodes)"))
+        #expect(try runCoordinator(["incidents", "--dir", coordinatorDir]).output.contains("(2 nodes)"))
         // Later changes follow: the mitigation arrives without a snapshot.
         #expect(eventually(timeout: 30) {
-            let listed = try runPimesh(["coordinator", "incidents", "--dir", coordinatorDir, "--json"]).output
+            let listed = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"]).output
             return !listed.contains("\"state\":\"open\"")
         })
         // An incident with a signature that is not the node's is refused.

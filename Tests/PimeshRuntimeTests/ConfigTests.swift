@@ -1,3 +1,4 @@
+import PimeshSystem
 import Testing
 import PimeshAgent
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 @testable import PimeshRuntime

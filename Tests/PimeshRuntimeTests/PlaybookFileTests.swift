@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 @testable import PimeshRuntime

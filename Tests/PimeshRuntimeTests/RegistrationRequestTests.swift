@@ -1,4 +1,5 @@
 import PimeshCore
+import PimeshServer
 import Testing
 
 @testable import PimeshRuntime

@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 import Testing
 
 @testable import PimeshRuntime

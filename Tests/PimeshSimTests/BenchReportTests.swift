@@ -1,6 +1,7 @@
 import Foundation
 import FoundationXML
 import PimeshAgent
+import PimeshSystem
 import Testing
 
 @testable import PimeshSim

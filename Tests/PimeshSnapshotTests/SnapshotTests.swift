@@ -2,6 +2,7 @@ import Foundation
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import Testing
 
 @testable import PimeshSnapshot

@@ -20,6 +20,8 @@ from test_packaging import ROOT, SHIP_BIN, build_deb, prepare_debian_root, run, 
 
 IMAGE_TOOL = os.path.join(ROOT, "pi", "flash", "pimesh-image")
 PIMESH_BIN = os.environ.get("PIMESH_BIN", SHIP_BIN)
+# The fleet's receiver is a program of its own, built beside pimesh.
+COORDINATOR_BIN = os.environ.get("PIMESH_COORDINATOR_BIN", os.path.join(os.path.dirname(PIMESH_BIN), "pimesh-coordinator"))
 SECTOR = 512
 BOOT_START, BOOT_SECTORS = 8192, 65536  # 32 MiB FAT16: mtools refuses FAT32 this small
 ROOT_START = BOOT_START + BOOT_SECTORS
@@ -58,7 +60,7 @@ class ImageTests(unittest.TestCase):
         cls.deb = build_deb("amd64", SHIP_BIN, os.path.join(cls.work, "deb"))
         cls.coordinator_dir = os.path.join(cls.work, "coordinator")
         cls.coordinator = subprocess.Popen(
-            [PIMESH_BIN, "coordinator", "serve", "--dir", cls.coordinator_dir, "--port", "0", "--log-level", "warning"],
+            [COORDINATOR_BIN, "serve", "--dir", cls.coordinator_dir, "--port", "0", "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         endpoint = os.path.join(cls.coordinator_dir, "coordinator.json")
         deadline = time.monotonic() + 30
@@ -207,7 +209,7 @@ class ImageTests(unittest.TestCase):
             with open(keys) as f:
                 self.assertIn("operator@laptop", f.read())
             # Enrolled: the coordinator lists the node whose key the first boot made.
-            fleet = json.loads(run(PIMESH_BIN, "coordinator", "nodes", "--dir", self.coordinator_dir, "--json").stdout)
+            fleet = json.loads(run(COORDINATOR_BIN, "nodes", "--dir", self.coordinator_dir, "--json").stdout)
             with open(root + "/var/lib/pimesh/node-key") as f:
                 self.assertTrue(f.read().strip())
             self.assertEqual(len(fleet["nodes"]), 1, fleet)

@@ -1,6 +1,7 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
 
 /// `GET /v1/audit` (docs/audit.md): the audit log, oldest first, a page at a time.
@@ -20,7 +21,7 @@ public struct AuditPage: Codable, Sendable {
 extension APIRouter {
     static func addAuditRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
         v1.get("audit") { request, _ in
-            await handle {
+            await APIError.answering {
                 let query = request.uri.queryParameters
                 let after = try queryInteger(query.get("after"), name: "after", in: 0...Int.max) ?? 0
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...5000) ?? 500

@@ -1,13 +1,15 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
+import PimeshSystem
 
 extension APIRouter {
     /// docs/api.md "Incidents". Every operator command is audited (intent and outcome rows) and
     /// lands on the incident's timeline with the caller.
     static func addIncidentRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
         v1.get("incidents") { request, _ in
-            await handle {
+            await APIError.answering {
                 let incidents = try engine(state)
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...500) ?? 50
@@ -23,7 +25,7 @@ extension APIRouter {
             }
         }
         v1.get("incident-log") { _, _ in
-            await handle {
+            await APIError.answering {
                 let incidents = try engine(state)
                 let csv = try await Blocking.run { try incidents.logCSV() }
                 var headers = HTTPFields()
@@ -32,14 +34,14 @@ extension APIRouter {
             }
         }
         v1.get("incidents/:id") { _, context in
-            await handle {
+            await APIError.answering {
                 let (incidents, id) = try incident(state, context)
                 guard let (found, _) = try await Blocking.run({ try incidents.incident(id) }) else { throw notFound(id) }
                 return JSONResponse.make(status: .ok, found)
             }
         }
         v1.get("incidents/:id/postmortem") { _, context in
-            await handle {
+            await APIError.answering {
                 let (incidents, id) = try incident(state, context)
                 guard let (found, stored) = try await Blocking.run({ try incidents.incident(id) }) else { throw notFound(id) }
                 var headers = HTTPFields()
@@ -56,7 +58,7 @@ extension APIRouter {
         ]
         for verb in ["ack", "note", "resolve", "severity", "root-cause"] {
             v1.post("incidents/:id/\(verb)") { request, context in
-                await handle {
+                await APIError.answering {
                     let (incidents, id) = try incident(state, context)
                     let body = try await RequestBody.json(request, limit: 4096)
                     let command: IncidentService.Command
@@ -99,7 +101,7 @@ extension APIRouter {
     /// docs/incidents.md "Drills": destructive on purpose, so the body must say `"confirm": true`.
     static func addDrillRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
         v1.post("drills/kill") { request, context in
-            await handle {
+            await APIError.answering {
                 let body = try await RequestBody.json(request, limit: 8192)
                 let reader = try BodyReader(body, allowed: ["count", "agents", "timeout_s", "confirm"])
                 guard case .bool(true)? = reader.fields["confirm"] else {
@@ -145,7 +147,7 @@ extension APIRouter {
         }
         for drill in ["hang", "corrupt-snapshot", "siege"] {
             v1.post("drills/\(drill)") { request, context in
-                await handle {
+                await APIError.answering {
                     let body = try await RequestBody.json(request, limit: 8192)
                     let allowed: [String] =
                         switch drill {
@@ -197,7 +199,7 @@ extension APIRouter {
             }
         }
         v1.get("playbooks") { _, _ in
-            await handle {
+            await APIError.answering {
                 guard let runner = state.playbooks else {
                     throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
                 }

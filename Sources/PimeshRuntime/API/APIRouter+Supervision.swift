@@ -1,6 +1,7 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshSnapshot
 
 extension APIRouter {
@@ -8,7 +9,7 @@ extension APIRouter {
     static func addSupervisionRoutes(to v1: RouterGroup<LeadRequestContext>, state: LeadState) {
         // The caller (with its uid on the unix socket) goes into each action's event (issue 12).
         v1.post("agents/:id/heal") { _, context in
-            await handle {
+            await APIError.answering {
                 let (_, name) = try agent(context, state)
                 let action = try await audited(state, context, kind: "heal", subject: name) {
                     try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.heal(name, reason: "\(context.caller.label) asked", byOperator: true) }
@@ -17,7 +18,7 @@ extension APIRouter {
             }
         }
         v1.post("agents/:id/freeze") { _, context in
-            await handle {
+            await APIError.answering {
                 let (_, name) = try agent(context, state)
                 let action = try await audited(state, context, kind: "freeze", subject: name) {
                     try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, true, by: context.caller.label) }
@@ -26,7 +27,7 @@ extension APIRouter {
             }
         }
         v1.post("agents/:id/thaw") { _, context in
-            await handle {
+            await APIError.answering {
                 let (_, name) = try agent(context, state)
                 let action = try await audited(state, context, kind: "thaw", subject: name) {
                     try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.freeze(name, false, by: context.caller.label) }
@@ -36,7 +37,7 @@ extension APIRouter {
         }
         for verb in ["stop", "start", "restart", "rollback"] {
             v1.post("agents/:id/\(verb)") { _, context in
-                await handle {
+                await APIError.answering {
                     let (_, name) = try agent(context, state)
                     let caller = context.caller.label
                     let action = try await audited(state, context, kind: "agent_\(verb)", subject: name) {
@@ -54,7 +55,7 @@ extension APIRouter {
             }
         }
         v1.post("reload") { _, context in
-            await handle {
+            await APIError.answering {
                 guard let reloader = state.reloader else {
                     throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
                 }
@@ -69,7 +70,7 @@ extension APIRouter {
             }
         }
         v1.get("agents/:id/logs") { request, context in
-            await handle {
+            await APIError.answering {
                 let (_, name) = try agent(context, state)
                 let bytes = try queryInteger(request.uri.queryParameters.get("bytes"), name: "bytes", in: 1...(16 << 20)) ?? 65536
                 let tail = try await supervisorAction(state) { (supervisor: Supervisor) throws(Supervisor.ActionError) in try supervisor.logTail(name, bytes: bytes) }
@@ -79,7 +80,7 @@ extension APIRouter {
             }
         }
         v1.post("snapshots") { _, context in
-            await handle {
+            await APIError.answering {
                 guard let snapshots = state.snapshots else {
                     throw APIError(status: .serviceUnavailable, message: "the lead is still starting; try again in a moment")
                 }
@@ -94,7 +95,7 @@ extension APIRouter {
             }
         }
         v1.get("events") { request, _ in
-            await handle {
+            await APIError.answering {
                 let query = request.uri.queryParameters
                 let since = try queryInteger(query.get("since"), name: "since", in: 0...Int.max) ?? 0
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 1000

@@ -1,7 +1,9 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
+import PimeshSystem
 
 /// The lead's local HTTP API (docs/api.md). Handlers parse, call the registry or the store,
 /// and encode; nothing here owns a rule.
@@ -32,7 +34,7 @@ enum APIRouter {
         let v1 = router.group("v1").add(
             middleware: BearerAuthentication(tokens: tokens, registry: state.registry, operators: OperatorPeers()))
         v1.post("agents") { request, context in
-            await handle {
+            await APIError.answering {
                 guard context.caller.isOperator || context.caller == .join else {
                     throw APIError(status: .forbidden, message: "registering an agent needs the join token or the operator token")
                 }
@@ -40,7 +42,7 @@ enum APIRouter {
             }
         }
         v1.get("agents/:id/work") { request, context in
-            await handle {
+            await APIError.answering {
                 let (id, _) = try agent(context, state)
                 try context.caller.require(actingFor: id, field: "id")
                 let query = request.uri.queryParameters
@@ -51,7 +53,7 @@ enum APIRouter {
             }
         }
         v1.post("agents/:id/leave") { _, context in
-            await handle {
+            await APIError.answering {
                 let (id, name) = try agent(context, state)
                 try context.caller.require(actingFor: id, field: "id")
                 if let file = state.supervisor?.manifest(naming: name) {
@@ -67,7 +69,7 @@ enum APIRouter {
             }
         }
         v1.post("tasks/:id/result") { request, context in
-            await handle {
+            await APIError.answering {
                 let submission = try ResultSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
                 try context.caller.require(actingFor: submission.agentID, field: "agent_id")
                 switch try await state.tasks.complete(taskID: context.parameters.get("id") ?? "", with: submission) {
@@ -80,7 +82,7 @@ enum APIRouter {
             }
         }
         v1.post("ops/:id/answers") { request, context in
-            await handle {
+            await APIError.answering {
                 let answer = try AnswerSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 8192))
                 try context.caller.require(actingFor: answer.agentID, field: "agent_id")
                 let result = try await state.gather.answer(operationID: context.parameters.get("id") ?? "", answer)
@@ -93,7 +95,7 @@ enum APIRouter {
             JSONResponse.make(status: .ok, state.status())
         }
         operatorRoutes.get("agents") { request, _ in
-            await handle {
+            await APIError.answering {
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 1000
                 let after = query.get("cursor")
@@ -106,7 +108,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.get("agents/:id") { _, context in
-            await handle {
+            await APIError.answering {
                 let (id, _) = try agent(context, state)
                 guard let view = state.agentView(id) else {
                     throw APIError(status: .notFound, message: "no agent with id \(id)", field: "id")
@@ -115,7 +117,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.delete("agents/:id") { _, context in
-            await handle {
+            await APIError.answering {
                 let (id, name) = try agent(context, state)
                 let moved = try await audited(state, context, kind: "agent_remove", subject: name) {
                     if let supervisor = state.supervisor, let file = supervisor.manifest(naming: name) {
@@ -136,7 +138,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.post("agents/:id/quarantine") { request, context in
-            await handle {
+            await APIError.answering {
                 let (id, name) = try agent(context, state)
                 let body = try await RequestBody.json(request, limit: 4096)
                 let reader = try BodyReader(body, allowed: ["reason"])
@@ -152,7 +154,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.post("agents/:id/release") { _, context in
-            await handle {
+            await APIError.answering {
                 let (id, name) = try agent(context, state)
                 try await audited(state, context, kind: "release", subject: name) {
                     guard state.registry.quarantinedNames().contains(name) else {
@@ -165,7 +167,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.post("tasks") { request, _ in
-            await handle {
+            await APIError.answering {
                 let submission = try TaskSubmission.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                 switch try await state.tasks.submit(submission) {
                 case .created(let view): return JSONResponse.make(status: .created, view)
@@ -174,7 +176,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.get("tasks") { request, _ in
-            await handle {
+            await APIError.answering {
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
                 var cursor: TaskStore.Cursor?
@@ -198,7 +200,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.get("tasks/:id") { _, context in
-            await handle {
+            await APIError.answering {
                 let id = try await taskID(context, state)
                 guard let view = try await state.tasks.task(id: id) else {
                     throw APIError(status: .notFound, message: "no task with id \(id)", field: "id")
@@ -207,7 +209,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.post("tasks/:id/cancel") { _, context in
-            await handle {
+            await APIError.answering {
                 let id = try await taskID(context, state)
                 let cancelled = try await audited(state, context, kind: "task_cancel", subject: id) { try await state.tasks.cancel(taskID: id) }
                 state.events.append(kind: "task_cancelled", agent: cancelled.agentName, detail: "task \(cancelled.id) cancelled by \(context.caller.label)")
@@ -216,7 +218,7 @@ enum APIRouter {
         }
         for kind in [GatherService.Kind.ask, .broadcast] {
             operatorRoutes.post(RouterPath(stringLiteral: kind.rawValue)) { request, context in
-                await handle {
+                await APIError.answering {
                     let gather = try GatherRequest.validate(try await RequestBody.json(request, limit: maxBodyBytes + 4096))
                     try state.checkScatterAllowed(gather)
                     guard gather.approved && state.health.policy.scatterNeedsApproval else {
@@ -235,7 +237,7 @@ enum APIRouter {
         addIncidentRoutes(to: operatorRoutes, state: state)
         addDrillRoutes(to: operatorRoutes, state: state)
         operatorRoutes.post("tokens/:kind/rotate") { _, context in
-            await handle {
+            await APIError.answering {
                 let text = context.parameters.get("kind") ?? ""
                 guard let kind = LeadTokens.Kind(rawValue: text) else {
                     throw APIError.badRequest("token \"\(text)\" is not one of operator, join", field: "kind")
@@ -255,7 +257,7 @@ enum APIRouter {
             JSONResponse.make(status: .ok, state.leds.report)
         }
         operatorRoutes.post("conflicts/:seq/resolve") { request, context in
-            await handle {
+            await APIError.answering {
                 let text = context.parameters.get("seq") ?? ""
                 guard let seq = Int64(text), seq > 0 else {
                     throw APIError.badRequest("conflict \"\(text)\" is not a sequence number (SEQ in `pimesh conflicts`)", field: "seq")
@@ -279,7 +281,7 @@ enum APIRouter {
             }
         }
         operatorRoutes.get("conflicts") { request, _ in
-            await handle {
+            await APIError.answering {
                 let query = request.uri.queryParameters
                 let limit = try queryInteger(query.get("limit"), name: "limit", in: 1...10_000) ?? 100
                 let before = try queryInteger(query.get("cursor"), name: "cursor", in: 1...Int.max)
@@ -288,17 +290,6 @@ enum APIRouter {
         }
         routes.set(router.routes)
         return router
-    }
-
-    /// Turns what a handler throws into a JSON error: its own APIError, or a 500 that says what failed.
-    static func handle(_ body: () async throws -> Response) async -> Response {
-        do {
-            return try await body()
-        } catch let error as APIError {
-            return error.response
-        } catch {
-            return APIError(status: .internalServerError, message: "\(error)").response
-        }
     }
 
     /// The agent named by the `:id` path parameter: its UUID, or its name as operators type it.

@@ -2,6 +2,7 @@ import Glibc
 import Hummingbird
 import NIOCore
 import PimeshAgent
+import PimeshServer
 
 /// Decides who calls (issue 12): `Authorization: Bearer <operator token | join token |
 /// agent.<id>.<credential>>`, or, on the unix socket only and with no header, the peer's uid
@@ -56,14 +57,6 @@ struct BearerAuthentication: RouterMiddleware {
         var pid: Int32 = 0
         var uid: UInt32 = 0
         var gid: UInt32 = 0
-    }
-
-    /// Compares without an early exit, so the time taken does not reveal a matching prefix.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in 0..<a.count { difference |= a[i] ^ b[i] }
-        return difference == 0
     }
 }
 

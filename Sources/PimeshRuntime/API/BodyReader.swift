@@ -1,3 +1,5 @@
+import PimeshServer
+
 /// Reads a JSON object body field by field; every failure names the field and what was wrong.
 struct BodyReader {
     let fields: [String: JSONValue]

@@ -1,4 +1,5 @@
 import PimeshCore
+import PimeshServer
 
 /// Who made an API request (docs/api.md "Who may call what").
 enum Caller: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Hummingbird
+import PimeshServer
 import Synchronization
 
 /// Errors the framework answers by itself (no such route, a method the route does not have)

@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshSystem
 
 /// List routes answer in pages (docs/api.md, "Pages"): at most `limit` items and at most
 /// `maxPageBytes` of JSON, with a cursor for the next page when there is more.

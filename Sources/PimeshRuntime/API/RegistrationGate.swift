@@ -1,6 +1,7 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import Synchronization
 
 /// Bounds what a holder of the join token can make the lead keep (docs/operations.md, "Bounds"):

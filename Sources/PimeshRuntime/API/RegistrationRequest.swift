@@ -1,4 +1,5 @@
 import PimeshCore
+import PimeshServer
 
 /// A validated `POST /v1/agents` body. Every rule names the field it checks.
 struct RegistrationRequest: Equatable {

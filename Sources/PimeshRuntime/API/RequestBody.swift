@@ -1,4 +1,5 @@
 import Hummingbird
+import PimeshServer
 
 /// Reads a request body with a size cap and parses it as JSON, with errors a client can act on.
 enum RequestBody {

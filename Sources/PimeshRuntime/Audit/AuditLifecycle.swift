@@ -4,6 +4,7 @@ import Logging
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 
 /// The lead's own start and stop in the audit log, and what each agent is started with.
@@ -38,7 +39,7 @@ struct AuditLifecycle: Service {
             AuditEntry(
                 actor: "lead", kind: "lead_started", subject: audit.nodeKey.nodeID,
                 body: AuditBody.canonical([
-                    ("version", PimeshRuntimeInfo.version), ("pid", "\(getpid())"), ("config", configFile ?? "none"),
+                    ("version", PimeshVersion.current), ("pid", "\(getpid())"), ("config", configFile ?? "none"),
                     ("config_sha256", digest),
                 ])))
     }

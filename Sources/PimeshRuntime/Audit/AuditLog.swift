@@ -6,6 +6,7 @@ import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// The lead's audit log (docs/audit.md): chains each entry onto the last (the rule is

@@ -1,7 +1,9 @@
 import PimeshAgent
 import PimeshCore
+import PimeshFleetIndex
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 
 /// `pimesh audit verify`: walks a data dir's audit chain and every signed head it can get
 /// (its own, and those kept upstream), and names the first bad row. Opens the database

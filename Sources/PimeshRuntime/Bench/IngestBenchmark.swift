@@ -1,6 +1,7 @@
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 
 /// Heartbeat ingestion without sockets: a registry of agents and prepared datagrams of one kind
 /// fed straight to `AgentRegistry.ingest`. `pimesh bench ingest` runs it; under valgrind it

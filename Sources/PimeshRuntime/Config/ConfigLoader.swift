@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// Reads `pimesh.json`: every key optional, unknown keys refused by name (DESIGN.md §8).
 public enum ConfigLoader {

@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshSystem
 
 /// Finds the lead's data dir in the order the unit runs it, so that `sudo pimesh status` on a
 /// Pi finds the lead of /etc/pimesh/pimesh.json without flags (sudo drops $PIMESH_DATA_DIR):

@@ -1,7 +1,9 @@
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// Seed 001 §5.1 `ConflictHandler`: classifies CONFLICT answers, appends them to the log and

@@ -1,7 +1,9 @@
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// `ask` and `broadcast` (seed 001 §3.2): plans send times so that answers arrive together,

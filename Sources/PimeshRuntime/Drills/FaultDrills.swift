@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// Seed 002's other DiRT tests on the node itself (docs/incidents.md "Drills"): an agent that

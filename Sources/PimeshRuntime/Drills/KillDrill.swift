@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// Seed 002's DiRT test DIRT01, on the node's own supervised agents: kill N at once and measure
 /// what the lead does about it against the seed's SLOs (docs/incidents.md "Drills").

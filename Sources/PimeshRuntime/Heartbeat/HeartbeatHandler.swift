@@ -1,5 +1,6 @@
 import NIOCore
 import PimeshAgent
+import PimeshSystem
 
 /// Hands each datagram's bytes to the registry straight from NIO's receive buffer: no copy,
 /// no task, no per-datagram state (DESIGN.md §3).

@@ -1,6 +1,7 @@
 import Glibc
 import NIOPosix
 import PimeshAgent
+import PimeshSystem
 import Synchronization
 
 /// Receives heartbeats on the unix datagram socket that containers reach through a mounted

@@ -3,11 +3,12 @@ import NIOPosix
 import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 
 /// Sends incidents to the coordinator when they open and whenever they change (not only with
-/// the next snapshot), signed with the node key, so that `pimesh coordinator incidents` sees the
+/// the next snapshot), signed with the node key, so that `pimesh-coordinator incidents` sees the
 /// fleet within seconds. Only the newest version of each incident waits; a failed push is tried
 /// again with backoff; the transfer blocks (libcurl), so it runs on a thread of its own.
 final class IncidentPusher: Service, Sendable {

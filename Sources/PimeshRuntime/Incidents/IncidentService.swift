@@ -3,6 +3,7 @@ import Logging
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// The incident engine's shell (docs/incidents.md): feeds the core's triggers and book from the

@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// Playbooks as JSON: the built-in ones (below) and the operator's `playbooks.d/*.json`, read by
 /// one parser, so a built-in playbook is also the example of the format. docs/incidents.md

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// Carries out playbooks (docs/incidents.md "Playbooks"): when an open incident's causes call

@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// One lead per data dir: an exclusive `flock` on `<data_dir>/lead.lock`, held for the life of
 /// the process. The kernel releases it when the lead dies, `kill -9` included, so a stale

@@ -5,8 +5,10 @@ import NIOCore
 import PimeshAgent
 import PimeshCore
 import PimeshLED
+import PimeshServer
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 
 /// The cluster lead: opens the store, loads the registry, binds the heartbeat listener and
@@ -213,7 +215,7 @@ public struct Lead: Sendable {
             state.heartbeat = heartbeat
             state.api = .init(host: config.api.host, port: apiPort, unixSocket: nil)
             let endpoint = LeadEndpoint(
-                pid: getpid(), version: PimeshRuntimeInfo.version, startedAtMs: Clock.wallMilliseconds(),
+                pid: getpid(), version: PimeshVersion.current, startedAtMs: Clock.wallMilliseconds(),
                 api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat,
                 release: ReleaseStore.runningRelease(dataDir: dataDir))
             do {

@@ -1,6 +1,8 @@
 import Hummingbird
 import PimeshAgent
 import PimeshCore
+import PimeshServer
+import PimeshSystem
 
 extension LeadState {
     func agentViews() -> [AgentView] {

@@ -2,6 +2,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// What the API handlers read and change: the shell's shared state, wired by `Lead`.
@@ -103,8 +104,8 @@ final class LeadState: Sendable {
         var agents = StatusReport.Agents(registry.summary(at: now))
         agents.quarantined = registry.quarantinedNames()
         var report = StatusReport(
-            version: PimeshRuntimeInfo.version,
-            pid: PimeshRuntimeInfo.pid,
+            version: PimeshVersion.current,
+            pid: getpid(),
             uptimeS: ImpedanceView.round((now - startedAt).milliseconds / 1000),
             agents: agents,
             node: .init(impedance: impedance, readings: readings, writeBudget: node.writeBudget, at: now),
@@ -146,13 +147,5 @@ final class LeadState: Sendable {
 
     func metricsText() -> [UInt8] {
         metrics.render(status: status(), heartbeats: registry.counters, openTasks: tasks.snapshot.open)
-    }
-}
-
-public enum PimeshRuntimeInfo {
-    public static let version = "0.1.0"
-
-    static var pid: Int32 {
-        getpid()
     }
 }

@@ -1,6 +1,8 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshServer
+import PimeshSystem
 import Synchronization
 
 /// The lead's two bearer tokens (issue 12, as k3s keeps a server token and an agent token):
@@ -21,12 +23,6 @@ final class LeadTokens: Sendable {
         }
     }
 
-    struct TokenError: Error, CustomStringConvertible {
-        var path: String
-        var reason: String
-        var description: String { "\(path): \(reason)" }
-    }
-
     let dataDir: String
     private let tokens: Mutex<[Kind: [UInt8]]>
 
@@ -34,7 +30,7 @@ final class LeadTokens: Sendable {
         self.dataDir = dataDir
         var loaded: [Kind: [UInt8]] = [:]
         for kind in Kind.allCases {
-            loaded[kind] = Array(try Self.loadOrCreate(path: dataDir + "/" + kind.fileName).utf8)
+            loaded[kind] = Array(try SecretToken.loadOrCreate(path: dataDir + "/" + kind.fileName).utf8)
         }
         tokens = Mutex(loaded)
     }
@@ -43,35 +39,16 @@ final class LeadTokens: Sendable {
     func kind(of presented: some Collection<UInt8>) -> Kind? {
         let bytes = Array(presented)
         return tokens.withLock { tokens in
-            Kind.allCases.first { kind in tokens[kind].map { BearerAuthentication.constantTimeEqual($0, bytes) } ?? false }
+            Kind.allCases.first { kind in tokens[kind].map { SecretToken.constantTimeEqual($0, bytes) } ?? false }
         }
     }
 
     /// A new token of `kind`, written (temp + fsync + rename, 0600) before it replaces the old
     /// one, so the file and the lead never disagree after a crash.
     func rotate(_ kind: Kind) throws {
-        let token = Self.random()
+        let token = SecretToken.random()
         try FileIO.writeAtomically(path: dataDir + "/" + kind.fileName, bytes: Array((token + "\n").utf8), mode: 0o600)
         tokens.withLock { $0[kind] = Array(token.utf8) }
-    }
-
-    /// The token in `path` (0600), made first when there is none.
-    static func loadOrCreate(path: String) throws -> String {
-        if FileIO.exists(path) {
-            let token = String(decoding: try FileIO.read(path: path, limit: 4096), as: UTF8.self).trimmingWhitespace()
-            guard token.utf8.count >= 32 else {
-                throw TokenError(path: path, reason: "the token is shorter than 32 characters; delete the file to get a new one")
-            }
-            return token
-        }
-        let token = random()
-        try FileIO.writeAtomically(path: path, bytes: Array((token + "\n").utf8), mode: 0o600)
-        return token
-    }
-
-    private static func random() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Hex.encode((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
     }
 }
 
@@ -91,7 +68,7 @@ public enum LeadTokenFiles {
         return try LeadTokens.Kind.allCases.map { kind in
             let path = dataDir + "/" + kind.fileName
             let existed = FileIO.exists(path)
-            _ = try LeadTokens.loadOrCreate(path: path)
+            _ = try SecretToken.loadOrCreate(path: path)
             return Prepared(kind: kind.rawValue, path: path, created: !existed)
         }
     }

@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshSnapshot
+import PimeshSystem
 
 /// A lost database is never silently replaced (issue 13). A data dir that has run a lead before
 /// (it holds the node key, or snapshots in its spool) but whose `pimesh.db` is missing, empty or

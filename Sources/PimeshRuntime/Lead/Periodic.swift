@@ -1,5 +1,6 @@
 import PimeshCore
 import PimeshAgent
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

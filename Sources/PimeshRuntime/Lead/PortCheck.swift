@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// One port, one lead (issue 13): before anything else starts, the lead makes sure its API and
 /// heartbeat ports are free, and says which port is taken and by whom. The heartbeat socket is

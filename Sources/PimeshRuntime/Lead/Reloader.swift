@@ -1,5 +1,7 @@
 import Logging
 import PimeshAgent
+import PimeshServer
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 import UnixSignals

@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// The lead's one set of coordination KPIs, fed by task completions, scatter-gathers and health

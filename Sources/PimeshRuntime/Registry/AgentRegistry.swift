@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
 import Synchronization
 
@@ -319,7 +320,7 @@ public final class AgentRegistry: Sendable {
     /// Whether `mac` is agent `id`'s API credential (AgentAPICredential), compared in constant time.
     public func verifiesCredential(of id: AgentID, mac: [UInt8]) -> Bool {
         guard let tag = state.withLock({ $0.agents[id]?.tag }) else { return false }
-        return BearerAuthentication.constantTimeEqual(AgentAPICredential.mac(agentID: id, tag: tag), mac)
+        return SecretToken.constantTimeEqual(AgentAPICredential.mac(agentID: id, tag: tag), mac)
     }
 
     public func name(of id: AgentID) -> String? {

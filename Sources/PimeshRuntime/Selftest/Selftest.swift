@@ -4,6 +4,7 @@ import PimeshAgent
 import PimeshCore
 import PimeshLED
 import PimeshStore
+import PimeshSystem
 
 /// `pimesh selftest`: checks a real device in one go. Each check says PASS, FAIL or SKIP with
 /// its reason; it never throws, so one broken part cannot hide the others.

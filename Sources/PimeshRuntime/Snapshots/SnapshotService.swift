@@ -4,6 +4,7 @@ import NIOPosix
 import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

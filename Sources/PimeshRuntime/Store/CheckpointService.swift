@@ -1,6 +1,7 @@
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

@@ -4,6 +4,7 @@ import PimeshCore
 import PimeshAgent
 import NIOPosix
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// cgroup v2 for supervised agents, where systemd delegated the lead's cgroup (`Delegate=yes`):
 /// the lead moves itself into a `lead` leaf (no processes may sit in a cgroup that has

@@ -2,6 +2,7 @@ import CSpawn
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// Copies supervised agents' stdout/stderr into `<run_dir>/logs/NAME.log` on one thread that

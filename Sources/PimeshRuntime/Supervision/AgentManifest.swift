@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// One `agents.d/*.json` file: an agent the lead starts and restarts (supervised) or one that
 /// something else starts and the lead heals through a command (attached). docs/operations.md

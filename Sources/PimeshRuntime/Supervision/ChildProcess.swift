@@ -1,6 +1,7 @@
 import CSpawn
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// Starts a child: its own process group (a Ctrl-C at the lead's terminal is the lead's to
 /// handle), default signal dispositions and an empty mask (the lead ignores and blocks signals

@@ -1,4 +1,6 @@
 import Logging
+import PimeshServer
+import PimeshSystem
 import Synchronization
 import PimeshAgent
 import PimeshCore

@@ -2,6 +2,7 @@ import Glibc
 import NIOPosix
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// Runs the seed 000 liveness probes of the agents whose manifests ask for one: an HTTP GET on

@@ -2,6 +2,7 @@ import Crypto
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// Seed 003's rollback, the node's part: per agent, the manifest in force and the one before

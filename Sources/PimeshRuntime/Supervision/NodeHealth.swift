@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// The node's degradation level and what feeds it, as the health tick last judged it. Task

@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshSystem
 
 /// The names of the agents an operator stopped, in `<data dir>/agents-stopped.json` (0600):
 /// `pimesh agent stop` outlives a lead restart, as a stopped program does under supervisord

@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 
 /// Which process each supervised agent runs as, kept in `<run_dir>/supervised` so that a lead
 /// started after a `kill -9` takes its agents back instead of starting second copies (issue 12).

@@ -2,6 +2,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 
 /// What systemctl and supervisorctl users expect per agent (issue 15): stop, start and restart
 /// one supervised agent, and reload `agents.d` without touching the agents whose manifests did

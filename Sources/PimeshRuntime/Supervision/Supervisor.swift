@@ -4,7 +4,9 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshSystem
 import ServiceLifecycle
 
 /// Keeps the lead's resident code to what it runs. The kernel maps up to 64 KiB around each

@@ -1,6 +1,7 @@
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// Reads the Pi's own condition from /proc and /sys. The roots are settings so that tests
 /// can point them at a fake tree; a file that is missing gives a nil reading, never an error.

@@ -1,6 +1,7 @@
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

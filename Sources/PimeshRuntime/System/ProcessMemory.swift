@@ -1,4 +1,5 @@
 import PimeshAgent
+import PimeshSystem
 
 /// The lead's own memory from `/proc/<pid>/smaps_rollup` (DESIGN.md §10): RSS, PSS (shared
 /// pages divided among their users, comparable with peers) and private anonymous memory

@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 
 /// A validated `POST /v1/tasks/{id}/result` body.
 struct ResultSubmission {

@@ -2,6 +2,7 @@ import NIOCore
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 import Synchronization
 
 /// The heartbeat listener's UDP channel, which work datagrams leave through: agents receive

@@ -1,7 +1,9 @@
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshStore
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 

@@ -1,3 +1,5 @@
+import PimeshServer
+
 /// A validated `POST /v1/tasks` body.
 struct TaskSubmission: Equatable {
     var capability: String

@@ -2,6 +2,7 @@ import Crypto
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// The releases of the lead in its data dir (docs/pi.md, "Update and rollback"):
 ///

@@ -4,6 +4,7 @@ import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 
 /// `pimesh update apply|rollback` (docs/pi.md): verify, stage, smoke-test, switch, restart
 /// through systemd, soak, then commit or roll back. Runs outside the lead: it must outlive the
@@ -23,7 +24,7 @@ public struct ReleaseUpdater {
 
         public static var this: BinaryInfo {
             BinaryInfo(
-                version: PimeshRuntimeInfo.version, storeSchema: Schema.migrations.map(\.version).max() ?? 0,
+                version: PimeshVersion.current, storeSchema: Schema.migrations.map(\.version).max() ?? 0,
                 machine: ReleaseUpdater.elfMachine(path: "/proc/self/exe") ?? 0)
         }
     }

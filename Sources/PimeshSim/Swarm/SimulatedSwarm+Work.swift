@@ -1,6 +1,7 @@
 import NIOPosix
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Synchronization
 
 /// How many items each simulated agent holds right now: its queue depth in heartbeats, and what

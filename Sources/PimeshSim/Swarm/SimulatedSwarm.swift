@@ -2,6 +2,7 @@ import FoundationEssentials
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import ServiceLifecycle
 
 /// N simulated agents in one process (`pimesh swarm`). Each has its own identity and secret and

@@ -1,5 +1,5 @@
-import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// A node enrolling itself with the coordinator (`pimesh coordinator join`, run by the first
 /// boot of an injected image): its public key and proof that it holds the private half.

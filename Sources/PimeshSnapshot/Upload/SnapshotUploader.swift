@@ -1,8 +1,8 @@
 import Crypto
 import FoundationEssentials
 import Glibc
-import PimeshAgent
 import PimeshCore
+import PimeshSystem
 
 /// Ships one spooled snapshot to the target and returns only once the receiver confirmed the
 /// checksum: the coordinator answers with the SHA-256 it computed, S3 with the ETag (MD5 of a

@@ -1,4 +1,5 @@
 import Hummingbird
+import PimeshServer
 
 /// The coordinator's operator routes (`nodes`) need its own token; nodes authenticate uploads
 /// by their enrolled key's signature instead.
@@ -12,7 +13,7 @@ struct CoordinatorTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIError(status: .unauthorized, message: "missing bearer token: send 'Authorization: Bearer <contents of the coordinator's \(file) file>'").response
         }
         let prefix = "Bearer "
-        guard header.hasPrefix(prefix), BearerAuthentication.constantTimeEqual(Array(header.utf8.dropFirst(prefix.utf8.count)), token) else {
+        guard header.hasPrefix(prefix), SecretToken.constantTimeEqual(Array(header.utf8.dropFirst(prefix.utf8.count)), token) else {
             return APIError(status: .unauthorized, message: "wrong bearer token").response
         }
         return try await next(request, context)

@@ -3,8 +3,8 @@ import NIOPosix
 /// Work that can block (SQLite, file reads) runs on NIO's thread pool, never on an event loop
 /// or the cooperative pool: a Pi 4B's cooperative pool has four threads, and one slow SD-card
 /// read per thread would stall the API, the health tick and the watchdog together.
-enum Blocking {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public enum Blocking {
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive(body)
     }
 
@@ -16,13 +16,13 @@ enum Blocking {
         return pool
     }()
 
-    static func onSupervisionThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public static func onSupervisionThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await supervisionThread.runIfActive(body)
     }
 
     /// Queues `body` on the supervision thread from a thread that must not wait (the reaper's),
     /// without a hop through the cooperative pool.
-    static func enqueueOnSupervisionThread(_ body: @escaping @Sendable () -> Void) {
+    public static func enqueueOnSupervisionThread(_ body: @escaping @Sendable () -> Void) {
         supervisionThread.submit { state in
             if case .active = state { body() }
         }

@@ -1,23 +1,23 @@
 import Glibc
 import Logging
-import PimeshAgent
+import PimeshSystem
 
 /// What only the lead may read (issue 12): the data dir holds every agent's HMAC secret in
 /// pimesh.db, the tokens and the node key. Secrets are refused when their modes are loose, as
 /// OpenSSH refuses a private key others can read; the lead's own dirs and database files are
 /// tightened with a log line, since the lead created them and nothing else should use them.
-enum PrivateFiles {
-    struct LooseModeError: Error, CustomStringConvertible {
-        var description: String
+public enum PrivateFiles {
+    public struct LooseModeError: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// The modes the lead keeps: data dir 0700, run dir 0750 (its group reaches `api.sock`).
-    static let dataDirMode: mode_t = 0o700
-    static let runDirMode: mode_t = 0o750
+    public static let dataDirMode: mode_t = 0o700
+    public static let runDirMode: mode_t = 0o750
 
     /// Sets umask 077 for everything the lead creates from here on, then makes or tightens
     /// the data and run dirs and the database files.
-    static func prepare(dataDir: String, runDir: String, logger: Logger) throws {
+    public static func prepare(dataDir: String, runDir: String, logger: Logger) throws {
         umask(0o077)
         try FileIO.makeDirectories(dataDir, mode: dataDirMode)
         try FileIO.makeDirectories(runDir, mode: runDirMode)
@@ -40,7 +40,7 @@ enum PrivateFiles {
 
     /// A secret file (token, node key) must belong to the lead's user and be readable by it
     /// alone; otherwise the lead does not start, and says how to fix it.
-    static func checkSecret(_ path: String) throws {
+    public static func checkSecret(_ path: String) throws {
         var info = stat()
         guard stat(path, &info) == 0 else { return }
         if info.st_uid != geteuid() {
@@ -55,7 +55,7 @@ enum PrivateFiles {
         }
     }
 
-    static func octal(_ mode: mode_t) -> String {
+    public static func octal(_ mode: mode_t) -> String {
         "0" + String(mode, radix: 8)
     }
 }

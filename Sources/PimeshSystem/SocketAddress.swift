@@ -51,7 +51,7 @@ public enum LocalAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var family: Int32 {
+    public var family: Int32 {
         switch self {
         case .loopback: AF_INET
         case .unix: AF_UNIX

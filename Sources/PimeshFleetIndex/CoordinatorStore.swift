@@ -1,4 +1,3 @@
-import PimeshAgent
 import PimeshCore
 import PimeshSnapshot
 import PimeshStore
@@ -8,7 +7,7 @@ import PimeshStore
 public struct CoordinatorStore: Sendable {
     public let database: Database
 
-    static let migrations = [
+    public static let migrations = [
         Migration(version: 1, statements: [
             """
             CREATE TABLE nodes (
@@ -69,7 +68,7 @@ public struct CoordinatorStore: Sendable {
 
     public static let incidentsPerNode = 500
 
-    init(database: Database) {
+    public init(database: Database) {
         self.database = database
     }
 
@@ -219,13 +218,17 @@ public struct FleetIncident: Codable, Sendable, Equatable {
     }
 }
 
-/// `GET /v1/incidents` and `pimesh coordinator incidents`: groups of incidents that started
+/// `GET /v1/incidents` and `pimesh-coordinator incidents`: groups of incidents that started
 /// within 60 s of each other on different nodes, newest first; a lone incident is a group of one.
 public struct FleetIncidentList: Codable, Sendable {
     public var groups: [[FleetIncident]]
+
+    public init(groups: [[FleetIncident]]) {
+        self.groups = groups
+    }
 }
 
-/// One node in `GET /v1/nodes` and `pimesh coordinator nodes`.
+/// One node in `GET /v1/nodes` and `pimesh-coordinator nodes`.
 public struct FleetNode: Codable, Sendable, Equatable {
     public var nodeID: String
     public var publicKey: String
@@ -246,6 +249,10 @@ public struct FleetNode: Codable, Sendable, Equatable {
 
 public struct FleetList: Codable, Sendable {
     public var nodes: [FleetNode]
+
+    public init(nodes: [FleetNode]) {
+        self.nodes = nodes
+    }
 }
 
 /// `GET /v1/nodes/{node}/audit-heads` on the coordinator, and the file `pimesh audit verify

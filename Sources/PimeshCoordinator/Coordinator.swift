@@ -3,7 +3,10 @@ import Hummingbird
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshFleetIndex
+import PimeshServer
 import PimeshSnapshot
+import PimeshSystem
 import ServiceLifecycle
 import Synchronization
 
@@ -62,28 +65,28 @@ public struct Coordinator: Sendable {
         try FileIO.makeDirectories(directory + "/nodes", mode: 0o700)
         try FileIO.makeDirectories(directory + "/incoming", mode: 0o700)
         try PrivateFiles.checkSecret(directory + "/" + LeadEndpoint.tokenFileName)
-        let token = try LeadTokens.loadOrCreate(path: directory + "/" + LeadEndpoint.tokenFileName)
+        let token = try SecretToken.loadOrCreate(path: directory + "/" + LeadEndpoint.tokenFileName)
         // Lets a node enroll itself at first boot (pimesh-image --coordinator): it can add
         // nodes and nothing else, so an image may carry it where the operator token may not go.
         try PrivateFiles.checkSecret(directory + "/" + Self.enrollTokenFile)
-        let enrollToken = try LeadTokens.loadOrCreate(path: directory + "/" + Self.enrollTokenFile)
+        let enrollToken = try SecretToken.loadOrCreate(path: directory + "/" + Self.enrollTokenFile)
         let store = try CoordinatorStore(path: directory + "/coordinator.db")
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
         // Nodes authenticate by their enrolled key's signature, not by the token.
         router.put("/v1/nodes/:node/snapshots/:sequence") { request, context in
-            await APIRouter.handle { try await receive(request, context: context, store: store) }
+            await APIError.answering { try await receive(request, context: context, store: store) }
         }
         router.put("/v1/nodes/:node/incidents/:id") { request, context in
-            await APIRouter.handle { try await receiveIncident(request, context: context, store: store) }
+            await APIError.answering { try await receiveIncident(request, context: context, store: store) }
         }
         router.group("v1/enrollments").add(middleware: CoordinatorTokenMiddleware(token: Array(enrollToken.utf8), file: Self.enrollTokenFile))
             .put(":node") { request, context in
-                await APIRouter.handle { try await enroll(request, context: context, store: store) }
+                await APIError.answering { try await enroll(request, context: context, store: store) }
             }
         let operators = router.group("v1").add(middleware: CoordinatorTokenMiddleware(token: Array(token.utf8), file: LeadEndpoint.tokenFileName))
         operators.get("incidents") { _, _ in
-            await APIRouter.handle {
+            await APIError.answering {
                 let incidents = try store.incidents(limit: Self.maxListedIncidents)
                 let byKey = Dictionary(incidents.map { ("\($0.nodeID)#\($0.id)", $0) }, uniquingKeysWith: { (first: FleetIncident, _: FleetIncident) in first })
                 let groups = FleetIncidents.group(incidents.map { FleetIncidents.Entry(node: $0.nodeID, id: $0.id, openedMs: $0.openedMs) })
@@ -92,12 +95,12 @@ public struct Coordinator: Sendable {
             }
         }
         operators.get("nodes") { _, _ in
-            await APIRouter.handle {
+            await APIError.answering {
                 JSONResponse.make(status: .ok, FleetList(nodes: try store.fleet(nowMs: Clock.wallMilliseconds())))
             }
         }
         operators.get("nodes/:node/audit-heads") { _, context in
-            await APIRouter.handle {
+            await APIError.answering {
                 let nodeID = context.parameters.get("node") ?? ""
                 guard Self.isNodeID(nodeID), let key = try store.publicKey(of: nodeID) else {
                     throw APIError(status: .notFound, message: "no enrolled node \(nodeID)", field: "node")
@@ -252,7 +255,7 @@ public struct Coordinator: Sendable {
         guard let key = try store.publicKey(of: nodeID) else {
             throw APIError(
                 status: .forbidden,
-                message: "node \(nodeID) is not enrolled; on the coordinator: pimesh coordinator enroll \(manifest.publicKey)")
+                message: "node \(nodeID) is not enrolled; on the coordinator: pimesh-coordinator enroll \(manifest.publicKey)")
         }
         do {
             try SnapshotVerifier.checkSignature(manifest, trustedKeys: [key])
@@ -279,7 +282,7 @@ public struct Coordinator: Sendable {
         // Stream the body into a directory of its own, under the names the manifest uses.
         let staging = settings.directory + "/incoming/" + AgentID.random().description
         try FileIO.makeDirectories(staging, mode: 0o700)
-        defer { Self.removeTree(staging) }
+        defer { FileIO.removeTree(staging) }
         let filePath = staging + "/" + manifest.file
         let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw APIError(status: .internalServerError, message: "cannot stage the upload: \(String(cString: strerror(errno)))") }
@@ -305,7 +308,7 @@ public struct Coordinator: Sendable {
             throw APIError(
                 status: .unprocessableContent, message: "the body has \(received) bytes; its manifest declares \(manifest.compressedBytes)")
         }
-        try await Blocking.run { [logger, settings] in
+        try await Blocking.run { [logger] in
             try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o600)
             do {
                 _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
@@ -368,10 +371,5 @@ public struct Coordinator: Sendable {
                 if counts.perNode[node] == 0 { counts.perNode[node] = nil }
             }
         }
-    }
-
-    static func removeTree(_ path: String) {
-        for name in (try? FileIO.list(path)) ?? [] { unlink(path + "/" + name) }
-        rmdir(path)
     }
 }

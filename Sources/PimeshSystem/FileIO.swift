@@ -123,4 +123,17 @@ public enum FileIO {
     public static func remove(_ path: String) {
         unlink(path)
     }
+
+    /// Removes `path` and, when it is a directory, everything under it. Symbolic links are
+    /// removed, never followed, so a link planted in a scratch dir cannot lead outside it.
+    public static func removeTree(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if info.st_mode & S_IFMT == S_IFDIR {
+            for name in (try? list(path)) ?? [] { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
 }
