@@ -292,6 +292,7 @@ import Testing
 
         // After kill -9 the stale lead.json is named for what it is, not as a socket error.
         lead.kill9()
+        defer { lead.stopOrphanedAgents() }
         let gone = try runPimesh(["status", "--config", elsewhere + "/pimesh.json"], directory: elsewhere, environment: [:])
         #expect(gone.status == 1)
         #expect(gone.output.contains("the lead is not running (last pid \(endpoint.pid), started "), "\(gone.output)")

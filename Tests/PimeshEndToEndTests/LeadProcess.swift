@@ -88,9 +88,30 @@ final class LeadProcess {
         try client().agents().agents
     }
 
+    /// SIGKILL, as a crash: the lead's supervised agents keep running, for the next lead on
+    /// this data dir to adopt. A test that starts no next lead calls `stopOrphanedAgents()`.
     func kill9() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// Kills what a lead of this data dir started and left running (each child carries
+    /// PIMESH_DATA_DIR): without it they outlive the suite, reparented to init.
+    func stopOrphanedAgents() {
+        let marker = Array("PIMESH_DATA_DIR=\(dataDir)".utf8) + [0]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != getpid(),
+                let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ")
+            else { continue }
+            let bytes = [UInt8](environment)
+            let found = bytes.withUnsafeBufferPointer { buffer in
+                buffer.indices.contains { start in
+                    (start == 0 || buffer[start - 1] == 0) && start + marker.count <= buffer.count
+                        && Array(buffer[start..<(start + marker.count)]) == marker
+                }
+            }
+            if found { kill(pid, SIGKILL) }
+        }
     }
 
     func terminate() -> Int32 {
@@ -101,10 +122,18 @@ final class LeadProcess {
         return process.terminationStatus
     }
 
+    /// A test that ends with its lead running (a failed expectation, or nothing left to check)
+    /// stops it as an operator would: SIGTERM, and the lead stops its agents before it exits.
+    /// Only a lead that does not exit within 30 s is killed, and what it left with it.
     deinit {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
+            stopOrphanedAgents()
         }
     }
 }
