@@ -70,7 +70,14 @@ final class HealthMonitor: Service, Sendable {
         var unresponsive: [AgentID: Instant] = [:]
         /// The supply was low at the last pass: an alert is raised once per episode.
         var underVoltage = false
+        /// The last tick that gave the incident triggers a view of the node.
+        var lastIncidentObservation: Instant?
     }
+
+    /// A tick in which no agent changed condition and the level stayed gives the incident
+    /// triggers no new fact but the passing time, which they need only this often: building
+    /// the view of 1,000 agents and judging it every 100 ms was a fifth of the health tick.
+    static let quietIncidentObservationEvery: Duration = .milliseconds(500)
 
     private let timers: Mutex<Timers> = {
         let now = Clock.monotonicNow()
@@ -209,7 +216,14 @@ final class HealthMonitor: Service, Sendable {
                 enterEmergency(healthy: counts.healthy, total: counts.total)
             }
         }
-        if let incidents {
+        let levelChanged = newLevel != level
+        let observeIncidents = timers.withLock { timers in
+            let due = !changes.isEmpty || levelChanged
+                || timers.lastIncidentObservation.map { now - $0 >= Self.quietIncidentObservationEvery } ?? true
+            if due { timers.lastIncidentObservation = now }
+            return due
+        }
+        if let incidents, observeIncidents {
             let snapshot = health.snapshot
             // An agent that failed since the last tick is down for this one, even if it already
             // runs again (an immediate restart): the failure is the fault an incident records.

@@ -58,22 +58,23 @@ extension TaskService {
         var writes: [TaskRow] = []
         let now = Clock.monotonicNow()
         state.withLock { state in
-            if state.links[agent] == nil {
+            // One lookup, changed in place: every heartbeat of every agent comes through here.
+            if let index = state.links.index(forKey: agent) {
+                state.links.values[index].heardAt = now
+                state.links.values[index].slots = slots
+                if state.links.values[index].address != address { state.links.values[index].address = address }
+                if state.linksAwaitingAck.contains(agent) {
+                    state.datagrams.acknowledged += state.links.values[index].outbox.acknowledge(ack)
+                    if state.links.values[index].outbox.pending.isEmpty { state.linksAwaitingAck.remove(agent) }
+                }
+            } else {
                 state.links[agent] = WorkLink(
                     // From the clock, not from the lead's start: a link made again after going
                     // stale must not repeat sequences the agent's window already holds.
                     address: address, outbox: WorkOutbox(firstSequence: Self.sequenceBase(), settings: settings.outbox), heardAt: now,
                     slots: slots)
-            } else {
-                state.links[agent]!.heardAt = now
-                state.links[agent]!.slots = slots
-                if state.links[agent]!.address != address { state.links[agent]!.address = address }
-                if state.linksAwaitingAck.contains(agent) {
-                    state.datagrams.acknowledged += state.links[agent]!.outbox.acknowledge(ack)
-                    if state.links[agent]!.outbox.pending.isEmpty { state.linksAwaitingAck.remove(agent) }
-                }
             }
-            if state.inboxes[agent]?.items.isEmpty == false {
+            if let inbox = state.inboxes.index(forKey: agent), !state.inboxes.values[inbox].items.isEmpty {
                 sendDatagrams(to: agent, now: now, in: &state, writes: &writes)
             }
         }
