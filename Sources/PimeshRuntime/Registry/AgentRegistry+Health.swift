@@ -107,16 +107,15 @@ extension AgentRegistry {
             var pending = 0
             var healthy = 0
             var total = 0
-            state.agents.forEachInPlace { id, agent in
-                if agent.health.isPending(at: now, expected: expected.contains(id)) {
+            state.agents.updateEach { id, agent in
+                let judged = agent.judgement(at: now, expected: expected.contains(id), staleAfter: settings.staleAfter)
+                if judged.pending {
                     pending += 1
                     return
                 }
-                counts[agent.health.condition, default: 0] += 1
-                if agent.health.countsForHealth(at: now, expected: expected.contains(id)) { total += 1 }
-                if AgentCondition.isHealthy(agent.health.condition, reporting: agent.state(at: now, staleAfter: settings.staleAfter)) {
-                    healthy += 1
-                }
+                counts[judged.condition, default: 0] += 1
+                if judged.counted { total += 1 }
+                if judged.healthy { healthy += 1 }
             }
             return (counts, pending, healthy, total)
         }
@@ -127,17 +126,16 @@ extension AgentRegistry {
         state.withLock { state in
             var agents: [IncidentObservation.Agent] = []
             agents.reserveCapacity(state.agents.count)
-            state.agents.forEachInPlace { id, agent in
-                switch agent.health.condition {
+            state.agents.updateEach { id, agent in
+                let judged = agent.judgement(at: now, expected: expected.contains(id), staleAfter: settings.staleAfter)
+                switch judged.condition {
                 case .frozen, .left, .departed, .stopped: return
                 case .unknown, .alive, .suspected, .hung, .looping, .exited: break
                 }
-                let healthy = AgentCondition.isHealthy(agent.health.condition, reporting: agent.state(at: now, staleAfter: settings.staleAfter))
                 agents.append(
                     IncidentObservation.Agent(
                         name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
-                        down: agent.health.condition.isFailure, healthy: healthy,
-                        counted: agent.health.countsForHealth(at: now, expected: expected.contains(id))))
+                        down: judged.condition.isFailure, healthy: judged.healthy, counted: judged.counted))
             }
             return agents
         }

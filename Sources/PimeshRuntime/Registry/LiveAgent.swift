@@ -33,6 +33,10 @@ struct LiveAgent: @unchecked Sendable {
             self.health = health
         }
 
+        func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
+            TrinaryState.observed(reported: reportedState, lastHeartbeat: lastHeartbeat, now: now, staleAfter: staleAfter)
+        }
+
         func copy() -> Fields {
             let copy = Fields(
                 row: row, tag: tag, tracker: tracker, lastIteration: lastIteration, checkpointedIteration: checkpointedIteration, health: health)
@@ -88,6 +92,21 @@ struct LiveAgent: @unchecked Sendable {
         _modify { yield &unique().health }
     }
 
+    /// What the health tick and the incident triggers count an agent as, at `now`. Mutating
+    /// only to lend the health in place: a method called on a read of it copies it first, and
+    /// the copy retains what its detectors hold (perf: per agent per tick, issue 14).
+    mutating func judgement(at now: Instant, expected: Bool, staleAfter: Duration) -> HealthJudgement {
+        let reporting = state(at: now, staleAfter: staleAfter)
+        return Self.judge(&health, at: now, expected: expected, reporting: reporting)
+    }
+
+    private static func judge(_ health: inout AgentHealth, at now: Instant, expected: Bool, reporting: TrinaryState) -> HealthJudgement {
+        HealthJudgement(
+            condition: health.condition, pending: health.isPending(at: now, expected: expected),
+            counted: health.countsForHealth(at: now, expected: expected),
+            healthy: AgentCondition.isHealthy(health.condition, reporting: reporting))
+    }
+
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
         let fields = unique()
         fields.lastIteration = datagram.iteration
@@ -99,8 +118,17 @@ struct LiveAgent: @unchecked Sendable {
     }
 
     func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
-        TrinaryState.observed(reported: fields.reportedState, lastHeartbeat: fields.lastHeartbeat, now: now, staleAfter: staleAfter)
+        fields.state(at: now, staleAfter: staleAfter)
     }
+}
+
+struct HealthJudgement {
+    var condition: AgentCondition
+    /// Registered and not yet judged: counted nowhere.
+    var pending: Bool
+    /// Counts in the healthy ratio.
+    var counted: Bool
+    var healthy: Bool
 }
 
 /// The registration facts the registry keeps; the secret itself lives only in `tag`.
