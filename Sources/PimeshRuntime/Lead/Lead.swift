@@ -321,7 +321,9 @@ public struct Lead: Sendable {
         }
         if config.node.codeTrimIntervalS > 0 {
             services.append(
-                .init(service: CodeTrimService(interval: .seconds(config.node.codeTrimIntervalS)), serviceName: "code-trim"))
+                .init(
+                    service: CodeTrimService(interval: .seconds(config.node.codeTrimIntervalS), agentCount: { [registry] in registry.count }),
+                    serviceName: "code-trim"))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(notifier: notifier, interval: interval), serviceName: "watchdog"))

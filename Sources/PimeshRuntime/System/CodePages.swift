@@ -1,5 +1,6 @@
 import Glibc
 import PimeshAgent
+import PimeshCore
 import PimeshSystem
 import ServiceLifecycle
 
@@ -15,6 +16,15 @@ public enum CodePages {
         var end: UInt
         var executable: Bool
         var writable: Bool
+        var offset: UInt = 0
+
+        /// Pages that are clean copies of the file, so that dropping them loses nothing: the
+        /// code, and the read-only segment at the file's start (headers, read-only data, type
+        /// metadata). The other read-only mapping is the RELRO segment, written by the dynamic
+        /// loader before it was made read-only: dropping it would undo its relocations.
+        var isCleanFileCopy: Bool {
+            !writable && (executable || offset == 0)
+        }
     }
 
     /// The mappings of `path` in a /proc/<pid>/maps text.
@@ -23,13 +33,14 @@ public enum CodePages {
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard fields.count == 6, fields[5].trimmingWhitespace() == path else { return nil }
             let bounds = fields[0].split(separator: "-")
-            guard bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16), end > start
+            guard bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16), end > start,
+                let offset = UInt(fields[2], radix: 16)
             else { return nil }
             let permissions = Array(fields[1].utf8)
             guard permissions.count >= 3 else { return nil }
             return Mapping(
                 start: start, end: end, executable: permissions[2] == UInt8(ascii: "x"),
-                writable: permissions[1] == UInt8(ascii: "w"))
+                writable: permissions[1] == UInt8(ascii: "w"), offset: offset)
         }
     }
 
@@ -52,13 +63,13 @@ public enum CodePages {
         return advised
     }
 
-    /// Unmaps the binary's executable pages; those still in use fault back in from the page
-    /// cache, one page at a time. Only read-only executable mappings are touched: their pages
-    /// are clean copies of the file (the binary has no text relocations), so nothing is lost.
+    /// Unmaps the binary's code and read-only data; the pages still in use fault back in from
+    /// the page cache, one page at a time. Only mappings whose pages are clean copies of the
+    /// file are touched (the binary has no text relocations), so nothing is lost.
     @discardableResult
     public static func dropIdleCode() -> Int {
         var dropped = 0
-        for mapping in ownMappings() where mapping.executable && !mapping.writable {
+        for mapping in ownMappings() where mapping.isCleanFileCopy {
             let length = Int(mapping.end - mapping.start)
             if madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), length, MADV_DONTNEED) == 0 { dropped += length }
         }
@@ -66,13 +77,35 @@ public enum CodePages {
     }
 }
 
-/// Drops idle code pages on an interval, so that code run once in a while (a burst of
-/// registrations, a status call) does not stay mapped. Pages still in use fault back in from
-/// the page cache: about a thousand minor faults, a few milliseconds, per trim.
+/// Drops idle code pages on an interval, so that code run once in a while (a status call, a
+/// snapshot) does not stay mapped, and as soon as a burst of registrations is over: a fleet
+/// that starts together registers hundreds of agents, and the code that did it is not needed
+/// again (measured at 1,000 agents: 30.5 MiB of PSS before the first trim, 26 after). Pages
+/// still in use fault back in from the page cache: a few thousand minor faults per trim.
 struct CodeTrimService: Service {
     let interval: Duration
+    /// The count of registered agents: a change, then none for one check, ends a burst.
+    let agentCount: @Sendable () -> Int
+    static let settleCheck: Duration = .seconds(5)
 
     func run() async throws {
-        await repeatUntilGracefulShutdown(every: interval) { CodePages.dropIdleCode() }
+        try? await cancelWhenGracefulShutdown {
+            var lastTrim = Clock.monotonicNow()
+            var seen = agentCount()
+            var burstOver = false
+            while true {
+                try await Task.sleep(for: min(Self.settleCheck, interval))
+                let count = agentCount()
+                let changed = count != seen
+                seen = count
+                if changed {
+                    burstOver = true
+                } else if burstOver || Clock.monotonicNow() - lastTrim >= interval {
+                    CodePages.dropIdleCode()
+                    lastTrim = Clock.monotonicNow()
+                    burstOver = false
+                }
+            }
+        }
     }
 }
