@@ -87,7 +87,7 @@ public struct LeadConfig: Sendable, Equatable {
     public struct Node: Sendable, Equatable {
         public var probeIntervalMs = 1000
         /// How often code pages the lead no longer runs are dropped from its mappings (0: never).
-        public var codeTrimIntervalS = 60
+        public var codeTrimIntervalS = 15
         /// Root of /proc and /sys; tests point it at a fake tree.
         public var procRoot = "/proc"
         public var sysRoot = "/sys"
