@@ -22,6 +22,8 @@ IMAGE_TOOL = os.path.join(ROOT, "pi", "flash", "pimesh-image")
 PIMESH_BIN = os.environ.get("PIMESH_BIN", SHIP_BIN)
 # The fleet's receiver is a program of its own, built beside pimesh.
 COORDINATOR_BIN = os.environ.get("PIMESH_COORDINATOR_BIN", os.path.join(os.path.dirname(PIMESH_BIN), "pimesh-coordinator"))
+if not os.path.exists(COORDINATOR_BIN):
+    COORDINATOR_BIN = os.path.join(ROOT, ".build", "debug", "pimesh-coordinator")
 SECTOR = 512
 BOOT_START, BOOT_SECTORS = 8192, 65536  # 32 MiB FAT16: mtools refuses FAT32 this small
 ROOT_START = BOOT_START + BOOT_SECTORS

@@ -35,7 +35,9 @@ final class IncidentService: Sendable {
     let logger: Logger
     private let book: Mutex<IncidentBook>
     private let outcomes = Mutex(TaskOutcomeWindow())
-    private let integrity = Mutex<[String: String]>([:])
+    /// Integrity problems now, and those raised since the last observation: a store commit
+    /// that failed once and was cleared by the next, 50 ms later, is still seen by the triggers.
+    private let integrity = Mutex<(current: [String: String], unseen: [String: String])>(([:], [:]))
     private let recentEvents = Mutex<[(kind: String, agent: String, detail: String, atMs: Int64)]>([])
     private let resolvedTimes = Mutex<(count: Int, mitigateMs: Int64, resolveMs: Int64)>((0, 0, 0))
     /// Resource alarms seen at health ticks: root-cause evidence (`RootCause.Evidence`).
@@ -84,7 +86,16 @@ final class IncidentService: Sendable {
 
     /// A store, audit or snapshot integrity problem (`detail`), or its end (nil).
     func setIntegrity(_ what: String, failing detail: String?) {
-        integrity.withLock { $0[what] = detail }
+        integrity.withLock { integrity in
+            integrity.current[what] = detail
+            if let detail { integrity.unseen[what] = detail }
+        }
+    }
+
+    /// An integrity problem was raised since the last observation: the next health tick
+    /// observes, quiet or not.
+    var hasUnseenIntegrityFailure: Bool {
+        integrity.withLock { !$0.unseen.isEmpty }
     }
 
     func noteEvent(kind: String, agent: String?, detail: String, atMs: Int64) {
@@ -106,7 +117,11 @@ final class IncidentService: Sendable {
         let wallMs = Clock.wallMilliseconds()
         var observation = partial
         observation.outcomes = outcomes.withLock { $0 }
-        observation.integrityFailures = integrity.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+        observation.integrityFailures = integrity.withLock { integrity in
+            let seen = integrity.unseen.merging(integrity.current) { _, current in current }
+            integrity.unseen = [:]
+            return seen.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
         let agents = observation.agents
         noteAlarms(observation, at: now)
         let held = book.withLock { Set($0.incidents.filter { $0.state == .open }.flatMap(\.agents)) }

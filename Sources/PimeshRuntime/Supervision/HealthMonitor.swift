@@ -218,7 +218,7 @@ final class HealthMonitor: Service, Sendable {
         }
         let levelChanged = newLevel != level
         let observeIncidents = timers.withLock { timers in
-            let due = !changes.isEmpty || levelChanged
+            let due = !changes.isEmpty || levelChanged || incidents?.hasUnseenIntegrityFailure == true
                 || timers.lastIncidentObservation.map { now - $0 >= Self.quietIncidentObservationEvery } ?? true
             if due { timers.lastIncidentObservation = now }
             return due

@@ -98,12 +98,13 @@ struct CodeTrimService: Service {
                 let count = agentCount()
                 let changed = count != seen
                 seen = count
-                if changed {
-                    burstOver = true
-                } else if burstOver || Clock.monotonicNow() - lastTrim >= interval {
+                if changed { burstOver = true }
+                // The interval holds whatever the count does: steady churn must not put it off.
+                if (burstOver && !changed) || Clock.monotonicNow() - lastTrim >= interval {
                     CodePages.dropIdleCode()
                     lastTrim = Clock.monotonicNow()
-                    burstOver = false
+                    // A trim in the middle of a burst does not stand for the one after it.
+                    if !changed { burstOver = false }
                 }
             }
         }
