@@ -27,21 +27,25 @@
 #define SYS_pidfd_open 434
 #endif
 
-/// Closes every descriptor from `low` up, except `keep`. close_range where the kernel has it
-/// (5.9+); otherwise one close per possible descriptor. Only system calls: this runs between
-/// fork and exec, where nothing that allocates or locks is allowed.
-static void close_all_from(int low, int keep) {
-    if (keep >= low) {
-        if (keep > low && syscall(SYS_close_range, (unsigned)low, (unsigned)(keep - 1), 0u) != 0) goto fallback;
-        if (syscall(SYS_close_range, (unsigned)(keep + 1), ~0u, 0u) != 0) goto fallback;
-        return;
+/// Closes every descriptor from `low` up, except `keep` and `also_keep` (-1: none). close_range
+/// where the kernel has it (5.9+); otherwise one close per possible descriptor. Only system
+/// calls: this runs between fork and exec, where nothing that allocates or locks is allowed.
+static void close_all_from(int low, int keep, int also_keep) {
+    int first = keep < also_keep ? keep : also_keep;
+    int second = keep < also_keep ? also_keep : keep;
+    int kept[2] = {first, second};
+    unsigned next = (unsigned)low;
+    for (int i = 0; i < 2; i++) {
+        if (kept[i] < low) continue;
+        if ((unsigned)kept[i] > next && syscall(SYS_close_range, next, (unsigned)(kept[i] - 1), 0u) != 0) goto fallback;
+        next = (unsigned)kept[i] + 1;
     }
-    if (syscall(SYS_close_range, (unsigned)low, ~0u, 0u) == 0) return;
+    if (syscall(SYS_close_range, next, ~0u, 0u) == 0) return;
 fallback:;
     struct rlimit limit;
     long top = (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) ? (long)limit.rlim_cur : 65536;
     for (long fd = low; fd < top; fd++) {
-        if (fd != keep) close((int)fd);
+        if (fd != keep && fd != also_keep) close((int)fd);
     }
 }
 
@@ -66,12 +70,20 @@ static void report(int fd, int step, int error) {
 
 int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
                  int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
-                 pid_t *pid_out, int *failed_step) {
+                 int hold, pid_t *pid_out, int held_fds[2], int *failed_step) {
     int status_pipe[2];
+    int gate[2] = {-1, -1};
     *failed_step = PIMESH_SPAWN_OK;
     if (pipe2(status_pipe, O_CLOEXEC) != 0) {
         *failed_step = PIMESH_SPAWN_PIPE;
         return errno;
+    }
+    if (hold && pipe2(gate, O_CLOEXEC) != 0) {
+        int error = errno;
+        close(status_pipe[0]);
+        close(status_pipe[1]);
+        *failed_step = PIMESH_SPAWN_PIPE;
+        return error;
     }
     // Signals are blocked around fork so that no handler of the lead's runs in the child
     // before it has reset them.
@@ -93,7 +105,18 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int o
         int out = output_fd >= 0 ? output_fd : null_fd;
         if (dup2(null_fd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
         // Nothing of the lead's (API listener, heartbeat sockets, the database) reaches the agent.
-        close_all_from(3, status_pipe[1]);
+        close_all_from(3, status_pipe[1], gate[0]);
+        if (hold) {
+            // The lead records this pid before the program runs: a lead killed in between
+            // closes the gate unopened, and the child ends here instead of running unknown.
+            char go = 0;
+            ssize_t got;
+            do {
+                got = read(gate[0], &go, 1);
+            } while (got < 0 && errno == EINTR);
+            if (got != 1) _exit(127);
+            close(gate[0]);
+        }
         if (change_ids) {
             if (setgroups(group_count, groups) != 0) report(status_pipe[1], PIMESH_SPAWN_SETGROUPS, errno);
             if (setresgid(gid, gid, gid) != 0) report(status_pipe[1], PIMESH_SPAWN_SETGID, errno);
@@ -116,27 +139,53 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int o
     int fork_error = errno;
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
     close(status_pipe[1]);
+    if (hold) close(gate[0]);
     if (pid < 0) {
         close(status_pipe[0]);
+        if (hold) close(gate[1]);
         *failed_step = PIMESH_SPAWN_FORK;
         return fork_error;
     }
     // Also set here, so that no signal to the group can race the child's own setpgid.
     setpgid(pid, pid);
+    *pid_out = pid;
+    if (hold) {
+        held_fds[0] = gate[1];
+        held_fds[1] = status_pipe[0];
+        return 0;
+    }
+    return pimesh_spawn_release(pid, -1, status_pipe[0], 1, failed_step);
+}
+
+int pimesh_spawn_release(pid_t pid, int gate_fd, int status_fd, int go, int *failed_step) {
+    *failed_step = PIMESH_SPAWN_OK;
+    if (gate_fd >= 0) {
+        if (go) {
+            char byte = 1;
+            ssize_t sent;
+            do {
+                sent = write(gate_fd, &byte, 1);
+            } while (sent < 0 && errno == EINTR);
+        }
+        close(gate_fd);
+    }
     int message[2] = {0, 0};
     ssize_t got;
     do {
-        got = read(status_pipe[0], message, sizeof message);
+        got = read(status_fd, message, sizeof message);
     } while (got < 0 && errno == EINTR);
-    close(status_pipe[0]);
-    if (got == (ssize_t)sizeof message) {
+    close(status_fd);
+    if (got == (ssize_t)sizeof message || !go) {
         // exec never happened: collect the child here so no zombie is left for anyone else.
         int ignored;
         while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
+        if (!go) {
+            *failed_step = PIMESH_SPAWN_EXEC;
+            return ECANCELED;
+        }
         *failed_step = message[0];
         return message[1];
     }
-    *pid_out = pid;
     return 0;
 }
 

@@ -173,11 +173,12 @@ import Testing
             #expect(checked.status == 0, "round \(round): \(checked.output)")
         }
         let lead = try startLead()
-        // A lead killed between starting `steady` again and recording its pid leaves that
-        // process unknown to the next lead, which starts another (seen: up to 11 of 20 rounds).
         defer { lead.stopOrphanedAgents() }
         let all = try rows(["--kind", "agent_restart"])
         #expect(lead.terminate() == 0)
+        // Each lead records an agent's pid before the agent runs, so the last lead knew every
+        // process the killed ones left, and stopped them (once: 11 unknown `steady` were left).
+        #expect(eventually(timeout: 20) { lead.agentsStillRunning().isEmpty }, "left running: \(lead.agentsStillRunning())")
         let intents = Set(all.filter { $0.fields["phase"] == "intent" }.map(\.seq))
         let outcomes = all.filter { $0.fields["phase"] == "outcome" }
         #expect(!confirmed.isEmpty)

@@ -95,23 +95,31 @@ final class LeadProcess {
         process.waitUntilExit()
     }
 
-    /// Kills what a lead of this data dir started and left running (each child carries
-    /// PIMESH_DATA_DIR): without it they outlive the suite, reparented to init.
-    func stopOrphanedAgents() {
+    /// Processes a lead of this data dir started (each child carries PIMESH_DATA_DIR) that
+    /// still run.
+    func agentsStillRunning() -> [pid_t] {
         let marker = Array("PIMESH_DATA_DIR=\(dataDir)".utf8) + [0]
+        var found: [pid_t] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), pid != getpid(),
                 let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ")
             else { continue }
             let bytes = [UInt8](environment)
-            let found = bytes.withUnsafeBufferPointer { buffer in
+            let carries = bytes.withUnsafeBufferPointer { buffer in
                 buffer.indices.contains { start in
                     (start == 0 || buffer[start - 1] == 0) && start + marker.count <= buffer.count
                         && Array(buffer[start..<(start + marker.count)]) == marker
                 }
             }
-            if found { kill(pid, SIGKILL) }
+            if carries { found.append(pid) }
         }
+        return found
+    }
+
+    /// Kills what a lead of this data dir started and left running: without it they outlive
+    /// the suite, reparented to init.
+    func stopOrphanedAgents() {
+        for pid in agentsStillRunning() { kill(pid, SIGKILL) }
     }
 
     func terminate() -> Int32 {

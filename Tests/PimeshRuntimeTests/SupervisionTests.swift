@@ -158,6 +158,46 @@ func writeFile(_ path: String, _ text: String) {
         }
     }
 
+    /// A supervised agent's pid is recorded while its process waits: the program runs only
+    /// after that, and a recorder that fails (or a lead that dies meanwhile: the same closed
+    /// gate) ends the process before it runs anything.
+    @Test func aHeldChildRunsOnlyOnceItsPidIsRecorded() throws {
+        let dir = scratch("held")
+        let ran = dir + "/ran"
+        var recorded: pid_t = 0
+        let child = try ChildProcess.spawn(
+            program: "/bin/sh", arguments: ["-c", "touch \(ran)"], environment: [], captureOutput: false
+        ) { pid in
+            recorded = pid
+            var target = [CChar](repeating: 0, count: 4096)
+            let length = readlink("/proc/\(pid)/exe", &target, target.count - 1)
+            let image = length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+            var real = [CChar](repeating: 0, count: 4096)
+            let shell = realpath("/bin/sh", &real).map { String(cString: $0) } ?? "/bin/sh"
+            #expect(!image.isEmpty && image != shell, "the child is still the spawner's copy, not the shell: \(image)")
+            #expect(!FileIO.exists(ran))
+        }
+        #expect(recorded == child.pid)
+        #expect(ChildProcess.describe(waitStatus: wait(child.pid)) == ("exited with status 0", true))
+        #expect(FileIO.exists(ran))
+
+        struct RecordFailed: Error {}
+        let neverRan = dir + "/never"
+        var refusedPID: pid_t = 0
+        #expect(throws: RecordFailed.self) {
+            try ChildProcess.spawn(program: "/bin/sh", arguments: ["-c", "touch \(neverRan)"], environment: [], captureOutput: false) { pid in
+                refusedPID = pid
+                throw RecordFailed()
+            }
+        }
+        #expect(refusedPID > 0)
+        // Already collected: no zombie is left, and the program never ran.
+        var status: Int32 = 0
+        #expect(waitpid(refusedPID, &status, WNOHANG) == -1 && errno == ECHILD)
+        #expect(!FileIO.exists(neverRan))
+        FileIO.removeTree(dir)
+    }
+
     @Test func childrenGetDefaultSignalsAndTheirOwnProcessGroup() throws {
         // The lead ignores SIGPIPE (and blocks others) for itself; a child must not inherit that.
         // grep reads its own status as exec left it (a shell shows its own masking while it waits

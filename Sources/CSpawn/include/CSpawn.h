@@ -21,9 +21,18 @@ enum pimesh_spawn_step {
 /// and an empty mask, stdin from `stdin_fd` and stdout+stderr into `output_fd` (-1: /dev/null),
 /// every other descriptor closed, and, when `change_ids` is set, the given groups, gid and uid.
 /// Returns 0 and the pid, or an errno with the step that failed.
+///
+/// With `hold` set, the child waits before it changes ids or runs anything, and the call
+/// returns at once with `held_fds` (the gate, the exec status): the caller records the pid,
+/// then calls pimesh_spawn_release. If the caller dies first, the child ends without running.
 int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
                  int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
-                 pid_t *pid_out, int *failed_step);
+                 int hold, pid_t *pid_out, int held_fds[2], int *failed_step);
+
+/// Lets a held child go on (`go` 1) or end (`go` 0), then waits for its exec. Returns 0, or an
+/// errno with the step that failed (ECANCELED when told not to go); a child that did not exec
+/// has been collected.
+int pimesh_spawn_release(pid_t pid, int gate_fd, int status_fd, int go, int *failed_step);
 
 /// Exact start time of a process (field 22 of /proc/PID/stat, clock ticks since boot), so that
 /// a recycled pid is never taken for the process that had it. 0 when it is gone.

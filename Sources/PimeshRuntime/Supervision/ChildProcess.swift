@@ -23,9 +23,13 @@ package enum ChildProcess {
     /// `program` is an absolute path or a name searched in PATH (of `environment`).
     /// `outputDescriptor`: the child's stdout+stderr, still the caller's to close (a supervised
     /// agent's log FIFO); else a new pipe when `captureOutput`, else /dev/null.
+    /// `beforeRunning`: called with the child's pid while the child waits, before it runs the
+    /// program (a supervised agent's pid is recorded there, so that no lead killed at that
+    /// moment leaves a process the next lead does not know); if it throws, the child ends
+    /// without running and the error is thrown.
     package static func spawn(
         program: String, arguments: [String], environment: [String], captureOutput: Bool, outputDescriptor: Int32? = nil,
-        identity: ProcessIdentity? = nil
+        identity: ProcessIdentity? = nil, beforeRunning: ((pid_t) throws -> Void)? = nil
     ) throws -> Spawned {
         let captureOutput = captureOutput && outputDescriptor == nil
         var pipeFDs: [Int32] = [-1, -1]
@@ -55,11 +59,25 @@ package enum ChildProcess {
         }
         var pid: pid_t = 0
         var step: Int32 = 0
+        var held: [Int32] = [-1, -1]
         let groups = identity?.groups ?? []
-        let error = groups.withUnsafeBufferPointer { groupBuffer in
+        var error = groups.withUnsafeBufferPointer { groupBuffer in
             pimesh_spawn(
                 path, &cArguments, &cEnvironment, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1), identity == nil ? 0 : 1, identity?.uid ?? 0,
-                identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, &pid, &step)
+                identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, beforeRunning == nil ? 0 : 1, &pid, &held, &step)
+        }
+        var refusal: (any Error)?
+        if error == 0, let beforeRunning {
+            do {
+                try beforeRunning(pid)
+            } catch {
+                refusal = error
+            }
+            error = pimesh_spawn_release(pid, held[0], held[1], refusal == nil ? 1 : 0, &step)
+        }
+        if let refusal {
+            if captureOutput { close(pipeFDs[0]) }
+            throw refusal
         }
         guard error == 0 else {
             if captureOutput { close(pipeFDs[0]) }

@@ -358,10 +358,13 @@ final class Supervisor: Service, Sendable {
         doorbell.ring()
     }
 
-    func saveRecords() {
+    /// `starting`: an agent whose process exists but does not run its program until this
+    /// returns, and which the lead's state does not hold yet.
+    func saveRecords(starting: SupervisedRecords.Entry? = nil) {
         recordWrites.withLock { _ in
             let entries: [SupervisedRecords.Entry] = state.withLock { state in
                 state.agents.values.compactMap { agent in
+                    if agent.manifest.name == starting?.name { return starting }
                     guard let pid = agent.pid, let startTime = agent.processStartTime, let launch = agent.launch else { return nil }
                     return .init(name: agent.manifest.name, pid: pid, startTime: startTime, frozen: agent.frozen, launch: launch)
                 } + state.unclaimed.filter { pimesh_process_start_time($0.pid) == $0.startTime }
@@ -493,17 +496,21 @@ final class Supervisor: Service, Sendable {
             let output = try logs.makeFIFO(for: name)
             defer { close(output.childEnd) }
             let spawned: ChildProcess.Spawned
+            let launch = launchDigest(of: agent)
+            var startTime: UInt64 = 0
             do {
                 spawned = try ChildProcess.spawn(
                     program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: false,
-                    outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil)
+                    outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil
+                ) { pid in
+                    startTime = pimesh_process_start_time(pid)
+                    self.saveRecords(starting: .init(name: name, pid: pid, startTime: startTime, frozen: false, launch: launch))
+                }
             } catch {
                 close(output.reader)
                 throw error
             }
             let restart = agent.starts > 0
-            let startTime = pimesh_process_start_time(spawned.pid)
-            let launch = launchDigest(of: agent)
             let leadStopping = state.withLock { state in
                 state.agents[name]?.pid = spawned.pid
                 state.agents[name]?.processStartTime = startTime
