@@ -274,4 +274,21 @@ extension TaskRouter.Decision {
         #expect(lazy.samples.sorted() == [3, 4, 5])
         #expect(lazy.percentile(50) == 4)
     }
+
+    /// Percentiles are selected, not sorted: the same nearest rank as a sort gives, for rings
+    /// of every fill, with repeated values and for every percentile.
+    @Test func percentilesSelectTheNearestRankASortWouldGive() {
+        var generator = SplitMix64(seed: 7)
+        for capacity in [1, 2, 3, 10, 100] {
+            var ring = SampleRing(capacity: capacity)
+            for _ in 0..<(capacity * 2 + 3) {
+                ring.add(Double(generator.next() % 20))
+                let sorted = ring.samples.sorted()
+                for p in [0.0, 1, 25, 50, 90, 99, 100] {
+                    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+                    #expect(ring.percentile(p) == sorted[max(rank, 1) - 1], "capacity \(capacity), p\(p), \(sorted)")
+                }
+            }
+        }
+    }
 }

@@ -41,11 +41,46 @@ public struct SampleRing: Sendable {
         return (squares / Double(count)).squareRoot()
     }
 
-    /// Nearest-rank percentile, `p` in 0…100.
+    /// Nearest-rank percentile, `p` in 0…100. Selected, not sorted, in a stack buffer: the
+    /// health tick asks for medians of every agent's rings each second (a sort and an array
+    /// per call were 2 % of a 1,000-agent lead's CPU).
     public func percentile(_ p: Double) -> Double? {
         guard count > 0 else { return nil }
-        let sorted = samples.sorted()
         let rank = Int((min(max(p, 0), 100) / 100 * Double(count)).rounded(.up))
-        return sorted[max(rank, 1) - 1]
+        let wanted = max(rank, 1) - 1
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: count) { buffer in
+            _ = buffer.initialize(fromContentsOf: samples)
+            defer { buffer.deinitialize() }
+            return Self.select(wanted, in: buffer)
+        }
+    }
+
+    /// The element that would stand at `k` were `values` sorted (Hoare's quickselect, middle
+    /// pivot); reorders `values`.
+    static func select(_ k: Int, in values: UnsafeMutableBufferPointer<Double>) -> Double {
+        var low = 0
+        var high = values.count - 1
+        while low < high {
+            let pivot = values[low + (high - low) / 2]
+            var i = low
+            var j = high
+            while i <= j {
+                while values[i] < pivot { i += 1 }
+                while values[j] > pivot { j -= 1 }
+                if i <= j {
+                    values.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if k <= j {
+                high = j
+            } else if k >= i {
+                low = i
+            } else {
+                return values[k]
+            }
+        }
+        return values[k]
     }
 }
