@@ -11,6 +11,11 @@ extension BenchReport {
             guard summary.count > 0 else { return "–" }
             return "\(ms(summary.p50Ms)) / \(ms(summary.p99Ms))" + (count ? " (n=\(summary.count))" : "")
         }
+        let onRunningLead = runningLead.map { lead in
+            "\n\nMeasured on a running lead (pid \(lead.pid), data dir \(Self.markdownText(lead.dataDir))) that held "
+                + "\(lead.agentsBefore) READY agents of its own; each step's agents came on top of those. No task was "
+                + "submitted and no supervised agent was killed there."
+        } ?? ""
         var text = """
             # pimesh bench run
 
@@ -18,7 +23,7 @@ extension BenchReport {
             \(mib(machine.memoryBytes)) MiB RAM, \(Self.markdownText(machine.kernel)) (\(Self.markdownText(machine.architecture))); \
             data dir on \(Self.markdownText(machine.storage)). \
             Window \(DecimalText.format(windowSeconds, places: 0)) s per step, heartbeats every \(heartbeatIntervalMs) ms; \
-            the whole run took \(DecimalText.format(elapsedSeconds, places: 0)) s.
+            the whole run took \(DecimalText.format(elapsedSeconds, places: 0)) s.\(onRunningLead)
 
             ![memory, CPU and latency against agents](report.svg)
 

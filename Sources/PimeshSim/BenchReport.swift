@@ -12,6 +12,16 @@ public struct BenchReport: Codable, Sendable {
     /// Growth of the lead's private memory per added agent, between the smallest and largest step.
     public var perAgentPrivateBytes: Int?
     public var checks: [Check]
+    /// Set when the steps ran against a lead that already ran (`--lead`): its figures include
+    /// what it held before (its own agents), and no task or supervised kill was measured.
+    public var runningLead: RunningLead? = nil
+
+    public struct RunningLead: Codable, Sendable {
+        public var dataDir: String
+        public var pid: Int32
+        /// Its READY agents before the first step.
+        public var agentsBefore: Int
+    }
 
     public struct Step: Codable, Sendable {
         /// Simulated agents (one `pimesh swarm`) that take work as datagrams.

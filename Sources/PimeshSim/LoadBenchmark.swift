@@ -23,10 +23,14 @@ public struct LoadBenchmark: Sendable {
         public var scratchParent: String
         /// This binary: the lead, the swarm and the supervised agents all run it.
         public var binary: String
+        /// The data dir of a lead that already runs (`--lead`): each step's swarm joins it
+        /// instead of a lead of the bench's own. No supervised agent is killed and no task is
+        /// submitted there, so that the node's own agents never take the bench's work.
+        public var runningLead: String?
 
         public init(
             agentSteps: [Int], windowSeconds: Double, kills: Int, attachedKills: Int, tasks: Int?, compareSupervisord: Bool,
-            scratchParent: String, binary: String
+            scratchParent: String, binary: String, runningLead: String? = nil
         ) {
             self.agentSteps = agentSteps
             self.windowSeconds = windowSeconds
@@ -36,6 +40,7 @@ public struct LoadBenchmark: Sendable {
             self.compareSupervisord = compareSupervisord
             self.scratchParent = scratchParent
             self.binary = binary
+            self.runningLead = runningLead
         }
     }
 
@@ -62,6 +67,11 @@ public struct LoadBenchmark: Sendable {
         var supervisordVersion: String?
         if settings.compareSupervisord {
             supervisordVersion = try SupervisordComparison.version()
+        }
+        var runningLead: BenchReport.RunningLead?
+        if let dataDir = settings.runningLead {
+            let status = try Self.runningLeadStatus(dataDir: dataDir)
+            runningLead = BenchReport.RunningLead(dataDir: dataDir, pid: status.pid, agentsBefore: status.agents.ready)
         }
         var steps: [BenchReport.Step] = []
         var intervalMs = 250
@@ -93,7 +103,8 @@ public struct LoadBenchmark: Sendable {
             pimeshVersion: PimeshVersion.current, startedAtMs: startedAtMs,
             elapsedSeconds: ImpedanceView.round((Clock.monotonicNow() - started).milliseconds / 1000), machine: machine,
             windowSeconds: settings.windowSeconds, heartbeatIntervalMs: intervalMs, steps: steps,
-            perAgentPrivateBytes: perAgent, checks: BenchReport.checks(steps: steps, perAgentPrivateBytes: perAgent))
+            perAgentPrivateBytes: perAgent, checks: BenchReport.checks(steps: steps, perAgentPrivateBytes: perAgent),
+            runningLead: runningLead)
     }
 
     private func runStep(
@@ -101,28 +112,48 @@ public struct LoadBenchmark: Sendable {
     ) async throws -> (BenchReport.Step, Int) {
         let children = Children()
         defer { children.stopAll() }
-        // Private copies: processes that map one file share (and split) the PSS of its pages, and
-        // the lead's figure would then depend on how many agents run the same binary.
-        let leadBinary = try scratch.copy(settings.binary, as: "pimesh-lead")
-        let agentBinary = try scratch.copy(settings.binary, as: "pimesh-agent")
-        try scratch.writeSupervisedManifests(count: Self.supervisedAgents, binary: agentBinary)
+        let lead: pid_t
+        let client: LeadClient
+        let dataDir: String
+        let expected: Int
+        let supervisedAgents: Int
+        let namePrefix: String
+        if let running = settings.runningLead {
+            dataDir = running
+            let status = try Self.runningLeadStatus(dataDir: running)
+            client = try LeadClient(dataDir: running, timeoutMs: 10_000)
+            lead = status.pid
+            supervisedAgents = 0
+            expected = status.agents.ready + agents
+            // A name of its own per run and step: agents of an earlier run may still be listed.
+            namePrefix = "bench\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
+        } else {
+            // Private copies: processes that map one file share (and split) the PSS of its pages, and
+            // the lead's figure would then depend on how many agents run the same binary.
+            let leadBinary = try scratch.copy(settings.binary, as: "pimesh-lead")
+            let agentBinary = try scratch.copy(settings.binary, as: "pimesh-agent")
+            try scratch.writeSupervisedManifests(count: Self.supervisedAgents, binary: agentBinary)
 
-        let config = try scratch.writeLeadConfig(agents: agents + Self.supervisedAgents + settings.attachedKills)
+            let config = try scratch.writeLeadConfig(agents: agents + Self.supervisedAgents + settings.attachedKills)
 
-        progress("\(label): starting the lead")
-        let lead = try children.start(
-            leadBinary,
-            [
-                "run", "--config", config, "--data-dir", scratch.path, "--api-port", "0", "--heartbeat-port", "0",
-                "--log-level", "warning",
-            ],
-            log: scratch.path + "/lead.log")
-        let client = try await waitForLead(pid: lead, dataDir: scratch.path, children: children)
+            progress("\(label): starting the lead")
+            lead = try children.start(
+                leadBinary,
+                [
+                    "run", "--config", config, "--data-dir", scratch.path, "--api-port", "0", "--heartbeat-port", "0",
+                    "--log-level", "warning",
+                ],
+                log: scratch.path + "/lead.log")
+            client = try await waitForLead(pid: lead, dataDir: scratch.path, children: children)
+            dataDir = scratch.path
+            supervisedAgents = Self.supervisedAgents
+            expected = agents + Self.supervisedAgents
+            namePrefix = "bench"
+        }
         let swarmStarted = Clock.monotonicNow()
         _ = try children.start(
-            settings.binary, ["swarm", "--data-dir", scratch.path, "--agents", String(agents), "--name-prefix", "bench"],
+            settings.binary, ["swarm", "--data-dir", dataDir, "--agents", String(agents), "--name-prefix", namePrefix],
             log: scratch.path + "/swarm.log")
-        let expected = agents + Self.supervisedAgents
         let readyDeadline = Clock.monotonicNow() + .seconds(60 + Int64(agents / 20))
         while true {
             try children.checkAlive()
@@ -167,10 +198,10 @@ public struct LoadBenchmark: Sendable {
         }
 
         var tasks: BenchReport.Tasks?
-        let taskCount = settings.tasks ?? min(1000, max(100, agents))
+        let taskCount = settings.runningLead != nil ? 0 : settings.tasks ?? min(1000, max(100, agents))
         if taskCount > 0 {
             progress("\(label): \(taskCount) tasks")
-            let result = try await TaskBenchmark(dataDir: scratch.path, tasks: taskCount, concurrency: 16, weight: 1).run()
+            let result = try await TaskBenchmark(dataDir: dataDir, tasks: taskCount, concurrency: 16, weight: 1).run()
             tasks = BenchReport.Tasks(
                 count: result.tasks, succeeded: result.succeeded, otherOutcomes: result.otherOutcomes,
                 tasksPerSecond: result.tasksPerSecond, submitToResult: result.submitToResult)
@@ -180,7 +211,7 @@ public struct LoadBenchmark: Sendable {
         var exitSeen: [Double] = []
         var back: [Double] = []
         var lastBack: [String: Instant] = [:]
-        for trial in 0..<settings.kills {
+        for trial in 0..<(supervisedAgents > 0 ? settings.kills : 0) {
             progress("\(label): kill -9 of a supervised agent, \(trial + 1) of \(settings.kills)")
             let name = "bench-supervised-\(trial % Self.supervisedAgents + 1)"
             // Each kill meets a stable agent and so the first restart delay, not a backoff grown by the last kill.
@@ -203,11 +234,11 @@ public struct LoadBenchmark: Sendable {
         for trial in 0..<settings.attachedKills {
             progress("\(label): kill -9 of an attached agent, \(trial + 1) of \(settings.attachedKills)")
             // A new agent per trial: no event of an earlier one can answer this one.
-            let prefix = "probe\(trial + 1)"
+            let prefix = "probe\(namePrefix.dropFirst("bench".count))\(trial + 1)"
             let started = try events.mark()
             let probe = try children.start(
                 settings.binary,
-                ["swarm", "--data-dir", scratch.path, "--agents", "1", "--name-prefix", prefix, "--no-work"],
+                ["swarm", "--data-dir", dataDir, "--agents", "1", "--name-prefix", prefix, "--no-work"],
                 log: scratch.path + "/probe.log")
             _ = try await events.wait(agent: "\(prefix)-001", kinds: ["alive"], after: started)
             // A few intervals for phi to learn the agent's rhythm.
@@ -233,7 +264,7 @@ public struct LoadBenchmark: Sendable {
                 version: supervisord.version, programs: agents, process: figures, respawn: LatencySummary(milliseconds: respawns))
         }
         let step = BenchReport.Step(
-            agents: agents, supervisedAgents: Self.supervisedAgents, readyAfterSeconds: ImpedanceView.round(readyAfter),
+            agents: agents, supervisedAgents: supervisedAgents, readyAfterSeconds: ImpedanceView.round(readyAfter),
             lead: leadFigures,
             heartbeats: .init(
                 accepted: after.heartbeats.accepted - before.heartbeats.accepted,
@@ -245,6 +276,15 @@ public struct LoadBenchmark: Sendable {
             supervisord: supervisordReport)
         progress("\(label): done")
         return (step, after.heartbeats.intervalMs)
+    }
+
+    /// A running lead's status, or an error that says why it cannot be benchmarked.
+    static func runningLeadStatus(dataDir: String) throws -> StatusReport {
+        do {
+            return try LeadClient(dataDir: dataDir, timeoutMs: 10_000).status()
+        } catch {
+            throw Failure("--lead \(dataDir): no lead answers there (\(error)); start one with pimesh run --data-dir \(dataDir)")
+        }
     }
 
     private func waitForLead(pid: pid_t, dataDir: String, children: Children) async throws -> LeadClient {

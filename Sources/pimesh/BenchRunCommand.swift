@@ -29,7 +29,12 @@ extension BenchCommand {
                 Writes report.json, report.md and report.svg into --out, each naming the machine (CPU, cores, \
                 RAM, kernel, storage). --check exits 1 when a check fails: per-agent private memory above \
                 4,096 bytes (between steps at least 500 agents apart) or a heartbeat dropped in a window. \
-                Needs root for the supervised agents. Interrupting it stops everything it started.
+                Needs root for the supervised agents. Interrupting it stops everything it started. \
+                --lead DIR measures a lead that already runs on data dir DIR instead (run it as the lead's \
+                user or root): each step's swarm joins that lead and leaves it again, the figures include what \
+                the lead held before (the report says how many agents), and, so that the node's own agents \
+                never take the bench's work or lose a process to it, no task is submitted and no supervised \
+                agent is killed (--tasks is refused with it; --kills does not apply).
                 """
         )
 
@@ -57,6 +62,9 @@ extension BenchCommand {
         @Option(help: "Where each step's scratch data dir is made; its storage is the one measured.")
         var scratch: String = "/var/tmp"
 
+        @Option(help: ArgumentHelp("Measure the lead already running on this data dir instead of one of the bench's own.", valueName: "data-dir"))
+        var lead: String?
+
         @Flag(help: "Print report.json on stdout instead of the summary.")
         var json = false
 
@@ -83,6 +91,15 @@ extension BenchCommand {
             guard (0...20).contains(attachedKills) else { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
             if let tasks, !(0...100_000).contains(tasks) { throw ValidationError("--tasks must be 0…100000, not \(tasks)") }
             guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
+            if let lead {
+                var info = stat()
+                guard stat(lead, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                    throw ValidationError("--lead: '\(lead)' is not a directory (a running lead's data dir)")
+                }
+                if tasks.map({ $0 > 0 }) == true {
+                    throw ValidationError("--lead: no task is submitted to a running lead (its own agents would take them); drop --tasks")
+                }
+            }
             var info = stat()
             guard scratch.hasPrefix("/"), stat(scratch, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw ValidationError("--scratch: '\(scratch)' is not an absolute path to an existing directory")
@@ -103,7 +120,7 @@ extension BenchCommand {
                 let binary = try Self.ownExecutable()
                 let settings = LoadBenchmark.Settings(
                     agentSteps: steps, windowSeconds: Self.seconds(duration)!, kills: kills, attachedKills: attachedKills,
-                    tasks: tasks, compareSupervisord: compare == "supervisord", scratchParent: scratch, binary: binary)
+                    tasks: tasks, compareSupervisord: compare == "supervisord", scratchParent: scratch, binary: binary, runningLead: lead)
                 let onTerminal = isatty(STDERR_FILENO) == 1
                 let benchmark = LoadBenchmark(settings: settings) { message in
                     if onTerminal {

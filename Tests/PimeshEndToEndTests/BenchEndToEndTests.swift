@@ -62,6 +62,58 @@ import Testing
         #expect(left.isEmpty, "left behind: \(left)")
     }
 
+    /// `--lead`: the steps' swarms join a lead that already runs; its figures are measured, its
+    /// own agents take no task, and it runs on afterwards with the bench's agents gone.
+    @Test func aRunningLeadIsMeasuredWithoutTakingWorkFromItsAgents() throws {
+        let scratch = LeadProcess.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let dataDir = scratch + "/lead"
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { lead.stopOrphanedAgents() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        func ready() throws -> Int {
+            let status = try JSONSerialization.jsonObject(with: Data(client.get("/v1/status"))) as? [String: Any]
+            return (status?["agents"] as? [String: Any])?["ready"] as? Int ?? -1
+        }
+        #expect(try ready() == 0)
+        let out = scratch + "/report"
+        let run = try runPimesh(
+            ["bench", "run", "--lead", dataDir, "--agents", "3", "--duration", "2s", "--attached-kills", "1", "--out", out, "--scratch", scratch],
+            timeout: 120)
+        #expect(run.status == 0, "\(run.output)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
+        let report = try #require(json)
+        let running = try #require(report["running_lead"] as? [String: Any])
+        #expect(running["pid"] as? Int == Int(lead.process.processIdentifier))
+        #expect(running["data_dir"] as? String == dataDir)
+        #expect(running["agents_before"] as? Int == 0)
+        let step = try #require((report["steps"] as? [[String: Any]])?.first)
+        #expect(step["agents"] as? Int == 3)
+        #expect(step["supervised_agents"] as? Int == 0)
+        #expect(step["tasks"] == nil, "no task goes to a running lead")
+        #expect(((step["lead"] as? [String: Any])?["pss_bytes"] as? Int ?? 0) > 1 << 20)
+        #expect(((step["heartbeats"] as? [String: Any])?["accepted"] as? Int ?? 0) >= 3 * 4)
+        let detection = try #require(step["detection"] as? [String: Any])
+        #expect((detection["exit_seen"] as? [String: Any])?["count"] as? Int == 0)
+        #expect((detection["phi_suspicion"] as? [String: Any])?["count"] as? Int == 1)
+        let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(markdown.contains("Measured on a running lead (pid \(lead.process.processIdentifier)"))
+        // The lead runs on, and the bench's agents have left it.
+        #expect(lead.process.isRunning)
+        #expect(eventually(timeout: 20) { try ready() == 0 })
+
+        let refused = try runPimesh(["bench", "run", "--lead", dataDir, "--tasks", "5", "--out", out])
+        #expect(refused.status != 0 && refused.output.contains("--lead: no task is submitted to a running lead"), "\(refused.output)")
+        let nothing = try runPimesh(["bench", "run", "--lead", scratch + "/none", "--out", out])
+        #expect(nothing.status != 0 && nothing.output.contains("is not a directory"), "\(nothing.output)")
+        let empty = scratch + "/empty"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let noLead = try runPimesh(["bench", "run", "--lead", empty, "--agents", "1", "--duration", "1s", "--out", out, "--scratch", scratch])
+        #expect(noLead.status != 0 && noLead.output.contains("no lead answers there"), "\(noLead.output)")
+    }
+
     @Test func badArgumentsNameTheOptionAndStartNothing() throws {
         let cases: [([String], String)] = [
             (["--agents", "10,abc"], "--agents: 'abc' is not a number of agents from 1 to 10000"),
