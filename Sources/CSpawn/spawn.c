@@ -61,6 +61,31 @@ static int clear_inheritable_capabilities(void) {
     return any ? (int)syscall(SYS_capset, &header, data) : 0;
 }
 
+/// A descriptor moved to 3 or above (close-on-exec): a lead started with stdin, stdout or
+/// stderr closed gets 0–2 from pipe2, and the child's dup2 onto 0–2 would overwrite them.
+static int above_stdio(int fd) {
+    if (fd < 0 || fd > 2) return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int error = errno;
+    close(fd);
+    errno = error;
+    return moved;
+}
+
+static int pipe_above_stdio(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    fds[0] = above_stdio(fds[0]);
+    fds[1] = above_stdio(fds[1]);
+    if (fds[0] < 0 || fds[1] < 0) {
+        int error = errno;
+        if (fds[0] >= 0) close(fds[0]);
+        if (fds[1] >= 0) close(fds[1]);
+        errno = error;
+        return -1;
+    }
+    return 0;
+}
+
 static void report(int fd, int step, int error) {
     int message[2] = {step, error};
     ssize_t ignored = write(fd, message, sizeof message);
@@ -74,12 +99,17 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int o
     int status_pipe[2];
     int gate[2] = {-1, -1};
     *failed_step = PIMESH_SPAWN_OK;
-    if (pipe2(status_pipe, O_CLOEXEC) != 0) {
+    if (pipe_above_stdio(status_pipe) != 0) {
         *failed_step = PIMESH_SPAWN_PIPE;
         return errno;
     }
-    if (hold && pipe2(gate, O_CLOEXEC) != 0) {
+    // The gate is a socket pair, not a pipe: the go byte is sent with MSG_NOSIGNAL, so a child
+    // that died before the gate costs an error, not a SIGPIPE to the lead.
+    if (hold && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) != 0
+                 || (gate[0] = above_stdio(gate[0])) < 0 || (gate[1] = above_stdio(gate[1])) < 0)) {
         int error = errno;
+        if (gate[0] >= 0) close(gate[0]);
+        if (gate[1] >= 0) close(gate[1]);
         close(status_pipe[0]);
         close(status_pipe[1]);
         *failed_step = PIMESH_SPAWN_PIPE;
@@ -164,7 +194,7 @@ int pimesh_spawn_release(pid_t pid, int gate_fd, int status_fd, int go, int *fai
             char byte = 1;
             ssize_t sent;
             do {
-                sent = write(gate_fd, &byte, 1);
+                sent = send(gate_fd, &byte, 1, MSG_NOSIGNAL);
             } while (sent < 0 && errno == EINTR);
         }
         close(gate_fd);

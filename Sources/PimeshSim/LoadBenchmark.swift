@@ -111,7 +111,13 @@ public struct LoadBenchmark: Sendable {
         agents: Int, scratch: Scratch, supervisordVersion: String?, label: String
     ) async throws -> (BenchReport.Step, Int) {
         let children = Children()
-        defer { children.stopAll() }
+        // On a running lead, the bench's agents are removed once their processes are gone: its
+        // registry keeps agents that left, and would fill with the bench's (issue 14 review).
+        var borrowed: (client: LeadClient, names: [String])?
+        defer {
+            children.stopAll()
+            if let borrowed { Self.remove(borrowed.names, from: borrowed.client) }
+        }
         let lead: pid_t
         let client: LeadClient
         let dataDir: String
@@ -125,8 +131,9 @@ public struct LoadBenchmark: Sendable {
             lead = status.pid
             supervisedAgents = 0
             expected = status.agents.ready + agents
-            // A name of its own per run and step: agents of an earlier run may still be listed.
+            // A name of its own per run and step: another bench may run beside this one.
             namePrefix = "bench\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
+            borrowed = (client, (0..<agents).map { SimulatedSwarm.agentName(prefix: namePrefix, index: $0, of: agents) })
         } else {
             // Private copies: processes that map one file share (and split) the PSS of its pages, and
             // the lead's figure would then depend on how many agents run the same binary.
@@ -151,8 +158,13 @@ public struct LoadBenchmark: Sendable {
             namePrefix = "bench"
         }
         let swarmStarted = Clock.monotonicNow()
+        // Identities go to the scratch dir, never into a running lead's data dir.
         _ = try children.start(
-            settings.binary, ["swarm", "--data-dir", dataDir, "--agents", String(agents), "--name-prefix", namePrefix],
+            settings.binary,
+            [
+                "swarm", "--data-dir", dataDir, "--agents", String(agents), "--name-prefix", namePrefix,
+                "--state-file", scratch.path + "/swarm.json",
+            ],
             log: scratch.path + "/swarm.log")
         let readyDeadline = Clock.monotonicNow() + .seconds(60 + Int64(agents / 20))
         while true {
@@ -236,9 +248,13 @@ public struct LoadBenchmark: Sendable {
             // A new agent per trial: no event of an earlier one can answer this one.
             let prefix = "probe\(namePrefix.dropFirst("bench".count))\(trial + 1)"
             let started = try events.mark()
+            borrowed?.names.append(SimulatedSwarm.agentName(prefix: prefix, index: 0, of: 1))
             let probe = try children.start(
                 settings.binary,
-                ["swarm", "--data-dir", dataDir, "--agents", "1", "--name-prefix", prefix, "--no-work"],
+                [
+                    "swarm", "--data-dir", dataDir, "--agents", "1", "--name-prefix", prefix, "--no-work",
+                    "--state-file", scratch.path + "/\(prefix).json",
+                ],
                 log: scratch.path + "/probe.log")
             _ = try await events.wait(agent: "\(prefix)-001", kinds: ["alive"], after: started)
             // A few intervals for phi to learn the agent's rhythm.
@@ -276,6 +292,12 @@ public struct LoadBenchmark: Sendable {
             supervisord: supervisordReport)
         progress("\(label): done")
         return (step, after.heartbeats.intervalMs)
+    }
+
+    /// Removes the bench's agents from a running lead (each was stopped first); one that is not
+    /// there (it never registered) is no error.
+    static func remove(_ names: [String], from client: LeadClient) {
+        for name in names { _ = try? client.delete("/v1/agents/\(name)") }
     }
 
     /// A running lead's status, or an error that says why it cannot be benchmarked.

@@ -31,10 +31,13 @@ extension BenchCommand {
                 4,096 bytes (between steps at least 500 agents apart) or a heartbeat dropped in a window. \
                 Needs root for the supervised agents. Interrupting it stops everything it started. \
                 --lead DIR measures a lead that already runs on data dir DIR instead (run it as the lead's \
-                user or root): each step's swarm joins that lead and leaves it again, the figures include what \
-                the lead held before (the report says how many agents), and, so that the node's own agents \
-                never take the bench's work or lose a process to it, no task is submitted and no supervised \
-                agent is killed (--tasks is refused with it; --kills does not apply).
+                user or root): each step's swarm joins that lead (its identities kept in the scratch dir), and \
+                every agent the bench registered is removed from the lead when the step ends; the figures \
+                include what the lead held before (the report says how many agents), and, so that the node's \
+                own agents never take the bench's work or lose a process to it, no task is submitted and no \
+                supervised agent is killed (--tasks is refused with it; --kills does not apply; the attached \
+                agents killed for phi are the bench's own). The lead's agents.max_registered must have room \
+                for the largest step.
                 """
         )
 

@@ -73,10 +73,11 @@ import Testing
         defer { lead.stopOrphanedAgents() }
         _ = try lead.waitReady()
         let client = try lead.client()
-        func ready() throws -> Int {
+        func count(_ field: String = "ready") throws -> Int {
             let status = try JSONSerialization.jsonObject(with: Data(client.get("/v1/status"))) as? [String: Any]
-            return (status?["agents"] as? [String: Any])?["ready"] as? Int ?? -1
+            return (status?["agents"] as? [String: Any])?[field] as? Int ?? -1
         }
+        func ready() throws -> Int { try count() }
         #expect(try ready() == 0)
         let out = scratch + "/report"
         let run = try runPimesh(
@@ -100,9 +101,13 @@ import Testing
         #expect((detection["phi_suspicion"] as? [String: Any])?["count"] as? Int == 1)
         let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
         #expect(markdown.contains("Measured on a running lead (pid \(lead.process.processIdentifier)"))
-        // The lead runs on, and the bench's agents have left it.
+        // The lead runs on, without the bench's agents (removed, not only gone: its registry
+        // would otherwise fill run after run), and nothing of the bench is in its data dir.
         #expect(lead.process.isRunning)
-        #expect(eventually(timeout: 20) { try ready() == 0 })
+        #expect(try ready() == 0)
+        #expect(try count("total") == 0)
+        let leftInDataDir = try FileManager.default.contentsOfDirectory(atPath: dataDir).filter { $0.hasPrefix("swarm-") }
+        #expect(leftInDataDir.isEmpty, "\(leftInDataDir)")
 
         let refused = try runPimesh(["bench", "run", "--lead", dataDir, "--tasks", "5", "--out", out])
         #expect(refused.status != 0 && refused.output.contains("--lead: no task is submitted to a running lead"), "\(refused.output)")

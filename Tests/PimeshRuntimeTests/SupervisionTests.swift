@@ -342,3 +342,15 @@ extension Substring {
         #expect(events[4].count == 2)
     }
 }
+
+/// Heartbeat reads pause 10 ms between batches, shorter under heavy traffic so that a batch
+/// stays near 128 datagrams (a Pi's default receive buffer holds some 400–550).
+@Suite struct HeartbeatReadPaceTests {
+    @Test func thePauseShortensInProportionAboveTheAimedBatch() {
+        #expect(HeartbeatHandler.pause(after: 0).nanoseconds == 10_000_000)
+        #expect(HeartbeatHandler.pause(after: 128).nanoseconds == 10_000_000)
+        #expect(HeartbeatHandler.pause(after: 256).nanoseconds == 5_000_000)
+        #expect(HeartbeatHandler.pause(after: 512).nanoseconds == 2_500_000)
+        #expect(HeartbeatHandler.pause(after: 100_000).nanoseconds == 1_000_000)
+    }
+}

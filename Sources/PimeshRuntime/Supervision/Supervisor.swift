@@ -81,6 +81,9 @@ final class Supervisor: Service, Sendable {
         /// Recorded agents left running whose manifest was refused this time: neither adopted
         /// nor stopped (a typo must not kill a running agent), and kept in the record.
         var unclaimed: [SupervisedRecords.Entry] = []
+        /// Agents whose process exists and waits to run its program until it is recorded: every
+        /// record write (a freeze's from the API, too) includes them until `start` takes them in.
+        var starting: [String: SupervisedRecords.Entry] = [:]
     }
 
     let settings: Settings
@@ -358,13 +361,11 @@ final class Supervisor: Service, Sendable {
         doorbell.ring()
     }
 
-    /// `starting`: an agent whose process exists but does not run its program until this
-    /// returns, and which the lead's state does not hold yet.
-    func saveRecords(starting: SupervisedRecords.Entry? = nil) {
+    func saveRecords() {
         recordWrites.withLock { _ in
             let entries: [SupervisedRecords.Entry] = state.withLock { state in
                 state.agents.values.compactMap { agent in
-                    if agent.manifest.name == starting?.name { return starting }
+                    if let starting = state.starting[agent.manifest.name] { return starting }
                     guard let pid = agent.pid, let startTime = agent.processStartTime, let launch = agent.launch else { return nil }
                     return .init(name: agent.manifest.name, pid: pid, startTime: startTime, frozen: agent.frozen, launch: launch)
                 } + state.unclaimed.filter { pimesh_process_start_time($0.pid) == $0.startTime }
@@ -504,14 +505,18 @@ final class Supervisor: Service, Sendable {
                     outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil
                 ) { pid in
                     startTime = pimesh_process_start_time(pid)
-                    self.saveRecords(starting: .init(name: name, pid: pid, startTime: startTime, frozen: false, launch: launch))
+                    let entry = SupervisedRecords.Entry(name: name, pid: pid, startTime: startTime, frozen: false, launch: launch)
+                    self.state.withLock { $0.starting[name] = entry }
+                    self.saveRecords()
                 }
             } catch {
+                state.withLock { _ = $0.starting.removeValue(forKey: name) }
                 close(output.reader)
                 throw error
             }
             let restart = agent.starts > 0
             let leadStopping = state.withLock { state in
+                state.starting[name] = nil
                 state.agents[name]?.pid = spawned.pid
                 state.agents[name]?.processStartTime = startTime
                 state.agents[name]?.launch = launch

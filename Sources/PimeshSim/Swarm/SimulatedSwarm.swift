@@ -123,9 +123,15 @@ public final class SimulatedSwarm: Service, Sendable {
     }
 
     func name(_ index: Int) -> String {
+        Self.agentName(prefix: settings.namePrefix, index: index, of: settings.agents)
+    }
+
+    /// The name of agent `index` (from 0) of a swarm of `count`: `<prefix>-001`, zero-padded to
+    /// the width of the count.
+    static func agentName(prefix: String, index: Int, of count: Int) -> String {
         let digits = String(index + 1)
-        let width = max(3, String(settings.agents).count)
-        return settings.namePrefix + "-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
+        let width = max(3, String(count).count)
+        return prefix + "-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
     /// Saved identities the lead still knows, plus new registrations for the rest, by index.
