@@ -11,6 +11,27 @@ import Testing
         id: AgentID("0123abcd-4567-4890-a1b2-c3d4e5f60718")!, secret: "000102030405060708090a0b0c0d0e0f", name: "a",
         agentClass: .local, capabilities: [], heartbeat: .init(host: "127.0.0.1", port: 1, unixSocket: nil, intervalMs: 250))
 
+    /// The tag is computed from precomputed pad states, not by swift-crypto's HMAC: it must be
+    /// HMAC-SHA256 for every key length (short, one block, longer keys hashed first).
+    @Test(arguments: [0, 1, 16, 32, 63, 64, 65, 100, 131])
+    func tagIsHMACSHA256ForAnyKeyLength(keyLength: Int) {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let message = (0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let expected = Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+            let tag = message.withUnsafeBytes { HeartbeatTag(secret: key).withTag(of: $0) { Array($0) } }
+            #expect(tag == expected)
+        }
+    }
+
+    /// RFC 4231 test case 2 (key "Jefe"), a vector fixed outside swift-crypto.
+    @Test func tagMatchesRFC4231() {
+        let message = Array("what do ya want for nothing?".utf8)
+        let tag = message.withUnsafeBytes { HeartbeatTag(secret: Array("Jefe".utf8)).withTag(of: $0) { Array($0) } }
+        #expect(Hex.encode(tag) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
     @Test func sealedDatagramCarriesTruncatedHMAC() throws {
         var signer = try HeartbeatSigner(credentials: credentials)
         let bytes = signer.next(state: .ready, queueDepth: 3, progress: 9, timestampMs: 1234)

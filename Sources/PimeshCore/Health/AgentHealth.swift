@@ -263,10 +263,33 @@ public struct AgentHealth: Sendable, Equatable {
 
     /// Whether it counts in the healthy ratio that sets the degradation level: not when frozen
     /// by an operator, gone on purpose or by expiry, or pending.
+    /// How the health tick and the incident triggers count the agent at `now`, in one call:
+    /// each call across the module boundary copied the whole state (417 bytes) first, and
+    /// this is asked of every agent every tick (perf, issue 14).
+    public func judgement(at now: Instant, expected: Bool, reporting: TrinaryState) -> Judgement {
+        let pending = isPending(at: now, expected: expected)
+        return Judgement(
+            condition: condition, pending: pending, counted: Self.counts(condition, pending: pending),
+            healthy: AgentCondition.isHealthy(condition, reporting: reporting))
+    }
+
+    public struct Judgement: Sendable, Equatable {
+        public var condition: AgentCondition
+        /// Registered and not yet judged: counted nowhere.
+        public var pending: Bool
+        /// Counts in the healthy ratio.
+        public var counted: Bool
+        public var healthy: Bool
+    }
+
     public func countsForHealth(at now: Instant, expected: Bool) -> Bool {
+        Self.counts(condition, pending: isPending(at: now, expected: expected))
+    }
+
+    private static func counts(_ condition: AgentCondition, pending: Bool) -> Bool {
         switch condition {
         case .frozen, .left, .departed, .stopped: false
-        case .unknown: !isPending(at: now, expected: expected)
+        case .unknown: !pending
         case .alive, .suspected, .hung, .looping, .exited: true
         }
     }

@@ -142,7 +142,8 @@ public struct ImpedanceTracker: Sendable {
     public mutating func sampleScore(at now: Instant) {
         if let last = lastScoreSample, now - last < settings.scoreSampleEvery { return }
         lastScoreSample = now
-        let score = Double(impedance(at: now).score)
+        // The score alone: the full impedance adds the percentiles only status shows.
+        let score = Double(essentials(at: now).score)
         scoreSamples += 1
         let weight = 1 / min(Double(scoreSamples), max(1, settings.scoreHistorySamples))
         scoreHistory = scoreHistory.map { $0 + (score - $0) * weight } ?? score

@@ -95,16 +95,13 @@ struct LiveAgent: @unchecked Sendable {
     /// What the health tick and the incident triggers count an agent as, at `now`. Mutating
     /// only to lend the health in place: a method called on a read of it copies it first, and
     /// the copy retains what its detectors hold (perf: per agent per tick, issue 14).
-    mutating func judgement(at now: Instant, expected: Bool, staleAfter: Duration) -> HealthJudgement {
+    mutating func judgement(at now: Instant, expected: Bool, staleAfter: Duration) -> AgentHealth.Judgement {
         let reporting = state(at: now, staleAfter: staleAfter)
         return Self.judge(&health, at: now, expected: expected, reporting: reporting)
     }
 
-    private static func judge(_ health: inout AgentHealth, at now: Instant, expected: Bool, reporting: TrinaryState) -> HealthJudgement {
-        HealthJudgement(
-            condition: health.condition, pending: health.isPending(at: now, expected: expected),
-            counted: health.countsForHealth(at: now, expected: expected),
-            healthy: AgentCondition.isHealthy(health.condition, reporting: reporting))
+    private static func judge(_ health: inout AgentHealth, at now: Instant, expected: Bool, reporting: TrinaryState) -> AgentHealth.Judgement {
+        health.judgement(at: now, expected: expected, reporting: reporting)
     }
 
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
@@ -120,15 +117,6 @@ struct LiveAgent: @unchecked Sendable {
     func state(at now: Instant, staleAfter: Duration) -> TrinaryState {
         fields.state(at: now, staleAfter: staleAfter)
     }
-}
-
-struct HealthJudgement {
-    var condition: AgentCondition
-    /// Registered and not yet judged: counted nowhere.
-    var pending: Bool
-    /// Counts in the healthy ratio.
-    var counted: Bool
-    var healthy: Bool
 }
 
 /// The registration facts the registry keeps; the secret itself lives only in `tag`.

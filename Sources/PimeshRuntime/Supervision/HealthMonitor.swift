@@ -129,7 +129,7 @@ final class HealthMonitor: Service, Sendable {
         let wallNow = Clock.wallMilliseconds()
         let outstanding = tasks.snapshot.outstanding
         let expected = supervisor.expectedAgents()
-        let changes = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness(), expected: expected)
+        let (changes, counts) = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness(), expected: expected)
         let level = health.level
         for change in changes {
             let atMs = wallNow - Int64((now - change.change.since).milliseconds.rounded())
@@ -197,7 +197,6 @@ final class HealthMonitor: Service, Sendable {
         {
             events.append(kind: "canary", agent: moved.name, detail: moved.limit.map { "may hold \($0) tasks" } ?? "ramp complete: no limit")
         }
-        let counts = registry.healthCounts(at: now, expected: expected)
         let memoryOver = memory.overBudget
         let healthyShare = DegradationPolicy.healthyShare(healthy: counts.healthy, of: counts.total)
         kpis?.recordActiveShare(healthyShare, at: now)

@@ -60,13 +60,10 @@ extension TaskService {
         state.withLock { state in
             // One lookup, changed in place: every heartbeat of every agent comes through here.
             if let index = state.links.index(forKey: agent) {
-                state.links.values[index].heardAt = now
-                state.links.values[index].slots = slots
-                if state.links.values[index].address != address { state.links.values[index].address = address }
-                if state.linksAwaitingAck.contains(agent) {
-                    state.datagrams.acknowledged += state.links.values[index].outbox.acknowledge(ack)
-                    if state.links.values[index].outbox.pending.isEmpty { state.linksAwaitingAck.remove(agent) }
-                }
+                let awaitingAck = state.linksAwaitingAck.contains(agent)
+                let heard = Self.refresh(&state.links.values[index], at: now, slots: slots, address: address, ack: awaitingAck ? ack : nil)
+                state.datagrams.acknowledged += heard.acknowledged
+                if awaitingAck && heard.drained { state.linksAwaitingAck.remove(agent) }
             } else {
                 state.links[agent] = WorkLink(
                     // From the clock, not from the lead's start: a link made again after going
@@ -79,6 +76,19 @@ extension TaskService {
             }
         }
         persist(writes)
+    }
+
+    /// One access to the link: reading a field through the dictionary's values copied the
+    /// whole link (its outbox and in-flight set retained) for each heartbeat (perf, issue 14).
+    private static func refresh(
+        _ link: inout WorkLink, at now: Instant, slots: Int, address: SocketAddress, ack: WorkAck?
+    ) -> (acknowledged: Int, drained: Bool) {
+        link.heardAt = now
+        link.slots = slots
+        if link.address != address { link.address = address }
+        guard let ack else { return (0, false) }
+        let acknowledged = link.outbox.acknowledge(ack)
+        return (acknowledged, link.outbox.pending.isEmpty)
     }
 
     /// Sends what waits in the agent's inbox, one item per datagram, while its outbox has room.
