@@ -50,6 +50,8 @@ let package = Package(
         // fork/exec with every inherited descriptor closed and the agent's own uid/gid: what
         // posix_spawn cannot do (issue 12).
         .target(name: "CSpawn"),
+        // recvmmsg for the heartbeat socket: a GNU extension Swift's Glibc module leaves out.
+        .target(name: "CDatagram"),
         .target(
             name: "PimeshCore",
             swiftSettings: strictSettings
@@ -114,6 +116,7 @@ let package = Package(
         .target(
             name: "PimeshRuntime",
             dependencies: [
+                "CDatagram",
                 "CSpawn",
                 "PimeshCore",
                 "PimeshFleetIndex",

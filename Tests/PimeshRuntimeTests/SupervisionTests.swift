@@ -2,6 +2,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshSystem
+import Synchronization
 import Testing
 
 @testable import PimeshRuntime
@@ -347,10 +348,64 @@ extension Substring {
 /// stays near 128 datagrams (a Pi's default receive buffer holds some 400–550).
 @Suite struct HeartbeatReadPaceTests {
     @Test func thePauseShortensInProportionAboveTheAimedBatch() {
-        #expect(HeartbeatHandler.pause(after: 0).nanoseconds == 10_000_000)
-        #expect(HeartbeatHandler.pause(after: 128).nanoseconds == 10_000_000)
-        #expect(HeartbeatHandler.pause(after: 256).nanoseconds == 5_000_000)
-        #expect(HeartbeatHandler.pause(after: 512).nanoseconds == 2_500_000)
-        #expect(HeartbeatHandler.pause(after: 100_000).nanoseconds == 1_000_000)
+        #expect(HeartbeatSocket.pause(after: 0) == .nanoseconds(10_000_000))
+        #expect(HeartbeatSocket.pause(after: 128) == .nanoseconds(10_000_000))
+        #expect(HeartbeatSocket.pause(after: 256) == .nanoseconds(5_000_000))
+        #expect(HeartbeatSocket.pause(after: 512) == .nanoseconds(2_500_000))
+        #expect(HeartbeatSocket.pause(after: 100_000) == .nanoseconds(1_000_000))
+    }
+}
+
+/// The lead's own recvmmsg socket: what it hands on, what it cuts, where it answers.
+@Suite struct HeartbeatSocketTests {
+    /// A client socket bound on loopback, to send from and receive on.
+    private func client() throws -> (fd: Int32, peer: DatagramPeer) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(fd >= 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = try LocalAddress.loopback(host: "127.0.0.1", port: 0).withSockaddr { bind(fd, $0, $1) }
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, DatagramPeer(bound))
+    }
+
+    @Test func datagramsArriveWithTheirSourceLongOnesCutAndAnswersReachTheSender() async throws {
+        let lead = try HeartbeatSocket.bind(host: "127.0.0.1", port: 0)
+        #expect(lead.port > 0)
+        let (fd, peer) = try client()
+        defer { close(fd) }
+        let received = Mutex<[(length: Int, first: UInt8, peer: DatagramPeer)]>([])
+        let running = Task { try await lead.run { bytes, from in received.withLock { $0.append((bytes.count, bytes.first ?? 0, from)) } } }
+        let leadPeer = try DatagramPeer(host: "127.0.0.1", port: lead.port)
+        for (size, marker) in [(64, UInt8(1)), (80, 2), (1000, 3)] {
+            let bytes = [UInt8](repeating: marker, count: size)
+            _ = bytes.withUnsafeBytes { raw in leadPeer.withSockaddr { sendto(fd, raw.baseAddress, raw.count, 0, $0, $1) } }
+        }
+        let deadline = Clock.monotonicNow() + .seconds(30)
+        while received.withLock({ $0.count }) < 3 && Clock.monotonicNow() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        let got = received.withLock { $0 }
+        #expect(got.map(\.first) == [1, 2, 3])
+        // 1,000 bytes arrive as the slot's 256: still too long for any heartbeat, never short.
+        #expect(got.map(\.length) == [64, 80, HeartbeatSocket.slotBytes])
+        #expect(got.allSatisfy { $0.peer == peer })
+
+        lead.send([7, 7, 7], to: peer)
+        var answer = [UInt8](repeating: 0, count: 16)
+        let count = answer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        #expect(Array(answer.prefix(max(0, count))) == [7, 7, 7])
+
+        lead.stop()
+        try await running.value
+    }
+
+    @Test func aTakenPortIsRefusedWithItsAddress() throws {
+        let first = try HeartbeatSocket.bind(host: "127.0.0.1", port: 0)
+        #expect {
+            _ = try HeartbeatSocket.bind(host: "127.0.0.1", port: first.port)
+        } throws: { error in
+            "\(error)".contains("127.0.0.1:\(first.port)") && "\(error)".contains("in use")
+        }
     }
 }

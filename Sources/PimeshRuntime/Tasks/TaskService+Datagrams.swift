@@ -1,30 +1,28 @@
-import NIOCore
 import PimeshAgent
 import PimeshCore
 import PimeshStore
 import PimeshSystem
 import Synchronization
 
-/// The heartbeat listener's UDP channel, which work datagrams leave through: agents receive
+/// The heartbeat listener's UDP socket, which work datagrams leave through: agents receive
 /// them on the socket their heartbeats come from, so no agent holds a connection for its work.
 final class DatagramOutlet: Sendable {
-    private let channel = Mutex<(any Channel)?>(nil)
+    private let socket = Mutex<HeartbeatSocket?>(nil)
 
     init() {}
 
-    func attach(_ channel: any Channel) {
-        self.channel.withLock { $0 = channel }
+    func attach(_ socket: HeartbeatSocket) {
+        self.socket.withLock { $0 = socket }
     }
 
     func detach() {
-        channel.withLock { $0 = nil }
+        socket.withLock { $0 = nil }
     }
 
-    /// Queues the datagram on the event loop; a lost datagram is what retransmission is for.
-    func send(_ bytes: [UInt8], to address: SocketAddress) {
-        guard let channel = channel.withLock({ $0 }) else { return }
-        let envelope = AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes))
-        channel.writeAndFlush(envelope, promise: nil)
+    /// Sent under the lock, so that once `detach` returns no send uses the socket; a lost
+    /// datagram is what retransmission is for.
+    func send(_ bytes: [UInt8], to peer: DatagramPeer) {
+        socket.withLock { $0?.send(bytes, to: peer) }
     }
 }
 
@@ -40,7 +38,7 @@ extension TaskService {
     /// An agent that takes its work as datagrams: where its heartbeats come from, and what it
     /// has not yet acknowledged.
     struct WorkLink: Sendable {
-        var address: SocketAddress
+        var address: DatagramPeer
         var outbox: WorkOutbox<OutboxItem>
         var lastFetchAt: Instant?
         /// The last v2 heartbeat: a link not heard from within the stale time takes no datagrams
@@ -53,7 +51,7 @@ extension TaskService {
 
     /// Called for each accepted v2 heartbeat over UDP: its source becomes the agent's work
     /// address, and it acknowledges datagrams.
-    func heard(agent: AgentID, ack: WorkAck, slots: Int, from address: SocketAddress) {
+    func heard(agent: AgentID, ack: WorkAck, slots: Int, from address: DatagramPeer) {
         guard settings.workDatagrams else { return }
         var writes: [TaskRow] = []
         let now = Clock.monotonicNow()
@@ -81,7 +79,7 @@ extension TaskService {
     /// One access to the link: reading a field through the dictionary's values copied the
     /// whole link (its outbox and in-flight set retained) for each heartbeat (perf, issue 14).
     private static func refresh(
-        _ link: inout WorkLink, at now: Instant, slots: Int, address: SocketAddress, ack: WorkAck?
+        _ link: inout WorkLink, at now: Instant, slots: Int, address: DatagramPeer, ack: WorkAck?
     ) -> (acknowledged: Int, drained: Bool) {
         link.heardAt = now
         link.slots = slots
