@@ -4,12 +4,11 @@ import PimeshCore
 import PimeshSystem
 import ServiceLifecycle
 
-/// Keeps the lead's resident code to what it runs. The kernel maps up to 64 KiB around each
-/// page fault in a file mapping ("fault-around"), so a lead that touches a little code in many
-/// places ends up with most of its 28 MB binary mapped: measured 21.5 MiB of PSS for the binary
-/// alone with 100 agents. Advising random access turns fault-around off for the binary's own
-/// mappings, and dropping the executable pages once start-up is over lets only the code that
-/// keeps running fault back in (docs/benchmarks.md).
+/// Keeps the lead's resident code closer to what it runs. Dropping the executable pages once
+/// start-up is over lets only the code that keeps running fault back in (docs/benchmarks.md).
+/// The kernel still maps up to 64 KiB of cached pages around each fault ("fault-around"):
+/// advising random access does not turn that off (measured on 6.18), it only stops the
+/// read-ahead of a page that was evicted, so that a Pi's SD card reads what is needed.
 public enum CodePages {
     struct Mapping: Equatable {
         var start: UInt
@@ -52,7 +51,7 @@ public enum CodePages {
         return mappings(of: exe, in: maps)
     }
 
-    /// Turns fault-around off for the binary's mappings. Returns the bytes advised.
+    /// No read-ahead when a page of the binary comes back from storage. Returns the bytes advised.
     @discardableResult
     public static func adviseRandomAccess() -> Int {
         var advised = 0
