@@ -261,8 +261,6 @@ public struct AgentHealth: Sendable, Equatable {
         return !expected
     }
 
-    /// Whether it counts in the healthy ratio that sets the degradation level: not when frozen
-    /// by an operator, gone on purpose or by expiry, or pending.
     /// How the health tick and the incident triggers count the agent at `now`, in one call:
     /// each call across the module boundary copied the whole state (417 bytes) first, and
     /// this is asked of every agent every tick (perf, issue 14).
@@ -282,6 +280,8 @@ public struct AgentHealth: Sendable, Equatable {
         public var healthy: Bool
     }
 
+    /// Whether it counts in the healthy ratio that sets the degradation level: not when frozen
+    /// by an operator, stopped, gone on purpose or by expiry, or pending.
     public func countsForHealth(at now: Instant, expected: Bool) -> Bool {
         Self.counts(condition, pending: isPending(at: now, expected: expected))
     }

@@ -17,8 +17,9 @@ struct HeartbeatListener: Service {
 
     func run() async throws {
         let udp = try HeartbeatSocket.bind(host: host, port: port)
-        tasks?.outlet.attach(udp)
         let unix = try unixSocketPath.map { try UnixDatagramReceiver(path: $0, receiveBufferBytes: HeartbeatSocket.receiveBufferBytes) }
+        // Only once both are bound: work must not leave through a socket no one reads.
+        tasks?.outlet.attach(udp)
         logger.info("heartbeat listener bound", metadata: ["udp": "\(host):\(udp.port)", "unix": "\(unixSocketPath ?? "-")"])
         await readiness.heartbeatBound(port: udp.port)
         try await withThrowingTaskGroup(of: Void.self) { group in

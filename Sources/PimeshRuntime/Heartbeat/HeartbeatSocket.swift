@@ -69,7 +69,7 @@ final class HeartbeatSocket: Sendable {
     /// `batchAim`, never below a millisecond.
     static func pause(after batch: Int) -> Duration {
         guard batch > batchAim else { return coalescing }
-        return .nanoseconds(max(1_000_000, coalescing.components.attoseconds / 1_000_000_000 * Int64(batchAim) / Int64(batch)))
+        return max(.milliseconds(1), coalescing * batchAim / batch)
     }
 
     let port: Int
@@ -107,16 +107,26 @@ final class HeartbeatSocket: Sendable {
         self.port = port
     }
 
-    /// Closed only here, when nothing can send through it any more (DatagramOutlet.detach).
+    /// Closed only here, when no one holds it: a send can never reach a reused descriptor.
     deinit {
         close(fd)
     }
 
     /// Hands each datagram's bytes, straight from the receive buffer, and its source to
     /// `receive` until `stop()`; returns when the loop has ended.
+    /// A cancelled task stops the loop too, and the thread ends either way.
     func run(_ receive: @escaping @Sendable (UnsafeRawBufferPointer, DatagramPeer) -> Void) async throws {
         pool.start()
-        try await pool.runIfActive { [self] in readLoop(receive) }
+        do {
+            try await withTaskCancellationHandler {
+                try await pool.runIfActive { [self] in readLoop(receive) }
+            } onCancel: {
+                stop()
+            }
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
         try await pool.shutdownGracefully()
     }
 
@@ -135,7 +145,7 @@ final class HeartbeatSocket: Sendable {
             guard poll(&readable, 1, Self.stopCheckMs) > 0 else { continue }
             var batch = 0
             for _ in 0..<Self.readsPerWake {
-                // An error (an ICMP report for a work datagram, a signal) ends this batch only.
+                // EAGAIN (nothing left) or any error ends this batch only.
                 let received = Int(pimesh_recv_datagrams(fd, buffer, Self.slotBytes, UInt32(count), sources, lengths))
                 guard received > 0 else { break }
                 for i in 0..<received {

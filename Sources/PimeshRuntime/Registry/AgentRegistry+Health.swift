@@ -12,8 +12,8 @@ extension AgentRegistry {
     }
 
     /// Agents by condition, and how many are healthy (alive and READY) out of how many count:
-    /// the degradation input (`AgentHealth.Judgement`: not frozen, left, departed or pending
-    /// count). `pending` is counted apart from `unknown`.
+    /// the degradation input (`AgentHealth.countsForHealth`: frozen, stopped, left, departed and
+    /// pending agents do not count). `pending` is counted apart from `unknown`.
     public struct HealthCounts: Sendable {
         public var byCondition: [AgentCondition: Int] = [:]
         public var pending = 0

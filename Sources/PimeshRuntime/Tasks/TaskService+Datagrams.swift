@@ -19,10 +19,9 @@ final class DatagramOutlet: Sendable {
         socket.withLock { $0 = nil }
     }
 
-    /// Sent under the lock, so that once `detach` returns no send uses the socket; a lost
-    /// datagram is what retransmission is for.
+    /// A lost datagram is what retransmission is for.
     func send(_ bytes: [UInt8], to peer: DatagramPeer) {
-        socket.withLock { $0?.send(bytes, to: peer) }
+        socket.withLock { $0 }?.send(bytes, to: peer)
     }
 }
 
