@@ -51,20 +51,34 @@ final class Reloader: Sendable {
             defer { flag = true }
             return !flag
         }) else { throw Refused(description: "a reload is already running") }
-        defer { running.withLock { $0 = false } }
-        var changed: [String] = []
-        if let configFile {
-            let now: [String: String]
-            do {
-                _ = try ConfigLoader.load(path: configFile)
-                now = try Self.flattenedKeys(of: configFile)
-            } catch {
-                throw Refused(description: "\(error); nothing was reloaded")
-            }
-            changed = Set(now.keys).union(startupKeys.keys).filter { now[$0] != startupKeys[$0] }.sorted()
-        }
         let supervisor = supervisor
-        let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
+        do {
+            let changed = try changedKeys()
+            let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
+            running.withLock { $0 = false }
+            return reported(agents, needsRestart: changed, by: caller)
+        } catch {
+            running.withLock { $0 = false }
+            throw error
+        }
+    }
+
+    /// The config file's keys whose value differs from the running lead's; none without a file.
+    private func changedKeys() throws -> [String] {
+        guard let configFile else { return [] }
+        let now: [String: String]
+        do {
+            _ = try ConfigLoader.load(path: configFile)
+            now = try Self.flattenedKeys(of: configFile)
+        } catch {
+            throw Refused(description: "\(error); nothing was reloaded")
+        }
+        return Set(now.keys).union(startupKeys.keys).filter { now[$0] != startupKeys[$0] }.sorted()
+    }
+
+    /// Kept out of the async `reload`, with no `defer` there: swift 6.1's coroutine splitting
+    /// crashed on the one-piece body at -Osize.
+    private func reported(_ agents: Supervisor.ReloadReport, needsRestart changed: [String], by caller: String) -> Report {
         var report = Report(agents: agents, needsRestart: changed)
         report.playbooksRefused = playbooks?.reload().map(\.description) ?? []
         if let audit {
