@@ -35,6 +35,16 @@ if [ "$exported" -gt 0 ]; then
   echo "check-binary: FAIL: $shipped exports $exported dynamic symbols; link it with -Xlinker --no-export-dynamic" >&2
   exit 1
 fi
+# Hardened as Debian's policy asks (lintian: hardening-no-relro, -no-bindnow), and the unwind
+# tables discarded at link time, not cut out by strip (which once dropped PT_GNU_RELRO).
+headers=$(readelf -lW "$shipped")
+grep -q 'GNU_RELRO' <<<"$headers" || { echo "check-binary: FAIL: $shipped has no PT_GNU_RELRO (link with -z relro)" >&2; exit 1; }
+readelf -dW "$shipped" | grep -Eq 'BIND_NOW|FLAGS_1.*NOW' || { echo "check-binary: FAIL: $shipped is not linked with -z now" >&2; exit 1; }
+if grep -q 'GNU_EH_FRAME' <<<"$headers" || readelf -SW "$shipped" | grep -q '\.eh_frame'; then
+  echo "check-binary: FAIL: $shipped carries unwind tables or their header (scripts/no-unwind-tables.ld)" >&2
+  exit 1
+fi
+echo "check-binary: full RELRO, no unwind tables"
 size=$(stat -c %s "$shipped")
 budget=$((25 * 1024 * 1024))
 awk -v u="$unstripped" -v s="$shipped" -v n="$size" \

@@ -7,7 +7,7 @@ lead whose few thousand running functions are spread over 20 MB of text keeps mo
 resident. Packed first by the linker (lld --symbol-ordering-file), they fill a few MB.
 
 Input (stdin): `perf script --show-mmap-events -F comm,pid,event,ip,dso` of a recording with
-call graphs (`-g`) of cpu-clock samples and of every page fault (`-e page-faults -c 1`). A
+call graphs (`-g`) of cpu-clock samples and of every page fault (`-e page-faults/period=1/`). A
 function counts once per sample it is on the stack of, and once per fault its code took.
 Output: the existing order file's functions first, in their order (a stable layout from one
 regeneration to the next), then new ones, most seen first.
@@ -50,7 +50,7 @@ def main():
     binary, order_file = sys.argv[1], sys.argv[2]
     addresses, names = text_symbols(binary)
     segment_offset, segment_address = executable_segment(binary)
-    mmap = re.compile(r"PERF_RECORD_MMAP2? (\d+)/\d+: \[(0x[0-9a-f]+)\((0x[0-9a-f]+)\) @ (0x[0-9a-f]+) .*\]: r-xp (\S+)")
+    mmap = re.compile(r"PERF_RECORD_MMAP2? (\d+)/\d+: \[(0x[0-9a-f]+)\((0x[0-9a-f]+)\) @ (0x[0-9a-f]+|0) .*\]: r-xp (\S+)")
     # "comm pid event: [ip (dso)]": a sample's header, with its ip when there is no call graph
     header = re.compile(r"^\s*\S.*?\s(\d+)\s+\S+:\s*(?:([0-9a-f]+)\s+\((\S+)\))?\s*$")
     frame = re.compile(r"^\s+([0-9a-f]+)\s+\((\S+)\)\s*$")

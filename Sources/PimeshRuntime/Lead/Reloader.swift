@@ -55,8 +55,10 @@ final class Reloader: Sendable {
         do {
             let changed = try changedKeys()
             let agents = try await Blocking.onSupervisionThread { try supervisor.reload() }
+            // Playbooks and the audit trail are reloaded under the flag too.
+            let report = reported(agents, needsRestart: changed, by: caller)
             running.withLock { $0 = false }
-            return reported(agents, needsRestart: changed, by: caller)
+            return report
         } catch {
             running.withLock { $0 = false }
             throw error
@@ -76,8 +78,8 @@ final class Reloader: Sendable {
         return Set(now.keys).union(startupKeys.keys).filter { now[$0] != startupKeys[$0] }.sorted()
     }
 
-    /// Kept out of the async `reload`, with no `defer` there: swift 6.1's coroutine splitting
-    /// crashed on the one-piece body at -Osize.
+    /// Kept out of the async `reload`, with no `defer` there: Swift 6.3.1 crashed splitting the
+    /// one-piece coroutine at -Osize (tried for a smaller binary; releases build at -O).
     private func reported(_ agents: Supervisor.ReloadReport, needsRestart changed: [String], by caller: String) -> Report {
         var report = Report(agents: agents, needsRestart: changed)
         report.playbooksRefused = playbooks?.reload().map(\.description) ?? []
