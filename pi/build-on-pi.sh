@@ -27,6 +27,8 @@ echo "build-on-pi: $machine, swift $major.$minor, $((memory_kib / 1024)) MiB RAM
 [ "${1:-}" = --check ] && exit 0
 
 make release
+# No full Foundation or ICU, full RELRO, no unwind tables, within the size budget (as on x86-64).
+scripts/check-binary.sh .build/release/pimesh .build/pimesh
 make deb ARCH=arm64 BIN=.build/pimesh
 # The binary's libraries and the package's Depends must agree (docs/pi.md).
 echo "libraries the binary loads:"; ldd .build/pimesh
