@@ -44,7 +44,7 @@ final class IncidentService: Sendable {
     private let alarms = Mutex<[(at: Instant, what: String)]>([])
     static let alarmCapacity = 64
     /// Told after each health tick of the open incidents and those just resolved: the playbooks.
-    private let changed = Mutex<(@Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void)?>(nil)
+    private let changed = Mutex<Callback<@Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void>?>(nil)
     /// Health event kinds that are an agent starting to fail (a root-cause onset).
     static let failureKinds: Set<String> = ["exited", "hung", "looping", "suspected", "start_failed"]
 
@@ -142,11 +142,11 @@ final class IncidentService: Sendable {
             return (record(changes + book.tick(at: now, wallMs: wallMs)), book.incidents)
         }
         writeFiles(resolved)
-        changed.withLock { $0 }?(open, resolved)
+        changed.withLock { $0 }?.call(open, resolved)
     }
 
     func onChange(_ body: @escaping @Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void) {
-        changed.withLock { $0 = body }
+        changed.withLock { $0 = Callback(body) }
     }
 
     private func noteAlarms(_ observation: IncidentObservation, at now: Instant) {

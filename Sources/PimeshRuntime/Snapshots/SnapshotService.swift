@@ -19,12 +19,12 @@ final class SnapshotService: Service, Sendable {
     let logger: Logger
     private let pool: NIOThreadPool
     /// Told after each verification: nil when every snapshot in the spool verified, else what failed.
-    private let integrity = Mutex<(@Sendable (String?) -> Void)?>(nil)
+    private let integrity = Mutex<Callback<@Sendable (String?) -> Void>?>(nil)
     /// Quarantined snapshots kept (`<spool>/quarantine`), oldest dropped first.
     static let quarantineKeep = 4
 
     func onIntegrity(_ body: @escaping @Sendable (String?) -> Void) {
-        integrity.withLock { $0 = body }
+        integrity.withLock { $0 = Callback(body) }
     }
 
     init(maker: SnapshotMaker, interval: Duration?, audit: AuditLog?, logger: Logger) {
@@ -109,7 +109,7 @@ final class SnapshotService: Service, Sendable {
         result.milliseconds = (Clock.monotonicNow() - started).milliseconds
         let failing = result.failures.isEmpty ? nil : result.failures.map { "\($0.manifest): \($0.problem)" }.joined(separator: "; ")
         if let failing { logger.error("snapshot verification failed", metadata: ["problems": "\(failing)"]) }
-        integrity.withLock { $0 }?(failing.map { String(decoding: $0.utf8.prefix(400), as: UTF8.self) })
+        integrity.withLock { $0 }?.call(failing.map { String(decoding: $0.utf8.prefix(400), as: UTF8.self) })
         return result
     }
 

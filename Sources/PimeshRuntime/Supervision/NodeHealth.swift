@@ -86,7 +86,7 @@ final class HealthEventLog: Sendable {
 
     private let audit: AuditLog?
     /// Told of every event after it is kept: the incident engine's timelines.
-    private let observer = Mutex<(@Sendable (_ kind: String, _ agent: String?, _ detail: String, _ atMs: Int64) -> Void)?>(nil)
+    private let observer = Mutex<Callback<@Sendable (_ kind: String, _ agent: String?, _ detail: String, _ atMs: Int64) -> Void>?>(nil)
 
     init(capacity: Int = 2048, audit: AuditLog? = nil) {
         self.capacity = capacity
@@ -94,7 +94,7 @@ final class HealthEventLog: Sendable {
     }
 
     func observe(_ body: @escaping @Sendable (_ kind: String, _ agent: String?, _ detail: String, _ atMs: Int64) -> Void) {
-        observer.withLock { $0 = body }
+        observer.withLock { $0 = Callback(body) }
     }
 
     @discardableResult
@@ -106,7 +106,7 @@ final class HealthEventLog: Sendable {
             if let tier { details.append(("tier", tier.rawValue)) }
             audit.record(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
         }
-        defer { observer.withLock { $0 }?(kind, agent, detail, atMs) }
+        defer { observer.withLock { $0 }?.call(kind, agent, detail, atMs) }
         return state.withLock { state in
             // The same event again as this agent's (or the node's) latest among the last few:
             // counted on the one already kept. Only the latest, so that an agent's history never

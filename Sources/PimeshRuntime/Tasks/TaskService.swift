@@ -129,16 +129,16 @@ final class TaskService: Service, Sendable {
     let outlet: DatagramOutlet
     /// Told of every task that succeeded or failed (not conflicts: seed 001 says a conflict is
     /// not a failure): the incident triggers' rates. Set once by `Lead`.
-    private let outcomeSink = Mutex<(@Sendable (_ capability: String, _ agent: String, _ succeeded: Bool, _ error: String?) -> Void)?>(nil)
+    private let outcomeSink = Mutex<Callback<@Sendable (_ capability: String, _ agent: String, _ succeeded: Bool, _ error: String?) -> Void>?>(nil)
 
     func reportOutcomes(to sink: @escaping @Sendable (_ capability: String, _ agent: String, _ succeeded: Bool, _ error: String?) -> Void) {
-        outcomeSink.withLock { $0 = sink }
+        outcomeSink.withLock { $0 = Callback(sink) }
     }
 
     private func reportOutcome(_ row: TaskRow) {
         guard row.state == .succeeded || row.state == .failed, let sink = outcomeSink.withLock({ $0 }) else { return }
         let agent = row.agentID.flatMap { registry.name(of: $0) } ?? "none"
-        sink(row.capability, agent, row.state == .succeeded, row.error)
+        sink.call(row.capability, agent, row.state == .succeeded, row.error)
     }
 
     init(
