@@ -11,13 +11,14 @@ SWIFT      ?= swift
 # and lets lld place the functions a lead runs side by side (scripts/lead-hot.order, made by
 # `make lead-order` from a profiled bench on x86-64): fault-around then maps less of the text.
 # -z now binds every import at start so the whole GOT is read-only after it (full RELRO).
-# The unwind tables (.eh_frame and its index, 4.6 MiB) are discarded at link time (scripts/no-unwind-tables.ld):
-# no pimesh frame is ever unwound. Swift errors are return values, no C++ exception may cross a
-# Swift frame, BoringSSL's C++ cleanups never run because nothing in it throws, nothing reachable
+# The unwind tables (.eh_frame and its index, 4.6 MiB) are discarded at link time
+# (scripts/no-unwind-tables.ld): no pimesh frame is ever unwound. Swift errors are return
+# values, no C++ exception may cross a Swift frame, BoringSSL's C++ cleanups never run because nothing in it throws, nothing reachable
 # calls pthread_exit or pthread_cancel (glibc unwinds for those; libdispatch's dispatch_main, which
 # pimesh never calls, is the only importer), and a Swift runtime trap ends the process with a
 # signal (SIGILL on x86-64, SIGTRAP on arm64) and no backtrace with or without them; the runtime's
-# "Current stack trace" after some fatal errors (an exclusivity violation) comes out empty. gdb and the Swift backtracer walk the frame pointers, which Swift keeps on Linux; addresses
+# "Current stack trace" after some fatal errors (an exclusivity violation) comes out empty. gdb
+# and the Swift backtracer walk the frame pointers, which Swift keeps on Linux; addresses
 # from a core dump are named from the unstripped twin, .build/release/pimesh (keep it with each
 # release, under its build id). `perf --call-graph=dwarf` loses frames; use --call-graph=fp.
 RELEASE    := -c release --static-swift-stdlib -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
