@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "CSpawn"),
         // recvmmsg for the heartbeat socket: a GNU extension Swift's Glibc module leaves out.
         .target(name: "CDatagram"),
+        // mallopt, for the lead's malloc arena limit (ProcessMemory.limitMallocArenas).
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "PimeshCore",
             swiftSettings: strictSettings
@@ -117,6 +119,7 @@ let package = Package(
             name: "PimeshRuntime",
             dependencies: [
                 "CDatagram",
+                "CMalloc",
                 "CSpawn",
                 "PimeshCore",
                 "PimeshFleetIndex",
