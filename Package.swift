@@ -230,20 +230,22 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
+        // Test helpers only: scratch directories that are removed when a test process exits.
+        .target(name: "PimeshTestSupport", path: "Tests/PimeshTestSupport", swiftSettings: strictSettings),
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
-        .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshAgent", "PimeshCore", "PimeshSystem"]),
-        .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshLED", "PimeshCore", "PimeshSystem"]),
-        .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshTestSupport", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshTestSupport", "PimeshLED", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshTestSupport", "PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [
-                "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshStore", "PimeshSystem", "PimeshAgent",
+                "PimeshTestSupport", "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshStore", "PimeshSystem", "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(name: "PimeshSimTests", dependencies: ["PimeshSim", "PimeshSystem", "PimeshAgent"]),
-        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,6 +3,7 @@ import Glibc
 import PimeshCore
 import PimeshSystem
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshAgent
 
@@ -68,8 +69,7 @@ import Testing
 
 @Suite struct FileIOTests {
     @Test func atomicWriteReplacesWholeAndSetsMode() throws {
-        var template = Array("/tmp/pimesh-io-XXXXXX".utf8CString)
-        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let directory = Scratch.directory("pimesh-io")
         let path = directory + "/token"
         try FileIO.writeAtomically(path: path, bytes: Array("first".utf8), mode: 0o600)
         try FileIO.writeAtomically(path: path, bytes: Array("second".utf8), mode: 0o600)

@@ -2,6 +2,7 @@ import Foundation
 import PimeshAgent
 import PimeshCore
 import PimeshSystem
+import PimeshTestSupport
 
 /// A real `pimesh` process for end-to-end tests: started on 127.0.0.1 with ports the test
 /// chooses (0 = ephemeral), in a scratch data dir, and always stopped by the test.
@@ -23,9 +24,7 @@ final class LeadProcess {
     }
 
     static func scratchDirectory() -> String {
-        let path = NSTemporaryDirectory() + "pimesh-e2e-" + UUID().uuidString.prefix(8)
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
+        Scratch.directory("pimesh-e2e", mode: 0o755)
     }
 
     init(

@@ -2,12 +2,13 @@ import Foundation
 import Logging
 import PimeshCore
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshLED
 
 /// A fake `/sys/class/leds` in a temp dir, laid out as Pi OS does.
 func fakeLEDTree(_ names: [String: (trigger: String, brightness: String)]) -> String {
-    let root = NSTemporaryDirectory() + "pimesh-leds-" + UUID().uuidString.prefix(8)
+    let root = Scratch.directory("pimesh-leds", mode: 0o755)
     for (name, led) in names {
         let directory = root + "/" + name
         try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -1,6 +1,7 @@
 import PimeshSystem
 import Testing
 import PimeshAgent
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
@@ -220,11 +221,7 @@ import PimeshAgent
 
 /// `sudo pimesh status` on a Pi: the CLI looks where the unit runs the lead.
 @Suite struct DataDirLocatorTests {
-    let scratch: String = {
-        let path = "/tmp/pimesh-locator-\(UInt64.random(in: 0...UInt64.max))"
-        try! FileIO.makeDirectories(path)
-        return path
-    }()
+    let scratch = Scratch.directory("pimesh-locator", mode: 0o755)
 
     @Test func flagThenEnvironmentThenConfigThenDefault() throws {
         let system = scratch + "/pimesh.json"

@@ -3,6 +3,7 @@ import Logging
 import PimeshCore
 import PimeshStore
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
@@ -10,8 +11,7 @@ import Testing
 /// integrity problem that came and went between two observations must still reach them.
 @Suite struct IncidentIntegrityTests {
     @Test func aStoreFailureClearedBeforeTheNextObservationStillOpensAnIncident() throws {
-        var template = Array("/tmp/pimesh-integrity-XXXXXX".utf8CString)
-        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let directory = Scratch.directory("pimesh-integrity")
         let writer = StoreWriter(database: try Database(path: directory + "/i.db"), commitInterval: .milliseconds(50), logger: Logger(label: "test"))
         let incidents = try IncidentService.open(
             settings: .init(directory: directory), writer: writer, audit: nil, nodeID: "node-0123456789abcdef", logger: Logger(label: "test"))

@@ -3,6 +3,7 @@ import PimeshAgent
 import PimeshCore
 import PimeshSystem
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
@@ -17,9 +18,7 @@ import Testing
     }
 
     static func directory() throws -> String {
-        var template = Array("/tmp/pimesh-playbooks-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw FileIO.Failure(path: "/tmp", operation: "mkdtemp", errno: errno) }
-        return String(cString: made)
+        Scratch.directory("pimesh-playbooks")
     }
 
     static func remove(_ dir: String) {

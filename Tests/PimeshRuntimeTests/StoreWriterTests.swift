@@ -3,13 +3,13 @@ import Logging
 import PimeshCore
 import PimeshStore
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
 @Suite struct StoreWriterTests {
     func database() throws -> Database {
-        var template = Array("/tmp/pimesh-writer-XXXXXX".utf8CString)
-        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let directory = Scratch.directory("pimesh-writer")
         return try Database(path: directory + "/w.db")
     }
 

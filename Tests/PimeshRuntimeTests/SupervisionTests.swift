@@ -4,13 +4,12 @@ import PimeshCore
 import PimeshSystem
 import Synchronization
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
 func scratch(_ name: String) -> String {
-    let path = "/tmp/pimesh-test-\(name)-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileIO.makeDirectories(path)
-    return path
+    Scratch.directory("pimesh-test-\(name)", mode: 0o755)
 }
 
 func writeFile(_ path: String, _ text: String) {

@@ -2,13 +2,13 @@ import Glibc
 import PimeshAgent
 import PimeshSystem
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshRuntime
 
 @Suite struct SystemProbeTests {
     func fakeTree() throws -> String {
-        var template = Array("/tmp/pimesh-proc-XXXXXX".utf8CString)
-        let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let root = Scratch.directory("pimesh-proc")
         for directory in ["proc/pressure", "sys/class/thermal/thermal_zone0", "sys/class/thermal/thermal_zone1", "sys/class/thermal/cooling_device0", "sys/devices/system/cpu"] {
             try FileIO.makeDirectories(root + "/" + directory)
         }
@@ -104,8 +104,7 @@ import Testing
     }
 
     @Test func systemdNotifierSendsToTheSocket() throws {
-        var template = Array("/tmp/pimesh-notify-XXXXXX".utf8CString)
-        let directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        let directory = Scratch.directory("pimesh-notify")
         let path = directory + "/notify.sock"
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }

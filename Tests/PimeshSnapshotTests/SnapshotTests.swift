@@ -4,13 +4,12 @@ import PimeshCore
 import PimeshStore
 import PimeshSystem
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshSnapshot
 
 func scratchDirectory(_ name: String) -> String {
-    let path = NSTemporaryDirectory() + "pimesh-snap-\(name)-" + UUID().uuidString.prefix(8)
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    Scratch.directory("pimesh-snap-\(name)", mode: 0o755)
 }
 
 /// A lead database with agents and tasks, `blobMB` of incompressible payload on top.

@@ -2,13 +2,12 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import Testing
+import PimeshTestSupport
 
 @testable import PimeshStore
 
 func temporaryDirectory() -> String {
-    var template = Array("/tmp/pimesh-test-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return String(cString: path!)
+    Scratch.directory("pimesh-test")
 }
 
 @Suite struct StoreTests {
@@ -25,6 +24,14 @@ func temporaryDirectory() -> String {
         #expect(mode == ["wal"])
         let sync = try database.withConnection { try $0.query("PRAGMA synchronous") { $0.int(0) } }
         #expect(sync == [1])  // NORMAL
+    }
+
+    @Test func bothConnectionsHaveABoundedPageCache() throws {
+        let database = try Database(path: directory + "/cache.db")
+        let writer = try database.withConnection { try $0.query("PRAGMA cache_size") { $0.int(0) } }
+        let reader = try database.read { try $0.query("PRAGMA cache_size") { $0.int(0) } }
+        // Negative: KiB, not pages.
+        #expect(writer == [-1024] && reader == [-1024])
     }
 
     @Test func agentsSurviveReopening() throws {
