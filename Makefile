@@ -43,9 +43,11 @@ deps:
 
 # promtool checks /metrics; moto's S3 server receives snapshot uploads in the tests; schemathesis
 # fuzzes the API from docs/openapi.yaml; `pimesh bench run --compare supervisord` runs PyPI's
-# supervisord (Debian's package would also start a system-wide one).
+# supervisord (Debian's package would also start a system-wide one); `--compare systemd-run` runs
+# beside systemd booted in namespaces of the test's own (scripts/systemd-container.sh: systemd,
+# util-linux's unshare and nsenter, procps's pgrep).
 test-deps:
-	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross fdisk mtools dosfstools
+	@scripts/install-deps.sh prometheus python3-pip curl stress-ng lintian mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross fdisk mtools dosfstools systemd util-linux procps
 	@python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "moto[server]"
 	@python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "schemathesis>=4.1,<5"
 	@command -v supervisord >/dev/null || python3 -m pip install --quiet --break-system-packages "supervisor>=4.2,<5"

@@ -229,9 +229,9 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
         // Test helpers only: scratch directories that are removed when a test process exits.
         .target(name: "PimeshTestSupport", path: "Tests/PimeshTestSupport", swiftSettings: strictSettings),
+        // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshTestSupport", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSystem"]),

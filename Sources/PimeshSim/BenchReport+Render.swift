@@ -60,21 +60,35 @@ extension BenchReport {
             text += "\(pair(step.detection.exitSeen, count: true)) | \(pair(step.detection.heartbeatingAgain)) | "
             text += "\(pair(step.detection.phiSuspicion, count: true)) |\n"
         }
-        if steps.contains(where: { $0.supervisord != nil }) {
+        let comparisons: [(name: String, about: String, of: (Step) -> Comparison?)] = [
+            (
+                "supervisord",
+                "The same number of programs (`sleep infinity`) under supervisord, measured in the same window. "
+                    + "Its respawn is kill -9 until a new process stands in its place",
+                { $0.supervisord }
+            ),
+            (
+                "systemd",
+                "The same number of transient services (`systemd-run`, `Restart=always`, `sleep infinity`) under "
+                    + "systemd, measured in the same window; its figures are PID 1's, which also manages the rest of the "
+                    + "system. Its respawn is kill -9 until a new process is in the unit's cgroup, after systemd's default "
+                    + "100 ms `RestartSec`",
+                { $0.systemd }
+            ),
+        ]
+        for comparison in comparisons where steps.contains(where: { comparison.of($0) != nil }) {
             text += """
 
-                ## Beside supervisord
+                ## Beside \(comparison.name)
 
-                The same number of programs (`sleep infinity`) under supervisord, measured in the same window. \
-                Its respawn is kill -9 until a new process stands in its place; pimesh's is until the new agent \
-                has registered and heartbeats again.
+                \(comparison.about); pimesh's is until the new agent has registered and heartbeats again.
 
-                | agents | supervisord | PSS MiB (pimesh) | private MiB (pimesh) | CPU % (pimesh) | respawn p50 / p99 ms (pimesh heartbeating again) |
+                | agents | \(comparison.name) | PSS MiB (pimesh) | private MiB (pimesh) | CPU % (pimesh) | respawn p50 / p99 ms (pimesh heartbeating again) |
                 |---:|---|---:|---:|---:|---:|
 
                 """
             for step in steps {
-                guard let other = step.supervisord else { continue }
+                guard let other = comparison.of(step) else { continue }
                 text += "| \(step.agents) | \(Self.markdownText(other.version)) | \(mib(other.process.pssBytes)) (\(mib(step.lead.pssBytes))) | "
                 text += "\(mib(other.process.privateBytes)) (\(mib(step.lead.privateBytes))) | "
                 text += "\(DecimalText.format(other.process.cpuPercentOfCore, places: 2)) (\(DecimalText.format(step.lead.cpuPercentOfCore, places: 2))) | "
@@ -97,20 +111,23 @@ extension BenchReport {
     /// tenfold): memory, CPU, latency percentiles.
     public func svg() -> String {
         let labels = steps.map { String($0.agents) }
-        let memory: [ChartSeries] = [
+        var memory: [ChartSeries] = [
             .init(name: "lead PSS", color: "#1f77b4", values: steps.map { Double($0.lead.pssBytes) / 1_048_576 }),
             .init(name: "lead private", color: "#1f77b4", dashed: true, values: steps.map { Double($0.lead.privateBytes) / 1_048_576 }),
-        ] + (steps.allSatisfy { $0.supervisord != nil }
-            ? [
-                .init(name: "supervisord PSS", color: "#d62728", values: steps.map { Double($0.supervisord!.process.pssBytes) / 1_048_576 }),
-                .init(
-                    name: "supervisord private", color: "#d62728", dashed: true,
-                    values: steps.map { Double($0.supervisord!.process.privateBytes) / 1_048_576 }),
-            ] : [])
-        let cpu: [ChartSeries] =
-            [.init(name: "lead", color: "#1f77b4", values: steps.map(\.lead.cpuPercentOfCore))]
-            + (steps.allSatisfy { $0.supervisord != nil }
-                ? [.init(name: "supervisord", color: "#d62728", values: steps.map { $0.supervisord!.process.cpuPercentOfCore })] : [])
+        ]
+        var cpu: [ChartSeries] = [.init(name: "lead", color: "#1f77b4", values: steps.map(\.lead.cpuPercentOfCore))]
+        // A supervisor is drawn when every step measured it: a line needs a point at each step.
+        let others: [(name: String, color: String, of: (Step) -> Comparison?)] = [
+            ("supervisord", "#d62728", { $0.supervisord }), ("systemd", "#8c564b", { $0.systemd }),
+        ]
+        for other in others {
+            let figures = steps.compactMap { other.of($0)?.process }
+            guard figures.count == steps.count, !steps.isEmpty else { continue }
+            memory.append(.init(name: "\(other.name) PSS", color: other.color, values: figures.map { Double($0.pssBytes) / 1_048_576 }))
+            memory.append(
+                .init(name: "\(other.name) private", color: other.color, dashed: true, values: figures.map { Double($0.privateBytes) / 1_048_576 }))
+            cpu.append(.init(name: other.name, color: other.color, values: figures.map(\.cpuPercentOfCore)))
+        }
         let latency: [ChartSeries] = [
             .init(name: "task p50", color: "#2ca02c", values: steps.map { $0.tasks?.submitToResult.p50Ms ?? 0 }),
             .init(name: "task p99", color: "#2ca02c", dashed: true, values: steps.map { $0.tasks?.submitToResult.p99Ms ?? 0 }),

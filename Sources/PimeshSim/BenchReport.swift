@@ -34,7 +34,9 @@ public struct BenchReport: Codable, Sendable {
         public var nodeImpedance: Int
         public var tasks: Tasks?
         public var detection: Detection
-        public var supervisord: Supervisord?
+        public var supervisord: Comparison?
+        /// systemd (PID 1) with as many transient services (`--compare systemd-run`).
+        public var systemd: Comparison? = nil
     }
 
     public struct Heartbeats: Codable, Sendable {
@@ -61,11 +63,13 @@ public struct BenchReport: Codable, Sendable {
         public var phiSuspicion: LatencySummary
     }
 
-    public struct Supervisord: Codable, Sendable {
+    /// Another supervisor with as many programs, measured in the same window.
+    public struct Comparison: Codable, Sendable {
         public var version: String
         public var programs: Int
+        /// supervisord's own process; for systemd, PID 1.
         public var process: ProcessFigures
-        /// kill -9 of a program until supervisord has started its replacement.
+        /// kill -9 of a program until the supervisor has started its replacement.
         public var respawn: LatencySummary
     }
 

@@ -7,7 +7,8 @@ import PimeshSystem
 /// `pimesh bench run`: the on-device load benchmark. For each number of agents it starts a lead
 /// of its own (from a private copy of this binary, in a scratch data dir on the storage being
 /// measured), a swarm that takes work, and a few supervised agents, then measures the lead over
-/// a steady window, submits tasks, kills agents, and (optionally) does the same with supervisord.
+/// a steady window, submits tasks, kills agents, and (optionally) does the same with supervisord
+/// and with systemd.
 public struct LoadBenchmark: Sendable {
     public struct Settings: Sendable {
         public var agentSteps: [Int]
@@ -19,6 +20,8 @@ public struct LoadBenchmark: Sendable {
         /// Tasks per step; nil: as many as agents, at least 100 and at most 1,000.
         public var tasks: Int?
         public var compareSupervisord: Bool
+        /// As many transient services under systemd (PID 1), started with systemd-run.
+        public var compareSystemd: Bool
         /// Where the scratch data dirs go (their storage is the one measured).
         public var scratchParent: String
         /// This binary: the lead, the swarm and the supervised agents all run it.
@@ -30,7 +33,7 @@ public struct LoadBenchmark: Sendable {
 
         public init(
             agentSteps: [Int], windowSeconds: Double, kills: Int, attachedKills: Int, tasks: Int?, compareSupervisord: Bool,
-            scratchParent: String, binary: String, runningLead: String? = nil
+            compareSystemd: Bool = false, scratchParent: String, binary: String, runningLead: String? = nil
         ) {
             self.agentSteps = agentSteps
             self.windowSeconds = windowSeconds
@@ -38,6 +41,7 @@ public struct LoadBenchmark: Sendable {
             self.attachedKills = attachedKills
             self.tasks = tasks
             self.compareSupervisord = compareSupervisord
+            self.compareSystemd = compareSystemd
             self.scratchParent = scratchParent
             self.binary = binary
             self.runningLead = runningLead
@@ -68,6 +72,7 @@ public struct LoadBenchmark: Sendable {
         if settings.compareSupervisord {
             supervisordVersion = try SupervisordComparison.version()
         }
+        let systemdTools = settings.compareSystemd ? try SystemdComparison.tools() : nil
         var runningLead: BenchReport.RunningLead?
         if let dataDir = settings.runningLead {
             let status = try Self.runningLeadStatus(dataDir: dataDir)
@@ -82,7 +87,8 @@ public struct LoadBenchmark: Sendable {
             storage = MachineInfo.current(storageFor: scratch.path).storage
             do {
                 let (step, interval) = try await runStep(
-                    agents: agents, scratch: scratch, supervisordVersion: supervisordVersion, label: label)
+                    agents: agents, step: index + 1, scratch: scratch, supervisordVersion: supervisordVersion,
+                    systemdTools: systemdTools, label: label)
                 intervalMs = interval
                 steps.append(step)
                 scratch.remove()
@@ -108,7 +114,8 @@ public struct LoadBenchmark: Sendable {
     }
 
     private func runStep(
-        agents: Int, scratch: Scratch, supervisordVersion: String?, label: String
+        agents: Int, step stepNumber: Int, scratch: Scratch, supervisordVersion: String?, systemdTools: SystemdComparison.Tools?,
+        label: String
     ) async throws -> (BenchReport.Step, Int) {
         let children = Children()
         // On a running lead, the bench's agents are removed once their processes are gone: its
@@ -184,6 +191,13 @@ public struct LoadBenchmark: Sendable {
             supervisord = try await SupervisordComparison.start(
                 programs: agents, directory: scratch.path + "/supervisord", version: supervisordVersion, children: children)
         }
+        var systemd: SystemdComparison?
+        // Services outlive the bench's process: stopped however the step ends.
+        defer { systemd?.stop() }
+        if let systemdTools {
+            progress("\(label): starting \(agents) services with systemd-run")
+            systemd = try await SystemdComparison.start(programs: agents, step: stepNumber, tools: systemdTools, children: children)
+        }
         // Past registration and the first scores: the window is the steady state.
         try await Task.sleep(for: .seconds(3))
 
@@ -191,12 +205,14 @@ public struct LoadBenchmark: Sendable {
         let leadMeter = ProcessMeter(pid: lead)
         var leadSamples: [ProcessMeter.Reading] = []
         var supervisordSamples: [ProcessMeter.Reading] = []
+        var systemdSamples: [ProcessMeter.Reading] = []
         let windowStart = Clock.monotonicNow()
         while true {
             try children.checkAlive()
             guard let reading = leadMeter.read() else { throw Failure("the lead's /proc entry is gone") }
             leadSamples.append(reading)
             if let supervisord, let reading = ProcessMeter(pid: supervisord.pid).read() { supervisordSamples.append(reading) }
+            if systemd != nil, let reading = ProcessMeter(pid: SystemdComparison.pid).read() { systemdSamples.append(reading) }
             let elapsed = (Clock.monotonicNow() - windowStart).milliseconds / 1000
             if elapsed >= settings.windowSeconds { break }
             progress("\(label): measuring \(Self.bar(elapsed / settings.windowSeconds)) \(Int(elapsed))/\(Int(settings.windowSeconds)) s")
@@ -266,7 +282,7 @@ public struct LoadBenchmark: Sendable {
             phi.append(Double(suspected.atMs - killedAt))
         }
 
-        var supervisordReport: BenchReport.Supervisord?
+        var supervisordReport: BenchReport.Comparison?
         if let supervisord {
             var respawns: [Double] = []
             for trial in 0..<settings.kills {
@@ -276,8 +292,19 @@ public struct LoadBenchmark: Sendable {
             guard let figures = ProcessFigures(samples: supervisordSamples) else {
                 throw Failure("supervisord's /proc entry could not be read")
             }
-            supervisordReport = BenchReport.Supervisord(
+            supervisordReport = BenchReport.Comparison(
                 version: supervisord.version, programs: agents, process: figures, respawn: LatencySummary(milliseconds: respawns))
+        }
+        var systemdReport: BenchReport.Comparison?
+        if let systemd {
+            var restarts: [Double] = []
+            for trial in 0..<settings.kills {
+                progress("\(label): kill -9 of a systemd service, \(trial + 1) of \(settings.kills)")
+                restarts.append(try await systemd.killOneAndTimeRespawn(trial: trial))
+            }
+            guard let figures = ProcessFigures(samples: systemdSamples) else { throw Failure("PID 1's /proc entry could not be read") }
+            systemdReport = BenchReport.Comparison(
+                version: systemd.version, programs: agents, process: figures, respawn: LatencySummary(milliseconds: restarts))
         }
         let step = BenchReport.Step(
             agents: agents, supervisedAgents: supervisedAgents, readyAfterSeconds: ImpedanceView.round(readyAfter),
@@ -289,7 +316,7 @@ public struct LoadBenchmark: Sendable {
             detection: .init(
                 exitSeen: LatencySummary(milliseconds: exitSeen), heartbeatingAgain: LatencySummary(milliseconds: back),
                 phiSuspicion: LatencySummary(milliseconds: phi)),
-            supervisord: supervisordReport)
+            supervisord: supervisordReport, systemd: systemdReport)
         progress("\(label): done")
         return (step, after.heartbeats.intervalMs)
     }

@@ -14,39 +14,15 @@ struct SupervisordComparison {
     let programs: Int
 
     /// supervisord from PATH (Debian's `supervisor` package or PyPI's), or an error that says how
-    /// to get it. Its stdout only, within 10 s: Python may warn on stderr.
+    /// to get it. Python may print warnings beside the version.
     static func version() throws -> String {
         guard let path = ChildProcess.resolve("supervisord", environment: currentEnvironment()) else {
             throw LoadBenchmark.Failure(
                 "--compare supervisord: supervisord is not on PATH (apt-get install supervisor, or pip install supervisor)")
         }
-        var pipe: [Int32] = [-1, -1]
-        guard pimesh_pipe_cloexec(&pipe) == 0 else { throw LoadBenchmark.Failure("pipe: \(String(cString: strerror(errno)))") }
-        defer { close(pipe[0]) }
-        let spawned: ChildProcess.Spawned
-        do {
-            defer { close(pipe[1]) }
-            spawned = try ChildProcess.spawn(
-                program: path, arguments: ["--version"], environment: currentEnvironment(), captureOutput: false,
-                outputDescriptor: pipe[1])
-        }
-        var output: [UInt8] = []
-        let deadline = Clock.monotonicNow() + .seconds(10)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while output.count < 65_536, Clock.monotonicNow() < deadline {
-            var poller = pollfd(fd: pipe[0], events: Int16(POLLIN), revents: 0)
-            guard poll(&poller, 1, 100) >= 0 || errno == EINTR else { break }
-            guard poller.revents != 0 else { continue }
-            let count = buffer.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            if count <= 0 { break }
-            output += buffer[0..<count]
-        }
-        Glibc.kill(spawned.pid, SIGKILL)  // no-op once it has exited; ends it if it hangs
-        var status: Int32 = 0
-        while waitpid(spawned.pid, &status, 0) < 0, errno == EINTR {}
+        let output = try runToEnd(path, ["--version"]).output
         // Output mixed with warnings: the last line that reads like a version.
-        let version = String(decoding: output, as: UTF8.self).split(separator: "\n").map(\.trimmingSpaces)
+        let version = output.split(separator: "\n").map(\.trimmingSpaces)
             .last { line in line.first?.isNumber == true && line.allSatisfy { $0.isNumber || $0 == "." || $0.isLetter } }
         guard let version else { throw LoadBenchmark.Failure("\(path) --version printed no version") }
         return version
@@ -124,6 +100,37 @@ struct SupervisordComparison {
             try await Task.sleep(for: .milliseconds(1))
         }
     }
+}
+
+/// Runs a supervisor's own tool (`supervisord --version`, `systemctl`, `systemd-run`) to its end:
+/// what it wrote (stdout and stderr, at most 64 KiB) and its wait status (0: exited 0). One that
+/// is still running after `timeout` is killed.
+func runToEnd(_ path: String, _ arguments: [String], timeout: Duration = .seconds(10)) throws -> (output: String, status: Int32) {
+    var pipe: [Int32] = [-1, -1]
+    guard pimesh_pipe_cloexec(&pipe) == 0 else { throw LoadBenchmark.Failure("pipe: \(String(cString: strerror(errno)))") }
+    defer { close(pipe[0]) }
+    let spawned: ChildProcess.Spawned
+    do {
+        defer { close(pipe[1]) }
+        spawned = try ChildProcess.spawn(
+            program: path, arguments: arguments, environment: currentEnvironment(), captureOutput: false, outputDescriptor: pipe[1])
+    }
+    var output: [UInt8] = []
+    let deadline = Clock.monotonicNow() + timeout
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while output.count < 65_536, Clock.monotonicNow() < deadline {
+        var poller = pollfd(fd: pipe[0], events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 100) >= 0 || errno == EINTR else { break }
+        guard poller.revents != 0 else { continue }
+        let count = buffer.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
+        if count < 0, errno == EINTR { continue }
+        if count <= 0 { break }
+        output += buffer[0..<count]
+    }
+    Glibc.kill(spawned.pid, SIGKILL)  // no-op once it has exited; ends it if it hangs
+    var status: Int32 = 0
+    while waitpid(spawned.pid, &status, 0) < 0, errno == EINTR {}
+    return (String(decoding: output, as: UTF8.self), status)
 }
 
 func currentEnvironment() -> [String] {

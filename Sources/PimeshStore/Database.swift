@@ -13,7 +13,7 @@ public final class Database: Sendable {
     private let readLock = PThreadLock()
     /// Each connection's page cache. SQLite's default (2,000 KiB) would grow the lead's heap by
     /// up to 4 MiB over two connections as the database grows on a Pi that runs for months;
-    /// pages past it are read again from the kernel's page cache, not from the SD card.
+    /// pages past it are read again, usually from the kernel's page cache, not the SD card.
     public static let pageCacheKiB = 1024
 
     /// Opens (creating if needed) the database, switches it to WAL with `synchronous=NORMAL`
@@ -55,6 +55,7 @@ public final class Database: Sendable {
         }
         readHandle = reader
         sqlite3_busy_timeout(reader, 5000)
+        // readHandle is set: if this throws, deinit closes both handles.
         guard sqlite3_exec(reader, "PRAGMA cache_size=-\(Self.pageCacheKiB)", nil, nil, nil) == SQLITE_OK else {
             throw StoreError(code: sqlite3_errcode(reader), message: String(cString: sqlite3_errmsg(reader)), context: "open \(path) for reading")
         }

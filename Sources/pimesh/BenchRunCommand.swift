@@ -26,6 +26,11 @@ extension BenchCommand {
                 --compare supervisord runs as many `sleep` programs under supervisord (from PATH: \
                 apt-get install supervisor, or pip install supervisor), on a private socket, in the same \
                 window, and kills its programs as often, for its memory, CPU and respawn time beside pimesh's. \
+                --compare systemd-run does the same with transient services under systemd where it is PID 1 \
+                (as root; `systemd-run --unit=pimesh_bench_PID_STEP_N.service --slice=pimesh_bench_PID_STEP.slice \
+                -p Restart=always sleep infinity`), measuring PID 1; each step's slice is stopped when the step \
+                ends (after a kill -9 of the bench itself: systemctl stop 'pimesh_bench_*.slice'). \
+                --compare supervisord,systemd-run measures both. \
                 Writes report.json, report.md and report.svg into --out, each naming the machine (CPU, cores, \
                 RAM, kernel, storage). --check exits 1 when a check fails: per-agent private memory above \
                 4,096 bytes (between steps at least 500 agents apart) or a heartbeat dropped in a window. \
@@ -50,8 +55,11 @@ extension BenchCommand {
         @Option(help: "Directory for report.json, report.md and report.svg (made if missing).")
         var out: String = "pimesh-bench"
 
-        @Option(help: "Also measure another supervisor in the same run: supervisord.")
+        @Option(help: "Also measure other supervisors in the same run: supervisord, systemd-run, or both (comma-separated).")
         var compare: String?
+
+        static let comparable = ["supervisord", "systemd-run"]
+        var compared: [String] { compare.map { $0.split(separator: ",").map { String($0.filter { $0 != " " }) } } ?? [] }
 
         @Option(help: "kill -9 trials of a supervised agent per step (0…100).")
         var kills: Int = 5
@@ -87,9 +95,10 @@ extension BenchCommand {
             guard let seconds = Self.seconds(duration), (1...3600).contains(seconds) else {
                 throw ValidationError("--duration: '\(duration)' is not a duration from 1s to 1h (20s, 2m, 1500ms)")
             }
-            if let compare, compare != "supervisord" {
-                throw ValidationError("--compare: '\(compare)' is not supported; supervisord is")
+            if let unknown = compared.first(where: { !Self.comparable.contains($0) }) {
+                throw ValidationError("--compare: '\(unknown)' is not supported; supervisord and systemd-run are")
             }
+            if compare != nil, compared.isEmpty { throw ValidationError("--compare: name supervisord, systemd-run or both") }
             guard (0...100).contains(kills) else { throw ValidationError("--kills must be 0…100, not \(kills)") }
             guard (0...20).contains(attachedKills) else { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
             if let tasks, !(0...100_000).contains(tasks) { throw ValidationError("--tasks must be 0…100000, not \(tasks)") }
@@ -123,7 +132,8 @@ extension BenchCommand {
                 let binary = try Self.ownExecutable()
                 let settings = LoadBenchmark.Settings(
                     agentSteps: steps, windowSeconds: Self.seconds(duration)!, kills: kills, attachedKills: attachedKills,
-                    tasks: tasks, compareSupervisord: compare == "supervisord", scratchParent: scratch, binary: binary, runningLead: lead)
+                    tasks: tasks, compareSupervisord: compared.contains("supervisord"),
+                    compareSystemd: compared.contains("systemd-run"), scratchParent: scratch, binary: binary, runningLead: lead)
                 let onTerminal = isatty(STDERR_FILENO) == 1
                 let benchmark = LoadBenchmark(settings: settings) { message in
                     if onTerminal {
@@ -190,8 +200,9 @@ extension BenchCommand {
                 if step.detection.phiSuspicion.count > 0 {
                     line += ", phi p99 \(DecimalText.format(step.detection.phiSuspicion.p99Ms)) ms"
                 }
-                if let other = step.supervisord {
-                    line += "; supervisord PSS \(Format.megabytes(other.process.pssBytes)), "
+                for (name, other) in [("supervisord", step.supervisord), ("systemd (PID 1)", step.systemd)] {
+                    guard let other else { continue }
+                    line += "; \(name) PSS \(Format.megabytes(other.process.pssBytes)), "
                     line += "CPU \(DecimalText.format(other.process.cpuPercentOfCore, places: 2)) %"
                 }
                 lines.append(line)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PimeshCore
+import PimeshRuntime
 
 // Every command names itself (`commandName:`): without it ArgumentParser derives the name with
 // String(describing:), whose dynamic casts scan every protocol conformance in this large binary,
@@ -23,4 +24,13 @@ struct Pimesh: AsyncParsableCommand {
             BenchCommand.self, TokenCommand.self, UpdateCommand.self,
         ]
     )
+
+    /// The lead's arena limit holds only for threads that have not allocated yet: set here, on
+    /// the main thread, before the concurrency pool or any event loop has a thread.
+    static func main() async {
+        if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
+            ProcessMemory.limitMallocArenas()
+        }
+        await main(nil)
+    }
 }

@@ -126,7 +126,8 @@ import Testing
             (["--agents", "1,2,3,4,5,6,7,8,9"], "--agents: at most 8 steps, not 9"),
             (["--duration", "0s"], "--duration: '0s' is not a duration from 1s to 1h"),
             (["--duration", "twenty"], "--duration: 'twenty' is not a duration"),
-            (["--compare", "systemd-run"], "--compare: 'systemd-run' is not supported; supervisord is"),
+            (["--compare", "runit"], "--compare: 'runit' is not supported; supervisord and systemd-run are"),
+            (["--compare", "supervisord,upstart"], "--compare: 'upstart' is not supported; supervisord and systemd-run are"),
             (["--kills", "101"], "--kills must be 0…100, not 101"),
         ]
         for (arguments, message) in cases {
@@ -135,6 +136,61 @@ import Testing
             #expect(run.output.contains(message), "\(arguments): \(run.output)")
         }
         #expect(!FileManager.default.fileExists(atPath: "/nonexistent/never-made"))
+    }
+
+    /// Where systemd is not PID 1 (this test's machine, unless it boots with systemd), asking for
+    /// it fails at once with the reason, before a lead is started.
+    @Test func systemdRunIsRefusedWhereSystemdIsNotPID1() throws {
+        try #require(!FileManager.default.fileExists(atPath: "/run/systemd/system"), "systemd is PID 1 on this machine")
+        let scratch = LeadProcess.scratchDirectory()
+        let run = try runPimesh([
+            "bench", "run", "--agents", "1", "--duration", "1s", "--compare", "systemd-run", "--out", scratch + "/out", "--scratch", scratch,
+        ])
+        #expect(run.status != 0)
+        #expect(run.output.contains("--compare systemd-run: systemd is not PID 1 here"), "\(run.output)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch).filter { $0.hasPrefix("pimesh-bench.") }
+        #expect(left.isEmpty, "a step started: \(left)")
+    }
+
+    /// systemd as PID 1 of namespaces this test makes (scripts/systemd-container.sh): the bench
+    /// starts its services with systemd-run, measures PID 1, kills services and times their
+    /// restart, and leaves no unit behind.
+    @Test func aRunBesideSystemdRunMeasuresPID1AndStopsItsServices() throws {
+        let scratch = LeadProcess.scratchDirectory()
+        let root = scratch + "/root"
+        let script = LeadProcess.repositoryRoot + "/scripts/systemd-container.sh"
+        let binaryDirectory = URL(fileURLWithPath: LeadProcess.binary).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let started = try runSpawned(script, ["start", root, binaryDirectory])
+        try #require(started.status == 0, "\(started.output)")
+        let systemd = started.output.split(separator: "\n").last.map(String.init) ?? ""
+        defer { _ = try? runSpawned(script, ["stop", systemd, root]) }
+        let inside = { (arguments: [String]) in try runProcess("/usr/bin/nsenter", ["-t", systemd, "-a", "-r", "-w"] + arguments) }
+
+        let bench = try inside([
+            binaryDirectory + "/pimesh", "bench", "run", "--agents", "4", "--duration", "2s", "--kills", "3", "--attached-kills", "0",
+            "--tasks", "10", "--compare", "systemd-run", "--scratch", "/var/tmp", "--out", "/var/tmp/out",
+        ])
+        #expect(bench.status == 0, "\(bench.output)")
+        #expect(bench.output.contains("systemd (PID 1) PSS"), "\(bench.output)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/var/tmp/out/report.json")))
+        let steps = try #require((json as? [String: Any])?["steps"] as? [[String: Any]])
+        let step = try #require(steps.first)
+        let compared = try #require(step["systemd"] as? [String: Any], "\(step)")
+        #expect(compared["programs"] as? Int == 4)
+        let version = compared["version"] as? String ?? ""
+        #expect(!version.isEmpty && version.allSatisfy { $0.isNumber }, "\(version)")
+        let process = try #require(compared["process"] as? [String: Any])
+        #expect((process["pss_bytes"] as? Int ?? 0) > 1 << 20, "PID 1's PSS was read: \(process)")
+        let respawn = try #require(compared["respawn"] as? [String: Any])
+        #expect(respawn["count"] as? Int == 3)
+        // systemd waits RestartSec (100 ms by default) before it starts the replacement.
+        #expect((respawn["p50_ms"] as? Double ?? 0) >= 100, "\(respawn)")
+        #expect((respawn["max_ms"] as? Double ?? .infinity) < 5_000, "\(respawn)")
+        let markdown = try String(contentsOfFile: root + "/var/tmp/out/report.md", encoding: .utf8)
+        #expect(markdown.contains("## Beside systemd"))
+
+        let units = try inside(["systemctl", "list-units", "--all", "--no-legend", "--plain", "pimesh_bench_*"])
+        #expect(units.status == 0 && units.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "left: \(units.output)")
     }
 
     @Test func aSIGTERMStopsTheLeadAndSwarmItStarted() throws {

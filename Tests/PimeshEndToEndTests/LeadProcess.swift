@@ -13,8 +13,12 @@ final class LeadProcess {
 
     static var binary: String {
         if let path = ProcessInfo.processInfo.environment["PIMESH_BIN"], !path.isEmpty { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/pimesh").path
+        return repositoryRoot + "/.build/debug/pimesh"
+    }
+
+    /// The checkout these tests belong to (its scripts/ are run by some).
+    static var repositoryRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
     /// `pimesh-coordinator`, built beside `pimesh` (PIMESH_COORDINATOR_BIN names another).
@@ -215,6 +219,27 @@ func runProcess(
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Runs a program to its end with posix_spawn and waitpid, its output (stdout and stderr) in a
+/// file. For programs that leave a daemon behind (scripts/systemd-container.sh): Foundation's
+/// Process did not see such a script exit (it stayed a zombie, the test hung), and waitpid does.
+func runSpawned(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let log = Scratch.directory("pimesh-spawned") + "/output"
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard spawned == 0 else { throw Failure("cannot run \(executable): \(String(cString: strerror(spawned)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+    return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
 }
 
 /// Heartbeats for one agent on a thread of its own: tests block their own thread while they

@@ -106,6 +106,8 @@ import PimeshTestSupport
     @Test func systemdNotifierSendsToTheSocket() throws {
         let directory = Scratch.directory("pimesh-notify")
         let path = directory + "/notify.sock"
+        // sun_path holds 107 bytes and a NUL: a long $TMPDIR must fail here, not overrun it.
+        try #require(path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path))
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_un()

@@ -181,5 +181,68 @@ import Testing
         let decoded = try APICoding.decode(BenchReport.self, from: APICoding.encode(report))
         #expect(decoded.steps.first?.lead.pssBytes == 20 << 20)
         #expect(decoded.machine.cpuModel == "Test <CPU> & co")
+        #expect(decoded.steps.first?.systemd == nil)
+    }
+
+    static func withSystemd(_ step: BenchReport.Step) -> BenchReport.Step {
+        var step = step
+        let figures = ProcessFigures(
+            rssBytes: 12 << 20, pssBytes: 9 << 20, pssMaxBytes: 9 << 20, privateBytes: 6 << 20, privateMaxBytes: 6 << 20,
+            cpuPercentOfCore: 0.75, storageWriteBytesPerHour: 0)
+        step.systemd = .init(version: "252", programs: step.agents, process: figures, respawn: LatencySummary(count: 3, p50Ms: 106, p90Ms: 110, p99Ms: 110, maxMs: 110))
+        return step
+    }
+
+    @Test func systemdHasASectionAndChartLinesOfItsOwn() throws {
+        let steps = [10, 100].map { Self.withSystemd(Self.step(agents: $0, privateBytes: 4 << 20)) }
+        let report = Self.report(steps)
+        let markdown = report.markdown()
+        #expect(markdown.contains("## Beside supervisord"))
+        #expect(markdown.contains("## Beside systemd"))
+        #expect(markdown.contains("its figures are PID 1's"))
+        #expect(markdown.contains("| 100 | 252 | 9.0 (20.0) | 6.0 (4.0) | 0.75 (2.50) | 106.0 / 110.0 (20.0 / 30.0) |"), "\(markdown)")
+        // memory 6 (pimesh, supervisord, systemd), CPU 3, latency 4
+        #expect(report.svg().components(separatedBy: "<polyline").count - 1 == 13)
+        let decoded = try APICoding.decode(BenchReport.self, from: APICoding.encode(report))
+        #expect(decoded.steps.last?.systemd?.version == "252")
+        // A supervisor missing from a step has no line: a line needs a point at every step.
+        let partial = Self.report([steps[0], Self.step(agents: 100, privateBytes: 4 << 20)])
+        #expect(partial.svg().components(separatedBy: "<polyline").count - 1 == 10)
+        #expect(partial.markdown().contains("## Beside systemd"))
+    }
+}
+
+@Suite struct SystemdComparisonTests {
+    @Test func mainPIDsComeFromSystemctlShowBlocksInAnyPropertyOrder() {
+        let shown = "MainPID=58\nId=a.service\n\nId=b.service\nMainPID=0\n\nMainPID=61\nId=c.service\n"
+        #expect(SystemdComparison.mainPIDs(shown: shown) == ["a.service": 58, "b.service": 0, "c.service": 61])
+        #expect(SystemdComparison.mainPIDs(shown: "") == [:])
+    }
+
+    @Test func theUnitsCgroupIsFoundOnUnifiedAndHybridHosts() {
+        let unit = "pimesh_bench_7_1_00001.service"
+        // A Pi OS bookworm host: cgroup v2 only.
+        let unified = SystemdComparison.cgroupProcsFile(
+            membership: "0::/pimesh_bench_7_1.slice/\(unit)\n",
+            mountinfo: "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n",
+            unit: unit)
+        #expect(unified == "/sys/fs/cgroup/pimesh_bench_7_1.slice/\(unit)/cgroup.procs")
+        // A hybrid host: systemd keeps its units in the v1 name=systemd hierarchy.
+        let hybrid = SystemdComparison.cgroupProcsFile(
+            membership: "12:pids:/system.slice\n1:name=systemd:/pimesh_bench_7_1.slice/\(unit)\n0::/pimesh_bench_7_1.slice/\(unit)\n",
+            mountinfo: """
+                35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+                36 25 0:31 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,xattr,name=systemd
+                """,
+            unit: unit)
+        #expect(hybrid == "/sys/fs/cgroup/systemd/pimesh_bench_7_1.slice/\(unit)/cgroup.procs")
+        // Another unit's process, or no cgroup mount: nothing to read.
+        #expect(SystemdComparison.cgroupProcsFile(membership: "0::/system.slice/other.service\n", mountinfo: "", unit: unit) == nil)
+    }
+
+    @Test func slicesHaveNoDashAndUnitsAreZeroPadded() {
+        #expect(!SystemdComparison.slice(step: 2).dropLast(".slice".count).contains("-"))
+        #expect(String.zeroPadded(7, width: 5) == "00007")
+        #expect(String.zeroPadded(123_456, width: 5) == "123456")
     }
 }

@@ -2,8 +2,8 @@ import Foundation
 import Synchronization
 
 /// Scratch directories for tests, under $TMPDIR (or /tmp), each removed when the test process
-/// exits however its test ended: a failed expectation, a thrown error or an early return. Runs
-/// of `make test` had left thousands of them behind.
+/// exits, however its test ended (a failed expectation, a thrown error, an early return), unless
+/// the process itself crashed or was killed. Runs of `make test` had left thousands behind.
 public enum Scratch {
     private static let made = Mutex<[String]>([])
     private static let removedAtExit: Bool = atexit { Scratch.removeAll() } == 0

@@ -47,7 +47,6 @@ public struct Lead: Sendable {
 
     public func run() async throws {
         let started = Clock.monotonicNow()
-        ProcessMemory.limitMallocArenas()
         CodePages.adviseRandomAccess()
         let dataDir = config.dataDir
         let runDir = config.resolvedRunDir
