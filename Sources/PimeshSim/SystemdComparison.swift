@@ -8,7 +8,9 @@ import PimeshSystem
 /// agents (`systemd-run`, `Restart=always`, `sleep infinity`), in a slice of the bench's own
 /// that is stopped when the step ends, however it ends. Its figures are PID 1's, which manages
 /// the rest of the system too: on an idle node that is the baseline a Pi pays anyway.
-/// Restarts wait systemd's default `RestartSec` (100 ms), as a unit written without one would.
+/// Restarts wait systemd's default `RestartSec` (100 ms), as a unit written without one would;
+/// the start limit is off (`StartLimitIntervalSec=0`), as supervisord has none: the bench's
+/// kills would otherwise hit `StartLimitBurst` (5 starts in 10 s) when there are few units.
 struct SystemdComparison {
     let version: String
     let programs: Int
@@ -62,7 +64,7 @@ struct SystemdComparison {
                     tools.systemdRun,
                     [
                         "--quiet", "--no-block", "--collect", "--unit=\(unit)", "--slice=\(slice)", "--property=Restart=always",
-                        "/bin/sleep", "infinity",
+                        "--property=StartLimitIntervalSec=0", "/bin/sleep", "infinity",
                     ])
                 guard started.status == 0 else {
                     throw LoadBenchmark.Failure("systemd-run --unit=\(unit) failed: \(started.output.trimmingSpaces)")
@@ -85,15 +87,18 @@ struct SystemdComparison {
     }
 
     /// Each unit's main process, 0 while it has none (not started yet, or between restarts).
-    func mainPIDs() throws -> [String: pid_t] {
+    func mainPIDs(of wanted: [String]? = nil) throws -> [String: pid_t] {
+        let wanted = wanted ?? units
         var pids: [String: pid_t] = [:]
         // Batches keep the command line far below ARG_MAX at 10,000 units.
-        for start in stride(from: 0, to: units.count, by: 500) {
-            let batch = Array(units[start..<min(units.count, start + 500)])
+        for start in stride(from: 0, to: wanted.count, by: 500) {
+            let batch = Array(wanted[start..<min(wanted.count, start + 500)])
             let shown = try runToEnd(systemctl, ["show", "--property=Id,MainPID"] + batch, timeout: .seconds(30))
             guard shown.status == 0 else { throw LoadBenchmark.Failure("systemctl show failed: \(shown.output.trimmingSpaces)") }
             pids.merge(Self.mainPIDs(shown: shown.output)) { _, new in new }
         }
+        // A unit systemctl did not answer for counts as not started, never as running.
+        for unit in wanted where pids[unit] == nil { pids[unit] = 0 }
         return pids
     }
 
@@ -118,12 +123,12 @@ struct SystemdComparison {
     }
 
     /// kill -9 of one service's process until systemd has started its replacement. The new
-    /// process is seen in the unit's cgroup (its `cgroup.procs`), read every millisecond. Each
-    /// trial takes the next unit: systemd refuses a sixth start of one unit within 10 s
-    /// (`StartLimitBurst`), which the bench would otherwise measure instead of a restart.
+    /// process is seen in the unit's cgroup (its `cgroup.procs`), read every millisecond: the
+    /// moment systemd has forked it, before `sleep` runs. Each trial takes the next unit, so
+    /// that a restart is measured on a unit that has been quiet for longest.
     func killOneAndTimeRespawn(trial: Int) async throws -> Double {
         let unit = units[trial % units.count]
-        guard let victim = try mainPIDs()[unit], victim != 0 else { throw LoadBenchmark.Failure("\(unit) has no process running") }
+        guard let victim = try mainPIDs(of: [unit])[unit], victim != 0 else { throw LoadBenchmark.Failure("\(unit) has no process running") }
         guard let procs = Self.cgroupProcsFile(pid: victim, unit: unit) else {
             throw LoadBenchmark.Failure("cannot find the cgroup of \(unit) (pid \(victim))")
         }

@@ -27,9 +27,10 @@ extension BenchCommand {
                 apt-get install supervisor, or pip install supervisor), on a private socket, in the same \
                 window, and kills its programs as often, for its memory, CPU and respawn time beside pimesh's. \
                 --compare systemd-run does the same with transient services under systemd where it is PID 1 \
-                (as root; `systemd-run --unit=pimesh_bench_PID_STEP_N.service --slice=pimesh_bench_PID_STEP.slice \
-                -p Restart=always sleep infinity`), measuring PID 1; each step's slice is stopped when the step \
-                ends (after a kill -9 of the bench itself: systemctl stop 'pimesh_bench_*.slice'). \
+                (as root; `systemd-run --unit=pimesh_bench_PID_STEP_NNNNN.service --slice=pimesh_bench_PID_STEP.slice \
+                -p Restart=always -p StartLimitIntervalSec=0 /bin/sleep infinity`), measuring PID 1; each step's \
+                slice is stopped when the step ends, Ctrl-C included; if the bench itself is killed with kill -9, \
+                its services run on until `systemctl stop 'pimesh_bench_*.slice'`. \
                 --compare supervisord,systemd-run measures both. \
                 Writes report.json, report.md and report.svg into --out, each naming the machine (CPU, cores, \
                 RAM, kernel, storage). --check exits 1 when a check fails: per-agent private memory above \
