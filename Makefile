@@ -25,9 +25,10 @@ RELEASE    := -c release --static-swift-stdlib -Xswiftc -use-ld=lld -Xlinker -z 
               -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now \
               -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcc -fdata-sections \
               -Xlinker "--symbol-ordering-file=$(CURDIR)/scripts/lead-hot.order" -Xlinker --no-warn-symbol-ordering \
-              -Xlinker "$(CURDIR)/scripts/no-unwind-tables.ld" -Xlinker --no-eh-frame-hdr
+              -Xlinker "$(CURDIR)/scripts/no-unwind-tables.ld" -Xlinker --no-eh-frame-hdr \
+              -Xlinker "$(CURDIR)/scripts/read-only-rodata.ld"
 # SwiftPM relinks when an object changes, not when one of these does.
-LINK_INPUTS := scripts/lead-hot.order scripts/no-unwind-tables.ld
+LINK_INPUTS := scripts/lead-hot.order scripts/no-unwind-tables.ld scripts/read-only-rodata.ld
 DEBUG_BIN  := .build/debug/pimesh
 # The unstripped release binary is kept for `nm`; .build/pimesh is the stripped one to ship.
 RELEASE_BIN := .build/release/pimesh

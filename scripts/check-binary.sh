@@ -45,7 +45,13 @@ if grep -q 'GNU_EH_FRAME' <<<"$headers" || grep -q '\.eh_frame' <<<"$sections"; 
   echo "check-binary: FAIL: $shipped carries unwind tables or their header (scripts/no-unwind-tables.ld)" >&2
   exit 1
 fi
-echo "check-binary: full RELRO, no unwind tables"
+# Read-only data stays read-only (scripts/read-only-rodata.ld): one writable input once made
+# all 2.7 MB of .rodata writable, and kept its pages from being dropped with the idle code.
+if sed 's/^ *\[ *[0-9]*\]//' <<<"$sections" | awk '$1 == ".rodata" && $7 ~ /W/ { found = 1 } END { exit !found }'; then
+  echo "check-binary: FAIL: $shipped has a writable .rodata (scripts/read-only-rodata.ld)" >&2
+  exit 1
+fi
+echo "check-binary: full RELRO, no unwind tables, read-only .rodata"
 size=$(stat -c %s "$shipped")
 budget=$((25 * 1024 * 1024))
 awk -v u="$unstripped" -v s="$shipped" -v n="$size" \
