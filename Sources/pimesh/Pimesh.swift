@@ -1,4 +1,5 @@
 import ArgumentParser
+import PimeshCommandLine
 import PimeshCore
 import PimeshRuntime
 
@@ -25,11 +26,14 @@ struct Pimesh: AsyncParsableCommand {
         ]
     )
 
-    /// The lead's arena limit holds only for threads that have not allocated yet: set here, on
-    /// the main thread, before the concurrency pool or any event loop has a thread.
+    /// The lead's malloc settings hold only for threads that have not allocated yet (and one of
+    /// them only from an exec): applied here, on the main thread, before the concurrency pool
+    /// or any event loop has a thread.
     static func main() async {
-        if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
-            ProcessMemory.limitMallocArenas()
+        if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName,
+            let why = MallocTuning.applyForLead(arguments: CommandLine.arguments)
+        {
+            FileHandleStderr.write("pimesh: \(why)\n")
         }
         await main(nil)
     }

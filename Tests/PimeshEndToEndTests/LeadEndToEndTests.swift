@@ -54,6 +54,33 @@ import Testing
         #expect(lead.terminate() == 0)
     }
 
+    /// The lead execs itself once with malloc's per-thread caches off (MallocTuning), keeping
+    /// the operator's own GLIBC_TUNABLES, and not at all when they size the caches themselves.
+    /// /proc/PID/environ holds what the running program was exec'd with, except that glibc
+    /// ends each tunable with a NUL as it parses them: entries are read one per NUL.
+    @Test func theLeadRunsWithMallocThreadCachesOffUnlessTheOperatorSizesThem() throws {
+        func execdWith(_ environment: [String: String]) throws -> [String] {
+            let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory(), environment: environment)
+            _ = try lead.waitReady()
+            let pid = lead.process.processIdentifier
+            let entries = try #require(FileManager.default.contents(atPath: "/proc/\(pid)/environ")).split(separator: 0)
+            #expect(lead.terminate() == 0)
+            return entries.map { String(decoding: $0, as: UTF8.self) }
+        }
+        if ProcessInfo.processInfo.environment["GLIBC_TUNABLES"] == nil {
+            let entries = try execdWith([:])
+            #expect(entries.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=0"))
+            #expect(entries.contains("PIMESH_GLIBC_TUNABLES_BEFORE=unset"))
+        }
+        let kept = try execdWith(["GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"])
+        #expect(kept.contains("GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072"))
+        #expect(kept.contains("glibc.malloc.tcache_count=0"))
+        #expect(kept.contains("PIMESH_GLIBC_TUNABLES_BEFORE==glibc.malloc.trim_threshold=131072"))
+        let own = try execdWith(["GLIBC_TUNABLES": "glibc.malloc.tcache_count=2"])
+        #expect(own.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=2"))
+        #expect(!own.contains { $0.contains("tcache_count=0") || $0.hasPrefix("PIMESH_GLIBC") })
+    }
+
     @Test func statusHasTheKeysScriptsRelyOn() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()

@@ -1,4 +1,3 @@
-import CMalloc
 import PimeshAgent
 import PimeshSystem
 
@@ -34,21 +33,5 @@ public struct ProcessMemory: Sendable, Equatable {
             }
         }
         return memory
-    }
-}
-
-extension ProcessMemory {
-    /// glibc gives threads up to eight malloc arenas per core (two on 32-bit), and an arena
-    /// keeps the pages it once used. The lead's threads mostly wait (event loops, the store
-    /// writer, the heartbeat reader): with 100 swarm agents its private memory read 4,224-4,276
-    /// KiB with the default and 4,056-4,088 with two (docs/benchmarks.md). One arena read
-    /// lower still (4,032-4,048) but would put every thread behind one lock; what two cost in
-    /// contention is below what benchmarks/tasks.sh can tell from its noise. New threads share
-    /// the arenas that exist and made ones stay, so `pimesh run` sets it before any thread
-    /// but the main one allocates (Pimesh.main).
-    public static let mallocArenas: Int32 = 2
-
-    public static func limitMallocArenas() {
-        _ = mallopt(M_ARENA_MAX, mallocArenas)
     }
 }

@@ -1,0 +1,74 @@
+import CMalloc
+import Glibc
+
+/// How the lead tunes glibc's malloc for a process whose dozen threads mostly wait.
+///
+/// glibc gives every thread a cache of freed chunks (tcache: up to 7 of each size to 1 KiB)
+/// that no other thread and no trim can use, and that keeps the pages under them from being
+/// coalesced. With 100 swarm agents it held 184-188 KiB of the lead's 4 MiB of private memory
+/// (docs/benchmarks.md); turned off, CPU at 1,000 agents did not move beyond its noise. There
+/// is no mallopt for it: glibc reads it from `GLIBC_TUNABLES` as the process starts, so
+/// `pimesh run` execs itself once with it set. The operator's own tunables are kept, and one
+/// that names the tcache wins. After the exec the variable is put back as it was, so that what
+/// the lead starts (release hooks) gets the environment the lead was given.
+public enum MallocTuning {
+    static let tunablesVariable = "GLIBC_TUNABLES"
+    static let threadCacheTunable = "glibc.malloc.tcache_count"
+    /// Set only across the exec: what GLIBC_TUNABLES was before it ("unset", or "=" + value).
+    static let savedVariable = "PIMESH_GLIBC_TUNABLES_BEFORE"
+
+    /// The GLIBC_TUNABLES that turns the thread caches off and keeps the rest; nil when the
+    /// value already says how large they are.
+    static func tunables(addingTo current: String?) -> String? {
+        let setting = threadCacheTunable + "=0"
+        guard let current, !current.isEmpty else { return setting }
+        let names = current.split(separator: ":").map { $0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "" }
+        if names.contains(threadCacheTunable) { return nil }
+        return current + ":" + setting
+    }
+
+    static func saved(_ current: String?) -> String { current.map { "=" + $0 } ?? "unset" }
+
+    /// What GLIBC_TUNABLES was before the exec, from the saved form; nil when it was unset.
+    static func restored(_ saved: String) -> String? {
+        saved.hasPrefix("=") ? String(saved.dropFirst()) : nil
+    }
+
+    /// Call first thing in `pimesh run`, before any thread: execs the binary again with the thread
+    /// caches off, or (in the exec'd process) restores the environment, then limits the arenas.
+    /// Returns why it could not exec (the lead then runs with glibc's defaults).
+    public static func applyForLead(arguments: [String]) -> String? {
+        var reason: String?
+        if let saved = getenv(savedVariable).map({ String(cString: $0) }) {
+            if let before = restored(saved) { setenv(tunablesVariable, before, 1) } else { unsetenv(tunablesVariable) }
+            unsetenv(savedVariable)
+        } else {
+            let current = getenv(tunablesVariable).map { String(cString: $0) }
+            if let tuned = tunables(addingTo: current) {
+                setenv(savedVariable, saved(current), 1)
+                setenv(tunablesVariable, tuned, 1)
+                // /proc/self/exe is the binary this process runs, even if its path was replaced.
+                var argv = arguments.map { strdup($0) } + [nil]
+                execv("/proc/self/exe", &argv)
+                reason = "cannot exec /proc/self/exe to turn malloc's thread caches off (\(String(cString: strerror(errno)))); running with glibc's defaults"
+                for pointer in argv { free(pointer) }
+                if let current { setenv(tunablesVariable, current, 1) } else { unsetenv(tunablesVariable) }
+                unsetenv(savedVariable)
+            }
+        }
+        limitArenas()
+        return reason
+    }
+
+    /// glibc gives threads up to eight malloc arenas per core (two on 32-bit), and an arena
+    /// keeps the pages it once used. With 100 swarm agents the lead's private memory read
+    /// 4,224-4,276 KiB with the default and 4,056-4,088 with two. One arena read lower still
+    /// (4,032-4,048) but would put every thread behind one lock; what two cost in contention is
+    /// below what benchmarks/tasks.sh can tell from its noise. New threads share the arenas
+    /// that exist and made ones stay, so this runs before any thread but the main one allocates.
+    public static let arenas: Int32 = 2
+
+    static func limitArenas() {
+        _ = mallopt(M_ARENA_MAX, arenas)
+    }
+}
