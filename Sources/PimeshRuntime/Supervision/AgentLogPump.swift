@@ -146,11 +146,24 @@ final class AgentLogPump: Sendable {
         pthread_detach(thread)
     }
 
+    /// The read buffer is mapped, not allocated: a page of it costs memory only once a read has
+    /// filled it, so agents that write a line now and then leave nearly all of it untouched.
+    /// A zeroed array took all 256 KiB of the lead's private memory from the first
+    /// supervised agent on (docs/benchmarks.md).
+    static let readBufferBytes = 256 * 1024
+
     private func loop() {
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        guard let mapped = mmap(nil, Self.readBufferBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            mapped != MAP_FAILED
+        else {
+            running.store(false, ordering: .releasing)
+            return
+        }
+        defer { munmap(mapped, Self.readBufferBytes) }
+        let buffer = UnsafeMutableRawBufferPointer(start: mapped, count: Self.readBufferBytes)
         while true {
             let now = Clock.monotonicNow()
-            resumePaused(now: now, buffer: &buffer)
+            resumePaused(now: now, buffer: buffer)
             let (watched, nextResume) = sources.withLock { sources -> ([Int32], Instant?) in
                 let active = sources.values.filter { $0.pausedUntil == nil }.map(\.fd)
                 return (active, sources.values.compactMap(\.pausedUntil).min())
@@ -168,9 +181,9 @@ final class AgentLogPump: Sendable {
                     continue
                 }
                 guard let allowance = sources.withLock({ $0[entry.fd]?.allowance }) else { continue }
-                let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, min($0.count, max(1, allowance))) }
+                let count = read(entry.fd, buffer.baseAddress, min(buffer.count, max(1, allowance)))
                 if count > 0 {
-                    copy(buffer, count: count, from: entry.fd)
+                    copy(UnsafeRawBufferPointer(buffer), count: count, from: entry.fd)
                     sources.withLock { sources in
                         guard var source = sources[entry.fd] else { return }
                         source.allowance -= count
@@ -184,9 +197,9 @@ final class AgentLogPump: Sendable {
             }
             for fd in sources.withLock({ $0.values.filter(\.finishing).map(\.fd) }) {
                 while true {
-                    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    let count = read(fd, buffer.baseAddress, buffer.count)
                     guard count > 0 else { break }
-                    copy(buffer, count: count, from: fd)
+                    copy(UnsafeRawBufferPointer(buffer), count: count, from: fd)
                 }
                 remove(fd)
             }
@@ -195,12 +208,12 @@ final class AgentLogPump: Sendable {
 
     /// Sources whose pause ended: what their agent wrote meanwhile beyond the allowance is
     /// dropped (read and discarded), the log says how much, and a new window begins.
-    private func resumePaused(now: Instant, buffer: inout [UInt8]) {
+    private func resumePaused(now: Instant, buffer: UnsafeMutableRawBufferPointer) {
         let due = sources.withLock { sources in sources.values.filter { $0.pausedUntil.map { $0 <= now } ?? false }.map(\.fd) }
         for fd in due {
             var dropped = 0
             while true {
-                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                let count = read(fd, buffer.baseAddress, buffer.count)
                 guard count > 0 else { break }
                 dropped += count
                 if dropped >= Int(Self.fifoBytes) * 2 { break }  // a writer faster than this read loop
@@ -213,7 +226,7 @@ final class AgentLogPump: Sendable {
             }
             if dropped > 0, out != nil {
                 let note = Array("--- \(dropped) bytes dropped: this agent wrote more than \(ratePerSecond / 1024) KiB/s (supervision.log_rate_kb_s) ---\n".utf8)
-                copy(note, count: note.count, from: fd, stream: .lead)
+                note.withUnsafeBytes { copy($0, count: note.count, from: fd, stream: .lead) }
             }
         }
     }
@@ -226,7 +239,7 @@ final class AgentLogPump: Sendable {
 
     /// Writes what an agent wrote into its log, each line after its time and stream
     /// (AgentLogLine), so that `pimesh logs --since` and `--json` can tell when it was written.
-    private func copy(_ bytes: [UInt8], count: Int, from fd: Int32, stream: AgentLogLine.Stream = .out) {
+    private func copy(_ bytes: UnsafeRawBufferPointer, count: Int, from fd: Int32, stream: AgentLogLine.Stream = .out) {
         guard var source = sources.withLock({ $0[fd] }) else { return }
         let stamp = Array(AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: stream).utf8)
         var stamped: [UInt8] = []
