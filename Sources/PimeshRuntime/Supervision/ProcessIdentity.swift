@@ -41,12 +41,14 @@ package struct ProcessIdentity: Sendable, Equatable {
         return ProcessIdentity(user: account.name, uid: account.uid, gid: account.gid, groups: [account.gid])
     }
 
-    /// The lead's own user, as status shows it for agents that run as the lead does.
-    static var lead: ProcessIdentity {
+    /// The lead's own user, as status shows it for agents that run as the lead does. Looked up
+    /// once: the supervisor's summary asks for it on every health tick where no pimesh-agent
+    /// user exists, and each lookup read /etc/passwd and asked every NSS module again.
+    static let lead: ProcessIdentity = {
         let uid = geteuid()
         let name = (try? lookUpUser(String(uid)))?.name ?? String(uid)
         return ProcessIdentity(user: name, uid: uid, gid: getegid(), groups: [])
-    }
+    }()
 
     /// Whether spawning needs setuid/setgid at all: not for the lead's own ids unless the
     /// lead is root (whose supplementary groups an agent must not keep).
