@@ -121,6 +121,32 @@ func writeFile(_ path: String, _ text: String) {
         #expect(refused[1].description.contains("already used by \(dir)/a.json"))
         #expect(AgentManifest.loadDirectory(dir + "/missing").manifests.isEmpty)
     }
+
+    /// The 2-second look for attached manifests parses agents.d only when a file changed; what
+    /// it returns is what a full load returns, before and after each kind of change.
+    @Test func theManifestCacheSeesEveryChangeToTheDirectory() {
+        let dir = scratch("manifest-cache")
+        let cache = ManifestDirectoryCache(directory: dir)
+        func names() -> [String] { cache.load().manifests.map { "\($0.name):\($0.mode.rawValue)" } }
+        #expect(names().isEmpty)
+        writeFile(dir + "/a.json", #"{"name": "a", "command": "/bin/sh"}"#)
+        #expect(names() == ["a:supervised"])
+        let unchanged = ManifestDirectoryCache.signature(of: dir)
+        #expect(ManifestDirectoryCache.signature(of: dir) == unchanged)
+        #expect(names() == ["a:supervised"])
+        // Replaced with the same size, as editors and config tools write (a new inode).
+        writeFile(dir + "/a.json", #"{"name": "a", "mode": "attached"}"# + String(repeating: " ", count: 3))
+        #expect(ManifestDirectoryCache.signature(of: dir) != unchanged)
+        #expect(names() == ["a:attached"])
+        writeFile(dir + "/b.json", #"{"name": "b", "mode": "attached"}"#)
+        writeFile(dir + "/notes.txt", "not a manifest")
+        #expect(names() == ["a:attached", "b:attached"])
+        unlink(dir + "/a.json")
+        #expect(names() == ["b:attached"])
+        writeFile(dir + "/b.json", #"{"name": "b", "restart": {"policy": "sometimes"}}"#)
+        #expect(names().isEmpty)
+        #expect(cache.load().refused.count == AgentManifest.loadDirectory(dir).refused.count)
+    }
 }
 
 @Suite struct ChildProcessTests {

@@ -2,6 +2,7 @@ import Glibc
 import PimeshAgent
 import PimeshCore
 import PimeshSystem
+import Synchronization
 
 /// One `agents.d/*.json` file: an agent the lead starts and restarts (supervised) or one that
 /// something else starts and the lead heals through a command (attached). docs/operations.md
@@ -251,5 +252,48 @@ extension ConfigReader {
             result.append(text)
         }
         return result
+    }
+}
+
+/// A directory of manifests, parsed again only when one of its `*.json` files changed (added,
+/// removed, replaced, written: name, inode, size, mtime and ctime). The health monitor looks
+/// for attached agents' manifests every 2 s; parsing the whole agents.d each time (JSON, and
+/// each `user` through NSS) cost a Pi with 100 manifests 50 parses a second and kept that code
+/// resident (docs/benchmarks.md).
+final class ManifestDirectoryCache: Sendable {
+    struct FileSignature: Equatable {
+        var name: String
+        var inode: UInt64
+        var size: Int64
+        var modified: Int64
+        var changed: Int64
+    }
+
+    private let directory: String
+    private let last = Mutex<(signature: [FileSignature], loaded: (manifests: [AgentManifest], refused: [ConfigError]))?>(nil)
+
+    init(directory: String) {
+        self.directory = directory
+    }
+
+    static func signature(of directory: String) -> [FileSignature] {
+        guard let names = try? FileIO.list(directory) else { return [] }
+        return names.sorted().filter { $0.hasSuffix(".json") }.map { name in
+            var info = stat()
+            guard stat(directory + "/" + name, &info) == 0 else { return FileSignature(name: name, inode: 0, size: -1, modified: 0, changed: 0) }
+            return FileSignature(
+                name: name, inode: UInt64(info.st_ino), size: Int64(info.st_size),
+                modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
+                changed: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
+        }
+    }
+
+    /// What `AgentManifest.loadDirectory` returns, from the last parse while no file changed.
+    func load() -> (manifests: [AgentManifest], refused: [ConfigError]) {
+        let signature = Self.signature(of: directory)
+        if let last = last.withLock({ $0 }), last.signature == signature { return last.loaded }
+        let loaded = AgentManifest.loadDirectory(directory)
+        last.withLock { $0 = (signature, loaded) }
+        return loaded
     }
 }

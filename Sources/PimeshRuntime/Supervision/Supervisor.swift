@@ -115,6 +115,8 @@ final class Supervisor: Service, Sendable {
     private let recordWrites = Mutex(())
     /// Each agent's manifest in force and the one before it: what a rollback puts back.
     let history: ManifestHistory
+    /// agents.d as `adoptAttached` reads it every 2 s: parsed again only when a file changed.
+    private let attachedManifests: ManifestDirectoryCache
 
     init(
         settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
@@ -132,6 +134,7 @@ final class Supervisor: Service, Sendable {
         self.logs = try AgentLogPump(
             directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes, ratePerSecond: settings.logRateBytesPerSecond)
         self.records = SupervisedRecords(runDir: settings.runDir)
+        self.attachedManifests = ManifestDirectoryCache(directory: settings.agentsDir)
         self.stoppedList = StoppedAgents(dataDir: settings.dataDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
         self.history = ManifestHistory(
@@ -245,7 +248,7 @@ final class Supervisor: Service, Sendable {
 
     /// Attached agents register after the lead started: pick up their manifests when they do.
     func adoptAttached() {
-        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        let (manifests, _) = attachedManifests.load()
         for manifest in manifests where manifest.mode == .attached {
             guard state.withLock({ $0.agents[manifest.name] == nil }), let (id, _) = registry.resolve(manifest.name) else { continue }
             state.withLock { state in
