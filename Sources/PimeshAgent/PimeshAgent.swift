@@ -84,9 +84,6 @@ public struct PimeshAgent: Sendable {
         case longPoll
     }
 
-    /// With datagrams, a short poll this often catches work whose datagrams were all lost.
-    public static let fallbackPollMs = 30_000
-
     /// Takes work and runs `handler` on each item, until `shouldStop` says so. Blocking: run it
     /// on a thread of its own, beside `heartbeat`. Connection errors (the lead restarting) are
     /// retried after a second.
@@ -115,7 +112,8 @@ public struct PimeshAgent: Sendable {
     ) {
         sender.takeWorkDatagrams()
         let interval = Duration.milliseconds(max(10, credentials.heartbeat.intervalMs))
-        var lastPoll = Clock.monotonicNow()
+        // No periodic poll: the lead sends what waits in the inbox at each heartbeat of ours
+        // (docs/protocol.md), so an HTTP request is made only for a fetch or a result.
         while !shouldStop() {
             sender.heartbeatIfQuiet(interval: interval)
             var items: [WorkItem] = []
@@ -123,12 +121,11 @@ public struct PimeshAgent: Sendable {
             switch sender.receiveWork(timeoutMs: 250) {
             case .item(let item): items = [item]
             case .fetch: fetch = true
-            case nil: fetch = Clock.monotonicNow() - lastPoll >= .milliseconds(Self.fallbackPollMs)
+            case nil: continue
             }
             do {
                 let client = try LeadClient.forAgent(credentials, dataDir: dataDir)
                 if fetch {
-                    lastPoll = Clock.monotonicNow()
                     items += try client.pullWork(agentID: credentials.id, waitMs: 0, max: 8)
                 }
                 for item in items {

@@ -360,7 +360,6 @@ class PimeshAgent:
         self.work_window = self.work_window or WorkWindow()
         stopping, previous = _catch_stop_signals()
         next_beat = 0.0
-        last_poll = time.monotonic()
         last_refresh = time.monotonic()
         try:
             while not stop() and not stopping:
@@ -378,9 +377,9 @@ class PimeshAgent:
                 received = self.receive_work(max(0.01, min(0.25, next_beat - time.monotonic())))
                 items = []
                 try:
-                    # A fetch, or a short poll every 30 s in case every datagram of some work was lost.
-                    if received is not None and received[0] == "fetch" or time.monotonic() - last_poll > 30:
-                        last_poll = time.monotonic()
+                    # No periodic poll: the lead sends what waits for this agent at each of its
+                    # heartbeats; only a fetch (an item too large for a datagram) needs a request.
+                    if received is not None and received[0] == "fetch":
                         items = self.pull_work(data_dir, wait_ms=0, max_items=8)
                     elif received is not None:
                         items = [received[1]]
