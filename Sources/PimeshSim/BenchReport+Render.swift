@@ -22,7 +22,7 @@ extension BenchReport {
             pimesh \(Self.markdownText(pimeshVersion)) on \(Self.markdownText(machine.cpuModel)), \(machine.cores) cores, \
             \(mib(machine.memoryBytes)) MiB RAM, \(Self.markdownText(machine.kernel)) (\(Self.markdownText(machine.architecture))); \
             data dir on \(Self.markdownText(machine.storage)). \
-            Window \(DecimalText.format(windowSeconds, places: 0)) s per step, heartbeats every \(heartbeatIntervalMs) ms; \
+            Window \(DecimalText.format(windowSeconds, places: 0)) s per step\(settleSeconds.map { ", from \(DecimalText.format($0, places: 1)) s after every agent was READY" } ?? ""), heartbeats every \(heartbeatIntervalMs) ms; \
             the whole run took \(DecimalText.format(elapsedSeconds, places: 0)) s.\(onRunningLead)
 
             ![memory, CPU and latency against agents](report.svg)

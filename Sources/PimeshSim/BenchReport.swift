@@ -7,6 +7,8 @@ public struct BenchReport: Codable, Sendable {
     public var elapsedSeconds: Double
     public var machine: MachineInfo
     public var windowSeconds: Double
+    /// From READY to each window (`--settle`); nil in reports written before it existed.
+    public var settleSeconds: Double? = nil
     public var heartbeatIntervalMs: Int
     public var steps: [Step]
     /// Growth of the lead's private memory per added agent, between the smallest and largest step.

@@ -13,6 +13,10 @@ public struct LoadBenchmark: Sendable {
     public struct Settings: Sendable {
         public var agentSteps: [Int]
         public var windowSeconds: Double
+        /// From READY (and the status call that reads the window's starting counts) to the
+        /// window: `LoadBenchmark.defaultSettleSeconds` lets the lead trim what those calls
+        /// brought in.
+        public var settleSeconds: Double
         /// kill -9 trials of a supervised agent per step (and of a supervisord program).
         public var kills: Int
         /// kill -9 trials of an attached agent (phi detection) per step.
@@ -32,11 +36,13 @@ public struct LoadBenchmark: Sendable {
         public var runningLead: String?
 
         public init(
-            agentSteps: [Int], windowSeconds: Double, kills: Int, attachedKills: Int, tasks: Int?, compareSupervisord: Bool,
-            compareSystemd: Bool = false, scratchParent: String, binary: String, runningLead: String? = nil
+            agentSteps: [Int], windowSeconds: Double, settleSeconds: Double = LoadBenchmark.defaultSettleSeconds, kills: Int,
+            attachedKills: Int, tasks: Int?, compareSupervisord: Bool, compareSystemd: Bool = false, scratchParent: String, binary: String,
+            runningLead: String? = nil
         ) {
             self.agentSteps = agentSteps
             self.windowSeconds = windowSeconds
+            self.settleSeconds = settleSeconds
             self.kills = kills
             self.attachedKills = attachedKills
             self.tasks = tasks
@@ -55,6 +61,11 @@ public struct LoadBenchmark: Sendable {
 
     /// Three supervised agents: enough to kill one while the last one killed becomes stable again.
     static let supervisedAgents = 3
+    /// From the status call before a window to the window's start: the lead trims its idle code
+    /// every `node.code_trim_interval_s` (15 s by default), looking every 5 s, so a trim falls in
+    /// any 20 s; one more second for the trim itself.
+    public static let defaultSettleSeconds = Double(LeadConfig().node.codeTrimIntervalS + 6)
+
     static let supervisedStableAfterSeconds = 1.0
 
     public let settings: Settings
@@ -108,7 +119,7 @@ public struct LoadBenchmark: Sendable {
         return BenchReport(
             pimeshVersion: PimeshVersion.current, startedAtMs: startedAtMs,
             elapsedSeconds: ImpedanceView.round((Clock.monotonicNow() - started).milliseconds / 1000), machine: machine,
-            windowSeconds: settings.windowSeconds, heartbeatIntervalMs: intervalMs, steps: steps,
+            windowSeconds: settings.windowSeconds, settleSeconds: settings.settleSeconds, heartbeatIntervalMs: intervalMs, steps: steps,
             perAgentPrivateBytes: perAgent, checks: BenchReport.checks(steps: steps, perAgentPrivateBytes: perAgent),
             runningLead: runningLead)
     }
@@ -198,10 +209,12 @@ public struct LoadBenchmark: Sendable {
             progress("\(label): starting \(agents) services with systemd-run")
             systemd = try await SystemdComparison.start(programs: agents, step: stepNumber, tools: systemdTools, children: children)
         }
-        // Past registration and the first scores: the window is the steady state.
-        try await Task.sleep(for: .seconds(3))
-
+        // The status calls (this one and the ready checks) fault the lead's HTTP and JSON code
+        // in, and it stays mapped until the lead's next code trim: the window starts after one,
+        // so that it measures the lead's steady state, not the bench's own requests.
         let before = try client.status()
+        progress("\(label): settling for \(settings.settleSeconds) s (past the lead's next code trim)")
+        try await Task.sleep(for: .milliseconds(Int64(settings.settleSeconds * 1000)))
         let leadMeter = ProcessMeter(pid: lead)
         var leadSamples: [ProcessMeter.Reading] = []
         var supervisordSamples: [ProcessMeter.Reading] = []

@@ -16,7 +16,8 @@ extension BenchCommand {
                 For each number in --agents, starts a lead (from a private copy of this binary, with a \
                 scratch data dir in --scratch, whose storage is the one measured), one `pimesh swarm` whose \
                 agents take work as datagrams, and 3 supervised `pimesh sim-agent` processes. Once every agent \
-                is READY and 3 s have passed, it measures the lead for --duration (the step's lead \
+                is READY, and --settle later (past the lead's next trim of idle code, which drops what \
+                the bench's own status calls brought in), it measures the lead for --duration (the step's lead \
                 has room for every agent and admits all of them at once, where the field default is a \
                 burst of 200 and then 20 a second): PSS and private memory \
                 (smaps_rollup), CPU (user + system), storage writes (write_bytes), heartbeats accepted and \
@@ -52,6 +53,13 @@ extension BenchCommand {
 
         @Option(help: "Measurement window per step: 20s, 2m, 1500ms or seconds (1 s…1 h).")
         var duration: String = "20s"
+
+        @Option(
+            help: """
+                From READY to the window: 21s by default, past the lead's next trim of idle code (every 15 s, \
+                looked at every 5 s), which drops the code the bench's own status calls brought in. 0s measures at once.
+                """)
+        var settle: String = "\(Int(LoadBenchmark.defaultSettleSeconds))s"
 
         @Option(help: "Directory for report.json, report.md and report.svg (made if missing).")
         var out: String = "pimesh-bench"
@@ -96,6 +104,9 @@ extension BenchCommand {
             guard let seconds = Self.seconds(duration), (1...3600).contains(seconds) else {
                 throw ValidationError("--duration: '\(duration)' is not a duration from 1s to 1h (20s, 2m, 1500ms)")
             }
+            guard let settleSeconds = Self.seconds(settle), (0...600).contains(settleSeconds) else {
+                throw ValidationError("--settle: '\(settle)' is not a duration from 0s to 10m (21s, 1m, 500ms)")
+            }
             if let unknown = compared.first(where: { !Self.comparable.contains($0) }) {
                 throw ValidationError("--compare: '\(unknown)' is not supported; supervisord and systemd-run are")
             }
@@ -132,7 +143,7 @@ extension BenchCommand {
                 try FileIO.makeDirectories(out, mode: 0o755)
                 let binary = try Self.ownExecutable()
                 let settings = LoadBenchmark.Settings(
-                    agentSteps: steps, windowSeconds: Self.seconds(duration)!, kills: kills, attachedKills: attachedKills,
+                    agentSteps: steps, windowSeconds: Self.seconds(duration)!, settleSeconds: Self.seconds(settle)!, kills: kills, attachedKills: attachedKills,
                     tasks: tasks, compareSupervisord: compared.contains("supervisord"),
                     compareSystemd: compared.contains("systemd-run"), scratchParent: scratch, binary: binary, runningLead: lead)
                 let onTerminal = isatty(STDERR_FILENO) == 1

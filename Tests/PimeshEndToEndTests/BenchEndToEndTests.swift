@@ -10,12 +10,13 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let out = scratch + "/report"
         let run = try runPimesh([
-            "bench", "run", "--agents", "2,5", "--duration", "2s", "--kills", "2", "--attached-kills", "1", "--tasks", "20",
+            "bench", "run", "--agents", "2,5", "--duration", "2s", "--settle", "1s", "--kills", "2", "--attached-kills", "1", "--tasks", "20",
             "--compare", "supervisord", "--out", out, "--scratch", scratch, "--json",
         ])
         #expect(run.status == 0, "\(run.output)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
         let report = try #require(json)
+        #expect(report["settle_seconds"] as? Double == 1)
         let machine = try #require(report["machine"] as? [String: Any])
         #expect((machine["cores"] as? Int ?? 0) >= 1)
         #expect((machine["memory_bytes"] as? Int ?? 0) > 0)
@@ -55,6 +56,7 @@ import Testing
         #expect(markdown.contains("| 2 | "))
         #expect(markdown.contains("| 5 | "))
         #expect(markdown.contains("## Beside supervisord"))
+        #expect(markdown.contains("Window 2 s per step, from 1.0 s after every agent was READY"))
         let svg = try String(contentsOfFile: out + "/report.svg", encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
         // Every step's scratch data dir (the lead's, the copies of the binary) is gone.
@@ -81,7 +83,7 @@ import Testing
         #expect(try ready() == 0)
         let out = scratch + "/report"
         let run = try runPimesh(
-            ["bench", "run", "--lead", dataDir, "--agents", "3", "--duration", "2s", "--attached-kills", "1", "--out", out, "--scratch", scratch],
+            ["bench", "run", "--lead", dataDir, "--agents", "3", "--settle", "0s", "--duration", "2s", "--attached-kills", "1", "--out", out, "--scratch", scratch],
             timeout: 120)
         #expect(run.status == 0, "\(run.output)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
@@ -115,7 +117,7 @@ import Testing
         #expect(nothing.status != 0 && nothing.output.contains("is not a directory"), "\(nothing.output)")
         let empty = scratch + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
-        let noLead = try runPimesh(["bench", "run", "--lead", empty, "--agents", "1", "--duration", "1s", "--out", out, "--scratch", scratch])
+        let noLead = try runPimesh(["bench", "run", "--lead", empty, "--agents", "1", "--settle", "0s", "--duration", "1s", "--out", out, "--scratch", scratch])
         #expect(noLead.status != 0 && noLead.output.contains("no lead answers there"), "\(noLead.output)")
     }
 
@@ -126,6 +128,8 @@ import Testing
             (["--agents", "1,2,3,4,5,6,7,8,9"], "--agents: at most 8 steps, not 9"),
             (["--duration", "0s"], "--duration: '0s' is not a duration from 1s to 1h"),
             (["--duration", "twenty"], "--duration: 'twenty' is not a duration"),
+            (["--settle=-1s"], "--settle: '-1s' is not a duration from 0s to 10m"),
+            (["--settle", "11m"], "--settle: '11m' is not a duration from 0s to 10m"),
             (["--compare", "runit"], "--compare: 'runit' is not supported; supervisord and systemd-run are"),
             (["--compare", "supervisord,upstart"], "--compare: 'upstart' is not supported; supervisord and systemd-run are"),
             (["--kills", "101"], "--kills must be 0…100, not 101"),
@@ -144,7 +148,7 @@ import Testing
     func systemdRunIsRefusedWhereSystemdIsNotPID1() throws {
         let scratch = LeadProcess.scratchDirectory()
         let run = try runPimesh([
-            "bench", "run", "--agents", "1", "--duration", "1s", "--compare", "systemd-run", "--out", scratch + "/out", "--scratch", scratch,
+            "bench", "run", "--agents", "1", "--settle", "0s", "--duration", "1s", "--compare", "systemd-run", "--out", scratch + "/out", "--scratch", scratch,
         ])
         #expect(run.status != 0)
         #expect(run.output.contains("--compare systemd-run: systemd is not PID 1 here"), "\(run.output)")
@@ -168,7 +172,7 @@ import Testing
         let inside = { (arguments: [String]) in try runProcess("/usr/bin/nsenter", ["-t", systemd, "-a", "-r", "-w"] + arguments) }
 
         let bench = try inside([
-            binaryDirectory + "/pimesh", "bench", "run", "--agents", "2", "--duration", "2s", "--kills", "12", "--attached-kills", "0",
+            binaryDirectory + "/pimesh", "bench", "run", "--agents", "2", "--settle", "0s", "--duration", "2s", "--kills", "12", "--attached-kills", "0",
             "--tasks", "10", "--compare", "systemd-run", "--scratch", "/var/tmp", "--out", "/var/tmp/out",
         ])
         #expect(bench.status == 0, "\(bench.output)")
@@ -202,7 +206,7 @@ import Testing
 
         // SIGTERM while the services run (its window is a minute): the bench stops them.
         let interrupted = try inside([
-            "timeout", "-s", "TERM", "8", binaryDirectory + "/pimesh", "bench", "run", "--agents", "3", "--duration", "60s",
+            "timeout", "-s", "TERM", "8", binaryDirectory + "/pimesh", "bench", "run", "--agents", "3", "--settle", "0s", "--duration", "60s",
             "--compare", "systemd-run", "--scratch", "/var/tmp", "--out", "/var/tmp/interrupted",
         ])
         #expect(interrupted.status != 0 && interrupted.output.contains("interrupted: stopped everything it started"), "\(interrupted.output)")
