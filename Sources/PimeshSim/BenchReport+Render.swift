@@ -31,7 +31,8 @@ extension BenchReport {
 
             Agents are one `pimesh swarm` that takes work as datagrams, plus \(steps.first?.supervisedAgents ?? 0) supervised \
             `pimesh sim-agent` processes. Memory is the lead's alone (smaps_rollup), at the window's end; CPU is user + system \
-            over the window; storage is the lead's write_bytes as a rate.
+            over the window; storage is the lead's write_bytes as a rate; heartbeats are counted\(settleSeconds == nil ? " in the window" : " over the settle and the window")\
+            .
 
             | agents | PSS MiB | private MiB | CPU % of a core | heartbeats accepted / dropped | node impedance | storage MB/h | ready after s |
             |---:|---:|---:|---:|---:|---:|---:|---:|

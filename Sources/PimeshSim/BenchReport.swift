@@ -42,7 +42,9 @@ public struct BenchReport: Codable, Sendable {
     }
 
     public struct Heartbeats: Codable, Sendable {
-        /// Accepted and dropped inside the measurement window only.
+        /// Accepted and dropped from the status call before the settle to the window's end (a
+        /// status call at the window's start would put back the code the settle let the lead
+        /// trim); reports without `settle_seconds` counted the window only.
         public var accepted: Int
         public var dropped: Int
         public var droppedByReason: [String: Int]
