@@ -64,7 +64,8 @@ public struct LoadBenchmark: Sendable {
     /// From the status call before a window to the window's start: the lead trims its idle code
     /// every `node.code_trim_interval_s` (15 s by default), looking every 5 s, so a trim falls in
     /// any 20 s; one more second for the trim itself.
-    public static let defaultSettleSeconds = Double(LeadConfig().node.codeTrimIntervalS + 6)
+    public static let defaultSettleSeconds =
+        Double(LeadConfig().node.codeTrimIntervalS) + Double(CodePages.trimCheckEvery.components.seconds) + 1
 
     static let supervisedStableAfterSeconds = 1.0
 

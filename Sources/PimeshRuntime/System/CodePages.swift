@@ -51,6 +51,10 @@ public enum CodePages {
         return mappings(of: exe, in: maps)
     }
 
+    /// How often the trim service looks whether a trim is due: a trim falls within
+    /// `node.code_trim_interval_s` plus this of the one before it (`pimesh bench run --settle`).
+    public static let trimCheckEvery: Duration = .seconds(5)
+
     /// No read-ahead when a page of the binary comes back from storage. Returns the bytes advised.
     @discardableResult
     public static func adviseRandomAccess() -> Int {
@@ -85,7 +89,7 @@ struct CodeTrimService: Service {
     let interval: Duration
     /// The count of registered agents: a change, then none for one check, ends a burst.
     let agentCount: @Sendable () -> Int
-    static let settleCheck: Duration = .seconds(5)
+    static let settleCheck = CodePages.trimCheckEvery
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
