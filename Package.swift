@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "CDatagram"),
         // mallopt, for the lead's malloc arena limit (ProcessMemory.limitMallocArenas).
         .systemLibrary(name: "CMalloc"),
+        // dl_iterate_phdr, for the loaded objects whose clean pages the lead drops (CodePages).
+        .target(name: "CLink"),
         .target(
             name: "PimeshCore",
             swiftSettings: strictSettings
@@ -119,6 +121,7 @@ let package = Package(
             name: "PimeshRuntime",
             dependencies: [
                 "CDatagram",
+                "CLink",
                 "CMalloc",
                 "CSpawn",
                 "PimeshCore",

@@ -142,38 +142,89 @@ import PimeshTestSupport
 }
 
 @Suite struct CodePagesTests {
-    @Test func findsTheBinarysOwnMappings() {
-        let maps = """
-            5560ec233000-5560edb97000 r-xp 00000000 fe:00 16302310                   /usr/bin/pimesh
-            5560edb97000-5560edc45000 r--p 01963000 fe:00 16302310                   /usr/bin/pimesh
-            5560edc45000-5560edf0d000 rw-p 01a11000 fe:00 16302310                   /usr/bin/pimesh
-            7f0000000000-7f0000021000 rw-p 00000000 00:00 0
-            7f1000000000-7f1000100000 r-xp 00000000 fe:00 99                         /usr/lib/libsqlite3.so.0
-            """
-        let mappings = CodePages.mappings(of: "/usr/bin/pimesh", in: maps)
-        #expect(mappings.count == 3)
-        #expect(mappings[0] == .init(start: 0x5560_ec23_3000, end: 0x5560_edb9_7000, executable: true, writable: false, offset: 0))
-        // The RELRO segment (r--p past the start) holds relocations the loader wrote: kept.
-        #expect(mappings.filter(\.isCleanFileCopy).map(\.start) == [0x5560_ec23_3000])
+    typealias Segment = CodePages.Segment
+    static let page: UInt = 4096
+
+    static func load(_ vaddr: UInt, _ size: UInt, writable: Bool = false) -> Segment {
+        Segment(type: Segment.load, flags: writable ? 6 : 4, virtualAddress: vaddr, fileSize: size, memorySize: size)
     }
 
-    /// lld's layout (the release build's linker): read-only data first, then code, RELRO, data.
-    @Test func dropsTheReadOnlyDataAtTheFileStartButNeverTheRelocatedSegment() {
-        let maps = """
-            556161999000-55616228d000 r--p 00000000 fe:00 7                          /usr/bin/pimesh
-            55616228d000-556163722000 r-xp 008f3000 fe:00 7                          /usr/bin/pimesh
-            556163722000-5561637f2000 r--p 01d87000 fe:00 7                          /usr/bin/pimesh
-            5561637f3000-556163b02000 rw-p 01e57000 fe:00 7                          /usr/bin/pimesh
-            """
-        let mappings = CodePages.mappings(of: "/usr/bin/pimesh", in: maps)
-        #expect(mappings.count == 4)
-        #expect(mappings.filter(\.isCleanFileCopy).map(\.start) == [0x5561_6199_9000, 0x5561_6228_d000])
+    /// The release binary's program headers (readelf -lW .build/release/pimesh, lld's layout):
+    /// read-only data, code, the RELRO segment, data.
+    @Test func dropsTheReadOnlySegmentsButNeverTheRelocatedOnes() {
+        let base: UInt = 0x5561_6199_9000
+        let binary = CodePages.LoadedObject(
+            name: "", base: base,
+            segments: [
+                Self.load(0, 0x33_fa6a),
+                Segment(type: Segment.load, flags: 5, virtualAddress: 0x34_0a80, fileSize: 0x136_0780, memorySize: 0x136_0780),
+                Segment(type: Segment.load, flags: 6, virtualAddress: 0x16a_2200, fileSize: 0xc_2108, memorySize: 0xc_2e00),
+                Self.load(0x176_5308, 0x7_6cf8, writable: true),
+                Segment(type: Segment.relocationReadOnly, flags: 4, virtualAddress: 0x16a_2200, fileSize: 0xc_2108, memorySize: 0xc_2e00),
+            ])
+        let ranges = CodePages.cleanRanges(of: [binary], pageSize: Self.page)
+        // Whole pages inside each read-only segment: the last page of the first segment is only
+        // partly its own, and so is the first page of the code.
+        #expect(ranges == [base..<base + 0x33_f000, base + 0x34_1000..<base + 0x16a_1000])
     }
 
-    @Test func droppingIdleCodeKeepsTheProcessWorking() {
-        // The test binary's own code: dropped, then run again from the page cache.
+    /// No linker puts RELRO in a segment without write permission today; if one did, its
+    /// relocated pages would still be kept.
+    @Test func keepsRelocatedPagesWhereverTheyAre() {
+        let object = CodePages.LoadedObject(
+            name: "/usr/lib/x86_64-linux-gnu/libexample.so.1", base: 0x7f00_0000_0000,
+            segments: [
+                Self.load(0, 0x10000),
+                Segment(type: Segment.relocationReadOnly, flags: 4, virtualAddress: 0x4000, fileSize: 0x1800, memorySize: 0x1800),
+            ])
+        let ranges = CodePages.cleanRanges(of: [object], pageSize: Self.page)
+        #expect(ranges == [0x7f00_0000_0000..<0x7f00_0000_4000, 0x7f00_0000_6000..<0x7f00_0001_0000])
+    }
+
+    @Test func leavesTheKernelsVDSOAndSegmentsSmallerThanAPage() {
+        let vdso = CodePages.LoadedObject(name: "linux-vdso.so.1", base: 0x7fff_0000_0000, segments: [Self.load(0, 0x2000)])
+        let tiny = CodePages.LoadedObject(name: "/lib/tiny.so", base: 0x7f00_0000_0000, segments: [Self.load(0x100, 0x800)])
+        #expect(CodePages.cleanRanges(of: [vdso, tiny], pageSize: Self.page).isEmpty)
+    }
+
+    /// What the loader reports for this process: the test binary first, then its libraries,
+    /// each with its program headers.
+    @Test func findsEveryLoadedObject() {
+        let objects = CodePages.loadedObjects()
+        #expect(objects.first?.name == "")
+        #expect(objects.contains { $0.name.contains("libc.so") && $0.segments.contains { $0.type == Segment.relocationReadOnly } })
+    }
+
+    @Test func droppingIdleCodeKeepsTheProcessWorking() throws {
+        // The test binary's code and libc's: dropped, then run again from the page cache. Had
+        // a relocated page gone, the next call through the GOT below would crash.
         #expect(CodePages.adviseRandomAccess() > 0)
+        let libraries = CodePages.loadedObjects().filter { $0.name.hasPrefix("/") }
+        let libraryRanges = CodePages.cleanRanges(of: libraries, pageSize: UInt(sysconf(Int32(_SC_PAGESIZE))))
+        let before = try Self.presentPages(in: libraryRanges)
         #expect(CodePages.dropIdleCode() > 0)
+        let after = try Self.presentPages(in: libraryRanges)
+        #expect(before > 0)
+        #expect(after < before)
         #expect(ProcessMemory.parse("Rss: 1 kB").rssBytes == 1024)
+        #expect(getpid() > 0 && strlen("pimesh") == 6)
+    }
+
+    /// Pages of `ranges` mapped into this process (/proc/self/pagemap, bit 63), counted without
+    /// a call into the libraries between the drop and the count beyond the reads themselves.
+    static func presentPages(in ranges: [Range<UInt>]) throws -> Int {
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIO.Failure(path: "/proc/self/pagemap", operation: "open", errno: errno) }
+        defer { close(fd) }
+        var present = 0
+        for range in ranges {
+            var entries = [UInt64](repeating: 0, count: Int((range.upperBound - range.lowerBound) / pageSize))
+            let wanted = entries.count * 8
+            let read = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(range.lowerBound / pageSize * 8)) }
+            guard read == wanted else { throw FileIO.Failure(path: "/proc/self/pagemap", operation: "read", errno: errno) }
+            present += entries.filter { $0 >> 63 == 1 }.count
+        }
+        return present
     }
 }
