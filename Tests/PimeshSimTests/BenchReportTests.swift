@@ -88,6 +88,50 @@ import Testing
     }
 }
 
+@Suite struct ScratchTests {
+    /// The bench's private binary copy starts out of the page cache, as an installed binary
+    /// does after a boot, so that the lead's code faults in as it would on a node.
+    @Test func aCopiedBinaryIsOnStorageAndOutOfThePageCache() throws {
+        let scratch = try Scratch(parent: "/var/tmp")
+        defer { scratch.remove() }
+        let source = scratch.path + "/source"
+        let bytes = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        try FileIO.writeAtomically(path: source, bytes: bytes, mode: 0o600)
+        let copy = try scratch.copy(source, as: "copy")
+        var info = stat()
+        #expect(stat(copy, &info) == 0 && info.st_mode & 0o777 == 0o700)
+        defer { #expect((try? FileIO.read(path: copy)) == bytes) }  // read last: reading caches it
+
+        // A tmpfs keeps its pages only in the cache: nothing to drop there.
+        guard Self.filesystemType(of: copy) != "tmpfs" else { return }
+        let fd = open(copy, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let length = bytes.count
+        let mapped = try #require(mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0))
+        defer { munmap(mapped, length) }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var cached = [UInt8](repeating: 0, count: (length + pageSize - 1) / pageSize)
+        #expect(mincore(mapped, length, &cached) == 0)
+        #expect(cached.filter { $0 & 1 == 1 }.count == 0)
+    }
+
+    /// The type of the mount that holds `path` (the longest mount point that prefixes it).
+    static func filesystemType(of path: String) -> String? {
+        guard let mounts = try? FileIO.readText(path: "/proc/self/mountinfo") else { return nil }
+        var best: (point: String, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let halves = line.components(separatedBy: " - ")
+            let fields = halves.first?.split(separator: " ") ?? []
+            guard halves.count == 2, fields.count > 4, let type = halves[1].split(separator: " ").first else { continue }
+            let point = String(fields[4])
+            let holds = point == "/" || path == point || path.hasPrefix(point + "/")
+            if holds, point.count >= (best?.point.count ?? 0) { best = (point, String(type)) }
+        }
+        return best?.type
+    }
+}
+
 @Suite struct BenchReportTests {
     static func step(agents: Int, privateBytes: UInt64, dropped: Int = 0, supervisord: Bool = true) -> BenchReport.Step {
         let figures = ProcessFigures(
