@@ -181,6 +181,30 @@ import PimeshTestSupport
         #expect(ranges == [0x7f00_0000_0000..<0x7f00_0000_4000, 0x7f00_0000_6000..<0x7f00_0001_0000])
     }
 
+    /// Text relocations: the loader made the read-only segments writable and patched them.
+    @Test func leavesAnObjectWithTextRelocationsWhole() {
+        let object = CodePages.LoadedObject(
+            name: "/opt/vendor/libold.so", base: 0x7f00_0000_0000, textRelocations: true, segments: [Self.load(0, 0x10000)])
+        #expect(CodePages.cleanRanges(of: [object], pageSize: Self.page).isEmpty)
+    }
+
+    /// A 16 KiB kernel (a Raspberry Pi 5's): only pages wholly inside a read-only segment, never
+    /// the one it shares with the writable segment after it, nor the tail past the file.
+    @Test func keepsToWholePagesOfTheKernelsSize() {
+        let page: UInt = 16384
+        let object = CodePages.LoadedObject(
+            name: "/usr/lib/aarch64-linux-gnu/libexample.so.1", base: 0x7f00_0000_0000,
+            segments: [
+                Segment(type: Segment.load, flags: 5, virtualAddress: 0, fileSize: 0x1_2345, memorySize: 0x1_2345),
+                Segment(type: Segment.load, flags: 6, virtualAddress: 0x1_2345 + 0x100, fileSize: 0x800, memorySize: 0x5000),
+                Segment(type: Segment.load, flags: 4, virtualAddress: 0x2_0000, fileSize: 0x9000, memorySize: 0xc000),
+            ])
+        #expect(
+            CodePages.cleanRanges(of: [object], pageSize: page) == [
+                0x7f00_0000_0000..<0x7f00_0001_0000, 0x7f00_0002_0000..<0x7f00_0002_8000,
+            ])
+    }
+
     @Test func leavesTheKernelsVDSOAndSegmentsSmallerThanAPage() {
         let vdso = CodePages.LoadedObject(name: "linux-vdso.so.1", base: 0x7fff_0000_0000, segments: [Self.load(0, 0x2000)])
         let tiny = CodePages.LoadedObject(name: "/lib/tiny.so", base: 0x7f00_0000_0000, segments: [Self.load(0x100, 0x800)])
@@ -196,35 +220,48 @@ import PimeshTestSupport
     }
 
     @Test func droppingIdleCodeKeepsTheProcessWorking() throws {
-        // The test binary's code and libc's: dropped, then run again from the page cache. Had
-        // a relocated page gone, the next call through the GOT below would crash.
+        // The test binary's code and the libraries': dropped, then run again from the page cache.
         #expect(CodePages.adviseRandomAccess() > 0)
-        let libraries = CodePages.loadedObjects().filter { $0.name.hasPrefix("/") }
-        let libraryRanges = CodePages.cleanRanges(of: libraries, pageSize: UInt(sysconf(Int32(_SC_PAGESIZE))))
-        let before = try Self.presentPages(in: libraryRanges)
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let libraries = CodePages.cleanRanges(of: CodePages.loadedObjects().filter { $0.name.hasPrefix("/") }, pageSize: pageSize)
+        let before = try Self.pages(in: libraries)
         #expect(CodePages.dropIdleCode() > 0)
-        let after = try Self.presentPages(in: libraryRanges)
-        #expect(before > 0)
-        #expect(after < before)
+        let after = try Self.pages(in: libraries)
+        #expect(before.present > 0)
+        #expect(after.present < before.present)
         #expect(ProcessMemory.parse("Rss: 1 kB").rssBytes == 1024)
-        #expect(getpid() > 0 && strlen("pimesh") == 6)
     }
 
-    /// Pages of `ranges` mapped into this process (/proc/self/pagemap, bit 63), counted without
-    /// a call into the libraries between the drop and the count beyond the reads themselves.
-    static func presentPages(in ranges: [Range<UInt>]) throws -> Int {
+    /// What the rule selects is never a page the process wrote: every present page in it is
+    /// the file's own (pagemap bit 61), not a private copy made by a write (a relocation).
+    @Test func selectsOnlyPagesThatAreTheFilesOwn() throws {
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let everything = CodePages.cleanRanges(of: CodePages.loadedObjects(), pageSize: pageSize)
+        #expect(!everything.isEmpty)
+        let pages = try Self.pages(in: everything)
+        #expect(pages.present > 0)
+        #expect(pages.privateCopies == 0)
+    }
+
+    /// Pages of `ranges` mapped into this process (/proc/self/pagemap: bit 63 present, bit 61
+    /// a page of the file rather than an anonymous copy).
+    static func pages(in ranges: [Range<UInt>]) throws -> (present: Int, privateCopies: Int) {
         let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
         let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileIO.Failure(path: "/proc/self/pagemap", operation: "open", errno: errno) }
         defer { close(fd) }
         var present = 0
+        var privateCopies = 0
         for range in ranges {
             var entries = [UInt64](repeating: 0, count: Int((range.upperBound - range.lowerBound) / pageSize))
             let wanted = entries.count * 8
             let read = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(range.lowerBound / pageSize * 8)) }
             guard read == wanted else { throw FileIO.Failure(path: "/proc/self/pagemap", operation: "read", errno: errno) }
-            present += entries.filter { $0 >> 63 == 1 }.count
+            for entry in entries where entry >> 63 == 1 {
+                present += 1
+                if entry >> 61 & 1 == 0 { privateCopies += 1 }
+            }
         }
-        return present
+        return (present, privateCopies)
     }
 }

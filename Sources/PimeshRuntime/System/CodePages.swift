@@ -20,6 +20,8 @@ public enum CodePages {
     struct LoadedObject {
         var name: String
         var base: UInt
+        /// The loader wrote its read-only segments (DT_TEXTREL): none of it is a clean copy.
+        var textRelocations = false
         var segments: [Segment]
     }
 
@@ -40,10 +42,12 @@ public enum CodePages {
     /// range, which the loader relocates before making it read-only, so its pages no longer
     /// match the file and dropping them would bring back unrelocated bytes. Ranges shrink to
     /// the pages that lie wholly inside a segment, so that a page shared with a neighbouring
-    /// writable segment is never touched. The vDSO is the kernel's, not a file.
+    /// writable segment is never touched. An object with text relocations had its read-only
+    /// segments written too, and is left whole. The vDSO is the kernel's, not a file.
     static func cleanRanges(of objects: [LoadedObject], pageSize: UInt) -> [Range<UInt>] {
         var ranges: [Range<UInt>] = []
-        for object in objects where !object.name.hasPrefix("linux-vdso") && !object.name.hasPrefix("linux-gate") {
+        for object in objects
+        where !object.textRelocations && !object.name.hasPrefix("linux-vdso") && !object.name.hasPrefix("linux-gate") {
             let written = object.segments.filter { $0.type == Segment.relocationReadOnly }.map {
                 (object.base + $0.virtualAddress) / pageSize * pageSize..<roundUp(object.base + $0.virtualAddress + max($0.fileSize, $0.memorySize), pageSize)
             }
@@ -73,32 +77,39 @@ public enum CodePages {
         return pieces
     }
 
-    /// The objects the dynamic loader has loaded into this process, the binary first.
-    static func loadedObjects() -> [LoadedObject] {
-        var segments = [pimesh_loaded_segment](repeating: pimesh_loaded_segment(), count: 256)
-        while true {
-            let count = pimesh_loaded_segments(&segments, segments.count)
-            if count <= segments.count {
-                segments.removeLast(segments.count - count)
-                break
-            }
-            segments = [pimesh_loaded_segment](repeating: pimesh_loaded_segment(), count: count + 64)
+    /// Calls `body` for each object the dynamic loader has loaded, the binary first, while the
+    /// loader's lock holds it in place: an object another thread unloads (a dlopen that fails
+    /// half-way) cannot leave its addresses to a new mapping before `body` is done with them.
+    /// `body` must not load or unload objects.
+    private static func forEachLoadedObject(_ body: (LoadedObject) -> Void) {
+        final class Visitor {
+            let body: (LoadedObject) -> Void
+            init(_ body: @escaping (LoadedObject) -> Void) { self.body = body }
         }
-        var objects: [LoadedObject] = []
-        for segment in segments {
-            if segment.object == objects.count {
-                objects.append(LoadedObject(name: String(cString: segment.object_name), base: segment.base, segments: []))
+        withoutActuallyEscaping(body) { body in
+            let visitor = Visitor(body)
+            withExtendedLifetime(visitor) {
+                _ = pimesh_visit_loaded_objects({ context, object in
+                    guard let context, let object = object?.pointee else { return }
+                    let segments = UnsafeBufferPointer(start: object.segments, count: object.segment_count).map {
+                        Segment(
+                            type: $0.type, flags: $0.flags, virtualAddress: $0.virtual_address,
+                            fileSize: $0.file_size, memorySize: $0.memory_size)
+                    }
+                    Unmanaged<Visitor>.fromOpaque(context).takeUnretainedValue().body(
+                        LoadedObject(
+                            name: String(cString: object.name), base: object.base,
+                            textRelocations: object.text_relocations != 0, segments: segments))
+                }, Unmanaged.passUnretained(visitor).toOpaque())
             }
-            objects[objects.count - 1].segments.append(
-                Segment(
-                    type: segment.type, flags: segment.flags, virtualAddress: segment.virtual_address,
-                    fileSize: segment.file_size, memorySize: segment.memory_size))
         }
-        return objects
     }
 
-    private static func ownCleanRanges() -> [Range<UInt>] {
-        cleanRanges(of: loadedObjects(), pageSize: UInt(sysconf(Int32(_SC_PAGESIZE))))
+    /// The objects the dynamic loader has loaded into this process, the binary first.
+    static func loadedObjects() -> [LoadedObject] {
+        var objects: [LoadedObject] = []
+        forEachLoadedObject { objects.append($0) }
+        return objects
     }
 
     /// How often the trim service looks whether a trim is due: a trim falls within
@@ -120,10 +131,13 @@ public enum CodePages {
     }
 
     private static func advise(_ advice: Int32) -> Int {
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
         var advised = 0
-        for range in ownCleanRanges() {
-            let length = Int(range.upperBound - range.lowerBound)
-            if madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), length, advice) == 0 { advised += length }
+        forEachLoadedObject { object in
+            for range in cleanRanges(of: [object], pageSize: pageSize) {
+                let length = Int(range.upperBound - range.lowerBound)
+                if madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), length, advice) == 0 { advised += length }
+            }
         }
         return advised
     }
