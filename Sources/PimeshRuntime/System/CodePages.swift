@@ -1,6 +1,5 @@
 import CLink
 import Glibc
-import PimeshAgent
 import PimeshCore
 import PimeshSystem
 import ServiceLifecycle
@@ -11,10 +10,10 @@ import ServiceLifecycle
 /// advising random access does not turn that off (measured on 6.18), it only stops the
 /// read-ahead of a page that was evicted, so that a Pi's SD card reads what is needed.
 ///
-/// The libraries count as much as the binary: SQLite's code runs at a checkpoint and NSS's
-/// module once at start, yet both stayed mapped (about 2 MiB of the lead's PSS at 100 agents,
-/// in pages no other process shares), so the read-only segments of every loaded object are
-/// dropped, not only the binary's.
+/// The libraries count too: SQLite's code runs at a checkpoint and NSS's module once at start,
+/// yet both stayed mapped, in pages only the lead maps, so the read-only segments of every
+/// loaded object are dropped, not only the binary's. For libraries other processes map as
+/// well (libc, libstdc++) this mostly moves PSS onto them rather than freeing memory.
 public enum CodePages {
     /// A loaded object as the dynamic loader reports it: where it sits and its program headers.
     struct LoadedObject {
