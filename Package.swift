@@ -236,7 +236,7 @@ let package = Package(
         .target(name: "PimeshTestSupport", path: "Tests/PimeshTestSupport", swiftSettings: strictSettings),
         // swift-crypto only for the audit chain's SHA-256, which the core takes as a parameter.
         .testTarget(name: "PimeshCoreTests", dependencies: ["PimeshCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshTestSupport", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshStoreTests", dependencies: ["PimeshTestSupport", "PimeshStore", "CSQLite", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
         .testTarget(name: "PimeshAgentTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
         .testTarget(name: "PimeshLEDTests", dependencies: ["PimeshTestSupport", "PimeshLED", "PimeshCore", "PimeshSystem"]),
         .testTarget(name: "PimeshSnapshotTests", dependencies: ["PimeshTestSupport", "PimeshSnapshot", "PimeshStore", "PimeshAgent", "PimeshCore", "PimeshSystem"]),

@@ -20,6 +20,7 @@ public final class Database: Sendable {
     /// and brings the schema up to date. `readOnly` (an auditor's `pimesh audit verify`) neither
     /// creates, changes the journal mode nor migrates: it only refuses a schema it does not know.
     public init(path: String, migrations: [Migration] = Schema.migrations, readOnly: Bool = false) throws {
+        SQLiteLibrary.configure()
         self.path = path
         var handle: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX

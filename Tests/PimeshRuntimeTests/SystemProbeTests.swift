@@ -87,6 +87,41 @@ import PimeshTestSupport
         #expect(ProcessMemory.read() != nil)
     }
 
+    /// Free pages between chunks still in use stay resident until the lead's periodic trim.
+    @Test func freedHeapPagesGoBackToTheKernel() throws {
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let chunkBytes = 8 * 1024
+        // A chunk's distance from the next: the request and malloc's 8-byte size field, rounded up.
+        let chunkStride = (chunkBytes + 8 + 15) & ~15
+        let chunks = (0..<256).map { _ in malloc(chunkBytes)! }.sorted { UInt(bitPattern: $0) < UInt(bitPattern: $1) }
+        for chunk in chunks { memset(chunk, 0xa5, chunkBytes) }
+        // The longest run of chunks side by side (another thread may have taken some in between).
+        var longest = 0..<1
+        var runStart = 0
+        for i in 1..<chunks.count {
+            if Int(bitPattern: chunks[i]) - Int(bitPattern: chunks[i - 1]) != chunkStride { runStart = i }
+            if i + 1 - runStart > longest.count { longest = runStart..<(i + 1) }
+        }
+        try #require(longest.count > 32, "malloc placed at most \(longest.count) of 256 chunks side by side")
+        // The run's last chunk stays in use, and so do the chunks outside it: the free space is
+        // then not the heap's top, which glibc would give back by itself.
+        let freed = Array(chunks[longest].dropLast())
+        let kept = chunks.filter { chunk in !freed.contains(chunk) }
+        defer { for chunk in kept { free(chunk) } }
+        // Clear of the first chunk's header and of the free chunk's links.
+        let start = (Int(bitPattern: freed[0]) + 2 * pageSize) & ~(pageSize - 1)
+        let length = (freed.count * chunkStride - 4 * pageSize) & ~(pageSize - 1)
+        func residentPages() -> Int {
+            var vector = [UInt8](repeating: 0, count: length / pageSize)
+            #expect(mincore(UnsafeMutableRawPointer(bitPattern: start), length, &vector) == 0)
+            return vector.filter { $0 & 1 != 0 }.count
+        }
+        #expect(residentPages() == length / pageSize)
+        for chunk in freed { free(chunk) }
+        #expect(MallocTuning.returnFreePages())
+        #expect(residentPages() < length / pageSize / 2)
+    }
+
     @Test func mallocTunablesTurnTheThreadCachesOffAndKeepTheOperatorsOwn() {
         #expect(MallocTuning.tunables(addingTo: nil) == "glibc.malloc.tcache_count=0")
         #expect(MallocTuning.tunables(addingTo: "") == "glibc.malloc.tcache_count=0")

@@ -1,3 +1,4 @@
+import CSQLite
 import Glibc
 import PimeshAgent
 import PimeshCore
@@ -32,6 +33,20 @@ func temporaryDirectory() -> String {
         let reader = try database.read { try $0.query("PRAGMA cache_size") { $0.int(0) } }
         // Negative: KiB, not pages.
         #expect(writer == [-1024] && reader == [-1024])
+    }
+
+    /// SQLite would start each connection's page cache with one allocation of 20 pages (about
+    /// 87 KB, all of it written), whether the connection ever holds that many pages or not.
+    @Test func connectionsAllocateOnlyThePagesTheyHold() throws {
+        let before = sqlite3_memory_used()
+        let database = try Database(path: directory + "/bulk.db", migrations: [Migration(version: 1, statements: ["CREATE TABLE t (x INTEGER)"])])
+        try database.execute("INSERT INTO t VALUES (1)")
+        #expect(try database.read { try $0.query("SELECT count(*) FROM t") { $0.int(0) } } == [1])
+        let used = sqlite3_memory_used() - before
+        // Two pages a connection, a schema of one table and a few statements; the bulk
+        // allocations alone would be 174 KB.
+        #expect(used < 87_000, "SQLite holds \(used) bytes for a database of one table")
+        withExtendedLifetime(database) {}
     }
 
     @Test func agentsSurviveReopening() throws {

@@ -224,8 +224,10 @@ public struct Lead: Sendable {
                 logger.error("cannot write \(leadFile); clients will not find this lead", metadata: ["error": "\(error)"])
             }
             notifier.notify("READY=1")
-            // Start-up code (argument parsing, migrations, binding) is not needed again.
+            // Start-up code (argument parsing, migrations, binding) is not needed again, nor
+            // the heap that loading the registry and the config used for a moment.
             CodePages.dropIdleCode()
+            MallocTuning.returnFreePages()
             logger.info(
                 "lead ready",
                 metadata: [

@@ -167,6 +167,7 @@ struct CodeTrimService: Service {
                 // The interval holds whatever the count does: steady churn must not put it off.
                 if (burstOver && !changed) || Clock.monotonicNow() - lastTrim >= interval {
                     CodePages.dropIdleCode()
+                    MallocTuning.returnFreePages()
                     lastTrim = Clock.monotonicNow()
                     // A trim in the middle of a burst does not stand for the one after it.
                     if !changed { burstOver = false }

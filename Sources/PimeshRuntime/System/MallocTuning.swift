@@ -62,13 +62,24 @@ public enum MallocTuning {
 
     /// glibc gives threads up to eight malloc arenas per core (two on 32-bit), and an arena
     /// keeps the pages it once used. With 100 swarm agents the lead's private memory read
-    /// 4,224-4,276 KiB with the default and 4,056-4,088 with two. One arena read lower still
-    /// (4,032-4,048) but would put every thread behind one lock; what two cost in contention is
-    /// below what benchmarks/tasks.sh can tell from its noise. New threads share the arenas
-    /// that exist and made ones stay, so this runs before any thread but the main one allocates.
-    public static let arenas: Int32 = 2
+    /// 4,224-4,276 KiB with the default, 4,056-4,088 with two arenas and 4,032-4,048 with one;
+    /// in `pimesh bench run` at 100 agents, 4,026-4,034 KB with two and 3,985-3,990 with one.
+    /// One arena puts every allocation behind one lock; most of the lead's threads only wait,
+    /// and benchmarks/tasks.sh and the bench's tasks per second did not tell one from two
+    /// (docs/benchmarks.md). New threads share the arenas that exist and made ones stay, so this
+    /// runs before any thread but the main one allocates.
+    public static let arenas: Int32 = 1
 
     static func limitArenas() {
         _ = mallopt(M_ARENA_MAX, arenas)
+    }
+
+    /// Gives the kernel back the whole free pages in malloc's heap. glibc returns the top of
+    /// the heap only past 128 KiB of it (M_TRIM_THRESHOLD) and never the free pages between
+    /// chunks in use, which a burst of registrations or a snapshot leaves behind. Returns
+    /// whether any memory went back.
+    @discardableResult
+    public static func returnFreePages() -> Bool {
+        malloc_trim(0) != 0
     }
 }
