@@ -21,16 +21,20 @@ SWIFT      ?= swift
 # and the Swift backtracer walk the frame pointers, which Swift keeps on Linux; addresses
 # from a core dump are named from the unstripped twin, .build/release/pimesh (keep it with each
 # release, under its build id). `perf --call-graph=dwarf` loses frames; use --call-graph=fp.
+# lld takes one order file: the functions a lead runs (scripts/lead-hot.order) and the .bss it
+# writes (scripts/lead-data.order, `make lead-data-order`), joined.
+LINK_ORDER := .build/lead.order
 RELEASE    := -c release --static-swift-stdlib -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
               -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now \
               -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcc -fdata-sections \
-              -Xlinker "--symbol-ordering-file=$(CURDIR)/scripts/lead-hot.order" -Xlinker --no-warn-symbol-ordering \
+              -Xlinker "--symbol-ordering-file=$(CURDIR)/$(LINK_ORDER)" -Xlinker --no-warn-symbol-ordering \
               -Xlinker "$(CURDIR)/scripts/no-unwind-tables.ld" -Xlinker --no-eh-frame-hdr \
-              -Xlinker "$(CURDIR)/scripts/read-only-rodata.ld" -Xlinker --icf=safe
+              -Xlinker "$(CURDIR)/scripts/read-only-rodata.ld" -Xlinker --icf=safe \
+              $(if $(LINK_MAP),-Xlinker -Map=$(LINK_MAP) -Xlinker --no-demangle)
 # --icf=safe folds functions whose code is identical where nothing takes their address
 # (12,288 bytes at 8096a49: 25,010,344 -> 24,998,056 stripped).
 # SwiftPM relinks when an object changes, not when one of these does.
-LINK_INPUTS := scripts/lead-hot.order scripts/no-unwind-tables.ld scripts/read-only-rodata.ld
+LINK_INPUTS := scripts/lead-hot.order scripts/lead-data.order scripts/no-unwind-tables.ld scripts/read-only-rodata.ld
 DEBUG_BIN  := .build/debug/pimesh
 # The unstripped release binary is kept for `nm`; .build/pimesh is the stripped one to ship.
 RELEASE_BIN := .build/release/pimesh
@@ -39,7 +43,7 @@ SHIP_BIN    := .build/pimesh
 COORDINATOR_BIN := .build/pimesh-coordinator
 
 # promtool (Debian package prometheus) checks /metrics in the tests; the demo does not need it.
-.PHONY: deps test-deps build release coordinator cli-docs deb demo test test-swift test-python test-packaging check-binary bench-check bench-thresholds lead-order clean
+.PHONY: deps test-deps build release coordinator cli-docs deb demo test test-swift test-python test-packaging check-binary bench-check bench-thresholds lead-order lead-data-order clean
 
 deps:
 	@scripts/install-deps.sh
@@ -60,14 +64,18 @@ build: deps
 
 relink_if_stale = if [ -e $(1) ] && [ -n "$$(find $(LINK_INPUTS) -newer $(1))" ]; then rm -f $(1); fi
 
-release: deps
+$(LINK_ORDER): scripts/lead-hot.order scripts/lead-data.order
+	@mkdir -p $(dir $@)
+	cat $^ > $@
+
+release: deps $(LINK_ORDER)
 	@$(call relink_if_stale,$(RELEASE_BIN))
 	$(SWIFT) build $(RELEASE) --product pimesh
 	strip -o $(SHIP_BIN) $(RELEASE_BIN)
 	@ls -l $(SHIP_BIN) | awk '{printf "release binary %s: %.1f MiB stripped\n", $$9, $$5/1048576}'
 	@$(MAKE) --no-print-directory cli-docs DOCS_BIN=$(SHIP_BIN)
 
-coordinator: deps
+coordinator: deps $(LINK_ORDER)
 	@$(call relink_if_stale,.build/release/pimesh-coordinator)
 	$(SWIFT) build $(RELEASE) --product pimesh-coordinator
 	strip -o $(COORDINATOR_BIN) .build/release/pimesh-coordinator
@@ -123,6 +131,10 @@ test-packaging: release
 ROUNDS ?= 2
 lead-order: deps
 	scripts/lead-hot-order.sh $(ROUNDS)
+
+# Re-derives scripts/lead-data.order from a bench's lead (root, a quiet machine).
+lead-data-order: deps
+	scripts/lead-data-order.sh
 
 check-binary: release
 	@scripts/check-binary.sh $(RELEASE_BIN) $(SHIP_BIN)
