@@ -14,8 +14,8 @@ one symbol from each section the lead wrote names it in the order file (a symbol
 
 Input: the map of the link (lld -Map) of the binary the lead runs, and the lead's pid (root, or
 the lead's user: this reads /proc/PID/mem), read every 2 s until the lead exits. A section
-counts as written when any of its bytes was not zero in any reading. Output: the existing order file's symbols first, in their order (a stable layout from
-one regeneration to the next), then new ones in address order.
+counts as written when any of its bytes was not zero in any reading. Output: one symbol per
+written section, in address order; the order file is rewritten.
 
 Usage: scripts/lead-data-order.py MAP_FILE PID ORDER_FILE
 """
@@ -95,17 +95,12 @@ def main():
             written.append(unique[0])
         else:
             unnamed += 1
-    try:
-        with open(order_path) as existing:
-            kept = [line.strip() for line in existing if line.strip()]
-    except FileNotFoundError:
-        kept = []
-    known = set(kept)
-    order = kept + [symbol for symbol in written if symbol not in known]
+    # Written whole, not merged: a symbol the lead no longer writes would hold a place at the
+    # front that the sections it does write need.
     with open(order_path, "w") as out:
-        out.write("".join(symbol + "\n" for symbol in order))
-    print(f"{len(written)} of {len(sections)} .bss sections written by pid {pid} ({readings} readings) "
-          f"({unnamed} more without a unique symbol); {order_path}: {len(order)} symbols")
+        out.write("".join(symbol + "\n" for symbol in written))
+    print(f"{len(written)} of {len(sections)} .bss sections written by pid {pid} ({readings} readings), "
+          f"{unnamed} more without a unique symbol; {order_path} rewritten")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,25 @@ struct Pimesh: AsyncParsableCommand {
     /// The lead's malloc settings hold only for threads that have not allocated yet (and one of
     /// them only from an exec): applied here, on the main thread, before the concurrency pool
     /// or any event loop has a thread.
+    ///
+    /// The lead parses its flags with `run`'s parser alone: the whole command tree would make
+    /// ArgumentParser reflect on every command's options, writing the metadata caches of all of
+    /// them into pages of .bss that the lead then kept for its life (about 130 KB of private
+    /// memory, docs/benchmarks.md). Help, a bad flag or any other parse error goes through the
+    /// whole tree, so that what `pimesh run` prints is what every other command prints.
     static func main() async {
-        if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName,
-            let why = MallocTuning.applyForLead(arguments: CommandLine.arguments)
-        {
-            FileHandleStderr.write("pimesh: \(why)\n")
+        if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
+            if let why = MallocTuning.applyForLead(arguments: CommandLine.arguments) {
+                FileHandleStderr.write("pimesh: \(why)\n")
+            }
+            if var lead = (try? RunCommand.parseAsRoot(Array(CommandLine.arguments.dropFirst(2)))) as? RunCommand {
+                do {
+                    try await lead.run()
+                } catch {
+                    exit(withError: error)
+                }
+                return
+            }
         }
         await main(nil)
     }

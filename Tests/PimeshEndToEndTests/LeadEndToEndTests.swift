@@ -81,6 +81,23 @@ import Testing
         #expect(!own.contains { $0.contains("tcache_count=0") || $0.hasPrefix("PIMESH_GLIBC") })
     }
 
+    /// The lead parses its flags with `run`'s parser alone (Pimesh.main); help and errors still
+    /// come from the whole command tree, named as `pimesh run`.
+    @Test func runReportsHelpAndBadFlagsAsPimeshRun() throws {
+        let help = try runPimesh(["run", "--help"])
+        #expect(help.status == 0)
+        #expect(help.output.contains("USAGE: pimesh run [--data-dir <data-dir>]"), "\(help.output)")
+        for (arguments, error) in [
+            (["run", "--api-port", "99999"], "Error: --api-port 99999 is not a port number"),
+            (["run", "--bogus"], "Error: Unknown option '--bogus'"),
+        ] {
+            let (status, output) = try runPimesh(arguments)
+            #expect(status == 64, "\(arguments): \(output)")
+            #expect(output.contains(error), "\(arguments): \(output)")
+            #expect(output.contains("See 'pimesh run --help' for more information."), "\(arguments): \(output)")
+        }
+    }
+
     @Test func statusHasTheKeysScriptsRelyOn() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()
