@@ -66,7 +66,7 @@ relink_if_stale = if [ -e $(1) ] && [ -n "$$(find $(LINK_INPUTS) -newer $(1))" ]
 
 $(LINK_ORDER): scripts/lead-hot.order scripts/lead-data.order
 	@mkdir -p $(dir $@)
-	cat $^ > $@
+	awk 1 $^ > $@
 
 release: deps $(LINK_ORDER)
 	@$(call relink_if_stale,$(RELEASE_BIN))

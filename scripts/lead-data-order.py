@@ -5,7 +5,7 @@
 A page of .bss costs private memory once anything in it is written. Swift keeps a small cache
 variable per type (metadata, witness tables) there, written when the type is first used; a
 lead uses a few of the binary's types, but its 1,090 KiB of .bss holds the caches of every
-one, so what it writes was spread over 172 pages (688 KiB of private memory, docs/benchmarks.md).
+one, so what it writes was spread over most of it (docs/benchmarks.md has the figures).
 
 lld orders input sections, not variables, and Swift puts all of a source file's .bss in one
 input section (-function-sections does not split data), so the unit here is the input section:
@@ -60,7 +60,7 @@ def load_base(pid):
             fields = line.split()
             if len(fields) >= 6 and fields[5] == exe and int(fields[2], 16) == 0:
                 return int(fields[0].split("-")[0], 16)
-    sys.exit(f"pid {pid}: {exe} is not mapped from offset 0")
+    raise OSError(f"pid {pid}: {exe} is not mapped from offset 0")
 
 
 def main():
@@ -68,11 +68,13 @@ def main():
         sys.exit(__doc__.strip().splitlines()[-1])
     map_path, pid, order_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     start, size, sections = bss_sections(map_path)
-    base = load_base(pid)
     seen = set()
     readings = 0
     while True:
         try:
+            # Looked up at each reading: the lead execs itself once as it starts (same pid,
+            # new mappings), and this may begin before that.
+            base = load_base(pid)
             with open(f"/proc/{pid}/mem", "rb") as memory:
                 memory.seek(base + start)
                 bss = memory.read(size)

@@ -20,17 +20,9 @@ public final class Database: Sendable {
     /// and brings the schema up to date. `readOnly` (an auditor's `pimesh audit verify`) neither
     /// creates, changes the journal mode nor migrates: it only refuses a schema it does not know.
     public init(path: String, migrations: [Migration] = Schema.migrations, readOnly: Bool = false) throws {
-        SQLiteLibrary.configure()
         self.path = path
-        var handle: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &handle, flags, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite3_close(handle)
-            throw StoreError(code: rc, message: message, context: "open \(path)")
-        }
-        self.handle = handle
+        handle = try SQLiteLibrary.open(path, flags: flags, context: "open \(path)")
         try execute("PRAGMA busy_timeout=5000")
         try execute("PRAGMA cache_size=-\(Self.pageCacheKiB)")
         if readOnly {
@@ -47,13 +39,7 @@ public final class Database: Sendable {
             try execute("PRAGMA foreign_keys=ON")
             try migrate(migrations)
         }
-        var reader: OpaquePointer?
-        let readRC = sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
-        guard readRC == SQLITE_OK, let reader else {
-            let message = reader.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite3_close(reader)
-            throw StoreError(code: readRC, message: message, context: "open \(path) for reading")
-        }
+        let reader = try SQLiteLibrary.open(path, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, context: "open \(path) for reading")
         readHandle = reader
         sqlite3_busy_timeout(reader, 5000)
         // readHandle is set: if this throws, deinit closes both handles.

@@ -38,14 +38,7 @@ public enum DatabaseCopy {
     }
 
     private static func withReadOnly<T>(_ path: String, _ body: (OpaquePointer) throws -> T) throws -> T {
-        var handle: OpaquePointer?
-        SQLiteLibrary.configure()
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite3_close(handle)
-            throw StoreError(code: rc, message: message, context: "open \(path) read-only")
-        }
+        let handle = try SQLiteLibrary.open(path, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, context: "open \(path) read-only")
         defer { sqlite3_close_v2(handle) }
         sqlite3_busy_timeout(handle, 5000)
         return try body(handle)

@@ -40,7 +40,7 @@ struct Pimesh: AsyncParsableCommand {
             if let why = MallocTuning.applyForLead(arguments: CommandLine.arguments) {
                 FileHandleStderr.write("pimesh: \(why)\n")
             }
-            if var lead = (try? RunCommand.parseAsRoot(Array(CommandLine.arguments.dropFirst(2)))) as? RunCommand {
+            if let lead = (try? RunCommand.parseAsRoot(Array(CommandLine.arguments.dropFirst(2)))) as? RunCommand {
                 do {
                     try await lead.run()
                 } catch {

@@ -84,12 +84,14 @@ import Testing
     /// The lead parses its flags with `run`'s parser alone (Pimesh.main); help and errors still
     /// come from the whole command tree, named as `pimesh run`.
     @Test func runReportsHelpAndBadFlagsAsPimeshRun() throws {
-        let help = try runPimesh(["run", "--help"])
+        // A scratch data dir: a regression that let these start a lead must not write here.
+        let dataDir = LeadProcess.scratchDirectory()
+        let help = try runPimesh(["run", "--help", "--data-dir", dataDir])
         #expect(help.status == 0)
         #expect(help.output.contains("USAGE: pimesh run [--data-dir <data-dir>]"), "\(help.output)")
         for (arguments, error) in [
-            (["run", "--api-port", "99999"], "Error: --api-port 99999 is not a port number"),
-            (["run", "--bogus"], "Error: Unknown option '--bogus'"),
+            (["run", "--data-dir", dataDir, "--api-port", "99999"], "Error: --api-port 99999 is not a port number"),
+            (["run", "--data-dir", dataDir, "--bogus"], "Error: Unknown option '--bogus'"),
         ] {
             let (status, output) = try runPimesh(arguments)
             #expect(status == 64, "\(arguments): \(output)")

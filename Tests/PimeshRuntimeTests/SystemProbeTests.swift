@@ -94,6 +94,8 @@ import PimeshTestSupport
         // A chunk's distance from the next: the request and malloc's 8-byte size field, rounded up.
         let chunkStride = (chunkBytes + 8 + 15) & ~15
         let chunks = (0..<256).map { _ in malloc(chunkBytes)! }.sorted { UInt(bitPattern: $0) < UInt(bitPattern: $1) }
+        var inUse = Set(chunks)
+        defer { for chunk in inUse { free(chunk) } }
         for chunk in chunks { memset(chunk, 0xa5, chunkBytes) }
         // The longest run of chunks side by side (another thread may have taken some in between).
         var longest = 0..<1
@@ -106,8 +108,6 @@ import PimeshTestSupport
         // The run's last chunk stays in use, and so do the chunks outside it: the free space is
         // then not the heap's top, which glibc would give back by itself.
         let freed = Array(chunks[longest].dropLast())
-        let kept = chunks.filter { chunk in !freed.contains(chunk) }
-        defer { for chunk in kept { free(chunk) } }
         // Clear of the first chunk's header and of the free chunk's links.
         let start = (Int(bitPattern: freed[0]) + 2 * pageSize) & ~(pageSize - 1)
         let length = (freed.count * chunkStride - 4 * pageSize) & ~(pageSize - 1)
@@ -117,9 +117,22 @@ import PimeshTestSupport
             return vector.filter { $0 & 1 != 0 }.count
         }
         #expect(residentPages() == length / pageSize)
-        for chunk in freed { free(chunk) }
+        for chunk in freed {
+            free(chunk)
+            inUse.remove(chunk)
+        }
+        // free() leaves pages between chunks in use where they are: the trim is what returns them.
+        #expect(residentPages() == length / pageSize)
         #expect(MallocTuning.returnFreePages())
         #expect(residentPages() < length / pageSize / 2)
+    }
+
+    @Test func theOperatorsArenaSettingWins() {
+        #expect(!MallocTuning.arenasSetByOperator(tunables: nil, arenaVariable: nil))
+        #expect(!MallocTuning.arenasSetByOperator(tunables: "glibc.malloc.tcache_count=0", arenaVariable: ""))
+        #expect(MallocTuning.arenasSetByOperator(tunables: nil, arenaVariable: "4"))
+        #expect(MallocTuning.arenasSetByOperator(tunables: "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4", arenaVariable: nil))
+        #expect(!MallocTuning.arenasSetByOperator(tunables: "glibc.malloc.arena_max_x=4", arenaVariable: nil))
     }
 
     @Test func mallocTunablesTurnTheThreadCachesOffAndKeepTheOperatorsOwn() {

@@ -37,6 +37,7 @@ func temporaryDirectory() -> String {
 
     /// SQLite would start each connection's page cache with one allocation of 20 pages (about
     /// 87 KB, all of it written), whether the connection ever holds that many pages or not.
+    /// `sqlite3_memory_used` counts the whole process: `make test` runs the tests one at a time.
     @Test func connectionsAllocateOnlyThePagesTheyHold() throws {
         let before = sqlite3_memory_used()
         let database = try Database(path: directory + "/bulk.db", migrations: [Migration(version: 1, statements: ["CREATE TABLE t (x INTEGER)"])])
@@ -46,6 +47,8 @@ func temporaryDirectory() -> String {
         // Two pages a connection, a schema of one table and a few statements; the bulk
         // allocations alone would be 174 KB.
         #expect(used < 87_000, "SQLite holds \(used) bytes for a database of one table")
+        // The setting took: no connection of this process opened before it.
+        #expect(SQLiteLibrary.configured == SQLITE_OK)
         withExtendedLifetime(database) {}
     }
 

@@ -225,9 +225,9 @@ public struct Lead: Sendable {
             }
             notifier.notify("READY=1")
             // Start-up code (argument parsing, migrations, binding) is not needed again, nor
-            // the heap that loading the registry and the config used for a moment.
-            CodePages.dropIdleCode()
-            MallocTuning.returnFreePages()
+            // the heap that loading the registry and the config used for a moment. An interval
+            // of 0 (a debugger's breakpoints would go with the pages) turns this off too.
+            if config.node.codeTrimIntervalS > 0 { CodeTrimService.trim() }
             logger.info(
                 "lead ready",
                 metadata: [

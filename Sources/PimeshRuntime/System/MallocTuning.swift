@@ -22,9 +22,13 @@ public enum MallocTuning {
     static func tunables(addingTo current: String?) -> String? {
         let setting = threadCacheTunable + "=0"
         guard let current, !current.isEmpty else { return setting }
-        let names = current.split(separator: ":").map { $0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "" }
-        if names.contains(threadCacheTunable) { return nil }
+        if tunableNames(current).contains(threadCacheTunable) { return nil }
         return current + ":" + setting
+    }
+
+    /// The names a GLIBC_TUNABLES value sets.
+    static func tunableNames(_ value: String?) -> [String] {
+        (value ?? "").split(separator: ":").map { $0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? "" }
     }
 
     static func saved(_ current: String?) -> String { current.map { "=" + $0 } ?? "unset" }
@@ -61,23 +65,32 @@ public enum MallocTuning {
     }
 
     /// glibc gives threads up to eight malloc arenas per core (two on 32-bit), and an arena
-    /// keeps the pages it once used. With 100 swarm agents the lead's private memory read
-    /// 4,224-4,276 KiB with the default, 4,056-4,088 with two arenas and 4,032-4,048 with one;
-    /// in `pimesh bench run` at 100 agents, 4,026-4,034 KB with two and 3,985-3,990 with one.
-    /// One arena puts every allocation behind one lock; most of the lead's threads only wait,
-    /// and benchmarks/tasks.sh and the bench's tasks per second did not tell one from two
-    /// (docs/benchmarks.md). New threads share the arenas that exist and made ones stay, so this
-    /// runs before any thread but the main one allocates.
+    /// keeps the pages it once used. In `pimesh bench run` at 100 agents, private memory read
+    /// 4,026,368-4,034,560 bytes with two arenas and 3,985,408-3,989,504 with one. One arena puts
+    /// every allocation behind one lock; benchmarks/tasks.sh and the bench's CPU at 1,000 agents
+    /// did not tell one from two (docs/benchmarks.md). New threads share the arenas that exist
+    /// and made ones stay, so this runs before any thread but the main one allocates.
     public static let arenas: Int32 = 1
+    static let arenaTunable = "glibc.malloc.arena_max"
+    static let arenaVariable = "MALLOC_ARENA_MAX"
+
+    /// Whether the operator said how many arenas (glibc has read it by now): theirs wins.
+    static func arenasSetByOperator(tunables: String?, arenaVariable: String?) -> Bool {
+        if let arenaVariable, !arenaVariable.isEmpty { return true }
+        return tunableNames(tunables).contains(arenaTunable)
+    }
 
     static func limitArenas() {
+        let tunables = getenv(tunablesVariable).map { String(cString: $0) }
+        let variable = getenv(arenaVariable).map { String(cString: $0) }
+        if arenasSetByOperator(tunables: tunables, arenaVariable: variable) { return }
         _ = mallopt(M_ARENA_MAX, arenas)
     }
 
-    /// Gives the kernel back the whole free pages in malloc's heap. glibc returns the top of
-    /// the heap only past 128 KiB of it (M_TRIM_THRESHOLD) and never the free pages between
-    /// chunks in use, which a burst of registrations or a snapshot leaves behind. Returns
-    /// whether any memory went back.
+    /// Gives the kernel back the whole free pages in malloc's heap. glibc returns a free top of
+    /// the heap only above its trim threshold (128 KiB at first), and never the free pages
+    /// between chunks in use, which a burst of registrations or a snapshot leaves behind.
+    /// Returns whether any memory went back.
     @discardableResult
     public static func returnFreePages() -> Bool {
         malloc_trim(0) != 0
