@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -93,7 +94,7 @@ static void report(int fd, int step, int error) {
     _exit(127);
 }
 
-int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
                  int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
                  int hold, pid_t *pid_out, int held_fds[2], int *failed_step) {
     int status_pipe[2];
@@ -132,8 +133,12 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int o
         setpgid(0, 0);
         int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
-        int out = output_fd >= 0 ? output_fd : null_fd;
-        if (dup2(null_fd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
+        // Above 2 first: a caller's descriptor that is itself 0, 1 or 2 (a lead started with
+        // stdio closed) would be overwritten by the dup2 onto another of them.
+        int in = input_fd >= 0 ? fcntl(input_fd, F_DUPFD_CLOEXEC, 3) : null_fd;
+        int out = output_fd >= 0 ? fcntl(output_fd, F_DUPFD_CLOEXEC, 3) : null_fd;
+        if (in < 0 || out < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
         // Nothing of the lead's (API listener, heartbeat sockets, the database) reaches the agent.
         close_all_from(3, status_pipe[1], gate[0]);
         if (hold) {
@@ -264,6 +269,10 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
 
 int pimesh_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
+}
+
+int pimesh_memfd_cloexec(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
 }
 
 int pimesh_set_pipe_size(int fd, int bytes) {

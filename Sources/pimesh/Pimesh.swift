@@ -1,7 +1,9 @@
 import ArgumentParser
+import Glibc
 import PimeshCommandLine
 import PimeshCore
 import PimeshRuntime
+import PimeshSnapshot
 
 // Every command names itself (`commandName:`): without it ArgumentParser derives the name with
 // String(describing:), whose dynamic casts scan every protocol conformance in this large binary,
@@ -36,6 +38,14 @@ struct Pimesh: AsyncParsableCommand {
     /// memory, docs/benchmarks.md). Help, a bad flag or any other parse error goes through the
     /// whole tree, so that what `pimesh run` prints is what every other command prints.
     static func main() async {
+        // The lead's upload helper (HelperPut): one PUT, request on stdin, answer on stdout.
+        if CommandLine.arguments.dropFirst().first == PutHelper.commandName {
+            guard isatty(0) == 0 else {
+                FileHandleStderr.write("pimesh \(PutHelper.commandName): the lead runs this for each upload, with the request on stdin; it is not for use by hand\n")
+                Glibc.exit(2)
+            }
+            Glibc.exit(PutHelper.serve())
+        }
         if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
             if let why = MallocTuning.applyForLead(arguments: CommandLine.arguments) {
                 FileHandleStderr.write("pimesh: \(why)\n")

@@ -256,7 +256,8 @@ extension SnapshotCommand {
                     throw CLIFailure("no upload target: set upload.target in the config (coordinator, s3 or directory)", exitCode: 78)
                 }
                 let spool = try location.spool(settings)
-                let uploader = SnapshotUploader(target: target)
+                // Through the helper, as the lead uploads: what a push shows is what the lead does.
+                let uploader = SnapshotUploader(target: target, transport: HelperPut(environment: ProcessEnvironment.current))
                 var results: [[String: String]] = []
                 var failed = 0
                 for entry in spool.pending(for: target.name) {

@@ -229,7 +229,109 @@ import Testing
         defer { coordinator.stop() }
         let marker = { (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool"))?.contains { $0.contains(".uploaded-") } ?? false }
         #expect(eventually(timeout: 10) { marker() }, "uploaded after the restart, once the coordinator answered")
-        #expect(maps(of: lead).contains("libcurl"), "uploads load libcurl")
+        // The upload ran in a helper process: the lead never maps libcurl or its chain.
+        #expect(!maps(of: lead).contains("libcurl"))
+    }
+
+    /// A receiver that takes the connection and never answers: an upload to it hangs until
+    /// the helper is told otherwise. Port 0: the kernel picks one.
+    final class SilentReceiver {
+        let fd: Int32
+        let port: Int
+
+        init() throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            self.fd = fd
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            guard bound == 0, listen(fd, 8) == 0 else { throw POSIXError(.EADDRINUSE) }
+            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+            port = Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        deinit { close(fd) }
+    }
+
+    /// The lead's transfer helper: the child of `lead` whose command line names it.
+    func transferHelper(of lead: LeadProcess) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 1,
+                Int32(fields[1]) == lead.process.processIdentifier,
+                let commandLine = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                String(decoding: commandLine, as: UTF8.self).contains("transfer-helper")
+            else { continue }
+            return pid
+        }
+        return nil
+    }
+
+    /// Gone, or a zombie nobody has collected yet: either way it runs no more.
+    func hasEnded(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+
+    func descriptorTargets(_ pid: pid_t) -> [String] {
+        let directory = "/proc/\(pid)/fd"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)
+        }
+    }
+
+    /// Issue 14 with issue 12's rules: the helper that uploads for the lead gets the request
+    /// through its stdin, so the S3 secret is in neither its command line nor its environment,
+    /// holds none of the lead's descriptors (database, API and heartbeat sockets), and is
+    /// killed when the lead stops, which does not wait out the upload's 300 s timeout.
+    @Test func theTransferHelperHoldsNoneOfTheLeadsAndEndsWithIt() throws {
+        try makeNode()
+        let receiver = try SilentReceiver()
+        let secret = "s3cret-\(getpid())-never-on-a-command-line"
+        let config = try writeConfig(
+            #"{"target": "s3", "s3": {"endpoint": "http://127.0.0.1:\#(receiver.port)", "bucket": "b", "access_key_id": "k", "secret_access_key": "\#(secret)"}}"#)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        _ = try lead.waitReady()
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        var helper: pid_t = 0
+        #expect(eventually(timeout: 20) { transferHelper(of: lead).map { helper = $0 } != nil }, "no transfer helper: \(lead.log)")
+        try #require(helper > 0)
+        let commandLine = String(decoding: FileManager.default.contents(atPath: "/proc/\(helper)/cmdline") ?? Data(), as: UTF8.self)
+        #expect(commandLine.split(separator: "\0").last == "transfer-helper")
+        #expect(!commandLine.contains(secret))
+        let environment = String(decoding: FileManager.default.contents(atPath: "/proc/\(helper)/environ") ?? Data(), as: UTF8.self)
+        #expect(!environment.contains(secret))
+        let leads = Set(descriptorTargets(lead.process.processIdentifier).filter { !$0.hasPrefix("pipe:") && !$0.hasPrefix("/memfd:") })
+        for target in descriptorTargets(helper) {
+            #expect(!leads.contains(target), "the helper holds the lead's \(target)")
+            #expect(!target.hasSuffix("pimesh.db") && !target.hasSuffix(".sock"), "\(target)")
+        }
+        #expect(!maps(of: lead).contains("libcurl"))
+        let stopping = Date()
+        #expect(lead.terminate() == 0)
+        #expect(Date().timeIntervalSince(stopping) < 15, "the lead waited for the upload")
+        #expect(eventually(timeout: 10) { hasEnded(helper) }, "the helper outlived the lead")
+        withExtendedLifetime(receiver) {}
+    }
+
+    /// A lead killed with SIGKILL cannot stop its helper: the helper sees its parent change
+    /// and ends its transfer within about a second (libcurl's progress callback).
+    @Test func aTransferHelperWhoseLeadDiedEndsByItself() throws {
+        try makeNode()
+        let receiver = try SilentReceiver()
+        let config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(receiver.port)"}"#)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        _ = try lead.waitReady()
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        var helper: pid_t = 0
+        #expect(eventually(timeout: 20) { transferHelper(of: lead).map { helper = $0 } != nil }, "no transfer helper: \(lead.log)")
+        try #require(helper > 0)
+        lead.kill9()
+        #expect(eventually(timeout: 15) { hasEnded(helper) }, "the helper outlived its lead")
+        if !hasEnded(helper) { kill(helper, SIGKILL) }
+        withExtendedLifetime(receiver) {}
     }
 
     /// Read to the end: /proc files report size 0, and a read sized by it stops at one page.

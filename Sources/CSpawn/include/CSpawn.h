@@ -18,14 +18,14 @@ enum pimesh_spawn_step {
 };
 
 /// Starts `path` with `argv`/`envp` in a process group of its own, default signal dispositions
-/// and an empty mask, stdin from `stdin_fd` and stdout+stderr into `output_fd` (-1: /dev/null),
+/// and an empty mask, stdin from `input_fd` and stdout+stderr into `output_fd` (-1: /dev/null),
 /// every other descriptor closed, and, when `change_ids` is set, the given groups, gid and uid.
 /// Returns 0 and the pid, or an errno with the step that failed.
 ///
 /// With `hold` set, the child waits before it changes ids or runs anything, and the call
 /// returns at once with `held_fds` (the gate, the exec status): the caller records the pid,
 /// then calls pimesh_spawn_release. If the caller dies first, the child ends without running.
-int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
                  int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
                  int hold, pid_t *pid_out, int held_fds[2], int *failed_step);
 
@@ -55,6 +55,10 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// pipe2(O_CLOEXEC): both ends close-on-exec from birth, with no window for another thread's
 /// spawn to inherit them (Glibc does not export pipe2 to Swift without _GNU_SOURCE).
 int pimesh_pipe_cloexec(int fds[2]);
+
+/// memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory, or -1 with errno (Glibc does
+/// not export it to Swift without _GNU_SOURCE).
+int pimesh_memfd_cloexec(const char *name);
 
 /// F_SETPIPE_SZ: the capacity of a pipe or FIFO; the new size, or -1 (the user's pipe quota).
 int pimesh_set_pipe_size(int fd, int bytes);

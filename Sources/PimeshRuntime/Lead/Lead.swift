@@ -172,9 +172,12 @@ public struct Lead: Sendable {
                 minRunning: config.incidents.emergencyMinRunning),
             state: state, logger: logger)
         let uploadTarget = try config.upload.target(environment: environment)
+        let putTransport = HelperPut(environment: environment) { [logger] milliseconds, peakRSSKiB in
+            logger.debug("transfer helper done", metadata: ["ms": "\(milliseconds)", "peak_rss_kib": "\(peakRSSKiB)"])
+        }
         var pusher: IncidentPusher? = nil
         if case .coordinator = uploadTarget {
-            pusher = IncidentPusher(uploader: SnapshotUploader(target: uploadTarget!), key: nodeKey, logger: logger)
+            pusher = IncidentPusher(uploader: SnapshotUploader(target: uploadTarget!, transport: putTransport), key: nodeKey, logger: logger)
         }
         incidents.onChange { [pusher] open, resolved in
             playbooks.consider(open: open, resolved: resolved)
@@ -310,7 +313,7 @@ public struct Lead: Sendable {
             services.append(
                 .init(
                     service: UploadService(
-                        spool: snapshots.maker.spool, uploader: SnapshotUploader(target: target),
+                        spool: snapshots.maker.spool, uploader: SnapshotUploader(target: target, transport: putTransport),
                         backoff: RetryBackoff(initial: .milliseconds(config.upload.retryInitialMs), maximum: .seconds(config.upload.retryMaxS)),
                         logger: logger, onConfirmed: { manifest in manifest.auditHead.map(audit.upstreamConfirmed) }),
                     serviceName: "upload"))

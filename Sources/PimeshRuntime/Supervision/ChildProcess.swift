@@ -5,10 +5,10 @@ import PimeshSystem
 
 /// Starts a child: its own process group (a Ctrl-C at the lead's terminal is the lead's to
 /// handle), default signal dispositions and an empty mask (the lead ignores and blocks signals
-/// for its own handling; children must not inherit that), stdin from /dev/null, stdout and
-/// stderr into one pipe whose read end the caller gets, no other descriptor of the lead's
-/// (issue 12: agents once inherited the API listener and the heartbeat sockets), and the
-/// user it is to run as.
+/// for its own handling; children must not inherit that), stdin from /dev/null or the
+/// caller's descriptor, stdout and stderr into one pipe whose read end the caller gets, no other
+/// descriptor of the lead's (issue 12: agents once inherited the API listener and the heartbeat
+/// sockets), and the user it is to run as.
 package enum ChildProcess {
     package struct Spawned {
         package var pid: pid_t
@@ -21,6 +21,7 @@ package enum ChildProcess {
     }
 
     /// `program` is an absolute path or a name searched in PATH (of `environment`).
+    /// `inputDescriptor`: the child's stdin, still the caller's to close; else /dev/null.
     /// `outputDescriptor`: the child's stdout+stderr, still the caller's to close (a supervised
     /// agent's log FIFO); else a new pipe when `captureOutput`, else /dev/null.
     /// `beforeRunning`: called with the child's pid while the child waits, before it runs the
@@ -28,7 +29,8 @@ package enum ChildProcess {
     /// moment leaves a process the next lead does not know); if it throws, the child ends
     /// without running and the error is thrown.
     package static func spawn(
-        program: String, arguments: [String], environment: [String], captureOutput: Bool, outputDescriptor: Int32? = nil,
+        program: String, arguments: [String], environment: [String], captureOutput: Bool, inputDescriptor: Int32? = nil,
+        outputDescriptor: Int32? = nil,
         identity: ProcessIdentity? = nil, beforeRunning: ((pid_t) throws -> Void)? = nil
     ) throws -> Spawned {
         let captureOutput = captureOutput && outputDescriptor == nil
@@ -63,7 +65,7 @@ package enum ChildProcess {
         let groups = identity?.groups ?? []
         var error = groups.withUnsafeBufferPointer { groupBuffer in
             pimesh_spawn(
-                path, &cArguments, &cEnvironment, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1), identity == nil ? 0 : 1, identity?.uid ?? 0,
+                path, &cArguments, &cEnvironment, inputDescriptor ?? -1, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1), identity == nil ? 0 : 1, identity?.uid ?? 0,
                 identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, beforeRunning == nil ? 0 : 1, &pid, &held, &step)
         }
         var refusal: (any Error)?

@@ -6,38 +6,31 @@ import Synchronization
 /// progress callback about once a second, and at once on any progress.
 public final class TransferAbort: Sendable {
     private let flag = Atomic<Bool>(false)
+    /// The transfer helper's parent, the lead (0: not watched). Once getppid() differs, the lead
+    /// is gone: nobody waits for the answer, and the next lead uploads the snapshot again.
+    private let parent: pid_t
 
-    public init() {}
+    /// `endingWithParent`: also aborted once the process that started this one has ended.
+    public init(endingWithParent: Bool = false) {
+        parent = endingWithParent ? getppid() : 0
+    }
 
     public func abort() {
         flag.store(true, ordering: .relaxed)
     }
 
     public var isAborted: Bool {
-        flag.load(ordering: .relaxed)
+        flag.load(ordering: .relaxed) || (parent != 0 && getppid() != parent)
     }
 }
 
-/// One HTTP PUT of a file through libcurl: the body is streamed from the file descriptor, the
-/// answer's status, body (capped) and headers are kept. Used for the coordinator and for S3
-/// (libcurl signs with AWS SigV4 itself, CURLOPT_AWS_SIGV4).
+/// One HTTP PUT through libcurl in this process: the body is streamed from a file or copied
+/// from memory, the answer's status, body (capped) and headers are kept. Used for the
+/// coordinator and for S3 (libcurl signs with AWS SigV4 itself, CURLOPT_AWS_SIGV4). A lead
+/// never runs it itself (`PutTransport`): it maps libcurl and its chain for good.
 struct CurlPut {
-    struct Answer {
-        var status: Int
-        var body: [UInt8]
-        var headers: [String: String]
-    }
-
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    var url: String
-    var headers: [String] = []
-    /// `aws:amz:REGION:s3` and `KEY:SECRET` for S3.
-    var awsSigV4: (provider: String, credentials: String)?
-    var timeoutS = 300
-    var abort = TransferAbort()
+    var request: PutRequest
+    var abort: TransferAbort
 
     private final class Transfer {
         var fd: Int32
@@ -53,38 +46,47 @@ struct CurlPut {
         }
     }
 
-    /// Maps libcurl at the first transfer of the process.
-    static func loadLibcurl() throws(Failure) {
+    static func loadLibcurl() throws(TransferFailure) {
         var error = [CChar](repeating: 0, count: 512)
         guard pimesh_curl_load(&error, error.count) == 0 else {
-            throw Failure(description: "libcurl: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+            throw TransferFailure(description: "libcurl: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
     }
 
-    /// A small body from memory (an incident): the read callback copies from it.
-    func put(bytes: [UInt8]) throws(Failure) -> Answer {
-        try put(file: -1, size: UInt64(bytes.count), memory: bytes)
+    func put(_ body: PutBody) throws(TransferFailure) -> PutAnswer {
+        switch body {
+        case .bytes(let bytes):
+            return try put(file: -1, size: UInt64(bytes.count), memory: bytes)
+        case .file(let path):
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw TransferFailure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw TransferFailure(description: "cannot stat \(path): \(String(cString: strerror(errno)))") }
+            return try put(file: fd, size: UInt64(info.st_size), memory: nil)
+        }
     }
 
-    func put(file fd: Int32, size: UInt64, memory: [UInt8]? = nil) throws(Failure) -> Answer {
+    private func put(file fd: Int32, size: UInt64, memory: [UInt8]?) throws(TransferFailure) -> PutAnswer {
         try Self.loadLibcurl()
-        guard let curl = pimesh_curl_easy_init() else { throw Failure(description: "libcurl: cannot start a transfer") }
+        guard let curl = pimesh_curl_easy_init() else { throw TransferFailure(description: "libcurl: cannot start a transfer") }
         defer { pimesh_curl_easy_cleanup(curl) }
-        guard !abort.isAborted else { throw Failure(description: "\(url): aborted, the lead is stopping") }
+        let url = request.url
+        guard !abort.isAborted else { throw TransferFailure(description: "\(url): aborted, the lead is stopping") }
         let transfer = Transfer(fd: fd, abort: abort)
         transfer.memory = memory
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var list: UnsafeMutablePointer<curl_slist>?
-        for header in headers + ["Expect:"] { list = pimesh_curl_slist_append(list, header) }
+        for header in request.headers + ["Expect:"] { list = pimesh_curl_slist_append(list, header) }
         defer { pimesh_curl_slist_free_all(list) }
         _ = pimesh_curl_string(curl, CURLOPT_URL, url)
         _ = pimesh_curl_long(curl, CURLOPT_UPLOAD, 1)
         _ = pimesh_curl_offset(curl, CURLOPT_INFILESIZE_LARGE, curl_off_t(size))
         _ = pimesh_curl_pointer(curl, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
-        _ = pimesh_curl_long(curl, CURLOPT_TIMEOUT, timeoutS)
+        _ = pimesh_curl_long(curl, CURLOPT_TIMEOUT, request.timeoutS)
         _ = pimesh_curl_long(curl, CURLOPT_CONNECTTIMEOUT, 10)
         _ = pimesh_curl_long(curl, CURLOPT_NOSIGNAL, 1)
-        if let sigv4 = awsSigV4 {
+        if let sigv4 = request.awsSigV4 {
             _ = pimesh_curl_string(curl, CURLOPT_AWS_SIGV4, sigv4.provider)
             _ = pimesh_curl_string(curl, CURLOPT_USERPWD, sigv4.credentials)
         }
@@ -129,13 +131,13 @@ struct CurlPut {
             Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().abort.isAborted ? 1 : 0
         }
         let code = pimesh_curl_easy_perform(curl)
-        if abort.isAborted { throw Failure(description: "\(url): aborted, the lead is stopping") }
+        if abort.isAborted { throw TransferFailure(description: "\(url): aborted, the lead is stopping") }
         guard code == CURLE_OK else {
-            throw Failure(description: "\(url): \(String(cString: pimesh_curl_easy_strerror(code)))")
+            throw TransferFailure(description: "\(url): \(String(cString: pimesh_curl_easy_strerror(code)))")
         }
         var status = 0
         _ = pimesh_curl_info_long(curl, CURLINFO_RESPONSE_CODE, &status)
-        return Answer(status: status, body: transfer.body, headers: transfer.headers)
+        return PutAnswer(status: status, body: transfer.body, headers: transfer.headers)
     }
 }
 

@@ -26,8 +26,9 @@ public struct NodeEnrollment: Codable, Sendable {
     public func send(to coordinator: String, token: String) throws -> Bool {
         let base = coordinator.hasSuffix("/") ? String(coordinator.dropLast()) : coordinator
         let nodeID = NodeKey.nodeID(publicKeyHex: publicKey)
-        let put = CurlPut(url: "\(base)/v1/enrollments/\(nodeID)", headers: ["Authorization: Bearer \(token)", "Content-Type: application/json"], timeoutS: 30)
-        let answer = try put.put(bytes: try APICoding.encode(self))
+        // libcurl in this process: `pimesh coordinator join` ends right after.
+        let request = PutRequest(url: "\(base)/v1/enrollments/\(nodeID)", headers: ["Authorization: Bearer \(token)", "Content-Type: application/json"], timeoutS: 30)
+        let answer = try InProcessPut().put(request, body: .bytes(try APICoding.encode(self)), abort: TransferAbort())
         switch answer.status {
         case 201: return true
         case 200: return false

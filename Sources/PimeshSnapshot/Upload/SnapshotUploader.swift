@@ -9,11 +9,14 @@ import PimeshSystem
 /// single PUT) that this side computes too, a directory copy is read back and hashed.
 public struct SnapshotUploader: Sendable {
     public let target: UploadTarget
+    /// Who carries out the PUTs: a lead's helper process, or libcurl in this process.
+    public let transport: any PutTransport
     /// Ends an upload in progress when the lead stops, instead of waiting out libcurl's timeout.
     public let abort = TransferAbort()
 
-    public init(target: UploadTarget) {
+    public init(target: UploadTarget, transport: any PutTransport) {
         self.target = target
+        self.transport = transport
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -88,12 +91,12 @@ public struct SnapshotUploader: Sendable {
     /// coordinator target; returns false when the target is something else.
     public func pushIncident(nodeID: String, id: Int64, body: [UInt8], signature: [UInt8]) throws -> Bool {
         guard case .coordinator(let url) = target else { return false }
-        let request = CurlPut(
+        let request = PutRequest(
             url: url.trimmingSuffix("/") + "/v1/nodes/\(nodeID)/incidents/\(id)",
-            headers: ["Content-Type: application/json", "Pimesh-Signature: " + Hex.encode(signature)], timeoutS: 30, abort: abort)
-        let answer: CurlPut.Answer
+            headers: ["Content-Type: application/json", "Pimesh-Signature: " + Hex.encode(signature)], timeoutS: 30)
+        let answer: PutAnswer
         do {
-            answer = try request.put(bytes: body)
+            answer = try transport.put(request, body: .bytes(body), abort: abort)
         } catch {
             throw Failure(description: "\(error)", permanent: false)
         }
@@ -106,15 +109,13 @@ public struct SnapshotUploader: Sendable {
     }
 
     private func toCoordinator(_ entry: SnapshotSpool.Entry, _ url: String) throws -> String {
-        let (fd, size) = try openFile(entry.filePath)
-        defer { close(fd) }
         let manifest = try FileIO.read(path: entry.manifestPath, limit: 1 << 16)
-        let request = CurlPut(
+        let request = PutRequest(
             url: url.trimmingSuffix("/") + "/v1/nodes/\(entry.manifest.nodeID)/snapshots/\(entry.manifest.sequence)",
-            headers: ["Content-Type: application/octet-stream", "Pimesh-Manifest: " + Hex.encode(manifest)], abort: abort)
-        let answer: CurlPut.Answer
+            headers: ["Content-Type: application/octet-stream", "Pimesh-Manifest: " + Hex.encode(manifest)])
+        let answer: PutAnswer
         do {
-            answer = try request.put(file: fd, size: size)
+            answer = try transport.put(request, body: .file(path: entry.filePath), abort: abort)
         } catch {
             throw Failure(description: "\(error)", permanent: false)
         }
@@ -129,27 +130,31 @@ public struct SnapshotUploader: Sendable {
         return "the coordinator confirmed SHA-256 \(receipt.compressedSha256.prefix(16))…"
     }
 
+    private func md5Hex(of path: String) throws -> String {
+        let (fd, _) = try openFile(path)
+        defer { close(fd) }
+        var md5 = Insecure.MD5()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = try LZ4Frame.readFull(fd, buffer)
+            if count == 0 { break }
+            md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+        return Hex.encode(Array(md5.finalize()))
+    }
+
     private func toS3(_ entry: SnapshotSpool.Entry, _ s3: UploadTarget.S3) throws -> String {
         let base = s3.endpoint.trimmingSuffix("/") + "/" + s3.bucket + "/"
             + (s3.prefix.isEmpty ? "" : s3.prefix.trimmingSuffix("/") + "/") + entry.manifest.nodeID + "/"
-        let signing = (provider: "aws:amz:\(s3.region):s3", credentials: "\(s3.accessKeyID):\(s3.secretAccessKey)")
+        let signing = PutRequest.AWSSigV4(provider: "aws:amz:\(s3.region):s3", credentials: "\(s3.accessKeyID):\(s3.secretAccessKey)")
         func put(_ path: String, name: String, sha256: String) throws -> String {
-            let (fd, size) = try openFile(path)
-            defer { close(fd) }
-            var md5 = Insecure.MD5()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
-            while true {
-                let count = try LZ4Frame.readFull(fd, buffer)
-                if count == 0 { break }
-                md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            }
-            lseek(fd, 0, SEEK_SET)
-            let etag = Hex.encode(Array(md5.finalize()))
-            let request = CurlPut(url: base + name, headers: ["x-amz-content-sha256: " + sha256], awsSigV4: signing, abort: abort)
-            let answer: CurlPut.Answer
+            // The ETag S3 must answer with: what the PUT below streams from the same file.
+            let etag = try md5Hex(of: path)
+            let request = PutRequest(url: base + name, headers: ["x-amz-content-sha256: " + sha256], awsSigV4: signing)
+            let answer: PutAnswer
             do {
-                answer = try request.put(file: fd, size: size)
+                answer = try transport.put(request, body: .file(path: path), abort: abort)
             } catch {
                 throw Failure(description: "\(error)", permanent: false)
             }
