@@ -14,6 +14,9 @@ exception fails the task):
 
     agent.serve(data_dir, handler=lambda item: do(item["payload"]))
 
+Handlers run on a worker thread while serve keeps heartbeating; one that runs longer than the
+lead's hang watchdog (2 s) calls `agent.progress()` as it goes, or the lead reports it HUNG.
+
 Agents that cannot receive datagrams use the long poll; post each result, or answer:
 
     for item in agent.pull_work(data_dir, wait_ms=25000):
@@ -31,6 +34,7 @@ import hmac
 import http.client
 import json
 import os
+import queue
 import signal
 import socket
 import struct
@@ -227,6 +231,9 @@ class PimeshAgent:
         # Set by serve(): heartbeats become v2 and the lead sends work to this socket.
         self.work_window = None
         self.last_report = Report()
+        self._send_lock = threading.Lock()
+        # Work units done, for serve()'s heartbeats (see progress()).
+        self.work_done = 0
 
     def _request(self, data_dir, method, path, body=None, timeout=5.0):
         """The agent's own calls, with its own credential: to the lead's current address when
@@ -308,16 +315,26 @@ class PimeshAgent:
 
     def heartbeat(self, state=READY, queue_depth=0, progress=0):
         """Sends one heartbeat; returns its iteration. A lost datagram is what UDP allows."""
-        self.iteration += 1
-        self.last_report = Report(state, queue_depth, progress)
-        fields = (self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
-                  state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
-        if self.work_window is None:
-            datagram = encode_heartbeat(*fields)
-        else:
-            datagram = encode_heartbeat_v2(*fields, self.work_window.highest, self.work_window.window)
-        self.socket.sendto(datagram, self.address)
-        return self.iteration
+        # serve() heartbeats from its loop while a handler posts from its worker thread: one
+        # iteration each, or the lead drops the second as a replay.
+        with self._send_lock:
+            self.iteration += 1
+            self.last_report = Report(state, queue_depth, progress)
+            fields = (self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
+                      state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))
+            if self.work_window is None:
+                datagram = encode_heartbeat(*fields)
+            else:
+                datagram = encode_heartbeat_v2(*fields, self.work_window.highest, self.work_window.window)
+            self.socket.sendto(datagram, self.address)
+            return self.iteration
+
+    def progress(self, units=1):
+        """Counts work done: a handler that runs longer than the lead's hang watchdog
+        (supervision.hang_after_ms, 2 s) calls this as it goes, or the lead reports the agent
+        HUNG. serve() counts one unit for each item it finishes."""
+        with self._send_lock:
+            self.work_done += max(0, int(units))
 
     def receive_work(self, timeout):
         """Waits up to `timeout` seconds for a work datagram; returns ("item", item), ("fetch",
@@ -353,12 +370,38 @@ class PimeshAgent:
                 return None
         return None
 
-    def serve(self, data_dir, handler, report=Report, stop=lambda: False):
+    def serve(self, data_dir, handler, report=None, stop=lambda: False):
         """Heartbeats and takes work as datagrams until `stop()` is true or SIGTERM/SIGINT:
         calls `handler(item)` for each task, ask or broadcast and posts its return value as the
-        result or answer (an exception fails the task, or answers TRANSIT). Then says goodbye."""
+        result or answer (an exception fails the task, or answers TRANSIT). Then says goodbye.
+
+        Handlers run one at a time on a worker thread while this loop keeps heartbeating, so a
+        long task does not look like a dead agent. `report()` gives each heartbeat's state,
+        queue depth and progress; by default READY, the items waiting, and `work_done` (one
+        unit per finished item, plus what the handler counts with progress())."""
         self.work_window = self.work_window or WorkWindow()
+        waiting = queue.Queue()
+        if report is None:
+            def report():
+                return Report(READY, waiting.qsize(), self.work_done)
         stopping, previous = _catch_stop_signals()
+
+        def work():
+            while True:
+                item = waiting.get()
+                if item is None:
+                    return
+                try:
+                    if item == "fetch":
+                        for fetched in self.pull_work(data_dir, wait_ms=0, max_items=8):
+                            self._reply(data_dir, fetched, handler)
+                    else:
+                        self._reply(data_dir, item, handler)
+                except (OSError, PimeshError):
+                    time.sleep(1)  # the lead may be restarting; its lease gives the work back
+
+        worker = threading.Thread(target=work, name="pimesh-agent-work", daemon=True)
+        worker.start()
         next_beat = 0.0
         last_refresh = time.monotonic()
         try:
@@ -374,22 +417,22 @@ class PimeshAgent:
                     except OSError:
                         pass  # the lead may be restarting
                     next_beat = now + self.interval
+                # No periodic poll: the lead sends what waits for this agent at each of its
+                # heartbeats; only a fetch (an item too large for a datagram) needs a request.
                 received = self.receive_work(max(0.01, min(0.25, next_beat - time.monotonic())))
-                items = []
-                try:
-                    # No periodic poll: the lead sends what waits for this agent at each of its
-                    # heartbeats; only a fetch (an item too large for a datagram) needs a request.
-                    if received is not None and received[0] == "fetch":
-                        items = self.pull_work(data_dir, wait_ms=0, max_items=8)
-                    elif received is not None:
-                        items = [received[1]]
-                    for item in items:
-                        self._reply(data_dir, item, handler)
-                except (OSError, PimeshError):
-                    time.sleep(1)  # the lead may be restarting; its lease gives the work back
+                if received is not None:
+                    waiting.put("fetch" if received[0] == "fetch" else received[1])
         finally:
             for number, handler_before in previous.items():
                 signal.signal(number, handler_before)
+            # What has not started is left to the lead: leave() gives it to other agents.
+            while True:
+                try:
+                    waiting.get_nowait()
+                except queue.Empty:
+                    break
+            waiting.put(None)
+            worker.join()
         try:
             self.leave(data_dir)
         except (OSError, PimeshError):
@@ -401,6 +444,7 @@ class PimeshAgent:
             failed = None
         except Exception as error:  # the handler's failure is the task's outcome
             value, failed = None, f"{type(error).__name__}: {error}"
+        self.progress()
         if item["kind"] == "task":
             if failed is None:
                 self.post_result(data_dir, item["id"], "succeeded", result=None if value is None else str(value))

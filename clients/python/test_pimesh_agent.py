@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import sys
 import shutil
 import signal
@@ -277,6 +278,171 @@ class PythonClientTests(unittest.TestCase):
         status, answer = pimesh_agent.api_request(self.lead.data_dir, "GET", "/v1/status", bearer=bob.bearer)
         self.assertEqual(status, 403, answer)
 
+    def submit(self, capability, count, prefix="t"):
+        return [pimesh_agent.submit_task(self.lead.data_dir, capability, payload=f"{prefix}{i}")["id"] for i in range(count)]
+
+    def states(self, ids):
+        return [self.lead.get(f"/v1/tasks/{i}") for i in ids]
+
+    def test_a_long_handler_keeps_the_agent_alive_and_its_work_ends_once(self):
+        """A handler of 2.5 s that counts its progress: serve() heartbeats meanwhile, so the
+        lead neither suspects the agent nor takes the work back, and each task ends once."""
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-slow", capabilities=["slow"]))
+        stop = threading.Event()
+        calls = []
+
+        def handler(item):
+            calls.append(item["id"])
+            for _ in range(5):
+                time.sleep(0.5)
+                agent.progress()
+            return "done"
+
+        server = threading.Thread(target=agent.serve, args=(self.lead.data_dir, handler), kwargs={"stop": stop.is_set})
+        server.start()
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-slow")["state"] == "READY"))
+            ids = self.submit("slow", 3)
+            self.assertTrue(self.lead.wait_for(
+                lambda: all(t["state"] == "succeeded" for t in self.states(ids)), timeout=30))
+            self.assertEqual([t["attempts"] for t in self.states(ids)], [1, 1, 1])
+            self.assertEqual(sorted(calls), sorted(ids))
+            health = self.agent_view("py-slow")["health"]
+            self.assertEqual(health["condition"], "alive", health)
+            self.assertEqual(health["breaker"], "CLOSED", health)
+        finally:
+            stop.set()
+            server.join(timeout=15)
+
+    class RawWorker:
+        """An agent that speaks v2 by hand, so that a test decides when it acknowledges,
+        answers or falls silent. It works one task at a time (slots 1)."""
+
+        def __init__(self, lead, name, capability, acknowledge=True):
+            self.lead = lead
+            self.agent = PimeshAgent(PimeshAgent.register(lead.data_dir, name, capabilities=[capability]))
+            self.window = pimesh_agent.WorkWindow()
+            self.acknowledge = acknowledge
+            self.silent = False
+            self.stopped = False
+            self.received = []  # (sequence, item) of every datagram, repeats included
+            self.thread = threading.Thread(target=self.loop, daemon=True)
+            self.thread.start()
+
+        def beat(self):
+            acked = self.window if self.acknowledge else pimesh_agent.WorkWindow()
+            agent = self.agent
+            agent.iteration += 1
+            datagram = pimesh_agent.encode_heartbeat_v2(
+                agent.agent_id, agent.secret, agent.iteration, int(time.time() * 1000), READY, 0,
+                int(time.monotonic() * 10), acked.highest, acked.window)
+            agent.socket.sendto(datagram, agent.address)
+
+        def loop(self):
+            next_beat = 0.0
+            header = pimesh_agent._WORK_HEADER
+            while not self.stopped:
+                if not self.silent and time.monotonic() >= next_beat:
+                    self.beat()
+                    next_beat = time.monotonic() + 0.1
+                self.agent.socket.settimeout(0.02)
+                try:
+                    data = self.agent.socket.recv(pimesh_agent.WORK_MAX_SIZE + 1)
+                except (socket.timeout, BlockingIOError):
+                    continue
+                sequence, length = header.unpack_from(data)[4], header.unpack_from(data)[6]
+                self.received.append((sequence, json.loads(data[header.size:header.size + length])))
+                if self.window.receive(sequence) and not self.silent:
+                    self.beat()
+
+        def post(self, task_id):
+            return self.agent.post_result(self.lead.data_dir, task_id, "succeeded", result="ok")
+
+        def tasks(self):
+            return [item for _, item in self.received if item["kind"] == "task"]
+
+        def stop(self):
+            self.stopped = True
+            self.thread.join(timeout=5)
+
+    def test_an_agent_back_from_a_silence_gets_its_work_again(self):
+        """Issue 14's probe: the task an agent held when it fell silent kept its one slot after
+        the task was taken back, and the agent got no work again."""
+        worker = self.RawWorker(self.lead, "py-silent", "hold")
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-silent")["state"] == "READY"))
+            ids = self.submit("hold", 2)
+            self.assertTrue(self.lead.wait_for(lambda: len(worker.tasks()) == 1, timeout=10))
+            worker.silent = True
+            self.assertTrue(self.lead.wait_for(
+                lambda: all(t["state"] == "queued" for t in self.states(ids)), timeout=10), self.states(ids))
+            worker.silent = False
+            # Back: the held task comes again (its second attempt), and each result frees the slot.
+            self.assertTrue(self.lead.wait_for(lambda: any(t["attempt"] == 2 for t in worker.tasks()), timeout=5),
+                            worker.tasks())
+            done = set()
+
+            def answer_all():
+                for item in worker.tasks():
+                    if item["id"] not in done:
+                        done.add(item["id"])
+                        worker.post(item["id"])
+                return all(t["state"] == "succeeded" for t in self.states(ids))
+            self.assertTrue(self.lead.wait_for(answer_all, timeout=10), self.states(ids))
+        finally:
+            worker.stop()
+
+    def test_a_finished_tasks_datagram_is_not_sent_again(self):
+        """Issue 14's probe: a task whose result came back while its datagram was not yet
+        acknowledged (the acknowledging heartbeat lost) was sent seven more times."""
+        worker = self.RawWorker(self.lead, "py-noack", "quick", acknowledge=False)
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-noack")["state"] == "READY"))
+            [task_id] = self.submit("quick", 1)
+            self.assertTrue(self.lead.wait_for(lambda: len(worker.received) == 1, timeout=10))
+            self.assertTrue(worker.post(task_id))
+            time.sleep(2.5)  # three retransmissions were due by now (300 ms, 900 ms, 2.1 s)
+            self.assertEqual(len(worker.received), 1, worker.received)
+            self.assertEqual(self.lead.get("/v1/status")["tasks"]["work_datagrams"]["retransmitted"], 0)
+        finally:
+            worker.stop()
+
+
+class InboxLeaseTests(unittest.TestCase):
+    """Issue 14's probe: tasks that waited in a busy agent's inbox past their lease were counted
+    as lost by the agent, which opened its breaker over work it never saw."""
+
+    def setUp(self):
+        self.lead = LeadFixture(config={"tasks": {"lease_ms": 1500}})
+
+    def tearDown(self):
+        self.lead.stop()
+
+    def test_work_waiting_behind_a_full_slot_is_not_held_against_the_agent(self):
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-busy", capabilities=["busy"]))
+        stop = threading.Event()
+
+        def handler(item):
+            time.sleep(0.5)
+            return "ok"
+
+        server = threading.Thread(target=agent.serve, args=(self.lead.data_dir, handler), kwargs={"stop": stop.is_set})
+        server.start()
+        try:
+            self.assertTrue(self.lead.wait_for(
+                lambda: any(a["name"] == "py-busy" and a["state"] == "READY" for a in self.lead.get("/v1/agents")["agents"])))
+            ids = [pimesh_agent.submit_task(self.lead.data_dir, "busy", payload=str(i))["id"] for i in range(8)]
+            self.assertTrue(self.lead.wait_for(
+                lambda: all(self.lead.get(f"/v1/tasks/{i}")["state"] == "succeeded" for i in ids), timeout=30))
+            self.assertEqual([self.lead.get(f"/v1/tasks/{i}")["attempts"] for i in ids], [1] * 8)
+            view = next(a for a in self.lead.get("/v1/agents")["agents"] if a["name"] == "py-busy")
+            self.assertEqual(view["health"]["breaker"], "CLOSED", view["health"])
+        finally:
+            stop.set()
+            server.join(timeout=15)
+
+
+class DatagramLayoutTests(unittest.TestCase):
     def test_datagram_layout_matches_the_protocol(self):
         datagram = pimesh_agent.encode_heartbeat(bytes(range(16)), b"k", 7, 1000, CONFLICT, 2, 3)
         self.assertEqual(len(datagram), 64)

@@ -143,10 +143,22 @@ extension TaskService {
         UInt64(max(0, Clock.wallMilliseconds())) * 1000
     }
 
-    /// A task of the agent's finished or went back to the queue: its slot is free again.
+    /// A task left the agent (finished, cancelled, requeued, given to another): its slot is
+    /// free and its datagram is not sent again. Every way out goes through here: a slot kept
+    /// for a task the agent no longer has starved an agent of one slot for good, and a datagram
+    /// kept for a finished task held an outbox place through eight sends (issue 14's probe).
+    /// Returns whether a slot was freed while work waits in the inbox.
+    @discardableResult
+    func release(task: String, from agent: AgentID, in state: inout State) -> Bool {
+        guard let index = state.links.index(forKey: agent) else { return false }
+        state.links.values[index].outbox.remove { $0.taskID == task }
+        let freed = state.links.values[index].inFlight.remove(task) != nil
+        return freed && state.inboxes[agent]?.items.isEmpty == false
+    }
+
+    /// A task of the agent's finished or was cancelled: what waits in its inbox takes the slot.
     func freeSlot(of agent: AgentID, task: String, now: Instant, in state: inout State, writes: inout [TaskRow]) {
-        guard state.links[agent]?.inFlight.remove(task) != nil else { return }
-        if state.inboxes[agent]?.items.isEmpty == false { sendDatagrams(to: agent, now: now, in: &state, writes: &writes) }
+        if release(task: task, from: agent, in: &state) { sendDatagrams(to: agent, now: now, in: &state, writes: &writes) }
     }
 
     /// Sends again what was not acknowledged in time.

@@ -28,6 +28,7 @@ extension TaskService {
             }.map(\.row.id).sorted()
             guard !orphans.isEmpty else { return }
             state.inboxes[failed]?.items.removeAll { $0.kind == .task }
+            for id in orphans { release(task: id, from: failed, in: &state) }
             var rings: [String: (ring: ConsistentHashRing, ids: [String: AgentID])] = [:]
             for id in orphans {
                 guard var task = state.open[id] else { continue }

@@ -674,7 +674,9 @@ final class TaskService: Service, Sendable {
             state.queued.removeAll { $0 == taskID }
             if let agent = live.row.agentID {
                 state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
-                state.links[agent]?.inFlight.remove(taskID)
+                var writes: [TaskRow] = []
+                freeSlot(of: agent, task: taskID, now: Clock.monotonicNow(), in: &state, writes: &writes)
+                persist(writes)
             }
             remember(live.row, in: &state)
             state.counters.finished[.cancelled, default: 0] += 1
@@ -733,14 +735,17 @@ final class TaskService: Service, Sendable {
         state.withLock { state in
             retransmit(now: now, in: &state)
             let wallMs = Clock.wallMilliseconds()
+            var refill: Set<AgentID> = []
             for (id, live) in state.open where live.durable {
                 guard let expires = live.leaseExpires, expires <= now else { continue }
                 var task = live
                 if let agent = task.row.agentID {
                     state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
-                    state.links[agent]?.outbox.remove { $0.taskID == id }
-                    state.links[agent]?.inFlight.remove(id)
-                    registry.recordLostTask(of: agent, at: now)
+                    if release(task: id, from: agent, in: &state) { refill.insert(agent) }
+                    // Only a task the agent had is lost by it: one still waiting in its inbox
+                    // (behind a full slot) goes back to the queue without blame, or a busy
+                    // agent's breaker would open on work it never saw.
+                    if task.row.state == .running { registry.recordLostTask(of: agent, at: now) }
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
@@ -761,6 +766,8 @@ final class TaskService: Service, Sendable {
                 }
                 writes.append(task.row)
             }
+            // After the loop: a refill hands out tasks whose entries the loop may still visit.
+            for agent in refill { sendDatagrams(to: agent, now: now, in: &state, writes: &writes) }
             guard !state.queued.isEmpty else { return }
             var stillQueued: [String] = []
             let policy = health.policy
