@@ -131,7 +131,7 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int i
             sigaction(signal, &action, NULL);
         }
         setpgid(0, 0);
-        int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int null_fd = above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
         if (null_fd < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
         // Above 2 first: a caller's descriptor that is itself 0, 1 or 2 (a lead started with
         // stdio closed) would be overwritten by the dup2 onto another of them.
@@ -269,6 +269,10 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
 
 int pimesh_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
+}
+
+int pimesh_set_dumpable(int dumpable) {
+    return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
 }
 
 int pimesh_memfd_cloexec(const char *name) {

@@ -44,7 +44,7 @@ struct Pimesh: AsyncParsableCommand {
                 FileHandleStderr.write("pimesh \(PutHelper.commandName): the lead runs this for each upload, with the request on stdin; it is not for use by hand\n")
                 Glibc.exit(2)
             }
-            Glibc.exit(PutHelper.serve())
+            HelperPut.serveAsHelper()
         }
         if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
             if let why = MallocTuning.applyForLead(arguments: CommandLine.arguments) {

@@ -283,16 +283,18 @@ import Testing
     }
 
     /// Issue 14 with issue 12's rules: the helper that uploads for the lead gets the request
-    /// through its stdin, so the S3 secret is in neither its command line nor its environment,
-    /// holds none of the lead's descriptors (database, API and heartbeat sockets), and is
-    /// killed when the lead stops, which does not wait out the upload's 300 s timeout.
+    /// through its stdin, so the S3 secret (here from the lead's environment) is in neither
+    /// its command line nor its environment, holds none of the lead's descriptors (database,
+    /// API and heartbeat sockets), and is killed when the lead stops, which does not wait out
+    /// the upload's 300 s timeout.
     @Test func theTransferHelperHoldsNoneOfTheLeadsAndEndsWithIt() throws {
         try makeNode()
         let receiver = try SilentReceiver()
         let secret = "s3cret-\(getpid())-never-on-a-command-line"
         let config = try writeConfig(
-            #"{"target": "s3", "s3": {"endpoint": "http://127.0.0.1:\#(receiver.port)", "bucket": "b", "access_key_id": "k", "secret_access_key": "\#(secret)"}}"#)
-        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+            #"{"target": "s3", "s3": {"endpoint": "http://127.0.0.1:\#(receiver.port)", "bucket": "b", "access_key_id": "k"}}"#)
+        let lead = try LeadProcess(
+            dataDir: dataDir, extraArguments: ["--config", config], environment: ["AWS_SECRET_ACCESS_KEY": secret, "https_proxy": "http://127.0.0.1:9"])
         _ = try lead.waitReady()
         #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
         var helper: pid_t = 0
@@ -303,6 +305,8 @@ import Testing
         #expect(!commandLine.contains(secret))
         let environment = String(decoding: FileManager.default.contents(atPath: "/proc/\(helper)/environ") ?? Data(), as: UTF8.self)
         #expect(!environment.contains(secret))
+        #expect(!environment.contains("AWS_SECRET_ACCESS_KEY"))
+        #expect(environment.contains("https_proxy=http://127.0.0.1:9"), "what libcurl reads is passed on")
         let leads = Set(descriptorTargets(lead.process.processIdentifier).filter { !$0.hasPrefix("pipe:") && !$0.hasPrefix("/memfd:") })
         for target in descriptorTargets(helper) {
             #expect(!leads.contains(target), "the helper holds the lead's \(target)")

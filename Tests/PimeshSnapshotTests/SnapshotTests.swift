@@ -191,16 +191,17 @@ func flipBit(_ path: String, at offset: Int) throws {
 
     @Test func anOrderCarriesTheRequestAndAnInlineBodyOrAPath() throws {
         let incident: [UInt8] = Array(#"{"id": 7}"#.utf8) + [0x0A, 0x00, 0xFF]
-        let (request, body) = try PutHelper.decodeOrder(try PutHelper.order(s3, body: .bytes(incident)))
+        let (request, body, lead) = try PutHelper.decodeOrder(try PutHelper.order(s3, body: .bytes(incident)))
+        #expect(lead == getpid())
         #expect(request.url == s3.url && request.headers == s3.headers && request.timeoutS == 300)
         #expect(request.awsSigV4?.provider == "aws:amz:us-east-1:s3" && request.awsSigV4?.credentials == "k:secret")
         guard case .bytes(let inline) = body else { Issue.record("\(body)"); return }
         #expect(inline == incident)
-        let (plain, file) = try PutHelper.decodeOrder(try PutHelper.order(PutRequest(url: "http://h/", timeoutS: 30), body: .file(path: "/var/lib/pimesh/spool/s.db.lz4")))
+        let (plain, file, _) = try PutHelper.decodeOrder(try PutHelper.order(PutRequest(url: "http://h/", timeoutS: 30), body: .file(path: "/var/lib/pimesh/spool/s.db.lz4")))
         #expect(plain.awsSigV4 == nil && plain.headers.isEmpty && plain.timeoutS == 30)
         guard case .file(let path) = file else { Issue.record("\(file)"); return }
         #expect(path == "/var/lib/pimesh/spool/s.db.lz4")
-        let (_, empty) = try PutHelper.decodeOrder(try PutHelper.order(s3, body: .bytes([])))
+        let (_, empty, _) = try PutHelper.decodeOrder(try PutHelper.order(s3, body: .bytes([])))
         guard case .bytes(let none) = empty else { Issue.record("\(empty)"); return }
         #expect(none.isEmpty)
     }
@@ -208,12 +209,13 @@ func flipBit(_ path: String, at offset: Int) throws {
     @Test func aBadOrderIsRefusedSayingWhatIsWrong() throws {
         #expect(failure { _ = try PutHelper.decodeOrder(Array("no fields at all".utf8)) } == "transfer-helper: the request ends before its mark")
         #expect(failure { _ = try PutHelper.decodeOrder(Array("GET / HTTP/1.1\0".utf8)) } == "transfer-helper: stdin is not a request (it starts with pimesh-put)")
-        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0http://h/\0-1\0\0\0\0\00\0".utf8)) } == "transfer-helper: the timeout is not a positive number of seconds")
-        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0http://h/\05\0\0\0\03\0a: b\0".utf8)) } == "transfer-helper: the request ends before its header 2 of 3")
+        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0123\0http://h/\0-1\0\0\0\0\00\0".utf8)) } == "transfer-helper: the timeout is not a positive number of seconds")
+        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0123\0http://h/\05\0\0\0\03\0a: b\0".utf8)) } == "transfer-helper: the request ends before its header 2 of 3")
         let withBoth = try PutHelper.order(s3, body: .file(path: "/x")) + [1, 2, 3]
         #expect(failure { _ = try PutHelper.decodeOrder(withBoth) } == "transfer-helper: a request with a body path has no inline body")
+        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0me\0http://h/\0".utf8)) } == "transfer-helper: the lead's pid is not a pid")
         // A field longer than any order may have is not looked for beyond the limit.
-        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0".utf8) + [UInt8](repeating: 0x41, count: 70_000) + [0]) } == "transfer-helper: the request ends before its URL")
+        #expect(failure { _ = try PutHelper.decodeOrder(Array("pimesh-put\0123\0".utf8) + [UInt8](repeating: 0x41, count: 70_000) + [0]) } == "transfer-helper: the request ends before its URL")
         let huge = PutRequest(url: "http://h/", headers: [String(repeating: "h", count: 70_000)])
         #expect(failure { _ = try PutHelper.order(huge, body: .bytes([])) }?.contains("over 65536") == true)
         #expect(failure { _ = try PutHelper.order(PutRequest(url: "http://h/\0evil"), body: .bytes([])) }?.contains("a NUL byte") == true)
@@ -221,7 +223,8 @@ func flipBit(_ path: String, at offset: Int) throws {
 
     @Test func theAnswerIsTheLastLineWhateverCameBefore() throws {
         let answer = PutAnswer(status: 201, body: Array("{\"compressed_sha256\": \"ab\"}".utf8) + [0, 0x0A, 0xFE], headers: ["etag": "\"x\"", "server": "s"])
-        let output = Array("a library's complaint on stderr\n".utf8) + PutHelper.encodeOutcome(.success(answer))
+        // Noise before it without a newline, and after it: the answer is its own line.
+        let output = Array("a library's complaint on stderr".utf8) + PutHelper.encodeOutcome(.success(answer)) + Array("p11-kit: bye\n".utf8)
         let read = try PutHelper.answer(fromOutput: output)
         #expect(read.status == 201 && read.body == answer.body && read.headers == answer.headers)
 
@@ -229,7 +232,7 @@ func flipBit(_ path: String, at offset: Int) throws {
         #expect(failure { _ = try PutHelper.answer(fromOutput: Array("noise\n".utf8) + refused) } == "http://h/: Couldn't connect (noise)")
         #expect(failure { _ = try PutHelper.answer(fromOutput: Array("Segmentation fault\n".utf8)) } == "the transfer helper gave no answer: Segmentation fault")
         #expect(failure { _ = try PutHelper.answer(fromOutput: []) } == "the transfer helper gave no answer")
-        #expect(failure { _ = try PutHelper.answer(fromOutput: Array("pimesh-put-answer\0200\00\0zz".utf8)) } != nil)
-        #expect(failure { _ = try PutHelper.answer(fromOutput: Array("pimesh-put-answer\0200\02\0a\0b\0".utf8)) } != nil)
+        #expect(failure { _ = try PutHelper.answer(fromOutput: Array("pimesh-put-answer\0200\00\0zz".utf8)) }?.hasPrefix("the transfer helper's answer is damaged") == true)
+        #expect(failure { _ = try PutHelper.answer(fromOutput: Array("pimesh-put-answer\0200\02\0a\0b\0".utf8)) }?.hasPrefix("the transfer helper's answer is damaged") == true)
     }
 }

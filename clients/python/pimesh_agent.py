@@ -354,8 +354,13 @@ class PimeshAgent:
         if (version, reserved) != (VERSION_WITH_ACK, 0) or agent_id != self.agent_id or signed + TAG_LENGTH != len(data):
             return None
         tag = hmac.new(self.secret, data[:signed], hashlib.sha256).digest()[:TAG_LENGTH]
-        if not hmac.compare_digest(tag, data[signed:]) or not self.work_window.receive(sequence):
+        if not hmac.compare_digest(tag, data[signed:]):
             return None
+        # Under the heartbeat's lock: a heartbeat from serve()'s worker must not send a highest
+        # that is new with a window that is not yet, acknowledging what never came.
+        with self._send_lock:
+            if not self.work_window.receive(sequence):
+                return None
         report = self.last_report
         try:
             self.heartbeat(report.state, report.queue_depth, report.progress)
@@ -378,7 +383,9 @@ class PimeshAgent:
         Handlers run one at a time on a worker thread while this loop keeps heartbeating, so a
         long task does not look like a dead agent. `report()` gives each heartbeat's state,
         queue depth and progress; by default READY, the items waiting, and `work_done` (one
-        unit per finished item, plus what the handler counts with progress())."""
+        unit per finished item, plus what the handler counts with progress()). A task still has
+        to end within the lead's lease (tasks.lease_ms, 30 s) and its loop watchdog
+        (supervision.loop_after_ms, 10 s of progress without a finished task)."""
         self.work_window = self.work_window or WorkWindow()
         waiting = queue.Queue()
         if report is None:
@@ -399,6 +406,8 @@ class PimeshAgent:
                         self._reply(data_dir, item, handler)
                 except (OSError, PimeshError):
                     time.sleep(1)  # the lead may be restarting; its lease gives the work back
+                except Exception as error:  # an answer this client did not expect: the next item may do
+                    print(f"pimesh_agent: {type(error).__name__}: {error}", file=sys.stderr)
 
         worker = threading.Thread(target=work, name="pimesh-agent-work", daemon=True)
         worker.start()
@@ -432,7 +441,15 @@ class PimeshAgent:
                 except queue.Empty:
                     break
             waiting.put(None)
-            worker.join()
+            # Heartbeats go on while a handler finishes: silence would look like a failure and
+            # the lead would give the task to another agent.
+            while worker.is_alive():
+                current = report()
+                try:
+                    self.heartbeat(current.state, current.queue_depth, current.progress)
+                except OSError:
+                    pass
+                worker.join(self.interval)
         try:
             self.leave(data_dir)
         except (OSError, PimeshError):

@@ -56,6 +56,10 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// spawn to inherit them (Glibc does not export pipe2 to Swift without _GNU_SOURCE).
 int pimesh_pipe_cloexec(int fds[2]);
 
+/// PR_SET_DUMPABLE (prctl is variadic, which Swift cannot call): 0 makes /proc/PID/fd,
+/// environ and mem of this process root's, and refuses ptrace by its own user.
+int pimesh_set_dumpable(int dumpable);
+
 /// memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory, or -1 with errno (Glibc does
 /// not export it to Swift without _GNU_SOURCE).
 int pimesh_memfd_cloexec(const char *name);

@@ -5,14 +5,16 @@ import PimeshSnapshot
 import PimeshSystem
 
 /// Carries out each PUT in a short-lived `pimesh transfer-helper` process, so that the lead
-/// itself never maps libcurl and the chain it loads (issue 14: 1.4 MB of private memory and
-/// 2.5 MB of PSS for the rest of the lead's life after its first upload; docs/benchmarks.md).
+/// itself never maps libcurl and the chain it loads (issue 14: 1.2 MB of private memory and
+/// 1–1.5 MB of PSS for the rest of the lead's life after its first upload; docs/benchmarks.md).
 ///
 /// The helper is a child like any other (ChildProcess): no descriptor of the lead's but its
 /// stdin, an anonymous file holding the request, and its stdout, a pipe for the answer; no
-/// capability. Credentials travel in that file, never in its arguments or environment, which
-/// other users can read in /proc. A lead that stops kills it; a helper whose lead is gone
-/// ends its transfer by itself (`TransferAbort(endingWithParent:)`).
+/// capability. Credentials travel in that file, never in its arguments, which every user can
+/// read in /proc; its environment is only what libcurl reads (`passedEnvironment`), and it
+/// makes itself non-dumpable as it starts (`serveAsHelper`), so that other processes of the
+/// lead's user cannot read its stdin or environment through /proc either. A lead that stops
+/// kills it; a helper whose lead is gone ends its transfer by itself.
 public struct HelperPut: PutTransport {
     /// The helper is this binary: /proc/self/exe names it even after `pimesh update` replaced
     /// the file on disk, so a lead never runs a helper of another version.
@@ -32,8 +34,29 @@ public struct HelperPut: PutTransport {
         finished: (@Sendable (_ milliseconds: Int64, _ peakRSSKiB: Int) -> Void)? = nil
     ) {
         self.program = program
-        self.environment = environment.map { "\($0.key)=\($0.value)" }.sorted()
+        self.environment = environment.filter { Self.passes($0.key) }.map { "\($0.key)=\($0.value)" }.sorted()
         self.finished = finished
+    }
+
+    /// What of the lead's environment a helper gets: what libcurl and its TLS library read
+    /// (proxies, CA bundles), the search path and the locale; never the rest, which may hold
+    /// secrets such as `AWS_SECRET_ACCESS_KEY` (the S3 secret travels in the request).
+    static let passedEnvironment: Set<String> = [
+        "PATH", "LANG", "TZ", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    ]
+
+    static func passes(_ name: String) -> Bool {
+        passedEnvironment.contains(name) || name.hasPrefix("LC_")
+    }
+
+    /// `pimesh transfer-helper`: made non-dumpable before it reads its request (its stdin and
+    /// environment become root's to read in /proc, as a process with capabilities is), then
+    /// one PUT. Its exit skips atexit handlers: nothing a library prints on the way out can
+    /// follow the answer.
+    public static func serveAsHelper() -> Never {
+        _ = pimesh_set_dumpable(0)
+        _exit(PutHelper.serve())
     }
 
     public func put(_ request: PutRequest, body: PutBody, abort: TransferAbort) throws(TransferFailure) -> PutAnswer {
@@ -48,7 +71,12 @@ public struct HelperPut: PutTransport {
         } catch {
             throw TransferFailure(description: "\(request.url): cannot start the transfer helper: \(error)")
         }
-        guard let output = spawned.output else { throw TransferFailure(description: "\(request.url): the transfer helper has no output pipe") }
+        guard let output = spawned.output else {
+            kill(spawned.pid, SIGKILL)
+            var ignored: Int32 = 0
+            while waitpid(spawned.pid, &ignored, 0) < 0 && errno == EINTR {}
+            throw TransferFailure(description: "\(request.url): the transfer helper has no output pipe")
+        }
         defer { close(output) }
         let deadline = started.nanoseconds + (Int64(request.timeoutS) + Self.graceSeconds) * 1_000_000_000
         var collected: [UInt8] = []
@@ -73,19 +101,26 @@ public struct HelperPut: PutTransport {
             guard polled > 0 else { continue }
             let count = chunk.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
             if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if count <= 0 { break }
+            if count < 0 {
+                // Killed before the wait below: it would otherwise wait out the whole transfer.
+                ended = "\(request.url): reading the transfer helper's answer: \(String(cString: strerror(errno)))"
+                kill(spawned.pid, SIGKILL)
+                break
+            }
+            if count == 0 { break }
             collected += chunk[..<count]
         }
         var status: Int32 = 0
         var usage = rusage()
-        while wait4(spawned.pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        var reaped = wait4(spawned.pid, &status, 0, &usage)
+        while reaped < 0 && errno == EINTR { reaped = wait4(spawned.pid, &status, 0, &usage) }
         finished?((Clock.monotonicNow().nanoseconds - started.nanoseconds) / 1_000_000, Int(usage.ru_maxrss))
         if let ended { throw TransferFailure(description: ended) }
         do {
             return try PutHelper.answer(fromOutput: collected)
         } catch {
-            let (how, clean) = ChildProcess.describe(waitStatus: status)
-            throw TransferFailure(description: clean ? error.description : "\(error.description) (the transfer helper \(how))")
+            let how = reaped < 0 ? (text: "could not be waited for", clean: false) : ChildProcess.describe(waitStatus: status)
+            throw TransferFailure(description: how.clean ? error.description : "\(error.description) (the transfer helper \(how.text))")
         }
     }
 
@@ -105,7 +140,11 @@ public struct HelperPut: PutTransport {
             }
             offset += written
         }
-        lseek(fd, 0, SEEK_SET)
+        guard lseek(fd, 0, SEEK_SET) == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw TransferFailure(description: "cannot rewind the transfer helper's request: \(why)")
+        }
         return fd
     }
 }

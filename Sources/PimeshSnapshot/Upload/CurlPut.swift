@@ -10,9 +10,10 @@ public final class TransferAbort: Sendable {
     /// is gone: nobody waits for the answer, and the next lead uploads the snapshot again.
     private let parent: pid_t
 
-    /// `endingWithParent`: also aborted once the process that started this one has ended.
-    public init(endingWithParent: Bool = false) {
-        parent = endingWithParent ? getppid() : 0
+    /// `endingWithParent`: also aborted once that process is no longer this one's parent (the
+    /// pid the lead wrote into the order: a lead that died before the helper looked is caught too).
+    public init(endingWithParent parent: pid_t = 0) {
+        self.parent = parent
     }
 
     public func abort() {

@@ -53,8 +53,8 @@ public struct TransferFailure: Error, CustomStringConvertible {
 }
 
 /// Who carries a PUT out. A lead uploads a snapshot every few hours and an incident now and
-/// then; libcurl and the chain it loads (GnuTLS, Kerberos, p11-kit, …) cost it 1.4 MB of private
-/// memory and 2.5 MB of PSS from the first upload on (docs/benchmarks.md), so a lead hands each
+/// then; libcurl and the chain it loads (GnuTLS, Kerberos, p11-kit, …) cost it 1.2 MB of private
+/// memory and 1–1.5 MB of PSS from the first upload on (docs/benchmarks.md), so a lead hands each
 /// PUT to a short-lived helper process (`HelperPut` in PimeshRuntime). `InProcessPut` is what
 /// that helper, and a CLI command that ends right after, run.
 public protocol PutTransport: Sendable {
@@ -74,12 +74,13 @@ public struct InProcessPut: PutTransport {
 /// are this binary, so the format is private to it: NUL-terminated fields, which no URL, header
 /// or credential can contain (libcurl takes them as C strings).
 ///
-/// - stdin: `pimesh-put`, the URL, the timeout in seconds, the SigV4 provider and credentials
-///   (empty: none), the body's path (empty: the body is inline), the number of headers, the
-///   headers; then the inline body, to the end.
-/// - stdout, last: `pimesh-put-answer`, the status, the number of headers, each header's name
-///   and value, the body in hex, and a newline; or `pimesh-put-error`, what failed, a newline.
-///   stderr shares the pipe, so whatever a library printed comes before it.
+/// - stdin: `pimesh-put`, the lead's pid, the URL, the timeout in seconds, the SigV4 provider
+///   and credentials (empty: none), the body's path (empty: the body is inline), the number of
+///   headers, the headers; then the inline body, to the end.
+/// - stdout: a line of its own with `pimesh-put-answer`, the status, the number of headers,
+///   each header's name and value and the body in hex; or with `pimesh-put-error` and what
+///   failed. stderr shares the pipe: the reader takes the last line that starts with a mark,
+///   whatever a library printed around it.
 public enum PutHelper {
     public static let commandName = "transfer-helper"
     static let orderMark = "pimesh-put"
@@ -92,7 +93,9 @@ public enum PutHelper {
 
     /// The helper's stdin for one PUT.
     public static func order(_ request: PutRequest, body: PutBody) throws(TransferFailure) -> [UInt8] {
-        var fields = [orderMark, request.url, String(request.timeoutS), request.awsSigV4?.provider ?? "", request.awsSigV4?.credentials ?? ""]
+        var fields = [
+            orderMark, String(getpid()), request.url, String(request.timeoutS), request.awsSigV4?.provider ?? "", request.awsSigV4?.credentials ?? "",
+        ]
         var inline: [UInt8] = []
         switch body {
         case .file(let path):
@@ -115,8 +118,9 @@ public enum PutHelper {
         return encoded + inline
     }
 
-    /// Reads an order (the helper's stdin), the inverse of `order(_:body:)`.
-    static func decodeOrder(_ bytes: [UInt8]) throws(TransferFailure) -> (PutRequest, PutBody) {
+    /// Reads an order (the helper's stdin), the inverse of `order(_:body:)`, with the pid of the
+    /// lead that wrote it.
+    static func decodeOrder(_ bytes: [UInt8]) throws(TransferFailure) -> (PutRequest, PutBody, lead: pid_t) {
         var fields: [String] = []
         var start = 0
         func next(_ what: String) throws(TransferFailure) -> String {
@@ -127,6 +131,7 @@ public enum PutHelper {
             return String(decoding: bytes[start..<end], as: UTF8.self)
         }
         guard try next("mark") == orderMark else { throw TransferFailure(description: "transfer-helper: stdin is not a request (it starts with \(orderMark))") }
+        guard let lead = pid_t(try next("lead pid")), lead > 0 else { throw TransferFailure(description: "transfer-helper: the lead's pid is not a pid") }
         let url = try next("URL")
         guard let timeoutS = Int(try next("timeout")), timeoutS > 0 else { throw TransferFailure(description: "transfer-helper: the timeout is not a positive number of seconds") }
         let provider = try next("SigV4 provider")
@@ -139,41 +144,45 @@ public enum PutHelper {
         let inline = Array(bytes[start...])
         guard path.isEmpty else {
             guard inline.isEmpty else { throw TransferFailure(description: "transfer-helper: a request with a body path has no inline body") }
-            return (request, .file(path: path))
+            return (request, .file(path: path), lead)
         }
-        return (request, .bytes(inline))
+        return (request, .bytes(inline), lead)
     }
 
-    /// The helper's answer line.
+    /// The helper's answer: a line of its own, so that output a library left without a newline
+    /// cannot run into its mark.
     static func encodeOutcome(_ result: Result<PutAnswer, TransferFailure>) -> [UInt8] {
         switch result {
         case .success(let answer):
             var fields = [answerMark, String(answer.status), String(answer.headers.count)]
             for (name, value) in answer.headers.sorted(by: { $0.key < $1.key }) { fields += [name, value] }
             fields.append(Hex.encode(answer.body))
-            return Array(fields.joined(separator: "\0").utf8) + [0x0A]
+            return [0x0A] + Array(fields.joined(separator: "\0").utf8) + [0x0A]
         case .failure(let failure):
-            // One line: a newline in the text would hide the mark from the reader.
-            return Array((errorMark + "\0" + failure.description.replacing("\n", with: " ")).utf8) + [0x0A]
+            // One line: a newline in the text would cut the answer in two.
+            return [0x0A] + Array((errorMark + "\0" + failure.description.replacing("\n", with: " ")).utf8) + [0x0A]
         }
     }
 
-    /// The answer in what a helper wrote: its last line. Anything before it (a library's
-    /// complaint on stderr, which shares the pipe) is kept for the error message.
+    /// The answer in what a helper wrote: the last line that starts with a mark. The rest (a
+    /// library's complaint on stderr, which shares the pipe, before or after it) is kept for
+    /// the error message.
     public static func answer(fromOutput output: [UInt8]) throws(TransferFailure) -> PutAnswer {
-        var text = output[...]
-        while text.last == 0x0A { text = text.dropLast() }
-        let lineStart = text.lastIndex(of: 0x0A).map { $0 + 1 } ?? text.startIndex
-        let before = Substring(String(decoding: text[..<lineStart], as: UTF8.self)).trimmingSpacesAndNewlines
-        let fields = text[lineStart...].split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        let lines = output.split(separator: 0x0A)
+        let marks = [answerMark, errorMark].map { Array($0.utf8) + [0] }
+        guard let index = lines.lastIndex(where: { line in marks.contains { line.starts(with: $0) } }) else {
+            let shown = Substring(String(decoding: output.suffix(500), as: UTF8.self)).trimmingSpacesAndNewlines
+            throw TransferFailure(description: "the transfer helper gave no answer" + (shown.isEmpty ? "" : ": \(shown)"))
+        }
+        let noise = lines.indices.filter { $0 != index }.map { String(decoding: lines[$0], as: UTF8.self) }.joined(separator: " ")
+        let fields = lines[index].split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         if fields.first == errorMark, fields.count == 2 {
-            throw TransferFailure(description: fields[1] + (before.isEmpty ? "" : " (\(before.suffix(300)))"))
+            throw TransferFailure(description: fields[1] + (noise.isEmpty ? "" : " (\(noise.suffix(300)))"))
         }
         guard fields.first == answerMark, fields.count >= 4, let status = Int(fields[1]), let count = Int(fields[2]), count >= 0,
             fields.count == 4 + 2 * count, let body = Hex.decode(fields[fields.count - 1])
         else {
-            let shown = String(decoding: text.suffix(500), as: UTF8.self)
-            throw TransferFailure(description: "the transfer helper gave no answer" + (shown.isEmpty ? "" : ": \(shown)"))
+            throw TransferFailure(description: "the transfer helper's answer is damaged: \(String(decoding: lines[index].prefix(200), as: UTF8.self))")
         }
         var headers: [String: String] = [:]
         for index in 0..<count { headers[fields[3 + 2 * index]] = fields[4 + 2 * index] }
@@ -198,8 +207,8 @@ public enum PutHelper {
         }
         let result: Result<PutAnswer, TransferFailure>
         do throws(TransferFailure) {
-            let (request, body) = try decodeOrder(input)
-            result = .success(try InProcessPut().put(request, body: body, abort: TransferAbort(endingWithParent: true)))
+            let (request, body, lead) = try decodeOrder(input)
+            result = .success(try InProcessPut().put(request, body: body, abort: TransferAbort(endingWithParent: lead)))
         } catch {
             result = .failure(error)
         }
