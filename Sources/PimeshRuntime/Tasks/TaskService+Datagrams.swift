@@ -143,13 +143,14 @@ extension TaskService {
         UInt64(max(0, Clock.wallMilliseconds())) * 1000
     }
 
-    /// A task left the agent (finished, cancelled, requeued, given to another): its slot is
-    /// free and its datagram is not sent again. Every way out goes through here: a slot kept
-    /// for a task the agent no longer has starved an agent of one slot for good, and a datagram
-    /// kept for a finished task held an outbox place through eight sends (issue 14's probe).
-    /// Returns whether a slot was freed while work waits in the inbox.
+    /// A task left the agent (finished, cancelled, requeued, given to another): it leaves its
+    /// inbox, its slot is free and its datagram is not sent again. Every way out goes through
+    /// here: a slot kept for a task the agent no longer has starved an agent of one slot for
+    /// good, and a datagram kept for a finished task held an outbox place through eight sends
+    /// (issue 14's probe). Returns whether a slot was freed while work waits in the inbox.
     @discardableResult
     func release(task: String, from agent: AgentID, in state: inout State) -> Bool {
+        state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == task }
         guard let index = state.links.index(forKey: agent) else { return false }
         state.links.values[index].outbox.remove { $0.taskID == task }
         let freed = state.links.values[index].inFlight.remove(task) != nil

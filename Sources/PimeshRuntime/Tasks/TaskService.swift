@@ -586,7 +586,6 @@ final class TaskService: Service, Sendable {
             state.open[taskID] = nil
             state.queued.removeAll { $0 == taskID }
             if let agent = original.row.agentID {
-                state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
                 var writes: [TaskRow] = []
                 freeSlot(of: agent, task: taskID, now: now, in: &state, writes: &writes)
                 persist(writes)
@@ -673,7 +672,6 @@ final class TaskService: Service, Sendable {
             state.open[taskID] = nil
             state.queued.removeAll { $0 == taskID }
             if let agent = live.row.agentID {
-                state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == taskID }
                 var writes: [TaskRow] = []
                 freeSlot(of: agent, task: taskID, now: Clock.monotonicNow(), in: &state, writes: &writes)
                 persist(writes)
@@ -740,7 +738,6 @@ final class TaskService: Service, Sendable {
                 guard let expires = live.leaseExpires, expires <= now else { continue }
                 var task = live
                 if let agent = task.row.agentID {
-                    state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == id }
                     if release(task: id, from: agent, in: &state) { refill.insert(agent) }
                     // Only a task the agent had is lost by it: one still waiting in its inbox
                     // (behind a full slot) goes back to the queue without blame, or a busy
