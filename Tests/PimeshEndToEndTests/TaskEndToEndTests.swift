@@ -543,6 +543,64 @@ final class Collected<T>: @unchecked Sendable {
         #expect(lead.terminate() == 0)
     }
 
+    /// A task taken back from an agent that went silent (lease run out, agent failed) and handed
+    /// to another: the first agent's late result still ends it, once; the holder's own result
+    /// then gets 409 and is dropped; an agent that never held the task is refused.
+    @Test func aLateResultFromTheAgentATaskWasTakenBackFromEndsItOnce() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let path = dataDir + "/pimesh.json"
+        try #"{"tasks": {"lease_ms": 1000}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", path])
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let operatorClient = try lead.client()
+        let alice = try operatorClient.register(.init(name: "alice", capabilities: ["work"]))
+        let bob = try operatorClient.register(.init(name: "bob", capabilities: ["work"]))
+        let carol = try operatorClient.register(.init(name: "carol", capabilities: ["work"]))
+        let aliceBeat = try HeartbeatThread(credentials: alice)
+        defer { aliceBeat.stop() }
+        #expect(eventually(timeout: 10) { try lead.agents().first { $0.name == "alice" }?.state == "READY" })
+        let task = try operatorClient.submit(.init(capability: "work", payload: "slow job"))
+        #expect(task.agentName == "alice")
+        let aliceClient = try LeadClient.forAgent(alice, dataDir: dataDir)
+        #expect(try aliceClient.pullWork(agentID: alice.id, waitMs: 2000).map(\.id) == [task.id])
+
+        // Alice goes quiet with the task; it is taken back and handed to Bob.
+        aliceBeat.stop()
+        let bobBeat = try HeartbeatThread(credentials: bob)
+        defer { bobBeat.stop() }
+        let bobClient = try LeadClient.forAgent(bob, dataDir: dataDir)
+        #expect(eventually(timeout: 30) {
+            try bobClient.pullWork(agentID: bob.id, waitMs: 500).contains { $0.id == task.id }
+        })
+        #expect(try operatorClient.task(id: task.id).agentName == "bob")
+
+        func post(_ client: LeadClient, _ agent: AgentCredentials, _ result: String) throws -> Int {
+            let body = #"{"agent_id": "\#(agent.id)", "outcome": "succeeded", "result": "\#(result)"}"#
+            return try client.http.request(
+                "POST", "/v1/tasks/\(task.id)/result", headers: client.authorization + [("Content-Type", "application/json")],
+                body: Array(body.utf8)
+            ).status
+        }
+        #expect(try post(try LeadClient.forAgent(carol, dataDir: dataDir), carol, "never held it") == 403)
+        #expect(try post(aliceClient, alice, "late but done") == 200)
+        #expect(try post(bobClient, bob, "done again") == 409)
+        let finished = try operatorClient.task(id: task.id)
+        #expect(finished.state == "succeeded")
+        #expect(finished.result == "late but done")
+        #expect(finished.agentName == "alice")
+        #expect(finished.actualMs == nil)
+        // Bob's slot is free again: the next task is his and he can finish it.
+        let next = try operatorClient.submit(.init(capability: "work", payload: "next"))
+        #expect(eventually(timeout: 10) {
+            try bobClient.pullWork(agentID: bob.id, waitMs: 500).contains { $0.id == next.id }
+        })
+        #expect(try bobClient.postResult(taskID: next.id, ResultReport(agentID: bob.id, outcome: .succeeded, result: "ok")))
+        let counts = try lead.status().tasks
+        #expect(counts.succeeded == 2 && counts.running == 0 && counts.duplicateResults == 1)
+    }
+
     /// Issue 15 item 9: a result finished while the lead was down (kill -9) is posted once the
     /// lead is back, and the agent heartbeats meanwhile.
     @Test func aSwiftAgentsResultOutlivesALeadRestart() throws {

@@ -41,6 +41,7 @@ extension TaskService {
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
+                task.takeBack(from: failed)
                 if let ring = rings[capability], let owner = ring.ring.owner(of: id), let target = ring.ids[owner] {
                     task.row.state = .assigned
                     task.row.agentID = target

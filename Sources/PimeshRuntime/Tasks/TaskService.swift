@@ -48,6 +48,19 @@ final class TaskService: Service, Sendable {
         var candidates: Int?
         /// False between routing and the durable commit: counted as the agent's queue, not yet handed out.
         var durable: Bool
+        /// Agents the task was taken back from (lease run out, agent failed), newest last. Their
+        /// work may still finish: a late result from one of them ends the task like any other
+        /// attempt's, where an agent that never held it is refused (issue 12). In memory only,
+        /// and at most `formerHoldersKept`: after a lead restart a late result is refused.
+        var formerHolders: [AgentID] = []
+
+        static let formerHoldersKept = 8
+
+        mutating func takeBack(from agent: AgentID) {
+            formerHolders.removeAll { $0 == agent }
+            formerHolders.append(agent)
+            if formerHolders.count > Self.formerHoldersKept { formerHolders.removeFirst() }
+        }
     }
 
     struct Inbox: Sendable {
@@ -555,7 +568,7 @@ final class TaskService: Service, Sendable {
             throw APIError(status: .notFound, message: "no agent with id \(submission.agentID)", field: "agent_id")
         }
         enum Claim {
-            case claimed(LiveTask, finished: TaskRow)
+            case claimed(LiveTask, finished: TaskRow, heldSlot: Bool)
             case finished(TaskRow)
             case pending
             case unknown
@@ -569,7 +582,8 @@ final class TaskService: Service, Sendable {
             guard live.durable else { return .pending }
             // Only the agent that holds the task may finish it (issue 12): a result from any
             // other would quarantine or skew the one that does the work.
-            guard live.row.agentID == submission.agentID else { return .heldByAnother(live.row.agentID) }
+            let holds = live.row.agentID == submission.agentID
+            guard holds || live.formerHolders.contains(submission.agentID) else { return .heldByAnother(live.row.agentID) }
             let original = live
             live.row.state =
                 switch submission.outcome {
@@ -579,19 +593,23 @@ final class TaskService: Service, Sendable {
                 }
             live.row.agentID = submission.agentID
             live.row.finishedAtMs = wallMs
-            live.row.actualMs = live.routedAt.map { (now - $0).milliseconds }
+            // A former holder's time ran from a hand-out the lead already gave up on: it measures
+            // no route, and counting it would blame or credit the current one.
+            live.row.actualMs = holds ? live.routedAt.map { (now - $0).milliseconds } : nil
             live.row.result = submission.result
             live.row.error = submission.error
             // Claimed under the lock: a second result for the same task now finds it finished.
             state.open[taskID] = nil
             state.queued.removeAll { $0 == taskID }
+            var heldSlot = false
             if let agent = original.row.agentID {
+                heldSlot = state.links[agent]?.inFlight.contains(taskID) == true
                 var writes: [TaskRow] = []
                 freeSlot(of: agent, task: taskID, now: now, in: &state, writes: &writes)
                 persist(writes)
             }
             remember(live.row, in: &state)
-            return .claimed(original, finished: live.row)
+            return .claimed(original, finished: live.row, heldSlot: heldSlot)
         }
         switch claim {
         case .unknown:
@@ -614,7 +632,7 @@ final class TaskService: Service, Sendable {
         case .finished(let row):
             state.withLock { $0.counters.duplicateResults += 1 }
             return .alreadyFinished(view(of: row))
-        case .claimed(let original, let finished):
+        case .claimed(let original, let finished, let heldSlot):
             var conflictRecord = submission.conflict.map {
                 conflicts.record(agentID: submission.agentID, source: "task:\(taskID)", detail: $0, atMs: wallMs)
             }
@@ -628,9 +646,13 @@ final class TaskService: Service, Sendable {
                     }
                 }
             } catch {
-                // Not durable: put the task back as it was, so the agent's retry can finish it.
+                // Not durable: put the task back as it was, so the agent's retry can finish it,
+                // slot and all: the agent still has the task. If the freed slot already went to
+                // the next task, the agent is one over until either ends, not one short for good.
                 state.withLock { state in
                     state.open[taskID] = original
+                    if heldSlot, let agent = original.row.agentID { state.links[agent]?.inFlight.insert(taskID) }
+                    if original.row.state == .queued { state.queued.append(taskID) }
                     Self.forget(taskID, in: &state)
                     if let key = original.row.idempotencyKey { state.byKey[key] = taskID }
                     state.storedFinished -= 1
@@ -739,6 +761,7 @@ final class TaskService: Service, Sendable {
                 var task = live
                 if let agent = task.row.agentID {
                     if release(task: id, from: agent, in: &state) { refill.insert(agent) }
+                    task.takeBack(from: agent)
                     // Only a task the agent had is lost by it: one still waiting in its inbox
                     // (behind a full slot) goes back to the queue without blame, or a busy
                     // agent's breaker would open on work it never saw.
