@@ -249,7 +249,8 @@ let package = Package(
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [
-                "PimeshTestSupport", "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshStore", "PimeshSystem", "PimeshAgent",
+                "PimeshTestSupport", "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshSnapshot", "PimeshStore", "PimeshSystem",
+                "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

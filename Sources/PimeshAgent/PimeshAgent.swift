@@ -140,9 +140,9 @@ public struct PimeshAgent: Sendable {
     /// How long a result waits for a lead that is gone or restarting.
     public static let resultRetryFor: Duration = .seconds(120)
 
-    /// Posts a reply; while the lead does not answer (or answers 502/503 as it starts), tries
-    /// again with backoff from 200 ms to 5 s, each time at the lead's current address, and keeps
-    /// heartbeating on `sender` meanwhile. The work is done: losing its result to a lead
+    /// Posts a reply; while the lead does not answer (or answers 502/503 as it starts, or 507
+    /// while its disk is full), tries again with backoff from 200 ms to 5 s, each time at the
+    /// lead's current address, and keeps heartbeating on `sender` meanwhile. The work is done: losing its result to a lead
     /// restart would have it done twice. An ask's answer is worth only its window: no retry.
     func deliver(_ reply: Reply, for item: WorkItem, dataDir: String?, sender: HeartbeatSender?) throws {
         let deadline = Clock.monotonicNow() + (item.kind == .task ? Self.resultRetryFor : .zero)
@@ -151,7 +151,7 @@ public struct PimeshAgent: Sendable {
         while true {
             do {
                 return try send(reply, for: item, client: try LeadClient.forAgent(credentials, dataDir: dataDir))
-            } catch let error as LeadClient.APIError where error.status != 502 && error.status != 503 {
+            } catch let error as LeadClient.APIError where ![502, 503, 507].contains(error.status) {
                 throw error
             } catch {
                 guard Clock.monotonicNow() + delay < deadline else { throw error }

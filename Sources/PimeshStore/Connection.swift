@@ -4,6 +4,12 @@ import CSQLite
 public struct Connection {
     let handle: OpaquePointer
 
+    /// False once SQLite has rolled the transaction back by itself, as it may after a full disk
+    /// or an I/O error: savepoints are gone with it.
+    public var inTransaction: Bool {
+        sqlite3_get_autocommit(handle) == 0
+    }
+
     public func execute(_ sql: String) throws {
         var error: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &error)

@@ -23,6 +23,17 @@ public final class Database: Sendable {
         self.path = path
         let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         handle = try SQLiteLibrary.open(path, flags: flags, context: "open \(path)")
+        do {
+            try prepare(readOnly: readOnly, migrations: migrations)
+        } catch let error as StoreError {
+            // "disk I/O error during PRAGMA user_version" names neither the file nor the cause.
+            let cause = !readOnly && isOutOfSpace(error) ? "; \(storeIsFull)" : ""
+            let context = error.context.contains(path) ? error.context : "\(error.context) in \(path)"
+            throw StoreError(code: error.code, message: error.message + cause, context: context)
+        }
+    }
+
+    private func prepare(readOnly: Bool, migrations: [Migration]) throws {
         try execute("PRAGMA busy_timeout=5000")
         try execute("PRAGMA cache_size=-\(Self.pageCacheKiB)")
         if readOnly {

@@ -179,7 +179,12 @@ struct StatusCommand: AsyncParsableCommand {
                     + "\(verdict) (last \(kpi.window), \(kpi.samples) \(kpi.name == "mesh_availability" ? "s watched" : "samples"))")
         }
         let commit = report.store.lastCommitMs.map { " (last \(DecimalText.format($0, places: 2)) ms)" } ?? ""
-        lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)")
+        let free = report.store.freeBytes.map { "   \(Format.megabytes($0)) free" } ?? ""
+        lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)\(free)")
+        if let failing = report.store.failing {
+            let span = report.store.failingForS.map { " for \(DecimalText.format($0, places: 1)) s" } ?? ""
+            lines.append("            COMMITS FAILING\(span) (\(report.store.failedBatches ?? 0) batches): \(failing)")
+        }
         return lines.joined(separator: "\n")
     }
 

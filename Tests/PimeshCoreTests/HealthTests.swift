@@ -174,6 +174,63 @@ import Testing
     }
 }
 
+@Suite struct LoopEndsTests {
+    /// Heartbeats every 100 ms with a moving counter while it holds work and completes nothing,
+    /// until the watchdog says LOOP.
+    func looping() -> (AgentHealth, ManualClock, UInt64) {
+        var health = AgentHealth()
+        var clock = ManualClock(start: .seconds(100))
+        var progress: UInt64 = 0
+        health.heartbeat(at: clock.now, progress: progress)
+        _ = health.evaluate(at: clock.now, busy: true, process: .unknown)
+        for _ in 0..<120 {
+            clock.advance(by: .milliseconds(100))
+            progress += 1
+            health.heartbeat(at: clock.now, progress: progress)
+            _ = health.evaluate(at: clock.now, busy: true, process: .unknown)
+        }
+        return (health, clock, progress)
+    }
+
+    @Test func aLoopWhoseWorkIsGoneEndsWhenItsCounterStandsStill() {
+        var (health, clock, progress) = looping()
+        #expect(health.condition == .looping)
+        // Its work taken away, it spins on: still LOOP, and it gets none.
+        for _ in 0..<50 {
+            clock.advance(by: .milliseconds(100))
+            progress += 1
+            health.heartbeat(at: clock.now, progress: progress)
+            _ = health.evaluate(at: clock.now, busy: false, process: .unknown)
+        }
+        #expect(health.condition == .looping)
+        // The counter stops (its owner restarted it, or the loop ended): alive after the 2 s floor.
+        for _ in 0..<19 {
+            clock.advance(by: .milliseconds(100))
+            health.heartbeat(at: clock.now, progress: progress)
+            _ = health.evaluate(at: clock.now, busy: false, process: .unknown)
+        }
+        #expect(health.condition == .looping)
+        clock.advance(by: .milliseconds(200))
+        health.heartbeat(at: clock.now, progress: progress)
+        let change = health.evaluate(at: clock.now, busy: false, process: .unknown)
+        #expect(change?.to == .alive)
+        #expect(change?.reason.hasPrefix("holds no work and its progress stopped") == true)
+    }
+
+    /// A result the lead could not store is an answer all the same: the loop ends and the
+    /// breaker learns nothing.
+    @Test func anAnswerTheLeadCouldNotStoreEndsALoopWithoutAVerdict() {
+        var (health, clock, _) = looping()
+        #expect(health.condition == .looping)
+        let breaker = health.breaker
+        health.answered(at: clock.now)
+        #expect(health.condition == .alive)
+        #expect(health.breaker == breaker)
+        clock.advance(by: .milliseconds(100))
+        #expect(health.evaluate(at: clock.now, busy: true, process: .unknown)?.to == .alive)
+    }
+}
+
 @Suite struct CircuitBreakerTests {
     @Test func opensAtFiftyPercentOverTheWindow() {
         var breaker = CircuitBreaker()

@@ -1,6 +1,8 @@
 import Glibc
 import Logging
 import PimeshCore
+import PimeshServer
+import PimeshSnapshot
 import PimeshStore
 import Testing
 import PimeshTestSupport
@@ -73,5 +75,95 @@ import PimeshTestSupport
         await #expect(throws: StoreWriter.Closed.self) {
             try await writer.write { try $0.run("INSERT INTO t (k, v) VALUES (4, 1)") }
         }
+    }
+}
+
+/// A full disk, simulated with SQLite's `max_page_count` (a write that needs a page it may not
+/// have fails with SQLITE_FULL, as one on a full file system does).
+@Suite struct FullStoreTests {
+    let directory = Scratch.directory("pimesh-full")
+
+    func open() throws -> (Database, StoreWriter, AuditLog) {
+        let database = try Database(path: directory + "/pimesh.db")
+        let writer = StoreWriter(database: database, commitInterval: .milliseconds(50), logger: Logger(label: "test"))
+        let audit = try AuditLog.open(
+            writer: writer, key: try NodeKey.loadOrCreate(dataDir: directory), headEveryRows: 256, logger: Logger(label: "test"))
+        return (database, writer, audit)
+    }
+
+    /// Big enough to need pages of its own: refused while the store is full.
+    func entry(_ index: Int) -> AuditEntry {
+        AuditEntry(actor: "lead", kind: "event-\(index)", subject: "agent", body: AuditBody.canonical([("text", String(repeating: "x", count: 6000))]))
+    }
+
+    func fill(_ database: Database) throws {
+        let pages = try database.withConnection { try $0.query("PRAGMA page_count") { $0.int(0) }.first ?? 0 }
+        try database.execute("PRAGMA max_page_count=\(pages)")
+    }
+
+    @Test func aWriteThatFindsTheStoreFullGets507AndTheStoreSaysWhy() async throws {
+        let (database, writer, _) = try open()
+        try database.execute("CREATE TABLE t (v TEXT)")
+        try fill(database)
+        let refused = Task { try await writer.write { try $0.run("INSERT INTO t VALUES (?)", [.text(String(repeating: "y", count: 9000))]) } }
+        while writer.stats.failing == nil {
+            await writer.commitQueued()
+            await Task.yield()
+        }
+        do {
+            try await refused.value
+            Issue.record("a write to a full store succeeded")
+        } catch let error as APIError {
+            #expect(error.status.code == 507)
+            #expect(error.message.contains("the store is full (\(directory) has"), "\(error.message)")
+            #expect(error.retryAfterSeconds == 5)
+        }
+        #expect(writer.stats.failing?.contains("sqlite error 13") == true)
+        #expect(writer.stats.failedBatches == 1)
+        try database.execute("PRAGMA max_page_count=1000000")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await writer.write { try $0.run("INSERT INTO t VALUES ('z')") } }
+            while writer.stats.commits == 0 { await writer.commitQueued(); await Task.yield() }
+            try await group.waitForAll()
+        }
+        #expect(writer.stats.failing == nil && writer.stats.failedBatches == 0)
+    }
+
+    /// Automatic audit rows refused by a full store are kept, chained first and in order with
+    /// the next batch after one that commits, and past the limit counted in one row: the chain
+    /// verifies and no row goes missing silently. A failing retry does not spin the writer.
+    @Test func auditRowsOfAFullStoreAreKeptAndChainedOnceItHasRoom() async throws {
+        let (database, writer, audit) = try open()
+        audit.record(AuditEntry(actor: "lead", kind: "before", subject: "x", body: ""))
+        await writer.commitQueued()
+        try fill(database)
+        let refused = AuditLog.pendingLimit + 3
+        for index in 0..<refused { audit.record(entry(index)) }
+        await writer.commitQueued()
+        #expect(writer.stats.failing != nil)
+        // Nothing was queued again after the failure: a full disk does not make the writer spin.
+        let commits = writer.stats.commits
+        await writer.commitQueued()
+        #expect(writer.stats.commits == commits)
+
+        try database.execute("PRAGMA max_page_count=1000000")
+        // Any batch that commits (a checkpoint, here a no-op) sends the waiting rows after it.
+        writer.enqueue { _ in }
+        await writer.commitQueued()
+        #expect(writer.stats.failing == nil)
+        await writer.commitQueued()
+        audit.record(AuditEntry(actor: "lead", kind: "after", subject: "x", body: ""))
+        await writer.commitQueued()
+        let kinds = try AuditStore(database: database).records(.init(), limit: 10_000).map(\.kind)
+        #expect(kinds.first == "genesis" && kinds.dropFirst().first == "before")
+        // Compared as one line each: a failed comparison of 4,096 names would flood the log.
+        let kept = kinds.dropFirst(2).prefix(AuditLog.pendingLimit).joined(separator: ",")
+        #expect(kept == (0..<AuditLog.pendingLimit).map { "event-\($0)" }.joined(separator: ","), "\(kinds.count) rows")
+        #expect(kinds.suffix(2).joined(separator: ",") == "audit.rows_lost,after")
+        let lost = try AuditStore(database: database).records(.init(kind: "audit.rows_lost"), limit: 1)
+        #expect(lost.first?.body.contains("rows=3") == true)
+        let report = try AuditVerification.run(databasePath: database.path)
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.rows == kinds.count)
     }
 }

@@ -476,14 +476,14 @@ class PimeshAgent:
 
     def _lead_call(self, data_dir, what, method, path, body=None, timeout=5.0, retry_for=None):
         """One API call that outlives a lead restart: while the lead does not answer (or answers
-        502/503 while it starts), retries with backoff from 0.2 s to 5 s for up to `retry_for`
+        502/503 while it starts, or 507 while its disk is full), retries with backoff from 0.2 s to 5 s for up to `retry_for`
         seconds (RETRY_FOR_S), heartbeating meanwhile so that the new lead finds the agent alive."""
         deadline = time.monotonic() + (self.RETRY_FOR_S if retry_for is None else retry_for)
         delay = 0.2
         while True:
             try:
                 status, answer = self._request(data_dir, method, path, body, timeout=timeout)
-                if status not in (502, 503):
+                if status not in (502, 503, 507):
                     return status, answer
                 problem = _refused(what, status, answer)
             except LeadUnreachable as error:

@@ -213,6 +213,12 @@ public struct StatusReport: Codable, Sendable {
         public var commits: Int
         public var lastCommitMs: Double?
         public var checkpoints: Int
+        /// Why commits fail right now (a full disk, say), for how long, and how many batches in
+        /// a row; absent while they succeed. Free bytes on the store's file system.
+        public var failing: String?
+        public var failingForS: Double?
+        public var failedBatches: Int?
+        public var freeBytes: UInt64?
 
         public init(path: String, commits: Int, lastCommitMs: Double?, checkpoints: Int) {
             self.path = path

@@ -71,8 +71,8 @@ public struct AgentHealth: Sendable, Equatable {
     private var busy = false
     private var lastProgress: UInt64 = 0
     /// The progress counter when the watchdog judged HANG or LOOP: the condition holds until the
-    /// agent shows it moved on (a new progress value for HANG, a completion for LOOP), even if
-    /// its work is taken away meanwhile.
+    /// agent shows it moved on (a new progress value for HANG; for LOOP a completion, or its
+    /// counter standing still once it holds no work), even if its work is taken away meanwhile.
     private var stuckAt: UInt64?
     /// The first health tick that saw it (after the lead started or it registered).
     private var watchedSince: Instant?
@@ -119,9 +119,15 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     public mutating func completed(success: Bool, at now: Instant) -> CircuitBreaker.Transition? {
+        answered(at: now)
+        return breaker.record(success: success, at: now)
+    }
+
+    /// The agent delivered an answer the lead could not keep (a full disk refused its commit):
+    /// proof enough that it is not looping, and no verdict on its work for the breaker.
+    public mutating func answered(at now: Instant) {
         watchdog.completed(at: now)
         if condition == .looping { set(.alive, at: now, reason: "completed a task") }
-        return breaker.record(success: success, at: now)
     }
 
     /// The health tick. `busy`: the lead has work out with the agent. `expected`: a manifest
@@ -170,8 +176,15 @@ public struct AgentHealth: Sendable, Equatable {
                     }
                 case .ok:
                     // HANG and LOOP end by the agent's own doing (heartbeat, completion), not
-                    // because its work was taken away.
-                    break
+                    // because its work was taken away. But a LOOP whose work is gone cannot
+                    // complete anything (a looping agent is routed none): its counter standing
+                    // still is the sign its loop ended, or an agent no supervisor restarts would
+                    // stay out for good, even after its owner restarted it.
+                    if condition == .looping, !busy, let still = watchdog.stillFor(at: now),
+                        still.milliseconds >= watchdog.settings.minimumStagnationMs
+                    {
+                        set(.alive, at: now, reason: "holds no work and its progress stopped \(Self.ms(still)) ms ago")
+                    }
                 }
             }
         }

@@ -96,6 +96,11 @@ public struct ProgressWatchdog: Sendable, Equatable {
         return .ok
     }
 
+    /// How long the counter has stood still (nil before the first heartbeat).
+    public func stillFor(at now: Instant) -> Duration? {
+        lastProgressChange.map { now - $0 }
+    }
+
     /// Starts the clocks afresh when work arrives after an idle spell: idle time is not a hang.
     public mutating func noteBusy(_ busy: Bool, at now: Instant) {
         if busy, busySince == nil { busySince = now }

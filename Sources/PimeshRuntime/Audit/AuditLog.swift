@@ -12,7 +12,12 @@ import Synchronization
 /// The lead's audit log (docs/audit.md): chains each entry onto the last (the rule is
 /// `PimeshCore.AuditChain`) inside the store writer's transaction, on its thread, so rows are
 /// chained in the order they are committed; the tip moves on only when the batch commits, so a
-/// failed commit loses its rows (as a crash would) but never leaves a gap.
+/// failed commit never leaves a gap.
+///
+/// Rows about automatic actions wait in `pending` (in the order they were recorded) until a
+/// write appends them; a batch that fails (a full disk) puts its rows back at the front, and they
+/// go with the next row recorded or after the next batch that commits. Past `pendingLimit` rows the newest are
+/// counted in an `audit.rows_lost` row instead: a gap is never silent.
 ///
 /// Rows about automatic actions ride the writer's group commit (`record`); an operator's action
 /// waits until its intent row is durable before it acts (`intent`), so a crash in between
@@ -32,7 +37,18 @@ public final class AuditLog: Sendable {
         /// Moved by the writes of the batch being committed.
         var working: AuditTip
         var workingHead: AuditHead?
+        /// Automatic rows not appended yet, oldest first; those appended in the batch being
+        /// committed; and how many did not fit in `pendingLimit`.
+        var pending: [AuditEntry] = []
+        var attempted: [AuditEntry] = []
+        var dropped = 0
+        /// A write of the batch being committed failed (its rows went back to `pending`): no
+        /// retry right after it, or a full disk would have the writer spin.
+        var writeFailed = false
     }
+
+    /// Automatic rows kept while the store cannot commit: a busy lead's day is far fewer.
+    static let pendingLimit = 4096
 
     private let writer: StoreWriter
     private let key: NodeKey
@@ -74,18 +90,59 @@ public final class AuditLog: Sendable {
         self.clock = SystemClockStatus()
         self.logger = logger
         self.chain = Mutex(Chain(tip: tip, newestHead: newestHead, working: tip, workingHead: newestHead))
-        writer.onBatchEnd { [weak self] committed in self?.batchEnded(committed: committed) }
+        writer.onBatchEnd { [weak self] committed, _ in self?.batchEnded(committed: committed) }
     }
 
     private func batchEnded(committed: Bool) {
-        chain.withLock { chain in
+        let flush = chain.withLock { chain -> Bool in
+            defer { (chain.attempted, chain.writeFailed) = ([], false) }
             if committed {
                 chain.tip = chain.working
                 chain.newestHead = chain.workingHead
-            } else {
-                chain.working = chain.tip
-                chain.workingHead = chain.newestHead
+                return !chain.writeFailed && (!chain.pending.isEmpty || chain.dropped > 0)
             }
+            chain.working = chain.tip
+            chain.workingHead = chain.newestHead
+            let waiting = chain.attempted + chain.pending
+            chain.pending = Array(waiting.prefix(Self.pendingLimit))
+            chain.dropped += waiting.count - chain.pending.count
+            return false
+        }
+        // Only after a batch in which nothing failed: retrying after a failure would spin on a
+        // full disk. Rows left waiting with no new row to carry them go with a write of their own.
+        if flush { writer.enqueue(chained { [self] connection in try appendPending(in: connection) }) }
+    }
+
+    /// A write's rows go with its savepoint: when it throws, SQLite rolls them back and the
+    /// chain forgets them too (the automatic ones wait again), or the next row would chain onto
+    /// a hash that is not stored.
+    private func chained(_ body: @escaping @Sendable (Connection) throws -> Void) -> StoreWriter.Write {
+        { [self] connection in
+            let before = chain.withLock { $0 }
+            do {
+                try body(connection)
+            } catch {
+                chain.withLock { chain in
+                    chain = before
+                    chain.writeFailed = true
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Appends the automatic rows waiting, oldest first, and counts those that did not fit.
+    private func appendPending(in connection: Connection) throws {
+        let (rows, dropped) = chain.withLock { chain in
+            defer { (chain.pending, chain.dropped) = ([], 0) }
+            return (chain.pending, chain.dropped)
+        }
+        for row in rows { _ = try append(row, in: connection, automatic: true) }
+        if dropped > 0 {
+            let lost = AuditEntry(
+                actor: "lead", kind: "audit.rows_lost", subject: "store",
+                body: AuditBody.canonical([("rows", String(dropped)), ("why", "store commits failed; \(Self.pendingLimit) rows were kept")]))
+            _ = try append(lost, in: connection, automatic: true)
         }
     }
 
@@ -101,33 +158,41 @@ public final class AuditLog: Sendable {
 
     /// Appends a row that rides the next group commit.
     public func record(_ entry: AuditEntry) {
-        writer.enqueue { [self] connection in _ = try append(entry, in: connection) }
+        chain.withLock { chain in
+            if chain.pending.count < Self.pendingLimit { chain.pending.append(entry) } else { chain.dropped += 1 }
+        }
+        writer.enqueue(chained { [self] connection in try appendPending(in: connection) })
     }
 
     /// Appends a row and runs `alongside` in the same transaction: the row and the change it
-    /// reports commit together or not at all.
+    /// reports commit together or not at all (the row never waits for a retry without it).
     public func record(_ entry: AuditEntry, alongside: @escaping @Sendable (Connection) throws -> Void) {
-        writer.enqueue { [self] connection in
-            _ = try append(entry, in: connection)
-            try alongside(connection)
-        }
+        writer.enqueue(
+            chained { [self] connection in
+                try appendPending(in: connection)
+                _ = try append(entry, in: connection, automatic: false)
+                try alongside(connection)
+            })
     }
 
     /// Appends a row and returns its seq once it is durable (`synchronous=FULL`): the waiter is
-    /// the row's own write, so a row that failed is never reported durable.
+    /// the row's own write, so a row that failed is never reported durable (nor retried: its
+    /// caller learns of the failure).
     @discardableResult
     public func recordDurably(_ entry: AuditEntry) async throws -> Int64 {
         let seq = Mutex<Int64>(0)
-        try await writer.write { [self] connection in
-            let record = try append(entry, in: connection)
-            seq.withLock { $0 = record.seq }
-        }
+        try await writer.write(
+            chained { [self] connection in
+                try appendPending(in: connection)
+                let record = try append(entry, in: connection, automatic: false)
+                seq.withLock { $0 = record.seq }
+            })
         return seq.withLock { $0 }
     }
 
     /// Runs on the writer's thread, inside its transaction. Times are taken here, so that they
     /// never go backwards as seq goes up (at most one commit interval after the event).
-    private func append(_ entry: AuditEntry, in connection: Connection) throws -> AuditRecord {
+    private func append(_ entry: AuditEntry, in connection: Connection, automatic: Bool) throws -> AuditRecord {
         let wallMs = Clock.wallMilliseconds()
         var tip = chain.withLock { $0.working }
         let record = tip.append(
@@ -139,6 +204,7 @@ public final class AuditLog: Sendable {
         chain.withLock { chain in
             chain.working = tip
             if let head { chain.workingHead = head }
+            if automatic { chain.attempted.append(entry) }
         }
         return record
     }

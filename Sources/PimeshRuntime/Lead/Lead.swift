@@ -115,7 +115,7 @@ public struct Lead: Sendable {
             settings: Self.incidentSettings(config, directory: dataDir + "/incidents"), writer: writer, audit: audit,
             nodeID: nodeKey.nodeID, logger: logger)
         events.observe { kind, agent, detail, atMs in incidents.noteEvent(kind: kind, agent: agent, detail: detail, atMs: atMs) }
-        writer.onBatchEnd { committed in incidents.setIntegrity("store", failing: committed ? nil : "a store commit failed") }
+        writer.onBatchEnd { _, failure in incidents.setIntegrity("store", failing: failure.map { "commits fail: \($0)" }) }
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
         try conflicts.restore()
@@ -209,7 +209,7 @@ public struct Lead: Sendable {
 
         let apiSocket = config.api.unixSocket ? runDir + "/api.sock" : nil
         let heartbeatSocket = config.heartbeat.unixSocket ? runDir + "/heartbeat.sock" : nil
-        let leadFile = dataDir + "/" + LeadEndpoint.fileName
+        let leadFile = LeadFilePublisher(path: dataDir + "/" + LeadEndpoint.fileName, incidents: incidents, logger: logger)
         let config = config
         let logger = logger
         let readiness = ReadinessGate(expectUnixAPI: apiSocket != nil, readyFlag: ready) { apiPort, heartbeatPort in
@@ -221,11 +221,7 @@ public struct Lead: Sendable {
                 pid: getpid(), version: PimeshVersion.current, startedAtMs: Clock.wallMilliseconds(),
                 api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat,
                 release: ReleaseStore.runningRelease(dataDir: dataDir))
-            do {
-                try FileIO.writeAtomically(path: leadFile, bytes: try APICoding.encode(endpoint, pretty: true))
-            } catch {
-                logger.error("cannot write \(leadFile); clients will not find this lead", metadata: ["error": "\(error)"])
-            }
+            if let bytes = try? APICoding.encode(endpoint, pretty: true) { leadFile.publish(bytes) }
             notifier.notify("READY=1")
             // Start-up code (argument parsing, migrations, binding) is not needed again, nor
             // the heap that loading the registry and the config used for a moment. An interval
@@ -307,6 +303,7 @@ public struct Lead: Sendable {
                     serviceName: "api-unix"))
         }
         services.append(.init(service: monitor, serviceName: "health-monitor"))
+        services.append(.init(service: leadFile, serviceName: "lead-file"))
         services.append(.init(service: snapshots, serviceName: "snapshots"))
         if let pusher { services.append(.init(service: pusher, serviceName: "incident-push")) }
         if let target = uploadTarget {
@@ -341,7 +338,7 @@ public struct Lead: Sendable {
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(config.stopDeadlineS)
         let group = ServiceGroup(configuration: groupConfiguration)
         defer {
-            if ready.isReady { FileIO.remove(leadFile) }
+            if ready.isReady { FileIO.remove(leadFile.path) }
             if let apiSocket { unlink(apiSocket) }
             if let heartbeatSocket { unlink(heartbeatSocket) }
         }

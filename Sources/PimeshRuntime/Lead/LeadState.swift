@@ -116,6 +116,12 @@ final class LeadState: Sendable {
             store: .init(
                 path: writer.database.path, commits: stats.commits,
                 lastCommitMs: stats.lastCommitMs.map(ImpedanceView.round), checkpoints: checkpoints.count))
+        report.store.freeBytes = writer.database.freeBytes
+        if let failing = stats.failing, let since = stats.failingSince {
+            report.store.failing = failing
+            report.store.failingForS = ((now - since).milliseconds / 100).rounded() / 10
+            report.store.failedBatches = stats.failedBatches
+        }
         report.kpis = kpis.indicators.map(StatusReport.KPI.init)
         let snapshot = tasks.snapshot
         let counters = snapshot.counters

@@ -244,6 +244,14 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// A result the agent posted that the lead could not store (a full disk): it answered.
+    public func recordUnstoredResult(of id: AgentID, at now: Instant) {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return }
+            state.agents.values[index].health.answered(at: now)
+        }
+    }
+
     /// Seed 000 ModelLivenessProbe's verdict on the agent's own HTTP endpoint.
     public func recordLivenessProbe(of id: AgentID, _ verdict: LivenessProbe.Verdict, at now: Instant) {
         state.withLock { state in

@@ -3,6 +3,7 @@ import Logging
 import PimeshCore
 import PimeshAgent
 import NIOPosix
+import PimeshServer
 import PimeshStore
 import PimeshSystem
 import ServiceLifecycle
@@ -33,7 +34,17 @@ public final class StoreWriter: Service, Sendable {
         public var lastCommitMs: Double?
         /// The last 1,000 commits' times: their p99 is the SD card's write latency.
         public var recentCommitMs = SampleRing(capacity: 1000)
+        /// Why commits fail now (nil while they succeed), since when, and how many batches in a row.
+        public var failing: String?
+        public var failingSince: Instant?
+        public var failedBatches = 0
+        /// Failures not logged yet: while commits keep failing, one line every `failureLogInterval`.
+        var unloggedFailures = 0
+        var lastFailureLog: Instant?
     }
+
+    /// A full SD card fails every request that writes: their lines would go to the same card.
+    static let failureLogInterval: Duration = .seconds(30)
 
     /// A write that came after the writer's final commit.
     public struct Closed: Error, CustomStringConvertible {
@@ -56,8 +67,9 @@ public final class StoreWriter: Service, Sendable {
     private let durableArrived = Doorbell()
     private let statistics = Mutex(Stats())
     /// Told after each batch whether it committed (the audit log moves its chain's tip only
-    /// then, so a batch lost to a failed commit leaves no gap).
-    private let batchListeners = Mutex<[@Sendable (_ committed: Bool) -> Void]>([])
+    /// then, so a batch lost to a failed commit leaves no gap), and why the store failed it or
+    /// one of its writes: a failed COMMIT, or a write refused for want of space.
+    private let batchListeners = Mutex<[@Sendable (_ committed: Bool, _ storageFailure: String?) -> Void]>([])
     /// The writer's own thread: a commit blocks in fsync (hundreds of ms on an SD card) and must
     /// hold up neither the cooperative pool nor the thread pool that reads use.
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -111,7 +123,7 @@ public final class StoreWriter: Service, Sendable {
         wake.yield()
     }
 
-    public func onBatchEnd(_ listener: @escaping @Sendable (_ committed: Bool) -> Void) {
+    public func onBatchEnd(_ listener: @escaping @Sendable (_ committed: Bool, _ storageFailure: String?) -> Void) {
         batchListeners.withLock { $0.append(listener) }
     }
 
@@ -170,6 +182,7 @@ public final class StoreWriter: Service, Sendable {
         let mustSurvivePowerCut = batch.contains { $0.waiter != nil }
         let started = Clock.monotonicNow()
         let results: [Result<Void, any Error>]
+        var commitFailure: (any Error)?
         do {
             // In a task of its own: the writer's may be cancelled (the group's stop deadline
             // passed), the thread pool refuses work for a cancelled task, and a taken batch
@@ -180,29 +193,80 @@ public final class StoreWriter: Service, Sendable {
                 }
             }.value
         } catch {
-            logger.error("store commit failed", metadata: ["error": "\(error)", "writes": "\(batch.count)"])
-            for listener in batchListeners.withLock({ $0 }) { listener(false) }
-            for pending in batch { pending.waiter?.resume(throwing: error) }
-            return
+            commitFailure = error
+            results = Array(repeating: .failure(error), count: batch.count)
         }
-        for listener in batchListeners.withLock({ $0 }) { listener(true) }
-        let elapsed = (Clock.monotonicNow() - started).milliseconds
-        statistics.withLock {
-            $0.commits += 1
-            $0.lastCommitMs = elapsed
-            $0.recentCommitMs.add(elapsed)
+        // A full disk fails the COMMIT (the pages wait in memory until then), or one write whose
+        // statement needs a page it cannot have: either way the store is failing.
+        let failures = results.compactMap { result -> (any Error)? in
+            if case .failure(let error) = result { error } else { nil }
+        }
+        let storageFailure = commitFailure ?? failures.first(where: database.isOutOfSpace)
+        let failure = storageFailure.map { database.isOutOfSpace($0) ? "\(database.storeIsFull): \($0)" : "\($0)" }
+        for listener in batchListeners.withLock({ $0 }) { listener(commitFailure == nil, failure) }
+        if let failure {
+            noteFailure(failure, writes: batch.count)
+        } else {
+            noteSuccess(since: started)
+        }
+        if commitFailure == nil {
+            let elapsed = (Clock.monotonicNow() - started).milliseconds
+            statistics.withLock {
+                $0.commits += 1
+                $0.lastCommitMs = elapsed
+                $0.recentCommitMs.add(elapsed)
+            }
         }
         for (pending, result) in zip(batch, results) {
             switch result {
             case .success: pending.waiter?.resume()
             case .failure(let error):
+                let outOfSpace = database.isOutOfSpace(error)
                 if let waiter = pending.waiter {
-                    waiter.resume(throwing: error)
-                } else {
+                    // A full disk is the operator's to fix and the caller's to retry once it
+                    // is: 507 says both, where a bare SQLite error answered 500.
+                    waiter.resume(
+                        throwing: outOfSpace
+                            ? APIError(
+                                status: .insufficientStorage,
+                                message: "nothing was stored: \(database.storeIsFull); free space there and retry", retryAfterSeconds: 5)
+                            : error)
+                } else if commitFailure == nil && !outOfSpace {
                     logger.error("background store write failed", metadata: ["error": "\(error)"])
                 }
             }
         }
+    }
+
+    private func noteSuccess(since started: Instant) {
+        let recovered = statistics.withLock { stats -> (batches: Int, since: Instant)? in
+            defer { (stats.failing, stats.failingSince, stats.failedBatches, stats.unloggedFailures) = (nil, nil, 0, 0) }
+            return stats.failingSince.map { (stats.failedBatches, $0) }
+        }
+        if let recovered {
+            logger.notice(
+                "store commits succeed again",
+                metadata: ["failed_batches": "\(recovered.batches)", "failing_for_ms": "\(Int((started - recovered.since).milliseconds))"])
+        }
+    }
+
+    /// Logs the first failed commit of a run of them, then one line every `failureLogInterval`
+    /// with how many failed meanwhile.
+    private func noteFailure(_ failure: String, writes: Int) {
+        let now = Clock.monotonicNow()
+        let unlogged = statistics.withLock { stats -> Int? in
+            if stats.failingSince == nil { stats.failingSince = now }
+            stats.failing = failure
+            stats.failedBatches += 1
+            stats.unloggedFailures += 1
+            if let last = stats.lastFailureLog, now - last < Self.failureLogInterval { return nil }
+            stats.lastFailureLog = now
+            defer { stats.unloggedFailures = 0 }
+            return stats.unloggedFailures
+        }
+        guard let unlogged else { return }
+        logger.error(
+            "store commit failed", metadata: ["error": "\(failure)", "writes": "\(writes)", "failed_batches_since_last_line": "\(unlogged)"])
     }
 
     private static func commit(
@@ -220,6 +284,10 @@ public final class StoreWriter: Service, Sendable {
                     try connection.execute("RELEASE write")
                     results.append(.success(()))
                 } catch {
+                    // SQLite may have rolled the whole transaction back (a full disk, say): then
+                    // the batch failed with this write, and the writes after it must not run
+                    // outside a transaction.
+                    guard connection.inTransaction else { throw error }
                     try connection.execute("ROLLBACK TO write")
                     try connection.execute("RELEASE write")
                     results.append(.failure(error))

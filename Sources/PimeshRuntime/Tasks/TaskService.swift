@@ -53,6 +53,9 @@ final class TaskService: Service, Sendable {
         /// attempt's, where an agent that never held it is refused (issue 12). In memory only,
         /// and at most `formerHoldersKept`: after a lead restart a late result is refused.
         var formerHolders: [AgentID] = []
+        /// Its holder posted a result the store could not commit (a full disk): a lease that
+        /// runs out now is the lead's failure, not the agent's.
+        var resultUnstored = false
 
         static let formerHoldersKept = 8
 
@@ -649,8 +652,11 @@ final class TaskService: Service, Sendable {
                 // Not durable: put the task back as it was, so the agent's retry can finish it,
                 // slot and all: the agent still has the task. If the freed slot already went to
                 // the next task, the agent is one over until either ends, not one short for good.
+                registry.recordUnstoredResult(of: submission.agentID, at: now)
                 state.withLock { state in
-                    state.open[taskID] = original
+                    var restored = original
+                    restored.resultUnstored = original.row.agentID == submission.agentID
+                    state.open[taskID] = restored
                     if heldSlot, let agent = original.row.agentID { state.links[agent]?.inFlight.insert(taskID) }
                     if original.row.state == .queued { state.queued.append(taskID) }
                     Self.forget(taskID, in: &state)
@@ -765,10 +771,11 @@ final class TaskService: Service, Sendable {
                     // Only a task the agent had is lost by it: one still waiting in its inbox
                     // (behind a full slot) goes back to the queue without blame, or a busy
                     // agent's breaker would open on work it never saw.
-                    if task.row.state == .running { registry.recordLostTask(of: agent, at: now) }
+                    if task.row.state == .running && !task.resultUnstored { registry.recordLostTask(of: agent, at: now) }
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
+                task.resultUnstored = false
                 if task.row.state == .running && task.row.attempts >= settings.maxAttempts {
                     task.row.state = .failed
                     task.row.error = "no result after \(task.row.attempts) attempts of \(Int(lease.milliseconds)) ms each"
