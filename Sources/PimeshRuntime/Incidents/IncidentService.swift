@@ -265,12 +265,17 @@ final class IncidentService: Sendable {
         return (try APICoding.decode(Incident.self, from: Array(row.body.utf8)), row.postmortem)
     }
 
+    /// Newest first: the book's incidents as they are now, and resolved ones from the store. An
+    /// open incident the store has not got (its write waits for room on a full disk) is listed
+    /// all the same: that is when an operator looks.
     func recent(limit: Int, beforeID: Int64) throws -> [Incident] {
-        let openNow = book.withLock { $0.incidents }
-        return try store.recent(limit: limit, beforeID: beforeID).compactMap { row in
-            if let live = openNow.first(where: { $0.id == row.id }) { return live }
-            return try? APICoding.decode(Incident.self, from: Array(row.body.utf8))
+        let openNow = book.withLock { $0.incidents }.filter { $0.id < beforeID }
+        var listed: [Int64: Incident] = [:]
+        for row in try store.recent(limit: limit, beforeID: beforeID) {
+            listed[row.id] = openNow.first { $0.id == row.id } ?? (try? APICoding.decode(Incident.self, from: Array(row.body.utf8)))
         }
+        for incident in openNow where listed[incident.id] == nil { listed[incident.id] = incident }
+        return Array(listed.values.sorted { $0.id > $1.id }.prefix(limit))
     }
 
     func logCSV() throws -> String {

@@ -1001,7 +1001,9 @@ final class TaskService: Service, Sendable {
 
     private static func outstanding(in state: State) -> [AgentID: Int] {
         var result: [AgentID: Int] = [:]
-        for task in state.open.values where task.row.state == .assigned || task.row.state == .running {
+        // A task whose result waits for room in the store is done as far as its agent goes: counted
+        // busy, an agent retrying that result would be judged LOOP for completing nothing.
+        for task in state.open.values where (task.row.state == .assigned || task.row.state == .running) && !task.resultUnstored {
             if let agent = task.row.agentID { result[agent, default: 0] += 1 }
         }
         return result

@@ -1,0 +1,186 @@
+import Foundation
+import PimeshAgent
+import PimeshCore
+import PimeshSystem
+import Testing
+
+/// An SD card that fills up, as a small tmpfs under the data dir: the lead answers 507 naming the
+/// cause, blames no agent, loses nothing it accepted, and carries on by itself once there is room.
+@Suite(.serialized) struct DiskFullEndToEndTests {
+    let root = LeadProcess.scratchDirectory()
+
+    /// A 24 MiB tmpfs at `root/small`, unmounted by `unmount()`.
+    func mountSmallFileSystem() throws -> String {
+        try #require(geteuid() == 0, "mounting a tmpfs needs root; make test runs as root")
+        let mountPoint = root + "/small"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", mountPoint])
+        try #require(mounted.status == 0, "\(mounted.output)")
+        try FileManager.default.createDirectory(atPath: mountPoint + "/data", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        return mountPoint
+    }
+
+    func unmount(_ mountPoint: String) {
+        _ = try? runProcess("/bin/umount", ["-l", mountPoint])
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Writes `path` until the file system has no byte left.
+    func fill(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
+        while chunk.count >= 512 {
+            let written = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if written < 0 {
+                try #require(errno == ENOSPC, "filling \(path): errno \(errno)")
+                chunk = Array(chunk.prefix(chunk.count / 2))
+            }
+        }
+    }
+
+    func post(_ client: LeadClient, _ path: String, _ body: String) throws -> LoopbackHTTPClient.Response {
+        try client.http.request("POST", path, headers: client.authorization + [("Content-Type", "application/json")], body: Array(body.utf8))
+    }
+
+    /// Heartbeats every 100 ms with a counter that moves, as an agent busy with its task does.
+    final class BusyAgent: @unchecked Sendable {
+        private let stopped = StopFlag()
+
+        init(_ credentials: AgentCredentials) throws {
+            let sender = try HeartbeatSender(credentials: credentials)
+            let stopped = stopped
+            Thread {
+                var progress: UInt64 = 0
+                while !stopped.isSet {
+                    progress += 1
+                    _ = try? sender.send(state: .ready, queueDepth: 0, progress: progress)
+                    usleep(100_000)
+                }
+            }.start()
+        }
+
+        func stop() { stopped.set() }
+        deinit { stopped.set() }
+    }
+
+    @Test func aFullDiskAnswers507BlamesNoAgentLosesNothingAndRecoversByItself() throws {
+        let mountPoint = try mountSmallFileSystem()
+        defer { unmount(mountPoint) }
+        let dataDir = mountPoint + "/data"
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let worker = try client.register(.init(name: "worker", capabilities: ["work"]))
+        let beating = try BusyAgent(worker)
+        defer { beating.stop() }
+        #expect(eventually(timeout: 10) { try lead.agents().first?.state == "READY" })
+        let workerClient = try LeadClient.forAgent(worker, dataDir: dataDir)
+        let task = try client.submit(.init(capability: "work", payload: "job"))
+        #expect(try workerClient.pullWork(agentID: worker.id, waitMs: 2000).map(\.id) == [task.id])
+        let pulledAt = Date()
+
+        try fill(mountPoint + "/filler")
+        // SQLite may still have room in pages it holds: submit until a commit needs more.
+        let payload = String(repeating: "p", count: 16 * 1024)
+        var accepted: [String] = [task.id]
+        var refusal: LoopbackHTTPClient.Response?
+        let deadline = Date().addingTimeInterval(30)
+        while refusal == nil && Date() < deadline {
+            let answer = try post(client, "/v1/tasks", #"{"capability": "nobody", "payload": "\#(payload)"}"#)
+            if answer.status == 201 {
+                accepted.append(try APICoding.decode(TaskView.self, from: answer.body).id)
+            } else {
+                refusal = answer
+            }
+        }
+        let refused = try #require(refusal, "30 s of submissions to a full disk were all accepted")
+        #expect(refused.status == 507, "\(refused.text)")
+        let message = (try JSONSerialization.jsonObject(with: Data(refused.body)) as? [String: Any])?["error"] as? String ?? ""
+        #expect(message.hasPrefix("nothing was stored: the store is full (\(dataDir) has 0 bytes free)"), "\(message)")
+        let status = try lead.status()
+        #expect(status.store.failing?.contains("sqlite error 13") == true, "\(status.store.failing ?? "nil")")
+        #expect((status.store.failedBatches ?? 0) >= 1)
+        let shown = try runPimesh(["status", "--data-dir", dataDir])
+        #expect(shown.output.contains("COMMITS FAILING"), "\(shown.output)")
+
+        // The worker's result cannot be stored: 507, and the agent is not blamed for it.
+        let result = String(repeating: "r", count: 60 * 1024)
+        let asWorker = #"{"agent_id": "\#(worker.id)", "outcome": "succeeded", "result": "\#(result)"}"#
+        let unstored = try post(workerClient, "/v1/tasks/\(task.id)/result", asWorker)
+        #expect(unstored.status == 507, "\(unstored.text)")
+        // Past the 10 s in which a busy agent that completes nothing is judged LOOP.
+        var conditions: Set<String> = []
+        while Date().timeIntervalSince(pulledAt) < 12 {
+            conditions.insert(try lead.agents().first?.health?.condition ?? "?")
+            usleep(200_000)
+        }
+        #expect(conditions == ["alive"], "the worker was judged \(conditions) while the disk was full")
+        var open: [[String: Any]] = []
+        #expect(eventually(timeout: 10) {
+            open = try incidents(dataDir)
+            return open.contains { ($0["title"] as? String ?? "").contains("the store is full") }
+        }, "\(open)")
+
+        // Room again: the retried result and new submissions go through without a restart.
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        var stored: LoopbackHTTPClient.Response?
+        #expect(eventually(timeout: 30) {
+            stored = try post(workerClient, "/v1/tasks/\(task.id)/result", asWorker)
+            return stored?.status == 200
+        }, "\(stored?.text ?? "")")
+        #expect(try client.task(id: task.id).state == "succeeded")
+        #expect(try client.task(id: task.id).attempts == 1)
+        accepted.append(try client.submit(.init(capability: "nobody", payload: "after")).id)
+        #expect(eventually(timeout: 10) { try lead.status().store.failing == nil })
+        let health = try lead.agents().first?.health
+        let finished = try client.task(id: task.id)
+        #expect(health?.condition == "alive", "\(String(describing: health)) \(finished)")
+        // Every task the lead accepted is stored once; none it refused is.
+        let stored_ = try client.tasks(limit: 10_000).tasks.map(\.id)
+        #expect(Set(stored_) == Set(accepted) && stored_.count == accepted.count, "\(stored_.count) stored, \(accepted.count) accepted")
+        #expect(lead.terminate() == 0)
+        let verified = try runPimesh(["audit", "verify", "--data-dir", dataDir])
+        #expect(verified.status == 0, "\(verified.output)")
+    }
+
+    /// A lead started on a full disk cannot write lead.json, by which the CLI and agents find it:
+    /// it says so in an incident and writes the file as soon as there is room.
+    @Test func aLeadThatCannotWriteLeadJSONWritesItOnceItCan() throws {
+        let mountPoint = try mountSmallFileSystem()
+        defer { unmount(mountPoint) }
+        let dataDir = mountPoint + "/data"
+        let first = try LeadProcess(dataDir: dataDir)
+        _ = try first.waitReady()
+        #expect(first.terminate() == 0)
+        try fill(mountPoint + "/filler")
+        let apiPort = freeLoopbackPort()
+        let lead = try LeadProcess(dataDir: dataDir, apiPort: apiPort)
+        defer { _ = lead.terminate() }
+        let token = try String(contentsOfFile: dataDir + "/" + LeadEndpoint.tokenFileName, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let client = LeadClient(address: .loopback(host: "127.0.0.1", port: apiPort), token: token)
+        #expect(eventually(timeout: 20) { (try? client.get("/readyz")) != nil })
+        #expect(!FileManager.default.fileExists(atPath: dataDir + "/lead.json"))
+        let stopped = try runPimesh(["status", "--data-dir", dataDir])
+        #expect(stopped.status != 0)
+        var page = ""
+        #expect(eventually(timeout: 10) {
+            page = String(decoding: try client.get("/v1/incidents"), as: UTF8.self)
+            return page.contains("the CLI and agents cannot find this lead")
+        }, "\(page)")
+
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        #expect(eventually(timeout: 15) { FileManager.default.fileExists(atPath: dataDir + "/lead.json") })
+        let found = try runPimesh(["status", "--data-dir", dataDir])
+        #expect(found.status == 0, "\(found.output)")
+        #expect(lead.terminate() == 0)
+    }
+
+    func incidents(_ dataDir: String) throws -> [[String: Any]] {
+        let listed = try runPimesh(["incidents", "list", "--data-dir", dataDir, "--json"])
+        #expect(listed.status == 0, "\(listed.output)")
+        return try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]] ?? []
+    }
+}
