@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Synchronization
 import PimeshCore
 import PimeshServer
 import PimeshSnapshot
@@ -78,14 +79,40 @@ import PimeshTestSupport
     }
 }
 
+/// Keeps the messages logged through it.
+struct CollectingLogHandler: LogHandler {
+    final class Lines: Sendable {
+        private let lines = Mutex<[String]>([])
+        func append(_ line: String) { lines.withLock { $0.append(line) } }
+        var all: [String] { lines.withLock { $0 } }
+    }
+
+    let lines: Lines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.append("\(event.level) \(event.message)")
+    }
+}
+
 /// A full disk, simulated with SQLite's `max_page_count` (a write that needs a page it may not
 /// have fails with SQLITE_FULL, as one on a full file system does).
 @Suite struct FullStoreTests {
     let directory = Scratch.directory("pimesh-full")
 
+    let logged = CollectingLogHandler.Lines()
+
     func open() throws -> (Database, StoreWriter, AuditLog) {
         let database = try Database(path: directory + "/pimesh.db")
-        let writer = StoreWriter(database: database, commitInterval: .milliseconds(50), logger: Logger(label: "test"))
+        let lines = logged
+        let writer = StoreWriter(
+            database: database, commitInterval: .milliseconds(50), logger: Logger(label: "test") { _ in CollectingLogHandler(lines: lines) })
         let audit = try AuditLog.open(
             writer: writer, key: try NodeKey.loadOrCreate(dataDir: directory), headEveryRows: 256, logger: Logger(label: "test"))
         return (database, writer, audit)
@@ -127,6 +154,29 @@ import PimeshTestSupport
             try await group.waitForAll()
         }
         #expect(writer.stats.failing == nil && writer.stats.failedBatches == 0)
+        #expect(logged.all == ["error store commit failed", "notice store commits succeed again"])
+    }
+
+    /// A full disk fails every write for as long as it lasts: one line, then one every 30 s,
+    /// not one per request; a new run of failures after a recovery is logged at once.
+    @Test func aRunOfFailedCommitsIsLoggedOnce() async throws {
+        let (database, writer, _) = try open()
+        try database.execute("CREATE TABLE t (v TEXT)")
+        try fill(database)
+        let big = String(repeating: "y", count: 9000)
+        for _ in 0..<20 {
+            writer.enqueue { try $0.run("INSERT INTO t VALUES (?)", [.text(big)]) }
+            await writer.commitQueued()
+        }
+        #expect(writer.stats.failedBatches == 20)
+        #expect(logged.all == ["error store commit failed"])
+        try database.execute("PRAGMA max_page_count=1000000")
+        writer.enqueue { try $0.run("INSERT INTO t VALUES ('z')") }
+        await writer.commitQueued()
+        try fill(database)
+        writer.enqueue { try $0.run("INSERT INTO t VALUES (?)", [.text(big)]) }
+        await writer.commitQueued()
+        #expect(logged.all == ["error store commit failed", "notice store commits succeed again", "error store commit failed"])
     }
 
     /// Automatic audit rows refused by a full store are kept, chained first and in order with

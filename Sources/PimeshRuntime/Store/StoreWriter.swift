@@ -240,7 +240,8 @@ public final class StoreWriter: Service, Sendable {
 
     private func noteSuccess(since started: Instant) {
         let recovered = statistics.withLock { stats -> (batches: Int, since: Instant)? in
-            defer { (stats.failing, stats.failingSince, stats.failedBatches, stats.unloggedFailures) = (nil, nil, 0, 0) }
+            // A new run of failures logs its first at once, however soon it comes.
+            defer { (stats.failing, stats.failingSince, stats.failedBatches, stats.unloggedFailures, stats.lastFailureLog) = (nil, nil, 0, 0, nil) }
             return stats.failingSince.map { (stats.failedBatches, $0) }
         }
         if let recovered {
