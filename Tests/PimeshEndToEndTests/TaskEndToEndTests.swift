@@ -601,6 +601,47 @@ final class Collected<T>: @unchecked Sendable {
         #expect(counts.succeeded == 2 && counts.running == 0 && counts.duplicateResults == 1)
     }
 
+    /// A task whose agents fail while they run it (a poison task) moves to a live agent each
+    /// time, but only until it was handed out `tasks.max_attempts` times: then it fails, rather
+    /// than take down every agent in turn.
+    @Test func aTaskWhoseAgentsKeepFailingFailsAfterMaxAttempts() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let operatorClient = try lead.client()
+        var agents: [String: (credentials: AgentCredentials, beat: HeartbeatThread, client: LeadClient)] = [:]
+        for name in ["a1", "a2", "a3", "a4"] {
+            let credentials = try operatorClient.register(.init(name: name, capabilities: ["poison"]))
+            agents[name] = (credentials, try HeartbeatThread(credentials: credentials), try LeadClient.forAgent(credentials, dataDir: lead.dataDir))
+        }
+        defer { agents.values.forEach { $0.beat.stop() } }
+        #expect(eventually(timeout: 10) { try lead.agents().filter { $0.state == "READY" }.count == 4 })
+        let task = try operatorClient.submit(.init(capability: "poison", payload: "crashes whoever runs it"))
+        var victims: [String] = []
+        for _ in 1...3 {
+            var holder: String?
+            #expect(eventually(timeout: 20) {
+                holder = try operatorClient.task(id: task.id).agentName
+                return holder.map { !victims.contains($0) } ?? false
+            })
+            let name = try #require(holder)
+            let victim = try #require(agents[name])
+            #expect(try victim.client.pullWork(agentID: victim.credentials.id, waitMs: 2000).map(\.id) == [task.id])
+            victim.beat.stop()
+            victims.append(name)
+        }
+        var finished: TaskView?
+        #expect(eventually(timeout: 20) {
+            finished = try operatorClient.task(id: task.id)
+            return finished?.state == "failed"
+        }, "\(String(describing: finished))")
+        #expect(finished?.attempts == 3)
+        #expect(finished?.error?.contains("tasks.max_attempts") == true, "\(finished?.error ?? "")")
+        // The one agent left was never handed it.
+        let survivor = try #require(agents.first { !victims.contains($0.key) }?.value)
+        #expect(try survivor.client.pullWork(agentID: survivor.credentials.id, waitMs: 0).isEmpty)
+    }
+
     /// Issue 15 item 9: a result finished while the lead was down (kill -9) is posted once the
     /// lead is back, and the agent heartbeats meanwhile.
     @Test func aSwiftAgentsResultOutlivesALeadRestart() throws {

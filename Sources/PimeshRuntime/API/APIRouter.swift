@@ -65,7 +65,7 @@ enum APIRouter {
                 // Its work goes to others now rather than when its leases run out.
                 let moved = state.tasks.migrateOrphans(of: id, now: now)
                 return JSONResponse.make(
-                    status: .ok, ["agent": name, "condition": AgentCondition.left.rawValue, "tasksMoved": String(moved.migrated + moved.queued)])
+                    status: .ok, ["agent": name, "condition": AgentCondition.left.rawValue, "tasksMoved": String(moved.moved)])
             }
         }
         v1.post("tasks/:id/result") { request, context in
@@ -133,7 +133,7 @@ enum APIRouter {
                     return moved
                 }
                 state.events.append(
-                    kind: "removed", agent: name, detail: "removed by \(context.caller.label); \(moved.migrated + moved.queued) task(s) requeued")
+                    kind: "removed", agent: name, detail: "removed by \(context.caller.label); \(moved.moved) task(s) requeued")
                 return JSONResponse.make(status: .ok, ["agent": name, "removed": "true"])
             }
         }

@@ -145,12 +145,10 @@ final class HealthMonitor: Service, Sendable {
                     }
                 }
                 if HealingAction.migrateOrphans.tier.runsAutomatically(at: level) {
-                    let moved = tasks.migrateOrphans(of: change.id, now: now)
-                    if moved.migrated + moved.queued > 0 {
+                    let moved = tasks.migrateOrphans(of: change.id, agentFailed: true, now: now)
+                    if moved.moved > 0 {
                         health.recordStep(HealingAction.migrateOrphans.tier, due: change.change.since, done: Clock.monotonicNow())
-                        events.append(
-                            kind: "orphans_migrated", agent: change.name,
-                            detail: "\(moved.migrated) task(s) sent to live agents by the hash ring, \(moved.queued) queued", tier: .l0)
+                        events.append(kind: "orphans_migrated", agent: change.name, detail: moved.summary, tier: .l0)
                     }
                 }
                 if change.change.to != .exited { unresponsive[change.id] = change.change.since }
@@ -160,11 +158,7 @@ final class HealthMonitor: Service, Sendable {
                 // a goodbye, and counts against nothing.
                 if change.change.to == .left, !change.change.from.isFailure {
                     let moved = tasks.migrateOrphans(of: change.id, now: now)
-                    if moved.migrated + moved.queued > 0 {
-                        events.append(
-                            kind: "orphans_migrated", agent: change.name,
-                            detail: "\(moved.migrated) task(s) sent to live agents by the hash ring, \(moved.queued) queued", tier: .l0)
-                    }
+                    if moved.moved > 0 { events.append(kind: "orphans_migrated", agent: change.name, detail: moved.summary, tier: .l0) }
                 }
             }
         }

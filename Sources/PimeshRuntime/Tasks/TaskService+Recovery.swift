@@ -1,6 +1,7 @@
 import PimeshAgent
 import PimeshCore
 import PimeshStore
+import PimeshSystem
 
 extension TaskService {
     /// Seed 000 OrphanedTaskMigrator: the unfinished tasks of a failed agent go to live agents
@@ -18,10 +19,28 @@ extension TaskService {
         }
     }
 
-    func migrateOrphans(of failed: AgentID, now: Instant) -> (migrated: Int, queued: Int) {
-        var writes: [TaskRow] = []
+    /// What `migrateOrphans` did with an agent's tasks.
+    struct OrphanMigration: Sendable {
         var migrated = 0
         var queued = 0
+        /// Handed out `tasks.max_attempts` times, each time to an agent that then failed: a task
+        /// that takes its agents down would otherwise go on to take down every one in turn.
+        var failed = 0
+
+        var moved: Int { migrated + queued + failed }
+
+        var summary: String {
+            "\(migrated) task(s) sent to live agents by the hash ring, \(queued) queued"
+                + (failed > 0 ? ", \(failed) failed after tasks.max_attempts hand-outs" : "")
+        }
+    }
+
+    /// `agentFailed`: the agent failed (not left): a task it was running counts it against
+    /// `tasks.max_attempts`, as a lease that ran out does.
+    func migrateOrphans(of failed: AgentID, agentFailed: Bool = false, now: Instant) -> OrphanMigration {
+        var writes: [TaskRow] = []
+        var finished: [TaskRow] = []
+        var outcome = OrphanMigration()
         state.withLock { state in
             let orphans = state.open.values.filter {
                 $0.durable && $0.row.agentID == failed && ($0.row.state == .assigned || $0.row.state == .running)
@@ -42,6 +61,18 @@ extension TaskService {
                 task.leaseExpires = nil
                 task.routedAt = nil
                 task.takeBack(from: failed)
+                if agentFailed && task.row.state == .running && task.row.attempts >= settings.maxAttempts {
+                    task.row.state = .failed
+                    task.row.error = "its agent failed while running it, \(task.row.attempts) times (tasks.max_attempts)"
+                    task.row.finishedAtMs = Clock.wallMilliseconds()
+                    state.open[id] = nil
+                    remember(task.row, in: &state)
+                    state.counters.finished[.failed, default: 0] += 1
+                    outcome.failed += 1
+                    writes.append(task.row)
+                    finished.append(task.row)
+                    continue
+                }
                 if let ring = rings[capability], let owner = ring.ring.owner(of: id), let target = ring.ids[owner] {
                     task.row.state = .assigned
                     task.row.agentID = target
@@ -51,21 +82,25 @@ extension TaskService {
                     registry.recordDispatch(to: target, at: now)
                     state.open[id] = task
                     deliver(Self.workItem(task.row), to: target, in: &state)
-                    migrated += 1
+                    outcome.migrated += 1
                 } else {
                     task.row.state = .queued
                     task.row.agentID = nil
                     state.open[id] = task
                     state.queued.append(id)
                     doorbell.ring()
-                    queued += 1
+                    outcome.queued += 1
                 }
                 state.counters.requeued += 1
                 writes.append(task.row)
             }
         }
         persist(writes)
-        return (migrated, queued)
+        for row in finished {
+            metrics.taskFinished(state: row.state, after: nil)
+            reportOutcome(row)
+        }
+        return outcome
     }
 
     /// Seed 000 CapacityAwareRebalancer: per capability, work that waits in agents' inboxes

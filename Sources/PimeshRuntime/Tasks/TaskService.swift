@@ -151,7 +151,7 @@ final class TaskService: Service, Sendable {
         outcomeSink.withLock { $0 = Callback(sink) }
     }
 
-    private func reportOutcome(_ row: TaskRow) {
+    func reportOutcome(_ row: TaskRow) {
         guard row.state == .succeeded || row.state == .failed, let sink = outcomeSink.withLock({ $0 }) else { return }
         let agent = row.agentID.flatMap { registry.name(of: $0) } ?? "none"
         sink.call(row.capability, agent, row.state == .succeeded, row.error)
@@ -1010,7 +1010,7 @@ final class TaskService: Service, Sendable {
     }
 
     /// A task just finished: kept in RAM while the ring's bytes allow, counted for retention.
-    private func remember(_ row: TaskRow, in state: inout State) {
+    func remember(_ row: TaskRow, in state: inout State) {
         Self.forget(row.id, in: &state)
         if let key = row.idempotencyKey { state.byKey[key] = row.id }
         state.recent[row.id] = row
