@@ -8,13 +8,13 @@ extension Database {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// Bytes this process may still write on the file system that holds the database: root
-    /// may use the blocks the file system keeps for it, any other user may not.
+    /// Bytes free for writing on the file system that holds the database, as `df` shows them
+    /// (statvfs's `f_bavail`). Root may use a few more, the blocks ext4 keeps back for it, but
+    /// not all of `f_bfree`: counting those called a disk that refused root's writes "free".
     public var freeBytes: UInt64? {
         var stats = statvfs()
         guard statvfs(directory, &stats) == 0 else { return nil }
-        let blocks = geteuid() == 0 ? stats.f_bfree : stats.f_bavail
-        return UInt64(blocks) * UInt64(stats.f_frsize)
+        return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
     }
 
     /// Below this much free space an I/O error is taken for a full file system: SQLite says FULL

@@ -183,7 +183,8 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append("store       \(report.store.commits) commits\(commit)   \(report.store.checkpoints) checkpoints   at \(report.store.path)\(free)")
         if let failing = report.store.failing {
             let span = report.store.failingForS.map { " for \(DecimalText.format($0, places: 1)) s" } ?? ""
-            lines.append("            COMMITS FAILING\(span) (\(report.store.failedBatches ?? 0) batches): \(failing)")
+            let waiting = report.store.waitingWrites.map { ", \($0) writes waiting" } ?? ""
+            lines.append("            COMMITS FAILING\(span) (\(report.store.failedBatches ?? 0) batches\(waiting)): \(failing)")
         }
         return lines.joined(separator: "\n")
     }

@@ -69,23 +69,29 @@ import Testing
         let mountPoint = try mountSmallFileSystem()
         defer { unmount(mountPoint) }
         let dataDir = mountPoint + "/data"
-        let lead = try LeadProcess(dataDir: dataDir)
+        // A short lease: the full spell outlasts several, which must not take the task away.
+        let config = root + "/pimesh.json"
+        try #"{"tasks": {"lease_ms": 3000}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        var lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
         defer { _ = lead.terminate() }
         _ = try lead.waitReady()
-        let client = try lead.client()
+        var client = try lead.client()
         let worker = try client.register(.init(name: "worker", capabilities: ["work"]))
+        let other = try client.register(.init(name: "other", capabilities: ["other"]))
         let beating = try BusyAgent(worker)
         defer { beating.stop() }
-        #expect(eventually(timeout: 10) { try lead.agents().first?.state == "READY" })
+        func workerHealth() throws -> AgentHealthView? { try lead.agents().first { $0.name == "worker" }?.health }
+        #expect(eventually(timeout: 10) { try workerHealth()?.condition == "alive" })
         let workerClient = try LeadClient.forAgent(worker, dataDir: dataDir)
         let task = try client.submit(.init(capability: "work", payload: "job"))
         #expect(try workerClient.pullWork(agentID: worker.id, waitMs: 2000).map(\.id) == [task.id])
         let pulledAt = Date()
+        let otherTask = try client.submit(.init(capability: "other", payload: "waits for other"))
 
         try fill(mountPoint + "/filler")
         // SQLite may still have room in pages it holds: submit until a commit needs more.
         let payload = String(repeating: "p", count: 16 * 1024)
-        var accepted: [String] = [task.id]
+        var accepted: [String] = [task.id, otherTask.id]
         var refusal: LoopbackHTTPClient.Response?
         let deadline = Date().addingTimeInterval(30)
         while refusal == nil && Date() < deadline {
@@ -106,18 +112,31 @@ import Testing
         let shown = try runPimesh(["status", "--data-dir", dataDir])
         #expect(shown.output.contains("COMMITS FAILING"), "\(shown.output)")
 
-        // The worker's result cannot be stored: 507, and the agent is not blamed for it.
+        // Decided while full, stored once there is room: "other" takes its task and fails.
+        let otherBeat = try HeartbeatThread(credentials: other)
+        let otherClient = try LeadClient.forAgent(other, dataDir: dataDir)
+        #expect(eventually(timeout: 10) { try otherClient.pullWork(agentID: other.id, waitMs: 500).contains { $0.id == otherTask.id } })
+        otherBeat.stop()
+
+        // The worker's result cannot be stored: 507 each time it retries, as the client
+        // libraries do, past several leases and the 10 s in which a busy agent that completes
+        // nothing is judged LOOP. It keeps the task, uses no attempt, and is not blamed.
         let result = String(repeating: "r", count: 60 * 1024)
         let asWorker = #"{"agent_id": "\#(worker.id)", "outcome": "succeeded", "result": "\#(result)"}"#
-        let unstored = try post(workerClient, "/v1/tasks/\(task.id)/result", asWorker)
-        #expect(unstored.status == 507, "\(unstored.text)")
-        // Past the 10 s in which a busy agent that completes nothing is judged LOOP.
         var conditions: Set<String> = []
-        while Date().timeIntervalSince(pulledAt) < 12 {
-            conditions.insert(try lead.agents().first?.health?.condition ?? "?")
-            usleep(200_000)
+        var answers: Set<Int> = []
+        while Date().timeIntervalSince(pulledAt) < 13 {
+            answers.insert(try post(workerClient, "/v1/tasks/\(task.id)/result", asWorker).status)
+            for _ in 0..<5 {
+                conditions.insert(try workerHealth()?.condition ?? "?")
+                usleep(200_000)
+            }
         }
+        #expect(answers == [507])
         #expect(conditions == ["alive"], "the worker was judged \(conditions) while the disk was full")
+        let held = try client.task(id: task.id)
+        #expect(held.state == "running" && held.agentName == "worker" && held.attempts == 1, "\(held)")
+        #expect(try lead.status().tasks.requeued == 1, "only other's task was requeued")
         var open: [[String: Any]] = []
         #expect(eventually(timeout: 10) {
             open = try incidents(dataDir)
@@ -135,15 +154,23 @@ import Testing
         #expect(try client.task(id: task.id).attempts == 1)
         accepted.append(try client.submit(.init(capability: "nobody", payload: "after")).id)
         #expect(eventually(timeout: 10) { try lead.status().store.failing == nil })
-        let health = try lead.agents().first?.health
-        let finished = try client.task(id: task.id)
-        #expect(health?.condition == "alive", "\(String(describing: health)) \(finished)")
+        let health = try workerHealth()
+        #expect(health?.condition == "alive", "\(String(describing: health))")
         // Every task the lead accepted is stored once; none it refused is.
-        let stored_ = try client.tasks(limit: 10_000).tasks.map(\.id)
-        #expect(Set(stored_) == Set(accepted) && stored_.count == accepted.count, "\(stored_.count) stored, \(accepted.count) accepted")
+        let listed = try client.tasks(limit: 10_000).tasks.map(\.id)
+        #expect(Set(listed) == Set(accepted) && listed.count == accepted.count, "\(listed.count) stored, \(accepted.count) accepted")
         #expect(lead.terminate() == 0)
         let verified = try runPimesh(["audit", "verify", "--data-dir", dataDir])
         #expect(verified.status == 0, "\(verified.output)")
+
+        // What was decided while the disk was full is in the store: a new lead reads it back.
+        lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        _ = try lead.waitReady()
+        client = try lead.client()
+        let again = try client.task(id: otherTask.id)
+        #expect(again.attempts == 1 && again.state == "queued", "\(again)")
+        let kept = try incidents(dataDir)
+        #expect(kept.contains { ($0["title"] as? String ?? "").contains("the store is full") }, "\(kept)")
     }
 
     /// A lead started on a full disk cannot write lead.json, by which the CLI and agents find it:
@@ -178,8 +205,8 @@ import Testing
         #expect(lead.terminate() == 0)
     }
 
-    func incidents(_ dataDir: String) throws -> [[String: Any]] {
-        let listed = try runPimesh(["incidents", "list", "--data-dir", dataDir, "--json"])
+    func incidents(_ dataDir: String, _ extra: [String] = []) throws -> [[String: Any]] {
+        let listed = try runPimesh(["incidents", "list", "--data-dir", dataDir, "--json"] + extra)
         #expect(listed.status == 0, "\(listed.output)")
         return try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]] ?? []
     }

@@ -5,6 +5,7 @@ import PimeshCore
 import PimeshServer
 import PimeshSnapshot
 import PimeshStore
+import PimeshSystem
 import Testing
 import PimeshTestSupport
 
@@ -155,6 +156,40 @@ struct CollectingLogHandler: LogHandler {
         }
         #expect(writer.stats.failing == nil && writer.stats.failedBatches == 0)
         #expect(logged.all == ["error store commit failed", "notice store commits succeed again"])
+    }
+
+    /// What the lead decided while the store was full (a task handed out, an incident) reaches
+    /// it once it has room, in order and only the newest of each row, without a new write to
+    /// carry it; and a failing store is tried once a second, not as fast as writes come.
+    @Test func backgroundWritesAFullStoreRefusedAreKeptAndCommittedOnceItHasRoom() async throws {
+        let (database, writer, _) = try open()
+        try database.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+        let running = Task { try await writer.run() }
+        defer { running.cancel() }
+        try fill(database)
+        let big = String(repeating: "y", count: 9000)
+        writer.enqueue(key: "a") { try $0.run("INSERT OR REPLACE INTO t VALUES ('a', ?)", [.text("first " + big)]) }
+        writer.enqueue(key: "a") { try $0.run("INSERT OR REPLACE INTO t VALUES ('a', ?)", [.text("second " + big)]) }
+        writer.enqueue { try $0.run("INSERT OR REPLACE INTO t VALUES ('b', ?)", [.text(big)]) }
+        #expect(await eventually { writer.stats.failedBatches >= 3 })
+        let stats = writer.stats
+        #expect(stats.waitingWrites == 2, "the two writes of row a are one")
+        let failingFor = Clock.monotonicNow() - (stats.failingSince ?? Clock.monotonicNow())
+        #expect(failingFor >= .milliseconds(1900), "three tries in \(failingFor): not one a second")
+        // Room again, and nothing new written: the kept writes land by themselves.
+        try database.execute("PRAGMA max_page_count=1000000")
+        #expect(await eventually { writer.stats.failing == nil && writer.stats.waitingWrites == 0 })
+        let rows = try database.read { try $0.query("SELECT k, substr(v, 1, 6) FROM t ORDER BY k") { "\($0.text(0))=\($0.text(1))" } }
+        #expect(rows == ["a=second", "b=yyyyyy"])
+    }
+
+    func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
+        let deadline = Clock.monotonicNow() + timeout
+        while Clock.monotonicNow() < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
     }
 
     /// A full disk fails every write for as long as it lasts: one line, then one every 30 s,

@@ -219,6 +219,8 @@ public struct StatusReport: Codable, Sendable {
         public var failingForS: Double?
         public var failedBatches: Int?
         public var freeBytes: UInt64?
+        /// Writes the lead decided while commits failed, waiting for the store to have room.
+        public var waitingWrites: Int?
 
         public init(path: String, commits: Int, lastCommitMs: Double?, checkpoints: Int) {
             self.path = path

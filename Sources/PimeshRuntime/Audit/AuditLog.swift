@@ -47,6 +47,9 @@ public final class AuditLog: Sendable {
         var writeFailed = false
     }
 
+    /// Every flush appends whatever is pending: of flushes waiting for a failing store, one will do.
+    static let flushKey = "audit-pending"
+
     /// Automatic rows kept while the store cannot commit: a busy lead's day is far fewer.
     static let pendingLimit = 4096
 
@@ -110,7 +113,7 @@ public final class AuditLog: Sendable {
         }
         // Only after a batch in which nothing failed: retrying after a failure would spin on a
         // full disk. Rows left waiting with no new row to carry them go with a write of their own.
-        if flush { writer.enqueue(chained { [self] connection in try appendPending(in: connection) }) }
+        if flush { writer.enqueue(key: Self.flushKey, chained { [self] connection in try appendPending(in: connection) }) }
     }
 
     /// A write's rows go with its savepoint: when it throws, SQLite rolls them back and the
@@ -161,7 +164,7 @@ public final class AuditLog: Sendable {
         chain.withLock { chain in
             if chain.pending.count < Self.pendingLimit { chain.pending.append(entry) } else { chain.dropped += 1 }
         }
-        writer.enqueue(chained { [self] connection in try appendPending(in: connection) })
+        writer.enqueue(key: Self.flushKey, chained { [self] connection in try appendPending(in: connection) })
     }
 
     /// Appends a row and runs `alongside` in the same transaction: the row and the change it

@@ -317,7 +317,7 @@ final class IncidentService: Sendable {
         for incident in latest.values.sorted(by: { $0.id < $1.id }) {
             guard let body = try? APICoding.encode(incident) else { continue }
             let text = String(decoding: body, as: UTF8.self)
-            writer.enqueue { connection in
+            writer.enqueue(key: "incident:\(incident.id)") { connection in
                 try IncidentStore.save(
                     id: incident.id, state: incident.state, severity: incident.severity, openedMs: incident.openedMs,
                     resolvedMs: incident.resolvedMs, body: text, in: connection)
@@ -325,7 +325,7 @@ final class IncidentService: Sendable {
             guard incident.state == .resolved else { continue }
             let markdown = PostMortem.markdown(incident, nodeID: nodeID)
             let row = PostMortem.csvRow(incident)
-            writer.enqueue { connection in try IncidentStore.saveWriteUp(id: incident.id, postmortem: markdown, csvRow: row, in: connection) }
+            writer.enqueue(key: "incident-write-up:\(incident.id)") { connection in try IncidentStore.saveWriteUp(id: incident.id, postmortem: markdown, csvRow: row, in: connection) }
             resolvedTimes.withLock { times in
                 times.count += 1
                 times.mitigateMs += (incident.mitigatedMs ?? incident.resolvedMs ?? incident.openedMs) - incident.openedMs

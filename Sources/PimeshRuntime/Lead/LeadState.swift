@@ -121,6 +121,7 @@ final class LeadState: Sendable {
             report.store.failing = failing
             report.store.failingForS = ((now - since).milliseconds / 100).rounded() / 10
             report.store.failedBatches = stats.failedBatches
+            report.store.waitingWrites = stats.waitingWrites
         }
         report.kpis = kpis.indicators.map(StatusReport.KPI.init)
         let snapshot = tasks.snapshot

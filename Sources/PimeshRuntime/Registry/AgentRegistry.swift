@@ -244,6 +244,15 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// A result with no timing to learn from: its health (breaker, loop watchdog) still sees it.
+    @discardableResult
+    public func recordOutcome(of id: AgentID, at now: Instant, succeeded: Bool) -> CircuitBreaker.Transition? {
+        state.withLock { state in
+            guard let index = state.agents.index(forKey: id) else { return nil }
+            return state.agents.values[index].health.completed(success: succeeded, at: now)
+        }
+    }
+
     /// A result the agent posted that the lead could not store (a full disk): it answered.
     public func recordUnstoredResult(of id: AgentID, at now: Instant) {
         state.withLock { state in

@@ -27,6 +27,8 @@ public final class StoreWriter: Service, Sendable {
     struct Pending: Sendable {
         var write: Write
         var waiter: CheckedContinuation<Void, any Error>?
+        /// Writes with one key rewrite one whole row: while they wait, only the newest is kept.
+        var key: String? = nil
     }
 
     public struct Stats: Sendable {
@@ -41,10 +43,22 @@ public final class StoreWriter: Service, Sendable {
         /// Failures not logged yet: while commits keep failing, one line every `failureLogInterval`.
         var unloggedFailures = 0
         var lastFailureLog: Instant?
+        /// Background writes kept for the next try, and those dropped past `waitingLimit`.
+        public var waitingWrites = 0
+        public var droppedWrites = 0
     }
 
     /// A full SD card fails every request that writes: their lines would go to the same card.
     static let failureLogInterval: Duration = .seconds(30)
+    /// While commits fail, one try a second: a full disk made the writer try a hundred a second,
+    /// half a core, for nothing.
+    static let failureRetryInterval: Duration = .seconds(1)
+    /// Background writes (task hand-outs, requeues, incidents, checkpoints) kept while commits
+    /// fail: what the lead decided meanwhile reaches the store once it has room, instead of the
+    /// store and memory disagreeing until a restart acts on the store's stale rows. Keyed ones
+    /// keep only their newest, so open tasks and incidents bound them; past this many, the
+    /// oldest go.
+    static let waitingLimit = 20_000
 
     /// A write that came after the writer's final commit.
     public struct Closed: Error, CustomStringConvertible {
@@ -109,11 +123,13 @@ public final class StoreWriter: Service, Sendable {
         }
     }
 
-    /// Queues a write nobody waits for; a failure is logged.
-    public func enqueue(_ write: @escaping Write) {
+    /// Queues a write nobody waits for; a failure is logged. `key` names the row it rewrites
+    /// whole (a task, an incident): of writes with one key that wait for a failing store, only
+    /// the newest is kept.
+    public func enqueue(key: String? = nil, _ write: @escaping Write) {
         let accepted = queue.withLock { queue -> Bool in
             guard !queue.closed else { return false }
-            queue.pending.append(Pending(write: write, waiter: nil))
+            queue.pending.append(Pending(write: write, waiter: nil, key: key))
             return true
         }
         guard accepted else {
@@ -153,20 +169,61 @@ public final class StoreWriter: Service, Sendable {
                     if self.someoneWaits && self.durableDelay > .zero { try await Task.sleep(for: self.durableDelay) }
                 }
                 await self.commitQueued()
+                // Kept writes are tried again without waiting for a new one: the store catches
+                // up within a second of the disk having room.
+                while self.isFailing && !self.isIdle {
+                    try await Task.sleep(for: Self.failureRetryInterval)
+                    await self.commitQueued()
+                }
             }
         }
         // Whatever was queued before shutdown is committed before the lead exits; what comes
-        // later is refused.
+        // later is refused. A store that still fails keeps nothing for a next try that will
+        // not come.
         while true {
             await commitQueued()
-            let closed = queue.withLock { queue -> Bool in
-                guard queue.pending.isEmpty else { return false }
+            let (closed, lost) = queue.withLock { queue -> (Bool, Int) in
+                let lost = isFailing ? queue.pending.count : 0
+                guard queue.pending.isEmpty || lost > 0 else { return (false, 0) }
+                for pending in queue.pending { pending.waiter?.resume(throwing: Closed()) }
+                queue.pending.removeAll()
                 queue.closed = true
-                return true
+                return (true, lost)
             }
+            if lost > 0 { logger.error("store writes not stored at stop: the store still fails", metadata: ["writes": "\(lost)"]) }
             if closed { break }
         }
         wake.finish()
+    }
+
+    private var isFailing: Bool {
+        statistics.withLock { $0.failing != nil }
+    }
+
+    /// Puts background writes of a batch the store refused back at the front of the queue,
+    /// ahead of what came meanwhile, keeping the newest write of each key.
+    private func keep(_ refused: [Pending]) {
+        guard !refused.isEmpty else { return }
+        let (waiting, dropped) = queue.withLock { queue -> (Int, Int) in
+            let all = refused + queue.pending
+            var newest: [String: Int] = [:]
+            for (index, pending) in all.enumerated() { if let key = pending.key { newest[key] = index } }
+            var kept = all.enumerated().filter { index, pending in pending.key.map { newest[$0] == index } ?? true }.map(\.element)
+            var dropped = 0
+            while kept.count > Self.waitingLimit, let oldest = kept.firstIndex(where: { $0.waiter == nil }) {
+                kept.remove(at: oldest)
+                dropped += 1
+            }
+            queue.pending = kept
+            return (kept.count, dropped)
+        }
+        statistics.withLock {
+            $0.waitingWrites = waiting
+            $0.droppedWrites += dropped
+        }
+        if dropped > 0 {
+            logger.error("store writes dropped: too many wait for a failing store", metadata: ["dropped": "\(dropped)", "limit": "\(Self.waitingLimit)"])
+        }
     }
 
     /// Commits everything queued now, in one transaction with one savepoint per write, so a
@@ -217,11 +274,16 @@ public final class StoreWriter: Service, Sendable {
                 $0.recentCommitMs.add(elapsed)
             }
         }
+        var refused: [Pending] = []
         for (pending, result) in zip(batch, results) {
             switch result {
             case .success: pending.waiter?.resume()
             case .failure(let error):
                 let outOfSpace = database.isOutOfSpace(error)
+                if pending.waiter == nil && (commitFailure != nil || outOfSpace) {
+                    refused.append(pending)
+                    continue
+                }
                 if let waiter = pending.waiter {
                     // A full disk is the operator's to fix and the caller's to retry once it
                     // is: 507 says both, where a bare SQLite error answered 500.
@@ -231,11 +293,13 @@ public final class StoreWriter: Service, Sendable {
                                 status: .insufficientStorage,
                                 message: "nothing was stored: \(database.storeIsFull); free space there and retry", retryAfterSeconds: 5)
                             : error)
-                } else if commitFailure == nil && !outOfSpace {
+                } else {
                     logger.error("background store write failed", metadata: ["error": "\(error)"])
                 }
             }
         }
+        keep(refused)
+        if refused.isEmpty && failure == nil { statistics.withLock { $0.waitingWrites = 0 } }
     }
 
     private func noteSuccess(since started: Instant) {

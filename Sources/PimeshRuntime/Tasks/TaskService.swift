@@ -53,8 +53,9 @@ final class TaskService: Service, Sendable {
         /// attempt's, where an agent that never held it is refused (issue 12). In memory only,
         /// and at most `formerHoldersKept`: after a lead restart a late result is refused.
         var formerHolders: [AgentID] = []
-        /// Its holder posted a result the store could not commit (a full disk): a lease that
-        /// runs out now is the lead's failure, not the agent's.
+        /// Its holder posted a result the store could not commit (a full disk): the task is
+        /// done as far as the agent goes, and a lease that runs out now is the lead's failure:
+        /// it is renewed instead of requeueing the task and using up an attempt.
         var resultUnstored = false
 
         static let formerHoldersKept = 8
@@ -553,7 +554,7 @@ final class TaskService: Service, Sendable {
     /// losing one to a crash only means the task is requeued from its previous state.
     func persist(_ rows: [TaskRow]) {
         for row in rows {
-            writer.enqueue { connection in try TaskStore.save(row, in: connection) }
+            writer.enqueue(key: "task:" + row.id) { connection in try TaskStore.save(row, in: connection) }
         }
     }
 
@@ -683,6 +684,10 @@ final class TaskService: Service, Sendable {
                     state: finished.state == .conflict ? .conflict : .ready)
                 metrics.taskFinished(state: finished.state, after: .milliseconds(actual))
             } else {
+                // No time to learn from (a late result from a former holder), but an answer all
+                // the same: its breaker and its loop watchdog must see it, or a LOOP judged on
+                // such an agent would never end.
+                registry.recordOutcome(of: submission.agentID, at: now, succeeded: finished.state == .succeeded)
                 metrics.taskFinished(state: finished.state, after: nil)
             }
             return .accepted(view(of: finished))
@@ -764,6 +769,14 @@ final class TaskService: Service, Sendable {
             var refill: Set<AgentID> = []
             for (id, live) in state.open where live.durable {
                 guard let expires = live.leaseExpires, expires <= now else { continue }
+                if live.resultUnstored {
+                    // Its agent answered and the store had no room: the task stays with it for
+                    // another lease while it retries (each refused retry marks it again), and
+                    // no attempt is used up.
+                    state.open[id]?.leaseExpires = now + lease
+                    state.open[id]?.resultUnstored = false
+                    continue
+                }
                 var task = live
                 if let agent = task.row.agentID {
                     if release(task: id, from: agent, in: &state) { refill.insert(agent) }
@@ -771,11 +784,10 @@ final class TaskService: Service, Sendable {
                     // Only a task the agent had is lost by it: one still waiting in its inbox
                     // (behind a full slot) goes back to the queue without blame, or a busy
                     // agent's breaker would open on work it never saw.
-                    if task.row.state == .running && !task.resultUnstored { registry.recordLostTask(of: agent, at: now) }
+                    if task.row.state == .running { registry.recordLostTask(of: agent, at: now) }
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
-                task.resultUnstored = false
                 if task.row.state == .running && task.row.attempts >= settings.maxAttempts {
                     task.row.state = .failed
                     task.row.error = "no result after \(task.row.attempts) attempts of \(Int(lease.milliseconds)) ms each"
