@@ -238,7 +238,9 @@ public final class SimulatedSwarm: Service, Sendable {
                 // Working agents report the work they hold; idle simulations wander around a mean.
                 members[i].queueDepth =
                     settings.work ? held.count(i) : members[i].profile.nextQueueDepth(after: members[i].queueDepth, using: &rng)
-                members[i].progress += UInt64.random(in: 1...5, using: &rng)
+                // Progress counts work done: it moves only while the agent holds some, or the
+                // lead could never see a LOOP end (a counter that stands still, work taken back).
+                if !settings.work || held.count(i) > 0 { members[i].progress += UInt64.random(in: 1...5, using: &rng) }
                 let bytes = members[i].signer.next(
                     state: .ready, queueDepth: members[i].queueDepth, progress: members[i].progress,
                     timestampMs: wallMs - Int64(latency.rounded()), workAck: delivered == nil ? nil : members[i].receiver.window.ack)
