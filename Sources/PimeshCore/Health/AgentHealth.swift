@@ -119,15 +119,16 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     public mutating func completed(success: Bool, at now: Instant) -> CircuitBreaker.Transition? {
-        answered(at: now)
+        watchdog.completed(at: now)
+        if condition == .looping { set(.alive, at: now, reason: "completed a task") }
         return breaker.record(success: success, at: now)
     }
 
     /// The agent delivered an answer the lead could not keep (a full disk refused its commit):
     /// proof enough that it is not looping, and no verdict on its work for the breaker.
     public mutating func answered(at now: Instant) {
-        watchdog.completed(at: now)
-        if condition == .looping { set(.alive, at: now, reason: "completed a task") }
+        watchdog.answered(at: now)
+        if condition == .looping { set(.alive, at: now, reason: "answered (its result waits for room in the store)") }
     }
 
     /// The health tick. `busy`: the lead has work out with the agent. `expected`: a manifest

@@ -76,6 +76,13 @@ public struct ProgressWatchdog: Sendable, Equatable {
         progress = value
     }
 
+    /// An answer that is not a completion to learn from (the lead could not store it): the loop
+    /// clock starts again, but the gap is no sample, or a spell of such answers every few
+    /// seconds would teach the watchdog a short gap and judge slow tasks LOOP after it.
+    public mutating func answered(at now: Instant) {
+        lastCompletion = now
+    }
+
     public mutating func completed(at now: Instant) {
         if let last = lastCompletion, let busySince {
             completionGap.add((now - max(last, busySince)).milliseconds, smoothing: settings.smoothing)

@@ -42,9 +42,21 @@ public final class AuditLog: Sendable {
         var pending: [AuditEntry] = []
         var attempted: [AuditEntry] = []
         var dropped = 0
+        /// What the running write took from `pending`: back to it if the write fails.
+        var taken: [AuditEntry] = []
+        var takenDropped = 0
         /// A write of the batch being committed failed (its rows went back to `pending`): no
         /// retry right after it, or a full disk would have the writer spin.
         var writeFailed = false
+        /// A flush is queued: another after a batch would only add an empty savepoint.
+        var flushQueued = false
+
+        /// Rows back to the front of `pending`, past `pendingLimit` counted instead.
+        mutating func wait(again rows: [AuditEntry], dropped: Int) {
+            let waiting = rows + pending
+            pending = Array(waiting.prefix(AuditLog.pendingLimit))
+            self.dropped += dropped + waiting.count - pending.count
+        }
     }
 
     /// Every flush appends whatever is pending: of flushes waiting for a failing store, one will do.
@@ -102,31 +114,43 @@ public final class AuditLog: Sendable {
             if committed {
                 chain.tip = chain.working
                 chain.newestHead = chain.workingHead
-                return !chain.writeFailed && (!chain.pending.isEmpty || chain.dropped > 0)
+                let flush = !chain.writeFailed && !chain.flushQueued && (!chain.pending.isEmpty || chain.dropped > 0)
+                if flush { chain.flushQueued = true }
+                return flush
             }
             chain.working = chain.tip
             chain.workingHead = chain.newestHead
-            let waiting = chain.attempted + chain.pending
-            chain.pending = Array(waiting.prefix(Self.pendingLimit))
-            chain.dropped += waiting.count - chain.pending.count
+            chain.wait(again: chain.attempted, dropped: 0)
             return false
         }
         // Only after a batch in which nothing failed: retrying after a failure would spin on a
         // full disk. Rows left waiting with no new row to carry them go with a write of their own.
-        if flush { writer.enqueue(key: Self.flushKey, chained { [self] connection in try appendPending(in: connection) }) }
+        if flush { enqueueFlush() }
+    }
+
+    private func enqueueFlush() {
+        writer.enqueue(key: Self.flushKey, chained { [self] connection in try appendPending(in: connection) })
     }
 
     /// A write's rows go with its savepoint: when it throws, SQLite rolls them back and the
     /// chain forgets them too (the automatic ones wait again), or the next row would chain onto
-    /// a hash that is not stored.
+    /// a hash that is not stored. Only what this write changed is undone: rows recorded on
+    /// other threads meanwhile stay in `pending`.
     private func chained(_ body: @escaping @Sendable (Connection) throws -> Void) -> StoreWriter.Write {
         { [self] connection in
-            let before = chain.withLock { $0 }
+            let before = chain.withLock { chain in
+                (chain.taken, chain.takenDropped) = ([], 0)
+                return (working: chain.working, head: chain.workingHead, attempted: chain.attempted.count)
+            }
             do {
                 try body(connection)
             } catch {
                 chain.withLock { chain in
-                    chain = before
+                    chain.working = before.working
+                    chain.workingHead = before.head
+                    chain.attempted.removeLast(chain.attempted.count - before.attempted)
+                    chain.wait(again: chain.taken, dropped: chain.takenDropped)
+                    (chain.taken, chain.takenDropped) = ([], 0)
                     chain.writeFailed = true
                 }
                 throw error
@@ -137,7 +161,8 @@ public final class AuditLog: Sendable {
     /// Appends the automatic rows waiting, oldest first, and counts those that did not fit.
     private func appendPending(in connection: Connection) throws {
         let (rows, dropped) = chain.withLock { chain in
-            defer { (chain.pending, chain.dropped) = ([], 0) }
+            defer { (chain.pending, chain.dropped, chain.flushQueued) = ([], 0, false) }
+            (chain.taken, chain.takenDropped) = (chain.pending, chain.dropped)
             return (chain.pending, chain.dropped)
         }
         for row in rows { _ = try append(row, in: connection, automatic: true) }
@@ -163,8 +188,9 @@ public final class AuditLog: Sendable {
     public func record(_ entry: AuditEntry) {
         chain.withLock { chain in
             if chain.pending.count < Self.pendingLimit { chain.pending.append(entry) } else { chain.dropped += 1 }
+            chain.flushQueued = true
         }
-        writer.enqueue(key: Self.flushKey, chained { [self] connection in try appendPending(in: connection) })
+        enqueueFlush()
     }
 
     /// Appends a row and runs `alongside` in the same transaction: the row and the change it
@@ -194,7 +220,8 @@ public final class AuditLog: Sendable {
     }
 
     /// Runs on the writer's thread, inside its transaction. Times are taken here, so that they
-    /// never go backwards as seq goes up (at most one commit interval after the event).
+    /// never go backwards as seq goes up (at most one commit interval after the event, or, for
+    /// rows that waited for a failing store, when it had room again).
     private func append(_ entry: AuditEntry, in connection: Connection, automatic: Bool) throws -> AuditRecord {
         let wallMs = Clock.wallMilliseconds()
         var tip = chain.withLock { $0.working }

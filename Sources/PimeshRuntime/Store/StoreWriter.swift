@@ -43,6 +43,8 @@ public final class StoreWriter: Service, Sendable {
         /// Failures not logged yet: while commits keep failing, one line every `failureLogInterval`.
         var unloggedFailures = 0
         var lastFailureLog: Instant?
+        var failingForSpace = false
+        var lastTry: Instant?
         /// Background writes kept for the next try, and those dropped past `waitingLimit`.
         public var waitingWrites = 0
         public var droppedWrites = 0
@@ -201,18 +203,22 @@ public final class StoreWriter: Service, Sendable {
     }
 
     /// Puts background writes of a batch the store refused back at the front of the queue,
-    /// ahead of what came meanwhile, keeping the newest write of each key.
+    /// ahead of what came meanwhile, keeping the newest write of each key and, past
+    /// `waitingLimit`, the newest writes.
     private func keep(_ refused: [Pending]) {
-        guard !refused.isEmpty else { return }
         let (waiting, dropped) = queue.withLock { queue -> (Int, Int) in
             let all = refused + queue.pending
             var newest: [String: Int] = [:]
             for (index, pending) in all.enumerated() { if let key = pending.key { newest[key] = index } }
             var kept = all.enumerated().filter { index, pending in pending.key.map { newest[$0] == index } ?? true }.map(\.element)
-            var dropped = 0
-            while kept.count > Self.waitingLimit, let oldest = kept.firstIndex(where: { $0.waiter == nil }) {
-                kept.remove(at: oldest)
-                dropped += 1
+            var excess = max(0, kept.count - Self.waitingLimit)
+            let dropped = excess
+            if excess > 0 {
+                kept.removeAll { pending in
+                    guard excess > 0, pending.waiter == nil else { return false }
+                    excess -= 1
+                    return true
+                }
             }
             queue.pending = kept
             return (kept.count, dropped)
@@ -226,6 +232,25 @@ public final class StoreWriter: Service, Sendable {
         }
     }
 
+    /// While the store is full and its file system has not got `Database.nearlyFullBytes` free,
+    /// a batch is not tried (one `statvfs` instead of thousands of kept writes run and rolled
+    /// back for each request) except once every `fullProbeInterval`.
+    static let fullProbeInterval: Duration = .seconds(10)
+
+    private func storeStillFull(at now: Instant) -> Bool {
+        let (full, lastTry) = statistics.withLock { ($0.failingForSpace, $0.lastTry) }
+        guard full, let lastTry, now - lastTry < Self.fullProbeInterval else { return false }
+        return (database.freeBytes ?? .max) < Database.nearlyFullBytes
+    }
+
+    private var fullAnswer: APIError {
+        // A full disk is the operator's to fix and the caller's to retry once it is: 507 says
+        // both, where a bare SQLite error answered 500.
+        APIError(
+            status: .insufficientStorage, message: "nothing was stored: \(database.storeIsFull); free space there and retry",
+            retryAfterSeconds: 5)
+    }
+
     /// Commits everything queued now, in one transaction with one savepoint per write, so a
     /// failing write (a duplicate name, say) fails alone. Only the writer's loop calls it (and
     /// tests, with the loop not running): two commits at once could land out of order.
@@ -236,10 +261,16 @@ public final class StoreWriter: Service, Sendable {
             return taken
         }
         guard !batch.isEmpty else { return }
-        let mustSurvivePowerCut = batch.contains { $0.waiter != nil }
         let started = Clock.monotonicNow()
+        if storeStillFull(at: started) {
+            let answer = fullAnswer
+            for pending in batch { pending.waiter?.resume(throwing: answer) }
+            keep(batch.filter { $0.waiter == nil })
+            return
+        }
+        statistics.withLock { $0.lastTry = started }
+        let mustSurvivePowerCut = batch.contains { $0.waiter != nil }
         let results: [Result<Void, any Error>]
-        var commitFailure: (any Error)?
         do {
             // In a task of its own: the writer's may be cancelled (the group's stop deadline
             // passed), the thread pool refuses work for a cancelled task, and a taken batch
@@ -250,62 +281,46 @@ public final class StoreWriter: Service, Sendable {
                 }
             }.value
         } catch {
-            commitFailure = error
-            results = Array(repeating: .failure(error), count: batch.count)
+            // The whole batch failed: a full disk (at a write or at COMMIT), an I/O error. Its
+            // background writes are kept, in order, for the next try.
+            let outOfSpace = database.isOutOfSpace(error)
+            let failure = outOfSpace ? "\(database.storeIsFull): \(error)" : "\(error)"
+            noteFailure(failure, outOfSpace: outOfSpace, writes: batch.count)
+            for listener in batchListeners.withLock({ $0 }) { listener(false, failure) }
+            let answer: any Error = outOfSpace ? fullAnswer : error
+            for pending in batch { pending.waiter?.resume(throwing: answer) }
+            keep(batch.filter { $0.waiter == nil })
+            return
         }
-        // A full disk fails the COMMIT (the pages wait in memory until then), or one write whose
-        // statement needs a page it cannot have: either way the store is failing.
-        let failures = results.compactMap { result -> (any Error)? in
-            if case .failure(let error) = result { error } else { nil }
+        noteSuccess(since: started)
+        for listener in batchListeners.withLock({ $0 }) { listener(true, nil) }
+        let elapsed = (Clock.monotonicNow() - started).milliseconds
+        statistics.withLock {
+            $0.commits += 1
+            $0.lastCommitMs = elapsed
+            $0.recentCommitMs.add(elapsed)
+            $0.waitingWrites = 0
         }
-        let storageFailure = commitFailure ?? failures.first(where: database.isOutOfSpace)
-        let failure = storageFailure.map { database.isOutOfSpace($0) ? "\(database.storeIsFull): \($0)" : "\($0)" }
-        for listener in batchListeners.withLock({ $0 }) { listener(commitFailure == nil, failure) }
-        if let failure {
-            noteFailure(failure, writes: batch.count)
-        } else {
-            noteSuccess(since: started)
-        }
-        if commitFailure == nil {
-            let elapsed = (Clock.monotonicNow() - started).milliseconds
-            statistics.withLock {
-                $0.commits += 1
-                $0.lastCommitMs = elapsed
-                $0.recentCommitMs.add(elapsed)
-            }
-        }
-        var refused: [Pending] = []
         for (pending, result) in zip(batch, results) {
             switch result {
             case .success: pending.waiter?.resume()
             case .failure(let error):
-                let outOfSpace = database.isOutOfSpace(error)
-                if pending.waiter == nil && (commitFailure != nil || outOfSpace) {
-                    refused.append(pending)
-                    continue
-                }
                 if let waiter = pending.waiter {
-                    // A full disk is the operator's to fix and the caller's to retry once it
-                    // is: 507 says both, where a bare SQLite error answered 500.
-                    waiter.resume(
-                        throwing: outOfSpace
-                            ? APIError(
-                                status: .insufficientStorage,
-                                message: "nothing was stored: \(database.storeIsFull); free space there and retry", retryAfterSeconds: 5)
-                            : error)
+                    waiter.resume(throwing: error)
                 } else {
                     logger.error("background store write failed", metadata: ["error": "\(error)"])
                 }
             }
         }
-        keep(refused)
-        if refused.isEmpty && failure == nil { statistics.withLock { $0.waitingWrites = 0 } }
     }
 
     private func noteSuccess(since started: Instant) {
         let recovered = statistics.withLock { stats -> (batches: Int, since: Instant)? in
             // A new run of failures logs its first at once, however soon it comes.
-            defer { (stats.failing, stats.failingSince, stats.failedBatches, stats.unloggedFailures, stats.lastFailureLog) = (nil, nil, 0, 0, nil) }
+            defer {
+                (stats.failing, stats.failingSince, stats.failedBatches, stats.unloggedFailures, stats.lastFailureLog) = (nil, nil, 0, 0, nil)
+                stats.failingForSpace = false
+            }
             return stats.failingSince.map { (stats.failedBatches, $0) }
         }
         if let recovered {
@@ -317,11 +332,12 @@ public final class StoreWriter: Service, Sendable {
 
     /// Logs the first failed commit of a run of them, then one line every `failureLogInterval`
     /// with how many failed meanwhile.
-    private func noteFailure(_ failure: String, writes: Int) {
+    private func noteFailure(_ failure: String, outOfSpace: Bool, writes: Int) {
         let now = Clock.monotonicNow()
         let unlogged = statistics.withLock { stats -> Int? in
             if stats.failingSince == nil { stats.failingSince = now }
             stats.failing = failure
+            stats.failingForSpace = outOfSpace
             stats.failedBatches += 1
             stats.unloggedFailures += 1
             if let last = stats.lastFailureLog, now - last < Self.failureLogInterval { return nil }
@@ -342,21 +358,28 @@ public final class StoreWriter: Service, Sendable {
             defer { if fullSync { try? connection.execute("PRAGMA synchronous=NORMAL") } }
             try connection.execute("BEGIN IMMEDIATE")
             var results: [Result<Void, any Error>] = []
-            for pending in batch {
-                try connection.execute("SAVEPOINT write")
-                do {
-                    try pending.write(connection)
-                    try connection.execute("RELEASE write")
-                    results.append(.success(()))
-                } catch {
-                    // SQLite may have rolled the whole transaction back (a full disk, say): then
-                    // the batch failed with this write, and the writes after it must not run
-                    // outside a transaction.
-                    guard connection.inTransaction else { throw error }
-                    try connection.execute("ROLLBACK TO write")
-                    try connection.execute("RELEASE write")
-                    results.append(.failure(error))
+            do {
+                for pending in batch {
+                    try connection.execute("SAVEPOINT write")
+                    do {
+                        try pending.write(connection)
+                        try connection.execute("RELEASE write")
+                        results.append(.success(()))
+                    } catch {
+                        // Out of space, the batch fails as a whole, in order: committing the
+                        // writes that still fit would let a kept older write of a row land
+                        // after a newer one. And SQLite may have rolled the transaction back
+                        // itself: the writes after this one must not run outside it.
+                        guard connection.inTransaction, !database.isOutOfSpace(error) else { throw error }
+                        try connection.execute("ROLLBACK TO write")
+                        try connection.execute("RELEASE write")
+                        results.append(.failure(error))
+                    }
                 }
+            } catch {
+                // Left open, the transaction would fail every later BEGIN until a restart.
+                if connection.inTransaction { try? connection.execute("ROLLBACK") }
+                throw error
             }
             if let slowCommit {
                 let micros = slowCommit.components.seconds * 1_000_000 + slowCommit.components.attoseconds / 1_000_000_000_000

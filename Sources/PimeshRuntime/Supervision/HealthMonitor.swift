@@ -127,9 +127,9 @@ final class HealthMonitor: Service, Sendable {
     /// One pass; `unresponsive` holds when each hung/looping/suspected agent became so.
     func tick(now: Instant, unresponsive: inout [AgentID: Instant]) {
         let wallNow = Clock.wallMilliseconds()
-        let outstanding = tasks.snapshot.outstanding
         let expected = supervisor.expectedAgents()
-        let (changes, counts) = registry.evaluateHealth(at: now, outstanding: outstanding, liveness: supervisor.liveness(), expected: expected)
+        let (changes, counts) = registry.evaluateHealth(
+            at: now, outstanding: tasks.workingByAgent, liveness: supervisor.liveness(), expected: expected)
         let level = health.level
         for change in changes {
             let atMs = wallNow - Int64((now - change.change.since).milliseconds.rounded())

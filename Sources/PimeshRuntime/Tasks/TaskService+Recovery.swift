@@ -60,14 +60,11 @@ extension TaskService {
                 }
                 task.leaseExpires = nil
                 task.routedAt = nil
+                task.resultUnstored = false
                 task.takeBack(from: failed)
                 if agentFailed && task.row.state == .running && task.row.attempts >= settings.maxAttempts {
-                    task.row.state = .failed
-                    task.row.error = "its agent failed while running it, \(task.row.attempts) times (tasks.max_attempts)"
-                    task.row.finishedAtMs = Clock.wallMilliseconds()
-                    state.open[id] = nil
-                    remember(task.row, in: &state)
-                    state.counters.finished[.failed, default: 0] += 1
+                    task.giveUp("its agent failed while running it, \(task.row.attempts) times (tasks.max_attempts)", atMs: Clock.wallMilliseconds())
+                    finish(task.row, in: &state)
                     outcome.failed += 1
                     writes.append(task.row)
                     finished.append(task.row)

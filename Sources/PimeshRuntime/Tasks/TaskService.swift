@@ -60,6 +60,13 @@ final class TaskService: Service, Sendable {
 
         static let formerHoldersKept = 8
 
+        /// Handed out `tasks.max_attempts` times without a result: it ends as failed.
+        mutating func giveUp(_ why: String, atMs wallMs: Int64) {
+            row.state = .failed
+            row.error = why
+            row.finishedAtMs = wallMs
+        }
+
         mutating func takeBack(from agent: AgentID) {
             formerHolders.removeAll { $0 == agent }
             formerHolders.append(agent)
@@ -572,7 +579,7 @@ final class TaskService: Service, Sendable {
             throw APIError(status: .notFound, message: "no agent with id \(submission.agentID)", field: "agent_id")
         }
         enum Claim {
-            case claimed(LiveTask, finished: TaskRow, heldSlot: Bool)
+            case claimed(LiveTask, finished: TaskRow, heldSlot: Bool, refill: Bool)
             case finished(TaskRow)
             case pending
             case unknown
@@ -606,14 +613,15 @@ final class TaskService: Service, Sendable {
             state.open[taskID] = nil
             state.queued.removeAll { $0 == taskID }
             var heldSlot = false
+            var refill = false
             if let agent = original.row.agentID {
                 heldSlot = state.links[agent]?.inFlight.contains(taskID) == true
-                var writes: [TaskRow] = []
-                freeSlot(of: agent, task: taskID, now: now, in: &state, writes: &writes)
-                persist(writes)
+                // The freed slot is filled only once the result is committed: a result the
+                // store refuses would otherwise hand the agent one more task at each retry.
+                refill = release(task: taskID, from: agent, in: &state)
             }
             remember(live.row, in: &state)
-            return .claimed(original, finished: live.row, heldSlot: heldSlot)
+            return .claimed(original, finished: live.row, heldSlot: heldSlot, refill: refill)
         }
         switch claim {
         case .unknown:
@@ -636,7 +644,7 @@ final class TaskService: Service, Sendable {
         case .finished(let row):
             state.withLock { $0.counters.duplicateResults += 1 }
             return .alreadyFinished(view(of: row))
-        case .claimed(let original, let finished, let heldSlot):
+        case .claimed(let original, let finished, let heldSlot, let refill):
             var conflictRecord = submission.conflict.map {
                 conflicts.record(agentID: submission.agentID, source: "task:\(taskID)", detail: $0, atMs: wallMs)
             }
@@ -666,10 +674,13 @@ final class TaskService: Service, Sendable {
                 }
                 throw error
             }
+            var writes: [TaskRow] = []
             state.withLock { state in
                 state.counters.finished[finished.state, default: 0] += 1
                 state.storedBytes += finished.storedBytes - original.row.storedBytes
+                if refill, let agent = original.row.agentID { sendDatagrams(to: agent, now: now, in: &state, writes: &writes) }
             }
+            persist(writes)
             if let seq = conflictSeq.withLock({ $0 }) { conflictRecord?.seq = seq }
             if let conflictRecord, conflicts.applied(conflictRecord) { requeueInbox(of: conflictRecord.agentID) }
             reportOutcome(finished)
@@ -789,12 +800,8 @@ final class TaskService: Service, Sendable {
                 task.leaseExpires = nil
                 task.routedAt = nil
                 if task.row.state == .running && task.row.attempts >= settings.maxAttempts {
-                    task.row.state = .failed
-                    task.row.error = "no result after \(task.row.attempts) attempts of \(Int(lease.milliseconds)) ms each"
-                    task.row.finishedAtMs = wallMs
-                    state.open[id] = nil
-                    remember(task.row, in: &state)
-                    state.counters.finished[.failed, default: 0] += 1
+                    task.giveUp("no result after \(task.row.attempts) attempts of \(Int(lease.milliseconds)) ms each", atMs: wallMs)
+                    finish(task.row, in: &state)
                     failed.append(task.row)
                 } else {
                     task.row.state = .queued
@@ -973,6 +980,20 @@ final class TaskService: Service, Sendable {
         var longPolls: Int
     }
 
+    /// Per agent, the tasks it works on, for the loop and hang watchdogs: those whose result
+    /// waits for room in the store are done as far as the agent goes (counted, an agent
+    /// retrying that result would be judged LOOP for completing nothing). Routing still counts
+    /// them: the agent's worker is busy retrying.
+    var workingByAgent: [AgentID: Int] {
+        state.withLock { state in
+            var result: [AgentID: Int] = [:]
+            for task in state.open.values where (task.row.state == .assigned || task.row.state == .running) && !task.resultUnstored {
+                if let agent = task.row.agentID { result[agent, default: 0] += 1 }
+            }
+            return result
+        }
+    }
+
     var snapshot: Snapshot {
         state.withLock { state in
             var open: [TaskState: Int] = [:]
@@ -1013,12 +1034,17 @@ final class TaskService: Service, Sendable {
 
     private static func outstanding(in state: State) -> [AgentID: Int] {
         var result: [AgentID: Int] = [:]
-        // A task whose result waits for room in the store is done as far as its agent goes: counted
-        // busy, an agent retrying that result would be judged LOOP for completing nothing.
-        for task in state.open.values where (task.row.state == .assigned || task.row.state == .running) && !task.resultUnstored {
+        for task in state.open.values where task.row.state == .assigned || task.row.state == .running {
             if let agent = task.row.agentID { result[agent, default: 0] += 1 }
         }
         return result
+    }
+
+    /// A task ended without a result (out of attempts): out of the open ones, counted.
+    func finish(_ row: TaskRow, in state: inout State) {
+        state.open[row.id] = nil
+        remember(row, in: &state)
+        state.counters.finished[row.state, default: 0] += 1
     }
 
     /// A task just finished: kept in RAM while the ring's bytes allow, counted for retention.
