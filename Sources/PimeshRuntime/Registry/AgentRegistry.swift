@@ -272,10 +272,7 @@ public final class AgentRegistry: Sendable {
     /// A task handed out and never finished (its lease ran out) counts against the breaker.
     @discardableResult
     public func recordLostTask(of id: AgentID, at now: Instant) -> CircuitBreaker.Transition? {
-        state.withLock { state in
-            guard let index = state.agents.index(forKey: id) else { return nil }
-            return state.agents.values[index].health.completed(success: false, at: now)
-        }
+        recordOutcome(of: id, at: now, succeeded: false)
     }
 
     /// The router handed `id` a task: in a half-open breaker that is its trial.
