@@ -195,6 +195,20 @@ struct CollectingLogHandler: LogHandler {
         return condition()
     }
 
+    /// Writes kept for a failing store are bounded: past the limit the oldest go, counted.
+    @Test func keptWritesStopAtTheirLimit() async throws {
+        let (database, writer, _) = try open()
+        try database.execute("CREATE TABLE t (v TEXT)")
+        try fill(database)
+        let big = String(repeating: "y", count: 9000)
+        writer.enqueue { try $0.run("INSERT INTO t VALUES (?)", [.text(big)]) }
+        for _ in 0..<(StoreWriter.waitingLimit + 4) { writer.enqueue { _ in } }
+        await writer.commitQueued()
+        #expect(writer.stats.waitingWrites == StoreWriter.waitingLimit)
+        #expect(writer.stats.droppedWrites == 5)
+        #expect(logged.all.contains("error store writes dropped: too many wait for a failing store"))
+    }
+
     /// A row recorded on another thread while a write of the audit log fails is not undone
     /// with that write: it waits and is chained with the next one.
     @Test func anAuditRowRecordedWhileAWriteFailsIsKept() async throws {
