@@ -184,8 +184,9 @@ public final class StoreWriter: Service, Sendable {
         // not come.
         while true {
             await commitQueued()
+            let failing = isFailing
             let (closed, lost) = queue.withLock { queue -> (Bool, Int) in
-                let lost = isFailing ? queue.pending.count : 0
+                let lost = failing ? queue.pending.count : 0
                 guard queue.pending.isEmpty || lost > 0 else { return (false, 0) }
                 for pending in queue.pending { pending.waiter?.resume(throwing: Closed()) }
                 queue.pending.removeAll()

@@ -659,8 +659,7 @@ final class TaskService: Service, Sendable {
                 }
             } catch {
                 // Not durable: put the task back as it was, so the agent's retry can finish it,
-                // slot and all: the agent still has the task. If the freed slot already went to
-                // the next task, the agent is one over until either ends, not one short for good.
+                // slot and all: the agent still has the task (its slot was not refilled yet).
                 registry.recordUnstoredResult(of: submission.agentID, at: now)
                 state.withLock { state in
                     var restored = original
