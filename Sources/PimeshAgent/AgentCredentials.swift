@@ -13,6 +13,9 @@ public struct AgentCredentials: Codable, Sendable, Equatable {
     /// Where the agent pulls work and posts results with its own credential
     /// (AgentAPICredential); nil in identities saved before the lead said.
     public var api: LeadEndpoint.API?
+    /// The last heartbeat iteration the lead accepted from this agent, when the lead said
+    /// (PIMESH_HEARTBEAT_LAST_ITERATION): heartbeats start above it. Not saved with the rest.
+    public var lastAcceptedIteration: UInt64? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, secret, name, capabilities, heartbeat, api
@@ -55,7 +58,8 @@ public struct HeartbeatEndpoint: Codable, Sendable, Equatable {
 extension AgentCredentials {
     /// The identity the lead hands a supervised agent through its environment
     /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET, _CLASS, _CAPABILITIES,
-    /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET and PIMESH_API_HOST, _PORT, _SOCKET.
+    /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET, _LAST_ITERATION and PIMESH_API_HOST,
+    /// _PORT, _SOCKET.
     public static func fromEnvironment(_ environment: [String: String]) throws -> AgentCredentials {
         struct Missing: Error, CustomStringConvertible {
             var description: String
@@ -83,11 +87,20 @@ extension AgentCredentials {
         if let host = environment["PIMESH_API_HOST"], let port = environment["PIMESH_API_PORT"].flatMap(Int.init), (1...65535).contains(port) {
             api = LeadEndpoint.API(host: host, port: port, unixSocket: environment["PIMESH_API_SOCKET"])
         }
-        return AgentCredentials(
+        var lastAcceptedIteration: UInt64?
+        if let text = environment["PIMESH_HEARTBEAT_LAST_ITERATION"] {
+            guard let iteration = UInt64(text) else {
+                throw Missing(description: "PIMESH_HEARTBEAT_LAST_ITERATION is not a number from 0 to 2^64-1")
+            }
+            lastAcceptedIteration = iteration
+        }
+        var credentials = AgentCredentials(
             id: id, secret: secret, name: try value("PIMESH_AGENT_NAME"), agentClass: agentClass, capabilities: capabilities,
             heartbeat: HeartbeatEndpoint(
                 host: try value("PIMESH_HEARTBEAT_HOST"), port: port, unixSocket: environment["PIMESH_HEARTBEAT_SOCKET"],
                 intervalMs: interval),
             api: api)
+        credentials.lastAcceptedIteration = lastAcceptedIteration
+        return credentials
     }
 }

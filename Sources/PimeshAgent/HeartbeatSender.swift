@@ -50,7 +50,8 @@ public final class DatagramSender: @unchecked Sendable {
 
 /// Signs one agent's heartbeats and keeps its iteration. The iteration starts from the wall
 /// clock in microseconds, so a restarted agent process continues above what the lead last
-/// accepted without keeping a counter on disk.
+/// accepted without keeping a counter on disk, or from the lead's last accepted iteration when
+/// it handed that over and the clock is behind it (stepped back since).
 public struct HeartbeatSigner: Sendable {
     public let agentID: AgentID
     private let tag: HeartbeatTag
@@ -62,7 +63,7 @@ public struct HeartbeatSigner: Sendable {
         }
         agentID = credentials.id
         tag = HeartbeatTag(secret: secret)
-        iteration = UInt64(max(0, Clock.wallMilliseconds())) * 1000
+        iteration = max(UInt64(max(0, Clock.wallMilliseconds())) * 1000, credentials.lastAcceptedIteration ?? 0)
     }
 
     /// The next datagram. `timestampMs` defaults to now; the swarm back-dates it to simulate latency.
@@ -70,7 +71,9 @@ public struct HeartbeatSigner: Sendable {
     public mutating func next(
         state: TrinaryState, queueDepth: Int, progress: UInt64, timestampMs: Int64? = nil, workAck: WorkAck? = nil, workSlots: Int = 0
     ) -> [UInt8] {
-        iteration += 1
+        // Held at the top rather than trapping: the lead then drops the agent's heartbeats as
+        // replays, which it reports, where a trap would crash-loop the agent.
+        if iteration < .max { iteration += 1 }
         return tag.seal(
             HeartbeatDatagram(
                 state: state, agentID: agentID, iteration: iteration, timestampMs: timestampMs ?? Clock.wallMilliseconds(),

@@ -232,7 +232,6 @@ extension TaskRouter.Decision {
 @Suite struct TaskExpiryTests {
     struct Row: ExpiringTask {
         var ttlMs: Int?
-        var submittedAtMs: Int64 = 1_000
         var attempts = 0
         var state: TaskState = .queued
         var finishedAtMs: Int64?
@@ -241,20 +240,45 @@ extension TaskRouter.Decision {
     }
 
     @Test func droppedOnlyPastTheTTL() {
-        #expect(!TaskExpiry.isExpired(submittedAtMs: 1_000, ttlMs: 500, nowMs: 1_500))
-        #expect(TaskExpiry.isExpired(submittedAtMs: 1_000, ttlMs: 500, nowMs: 1_501))
-        #expect(!TaskExpiry.isExpired(submittedAtMs: 1_000, ttlMs: nil, nowMs: .max))
+        let submitted = Instant.milliseconds(1_000)
+        #expect(!TaskExpiry.isExpired(queuedSince: submitted, ttlMs: 500, now: .milliseconds(1_500)))
+        #expect(TaskExpiry.isExpired(queuedSince: submitted, ttlMs: 500, now: .milliseconds(1_501)))
+        #expect(!TaskExpiry.isExpired(queuedSince: submitted, ttlMs: nil, now: Instant(nanoseconds: .max)))
+    }
+
+    /// A Pi's first NTP sync steps the wall clock by hours: the age of a task submitted in this
+    /// run is the monotonic clock's, whichever way the wall clock moved.
+    @Test func aSteppedWallClockNeitherExpiresNorKeepsATask() {
+        var clock = ManualClock()
+        let submitted = clock.now
+        clock.advance(by: .seconds(10))
+        #expect(!TaskExpiry.isExpired(queuedSince: submitted, ttlMs: 60_000, now: clock.now))
+        clock.advance(by: .seconds(51))
+        #expect(TaskExpiry.isExpired(queuedSince: submitted, ttlMs: 60_000, now: clock.now))
+    }
+
+    /// After a restart only the wall clock knows a task's age; a submission time in the future
+    /// (the clock stepped back since) makes it new, not older than new.
+    @Test func aRestoredTaskStartsAsOldAsItsWallClockAgeNeverYounger() {
+        let now = Instant.seconds(100)
+        let old = TaskExpiry.queuedSince(submittedAtMs: 1_000_000, nowWallMs: 1_045_000, now: now)
+        #expect(now - old == .seconds(45))
+        #expect(TaskExpiry.isExpired(queuedSince: old, ttlMs: 40_000, now: now))
+        let future = TaskExpiry.queuedSince(submittedAtMs: 9_000_000, nowWallMs: 1_045_000, now: now)
+        #expect(future == now)
+        let corrupt = TaskExpiry.queuedSince(submittedAtMs: .min, nowWallMs: 1_045_000, now: now)
+        #expect(TaskExpiry.isExpired(queuedSince: corrupt, ttlMs: 3_600_000, now: now))
     }
 
     @Test func neverHandedOutIsSkippedRequeuedIsFailed() {
         var fresh = Row(ttlMs: 500)
-        TaskExpiry.expire(&fresh, nowMs: 2_000)
+        TaskExpiry.expire(&fresh, waited: .milliseconds(1_000), nowMs: 2_000)
         #expect(fresh.state == .skipped)
         #expect(fresh.error == "ttl_exceeded")
         #expect(fresh.skipReason == "ttl_exceeded: queued 1000 ms, longer than its time to live of 500 ms (ttl_ms)")
         #expect(fresh.finishedAtMs == 2_000)
         var tried = Row(ttlMs: 500, attempts: 1)
-        TaskExpiry.expire(&tried, nowMs: 2_000)
+        TaskExpiry.expire(&tried, waited: .milliseconds(1_000), nowMs: 2_000)
         #expect(tried.state == .failed)
         #expect(tried.error?.hasPrefix("ttl_exceeded: ") == true)
     }

@@ -151,6 +151,51 @@ import Testing
         #expect(pids.allSatisfy { kill($0, 0) != 0 })
     }
 
+    func environment(of pid: Int32) throws -> [String: String] {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
+        var values: [String: String] = [:]
+        for entry in bytes.split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            guard let equals = text.firstIndex(of: "=") else { continue }
+            values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        return values
+    }
+
+    /// Agents start their iterations from the wall clock, which a Pi steps back (fake-hwclock's
+    /// time at boot after a power cut, an NTP correction). The lead hands a restarted agent its
+    /// last accepted iteration, or every heartbeat would be dropped as a replay until the clock
+    /// caught up, and the agent restarted again and again meanwhile.
+    @Test func anAgentRestartedAfterTheClockSteppedBackIsNotTakenForAReplay() throws {
+        try agentManifest("stepped")
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 5) { alive(lead, "stepped") })
+        let first = try #require(pid(lead, "stepped"))
+        #expect(try environment(of: first)["PIMESH_HEARTBEAT_LAST_ITERATION"] == nil, "a new agent has no iteration yet")
+
+        // One heartbeat signed with the agent's key as it was an hour ahead of the clock now.
+        var credentials = try AgentCredentials.fromEnvironment(environment(of: first))
+        let hourAhead = UInt64(Clock.wallMilliseconds() + 3_600_000) * 1000
+        credentials.lastAcceptedIteration = hourAhead
+        let before = try HeartbeatSender(credentials: credentials)
+        #expect(try before.send(state: .ready, queueDepth: 0, progress: 0) == hourAhead + 1)
+        #expect(eventually(timeout: 5) { try agent(lead, "stepped").iteration == hourAhead + 1 })
+
+        kill(first, SIGKILL)
+        #expect(eventually(timeout: 10) { pid(lead, "stepped").map { $0 != first } == true })
+        let second = try #require(pid(lead, "stepped"))
+        let handed = try environment(of: second)["PIMESH_HEARTBEAT_LAST_ITERATION"].flatMap(UInt64.init)
+        #expect(handed.map { $0 > hourAhead } == true, "\(String(describing: handed))")
+        #expect(eventually(timeout: 10) { try alive(lead, "stepped") && (agent(lead, "stepped").iteration ?? 0) > hourAhead + 1 })
+        #expect(pid(lead, "stepped") == second, "restarted once, not again and again")
+        // The killed process's own heartbeats were behind the injected one; the new one's are not.
+        let replayed = try lead.status().heartbeats.dropped["replayed", default: 0]
+        let now = try #require(try agent(lead, "stepped").iteration)
+        #expect(eventually(timeout: 10) { (try agent(lead, "stepped").iteration ?? 0) >= now + 4 })
+        #expect(try lead.status().heartbeats.dropped["replayed", default: 0] == replayed)
+    }
+
     @Test func freezeIsNotSuspicionButSIGSTOPIsAHang() throws {
         // Four agents: one hung leaves 75 % healthy (MODERATE), where L1 healing still runs alone.
         for name in ["cold", "stuck", "fine1", "fine2"] { try agentManifest(name) }

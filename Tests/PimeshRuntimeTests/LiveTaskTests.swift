@@ -10,7 +10,7 @@ import Testing
         let row = TaskRow(
             id: "t1", idempotencyKey: nil, capability: "work", payload: "", weight: 1, deadlineMs: nil, state: .queued,
             agentID: nil, attempts: 0, submittedAtMs: 0)
-        return TaskService.LiveTask(row: row, durable: true)
+        return TaskService.LiveTask(row: row, submittedAt: Instant(nanoseconds: 0), durable: true)
     }
 
     /// Agents take a task back and forth without bound (lease after lease, failure after

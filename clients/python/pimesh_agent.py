@@ -222,8 +222,15 @@ class PimeshAgent:
         if len(self.agent_id) != 16:
             raise PimeshError("credentials hold an agent id that is not a UUID")
         # Starting from the clock in microseconds keeps iterations increasing across restarts
-        # of this process without storing a counter.
-        self.iteration = int(time.time() * 1_000_000)
+        # of this process without storing a counter; from the lead's last accepted iteration
+        # when it handed that over and the clock is behind it (stepped back since).
+        try:
+            floor = int(heartbeat.get("last_iteration") or 0)
+        except ValueError:
+            raise PimeshError("PIMESH_HEARTBEAT_LAST_ITERATION is not a number") from None
+        if not 0 <= floor < 2**64:
+            raise PimeshError("PIMESH_HEARTBEAT_LAST_ITERATION is not a number from 0 to 2^64-1")
+        self.iteration = max(int(time.time() * 1_000_000), floor)
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # Bound to the lead's own address, so that work datagrams can reach it from nowhere else.
         self.socket.bind((self.address[0], 0))
@@ -288,7 +295,8 @@ class PimeshAgent:
             "id": environ["PIMESH_AGENT_ID"], "secret": environ["PIMESH_AGENT_SECRET"], "name": environ["PIMESH_AGENT_NAME"],
             "class": environ.get("PIMESH_AGENT_CLASS", "CLASS_E_LOCAL"), "capabilities": capabilities,
             "heartbeat": {"host": environ["PIMESH_HEARTBEAT_HOST"], "port": environ["PIMESH_HEARTBEAT_PORT"],
-                          "interval_ms": environ.get("PIMESH_HEARTBEAT_INTERVAL_MS", "250")},
+                          "interval_ms": environ.get("PIMESH_HEARTBEAT_INTERVAL_MS", "250"),
+                          "last_iteration": environ.get("PIMESH_HEARTBEAT_LAST_ITERATION")},
         }
         if environ.get("PIMESH_API_HOST") and environ.get("PIMESH_API_PORT"):
             credentials["api"] = {"host": environ["PIMESH_API_HOST"], "port": int(environ["PIMESH_API_PORT"])}
@@ -318,7 +326,8 @@ class PimeshAgent:
         # serve() heartbeats from its loop while a handler posts from its worker thread: one
         # iteration each, or the lead drops the second as a replay.
         with self._send_lock:
-            self.iteration += 1
+            # Held at the top, as the Swift client does: the lead drops those as replays.
+            self.iteration = min(self.iteration + 1, 2**64 - 1)
             self.last_report = Report(state, queue_depth, progress)
             fields = (self.agent_id, self.secret, self.iteration, int(time.time() * 1000),
                       state, max(0, min(queue_depth, 2**32 - 1)), max(0, progress))

@@ -267,6 +267,20 @@ class PythonClientTests(unittest.TestCase):
         finally:
             supervised.stop()
 
+    def test_a_restarted_agent_starts_above_the_iteration_the_lead_hands_it(self):
+        environ = {"PIMESH_AGENT_ID": "6f1c2b4e-9a7d-4e11-8c3a-5b0d2f7e9a10", "PIMESH_AGENT_SECRET": "ab" * 32,
+                   "PIMESH_AGENT_NAME": "stepped", "PIMESH_HEARTBEAT_HOST": "127.0.0.1", "PIMESH_HEARTBEAT_PORT": "9"}
+        wall = int(time.time() * 1_000_000)
+        self.assertGreaterEqual(PimeshAgent.from_environment(environ).iteration, wall)
+        # The clock stepped back an hour since the lead last heard the agent.
+        ahead = wall + 3_600_000_000
+        agent = PimeshAgent.from_environment(dict(environ, PIMESH_HEARTBEAT_LAST_ITERATION=str(ahead)))
+        self.assertEqual(agent.heartbeat(), ahead + 1)
+        for bad in ("soon", "-1", str(2**64)):
+            with self.assertRaises(PimeshError) as refused:
+                PimeshAgent.from_environment(dict(environ, PIMESH_HEARTBEAT_LAST_ITERATION=bad))
+            self.assertIn("PIMESH_HEARTBEAT_LAST_ITERATION", str(refused.exception))
+
     def test_an_agents_credential_opens_only_its_own_work(self):
         """Issue 12: an agent's own credential pulls its own work; another agent's is refused."""
         alice = PimeshAgent.register_or_resume(self.lead.data_dir, os.path.join(self.lead.data_dir, "alice.json"), "alice")

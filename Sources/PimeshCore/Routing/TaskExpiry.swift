@@ -2,16 +2,26 @@
 /// queue when its time to live has passed since submission is dropped, not run stale; a task
 /// already with an agent runs to its result or its lease.
 public enum TaskExpiry {
-    /// Wall clock on both sides: a queued task survives a restart, and its age with it.
-    public static func isExpired(submittedAtMs: Int64, ttlMs: Int?, nowMs: Int64) -> Bool {
+    /// Measured on the monotonic clock: a Pi has no RTC, and its first NTP sync after boot
+    /// steps the wall clock by hours, which would drop every queued task at once (or, stepped
+    /// back, keep them for hours). `queuedSince` is when the task was submitted, on this run's
+    /// monotonic clock (see `queuedSince(submittedAtMs:nowWallMs:now:)` after a restart).
+    public static func isExpired(queuedSince: Instant, ttlMs: Int?, now: Instant) -> Bool {
         guard let ttlMs else { return false }
-        return nowMs - submittedAtMs > Int64(ttlMs)
+        return now - queuedSince > .milliseconds(ttlMs)
+    }
+
+    /// A task read back after a restart carries only its wall-clock submission time, the one
+    /// age that survives a reboot: it starts this run that old, never younger than new.
+    public static func queuedSince(submittedAtMs: Int64, nowWallMs: Int64, now: Instant) -> Instant {
+        now - .milliseconds(max(0, nowWallMs.saturatingSubtract(submittedAtMs)))
     }
 
     /// Never handed out: SKIP `ttl_exceeded`. Handed out before and requeued: FAILED, since an
-    /// agent spent work on it.
-    public static func expire<Row: ExpiringTask>(_ row: inout Row, nowMs: Int64) {
-        let reason = TaskSkipReason.expired(ttlMs: row.ttlMs ?? 0, waitedMs: nowMs - row.submittedAtMs)
+    /// agent spent work on it. `waited`: how long it was queued, on the monotonic clock.
+    public static func expire<Row: ExpiringTask>(_ row: inout Row, waited: Duration, nowMs: Int64) {
+        let waitedMs = waited.wholeNanoseconds / 1_000_000
+        let reason = TaskSkipReason.expired(ttlMs: row.ttlMs ?? 0, waitedMs: waitedMs)
         row.finishedAtMs = nowMs
         if row.attempts == 0 {
             row.state = .skipped
@@ -27,7 +37,6 @@ public enum TaskExpiry {
 /// What `TaskExpiry.expire` reads and writes: the store's task row.
 public protocol ExpiringTask {
     var ttlMs: Int? { get }
-    var submittedAtMs: Int64 { get }
     var attempts: Int { get }
     var state: TaskState { get set }
     var finishedAtMs: Int64? { get set }

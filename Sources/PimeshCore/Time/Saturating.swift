@@ -24,6 +24,13 @@ extension Int64 {
         return other > 0 ? .max : .min
     }
 
+    /// `self - other`, held at the bounds instead of overflowing.
+    public func saturatingSubtract(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        guard overflow else { return difference }
+        return other < 0 ? .max : .min
+    }
+
     public func saturatingMultiply(_ other: Int64) -> Int64 {
         let (product, overflow) = multipliedReportingOverflow(by: other)
         guard overflow else { return product }

@@ -149,6 +149,11 @@ public final class AgentRegistry: Sendable {
         }
     }
 
+    /// The last heartbeat iteration accepted from the agent (its checkpoint's after a restart).
+    func lastIteration(of id: AgentID) -> UInt64? {
+        state.withLock { $0.agents[id]?.lastIteration }
+    }
+
     /// The agent's key, for signing what the lead sends it.
     func tag(of id: AgentID) -> HeartbeatTag? {
         state.withLock { $0.agents[id]?.tag }

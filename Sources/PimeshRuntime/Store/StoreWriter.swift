@@ -199,7 +199,8 @@ public final class StoreWriter: Service, Sendable {
         wake.finish()
     }
 
-    private var isFailing: Bool {
+    /// True from a failed commit to the next that succeeds; the writer logs that run itself.
+    var isFailing: Bool {
         statistics.withLock { $0.failing != nil }
     }
 

@@ -487,6 +487,14 @@ final class Supervisor: Service, Sendable {
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 
+    /// Agents start their heartbeat iterations from the wall clock, which a Pi steps back at
+    /// times (fake-hwclock's time at boot after a power cut, an NTP correction): the lead's
+    /// last accepted iteration keeps a restarted agent above it instead of dropped as a replay
+    /// until the clock catches up. Not part of `launchDigest`: it changes with every heartbeat.
+    private func iterationFloor(for agent: Managed) -> [String] {
+        registry.lastIteration(of: agent.id).map { ["PIMESH_HEARTBEAT_LAST_ITERATION=\($0)"] } ?? []
+    }
+
     func start(_ name: String, now: Instant) {
         let current: Managed? = state.withLock { state in
             guard !state.shuttingDown, let agent = state.agents[name], agent.pid == nil else { return nil }
@@ -504,7 +512,8 @@ final class Supervisor: Service, Sendable {
             var startTime: UInt64 = 0
             do {
                 spawned = try ChildProcess.spawn(
-                    program: command, arguments: agent.manifest.args, environment: environment(for: agent), captureOutput: false,
+                    program: command, arguments: agent.manifest.args, environment: environment(for: agent) + iterationFloor(for: agent),
+                    captureOutput: false,
                     outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil
                 ) { pid in
                     startTime = pimesh_process_start_time(pid)

@@ -37,6 +37,9 @@ final class TaskService: Service, Sendable {
 
     struct LiveTask: Sendable {
         var row: TaskRow
+        /// `row.submittedAtMs` on this run's monotonic clock, which time to live is measured on
+        /// (TaskExpiry): the wall clock can step.
+        var submittedAt: Instant
         var routedAt: Instant?
         var estimatedProcessingMs: Double?
         var leaseExpires: Instant?
@@ -183,12 +186,13 @@ final class TaskService: Service, Sendable {
 
     /// Tasks accepted before a restart and never finished go back to the queue with their
     /// attempt count; they are dispatched once agents heartbeat again.
-    func restore(_ rows: [TaskRow]) {
+    func restore(_ rows: [TaskRow], now: Instant = Clock.monotonicNow(), nowWallMs: Int64 = Clock.wallMilliseconds()) {
         state.withLock { state in
             for var row in rows {
                 row.state = .queued
                 row.agentID = nil
-                state.open[row.id] = LiveTask(row: row, durable: true)
+                let submittedAt = TaskExpiry.queuedSince(submittedAtMs: row.submittedAtMs, nowWallMs: nowWallMs, now: now)
+                state.open[row.id] = LiveTask(row: row, submittedAt: submittedAt, durable: true)
                 state.queued.append(row.id)
                 doorbell.ring()
                 if let key = row.idempotencyKey { state.byKey[key] = row.id }
@@ -251,7 +255,7 @@ final class TaskService: Service, Sendable {
                     id: id, idempotencyKey: submission.idempotencyKey, capability: submission.capability, payload: submission.payload,
                     weight: submission.weight, deadlineMs: submission.deadlineMs, state: .skipped, agentID: nil, attempts: 0,
                     submittedAtMs: wallMs),
-                durable: false)
+                submittedAt: now, durable: false)
             task.row.priority = submission.priority
             task.row.ttlMs = submission.ttlMs ?? settings.defaultTTLMs
             switch decision {
@@ -394,6 +398,9 @@ final class TaskService: Service, Sendable {
                 try await Task.sleep(for: .milliseconds(20))
             }
         } catch is CancellationError {
+        } catch where writer.isFailing {
+            // The writer already logs a store that keeps failing, once every 30 s: a line per
+            // pass here would only repeat it.
         } catch {
             logger.warning("pruning finished tasks failed; retrying at the next pass", metadata: ["error": "\(error)"])
         }
@@ -818,8 +825,8 @@ final class TaskService: Service, Sendable {
             let policy = health.policy
             for id in state.queued {
                 guard var task = state.open[id], task.row.state == .queued else { continue }
-                if TaskExpiry.isExpired(submittedAtMs: task.row.submittedAtMs, ttlMs: task.row.ttlMs, nowMs: wallMs) {
-                    TaskExpiry.expire(&task.row, nowMs: wallMs)
+                if TaskExpiry.isExpired(queuedSince: task.submittedAt, ttlMs: task.row.ttlMs, now: now) {
+                    TaskExpiry.expire(&task.row, waited: now - task.submittedAt, nowMs: wallMs)
                     state.open[id] = nil
                     remember(task.row, in: &state)
                     state.counters.finished[task.row.state, default: 0] += 1
