@@ -382,11 +382,21 @@ import Testing
         kill(swarm.processIdentifier, SIGTERM)
         swarm.waitUntilExit()
         #expect(swarm.terminationStatus == 0)
-        // A restarted swarm reuses its saved identities instead of registering new agents.
-        let again = try runPimesh(["swarm", "--data-dir", lead.dataDir, "--agents", "30", "--duration", "0.5"])
+        // The wall clock steps back an hour: one agent's last accepted heartbeat is from before.
+        let saved = try APICoding.decode(
+            [AgentCredentials].self, from: Array(try Data(contentsOf: URL(fileURLWithPath: lead.dataDir + "/swarm-swarm.json"))))
+        var stepped = try #require(saved.first)
+        let hourAhead = UInt64(Clock.wallMilliseconds() + 3_600_000) * 1000
+        stepped.lastAcceptedIteration = hourAhead
+        _ = try HeartbeatSender(credentials: stepped).send(state: .ready, queueDepth: 0, progress: 0)
+        #expect(eventually { try lead.agents().first { $0.id == stepped.id }?.iteration == hourAhead + 1 })
+        // A restarted swarm reuses its saved identities instead of registering new agents, and
+        // starts each above the iteration the lead last accepted from it.
+        let again = try runPimesh(["swarm", "--data-dir", lead.dataDir, "--agents", "30", "--duration", "1.5"])
         #expect(again.status == 0, "\(again.output)")
         #expect(again.output.contains("registered_now=0"))
         #expect(try lead.agents().count == 30)
+        #expect(try (lead.agents().first { $0.id == stepped.id }?.iteration ?? 0) > hourAhead + 1)
         #expect(lead.terminate() == 0)
     }
 }

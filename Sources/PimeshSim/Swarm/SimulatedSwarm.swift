@@ -140,9 +140,13 @@ public final class SimulatedSwarm: Service, Sendable {
         if FileIO.exists(settings.stateFile) {
             stored = try APICoding.decode([AgentCredentials].self, from: try FileIO.read(path: settings.stateFile))
         }
-        let known = Set(try client.agents().agents.map(\.id))
+        // The lead's last accepted iterations too: a swarm restarted after the wall clock
+        // stepped back would be dropped as replays until the clock caught up (docs/protocol.md).
+        let known = Dictionary(try client.agents().agents.map { ($0.id, $0.iteration) }, uniquingKeysWith: { first, _ in first })
         var saved: [String: AgentCredentials] = [:]
-        for credentials in stored where known.contains(credentials.id) {
+        for var credentials in stored {
+            guard let lastIteration = known[credentials.id] else { continue }
+            credentials.lastAcceptedIteration = lastIteration
             saved[credentials.name] = credentials
         }
         var result: [(Int, AgentCredentials)] = []
