@@ -75,6 +75,29 @@ import Testing
         #expect(window.ack.window == 0)
     }
 
+    /// A lead restarted after the wall clock stepped back an hour: the agent's window still
+    /// holds the earlier lead's sequences, so the new link starts above them, and the agent
+    /// takes its first datagram as new.
+    @Test func aNewLinkStartsAboveTheAgentsWindowWhenTheClockSteppedBack() {
+        let now: UInt64 = 1_764_900_000_000_000
+        let hourAhead = now + 3_600_000_000
+        var window = WorkWindow()
+        _ = window.receive(hourAhead)
+        let first = WorkOutbox<Int>.firstSequence(wallMicroseconds: now, agentHighest: window.ack.highest)
+        #expect(first == hourAhead + 1)
+        let taken = window.receive(first)
+        #expect(taken, "the agent takes the new lead's first datagram as new")
+        // An agent that has seen nothing, or one whose window is behind the clock: the clock.
+        #expect(WorkOutbox<Int>.firstSequence(wallMicroseconds: now, agentHighest: 0) == now)
+        #expect(WorkOutbox<Int>.firstSequence(wallMicroseconds: now, agentHighest: now - 5) == now)
+        // A signed acknowledgement near the end of the range does not run the lead's sequence
+        // there (an overflow would trap): that agent only loses its own datagrams.
+        var outbox = WorkOutbox<Int>(firstSequence: WorkOutbox<Int>.firstSequence(wallMicroseconds: now, agentHighest: .max))
+        #expect(outbox.nextSequence == now)
+        let sequence = outbox.sent(1, at: Instant(nanoseconds: 0))
+        #expect(sequence == now)
+    }
+
     @Test func theOutboxRetransmitsWithBackoffUntilAcknowledgedOrGivenUp() {
         let start = Instant(nanoseconds: 1_000_000_000)
         var outbox = WorkOutbox<String>(firstSequence: 500, settings: .init(retransmitAfter: .milliseconds(100), maxInterval: .milliseconds(400), maxSends: 4, capacity: 2))

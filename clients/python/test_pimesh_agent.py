@@ -187,6 +187,26 @@ class PythonClientTests(unittest.TestCase):
             server.join(timeout=10)
         self.assertEqual(self.agent_view("py-dg")["health"]["condition"], "left")
 
+    def test_work_datagrams_reach_an_agent_whose_window_is_ahead_of_the_clock(self):
+        # The earlier lead sent while the wall clock was an hour ahead; it has been stepped back
+        # since (fake-hwclock after a power cut, an NTP correction) and this lead is new.
+        agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-ahead", capabilities=["ahead"]))
+        agent.work_window = pimesh_agent.WorkWindow()
+        agent.work_window.highest = int(time.time() * 1_000_000) + 3_600_000_000
+        stop = threading.Event()
+        server = threading.Thread(target=agent.serve, args=(self.lead.data_dir, lambda item: item["payload"]),
+                                  kwargs={"stop": stop.is_set})
+        server.start()
+        try:
+            self.assertTrue(self.lead.wait_for(lambda: self.agent_view("py-ahead")["state"] == "READY"))
+            task = pimesh_agent.submit_task(self.lead.data_dir, "ahead", payload="late")
+            self.assertTrue(self.lead.wait_for(lambda: self.lead.get(f"/v1/tasks/{task['id']}")["state"] == "succeeded"))
+            self.assertEqual(self.lead.get(f"/v1/tasks/{task['id']}")["attempts"], 1)
+            self.assertEqual(self.lead.get("/v1/status")["tasks"]["work_datagrams"]["retransmitted"], 0)
+        finally:
+            stop.set()
+            server.join(timeout=10)
+
     def test_an_agent_written_like_the_docstring_outlives_a_lead_restart(self):
         agent = PimeshAgent(PimeshAgent.register(self.lead.data_dir, "py-phoenix", capabilities=["echo"]))
         stop = threading.Event()

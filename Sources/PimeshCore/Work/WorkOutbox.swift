@@ -35,11 +35,24 @@ public struct WorkOutbox<Item: Sendable>: Sendable {
     /// Datagrams given up on after `maxSends`.
     public private(set) var givenUp = 0
 
-    /// `firstSequence`: a lead starts above any sequence an earlier lead could have used (the
-    /// wall clock in microseconds), so that agents never take a new datagram for a repeat.
+    /// `firstSequence`: a lead starts above any sequence an earlier lead could have used (see
+    /// `firstSequence(wallMicroseconds:agentHighest:)`), so that agents never take a new
+    /// datagram for a repeat.
     public init(firstSequence: UInt64, settings: Settings = Settings()) {
         self.settings = settings
         nextSequence = max(1, firstSequence)
+    }
+
+    /// A link's first sequence: the wall clock in microseconds, above what earlier leads used
+    /// while it only moved forward, and above the highest the agent's heartbeats acknowledge.
+    /// A Pi's clock steps back at times (fake-hwclock's time at boot after a power cut, an NTP
+    /// correction): from the clock alone, a lead restarted then sends below the agent's window,
+    /// which drops every datagram as a repeat until the clock catches up.
+    public static func firstSequence(wallMicroseconds: UInt64, agentHighest: UInt64) -> UInt64 {
+        // Past half the range the agent is broken or hostile: following it could run the
+        // sequence to its end, so it gets the clock's and only loses its own datagrams.
+        guard agentHighest < UInt64.max / 2 else { return wallMicroseconds }
+        return Swift.max(wallMicroseconds, agentHighest + 1)
     }
 
     /// Room for another datagram: fewer than `capacity` unacknowledged, and none so far behind

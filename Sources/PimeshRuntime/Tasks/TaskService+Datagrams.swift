@@ -62,11 +62,11 @@ extension TaskService {
                 state.datagrams.acknowledged += heard.acknowledged
                 if awaitingAck && heard.drained { state.linksAwaitingAck.remove(agent) }
             } else {
+                // Not from the lead's start: a link made again after going stale, or by a new
+                // lead, must not repeat sequences the agent's window already holds.
+                let first = WorkOutbox<OutboxItem>.firstSequence(wallMicroseconds: Self.wallMicroseconds(), agentHighest: ack.highest)
                 state.links[agent] = WorkLink(
-                    // From the clock, not from the lead's start: a link made again after going
-                    // stale must not repeat sequences the agent's window already holds.
-                    address: address, outbox: WorkOutbox(firstSequence: Self.sequenceBase(), settings: settings.outbox), heardAt: now,
-                    slots: slots)
+                    address: address, outbox: WorkOutbox(firstSequence: first, settings: settings.outbox), heardAt: now, slots: slots)
             }
             if let inbox = state.inboxes.index(forKey: agent), !state.inboxes.values[inbox].items.isEmpty {
                 sendDatagrams(to: agent, now: now, in: &state, writes: &writes)
@@ -138,8 +138,7 @@ extension TaskService {
         doorbell.ring()
     }
 
-    /// Sequences start from the wall clock in microseconds: above any an earlier link or lead used.
-    static func sequenceBase() -> UInt64 {
+    static func wallMicroseconds() -> UInt64 {
         UInt64(max(0, Clock.wallMilliseconds())) * 1000
     }
 
