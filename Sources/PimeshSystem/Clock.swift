@@ -15,3 +15,16 @@ public enum Clock {
         return Instant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
     }
 }
+
+/// The wall clock as retention reads it (`RetentionTime`): from this value's creation, which
+/// the lead makes at its start, it never runs ahead of the monotonic clock.
+public struct RetentionClock: Sendable {
+    private let wallAtStartMs = Clock.wallMilliseconds()
+    private let start = Clock.monotonicNow()
+
+    public init() {}
+
+    public func nowMs() -> Int64 {
+        RetentionTime.nowMs(wallNowMs: Clock.wallMilliseconds(), wallAtStartMs: wallAtStartMs, sinceStart: Clock.monotonicNow() - start)
+    }
+}

@@ -386,4 +386,22 @@ import Testing
         #expect(PostMortem.csvRow(resolved) == "2027-01-15,INC-000001,SEV3,agent_down,1,1.5,unknown,by operator (uid 0): fixed,No")
         #expect(PostMortem.csvField("a,\"b\"") == "\"a,\"\"b\"\"\"")
     }
+
+    /// The wall clock stepped back five hours after the incident opened (a Pi's NTP correcting
+    /// a clock that ran ahead): the write-up shows no negative duration, and a target met on the
+    /// monotonic clock is not reported missed.
+    @Test mutating func aWriteUpAcrossAClockSteppedBackHasNoNegativeDuration() throws {
+        var book = IncidentBook()
+        _ = book.observe([down("a")], at: clock.now, wallMs: wallMs)
+        advance(.seconds(30))
+        let stepped = wallMs - 5 * 3_600_000
+        _ = try book.acknowledge(1, by: "operator", at: clock.now, wallMs: stepped)
+        let resolved = try book.resolve(1, by: "operator", reason: "fixed", wallMs: stepped + 1_000).incident
+        let text = PostMortem.markdown(resolved, nodeID: "n1")
+        let negative = (0...9).contains { text.contains(" -\($0)") || text.contains("(-\($0)") }
+        #expect(!negative, "\(text)")
+        #expect(text.contains("| acknowledge | 30 min | 0 ms | yes |"), "\(text)")
+        #expect(text.contains("_Every target was met._"))
+        #expect(PostMortem.csvRow(resolved).contains(",1,0.0,"), "\(PostMortem.csvRow(resolved))")
+    }
 }

@@ -261,12 +261,12 @@ extension TaskRouter.Decision {
     /// (the clock stepped back since) makes it new, not older than new.
     @Test func aRestoredTaskStartsAsOldAsItsWallClockAgeNeverYounger() {
         let now = Instant.seconds(100)
-        let old = TaskExpiry.queuedSince(submittedAtMs: 1_000_000, nowWallMs: 1_045_000, now: now)
+        let old = WallAge.instant(ofWallMs: 1_000_000, nowWallMs: 1_045_000, now: now)
         #expect(now - old == .seconds(45))
         #expect(TaskExpiry.isExpired(queuedSince: old, ttlMs: 40_000, now: now))
-        let future = TaskExpiry.queuedSince(submittedAtMs: 9_000_000, nowWallMs: 1_045_000, now: now)
+        let future = WallAge.instant(ofWallMs: 9_000_000, nowWallMs: 1_045_000, now: now)
         #expect(future == now)
-        let corrupt = TaskExpiry.queuedSince(submittedAtMs: .min, nowWallMs: 1_045_000, now: now)
+        let corrupt = WallAge.instant(ofWallMs: .min, nowWallMs: 1_045_000, now: now)
         #expect(TaskExpiry.isExpired(queuedSince: corrupt, ttlMs: 3_600_000, now: now))
     }
 

@@ -78,3 +78,40 @@ import Testing
         #expect(IDPrefix.resolve("b02dd7e0", among: ids) == .ambiguous(["b02dd7e0-1111", "b02dd7e0-2222"]))
     }
 }
+
+@Suite struct ClockStepDetectorTests {
+    @Test func aStepIsSeenOnceAndADriftIsNot() {
+        var detector = ClockStepDetector()
+        var clock = ManualClock(start: .seconds(50))
+        var wallMs: Int64 = 1_800_000_000_000
+        var step = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(step == nil)
+        // NTP slewing: 0.5 ms a second for an hour is no step.
+        for _ in 0..<3600 {
+            clock.advance(by: .seconds(1))
+            wallMs += 1_000 + (wallMs % 2 == 0 ? 1 : 0)
+            step = detector.observe(wallMs: wallMs, now: clock.now)
+            #expect(step == nil)
+        }
+        clock.advance(by: .milliseconds(100))
+        wallMs += 100 + 3 * 3_600_000
+        step = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(step == Int64(10_800_000))
+        clock.advance(by: .milliseconds(100))
+        wallMs += 100
+        step = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(step == nil, "once")
+        wallMs -= 90_500
+        step = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(step == Int64(-90_500))
+        step = detector.observe(wallMs: .min, now: Instant(nanoseconds: .max))
+        #expect(step != nil, "extremes do not trap")
+    }
+
+    @Test func describesTheStepForAnOperator() {
+        #expect(ClockStepDetector.describe(stepMs: 3 * 3_600_000 + 2 * 60_000 + 5_000) == "forward by 3 h 2 min 5 s")
+        #expect(ClockStepDetector.describe(stepMs: -1_500) == "back by 1.5 s")
+        #expect(ClockStepDetector.describe(stepMs: -8 * 86_400_000) == "back by 8 d")
+        #expect(ClockStepDetector.describe(stepMs: .min).hasPrefix("back by "))
+    }
+}

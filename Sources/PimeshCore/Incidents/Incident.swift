@@ -52,7 +52,8 @@ public struct Incident: Codable, Sendable, Equatable {
     public var playbookRuns: [PlaybookRunRecord]?
     public static let maxPlaybookRuns = 16
 
-    var openedAt = Instant(nanoseconds: 0)
+    /// When it opened on the lead's monotonic clock: what its timers and age run on.
+    public internal(set) var openedAt = Instant(nanoseconds: 0)
     var lastUpdateAt = Instant(nanoseconds: 0)
     var quietSince: Instant?
     var updateOverdue = false

@@ -48,7 +48,7 @@ public struct IncidentBook: Sendable {
     /// how long ago they opened.
     public init(settings: Settings = Settings(), restoring stored: [Incident], nextID: Int64, now: Instant, wallMs: Int64) {
         self.init(settings: settings, nextID: nextID)
-        func instant(_ ms: Int64) -> Instant { now - .milliseconds(max(0, wallMs - ms)) }
+        func instant(_ ms: Int64) -> Instant { WallAge.instant(ofWallMs: ms, nowWallMs: wallMs, now: now) }
         incidents = stored.filter { $0.state != .resolved }.prefix(settings.maxOpen + settings.reservedForSevere).map { stored in
             var incident = stored
             incident.openedAt = instant(stored.openedMs)

@@ -4,7 +4,7 @@ public enum PostMortem {
     public static func markdown(_ incident: Incident, nodeID: String) -> String {
         let opened = UTCTime.iso8601(epochMs: incident.openedMs)
         let end = incident.resolvedMs ?? incident.timeline.last?.atMs ?? incident.openedMs
-        let duration = IncidentBook.text(.milliseconds(Double(end - incident.openedMs)))
+        let duration = IncidentBook.text(.milliseconds(Double(elapsed(incident, end))))
         var text = """
             # Post-Mortem: \(incident.name) — \(incident.title)
 
@@ -19,7 +19,7 @@ public enum PostMortem {
             ## Executive Summary
 
             \(incident.severity) \(incident.kind.rawValue) on node \(nodeID): \(incident.title). Detected at \(opened), \
-            \(incident.mitigatedMs.map { "mitigated after " + ms($0 - incident.openedMs) } ?? "never mitigated"), \
+            \(incident.mitigatedMs.map { "mitigated after " + ms(elapsed(incident, $0)) } ?? "never mitigated"), \
             resolved after \(duration)\(incident.resolvedBy.map { " by " + $0 } ?? "").
 
             ## Impact
@@ -107,8 +107,9 @@ public enum PostMortem {
                 case .mitigated: incident.mitigatedMs
                 case .resolved: incident.resolvedMs
                 }
-            let met = reachedMs.map { Double($0 - incident.openedMs) <= timer.within.milliseconds ? "yes" : "no" } ?? (incident.state == .resolved ? "no" : "pending")
-            return (timer.name, IncidentBook.text(timer.within), reachedMs.map { ms($0 - incident.openedMs) } ?? "not reached", met)
+            // The breaches, timed on the monotonic clock, decide: wall-clock times may straddle a step.
+            let met = reachedMs.map { _ in incident.breaches.contains(timer.name) ? "no" : "yes" } ?? (incident.state == .resolved ? "no" : "pending")
+            return (timer.name, IncidentBook.text(timer.within), reachedMs.map { ms(elapsed(incident, $0)) } ?? "not reached", met)
         }
     }
 
@@ -124,7 +125,7 @@ public enum PostMortem {
 
     public static func csvRow(_ incident: Incident) -> String {
         let end = incident.resolvedMs ?? incident.openedMs
-        let minutes = Double(end - incident.openedMs) / 60_000
+        let minutes = Double(elapsed(incident, end)) / 60_000
         let tenths = Int((minutes * 10).rounded())
         let rollback = incident.timeline.contains { $0.kind == "rollback" } ? "Yes" : "No"
         let resolution = incident.timeline.last { $0.kind == "resolved" }?.detail ?? ""
@@ -143,6 +144,12 @@ public enum PostMortem {
         String(String.UnicodeScalarView(text.unicodeScalars.map { $0 == "\n" || $0 == "\r" ? " " : $0 })).replacingAll("|", with: "\\|")
     }
 
+    /// From the incident's opening to `ms`, never negative: the wall clock may have stepped
+    /// back in between (a Pi's NTP correction), which made durations read "-17912 s".
+    static func elapsed(_ incident: Incident, _ ms: Int64) -> Int64 {
+        max(0, ms.saturatingSubtract(incident.openedMs))
+    }
+
     static func ms(_ value: Int64) -> String {
         value < 10_000 ? "\(value) ms" : IncidentBook.text(.milliseconds(Double(value)))
     }
@@ -153,8 +160,8 @@ public enum PostMortem {
 
     static func wentWell(_ incident: Incident) -> String {
         var lines: [String] = []
-        if let response = incident.firstResponseMs { lines.append("- The node responded \(ms(response - incident.openedMs)) after detection.") }
-        if let mitigated = incident.mitigatedMs { lines.append("- Service was restored (no cause firing) \(ms(mitigated - incident.openedMs)) after detection.") }
+        if let response = incident.firstResponseMs { lines.append("- The node responded \(ms(elapsed(incident, response))) after detection.") }
+        if let mitigated = incident.mitigatedMs { lines.append("- Service was restored (no cause firing) \(ms(elapsed(incident, mitigated))) after detection.") }
         return lines.isEmpty ? "_Nothing the node can tell._" : lines.joined(separator: "\n")
     }
 

@@ -2,19 +2,12 @@
 /// queue when its time to live has passed since submission is dropped, not run stale; a task
 /// already with an agent runs to its result or its lease.
 public enum TaskExpiry {
-    /// Measured on the monotonic clock: a Pi has no RTC, and its first NTP sync after boot
-    /// steps the wall clock by hours, which would drop every queued task at once (or, stepped
-    /// back, keep them for hours). `queuedSince` is when the task was submitted, on this run's
-    /// monotonic clock (see `queuedSince(submittedAtMs:nowWallMs:now:)` after a restart).
+    /// Measured on the monotonic clock (`WallAge`): a Pi's first NTP sync after boot steps the
+    /// wall clock by hours, which dropped every queued task at once. `queuedSince` is when the
+    /// task was submitted on this run's monotonic clock (after a restart, from `WallAge`).
     public static func isExpired(queuedSince: Instant, ttlMs: Int?, now: Instant) -> Bool {
         guard let ttlMs else { return false }
         return now - queuedSince > .milliseconds(ttlMs)
-    }
-
-    /// A task read back after a restart carries only its wall-clock submission time, the one
-    /// age that survives a reboot: it starts this run that old, never younger than new.
-    public static func queuedSince(submittedAtMs: Int64, nowWallMs: Int64, now: Instant) -> Instant {
-        now - .milliseconds(max(0, nowWallMs.saturatingSubtract(submittedAtMs)))
     }
 
     /// Never handed out: SKIP `ttl_exceeded`. Handed out before and requeued: FAILED, since an

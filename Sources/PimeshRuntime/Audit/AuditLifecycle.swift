@@ -12,6 +12,7 @@ struct AuditLifecycle: Service {
     let audit: AuditLog
     let retainDays: Int
     let logger: Logger
+    private let retentionClock = RetentionClock()
     /// Retention is judged this often (and once at start); rows live days, not minutes.
     static let pruneEvery = Duration.seconds(3600)
 
@@ -25,7 +26,7 @@ struct AuditLifecycle: Service {
 
     private func pruneIfDue() {
         do {
-            if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: Clock.wallMilliseconds()) {
+            if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: retentionClock.nowMs()) {
                 logger.notice("audit log pruned", metadata: ["through_seq": "\(through)"])
             }
         } catch {

@@ -19,7 +19,9 @@ final class ConflictService: Sendable {
     /// time (seed 001 §5.1). Bounded: past `maxTracked` the oldest of the lowest priority is
     /// no longer timed here (it stays in the log, unresolved, and `pimesh conflicts` shows it),
     /// so that a burst of minor conflicts never hides a critical one.
-    private let unresolved = Mutex<[ConflictRecord]>([])
+    /// Each with when it was recorded on the monotonic clock, which its deadline runs on
+    /// (`WallAge`): a wall clock stepped forward made every conflict overdue at once.
+    private let unresolved = Mutex<[(record: ConflictRecord, since: Instant)]>([])
     static let maxTracked = 256
 
     init(registry: AgentRegistry, writer: StoreWriter, store: ConflictStore, metrics: LeadMetrics, logger: Logger) {
@@ -36,15 +38,18 @@ final class ConflictService: Sendable {
             registry.setQuarantined(quarantine.agentID, true)
         }
         let open = try store.unresolved(limit: Self.maxTracked)
-        unresolved.withLock { $0 = open.reversed() }
+        let now = Clock.monotonicNow()
+        let nowWallMs = Clock.wallMilliseconds()
+        unresolved.withLock { $0 = open.reversed().map { ($0, WallAge.instant(ofWallMs: $0.atMs, nowWallMs: nowWallMs, now: now)) } }
     }
 
     /// For the incident triggers: each unresolved conflict with its age now.
-    func unresolvedConflicts(nowMs: Int64) -> [UnresolvedConflict] {
-        unresolved.withLock { $0 }.map { record in
-            UnresolvedConflict(
+    func unresolvedConflicts(at now: Instant) -> [UnresolvedConflict] {
+        unresolved.withLock { $0 }.map { tracked in
+            let record = tracked.record
+            return UnresolvedConflict(
                 seq: record.seq, agent: registry.name(of: record.agentID) ?? record.agentID.description, priority: record.priority,
-                type: record.type.rawValue, ageMs: nowMs - record.atMs)
+                type: record.type.rawValue, ageMs: (now - tracked.since).wholeNanoseconds / 1_000_000)
         }
     }
 
@@ -61,9 +66,10 @@ final class ConflictService: Sendable {
     func applied(_ record: ConflictRecord) -> Bool {
         metrics.conflictRecorded(record.type)
         if ConflictPolicy.resolveWithin(priority: record.priority) != nil {
+            let now = Clock.monotonicNow()
             unresolved.withLock { open in
-                open.append(record)
-                while let index = ConflictPolicy.untrackedIndex(priorities: open.map(\.priority), maxTracked: Self.maxTracked) {
+                open.append((record, now))
+                while let index = ConflictPolicy.untrackedIndex(priorities: open.map(\.record.priority), maxTracked: Self.maxTracked) {
                     open.remove(at: index)
                 }
             }
@@ -92,11 +98,11 @@ final class ConflictService: Sendable {
         try await writer.write { connection in try ConflictStore.release(agentID, atMs: atMs, actor: actor, in: connection) }
         registry.setQuarantined(agentID, false)
         let resolved = Set(try await Blocking.run { [store] in try store.resolutions(of: self.trackedSeqs()) }.keys)
-        unresolved.withLock { $0.removeAll { resolved.contains($0.seq) } }
+        unresolved.withLock { $0.removeAll { resolved.contains($0.record.seq) } }
     }
 
     private func trackedSeqs() -> [Int64] {
-        unresolved.withLock { $0.map(\.seq) }
+        unresolved.withLock { $0.map(\.record.seq) }
     }
 
     enum ResolveOutcome {
@@ -119,7 +125,7 @@ final class ConflictService: Sendable {
             let existing = try await Blocking.run { [store] in try store.resolutions(of: [seq])[seq] }
             return .alreadyResolved(existing ?? resolution)
         }
-        unresolved.withLock { $0.removeAll { $0.seq == seq } }
+        unresolved.withLock { $0.removeAll { $0.record.seq == seq } }
         return .resolved(record)
     }
 
@@ -130,20 +136,26 @@ final class ConflictService: Sendable {
             return (records, try store.quarantines(), try store.count(), try store.resolutions(of: records.map(\.seq)))
         }
         let nowMs = Clock.wallMilliseconds()
+        let now = Clock.monotonicNow()
+        let trackedSince = Dictionary(unresolved.withLock { $0 }.map { ($0.record.seq, $0.since) }, uniquingKeysWith: { first, _ in first })
         let entries = records.map { record in
             var entry = ConflictList.Entry(
                 seq: record.seq, atMs: record.atMs, agentID: record.agentID.description, agentName: registry.name(of: record.agentID),
                 source: record.source, type: record.type.rawValue, priority: record.priority, strategy: record.strategy,
                 expected: record.expected, received: record.received, contextHash: record.contextHash, quarantined: record.quarantined)
             let within = ConflictPolicy.resolveWithin(priority: record.priority)
-            entry.resolveByMs = within.map { record.atMs + Int64($0.milliseconds) }
             entry.escalation = ConflictEscalation(priority: record.priority).rawValue
             if let resolution = resolutions[record.seq] {
+                entry.resolveByMs = within.map { record.atMs + Int64($0.milliseconds) }
                 entry.resolvedAtMs = resolution.atMs
                 entry.resolvedBy = resolution.actor
                 entry.resolution = resolution.note
             } else {
-                entry.overdue = ConflictPolicy.isOverdue(priority: record.priority, ageMs: nowMs - record.atMs)
+                // The age the incident triggers use, and the deadline on today's wall clock.
+                let since = trackedSince[record.seq] ?? WallAge.instant(ofWallMs: record.atMs, nowWallMs: nowMs, now: now)
+                let ageMs = (now - since).wholeNanoseconds / 1_000_000
+                entry.resolveByMs = within.map { nowMs - ageMs + Int64($0.milliseconds) }
+                entry.overdue = ConflictPolicy.isOverdue(priority: record.priority, ageMs: ageMs)
             }
             return entry
         }

@@ -38,7 +38,9 @@ final class IncidentService: Sendable {
     /// Integrity problems now, and those raised since the last observation: a store commit
     /// that failed once and was cleared by the next, 50 ms later, is still seen by the triggers.
     private let integrity = Mutex<(current: [String: String], unseen: [String: String])>(([:], [:]))
-    private let recentEvents = Mutex<[(kind: String, agent: String, detail: String, atMs: Int64)]>([])
+    /// `at`: when it happened on the monotonic clock, converted as it arrives, so that a later
+    /// step of the wall clock neither hides nor invents a failure onset.
+    private let recentEvents = Mutex<[(kind: String, agent: String, detail: String, atMs: Int64, at: Instant)]>([])
     private let resolvedTimes = Mutex<(count: Int, mitigateMs: Int64, resolveMs: Int64)>((0, 0, 0))
     /// Resource alarms seen at health ticks: root-cause evidence (`RootCause.Evidence`).
     private let alarms = Mutex<[(at: Instant, what: String)]>([])
@@ -100,8 +102,9 @@ final class IncidentService: Sendable {
 
     func noteEvent(kind: String, agent: String?, detail: String, atMs: Int64) {
         guard let agent else { return }
+        let at = WallAge.instant(ofWallMs: atMs, nowWallMs: Clock.wallMilliseconds(), now: Clock.monotonicNow())
         recentEvents.withLock { events in
-            events.append((kind, agent, detail, atMs))
+            events.append((kind, agent, detail, atMs, at))
             if events.count > Self.recentEventCapacity { events.removeFirst(events.count - Self.recentEventCapacity) }
         }
         let resolved = book.withLock { book in
@@ -133,7 +136,7 @@ final class IncidentService: Sendable {
             var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
             for change in changes where change.entry.kind == "opened" {
-                for event in recent where change.incident.agents.contains(event.agent) && wallMs - event.atMs <= Self.detectionLookback {
+                for event in recent where change.incident.agents.contains(event.agent) && now - event.at <= .milliseconds(Self.detectionLookback) {
                     changes += book.noteAction(
                         agent: event.agent, kind: event.kind, detail: event.detail, wallMs: event.atMs,
                         isResponse: Self.responseKinds.contains(event.kind), only: change.incident.id)
@@ -169,12 +172,10 @@ final class IncidentService: Sendable {
     /// When each of the incident's agents started failing, from the recent health events and
     /// task failures: the first onset per agent. `capabilities` is left for the caller.
     func onsets(for incident: Incident, at now: Instant) -> [RootCause.Onset] {
-        let wallNow = Clock.wallMilliseconds()
-        func instant(_ atMs: Int64) -> Instant { now - .milliseconds(Double(max(0, wallNow - atMs))) }
         var first: [String: RootCause.Onset] = [:]
         let window = settings.triggers.massFailureSpan
         for event in recentEvents.withLock({ $0 }) where Self.failureKinds.contains(event.kind) && incident.agents.contains(event.agent) {
-            let at = instant(event.atMs)
+            let at = event.at
             guard now - at <= window, first[event.agent].map({ at < $0.at }) ?? true else { continue }
             first[event.agent] = RootCause.Onset(
                 agent: event.agent, capabilities: [], at: at, signature: Self.signature(kind: event.kind, detail: event.detail),

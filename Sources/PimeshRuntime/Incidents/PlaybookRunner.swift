@@ -286,7 +286,7 @@ final class PlaybookRunner: Sendable {
             let finding = book.withLock { $0.findings[id] } ?? analyse(id)
             let groupsTotal = Set(state.registry.capabilitiesByName().values.flatMap { $0 }).count
             let decision = GoNoGo.decide(
-                finding: finding, elapsed: .milliseconds(Double(Clock.wallMilliseconds() - incident.openedMs)),
+                finding: finding, elapsed: Clock.monotonicNow() - incident.openedAt,
                 groupsAffected: incident.capabilities.count, groupsTotal: groupsTotal)
             guard case .rollBack(let why) = decision else {
                 if case .goOn(let why) = decision { return .succeeded("go on: \(why)") }
@@ -331,6 +331,7 @@ final class PlaybookRunner: Sendable {
         }
         var evidence = RootCause.Evidence()
         evidence.leadStartedAt = state.startedAt
+        evidence.clockJumpAt = state.health.clockSteppedAt
         evidence.resourceAlarms = incidents.resourceAlarms
         evidence.changes = supervisor.history.recentChanges().map { ($0.agent, $0.at, $0.what) }
         evidence.heartbeatInterval = .milliseconds(Double(state.config.heartbeat.intervalMs))

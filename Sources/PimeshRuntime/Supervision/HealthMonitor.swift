@@ -72,6 +72,7 @@ final class HealthMonitor: Service, Sendable {
         var underVoltage = false
         /// The last tick that gave the incident triggers a view of the node.
         var lastIncidentObservation: Instant?
+        var clockSteps = ClockStepDetector()
     }
 
     /// A tick in which no agent changed condition and the level stayed gives the incident
@@ -106,6 +107,7 @@ final class HealthMonitor: Service, Sendable {
             return due
         }
         if memoryDue { checkMemory() }
+        noticeClockStep(now: now)
         let underVoltage = node.latest.readings.underVoltage == true
         let newlyLow = timers.withLock { timers in
             defer { timers.underVoltage = underVoltage }
@@ -122,6 +124,19 @@ final class HealthMonitor: Service, Sendable {
         tick(now: now, unresponsive: &unresponsive)
         timers.withLock { $0.unresponsive = unresponsive }
         if stealDue { steal(now: now) }
+    }
+
+    /// Deadlines and ages run on the monotonic clock, so a step changes no decision; it is told
+    /// all the same, since every wall-clock time around it (events, audit rows, incident
+    /// timelines) jumps with it, and an incident's root cause may be the step.
+    private func noticeClockStep(now: Instant) {
+        let wallMs = Clock.wallMilliseconds()
+        guard let stepMs = timers.withLock({ $0.clockSteps.observe(wallMs: wallMs, now: now) }) else { return }
+        health.clockSteppedAt = now
+        let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: stepMs)) (NTP, fake-hwclock or date -s): "
+            + "times shown before and after differ by that much"
+        events.append(kind: "clock_stepped", agent: nil, detail: detail, atMs: wallMs)
+        logger.warning("\(detail)")
     }
 
     /// One pass; `unresponsive` holds when each hung/looping/suspected agent became so.
@@ -231,7 +246,7 @@ final class HealthMonitor: Service, Sendable {
             observation.givenUp = supervisor.summary.failed
             observation.quarantined = registry.quarantinedNames()
             observation.conflicting = registry.conflictingNames(at: now)
-            observation.unresolvedConflicts = conflicts?.unresolvedConflicts(nowMs: wallNow) ?? []
+            observation.unresolvedConflicts = conflicts?.unresolvedConflicts(at: now) ?? []
             let latest = node.latest
             observation.nodeScore = latest.impedance.score
             observation.underVoltage = latest.readings.underVoltage == true

@@ -14,6 +14,13 @@ final class NodeHealth: Sendable {
     }
 
     private let state = Mutex(Snapshot())
+    private let clockStep = Mutex<Instant?>(nil)
+
+    /// When the wall clock last stepped (ClockStepDetector): root-cause evidence.
+    var clockSteppedAt: Instant? {
+        get { clockStep.withLock { $0 } }
+        set { clockStep.withLock { $0 = newValue } }
+    }
     private let tierTimes = Mutex(TierResponseTimes())
 
     /// A healing step of `tier`, due at `due`, carried out at `done`.

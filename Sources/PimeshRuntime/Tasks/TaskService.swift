@@ -140,6 +140,8 @@ final class TaskService: Service, Sendable {
     let settings: Settings
     let registry: AgentRegistry
     let writer: StoreWriter
+    /// Made with the service, at the lead's start: what retention deletes is judged on it.
+    let retentionClock = RetentionClock()
     let store: TaskStore
     let kpis: KPIRecorder
     let metrics: LeadMetrics
@@ -191,7 +193,7 @@ final class TaskService: Service, Sendable {
             for var row in rows {
                 row.state = .queued
                 row.agentID = nil
-                let submittedAt = TaskExpiry.queuedSince(submittedAtMs: row.submittedAtMs, nowWallMs: nowWallMs, now: now)
+                let submittedAt = WallAge.instant(ofWallMs: row.submittedAtMs, nowWallMs: nowWallMs, now: now)
                 state.open[row.id] = LiveTask(row: row, submittedAt: submittedAt, durable: true)
                 state.queued.append(row.id)
                 doorbell.ring()
@@ -375,9 +377,10 @@ final class TaskService: Service, Sendable {
         let retention = settings.retention
         let batch = settings.pruneBatch
         let outcome = Mutex(TaskStore.Pruned())
+        let nowMs = retentionClock.nowMs()
         try await writer.write { connection in
             let pruned = try TaskStore.pruneFinished(
-                retention: retention, nowMs: Clock.wallMilliseconds(), batch: batch, makeRoom: makeRoom, in: connection)
+                retention: retention, nowMs: nowMs, batch: batch, makeRoom: makeRoom, in: connection)
             outcome.withLock { $0 = pruned }
         }
         let pruned = outcome.withLock { $0 }
