@@ -58,3 +58,22 @@ import Testing
         #expect(TaskRetention.storedBytes(textByteCounts: [10, 20]) == TaskRetention.rowOverheadBytes + 30)
     }
 }
+
+@Suite struct RetentionTimeTests {
+    /// The lead started at fake-hwclock's time; NTP then stepped the clock eight days forward.
+    /// Retention's "now" stays with the monotonic clock: nothing is deleted for the step.
+    @Test func aStepForwardDeletesNothingEarlyAndAStepBackKeepsLonger() {
+        let start: Int64 = 1_800_000_000_000
+        let eightDays: Int64 = 8 * 86_400_000
+        let forward = RetentionTime.nowMs(wallNowMs: start + 60_000 + eightDays, wallAtStartMs: start, sinceStart: .seconds(60))
+        #expect(forward == start + 60_000)
+        let retention = TaskRetention(maxAgeMs: 7 * 86_400_000, maxFinished: 10_000, maxBytes: 64 << 20)
+        let finishedJustBefore = [(finishedAtMs: start + 30_000, bytes: 300)]
+        #expect(retention.prunable(oldest: finishedJustBefore, finishedCount: 1, storedBytes: 300, nowMs: forward) == 0)
+        // Stepped back: the wall clock, the earlier of the two.
+        #expect(RetentionTime.nowMs(wallNowMs: start - 3_600_000, wallAtStartMs: start, sinceStart: .seconds(60)) == start - 3_600_000)
+        // An ordinary day: both agree.
+        #expect(RetentionTime.nowMs(wallNowMs: start + 86_400_000, wallAtStartMs: start, sinceStart: .seconds(86_400)) == start + 86_400_000)
+        #expect(RetentionTime.nowMs(wallNowMs: .max, wallAtStartMs: .max, sinceStart: .seconds(1)) == .max, "saturates")
+    }
+}

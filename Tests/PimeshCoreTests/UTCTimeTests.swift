@@ -111,6 +111,7 @@ import Testing
     @Test func describesTheStepForAnOperator() {
         #expect(ClockStepDetector.describe(stepMs: 3 * 3_600_000 + 2 * 60_000 + 5_000) == "forward by 3 h 2 min 5 s")
         #expect(ClockStepDetector.describe(stepMs: -1_500) == "back by 1.5 s")
+        #expect(ClockStepDetector.describe(stepMs: 3 * 3_600_000 - 1) == "forward by 3 h")
         #expect(ClockStepDetector.describe(stepMs: -8 * 86_400_000) == "back by 8 d")
         #expect(ClockStepDetector.describe(stepMs: .min).hasPrefix("back by "))
     }

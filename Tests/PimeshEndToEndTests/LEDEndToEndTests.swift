@@ -113,6 +113,11 @@ func read(_ path: String) -> String {
         #expect(byCheck["heartbeat.socket"]?.result == "PASS")
         #expect(byCheck["store.fsync"]?.result == "PASS")
         #expect(byCheck["power"]?.result == "SKIP" && byCheck["power"]?.detail.contains("not a Raspberry Pi") == true)
+        // A date is not enough: the kernel's word on NTP decides (this machine's may go either way).
+        let clock = try #require(byCheck["clock"])
+        #expect(
+            (clock.result == "PASS" && clock.detail.contains(", synchronized (adjtimex)"))
+                || (clock.result == "FAIL" && clock.detail.contains("is not synchronized (adjtimex)")), "\(clock)")
         #expect(result.status == (report.failed > 0 ? 1 : 0))
         // The firmware's word, as a Pi OS kernel shows it: under-voltage since boot is a FAIL.
         try FileManager.default.createDirectory(atPath: sys + "/devices/platform/soc/soc:firmware", withIntermediateDirectories: true)

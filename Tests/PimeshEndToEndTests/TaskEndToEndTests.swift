@@ -8,9 +8,12 @@ import Testing
 final class SwarmProcess {
     let process = Process()
 
-    init(dataDir: String, agents: Int, extra: [String] = []) throws {
+    init(dataDir: String, agents: Int, extra: [String] = [], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: LeadProcess.binary)
         process.arguments = ["swarm", "--data-dir", dataDir, "--agents", String(agents)] + extra
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         try process.run()

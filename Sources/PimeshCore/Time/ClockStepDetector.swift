@@ -25,7 +25,9 @@ public struct ClockStepDetector: Sendable {
     public static func describe(stepMs: Int64) -> String {
         let direction = stepMs >= 0 ? "forward" : "back"
         let size = stepMs == .min ? UInt64(Int64.max) + 1 : UInt64(abs(stepMs))
-        var seconds = size / 1000
+        // Readings a millisecond apart make a 3 h step 2 h 59 min 59.999 s: whole seconds,
+        // rounded, past ten.
+        var seconds = size >= 10_000 ? (size + 500) / 1000 : size / 1000
         let parts: [(UInt64, String)] = [(86_400, "d"), (3600, "h"), (60, "min")]
         var text: [String] = []
         for (unit, name) in parts where seconds >= unit {

@@ -259,7 +259,17 @@ public struct Selftest: Sendable {
         guard wallMs >= 1_704_067_200_000 else {
             return (.fail, "the wall clock reads \(UTCTime.iso8601(epochMs: wallMs)), before 2024: not set yet (is NTP synced?)")
         }
-        return (.pass, "wall clock \(UTCTime.iso8601(epochMs: wallMs)); monotonic clock advancing")
+        // A date after 2024 proves little: fake-hwclock restores the time saved at shutdown.
+        // The kernel knows whether NTP has disciplined the clock (adjtimex, as the audit log's
+        // clock_synced): until then, the first sync steps it by however long the Pi was off.
+        guard SystemClockStatus().isSynchronized else {
+            return (
+                .fail,
+                "the wall clock reads \(UTCTime.iso8601(epochMs: wallMs)) and is not synchronized (adjtimex): it will step when NTP "
+                    + "syncs, and audit rows are marked ~ until then; check `timedatectl` and the network"
+            )
+        }
+        return (.pass, "wall clock \(UTCTime.iso8601(epochMs: wallMs)), synchronized (adjtimex); monotonic clock advancing")
     }
 
     static func ms(_ value: Double) -> String {
