@@ -107,7 +107,7 @@ final class HealthMonitor: Service, Sendable {
             return due
         }
         if memoryDue { checkMemory() }
-        noticeClockStep(now: now)
+        noticeClockStep()
         let underVoltage = node.latest.readings.underVoltage == true
         let newlyLow = timers.withLock { timers in
             defer { timers.underVoltage = underVoltage }
@@ -129,8 +129,11 @@ final class HealthMonitor: Service, Sendable {
     /// Deadlines and ages run on the monotonic clock, so a step changes no decision; it is told
     /// all the same, since every wall-clock time around it (events, audit rows, incident
     /// timelines) jumps with it, and an incident's root cause may be the step.
-    private func noticeClockStep(now: Instant) {
+    private func noticeClockStep() {
+        // Both read together, not the pass's `now`: a slow memory check before this would
+        // otherwise look like a step.
         let wallMs = Clock.wallMilliseconds()
+        let now = Clock.monotonicNow()
         guard let stepMs = timers.withLock({ $0.clockSteps.observe(wallMs: wallMs, now: now) }) else { return }
         health.clockSteppedAt = now
         let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: stepMs)) (NTP, fake-hwclock or date -s): "
