@@ -80,32 +80,56 @@ import Testing
 }
 
 @Suite struct ClockStepDetectorTests {
-    @Test func aStepIsSeenOnceAndADriftIsNot() {
+    @Test func aStepIsToldOnceAndADriftIsNot() {
         var detector = ClockStepDetector()
         var clock = ManualClock(start: .seconds(50))
         var wallMs: Int64 = 1_800_000_000_000
-        var step = detector.observe(wallMs: wallMs, now: clock.now)
-        #expect(step == nil)
+        var report = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(report == nil)
         // NTP slewing: 0.5 ms a second for an hour is no step.
         for _ in 0..<3600 {
             clock.advance(by: .seconds(1))
             wallMs += 1_000 + (wallMs % 2 == 0 ? 1 : 0)
-            step = detector.observe(wallMs: wallMs, now: clock.now)
-            #expect(step == nil)
+            report = detector.observe(wallMs: wallMs, now: clock.now)
+            #expect(report == nil)
         }
         clock.advance(by: .milliseconds(100))
         wallMs += 100 + 3 * 3_600_000
-        step = detector.observe(wallMs: wallMs, now: clock.now)
-        #expect(step == Int64(10_800_000))
+        report = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(report == ClockStepDetector.Report(steps: 1, netMs: 10_800_000))
+        #expect(report?.text == "stepped forward by 3 h")
+        #expect(detector.lastStepAt == clock.now)
         clock.advance(by: .milliseconds(100))
         wallMs += 100
-        step = detector.observe(wallMs: wallMs, now: clock.now)
-        #expect(step == nil, "once")
-        wallMs -= 90_500
-        step = detector.observe(wallMs: wallMs, now: clock.now)
-        #expect(step == Int64(-90_500))
-        step = detector.observe(wallMs: .min, now: Instant(nanoseconds: .max))
-        #expect(step != nil, "extremes do not trap")
+        report = detector.observe(wallMs: wallMs, now: clock.now)
+        #expect(report == nil, "once")
+    }
+
+    /// A time source that flaps: one report a minute, not an event and an audit row a step.
+    @Test func stepsAfterAReportAreToldTogetherAMinuteLater() {
+        var detector = ClockStepDetector()
+        var clock = ManualClock(start: .seconds(50))
+        var wallMs: Int64 = 1_800_000_000_000
+        var reports: [ClockStepDetector.Report] = []
+        func pass(_ stepMs: Int64) {
+            clock.advance(by: .milliseconds(300))
+            wallMs += 300 + stepMs
+            if let report = detector.observe(wallMs: wallMs, now: clock.now) { reports.append(report) }
+        }
+        pass(0)
+        for _ in 0..<100 {
+            pass(-2_000)
+            pass(2_000)
+        }
+        #expect(reports.first == ClockStepDetector.Report(steps: 1, netMs: -2_000))
+        #expect(reports.count == 1, "200 steps in 60 s: the first is told, the rest wait")
+        for _ in 0..<200 { pass(0) }
+        #expect(reports.count == 2)
+        #expect(reports.last == ClockStepDetector.Report(steps: 199, netMs: 2_000))
+        #expect(reports.last?.text == "stepped 199 times, net forward by 2 s")
+        var extreme = ClockStepDetector()
+        _ = extreme.observe(wallMs: 0, now: Instant(nanoseconds: 0))
+        #expect(extreme.observe(wallMs: .min, now: Instant(nanoseconds: .max)) != nil, "extremes do not trap")
     }
 
     @Test func describesTheStepForAnOperator() {

@@ -108,7 +108,8 @@ public enum PostMortem {
                 case .resolved: incident.resolvedMs
                 }
             // The breaches, timed on the monotonic clock, decide: wall-clock times may straddle a step.
-            let met = reachedMs.map { _ in incident.breaches.contains(timer.name) ? "no" : "yes" } ?? (incident.state == .resolved ? "no" : "pending")
+            let missed = incident.breaches.contains(timer.name)
+            let met = reachedMs.map { _ in missed ? "no" : "yes" } ?? (missed || incident.state == .resolved ? "no" : "pending")
             return (timer.name, IncidentBook.text(timer.within), reachedMs.map { ms(elapsed(incident, $0)) } ?? "not reached", met)
         }
     }

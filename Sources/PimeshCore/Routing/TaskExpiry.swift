@@ -22,7 +22,8 @@ public enum TaskExpiry {
             row.error = reason.code
         } else {
             row.state = .failed
-            row.error = "\(reason.code): \(reason.description)"
+            // The description starts with the code already.
+            row.error = reason.description
         }
     }
 }

@@ -5,20 +5,57 @@
 /// before agents went silent, and the audit log records it.
 public struct ClockStepDetector: Sendable {
     public var threshold: Duration
+    /// Steps after a report wait this long and are told together: a clock that steps again and
+    /// again (a flapping time source) would otherwise write an event and an audit row each time.
+    public var reportEvery: Duration
     private var lastOffsetMs: Int64?
+    private var unreported = Report(steps: 0, netMs: 0)
+    private var lastReportAt: Instant?
+    /// When the latest step was seen, reported yet or not: root-cause evidence.
+    public private(set) var lastStepAt: Instant?
 
-    public init(threshold: Duration = .seconds(1)) {
-        self.threshold = threshold
+    /// What to tell: how many steps since the last report, and their sum (positive: forward).
+    public struct Report: Sendable, Equatable {
+        public var steps: Int
+        public var netMs: Int64
+
+        public init(steps: Int, netMs: Int64) {
+            self.steps = steps
+            self.netMs = netMs
+        }
+
+        /// "stepped forward by 3 h", "stepped 200 times in 1 min, net back by 2 s".
+        public var text: String {
+            steps == 1 ? "stepped \(ClockStepDetector.describe(stepMs: netMs))" : "stepped \(steps) times, net \(ClockStepDetector.describe(stepMs: netMs))"
+        }
     }
 
-    /// The step in milliseconds (positive: forward) since the previous reading, or nil.
-    public mutating func observe(wallMs: Int64, now: Instant) -> Int64? {
+    public init(threshold: Duration = .seconds(1), reportEvery: Duration = .seconds(60)) {
+        self.threshold = threshold
+        self.reportEvery = reportEvery
+    }
+
+    /// Reads the clocks once more; returns a report when one is due: a first step at once,
+    /// later ones at most once every `reportEvery`, summed. Call it regularly, step or not, so
+    /// that steps held back are told.
+    public mutating func observe(wallMs: Int64, now: Instant) -> Report? {
         let offsetMs = wallMs.saturatingSubtract(now.nanoseconds / 1_000_000)
-        defer { lastOffsetMs = offsetMs }
-        guard let lastOffsetMs else { return nil }
-        let stepMs = offsetMs.saturatingSubtract(lastOffsetMs)
-        let size = stepMs == .min ? Int64.max : abs(stepMs)
-        return Double(size) > threshold.milliseconds ? stepMs : nil
+        if let lastOffsetMs {
+            let stepMs = offsetMs.saturatingSubtract(lastOffsetMs)
+            let size = stepMs == .min ? Int64.max : abs(stepMs)
+            if Double(size) > threshold.milliseconds {
+                lastStepAt = now
+                unreported.steps += 1
+                unreported.netMs = unreported.netMs.saturatingAdd(stepMs)
+            }
+        }
+        lastOffsetMs = offsetMs
+        guard unreported.steps > 0, lastReportAt.map({ now - $0 >= reportEvery }) ?? true else { return nil }
+        defer {
+            unreported = Report(steps: 0, netMs: 0)
+            lastReportAt = now
+        }
+        return unreported
     }
 
     /// "forward by 3 h 2 min 5 s", "back by 1.5 s".

@@ -134,10 +134,10 @@ final class HealthMonitor: Service, Sendable {
         // otherwise look like a step.
         let wallMs = Clock.wallMilliseconds()
         let now = Clock.monotonicNow()
-        guard let stepMs = timers.withLock({ $0.clockSteps.observe(wallMs: wallMs, now: now) }) else { return }
-        health.clockSteppedAt = now
-        let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: stepMs)) (NTP, fake-hwclock or date -s): "
-            + "times shown before and after differ by that much"
+        let (report, steppedAt) = timers.withLock { ($0.clockSteps.observe(wallMs: wallMs, now: now), $0.clockSteps.lastStepAt) }
+        if let steppedAt { health.clockSteppedAt = steppedAt }
+        guard let report else { return }
+        let detail = "the wall clock \(report.text) (NTP, fake-hwclock or date -s): times shown before and after differ by that much"
         events.append(kind: "clock_stepped", agent: nil, detail: detail, atMs: wallMs)
         logger.warning("\(detail)")
     }
