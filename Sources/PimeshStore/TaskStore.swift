@@ -160,6 +160,15 @@ public struct TaskStore: Sendable {
         try database.read { connection in try Self.totals(in: connection) }
     }
 
+    /// The latest finish among stored tasks (the partial index's last entry), nil when none.
+    public func newestFinishedAtMs() throws -> Int64? {
+        try database.read { connection in
+            try connection.query(
+                "SELECT max(finished_at_ms) FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running')"
+            ) { $0.isNull(0) ? nil : $0.int64(0) }.first ?? nil
+        }
+    }
+
     /// What one pruning pass removed, and what is stored after it.
     public struct Pruned: Sendable {
         public var ids: [String] = []

@@ -19,12 +19,15 @@ public enum Clock {
 /// The wall clock as retention reads it (`RetentionTime`): from this value's creation, which
 /// the lead makes at its start, it never runs ahead of the monotonic clock.
 public struct RetentionClock: Sendable {
-    private let wallAtStartMs = Clock.wallMilliseconds()
+    private let startMs: Int64
     private let start = Clock.monotonicNow()
 
-    public init() {}
+    /// `newestStoredMs`: the newest wall-clock time among the rows it will judge, if any.
+    public init(newestStoredMs: Int64? = nil) {
+        startMs = RetentionTime.startMs(wallAtStartMs: Clock.wallMilliseconds(), newestStoredMs: newestStoredMs)
+    }
 
     public func nowMs() -> Int64 {
-        RetentionTime.nowMs(wallNowMs: Clock.wallMilliseconds(), wallAtStartMs: wallAtStartMs, sinceStart: Clock.monotonicNow() - start)
+        RetentionTime.nowMs(wallNowMs: Clock.wallMilliseconds(), wallAtStartMs: startMs, sinceStart: Clock.monotonicNow() - start)
     }
 }

@@ -76,4 +76,13 @@ import Testing
         #expect(RetentionTime.nowMs(wallNowMs: start + 86_400_000, wallAtStartMs: start, sinceStart: .seconds(86_400)) == start + 86_400_000)
         #expect(RetentionTime.nowMs(wallNowMs: .max, wallAtStartMs: .max, sinceStart: .seconds(1)) == .max, "saturates")
     }
+
+    /// A lead started after the clock stepped eight days forward while it was down starts its
+    /// retention clock at the newest row it holds, not at the stepped wall clock.
+    @Test func aLeadStartedAfterAStepStartsAtItsNewestRow() {
+        let newest: Int64 = 1_800_000_000_000
+        #expect(RetentionTime.startMs(wallAtStartMs: newest + 8 * 86_400_000, newestStoredMs: newest) == newest)
+        #expect(RetentionTime.startMs(wallAtStartMs: newest - 3_600_000, newestStoredMs: newest) == newest - 3_600_000)
+        #expect(RetentionTime.startMs(wallAtStartMs: newest, newestStoredMs: nil) == newest)
+    }
 }

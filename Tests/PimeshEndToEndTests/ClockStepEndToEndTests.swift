@@ -151,6 +151,19 @@ import Testing
         #expect(status.tasks.workDatagrams?.retransmitted == 0, "\(String(describing: status.tasks.workDatagrams))")
         #expect(status.heartbeats.dropped["replayed", default: 0] == 0)
         #expect(try client.task(id: waiting.id).state == "queued")
+
+        // Eight days forward while the lead is down (after a restart it cannot tell a step from
+        // time passing): a finished task is not deleted by age at once, and its idempotency key
+        // still names it, so a resubmission does not run it twice.
+        let keyed = try client.submit(.init(capability: "nobody", payload: "once", idempotencyKey: "before-the-step"))
+        #expect(keyed.state == "skipped")
+        #expect(lead.terminate() == 0)
+        try step(to: -2 * 3_600_000 + 8 * 86_400_000)
+        lead = try LeadProcess(dataDir: dataDir, environment: shifted)
+        _ = try lead.waitReady()
+        client = try lead.client()
+        #expect(!eventually(timeout: 5) { (try? client.task(id: keyed.id)) == nil }, "retention deleted it at start")
+        #expect(try client.submit(.init(capability: "nobody", payload: "once", idempotencyKey: "before-the-step")).id == keyed.id)
         withExtendedLifetime(swarm) {}
         #expect(lead.terminate() == 0)
         let verified = try runPimesh(["audit", "verify", "--data-dir", dataDir])

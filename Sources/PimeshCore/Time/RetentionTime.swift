@@ -9,4 +9,13 @@ public enum RetentionTime {
     public static func nowMs(wallNowMs: Int64, wallAtStartMs: Int64, sinceStart: Duration) -> Int64 {
         min(wallNowMs, wallAtStartMs.saturatingAdd(sinceStart.wholeNanoseconds / 1_000_000))
     }
+
+    /// Where that clock starts. A lead started after the clock stepped forward while it was
+    /// down cannot tell the step from time passing (the monotonic clock restarts with a boot):
+    /// it starts no later than the newest row it holds, so that what it deletes by age is old
+    /// by the store's own account. After real downtime that keeps rows longer, within the
+    /// count and byte bounds.
+    public static func startMs(wallAtStartMs: Int64, newestStoredMs: Int64?) -> Int64 {
+        min(wallAtStartMs, newestStoredMs ?? wallAtStartMs)
+    }
 }

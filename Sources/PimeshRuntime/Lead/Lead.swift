@@ -133,7 +133,7 @@ public struct Lead: Sendable {
         tasks.reportOutcomes { capability, agent, succeeded, error in
             incidents.recordOutcome(capability: capability, agent: agent, succeeded: succeeded, error: error)
         }
-        tasks.restoreTotals(try taskStore.totals())
+        tasks.restoreTotals(try taskStore.totals(), newestFinishedAtMs: try taskStore.newestFinishedAtMs())
         let unfinished = try taskStore.loadOpen()
         tasks.restore(unfinished)
         if !unfinished.isEmpty {

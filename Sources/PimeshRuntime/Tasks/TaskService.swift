@@ -140,8 +140,9 @@ final class TaskService: Service, Sendable {
     let settings: Settings
     let registry: AgentRegistry
     let writer: StoreWriter
-    /// Made with the service, at the lead's start: what retention deletes is judged on it.
-    let retentionClock = RetentionClock()
+    /// Made at the lead's start, from the newest finish the store holds (`restoreTotals`):
+    /// what retention deletes is judged on it.
+    private let retentionClock = Mutex(RetentionClock())
     let store: TaskStore
     let kpis: KPIRecorder
     let metrics: LeadMetrics
@@ -377,7 +378,7 @@ final class TaskService: Service, Sendable {
         let retention = settings.retention
         let batch = settings.pruneBatch
         let outcome = Mutex(TaskStore.Pruned())
-        let nowMs = retentionClock.nowMs()
+        let nowMs = retentionClock.withLock { $0 }.nowMs()
         try await writer.write { connection in
             let pruned = try TaskStore.pruneFinished(
                 retention: retention, nowMs: nowMs, batch: batch, makeRoom: makeRoom, in: connection)
@@ -410,7 +411,8 @@ final class TaskService: Service, Sendable {
     }
 
     /// Starts the counts from what the store holds when the lead starts.
-    func restoreTotals(_ totals: TaskStore.Totals) {
+    func restoreTotals(_ totals: TaskStore.Totals, newestFinishedAtMs: Int64?) {
+        retentionClock.withLock { $0 = RetentionClock(newestStoredMs: newestFinishedAtMs) }
         state.withLock { state in
             state.storedBytes = totals.bytes
             state.storedFinished = totals.finished
