@@ -188,5 +188,31 @@ public enum Schema {
             )
             """,
         ]),
+        // Retention's count and byte bounds delete the earliest finished first. By wall clock,
+        // a clock stepped back made the newest look earliest: they were deleted and their
+        // idempotency keys forgotten, so a resubmission ran twice. The store numbers finishes in
+        // commit order instead; rows finished before this version keep NULL and go first.
+        Migration(version: 9, statements: [
+            "ALTER TABLE tasks ADD COLUMN finish_seq INTEGER",
+            "CREATE INDEX tasks_finish_order ON tasks(finish_seq, id, stored_bytes, finished_at_ms, submitted_at_ms) WHERE state NOT IN ('queued', 'assigned', 'running')",
+            """
+            CREATE TRIGGER tasks_finish_order_on_insert AFTER INSERT ON tasks
+            WHEN NEW.state NOT IN ('queued', 'assigned', 'running') AND NEW.finish_seq IS NULL
+            BEGIN
+                UPDATE tasks SET finish_seq = (
+                    SELECT ifnull(max(finish_seq), 0) + 1 FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running'))
+                WHERE id = NEW.id;
+            END
+            """,
+            """
+            CREATE TRIGGER tasks_finish_order_on_update AFTER UPDATE OF state ON tasks
+            WHEN NEW.state NOT IN ('queued', 'assigned', 'running') AND NEW.finish_seq IS NULL
+            BEGIN
+                UPDATE tasks SET finish_seq = (
+                    SELECT ifnull(max(finish_seq), 0) + 1 FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running'))
+                WHERE id = NEW.id;
+            END
+            """,
+        ]),
     ]
 }

@@ -178,8 +178,10 @@ public struct TaskStore: Sendable {
         public init() {}
     }
 
-    /// Deletes up to `batch` finished tasks that `retention` no longer keeps, oldest finish first.
-    /// Runs inside the writer's transaction, so the totals it judges by include every queued write.
+    /// Deletes up to `batch` finished tasks that `retention` no longer keeps, earliest finish
+    /// first: in the order the store committed the finishes (`finish_seq`, Schema version 9),
+    /// not by the wall clock, which can step back. Runs inside the writer's transaction, so the
+    /// totals it judges by include every queued write.
     public static func pruneFinished(
         retention: TaskRetention, nowMs: Int64, batch: Int, makeRoom: Bool, in connection: Connection
     ) throws -> Pruned {
@@ -188,7 +190,7 @@ public struct TaskStore: Sendable {
         let oldest = try connection.query(
             """
             SELECT id, ifnull(finished_at_ms, submitted_at_ms), stored_bytes FROM tasks
-            WHERE state NOT IN ('queued', 'assigned', 'running') ORDER BY finished_at_ms, id LIMIT ?
+            WHERE state NOT IN ('queued', 'assigned', 'running') ORDER BY finish_seq, id LIMIT ?
             """, [.integer(Int64(batch))]
         ) { (id: $0.text(0), finishedAtMs: $0.int64(1), bytes: $0.int(2)) }
         let count = retention.prunable(

@@ -34,6 +34,39 @@ import Testing
         #expect(try store.countByState() == [.queued: 1, .running: 1, .succeeded: 1])
     }
 
+    /// The clock stepped back five hours between two finishes: the count bound deletes the
+    /// task that finished first, by the store's commit order, not the one whose wall-clock
+    /// finish reads earlier (it finished last, and its idempotency key must still be known).
+    @Test func retentionDeletesTheEarliestFinishedNotTheEarliestByWallClock() throws {
+        let database = try Database(path: directory + "/order.db")
+        let beforeStep: Int64 = 1_800_000_000_000
+        var first = task("first", state: .running, key: "k-first")
+        var second = task("second", state: .queued, key: "k-second")
+        try database.transaction { connection in
+            try TaskStore.save(first, in: connection)
+            try TaskStore.save(second, in: connection)
+        }
+        first.state = .succeeded
+        first.finishedAtMs = beforeStep
+        try database.transaction { try TaskStore.save(first, in: $0) }
+        second.state = .failed
+        second.finishedAtMs = beforeStep - 5 * 3_600_000
+        try database.transaction { try TaskStore.save(second, in: $0) }
+        // Skipped at submission: finished as it is first stored.
+        var third = task("third", state: .skipped, key: "k-third")
+        third.finishedAtMs = beforeStep - 5 * 3_600_000 + 1
+        try database.transaction { try TaskStore.save(third, in: $0) }
+        let keepTwo = TaskRetention(maxAgeMs: 7 * 86_400_000, maxFinished: 2, maxBytes: 64 << 20)
+        let pruned = try database.transaction { connection in
+            try TaskStore.pruneFinished(retention: keepTwo, nowMs: beforeStep, batch: 256, makeRoom: false, in: connection)
+        }
+        #expect(pruned.ids == ["first"])
+        let store = TaskStore(database: database)
+        #expect(try store.load(idempotencyKey: "k-second")?.id == "second")
+        #expect(try store.load(idempotencyKey: "k-third")?.id == "third")
+        #expect(try store.newestFinishedAtMs() == beforeStep - 5 * 3_600_000 + 1)
+    }
+
     @Test func anIdempotencyKeyNamesOneTask() throws {
         let database = try Database(path: directory + "/k.db")
         try database.transaction { try TaskStore.save(task("a", state: .queued, key: "same"), in: $0) }

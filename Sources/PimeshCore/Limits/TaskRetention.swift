@@ -30,9 +30,9 @@ public struct TaskRetention: Sendable, Equatable {
         storedBytes + bytes <= maxBytes
     }
 
-    /// How many of `oldest` (finished tasks, oldest finish first) to prune: those past the age,
-    /// those over the count, and, when `makeRoom` or over the budget, enough to get back under
-    /// the low-water mark.
+    /// How many of `oldest` (finished tasks, earliest finish first, in the store's commit order)
+    /// to prune: those past the age, those over the count, and, when `makeRoom` or over the
+    /// budget, enough to get back under the low-water mark.
     public func prunable(
         oldest: [(finishedAtMs: Int64, bytes: Int)], finishedCount: Int, storedBytes: Int, nowMs: Int64, makeRoom: Bool = false
     ) -> Int {
