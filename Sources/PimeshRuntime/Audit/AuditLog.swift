@@ -361,6 +361,14 @@ struct SystemClockStatus: Sendable {
         pimesh_clock_synchronized() == 1
     }
 
+    /// nil when the kernel would not say (adjtimex refused, as a seccomp filter may).
+    var synchronized: Bool? {
+        switch pimesh_clock_synchronized() {
+        case -1: nil
+        case let state: state == 1
+        }
+    }
+
     static func bootID(procRoot: String = "/proc") -> String {
         (try? FileIO.readText(path: procRoot + "/sys/kernel/random/boot_id"))?.filter { $0 != "\n" } ?? "unknown"
     }

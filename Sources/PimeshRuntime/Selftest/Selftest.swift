@@ -262,7 +262,10 @@ public struct Selftest: Sendable {
         // A date after 2024 proves little: fake-hwclock restores the time saved at shutdown.
         // The kernel knows whether NTP has disciplined the clock (adjtimex, as the audit log's
         // clock_synced): until then, the first sync steps it by however long the Pi was off.
-        guard SystemClockStatus().isSynchronized else {
+        guard let synchronized = SystemClockStatus().synchronized else {
+            return (.fail, "the wall clock reads \(UTCTime.iso8601(epochMs: wallMs)); whether NTP synchronized it is unknown: adjtimex failed (\(String(cString: strerror(errno))))")
+        }
+        guard synchronized else {
             return (
                 .fail,
                 "the wall clock reads \(UTCTime.iso8601(epochMs: wallMs)) and is not synchronized (adjtimex): it will step when NTP "
