@@ -132,6 +132,21 @@ import Testing
         #expect(extreme.observe(wallMs: .min, now: Instant(nanoseconds: .max)) != nil, "extremes do not trap")
     }
 
+    /// The last audit row a lead wrote against the clocks now: a step while no lead ran shows
+    /// on the same boot only, where the monotonic clock went on.
+    @Test func aStepWhileNoLeadRanShowsOnTheSameBootOnly() {
+        let wallMs: Int64 = 1_800_000_000_000
+        let later = 3_600_000 as Int64
+        func step(_ nowWallMs: Int64, boot: String = "b1") -> Int64? {
+            ClockStepDetector.stepSince(
+                wallMs: wallMs, monoMs: 50_000, bootID: "b1", nowWallMs: nowWallMs, nowMonoMs: 50_000 + later, nowBootID: boot)
+        }
+        #expect(step(wallMs + later) == nil, "an hour down, no step")
+        #expect(step(wallMs + later + 8 * 86_400_000) == Int64(8 * 86_400_000))
+        #expect(step(wallMs + later - 7_200_000) == Int64(-7_200_000))
+        #expect(step(wallMs + later + 8 * 86_400_000, boot: "b2") == nil, "another boot: the monotonic clock started again")
+    }
+
     @Test func describesTheStepForAnOperator() {
         #expect(ClockStepDetector.describe(stepMs: 3 * 3_600_000 + 2 * 60_000 + 5_000) == "forward by 3 h 2 min 5 s")
         #expect(ClockStepDetector.describe(stepMs: -1_500) == "back by 1.5 s")

@@ -164,6 +164,10 @@ import Testing
         client = try lead.client()
         #expect(!eventually(timeout: 5) { (try? client.task(id: keyed.id)) == nil }, "retention deleted it at start")
         #expect(try client.submit(.init(capability: "nobody", payload: "once", idempotencyKey: "before-the-step")).id == keyed.id)
+        // On the same boot the monotonic clock went on, so the new lead knows of the step and
+        // ages what it restores without it: the queued task is still minutes old, not 8 days.
+        #expect(try events(lead).contains { $0.kind == "clock_stepped" && $0.detail.contains("forward by 8 d") && $0.detail.contains("while no lead ran") })
+        #expect(try client.task(id: waiting.id).state == "queued")
         withExtendedLifetime(swarm) {}
         #expect(lead.terminate() == 0)
         let verified = try runPimesh(["audit", "verify", "--data-dir", dataDir])

@@ -58,6 +58,19 @@ public struct ClockStepDetector: Sendable {
         return unreported
     }
 
+    /// How far the wall clock stepped between an earlier reading of both clocks (the last
+    /// audit row a lead wrote) and now: a step while no lead ran. Only on the same boot, where
+    /// the monotonic clock went on; nil across a reboot, or when under `threshold`.
+    public static func stepSince(
+        wallMs: Int64, monoMs: Int64, bootID: String, nowWallMs: Int64, nowMonoMs: Int64, nowBootID: String,
+        threshold: Duration = .seconds(1)
+    ) -> Int64? {
+        guard bootID == nowBootID, bootID != "unknown" else { return nil }
+        let stepMs = nowWallMs.saturatingSubtract(nowMonoMs).saturatingSubtract(wallMs.saturatingSubtract(monoMs))
+        let size = stepMs == .min ? Int64.max : abs(stepMs)
+        return Double(size) > threshold.milliseconds ? stepMs : nil
+    }
+
     /// "forward by 3 h 2 min 5 s", "back by 1.5 s".
     public static func describe(stepMs: Int64) -> String {
         let direction = stepMs >= 0 ? "forward" : "back"

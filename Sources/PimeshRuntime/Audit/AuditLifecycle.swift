@@ -34,6 +34,15 @@ struct AuditLifecycle: Service {
         }
     }
 
+    /// How far the wall clock stepped since the last row a lead wrote, on this boot; nil when
+    /// it did not, on another boot, or before the first row.
+    static func clockStepSinceLastLead(_ audit: AuditLog, store: AuditStore) -> Int64? {
+        guard audit.tip.seq > 0, let last = try? store.record(seq: audit.tip.seq) else { return nil }
+        return ClockStepDetector.stepSince(
+            wallMs: last.wallMs, monoMs: last.monoMs, bootID: last.bootID, nowWallMs: Clock.wallMilliseconds(),
+            nowMonoMs: Clock.monotonicNow().nanoseconds / 1_000_000, nowBootID: SystemClockStatus.bootID())
+    }
+
     static func started(_ audit: AuditLog, configFile: String?, configBytes: [UInt8]?) {
         let digest = configBytes.map { Hex.encode(Array(SHA256.hash(data: $0))) } ?? "defaults"
         audit.record(

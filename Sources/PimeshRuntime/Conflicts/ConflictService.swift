@@ -33,13 +33,14 @@ final class ConflictService: Sendable {
     }
 
     /// Quarantines survive restarts.
-    func restore() throws {
+    /// `nowWallMs`: the wall clock as stored times read it (Lead: without a step made while no
+    /// lead ran).
+    func restore(nowWallMs: Int64 = Clock.wallMilliseconds()) throws {
         for quarantine in try store.quarantines() {
             registry.setQuarantined(quarantine.agentID, true)
         }
         let open = try store.unresolved(limit: Self.maxTracked)
         let now = Clock.monotonicNow()
-        let nowWallMs = Clock.wallMilliseconds()
         unresolved.withLock { $0 = open.reversed().map { ($0, WallAge.instant(ofWallMs: $0.atMs, nowWallMs: nowWallMs, now: now)) } }
     }
 

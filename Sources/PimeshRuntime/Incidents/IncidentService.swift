@@ -61,8 +61,12 @@ final class IncidentService: Sendable {
         self.logger = logger
     }
 
-    /// Goes on with the incidents a previous lead left open.
-    static func open(settings: Settings, writer: StoreWriter, audit: AuditLog?, nodeID: String, logger: Logger) throws -> IncidentService {
+    /// Goes on with the incidents a previous lead left open. `restoreWallMs`: the wall clock as
+    /// their stored times read it (Lead: without a step made while no lead ran).
+    static func open(
+        settings: Settings, writer: StoreWriter, audit: AuditLog?, nodeID: String, restoreWallMs: Int64 = Clock.wallMilliseconds(),
+        logger: Logger
+    ) throws -> IncidentService {
         let store = IncidentStore(database: writer.database)
         var stored: [Incident] = []
         for row in try store.open() {
@@ -73,8 +77,7 @@ final class IncidentService: Sendable {
             }
         }
         let book = IncidentBook(
-            settings: settings.book, restoring: stored, nextID: try store.maxID() + 1, now: Clock.monotonicNow(),
-            wallMs: Clock.wallMilliseconds())
+            settings: settings.book, restoring: stored, nextID: try store.maxID() + 1, now: Clock.monotonicNow(), wallMs: restoreWallMs)
         if !stored.isEmpty { logger.notice("open incidents carried over", metadata: ["incidents": "\(stored.count)"]) }
         return IncidentService(settings: settings, book: book, writer: writer, audit: audit, nodeID: nodeID, logger: logger)
     }

@@ -108,17 +108,28 @@ public struct Lead: Sendable {
         let kpis = KPIRecorder()
         let nodeHealth = NodeHealth()
         let audit = try AuditLog.open(writer: writer, key: nodeKey, headEveryRows: Int64(config.audit.headEveryRows), logger: logger)
+        // Read before this start adds rows: the last the previous lead wrote.
+        let steppedWhileDownMs = AuditLifecycle.clockStepSinceLastLead(audit, store: AuditStore(database: database))
         AuditLifecycle.started(audit, configFile: config.configFile, configBytes: config.configFile.flatMap { try? FileIO.read(path: $0) })
         try AuditLifecycle.restored(audit, store: AuditStore(database: database))
         let events = HealthEventLog(audit: audit)
+        if let steppedWhileDownMs {
+            let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: steppedWhileDownMs)) while no lead ran (same boot): "
+                + "what was stored before is aged without the step"
+            events.append(kind: "clock_stepped", agent: nil, detail: detail)
+            logger.warning("\(detail)")
+        }
+        // Stored wall-clock times (queued tasks, open conflicts and incidents) are in the time
+        // base before that step: they are aged against the wall clock as it would read without it.
+        let restoreWallMs = Clock.wallMilliseconds().saturatingSubtract(steppedWhileDownMs ?? 0)
         let incidents = try IncidentService.open(
             settings: Self.incidentSettings(config, directory: dataDir + "/incidents"), writer: writer, audit: audit,
-            nodeID: nodeKey.nodeID, logger: logger)
+            nodeID: nodeKey.nodeID, restoreWallMs: restoreWallMs, logger: logger)
         events.observe { kind, agent, detail, atMs in incidents.noteEvent(kind: kind, agent: agent, detail: detail, atMs: atMs) }
         writer.onBatchEnd { _, failure in incidents.setIntegrity("store", failing: failure.map { "commits fail: \($0)" }) }
         let conflicts = ConflictService(
             registry: registry, writer: writer, store: ConflictStore(database: database), metrics: metrics, logger: logger)
-        try conflicts.restore()
+        try conflicts.restore(nowWallMs: restoreWallMs)
         let taskStore = TaskStore(database: database)
         let tasks = TaskService(
             settings: .init(
@@ -135,7 +146,7 @@ public struct Lead: Sendable {
         }
         tasks.restoreTotals(try taskStore.totals(), newestFinishedAtMs: try taskStore.newestFinishedAtMs())
         let unfinished = try taskStore.loadOpen()
-        tasks.restore(unfinished)
+        tasks.restore(unfinished, nowWallMs: restoreWallMs)
         if !unfinished.isEmpty {
             logger.info("unfinished tasks requeued", metadata: ["tasks": "\(unfinished.count)"])
         }

@@ -189,7 +189,7 @@ final class TaskService: Service, Sendable {
 
     /// Tasks accepted before a restart and never finished go back to the queue with their
     /// attempt count; they are dispatched once agents heartbeat again.
-    func restore(_ rows: [TaskRow], now: Instant = Clock.monotonicNow(), nowWallMs: Int64 = Clock.wallMilliseconds()) {
+    func restore(_ rows: [TaskRow], nowWallMs: Int64 = Clock.wallMilliseconds(), now: Instant = Clock.monotonicNow()) {
         state.withLock { state in
             for var row in rows {
                 row.state = .queued
