@@ -195,24 +195,18 @@ public enum Schema {
         Migration(version: 9, statements: [
             "ALTER TABLE tasks ADD COLUMN finish_seq INTEGER",
             "CREATE INDEX tasks_finish_order ON tasks(finish_seq, id, stored_bytes, finished_at_ms, submitted_at_ms) WHERE state NOT IN ('queued', 'assigned', 'running')",
-            """
-            CREATE TRIGGER tasks_finish_order_on_insert AFTER INSERT ON tasks
-            WHEN NEW.state NOT IN ('queued', 'assigned', 'running') AND NEW.finish_seq IS NULL
-            BEGIN
-                UPDATE tasks SET finish_seq = (
-                    SELECT ifnull(max(finish_seq), 0) + 1 FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running'))
-                WHERE id = NEW.id;
-            END
-            """,
-            """
-            CREATE TRIGGER tasks_finish_order_on_update AFTER UPDATE OF state ON tasks
-            WHEN NEW.state NOT IN ('queued', 'assigned', 'running') AND NEW.finish_seq IS NULL
-            BEGIN
-                UPDATE tasks SET finish_seq = (
-                    SELECT ifnull(max(finish_seq), 0) + 1 FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running'))
-                WHERE id = NEW.id;
-            END
-            """,
+            "CREATE TRIGGER tasks_finish_order_on_insert AFTER INSERT ON tasks " + numberTheFinish,
+            "CREATE TRIGGER tasks_finish_order_on_update AFTER UPDATE OF state ON tasks " + numberTheFinish,
         ]),
     ]
+
+    /// Schema 9's trigger body: a task that has just finished gets the next finish number.
+    private static let numberTheFinish = """
+        WHEN NEW.state NOT IN ('queued', 'assigned', 'running') AND NEW.finish_seq IS NULL
+        BEGIN
+            UPDATE tasks SET finish_seq = (
+                SELECT ifnull(max(finish_seq), 0) + 1 FROM tasks WHERE state NOT IN ('queued', 'assigned', 'running'))
+            WHERE id = NEW.id;
+        END
+        """
 }

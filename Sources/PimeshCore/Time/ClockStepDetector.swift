@@ -42,8 +42,7 @@ public struct ClockStepDetector: Sendable {
         let offsetMs = wallMs.saturatingSubtract(now.nanoseconds / 1_000_000)
         if let lastOffsetMs {
             let stepMs = offsetMs.saturatingSubtract(lastOffsetMs)
-            let size = stepMs == .min ? Int64.max : abs(stepMs)
-            if Double(size) > threshold.milliseconds {
+            if Self.isStep(stepMs, threshold) {
                 lastStepAt = now
                 unreported.steps += 1
                 unreported.netMs = unreported.netMs.saturatingAdd(stepMs)
@@ -67,8 +66,11 @@ public struct ClockStepDetector: Sendable {
     ) -> Int64? {
         guard bootID == nowBootID, bootID != "unknown" else { return nil }
         let stepMs = nowWallMs.saturatingSubtract(nowMonoMs).saturatingSubtract(wallMs.saturatingSubtract(monoMs))
-        let size = stepMs == .min ? Int64.max : abs(stepMs)
-        return Double(size) > threshold.milliseconds ? stepMs : nil
+        return isStep(stepMs, threshold) ? stepMs : nil
+    }
+
+    private static func isStep(_ stepMs: Int64, _ threshold: Duration) -> Bool {
+        Double(stepMs == .min ? Int64.max : abs(stepMs)) > threshold.milliseconds
     }
 
     /// "forward by 3 h 2 min 5 s", "back by 1.5 s".

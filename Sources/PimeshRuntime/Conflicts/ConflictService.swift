@@ -155,7 +155,10 @@ final class ConflictService: Sendable {
                 // The age the incident triggers use, and the deadline on today's wall clock.
                 let since = trackedSince[record.seq] ?? WallAge.instant(ofWallMs: record.atMs, nowWallMs: nowMs, now: now)
                 let ageMs = (now - since).wholeNanoseconds / 1_000_000
-                entry.resolveByMs = within.map { nowMs - ageMs + Int64($0.milliseconds) }
+                // Its own time unless the wall clock stepped since: then when it was recorded
+                // by today's wall clock.
+                let recordedMs = abs(nowMs - ageMs - record.atMs) > 1_000 ? nowMs - ageMs : record.atMs
+                entry.resolveByMs = within.map { recordedMs + Int64($0.milliseconds) }
                 entry.overdue = ConflictPolicy.isOverdue(priority: record.priority, ageMs: ageMs)
             }
             return entry
