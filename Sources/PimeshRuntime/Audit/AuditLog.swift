@@ -358,7 +358,7 @@ public final class AuditLog: Sendable {
 /// NTPSynchronized reads too and which exists without systemd.
 struct SystemClockStatus: Sendable {
     var isSynchronized: Bool {
-        pimesh_clock_synchronized() == 1
+        synchronized == true
     }
 
     /// nil when the kernel would not say (adjtimex refused, as a seccomp filter may).
