@@ -3,6 +3,13 @@ import CSQLite
 /// A borrowed connection, valid inside `Database.withConnection` or `transaction` only.
 public struct Connection {
     let handle: OpaquePointer
+    /// The connection's prepared statements, reused by `run` and `query`; nil prepares each time.
+    let statements: StatementCache?
+
+    init(handle: OpaquePointer, statements: StatementCache? = nil) {
+        self.handle = handle
+        self.statements = statements
+    }
 
     /// False once SQLite has rolled the transaction back by itself, as it may after a full disk
     /// or an I/O error: savepoints are gone with it.
@@ -22,14 +29,14 @@ public struct Connection {
 
     /// Runs a statement with bound values, once.
     public func run(_ sql: String, _ values: [SQLValue] = []) throws {
-        let statement = try Statement(connection: handle, sql: sql)
+        let statement = try Statement(connection: handle, sql: sql, cache: statements)
         try statement.bind(values)
         _ = try statement.step()
     }
 
     /// Runs a query and maps each row.
     public func query<T>(_ sql: String, _ values: [SQLValue] = [], row: (Row) throws -> T) throws -> [T] {
-        let statement = try Statement(connection: handle, sql: sql)
+        let statement = try Statement(connection: handle, sql: sql, cache: statements)
         try statement.bind(values)
         var result: [T] = []
         while try statement.step() {
@@ -88,20 +95,26 @@ final class Statement {
     let handle: OpaquePointer
     private let connection: OpaquePointer
     private let sql: String
+    private let cache: StatementCache?
 
-    init(connection: OpaquePointer, sql: String) throws {
+    init(connection: OpaquePointer, sql: String, cache: StatementCache? = nil) throws {
+        self.connection = connection
+        self.sql = sql
+        self.cache = cache
+        if let cached = cache?.take(sql) {
+            handle = cached
+            return
+        }
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v2(connection, sql, -1, &statement, nil)
         guard rc == SQLITE_OK, let statement else {
             throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: sql)
         }
         self.handle = statement
-        self.connection = connection
-        self.sql = sql
     }
 
     deinit {
-        sqlite3_finalize(handle)
+        if let cache { cache.keep(handle, sql: sql) } else { sqlite3_finalize(handle) }
     }
 
     // SQLite copies text and blobs bound with SQLITE_TRANSIENT before returning.
@@ -132,5 +145,69 @@ final class Statement {
         case SQLITE_DONE: return false
         case let rc: throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: sql)
         }
+    }
+}
+
+/// Prepared statements of one connection, kept for the next run of the same SQL, used only
+/// while that connection's lock is held.
+///
+/// Preparing the task upsert (twenty columns, an upsert clause and the finish-order triggers)
+/// took 70 µs of the writer's thread, three times per task: most of the writer's time per task
+/// in benchmarks/tasks.sh. Kept, it costs about 39 KB, so the cache is bounded by the bytes
+/// SQLite reports for its statements, not by their count; past `byteLimit` the least recently
+/// used go (the lead's writer keeps about 64 KB). A statement is taken out while it runs, so a nested run of the same SQL prepares a
+/// second one instead of resetting the first under its caller.
+final class StatementCache {
+    /// Counted in the lead's private memory, whose budget at 100 agents is 4 MiB (DESIGN.md §10).
+    static let byteLimit = 128 * 1024
+
+    private struct Entry {
+        var handle: OpaquePointer
+        var bytes: Int
+        var lastUse: UInt64
+    }
+
+    private var entries: [String: Entry] = [:]
+    private var uses: UInt64 = 0
+    let byteLimit: Int
+    private(set) var bytes = 0
+
+    init(byteLimit: Int = StatementCache.byteLimit) {
+        self.byteLimit = byteLimit
+    }
+
+    var count: Int { entries.count }
+
+    func take(_ sql: String) -> OpaquePointer? {
+        guard let entry = entries.removeValue(forKey: sql) else { return nil }
+        bytes -= entry.bytes
+        return entry.handle
+    }
+
+    /// Takes back a statement after its run: reset (a SELECT left mid-way would hold a read
+    /// transaction open) and its values cleared (a bound payload would stay in memory).
+    func keep(_ handle: OpaquePointer, sql: String) {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        let size = Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_MEMUSED, 0))
+        guard size <= byteLimit, entries[sql] == nil else {
+            sqlite3_finalize(handle)
+            return
+        }
+        while bytes + size > byteLimit, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+            entries[oldest.key] = nil
+            bytes -= oldest.value.bytes
+            sqlite3_finalize(oldest.value.handle)
+        }
+        uses += 1
+        entries[sql] = Entry(handle: handle, bytes: size, lastUse: uses)
+        bytes += size
+    }
+
+    /// Finalizes every statement: before the connection closes, which would otherwise wait for them.
+    func removeAll() {
+        for entry in entries.values { sqlite3_finalize(entry.handle) }
+        entries.removeAll()
+        bytes = 0
     }
 }

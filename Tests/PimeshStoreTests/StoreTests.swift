@@ -104,3 +104,109 @@ func temporaryDirectory() -> String {
         #expect(throws: StoreError.self) { try Database(path: path) }
     }
 }
+
+@Suite struct StatementCacheTests {
+    let directory = temporaryDirectory()
+
+    func database(_ name: String) throws -> Database {
+        let database = try Database(path: directory + "/" + name)
+        try database.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        return database
+    }
+
+    @Test func aStatementRunAgainIsTheOnePreparedBefore() throws {
+        let database = try database("again.db")
+        func insertAndCount(_ index: Int) throws -> (rows: Int, kept: Int) {
+            try database.withConnection { connection in
+                try connection.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("k\(index)"), .integer(Int64(index))])
+                let rows = try connection.query("SELECT count(*) FROM kv") { $0.int(0) }.first ?? 0
+                return (rows, connection.statements?.count ?? 0)
+            }
+        }
+        let first = try insertAndCount(0)
+        var last = first
+        for index in 1..<50 { last = try insertAndCount(index) }
+        #expect(last.rows == 50)
+        // The INSERT and the SELECT prepared once, not fifty times.
+        #expect(first.kept >= 2 && last.kept == first.kept)
+    }
+
+    @Test func aKeptStatementHoldsNoValueOfItsLastRun() throws {
+        let database = try database("cleared.db")
+        try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("a"), .integer(1)]) }
+        // Bound only the key: the value left out must be NULL (refused by NOT NULL), not the 1 of the run before.
+        #expect(throws: StoreError.self) {
+            try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("b")]) }
+        }
+        let rows = try database.read { try $0.query("SELECT k, v FROM kv ORDER BY k") { "\($0.text(0))=\($0.int(1))" } }
+        #expect(rows == ["a=1"])
+    }
+
+    @Test func aStatementThatFailedRunsAgain() throws {
+        let database = try database("failed.db")
+        try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("a"), .integer(1)]) }
+        #expect(throws: StoreError.self) {
+            try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("a"), .integer(2)]) }
+        }
+        try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text("b"), .integer(3)]) }
+        let rows = try database.read { try $0.query("SELECT k, v FROM kv ORDER BY k") { "\($0.text(0))=\($0.int(1))" } }
+        #expect(rows == ["a=1", "b=3"])
+    }
+
+    /// A query's row closure may run the same SQL: it gets a statement of its own, and the
+    /// outer one goes on where it was.
+    @Test func theSameSQLRunInsideItsOwnRowsGetsAStatementOfItsOwn() throws {
+        let database = try database("nested.db")
+        for key in ["a", "b", "c"] {
+            try database.withConnection { try $0.run("INSERT INTO kv (k, v) VALUES (?, ?)", [.text(key), .integer(1)]) }
+        }
+        let pairs = try database.withConnection { connection in
+            try connection.query("SELECT k FROM kv ORDER BY k") { row in
+                let outer = row.text(0)
+                let inner = try connection.query("SELECT k FROM kv ORDER BY k") { $0.text(0) }
+                return "\(outer):\(inner.joined())"
+            }
+        }
+        #expect(pairs == ["a:abc", "b:abc", "c:abc"])
+    }
+
+    /// A SELECT kept mid-way would hold its read transaction: the WAL could not be checkpointed
+    /// past it and would grow on the SD card, and the writer's next BEGIN would fail.
+    @Test func aQueryLeftMidwayHoldsNoReadTransaction() throws {
+        let database = try database("midway.db")
+        // Written without kept statements: only the SELECT's is under test.
+        for index in 0..<10 { try database.execute("INSERT INTO kv (k, v) VALUES ('k\(index)', 1)") }
+        struct Enough: Error {}
+        #expect(throws: Enough.self) {
+            try database.withConnection { connection in
+                _ = try connection.query("SELECT k FROM kv") { _ in throw Enough() }
+            }
+        }
+        try database.execute("INSERT INTO kv (k, v) VALUES ('late', 1)")
+        // busy, frames in the WAL, frames checkpointed: busy 0 means no reader held it back.
+        let checkpoint = try database.withConnection { try $0.query("PRAGMA wal_checkpoint(TRUNCATE)") { [$0.int(0), $0.int(1), $0.int(2)] } }
+        #expect(checkpoint.first?.first == 0)
+    }
+
+    @Test func keptStatementsStayWithinTheirBytes() throws {
+        let database = try database("bounded.db")
+        let cache = StatementCache(byteLimit: 16 * 1024)
+        let texts = (0..<200).map { "SELECT k, v, \($0) FROM kv WHERE k = ? AND v > \($0)" }
+        try database.withConnection { connection in
+            let bounded = Connection(handle: connection.handle, statements: cache)
+            for text in texts { _ = try bounded.query(text, [.text("x")]) { $0.int(0) } }
+            // The most recent stays, the oldest went.
+            #expect(cache.bytes <= 16 * 1024)
+            #expect(cache.count > 0 && cache.count < 200)
+            #expect(cache.take(texts[199]) != nil)
+            #expect(cache.take(texts[0]) == nil)
+            cache.removeAll()
+        }
+        #expect(cache.count == 0 && cache.bytes == 0)
+        // The lead's own connections hold no more than their limit, however many statements ran.
+        try database.withConnection { connection in
+            for text in texts { _ = try connection.query(text, [.text("x")]) { $0.int(0) } }
+            #expect((connection.statements?.bytes ?? .max) <= StatementCache.byteLimit)
+        }
+    }
+}

@@ -362,10 +362,10 @@ public final class StoreWriter: Service, Sendable {
             var results: [Result<Void, any Error>] = []
             do {
                 for pending in batch {
-                    try connection.execute("SAVEPOINT write")
+                    try connection.run("SAVEPOINT write")
                     do {
                         try pending.write(connection)
-                        try connection.execute("RELEASE write")
+                        try connection.run("RELEASE write")
                         results.append(.success(()))
                     } catch {
                         // Out of space, the batch fails as a whole, in order: committing the
@@ -373,8 +373,8 @@ public final class StoreWriter: Service, Sendable {
                         // after a newer one. And SQLite may have rolled the transaction back
                         // itself: the writes after this one must not run outside it.
                         guard connection.inTransaction, !database.isOutOfSpace(error) else { throw error }
-                        try connection.execute("ROLLBACK TO write")
-                        try connection.execute("RELEASE write")
+                        try connection.run("ROLLBACK TO write")
+                        try connection.run("RELEASE write")
                         results.append(.failure(error))
                     }
                 }
