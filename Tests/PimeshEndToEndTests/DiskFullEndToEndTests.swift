@@ -111,6 +111,13 @@ import Testing
         #expect((status.store.failedBatches ?? 0) >= 1)
         let shown = try runPimesh(["status", "--data-dir", dataDir])
         #expect(shown.output.contains("COMMITS FAILING"), "\(shown.output)")
+        // Not ready while it can store nothing, and says why; alive all the same.
+        let notReady = try client.http.request("GET", "/readyz")
+        let readiness = (try JSONSerialization.jsonObject(with: Data(notReady.body)) as? [String: Any]) ?? [:]
+        #expect(notReady.status == 503 && readiness["status"] as? String == "store_failing", "\(notReady.status) \(notReady.text)")
+        #expect((readiness["error"] as? String ?? "").contains("the store is full"), "\(notReady.text)")
+        #expect(readiness["failing_for_s"] is Double || readiness["failing_for_s"] is Int, "\(notReady.text)")
+        #expect(try client.http.request("GET", "/healthz").status == 200)
 
         // Decided while full, stored once there is room: "other" takes its task and fails.
         let otherBeat = try HeartbeatThread(credentials: other)
@@ -154,6 +161,7 @@ import Testing
         #expect(try client.task(id: task.id).attempts == 1)
         accepted.append(try client.submit(.init(capability: "nobody", payload: "after")).id)
         #expect(eventually(timeout: 10) { try lead.status().store.failing == nil })
+        #expect(try client.http.request("GET", "/readyz").status == 200)
         let health = try workerHealth()
         #expect(health?.condition == "alive", "\(String(describing: health))")
         // Every task the lead accepted is stored once; none it refused is.
@@ -188,7 +196,8 @@ import Testing
         defer { _ = lead.terminate() }
         let token = try String(contentsOfFile: dataDir + "/" + LeadEndpoint.tokenFileName, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let client = LeadClient(address: .loopback(host: "127.0.0.1", port: apiPort), token: token)
-        #expect(eventually(timeout: 20) { (try? client.get("/readyz")) != nil })
+        // Answers at all: ready, or not ready because its store fails.
+        #expect(eventually(timeout: 20) { (try? client.http.request("GET", "/readyz")) != nil })
         #expect(!FileManager.default.fileExists(atPath: dataDir + "/lead.json"))
         let stopped = try runPimesh(["status", "--data-dir", dataDir])
         #expect(stopped.status != 0)

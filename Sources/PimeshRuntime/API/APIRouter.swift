@@ -19,9 +19,8 @@ enum APIRouter {
             JSONResponse.make(status: .ok, ["status": "ok"])
         }
         router.get("/readyz") { _, _ in
-            state.ready.isReady
-                ? JSONResponse.make(status: .ok, ["status": "ready"])
-                : JSONResponse.make(status: .serviceUnavailable, ["status": "starting"])
+            let readiness = state.readiness
+            return JSONResponse.make(status: readiness.isReady ? .ok : .serviceUnavailable, readiness)
         }
         router.get("/metrics") { _, _ in
             // Loopback only and free of secrets, so scrapers need no token.

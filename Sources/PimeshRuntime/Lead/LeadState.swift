@@ -96,6 +96,25 @@ final class LeadState: Sendable {
         set { apiEndpoint.withLock { $0 = newValue } }
     }
 
+    /// What `/readyz` answers. Ready means the lead can take work, which it cannot while its
+    /// commits fail (a full SD card, an I/O error): every write then answers 507 or 500, and a
+    /// monitor that reads 200 would not know. Back to ready at the first commit that succeeds.
+    struct Readiness: Encodable, Sendable {
+        var status: String
+        var error: String?
+        var failingForS: Double?
+
+        var isReady: Bool { status == "ready" }
+    }
+
+    var readiness: Readiness {
+        guard ready.isReady else { return Readiness(status: "starting") }
+        let stats = writer.stats
+        guard let failing = stats.failing, let since = stats.failingSince else { return Readiness(status: "ready") }
+        let failingForS = ((Clock.monotonicNow() - since).milliseconds / 100).rounded() / 10
+        return Readiness(status: "store_failing", error: "store commits fail: \(failing)", failingForS: failingForS)
+    }
+
     func status() -> StatusReport {
         let now = Clock.monotonicNow()
         let (readings, impedance) = node.latest

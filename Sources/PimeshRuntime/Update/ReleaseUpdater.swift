@@ -417,8 +417,10 @@ public struct ReleaseUpdater {
                 last = "the old lead (pid \(old.pid)) is still running"
             } else if lead.release != release {
                 last = "the lead that started runs \(lead.release ?? "the packaged binary"), not \(release ?? "the packaged binary")"
-            } else if Self.answers(lead, path: "/readyz") {
-                return .ready(pid: lead.pid, ms: Int((Clock.monotonicNow() - start).milliseconds.rounded()))
+            } else if let answer = Self.probe(lead, path: "/readyz") {
+                if answer.status == 200 { return .ready(pid: lead.pid, ms: Int((Clock.monotonicNow() - start).milliseconds.rounded())) }
+                // A lead whose store fails says why; the operator reads it in the update's error.
+                last = "the lead (pid \(lead.pid)) answers /readyz with \(answer.status): \(answer.text.trimmingWhitespace())"
             } else {
                 last = "the lead (pid \(lead.pid)) does not answer /readyz"
             }
@@ -449,8 +451,12 @@ public struct ReleaseUpdater {
     }
 
     static func answers(_ lead: LeadEndpoint, path: String) -> Bool {
+        probe(lead, path: path)?.status == 200
+    }
+
+    static func probe(_ lead: LeadEndpoint, path: String) -> LoopbackHTTPClient.Response? {
         let client = LoopbackHTTPClient(address: .loopback(host: lead.api.host, port: lead.api.port), timeoutMs: 2000)
-        return (try? client.request("GET", path))?.status == 200
+        return try? client.request("GET", path)
     }
 
     // MARK: helpers
