@@ -96,25 +96,32 @@ final class Statement {
     private let connection: OpaquePointer
     private let sql: String
     private let cache: StatementCache?
+    /// What the cache counted for this statement when it was kept before.
+    private let keptBytes: Int?
 
     init(connection: OpaquePointer, sql: String, cache: StatementCache? = nil) throws {
         self.connection = connection
         self.sql = sql
         self.cache = cache
-        if let cached = cache?.take(sql) {
+        if let (cached, bytes) = cache?.take(sql) {
             handle = cached
+            keptBytes = bytes
             return
         }
         var statement: OpaquePointer?
-        let rc = sqlite3_prepare_v2(connection, sql, -1, &statement, nil)
+        // A statement to keep is marked persistent: SQLite then builds it outside the
+        // connection's small lookaside pool, which kept statements would otherwise hold.
+        let flags = cache == nil ? 0 : UInt32(SQLITE_PREPARE_PERSISTENT)
+        let rc = sqlite3_prepare_v3(connection, sql, -1, flags, &statement, nil)
         guard rc == SQLITE_OK, let statement else {
             throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), context: sql)
         }
         self.handle = statement
+        keptBytes = nil
     }
 
     deinit {
-        if let cache { cache.keep(handle, sql: sql) } else { sqlite3_finalize(handle) }
+        if let cache { cache.keep(handle, sql: sql, bytes: keptBytes) } else { sqlite3_finalize(handle) }
     }
 
     // SQLite copies text and blobs bound with SQLITE_TRANSIENT before returning.
@@ -178,18 +185,20 @@ final class StatementCache {
 
     var count: Int { entries.count }
 
-    func take(_ sql: String) -> OpaquePointer? {
+    /// The statement kept for `sql`, and the bytes it was counted for, now out of the cache.
+    func take(_ sql: String) -> (OpaquePointer, bytes: Int)? {
         guard let entry = entries.removeValue(forKey: sql) else { return nil }
         bytes -= entry.bytes
-        return entry.handle
+        return (entry.handle, entry.bytes)
     }
 
     /// Takes back a statement after its run: reset (a SELECT left mid-way would hold a read
-    /// transaction open) and its values cleared (a bound payload would stay in memory).
-    func keep(_ handle: OpaquePointer, sql: String) {
+    /// transaction open) and its values cleared (a bound payload would stay in memory). Its
+    /// size is asked of SQLite once, when it is first kept: the count walks the whole statement.
+    func keep(_ handle: OpaquePointer, sql: String, bytes counted: Int? = nil) {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
-        let size = Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_MEMUSED, 0))
+        let size = counted ?? Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_MEMUSED, 0))
         guard size <= byteLimit, entries[sql] == nil else {
             sqlite3_finalize(handle)
             return

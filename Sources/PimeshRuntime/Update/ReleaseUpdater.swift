@@ -418,8 +418,9 @@ public struct ReleaseUpdater {
             } else if lead.release != release {
                 last = "the lead that started runs \(lead.release ?? "the packaged binary"), not \(release ?? "the packaged binary")"
             } else if let answer = Self.probe(lead, path: "/readyz") {
-                if answer.status == 200 { return .ready(pid: lead.pid, ms: Int((Clock.monotonicNow() - start).milliseconds.rounded())) }
-                // A lead whose store fails says why; the operator reads it in the update's error.
+                if answer.status == 200 || Self.storeFails(status: answer.status, readyz: answer.body) {
+                    return .ready(pid: lead.pid, ms: Int((Clock.monotonicNow() - start).milliseconds.rounded()))
+                }
                 last = "the lead (pid \(lead.pid)) answers /readyz with \(answer.status): \(answer.text.trimmingWhitespace())"
             } else {
                 last = "the lead (pid \(lead.pid)) does not answer /readyz"
@@ -452,6 +453,14 @@ public struct ReleaseUpdater {
 
     static func answers(_ lead: LeadEndpoint, path: String) -> Bool {
         probe(lead, path: path)?.status == 200
+    }
+
+    /// A lead that runs and serves but cannot commit (a full card) answers /readyz 503
+    /// `store_failing`. The release is not at fault: rolling back would mark a good release
+    /// broken and start the old one on the same full card.
+    static func storeFails(status: Int, readyz body: [UInt8]) -> Bool {
+        struct Readiness: Decodable { var status: String }
+        return status == 503 && (try? APICoding.decode(Readiness.self, from: body))?.status == "store_failing"
     }
 
     static func probe(_ lead: LeadEndpoint, path: String) -> LoopbackHTTPClient.Response? {
