@@ -6,22 +6,51 @@ public enum FileIO {
         public var path: String
         public var operation: String
         public var errno: Int32
+        /// Said instead of errno's text when errno does not say it.
+        public var reason: String?
 
-        public init(path: String, operation: String, errno: Int32) {
+        public init(path: String, operation: String, errno: Int32, reason: String? = nil) {
             self.path = path
             self.operation = operation
             self.errno = errno
+            self.reason = reason
         }
 
         public var description: String {
-            "\(operation) \(path): \(String(cString: strerror(errno)))"
+            "\(operation) \(path): \(reason ?? String(cString: strerror(errno)))"
         }
     }
 
+    /// What a file that is not a regular one is, in words.
+    static func kind(of mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFDIR: "a directory"
+        default: "a special file"
+        }
+    }
+
+    /// Reads a regular file whole. Anything else is refused before a byte is read: opening a
+    /// FIFO for reading, or reading one, blocks until someone writes to it, and a FIFO dropped
+    /// into agents.d once hung every thread that rescanned it, and with them the lead.
     public static func read(path: String, limit: Int = 16 << 20) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try readWithStatus(path: path, limit: limit).bytes
+    }
+
+    /// `read`, and the `stat` of the file it read (of the file itself, not of a name that a
+    /// rename may have moved meanwhile): for checks of its owner and mode.
+    public static func readWithStatus(path: String, limit: Int = 16 << 20) throws -> (bytes: [UInt8], status: stat) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw Failure(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Failure(path: path, operation: "stat", errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw Failure(path: path, operation: "read", errno: EINVAL, reason: "\(kind(of: info.st_mode)), not a regular file")
+        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
@@ -34,7 +63,7 @@ public enum FileIO {
             result.append(contentsOf: chunk[0..<n])
             if result.count > limit { throw Failure(path: path, operation: "read (file too large)", errno: EFBIG) }
         }
-        return result
+        return (result, info)
     }
 
     public static func readText(path: String) throws -> String {

@@ -37,6 +37,15 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             print("\(file): ok (data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms)")
             let directory = agentsDir ?? config.supervision.agentsDir ?? ConfigLoader.agentsDir(besideConfig: file)
+            if let problem = AgentManifest.directoryProblem(directory), problem.missing {
+                // Named on purpose, a missing directory is a typo; the default beside the config
+                // may well not exist on a node without supervised agents.
+                if agentsDir != nil || config.supervision.agentsDir != nil {
+                    throw CLIFailure.report(CLIFailure("\(problem.reason) (supervision.agents_dir)", exitCode: 78))
+                }
+                print("\(directory): does not exist: no supervised agents")
+                return
+            }
             let (manifests, refused) = AgentManifest.loadDirectory(directory)
             for error in refused { FileHandleStderr.write("pimesh: \(error)\n") }
             print("\(directory): \(manifests.count) manifest\(manifests.count == 1 ? "" : "s") ok, \(refused.count) refused")

@@ -126,6 +126,61 @@ extension SupervisionEndToEndTests {
         #expect(refused.output.contains("nothing was reloaded"))
     }
 
+    /// What a reload refuses rather than hand an agent (or the lead) over: a FIFO in agents.d,
+    /// a second file with a running agent's name, a supervised manifest with the name of an
+    /// agent that registered itself, a directory moved away or opened to others.
+    @Test func reloadHandsNoAgentOverAndNeverBlocks() throws {
+        try agentManifest("a1")
+        try agentManifest("a2")
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 8) { alive(lead, "a1") && alive(lead, "a2") })
+        let a1 = try #require(pid(lead, "a1"))
+        let a2 = try #require(pid(lead, "a2"))
+        let client = try lead.client()
+        let attached = try client.register(.init(name: "self-made", capabilities: ["work"]))
+        let agentsDir = dataDir + "/agents.d"
+
+        try manifest("self-made", #"{"name": "self-made", "command": "/bin/sleep", "args": ["1000"]}"#)
+        try manifest("0dup", #"{"name": "a1", "command": "/bin/sleep", "args": ["1000"]}"#)
+        #expect(mkfifo(agentsDir + "/fifo.json", 0o600) == 0)
+        let started = Date()
+        let reload = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        #expect(Date().timeIntervalSince(started) < 20, "a reload with a FIFO in agents.d took \(Date().timeIntervalSince(started)) s")
+        #expect(reload.status == 0, "\(reload.output)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(reload.output.utf8)) as? [String: Any])
+        let agents = try #require(report["agents"] as? [String: Any])
+        let refused = (agents["refused"] as? [String]) ?? []
+        #expect(refused.contains { $0.contains("fifo.json") && $0.contains("a FIFO, not a regular file") }, "\(refused)")
+        #expect(refused.contains { $0.contains("0dup.json") && $0.contains("already used by \(agentsDir)/a1.json") }, "\(refused)")
+        #expect(refused.contains { $0.contains("self-made.json") && $0.contains("registered itself (id \(attached.id))") }, "\(refused)")
+        #expect(agents["started"] as? [String] == [] && agents["restarted"] as? [String] == [], "\(agents)")
+        #expect(pid(lead, "a1") == a1 && pid(lead, "self-made") == nil)
+        // A registration looks agents.d up too: the FIFO holds it up no more than the reload.
+        #expect(try client.register(.init(name: "late-comer", capabilities: ["work"])).name == "late-comer")
+        let refusedEvents = { try self.events(lead).filter { $0.kind == "manifest_refused" }.count }
+        let once = try refusedEvents()
+        #expect(once == 3)
+        // The same refusals again are not events (nor audit rows) again.
+        let again = try runPimesh(["reload", "--data-dir", dataDir])
+        // The table's exit status is 1 while files are refused.
+        #expect(again.status == 1 && again.output.contains("unchanged   2"), "\(again.output)")
+        #expect(try refusedEvents() == once)
+
+        // Moved away or opened to others, agents.d is not read as "no manifests".
+        try FileManager.default.moveItem(atPath: agentsDir, toPath: agentsDir + ".moved")
+        let moved = try runPimesh(["reload", "--data-dir", dataDir])
+        #expect(moved.status == 1 && moved.output.contains("nothing changed"), "\(moved.output)")
+        try FileManager.default.moveItem(atPath: agentsDir + ".moved", toPath: agentsDir)
+        chmod(agentsDir, 0o777)
+        let open = try runPimesh(["reload", "--data-dir", dataDir])
+        #expect(open.status == 1 && open.output.contains("is writable by group or others"), "\(open.output)")
+        chmod(agentsDir, 0o755)
+        #expect(pid(lead, "a1") == a1 && pid(lead, "a2") == a2)
+        #expect(alive(lead, "a1") && alive(lead, "a2"))
+        #expect(try client.http.request("GET", "/healthz").status == 200)
+    }
+
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
         try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; exec sleep 1000"]}"#)
         let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)

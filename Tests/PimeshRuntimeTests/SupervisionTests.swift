@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import PimeshAgent
 import PimeshCore
@@ -120,6 +121,95 @@ func writeFile(_ path: String, _ text: String) {
         #expect(refused[0].file == dir + "/b.json")
         #expect(refused[1].description.contains("already used by \(dir)/a.json"))
         #expect(AgentManifest.loadDirectory(dir + "/missing").manifests.isEmpty)
+    }
+
+    /// A FIFO (or a link to one) in agents.d is refused without a byte read: opening it for
+    /// reading blocked until someone wrote to it, and hung the lead.
+    @Test func aFIFOOrDeviceInAgentsDIsRefusedWithoutBlocking() throws {
+        let dir = scratch("manifest-fifo")
+        writeFile(dir + "/a.json", #"{"name": "a", "command": "/bin/sh"}"#)
+        #expect(mkfifo(dir + "/fifo.json", 0o600) == 0)
+        #expect(symlink(dir + "/fifo.json", dir + "/link.json") == 0)
+        #expect(symlink("/dev/zero", dir + "/zero.json") == 0)
+        let loaded = Mutex<(manifests: [AgentManifest], refused: [ConfigError])?>(nil)
+        let thread = Thread { loaded.withLock { $0 = AgentManifest.loadDirectory(dir) } }
+        thread.start()
+        let deadline = Clock.monotonicNow() + .seconds(20)
+        while loaded.withLock({ $0 }) == nil, Clock.monotonicNow() < deadline { usleep(10_000) }
+        let result = try #require(loaded.withLock { $0 }, "loading agents.d with a FIFO in it did not return within 20 s")
+        #expect(result.manifests.map(\.name) == ["a"])
+        let reasons = Dictionary(uniqueKeysWithValues: result.refused.map { ($0.file, $0.reason) })
+        #expect(reasons[dir + "/fifo.json"]?.contains("a FIFO, not a regular file") == true, "\(reasons)")
+        #expect(reasons[dir + "/link.json"]?.contains("a FIFO, not a regular file") == true, "\(reasons)")
+        #expect(reasons[dir + "/zero.json"]?.contains("a character device, not a regular file") == true, "\(reasons)")
+    }
+
+    /// As OpenSSH judges its configuration: a manifest names a program and the user it runs as,
+    /// so one that others could write, or that belongs to another user, is refused, and so is
+    /// every file of a directory that others could write into.
+    @Test func manifestsOthersCouldWriteAreRefused() throws {
+        try #require(geteuid() == 0, "chown needs root; make test runs as root")
+        let dir = scratch("manifest-modes")
+        writeFile(dir + "/good.json", #"{"name": "good", "command": "/bin/sh"}"#)
+        writeFile(dir + "/loose.json", #"{"name": "loose", "command": "/bin/sh", "user": "root"}"#)
+        writeFile(dir + "/foreign.json", #"{"name": "foreign", "command": "/bin/sh"}"#)
+        chmod(dir + "/loose.json", 0o666)
+        chown(dir + "/foreign.json", 65534, 65534)
+        let (manifests, refused) = AgentManifest.loadDirectory(dir)
+        #expect(manifests.map(\.name) == ["good"])
+        let reasons = Dictionary(uniqueKeysWithValues: refused.map { ($0.file, $0.reason) })
+        #expect(reasons[dir + "/loose.json"]?.contains("is writable by group or others (mode 666)") == true, "\(reasons)")
+        #expect(reasons[dir + "/foreign.json"]?.contains("belongs to uid 65534") == true, "\(reasons)")
+        chmod(dir, 0o777)
+        defer { chmod(dir, 0o755) }
+        let open = AgentManifest.loadDirectory(dir)
+        #expect(open.manifests.isEmpty)
+        #expect(open.refused.map(\.file) == [dir] && open.refused.first?.reason.contains("writable by group or others") == true)
+        #expect(AgentManifest.directoryProblem(dir)?.missing == false)
+        #expect(AgentManifest.directoryProblem(dir + "/missing")?.missing == true)
+    }
+
+    /// (uid_t)-1 means "unchanged" to setresuid: the agent ran as the lead's root.
+    @Test func theUidAndGidThatMeanUnchangedAreRefused() {
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "4294967295"}"#)?.key == "user")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "4294967295", "group": "0"}"#)?.key == "user")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "65534", "group": "4294967295"}"#)?.key == "group")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "user": "65534", "groups": ["4294967295"]}"#)?.key == "groups")
+    }
+
+    @Test func textThatIsNotUTF8OrHoldsANULIsRefusedWhereItIs() {
+        let dir = scratch("manifest-bytes")
+        let bytes = Array("{\n  \"name\": \"a\",\n  \"command\": \"/bin/sh\",\n  \"args\": [\"".utf8) + [0xFF, 0xFE] + Array("\"]\n}".utf8)
+        try! FileIO.writeAtomically(path: dir + "/a.json", bytes: bytes)
+        let (manifests, refused) = AgentManifest.loadDirectory(dir)
+        #expect(manifests.isEmpty)
+        #expect(refused.first?.line == 4 && refused.first?.column == 13, "\(refused)")
+        #expect(refused.first?.reason.contains("not UTF-8: byte 0xFF") == true, "\(refused)")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh\u0000junk"}"#)?.key == "command")
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "args": ["ok", "a\u0000b"]}"#)?.reason.contains("entry 1 must not contain a NUL") == true)
+        #expect(refusal(#"{"name": "a", "command": "/bin/sh", "env": {"X": "a\u0000b"}}"#)?.key == "env.X")
+    }
+
+    @Test func anErrorIsPlacedAtItsKeyNotAtTheSameTextAsAValue() {
+        let text = "{\n  \"name\": \"user\",\n  \"command\": \"/bin/sh\",\n  \"env\": {\"priority\": \"x\"},\n  \"user\": \"no-such-user-here\",\n  \"priority\": 1e20\n}"
+        #expect(refusal(text)?.line == 5)
+        let priority = refusal(text.replacingOccurrences(of: "no-such-user-here", with: "root"))
+        #expect(priority?.line == 6, "\(String(describing: priority))")
+        #expect(priority?.reason.contains("out of range 0…9") == true, "\(String(describing: priority))")
+    }
+
+    /// Two files that claim one name: the one the agent runs from keeps it. A new file that
+    /// sorted first took the running agent over.
+    @Test func aSecondFileWithARunningAgentsNameIsTheOneRefused() {
+        let dir = scratch("manifest-duplicate")
+        writeFile(dir + "/w2.json", #"{"name": "w2", "command": "/bin/sh"}"#)
+        writeFile(dir + "/0dup.json", #"{"name": "w2", "command": "/bin/true"}"#)
+        let fresh = AgentManifest.loadDirectory(dir)
+        #expect(fresh.manifests.map(\.file) == [dir + "/0dup.json"])
+        let (manifests, refused) = AgentManifest.loadDirectory(dir, running: ["w2": dir + "/w2.json"])
+        #expect(manifests.map(\.file) == [dir + "/w2.json"])
+        #expect(refused.map(\.file) == [dir + "/0dup.json"])
+        #expect(refused.first?.reason.contains("already used by \(dir)/w2.json") == true)
     }
 
     /// The 2-second look for attached manifests parses agents.d only when a file changed; what

@@ -55,7 +55,7 @@ enum APIRouter {
             await APIError.answering {
                 let (id, name) = try agent(context, state)
                 try context.caller.require(actingFor: id, field: "id")
-                if let file = state.supervisor?.manifest(naming: name) {
+                if let file = try await manifestFile(naming: name, state: state) {
                     // Its manifest expects it: the lead, not the agent, decides that it is gone.
                     throw APIError(status: .conflict, message: "\(name) is named by the manifest \(file): it cannot leave", field: "id")
                 }
@@ -119,7 +119,7 @@ enum APIRouter {
             await APIError.answering {
                 let (id, name) = try agent(context, state)
                 let moved = try await audited(state, context, kind: "agent_remove", subject: name) {
-                    if let supervisor = state.supervisor, let file = supervisor.manifest(naming: name) {
+                    if let file = try await manifestFile(naming: name, state: state) {
                         throw APIError(
                             status: .conflict, message: "\(name) is named by the manifest \(file): remove that file first, then the agent",
                             field: "id")
@@ -333,12 +333,21 @@ enum APIRouter {
         }
     }
 
+    /// The manifest that names `name`, looked up on the supervision thread: a rescan of agents.d
+    /// stats every file and parses the changed ones (and resolves their users through NSS).
+    static func manifestFile(naming name: String, state: LeadState) async throws -> String? {
+        guard let supervisor = state.supervisor else { return nil }
+        return try await Blocking.onSupervisionThread { supervisor.manifest(naming: name) }
+    }
+
     static func register(request: Request, state: LeadState, caller: Caller) async throws -> Response {
         let admission = try state.registrations.admit(registered: { state.registry.count }, now: Clock.monotonicNow())
         defer { admission.end() }
         let body = try await RequestBody.json(request, limit: maxBodyBytes)
         let registration = try RegistrationRequest.validate(body)
-        if let manifest = state.supervisor?.supervisedManifest(named: registration.name) {
+        if let supervisor = state.supervisor,
+            let manifest = try await Blocking.onSupervisionThread({ supervisor.supervisedManifest(named: registration.name) })
+        {
             // The lead makes that agent's identity itself; a squatter would run it with its secret.
             throw APIError(
                 status: .conflict, message: "the name \"\(registration.name)\" belongs to the supervised agent of \(manifest)", field: "name")

@@ -14,7 +14,7 @@ public enum ConfigLoader {
         } catch {
             throw ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)")
         }
-        return try parse(text: String(decoding: bytes, as: UTF8.self), file: path, base: base)
+        return try parse(text: ConfigReader.text(of: bytes, file: path), file: path, base: base)
     }
 
     /// Where the manifests are when the config file names no `supervision.agents_dir`:

@@ -45,12 +45,71 @@ struct ConfigReader {
     }
 
     /// The 1-based line where `"key"` first appears at or after this object's own line.
+    /// The line where `key` is written as a key of this object (`"key"` then `:`, not nested
+    /// deeper, not in a string): the same text as a value, or as a key of an object inside this
+    /// one, placed errors on the wrong line. Where the object's extent cannot be told (it opens
+    /// on a line shared with its parent), the first line with `"key":` on it.
     func line(of key: String) -> Int? {
-        let needle = "\"\(key)\""
-        for index in searchFromLine..<lines.count where lines[index].contains(needle) {
-            return index + 1
+        let needle = Array("\"\(key)\"".utf8)
+        func isKey(_ bytes: [UInt8], at index: Int) -> Bool {
+            guard bytes[index...].starts(with: needle) else { return false }
+            return bytes[(index + needle.count)...].drop(while: { $0 == 0x20 || $0 == 0x09 }).first == UInt8(ascii: ":")
+        }
+        var depth = 0
+        var inString = false
+        var escaped = false
+        scan: for index in searchFromLine..<lines.count {
+            let bytes = Array(lines[index].utf8)
+            for position in bytes.indices {
+                let byte = bytes[position]
+                if inString {
+                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                    continue
+                }
+                switch byte {
+                case UInt8(ascii: "\""):
+                    if depth == 1, isKey(bytes, at: position) { return index + 1 }
+                    inString = true
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth <= 0 { break scan }
+                default: break
+                }
+            }
+        }
+        for index in searchFromLine..<lines.count {
+            let bytes = Array(lines[index].utf8)
+            if bytes.indices.contains(where: { bytes[$0] == UInt8(ascii: "\"") && isKey(bytes, at: $0) }) { return index + 1 }
         }
         return nil
+    }
+
+    /// A file's bytes as text, refused where they are not UTF-8: decoded leniently, a bad byte
+    /// became U+FFFD and reached an agent's argv as such.
+    static func text(of bytes: [UInt8], file: String) throws(ConfigError) -> String {
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .emptyInput: return String(decoding: bytes, as: UTF8.self)
+            case .error:
+                let before = bytes[..<offset]
+                let line = before.count { $0 == 0x0A } + 1
+                let column = offset - (before.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) + 1
+                throw ConfigError(
+                    file: file, key: "", line: line, column: column,
+                    reason: "not UTF-8: byte 0x\(String(bytes[offset], radix: 16, uppercase: true)) at offset \(offset)")
+            }
+        }
+    }
+
+    /// A NUL ends a C string: "sleep\u0000junk" ran sleep, and an env value was cut short.
+    func refuseNUL(_ text: String, key: String, entry: Int? = nil) throws(ConfigError) {
+        guard text.utf8.contains(0) else { return }
+        throw error(key, (entry.map { "entry \($0) " } ?? "") + "must not contain a NUL character (\\u0000)")
     }
 
     func error(_ key: String, _ reason: String) -> ConfigError {
@@ -86,6 +145,7 @@ struct ConfigReader {
         guard let value = object[key] else { return nil }
         guard case .string(let text) = value else { throw error(key, "must be a string, not \(value.typeName)") }
         if nonEmpty && text.isEmpty { throw error(key, "must not be empty") }
+        try refuseNUL(text, key: key)
         return text
     }
 
@@ -109,6 +169,9 @@ struct ConfigReader {
     func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let value = object[key] else { return nil }
         guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {
+            if case .number(let number) = value, number.rounded() == number {
+                throw error(key, "\(number) is out of range \(range.lowerBound)…\(range.upperBound)")
+            }
             throw error(key, "must be a whole number, not \(value.typeName == "a number" ? "a fraction" : value.typeName)")
         }
         let whole = Int(number)

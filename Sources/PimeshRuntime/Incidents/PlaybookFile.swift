@@ -109,7 +109,7 @@ public enum PlaybookFile {
                 } catch let failure as FileIO.Failure where failure.errno == EFBIG {
                     throw ConfigError(file: path, key: "", line: nil, reason: "larger than \(maxFileBytes >> 10) KiB")
                 }
-                let playbook = try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
+                let playbook = try parse(text: ConfigReader.text(of: bytes, file: path), file: path)
                 if let other = playbooks.first(where: { $0.id == playbook.id }) {
                     refused.append(ConfigError(file: path, key: "id", line: nil, reason: "\"\(playbook.id)\" is already used by \(other.source)"))
                     continue

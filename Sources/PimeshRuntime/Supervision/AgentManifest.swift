@@ -214,26 +214,55 @@ public struct AgentManifest: Sendable, Equatable {
         return (.loopback(host: "127.0.0.1", port: port), path.isEmpty ? "/" : String(path))
     }
 
+    /// Why `directory` cannot be used: it cannot be read, or others could write into it (a
+    /// manifest names a program and the user it runs as). Nil when it can, or when it does not
+    /// exist (`missing`).
+    public static func directoryProblem(_ directory: String) -> (reason: String, missing: Bool)? {
+        var info = stat()
+        guard stat(directory, &info) == 0 else {
+            let missing = errno == ENOENT
+            return ("cannot read \(directory): \(String(cString: strerror(errno)))", missing)
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return ("\(directory) is not a directory", false) }
+        if let why = TrustedFile.unsafeReason(info, path: directory) { return (why + "; run `chown root \(directory)` and `chmod go-w \(directory)`", false) }
+        return nil
+    }
+
     /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and
-    /// the others load; two manifests with one name refuse the later file.
-    public static func loadDirectory(_ directory: String) -> (manifests: [AgentManifest], refused: [ConfigError]) {
+    /// the others load. Two files that claim one name: the one `running` names for it (the file
+    /// its agent runs from) keeps it, else the first by file name; the others are refused. A
+    /// directory that others could write into refuses every file in it.
+    public static func loadDirectory(_ directory: String, running: [String: String] = [:]) -> (
+        manifests: [AgentManifest], refused: [ConfigError]
+    ) {
+        if let problem = directoryProblem(directory) {
+            return problem.missing ? ([], []) : ([], [ConfigError(file: directory, key: "", line: nil, reason: problem.reason)])
+        }
         guard let names = try? FileIO.list(directory) else { return ([], []) }
-        var manifests: [AgentManifest] = []
+        var parsed: [AgentManifest] = []
         var refused: [ConfigError] = []
         for fileName in names.sorted() where fileName.hasSuffix(".json") {
             let path = directory + "/" + fileName
             do {
-                let bytes = try FileIO.read(path: path, limit: 1 << 20)
-                let manifest = try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
-                if let other = manifests.first(where: { $0.name == manifest.name }) {
-                    refused.append(ConfigError(file: path, key: "name", line: nil, reason: "\"\(manifest.name)\" is already used by \(other.file)"))
-                    continue
+                let (bytes, status) = try FileIO.readWithStatus(path: path, limit: 1 << 20)
+                if let why = TrustedFile.unsafeReason(status, path: path) {
+                    throw ConfigError(file: path, key: "", line: nil, reason: "not trusted: \(why); a manifest names a program and its user: run `chown root \(path)` and `chmod go-w \(path)`")
                 }
-                manifests.append(manifest)
+                parsed.append(try parse(text: ConfigReader.text(of: bytes, file: path), file: path))
             } catch let error as ConfigError {
                 refused.append(error)
             } catch {
                 refused.append(ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)"))
+            }
+        }
+        var manifests: [AgentManifest] = []
+        for manifest in parsed {
+            let claims = parsed.filter { $0.name == manifest.name }
+            let owner = claims.first { $0.file == running[manifest.name] } ?? claims[0]
+            if manifest.file == owner.file {
+                manifests.append(manifest)
+            } else {
+                refused.append(ConfigError(file: manifest.file, key: "name", line: nil, reason: "\"\(manifest.name)\" is already used by \(owner.file)"))
             }
         }
         return (manifests, refused)
@@ -249,6 +278,7 @@ extension ConfigReader {
         var result: [String] = []
         for (index, item) in items.enumerated() {
             guard case .string(let text) = item else { throw error(key, "entry \(index) must be a string, not \(item.typeName)") }
+            try refuseNUL(text, key: key, entry: index)
             result.append(text)
         }
         return result
@@ -277,8 +307,14 @@ final class ManifestDirectoryCache: Sendable {
     }
 
     static func signature(of directory: String) -> [FileSignature] {
-        guard let names = try? FileIO.list(directory) else { return [] }
-        return names.sorted().filter { $0.hasSuffix(".json") }.map { name in
+        // The directory's own ctime: a chmod or chown of it changes whether its files are trusted.
+        var own = stat()
+        let directorySignature = stat(directory, &own) == 0
+            ? FileSignature(name: ".", inode: UInt64(own.st_ino), size: 0, modified: 0,
+                changed: Int64(own.st_ctim.tv_sec) * 1_000_000_000 + Int64(own.st_ctim.tv_nsec))
+            : FileSignature(name: ".", inode: 0, size: -1, modified: 0, changed: 0)
+        guard let names = try? FileIO.list(directory) else { return [directorySignature] }
+        return [directorySignature] + names.sorted().filter { $0.hasSuffix(".json") }.map { name in
             var info = stat()
             guard stat(directory + "/" + name, &info) == 0 else { return FileSignature(name: name, inode: 0, size: -1, modified: 0, changed: 0) }
             return FileSignature(

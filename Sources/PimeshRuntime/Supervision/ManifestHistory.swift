@@ -59,6 +59,11 @@ final class ManifestHistory: Sendable {
         entries.withLock { $0 = loaded }
     }
 
+    /// Whether a manifest named `name` was ever in force on this node.
+    func knows(_ name: String) -> Bool {
+        entries.withLock { $0[name] != nil }
+    }
+
     static func sha256(_ text: String) -> String {
         Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
     }

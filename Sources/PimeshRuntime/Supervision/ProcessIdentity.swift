@@ -62,6 +62,8 @@ package struct ProcessIdentity: Sendable, Equatable {
         var buffer = [CChar](repeating: 0, count: 16_384)
         let status: Int32
         if let numeric = UInt32(text) {
+            // (uid_t)-1 tells setresuid "leave it as it is": the agent would keep the lead's root.
+            guard numeric != .max else { throw LookupError(description: "uid \(text) is not a user: it means \"unchanged\" to setuid") }
             status = getpwuid_r(numeric, &record, &buffer, buffer.count, &result)
             if result == nil, status == 0 { return (text, numeric, numeric) }
         } else {
@@ -74,7 +76,10 @@ package struct ProcessIdentity: Sendable, Equatable {
     }
 
     private static func lookUpGroup(_ text: String, key: String) throws -> gid_t {
-        if let numeric = UInt32(text) { return numeric }
+        if let numeric = UInt32(text) {
+            guard numeric != .max else { throw LookupError(key: key, description: "gid \(text) is not a group: it means \"unchanged\" to setgid") }
+            return numeric
+        }
         var record = group()
         var result: UnsafeMutablePointer<group>?
         var buffer = [CChar](repeating: 0, count: 16_384)

@@ -142,15 +142,33 @@ extension Supervisor {
     /// what they are started with changed) or are updated in place, and the rest are not
     /// touched. A refused manifest leaves its agent as it was.
     func reload() throws -> ReloadReport {
-        let (loaded, refused) = AgentManifest.loadDirectory(settings.agentsDir)
-        let manifests = loaded.map(history.inForce)
+        let current = state.withLock { $0.agents }
+        let running = current.filter { !$0.value.removed }
+        if let problem = AgentManifest.directoryProblem(settings.agentsDir), !problem.missing || !running.isEmpty {
+            // Read as "no manifests", a directory moved away or opened to others would stop every agent.
+            throw ActionError.failed(
+                "\(problem.reason): nothing changed" + (problem.missing ? "; to stop every agent, remove the manifests, not the directory" : ""))
+        }
+        let (loaded, parseRefused) = AgentManifest.loadDirectory(settings.agentsDir, running: running.mapValues(\.manifest.file))
         guard let database = database.withLock({ $0 }) else { throw ActionError.failed("the lead is still starting") }
         let rows = Dictionary(try AgentStore(database: database).loadAgents().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var refused = parseRefused
+        var manifests: [AgentManifest] = []
+        for manifest in loaded.map(history.inForce) {
+            // A new supervised manifest may not take the name of an agent that registered itself
+            // through the API: the lead would hand the program that agent's secret.
+            if manifest.mode == .supervised, current[manifest.name] == nil, let row = rows[manifest.name], !history.knows(manifest.name) {
+                refused.append(ConfigError(
+                    file: manifest.file, key: "name",
+                    line: nil, reason: "\"\(manifest.name)\" is an agent that registered itself (id \(row.id)); `pimesh agents remove \(manifest.name)` first, or choose another name"))
+                continue
+            }
+            manifests.append(manifest)
+        }
         var report = ReloadReport()
         report.refused = refused.map(\.description)
         let refusedFiles = Set(refused.map(\.file))
         let now = Clock.monotonicNow()
-        let current = state.withLock { $0.agents }
         var toStart: [String] = []
         var toTerminate: [(String, pid_t)] = []
         for manifest in manifests {
@@ -218,7 +236,10 @@ extension Supervisor {
                 }
             }
         }
-        state.withLock { $0.refused = refused }
+        let previouslyRefused = state.withLock { state in
+            defer { state.refused = refused }
+            return state.refused
+        }
         saveStoppedNames()
         for (_, pid) in toTerminate { terminate(pid) }
         state.withLock { state in
@@ -229,7 +250,12 @@ extension Supervisor {
         report.restarted.sort()
         report.stopped.sort()
         report.updated.sort()
-        for error in refused { events.append(kind: "manifest_refused", agent: nil, detail: "\(error)") }
+        // Once per refusal: each reload of an unchanged agents.d wrote every refused file again
+        // (182,091 audit rows from 2,000 refused files and 91 reloads).
+        let alreadyRefused = Set(previouslyRefused.map(\.description))
+        for error in refused where !alreadyRefused.contains(error.description) {
+            events.append(kind: "manifest_refused", agent: nil, detail: "\(error)")
+        }
         events.append(
             kind: "reloaded", agent: nil,
             detail: "started [\(report.started.joined(separator: ", "))], restarted [\(report.restarted.joined(separator: ", "))], "

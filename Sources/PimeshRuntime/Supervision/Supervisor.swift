@@ -116,7 +116,7 @@ final class Supervisor: Service, Sendable {
     /// Each agent's manifest in force and the one before it: what a rollback puts back.
     let history: ManifestHistory
     /// agents.d as `adoptAttached` reads it every 2 s: parsed again only when a file changed.
-    private let attachedManifests: ManifestDirectoryCache
+    private let manifestFiles: ManifestDirectoryCache
 
     init(
         settings: Settings, registry: AgentRegistry, events: HealthEventLog, health: NodeHealth, ready: ReadyFlag, logger: Logger,
@@ -134,7 +134,7 @@ final class Supervisor: Service, Sendable {
         self.logs = try AgentLogPump(
             directory: settings.runDir + "/logs", maxBytes: settings.logMaxBytes, ratePerSecond: settings.logRateBytesPerSecond)
         self.records = SupervisedRecords(runDir: settings.runDir)
-        self.attachedManifests = ManifestDirectoryCache(directory: settings.agentsDir)
+        self.manifestFiles = ManifestDirectoryCache(directory: settings.agentsDir)
         self.stoppedList = StoppedAgents(dataDir: settings.dataDir)
         self.cgroups = AgentCgroups.detect(cgroupRoot: settings.cgroupRoot, procSelfCgroup: settings.procSelfCgroup)
         self.history = ManifestHistory(
@@ -229,7 +229,7 @@ final class Supervisor: Service, Sendable {
         if let agent = state.withLock({ $0.agents[name] }) {
             return agent.manifest.mode == .supervised ? agent.manifest.file : nil
         }
-        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        let (manifests, _) = manifestFiles.load()
         return manifests.first { $0.name == name && $0.mode == .supervised }?.file
     }
 
@@ -242,13 +242,13 @@ final class Supervisor: Service, Sendable {
 
     func manifest(naming name: String) -> String? {
         if let agent = state.withLock({ $0.agents[name] }), FileIO.exists(agent.manifest.file) { return agent.manifest.file }
-        let (manifests, _) = AgentManifest.loadDirectory(settings.agentsDir)
+        let (manifests, _) = manifestFiles.load()
         return manifests.first { $0.name == name }?.file
     }
 
     /// Attached agents register after the lead started: pick up their manifests when they do.
     func adoptAttached() {
-        let (manifests, _) = attachedManifests.load()
+        let (manifests, _) = manifestFiles.load()
         for manifest in manifests where manifest.mode == .attached {
             guard state.withLock({ $0.agents[manifest.name] == nil }), let (id, _) = registry.resolve(manifest.name) else { continue }
             state.withLock { state in

@@ -1,4 +1,5 @@
 import Glibc
+import PimeshSystem
 import PimeshAgent
 
 /// `pimesh run` from the package hands over to `<data-dir>/current/pimesh` when an update made
@@ -40,13 +41,8 @@ public enum ReleaseLauncher {
         return reason
     }
 
-    /// As OpenSSH judges its keys: whoever may write the binary or its directory could run code
-    /// as the lead, so they must belong to the lead's user or root and be writable by no one else.
+    /// Whoever may write the binary or its directory could run code as the lead.
     static func unsafeReason(_ path: String) -> String? {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return "\(path): \(String(cString: strerror(errno)))" }
-        if info.st_uid != geteuid() && info.st_uid != 0 { return "\(path) belongs to uid \(info.st_uid), not to the lead's user or root" }
-        if info.st_mode & 0o022 != 0 { return "\(path) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))" }
-        return nil
+        TrustedFile.unsafeReason(path)
     }
 }
