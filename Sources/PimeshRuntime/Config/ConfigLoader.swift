@@ -24,6 +24,7 @@ public enum ConfigLoader {
         return (directory.isEmpty ? "" : directory) + "/agents.d"
     }
 
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     public static func parse(text: String, file: String, base: LeadConfig = LeadConfig()) throws(ConfigError) -> LeadConfig {
         let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: ["data_dir", "run_dir", "log_level", "stop_deadline_s", "api", "heartbeat", "agents", "store", "node", "tasks", "coordination", "leds", "supervision", "snapshots", "upload", "audit", "incidents", "update"])

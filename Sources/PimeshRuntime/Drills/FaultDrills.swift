@@ -39,6 +39,7 @@ public struct FaultDrill {
 
     /// SIGSTOPs one running supervised agent behind the lead's back (not a freeze): the lead
     /// must see it go silent, kill it and start it again.
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     func hang(name: String?, timeout: Duration, seed: UInt64) async throws -> Report {
         let running = supervisor.drillTargets()
         let target: (name: String, id: AgentID, pid: pid_t)
@@ -127,6 +128,7 @@ public struct FaultDrill {
     /// Loads the node from a child of the lead (`pimesh drill load`: busy threads and touched
     /// memory) for `seconds`, and checks that the node copes: no agent fails because of it,
     /// and the node is back to normal soon after the load stops.
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     func siege(cpu: Int, memoryMB: Int, seconds: Int, timeout: Duration) async throws -> Report {
         let since = state.events.newestSequence
         let startedMs = Clock.wallMilliseconds()

@@ -13,6 +13,7 @@ public enum PlaybookFile {
     static let whenKeys: Set<String> = ["causes", "min_severity"]
     static let stepKeys: Set<String> = ["name", "action", "timeout_s", "retries", "required", "tier", "min_running", "count", "target"]
 
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     public static func parse(text: String, file: String, source: String? = nil) throws(ConfigError) -> Playbook {
         let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: keys)

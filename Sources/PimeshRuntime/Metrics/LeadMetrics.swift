@@ -60,6 +60,7 @@ final class LeadMetrics: Sendable {
         .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
     ]
 
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     init() {
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)

@@ -71,6 +71,7 @@ public struct AgentManifest: Sendable, Equatable {
     ]
 
     /// Parses and checks one manifest; every error names the file, the key and why.
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     public static func parse(text: String, file: String) throws(ConfigError) -> AgentManifest {
         let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: keys)

@@ -141,6 +141,7 @@ extension Supervisor {
     /// Re-reads `agents.d`: new manifests start, removed ones stop, changed ones restart (when
     /// what they are started with changed) or are updated in place, and the rest are not
     /// touched. A refused manifest leaves its agent as it was.
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     func reload() throws -> ReloadReport {
         let current = state.withLock { $0.agents }
         let running = current.filter { !$0.value.removed }

@@ -111,6 +111,7 @@ public struct ReleaseUpdater {
 
     // MARK: apply
 
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     public func apply(
         source: String, signature: String?, expectedDigest: String?, force: Bool, restart: Bool
     ) throws(Failure) -> Report {
