@@ -18,4 +18,30 @@ public enum TrustedFile {
         guard (followingLinks ? stat(path, &info) : lstat(path, &info)) == 0 else { return "\(path): \(String(cString: strerror(errno)))" }
         return unsafeReason(info, path: path)
     }
+
+    public struct Untrusted: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads a regular file the lead will act on, refused unless it can be trusted.
+    public static func read(path: String, limit: Int) throws -> [UInt8] {
+        let (bytes, status) = try FileIO.readWithStatus(path: path, limit: limit)
+        if let why = unsafeReason(status, path: path) {
+            throw Untrusted(description: "not trusted: \(why); run `chown root \(path)` and `chmod go-w \(path)`")
+        }
+        return bytes
+    }
+
+    /// Why the directory of such files cannot be used: it cannot be read, or others could write
+    /// into it. Nil when it can, or when it does not exist (`missing`).
+    public static func directoryProblem(_ directory: String) -> (reason: String, missing: Bool)? {
+        var info = stat()
+        guard stat(directory, &info) == 0 else {
+            let missing = errno == ENOENT
+            return ("cannot read \(directory): \(String(cString: strerror(errno)))", missing)
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return ("\(directory) is not a directory", false) }
+        if let why = unsafeReason(info, path: directory) { return (why + "; run `chown root \(directory)` and `chmod go-w \(directory)`", false) }
+        return nil
+    }
 }

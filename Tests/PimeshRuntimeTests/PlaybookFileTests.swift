@@ -53,4 +53,24 @@ import PimeshTestSupport
         #expect(reasons.contains { $0.contains("big.json") && $0.contains("larger than 64 KiB") }, "\(reasons)")
         #expect(reasons.contains { $0.contains("long.json") && $0.contains("has 33 steps; at most 32") }, "\(reasons)")
     }
+
+    /// A playbook restarts, freezes and rolls agents back: one that others could write, or in a
+    /// directory others could write into, is refused as a manifest is; a FIFO is not waited on.
+    @Test func playbooksOthersCouldWriteAndFIFOsAreRefused() throws {
+        let dir = try Self.directory()
+        defer { Self.remove(dir) }
+        try FileIO.writeAtomically(path: dir + "/fine.json", bytes: Array(Self.playbook(id: "fine").utf8))
+        try FileIO.writeAtomically(path: dir + "/loose.json", bytes: Array(Self.playbook(id: "loose").utf8), mode: 0o666)
+        chmod(dir + "/loose.json", 0o666)
+        #expect(mkfifo(dir + "/fifo.json", 0o600) == 0)
+        let (playbooks, refused) = PlaybookFile.loadDirectory(dir)
+        #expect(playbooks.map(\.id) == ["fine"])
+        let reasons = refused.map(\.description)
+        #expect(reasons.contains { $0.contains("loose.json") && $0.contains("not trusted") && $0.contains("writable by group or others") }, "\(reasons)")
+        #expect(reasons.contains { $0.contains("fifo.json") && $0.contains("a FIFO, not a regular file") }, "\(reasons)")
+        chmod(dir, 0o777)
+        defer { chmod(dir, 0o700) }
+        let open = PlaybookFile.loadDirectory(dir)
+        #expect(open.playbooks.isEmpty && open.refused.map(\.file) == [dir], "\(open.refused)")
+    }
 }

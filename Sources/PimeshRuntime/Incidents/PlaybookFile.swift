@@ -93,6 +93,10 @@ public enum PlaybookFile {
     /// `playbooks.d`: every `*.json` file, in name order, at most `maxFiles`; refused files are
     /// named with their error and the rest load.
     public static func loadDirectory(_ directory: String) -> (playbooks: [Playbook], refused: [ConfigError]) {
+        // A playbook restarts, freezes and rolls agents back: trusted as a manifest is.
+        if let problem = TrustedFile.directoryProblem(directory) {
+            return problem.missing ? ([], []) : ([], [ConfigError(file: directory, key: "", line: nil, reason: problem.reason)])
+        }
         guard let names = try? FileIO.list(directory) else { return ([], []) }
         var playbooks: [Playbook] = []
         var refused: [ConfigError] = []
@@ -106,7 +110,7 @@ public enum PlaybookFile {
             do {
                 let bytes: [UInt8]
                 do {
-                    bytes = try FileIO.read(path: path, limit: maxFileBytes)
+                    bytes = try TrustedFile.read(path: path, limit: maxFileBytes)
                 } catch let failure as FileIO.Failure where failure.errno == EFBIG {
                     throw ConfigError(file: path, key: "", line: nil, reason: "larger than \(maxFileBytes >> 10) KiB")
                 }
@@ -118,6 +122,8 @@ public enum PlaybookFile {
                 playbooks.append(playbook)
             } catch let error as ConfigError {
                 refused.append(error)
+            } catch let untrusted as TrustedFile.Untrusted {
+                refused.append(ConfigError(file: path, key: "", line: nil, reason: untrusted.description))
             } catch {
                 refused.append(ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)"))
             }

@@ -215,18 +215,9 @@ public struct AgentManifest: Sendable, Equatable {
         return (.loopback(host: "127.0.0.1", port: port), path.isEmpty ? "/" : String(path))
     }
 
-    /// Why `directory` cannot be used: it cannot be read, or others could write into it (a
-    /// manifest names a program and the user it runs as). Nil when it can, or when it does not
-    /// exist (`missing`).
+    /// Why agents.d cannot be used (TrustedFile): a manifest names a program and its user.
     public static func directoryProblem(_ directory: String) -> (reason: String, missing: Bool)? {
-        var info = stat()
-        guard stat(directory, &info) == 0 else {
-            let missing = errno == ENOENT
-            return ("cannot read \(directory): \(String(cString: strerror(errno)))", missing)
-        }
-        guard info.st_mode & S_IFMT == S_IFDIR else { return ("\(directory) is not a directory", false) }
-        if let why = TrustedFile.unsafeReason(info, path: directory) { return (why + "; run `chown root \(directory)` and `chmod go-w \(directory)`", false) }
-        return nil
+        TrustedFile.directoryProblem(directory)
     }
 
     /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and
@@ -245,13 +236,12 @@ public struct AgentManifest: Sendable, Equatable {
         for fileName in names.sorted() where fileName.hasSuffix(".json") {
             let path = directory + "/" + fileName
             do {
-                let (bytes, status) = try FileIO.readWithStatus(path: path, limit: 1 << 20)
-                if let why = TrustedFile.unsafeReason(status, path: path) {
-                    throw ConfigError(file: path, key: "", line: nil, reason: "not trusted: \(why); a manifest names a program and its user: run `chown root \(path)` and `chmod go-w \(path)`")
-                }
+                let bytes = try TrustedFile.read(path: path, limit: 1 << 20)
                 parsed.append(try parse(text: ConfigReader.text(of: bytes, file: path), file: path))
             } catch let error as ConfigError {
                 refused.append(error)
+            } catch let untrusted as TrustedFile.Untrusted {
+                refused.append(ConfigError(file: path, key: "", line: nil, reason: untrusted.description))
             } catch {
                 refused.append(ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)"))
             }
