@@ -31,7 +31,7 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let config: LeadConfig
             do {
-                config = try ConfigLoader.load(path: file)
+                config = try ConfigLoader.load(path: file, trusted: true)
             } catch {
                 throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
             }

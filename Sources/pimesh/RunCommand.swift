@@ -57,7 +57,7 @@ struct RunCommand: AsyncParsableCommand {
         if let systemd = environment["RUNTIME_DIRECTORY"], !systemd.isEmpty { settings.runDir = systemd }
         if let config {
             do {
-                settings = try ConfigLoader.load(path: config, base: settings)
+                settings = try ConfigLoader.load(path: config, base: settings, trusted: true)
                 settings.configFile = config
             } catch {
                 throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))

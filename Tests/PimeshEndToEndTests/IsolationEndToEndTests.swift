@@ -166,6 +166,27 @@ import Testing
         #expect(refused.log.contains("chmod 600"))
     }
 
+    /// The config names the agents dir, the upload target and the hooks: one that others could
+    /// write stops the lead (78, with the fix), and `pimesh config check` says the same.
+    @Test func aConfigOthersCouldWriteStopsTheLead() throws {
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let config = dataDir + "/pimesh.json"
+        try "{}".write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, 0o666)
+        let refused = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        refused.process.waitUntilExit()
+        #expect(refused.process.terminationStatus == 78)
+        #expect(refused.log.contains("\(config): not trusted: \(config) is writable by group or others (mode 666)"), "\(refused.log)")
+        #expect(refused.log.contains("chmod go-w \(config)"))
+        let check = try runPimesh(["config", "check", config])
+        #expect(check.status == 78 && check.output.contains("not trusted"), "\(check.output)")
+        chmod(config, 0o644)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+    }
+
     @Test func anAgentsCredentialOpensItsOwnWorkAndNothingElse() throws {
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
         try manifest("claimed", #"{"name": "claimed", "command": "/bin/sleep", "args": ["600"]}"#)

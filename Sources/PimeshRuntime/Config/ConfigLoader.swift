@@ -7,10 +7,15 @@ public enum ConfigLoader {
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Reads the file over `base`: keys in the file replace the base's values, the rest stay.
-    public static func load(path: String, base: LeadConfig = LeadConfig()) throws -> LeadConfig {
+    /// `trusted`: the lead's own config (it names the agents dir, the upload target, the hooks)
+    /// is refused when another user than the lead's or root owns it or others may write it
+    /// (TrustedFile); the CLI, which only looks up where the lead is, reads it as it is.
+    public static func load(path: String, base: LeadConfig = LeadConfig(), trusted: Bool = false) throws -> LeadConfig {
         let bytes: [UInt8]
         do {
-            bytes = try FileIO.read(path: path, limit: 1 << 20)
+            bytes = try trusted ? TrustedFile.read(path: path, limit: 1 << 20) : FileIO.read(path: path, limit: 1 << 20)
+        } catch let untrusted as TrustedFile.Untrusted {
+            throw ConfigError(file: path, key: "", line: nil, reason: untrusted.description)
         } catch {
             throw ConfigError(file: path, key: "", line: nil, reason: "cannot read: \(error)")
         }
