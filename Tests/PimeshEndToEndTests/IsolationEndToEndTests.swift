@@ -166,7 +166,7 @@ import Testing
         #expect(refused.log.contains("chmod 600"))
     }
 
-    /// The config names the agents dir, the upload target and the hooks: one that others could
+    /// The config names the agents dir, the upload target and the release keys: one that others could
     /// write stops the lead (78, with the fix), and `pimesh config check` says the same.
     @Test func aConfigOthersCouldWriteStopsTheLead() throws {
         defer { try? FileManager.default.removeItem(atPath: dataDir) }

@@ -7,7 +7,8 @@ public enum ConfigLoader {
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Reads the file over `base`: keys in the file replace the base's values, the rest stay.
-    /// `trusted`: the lead's own config (it names the agents dir, the upload target, the hooks)
+    /// `trusted`: the lead's own config (it names the agents dir, the upload target, the keys
+    /// a release must be signed with)
     /// is refused when another user than the lead's or root owns it or others may write it
     /// (TrustedFile); the CLI, which only looks up where the lead is, reads it as it is.
     public static func load(path: String, base: LeadConfig = LeadConfig(), trusted: Bool = false) throws -> LeadConfig {
