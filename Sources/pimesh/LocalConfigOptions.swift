@@ -18,7 +18,8 @@ struct LocalConfigOptions: ParsableArguments {
         settings.dataDir = LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
         if let config = DataDirLocator.configFile(explicit: config) {
             do {
-                settings = try ConfigLoader.load(path: config, base: settings)
+                // Trusted as `pimesh run` trusts it: `update apply` takes its release keys from it.
+                settings = try ConfigLoader.load(path: config, base: settings, trusted: true)
             } catch {
                 throw CLIFailure("\(error)", exitCode: 78)
             }
