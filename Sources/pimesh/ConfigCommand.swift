@@ -1,6 +1,7 @@
 import ArgumentParser
 import PimeshCommandLine
 import PimeshRuntime
+import PimeshSystem
 
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,7 +38,7 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             print("\(file): ok (data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms)")
             let directory = agentsDir ?? config.supervision.agentsDir ?? ConfigLoader.agentsDir(besideConfig: file)
-            if let problem = AgentManifest.directoryProblem(directory), problem.missing {
+            if let problem = TrustedFile.directoryProblem(directory), problem.missing {
                 // Named on purpose, a missing directory is a typo; the default beside the config
                 // may well not exist on a node without supervised agents.
                 if agentsDir != nil || config.supervision.agentsDir != nil {

@@ -165,8 +165,8 @@ func writeFile(_ path: String, _ text: String) {
         let open = AgentManifest.loadDirectory(dir)
         #expect(open.manifests.isEmpty)
         #expect(open.refused.map(\.file) == [dir] && open.refused.first?.reason.contains("writable by group or others") == true)
-        #expect(AgentManifest.directoryProblem(dir)?.missing == false)
-        #expect(AgentManifest.directoryProblem(dir + "/missing")?.missing == true)
+        #expect(TrustedFile.directoryProblem(dir)?.missing == false)
+        #expect(TrustedFile.directoryProblem(dir + "/missing")?.missing == true)
     }
 
     /// (uid_t)-1 means "unchanged" to setresuid: the agent ran as the lead's root.

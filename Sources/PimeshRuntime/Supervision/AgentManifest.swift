@@ -215,11 +215,6 @@ public struct AgentManifest: Sendable, Equatable {
         return (.loopback(host: "127.0.0.1", port: port), path.isEmpty ? "/" : String(path))
     }
 
-    /// Why agents.d cannot be used (TrustedFile): a manifest names a program and its user.
-    public static func directoryProblem(_ directory: String) -> (reason: String, missing: Bool)? {
-        TrustedFile.directoryProblem(directory)
-    }
-
     /// Every `*.json` in `directory`, sorted by name. A bad file is refused (with its error) and
     /// the others load. Two files that claim one name: the one `running` names for it (the file
     /// its agent runs from) keeps it, else the first by file name; the others are refused. A
@@ -227,7 +222,7 @@ public struct AgentManifest: Sendable, Equatable {
     public static func loadDirectory(_ directory: String, running: [String: String] = [:]) -> (
         manifests: [AgentManifest], refused: [ConfigError]
     ) {
-        if let problem = directoryProblem(directory) {
+        if let problem = TrustedFile.directoryProblem(directory) {
             return problem.missing ? ([], []) : ([], [ConfigError(file: directory, key: "", line: nil, reason: problem.reason)])
         }
         guard let names = try? FileIO.list(directory) else { return ([], []) }

@@ -145,7 +145,7 @@ extension Supervisor {
     func reload() throws -> ReloadReport {
         let current = state.withLock { $0.agents }
         let running = current.filter { !$0.value.removed }
-        if let problem = AgentManifest.directoryProblem(settings.agentsDir), !problem.missing || !running.isEmpty {
+        if let problem = TrustedFile.directoryProblem(settings.agentsDir), !problem.missing || !running.isEmpty {
             // Read as "no manifests", a directory moved away or opened to others would stop every agent.
             throw ActionError.failed(
                 "\(problem.reason): nothing changed" + (problem.missing ? "; to stop every agent, remove the manifests, not the directory" : ""))
