@@ -126,6 +126,12 @@ import Testing
         #expect(AgentID(text.uppercased())?.description == text)
     }
 
+    @Test func printsEveryNibbleInItsPlace() {
+        #expect(AgentID(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210).description == "01234567-89ab-cdef-fedc-ba9876543210")
+        #expect(AgentID(high: 0, low: 0).description == "00000000-0000-0000-0000-000000000000")
+        #expect(AgentID(high: .max, low: .max).description == "ffffffff-ffff-ffff-ffff-ffffffffffff")
+    }
+
     @Test(arguments: ["", "0123abcd45674890a1b2c3d4e5f60718", "0123abcd-4567-4890-a1b2-c3d4e5f6071g", "0123abcd-4567-4890-a1b2_c3d4e5f60718"])
     func rejectsMalformed(text: String) {
         #expect(AgentID(text) == nil)

@@ -52,13 +52,22 @@ public struct AgentID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         self.init(high: value.0, low: value.1)
     }
 
+    /// Built in place: the lead prints an id several times per task (store rows, API views, the
+    /// agent's API key), and text assembled from Characters cost about 50 allocations each time.
     public var description: String {
-        let h = Hex.fixedWidth(high, digits: 16)
-        let l = Hex.fixedWidth(low, digits: 16)
-        let hs = Array(h)
-        let ls = Array(l)
-        return String(hs[0..<8]) + "-" + String(hs[8..<12]) + "-" + String(hs[12..<16]) + "-"
-            + String(ls[0..<4]) + "-" + String(ls[4..<16])
+        String(unsafeUninitializedCapacity: 36) { text in
+            var at = 0
+            for nibble in 0..<32 {
+                if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
+                    text[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                let word = nibble < 16 ? high : low
+                text[at] = Hex.digit(UInt8(truncatingIfNeeded: word >> UInt64(60 - 4 * (nibble % 16))) & 0xF)
+                at += 1
+            }
+            return at
+        }
     }
 
     public static func < (lhs: AgentID, rhs: AgentID) -> Bool {

@@ -1,13 +1,11 @@
 /// Lowercase hexadecimal, for secrets and ids in JSON and files.
 public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
-
     public static func encode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
         for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
+            out.append(digit(b >> 4))
+            out.append(digit(b & 0x0F))
         }
         return String(decoding: out, as: UTF8.self)
     }
@@ -36,15 +34,8 @@ public enum Hex {
         }
     }
 
-    static func fixedWidth(_ value: UInt64, digits count: Int) -> String {
-        var out = [UInt8](repeating: UInt8(ascii: "0"), count: count)
-        var v = value
-        var i = count - 1
-        while i >= 0 {
-            out[i] = digits[Int(v & 0xF)]
-            v >>= 4
-            i -= 1
-        }
-        return String(decoding: out, as: UTF8.self)
+    /// The lowercase hex digit of a value 0...15.
+    static func digit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
     }
 }
