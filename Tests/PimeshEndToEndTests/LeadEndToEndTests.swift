@@ -54,11 +54,12 @@ import Testing
         #expect(lead.terminate() == 0)
     }
 
-    /// The lead execs itself once with malloc's per-thread caches off (MallocTuning), keeping
-    /// the operator's own GLIBC_TUNABLES, and not at all when they size the caches themselves.
+    /// The lead execs itself once with malloc's per-thread caches cut to one chunk of each size
+    /// (MallocTuning), keeping the operator's own GLIBC_TUNABLES, and not at all when they size
+    /// the caches themselves.
     /// /proc/PID/environ holds what the running program was exec'd with, except that glibc
     /// ends each tunable with a NUL as it parses them: entries are read one per NUL.
-    @Test func theLeadRunsWithMallocThreadCachesOffUnlessTheOperatorSizesThem() throws {
+    @Test func theLeadRunsWithOneCachedChunkPerSizeUnlessTheOperatorSizesTheCaches() throws {
         func execdWith(_ environment: [String: String]) throws -> [String] {
             let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory(), environment: environment)
             _ = try lead.waitReady()
@@ -69,16 +70,16 @@ import Testing
         }
         if ProcessInfo.processInfo.environment["GLIBC_TUNABLES"] == nil {
             let entries = try execdWith([:])
-            #expect(entries.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=0"))
+            #expect(entries.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=1"))
             #expect(entries.contains("PIMESH_GLIBC_TUNABLES_BEFORE=unset"))
         }
         let kept = try execdWith(["GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"])
         #expect(kept.contains("GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072"))
-        #expect(kept.contains("glibc.malloc.tcache_count=0"))
+        #expect(kept.contains("glibc.malloc.tcache_count=1"))
         #expect(kept.contains("PIMESH_GLIBC_TUNABLES_BEFORE==glibc.malloc.trim_threshold=131072"))
         let own = try execdWith(["GLIBC_TUNABLES": "glibc.malloc.tcache_count=2"])
         #expect(own.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=2"))
-        #expect(!own.contains { $0.contains("tcache_count=0") || $0.hasPrefix("PIMESH_GLIBC") })
+        #expect(!own.contains { $0.contains("tcache_count=1") || $0.hasPrefix("PIMESH_GLIBC") })
     }
 
     /// The lead parses its flags with `run`'s parser alone (Pimesh.main); help and errors still

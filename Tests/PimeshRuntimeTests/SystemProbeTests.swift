@@ -135,15 +135,15 @@ import PimeshTestSupport
         #expect(!MallocTuning.arenasSetByOperator(tunables: "glibc.malloc.arena_max_x=4", arenaVariable: nil))
     }
 
-    @Test func mallocTunablesTurnTheThreadCachesOffAndKeepTheOperatorsOwn() {
-        #expect(MallocTuning.tunables(addingTo: nil) == "glibc.malloc.tcache_count=0")
-        #expect(MallocTuning.tunables(addingTo: "") == "glibc.malloc.tcache_count=0")
-        #expect(MallocTuning.tunables(addingTo: "glibc.malloc.trim_threshold=131072") == "glibc.malloc.trim_threshold=131072:glibc.malloc.tcache_count=0")
+    @Test func mallocTunablesSizeTheThreadCachesAndKeepTheOperatorsOwn() {
+        #expect(MallocTuning.tunables(addingTo: nil) == "glibc.malloc.tcache_count=1")
+        #expect(MallocTuning.tunables(addingTo: "") == "glibc.malloc.tcache_count=1")
+        #expect(MallocTuning.tunables(addingTo: "glibc.malloc.trim_threshold=131072") == "glibc.malloc.trim_threshold=131072:glibc.malloc.tcache_count=1")
         // The operator's own size wins, and so no second exec follows the first.
         #expect(MallocTuning.tunables(addingTo: "glibc.malloc.tcache_count=3") == nil)
         #expect(MallocTuning.tunables(addingTo: "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0") == nil)
         // A longer name that starts with it is not it.
-        #expect(MallocTuning.tunables(addingTo: "glibc.malloc.tcache_count_x=1") == "glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=0")
+        #expect(MallocTuning.tunables(addingTo: "glibc.malloc.tcache_count_x=1") == "glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=1")
         for before in [nil, "", "glibc.malloc.trim_threshold=131072", "=odd"] as [String?] {
             #expect(MallocTuning.restored(MallocTuning.saved(before)) == before)
         }

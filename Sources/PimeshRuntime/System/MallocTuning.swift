@@ -6,21 +6,25 @@ import Glibc
 /// glibc gives every thread a cache of freed chunks (tcache: up to 7 of each size to 1 KiB)
 /// that no other thread and no trim can use, and that keeps the pages under them from being
 /// coalesced. With 100 swarm agents it held 184-188 KiB of the lead's 4 MiB of private memory
-/// (docs/benchmarks.md); turned off, CPU at 1,000 agents did not move beyond its noise. There
-/// is no mallopt for it: glibc reads it from `GLIBC_TUNABLES` as the process starts, so
-/// `pimesh run` execs itself once with it set. The operator's own tunables are kept, and one
-/// that names the tcache wins. After the exec the variable is put back as it was, so that what
-/// the lead starts (release hooks) gets the environment the lead was given.
+/// (docs/benchmarks.md). Turned off, every malloc and free takes the one arena's lock
+/// (`limitArenas`), and while tasks flow the lead's threads spent 11 % of its CPU waiting for and
+/// waking each other on it. One chunk of each size per thread keeps most of the gain for about
+/// 100 KiB: benchmarks/tasks.sh read 1,282-1,358 tasks/s against 1,025-1,238 with none and
+/// 1,234-1,358 with 7. There is no mallopt for it: glibc reads it from `GLIBC_TUNABLES` as the
+/// process starts, so `pimesh run` execs itself once with it set. The operator's own tunables
+/// are kept, and one that names the tcache wins. After the exec the variable is put back as it
+/// was, so that what the lead starts (release hooks) gets the environment the lead was given.
 public enum MallocTuning {
     static let tunablesVariable = "GLIBC_TUNABLES"
     static let threadCacheTunable = "glibc.malloc.tcache_count"
+    static let threadCacheCount = 1
     /// Set only across the exec: what GLIBC_TUNABLES was before it ("unset", or "=" + value).
     static let savedVariable = "PIMESH_GLIBC_TUNABLES_BEFORE"
 
-    /// The GLIBC_TUNABLES that turns the thread caches off and keeps the rest; nil when the
-    /// value already says how large they are.
+    /// The GLIBC_TUNABLES that sizes the thread caches and keeps the rest; nil when the value
+    /// already says how large they are.
     static func tunables(addingTo current: String?) -> String? {
-        let setting = threadCacheTunable + "=0"
+        let setting = threadCacheTunable + "=" + String(threadCacheCount)
         guard let current, !current.isEmpty else { return setting }
         if tunableNames(current).contains(threadCacheTunable) { return nil }
         return current + ":" + setting
@@ -39,7 +43,7 @@ public enum MallocTuning {
     }
 
     /// Call first thing in `pimesh run`, before any thread: execs the binary again with the thread
-    /// caches off, or (in the exec'd process) restores the environment, then limits the arenas.
+    /// caches sized, or (in the exec'd process) restores the environment, then limits the arenas.
     /// Returns why it could not exec (the lead then runs with glibc's defaults).
     public static func applyForLead(arguments: [String]) -> String? {
         var reason: String?
@@ -54,7 +58,7 @@ public enum MallocTuning {
                 // /proc/self/exe is the binary this process runs, even if its path was replaced.
                 var argv = arguments.map { strdup($0) } + [nil]
                 execv("/proc/self/exe", &argv)
-                reason = "cannot exec /proc/self/exe to turn malloc's thread caches off (\(String(cString: strerror(errno)))); running with glibc's defaults"
+                reason = "cannot exec /proc/self/exe to size malloc's thread caches (\(String(cString: strerror(errno)))); running with glibc's defaults"
                 for pointer in argv { free(pointer) }
                 if let current { setenv(tunablesVariable, current, 1) } else { unsetenv(tunablesVariable) }
                 unsetenv(savedVariable)
