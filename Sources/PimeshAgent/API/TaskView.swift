@@ -91,8 +91,11 @@ public struct TaskView: Codable, Sendable, Equatable {
         self.error = error
     }
 
+    /// The states a task ends in; every other one is open.
+    public static let finishedStates: Set<String> = ["succeeded", "failed", "conflict", "cancelled", "skipped"]
+
     public var isFinished: Bool {
-        ["succeeded", "failed", "conflict", "cancelled", "skipped"].contains(state)
+        Self.finishedStates.contains(state)
     }
 }
 

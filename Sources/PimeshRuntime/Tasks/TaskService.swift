@@ -935,21 +935,32 @@ final class TaskService: Service, Sendable {
         let (rows, storedCounts) = try await Blocking.run { [store] in
             (try store.recent(limit: limit, state: filter, after: cursor), try store.countByState())
         }
-        let (live, openStates, pruned): ([String: TaskView], [TaskState], Int) = state.withLock { state in
-            var views: [String: TaskView] = [:]
-            for (id, task) in state.open where task.durable { views[id] = view(of: task) }
-            for (id, row) in state.recent { views[id] = view(of: row) }
-            return (views, state.open.values.filter(\.durable).map(\.row.state), state.pruned)
+        // Only the page's tasks become views: the RAM ring holds up to recentMaxBytes of
+        // finished tasks, and a view of each, built under the lock at every list, held up every
+        // submit and result for as long.
+        let stored = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let (pageViews, morePages, openStates, pruned) = state.withLock { state in
+            var newest = rows.map { (submittedAtMs: $0.submittedAtMs, id: $0.id) }
+            func add(_ row: TaskRow) {
+                if stored[row.id] == nil && (filter == nil || row.state == filter!)
+                    && (cursor?.precedes(submittedAtMs: row.submittedAtMs, id: row.id) ?? true)
+                {
+                    newest.append((row.submittedAtMs, row.id))
+                }
+            }
+            for task in state.open.values where task.durable && state.recent[task.row.id] == nil { add(task.row) }
+            for row in state.recent.values { add(row) }
+            newest.sort { $0 > $1 }
+            let page = newest.prefix(limit).map { key in
+                // The lead's copy is newer than the store's.
+                if let row = state.recent[key.id] { return view(of: row) }
+                if let task = state.open[key.id], task.durable { return view(of: task) }
+                return view(of: stored[key.id]!)
+            }
+            return (page, newest.count > limit || rows.count == limit, state.open.values.filter(\.durable).map(\.row.state), state.pruned)
         }
-        var views = rows.map { live[$0.id] ?? view(of: $0) }
-        let seen = Set(rows.map(\.id))
-        views += live.values.filter { view in
-            !seen.contains(view.id) && (filter == nil || view.state == filter!.rawValue)
-                && (cursor?.precedes(submittedAtMs: view.submittedAtMs, id: view.id) ?? true)
-        }
-        views.sort { ($0.submittedAtMs, $0.id) > ($1.submittedAtMs, $1.id) }
-        var more = views.count > limit || rows.count == limit
-        views = Array(views.prefix(limit))
+        var views = pageViews
+        var more = morePages
         if !payloads {
             for index in views.indices {
                 views[index].payload = nil
