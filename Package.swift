@@ -257,7 +257,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PimeshSimTests", dependencies: ["PimeshSim", "PimeshSystem", "PimeshAgent"]),
-        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSystem"]),
+        .testTarget(name: "PimeshEndToEndTests", dependencies: ["PimeshTestSupport", "PimeshAgent", "PimeshCore", "PimeshSnapshot", "PimeshSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -25,10 +25,15 @@ public struct Coordinator: Sendable {
         /// a staging file, so an outsider must not be able to open more (issue 12).
         public var maxUploadsPerNode: Int
         public var maxUploads: Int
+        /// Connections held at once; past it the coordinator stops accepting until one closes,
+        /// so that idle or half-sent requests cannot use up its descriptors and memory.
+        public var maxConnections: Int
+        /// A connection that sends nothing this long is closed.
+        public var idleTimeoutS: Int
 
         public init(
             directory: String, host: String = "127.0.0.1", port: Int = 7430, maxSnapshotBytes: UInt64 = 4 << 30,
-            maxUploadsPerNode: Int = 2, maxUploads: Int = 32
+            maxUploadsPerNode: Int = 2, maxUploads: Int = 32, maxConnections: Int = 256, idleTimeoutS: Int = 30
         ) {
             self.directory = directory
             self.host = host
@@ -36,6 +41,8 @@ public struct Coordinator: Sendable {
             self.maxSnapshotBytes = maxSnapshotBytes
             self.maxUploadsPerNode = maxUploadsPerNode
             self.maxUploads = maxUploads
+            self.maxConnections = maxConnections
+            self.idleTimeoutS = idleTimeoutS
         }
     }
 
@@ -111,7 +118,10 @@ public struct Coordinator: Sendable {
         let settings = settings
         let logger = logger
         let app = Application(
-            router: router, configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "pimesh-coordinator"),
+            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeoutS)))),
+            configuration: .init(
+                address: .hostname(settings.host, port: settings.port), serverName: "pimesh-coordinator",
+                availableConnectionsDelegate: .maximum(settings.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let endpoint = Endpoint(host: settings.host, port: channel.localAddress?.port ?? settings.port, pid: getpid())
                 try? FileIO.writeAtomically(path: directory + "/" + Self.endpointFile, bytes: try APICoding.encode(endpoint, pretty: true))
@@ -212,8 +222,13 @@ public struct Coordinator: Sendable {
         }
         guard incident.id == id else { throw APIError(status: .badRequest, message: "the body is incident \(incident.id), the path \(id)", field: "id") }
         let text = String(decoding: body, as: UTF8.self)
-        try await Blocking.run {
+        let saved = try await Blocking.run {
             try store.saveIncident(nodeID: nodeID, incident, body: text, receivedAtMs: Clock.wallMilliseconds())
+        }
+        guard saved else {
+            // A signed body sent again after a newer one (a replay) must not turn the fleet's view back.
+            throw APIError(
+                status: .conflict, message: "\(nodeID) sent a newer update of incident \(incident.id) already; this one is older", field: "last_update_ms")
         }
         return JSONResponse.make(status: .ok, ["node": nodeID, "incident": incident.name, "state": incident.state.rawValue])
     }
@@ -226,10 +241,11 @@ public struct Coordinator: Sendable {
             throw APIError(status: .badRequest, message: "\"\(nodeID)\" is not a node id (node- and 16 hex digits)", field: "node")
         }
         let sequenceText = context.parameters.get("sequence") ?? ""
+        // The index keeps sequences as SQLite integers: 2^63 and above do not fit.
         guard sequenceText.utf8.count <= 19, sequenceText.utf8.allSatisfy({ (48...57).contains($0) }), let sequence = UInt64(sequenceText),
-            sequence > 0
+            sequence > 0, sequence <= UInt64(Int64.max)
         else {
-            throw APIError(status: .badRequest, message: "the sequence in the path is not a positive number", field: "sequence")
+            throw APIError(status: .badRequest, message: "the sequence in the path is not a number from 1 to 2^63 - 1", field: "sequence")
         }
         guard let header = request.headers.first(where: { $0.name.canonicalName == "pimesh-manifest" })?.value,
             header.utf8.count <= 16_384, let bytes = Hex.decode(header),
@@ -325,7 +341,16 @@ public struct Coordinator: Sendable {
             guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
             else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
             FileIO.syncDirectory(of: target)
-            try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
+            do {
+                try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
+            } catch {
+                // Filed but not indexed, the snapshot would refuse every retry as archived, and the
+                // node retries its oldest first: take it back so that a retry can land.
+                unlink(target)
+                unlink(nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence))
+                FileIO.syncDirectory(of: target)
+                throw error
+            }
         }
         logger.info("snapshot received", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "bytes": "\(received)"])
         return JSONResponse.make(status: .created, Receipt(nodeID: nodeID, sequence: sequence, compressedSHA256: manifest.compressedSHA256))

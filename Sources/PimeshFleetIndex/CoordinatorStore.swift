@@ -142,8 +142,15 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
-    public func saveIncident(nodeID: String, _ incident: Incident, body: String, receivedAtMs: Int64) throws {
+    /// Files a node's incident; false (and nothing changed) when the index holds a newer update
+    /// of it, by the node's `last_update_ms`.
+    public func saveIncident(nodeID: String, _ incident: Incident, body: String, receivedAtMs: Int64) throws -> Bool {
         try database.transaction { connection in
+            let held = try connection.query(
+                "SELECT COALESCE(json_extract(body, '$.last_update_ms'), 0) FROM incidents WHERE node_id = ? AND incident_id = ?",
+                [.text(nodeID), .integer(incident.id)]
+            ) { $0.int64(0) }.first
+            if let held, held > incident.lastUpdateMs { return false }
             do {
                 try connection.run(
                     """
@@ -162,6 +169,7 @@ public struct CoordinatorStore: Sendable {
                         (SELECT incident_id FROM incidents WHERE node_id = ? ORDER BY incident_id DESC LIMIT ?)
                     """, [.text(nodeID), .text(nodeID), .integer(Int64(Self.incidentsPerNode))])
             }
+            return true
         }
     }
 

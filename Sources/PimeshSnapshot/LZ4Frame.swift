@@ -88,7 +88,11 @@ public enum LZ4Frame {
 
     /// Decompresses an LZ4 frame from `input`, into `output` when given (else only checked).
     /// liblz4 checks the frame's content checksum; a damaged frame is a `Failure` that says so.
-    public static func decompress(input: Int32, output: Int32?, progress: (UInt64) -> Void = { _ in }) throws(Failure) -> Digest {
+    /// Past `rawLimit` bytes it stops: a frame of a few MB can decompress to hundreds, and the
+    /// checksum that would refuse it is read only at its end.
+    public static func decompress(
+        input: Int32, output: Int32?, rawLimit: UInt64 = .max, progress: (UInt64) -> Void = { _ in }
+    ) throws(Failure) -> Digest {
         var context: OpaquePointer?
         guard LZ4F_isError(LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))) == 0, let context else {
             throw Failure(description: "liblz4: cannot create a decompression context")
@@ -121,6 +125,9 @@ public enum LZ4Frame {
                 }
                 offset += sourceSize
                 if destinationSize > 0 {
+                    guard UInt64(destinationSize) <= rawLimit - digest.rawBytes else {
+                        throw Failure(description: "it decompresses to more than \(rawLimit) bytes")
+                    }
                     let raw = UnsafeRawBufferPointer(rebasing: destination[0..<destinationSize])
                     rawHash.update(bufferPointer: raw)
                     if let output { try writeAll(output, raw) }

@@ -42,20 +42,21 @@ public enum SnapshotVerifier {
         let directory = manifestPath.lastIndex(of: "/").map { String(manifestPath[..<$0]) } ?? "."
         guard !manifest.file.contains("/") else { throw Problem(description: "manifest file name \"\(manifest.file)\" has a path") }
         let filePath = directory + "/" + manifest.file
-        let fd = open(filePath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Problem(description: "cannot open \(filePath): \(String(cString: strerror(errno)))") }
+        let (fd, info): (Int32, stat)
+        do {
+            (fd, info) = try FileIO.openRegular(path: filePath)
+        } catch {
+            throw Problem(description: "cannot read the snapshot: \(error)")
+        }
         defer { close(fd) }
-        var info = stat()
-        fstat(fd, &info)
         guard UInt64(info.st_size) == manifest.compressedBytes else {
             throw Problem(description: "\(filePath) has \(info.st_size) bytes, the manifest says \(manifest.compressedBytes)")
         }
         let digest: LZ4Frame.Digest
         do {
-            digest = try LZ4Frame.decompress(input: fd, output: output, progress: progress)
+            digest = try LZ4Frame.decompress(input: fd, output: output, rawLimit: manifest.rawBytes, progress: progress)
         } catch {
-            // A damaged frame: say whether the file itself differs from what was signed.
-            throw Problem(description: "\(filePath): \(error)")
+            throw Problem(description: "\(filePath): \(error); the manifest says \(manifest.rawBytes)")
         }
         guard Hex.encode(digest.compressedSHA256) == manifest.compressedSHA256 else {
             throw Problem(description: "\(filePath): SHA-256 of the compressed file does not match the manifest")
@@ -88,12 +89,18 @@ public enum SnapshotVerifier {
         _ path: String, to directory: String, trustedKeys: [String], progress: (UInt64) -> Void = { _ in }
     ) throws -> (Report, String) {
         try FileIO.makeDirectories(directory, mode: 0o700)
+        // The database holds every agent's secret, and a directory another user owns or may
+        // write into could hold a link that turns the write onto any file (as root, too).
+        if let problem = TrustedFile.directoryProblem(directory) { throw Problem(description: "cannot restore into it: \(problem.reason)") }
         let target = directory + "/pimesh.db"
-        guard !FileIO.exists(target) else {
-            throw Problem(description: "\(target) exists; restore into an empty directory (the lead's database is never overwritten in place)")
+        // A journal left beside would be replayed into the restored database at its first open.
+        for name in [target, target + "-wal", target + "-shm", target + "-journal"] where FileIO.linkExists(name) {
+            throw Problem(
+                description: "\(name) exists; restore into an empty directory (the lead's database and its journals are never overwritten in place)")
         }
         let temporary = target + ".restoring"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        unlink(temporary)  // an earlier restore's, cut short
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileIO.Failure(path: temporary, operation: "create", errno: errno) }
         let report: Report
         do {

@@ -33,6 +33,24 @@ public enum FileIO {
         }
     }
 
+    /// Opens a regular file for reading, and its `stat`; anything else is refused before a byte
+    /// is read (see `read`). The caller closes the descriptor.
+    public static func openRegular(path: String) throws -> (fd: Int32, status: stat) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw Failure(path: path, operation: "open", errno: errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let code = errno
+            close(fd)
+            throw Failure(path: path, operation: "stat", errno: code)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw Failure(path: path, operation: "read", errno: EINVAL, reason: "\(kind(of: info.st_mode)), not a regular file")
+        }
+        return (fd, info)
+    }
+
     /// Reads a regular file whole. Anything else is refused before a byte is read: opening a
     /// FIFO for reading, or reading one, blocks until someone writes to it, and a FIFO dropped
     /// into agents.d once hung every thread that rescanned it, and with them the lead.
@@ -43,14 +61,8 @@ public enum FileIO {
     /// `read`, and the `stat` of the file it read (of the file itself, not of a name that a
     /// rename may have moved meanwhile): for checks of its owner and mode.
     public static func readWithStatus(path: String, limit: Int = 16 << 20) throws -> (bytes: [UInt8], status: stat) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { throw Failure(path: path, operation: "open", errno: errno) }
+        let (fd, info) = try openRegular(path: path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Failure(path: path, operation: "stat", errno: errno) }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw Failure(path: path, operation: "read", errno: EINVAL, reason: "\(kind(of: info.st_mode)), not a regular file")
-        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
@@ -147,6 +159,12 @@ public enum FileIO {
 
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
+    }
+
+    /// Whether a name exists at all: a symbolic link counts even when it leads nowhere.
+    public static func linkExists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
     }
 
     public static func remove(_ path: String) {

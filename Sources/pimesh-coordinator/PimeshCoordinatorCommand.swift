@@ -55,8 +55,16 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
         var logLevel: String = "info"
 
+        @Option(name: .long, help: "Connections held at once (1…65536); past it new ones wait until one closes.")
+        var maxConnections: Int = 256
+
+        @Option(name: .customLong("idle-timeout-s"), help: "Close a connection that sends nothing for this many seconds (1…3600).")
+        var idleTimeoutS: Int = 30
+
         func validate() throws {
             guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
+            guard (1...65536).contains(maxConnections) else { throw ValidationError("--max-connections \(maxConnections) is not in 1…65536") }
+            guard (1...3600).contains(idleTimeoutS) else { throw ValidationError("--idle-timeout-s \(idleTimeoutS) is not in 1…3600") }
             guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a log level") }
         }
 
@@ -69,7 +77,8 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
             }
             do {
                 try await Coordinator(
-                    settings: .init(directory: directory.dir, host: host, port: port), logger: Logger(label: "pimesh-coordinator")
+                    settings: .init(directory: directory.dir, host: host, port: port, maxConnections: maxConnections, idleTimeoutS: idleTimeoutS),
+                    logger: Logger(label: "pimesh-coordinator")
                 ).run()
             } catch {
                 throw CLIFailure.report(error)

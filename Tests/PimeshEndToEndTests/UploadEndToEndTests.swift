@@ -1,6 +1,8 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSnapshot
+import PimeshSystem
 import Testing
 
 /// A `pimesh-coordinator` and a moto S3 server, both started here on 127.0.0.1 with ephemeral
@@ -151,6 +153,18 @@ import Testing
             let answer = try http.request("PUT", attempt.path, headers: [("Pimesh-Manifest", Hex.encode(Array(attempt.manifest.utf8)))], body: attempt.body)
             #expect(answer.status == attempt.status, "\(attempt.path): \(answer.status) \(answer.text)")
         }
+        // A sequence past what the index can hold, in a manifest the node really signed: once
+        // this stopped the coordinator (a trap converting it), now it is a 400.
+        let nodeKey = try #require(try NodeKey.load(dataDir: dataDir))
+        var huge = try APICoding.decode(SnapshotManifest.self, from: Array(manifestText.utf8))
+        huge.sequence = UInt64(Int64.max) + 1
+        huge.file = SnapshotManifest.fileName(sequence: huge.sequence)
+        huge.signature = Hex.encode(try nodeKey.sign(huge.signedText))
+        let tooLarge = try http.request(
+            "PUT", "/v1/nodes/\(nodeID)/snapshots/\(huge.sequence)", headers: [("Pimesh-Manifest", Hex.encode(try APICoding.encode(huge)))],
+            body: validBody)
+        #expect(tooLarge.status == 400, "\(tooLarge.status) \(tooLarge.text)")
+        #expect(try http.request("GET", "/healthz").status == 200)
         #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/escape"))
         #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/../escape"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
@@ -445,6 +459,30 @@ import Testing
             let listed = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"]).output
             return !listed.contains("\"state\":\"open\"")
         })
+        // So does an operator's resolution, which no later health tick reports.
+        let first = root + "/n1"
+        #expect(eventually(timeout: 30) { try runPimesh(["incidents", "--data-dir", first, "--json"]).output.contains("mitigated") })
+        let resolved = try runPimesh(["incidents", "resolve", "INC-000001", "--reason", "checked by hand", "--data-dir", first])
+        #expect(resolved.status == 0, "\(resolved.output)")
+        let firstNode = try #require(try NodeKey.load(dataDir: first))
+        func coordinatorState() throws -> String? {
+            let listed = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"]).output
+            let groups = (try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [String: Any])?["groups"] as? [[[String: Any]]] ?? []
+            return groups.joined().first { $0["node_id"] as? String == firstNode.nodeID }?["state"] as? String
+        }
+        #expect(eventually(timeout: 30) { try coordinatorState() == "resolved" }, "\(String(describing: try? coordinatorState()))")
+        // An older update the node signed, sent again after the resolution, changes nothing.
+        let held = try runProcess(
+            "/usr/bin/sqlite3", [coordinatorDir + "/coordinator.db", "SELECT body FROM incidents WHERE node_id = '\(firstNode.nodeID)' AND incident_id = 1"])
+        var stale = try APICoding.decode(Incident.self, from: Array(held.output.utf8))
+        stale.state = .mitigated
+        stale.lastUpdateMs -= 1000
+        let staleBody = try APICoding.encode(stale)
+        let replayed = try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port)).request(
+            "PUT", "/v1/nodes/\(firstNode.nodeID)/incidents/1", headers: [("Pimesh-Signature", Hex.encode(try firstNode.sign(staleBody)))],
+            body: staleBody)
+        #expect(replayed.status == 409, "\(replayed.status) \(replayed.text)")
+        #expect(try coordinatorState() == "resolved")
         // An incident with a signature that is not the node's is refused.
         let node = try #require(pair.first?["node_id"] as? String)
         let forged = try runProcess(

@@ -98,6 +98,95 @@ func flipBit(_ path: String, at offset: Int) throws {
         #expect(throws: SnapshotVerifier.Problem.self) { try SnapshotVerifier.restore(made.entry.filePath, to: root + "/restored", trustedKeys: [manifest.publicKey]) }
     }
 
+    /// A restore writes every agent's secret: never through a name another user could have
+    /// planted, never beside a journal that SQLite would replay into it.
+    @Test func restoreRefusesForeignDirectoriesJournalsAndPlantedLinks() throws {
+        let database = try makeDatabase(at: root + "/pimesh.db")
+        let made = try maker(database).create()
+        let keys = [made.entry.manifest.publicKey]
+        func refusal(_ directory: String) -> String {
+            do {
+                _ = try SnapshotVerifier.restore(made.entry.manifestPath, to: directory, trustedKeys: keys)
+                return "restored"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let open = root + "/open-to-all"
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        chmod(open, 0o777)
+        #expect(refusal(open).contains("writable by group or others"))
+        let foreign = root + "/foreign"
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        chown(foreign, 65534, 65534)
+        #expect(refusal(foreign).contains("belongs to uid 65534"))
+        #expect(!FileManager.default.fileExists(atPath: open + "/pimesh.db") && !FileManager.default.fileExists(atPath: foreign + "/pimesh.db"))
+
+        for journal in ["-wal", "-shm", "-journal"] {
+            let directory = root + "/journal" + journal
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: directory + "/pimesh.db" + journal, contents: Data("x".utf8))
+            #expect(refusal(directory).contains("pimesh.db\(journal) exists"))
+            #expect(!FileManager.default.fileExists(atPath: directory + "/pimesh.db"))
+        }
+
+        // A link left at the temporary name is replaced, not written through.
+        let victim = root + "/victim.txt"
+        FileManager.default.createFile(atPath: victim, contents: Data("untouched".utf8))
+        let linked = root + "/linked"
+        try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: true)
+        symlink(victim, linked + "/pimesh.db.restoring")
+        #expect(refusal(linked) == "restored")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "untouched")
+        var info = stat()
+        #expect(lstat(linked + "/pimesh.db", &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600)
+    }
+
+    /// A signed manifest that understates what its frame decompresses to is refused when the
+    /// output passes it, not after writing all of it; a FIFO in place of the file is refused
+    /// at once.
+    @Test func aFrameLargerThanItsManifestSaysAndAFIFOAreRefusedEarly() throws {
+        let database = try makeDatabase(at: root + "/pimesh.db", blobMB: 2)
+        let made = try maker(database).create()
+        let key = try NodeKey.loadOrCreate(dataDir: root)
+        var understated = made.entry.manifest
+        understated.rawBytes = 64 * 1024
+        understated.signature = Hex.encode(try key.sign(understated.signedText))
+        let directory = root + "/understated"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: made.entry.filePath, toPath: directory + "/" + understated.file)
+        try APICoding.encode(understated).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: directory + "/m.json")) }
+        do {
+            _ = try SnapshotVerifier.restore(directory + "/m.json", to: directory + "/out", trustedKeys: [understated.publicKey])
+            Issue.record("an understated frame was restored")
+        } catch let problem as SnapshotVerifier.Problem {
+            #expect(problem.description.contains("decompresses to more than 65536 bytes"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/out/pimesh.db.restoring"))
+
+        let fifo = root + "/fifo"
+        try FileManager.default.createDirectory(atPath: fifo, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: made.entry.manifestPath, toPath: fifo + "/m.json")
+        #expect(mkfifo(fifo + "/" + made.entry.manifest.file, 0o600) == 0)
+        do {
+            _ = try SnapshotVerifier.verify(fifo + "/m.json")
+            Issue.record("a FIFO was read as a snapshot")
+        } catch let problem as SnapshotVerifier.Problem {
+            #expect(problem.description.contains("a FIFO, not a regular file"))
+        }
+    }
+
+    /// What a coordinator or S3 answers reaches the lead's log and a terminal only as printable
+    /// text of bounded length.
+    @Test func answersFromUpstreamArePrintableAndBounded() {
+        let forged = "403 no\n2026-12-05T00:00:00 critical pimesh: FORGED\u{1B}[2J\u{9B}"
+        let printable = PutAnswer.printable(forged)
+        #expect(!printable.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        #expect(printable.contains("\\u{A}2026") && printable.contains("\\u{1B}[2J") && printable.contains("\\u{9B}"))
+        let long = PutAnswer(status: 500, body: Array(String(repeating: "é", count: 5000).utf8), headers: [:]).bodyExcerpt
+        #expect(long.count == 301 && long.hasSuffix("…"))
+    }
+
     @Test func damageAndForgeryAreRefusedWithTheReason() throws {
         let database = try makeDatabase(at: root + "/pimesh.db", blobMB: 2)
         let made = try maker(database).create()

@@ -244,7 +244,12 @@ final class IncidentService: Sendable {
             _ = record([change])
             return change
         }
-        if change.incident.state == .resolved { writeFiles([change.incident]) }
+        if change.incident.state == .resolved {
+            writeFiles([change.incident])
+            // No later health tick reports it (the book holds open incidents only): the coordinator
+            // and the playbooks hear of it here, as they would of one the lead resolved itself.
+            changed.withLock { $0 }?.call(open, [change.incident])
+        }
         return change.incident
     }
 

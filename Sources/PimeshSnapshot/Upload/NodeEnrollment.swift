@@ -33,8 +33,7 @@ public struct NodeEnrollment: Codable, Sendable {
         case 201: return true
         case 200: return false
         default:
-            let text = String(decoding: answer.body.prefix(500), as: UTF8.self)
-            throw Failure(description: "\(base) answered \(answer.status): \(text)")
+            throw Failure(description: "\(base) answered \(answer.status): \(answer.bodyExcerpt)")
         }
     }
 }

@@ -45,12 +45,14 @@ public struct SnapshotUploader: Sendable {
 
     private func toDirectory(_ entry: SnapshotSpool.Entry, _ root: String) throws -> String {
         let directory = root + "/" + entry.manifest.nodeID
-        try FileIO.makeDirectories(directory, mode: 0o755)
+        // Snapshots hold every agent's secret: the copies are the node's alone, as the
+        // coordinator's archive is.
+        try FileIO.makeDirectories(directory, mode: 0o700)
         let target = directory + "/" + entry.manifest.file
         let temporary = directory + "/.tmp-" + entry.manifest.file
         let (input, _) = try openFile(entry.filePath)
         defer { close(input) }
-        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))", permanent: false) }
         // Whatever fails from here on, no descriptor and no half-written copy stays behind.
         var outputOpen = true
@@ -82,7 +84,7 @@ public struct SnapshotUploader: Sendable {
         keepTemporary = true
         try FileIO.writeAtomically(
             path: directory + "/" + SnapshotManifest.manifestName(sequence: entry.manifest.sequence),
-            bytes: try FileIO.read(path: entry.manifestPath), mode: 0o644)
+            bytes: try FileIO.read(path: entry.manifestPath), mode: 0o600)
         return "copied to \(target), SHA-256 read back"
     }
 
@@ -102,7 +104,7 @@ public struct SnapshotUploader: Sendable {
         }
         guard (200..<300).contains(answer.status) else {
             throw Failure(
-                description: "the coordinator answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))",
+                description: "the coordinator answered \(answer.status): \(answer.bodyExcerpt)",
                 permanent: (400..<500).contains(answer.status))
         }
         return true
@@ -119,7 +121,7 @@ public struct SnapshotUploader: Sendable {
         } catch {
             throw Failure(description: "\(error)", permanent: false)
         }
-        let text = String(decoding: answer.body, as: UTF8.self)
+        let text = answer.bodyExcerpt
         guard (200..<300).contains(answer.status) else {
             throw Failure(description: "the coordinator answered \(answer.status): \(text)", permanent: (400..<500).contains(answer.status))
         }
@@ -160,12 +162,14 @@ public struct SnapshotUploader: Sendable {
             }
             guard (200..<300).contains(answer.status) else {
                 throw Failure(
-                    description: "S3 answered \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))",
+                    description: "S3 answered \(answer.status): \(answer.bodyExcerpt)",
                     permanent: answer.status == 403 || answer.status == 404)
             }
             let returned = (answer.headers["etag"] ?? "").replacing("\"", with: "")
             guard returned == etag else {
-                throw Failure(description: "S3 stored \(name) with ETag \(returned), not the MD5 \(etag) of what was sent", permanent: false)
+                throw Failure(
+                    description: "S3 stored \(name) with ETag \(PutAnswer.printable(returned, limit: 80)), not the MD5 \(etag) of what was sent",
+                    permanent: false)
             }
             return etag
         }
