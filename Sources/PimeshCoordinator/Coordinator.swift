@@ -57,11 +57,15 @@ public struct Coordinator: Sendable {
     let settings: Settings
     let logger: Logger
     let uploads: UploadSlots
+    /// Incident bodies being read at once: each is buffered (up to `maxIncidentBytes`) before
+    /// its signature can be checked.
+    let incidentReads: UploadSlots
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
         uploads = UploadSlots(perNode: settings.maxUploadsPerNode, total: settings.maxUploads)
+        incidentReads = UploadSlots(perNode: settings.maxUploadsPerNode, total: settings.maxUploads)
     }
 
     public func run() async throws {
@@ -182,6 +186,10 @@ public struct Coordinator: Sendable {
         return JSONResponse.make(status: .created, ["node_id": nodeID, "enrolled": "now"])
     }
 
+    /// An upload may take `uploadGraceS` and one second for each `slowestUploadBytesPerSecond`.
+    static let uploadGraceS: Int64 = 120
+    static let slowestUploadBytesPerSecond: UInt64 = 16 << 10
+
     static let maxListedIncidents = 1000
     static let maxIncidentBytes = 256 << 10
 
@@ -204,6 +212,12 @@ public struct Coordinator: Sendable {
         guard let key = try store.publicKey(of: nodeID) else {
             throw APIError(status: .forbidden, message: "node \(nodeID) is not enrolled")
         }
+        guard incidentReads.acquire(node: nodeID) else {
+            throw APIError(
+                status: .tooManyRequests,
+                message: "too many incidents at once (at most \(settings.maxUploadsPerNode) per node, \(settings.maxUploads) in all); retry later")
+        }
+        defer { incidentReads.release(node: nodeID) }
         var body: [UInt8] = []
         for try await buffer in request.body {
             body += buffer.readableBytesView
@@ -303,8 +317,16 @@ public struct Coordinator: Sendable {
         let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw APIError(status: .internalServerError, message: "cannot stage the upload: \(String(cString: strerror(errno)))") }
         var received: UInt64 = 0
+        // The idle timeout closes a body that stops; this closes one that trickles, which would
+        // hold its slot for as long as it liked.
+        let deadline = Clock.monotonicNow() + .seconds(Self.uploadGraceS + Int64(manifest.compressedBytes / Self.slowestUploadBytesPerSecond))
         do {
             for try await buffer in request.body {
+                guard Clock.monotonicNow() < deadline else {
+                    throw APIError(
+                        status: .requestTimeout,
+                        message: "the upload is slower than \(Self.slowestUploadBytesPerSecond / 1024) KiB/s on average; retry on a better link")
+                }
                 received += UInt64(buffer.readableBytes)
                 guard received <= manifest.compressedBytes else {
                     throw APIError(

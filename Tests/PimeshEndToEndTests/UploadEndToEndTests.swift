@@ -37,10 +37,10 @@ import Testing
         deinit { stop() }
     }
 
-    func startCoordinator() throws -> (Background, Int) {
+    func startCoordinator(_ extraArguments: [String] = []) throws -> (Background, Int) {
         try? FileManager.default.removeItem(atPath: coordinatorDir + "/coordinator.json")
         let coordinator = try Background(
-            LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"],
+            LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", "0", "--log-level", "warning"] + extraArguments,
             log: root + "/coordinator.log")
         var port = 0
         #expect(eventually(timeout: 10) {
@@ -416,6 +416,47 @@ import Testing
         let refused = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", wrongBucket])
         #expect(refused.status != 0)
         #expect(refused.output.contains("S3 answered 404"))
+    }
+
+    /// The coordinator faces the fleet's network: it holds at most --max-connections, and
+    /// closes one that sends nothing, or half a request, for --idle-timeout-s. A hostile probe
+    /// once held 20,000 idle connections, and /healthz and the nodes' uploads timed out.
+    @Test func idleAndHalfSentConnectionsAreBoundedAndClosed() throws {
+        ConnectionLimitsEndToEndTests.raiseOwnDescriptorLimit()
+        let (coordinator, port) = try startCoordinator(["--max-connections", "8", "--idle-timeout-s", "2"])
+        defer { coordinator.stop() }
+        let pid = coordinator.process.processIdentifier
+        func sockets() -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).filter { fd in
+                ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) ?? "").hasPrefix("socket:")
+            }.count
+        }
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for index in 0..<40 {
+            let half = "PUT /v1/nodes/node-0123456789abcdef/incidents/1 HTTP/1.1\r\nHost: x\r\n"
+            let fd = ConnectionLimitsEndToEndTests.openIdle(port: port, sending: index % 2 == 0 ? half : "")
+            if fd >= 0 { idle.append(fd) }
+        }
+        #expect(idle.count == 40)
+        // Taken eight at a time, each closed after its idle timeout: all 40 see the end.
+        var most = 0
+        var ended = Set<Int32>()
+        #expect(eventually(timeout: 90) {
+            most = max(most, sockets())
+            for fd in idle where !ended.contains(fd) {
+                var byte: UInt8 = 0
+                if recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 { ended.insert(fd) }
+            }
+            return ended.count == idle.count
+        }, "\(ended.count) of \(idle.count) closed")
+        // The listening socket and the eight it serves, whatever waited in the backlog (a read or
+        // two of the listener, each of up to NIO's four, can be accepted before accepting pauses).
+        #expect(most <= 1 + 8 + 8, "the coordinator held \(most) sockets")
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port), timeoutMs: 10_000)
+        #expect(try http.request("GET", "/healthz").status == 200)
+        let badFlags = try runCoordinator(["serve", "--dir", coordinatorDir, "--max-connections", "0"])
+        #expect(badFlags.status != 0 && badFlags.output.contains("--max-connections 0 is not in 1…65536"), "\(badFlags.output)")
     }
 
     /// Two nodes push their incidents as they open; the coordinator groups the two that
