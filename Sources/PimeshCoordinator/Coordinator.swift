@@ -352,7 +352,8 @@ public struct Coordinator: Sendable {
                 _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
             } catch {
                 logger.warning("snapshot refused", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "why": "\(error)"])
-                throw APIError(status: .unprocessableContent, message: "refused: \(error)")
+                // The node needs the reason, not where the coordinator staged its upload.
+                throw APIError(status: .unprocessableContent, message: "refused: " + "\(error)".replacing(staging + "/", with: ""))
             }
             try FileIO.makeDirectories(nodeDirectory, mode: 0o700)
             // link() fails when the target exists: two uploads of one sequence cannot both land.

@@ -228,7 +228,15 @@ extension SnapshotCommand {
             let dir = dataDir ?? LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
             if let own = try NodeKey.load(dataDir: dir) { keys.append(own.publicKeyHex) }
             if let coordinatorDir {
-                keys += try CoordinatorStore(path: coordinatorDir + "/coordinator.db").enrolledKeys()
+                // Opening a missing index would create an empty one, in a directory that is not the coordinator's.
+                guard FileIO.linkExists(coordinatorDir + "/coordinator.db") else {
+                    throw CLIFailure("--coordinator-dir \(coordinatorDir) holds no coordinator.db: pass the --dir that `pimesh-coordinator serve` uses")
+                }
+                let enrolled = try CoordinatorStore(path: coordinatorDir + "/coordinator.db").enrolledKeys()
+                guard !enrolled.isEmpty || !keys.isEmpty else {
+                    throw CLIFailure("no trusted key: the coordinator in \(coordinatorDir) has no enrolled node, and \(dir)/node-key does not exist")
+                }
+                keys += enrolled
             }
             guard !keys.isEmpty else {
                 throw CLIFailure(

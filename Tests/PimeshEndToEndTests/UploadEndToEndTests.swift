@@ -126,7 +126,8 @@ import Testing
         let damaged = try http.request(
             "PUT", "/v1/nodes/\(nodeID)/snapshots/2", headers: [("Pimesh-Manifest", Hex.encode(Array(manifestText.utf8)))], body: body)
         #expect(damaged.status == 422)
-        #expect(damaged.text.contains("refused"))
+        #expect(damaged.text.contains("refused") && damaged.text.contains("snapshot-0000000002.db.lz4"))
+        #expect(!damaged.text.contains("incoming"), "\(damaged.text)")
         let forged = manifestText.replacingOccurrences(of: "\"raw_bytes\" : ", with: "\"raw_bytes\" : 1")
         #expect(forged != manifestText)
         let badSignature = try http.request(

@@ -180,7 +180,7 @@ func flipBit(_ path: String, at offset: Int) throws {
     /// text of bounded length.
     @Test func answersFromUpstreamArePrintableAndBounded() {
         let forged = "403 no\n2026-12-05T00:00:00 critical pimesh: FORGED\u{1B}[2J\u{9B}"
-        let printable = PutAnswer.printable(forged)
+        let printable = PrintableText.of(forged)
         #expect(!printable.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
         #expect(printable.contains("\\u{A}2026") && printable.contains("\\u{1B}[2J") && printable.contains("\\u{9B}"))
         let long = PutAnswer(status: 500, body: Array(String(repeating: "é", count: 5000).utf8), headers: [:]).bodyExcerpt

@@ -43,24 +43,8 @@ public struct PutAnswer: Sendable {
         self.headers = headers
     }
 
-    /// The start of the body, fit for the lead's log and a terminal (`printable`).
-    public var bodyExcerpt: String { Self.printable(String(decoding: body.prefix(1024), as: UTF8.self)) }
-
-    /// Text the other end chose, fit for a log line or a terminal: at most `limit` characters,
-    /// control characters shown as `\u{1B}`, so that an answer cannot forge a line of the
-    /// lead's log or drive the operator's terminal.
-    public static func printable(_ text: String, limit: Int = 300) -> String {
-        var out = ""
-        for (index, scalar) in text.unicodeScalars.enumerated() {
-            if index == limit { return out + "…" }
-            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
+    /// The start of the body, fit for the lead's log and a terminal (`PrintableText`).
+    public var bodyExcerpt: String { PrintableText.of(String(decoding: body.prefix(1024), as: UTF8.self)) }
 }
 
 public struct TransferFailure: Error, CustomStringConvertible {

@@ -168,7 +168,7 @@ public struct SnapshotUploader: Sendable {
             let returned = (answer.headers["etag"] ?? "").replacing("\"", with: "")
             guard returned == etag else {
                 throw Failure(
-                    description: "S3 stored \(name) with ETag \(PutAnswer.printable(returned, limit: 80)), not the MD5 \(etag) of what was sent",
+                    description: "S3 stored \(name) with ETag \(PrintableText.of(returned, limit: 80)), not the MD5 \(etag) of what was sent",
                     permanent: false)
             }
             return etag
