@@ -190,6 +190,8 @@ public struct Coordinator: Sendable {
     static let uploadGraceS: Int64 = 120
     static let slowestUploadBytesPerSecond: UInt64 = 16 << 10
 
+    static let incidentReadS: Int64 = 30
+
     static let maxListedIncidents = 1000
     static let maxIncidentBytes = 256 << 10
 
@@ -212,14 +214,23 @@ public struct Coordinator: Sendable {
         guard let key = try store.publicKey(of: nodeID) else {
             throw APIError(status: .forbidden, message: "node \(nodeID) is not enrolled")
         }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxIncidentBytes {
+            throw APIError(status: .contentTooLarge, message: "an incident may be at most \(Self.maxIncidentBytes) bytes")
+        }
         guard incidentReads.acquire(node: nodeID) else {
             throw APIError(
                 status: .tooManyRequests,
                 message: "too many incidents at once (at most \(settings.maxUploadsPerNode) per node, \(settings.maxUploads) in all); retry later")
         }
         defer { incidentReads.release(node: nodeID) }
+        // Its slot is taken before the signature can be checked: a body that trickles in (each
+        // byte resets the idle timeout) would hold it for as long as it liked.
+        let deadline = Clock.monotonicNow() + .seconds(Self.incidentReadS)
         var body: [UInt8] = []
         for try await buffer in request.body {
+            guard Clock.monotonicNow() < deadline else {
+                throw APIError(status: .requestTimeout, message: "an incident must arrive within \(Self.incidentReadS) s")
+            }
             body += buffer.readableBytesView
             guard body.count <= Self.maxIncidentBytes else {
                 throw APIError(status: .contentTooLarge, message: "an incident may be at most \(Self.maxIncidentBytes) bytes")
@@ -241,8 +252,7 @@ public struct Coordinator: Sendable {
         }
         guard saved else {
             // A signed body sent again after a newer one (a replay) must not turn the fleet's view back.
-            throw APIError(
-                status: .conflict, message: "\(nodeID) sent a newer update of incident \(incident.id) already; this one is older", field: "last_update_ms")
+            throw APIError(status: .conflict, message: "\(nodeID) sent a later version of incident \(incident.id) already; this one is older")
         }
         return JSONResponse.make(status: .ok, ["node": nodeID, "incident": incident.name, "state": incident.state.rawValue])
     }
@@ -361,10 +371,10 @@ public struct Coordinator: Sendable {
                 if errno == EEXIST { throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten") }
                 throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))")
             }
-            guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
-            else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
-            FileIO.syncDirectory(of: target)
             do {
+                guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
+                else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
+                FileIO.syncDirectory(of: target)
                 try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
             } catch {
                 // Filed but not indexed, the snapshot would refuse every retry as archived, and the

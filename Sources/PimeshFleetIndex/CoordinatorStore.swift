@@ -142,15 +142,23 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
-    /// Files a node's incident; false (and nothing changed) when the index holds a newer update
-    /// of it, by the node's `last_update_ms`.
+    /// Files a node's incident; false (and nothing changed) when the index holds a later version
+    /// of it. Every change the node makes adds a timeline entry, so the entries it ever had
+    /// (kept and dropped) count its versions, whatever its clock did; and a resolved incident
+    /// stays resolved.
     public func saveIncident(nodeID: String, _ incident: Incident, body: String, receivedAtMs: Int64) throws -> Bool {
         try database.transaction { connection in
             let held = try connection.query(
-                "SELECT COALESCE(json_extract(body, '$.last_update_ms'), 0) FROM incidents WHERE node_id = ? AND incident_id = ?",
+                """
+                SELECT state, COALESCE(json_array_length(body, '$.timeline'), 0) + COALESCE(json_extract(body, '$.timeline_dropped'), 0)
+                FROM incidents WHERE node_id = ? AND incident_id = ?
+                """,
                 [.text(nodeID), .integer(incident.id)]
-            ) { $0.int64(0) }.first
-            if let held, held > incident.lastUpdateMs { return false }
+            ) { (state: $0.text(0), version: $0.int64(1)) }.first
+            if let held {
+                let version = Int64(incident.timeline.count + incident.timelineDropped)
+                if held.version > version || (held.state == IncidentState.resolved.rawValue && incident.state != .resolved) { return false }
+            }
             do {
                 try connection.run(
                     """

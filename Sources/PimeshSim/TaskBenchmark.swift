@@ -108,7 +108,7 @@ public struct TaskBenchmark: Sendable {
         let deadline = Clock.monotonicNow() + .seconds(300)
         var polls = 0
         while true {
-            let open = try client.tasks(limit: 1).counts.filter { !TaskView.finishedStates.contains($0.key) }.values.reduce(0, +)
+            let open = try client.tasks(limit: 1).counts.filter { TaskState(rawValue: $0.key)?.isTerminal == false }.values.reduce(0, +)
             if open == 0 || polls % 10 == 9 {
                 let list = try client.tasks(limit: tasks)
                 finished = list.tasks.filter { ids.contains($0.id) && $0.isFinished }

@@ -126,7 +126,7 @@ public enum LZ4Frame {
                 offset += sourceSize
                 if destinationSize > 0 {
                     guard UInt64(destinationSize) <= rawLimit - digest.rawBytes else {
-                        throw Failure(description: "it decompresses to more than \(rawLimit) bytes")
+                        throw Failure(description: "it decompresses to more than the \(rawLimit) bytes its manifest says")
                     }
                     let raw = UnsafeRawBufferPointer(rebasing: destination[0..<destinationSize])
                     rawHash.update(bufferPointer: raw)

@@ -56,7 +56,7 @@ public enum SnapshotVerifier {
         do {
             digest = try LZ4Frame.decompress(input: fd, output: output, rawLimit: manifest.rawBytes, progress: progress)
         } catch {
-            throw Problem(description: "\(filePath): \(error); the manifest says \(manifest.rawBytes)")
+            throw Problem(description: "\(filePath): \(error)")
         }
         guard Hex.encode(digest.compressedSHA256) == manifest.compressedSHA256 else {
             throw Problem(description: "\(filePath): SHA-256 of the compressed file does not match the manifest")
@@ -90,7 +90,12 @@ public enum SnapshotVerifier {
     ) throws -> (Report, String) {
         try FileIO.makeDirectories(directory, mode: 0o700)
         // The database holds every agent's secret, and a directory another user owns or may
-        // write into could hold a link that turns the write onto any file (as root, too).
+        // write into could hold a link that turns the write onto any file (as root, too); so
+        // could a link in place of the directory.
+        var link = stat()
+        if lstat(directory, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
+            throw Problem(description: "cannot restore into \(directory): it is a symbolic link; name the directory itself")
+        }
         if let problem = TrustedFile.directoryProblem(directory) { throw Problem(description: "cannot restore into it: \(problem.reason)") }
         let target = directory + "/pimesh.db"
         // A journal left beside would be replayed into the restored database at its first open.
@@ -112,7 +117,14 @@ public enum SnapshotVerifier {
             unlink(temporary)
             throw error
         }
-        guard rename(temporary, target) == 0 else { throw FileIO.Failure(path: target, operation: "rename", errno: errno) }
+        // link() refuses a database that appeared meanwhile, where rename() would replace it.
+        guard Glibc.link(temporary, target) == 0 else {
+            let code = errno
+            unlink(temporary)
+            if code == EEXIST { throw Problem(description: "\(target) appeared during the restore; it is left as it is") }
+            throw FileIO.Failure(path: target, operation: "link", errno: code)
+        }
+        unlink(temporary)
         FileIO.syncDirectory(of: target)
         let integrity = try DatabaseCopy.integrityCheck(target)
         return (report, integrity)

@@ -229,18 +229,15 @@ extension SnapshotCommand {
             if let own = try NodeKey.load(dataDir: dir) { keys.append(own.publicKeyHex) }
             if let coordinatorDir {
                 // Opening a missing index would create an empty one, in a directory that is not the coordinator's.
-                guard FileIO.linkExists(coordinatorDir + "/coordinator.db") else {
+                guard FileIO.exists(coordinatorDir + "/coordinator.db") else {
                     throw CLIFailure("--coordinator-dir \(coordinatorDir) holds no coordinator.db: pass the --dir that `pimesh-coordinator serve` uses")
                 }
-                let enrolled = try CoordinatorStore(path: coordinatorDir + "/coordinator.db").enrolledKeys()
-                guard !enrolled.isEmpty || !keys.isEmpty else {
-                    throw CLIFailure("no trusted key: the coordinator in \(coordinatorDir) has no enrolled node, and \(dir)/node-key does not exist")
-                }
-                keys += enrolled
+                keys += try CoordinatorStore(path: coordinatorDir + "/coordinator.db").enrolledKeys()
             }
             guard !keys.isEmpty else {
+                let coordinator = coordinatorDir.map { ", and the coordinator in \($0) has no enrolled node" } ?? ""
                 throw CLIFailure(
-                    "no trusted key: \(dir)/node-key does not exist; pass --public-key HEX, --data-dir of the node, or --coordinator-dir")
+                    "no trusted key: \(dir)/node-key does not exist\(coordinator); pass --public-key HEX, --data-dir of the node, or --coordinator-dir")
             }
             return keys
         }

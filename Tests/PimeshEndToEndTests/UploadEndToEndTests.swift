@@ -518,7 +518,7 @@ import Testing
             "/usr/bin/sqlite3", [coordinatorDir + "/coordinator.db", "SELECT body FROM incidents WHERE node_id = '\(firstNode.nodeID)' AND incident_id = 1"])
         var stale = try APICoding.decode(Incident.self, from: Array(held.output.utf8))
         stale.state = .mitigated
-        stale.lastUpdateMs -= 1000
+        stale.timeline.removeLast()
         let staleBody = try APICoding.encode(stale)
         let replayed = try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port)).request(
             "PUT", "/v1/nodes/\(firstNode.nodeID)/incidents/1", headers: [("Pimesh-Signature", Hex.encode(try firstNode.sign(staleBody)))],

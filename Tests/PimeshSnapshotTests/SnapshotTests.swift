@@ -116,11 +116,20 @@ func flipBit(_ path: String, at offset: Int) throws {
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
         chmod(open, 0o777)
         #expect(refusal(open).contains("writable by group or others"))
-        let foreign = root + "/foreign"
-        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
-        chown(foreign, 65534, 65534)
-        #expect(refusal(foreign).contains("belongs to uid 65534"))
-        #expect(!FileManager.default.fileExists(atPath: open + "/pimesh.db") && !FileManager.default.fileExists(atPath: foreign + "/pimesh.db"))
+        #expect(!FileManager.default.fileExists(atPath: open + "/pimesh.db"))
+        if geteuid() == 0 {
+            let foreign = root + "/foreign"
+            try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+            #expect(chown(foreign, 65534, 65534) == 0)
+            #expect(refusal(foreign).contains("belongs to uid 65534"))
+            #expect(!FileManager.default.fileExists(atPath: foreign + "/pimesh.db"))
+        }
+        // A link in place of the directory, to one the restore would otherwise accept.
+        let real = root + "/real"
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true)
+        symlink(real, root + "/linked-dir")
+        #expect(refusal(root + "/linked-dir").contains("is a symbolic link"))
+        #expect(!FileManager.default.fileExists(atPath: real + "/pimesh.db"))
 
         for journal in ["-wal", "-shm", "-journal"] {
             let directory = root + "/journal" + journal
@@ -160,7 +169,7 @@ func flipBit(_ path: String, at offset: Int) throws {
             _ = try SnapshotVerifier.restore(directory + "/m.json", to: directory + "/out", trustedKeys: [understated.publicKey])
             Issue.record("an understated frame was restored")
         } catch let problem as SnapshotVerifier.Problem {
-            #expect(problem.description.contains("decompresses to more than 65536 bytes"))
+            #expect(problem.description.contains("decompresses to more than the 65536 bytes its manifest says"))
         }
         #expect(!FileManager.default.fileExists(atPath: directory + "/out/pimesh.db.restoring"))
 
@@ -179,10 +188,12 @@ func flipBit(_ path: String, at offset: Int) throws {
     /// What a coordinator or S3 answers reaches the lead's log and a terminal only as printable
     /// text of bounded length.
     @Test func answersFromUpstreamArePrintableAndBounded() {
-        let forged = "403 no\n2026-12-05T00:00:00 critical pimesh: FORGED\u{1B}[2J\u{9B}"
+        let forged = "403 no\n2026-12-05T00:00:00 critical pimesh: FORGED\u{1B}[2J\u{9B}\u{202E}txt.exe\\u{41}"
         let printable = PrintableText.of(forged)
-        #expect(!printable.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        #expect(!printable.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x202E })
         #expect(printable.contains("\\u{A}2026") && printable.contains("\\u{1B}[2J") && printable.contains("\\u{9B}"))
+        // A backslash is written out too, so that no escape in the text passes for one of these.
+        #expect(printable.hasSuffix("\\u{202E}txt.exe\\u{5C}u{41}"))
         let long = PutAnswer(status: 500, body: Array(String(repeating: "é", count: 5000).utf8), headers: [:]).bodyExcerpt
         #expect(long.count == 301 && long.hasSuffix("…"))
     }

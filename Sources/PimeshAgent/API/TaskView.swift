@@ -1,3 +1,5 @@
+import PimeshCore
+
 /// One task as the API shows it (`POST /v1/tasks`, `GET /v1/tasks/{id}`).
 public struct TaskView: Codable, Sendable, Equatable {
     public var id: String
@@ -91,11 +93,8 @@ public struct TaskView: Codable, Sendable, Equatable {
         self.error = error
     }
 
-    /// The states a task ends in; every other one is open.
-    public static let finishedStates: Set<String> = ["succeeded", "failed", "conflict", "cancelled", "skipped"]
-
     public var isFinished: Bool {
-        Self.finishedStates.contains(state)
+        TaskState(rawValue: state)?.isTerminal ?? false
     }
 }
 

@@ -1,14 +1,17 @@
 /// Text that someone else chose (an upstream's answer, a node's incident title), made fit for a
-/// log line or a terminal: at most `limit` characters, and control characters shown as
-/// `\u{1B}`, so that it cannot forge a line of a log or drive the terminal it is printed on.
+/// log line or a terminal: the first `limit` characters of it, with control characters, line
+/// and paragraph separators, bidirectional overrides and the backslash itself written as
+/// `\u{1B}`, so that it cannot forge a line of a log, reorder what a terminal shows, or drive
+/// the terminal it is printed on.
 public enum PrintableText {
     public static func of(_ text: String, limit: Int = 300) -> String {
         var out = ""
         for (index, scalar) in text.unicodeScalars.enumerated() {
             if index == limit { return out + "…" }
-            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+            switch scalar.value {
+            case 0..<0x20, 0x5C, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069:
                 out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            } else {
+            default:
                 out.unicodeScalars.append(scalar)
             }
         }

@@ -47,6 +47,8 @@ final class IncidentService: Sendable {
     static let alarmCapacity = 64
     /// Told after each health tick of the open incidents and those just resolved: the playbooks.
     private let changed = Mutex<Callback<@Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void>?>(nil)
+    /// Resolved by an operator since the last health tick, which hands them on.
+    private let resolvedByOperators = Mutex<[Incident]>([])
     /// Health event kinds that are an agent starting to fail (a root-cause onset).
     static let failureKinds: Set<String> = ["exited", "hung", "looping", "suspected", "start_failed"]
 
@@ -134,7 +136,7 @@ final class IncidentService: Sendable {
         observation.stillOut = Set(agents.filter { !$0.down && !$0.healthy && held.contains($0.name) }.map(\.name))
         let fired = triggers.evaluate(observation, at: now)
         let recent = recentEvents.withLock { $0 }
-        let (resolved, open) = book.withLock { book in
+        let (resolved, resolvedByHand, open) = book.withLock { book in
             let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
             var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
@@ -145,10 +147,14 @@ final class IncidentService: Sendable {
                         isResponse: Self.responseKinds.contains(event.kind), only: change.incident.id)
                 }
             }
-            return (record(changes + book.tick(at: now, wallMs: wallMs)), book.incidents)
+            let resolvedByHand = resolvedByOperators.withLock { resolved in
+                defer { resolved.removeAll() }
+                return resolved
+            }
+            return (record(changes + book.tick(at: now, wallMs: wallMs)), resolvedByHand, book.incidents)
         }
         writeFiles(resolved)
-        changed.withLock { $0 }?.call(open, resolved)
+        changed.withLock { $0 }?.call(open, resolved + resolvedByHand)
     }
 
     func onChange(_ body: @escaping @Sendable (_ open: [Incident], _ resolved: [Incident]) -> Void) {
@@ -242,14 +248,12 @@ final class IncidentService: Sendable {
                 case .rootCause(let text): try book.setRootCause(id, text, by: actor, wallMs: wallMs)
                 }
             _ = record([change])
+            // The book holds open incidents only, so no health tick would report this one: the
+            // next tick hands it on (to the coordinator, the playbooks), in its order of changes.
+            if change.incident.state == .resolved { resolvedByOperators.withLock { $0.append(change.incident) } }
             return change
         }
-        if change.incident.state == .resolved {
-            writeFiles([change.incident])
-            // No later health tick reports it (the book holds open incidents only): the coordinator
-            // and the playbooks hear of it here, as they would of one the lead resolved itself.
-            changed.withLock { $0 }?.call(open, [change.incident])
-        }
+        if change.incident.state == .resolved { writeFiles([change.incident]) }
         return change.incident
     }
 

@@ -5,8 +5,9 @@ import Glibc
 ///
 /// glibc gives every thread a cache of freed chunks (tcache: up to 7 of each size to 1 KiB)
 /// that no other thread and no trim can use, and that keeps the pages under them from being
-/// coalesced. With 100 swarm agents it held 184-188 KiB of the lead's 4 MiB of private memory
-/// (docs/benchmarks.md). Turned off, every malloc and free takes the one arena's lock
+/// coalesced. With 100 swarm agents that take work it held about 245 KiB of the lead's private
+/// memory (`pimesh bench run`: 4,001,792 bytes against 3,751,936 with none, docs/benchmarks.md),
+/// past the 4 MB budget. Turned off, every malloc and free takes the one arena's lock
 /// (`limitArenas`), and while tasks flow the lead's threads spent 11 % of its CPU waiting for and
 /// waking each other on it. One chunk of each size per thread keeps most of the gain for about
 /// 100 KiB: benchmarks/tasks.sh read 1,282-1,358 tasks/s against 1,025-1,238 with none and

@@ -48,11 +48,13 @@ public struct SnapshotUploader: Sendable {
         // Snapshots hold every agent's secret: the copies are the node's alone, as the
         // coordinator's archive is.
         try FileIO.makeDirectories(directory, mode: 0o700)
+        chmod(directory, 0o700)  // one an earlier version made 0755
         let target = directory + "/" + entry.manifest.file
         let temporary = directory + "/.tmp-" + entry.manifest.file
         let (input, _) = try openFile(entry.filePath)
         defer { close(input) }
-        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        unlink(temporary)  // a copy cut short, which may carry an earlier version's mode
+        let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))", permanent: false) }
         // Whatever fails from here on, no descriptor and no half-written copy stays behind.
         var outputOpen = true
@@ -102,7 +104,8 @@ public struct SnapshotUploader: Sendable {
         } catch {
             throw Failure(description: "\(error)", permanent: false)
         }
-        guard (200..<300).contains(answer.status) else {
+        // 409: the coordinator holds a later version of it; there is nothing left to send.
+        guard (200..<300).contains(answer.status) || answer.status == 409 else {
             throw Failure(
                 description: "the coordinator answered \(answer.status): \(answer.bodyExcerpt)",
                 permanent: (400..<500).contains(answer.status))
