@@ -217,11 +217,7 @@ public struct Coordinator: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxIncidentBytes {
             throw APIError(status: .contentTooLarge, message: "an incident may be at most \(Self.maxIncidentBytes) bytes")
         }
-        guard incidentReads.acquire(node: nodeID) else {
-            throw APIError(
-                status: .tooManyRequests,
-                message: "too many incidents at once (at most \(settings.maxUploadsPerNode) per node, \(settings.maxUploads) in all); retry later")
-        }
+        try incidentReads.acquire(node: nodeID, what: "incidents")
         defer { incidentReads.release(node: nodeID) }
         // Its slot is taken before the signature can be checked: a body that trickles in (each
         // byte resets the idle timeout) would hold it for as long as it liked.
@@ -313,11 +309,7 @@ public struct Coordinator: Sendable {
         if FileIO.exists(target) {
             throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten")
         }
-        guard uploads.acquire(node: nodeID) else {
-            throw APIError(
-                status: .tooManyRequests,
-                message: "too many uploads at once (at most \(settings.maxUploadsPerNode) per node, \(settings.maxUploads) in all); retry later")
-        }
+        try uploads.acquire(node: nodeID, what: "uploads")
         defer { uploads.release(node: nodeID) }
         // Stream the body into a directory of its own, under the names the manifest uses.
         let staging = settings.directory + "/incoming/" + AgentID.random().description
@@ -413,12 +405,16 @@ public struct Coordinator: Sendable {
             self.total = total
         }
 
-        func acquire(node: String) -> Bool {
-            counts.withLock { counts in
+        /// Takes a slot for `node`, or refuses with 429 naming `what` is being counted.
+        func acquire(node: String, what: String) throws {
+            let taken = counts.withLock { counts in
                 guard counts.total < total, counts.perNode[node, default: 0] < perNode else { return false }
                 counts.total += 1
                 counts.perNode[node, default: 0] += 1
                 return true
+            }
+            guard taken else {
+                throw APIError(status: .tooManyRequests, message: "too many \(what) at once (at most \(perNode) per node, \(total) in all); retry later")
             }
         }
 

@@ -22,6 +22,13 @@ import Testing
         return fd
     }
 
+    /// The sockets process `pid` holds open (its descriptors say so).
+    static func sockets(of pid: Int32) -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).filter { fd in
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) ?? "").hasPrefix("socket:")
+        }.count
+    }
+
     /// This process needs a descriptor per idle connection too.
     static func raiseOwnDescriptorLimit() {
         var limit = rlimit()
@@ -101,11 +108,7 @@ import Testing
         // only while all 16 are still open afterwards: a test descheduled beside stress-ng for
         // longer than the idle timeout (5 s) finds some closed, and tries again.
         let leadPID = lead.process.processIdentifier
-        func leadSockets() -> Int {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(leadPID)/fd")) ?? []).filter { fd in
-                ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(leadPID)/fd/\(fd)")) ?? "").hasPrefix("socket:")
-            }.count
-        }
+        func leadSockets() -> Int { Self.sockets(of: leadPID) }
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
         func allStillOpen() -> Bool {

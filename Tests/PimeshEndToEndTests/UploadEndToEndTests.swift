@@ -427,11 +427,7 @@ import Testing
         let (coordinator, port) = try startCoordinator(["--max-connections", "8", "--idle-timeout-s", "2"])
         defer { coordinator.stop() }
         let pid = coordinator.process.processIdentifier
-        func sockets() -> Int {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).filter { fd in
-                ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) ?? "").hasPrefix("socket:")
-            }.count
-        }
+        func sockets() -> Int { ConnectionLimitsEndToEndTests.sockets(of: pid) }
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
         for index in 0..<40 {
