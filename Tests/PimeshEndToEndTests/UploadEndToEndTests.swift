@@ -456,6 +456,41 @@ import Testing
         #expect(badFlags.status != 0 && badFlags.output.contains("--max-connections 0 is not in 1…65536"), "\(badFlags.output)")
     }
 
+    /// Incident bodies are read before their signature can be checked, so the coordinator reads
+    /// at most two per node at once: a third gets 429, and the slots come back when the held
+    /// ones go.
+    @Test func incidentReadsPastTheSlotsAreRefused() throws {
+        let (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        try FileManager.default.createDirectory(atPath: root + "/slots-node", withIntermediateDirectories: true)
+        let key = try NodeKey.loadOrCreate(dataDir: root + "/slots-node")
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key.publicKeyHex]).status == 0)
+        let head = "PUT /v1/nodes/\(key.nodeID)/incidents/1 HTTP/1.1\r\nHost: x\r\nPimesh-Signature: \(String(repeating: "ab", count: 64))\r\n"
+            + "Content-Length: 1000\r\n\r\n{"
+        var held = [ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head), ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head)]
+        defer { for fd in held { close(fd) } }
+        #expect(held.allSatisfy { $0 >= 0 })
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port), timeoutMs: 10_000)
+        func third() throws -> Int {
+            try http.request(
+                "PUT", "/v1/nodes/\(key.nodeID)/incidents/1", headers: [("Pimesh-Signature", String(repeating: "ab", count: 64))],
+                body: Array(#"{"id": 1}"#.utf8)
+            ).status
+        }
+        var status = 0
+        #expect(eventually(timeout: 30) {
+            status = try third()
+            return status == 429
+        }, "the third read got \(status)")
+        for fd in held { close(fd) }
+        held = []
+        // Free again, the same request reaches the signature check.
+        #expect(eventually(timeout: 30) {
+            status = try third()
+            return status == 403
+        }, "after the held reads closed: \(status)")
+    }
+
     /// Two nodes push their incidents as they open; the coordinator groups the two that
     /// started within 60 s of each other, and refuses an incident it cannot tie to a node key.
     @Test func incidentsReachTheCoordinatorAsTheyOpenAndAreGroupedAcrossNodes() throws {
