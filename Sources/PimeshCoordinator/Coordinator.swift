@@ -75,6 +75,9 @@ public struct Coordinator: Sendable {
         umask(0o077)
         try FileIO.makeDirectories(directory + "/nodes", mode: 0o700)
         try FileIO.makeDirectories(directory + "/incoming", mode: 0o700)
+        // What an older coordinator, or `enroll` under the operator's umask, left more open.
+        for path in [directory, directory + "/nodes", directory + "/incoming"] { PrivateFiles.tighten(path, to: 0o700, logger: logger) }
+        PrivateFiles.tightenDatabase(directory + "/coordinator.db", logger: logger)
         try PrivateFiles.checkSecret(directory + "/" + LeadEndpoint.tokenFileName)
         let token = try SecretToken.loadOrCreate(path: directory + "/" + LeadEndpoint.tokenFileName)
         // Lets a node enroll itself at first boot (pimesh-image --coordinator): it can add
@@ -86,10 +89,10 @@ public struct Coordinator: Sendable {
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
         // Nodes authenticate by their enrolled key's signature, not by the token.
         router.put("/v1/nodes/:node/snapshots/:sequence") { request, context in
-            await APIError.answering { try await receive(request, context: context, store: store) }
+            await APIError.answering { try await answeringFullDisk(store) { try await receive(request, context: context, store: store) } }
         }
         router.put("/v1/nodes/:node/incidents/:id") { request, context in
-            await APIError.answering { try await receiveIncident(request, context: context, store: store) }
+            await APIError.answering { try await answeringFullDisk(store) { try await receiveIncident(request, context: context, store: store) } }
         }
         router.group("v1/enrollments").add(middleware: CoordinatorTokenMiddleware(token: Array(enrollToken.utf8), file: Self.enrollTokenFile))
             .put(":node") { request, context in
@@ -135,6 +138,23 @@ public struct Coordinator: Sendable {
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { FileIO.remove(directory + "/" + Self.endpointFile) }
         try await group.run()
+    }
+
+    /// A full disk is the operator's to fix and the node's to retry once it is (it keeps what it
+    /// sent): 507 says both, where the bare write error answered 500. Nothing of the request stays.
+    private func answeringFullDisk(_ store: CoordinatorStore, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let failure as PimeshSystem.FileIO.Failure where failure.errno == ENOSPC || failure.errno == EDQUOT {
+            throw fullDisk(store)
+        } catch where store.database.isOutOfSpace(error) {
+            throw fullDisk(store)
+        }
+    }
+
+    private func fullDisk(_ store: CoordinatorStore) -> APIError {
+        logger.error("the coordinator's disk is full", metadata: ["free": "\(store.database.freeBytes.map(String.init) ?? "?") bytes", "dir": "\(settings.directory)"])
+        return APIError(status: .insufficientStorage, message: "the coordinator's disk is full; nothing was kept: retry later", retryAfterSeconds: 60)
     }
 
     /// `node-` and 16 hex digits: what `NodeKey.nodeID` makes.
@@ -317,7 +337,7 @@ public struct Coordinator: Sendable {
         defer { FileIO.removeTree(staging) }
         let filePath = staging + "/" + manifest.file
         let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw APIError(status: .internalServerError, message: "cannot stage the upload: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileIO.Failure(path: "the upload", operation: "stage", errno: errno) }
         var received: UInt64 = 0
         // The idle timeout closes a body that stops; this closes one that trickles, which would
         // hold its slot for as long as it liked.
@@ -334,11 +354,12 @@ public struct Coordinator: Sendable {
                     throw APIError(
                         status: .contentTooLarge, message: "the body is longer than the \(manifest.compressedBytes) bytes its manifest declares")
                 }
-                try buffer.withUnsafeReadableBytes { bytes in try LZ4Frame.writeAll(fd, bytes) }
+                try buffer.withUnsafeReadableBytes { bytes in try FileIO.writeAll(fd, bytes, path: manifest.file) }
             }
             // fsync and everything after it (decompressing and hashing up to 4 GiB) block: off the
             // event loops and the cooperative pool.
-            try await Blocking.run { _ = fsync(fd) }
+            let synced = try await Blocking.run { fsync(fd) == 0 ? 0 : errno }
+            guard synced == 0 else { throw FileIO.Failure(path: manifest.file, operation: "fsync", errno: synced) }
             close(fd)
         } catch {
             close(fd)
@@ -361,11 +382,11 @@ public struct Coordinator: Sendable {
             // link() fails when the target exists: two uploads of one sequence cannot both land.
             guard link(filePath, target) == 0 else {
                 if errno == EEXIST { throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten") }
-                throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))")
+                throw FileIO.Failure(path: manifest.file, operation: "file", errno: errno)
             }
             do {
                 guard rename(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: sequence)) == 0
-                else { throw APIError(status: .internalServerError, message: "cannot file the snapshot: \(String(cString: strerror(errno)))") }
+                else { throw FileIO.Failure(path: SnapshotManifest.manifestName(sequence: sequence), operation: "file", errno: errno) }
                 FileIO.syncDirectory(of: target)
                 try store.record(manifest, path: target, receivedAtMs: Clock.wallMilliseconds())
             } catch {

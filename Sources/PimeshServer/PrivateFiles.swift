@@ -23,18 +23,23 @@ public enum PrivateFiles {
         try FileIO.makeDirectories(runDir, mode: runDirMode)
         tighten(dataDir, to: dataDirMode, logger: logger)
         tighten(runDir, to: runDirMode, logger: logger)
-        for name in ["pimesh.db", "pimesh.db-wal", "pimesh.db-shm"] {
-            tighten(dataDir + "/" + name, to: 0o600, logger: logger)
-        }
+        tightenDatabase(dataDir + "/pimesh.db", logger: logger)
     }
 
-    private static func tighten(_ path: String, to mode: mode_t, logger: Logger) {
+    /// A SQLite database with its WAL and shared-memory files: 0600.
+    public static func tightenDatabase(_ path: String, logger: Logger) {
+        for suffix in ["", "-wal", "-shm"] { tighten(path + suffix, to: 0o600, logger: logger) }
+    }
+
+    /// Sets `mode` on a file or directory this process owns and made, saying so in the log;
+    /// what belongs to another user is left for the checks that refuse it.
+    public static func tighten(_ path: String, to mode: mode_t, logger: Logger) {
         var info = stat()
         guard stat(path, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o777 != mode else { return }
         let before = info.st_mode & 0o777
         guard chmod(path, mode) == 0 else { return }
         logger.notice(
-            "tightened a mode the lead does not keep",
+            "tightened a mode looser than pimesh keeps",
             metadata: ["path": "\(path)", "was": "\(octal(before))", "now": "\(octal(mode))"])
     }
 

@@ -88,17 +88,12 @@ public enum FileIO {
         let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw Failure(path: temporary, operation: "create", errno: errno) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                close(fd)
-                unlink(temporary)
-                throw Failure(path: temporary, operation: "write", errno: code)
-            }
-            offset += n
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
         }
         fchmod(fd, mode)
         if fsync(fd) != 0 {
@@ -114,6 +109,20 @@ public enum FileIO {
             throw Failure(path: path, operation: "rename", errno: code)
         }
         syncDirectory(of: path)
+    }
+
+    /// Writes all of `bytes`; a failure keeps errno, so that a full disk (ENOSPC) can be told
+    /// from a broken one.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let count = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(path: path, operation: "write", errno: errno)
+            }
+            offset += count
+        }
     }
 
     /// Makes a rename durable: the directory entry itself must reach the disk.

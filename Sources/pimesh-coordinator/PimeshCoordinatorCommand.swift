@@ -100,6 +100,8 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
+                // The index names every node and holds their incidents: the coordinator's alone.
+                umask(0o077)
                 try FileIO.makeDirectories(directory.dir, mode: 0o700)
                 let store = try CoordinatorStore(path: directory.dir + "/coordinator.db")
                 let nodeID = try store.enroll(publicKey: publicKey.lowercased(), atMs: Clock.wallMilliseconds())

@@ -11,13 +11,18 @@ import Testing
 
     /// A 24 MiB tmpfs at `root/small`, unmounted by `unmount()`.
     func mountSmallFileSystem() throws -> String {
-        try #require(geteuid() == 0, "mounting a tmpfs needs root; make test runs as root")
         let mountPoint = root + "/small"
+        try Self.mountTmpfs(at: mountPoint)
+        try FileManager.default.createDirectory(atPath: mountPoint + "/data", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        return mountPoint
+    }
+
+    /// A 24 MiB tmpfs at `mountPoint` (made if missing), mode 0700.
+    static func mountTmpfs(at mountPoint: String) throws {
+        try #require(geteuid() == 0, "mounting a tmpfs needs root; make test runs as root")
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", mountPoint])
         try #require(mounted.status == 0, "\(mounted.output)")
-        try FileManager.default.createDirectory(atPath: mountPoint + "/data", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        return mountPoint
     }
 
     func unmount(_ mountPoint: String) {
@@ -26,7 +31,7 @@ import Testing
     }
 
     /// Writes `path` until the file system has no byte left.
-    func fill(_ path: String) throws {
+    static func fill(_ path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -88,7 +93,7 @@ import Testing
         let pulledAt = Date()
         let otherTask = try client.submit(.init(capability: "other", payload: "waits for other"))
 
-        try fill(mountPoint + "/filler")
+        try Self.fill(mountPoint + "/filler")
         // SQLite may still have room in pages it holds: submit until a commit needs more.
         let payload = String(repeating: "p", count: 16 * 1024)
         var accepted: [String] = [task.id, otherTask.id]
@@ -190,7 +195,7 @@ import Testing
         let first = try LeadProcess(dataDir: dataDir)
         _ = try first.waitReady()
         #expect(first.terminate() == 0)
-        try fill(mountPoint + "/filler")
+        try Self.fill(mountPoint + "/filler")
         let apiPort = freeLoopbackPort()
         let lead = try LeadProcess(dataDir: dataDir, apiPort: apiPort)
         defer { _ = lead.terminate() }

@@ -175,6 +175,58 @@ import Testing
         #expect(FileManager.default.contents(atPath: stored) == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
     }
 
+    /// A full disk under the coordinator answers 507 (the node keeps its snapshot and retries,
+    /// where a bare 500 once said nothing), leaves nothing half-received, and the same push
+    /// lands once there is room.
+    @Test func aFullDiskAnswers507KeepsNothingAndTheRetryLands() throws {
+        try makeNode()
+        try DiskFullEndToEndTests.mountTmpfs(at: coordinatorDir)
+        defer { _ = try? runProcess("/bin/umount", ["-l", coordinatorDir]) }
+        let (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        let enrolled = try runCoordinator(["enroll", "--dir", coordinatorDir, try publicKey()])
+        #expect(enrolled.status == 0)
+        let nodeID = enrolled.output.replacingOccurrences(of: "enrolled ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(port)"}"#)
+
+        try DiskFullEndToEndTests.fill(coordinatorDir + "/filler")
+        let refused = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("answered 507") && refused.output.contains("disk is full"), "\(refused.output)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming")) ?? ["unreadable"]).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000001.db.lz4"))
+
+        try FileManager.default.removeItem(atPath: coordinatorDir + "/filler")
+        let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(pushed.status == 0, "\(pushed.output)")
+        #expect(FileManager.default.contents(atPath: coordinatorDir + "/nodes/\(nodeID)/snapshot-0000000001.db.lz4")
+            == FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000001.db.lz4"))
+    }
+
+    /// The index names every node and holds their incidents: `enroll` makes it 0600 whatever
+    /// the operator's umask, and `serve` tightens what an older coordinator left open.
+    @Test func theIndexAndItsDirectoriesAreTheCoordinatorsAlone() throws {
+        func mode(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1 }
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let publicKey = String(repeating: "5a", count: 32)
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, publicKey]).status == 0)
+        #expect(mode(coordinatorDir + "/coordinator.db") == 0o600)
+        #expect(mode(coordinatorDir) == 0o700)
+        for (path, loose) in [(coordinatorDir, 0o755), (coordinatorDir + "/coordinator.db", 0o644)] { chmod(path, mode_t(loose)) }
+        try FileManager.default.createDirectory(atPath: coordinatorDir + "/nodes", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let (coordinator, _) = try startCoordinator()
+        defer { coordinator.stop() }
+        #expect(mode(coordinatorDir) == 0o700)
+        #expect(mode(coordinatorDir + "/nodes") == 0o700)
+        #expect(mode(coordinatorDir + "/incoming") == 0o700)
+        #expect(mode(coordinatorDir + "/coordinator.db") == 0o600)
+        for file in ["coordinator.db-wal", "coordinator.db-shm"] where FileManager.default.fileExists(atPath: coordinatorDir + "/" + file) {
+            #expect(mode(coordinatorDir + "/" + file) == 0o600, "\(file)")
+        }
+    }
+
     @Test func aNodeEnrollsItselfWithTheEnrollTokenAndNothingElse() throws {
         try makeNode()
         let (coordinator, port) = try startCoordinator()
@@ -471,24 +523,36 @@ import Testing
         defer { for fd in held { close(fd) } }
         #expect(held.allSatisfy { $0 >= 0 })
         let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port), timeoutMs: 10_000)
-        func third() throws -> Int {
-            try http.request(
-                "PUT", "/v1/nodes/\(key.nodeID)/incidents/1", headers: [("Pimesh-Signature", String(repeating: "ab", count: 64))],
-                body: Array(#"{"id": 1}"#.utf8)
-            ).status
+        var answer = ""
+        func third() -> Int {
+            do {
+                let response = try http.request(
+                    "PUT", "/v1/nodes/\(key.nodeID)/incidents/1", headers: [("Pimesh-Signature", String(repeating: "ab", count: 64))],
+                    body: Array(#"{"id": 1}"#.utf8))
+                answer = "\(response.status) \(response.text)"
+                return response.status
+            } catch {
+                answer = "no answer: \(error)"
+                return 0
+            }
         }
-        var status = 0
-        #expect(eventually(timeout: 30) {
-            status = try third()
-            return status == 429
-        }, "the third read got \(status)")
+        // What each held read has seen: a read the coordinator answered or closed frees its slot.
+        func heldReads() -> String {
+            held.map { fd in
+                var bytes = [UInt8](repeating: 0, count: 512)
+                let count = recv(fd, &bytes, bytes.count, Int32(MSG_PEEK | MSG_DONTWAIT))
+                let error = errno
+                if count > 0 { return "answered \(String(decoding: bytes[..<count], as: UTF8.self).prefix(300))" }
+                if count == 0 { return "closed by the coordinator" }
+                return error == EAGAIN || error == EWOULDBLOCK ? "held" : "errno \(error)"
+            }.joined(separator: "; ")
+        }
+        #expect(eventually(timeout: 30) { third() == 429 }, "the third read got \(answer); the held reads: \(heldReads())")
         for fd in held { close(fd) }
         held = []
         // Free again, the same request reaches the signature check.
-        #expect(eventually(timeout: 30) {
-            status = try third()
-            return status == 403
-        }, "after the held reads closed: \(status)")
+        #expect(eventually(timeout: 30) { third() == 403 }, "after the held reads closed: \(answer)")
+        #expect(answer.contains("does not match"), "\(answer)")
     }
 
     /// Two nodes push their incidents as they open; the coordinator groups the two that
