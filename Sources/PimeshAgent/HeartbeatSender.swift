@@ -17,9 +17,10 @@ public final class DatagramSender: @unchecked Sendable {
         // datagrams that answer heartbeats can reach this socket from nowhere else.
         if case .loopback(let host, _) = destination {
             let bound = try LocalAddress.loopback(host: host, port: 0).withSockaddr { bind(fd, $0, $1) }
+            // deinit closes fd, even when init throws here: closing it twice could take a
+            // descriptor another thread has opened since.
             if bound != 0 {
                 let code = errno
-                close(fd)
                 throw SocketError(operation: "bind \(host):0", code: code)
             }
         }

@@ -23,8 +23,9 @@ final class DataDirLock {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SocketError(operation: "open \(path)", code: errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            // deinit closes fd: an init that throws once every property is set still runs it,
+            // and a second close could take a descriptor another thread has opened since.
             let code = errno
-            close(fd)
             if code == EWOULDBLOCK {
                 throw Held(dataDir: dataDir, pid: (try? LeadDiscovery.endpoint(dataDir: dataDir))?.pid)
             }
