@@ -42,11 +42,13 @@ public struct AuditStore: Sendable {
         }
     }
 
-    /// How far retention may prune: the newest head confirmed upstream below every row younger
-    /// than the retention. A row written before the clock was synchronised (a Pi without an
-    /// RTC may stamp a new row 1970) is judged by the monotonic clock when it is of this boot,
-    /// and is kept, with every row after it, when it is of an earlier one.
-    public func pruneTarget(retainMs: Int64, nowWallMs: Int64, bootID: String, nowMonoMs: Int64) throws -> AuditHead? {
+    /// How far retention may prune: the newest head below every row younger than the
+    /// retention, one confirmed upstream unless the node has no upstream at all
+    /// (`upstreamOnly` false: the node's own signed heads are then all the evidence there is). A
+    /// row written before the clock was synchronised (a Pi without an RTC may stamp a new row
+    /// 1970) is judged by the monotonic clock when it is of this boot, and is kept, with every
+    /// row after it, when it is of an earlier one.
+    public func pruneTarget(retainMs: Int64, nowWallMs: Int64, bootID: String, nowMonoMs: Int64, upstreamOnly: Bool = true) throws -> AuditHead? {
         try database.read { connection in
             let keepFrom = try connection.query(
                 """
@@ -56,9 +58,10 @@ public struct AuditStore: Sendable {
             ) { $0.isNull(0) ? Int64.max : $0.int64(0) }.first ?? Int64.max
             return try connection.query(
                 """
-                SELECT h.seq, h.sha256, h.at_ms, h.signature FROM audit_heads h JOIN audit_upstream u ON u.seq = h.seq
-                WHERE h.seq < ? AND h.seq <= (SELECT max(seq) FROM audit_log) ORDER BY h.seq DESC LIMIT 1
-                """, [.integer(keepFrom)]
+                SELECT h.seq, h.sha256, h.at_ms, h.signature FROM audit_heads h
+                WHERE h.seq < ? AND h.seq <= (SELECT max(seq) FROM audit_log)
+                AND (? = 0 OR h.seq IN (SELECT seq FROM audit_upstream)) ORDER BY h.seq DESC LIMIT 1
+                """, [.integer(keepFrom), .integer(upstreamOnly ? 1 : 0)]
             ) {
                 AuditHead(seq: $0.int64(0), sha256: $0.text(1), atMs: $0.int64(2), signature: $0.text(3))
             }.first

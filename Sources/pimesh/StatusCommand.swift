@@ -156,9 +156,11 @@ struct StatusCommand: AsyncParsableCommand {
             }
         }
         if let audit = report.audit {
-            let pruning = audit.upstreamSeq == nil
-                ? "not pruning: no snapshot reached upstream yet"
-                : "pruned through \(audit.prunedThroughSeq.map(String.init) ?? "nothing yet"), upstream holds through \(audit.upstreamSeq!)"
+            let prunedThrough = "pruned through \(audit.prunedThroughSeq.map(String.init) ?? "nothing yet")"
+            let pruning =
+                if audit.prunedByAgeAlone { prunedThrough + " (no upstream: by age alone)" }
+                else if let upstream = audit.upstreamSeq { prunedThrough + ", upstream holds through \(upstream)" }
+                else { "not pruning: no snapshot reached upstream yet" }
             lines.append(
                 "audit       \(audit.rows) rows through \(audit.lastSeq)   \(Format.megabytes(UInt64(max(0, audit.bytesAtLastCheck)))) at last check   \(pruning)")
         }

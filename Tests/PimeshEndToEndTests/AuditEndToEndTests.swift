@@ -260,6 +260,42 @@ import Testing
         #expect(newestUpstream > prunedThrough + 1)
     }
 
+    /// A node with no upstream would keep every row for ever on its SD card: it prunes rows
+    /// past `retain_days` through its own newest signed head, and the chain verifies from that
+    /// anchor. A node whose upstream has confirmed nothing yet keeps them.
+    @Test func aNodeWithoutUpstreamPrunesByAgeThroughItsOwnHeads() throws {
+        var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4}}"#)
+        let client = try lead.client()
+        for _ in 0..<6 { _ = try client.post("/v1/tokens/join/rotate", json: Array("{}".utf8)) }
+        #expect(eventually(timeout: 20) { (try lead.statusJSON()["audit"] as? [String: Any])?["newest_head_seq"] as? Int ?? 0 >= 8 })
+        #expect(lead.terminate() == 0)
+
+        // Upstream configured but never reached: nothing is pruned, and status says why.
+        let unreachable = #""upload": {"target": "coordinator", "url": "http://127.0.0.1:\#(freeLoopbackPort())"}"#
+        lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4, "retain_days": 0}, \#(unreachable)}"#)
+        #expect(try runPimesh(["status", "--data-dir", dataDir]).output.contains("not pruning: no snapshot reached upstream yet"))
+        #expect(try rows(["--kind", "pruned_through"]).isEmpty)
+        #expect(lead.terminate() == 0)
+
+        lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4, "retain_days": 0}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 20) { try rows(["--kind", "pruned_through"]).count == 1 })
+        let pruned = try #require(try rows(["--kind", "pruned_through"]).first)
+        #expect(pruned.fields["upstream"] == "none", "\(pruned.body)")
+        let prunedThrough = try #require(Int(pruned.fields["seq"] ?? ""))
+        #expect(prunedThrough >= 8)
+        let audit = try #require(try lead.statusJSON()["audit"] as? [String: Any])
+        #expect(audit["pruned_through_seq"] as? Int == prunedThrough)
+        #expect(audit["pruned_by_age_alone"] as? Bool == true)
+        #expect(try runPimesh(["status", "--data-dir", dataDir]).output.contains("pruned through \(prunedThrough) (no upstream: by age alone)"))
+        #expect(try rows().first?.seq == prunedThrough + 1)
+        let verified = try verify()
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(verified.output.contains("pruned through \(prunedThrough)"), "\(verified.output)")
+        let python = try python(dataDir + "/pimesh.db")
+        #expect(python.status == 0, "\(python.output)")
+    }
+
     /// A restore runs while no lead does: `snapshot restore` marks the database, and the next
     /// lead chains one `snapshot_restored` row naming who restored which snapshot.
     @Test func aRestoredSnapshotIsRecordedByTheNextLead() throws {

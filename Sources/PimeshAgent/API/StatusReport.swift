@@ -31,12 +31,16 @@ public struct StatusReport: Codable, Sendable {
         public var bytesAtLastCheck: Int64
         public var prunedThroughSeq: Int64?
         /// The highest row a snapshot confirmed upstream covers; nil: nothing went upstream, so
-        /// nothing is pruned.
+        /// a node with an upstream prunes nothing yet.
         public var upstreamSeq: Int64?
         public var newestHeadSeq: Int64?
+        /// True when the node has no upstream (`upload.target` none): rows past the retention
+        /// are then pruned by age alone, through the node's own newest head.
+        public var prunedByAgeAlone: Bool
 
         public init(
-            lastSeq: Int64, rows: Int64, bytesAtLastCheck: Int64, prunedThroughSeq: Int64?, upstreamSeq: Int64?, newestHeadSeq: Int64?
+            lastSeq: Int64, rows: Int64, bytesAtLastCheck: Int64, prunedThroughSeq: Int64?, upstreamSeq: Int64?, newestHeadSeq: Int64?,
+            prunedByAgeAlone: Bool
         ) {
             self.lastSeq = lastSeq
             self.rows = rows
@@ -44,6 +48,7 @@ public struct StatusReport: Codable, Sendable {
             self.prunedThroughSeq = prunedThroughSeq
             self.upstreamSeq = upstreamSeq
             self.newestHeadSeq = newestHeadSeq
+            self.prunedByAgeAlone = prunedByAgeAlone
         }
     }
 

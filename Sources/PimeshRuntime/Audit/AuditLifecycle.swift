@@ -11,6 +11,9 @@ import ServiceLifecycle
 struct AuditLifecycle: Service {
     let audit: AuditLog
     let retainDays: Int
+    /// `upload.target` is none: no head will ever be confirmed upstream, so retention prunes
+    /// through the node's own heads rather than never.
+    let hasUpstream: Bool
     let logger: Logger
     private let retentionClock = RetentionClock()
     /// Retention is judged this often (and once at start); rows live days, not minutes.
@@ -26,7 +29,7 @@ struct AuditLifecycle: Service {
 
     private func pruneIfDue() {
         do {
-            if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: retentionClock.nowMs()) {
+            if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: retentionClock.nowMs(), upstreamOnly: hasUpstream) {
                 logger.notice("audit log pruned", metadata: ["through_seq": "\(through)"])
             }
         } catch {

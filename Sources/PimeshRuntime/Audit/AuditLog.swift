@@ -74,7 +74,7 @@ public final class AuditLog: Sendable {
     private let chain: Mutex<Chain>
     /// What the last retention check counted: summing the rows' sizes reads the whole table,
     /// so it is done hourly, not at every status call.
-    private let lastCheck = Mutex<(bytes: Int64, prunedThrough: Int64?, upstream: Int64)>((0, nil, 0))
+    private let lastCheck = Mutex<(bytes: Int64, prunedThrough: Int64?, upstream: Int64, upstreamOnly: Bool)>((0, nil, 0, true))
 
     static func sha256(_ bytes: [UInt8]) -> [UInt8] {
         Array(SHA256.hash(data: bytes))
@@ -294,19 +294,21 @@ public final class AuditLog: Sendable {
         writer.enqueue { connection in try AuditStore.noteUpstream(seq: head.seq, atMs: Clock.wallMilliseconds(), in: connection) }
     }
 
-    /// Prunes rows older than `retainMs` through the newest head confirmed upstream that covers
-    /// only such rows (`AuditStore.pruneTarget`), and chains a `pruned_through` row that says so. With no upstream
-    /// nothing is pruned. Returns the row pruned through, if any.
+    /// Prunes rows older than `retainMs` through the newest head that covers only such rows,
+    /// confirmed upstream unless `upstreamOnly` is false (the node has no upstream)
+    /// (`AuditStore.pruneTarget`), and chains a `pruned_through` row that says so. Returns the
+    /// row pruned through, if any.
     @discardableResult
-    public func prune(retainMs: Int64, nowMs: Int64) throws -> Int64? {
+    public func prune(retainMs: Int64, nowMs: Int64, upstreamOnly: Bool = true) throws -> Int64? {
         let store = AuditStore(database: writer.database)
         let covered = try store.upstreamSeq()
         let footprint = try store.footprint()
         let anchor = try store.anchor()
-        lastCheck.withLock { $0 = (footprint.bytes, anchor?.seq, covered) }
+        lastCheck.withLock { $0 = (footprint.bytes, anchor?.seq, covered, upstreamOnly) }
         guard
             let head = try store.pruneTarget(
-                retainMs: retainMs, nowWallMs: nowMs, bootID: bootID, nowMonoMs: Clock.monotonicNow().nanoseconds / 1_000_000), head.seq > (anchor?.seq ?? 0) else { return nil }
+                retainMs: retainMs, nowWallMs: nowMs, bootID: bootID, nowMonoMs: Clock.monotonicNow().nanoseconds / 1_000_000,
+                upstreamOnly: upstreamOnly), head.seq > (anchor?.seq ?? 0) else { return nil }
         writer.enqueue { connection in try AuditStore.prune(through: head.seq, sha256: head.sha256, atMs: nowMs, in: connection) }
         lastCheck.withLock { $0.prunedThrough = head.seq }
         record(
@@ -314,7 +316,7 @@ public final class AuditLog: Sendable {
                 actor: "lead", kind: "pruned_through", subject: key.nodeID,
                 body: AuditBody.canonical([
                     ("seq", String(head.seq)), ("sha256", head.sha256), ("node_key", key.publicKeyHex),
-                    ("retain_days", String(retainMs / 86_400_000)),
+                    ("retain_days", String(retainMs / 86_400_000)), ("upstream", upstreamOnly ? "confirmed" : "none"),
                 ])))
         return head.seq
     }
@@ -324,7 +326,7 @@ public final class AuditLog: Sendable {
         let check = lastCheck.withLock { $0 }
         return StatusReport.AuditStatus(
             lastSeq: tip.seq, rows: tip.seq - (check.prunedThrough ?? 0), bytesAtLastCheck: check.bytes, prunedThroughSeq: check.prunedThrough,
-            upstreamSeq: check.upstream > 0 ? check.upstream : nil, newestHeadSeq: head?.seq)
+            upstreamSeq: check.upstream > 0 ? check.upstream : nil, newestHeadSeq: head?.seq, prunedByAgeAlone: !check.upstreamOnly)
     }
 
     /// Signs the chain's tip now (at a snapshot) and returns the head once it is durable.

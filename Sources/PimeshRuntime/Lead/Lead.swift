@@ -270,7 +270,7 @@ public struct Lead: Sendable {
         let router = APIRouter.build(state: state, tokens: tokens)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: writer, serviceName: "store-writer"),
-            .init(service: AuditLifecycle(audit: audit, retainDays: config.audit.retainDays, logger: logger), serviceName: "audit-lifecycle"),
+            .init(service: AuditLifecycle(audit: audit, retainDays: config.audit.retainDays, hasUpstream: uploadTarget != nil, logger: logger), serviceName: "audit-lifecycle"),
             .init(service: tasks, serviceName: "tasks"),
             .init(
                 service: CheckpointService(
