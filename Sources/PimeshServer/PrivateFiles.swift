@@ -39,7 +39,7 @@ public enum PrivateFiles {
         let before = info.st_mode & 0o777
         guard chmod(path, mode) == 0 else { return }
         logger.notice(
-            "tightened a mode looser than pimesh keeps",
+            "set the mode pimesh keeps",
             metadata: ["path": "\(path)", "was": "\(octal(before))", "now": "\(octal(mode))"])
     }
 

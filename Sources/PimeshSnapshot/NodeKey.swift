@@ -59,7 +59,10 @@ public struct NodeKey: Sendable {
     }
 
     public static func verify(signature: [UInt8], message: [UInt8], publicKeyHex: String) -> Bool {
-        guard let bytes = Hex.decode(publicKeyHex), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: bytes) else {
+        guard let bytes = Hex.decode(publicKeyHex), Ed25519Encoding.weakness(of: bytes) == nil,
+            signature.count == 64, Ed25519Encoding.weakness(of: Array(signature[0..<32])) == nil,
+            let key = try? Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+        else {
             return false
         }
         return key.isValidSignature(signature, for: message)

@@ -83,13 +83,24 @@ public enum FileIO {
     }
 
     /// Writes through a temporary file, fsync and rename, so readers see the old or the new
-    /// content and never a torn one, even after a power cut.
-    public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw Failure(path: temporary, operation: "create", errno: errno) }
+    /// content and never a torn one, even after a power cut. `replacing` false: refused when
+    /// `path` exists (link, not rename), for a file that must never be overwritten.
+    ///
+    /// The temporary name is random and created here (O_EXCL, O_NOFOLLOW): in a directory
+    /// others may write, a name known in advance (`.tmp.<pid>`) could be their link to another
+    /// file, or their own file, which they could then read.
+    @_optimize(size)  // a few times a minute at most (the 25 MB budget)
+    public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t = 0o644, replacing: Bool = true) throws {
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<8 {
+            temporary = path + ".tmp." + String(UInt64.random(in: .min ... .max), radix: 16)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw Failure(path: path, operation: "create a temporary file beside", errno: errno) }
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: path) }
         } catch {
             close(fd)
             unlink(temporary)
@@ -100,13 +111,14 @@ public enum FileIO {
             let code = errno
             close(fd)
             unlink(temporary)
-            throw Failure(path: temporary, operation: "fsync", errno: code)
+            throw Failure(path: path, operation: "fsync", errno: code)
         }
         close(fd)
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw Failure(path: path, operation: "rename", errno: code)
+        let placed = replacing ? rename(temporary, path) : link(temporary, path)
+        let code = errno
+        if !replacing || placed != 0 { unlink(temporary) }
+        guard placed == 0 else {
+            throw Failure(path: path, operation: replacing ? "rename" : "create", errno: code, reason: code == EEXIST && !replacing ? "it exists; it is never overwritten" : nil)
         }
         syncDirectory(of: path)
     }

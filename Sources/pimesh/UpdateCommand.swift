@@ -73,6 +73,7 @@ struct UpdateCommand: ParsableCommand {
             if let soak, !(0...86_400).contains(soak) { throw ValidationError("--soak \(soak) is not 0…86400 seconds") }
         }
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             do {
                 let updater = try UpdateCommand.updater(options, soak: soak, json: json)
@@ -107,6 +108,7 @@ struct UpdateCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             let rolledBack: Bool
             do {
@@ -131,6 +133,7 @@ struct UpdateCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             do {
                 let report = try UpdateCommand.updater(options, soak: nil, json: json).commit()
@@ -164,6 +167,7 @@ struct UpdateCommand: ParsableCommand {
             }
         }
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             do {
                 let store = ReleaseStore(dataDir: try options.load().dataDir)
@@ -194,6 +198,7 @@ struct UpdateCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON for scripts.")
         var json = false
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             let info = ReleaseUpdater.BinaryInfo.this
             try UpdateCommand.emit(info, json: json, text: "pimesh \(info.version), store schema \(info.storeSchema), ELF machine \(info.machine)")
@@ -224,11 +229,11 @@ struct UpdateCommand: ParsableCommand {
         }
 
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             do {
                 let privateKey = try Keygen.load(key)
-                let fd = open(binary, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw CLIFailure("cannot open \(binary): \(String(cString: strerror(errno)))") }
+                let (fd, _) = try FileIO.openRegular(path: binary)
                 defer { close(fd) }
                 let digest = Hex.encode(try LZ4Frame.sha256(of: fd).digest)
                 let signature = Hex.encode(Array(try privateKey.signature(for: ReleaseUpdater.signedMessage(digest: digest))))
@@ -254,23 +259,23 @@ struct UpdateCommand: ParsableCommand {
         var json = false
 
         static func load(_ path: String) throws -> Curve25519.Signing.PrivateKey {
-            var info = stat()
-            guard stat(path, &info) == 0 else { throw CLIFailure("cannot read the key \(path): \(String(cString: strerror(errno)))") }
+            let (bytes, info) = try FileIO.readWithStatus(path: path, limit: 4096)
             if info.st_mode & 0o077 != 0 {
                 throw CLIFailure("\(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it")
             }
-            let text = try FileIO.readText(path: path).trimmingWhitespace()
+            let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
             guard let bytes = Hex.decode(text), bytes.count == 32, let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: bytes) else {
                 throw CLIFailure("\(path) is not a release key (64 hex digits from `pimesh update keygen`)")
             }
             return key
         }
 
+        @_optimize(size)  // cold: an operator's command (the 25 MB budget)
         func run() throws {
             do {
-                guard !FileIO.exists(out) else { throw CLIFailure("\(out) exists; a key is never overwritten") }
+                guard !FileIO.linkExists(out) else { throw CLIFailure("\(out) exists; a key is never overwritten") }
                 let key = Curve25519.Signing.PrivateKey()
-                try FileIO.writeAtomically(path: out, bytes: Array((Hex.encode(Array(key.rawRepresentation)) + "\n").utf8), mode: 0o600)
+                try FileIO.writeAtomically(path: out, bytes: Array((Hex.encode(Array(key.rawRepresentation)) + "\n").utf8), mode: 0o600, replacing: false)
                 let publicKey = Hex.encode(Array(key.publicKey.rawRepresentation))
                 try UpdateCommand.emit(
                     ["key": out, "public_key": publicKey], json: json,

@@ -77,7 +77,19 @@ import PimeshTestSupport
         var info = stat()
         stat(path, &info)
         #expect(info.st_mode & 0o777 == 0o600)
-        #expect(!FileIO.exists(path + ".tmp.\(getpid())"))
+        #expect(try FileIO.list(directory) == ["token"])
+        // A name planted beside it by someone else is neither followed nor reused.
+        let victim = directory + "/victim"
+        try FileIO.writeAtomically(path: victim, bytes: Array("keep".utf8), mode: 0o600)
+        symlink(victim, path + ".tmp.\(getpid())")
+        try FileIO.writeAtomically(path: path, bytes: Array("third".utf8), mode: 0o600)
+        #expect(try FileIO.readText(path: victim) == "keep")
+        #expect(try FileIO.readText(path: path) == "third")
+        // Not replacing: an existing file stays as it was, and no temporary is left.
+        #expect(throws: FileIO.Failure.self) { try FileIO.writeAtomically(path: path, bytes: Array("fourth".utf8), mode: 0o600, replacing: false) }
+        #expect(try FileIO.readText(path: path) == "third")
+        try FileIO.writeAtomically(path: directory + "/new", bytes: Array("fresh".utf8), mode: 0o600, replacing: false)
+        #expect(try FileIO.list(directory).sorted() == ["new", "token", "token.tmp.\(getpid())", "victim"])
     }
 
     @Test func discoveryExplainsAMissingLead() {

@@ -107,6 +107,12 @@ import PimeshTestSupport
         #expect(LeadConfig().update.trustedKeys.isEmpty)
         #expect(error(#"{"update": {"trusted_keys": ["\#(key)", "abc"]}}"#)?.description.contains("key \"update.trusted_keys\": entry 1 is not an Ed25519 public key") == true)
         #expect(error(#"{"update": {"trusted_keys": "\#(key)"}}"#)?.description.contains("must be an array of strings") == true)
+        // A placeholder of zeros, the identity point, a non-canonical y: anyone could sign for them.
+        for weak in [String(repeating: "0", count: 64), "01" + String(repeating: "0", count: 62), "ed" + String(repeating: "ff", count: 30) + "7f"] {
+            let failure = error(#"{"update": {"trusted_keys": ["\#(key)", "\#(weak)"]}}"#)?.description ?? ""
+            #expect(failure.contains("entry 1 cannot be trusted"), "\(weak): \(failure)")
+        }
+        #expect(error(#"{"update": {"trusted_keys": ["\#(key)", "\#(key.uppercased())"]}}"#)?.description.contains("entry 1 repeats an earlier entry") == true)
         #expect(error(#"{"update": {"unit": "../evil"}}"#)?.description.contains("is not a systemd service name") == true)
         #expect(error(#"{"update": {"soak_s": -1}}"#)?.description.contains("update.soak_s") == true)
         let many = Array(repeating: "\"\(key)\"", count: 17).joined(separator: ",")

@@ -1,6 +1,6 @@
 import Foundation
 import PimeshAgent
-import PimeshCore
+@testable import PimeshCore
 import PimeshStore
 import PimeshSystem
 import Testing
@@ -271,6 +271,27 @@ func flipBit(_ path: String, at offset: Int) throws {
         try FileManager.default.createDirectory(atPath: root + "/bad", withIntermediateDirectories: true)
         try "not a key".write(toFile: root + "/bad/node-key", atomically: false, encoding: .utf8)
         #expect(throws: NodeKey.KeyError.self) { try NodeKey.loadOrCreate(dataDir: root + "/bad") }
+    }
+
+    /// A key of small order verifies a signature no one made: R of small order and S = 0.
+    /// Each of the eight such points (and y ≥ p in disguise) is refused as a key, and as R.
+    @Test func keysAndSignaturesOfSmallOrderVerifyNothing() throws {
+        let zero = [UInt8](repeating: 0, count: 32)
+        var weak = Ed25519Encoding.smallOrderY.flatMap { y in [y, Array(y.dropLast()) + [y[31] | 0x80]] }
+        weak.append([0xed] + [UInt8](repeating: 0xff, count: 30) + [0x7f])
+        weak.append([0xee] + [UInt8](repeating: 0xff, count: 30) + [0xff])
+        for key in weak {
+            #expect(Ed25519Encoding.weakness(of: key) != nil, "\(Hex.encode(key))")
+            for r in weak {
+                #expect(!NodeKey.verify(signature: r + zero, message: Array("pimesh-release-v1 x".utf8), publicKeyHex: Hex.encode(key)))
+            }
+        }
+        let real = try NodeKey.loadOrCreate(dataDir: root)
+        let real32 = try #require(Hex.decode(real.publicKeyHex))
+        #expect(Ed25519Encoding.weakness(of: real32) == nil)
+        let message = Array("pimesh-release-v1 y".utf8)
+        let signature = try real.sign(message)
+        #expect(NodeKey.verify(signature: signature, message: message, publicKeyHex: real.publicKeyHex))
     }
 }
 

@@ -34,6 +34,7 @@ BAD_RELEASE_C = r"""
 #include <unistd.h>
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "update") == 0 && strcmp(argv[2], "info") == 0) {
+        if (CLOSE_AND_PAUSE) { close(1); close(2); if (fork() == 0) pause(); pause(); }
         printf("{\"machine\":%d,\"store_schema\":%d,\"version\":\"0.1.1-bad\"}\n", MACHINE, SCHEMA);
         return 0;
     }
@@ -195,12 +196,13 @@ class UpdateTests(unittest.TestCase):
         self.pimesh("update", "sign", path, "--key", self.key)
         return path
 
-    def compile_stub(self, name, machine, schema, hang=False, compiler="gcc"):
+    def compile_stub(self, name, machine, schema, hang=False, compiler="gcc", close_and_pause=False):
         source = os.path.join(self.work, name + ".c")
         with open(source, "w") as f:
             f.write(BAD_RELEASE_C)
         path = os.path.join(self.work, name)
-        subprocess.run([compiler, "-static", "-O1", f"-DMACHINE={machine}", f"-DSCHEMA={schema}", f"-DHANG={int(hang)}", "-o", path, source], check=True)
+        subprocess.run([compiler, "-static", "-O1", f"-DMACHINE={machine}", f"-DSCHEMA={schema}", f"-DHANG={int(hang)}",
+                        f"-DCLOSE_AND_PAUSE={int(close_and_pause)}", "-o", path, source], check=True)
         self.pimesh("update", "sign", path, "--key", self.key)
         return path
 
@@ -306,10 +308,26 @@ class UpdateTests(unittest.TestCase):
         spool = [name for name in os.listdir(os.path.join(self.data, "spool")) if name.endswith(".json")]
         self.assertEqual(len(spool), 1, "one snapshot before the schema change")
         # A broken release is refused from then on, before anything changes.
-        again = self.apply(self.hanging, check=False)
-        self.assertEqual(again.returncode, 1)
-        self.assertIn("was rolled back before", again.stderr)
+        # Refused again and again: a refusal keeps the release and its `broken` mark.
+        for _ in range(2):
+            again = self.apply(self.hanging, check=False)
+            self.assertEqual(again.returncode, 1)
+            self.assertIn("was rolled back before", again.stderr)
+            self.assertTrue(os.path.exists(os.path.join(self.data, "releases", bad, "broken")))
         self.assertEqual(self.wait_ready(release=good)["pid"], back["pid"])
+
+        # The lead's user (or an agent run as it) replaces the committed release's binary: the
+        # packaged binary no longer runs it, since it is not what was staged under that digest.
+        with open(os.path.join(self.data, "releases", good, "pimesh.new"), "wb") as f, open(self.crashing, "rb") as source:
+            f.write(source.read())
+        os.chmod(os.path.join(self.data, "releases", good, "pimesh.new"), 0o755)
+        os.rename(os.path.join(self.data, "releases", good, "pimesh.new"), os.path.join(self.data, "releases", good, "pimesh"))
+        with open(self.systemd.control, "a") as f:
+            f.write("restart\n")  # as `systemctl restart` would ask
+        os.kill(back["pid"], signal.SIGTERM)
+        self.wait_ready(release=None, other_than=back["pid"])
+        with open(os.path.join(self.work, "lead.log"), "rb") as f:
+            self.assertIn(b"is no longer the one staged under that SHA-256", f.read())
 
     def test_a_crash_loop_is_rolled_back_by_on_failure(self):
         bad = sha256(self.crashing)
@@ -398,6 +416,41 @@ class UpdateTests(unittest.TestCase):
         foreign = self.compile_stub("foreign", machine=183, schema=1, compiler="aarch64-linux-gnu-gcc")
         result = self.apply(foreign, check=False)
         self.assertIn("built for ELF machine 183 (aarch64)", result.stderr)
+        unchanged()
+        # A smoke test that closes its output and waits (its child too): failed at the deadline,
+        # both killed, instead of an updater that waits for ever.
+        quiet = self.compile_stub("quiet", machine=62, schema=1, close_and_pause=True)
+        started = time.monotonic()
+        result = self.apply(quiet, check=False)
+        self.assertLess(time.monotonic() - started, 60)
+        self.assertIn("did not finish in time", result.stderr)
+        self.assertEqual(subprocess.run(["pgrep", "-f", "releases/.*/pimesh update info"], capture_output=True).stdout, b"")
+        unchanged()
+        # A FIFO in place of the release: refused at once, not a read that blocks.
+        fifo = os.path.join(self.work, "fifo")
+        os.mkfifo(fifo)
+        shutil.copy(self.good + ".sig", fifo + ".sig")
+        result = self.apply(fifo, check=False)
+        self.assertIn("a FIFO, not a regular file", result.stderr)
+        unchanged()
+        # A data dir others may write: they could plant releases/<digest>/ (a published
+        # release's digest is known) and have the smoke test run their binary.
+        os.chmod(self.data, 0o777)
+        result = self.apply(self.good, check=False)
+        self.assertIn("refusing to update", result.stderr)
+        self.assertIn("writable by group or others", result.stderr)
+        os.chmod(self.data, 0o700)
+        unchanged()
+        # releases/<digest>/ planted by another user before the first apply: refused, left alone.
+        planted = os.path.join(self.data, "releases", sha256(self.good))
+        os.makedirs(planted, 0o755)
+        os.chmod(os.path.join(self.data, "releases"), 0o700)
+        os.chown(planted, 65534, 65534)
+        result = self.apply(self.good, check=False)
+        self.assertIn(f"refusing to stage release {sha256(self.good)}", result.stderr)
+        self.assertIn("belongs to uid 65534", result.stderr)
+        self.assertEqual(os.listdir(planted), [])
+        shutil.rmtree(os.path.join(self.data, "releases"))
         unchanged()
         # No trusted keys at all.
         self.write_config(trusted=[])

@@ -198,8 +198,16 @@ public enum ConfigLoader {
         if let update = try root.section("update") {
             try update.rejectUnknownKeys(allowed: ["trusted_keys", "soak_s", "ready_timeout_s", "unit", "keep_releases", "max_release_mb"])
             if let keys = try update.strings("trusted_keys", maxCount: 16) {
-                for (index, key) in keys.enumerated() where !ReleaseStore.isDigest(key.lowercased()) {
-                    throw update.error("trusted_keys", "entry \(index) is not an Ed25519 public key (64 hex digits)")
+                for (index, key) in keys.enumerated() {
+                    guard ReleaseStore.isDigest(key.lowercased()) else {
+                        throw update.error("trusted_keys", "entry \(index) is not an Ed25519 public key (64 hex digits)")
+                    }
+                    if let weakness = Ed25519Encoding.weakness(of: Hex.decode(key)!) {
+                        throw update.error("trusted_keys", "entry \(index) cannot be trusted: \(weakness); use the public key `pimesh update keygen` printed")
+                    }
+                    if keys[..<index].contains(where: { $0.lowercased() == key.lowercased() }) {
+                        throw update.error("trusted_keys", "entry \(index) repeats an earlier entry")
+                    }
                 }
                 config.update.trustedKeys = keys.map { $0.lowercased() }
             }

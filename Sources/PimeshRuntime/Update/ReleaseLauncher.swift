@@ -1,6 +1,8 @@
 import Glibc
-import PimeshSystem
 import PimeshAgent
+import PimeshCore
+import PimeshSnapshot
+import PimeshSystem
 
 /// `pimesh run` from the package hands over to `<data-dir>/current/pimesh` when an update made
 /// one current (the unit's ExecStart stays /usr/bin/pimesh). exec keeps the pid, so systemd's
@@ -10,6 +12,7 @@ public enum ReleaseLauncher {
     static let handedOverVariable = "PIMESH_RELEASE_HANDOVER"
 
     /// Returns (with a reason) only when it did not exec; the caller runs on as it is.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     public static func execCurrentIfNeeded(dataDir: String, arguments: [String], environment: [String: String]) -> String? {
         if environment[handedOverVariable] != nil { return nil }
         let store = ReleaseStore(dataDir: dataDir)
@@ -21,6 +24,15 @@ public enum ReleaseLauncher {
         if ReleaseStore.resolvedPath("/proc/self/exe") == resolvedTarget { return nil }
         if let why = unsafeReason(resolvedTarget) ?? unsafeReason(store.directory(of: release)) ?? unsafeReason(store.releasesDir) {
             return "not running release \(release): \(why); running the packaged one"
+        }
+        // The binary must still be the release its directory names: anything running as the
+        // lead's user (its own files, an agent run as that user) could have replaced it since
+        // it was staged and signed. It is run from the descriptor that was hashed.
+        let fd = open(target, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return "cannot open \(target): \(String(cString: strerror(errno))); running the packaged one" }
+        defer { close(fd) }
+        guard let (_, digest) = try? LZ4Frame.sha256(of: fd), Hex.encode(digest) == release else {
+            return "not running release \(release): its binary is no longer the one staged under that SHA-256; running the packaged one"
         }
         let argv = [target] + arguments.dropFirst()
         var cArguments = argv.map { strdup($0) } + [nil]
@@ -34,7 +46,7 @@ public enum ReleaseLauncher {
         for number in 1..<Int32(32) where number != SIGKILL && number != SIGSTOP {
             signal(number, SIG_DFL)
         }
-        execve(target, &cArguments, &cEnvironment)
+        fexecve(fd, &cArguments, &cEnvironment)
         let reason = "cannot exec \(target): \(String(cString: strerror(errno))); running the packaged one"
         for pointer in cArguments { free(pointer) }
         for pointer in cEnvironment { free(pointer) }

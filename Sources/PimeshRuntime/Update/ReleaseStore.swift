@@ -92,7 +92,10 @@ public struct ReleaseStore: Sendable {
         (try? FileIO.readText(path: directory(of: release) + "/broken"))?.trimmingWhitespace()
     }
 
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func markBroken(_ release: String, reason: String) throws {
+        // A release whose directory went (removed by hand) is still rolled back and named.
+        if mkdir(directory(of: release), 0o700) == 0 { giveToOwner(directory(of: release)) }
         let path = directory(of: release) + "/broken"
         try FileIO.writeAtomically(path: path, bytes: Array((reason + "\n").utf8), mode: 0o600)
         giveToOwner(path)
@@ -115,16 +118,33 @@ public struct ReleaseStore: Sendable {
         giveToOwner(path)
     }
 
-    /// Copies the release from `source` (an open descriptor at offset 0) into
-    /// `releases/<sha>/pimesh`, 0755, through a temporary name: a half-written binary is never
-    /// under its final name. Returns the digest it was stored under.
-    public func stage(from source: Int32, expectedDigest: String?) throws -> String {
+    /// Why a release cannot be staged or run from this store: the data dir or `releases/` is
+    /// writable by someone other than its owner, or belongs to another user. Whoever could
+    /// write there could plant `releases/<sha>/` (a published release's digest is known) and
+    /// have the smoke test, or the lead, run their binary. Nil when it can be.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
+    public func trustProblem() -> String? {
+        if let why = TrustedFile.unsafeReason(dataDir, followingLinks: true) { return why + "; run `chmod go-w \(dataDir)`" }
+        guard FileIO.linkExists(releasesDir) else { return nil }
+        var info = stat()
+        guard lstat(releasesDir, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return "\(releasesDir) is not a directory" }
+        return TrustedFile.unsafeReason(info, path: releasesDir).map { $0 + "; run `chmod 700 \(releasesDir)`" }
+    }
+
+    /// Copies the release from `source` (an open descriptor at offset 0), at most `limit`
+    /// bytes, into `releases/<sha>/pimesh`, 0755, through a temporary name: a half-written
+    /// binary is never under its final name. Returns the digest it was stored under, and
+    /// whether its directory is new (a failed apply removes only what it made).
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
+    public func stage(from source: Int32, limit: Int, expectedDigest: String?) throws -> (digest: String, created: Bool) {
         try makeReleasesDir()
         let staging = releasesDir + "/.staging.\(getpid())"
-        let fd = open(staging, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o700)
+        unlink(staging)
+        let fd = open(staging, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o700)
         guard fd >= 0 else { throw FileIO.Failure(path: staging, operation: "create", errno: errno) }
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var total = 0
         do {
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
@@ -133,16 +153,12 @@ public struct ReleaseStore: Sendable {
                     throw FileIO.Failure(path: staging, operation: "read the release", errno: errno)
                 }
                 if n == 0 { break }
+                // Checked as it is read: a file that grows after its size was checked must not
+                // fill the SD card.
+                total += n
+                guard total <= limit else { throw Failure("the release grew past update.max_release_mb (\(limit >> 20)) while it was read") }
                 hasher.update(data: buffer[0..<n])
-                var offset = 0
-                while offset < n {
-                    let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, n - offset) }
-                    if written < 0 {
-                        if errno == EINTR { continue }
-                        throw FileIO.Failure(path: staging, operation: "write", errno: errno)
-                    }
-                    offset += written
-                }
+                try buffer.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: staging) }
             }
             guard fsync(fd) == 0 else { throw FileIO.Failure(path: staging, operation: "fsync", errno: errno) }
         } catch {
@@ -157,7 +173,19 @@ public struct ReleaseStore: Sendable {
             throw Failure("the release's SHA-256 is \(digest), not the \(expectedDigest) that --sha256 names")
         }
         let directory = directory(of: digest)
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw FileIO.Failure(path: directory, operation: "mkdir", errno: errno) }
+        let created = mkdir(directory, 0o755) == 0
+        if !created {
+            let code = errno
+            var info = stat()
+            let problem: String? =
+                code != EEXIST ? "cannot make \(directory): \(String(cString: strerror(code)))"
+                : lstat(directory, &info) != 0 || info.st_mode & S_IFMT != S_IFDIR ? "\(directory) is not a directory"
+                : TrustedFile.unsafeReason(info, path: directory)
+            if let problem {
+                unlink(staging)
+                throw Failure("refusing to stage release \(digest): \(problem)")
+            }
+        }
         giveToOwner(directory)
         chmod(staging, 0o755)
         giveToOwner(staging)
@@ -167,13 +195,24 @@ public struct ReleaseStore: Sendable {
             throw FileIO.Failure(path: binary(of: digest), operation: "rename", errno: code)
         }
         FileIO.syncDirectory(of: binary(of: digest))
-        return digest
+        return (digest, created)
+    }
+
+    /// Deletes a release's directory and what is in it (a failed apply's, never a kept one's).
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
+    public func discard(_ digest: String) {
+        let directory = directory(of: digest)
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return }
+        for name in (try? FileIO.list(directory)) ?? [] { unlink(directory + "/" + name) }
+        rmdir(directory)
     }
 
     /// current becomes `release`; what was current becomes previous; the switch is pending
     /// until `commit()`.
     /// While an earlier switch is still pending, its `previous` (the last committed state)
     /// stays the rollback target: an uncommitted release is never what a rollback returns to.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func switchTo(_ release: String, nowMs: Int64, snapshot: String?) throws {
         let before: String? = if let pending { pending.previous } else { self.release(at: .current) }
         try setPending(Pending(release: release, previous: before == release ? nil : before, switchedAtMs: nowMs, snapshot: snapshot))
@@ -185,17 +224,28 @@ public struct ReleaseStore: Sendable {
         try setPending(nil)
     }
 
-    /// Serialises the updater, a manual rollback and pimesh-rollback.service: each check of
-    /// the links and the change that follows it happen under this lock.
+    /// Serialises updaters, a manual rollback and pimesh-rollback.service: staging, the checks
+    /// of the links and the changes that follow them, discarding and pruning happen under this
+    /// lock (two applies once deleted each other's releases and left `current` dangling).
     public func locked<T>(_ body: () throws -> T) throws -> T {
+        let fd = try lock()
+        defer { close(fd) }
+        return try body()
+    }
+
+    /// Takes the lock; closing the descriptor releases it.
+    public func lock() throws -> Int32 {
         let path = dataDir + "/update.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw FileIO.Failure(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw FileIO.Failure(path: path, operation: "flock", errno: errno) }
+            guard errno == EINTR else {
+                let code = errno
+                close(fd)
+                throw FileIO.Failure(path: path, operation: "flock", errno: code)
+            }
         }
-        return try body()
+        return fd
     }
 
     public struct Rollback: Sendable, Equatable, Codable {
@@ -209,6 +259,7 @@ public struct ReleaseStore: Sendable {
     /// release that was current is marked broken with `reason`.
     /// `expected`: only when that release is still current (nil: whatever is current); the
     /// updater and pimesh-rollback.service may both try, and only the first may act.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func rollback(reason: String, expected: String? = nil) throws -> Rollback? {
         let bad = release(at: .current)
         if let expected, bad != expected { return nil }
@@ -223,6 +274,7 @@ public struct ReleaseStore: Sendable {
     /// Deletes releases that no link names and that are not pending, keeping the newest
     /// `keep` of them (by the binary's change time) for a manual switch back.
     @discardableResult
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func prune(keep: Int) -> [String] {
         let named = Set(Link.allCases.compactMap { release(at: $0) } + [pending?.release].compactMap { $0 })
         let candidates = ((try? FileIO.list(releasesDir)) ?? []).filter { Self.isDigest($0) && !named.contains($0) }

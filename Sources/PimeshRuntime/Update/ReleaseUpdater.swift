@@ -95,18 +95,31 @@ public struct ReleaseUpdater {
         Array("pimesh-release-v1 \(digest)".utf8)
     }
 
-    public func verifySignature(digest: String, signatureText: String) throws(Failure) {
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
+    public func verifySignature(digest: String, signatureText: String, signatureFile: String) throws(Failure) {
         guard !settings.trustedKeys.isEmpty else {
-            throw Failure(description: "no update.trusted_keys in the config: no release can be verified (docs/pi.md, \"Signing releases\")")
+            throw Failure(description: "no update.trusted_keys in the config: no release can be verified (docs/pi.md, \"Update and rollback\")")
         }
         let text = signatureText.trimmingWhitespace().lowercased()
         guard let signature = Hex.decode(text), signature.count == 64 else {
-            throw Failure(description: "the signature is not 128 hex digits (an Ed25519 signature from `pimesh update sign`)")
+            throw Failure(description: "the signature \(signatureFile) is not 128 hex digits (an Ed25519 signature from `pimesh update sign`)")
         }
         let message = Self.signedMessage(digest: digest)
         guard settings.trustedKeys.contains(where: { NodeKey.verify(signature: signature, message: message, publicKeyHex: $0) }) else {
-            throw Failure(description: "the signature of release \(digest) is not made by any key in update.trusted_keys")
+            throw Failure(description: "the signature \(signatureFile) of release \(digest) is not made by any key in update.trusted_keys")
         }
+    }
+
+    /// Runs `body` holding the store's update lock.
+    func underLock<T>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
+        let fd: Int32
+        do {
+            fd = try store.lock()
+        } catch {
+            throw Failure(description: "cannot take the update lock: \(error)")
+        }
+        defer { close(fd) }
+        return try body()
     }
 
     // MARK: apply
@@ -120,48 +133,63 @@ public struct ReleaseUpdater {
         guard stat(store.dataDir, &directory) == 0, (directory.st_mode & S_IFMT) == S_IFDIR else {
             throw Failure(description: "no data dir \(store.dataDir): is --data-dir (or data_dir in the config) right?")
         }
-        let (fd, downloaded) = try open(source: source, what: "the release")
-        let digest: String
-        do {
-            defer {
-                close(fd)
-                if let downloaded { unlink(downloaded) }
-            }
-            digest = try store.stage(from: fd, expectedDigest: expectedDigest?.lowercased())
-        } catch let failure as Failure {
-            throw failure
-        } catch {
-            throw Failure(description: "cannot stage the release: \(error)")
-        }
-        let alreadyKnown = store.release(at: .current) == digest || store.release(at: .previous) == digest
-        do throws(Failure) {
-            try verifySignature(digest: digest, signatureText: try readSignature(signature ?? source + ".sig"))
-            progress("release \(digest.prefix(12)): signature verified")
-            if let reason = store.brokenReason(digest), !force {
-                throw Failure(description: "release \(digest) was rolled back before (\(reason)); --force applies it again")
-            }
-        } catch {
-            if !alreadyKnown { discard(digest) }
-            throw error
-        }
-        if store.release(at: .current) == digest && store.pending == nil {
-            return Report(outcome: "already_current", release: digest, previous: store.release(at: .previous), detail: "release \(digest) is already current")
-        }
-        let info: BinaryInfo
-        do throws(Failure) {
-            info = try smokeTest(digest)
-        } catch {
-            if !alreadyKnown { discard(digest) }
-            throw error
-        }
-        progress("release \(digest.prefix(12)): pimesh \(info.version), store schema \(info.storeSchema), smoke test passed")
-        let snapshot = try snapshotBeforeMigration(to: info.storeSchema)
-        let before = store.release(at: .current)
+        if let why = store.trustProblem() { throw Failure(description: "refusing to update: \(why)") }
+        let signatureSource = signature ?? source + ".sig"
+        let (digest, info, snapshot, before): (String, BinaryInfo, String?, String?)
         let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
         do {
-            try store.locked { try store.switchTo(digest, nowMs: Clock.wallMilliseconds(), snapshot: snapshot) }
-        } catch {
-            throw Failure(description: "cannot switch to release \(digest): \(error)")
+            // From staging to the switch: another apply must neither discard nor prune this
+            // release meanwhile, nor switch in between.
+            let staged = try underLock { () throws(Failure) -> (String, BinaryInfo, String?, String?)? in
+                let (fd, downloaded) = try open(source: source, what: "the release")
+                let digest: String
+                let created: Bool
+                do {
+                    defer {
+                        close(fd)
+                        if let downloaded { unlink(downloaded) }
+                    }
+                    (digest, created) = try store.stage(from: fd, limit: settings.maxReleaseMB << 20, expectedDigest: expectedDigest?.lowercased())
+                } catch let failure as Failure {
+                    throw failure
+                } catch {
+                    throw Failure(description: "cannot stage the release \(source): \(error)")
+                }
+                do throws(Failure) {
+                    try verifySignature(digest: digest, signatureText: try readSignature(signatureSource), signatureFile: signatureSource)
+                    progress("release \(digest.prefix(12)): signature verified")
+                    if let reason = store.brokenReason(digest), !force {
+                        throw Failure(description: "release \(digest) was rolled back before (\(reason)); --force applies it again")
+                    }
+                } catch {
+                    // Only what this apply made goes: a kept release, and its `broken` mark, stay.
+                    if created { store.discard(digest) }
+                    throw error
+                }
+                if store.release(at: .current) == digest && store.pending == nil { return nil }
+                let info: BinaryInfo
+                do throws(Failure) {
+                    info = try smokeTest(digest)
+                } catch {
+                    if created { store.discard(digest) }
+                    throw error
+                }
+                progress("release \(digest.prefix(12)): pimesh \(info.version), store schema \(info.storeSchema), smoke test passed")
+                let snapshot = try snapshotBeforeMigration(to: info.storeSchema)
+                // While an earlier switch is pending, its previous stays the rollback target.
+                let before = store.pending.map { $0.previous } ?? store.release(at: .current)
+                do {
+                    try store.switchTo(digest, nowMs: Clock.wallMilliseconds(), snapshot: snapshot)
+                } catch {
+                    throw Failure(description: "cannot switch to release \(digest): \(error)")
+                }
+                return (digest, info, snapshot, before)
+            }
+            guard let staged else {
+                let digest = store.release(at: .current) ?? "?"
+                return Report(outcome: "already_current", release: digest, previous: store.release(at: .previous), detail: "release \(digest) is already current")
+            }
+            (digest, info, snapshot, before) = staged
         }
         progress("current → \(digest.prefix(12)), previous → \(before.map { String($0.prefix(12)) } ?? "the packaged binary")")
         var report = Report(
@@ -174,11 +202,13 @@ public struct ReleaseUpdater {
         switch waitUntilHealthy(release: digest, replacing: running) {
         case .healthy(let pid, let readyMs, let soaked):
             do {
-                try store.commit()
+                try store.locked {
+                    try store.commit()
+                    store.prune(keep: settings.keepReleases)
+                }
             } catch {
                 throw Failure(description: "the new lead is healthy but the commit failed: \(error)")
             }
-            store.prune(keep: settings.keepReleases)
             report.outcome = "committed"
             report.leadPID = pid
             report.readyAfterMs = readyMs
@@ -208,6 +238,7 @@ public struct ReleaseUpdater {
     }
 
     /// `pimesh update commit`: after a switch made with --no-restart and a restart by hand.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func commit() throws(Failure) -> Report {
         privileges.lower()
         guard let pending = store.pending else { throw Failure(description: "no update is pending") }
@@ -215,11 +246,13 @@ public struct ReleaseUpdater {
             throw Failure(description: "the running lead is not release \(pending.release): restart it first")
         }
         do {
-            try store.commit()
+            try store.locked {
+                try store.commit()
+                store.prune(keep: settings.keepReleases)
+            }
         } catch {
             throw Failure(description: "cannot commit: \(error)")
         }
-        store.prune(keep: settings.keepReleases)
         return Report(outcome: "committed", release: pending.release, previous: pending.previous, leadPID: lead.pid, detail: "release \(pending.release) committed")
     }
 
@@ -235,6 +268,7 @@ public struct ReleaseUpdater {
 
     /// `onlyPending`: the unit's OnFailure= path rolls back only a release that was never
     /// committed; a committed one that fails later fails for another reason (config, disk).
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func rollBack(reason: String, restart: Bool, onlyPending: Bool = false, expected: String? = nil) throws(Failure) -> RollbackReport {
         privileges.lower()
         let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
@@ -289,13 +323,12 @@ public struct ReleaseUpdater {
             lseek(fd, 0, SEEK_SET)
             return (fd, path)
         }
-        let fd = Glibc.open(source, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(description: "cannot open \(source): \(String(cString: strerror(errno)))") }
-        var info = stat()
-        fstat(fd, &info)
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw Failure(description: "\(source) is not a regular file")
+        let fd: Int32
+        let info: stat
+        do {
+            (fd, info) = try FileIO.openRegular(path: source)
+        } catch {
+            throw Failure(description: "cannot read \(what) \(source): \(error)")
         }
         guard info.st_size <= limit else {
             close(fd)
@@ -321,16 +354,9 @@ public struct ReleaseUpdater {
         }
     }
 
-    private func discard(_ digest: String) {
-        let directory = store.directory(of: digest)
-        var info = stat()
-        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return }
-        for name in (try? FileIO.list(directory)) ?? [] { unlink(directory + "/" + name) }
-        rmdir(directory)
-    }
-
     /// The new binary must be for this machine's architecture and answer `update info --json`
     /// (its argument parser and runtime start) within 10 s, run as the lead's user.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func smokeTest(_ digest: String) throws(Failure) -> BinaryInfo {
         let binary = store.binary(of: digest)
         let own = Self.elfMachine(path: "/proc/self/exe")
@@ -341,9 +367,9 @@ public struct ReleaseUpdater {
         let outcome = try privileges.raised { () throws(Failure) -> Outcome in
             Self.runCapturing(
                 binary, ["update", "info", "--json"], environment: ["PATH=" + (environment["PATH"] ?? "/usr/bin:/bin")],
-                identity: privileges.owner, timeoutMs: 10_000)
+                identity: privileges.owner, timeoutMs: 10_000, endingItsGroup: true)
         }
-        guard outcome.status == 0, let info = try? APICoding.decode(BinaryInfo.self, from: Array(outcome.output.utf8)) else {
+        guard !outcome.timedOut, outcome.status == 0, let info = try? APICoding.decode(BinaryInfo.self, from: Array(outcome.output.utf8)) else {
             throw Failure(description: "release \(digest) failed its smoke test (`pimesh update info --json` \(outcome.describe)): \(outcome.output.prefix(300))")
         }
         guard info.machine == machine else { throw Failure(description: "release \(digest) reports ELF machine \(info.machine) but is \(machine)") }
@@ -401,6 +427,7 @@ public struct ReleaseUpdater {
     }
 
     /// A new lead (not `replacing`) running `release` has written lead.json and answers /readyz.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func waitUntilReady(release: String?, replacing old: LeadEndpoint?) -> Readiness {
         let start = Clock.monotonicNow()
         let deadline = start + .seconds(settings.readyTimeoutS)
@@ -431,6 +458,7 @@ public struct ReleaseUpdater {
         return .notReady("\(last) after \(settings.readyTimeoutS) s (update.ready_timeout_s)")
     }
 
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func waitUntilHealthy(release: String, replacing old: LeadEndpoint?) -> Health {
         let (pid, readyMs): (Int32, Int)
         switch waitUntilReady(release: release, replacing: old) {
@@ -502,7 +530,12 @@ public struct ReleaseUpdater {
     }
 
     /// Runs a program to its end, its stdout+stderr captured (first 64 KiB), killed at the deadline.
-    static func runCapturing(_ program: String, _ arguments: [String], environment: [String], identity: ProcessIdentity?, timeoutMs: Int) -> Outcome {
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
+    /// `endingItsGroup`: whatever it started in its process group is killed with it (a smoke
+    /// test's leftovers); not for systemd-run, whose restart must outlive it.
+    static func runCapturing(
+        _ program: String, _ arguments: [String], environment: [String], identity: ProcessIdentity?, timeoutMs: Int, endingItsGroup: Bool = false
+    ) -> Outcome {
         let spawned: ChildProcess.Spawned
         do {
             spawned = try ChildProcess.spawn(program: program, arguments: arguments, environment: environment, captureOutput: true, identity: identity)
@@ -531,7 +564,20 @@ public struct ReleaseUpdater {
             }
             close(fd)
         }
-        if timedOut { kill(spawned.pid, SIGKILL) }
+        // A child that closed its output early (or handed it to its own child) still has the
+        // rest of the deadline, no more: a smoke test once waited for ever on one that paused.
+        while !timedOut {
+            // Not reaped yet (WNOWAIT): its pid, and so its process group, cannot be reused
+            // before the group is killed below.
+            var info = siginfo_t()
+            let waited = waitid(P_PID, id_t(spawned.pid), &info, WEXITED | WNOHANG | WNOWAIT)
+            if waited < 0 && errno != EINTR { break }
+            if waited == 0 && info._sifields._sigchld.si_pid == spawned.pid { break }
+            if Clock.monotonicNow() >= deadline { timedOut = true } else { usleep(20_000) }
+        }
+        // It runs in a process group of its own.
+        if endingItsGroup { kill(-spawned.pid, SIGKILL) }
+        kill(spawned.pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
         return Outcome(status: status, output: String(decoding: output, as: UTF8.self), timedOut: timedOut)
