@@ -184,8 +184,11 @@ public struct Coordinator: Sendable {
             throw APIError(status: .badRequest, message: "the body is not an enrollment ({\"public_key\", \"signature\"}): \(error)")
         }
         let publicKey = enrollment.publicKey.lowercased()
-        guard Hex.decode(publicKey)?.count == 32 else {
+        guard let keyBytes = Hex.decode(publicKey), keyBytes.count == 32 else {
             throw APIError(status: .badRequest, message: "public_key is not 64 hex digits", field: "public_key")
+        }
+        if let weakness = Ed25519Encoding.weakness(of: keyBytes) {
+            throw APIError(status: .badRequest, message: "public_key cannot be trusted: \(weakness)", field: "public_key")
         }
         guard NodeKey.nodeID(publicKeyHex: publicKey) == nodeID else {
             throw APIError(status: .badRequest, message: "the path names \(nodeID), the key is \(NodeKey.nodeID(publicKeyHex: publicKey))", field: "node")
@@ -337,7 +340,7 @@ public struct Coordinator: Sendable {
         defer { FileIO.removeTree(staging) }
         let filePath = staging + "/" + manifest.file
         let fd = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileIO.Failure(path: "the upload", operation: "stage", errno: errno) }
+        guard fd >= 0 else { throw FileIO.Failure(path: manifest.file, operation: "stage", errno: errno) }
         var received: UInt64 = 0
         // The idle timeout closes a body that stops; this closes one that trickles, which would
         // hold its slot for as long as it liked.

@@ -116,9 +116,13 @@ public enum FileIO {
         close(fd)
         let placed = replacing ? rename(temporary, path) : link(temporary, path)
         let code = errno
-        if !replacing || placed != 0 { unlink(temporary) }
+        if placed != 0 || !replacing { unlink(temporary) }
         guard placed == 0 else {
-            throw Failure(path: path, operation: replacing ? "rename" : "create", errno: code, reason: code == EEXIST && !replacing ? "it exists; it is never overwritten" : nil)
+            let reason: String? =
+                replacing ? nil
+                : code == EEXIST ? "it exists; it is never overwritten"
+                : code == EPERM ? "this file system has no hard links (vfat?): write it elsewhere and copy it" : nil
+            throw Failure(path: path, operation: replacing ? "rename" : "create", errno: code, reason: reason)
         }
         syncDirectory(of: path)
     }

@@ -95,7 +95,8 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
         var publicKey: String
 
         func validate() throws {
-            guard Hex.decode(publicKey)?.count == 32 else { throw ValidationError("the public key must be 64 hex digits") }
+            guard let bytes = Hex.decode(publicKey), bytes.count == 32 else { throw ValidationError("the public key must be 64 hex digits") }
+            if let weakness = Ed25519Encoding.weakness(of: bytes) { throw ValidationError("the public key cannot be trusted: \(weakness)") }
         }
 
         func run() async throws {

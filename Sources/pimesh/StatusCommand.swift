@@ -158,7 +158,7 @@ struct StatusCommand: AsyncParsableCommand {
         if let audit = report.audit {
             let prunedThrough = "pruned through \(audit.prunedThroughSeq.map(String.init) ?? "nothing yet")"
             let pruning =
-                if audit.prunedByAgeAlone { prunedThrough + " (no upstream: by age alone)" }
+                if audit.prunedByAgeAlone == true { prunedThrough + " (no upstream: by age alone)" }
                 else if let upstream = audit.upstreamSeq { prunedThrough + ", upstream holds through \(upstream)" }
                 else { "not pruning: no snapshot reached upstream yet" }
             lines.append(

@@ -273,6 +273,8 @@ import Testing
         // Upstream configured but never reached: nothing is pruned, and status says why.
         let unreachable = #""upload": {"target": "coordinator", "url": "http://127.0.0.1:\#(freeLoopbackPort())"}"#
         lead = try startLead(config: #"{"snapshots": {"interval_s": 0}, "audit": {"head_every_rows": 4, "retain_days": 0}, \#(unreachable)}"#)
+        // The check at start has run once it has measured the log.
+        #expect(eventually(timeout: 20) { (try lead.statusJSON()["audit"] as? [String: Any])?["bytes_at_last_check"] as? Int ?? 0 > 0 })
         #expect(try runPimesh(["status", "--data-dir", dataDir]).output.contains("not pruning: no snapshot reached upstream yet"))
         #expect(try rows(["--kind", "pruned_through"]).isEmpty)
         #expect(lead.terminate() == 0)

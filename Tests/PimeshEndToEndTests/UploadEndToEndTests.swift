@@ -81,6 +81,9 @@ import Testing
         #expect(missing.status == 1)
         #expect(missing.output.contains("pimesh-coordinator: no coordinator has run in \(root)/nothing-here"))
         #expect(missing.output.contains("pimesh-coordinator serve --dir"))
+        // A key of small order would verify signatures no node made: refused at enrolment.
+        let weak = try runCoordinator(["enroll", "--dir", coordinatorDir, String(repeating: "0", count: 64)])
+        #expect(weak.status != 0 && weak.output.contains("cannot be trusted"), "\(weak.output)")
         let onNode = try runPimesh(["coordinator", "serve", "--dir", coordinatorDir])
         #expect(onNode.status != 0)
         #expect(try runPimesh(["coordinator", "--help"]).output.contains("pimesh-coordinator"))

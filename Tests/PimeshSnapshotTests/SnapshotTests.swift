@@ -289,6 +289,10 @@ func flipBit(_ path: String, at offset: Int) throws {
         let real = try NodeKey.loadOrCreate(dataDir: root)
         let real32 = try #require(Hex.decode(real.publicKeyHex))
         #expect(Ed25519Encoding.weakness(of: real32) == nil)
+        // Under a real key too, no weak R with S = 0 passes.
+        for r in weak {
+            #expect(!NodeKey.verify(signature: r + zero, message: Array("pimesh-release-v1 x".utf8), publicKeyHex: real.publicKeyHex))
+        }
         let message = Array("pimesh-release-v1 y".utf8)
         let signature = try real.sign(message)
         #expect(NodeKey.verify(signature: signature, message: message, publicKeyHex: real.publicKeyHex))

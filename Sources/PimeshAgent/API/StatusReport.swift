@@ -35,12 +35,13 @@ public struct StatusReport: Codable, Sendable {
         public var upstreamSeq: Int64?
         public var newestHeadSeq: Int64?
         /// True when the node has no upstream (`upload.target` none): rows past the retention
-        /// are then pruned by age alone, through the node's own newest head.
-        public var prunedByAgeAlone: Bool
+        /// are then pruned by age alone, through the node's own newest head. Optional: a lead
+        /// older than the CLI does not send it.
+        public var prunedByAgeAlone: Bool?
 
         public init(
             lastSeq: Int64, rows: Int64, bytesAtLastCheck: Int64, prunedThroughSeq: Int64?, upstreamSeq: Int64?, newestHeadSeq: Int64?,
-            prunedByAgeAlone: Bool
+            prunedByAgeAlone: Bool?
         ) {
             self.lastSeq = lastSeq
             self.rows = rows

@@ -1,6 +1,7 @@
 /// Ed25519 keys that no one should trust: with a point of small order as the public key, a
 /// signature made without any private key (a small-order R and S = 0) passes RFC 8032's
-/// verification, and an encoding of y ≥ p names one of those points in disguise. An operator
+/// verification; an encoding of y ≥ p is refused too, as libsodium does (y = p and p + 1
+/// are two of those points in disguise, the rest are merely not canonical). An operator
 /// who leaves a placeholder such as 64 zeros in `update.trusted_keys` would let anyone sign a
 /// release. Checked on bytes alone, so it lives here.
 public enum Ed25519Encoding {

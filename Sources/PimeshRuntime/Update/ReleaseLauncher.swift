@@ -28,11 +28,19 @@ public enum ReleaseLauncher {
         // The binary must still be the release its directory names: anything running as the
         // lead's user (its own files, an agent run as that user) could have replaced it since
         // it was staged and signed. It is run from the descriptor that was hashed.
-        let fd = open(target, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return "cannot open \(target): \(String(cString: strerror(errno))); running the packaged one" }
+        // A regular file, opened without blocking: a FIFO there must not hang every start.
+        guard let (fd, _) = try? FileIO.openRegular(path: target) else {
+            return "cannot open \(target) as a regular file; running the packaged one"
+        }
         defer { close(fd) }
-        guard let (_, digest) = try? LZ4Frame.sha256(of: fd), Hex.encode(digest) == release else {
-            return "not running release \(release): its binary is no longer the one staged under that SHA-256; running the packaged one"
+        let digest: String
+        do {
+            digest = Hex.encode(try LZ4Frame.sha256(of: fd).digest)
+        } catch {
+            return "cannot read \(target): \(error); running the packaged one"
+        }
+        guard digest == release else {
+            return "not running release \(release): its binary \(target) is no longer the one staged under that SHA-256 (it hashes to \(digest)); running the packaged one"
         }
         let argv = [target] + arguments.dropFirst()
         var cArguments = argv.map { strdup($0) } + [nil]

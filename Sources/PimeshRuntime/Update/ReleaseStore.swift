@@ -95,6 +95,7 @@ public struct ReleaseStore: Sendable {
     @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func markBroken(_ release: String, reason: String) throws {
         // A release whose directory went (removed by hand) is still rolled back and named.
+        try makeReleasesDir()
         if mkdir(directory(of: release), 0o700) == 0 { giveToOwner(directory(of: release)) }
         let path = directory(of: release) + "/broken"
         try FileIO.writeAtomically(path: path, bytes: Array((reason + "\n").utf8), mode: 0o600)
@@ -124,11 +125,11 @@ public struct ReleaseStore: Sendable {
     /// have the smoke test, or the lead, run their binary. Nil when it can be.
     @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public func trustProblem() -> String? {
-        if let why = TrustedFile.unsafeReason(dataDir, followingLinks: true) { return why + "; run `chmod go-w \(dataDir)`" }
+        if let why = TrustedFile.unsafeReason(dataDir, followingLinks: true) { return why }
         guard FileIO.linkExists(releasesDir) else { return nil }
         var info = stat()
         guard lstat(releasesDir, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return "\(releasesDir) is not a directory" }
-        return TrustedFile.unsafeReason(info, path: releasesDir).map { $0 + "; run `chmod 700 \(releasesDir)`" }
+        return TrustedFile.unsafeReason(info, path: releasesDir)
     }
 
     /// Copies the release from `source` (an open descriptor at offset 0), at most `limit`
@@ -297,7 +298,7 @@ public struct ReleaseStore: Sendable {
         ((try? FileIO.list(releasesDir)) ?? []).filter(Self.isDigest).sorted()
     }
 
-    private func makeReleasesDir() throws {
+    func makeReleasesDir() throws {
         if mkdir(releasesDir, 0o700) != 0 && errno != EEXIST { throw FileIO.Failure(path: releasesDir, operation: "mkdir", errno: errno) }
         giveToOwner(releasesDir)
     }

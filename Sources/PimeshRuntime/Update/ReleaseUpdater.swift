@@ -133,22 +133,26 @@ public struct ReleaseUpdater {
         guard stat(store.dataDir, &directory) == 0, (directory.st_mode & S_IFMT) == S_IFDIR else {
             throw Failure(description: "no data dir \(store.dataDir): is --data-dir (or data_dir in the config) right?")
         }
-        if let why = store.trustProblem() { throw Failure(description: "refusing to update: \(why)") }
+        if let why = store.trustProblem() {
+            throw Failure(description: "refusing to update: \(why); whoever may write there could plant a release: `chmod go-w` it, or give it to the data dir's owner")
+        }
         let signatureSource = signature ?? source + ".sig"
-        let (digest, info, snapshot, before): (String, BinaryInfo, String?, String?)
-        let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
+        // Downloads come first, outside update.lock: a rollback by pimesh-rollback.service must
+        // not wait on the network.
+        let signatureText = try readSignature(signatureSource)
+        let (fd, downloaded) = try open(source: source, what: "the release")
+        let staged: (digest: String, info: BinaryInfo)?
         do {
-            // From staging to the switch: another apply must neither discard nor prune this
-            // release meanwhile, nor switch in between.
-            let staged = try underLock { () throws(Failure) -> (String, BinaryInfo, String?, String?)? in
-                let (fd, downloaded) = try open(source: source, what: "the release")
+            defer {
+                close(fd)
+                if let downloaded { unlink(downloaded) }
+            }
+            // Staging, the checks and the smoke test (10 s at most) hold the lock: another apply
+            // must neither discard nor prune this release meanwhile.
+            staged = try underLock { () throws(Failure) -> (digest: String, info: BinaryInfo)? in
                 let digest: String
                 let created: Bool
                 do {
-                    defer {
-                        close(fd)
-                        if let downloaded { unlink(downloaded) }
-                    }
                     (digest, created) = try store.stage(from: fd, limit: settings.maxReleaseMB << 20, expectedDigest: expectedDigest?.lowercased())
                 } catch let failure as Failure {
                     throw failure
@@ -156,40 +160,41 @@ public struct ReleaseUpdater {
                     throw Failure(description: "cannot stage the release \(source): \(error)")
                 }
                 do throws(Failure) {
-                    try verifySignature(digest: digest, signatureText: try readSignature(signatureSource), signatureFile: signatureSource)
+                    try verifySignature(digest: digest, signatureText: signatureText, signatureFile: signatureSource)
                     progress("release \(digest.prefix(12)): signature verified")
                     if let reason = store.brokenReason(digest), !force {
                         throw Failure(description: "release \(digest) was rolled back before (\(reason)); --force applies it again")
                     }
+                    if store.release(at: .current) == digest && store.pending == nil { return nil }
+                    let info = try smokeTest(digest)
+                    progress("release \(digest.prefix(12)): pimesh \(info.version), store schema \(info.storeSchema), smoke test passed")
+                    return (digest, info)
                 } catch {
                     // Only what this apply made goes: a kept release, and its `broken` mark, stay.
                     if created { store.discard(digest) }
                     throw error
                 }
-                if store.release(at: .current) == digest && store.pending == nil { return nil }
-                let info: BinaryInfo
-                do throws(Failure) {
-                    info = try smokeTest(digest)
-                } catch {
-                    if created { store.discard(digest) }
-                    throw error
-                }
-                progress("release \(digest.prefix(12)): pimesh \(info.version), store schema \(info.storeSchema), smoke test passed")
-                let snapshot = try snapshotBeforeMigration(to: info.storeSchema)
-                // While an earlier switch is pending, its previous stays the rollback target.
-                let before = store.pending.map { $0.previous } ?? store.release(at: .current)
-                do {
-                    try store.switchTo(digest, nowMs: Clock.wallMilliseconds(), snapshot: snapshot)
-                } catch {
-                    throw Failure(description: "cannot switch to release \(digest): \(error)")
-                }
-                return (digest, info, snapshot, before)
             }
-            guard let staged else {
-                let digest = store.release(at: .current) ?? "?"
-                return Report(outcome: "already_current", release: digest, previous: store.release(at: .previous), detail: "release \(digest) is already current")
+        }
+        guard let (digest, info) = staged else {
+            let digest = store.release(at: .current) ?? "?"
+            return Report(outcome: "already_current", release: digest, previous: store.release(at: .previous), detail: "release \(digest) is already current")
+        }
+        // The running lead takes it, which may take minutes on a large store: not under the lock.
+        let snapshot = try snapshotBeforeMigration(to: info.storeSchema)
+        let running = try? LeadDiscovery.endpoint(dataDir: store.dataDir)
+        let before = try underLock { () throws(Failure) -> String? in
+            guard FileIO.exists(store.binary(of: digest)) else {
+                throw Failure(description: "release \(digest) was removed by another update while this one took its snapshot; apply it again")
             }
-            (digest, info, snapshot, before) = staged
+            // While an earlier switch is pending, its previous stays the rollback target.
+            let before = store.pending.map { $0.previous } ?? store.release(at: .current)
+            do {
+                try store.switchTo(digest, nowMs: Clock.wallMilliseconds(), snapshot: snapshot)
+            } catch {
+                throw Failure(description: "cannot switch to release \(digest): \(error)")
+            }
+            return before
         }
         progress("current → \(digest.prefix(12)), previous → \(before.map { String($0.prefix(12)) } ?? "the packaged binary")")
         var report = Report(
@@ -216,10 +221,12 @@ public struct ReleaseUpdater {
             report.detail = "release \(digest) committed: READY after \(readyMs) ms, healthy for \(soaked) s"
             return report
         case .failed(let why) where store.release(at: .current) != digest:
-            // pimesh-rollback.service (OnFailure=) was quicker: the crash loop is already undone.
+            // pimesh-rollback.service (OnFailure=) was quicker: the crash loop is already undone;
+            // or another update switched meanwhile, and nothing marked this one broken.
             let now = store.release(at: .current)
             report.outcome = "rolled_back"
-            report.detail = "release \(digest) rolled back by pimesh-rollback.service (\(store.brokenReason(digest) ?? why))"
+            report.detail = store.brokenReason(digest).map { "release \(digest) rolled back by pimesh-rollback.service (\($0))" }
+                ?? "release \(digest) is no longer current: another update switched to \(now.map { "release \($0)" } ?? "the packaged binary") before its soak ended"
             if case .ready(let pid, _) = waitUntilReady(release: now, replacing: nil) {
                 report.leadPID = pid
                 report.detail += "; \(now.map { "release \($0)" } ?? "the packaged binary") is READY"
@@ -530,9 +537,9 @@ public struct ReleaseUpdater {
     }
 
     /// Runs a program to its end, its stdout+stderr captured (first 64 KiB), killed at the deadline.
-    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     /// `endingItsGroup`: whatever it started in its process group is killed with it (a smoke
     /// test's leftovers); not for systemd-run, whose restart must outlive it.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     static func runCapturing(
         _ program: String, _ arguments: [String], environment: [String], identity: ProcessIdentity?, timeoutMs: Int, endingItsGroup: Bool = false
     ) -> Outcome {
@@ -566,20 +573,27 @@ public struct ReleaseUpdater {
         }
         // A child that closed its output early (or handed it to its own child) still has the
         // rest of the deadline, no more: a smoke test once waited for ever on one that paused.
+        var ours = true
         while !timedOut {
             // Not reaped yet (WNOWAIT): its pid, and so its process group, cannot be reused
             // before the group is killed below.
             var info = siginfo_t()
             let waited = waitid(P_PID, id_t(spawned.pid), &info, WEXITED | WNOHANG | WNOWAIT)
-            if waited < 0 && errno != EINTR { break }
+            if waited < 0 && errno != EINTR {
+                // Reaped elsewhere: its pid may belong to someone else by now.
+                ours = false
+                break
+            }
             if waited == 0 && info._sifields._sigchld.si_pid == spawned.pid { break }
             if Clock.monotonicNow() >= deadline { timedOut = true } else { usleep(20_000) }
         }
-        // It runs in a process group of its own.
-        if endingItsGroup { kill(-spawned.pid, SIGKILL) }
-        kill(spawned.pid, SIGKILL)
         var status: Int32 = 0
-        while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
+        if ours {
+            // It runs in a process group of its own.
+            if endingItsGroup { kill(-spawned.pid, SIGKILL) }
+            kill(spawned.pid, SIGKILL)
+            while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
+        }
         return Outcome(status: status, output: String(decoding: output, as: UTF8.self), timedOut: timedOut)
     }
 }
