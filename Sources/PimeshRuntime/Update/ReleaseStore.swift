@@ -199,14 +199,16 @@ public struct ReleaseStore: Sendable {
         return (digest, created)
     }
 
-    /// Deletes a release's directory and what is in it (a failed apply's, never a kept one's).
+    /// Deletes a release's directory and what is in it (a failed apply's, or one pruned);
+    /// true when it is gone.
     @_optimize(size)  // cold: an operator's command (the 25 MB budget)
-    public func discard(_ digest: String) {
+    @discardableResult
+    public func discard(_ digest: String) -> Bool {
         let directory = directory(of: digest)
         var info = stat()
-        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return }
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
         for name in (try? FileIO.list(directory)) ?? [] { unlink(directory + "/" + name) }
-        rmdir(directory)
+        return rmdir(directory) == 0
     }
 
     /// current becomes `release`; what was current becomes previous; the switch is pending
@@ -284,11 +286,8 @@ public struct ReleaseStore: Sendable {
             return (release, stat(binary(of: release), &info) == 0 ? info.st_ctim.tv_sec : 0)
         }.sorted { $0.1 > $1.1 }
         var removed: [String] = []
-        for (release, _) in byAge.dropFirst(max(0, keep)) {
-            var info = stat()
-            guard lstat(directory(of: release), &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { continue }
-            for name in (try? FileIO.list(directory(of: release))) ?? [] { unlink(directory(of: release) + "/" + name) }
-            if rmdir(directory(of: release)) == 0 { removed.append(release) }
+        for (release, _) in byAge.dropFirst(max(0, keep)) where discard(release) {
+            removed.append(release)
         }
         return removed
     }
