@@ -181,6 +181,43 @@ extension SupervisionEndToEndTests {
         #expect(try client.http.request("GET", "/healthz").status == 200)
     }
 
+    @Test func manifestsPastMaxRegisteredAreRefusedAsRegistrationsAre() throws {
+        try agentManifest("m1")
+        try agentManifest("m2")
+        try agentManifest("m3")
+        let lead = try startLead(config: #"{"agents": {"max_registered": 2}}"#)
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 8) { alive(lead, "m1") && alive(lead, "m2") })
+        let limit = "its limit (agents.max_registered 2)"
+        #expect(try events(lead).contains { $0.kind == "manifest_refused" && $0.detail.contains("m3.json") && $0.detail.contains(limit) })
+        #expect(try lead.agents().map(\.name).sorted() == ["m1", "m2"])
+        let join = try String(contentsOfFile: dataDir + "/join-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let registration = try lead.client().http.request(
+            "POST", "/v1/agents", headers: [("Authorization", "Bearer " + join)], body: Array(#"{"name": "walk-in", "capabilities": ["work"]}"#.utf8))
+        #expect(registration.status == 507, "\(registration.status) \(String(decoding: registration.body, as: UTF8.self))")
+
+        try agentManifest("m4")
+        let reload = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(reload.output.utf8)) as? [String: Any])
+        let agents = try #require(report["agents"] as? [String: Any])
+        let refused = (agents["refused"] as? [String]) ?? []
+        #expect(refused.contains { $0.contains("m4.json") && $0.contains(limit) }, "\(refused)")
+        #expect(refused.contains { $0.contains("m3.json") && $0.contains(limit) }, "\(refused)")
+        #expect(agents["started"] as? [String] == [], "\(agents)")
+        #expect(try lead.agents().count == 2)
+
+        // Room made by removing an agent lets the next reload start a waiting manifest.
+        try FileManager.default.removeItem(atPath: dataDir + "/agents.d/m2.json")
+        #expect(try runPimesh(["reload", "--data-dir", dataDir]).output.contains("m2"))
+        #expect(eventually(timeout: 8) { pid(lead, "m2") == nil })
+        let removal = try runPimesh(["agents", "remove", "m2", "--data-dir", dataDir])
+        #expect(removal.status == 0, "\(removal.output)")
+        let after = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        let started = try #require(try JSONSerialization.jsonObject(with: Data(after.output.utf8)) as? [String: Any])
+        #expect((started["agents"] as? [String: Any])?["started"] as? [String] == ["m3"], "\(after.output)")
+        #expect(eventually(timeout: 8) { alive(lead, "m3") })
+    }
+
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
         try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; exec sleep 1000"]}"#)
         let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)

@@ -209,7 +209,15 @@ extension Supervisor {
                     report.started.append(manifest.name)
                     continue
                 }
-                guard let agent = try managed(for: manifest, row: rows[manifest.name], database: database) else { continue }
+                let made: Managed?
+                do {
+                    made = try managed(for: manifest, row: rows[manifest.name], database: database)
+                } catch let full as ConfigError {
+                    refused.append(full)
+                    report.refused.append(full.description)
+                    continue
+                }
+                guard let agent = made else { continue }
                 state.withLock { $0.agents[manifest.name] = agent }
                 history.observe(manifest, at: now)
                 if manifest.mode == .supervised {

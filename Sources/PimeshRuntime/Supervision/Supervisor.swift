@@ -28,6 +28,8 @@ final class Supervisor: Service, Sendable {
         /// PATH, HOME, LANG… of the lead, passed on to the agents.
         var environment: [String: String] = [:]
         var tick: Duration = .milliseconds(20)
+        /// `agents.max_registered`: a new supervised manifest past it is refused, as a registration is.
+        var maxRegistered = 1024
     }
 
     struct Managed: Sendable {
@@ -147,20 +149,26 @@ final class Supervisor: Service, Sendable {
     /// capabilities, creating it (with a fresh secret) when new. Runs before the services start.
     func prepare(rows: [AgentRow], database: Database) throws {
         history.load()
-        let (loaded, refused) = AgentManifest.loadDirectory(settings.agentsDir)
-        let manifests = loaded.map(history.inForce)
+        let (loaded, parseRefused) = AgentManifest.loadDirectory(settings.agentsDir)
+        var refused = parseRefused
+        var manifests: [AgentManifest] = []
         let now = Clock.monotonicNow()
+        self.database.withLock { $0 = database }
+        let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var managed: [String: Managed] = [:]
+        for manifest in loaded.map(history.inForce) {
+            do {
+                let agent = try self.managed(for: manifest, row: byName[manifest.name], database: database)
+                manifests.append(manifest)
+                if let agent { managed[manifest.name] = agent }
+            } catch let full as ConfigError {
+                refused.append(full)
+            }
+        }
         for manifest in manifests { history.observe(manifest, at: now) }
         for error in refused {
             logger.error("agent manifest refused; the other agents run", metadata: ["error": "\(error)"])
             events.append(kind: "manifest_refused", agent: nil, detail: "\(error)")
-        }
-        self.database.withLock { $0 = database }
-        let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        var managed: [String: Managed] = [:]
-        for manifest in manifests {
-            guard let agent = try self.managed(for: manifest, row: byName[manifest.name], database: database) else { continue }
-            managed[manifest.name] = agent
         }
         let (stopped, problem) = stoppedList.read()
         if let problem { logger.warning("the list of stopped agents is unreadable; they start", metadata: ["error": "\(problem)"]) }
@@ -191,7 +199,8 @@ final class Supervisor: Service, Sendable {
 
     /// The agent a manifest names, registered (with a fresh secret) when it is supervised and
     /// new, its class and capabilities brought up to date when they changed; nil for an
-    /// attached agent that has not registered itself yet.
+    /// attached agent that has not registered itself yet. Throws a `ConfigError` naming the file
+    /// when a new supervised agent would pass `agents.max_registered`.
     func managed(for manifest: AgentManifest, row existing: AgentRow?, database: Database) throws -> Managed? {
         var row: AgentRow
         if let existing {
@@ -206,6 +215,12 @@ final class Supervisor: Service, Sendable {
                 row.capabilities = manifest.capabilities
             }
         } else if manifest.mode == .supervised {
+            // The same bound as a registration's: the lead's memory budget counts every agent.
+            guard registry.count < settings.maxRegistered else {
+                throw ConfigError(
+                    file: manifest.file, key: "name", line: nil,
+                    reason: "the lead holds \(registry.count) agents, its limit (agents.max_registered \(settings.maxRegistered)); remove departed ones with `pimesh agents remove NAME` or raise the limit")
+            }
             var generator = SystemRandomNumberGenerator()
             row = AgentRow(
                 id: AgentID.random(using: &generator), name: manifest.name, agentClass: manifest.agentClass,
