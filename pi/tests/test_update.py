@@ -11,7 +11,9 @@ PATH talk to it. The two builds of the binary: the packaged one is the debug bui
 release is a small C program that passes the smoke test (`update info --json`) and exits 3 when
 asked to lead."""
 
+import functools
 import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -180,9 +182,9 @@ class UpdateTests(unittest.TestCase):
         self.systemd.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def write_config(self, trusted):
+    def write_config(self, trusted, **update):
         with open(self.config, "w") as f:
-            json.dump({"update": {"trusted_keys": trusted, "soak_s": 3, "ready_timeout_s": 20}, "snapshots": {"interval_s": 0}}, f)
+            json.dump({"update": {"trusted_keys": trusted, "soak_s": 3, "ready_timeout_s": 20, **update}, "snapshots": {"interval_s": 0}}, f)
 
     def pimesh(self, *args, check=True, binary=None):
         result = subprocess.run([binary or self.packaged, *args], capture_output=True, text=True, env=getattr(self, "environment", None), timeout=300)
@@ -451,6 +453,34 @@ class UpdateTests(unittest.TestCase):
         self.assertIn("belongs to uid 65534", result.stderr)
         self.assertEqual(os.listdir(planted), [])
         shutil.rmtree(os.path.join(self.data, "releases"))
+        unchanged()
+        # Past the size limits: the release's (update.max_release_mb), and a signature's (4 KiB)
+        # served over HTTP; each refusal names its limit.
+        with open(self.config) as f:
+            trusted = json.load(f)["update"]["trusted_keys"]
+        self.write_config(trusted=trusted, max_release_mb=1)
+        result = self.apply(self.good, check=False)
+        self.assertIn(f"the release {self.good} is {os.path.getsize(self.good)} bytes, more than update.max_release_mb (1 MiB)", result.stderr)
+        unchanged()
+        self.write_config(trusted=trusted)
+        served = os.path.join(self.work, "served")
+        os.makedirs(served)
+        with open(os.path.join(served, "big.sig"), "w") as f:
+            f.write("0" * 5000)
+        class QuietHandler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(QuietHandler, directory=served)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/big.sig"
+            result = self.apply(self.good, "--signature", url, check=False)
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertIn(f"{url}: larger than 4096 bytes, the most the signature may be", result.stderr)
         unchanged()
         # No trusted keys at all.
         self.write_config(trusted=[])

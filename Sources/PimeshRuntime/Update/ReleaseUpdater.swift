@@ -314,6 +314,7 @@ public struct ReleaseUpdater {
     // MARK: steps
 
     private func open(source: String, what: String, limit: Int? = nil) throws(Failure) -> (Int32, String?) {
+        let limitName = limit.map { "\($0) bytes, the most \(what) may be" } ?? "update.max_release_mb (\(settings.maxReleaseMB) MiB)"
         let limit = limit ?? settings.maxReleaseMB << 20
         if source.hasPrefix("http://") || source.hasPrefix("https://") {
             let path = store.dataDir + "/.download.\(getpid())"
@@ -321,7 +322,7 @@ public struct ReleaseUpdater {
             guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(String(cString: strerror(errno)))") }
             progress("downloading \(source)")
             do {
-                _ = try CurlGet(url: source, maxBytes: limit).download(to: fd)
+                _ = try CurlGet(url: source, maxBytes: limit, limitName: limitName).download(to: fd)
             } catch {
                 close(fd)
                 unlink(path)
@@ -339,7 +340,7 @@ public struct ReleaseUpdater {
         }
         guard info.st_size <= limit else {
             close(fd)
-            throw Failure(description: "\(source) is \(info.st_size >> 20) MiB, more than update.max_release_mb (\(settings.maxReleaseMB))")
+            throw Failure(description: "\(what) \(source) is \(info.st_size) bytes, more than \(limitName)")
         }
         return (fd, nil)
     }

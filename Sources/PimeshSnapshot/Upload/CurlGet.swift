@@ -10,11 +10,14 @@ public struct CurlGet {
 
     public var url: String
     public var maxBytes: Int
+    /// What the refusal calls `maxBytes` ("update.max_release_mb (32 MiB)").
+    public var limitName: String
     public var timeoutS = 600
 
-    public init(url: String, maxBytes: Int) {
+    public init(url: String, maxBytes: Int, limitName: String) {
         self.url = url
         self.maxBytes = maxBytes
+        self.limitName = limitName
     }
 
     private final class Sink {
@@ -74,7 +77,7 @@ public struct CurlGet {
         }
         let code = pimesh_curl_easy_perform(curl)
         if sink.tooLarge || code == CURLE_FILESIZE_EXCEEDED {
-            throw Failure(description: "\(url): larger than \(maxBytes >> 20) MiB, the most a release may be")
+            throw Failure(description: "\(url): larger than \(limitName)")
         }
         if sink.writeErrno != 0 { throw Failure(description: "\(url): cannot write the download: \(String(cString: strerror(sink.writeErrno)))") }
         guard code == CURLE_OK else { throw Failure(description: "\(url): \(String(cString: pimesh_curl_easy_strerror(code)))") }
