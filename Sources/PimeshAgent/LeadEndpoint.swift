@@ -13,6 +13,9 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
     /// The SHA-256 of the binary when it runs from `<data-dir>/releases/` (`pimesh update`),
     /// nil for the packaged one: an updater knows by it that the lead it waits for is the new one.
     public var release: String?
+    /// Why the packaged binary runs although `<data-dir>/current` names a release (the release's
+    /// binary changed since it was staged, or others may write it): the update is not in force.
+    public var releaseRefused: String?
 
     public struct API: Codable, Sendable, Equatable {
         public var host: String
@@ -26,8 +29,11 @@ public struct LeadEndpoint: Codable, Sendable, Equatable {
         }
     }
 
-    public init(pid: Int32, version: String, startedAtMs: Int64, api: API, heartbeat: HeartbeatEndpoint, release: String? = nil) {
+    public init(
+        pid: Int32, version: String, startedAtMs: Int64, api: API, heartbeat: HeartbeatEndpoint, release: String? = nil, releaseRefused: String? = nil
+    ) {
         self.release = release
+        self.releaseRefused = releaseRefused
         self.pid = pid
         self.version = version
         self.startedAtMs = startedAtMs

@@ -75,9 +75,8 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         // An update made a release current: that binary leads, with these same arguments.
-        if let why = ReleaseLauncher.execCurrentIfNeeded(dataDir: settings.dataDir, arguments: CommandLine.arguments, environment: environment) {
-            FileHandleStderr.write("pimesh: \(why)\n")
-        }
+        let releaseRefused = ReleaseLauncher.execCurrentIfNeeded(dataDir: settings.dataDir, arguments: CommandLine.arguments, environment: environment)
+        if let releaseRefused { FileHandleStderr.write("pimesh: \(releaseRefused)\n") }
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -86,7 +85,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "pimesh")
         do {
-            try await Lead(config: settings, logger: logger, environment: environment).run()
+            try await Lead(config: settings, logger: logger, environment: environment, releaseRefused: releaseRefused).run()
         } catch {
             throw CLIFailure.report(error)
         }

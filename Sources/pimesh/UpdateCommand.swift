@@ -159,6 +159,8 @@ struct UpdateCommand: ParsableCommand {
             var previous: String?
             var broken: String?
             var pending: ReleaseStore.Pending?
+            /// Why the running lead did not run `current` (lead.json's `release_refused`).
+            var refused: String?
             var releases: [Release]
 
             struct Release: Encodable {
@@ -175,7 +177,7 @@ struct UpdateCommand: ParsableCommand {
                 let report = Report(
                     running: lead?.release, runningVersion: lead?.version, current: store.release(at: .current),
                     previous: store.release(at: .previous), broken: store.release(at: .broken), pending: store.pending,
-                    releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
+                    refused: lead?.releaseRefused, releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
                 let name: (String?) -> String = { $0.map { String($0.prefix(16)) } ?? "packaged binary" }
                 var lines = [
                     "running:  " + (lead.map { "\(name($0.release)) (pimesh \($0.version), pid \($0.pid))" } ?? "no lead"),
@@ -183,6 +185,7 @@ struct UpdateCommand: ParsableCommand {
                     "broken:   " + (report.broken.map { String($0.prefix(16)) } ?? "none"),
                 ]
                 if let pending = report.pending { lines.append("pending:  \(name(pending.release)) (not committed)") }
+                if let refused = report.refused { lines.append("refused:  \(refused)") }
                 for release in report.releases { lines.append("  \(release.sha256)" + (release.broken.map { "  broken: \($0)" } ?? "")) }
                 try UpdateCommand.emit(report, json: json, text: lines.joined(separator: "\n"))
             } catch {

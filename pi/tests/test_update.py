@@ -148,8 +148,10 @@ class UpdateTests(unittest.TestCase):
         self.work = tempfile.mkdtemp(prefix="pimesh-update-")
         self.data = os.path.join(self.work, "data")
         os.mkdir(self.data, 0o700)
-        # The packaged binary, as /usr/bin/pimesh would be.
-        self.packaged = os.path.join(self.work, "usr-bin-pimesh")
+        # The packaged binary, as /usr/bin/pimesh would be (named pimesh: clients know a lead
+        # from lead.json by its program's name).
+        os.makedirs(os.path.join(self.work, "usr", "bin"))
+        self.packaged = os.path.join(self.work, "usr", "bin", "pimesh")
         shutil.copy(PACKAGED_BIN, self.packaged)
         self.key = os.path.join(self.work, "release.key")
         keygen = self.pimesh("update", "keygen", "--out", self.key, "--json")
@@ -330,6 +332,10 @@ class UpdateTests(unittest.TestCase):
         self.wait_ready(release=None, other_than=back["pid"])
         with open(os.path.join(self.work, "lead.log"), "rb") as f:
             self.assertIn(b"is no longer the one staged under that SHA-256", f.read())
+        # The operator sees it without the journal: `update status` and the lead's events.
+        self.assertIn("is no longer the one staged under that SHA-256", self.status().get("refused", ""))
+        events = [json.loads(line) for line in self.pimesh("events", "--json", "--data-dir", self.data).stdout.splitlines()]
+        self.assertTrue(any(e["kind"] == "release_refused" and "no longer the one staged" in e["detail"] for e in events), events)
 
     def test_a_crash_loop_is_rolled_back_by_on_failure(self):
         bad = sha256(self.crashing)

@@ -17,8 +17,12 @@ public struct Lead: Sendable {
     public let config: LeadConfig
     public let logger: Logger
     public let environment: [String: String]
+    public let releaseRefused: String?
 
-    public init(config: LeadConfig, logger: Logger, environment: [String: String]) {
+    /// `releaseRefused`: why the release `current` names was not run (`ReleaseLauncher`), made
+    /// an event, an audit row and a field of lead.json so that `pimesh update status` shows it.
+    public init(config: LeadConfig, logger: Logger, environment: [String: String], releaseRefused: String? = nil) {
+        self.releaseRefused = releaseRefused
         self.config = config
         self.logger = logger
         self.environment = environment
@@ -113,6 +117,7 @@ public struct Lead: Sendable {
         AuditLifecycle.started(audit, configFile: config.configFile, configBytes: config.configFile.flatMap { try? FileIO.read(path: $0) })
         try AuditLifecycle.restored(audit, store: AuditStore(database: database))
         let events = HealthEventLog(audit: audit)
+        if let releaseRefused { events.append(kind: "release_refused", agent: nil, detail: releaseRefused) }
         if let steppedWhileDownMs {
             let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: steppedWhileDownMs)) while no lead ran (same boot): "
                 + "what was stored before is aged without the step"
@@ -231,7 +236,7 @@ public struct Lead: Sendable {
             let endpoint = LeadEndpoint(
                 pid: getpid(), version: PimeshVersion.current, startedAtMs: Clock.wallMilliseconds(),
                 api: .init(host: config.api.host, port: apiPort, unixSocket: apiSocket), heartbeat: heartbeat,
-                release: ReleaseStore.runningRelease(dataDir: dataDir))
+                release: ReleaseStore.runningRelease(dataDir: dataDir), releaseRefused: releaseRefused)
             if let bytes = try? APICoding.encode(endpoint, pretty: true) { leadFile.publish(bytes) }
             notifier.notify("READY=1")
             // Start-up code (argument parsing, migrations, binding) is not needed again, nor
