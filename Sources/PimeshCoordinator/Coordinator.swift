@@ -125,7 +125,7 @@ public struct Coordinator: Sendable {
         let settings = settings
         let logger = logger
         let app = Application(
-            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeoutS)))),
+            router: router, server: RequestDeadline.http1(idleTimeoutS: settings.idleTimeoutS, requestTimeoutS: nil),
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port), serverName: "pimesh-coordinator",
                 availableConnectionsDelegate: .maximum(settings.maxConnections, logger: logger)),

@@ -142,4 +142,66 @@ import Testing
         #expect(try patient.request("GET", "/healthz").status == 200)
         #expect(try runPimesh(["status", "--data-dir", dataDir]).status == 0)
     }
+
+    /// Sends one byte of body to each of `fds` every 0.5 s until the lead closes it (or `seconds`
+    /// pass); what each received and how long each stayed open.
+    static func drip(_ fds: [Int32], seconds: Double) -> [(text: String, closedAfter: Double?)] {
+        let start = Date()
+        var results = fds.map { _ in (text: "", closedAfter: Double?.none) }
+        for fd in fds {
+            var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        while Date().timeIntervalSince(start) < seconds, results.contains(where: { $0.closedAfter == nil }) {
+            for (index, fd) in fds.enumerated() where results[index].closedAfter == nil {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let got = recv(fd, &buffer, buffer.count, 0)
+                if got > 0 { results[index].text += String(decoding: buffer.prefix(got), as: UTF8.self) }
+                if got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                    results[index].closedAfter = Date().timeIntervalSince(start)
+                    continue
+                }
+                _ = send(fd, "x", 1, Int32(MSG_NOSIGNAL))
+            }
+            usleep(450_000)
+        }
+        return results
+    }
+
+    @Test func slowRequestBodiesHoldNoConnection() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let config = dataDir + "/pimesh.json"
+        try #"{"api": {"max_connections": 16, "idle_timeout_s": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+
+        // Sixteen clients with no credential announce a large body and send it a byte at a time:
+        // each is answered 401 and closed at once, not drained for as long as it drips, so they
+        // never hold the TCP server's 16 slots.
+        let head = "POST /v1/ops/x/answers HTTP/1.1\r\nHost: pimesh\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"
+        let refused = (0..<16).map { _ in Self.openIdle(port: endpoint.api.port, sending: head) }
+        defer { for fd in refused { close(fd) } }
+        #expect(refused.allSatisfy { $0 >= 0 })
+        let answers = Self.drip(refused, seconds: 20)
+        for answer in answers {
+            #expect(answer.text.hasPrefix("HTTP/1.1 401"), "\(answer.text)")
+            #expect(answer.closedAfter.map { $0 < 10 } == true, "a refused slow body was held: \(answer)")
+        }
+        let tcp = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 5_000)
+        #expect(try tcp.request("GET", "/healthz").status == 200)
+
+        // An operator's request whose body trickles in is closed when the whole request has
+        // taken idle_timeout_s (3 s), although a byte arrives every half second.
+        let token = try String(contentsOfFile: dataDir + "/node-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let authorized = Self.openIdle(
+            port: endpoint.api.port,
+            sending: "POST /v1/tasks HTTP/1.1\r\nHost: pimesh\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        defer { close(authorized) }
+        let trickle = try #require(Self.drip([authorized], seconds: 30).first)
+        let closedAfter = try #require(trickle.closedAfter, "a trickling body was never closed: \(trickle.text)")
+        #expect(closedAfter > 2 && closedAfter < 15, "closed after \(closedAfter) s")
+        #expect(!trickle.text.contains("201"), "\(trickle.text)")
+        #expect(try tcp.request("GET", "/healthz").status == 200)
+    }
 }

@@ -294,7 +294,7 @@ public struct Lead: Sendable {
                 serviceName: "heartbeat-listener"),
             .init(
                 service: Application(
-                    router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.api.idleTimeoutS)))),
+                    router: router, server: RequestDeadline.http1(idleTimeoutS: config.api.idleTimeoutS, requestTimeoutS: config.api.idleTimeoutS),
                     configuration: .init(
                         address: .hostname(config.api.host, port: config.api.port), serverName: "pimesh",
                         availableConnectionsDelegate: .maximum(config.api.maxConnections, logger: logger)),
@@ -307,7 +307,7 @@ public struct Lead: Sendable {
             services.append(
                 .init(
                     service: Application(
-                        router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.api.idleTimeoutS)))),
+                        router: router, server: RequestDeadline.http1(idleTimeoutS: config.api.idleTimeoutS, requestTimeoutS: config.api.idleTimeoutS),
                         configuration: .init(
                             address: .unixDomainSocket(path: apiSocket), serverName: "pimesh",
                             availableConnectionsDelegate: .maximum(config.api.maxConnections, logger: logger)),

@@ -147,6 +147,7 @@ final class Supervisor: Service, Sendable {
 
     /// Loads the manifests and makes sure each names a registered agent with its class and
     /// capabilities, creating it (with a fresh secret) when new. Runs before the services start.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     func prepare(rows: [AgentRow], database: Database) throws {
         history.load()
         let (loaded, parseRefused) = AgentManifest.loadDirectory(settings.agentsDir)
@@ -201,6 +202,7 @@ final class Supervisor: Service, Sendable {
     /// new, its class and capabilities brought up to date when they changed; nil for an
     /// attached agent that has not registered itself yet. Throws a `ConfigError` naming the file
     /// when a new supervised agent would pass `agents.max_registered`.
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     func managed(for manifest: AgentManifest, row existing: AgentRow?, database: Database) throws -> Managed? {
         var row: AgentRow
         if let existing {
