@@ -79,9 +79,12 @@ public struct Row {
         sqlite3_column_type(statement, column) == SQLITE_NULL
     }
 
+    /// Every byte of the value: a NUL inside it (an agent's answer, an operator's note) is text
+    /// too, and stopping there made audit rows read back other than they were hashed.
     public func text(_ column: Int32) -> String {
         guard let pointer = sqlite3_column_text(statement, column) else { return "" }
-        return String(cString: pointer)
+        let count = Int(sqlite3_column_bytes(statement, column))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
     public func blob(_ column: Int32) -> [UInt8] {
@@ -134,7 +137,14 @@ final class Statement {
             switch value {
             case .integer(let v): rc = sqlite3_bind_int64(handle, index, v)
             case .real(let v): rc = sqlite3_bind_double(handle, index, v)
-            case .text(let v): rc = sqlite3_bind_text(handle, index, v, -1, Self.transient)
+            case .text(var v):
+                // With its length, not up to its first NUL.
+                rc = v.withUTF8 { bytes in
+                    guard let start = bytes.baseAddress, !bytes.isEmpty else { return sqlite3_bind_text(handle, index, "", 0, Self.transient) }
+                    return start.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                        sqlite3_bind_text(handle, index, $0, Int32(bytes.count), Self.transient)
+                    }
+                }
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
             case .null: rc = sqlite3_bind_null(handle, index)

@@ -152,6 +152,21 @@ import Testing
     /// kill -9 of the lead at random moments while it restarts a crashing agent and an operator
     /// restarts another: after every kill the chain verifies, and every action the API
     /// confirmed has its intent and its outcome row.
+    /// A NUL inside a subject or a body is text: stored and read back whole, the row hashes as
+    /// it was chained (SQLite bound and read text up to its first NUL: a false tamper alarm).
+    @Test func textWithANulVerifiesAndReadsBackWhole() throws {
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        let client = try lead.client()
+        let answer = try client.http.request(
+            "POST", "/v1/drills/hang", headers: [("Authorization", "Bearer " + LeadDiscovery.token(dataDir: dataDir))],
+            body: Array(#"{"confirm": true, "agent": "zz\u0000evil", "timeout_s": 1}"#.utf8))
+        #expect(answer.status == 409, "\(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
+        #expect(eventually(timeout: 10) { try rows().contains { $0.subject == "zz\u{0}evil" } }, "\((try? rows().suffix(4).map(\.subject)) ?? [])")
+        let verified = try verify()
+        #expect(verified.status == 0, "\(verified.output)")
+    }
+
     @Test func theChainSurvivesKill9InALoop() throws {
         try manifest("steady", #"{"name": "steady", "command": "/bin/sleep", "args": ["1000"]}"#)
         try manifest(

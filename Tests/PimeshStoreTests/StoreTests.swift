@@ -52,6 +52,15 @@ func temporaryDirectory() -> String {
         withExtendedLifetime(database) {}
     }
 
+    @Test func textKeepsEveryByteAndAnEmptyTextIsEmpty() throws {
+        let database = try Database(path: directory + "/nul.db", migrations: [Migration(version: 1, statements: ["CREATE TABLE t (x TEXT NOT NULL)"])])
+        for value in ["a\u{0}b\u{0}", "", "\u{0}", "plain"] {
+            try database.withConnection { try $0.run("INSERT INTO t VALUES (?)", [.text(value)]) }
+            let stored = try database.read { try $0.query("SELECT x, length(CAST(x AS BLOB)) FROM t WHERE x = ?", [.text(value)]) { ($0.text(0), $0.int(1)) } }
+            #expect(stored.count == 1 && stored[0].0 == value && stored[0].1 == value.utf8.count, "\(stored)")
+        }
+    }
+
     @Test func agentsSurviveReopening() throws {
         let path = directory + "/b.db"
         let original = row("alpha")
