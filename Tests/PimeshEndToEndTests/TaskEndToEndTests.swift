@@ -481,6 +481,27 @@ final class Collected<T>: @unchecked Sendable {
         #expect(lead.terminate() == 0)
     }
 
+    /// An agent that heartbeats but never fetches its work is sent every ask and broadcast; once
+    /// an operation closes, its message leaves that agent's inbox (helper probe: 7,470 stale
+    /// messages, 26 MB, held for agents that never asked for them).
+    @Test func aClosedOperationLeavesNoMessageInTheInboxesOfAgentsThatNeverFetched() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let mute = try client.register(.init(name: "mute", capabilities: ["work"]))
+        let beating = try HeartbeatThread(credentials: mute)
+        defer { beating.stop() }
+        #expect(eventually(timeout: 10) { try lead.agents().first?.state == "READY" })
+        for _ in 0..<3 {
+            let report = try APICoding.decode(
+                GatherReport.self, from: client.post("/v1/broadcast", json: Array(#"{"capability": "work", "window_ms": 200, "timeout_ms": 300}"#.utf8)))
+            #expect(report.sent == 1 && report.silent == 1, "\(report)")
+        }
+        let muteClient = try LeadClient.forAgent(mute, dataDir: lead.dataDir)
+        #expect(try muteClient.pullWork(agentID: mute.id, waitMs: 0, max: 100).isEmpty)
+    }
+
     @Test func failingAndConflictingAgentsShowInReliabilityTheLogAndTheQuorum() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()

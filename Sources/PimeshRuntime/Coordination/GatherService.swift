@@ -78,7 +78,12 @@ final class GatherService: Sendable {
             ops[id] = Operation(kind: kind, plan: plan, targets: targets, sent: sent)
         }
         // However the gather ends (its task cancelled, the lead stopping), the operation closes.
-        defer { operations.withLock { ops in if ops[id]?.closedAt == nil { ops[id]?.closedAt = Clock.monotonicNow() } } }
+        defer {
+            operations.withLock { ops in if ops[id]?.closedAt == nil { ops[id]?.closedAt = Clock.monotonicNow() } }
+            // Its message still waiting for an agent that never fetched it could only be
+            // answered late: held, it was one more item per ask in that inbox for good.
+            tasks.withdraw(operation: id)
+        }
         for bucket in plan.buckets {
             // In steps of at most 100 ms: a stopping lead must not wait out a long send plan.
             while !isDraining, case let delay = bucket.sendAt - Clock.monotonicNow(), delay > .zero {

@@ -569,6 +569,15 @@ final class TaskService: Service, Sendable {
         state.withLock { deliver(message, to: agent, in: &$0) }
     }
 
+    /// An ask or broadcast closed: its messages leave the inboxes they still wait in.
+    func withdraw(operation id: String) {
+        state.withLock { state in
+            for index in state.inboxes.indices where state.inboxes.values[index].items.contains(where: { $0.kind != .task && $0.id == id }) {
+                state.inboxes.values[index].items.removeAll { $0.kind != .task && $0.id == id }
+            }
+        }
+    }
+
     /// State changes nobody waits for (handed out, requeued) go through the group commit;
     /// losing one to a crash only means the task is requeued from its previous state.
     func persist(_ rows: [TaskRow]) {
