@@ -356,6 +356,25 @@ import Testing
         #expect((first?.timelineDropped ?? 0) > 0)
     }
 
+    /// Agents can raise SEV2s of their own (one escalated conflict each): enough of them fill
+    /// the slots SEV2 may use, and a SEV1 (the store failing) still opens.
+    @Test mutating func sev2sOfManyAgentsLeaveRoomForASev1() {
+        var book = IncidentBook()
+        let settings = IncidentBook.Settings()
+        let escalated = (0..<200).map { i in
+            IncidentTrigger(cause: "conflict_escalated:a\(i)", kind: .conflict, severity: .sev2, summary: "critical conflict", agents: ["a\(i)"])
+        }
+        _ = book.observe(escalated, at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.count == settings.maxOpen + settings.reservedForSevere)
+        let store = IncidentTrigger(cause: "integrity:store", kind: .integrity, severity: .sev1, summary: "the store cannot commit")
+        _ = book.observe(escalated + [store], at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.contains { $0.causes == ["integrity:store"] && $0.severity == .sev1 })
+        #expect(book.incidents.count == settings.maxOpen + settings.reservedForSevere + 1)
+        // A SEV3 finds no room, nor does a SEV2 of one more agent.
+        _ = book.observe(escalated + [store, down("late")], at: clock.now, wallMs: wallMs)
+        #expect(!book.incidents.contains { $0.agents == ["late"] })
+    }
+
     @Test mutating func aRestartedLeadGoesOnWithTheTimersFromTheWallClock() throws {
         var book = IncidentBook()
         _ = book.observe([down("a")], at: clock.now, wallMs: wallMs)

@@ -9,9 +9,12 @@ public struct IncidentBook: Sendable {
         public var observationWindow = Duration.seconds(30 * 60)
         /// Open incidents at most; a cause that would open one more is counted, not opened.
         /// SEV1 and SEV2 causes have `reservedForSevere` more, so that many small incidents (64
-        /// silent agents, say) never hide a severe one.
+        /// silent agents, say) never hide a severe one, and SEV1 causes `reservedForSEV1` more
+        /// again: agents can raise SEV2s of their own (a critical conflict per answering agent),
+        /// and enough of them must not keep a failing store or an uncovered capability unopened.
         public var maxOpen = 64
         public var reservedForSevere = 16
+        public var reservedForSEV1 = 8
         public var maxTimeline = 256
         public var maxAgents = 256
         public var maxCauses = 64
@@ -49,7 +52,7 @@ public struct IncidentBook: Sendable {
     public init(settings: Settings = Settings(), restoring stored: [Incident], nextID: Int64, now: Instant, wallMs: Int64) {
         self.init(settings: settings, nextID: nextID)
         func instant(_ ms: Int64) -> Instant { WallAge.instant(ofWallMs: ms, nowWallMs: wallMs, now: now) }
-        incidents = stored.filter { $0.state != .resolved }.prefix(settings.maxOpen + settings.reservedForSevere).map { stored in
+        incidents = stored.filter { $0.state != .resolved }.prefix(capacity(for: .sev1)).map { stored in
             var incident = stored
             incident.openedAt = instant(stored.openedMs)
             incident.lastUpdateAt = instant(stored.lastUpdateMs)
@@ -87,7 +90,7 @@ public struct IncidentBook: Sendable {
             if let index = incidents.firstIndex(where: { matches($0, trigger) }) {
                 touched.insert(incidents[index].id)
                 join(&incidents[index], trigger, at: now, wallMs: wallMs, changes: &changes)
-            } else if incidents.count < settings.maxOpen + (trigger.severity >= .sev2 ? settings.reservedForSevere : 0) {
+            } else if incidents.count < capacity(for: trigger.severity) {
                 let incident = open(trigger, at: now, wallMs: wallMs)
                 touched.insert(incident.id)
                 incidents.append(incident)
@@ -107,6 +110,11 @@ public struct IncidentBook: Sendable {
             append(&incidents[index], IncidentTimelineEntry(atMs: wallMs, kind: "mitigated", detail: "no cause fires any more"), &changes)
         }
         return changes
+    }
+
+    /// How many open incidents a cause of this severity may find and still open one.
+    private func capacity(for severity: Severity) -> Int {
+        settings.maxOpen + (severity >= .sev2 ? settings.reservedForSevere : 0) + (severity >= .sev1 ? settings.reservedForSEV1 : 0)
     }
 
     private func matches(_ incident: Incident, _ trigger: IncidentTrigger) -> Bool {
