@@ -170,14 +170,22 @@ public struct ConflictStore: Sendable {
             contextHash: row.isNull(9) ? nil : row.text(9), quarantined: row.int(10) != 0)
     }
 
-    /// The newest entries first; with `before`, those older than that sequence number.
-    public func recent(limit: Int, before: Int64? = nil) throws -> [ConflictRecord] {
-        try database.read { connection in
+    /// The newest entries first; with `before`, those older than that sequence number. Reading
+    /// stops at the first entry that takes the evidence read past `maxBytes`: each entry may
+    /// carry 8 KB of an agent's text, and a page of 10,000 was read whole (80 MB) before the
+    /// API cut it to 1 MiB.
+    public func recent(limit: Int, before: Int64? = nil, maxBytes: Int = .max) throws -> [ConflictRecord] {
+        var bytes = 0
+        return try database.read { connection in
             try connection.query(
                 """
                 SELECT seq, at_ms, agent_id, source, type, priority, strategy, expected, received, context_hash, quarantined
                 FROM conflicts WHERE seq < ? ORDER BY seq DESC LIMIT ?
-                """, [.integer(before ?? .max), .integer(Int64(limit))]) { try Self.decode(row: $0) }
+                """, [.integer(before ?? .max), .integer(Int64(limit))], row: { try Self.decode(row: $0) },
+                keepGoing: { record in
+                    bytes += (record.expected?.utf8.count ?? 0) + (record.received?.utf8.count ?? 0) + (record.contextHash?.utf8.count ?? 0)
+                    return bytes <= maxBytes
+                })
         }
     }
 

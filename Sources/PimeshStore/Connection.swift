@@ -45,6 +45,20 @@ public struct Connection {
         return result
     }
 
+    /// Runs a query and maps rows until `keepGoing`, asked after each, says no: that row is the
+    /// last one returned, and the rest are never read.
+    public func query<T>(_ sql: String, _ values: [SQLValue] = [], row: (Row) throws -> T, keepGoing: (T) -> Bool) throws -> [T] {
+        let statement = try Statement(connection: handle, sql: sql, cache: statements)
+        try statement.bind(values)
+        var result: [T] = []
+        while try statement.step() {
+            let mapped = try row(Row(statement: statement.handle))
+            result.append(mapped)
+            if !keepGoing(mapped) { break }
+        }
+        return result
+    }
+
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     public var changes: Int {
         Int(sqlite3_changes(handle))

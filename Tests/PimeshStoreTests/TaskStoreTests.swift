@@ -107,4 +107,25 @@ import Testing
         #expect(try store.resolutions(of: [1]) == [1: resolution])
         #expect(try store.unresolved(limit: 10).isEmpty)
     }
+
+    @Test func aPageOfConflictsStopsReadingPastItsByteBudget() throws {
+        let database = try Database(path: directory + "/pages.db")
+        let agent = AgentRow(id: AgentID.random(), name: "a", agentClass: .local, capabilities: [], secret: [1], registeredAtMs: 1)
+        try database.transaction { try AgentStore.insert(agent, in: $0) }
+        let evidence = String(repeating: "e", count: 4000)
+        try database.transaction { connection in
+            for i in 0..<50 {
+                try ConflictStore.append(
+                    ConflictRecord(
+                        atMs: Int64(i), agentID: agent.id, source: "task-\(i)", type: .dataContradiction, priority: 2, strategy: "RECONCILE",
+                        expected: evidence, received: evidence, contextHash: nil, quarantined: false), in: connection)
+            }
+        }
+        let store = ConflictStore(database: database)
+        #expect(try store.recent(limit: 50).count == 50)
+        // 8,000 bytes of evidence each: the fourth passes 30,000 and is the last read.
+        let page = try store.recent(limit: 50, maxBytes: 30_000)
+        #expect(page.map(\.seq) == [50, 49, 48, 47])
+        #expect(try store.recent(limit: 50, before: 47, maxBytes: 30_000).map(\.seq) == [46, 45, 44, 43])
+    }
 }

@@ -133,7 +133,8 @@ final class ConflictService: Sendable {
     /// A page of the newest entries, those before `before` when given.
     func list(limit: Int, before: Int64? = nil) async throws -> ConflictList {
         let (records, quarantines, total, resolutions) = try await Blocking.run { [store] in
-            let records = try store.recent(limit: limit, before: before)
+            // Past a page of evidence the API would cut the list anyway (it sets the cursor).
+            let records = try store.recent(limit: limit, before: before, maxBytes: Paging.maxPageBytes)
             return (records, try store.quarantines(), try store.count(), try store.resolutions(of: records.map(\.seq)))
         }
         let nowMs = Clock.wallMilliseconds()
