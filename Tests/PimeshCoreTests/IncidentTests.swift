@@ -404,6 +404,8 @@ import Testing
         #expect(text.contains("pid \\| 7"), "a pipe in a detail does not break the table")
         #expect(PostMortem.csvRow(resolved) == "2027-01-15,INC-000001,SEV3,agent_down,1,1.5,unknown,by operator (uid 0): fixed,No")
         #expect(PostMortem.csvField("a,\"b\"") == "\"a,\"\"b\"\"\"")
+        #expect(PostMortem.csvField("=HYPERLINK(\"http://x\")") == "\"'=HYPERLINK(\"\"http://x\"\")\"")
+        #expect(PostMortem.csvField("@SUM(A1)") == "'@SUM(A1)" && PostMortem.csvField("-2+3") == "'-2+3" && PostMortem.csvField("1.5") == "1.5")
     }
 
     /// The wall clock stepped back five hours after the incident opened (a Pi's NTP correcting

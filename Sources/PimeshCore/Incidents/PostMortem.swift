@@ -137,6 +137,9 @@ public enum PostMortem {
     }
 
     static func csvField(_ value: String) -> String {
+        // A spreadsheet runs a cell that starts like a formula: root causes and resolutions are
+        // anyone's text (OWASP's CSV injection), so such a cell starts with a quote mark instead.
+        let value = value.unicodeScalars.first.map { "=+-@\t\r".unicodeScalars.contains($0) } == true ? "'" + value : value
         guard value.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return value }
         return "\"" + value.replacingAll("\"", with: "\"\"") + "\""
     }

@@ -324,7 +324,11 @@ final class IncidentService: Sendable {
                     ])))
             logger.notice(
                 "incident \(change.entry.kind)",
-                metadata: ["incident": "\(incident.name)", "severity": "\(incident.severity)", "detail": "\(change.entry.detail)"])
+                metadata: [
+                    "incident": "\(incident.name)", "severity": "\(incident.severity)",
+                    // Notes and root causes are anyone's text: no forged lines or terminal escapes.
+                    "detail": "\(PrintableText.of(change.entry.detail, limit: 1024))",
+                ])
         }
         var resolved: [Incident] = []
         for incident in latest.values.sorted(by: { $0.id < $1.id }) {
