@@ -55,4 +55,23 @@ import Testing
         #expect(view.impedance.predictedArrivalMs.isFinite)
         #expect(lead.process.isRunning, "\(lead.log)")
     }
+
+    /// A POST with no body at all is read as `{}`: optional fields take their defaults and a
+    /// required one is named.
+    @Test func aPostWithNoBodyIsAnEmptyObject() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        _ = try client.register(.init(name: "suspect", capabilities: ["work"]))
+        let operatorAuth = [("Authorization", "Bearer " + (try LeadDiscovery.token(dataDir: dataDir)))]
+        let quarantine = try client.http.request("POST", "/v1/agents/suspect/quarantine", headers: operatorAuth)
+        #expect(quarantine.status == 200, "\(quarantine.status) \(String(decoding: quarantine.body, as: UTF8.self))")
+        #expect(try lead.agents().first?.quarantined == true)
+        let submit = try client.http.request("POST", "/v1/tasks", headers: operatorAuth)
+        #expect(submit.status == 400)
+        #expect(String(decoding: submit.body, as: UTF8.self).contains("capability"), "\(String(decoding: submit.body, as: UTF8.self))")
+    }
 }

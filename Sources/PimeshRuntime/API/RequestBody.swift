@@ -11,6 +11,9 @@ enum RequestBody {
         } catch {
             throw APIError(status: .contentTooLarge, message: "the body is larger than \(limit) bytes")
         }
+        // No body is an empty object: `curl -X POST …/ack` says as much as `-d '{}'`, and a
+        // route that needs a field still names it.
+        if buffer.readableBytes == 0 { return .object([:]) }
         do {
             return try JSONValue.parse(Array(buffer.readableBytesView))
         } catch {
