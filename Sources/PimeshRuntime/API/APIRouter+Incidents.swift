@@ -84,12 +84,17 @@ extension APIRouter {
                         command = .severity(severity)
                     }
                     let name = Incident.name(id)
+                    let caller = context.caller.label
                     let updated = try await audited(state, context, kind: auditKinds[verb]!, subject: name) {
-                        do {
-                            return try incidents.run(command, on: id, by: context.caller.label)
-                        } catch {
-                            guard try incidents.incident(id) != nil else { throw notFound(id) }
-                            throw APIError(status: .conflict, message: "incident \(id) is not open (resolved incidents are history)")
+                        // A resolution writes its post-mortem (fsync) and a miss reads the store:
+                        // neither on the cooperative pool.
+                        try await Blocking.run { () throws -> Incident in
+                            do {
+                                return try incidents.run(command, on: id, by: caller)
+                            } catch {
+                                guard try incidents.incident(id) != nil else { throw notFound(id) }
+                                throw APIError(status: .conflict, message: "incident \(id) is not open (resolved incidents are history)")
+                            }
                         }
                     }
                     return JSONResponse.make(status: .ok, updated)
