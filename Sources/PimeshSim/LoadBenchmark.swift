@@ -77,6 +77,7 @@ public struct LoadBenchmark: Sendable {
         self.progress = progress
     }
 
+    @_optimize(size)  // cold: the bench drives, it is not measured (the 25 MB budget)
     public func run() async throws -> BenchReport {
         let started = Clock.monotonicNow()
         let startedAtMs = Clock.wallMilliseconds()
@@ -125,6 +126,7 @@ public struct LoadBenchmark: Sendable {
             runningLead: runningLead)
     }
 
+    @_optimize(size)  // cold: the bench drives, it is not measured (the 25 MB budget)
     private func runStep(
         agents: Int, step stepNumber: Int, scratch: Scratch, supervisordVersion: String?, systemdTools: SystemdComparison.Tools?,
         label: String

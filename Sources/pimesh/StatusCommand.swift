@@ -69,6 +69,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     static func render(_ report: StatusReport) -> String {
         let a = report.agents
         let n = report.node

@@ -95,6 +95,7 @@ public enum RootCause {
         return analyseCluster(largest, evidence: evidence)
     }
 
+    @_optimize(size)  // cold: when an incident opens (the 25 MB budget)
     public static func analyseCluster(_ cluster: [Onset], evidence: Evidence) -> Finding {
         let size = cluster.count
         guard let first = cluster.map(\.at).min(), let last = cluster.map(\.at).max() else {

@@ -83,6 +83,7 @@ public struct FaultDrill {
     /// its size kept), then verifies the spool as the lead does after every snapshot: the
     /// verification's time is the detection (seed 002's DIRT02: 0.2 s). The incident's playbook
     /// quarantines the file and takes a fresh snapshot; recovery is the spool verifying again.
+    @_optimize(size)  // cold: an operator's drill (the 25 MB budget)
     func corruptSnapshot(timeout: Duration) async throws -> Report {
         guard let snapshots = state.snapshots else { throw Refused(description: "snapshots are not running on this lead") }
         if snapshots.maker.spool.entries().entries.isEmpty { _ = try await snapshots.takeNow() }

@@ -33,6 +33,7 @@ public struct KillDrill {
 
     /// Picks `count` running supervised agents (or `names`), kills them with SIGKILL, and waits
     /// until each is heartbeating again or `timeout` passed.
+    @_optimize(size)  // cold: an operator's drill (the 25 MB budget)
     func run(count: Int?, names: [String], timeout: Duration, seed: UInt64) async throws -> Result {
         let running = supervisor.drillTargets()
         var targets: [(name: String, id: AgentID, pid: pid_t)]

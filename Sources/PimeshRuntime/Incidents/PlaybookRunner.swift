@@ -111,6 +111,7 @@ final class PlaybookRunner: Sendable {
 
     // MARK: - Running
 
+    @_optimize(size)  // cold: an incident's playbook (the 25 MB budget)
     func run(_ playbook: Playbook, for incident: Incident) async {
         let id = incident.id
         defer { _ = book.withLock { $0.running.remove(id) } }
@@ -171,6 +172,7 @@ final class PlaybookRunner: Sendable {
         }
     }
 
+    @_optimize(size)  // cold: an incident's playbook steps (the 25 MB budget)
     private func carryOut(_ step: PlaybookStep, incident id: Int64, deadline: Instant) async -> PlaybookRun.StepResult {
         guard let supervisor = state.supervisor, let incidents = state.incidents else { return .failed("the lead is still starting") }
         switch step.action {

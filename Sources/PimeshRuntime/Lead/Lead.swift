@@ -49,6 +49,7 @@ public struct Lead: Sendable {
         return memoryTotal.map { $0 / 10 * 6 }
     }
 
+    @_optimize(size)  // cold: sets the lead up once; its services run in their own code (the 25 MB budget)
     public func run() async throws {
         let started = Clock.monotonicNow()
         CodePages.adviseRandomAccess()

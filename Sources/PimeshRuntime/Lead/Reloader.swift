@@ -80,6 +80,7 @@ final class Reloader: Sendable {
 
     /// Kept out of the async `reload`, with no `defer` there: Swift 6.3.1 crashed splitting the
     /// one-piece coroutine at -Osize (tried for a smaller binary; releases build at -O).
+    @_optimize(size)  // cold: an operator's reload (the 25 MB budget)
     private func reported(_ agents: Supervisor.ReloadReport, needsRestart changed: [String], by caller: String) -> Report {
         var report = Report(agents: agents, needsRestart: changed)
         report.playbooksRefused = playbooks?.reload().map(\.description) ?? []
