@@ -502,6 +502,39 @@ final class Collected<T>: @unchecked Sendable {
         #expect(try muteClient.pullWork(agentID: mute.id, waitMs: 0, max: 100).isEmpty)
     }
 
+    /// Twenty agents answer an ask with 60,000 bytes each: the report keeps 1 MiB of their text
+    /// and lists the rest without it, counted.
+    @Test func anAskKeepsAPageOfAnswerTextAndCountsTheRest() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let agents = try (0..<20).map { try client.register(.init(name: "talker-\($0)", capabilities: ["talk"])) }
+        let beating = try agents.map { try HeartbeatThread(credentials: $0) }
+        defer { beating.forEach { $0.stop() } }
+        #expect(eventually(timeout: 15) { try lead.agents().filter { $0.state == "READY" }.count == 20 })
+        let done = DispatchGroup()
+        let dataDir = lead.dataDir
+        for credentials in agents {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                guard let own = try? LeadClient.forAgent(credentials, dataDir: dataDir),
+                    let ask = try? own.pullWork(agentID: credentials.id, waitMs: 15_000, max: 10).first(where: { $0.kind == .ask })
+                else { return }
+                try? own.postAnswer(operationID: ask.id, AnswerReport(agentID: credentials.id, state: .ready, answer: String(repeating: "a", count: 60_000)))
+            }.start()
+        }
+        let report = try APICoding.decode(
+            GatherReport.self,
+            from: client.withTimeout(milliseconds: 30_000).post("/v1/ask", json: Array(#"{"capability": "talk", "window_ms": 3000, "timeout_ms": 20000}"#.utf8)))
+        done.wait()
+        #expect(report.answers.count == 20, "\(report.answers.count) answers, \(report.silent) silent")
+        let kept = report.answers.compactMap(\.answer)
+        #expect(kept.reduce(0) { $0 + $1.utf8.count } <= 1 << 20)
+        #expect(kept.count == 17 && report.answersWithoutText == 3, "\(kept.count) with text, \(String(describing: report.answersWithoutText)) without")
+    }
+
     @Test func failingAndConflictingAgentsShowInReliabilityTheLogAndTheQuorum() throws {
         let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
         _ = try lead.waitReady()

@@ -23,6 +23,8 @@ public struct GatherReport: Codable, Sendable {
     public var windowMs: Int
     public var durationMs: Double
     public var answers: [Answer]
+    /// Answers counted but listed without their text: the report holds at most 1 MiB of it.
+    public var answersWithoutText: Int?
     public var skippedAgents: [Skipped]
 
     public struct Answer: Codable, Sendable {
@@ -54,7 +56,7 @@ public struct GatherReport: Codable, Sendable {
     public init(
         id: String, kind: String, capability: String?, decision: String, reason: String, recommendation: String, confidence: Double,
         gather: String, responseRatio: Double, targets: Int, sent: Int, skipped: Int, ready: Int, conflict: Int, transit: Int,
-        silent: Int, late: Int, windowMs: Int, durationMs: Double, answers: [Answer], skippedAgents: [Skipped]
+        silent: Int, late: Int, windowMs: Int, durationMs: Double, answers: [Answer], answersWithoutText: Int? = nil, skippedAgents: [Skipped]
     ) {
         self.id = id
         self.kind = kind
@@ -76,6 +78,7 @@ public struct GatherReport: Codable, Sendable {
         self.windowMs = windowMs
         self.durationMs = durationMs
         self.answers = answers
+        self.answersWithoutText = answersWithoutText
         self.skippedAgents = skippedAgents
     }
 }

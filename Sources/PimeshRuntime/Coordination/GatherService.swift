@@ -23,9 +23,16 @@ final class GatherService: Sendable {
         var answers: [AgentID: GatherReport.Answer] = [:]
         var states: [AgentID: TrinaryState] = [:]
         var late = 0
+        /// Bytes of answer text held; past `maxAnswerBytes` answers are kept without it.
+        var answerBytes = 0
+        var answersWithoutText = 0
         /// Set when the window closed; the operation is forgotten `retention` later.
         var closedAt: Instant?
     }
+
+    /// A thousand agents may each answer 64 KiB: the report (and the operation in RAM) keeps a
+    /// page's worth of their text, and counts the rest.
+    static let maxAnswerBytes = Paging.maxPageBytes
 
     let settings: ScatterGather.Settings
     let registry: AgentRegistry
@@ -129,6 +136,7 @@ final class GatherService: Sendable {
             skipped: plan.skipped.count, ready: tally.ready, conflict: tally.conflict, transit: tally.transit, silent: tally.silent,
             late: tally.late, windowMs: Int(settings.arrivalWindow.milliseconds), durationMs: ImpedanceView.round(duration.milliseconds),
             answers: kind == .ask ? operation.answers.values.sorted { $0.agentName < $1.agentName } : [],
+            answersWithoutText: operation.answersWithoutText > 0 ? operation.answersWithoutText : nil,
             skippedAgents: plan.skipped.map { .init(agentName: targets[$0.index].name, reason: $0.reason.description) })
     }
 
@@ -153,6 +161,8 @@ final class GatherService: Sendable {
         let now = Clock.monotonicNow()
         let tolerance = kpis.tolerance
         let result: Result<(AnswerResult, predicted: Double, actual: Double, inWindow: Bool), APIError> = operations.withLock { ops in
+            // Pruning waits for the next gather: an operation closed longer ago is gone already.
+            if let closedAt = ops[operationID]?.closedAt, now - closedAt >= retention { ops[operationID] = nil }
             guard var operation = ops[operationID] else {
                 return .failure(APIError(status: .notFound, message: "no ask or broadcast with id \(operationID) (or it ended over 30 s ago)", field: "id"))
             }
@@ -169,8 +179,17 @@ final class GatherService: Sendable {
             let actual = (now - operation.plan.startedAt).milliseconds
             let predicted = operation.plan.predictedArrival[index].map { ($0 - operation.plan.startedAt).milliseconds } ?? actual
             operation.states[submission.agentID] = submission.state
+            var text = submission.answer
+            if let given = text {
+                if operation.answerBytes + given.utf8.count > Self.maxAnswerBytes {
+                    text = nil
+                    operation.answersWithoutText += 1
+                } else {
+                    operation.answerBytes += given.utf8.count
+                }
+            }
             operation.answers[submission.agentID] = GatherReport.Answer(
-                agentName: operation.targets[index].name, state: submission.state.description, answer: submission.answer,
+                agentName: operation.targets[index].name, state: submission.state.description, answer: text,
                 arrivalMs: ImpedanceView.round(actual), predictedArrivalMs: ImpedanceView.round(predicted))
             ops[operationID] = operation
             return .success((.counted, predicted, actual, operation.plan.isInArrivalWindow(now, tolerance: tolerance)))
