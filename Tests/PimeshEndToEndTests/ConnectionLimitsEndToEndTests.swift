@@ -203,5 +203,15 @@ import Testing
         #expect(closedAfter > 2 && closedAfter < 15, "closed after \(closedAfter) s")
         #expect(!trickle.text.contains("201"), "\(trickle.text)")
         #expect(try tcp.request("GET", "/healthz").status == 200)
+
+        // A body far over the limit sent at once: the refusal reaches the client whole, never
+        // lost to a reset from a socket closed with the body unread.
+        let big = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        for _ in 0..<10 {
+            for client in [tcp, LoopbackHTTPClient(address: .unix(path: endpoint.api.unixSocket!), timeoutMs: 5_000)] {
+                let answer = try client.request("POST", "/v1/tasks", headers: [("Authorization", "Bearer " + token)], body: big)
+                #expect(answer.status == 413)
+            }
+        }
     }
 }
