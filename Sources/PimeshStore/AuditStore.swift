@@ -184,8 +184,8 @@ public struct AuditStore: Sendable {
         try database.read { connection in
             try connection.query(
                 """
-                SELECT count(*), min(seq), max(seq), ifnull(sum(length(boot_id) + length(actor) + length(kind) + length(subject)
-                    + length(body) + 128 + 40), 0) FROM audit_log
+                SELECT count(*), min(seq), max(seq), ifnull(sum(length(CAST(boot_id AS BLOB)) + length(CAST(actor AS BLOB))
+                    + length(CAST(kind AS BLOB)) + length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB)) + 128 + 40), 0) FROM audit_log
                 """
             ) {
                 Footprint(

@@ -373,6 +373,7 @@ import Testing
         // A SEV3 finds no room, nor does a SEV2 of one more agent.
         _ = book.observe(escalated + [store, down("late")], at: clock.now, wallMs: wallMs)
         #expect(!book.incidents.contains { $0.agents == ["late"] })
+        #expect(book.incidents.count == settings.maxOpen + settings.reservedForSevere + 1)
     }
 
     @Test mutating func aRestartedLeadGoesOnWithTheTimersFromTheWallClock() throws {

@@ -149,9 +149,6 @@ import Testing
         #expect(try verify().output.contains("  row 6: missing"))
     }
 
-    /// kill -9 of the lead at random moments while it restarts a crashing agent and an operator
-    /// restarts another: after every kill the chain verifies, and every action the API
-    /// confirmed has its intent and its outcome row.
     /// A NUL inside a subject or a body is text: stored and read back whole, the row hashes as
     /// it was chained (SQLite bound and read text up to its first NUL: a false tamper alarm).
     @Test func textWithANulVerifiesAndReadsBackWhole() throws {
@@ -167,6 +164,9 @@ import Testing
         #expect(verified.status == 0, "\(verified.output)")
     }
 
+    /// kill -9 of the lead at random moments while it restarts a crashing agent and an operator
+    /// restarts another: after every kill the chain verifies, and every action the API
+    /// confirmed has its intent and its outcome row.
     @Test func theChainSurvivesKill9InALoop() throws {
         try manifest("steady", #"{"name": "steady", "command": "/bin/sleep", "args": ["1000"]}"#)
         try manifest(

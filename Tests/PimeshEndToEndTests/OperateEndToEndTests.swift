@@ -188,7 +188,7 @@ extension SupervisionEndToEndTests {
         let lead = try startLead(config: #"{"agents": {"max_registered": 2}}"#)
         defer { _ = lead.terminate() }
         #expect(eventually(timeout: 8) { alive(lead, "m1") && alive(lead, "m2") })
-        let limit = "its limit (agents.max_registered 2)"
+        let limit = "the lead holds 2 agents, its limit (agents.max_registered)"
         #expect(try events(lead).contains { $0.kind == "manifest_refused" && $0.detail.contains("m3.json") && $0.detail.contains(limit) })
         #expect(try lead.agents().map(\.name).sorted() == ["m1", "m2"])
         let join = try String(contentsOfFile: dataDir + "/join-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -31,12 +31,27 @@ final class RegistrationGate: Sendable {
         state = Mutex(State(bucket: TokenBucket(ratePerSecond: Double(perSecond), burst: Double(burst))))
     }
 
+    /// What a registration past `agents.max_registered` is told, and a new supervised manifest.
+    var fullMessage: String {
+        "the lead holds \(maxRegistered) agents, its limit (agents.max_registered); remove departed ones with `pimesh agents remove NAME`"
+    }
+
+    private func isFull(registered: Int, inFlight: Int) -> Bool {
+        registered + inFlight >= maxRegistered
+    }
+
+    /// Whether one more agent, registered by the lead itself (a new supervised manifest), would
+    /// pass `agents.max_registered`; registrations in flight count, as in `admit`.
+    func isFull(registered: () -> Int) -> Bool {
+        state.withLock { isFull(registered: registered(), inFlight: $0.inFlight) }
+    }
+
     /// `registered` is read under the gate's lock, so that a registration finishing meanwhile
     /// is counted either as registered or as in flight, never as neither.
     func admit(registered: () -> Int, now: Instant) throws(APIError) -> Admission {
         enum Refusal { case rate(Duration), full }
         let refusal: Refusal? = state.withLock { state in
-            if registered() + state.inFlight >= maxRegistered { return .full }
+            if isFull(registered: registered(), inFlight: state.inFlight) { return .full }
             if let wait = state.bucket.take(at: now) { return .rate(wait) }
             state.inFlight += 1
             return nil
@@ -45,10 +60,7 @@ final class RegistrationGate: Sendable {
         case nil:
             return Admission(gate: self)
         case .full:
-            throw APIError(
-                status: .insufficientStorage,
-                message: "the lead holds \(maxRegistered) agents, its limit (agents.max_registered); remove departed ones with `pimesh agents remove NAME`",
-                field: "name")
+            throw APIError(status: .insufficientStorage, message: fullMessage, field: "name")
         case .rate(let wait):
             throw APIError(
                 status: .tooManyRequests,

@@ -173,7 +173,8 @@ public struct Lead: Sendable {
                 agentsDir: supervision.agentsDir ?? dataDir + "/agents.d", runDir: runDir, dataDir: dataDir,
                 logMaxBytes: supervision.logMaxKB * 1024, logRateBytesPerSecond: supervision.logRateKBPerS * 1024, stopTimeout: .seconds(supervision.stopTimeoutS),
                 procRoot: config.node.procRoot, cgroupRoot: supervision.cgroupRoot, procSelfCgroup: config.node.procRoot + "/self/cgroup",
-                environment: environment, maxRegistered: config.agents.maxRegistered),
+                environment: environment,
+                registrationRefusal: { state.registrations.isFull(registered: { registry.count }) ? state.registrations.fullMessage : nil }),
             registry: registry, events: events, health: nodeHealth, ready: ready, logger: logger,
             heartbeatEndpoint: { state.heartbeat }, apiEndpoint: { state.api })
         try supervisor.prepare(rows: agentRows, database: database)

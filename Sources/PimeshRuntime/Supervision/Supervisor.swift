@@ -28,8 +28,9 @@ final class Supervisor: Service, Sendable {
         /// PATH, HOME, LANG… of the lead, passed on to the agents.
         var environment: [String: String] = [:]
         var tick: Duration = .milliseconds(20)
-        /// `agents.max_registered`: a new supervised manifest past it is refused, as a registration is.
-        var maxRegistered = 1024
+        /// Why one more agent may not be registered (`agents.max_registered`, the registration
+        /// gate's rule), or nil: a new supervised manifest past it is refused, as a registration is.
+        var registrationRefusal: @Sendable () -> String? = { nil }
     }
 
     struct Managed: Sendable {
@@ -218,10 +219,8 @@ final class Supervisor: Service, Sendable {
             }
         } else if manifest.mode == .supervised {
             // The same bound as a registration's: the lead's memory budget counts every agent.
-            guard registry.count < settings.maxRegistered else {
-                throw ConfigError(
-                    file: manifest.file, key: "name", line: nil,
-                    reason: "the lead holds \(registry.count) agents, its limit (agents.max_registered \(settings.maxRegistered)); remove departed ones with `pimesh agents remove NAME` or raise the limit")
+            if let refusal = settings.registrationRefusal() {
+                throw ConfigError(file: manifest.file, key: "name", line: nil, reason: refusal + ", or raise the limit")
             }
             var generator = SystemRandomNumberGenerator()
             row = AgentRow(

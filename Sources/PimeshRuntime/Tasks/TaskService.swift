@@ -572,9 +572,9 @@ final class TaskService: Service, Sendable {
     /// An ask or broadcast closed: its messages leave the inboxes they still wait in.
     func withdraw(operation id: String) {
         state.withLock { state in
-            for index in state.inboxes.indices where state.inboxes.values[index].items.contains(where: { $0.kind != .task && $0.id == id }) {
-                state.inboxes.values[index].items.removeAll { $0.kind != .task && $0.id == id }
-            }
+            // The keys first: changing values while walking the dictionary's indices copied it.
+            let holding = state.inboxes.filter { $0.value.items.contains { $0.kind != .task && $0.id == id } }.map(\.key)
+            for agent in holding { state.inboxes[agent]?.items.removeAll { $0.kind != .task && $0.id == id } }
         }
     }
 
