@@ -11,10 +11,15 @@ import NIOHTTPTypes
 /// every few seconds held its connection for as long as it liked, and 2,048 of them held every
 /// slot of `api.max_connections` (helper probe, no credential needed).
 ///
-/// After a refusal the lead's side is shut (FIN after the answer) and the rest of the body is read and dropped for `linger` at most before the socket
-/// closes: closing at once with unread bytes would make the kernel send a reset, which can
-/// destroy the answer before the client has read it. An early success (the coordinator's 200
-/// for a snapshot it already holds) is left to Hummingbird, which drains the body.
+/// After a refusal the lead's side is shut (FIN after the answer) and the rest of the body is
+/// read and dropped for `linger` at most before the socket closes: closing at once with unread
+/// bytes would make the kernel send a reset, which can destroy the answer before the client has
+/// read it. This handler asks for those reads itself: Hummingbird, having answered a
+/// `Connection: close` request, consumes no more of it, NIO's async channel stops reading once
+/// its buffer is full of body parts that arrived before the answer was out, and a client still
+/// sending into a full unix socket got EPIPE instead of its answer. An early success (the
+/// coordinator's 200 for a snapshot it already holds) is left to Hummingbird, which drains the
+/// body.
 public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -80,6 +85,11 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if refusalSent, !closing { context.read() }
+        context.fireChannelReadComplete()
+    }
+
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let response) where answeringTheRequestBeingRead && response.status.code >= 400:
@@ -120,6 +130,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         context.close(mode: .output, promise: nil)
+        context.read()
         let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         lingering = context.eventLoop.scheduleTask(in: Self.linger) {
             let (handler, context) = loopBound.value

@@ -205,9 +205,11 @@ import Testing
         #expect(try tcp.request("GET", "/healthz").status == 200)
 
         // A body far over the limit sent at once: the refusal reaches the client whole, never
-        // lost to a reset from a socket closed with the body unread.
+        // lost to a reset from a socket closed with the body unread. On the unix socket, whose
+        // buffers hold far less than 1 MiB, the lead must go on reading the body that Hummingbird
+        // no longer consumes after answering (`Connection: close`): it once stopped (CI).
         let big = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
-        for _ in 0..<10 {
+        for _ in 0..<20 {
             for client in [tcp, LoopbackHTTPClient(address: .unix(path: endpoint.api.unixSocket!), timeoutMs: 5_000)] {
                 let answer = try client.request("POST", "/v1/tasks", headers: [("Authorization", "Bearer " + token)], body: big)
                 #expect(answer.status == 413)
