@@ -168,6 +168,17 @@ extension Supervisor {
         }
         var report = ReloadReport()
         report.refused = refused.map(\.description)
+        /// The agent a manifest names, or nil with the refusal reported: one manifest past
+        /// `agents.max_registered` stops neither the reload nor the manifests after it.
+        func admitted(_ manifest: AgentManifest) throws -> Managed? {
+            do {
+                return try managed(for: manifest, row: rows[manifest.name], database: database)
+            } catch let full as ConfigError {
+                refused.append(full)
+                report.refused.append(full.description)
+                return nil
+            }
+        }
         let refusedFiles = Set(refused.map(\.file))
         let now = Clock.monotonicNow()
         var toStart: [String] = []
@@ -178,7 +189,7 @@ extension Supervisor {
                     report.unchanged += 1
                     continue
                 }
-                guard var updated = try managed(for: manifest, row: rows[manifest.name], database: database) else { continue }
+                guard var updated = try admitted(manifest) else { continue }
                 var next = old
                 next.manifest = updated.manifest
                 next.backoff = old.manifest.backoff == manifest.backoff ? old.backoff : updated.backoff
@@ -209,15 +220,7 @@ extension Supervisor {
                     report.started.append(manifest.name)
                     continue
                 }
-                let made: Managed?
-                do {
-                    made = try managed(for: manifest, row: rows[manifest.name], database: database)
-                } catch let full as ConfigError {
-                    refused.append(full)
-                    report.refused.append(full.description)
-                    continue
-                }
-                guard let agent = made else { continue }
+                guard let agent = try admitted(manifest) else { continue }
                 state.withLock { $0.agents[manifest.name] = agent }
                 history.observe(manifest, at: now)
                 if manifest.mode == .supervised {
