@@ -502,6 +502,35 @@ final class Collected<T>: @unchecked Sendable {
         #expect(try muteClient.pullWork(agentID: mute.id, waitMs: 0, max: 100).isEmpty)
     }
 
+    /// The same for an agent that takes its work as datagrams and acknowledges none: once the
+    /// operation closes, its message is not sent again (it was, up to eight times, for nothing
+    /// but a late answer).
+    @Test func aClosedOperationsDatagramIsNotSentAgain() throws {
+        let lead = try LeadProcess(dataDir: LeadProcess.scratchDirectory())
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        let client = try lead.client()
+        let deaf = try client.register(.init(name: "deaf", capabilities: ["work"]))
+        let sender = try HeartbeatSender(credentials: deaf)
+        let stopped = StopFlag()
+        defer { stopped.set() }
+        Thread {
+            var signer = try! HeartbeatSigner(credentials: deaf)
+            while !stopped.isSet {
+                // v2 heartbeats give the lead a work address; their ack never moves.
+                _ = try? sender.sendRaw(signer.next(state: .ready, queueDepth: 0, progress: 1, workAck: WorkAck(highest: 0, window: 0), workSlots: 1))
+                usleep(100_000)
+            }
+        }.start()
+        #expect(eventually(timeout: 10) { try lead.status().tasks.workDatagrams?.agents == 1 && lead.agents().first?.state == "READY" })
+        let report = try APICoding.decode(
+            GatherReport.self, from: client.post("/v1/ask", json: Array(#"{"capability": "work", "window_ms": 200, "timeout_ms": 300}"#.utf8)))
+        #expect(report.sent == 1 && report.silent == 1, "\(report)")
+        let datagrams = try #require(try lead.status().tasks.workDatagrams)
+        #expect(datagrams.sent == 1 && datagrams.acknowledged == 0, "\(datagrams)")
+        #expect(datagrams.withdrawn == 1, "\(datagrams)")
+    }
+
     /// Twenty agents answer an ask with 60,000 bytes each: the report keeps 1 MiB of their text
     /// and lists the rest without it, counted.
     @Test func anAskKeepsAPageOfAnswerTextAndCountsTheRest() throws {

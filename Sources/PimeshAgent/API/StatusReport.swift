@@ -208,6 +208,8 @@ public struct StatusReport: Codable, Sendable {
         public var acknowledged = 0
         /// Sent as often as allowed and never acknowledged: their tasks wait for the lease.
         public var givenUp = 0
+        /// An ask's or broadcast's, not acknowledged when its gather closed: not sent again.
+        public var withdrawn = 0
         /// Items too large for a datagram, announced with a `fetch` instead.
         public var fetches = 0
 

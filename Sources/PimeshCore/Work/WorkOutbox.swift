@@ -82,8 +82,12 @@ public struct WorkOutbox<Item: Sendable>: Sendable {
     }
 
     /// Drops entries whose item no longer needs sending (its task was requeued elsewhere).
-    public mutating func remove(where shouldRemove: (Item) -> Bool) {
+    /// How many were removed.
+    @discardableResult
+    public mutating func remove(where shouldRemove: (Item) -> Bool) -> Int {
+        let before = pending.count
         pending.removeAll { shouldRemove($0.item) }
+        return before - pending.count
     }
 
     /// The datagrams to send again now, oldest first; those sent `maxSends` times are dropped.

@@ -28,10 +28,17 @@ final class DatagramOutlet: Sendable {
 extension TaskService {
     /// One work datagram kept for retransmission.
     struct OutboxItem: Sendable {
+        /// What a datagram carries: when that goes (a task finished, a gather closed), so does
+        /// the datagram.
+        enum Carried: Sendable, Equatable {
+            case task(String)
+            /// An ask's or a broadcast's message, by its operation.
+            case message(String)
+            case fetch
+        }
+
         var bytes: [UInt8]
-        /// The task it carries; nil for a message or a fetch.
-        var taskID: String?
-        var isFetch: Bool
+        var carried: Carried
     }
 
     /// An agent that takes its work as datagrams: where its heartbeats come from, and what it
@@ -108,10 +115,10 @@ extension TaskService {
             if next.kind == .task { next.attempt = (state.open[next.id]?.row.attempts ?? 0) + 1 }
             guard let body = try? APICoding.encode(next), body.count <= WorkDatagram.maxBodyLength else {
                 if link.lastFetchAt.map({ now - $0 >= settings.outbox.retransmitAfter }) ?? true,
-                    !link.outbox.pending.contains(where: \.item.isFetch)
+                    !link.outbox.pending.contains(where: { $0.item.carried == .fetch })
                 {
                     link.lastFetchAt = now
-                    transmit(.fetch, body: [], taskID: nil, to: agent, link: &link, tag: tag, now: now, in: &state)
+                    transmit(.fetch, body: [], carrying: .fetch, to: agent, link: &link, tag: tag, now: now, in: &state)
                     state.datagrams.fetches += 1
                 }
                 return
@@ -119,19 +126,19 @@ extension TaskService {
             if index != 0 { state.inboxes[agent]!.items.insert(state.inboxes[agent]!.items.remove(at: index), at: 0) }
             guard let item = take(from: agent, max: 1, now: now, in: &state, writes: &writes).first else { continue }
             if item.kind == .task { link.inFlight.insert(item.id) }
-            transmit(.item, body: body, taskID: item.kind == .task ? item.id : nil, to: agent, link: &link, tag: tag, now: now, in: &state)
+            transmit(.item, body: body, carrying: item.kind == .task ? .task(item.id) : .message(item.id), to: agent, link: &link, tag: tag, now: now, in: &state)
         }
     }
 
     private func transmit(
-        _ kind: WorkDatagram.Kind, body: [UInt8], taskID: String?, to agent: AgentID, link: inout WorkLink, tag: HeartbeatTag, now: Instant,
+        _ kind: WorkDatagram.Kind, body: [UInt8], carrying carried: OutboxItem.Carried, to agent: AgentID, link: inout WorkLink, tag: HeartbeatTag, now: Instant,
         in state: inout State
     ) {
         let datagram = WorkDatagram(
             kind: kind, agentID: agent, sequence: link.outbox.nextSequence, timestampMs: Clock.wallMilliseconds(), body: body)
         var bytes = datagram.signedPart()
         bytes.withUnsafeBytes { signed in tag.withTag(of: signed) { bytes += $0.prefix(WorkDatagram.tagLength) } }
-        _ = link.outbox.sent(OutboxItem(bytes: bytes, taskID: taskID, isFetch: kind == .fetch), at: now)
+        _ = link.outbox.sent(OutboxItem(bytes: bytes, carried: carried), at: now)
         state.linksAwaitingAck.insert(agent)
         state.datagrams.sent += 1
         outlet.send(bytes, to: link.address)
@@ -151,7 +158,7 @@ extension TaskService {
     func release(task: String, from agent: AgentID, in state: inout State) -> Bool {
         state.inboxes[agent]?.items.removeAll { $0.kind == .task && $0.id == task }
         guard let index = state.links.index(forKey: agent) else { return false }
-        state.links.values[index].outbox.remove { $0.taskID == task }
+        state.links.values[index].outbox.remove { $0.carried == .task(task) }
         let freed = state.links.values[index].inFlight.remove(task) != nil
         return freed && state.inboxes[agent]?.items.isEmpty == false
     }

@@ -569,12 +569,17 @@ final class TaskService: Service, Sendable {
         state.withLock { deliver(message, to: agent, in: &$0) }
     }
 
-    /// An ask or broadcast closed: its messages leave the inboxes they still wait in.
+    /// An ask or broadcast closed: its messages leave the inboxes they still wait in, and the
+    /// outboxes of agents that have not acknowledged them.
     func withdraw(operation id: String) {
         state.withLock { state in
             // The keys first: changing values while walking the dictionary's indices copied it.
             let holding = state.inboxes.filter { $0.value.items.contains { $0.kind != .task && $0.id == id } }.map(\.key)
             for agent in holding { state.inboxes[agent]?.items.removeAll { $0.kind != .task && $0.id == id } }
+            // Sent and not acknowledged: sending it again (up to eight times) would only bring a late answer.
+            for agent in state.linksAwaitingAck {
+                state.datagrams.withdrawn += state.links[agent]?.outbox.remove { $0.carried == .message(id) } ?? 0
+            }
         }
     }
 
