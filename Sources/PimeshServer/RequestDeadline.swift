@@ -15,11 +15,12 @@ import NIOHTTPTypes
 /// read and dropped for `linger` at most before the socket closes: closing at once with unread
 /// bytes would make the kernel send a reset, which can destroy the answer before the client has
 /// read it. This handler asks for those reads itself: Hummingbird, having answered a
-/// `Connection: close` request, consumes no more of it, NIO's async channel stops reading once
-/// its buffer is full of body parts that arrived before the answer was out, and a client still
-/// sending into a full unix socket got EPIPE instead of its answer. An early success (the
+/// `Connection: close` request, consumes no more of it, and NIO's async channel then reads no
+/// more (its buffer full, or for good once Hummingbird lets go of the request), so a client
+/// still sending into a full unix socket got EPIPE instead of its answer. An early success (the
 /// coordinator's 200 for a snapshot it already holds) is left to Hummingbird, which drains the
-/// body.
+/// body of a keep-alive request; one with `Connection: close` is not read on and ends at the
+/// request deadline or the idle timeout.
 public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -120,17 +121,29 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         if let deferredClose { promise.map { deferredClose.futureResult.cascade(to: $0) } } else { deferredClose = promise ?? context.eventLoop.makePromise() }
+        // Put off for the linger at most, even if the refusal is never written out (a client
+        // that reads nothing): the coordinator has no request deadline to end it otherwise.
+        if lingering == nil { scheduleFinalClose(context) }
     }
 
     /// After a refusal: FIN once the answer is out, then read and drop the rest of the body
     /// for `linger` at most.
     private func linger(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
         guard requestBeingRead else {
             closeForGood(context)
             return
         }
         context.close(mode: .output, promise: nil)
         context.read()
+        // The linger bounds what is left; the deadline's close would come with the body unread.
+        deadline?.cancel()
+        deadline = nil
+        scheduleFinalClose(context)
+    }
+
+    private func scheduleFinalClose(_ context: ChannelHandlerContext) {
+        lingering?.cancel()
         let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         lingering = context.eventLoop.scheduleTask(in: Self.linger) {
             let (handler, context) = loopBound.value
