@@ -206,6 +206,17 @@ extension SupervisionEndToEndTests {
         #expect(agents["started"] as? [String] == [], "\(agents)")
         #expect(try lead.agents().count == 2)
 
+        // A manifest renamed at the limit is refused, and the agent it named runs on as it was.
+        let m1 = pid(lead, "m1")
+        try manifest("m1", #"{"name": "m1-renamed", "command": "\#(LeadProcess.binary)", "args": ["sim-agent"], "capabilities": ["work"]}"#)
+        let renamed = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        let renamedReport = try #require(try JSONSerialization.jsonObject(with: Data(renamed.output.utf8)) as? [String: Any])
+        let renamedAgents = try #require(renamedReport["agents"] as? [String: Any])
+        #expect(((renamedAgents["refused"] as? [String]) ?? []).contains { $0.contains("m1.json") && $0.contains(limit) }, "\(renamed.output)")
+        #expect(((renamedAgents["stopped"] as? [String]) ?? []).isEmpty, "\(renamed.output)")
+        #expect(alive(lead, "m1") && pid(lead, "m1") == m1)
+        try agentManifest("m1")
+
         // Room made by removing an agent lets the next reload start a waiting manifest.
         try FileManager.default.removeItem(atPath: dataDir + "/agents.d/m2.json")
         #expect(try runPimesh(["reload", "--data-dir", dataDir]).output.contains("m2"))

@@ -179,7 +179,6 @@ extension Supervisor {
                 return nil
             }
         }
-        let refusedFiles = Set(refused.map(\.file))
         let now = Clock.monotonicNow()
         var toStart: [String] = []
         var toTerminate: [(String, pid_t)] = []
@@ -230,6 +229,8 @@ extension Supervisor {
             }
         }
         let named = Set(manifests.map(\.name))
+        // After the loop: a file refused there (renaming its agent past the limit) keeps its agent too.
+        let refusedFiles = Set(refused.map(\.file))
         for (name, agent) in current where !named.contains(name) && !agent.removed && !refusedFiles.contains(agent.manifest.file) {
             report.stopped.append(name)
             if agent.manifest.mode == .supervised, let pid = agent.pid {
