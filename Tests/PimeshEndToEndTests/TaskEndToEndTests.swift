@@ -529,6 +529,11 @@ final class Collected<T>: @unchecked Sendable {
         let datagrams = try #require(try lead.status().tasks.workDatagrams)
         #expect(datagrams.sent == 1 && datagrams.acknowledged == 0, "\(datagrams)")
         #expect(datagrams.withdrawn == 1, "\(datagrams)")
+        // Kept, it would go again 0.9 s and 2.1 s after the first send: watched for 2.5 s, the
+        // count does not move.
+        Thread.sleep(forTimeInterval: 2.5)
+        let later = try #require(try lead.status().tasks.workDatagrams)
+        #expect(later.retransmitted == datagrams.retransmitted && later.givenUp == 0, "\(later)")
     }
 
     /// Twenty agents answer an ask with 60,000 bytes each: the report keeps 1 MiB of their text

@@ -209,7 +209,8 @@ public struct StatusReport: Codable, Sendable {
         /// Sent as often as allowed and never acknowledged: their tasks wait for the lease.
         public var givenUp = 0
         /// An ask's or broadcast's, not acknowledged when its gather closed: not sent again.
-        public var withdrawn = 0
+        /// Optional: a lead from before it is still read.
+        public var withdrawn: Int? = 0
         /// Items too large for a datagram, announced with a `fetch` instead.
         public var fetches = 0
 

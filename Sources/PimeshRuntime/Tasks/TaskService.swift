@@ -578,7 +578,8 @@ final class TaskService: Service, Sendable {
             for agent in holding { state.inboxes[agent]?.items.removeAll { $0.kind != .task && $0.id == id } }
             // Sent and not acknowledged: sending it again (up to eight times) would only bring a late answer.
             for agent in state.linksAwaitingAck {
-                state.datagrams.withdrawn += state.links[agent]?.outbox.remove { $0.carried == .message(id) } ?? 0
+                let removed = state.links[agent]?.outbox.remove { $0.carried == .message(id) } ?? 0
+                state.datagrams.withdrawn = (state.datagrams.withdrawn ?? 0) + removed
             }
         }
     }
