@@ -3,24 +3,36 @@ import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
 
-/// Bounds how long one request may take to arrive, head to last body byte (when given a limit:
-/// the lead's requests are small and local; a node's snapshot upload to the coordinator may take
-/// long on a slow link), and ends a connection whose request was refused (4xx, 5xx) before its
-/// body ended. Hummingbird's idle timeout restarts at every body chunk, and it drains a body the
-/// handler did not read before the next request: a client sending one byte of a refused body
-/// every few seconds held its connection for as long as it liked, and 2,048 of them held every
-/// slot of `api.max_connections` (helper probe, no credential needed).
+/// Bounds how long one request may take to arrive and how long an answer may wait for its
+/// client to read, and ends a connection whose request was refused (4xx, 5xx) before its body
+/// ended. Each closes a way a client with no credential held a slot of `api.max_connections`
+/// for as long as it liked (helper probes; 2,048 such clients hold them all):
 ///
-/// After a refusal the lead's side is shut (FIN after the answer) and the rest of the body is
-/// read and dropped for `linger` at most before the socket closes: closing at once with unread
-/// bytes would make the kernel send a reset, which can destroy the answer before the client has
-/// read it. This handler asks for those reads itself: Hummingbird, having answered a
-/// `Connection: close` request, consumes no more of it, and NIO's async channel then reads no
-/// more (its buffer full, or for good once Hummingbird lets go of the request), so a client
-/// still sending into a full unix socket got EPIPE instead of its answer. An early success (the
-/// coordinator's 200 for a snapshot it already holds) is left to Hummingbird, which drains the
-/// body of a keep-alive request; one with `Connection: close` is not read on and ends at the
-/// request deadline or the idle timeout.
+/// - Hummingbird's idle timeout restarts at every body chunk, and it drains a body the handler
+///   did not read: a client sending one byte of a refused body every few seconds. A whole
+///   request, head to last body byte, must arrive within `limit` (when given: the lead's
+///   requests are small and local; a node's snapshot upload to the coordinator may take long
+///   on a slow link).
+/// - A request pipelined behind one still being answered is held here, and nothing more is
+///   read, until that answer is out (NIO's pipelining assistance, which Hummingbird leaves
+///   off): behind a long poll, a request with a large body was otherwise cut off by
+///   Hummingbird's idle timeout while nobody read it, and took the long poll's answer with it.
+///   What one read brought in is all that is held.
+/// - Hummingbird's idle timeout does not run while an answer is being written: a client that
+///   sends a burst of pipelined requests and never reads. An answer that cannot be written
+///   (the channel not writable) for `stallLimit` closes the connection.
+///
+/// After a refusal the lead says `Connection: close`, shuts its side once the answer is out,
+/// and reads and drops the rest of the body for `linger` at most before the socket closes:
+/// closing at once with unread bytes would make the kernel send a reset, which can destroy the
+/// answer before the client has read it. The same happens when Hummingbird closes a connection
+/// (after answering a `Connection: close` request) whose body is still coming. This handler
+/// asks for those reads itself: Hummingbird consumes no more of such a request, and NIO's
+/// async channel then reads no more (its buffer full, or for good once Hummingbird lets go of
+/// the request), so a client still sending into a full unix socket got EPIPE instead of its
+/// answer. An early success on a keep-alive connection (the coordinator's 200 for a snapshot it
+/// already holds) is left to Hummingbird, which drains the body; on a `Connection: close` one,
+/// Hummingbird's close waits for the body likewise.
 public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -30,110 +42,220 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
     static let linger: TimeAmount = .seconds(2)
 
     private let limit: TimeAmount?
+    private let stallLimit: TimeAmount
     /// Heads read and answers finished: with pipelining the answer being written may be for an
     /// earlier request than the one being read.
     private var requestsRead = 0
     private var answersEnded = 0
     private var requestBeingRead = false
-    /// The answer to the request being read refuses it before its body ended.
-    private var refusingEarly = false
-    /// That answer is out: what is left of the body is dropped.
-    private var refusalSent = false
+    /// An answer refused a request before its body ended: the connection ends after it.
+    private var refusing = false
+    /// The answer being written, a success, is to the request being read, whose body goes on.
+    private var answeringEarly = false
+    /// That early answer (a refusal or a success) is out.
+    private var earlyAnswerOut = false
+    /// What is left of the body is read and dropped until it ends or the linger is over.
+    private var dropping = false
     private var closing = false
     /// A close asked for (Hummingbird's, after answering a `Connection: close` request) while
-    /// the refused body was still coming: done once it ends or the linger is over.
+    /// the body of an early-answered request was still coming: done once it ends or the
+    /// linger is over.
     private var deferredClose: EventLoopPromise<Void>?
+    /// Parts of requests pipelined behind the one being answered, and whether a read was asked
+    /// for meanwhile.
+    private var held = CircularBuffer<HTTPRequestPart>()
+    private var readWanted = false
+    /// The client shut its side after the held requests: said once they are handed on, or
+    /// Hummingbird would end the connection before answering them.
+    private var inputClosedHeld = false
     private var deadline: Scheduled<Void>?
     private var lingering: Scheduled<Void>?
+    private var stalled: Scheduled<Void>?
 
-    public init(limit: TimeAmount?) {
+    public init(limit: TimeAmount?, stallLimit: TimeAmount) {
         self.limit = limit
+        self.stallLimit = stallLimit
     }
 
     /// Hummingbird's HTTP/1 server with its idle timeout (`idleTimeoutS` without a byte, or
-    /// without a request head after an answer) and this handler.
+    /// without a request head after an answer) and this handler; an answer may wait as long
+    /// for its client to read.
     public static func http1(idleTimeoutS: Int, requestTimeoutS: Int?) -> HTTPServerBuilder {
         .http1(
             configuration: .init(
-                additionalChannelHandlers: [RequestDeadline(limit: requestTimeoutS.map { .seconds(Int64($0)) })],
+                additionalChannelHandlers: [
+                    RequestDeadline(limit: requestTimeoutS.map { .seconds(Int64($0)) }, stallLimit: .seconds(Int64(idleTimeoutS)))
+                ],
                 idleTimeout: .seconds(Int64(idleTimeoutS))))
     }
 
     private var answeringTheRequestBeingRead: Bool { requestBeingRead && answersEnded + 1 == requestsRead }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !dropping, !held.isEmpty || (isHead(part) && answersEnded < requestsRead) {
+            held.append(part)
+            return
+        }
+        process(part, context: context)
+    }
+
+    private func isHead(_ part: HTTPRequestPart) -> Bool {
+        if case .head = part { return true }
+        return false
+    }
+
+    /// Hands on what was held while the answer before it was being written, up to the next
+    /// request that must wait in turn; reading goes on once nothing is held.
+    private func releaseHeld(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
+        var released = false
+        while let part = held.first, !dropping, !(isHead(part) && answersEnded < requestsRead) {
+            held.removeFirst()
+            process(part, context: context)
+            released = true
+        }
+        if released { context.fireChannelReadComplete() }
+        guard held.isEmpty else { return }
+        if inputClosedHeld {
+            inputClosedHeld = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+        if readWanted {
+            readWanted = false
+            context.read()
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed? = event as? ChannelEvent, !held.isEmpty {
+            inputClosedHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Not from inside a write: the next request's parts go up once it returns.
+    private func scheduleRelease(_ context: ChannelHandlerContext) {
+        guard !held.isEmpty else { return }
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.releaseHeld(context)
+        }
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if held.isEmpty { context.read() } else { readWanted = true }
+    }
+
+    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head:
             requestsRead += 1
             requestBeingRead = true
+            answeringEarly = false
+            earlyAnswerOut = false
             deadline?.cancel()
-            if let limit {
-                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-                deadline = context.eventLoop.scheduleTask(in: limit) { loopBound.value.close(promise: nil) }
-            }
+            deadline = nil
+            startDeadline(context)
         case .body:
-            if refusalSent { return }
+            if dropping { return }
         case .end:
             requestBeingRead = false
             deadline?.cancel()
             deadline = nil
-            // The refused body is read to its end: nothing unread is left to cause a reset.
-            if refusalSent {
+            // The body is read to its end: nothing unread is left to cause a reset.
+            if dropping {
                 closeForGood(context)
                 return
             }
         }
-        context.fireChannelRead(data)
+        context.fireChannelRead(wrapInboundOut(part))
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        if refusalSent, !closing { context.read() }
+        if dropping, !closing { context.read() }
         context.fireChannelReadComplete()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalled?.cancel()
+            stalled = nil
+        } else if stalled == nil {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            stalled = context.eventLoop.scheduleTask(in: stallLimit) { loopBound.value.close(promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func startDeadline(_ context: ChannelHandlerContext) {
+        guard let limit, deadline == nil, answeringTheRequestBeingRead, !dropping else { return }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: limit) { loopBound.value.close(promise: nil) }
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let response) where answeringTheRequestBeingRead && response.status.code >= 400:
-            // Not `Connection: close`: Hummingbird would close the socket itself, body unread.
-            refusingEarly = true
-            context.write(data, promise: promise)
-        case .end where refusingEarly:
+        case .head(var response) where answeringTheRequestBeingRead:
+            guard response.status.code >= 400 else {
+                answeringEarly = true
+                context.write(data, promise: promise)
+                return
+            }
+            refusing = true
+            // Said, so that a keep-alive client does not send its next request into a closing socket.
+            response.headerFields[.connection] = "close"
+            context.write(wrapOutboundOut(.head(response)), promise: promise)
+        case .end where refusing || answeringEarly:
             answersEnded += 1
+            scheduleRelease(context)
+            let refusal = refusing
             let written = context.writeAndFlush(data)
             written.cascade(to: promise)
             let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
             written.whenComplete { _ in
                 let (handler, context) = loopBound.value
-                handler.refusalSent = true
-                handler.linger(context)
+                handler.earlyAnswerOut = true
+                if refusal || handler.deferredClose != nil { handler.linger(context) }
             }
         case .end:
             answersEnded += 1
             context.write(data, promise: promise)
+            scheduleRelease(context)
         default:
             context.write(data, promise: promise)
         }
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, refusingEarly, requestBeingRead, !closing else {
+        // Hummingbird shuts the output when it is done with a `Connection: close` request.
+        guard mode != .input, refusing || answeringEarly, requestBeingRead, !closing else {
             context.close(mode: mode, promise: promise)
             return
         }
         if let deferredClose { promise.map { deferredClose.futureResult.cascade(to: $0) } } else { deferredClose = promise ?? context.eventLoop.makePromise() }
-        // Put off for the linger at most, even if the refusal is never written out (a client
-        // that reads nothing): the coordinator has no request deadline to end it otherwise.
-        if lingering == nil { scheduleFinalClose(context) }
+        if earlyAnswerOut, !dropping {
+            linger(context)
+        } else if lingering == nil {
+            // Put off for the linger at most, even if the answer is never written out (a
+            // client that reads nothing): the coordinator has no request deadline to end it.
+            scheduleFinalClose(context)
+        }
     }
 
-    /// After a refusal: FIN once the answer is out, then read and drop the rest of the body
-    /// for `linger` at most.
+    /// Once an early answer is out and the connection is to end: FIN, then read and drop the
+    /// rest of the body for `linger` at most.
     private func linger(_ context: ChannelHandlerContext) {
-        guard !closing else { return }
+        guard !closing, !dropping else { return }
         guard requestBeingRead else {
             closeForGood(context)
             return
         }
+        dropping = true
+        // Requests pipelined behind this one get no answer: the connection ends.
+        held.removeAll()
         context.close(mode: .output, promise: nil)
         context.read()
         // The linger bounds what is left; the deadline's close would come with the body unread.
@@ -161,10 +283,13 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
+        // A release scheduled before has nothing to hand on.
+        closing = true
+        held.removeAll()
+        for task in [deadline, lingering, stalled] { task?.cancel() }
         deadline = nil
-        lingering?.cancel()
         lingering = nil
+        stalled = nil
         // Closed by the client meanwhile: the close asked for has happened.
         deferredClose?.succeed(())
         deferredClose = nil

@@ -216,4 +216,103 @@ import Testing
             }
         }
     }
+
+    /// Helper probe: clients that send a burst of pipelined requests and never read held their
+    /// slots for good (no timer runs while an answer waits to be written); a request pipelined
+    /// behind a long poll was cut off by its deadline while the lead was not reading it, and
+    /// took the long poll's answer with it; a large body sent with `Connection: close` to a
+    /// route that answers without reading it got EPIPE.
+    @Test func clientsThatNeverReadOrPipelineBehindALongPollHoldNothingAndLoseNoAnswer() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let config = dataDir + "/pimesh.json"
+        try #"{"api": {"max_connections": 16, "idle_timeout_s": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+        let unixSocket = try #require(endpoint.api.unixSocket)
+        let leadPID = lead.process.processIdentifier
+        let socketsBefore = Self.sockets(of: leadPID)
+
+        // Sixteen on each server send 300 requests for /metrics at once and never read.
+        let burst = Array(String(repeating: "GET /metrics HTTP/1.1\r\nHost: pimesh\r\n\r\n", count: 300).utf8)
+        var silent: [Int32] = []
+        defer { for fd in silent { close(fd) } }
+        for address in [LocalAddress.unix(path: unixSocket), .loopback(host: "127.0.0.1", port: endpoint.api.port)] {
+            for _ in 0..<16 {
+                let fd = try Self.connected(to: address, receiveBuffer: 4096)
+                silent.append(fd)
+                _ = burst.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            }
+        }
+        #expect(
+            eventually(timeout: 30) { Self.sockets(of: leadPID) <= socketsBefore },
+            "the lead still holds \(Self.sockets(of: leadPID) - socketsBefore) connections of clients that never read")
+        #expect(try LoopbackHTTPClient(address: .unix(path: unixSocket), timeoutMs: 5_000).request("GET", "/healthz").status == 200)
+        #expect(try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 5_000).request("GET", "/healthz").status == 200)
+
+        // A long poll of 4.5 s (past the 3 s deadline), a 1 MiB body pipelined behind it, and
+        // /healthz: the long poll is answered, then the body refused.
+        let token = try String(contentsOfFile: dataDir + "/node-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let agent = try lead.client().register(.init(name: "poller"))
+        let fd = try Self.connected(to: .unix(path: unixSocket))
+        defer { close(fd) }
+        let requests =
+            "GET /v1/agents/\(agent.id)/work?wait_ms=4500 HTTP/1.1\r\nHost: pimesh\r\nAuthorization: Bearer \(token)\r\n\r\n"
+            + "POST /v1/tasks HTTP/1.1\r\nHost: pimesh\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: \(1 << 20)\r\n\r\n"
+        let bytes = Array(requests.utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20) + Array("GET /healthz HTTP/1.1\r\nHost: pimesh\r\n\r\n".utf8)
+        Thread { _ = Self.sendAll(fd, bytes) }.start()
+        let answers = Self.readToEnd(fd, seconds: 20)
+        let statuses = answers.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        #expect(statuses.prefix(2) == ["200", "413"], "\(answers.prefix(600))")
+
+        // A body that /healthz does not read, with Connection: close: the answer, not EPIPE.
+        let unused = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        for _ in 0..<5 {
+            let answer = try LoopbackHTTPClient(address: .unix(path: unixSocket), timeoutMs: 10_000).request("GET", "/healthz", body: unused)
+            #expect(answer.status == 200)
+        }
+        #expect(try runPimesh(["status", "--data-dir", dataDir]).status == 0)
+    }
+
+    static func connected(to address: LocalAddress, receiveBuffer: Int32? = nil) throws -> Int32 {
+        let family: Int32 = if case .unix = address { AF_UNIX } else { AF_INET }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError(operation: "socket", code: errno) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
+        guard try address.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 else {
+            close(fd)
+            throw SocketError(operation: "connect to \(address)", code: errno)
+        }
+        return fd
+    }
+
+    /// Sends all of `bytes`; what stopped it, or nil.
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> String? {
+        var sent = 0
+        while sent < bytes.count {
+            let got = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { return "sent \(sent) of \(bytes.count) bytes, then errno \(errno)" }
+            sent += got
+        }
+        return nil
+    }
+
+    /// What arrives until the peer closes (or resets), or `seconds` pass.
+    static func readToEnd(_ fd: Int32, seconds: Double) -> String {
+        var text = ""
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let start = Date()
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        while Date().timeIntervalSince(start) < seconds {
+            let got = recv(fd, &buffer, buffer.count, 0)
+            if got < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
+            guard got > 0 else { return text }
+            text += String(decoding: buffer.prefix(got), as: UTF8.self)
+        }
+        return text
+    }
 }
