@@ -107,6 +107,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Hands on what was held while the answer before it was being written, up to the next
     /// request that must wait in turn; reading goes on once nothing is held.
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     private func releaseHeld(_ context: ChannelHandlerContext) {
         guard !closing else { return }
         var released = false
@@ -127,6 +128,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .inputClosed? = event as? ChannelEvent, !held.isEmpty {
             inputClosedHeld = true
@@ -136,6 +138,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     /// Not from inside a write: the next request's parts go up once it returns.
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     private func scheduleRelease(_ context: ChannelHandlerContext) {
         guard !held.isEmpty else { return }
         let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
@@ -179,6 +182,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelReadComplete()
     }
 
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             stalled?.cancel()
@@ -229,6 +233,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         // Hummingbird shuts the output when it is done with a `Connection: close` request.
         guard mode != .input, refusing || answeringEarly, requestBeingRead, !closing else {
@@ -247,6 +252,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Once an early answer is out and the connection is to end: FIN, then read and drop the
     /// rest of the body for `linger` at most.
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     private func linger(_ context: ChannelHandlerContext) {
         guard !closing, !dropping else { return }
         guard requestBeingRead else {
@@ -264,6 +270,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         scheduleFinalClose(context)
     }
 
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     private func scheduleFinalClose(_ context: ChannelHandlerContext) {
         lingering?.cancel()
         let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
@@ -273,6 +280,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
+    @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
     private func closeForGood(_ context: ChannelHandlerContext) {
         guard !closing else { return }
         closing = true

@@ -244,11 +244,13 @@ import Testing
                 _ = burst.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             }
         }
+        // Taken in (the lead's descriptors say so), then let go of.
+        #expect(eventually(timeout: 15) { Self.sockets(of: leadPID) >= socketsBefore + 16 }, "the lead did not accept the silent clients")
         #expect(
             eventually(timeout: 30) { Self.sockets(of: leadPID) <= socketsBefore },
             "the lead still holds \(Self.sockets(of: leadPID) - socketsBefore) connections of clients that never read")
-        #expect(try LoopbackHTTPClient(address: .unix(path: unixSocket), timeoutMs: 5_000).request("GET", "/healthz").status == 200)
-        #expect(try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 5_000).request("GET", "/healthz").status == 200)
+        #expect(try LoopbackHTTPClient(address: .unix(path: unixSocket), timeoutMs: 15_000).request("GET", "/healthz").status == 200)
+        #expect(try LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: endpoint.api.port), timeoutMs: 15_000).request("GET", "/healthz").status == 200)
 
         // A long poll of 4.5 s (past the 3 s deadline), a 1 MiB body pipelined behind it, and
         // /healthz: the long poll is answered, then the body refused.

@@ -73,5 +73,15 @@ import Testing
         let submit = try client.http.request("POST", "/v1/tasks", headers: operatorAuth)
         #expect(submit.status == 400)
         #expect(String(decoding: submit.body, as: UTF8.self).contains("capability"), "\(String(decoding: submit.body, as: UTF8.self))")
+
+        // A body that cannot be read (a chunk size that is not hex) is a 400 about the body,
+        // not a 413 about a size it never had (helper probe).
+        let fd = try ConnectionLimitsEndToEndTests.connected(to: .unix(path: try #require(lead.waitReady().api.unixSocket)))
+        defer { close(fd) }
+        let broken = "POST /v1/tasks HTTP/1.1\r\nHost: pimesh\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        #expect(ConnectionLimitsEndToEndTests.sendAll(fd, Array(broken.utf8)) == nil)
+        let answer = ConnectionLimitsEndToEndTests.readToEnd(fd, seconds: 10)
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        #expect(!answer.contains("larger than"), "\(answer)")
     }
 }
