@@ -177,6 +177,7 @@ public struct FaultDrill {
 
     /// Finds the drill's incidents (holding its agents or causes, touched since the start) and
     /// waits a little for their mitigation once the fault is gone.
+    @_optimize(size)  // cold: an operator's drill (the 25 MB budget)
     private func settle(
         drill: String, target: String, agents: [String], startedMs: Int64, detected: Int64?, recovered: Int64?, slo: Int64, seed: String,
         deadline: Instant, causes: [String] = [], incidentFilter: [Int64]? = nil

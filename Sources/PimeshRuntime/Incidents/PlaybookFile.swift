@@ -53,6 +53,7 @@ public enum PlaybookFile {
             steps: steps)
     }
 
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     private static func step(_ reader: ConfigReader) throws(ConfigError) -> PlaybookStep {
         try reader.rejectUnknownKeys(allowed: stepKeys)
         guard let name = try reader.string("name") else { throw reader.error("name", "is required") }
@@ -92,6 +93,7 @@ public enum PlaybookFile {
 
     /// `playbooks.d`: every `*.json` file, in name order, at most `maxFiles`; refused files are
     /// named with their error and the rest load.
+    @_optimize(size)  // cold: once at start or on an operator's command (the 25 MB budget)
     public static func loadDirectory(_ directory: String) -> (playbooks: [Playbook], refused: [ConfigError]) {
         // A playbook restarts, freezes and rolls agents back: trusted as a manifest is.
         if let problem = TrustedFile.directoryProblem(directory) {

@@ -87,6 +87,7 @@ public struct Selftest: Sendable {
 
     /// Opens the configured GPIO chips (gpiochip0 when none is configured) and requests the
     /// configured lines; unconfigured lines are never touched.
+    @_optimize(size)  // cold: run by a person on a Pi (the 25 MB budget)
     func ledsGPIOD() -> (Outcome, String) {
         let mapped = config.leds.map.filter { $0.chip != nil && $0.line != nil }
         let chips = mapped.isEmpty ? ["gpiochip0"] : Array(Set(mapped.compactMap(\.chip))).sorted()
