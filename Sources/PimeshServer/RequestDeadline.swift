@@ -68,6 +68,10 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
     /// The client shut its side after the held requests: said once they are handed on, or
     /// Hummingbird would end the connection before answering them.
     private var inputClosedHeld = false
+    /// Likewise a parse error in what followed them (anything after a `Connection: close`
+    /// request is one): passed on at once, Hummingbird answered 400 in place of the valid
+    /// requests held before it (helper probe).
+    private var errorHeld: (any Error)?
     private var deadline: Scheduled<Void>?
     private var lingering: Scheduled<Void>?
     private var stalled: Scheduled<Void>?
@@ -118,6 +122,10 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         }
         if released { context.fireChannelReadComplete() }
         guard held.isEmpty else { return }
+        if let error = errorHeld {
+            errorHeld = nil
+            context.fireErrorCaught(error)
+        }
         if inputClosedHeld {
             inputClosedHeld = false
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
@@ -126,6 +134,16 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
             readWanted = false
             context.read()
         }
+    }
+
+    @_optimize(size)  // cold: bad requests (the 25 MB budget)
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !held.isEmpty {
+            // The first ends the connection; later ones have nothing to add.
+            if errorHeld == nil { errorHeld = error }
+            return
+        }
+        context.fireErrorCaught(error)
     }
 
     @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)
@@ -262,6 +280,7 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         dropping = true
         // Requests pipelined behind this one get no answer: the connection ends.
         held.removeAll()
+        errorHeld = nil
         context.close(mode: .output, promise: nil)
         context.read()
         // The linger bounds what is left; the deadline's close would come with the body unread.

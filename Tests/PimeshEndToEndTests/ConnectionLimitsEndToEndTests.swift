@@ -267,6 +267,15 @@ import Testing
         let statuses = answers.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
         #expect(statuses.prefix(2) == ["200", "413"], "\(answers.prefix(600))")
 
+        // Ten requests pipelined before one that cannot be parsed: ten answers, then the 400
+        // (the parse error overtook the held requests once, and took their place).
+        let pipelined = try Self.connected(to: .unix(path: unixSocket))
+        defer { close(pipelined) }
+        let ten = String(repeating: "GET /healthz HTTP/1.1\r\nHost: pimesh\r\n\r\n", count: 10) + "BLAH\r\n\r\n"
+        #expect(Self.sendAll(pipelined, Array(ten.utf8)) == nil)
+        let tenAnswers = Self.readToEnd(pipelined, seconds: 10).components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        #expect(tenAnswers == Array(repeating: "200", count: 10) + ["400"], "\(tenAnswers)")
+
         // A body that /healthz does not read, with Connection: close: the answer, not EPIPE.
         let unused = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         for _ in 0..<5 {
