@@ -22,6 +22,14 @@ import Testing
         return fd
     }
 
+    /// A lead whose API servers hold 16 connections each and close idle ones after `idleTimeoutS`.
+    static func sixteenSlotLead(idleTimeoutS: Int) throws -> (dataDir: String, lead: LeadProcess) {
+        let dataDir = LeadProcess.scratchDirectory()
+        let config = dataDir + "/pimesh.json"
+        try #"{"api": {"max_connections": 16, "idle_timeout_s": \#(idleTimeoutS)}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        return (dataDir, try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config]))
+    }
+
     /// The sockets process `pid` holds open (its descriptors say so).
     static func sockets(of pid: Int32) -> Int {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).filter { fd in
@@ -84,10 +92,7 @@ import Testing
     }
 
     @Test func theConnectionLimitHoldsAndIdleOrSlowClientsAreClosed() throws {
-        let dataDir = LeadProcess.scratchDirectory()
-        let config = dataDir + "/pimesh.json"
-        try #"{"api": {"max_connections": 16, "idle_timeout_s": 5}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        let (dataDir, lead) = try Self.sixteenSlotLead(idleTimeoutS: 5)
         defer { _ = lead.terminate() }
         let endpoint = try lead.waitReady()
 
@@ -169,10 +174,7 @@ import Testing
     }
 
     @Test func slowRequestBodiesHoldNoConnection() throws {
-        let dataDir = LeadProcess.scratchDirectory()
-        let config = dataDir + "/pimesh.json"
-        try #"{"api": {"max_connections": 16, "idle_timeout_s": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        let (dataDir, lead) = try Self.sixteenSlotLead(idleTimeoutS: 3)
         defer { _ = lead.terminate() }
         let endpoint = try lead.waitReady()
 
@@ -223,10 +225,7 @@ import Testing
     /// took the long poll's answer with it; a large body sent with `Connection: close` to a
     /// route that answers without reading it got EPIPE.
     @Test func clientsThatNeverReadOrPipelineBehindALongPollHoldNothingAndLoseNoAnswer() throws {
-        let dataDir = LeadProcess.scratchDirectory()
-        let config = dataDir + "/pimesh.json"
-        try #"{"api": {"max_connections": 16, "idle_timeout_s": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        let (dataDir, lead) = try Self.sixteenSlotLead(idleTimeoutS: 3)
         defer { _ = lead.terminate() }
         let endpoint = try lead.waitReady()
         let unixSocket = try #require(endpoint.api.unixSocket)
