@@ -275,6 +275,14 @@ import Testing
         let tenAnswers = Self.readToEnd(pipelined, seconds: 10).components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
         #expect(tenAnswers == Array(repeating: "200", count: 10) + ["400"], "\(tenAnswers)")
 
+        // 10,000 requests in one write (370 KB, past what is held at once): every one answered, in turn.
+        let flood = try Self.connected(to: .unix(path: unixSocket))
+        defer { close(flood) }
+        let many = String(repeating: "GET /healthz HTTP/1.1\r\nHost: pimesh\r\n\r\n", count: 10_000) + "GET /healthz HTTP/1.1\r\nHost: pimesh\r\nConnection: close\r\n\r\n"
+        Thread { _ = Self.sendAll(flood, Array(many.utf8)) }.start()
+        let floodAnswers = Self.readToEnd(flood, seconds: 90).components(separatedBy: "HTTP/1.1 200").count - 1
+        #expect(floodAnswers == 10_001)
+
         // A body that /healthz does not read, with Connection: close: the answer, not EPIPE.
         let unused = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         for _ in 0..<5 {
