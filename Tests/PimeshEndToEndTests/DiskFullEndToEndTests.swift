@@ -186,6 +186,72 @@ import Testing
         #expect(kept.contains { ($0["title"] as? String ?? "").contains("the store is full") }, "\(kept)")
     }
 
+    /// A reload on a full disk is refused whole, with 507 and the cause, because its audit row
+    /// comes first: nothing starts, stops or restarts. With room again, the next reload starts
+    /// the new manifest.
+    @Test func aReloadOnAFullDiskChangesNothingAndSaysWhy() throws {
+        let mountPoint = try mountSmallFileSystem()
+        defer { unmount(mountPoint) }
+        let dataDir = mountPoint + "/data"
+        // The config and agents.d stay off the full file system: an operator edits them there.
+        let config = root + "/pimesh.json"
+        try "{}".write(toFile: config, atomically: true, encoding: .utf8)
+        let agentsDir = root + "/agents.d"
+        try FileManager.default.createDirectory(atPath: agentsDir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        func addManifest(_ name: String) throws {
+            let path = agentsDir + "/\(name).json"
+            try #"{"name": "\#(name)", "command": "\#(LeadProcess.binary)", "args": ["sim-agent"], "capabilities": ["work"]}"#
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(chmod(path, 0o600) == 0)
+        }
+        func pid(_ lead: LeadProcess, _ name: String) -> Int32? {
+            (try? lead.agents().first { $0.name == name })??.supervision?.pid
+        }
+        try addManifest("first")
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", config])
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
+        #expect(eventually(timeout: 10) { pid(lead, "first") != nil })
+        let first = try #require(pid(lead, "first"))
+
+        try Self.fill(mountPoint + "/filler")
+        // SQLite may still have room in pages it holds: add agents until a reload is refused.
+        var refusal: String?
+        var added: [String] = []
+        for index in 0..<40 where refusal == nil {
+            let name = "new\(index)"
+            try addManifest(name)
+            let answer = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+            if answer.status != 0 {
+                refusal = answer.output
+            } else {
+                let report = try #require(try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any], "\(answer.output)")
+                let agents = try #require(report["agents"] as? [String: Any], "\(answer.output)")
+                #expect(agents["started"] as? [String] == [name], "\(agents)")
+                #expect(((agents["stopped"] as? [String]) ?? []).isEmpty && ((agents["refused"] as? [String]) ?? []).isEmpty, "\(agents)")
+                added.append(name)
+            }
+        }
+        let refused = try #require(refusal, "40 reloads were taken on a full disk")
+        #expect(
+            refused.contains(
+                "the lead answered 507: the audit log could not record this action, so it was not taken: nothing was stored: the store is full (\(dataDir) has "),
+            "\(refused)")
+        let name = "new\(added.count)"
+        #expect(pid(lead, name) == nil)
+        #expect(pid(lead, "first") == first)
+
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        var answer = ""
+        #expect(eventually(timeout: 30) {
+            answer = try runPimesh(["reload", "--data-dir", dataDir]).output
+            return answer.contains("started") && answer.contains(name)
+        }, "\(answer)")
+        #expect(eventually(timeout: 10) { pid(lead, name) != nil })
+        #expect(pid(lead, "first") == first)
+        #expect(try lead.agents().count == added.count + 2)
+    }
+
     /// A lead started on a full disk cannot write lead.json, by which the CLI and agents find it:
     /// it says so in an incident and writes the file as soon as there is room.
     @Test func aLeadThatCannotWriteLeadJSONWritesItOnceItCan() throws {

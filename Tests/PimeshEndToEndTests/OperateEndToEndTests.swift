@@ -229,6 +229,47 @@ extension SupervisionEndToEndTests {
         #expect(eventually(timeout: 8) { alive(lead, "m3") })
     }
 
+    /// A manifest whose agent the store cannot register (here a trigger refuses its row, as a
+    /// failing SD card or a store locked too long would) is refused by name, and the reload goes
+    /// on with the manifests after it and stops nothing. Thrown out of the reload, that error
+    /// left the agents before it half changed and their old processes never signalled.
+    @Test func aManifestTheStoreCannotRegisterIsRefusedAndTheReloadGoesOn() throws {
+        try agentManifest("steady")
+        let lead = try startLead()
+        defer { _ = lead.terminate() }
+        #expect(eventually(timeout: 8) { alive(lead, "steady") })
+        let steady = try #require(pid(lead, "steady"))
+        func storeTrigger(_ sql: String) throws {
+            let script = "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1], timeout=20)\ndb.execute(sys.argv[2])\ndb.commit()\n"
+            let changed = try runProcess("/usr/bin/python3", ["-c", script, dataDir + "/pimesh.db", sql])
+            try #require(changed.status == 0, "\(changed.output)")
+        }
+        try storeTrigger(
+            "CREATE TRIGGER refuse_poisoned BEFORE INSERT ON agents WHEN NEW.name = 'poisoned' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        try agentManifest("poisoned")
+        try agentManifest("later")
+        try agentManifest("steady", stableAfterS: 3)
+        let reload = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        #expect(reload.status == 0, "\(reload.output)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(reload.output.utf8)) as? [String: Any], "\(reload.output)")
+        let agents = try #require(report["agents"] as? [String: Any])
+        let refused = (agents["refused"] as? [String]) ?? []
+        #expect(refused.count == 1 && refused.allSatisfy { $0.contains("/poisoned.json: not applied, ") && $0.contains("refused by the test") }, "\(refused)")
+        #expect(agents["started"] as? [String] == ["later"], "\(agents)")
+        #expect(agents["updated"] as? [String] == ["steady"], "\(agents)")
+        #expect(((agents["stopped"] as? [String]) ?? []).isEmpty, "\(agents)")
+        #expect(eventually(timeout: 8) { alive(lead, "later") })
+        #expect(pid(lead, "poisoned") == nil)
+        #expect(pid(lead, "steady") == steady)
+
+        try storeTrigger("DROP TRIGGER refuse_poisoned")
+        let again = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        let retried = try #require(try JSONSerialization.jsonObject(with: Data(again.output.utf8)) as? [String: Any], "\(again.output)")
+        #expect((retried["agents"] as? [String: Any])?["started"] as? [String] == ["poisoned"], "\(again.output)")
+        #expect(eventually(timeout: 8) { alive(lead, "poisoned") })
+        #expect(pid(lead, "steady") == steady)
+    }
+
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
         try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; exec sleep 1000"]}"#)
         let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)

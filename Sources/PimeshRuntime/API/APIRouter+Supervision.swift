@@ -125,7 +125,10 @@ extension APIRouter {
                     return ("failed", "\(error)")
                 }, action)
         } catch let notTaken as AuditLog.IntentNotDurable {
-            throw APIError(status: .serviceUnavailable, message: notTaken.description)
+            // The store's own refusal keeps its status: 507 and Retry-After on a full disk.
+            let status = (notTaken.underlying as? APIError)?.status ?? .serviceUnavailable
+            let retryAfter = (notTaken.underlying as? APIError)?.retryAfterSeconds
+            throw APIError(status: status, message: notTaken.description, retryAfterSeconds: retryAfter)
         }
     }
 

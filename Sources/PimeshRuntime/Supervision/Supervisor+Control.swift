@@ -169,15 +169,23 @@ extension Supervisor {
         var report = ReloadReport()
         report.refused = refused.map(\.description)
         /// The agent a manifest names, or nil with the refusal reported: one manifest past
-        /// `agents.max_registered` stops neither the reload nor the manifests after it.
-        func admitted(_ manifest: AgentManifest) throws -> Managed? {
+        /// `agents.max_registered`, or one whose row the store cannot write (a full SD card),
+        /// stops neither the reload nor the manifests after it. Thrown out of the loop, such an
+        /// error left the agents before it changed, their old processes never signalled, and
+        /// the new ones never started.
+        func admitted(_ manifest: AgentManifest) -> Managed? {
+            let refusal: ConfigError
             do {
                 return try managed(for: manifest, row: rows[manifest.name], database: database)
             } catch let full as ConfigError {
-                refused.append(full)
-                report.refused.append(full.description)
-                return nil
+                refusal = full
+            } catch {
+                let cause = database.isOutOfSpace(error) ? database.storeIsFull : "\(error)"
+                refusal = ConfigError(file: manifest.file, key: "", line: nil, reason: "not applied, \(cause); reload again once it is fixed")
             }
+            refused.append(refusal)
+            report.refused.append(refusal.description)
+            return nil
         }
         let now = Clock.monotonicNow()
         var toStart: [String] = []
@@ -188,7 +196,7 @@ extension Supervisor {
                     report.unchanged += 1
                     continue
                 }
-                guard var updated = try admitted(manifest) else { continue }
+                guard var updated = admitted(manifest) else { continue }
                 var next = old
                 next.manifest = updated.manifest
                 next.backoff = old.manifest.backoff == manifest.backoff ? old.backoff : updated.backoff
@@ -219,7 +227,7 @@ extension Supervisor {
                     report.started.append(manifest.name)
                     continue
                 }
-                guard let agent = try admitted(manifest) else { continue }
+                guard let agent = admitted(manifest) else { continue }
                 state.withLock { $0.agents[manifest.name] = agent }
                 history.observe(manifest, at: now)
                 if manifest.mode == .supervised {
