@@ -8,8 +8,9 @@ let strictSettings: [SwiftSetting] = [
 
 /// The CLI's commands run once per invocation and a lead only parses `run`'s flags with them;
 /// the swarm and the benchmark drivers run only when someone benchmarks (the lead being
-/// measured is built for speed). Optimized for size, they leave room in the 25 MB budget for
-/// what a Pi runs all the time.
+/// measured is built for speed); snapshots are made and sent minutes apart, their bytes
+/// compressed and hashed in C and swift-crypto, which keep their speed. Optimized for size,
+/// they leave room in the 25 MB budget for what a Pi runs all the time.
 let coldCodeSettings: [SwiftSetting] = [
     .unsafeFlags(["-Osize"], .when(configuration: .release)),
 ]
@@ -100,7 +101,7 @@ let package = Package(
                 "PimeshSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + coldCodeSettings
         ),
         .target(
             name: "PimeshLED",
@@ -160,7 +161,7 @@ let package = Package(
         .target(
             name: "PimeshFleetIndex",
             dependencies: ["PimeshCore", "PimeshSnapshot", "PimeshStore"],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + coldCodeSettings
         ),
         // The upstream receiver of a fleet's snapshots and incidents: a server of its own, never
         // on a Pi (`pimesh-coordinator`).
@@ -187,7 +188,7 @@ let package = Package(
                 "PimeshCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + coldCodeSettings
         ),
         // What stands in for agents and measures a lead: `pimesh swarm`, `pimesh sim-agent` and
         // the drivers of `pimesh bench`. The lead never runs any of it.

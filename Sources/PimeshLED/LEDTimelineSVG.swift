@@ -4,6 +4,7 @@ import PimeshCore
 /// cannot drift from what the LEDs do (`pimesh leds svg`).
 public enum LEDTimelineSVG {
     /// One row per pattern: lit spans over `span` (default 6 s), with a tick every second.
+    @_optimize(size)  // cold: docs and `pimesh led`, never the lead (the 25 MB budget)
     public static func render(title: String, rows: [(label: String, pattern: LEDPattern, color: String)], span: Duration = .seconds(6))
         -> String
     {

@@ -2,7 +2,7 @@ import Hummingbird
 import PimeshSystem
 
 /// An error a client can act on: the status, a sentence, and the field at fault when there is one.
-public struct APIError: Error, Sendable, CustomStringConvertible {
+public struct APIError: Error, Sendable {
     public var status: HTTPResponse.Status
     public var message: String
     public var field: String?
@@ -15,10 +15,6 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         self.field = field
         self.retryAfterSeconds = retryAfterSeconds
     }
-
-    /// The message alone: wrapped in another error's text (an audit row, a log line), the
-    /// struct's own dump read "APIError(status: 507 Insufficient Storage, message: …".
-    public var description: String { message }
 
     public static func badRequest(_ message: String, field: String? = nil) -> APIError {
         APIError(status: .badRequest, message: message, field: field)

@@ -93,6 +93,7 @@ extension BenchCommand {
 
         var steps: [Int] { agents.split(separator: ",").compactMap { Int($0.filter { $0 != " " }) } }
 
+        @_optimize(size)  // cold: once per command line (the 25 MB budget)
         func validate() throws {
             let parts = agents.split(separator: ",", omittingEmptySubsequences: false)
             for part in parts {
@@ -197,6 +198,7 @@ extension BenchCommand {
             return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
 
+        @_optimize(size)  // cold: once at the end of a bench run (the 25 MB budget)
         static func summary(_ report: BenchReport) -> String {
             var lines = [
                 "\(report.machine.cpuModel), \(report.machine.cores) cores, \(Format.megabytes(report.machine.memoryBytes)); "

@@ -121,14 +121,16 @@ extension APIRouter {
             return try await audit.audited(
                 actor: context.caller.label, kind: kind, subject: subject, details: details,
                 judge: { error in
-                    if let refusal = error as? APIError, refusal.status.code < 500 { return ("refused", refusal.message) }
+                    if let refusal = error as? APIError { return (refusal.status.code < 500 ? "refused" : "failed", refusal.message) }
                     return ("failed", "\(error)")
                 }, action)
         } catch let notTaken as AuditLog.IntentNotDurable {
-            // The store's own refusal keeps its status: 507 and Retry-After on a full disk.
-            let status = (notTaken.underlying as? APIError)?.status ?? .serviceUnavailable
-            let retryAfter = (notTaken.underlying as? APIError)?.retryAfterSeconds
-            throw APIError(status: status, message: notTaken.description, retryAfterSeconds: retryAfter)
+            // The store's own refusal keeps its status and text: 507 and Retry-After on a full disk.
+            guard var refusal = notTaken.underlying as? APIError else {
+                throw APIError(status: .serviceUnavailable, message: notTaken.description)
+            }
+            refusal.message = AuditLog.IntentNotDurable.notTaken + ": " + refusal.message
+            throw refusal
         }
     }
 

@@ -261,7 +261,8 @@ public final class AuditLog: Sendable {
     /// The intent row could not be made durable, so the action was not taken.
     public struct IntentNotDurable: Error, CustomStringConvertible {
         public var underlying: any Error
-        public var description: String { "the audit log could not record this action, so it was not taken: \(underlying)" }
+        public static let notTaken = "the audit log could not record this action, so it was not taken"
+        public var description: String { "\(Self.notTaken): \(underlying)" }
     }
 
     /// Runs `action` between a durable intent row and an outcome row. `judge` names a failure's

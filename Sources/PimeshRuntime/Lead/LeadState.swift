@@ -115,6 +115,7 @@ final class LeadState: Sendable {
         return Readiness(status: "store_failing", error: "store commits fail: \(failing)", failingForS: failingForS)
     }
 
+    @_optimize(size)  // cold: an operator's or a scrape's request, a few a minute (the 25 MB budget)
     func status() -> StatusReport {
         let now = Clock.monotonicNow()
         let (readings, impedance) = node.latest

@@ -219,6 +219,7 @@ public struct AgentManifest: Sendable, Equatable {
     /// the others load. Two files that claim one name: the one `running` names for it (the file
     /// its agent runs from) keeps it, else the first by file name; the others are refused. A
     /// directory that others could write into refuses every file in it.
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     public static func loadDirectory(_ directory: String, running: [String: String] = [:]) -> (
         manifests: [AgentManifest], refused: [ConfigError]
     ) {

@@ -511,6 +511,7 @@ final class Supervisor: Service, Sendable {
         registry.lastIteration(of: agent.id).map { ["PIMESH_HEARTBEAT_LAST_ITERATION=\($0)"] } ?? []
     }
 
+    @_optimize(size)  // cold: a spawn, a fork and exec dwarf it (the 25 MB budget)
     func start(_ name: String, now: Instant) {
         let current: Managed? = state.withLock { state in
             guard !state.shuttingDown, let agent = state.agents[name], agent.pid == nil else { return nil }
