@@ -149,9 +149,21 @@ public final class AgentRegistry: Sendable {
         }
     }
 
-    /// The last heartbeat iteration accepted from the agent (its checkpoint's after a restart).
-    func lastIteration(of id: AgentID) -> UInt64? {
-        state.withLock { $0.agents[id]?.lastIteration }
+    /// The iteration a starting process of the agent is handed, its heartbeats to start above:
+    /// the last accepted one, lowered (here too) to at most the clock's allowance ahead of now.
+    /// Replays above the lowered floor carry old timestamps and are dropped as stale; without it,
+    /// one signed heartbeat with iteration 2^64-1 was stored, handed back at every start and
+    /// kept the agent's heartbeats out for good, across heals and lead restarts.
+    func startingIteration(of id: AgentID, nowWallMs: Int64) -> UInt64? {
+        let allowed = UInt64(clamping: max(0, nowWallMs.addingReportingOverflow(admission.settings.maxClockSkewMs).partialValue))
+            .multipliedReportingOverflow(by: 1000)
+        let ceiling = allowed.overflow ? UInt64.max : allowed.partialValue
+        return state.withLock { state in
+            guard let index = state.agents.index(forKey: id), let last = state.agents.values[index].lastIteration else { return nil }
+            guard last > ceiling else { return last }
+            state.agents.values[index].lowerIterationFloor(to: ceiling)
+            return ceiling
+        }
     }
 
     /// The agent's key, for signing what the lead sends it.

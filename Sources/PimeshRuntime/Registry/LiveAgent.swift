@@ -104,6 +104,10 @@ struct LiveAgent: @unchecked Sendable {
         health.judgement(at: now, expected: expected, reporting: reporting)
     }
 
+    mutating func lowerIterationFloor(to iteration: UInt64) {
+        unique().lastIteration = iteration
+    }
+
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
         let fields = unique()
         fields.lastIteration = datagram.iteration

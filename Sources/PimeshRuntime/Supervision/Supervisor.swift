@@ -508,7 +508,7 @@ final class Supervisor: Service, Sendable {
     /// last accepted iteration keeps a restarted agent above it instead of dropped as a replay
     /// until the clock catches up. Not part of `launchDigest`: it changes with every heartbeat.
     private func iterationFloor(for agent: Managed) -> [String] {
-        registry.lastIteration(of: agent.id).map { ["PIMESH_HEARTBEAT_LAST_ITERATION=\($0)"] } ?? []
+        registry.startingIteration(of: agent.id, nowWallMs: Clock.wallMilliseconds()).map { ["PIMESH_HEARTBEAT_LAST_ITERATION=\($0)"] } ?? []
     }
 
     @_optimize(size)  // cold: a spawn, a fork and exec dwarf it (the 25 MB budget)
