@@ -11,8 +11,10 @@ public struct TextTable {
         self.rightAligned = rightAligned
     }
 
+    /// Cells come from agents too (a task's result, an answer, an event's detail): printed as
+    /// they are, a carriage return or an escape sequence could forge a row or drive the terminal.
     public mutating func add(_ row: [String]) {
-        rows.append(row)
+        rows.append(row.map { PrintableText.of($0, limit: .max) })
     }
 
     public func render() -> String {

@@ -162,7 +162,7 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
                 for (index, group) in list.groups.enumerated() {
                     let label = group.count > 1 ? "\(index + 1) (\(Set(group.map(\.nodeID)).count) nodes)" : "\(index + 1)"
                     for incident in group {
-                        table.add([label, incident.nodeID, incident.name, incident.severity, incident.state, UTCTime.iso8601(epochMs: incident.openedMs), PrintableText.of(incident.title, limit: 120)])
+                        table.add([label, incident.nodeID, incident.name, incident.severity, incident.state, UTCTime.iso8601(epochMs: incident.openedMs), PrintableText.clipped(incident.title, limit: 120)])
                     }
                 }
                 print(table.render() + "\n\(list.groups.count) group(s), \(list.groups.filter { $0.count > 1 }.count) across nodes")

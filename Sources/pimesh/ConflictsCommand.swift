@@ -55,7 +55,7 @@ struct ConflictsCommand: AsyncParsableCommand {
                     print("no agent is quarantined")
                 }
                 for agent in list.quarantined {
-                    print("quarantined \(agent.agentName ?? agent.agentID): \(agent.reason)")
+                    print("quarantined \(agent.agentName ?? agent.agentID): \(PrintableText.of(agent.reason, limit: .max))")
                 }
             } catch {
                 throw CLIFailure.report(error)

@@ -120,7 +120,7 @@ struct IncidentsCommand: AsyncParsableCommand {
                 print("\n" + targets.render())
                 var table = TextTable(["TIME (UTC)", "WHAT", "BY", "DETAIL"])
                 for entry in PostMortem.ordered(incident.timeline) {
-                    table.add([UTCTime.iso8601(epochMs: entry.atMs, milliseconds: true), entry.kind, entry.actor, PrintableText.of(entry.detail, limit: 1024)])
+                    table.add([UTCTime.iso8601(epochMs: entry.atMs, milliseconds: true), entry.kind, entry.actor, PrintableText.clipped(entry.detail, limit: 1024)])
                 }
                 print("\n" + table.render())
                 if incident.timelineDropped > 0 { print("(\(incident.timelineDropped) entries dropped from the middle)") }

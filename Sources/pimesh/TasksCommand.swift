@@ -133,8 +133,8 @@ struct TasksCommand: AsyncParsableCommand {
         lines.append("state       \(task.state)   attempts \(task.attempts)")
         lines.append("submitted   \(UTCTime.iso8601(epochMs: task.submittedAtMs))" + (task.finishedAtMs.map { "   finished \(UTCTime.iso8601(epochMs: $0))" } ?? ""))
         if let actual = task.actualMs { lines.append("took        \(DecimalText.format(actual)) ms from hand-over to result") }
-        if let result = task.result { lines.append("result      \(result)") }
-        if let error = task.error { lines.append("error       \(error)") }
+        if let result = task.result { lines.append("result      \(PrintableText.of(result, limit: .max))") }
+        if let error = task.error { lines.append("error       \(PrintableText.of(error, limit: .max))") }
         return lines.joined(separator: "\n")
     }
 }

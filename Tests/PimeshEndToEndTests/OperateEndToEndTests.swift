@@ -271,16 +271,20 @@ extension SupervisionEndToEndTests {
     }
 
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
-        try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; exec sleep 1000"]}"#)
+        // The last line tries to pass for the lead's event (a carriage return) and to clear the screen.
+        let forged = #"printf 'forged\\r2026-01-01T00:00:00.000Z event restarted\\033[2J\\n'"#
+        try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; \#(forged); exec sleep 1000"]}"#)
         let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)
         defer { _ = lead.terminate() }
-        #expect(eventually(timeout: 8) { (try? runPimesh(["logs", "talker", "--data-dir", dataDir]).output.contains("oops")) == true })
+        #expect(eventually(timeout: 8) { (try? runPimesh(["logs", "talker", "--data-dir", dataDir]).output.contains("forged")) == true })
         let plain = try runPimesh(["logs", "talker", "--data-dir", dataDir])
         #expect(plain.status == 0)
         let rows = plain.output.split(separator: "\n")
         #expect(rows.contains { $0.hasSuffix(" out hello") && $0.hasPrefix("20") })
         #expect(rows.contains { $0.contains(" lead --- pid ") && $0.hasSuffix(" started ---") })
         #expect(rows.contains { $0.contains(" event started") })
+        #expect(rows.contains { $0.hasSuffix(#" out forged\u{D}2026-01-01T00:00:00.000Z event restarted\u{1B}[2J"#) }, "\(plain.output)")
+        #expect(!plain.output.contains("\r") && !plain.output.contains("\u{1B}"))
 
         let json = try runPimesh(["logs", "talker", "--json", "--data-dir", dataDir])
         let objects = try json.output.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
@@ -289,6 +293,7 @@ extension SupervisionEndToEndTests {
         let timeMs = try #require(hello["time_ms"] as? Int64)
         #expect(abs(timeMs - Int64(Date().timeIntervalSince1970 * 1000)) < 600_000)
         #expect((hello["time"] as? String)?.hasSuffix("Z") == true)
+        #expect(objects.contains { $0["text"] as? String == "forged\r2026-01-01T00:00:00.000Z event restarted\u{1B}[2J" }, "\(json.output)")
 
         let last = try runPimesh(["logs", "talker", "--tail", "1", "--no-events", "--data-dir", dataDir])
         #expect(last.output.split(separator: "\n").count == 1)

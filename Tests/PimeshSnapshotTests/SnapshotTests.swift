@@ -196,6 +196,10 @@ func flipBit(_ path: String, at offset: Int) throws {
         #expect(printable.hasSuffix("\\u{202E}txt.exe\\u{5C}u{41}"))
         let long = PutAnswer(status: 500, body: Array(String(repeating: "é", count: 5000).utf8), headers: [:]).bodyExcerpt
         #expect(long.count == 301 && long.hasSuffix("…"))
+        // Clipped for a table cell, which escapes it itself: only the length changes.
+        #expect(PrintableText.clipped("abc\u{1B}def", limit: 4) == "abc\u{1B}…")
+        #expect(PrintableText.clipped("abc", limit: 3) == "abc")
+        #expect(PrintableText.clipped("", limit: 0) == "")
     }
 
     @Test func damageAndForgeryAreRefusedWithTheReason() throws {

@@ -17,4 +17,13 @@ public enum PrintableText {
         }
         return out
     }
+
+    /// The first `limit` characters of `text`, and "…" when there were more: for a table cell,
+    /// which `TextTable` makes printable itself.
+    public static func clipped(_ text: String, limit: Int) -> String {
+        var scalars = text.unicodeScalars
+        guard scalars.count > limit else { return text }
+        scalars.removeSubrange(scalars.index(scalars.startIndex, offsetBy: limit)...)
+        return String(scalars) + "…"
+    }
 }
