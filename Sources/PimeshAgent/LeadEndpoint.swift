@@ -81,7 +81,15 @@ public enum LeadDiscovery {
 
     public static func endpoint(dataDir: String) throws -> LeadEndpoint {
         let path = dataDir + "/" + LeadEndpoint.fileName
-        guard let bytes = try? FileIO.read(path: path) else {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(path: path)
+        } catch let failure as FileIO.Failure where failure.errno == EACCES || failure.errno == EPERM {
+            // "No lead is running" sent a user who may not look into the data dir off to
+            // start one, when the lead runs and only the permission is missing.
+            throw LeadDiscoveryError.unreadable(
+                path: path, reason: "permission denied; the data dir is its lead's user's alone (mode 0700): run this as that user or as root")
+        } catch {
             throw LeadDiscoveryError.noLead(dataDir: dataDir)
         }
         let endpoint: LeadEndpoint

@@ -21,9 +21,34 @@ public enum PrivateFiles {
         umask(0o077)
         try FileIO.makeDirectories(dataDir, mode: dataDirMode)
         try FileIO.makeDirectories(runDir, mode: runDirMode)
+        try checkPlantable(dataDir: dataDir, runDir: runDir)
         tighten(dataDir, to: dataDirMode, logger: logger)
         tighten(runDir, to: runDirMode, logger: logger)
         tightenDatabase(dataDir + "/pimesh.db", logger: logger)
+    }
+
+    /// Whoever could write into the data or run dir could have planted a symlink there
+    /// (`lead.lock`, `run`, `logs/NAME.log`) that the lead, as root, would follow, or database
+    /// files of their own that they keep open: refused, naming the path, as OpenSSH refuses a
+    /// home directory others may write, rather than tightened over what may be in it. The two
+    /// dirs themselves may be symlinks (the operator named them); what is inside may not.
+    static func checkPlantable(dataDir: String, runDir: String) throws {
+        var problems = [dataDir, runDir].compactMap { TrustedFile.unsafeReason($0, followingLinks: true) }
+        for inside in [runDir + "/logs", dataDir + "/spool"] + ["", "-wal", "-shm"].map({ dataDir + "/pimesh.db" + $0 }) {
+            var info = stat()
+            guard lstat(inside, &info) == 0 else { continue }
+            if info.st_mode & S_IFMT == S_IFLNK {
+                problems.append("\(inside) is a symbolic link")
+            } else if info.st_uid != geteuid() && info.st_uid != 0 {
+                problems.append("\(inside) belongs to uid \(info.st_uid), not to the lead's user or root")
+            } else if info.st_mode & S_IFMT == S_IFDIR, let why = TrustedFile.unsafeReason(info, path: inside) {
+                problems.append(why)
+            }
+        }
+        guard let first = problems.first else { return }
+        throw LooseModeError(
+            description: "refusing to start: \(first); anyone who could write there could have planted a link the lead would follow. "
+                + "Check what is in it, then give it to the lead's user (uid \(geteuid())) alone: `chown` it and `chmod go-w` it")
     }
 
     /// A SQLite database with its WAL and shared-memory files: 0600.

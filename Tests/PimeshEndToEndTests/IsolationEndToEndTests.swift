@@ -164,6 +164,43 @@ import Testing
         #expect(refused.process.terminationStatus != 0)
         #expect(refused.log.contains("node-token is readable by others (mode 0644)"))
         #expect(refused.log.contains("chmod 600"))
+        chmod(dataDir + "/node-token", 0o600)
+
+        // A data dir others could write into is refused, not tightened over what may have been
+        // planted there; so are a link in the run dir and a database file of another user.
+        func refusal() throws -> String {
+            let lead = try LeadProcess(dataDir: dataDir)
+            lead.process.waitUntilExit()
+            #expect(lead.process.terminationStatus != 0, "\(lead.log)")
+            return lead.log
+        }
+        chmod(dataDir, 0o777)
+        let open = try refusal()
+        #expect(open.contains("refusing to start: \(dataDir) is writable by group or others (mode 777)"), "\(open)")
+        #expect(open.contains("chmod go-w"))
+        chmod(dataDir, 0o700)
+        let victim = dataDir + "-victim"
+        try FileManager.default.createDirectory(atPath: victim, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: victim) }
+        try? FileManager.default.removeItem(atPath: dataDir + "/run/logs")
+        try FileManager.default.createSymbolicLink(atPath: dataDir + "/run/logs", withDestinationPath: victim)
+        let linked = try refusal()
+        #expect(linked.contains("refusing to start: \(dataDir)/run/logs is a symbolic link"), "\(linked)")
+        try FileManager.default.removeItem(atPath: dataDir + "/run/logs")
+        #expect(chown(dataDir + "/pimesh.db", 65534, 65534) == 0)
+        let foreign = try refusal()
+        #expect(foreign.contains("refusing to start: \(dataDir)/pimesh.db belongs to uid 65534"), "\(foreign)")
+        #expect(chown(dataDir + "/pimesh.db", 0, 0) == 0)
+        // The lock is opened without following a link: the file it points to is not created.
+        try FileManager.default.removeItem(atPath: dataDir + "/lead.lock")
+        try FileManager.default.createSymbolicLink(atPath: dataDir + "/lead.lock", withDestinationPath: victim + "/created-by-root")
+        let lockLink = try refusal()
+        #expect(lockLink.contains("lead.lock"), "\(lockLink)")
+        #expect(!FileManager.default.fileExists(atPath: victim + "/created-by-root"))
+        try FileManager.default.removeItem(atPath: dataDir + "/lead.lock")
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        _ = try lead.waitReady()
     }
 
     /// The config names the agents dir, the upload target and the release keys: one that others could

@@ -20,7 +20,7 @@ final class DataDirLock {
 
     init(dataDir: String) throws {
         let path = dataDir + "/lead.lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SocketError(operation: "open \(path)", code: errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             // deinit closes fd: an init that throws once every property is set still runs it,

@@ -81,9 +81,9 @@ final class AgentLogPump: Sendable {
         let path = fifoPath(of: name)
         unlink(path)
         guard mkfifo(path, 0o600) == 0 else { throw ChildProcess.SpawnError(description: "mkfifo \(path): \(String(cString: strerror(errno)))") }
-        let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
         guard reader >= 0 else { throw ChildProcess.SpawnError(description: "open \(path): \(String(cString: strerror(errno)))") }
-        let childEnd = open(path, O_RDWR | O_CLOEXEC)
+        let childEnd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         guard childEnd >= 0 else {
             close(reader)
             throw ChildProcess.SpawnError(description: "open \(path): \(String(cString: strerror(errno)))")
@@ -100,7 +100,7 @@ final class AgentLogPump: Sendable {
         let path = fifoPath(of: name)
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFIFO, info.st_uid == geteuid() else { return false }
-        let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
         guard reader >= 0 else { return false }
         attach(fd: reader, name: name, header: header)
         return true
@@ -282,7 +282,7 @@ final class AgentLogPump: Sendable {
     }
 
     private static func openLog(_ path: String) -> Int32 {
-        open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o640)
     }
 
     @discardableResult
@@ -306,7 +306,7 @@ final class AgentLogPump: Sendable {
     }
 
     private static func readTail(path: String, bytes: Int) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return [] }
         defer { close(fd) }
         var info = stat()
