@@ -2,6 +2,7 @@ import Foundation
 import PimeshAgent
 import PimeshCore
 import PimeshSystem
+import PimeshTestSupport
 import Testing
 
 /// Issue 12: agents cannot hurt the lead or each other.
@@ -201,6 +202,14 @@ import Testing
         let lead = try LeadProcess(dataDir: dataDir)
         defer { _ = lead.terminate() }
         _ = try lead.waitReady()
+        // A user who may not look into the data dir is told so, not that no lead runs (a copy of
+        // the CLI, since the checkout's path may be closed to that user).
+        let cli = Scratch.directory("pimesh-cli", mode: 0o755) + "/pimesh"
+        try FileManager.default.copyItem(atPath: LeadProcess.binary, toPath: cli)
+        #expect(chmod(cli, 0o755) == 0)
+        let outsider = try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", cli, "status", "--data-dir", dataDir])
+        #expect(outsider.status != 0)
+        #expect(outsider.output.contains("cannot read \(dataDir)/lead.json: permission denied"), "\(outsider.output)")
     }
 
     /// The config names the agents dir, the upload target and the release keys: one that others could
