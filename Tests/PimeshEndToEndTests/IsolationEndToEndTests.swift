@@ -22,6 +22,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
         try manifest("sleeper", #"{"name": "sleeper", "command": "/bin/sleep", "args": ["600"]}"#)
         try manifest("nobody", #"{"name": "nobody", "command": "/bin/sleep", "args": ["600"], "user": "nobody", "groups": ["nogroup"]}"#)
+        try manifest("nobody2", #"{"name": "nobody2", "command": "/bin/sleep", "args": ["600"], "user": "nobody"}"#)
         let lead = try LeadProcess(dataDir: dataDir)
         defer { _ = lead.terminate() }
         let endpoint = try lead.waitReady()
@@ -46,6 +47,10 @@ import Testing
             #expect(warnings.contains { $0.hasPrefix("sleeper runs as root") })
         }
         #expect(!warnings.contains { $0.hasPrefix("nobody") })
+        // Two agents of one user can read each other's secrets: said once, naming the user.
+        #expect(warnings.filter { $0.contains("run as nobody") } == [
+            "2 agents run as nobody: each can read the others' secrets (/proc/PID/environ); give each manifest a \"user\" of its own to keep them apart"
+        ], "\(warnings)")
 
         // An operator action over the unix socket is recorded with the caller's uid.
         let unix = LoopbackHTTPClient(address: .unix(path: try #require(endpoint.api.unixSocket)))

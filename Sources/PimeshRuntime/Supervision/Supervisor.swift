@@ -1027,6 +1027,16 @@ final class Supervisor: Service, Sendable {
                                 : " (its manifest says so)"))
                 }
             }
+            // The kernel lets a process read the environment (the secret) and, where ptrace is
+            // not restricted, the memory of any other of its uid: one warning per shared uid.
+            let byUser = Dictionary(
+                grouping: state.agents.values.filter { $0.manifest.mode == .supervised && !$0.removed }.map { identity(of: $0.manifest) }
+                    .filter { !$0.isRoot && $0.uid != geteuid() }, by: \.uid)
+            for (_, sharing) in byUser where sharing.count > 1 {
+                summary.warnings.append(
+                    "\(sharing.count) agents run as \(sharing[0].user): each can read the others' secrets (/proc/PID/environ); "
+                        + "give each manifest a \"user\" of its own to keep them apart")
+            }
             summary.refused = state.refused.map(\.description)
             summary.awaiting.sort()
             summary.failed.sort()
