@@ -268,6 +268,18 @@ extension SupervisionEndToEndTests {
         #expect((retried["agents"] as? [String: Any])?["started"] as? [String] == ["poisoned"], "\(again.output)")
         #expect(eventually(timeout: 8) { alive(lead, "poisoned") })
         #expect(pid(lead, "steady") == steady)
+
+        // At start too: the lead starts, that manifest refused and the others running.
+        #expect(lead.terminate() == 0)
+        try storeTrigger(
+            "CREATE TRIGGER refuse_late BEFORE INSERT ON agents WHEN NEW.name = 'late' BEGIN SELECT RAISE(ABORT, 'refused at start by the test'); END")
+        try agentManifest("late")
+        let restarted = try startLead()
+        defer { _ = restarted.terminate() }
+        #expect(eventually(timeout: 8) { alive(restarted, "steady") && alive(restarted, "poisoned") && alive(restarted, "later") })
+        let refusedAtStart = try #require(try restarted.status().health).refusedManifests
+        #expect(refusedAtStart.count == 1 && refusedAtStart.allSatisfy { $0.contains("/late.json: not applied, ") && $0.contains("refused at start by the test") }, "\(refusedAtStart)")
+        #expect(pid(restarted, "late") == nil)
     }
 
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {

@@ -168,24 +168,16 @@ extension Supervisor {
         }
         var report = ReloadReport()
         report.refused = refused.map(\.description)
-        /// The agent a manifest names, or nil with the refusal reported: one manifest past
-        /// `agents.max_registered`, or one whose row the store cannot write (a full SD card),
-        /// stops neither the reload nor the manifests after it. Thrown out of the loop, such an
-        /// error left the agents before it changed, their old processes never signalled, and
-        /// the new ones never started.
+        /// The agent a manifest names, or nil with the refusal reported (`admission(of:)`).
         func admitted(_ manifest: AgentManifest) -> Managed? {
-            let refusal: ConfigError
-            do {
-                return try managed(for: manifest, row: rows[manifest.name], database: database)
-            } catch let full as ConfigError {
-                refusal = full
-            } catch {
-                let cause = database.isOutOfSpace(error) ? database.storeIsFull : "\(error)"
-                refusal = ConfigError(file: manifest.file, key: "", line: nil, reason: "not applied, \(cause); reload again once it is fixed")
+            switch admission(of: manifest, row: rows[manifest.name], database: database) {
+            case .success(let agent):
+                return agent
+            case .failure(let refusal):
+                refused.append(refusal)
+                report.refused.append(refusal.description)
+                return nil
             }
-            refused.append(refusal)
-            report.refused.append(refusal.description)
-            return nil
         }
         let now = Clock.monotonicNow()
         var toStart: [String] = []

@@ -159,12 +159,12 @@ final class Supervisor: Service, Sendable {
         let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var managed: [String: Managed] = [:]
         for manifest in loaded.map(history.inForce) {
-            do {
-                let agent = try self.managed(for: manifest, row: byName[manifest.name], database: database)
+            switch admission(of: manifest, row: byName[manifest.name], database: database) {
+            case .success(let agent):
                 manifests.append(manifest)
                 if let agent { managed[manifest.name] = agent }
-            } catch let full as ConfigError {
-                refused.append(full)
+            case .failure(let refusal):
+                refused.append(refusal)
             }
         }
         for manifest in manifests { history.observe(manifest, at: now) }
@@ -203,6 +203,22 @@ final class Supervisor: Service, Sendable {
     /// new, its class and capabilities brought up to date when they changed; nil for an
     /// attached agent that has not registered itself yet. Throws a `ConfigError` naming the file
     /// when a new supervised agent would pass `agents.max_registered`.
+    /// `managed(for:row:database:)` with any failure as the manifest's refusal: one manifest
+    /// past `agents.max_registered`, or one whose row the store cannot write (a full SD card, a
+    /// store locked too long), stops neither the lead's start or a reload nor the manifests
+    /// after it. Thrown out of a reload, such an error left the agents before it changed, their
+    /// old processes never signalled and the new ones never started; at start, it stopped the lead.
+    func admission(of manifest: AgentManifest, row: AgentRow?, database: Database) -> Result<Managed?, ConfigError> {
+        do {
+            return .success(try managed(for: manifest, row: row, database: database))
+        } catch let refusal as ConfigError {
+            return .failure(refusal)
+        } catch {
+            let cause = database.isOutOfSpace(error) ? database.storeIsFull : "\(error)"
+            return .failure(ConfigError(file: manifest.file, key: "", line: nil, reason: "not applied, \(cause); reload again once it is fixed"))
+        }
+    }
+
     @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     func managed(for manifest: AgentManifest, row existing: AgentRow?, database: Database) throws -> Managed? {
         var row: AgentRow
