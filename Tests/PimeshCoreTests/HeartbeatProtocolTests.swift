@@ -98,6 +98,16 @@ import Testing
         #expect(admission.check(iteration: 4, lastIteration: 5, timestampMs: now, nowWallMs: now) == .replayed)
     }
 
+    /// A starting agent's floor goes no higher than the clock (µs) plus the skew; heartbeats
+    /// stamped before it was lowered are stale.
+    @Test func aLoweredFloorHasACeilingAndANotBefore() {
+        #expect(admission.iterationCeiling(nowWallMs: now) == UInt64(now + 30_000) * 1000)
+        #expect(admission.iterationCeiling(nowWallMs: .max) == .max)
+        #expect(admission.iterationCeiling(nowWallMs: .min) == 0)
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now - 1, nowWallMs: now, notBeforeMs: now) == .stale)
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now, nowWallMs: now, notBeforeMs: now) == nil)
+    }
+
     @Test func timestampMustBeNearTheLeadsClock() {
         #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: now - 30_000, nowWallMs: now) == nil)
         #expect(admission.check(iteration: 1, lastIteration: nil, timestampMs: now - 30_001, nowWallMs: now) == .stale)

@@ -192,6 +192,12 @@ import Testing
         #expect(handed >= UInt64(killedAtMs + 30_000) * 1000 && handed <= UInt64(Clock.wallMilliseconds() + 30_000) * 1000, "\(handed)")
         #expect(eventually(timeout: 10) { try alive(lead, "stepped") && (agent(lead, "stepped").iteration ?? 0) > handed })
         #expect(pid(lead, "stepped") == second, "restarted once, not again and again")
+        // A heartbeat the killed process sent above the new floor (queued, or replayed) is stale.
+        let stale = try lead.status().heartbeats.dropped["stale", default: 0]
+        credentials.lastAcceptedIteration = hourAhead + 5
+        _ = try HeartbeatSender(credentials: credentials).send(state: .ready, queueDepth: 0, progress: 0, timestampMs: killedAtMs)
+        #expect(eventually(timeout: 5) { try lead.status().heartbeats.dropped["stale", default: 0] == stale + 1 })
+        #expect(try (agent(lead, "stepped").iteration ?? .max) < hourAhead)
         // The new process's heartbeats are not taken for replays.
         let replayed = try lead.status().heartbeats.dropped["replayed", default: 0]
         let now = try #require(try agent(lead, "stepped").iteration)

@@ -17,11 +17,24 @@ public struct HeartbeatAdmission: Sendable {
         self.settings = settings
     }
 
-    /// nil when the heartbeat is admitted; otherwise why it is dropped.
-    public func check(iteration: UInt64, lastIteration: UInt64?, timestampMs: Int64, nowWallMs: Int64) -> HeartbeatDropReason? {
+    /// nil when the heartbeat is admitted; otherwise why it is dropped. `notBeforeMs`: the
+    /// time the agent's floor was lowered (`iterationCeiling`), before which it is stale.
+    public func check(iteration: UInt64, lastIteration: UInt64?, timestampMs: Int64, nowWallMs: Int64, notBeforeMs: Int64 = .min)
+        -> HeartbeatDropReason?
+    {
         if let lastIteration, iteration <= lastIteration { return .replayed }
         let skew = timestampMs > nowWallMs ? timestampMs &- nowWallMs : nowWallMs &- timestampMs
-        if skew < 0 || skew > settings.maxClockSkewMs { return .stale }
+        if skew < 0 || skew > settings.maxClockSkewMs || timestampMs < notBeforeMs { return .stale }
         return nil
+    }
+
+    /// The highest iteration a starting agent is handed: the clock in microseconds (where both
+    /// clients start) plus the skew allowed. A higher floor, stored from one signed heartbeat
+    /// with iteration 2^64-1, kept every later one out for good.
+    public func iterationCeiling(nowWallMs: Int64) -> UInt64 {
+        let (allowedMs, late) = nowWallMs.addingReportingOverflow(settings.maxClockSkewMs)
+        if late { return .max }
+        let (micros, overflow) = UInt64(clamping: max(0, allowedMs)).multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : micros
     }
 }

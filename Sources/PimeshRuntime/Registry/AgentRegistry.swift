@@ -114,7 +114,7 @@ public final class AgentRegistry: Sendable {
             guard let index = state.agents.index(forKey: datagram.agentID) else { return .drop(.unknownAgent) }
             if let reason = admission.check(
                 iteration: datagram.iteration, lastIteration: state.agents.values[index].lastIteration,
-                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs)
+                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs, notBeforeMs: state.agents.values[index].notBeforeWallMs)
             {
                 return .drop(reason)
             }
@@ -136,7 +136,7 @@ public final class AgentRegistry: Sendable {
             }
             if let reason = admission.check(
                 iteration: datagram.iteration, lastIteration: state.agents.values[index].lastIteration,
-                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs)
+                timestampMs: datagram.timestampMs, nowWallMs: nowWallMs, notBeforeMs: state.agents.values[index].notBeforeWallMs)
             {
                 state.counters.recordDropped(reason)
                 return .dropped(reason)
@@ -155,13 +155,11 @@ public final class AgentRegistry: Sendable {
     /// one signed heartbeat with iteration 2^64-1 was stored, handed back at every start and
     /// kept the agent's heartbeats out for good, across heals and lead restarts.
     func startingIteration(of id: AgentID, nowWallMs: Int64) -> UInt64? {
-        let allowed = UInt64(clamping: max(0, nowWallMs.addingReportingOverflow(admission.settings.maxClockSkewMs).partialValue))
-            .multipliedReportingOverflow(by: 1000)
-        let ceiling = allowed.overflow ? UInt64.max : allowed.partialValue
+        let ceiling = admission.iterationCeiling(nowWallMs: nowWallMs)
         return state.withLock { state in
             guard let index = state.agents.index(forKey: id), let last = state.agents.values[index].lastIteration else { return nil }
             guard last > ceiling else { return last }
-            state.agents.values[index].lowerIterationFloor(to: ceiling)
+            state.agents.values[index].lowerIterationFloor(to: ceiling, at: nowWallMs)
             return ceiling
         }
     }

@@ -21,6 +21,8 @@ struct LiveAgent: @unchecked Sendable {
         var progress: UInt64 = 0
         var lastHeartbeat: Instant?
         var checkpointedIteration: UInt64?
+        /// Heartbeats stamped before this were sent to a floor since lowered: stale.
+        var notBeforeWallMs: Int64 = .min
         var quarantined = false
         var health: AgentHealth
 
@@ -44,6 +46,7 @@ struct LiveAgent: @unchecked Sendable {
             copy.progress = progress
             copy.lastHeartbeat = lastHeartbeat
             copy.quarantined = quarantined
+            copy.notBeforeWallMs = notBeforeWallMs
             return copy
         }
     }
@@ -73,6 +76,7 @@ struct LiveAgent: @unchecked Sendable {
         _modify { yield &unique().tracker }
     }
     var lastIteration: UInt64? { fields.lastIteration }
+    var notBeforeWallMs: Int64 { fields.notBeforeWallMs }
     var reportedState: TrinaryState { fields.reportedState }
     var progress: UInt64 { fields.progress }
     var lastHeartbeat: Instant? { fields.lastHeartbeat }
@@ -104,8 +108,12 @@ struct LiveAgent: @unchecked Sendable {
         health.judgement(at: now, expected: expected, reporting: reporting)
     }
 
-    mutating func lowerIterationFloor(to iteration: UInt64) {
-        unique().lastIteration = iteration
+    /// A lowered floor would take the datagrams sent above it for new ones: those stamped
+    /// before `nowWallMs` (queued for the lead, or captured) are stale from now on.
+    mutating func lowerIterationFloor(to iteration: UInt64, at nowWallMs: Int64) {
+        let fields = unique()
+        fields.lastIteration = iteration
+        fields.notBeforeWallMs = nowWallMs
     }
 
     mutating func accept(_ datagram: HeartbeatDatagram, at now: Instant, latencyMs: Double) {
