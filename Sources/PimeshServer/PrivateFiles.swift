@@ -34,6 +34,10 @@ public enum PrivateFiles {
     /// dirs themselves may be symlinks (the operator named them); what is inside may not.
     static func checkPlantable(dataDir: String, runDir: String) throws {
         var problems = [dataDir, runDir].compactMap { TrustedFile.unsafeReason($0, followingLinks: true) }
+        var owner = stat()
+        // A lead started by hand as root on a Pi's dirs (they are the `pimesh` user's): the fix
+        // is to run it as that user, not to take the dirs from the lead of the unit.
+        let theirs = stat(dataDir, &owner) == 0 && owner.st_uid != geteuid() && owner.st_uid != 0 ? owner.st_uid : nil
         for inside in [runDir + "/logs", dataDir + "/spool"] + ["", "-wal", "-shm"].map({ dataDir + "/pimesh.db" + $0 }) {
             var info = stat()
             guard lstat(inside, &info) == 0 else { continue }
@@ -48,7 +52,9 @@ public enum PrivateFiles {
         guard let first = problems.first else { return }
         throw LooseModeError(
             description: "refusing to start: \(first); anyone who could write there could have planted a link the lead would follow. "
-                + "Check what is in it, then give it to the lead's user (uid \(geteuid())) alone: `chown` it and `chmod go-w` it")
+                + (theirs.map { "Run the lead as uid \($0), the data dir's owner (on a Pi: `systemctl start pimesh`), or check what is in it, then give it " }
+                    ?? "Check what is in it, then give it ")
+                + "to the lead's user (uid \(geteuid())) alone: `chown` it and `chmod go-w` it")
     }
 
     /// A SQLite database with its WAL and shared-memory files: 0600.

@@ -107,6 +107,9 @@ import Testing
         }
         #expect(try status(try #require(pids["nobody"]))["Uid"]?.hasPrefix("65534\t") == true)
         #expect(try status(try #require(pids["own"]))["Uid"]?.hasPrefix("\(daemon.pw_uid)\t") == true)
+        // An agent of the lead's own user may read the data dir: status says so.
+        let warnings = try #require(try lead.status().health).warnings
+        #expect(warnings.contains(#"1 agent runs as the lead's own user (daemon): able to read every secret in the data dir; give each manifest a "user" of its own"#), "\(warnings)")
         // CAP_KILL: the lead stops what runs as another user.
         _ = try lead.client().post("/v1/agents/nobody/restart", json: [])
         #expect(eventually(timeout: 10) { supervisedPID(lead, "nobody").map { $0 != pids["nobody"] } ?? false })

@@ -129,7 +129,7 @@ extension APIRouter {
             guard var refusal = notTaken.underlying as? APIError else {
                 throw APIError(status: .serviceUnavailable, message: notTaken.description)
             }
-            refusal.message = AuditLog.IntentNotDurable.notTaken + ": " + refusal.message
+            refusal.message = notTaken.description
             throw refusal
         }
     }

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshServer
 import PimeshSnapshot
 import PimeshStore
 import PimeshSystem
@@ -262,7 +263,7 @@ public final class AuditLog: Sendable {
     public struct IntentNotDurable: Error, CustomStringConvertible {
         public var underlying: any Error
         public static let notTaken = "the audit log could not record this action, so it was not taken"
-        public var description: String { "\(Self.notTaken): \(underlying)" }
+        public var description: String { "\(Self.notTaken): \((underlying as? APIError)?.message ?? "\(underlying)")" }
     }
 
     /// Runs `action` between a durable intent row and an outcome row. `judge` names a failure's

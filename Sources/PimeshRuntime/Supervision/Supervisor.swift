@@ -1045,10 +1045,14 @@ final class Supervisor: Service, Sendable {
             }
             // The kernel lets a process read the environment (the secret) and, where ptrace is
             // not restricted, the memory of any other of its uid: one warning per shared uid.
-            let byUser = Dictionary(
-                grouping: state.agents.values.filter { $0.manifest.mode == .supervised && !$0.removed }.map { identity(of: $0.manifest) }
-                    .filter { !$0.isRoot && $0.uid != geteuid() }, by: \.uid)
-            for (_, sharing) in byUser where sharing.count > 1 {
+            let running = state.agents.values.filter { $0.manifest.mode == .supervised && !$0.removed && !$0.stopped }
+            let byUser = Dictionary(grouping: running.map { identity(of: $0.manifest) }.filter { !$0.isRoot }, by: \.uid)
+            if let lead = byUser[geteuid()] {
+                summary.warnings.append(
+                    "\(lead.count) agent\(lead.count == 1 ? " runs" : "s run") as the lead's own user (\(lead[0].user)): able to read every secret in the data dir; "
+                        + "give each manifest a \"user\" of its own")
+            }
+            for (uid, sharing) in byUser where sharing.count > 1 && uid != geteuid() {
                 summary.warnings.append(
                     "\(sharing.count) agents run as \(sharing[0].user): each can read the others' secrets (/proc/PID/environ); "
                         + "give each manifest a \"user\" of its own to keep them apart")
