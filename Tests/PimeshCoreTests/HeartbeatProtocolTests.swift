@@ -106,6 +106,12 @@ import Testing
         #expect(admission.iterationCeiling(nowWallMs: .min) == 0)
         #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now - 1, nowWallMs: now, notBeforeMs: now) == .stale)
         #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now, nowWallMs: now, notBeforeMs: now) == nil)
+        // The clock stepped back an hour since the lowering: honest heartbeats are older than it.
+        let back = now - 3_600_000
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: back, nowWallMs: back, notBeforeMs: now) == nil)
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now - 1, nowWallMs: back, notBeforeMs: now) == .stale, "too far ahead")
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: now - 30_001, nowWallMs: now - 30_000, notBeforeMs: now) == .stale)
+        #expect(admission.check(iteration: 9, lastIteration: 5, timestampMs: .min, nowWallMs: .max, notBeforeMs: .max) == .stale)
     }
 
     @Test func timestampMustBeNearTheLeadsClock() {

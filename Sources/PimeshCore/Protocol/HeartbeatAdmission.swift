@@ -18,13 +18,16 @@ public struct HeartbeatAdmission: Sendable {
     }
 
     /// nil when the heartbeat is admitted; otherwise why it is dropped. `notBeforeMs`: the
-    /// time the agent's floor was lowered (`iterationCeiling`), before which it is stale.
+    /// time the agent's floor was lowered (`iterationCeiling`), before which it is stale, unless
+    /// the clock has stepped back past it since: then every honest heartbeat would be older, and
+    /// what was sent before the lowering is further ahead of the clock than the skew allows.
     public func check(iteration: UInt64, lastIteration: UInt64?, timestampMs: Int64, nowWallMs: Int64, notBeforeMs: Int64 = .min)
         -> HeartbeatDropReason?
     {
         if let lastIteration, iteration <= lastIteration { return .replayed }
         let skew = timestampMs > nowWallMs ? timestampMs &- nowWallMs : nowWallMs &- timestampMs
-        if skew < 0 || skew > settings.maxClockSkewMs || timestampMs < notBeforeMs { return .stale }
+        if skew < 0 || skew > settings.maxClockSkewMs { return .stale }
+        if timestampMs < notBeforeMs && notBeforeMs <= nowWallMs.addingReportingOverflow(settings.maxClockSkewMs).partialValue { return .stale }
         return nil
     }
 
