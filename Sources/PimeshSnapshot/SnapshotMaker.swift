@@ -53,7 +53,9 @@ public struct SnapshotMaker: Sendable {
             let input = open(staging, O_RDONLY | O_CLOEXEC)
             guard input >= 0 else { throw FileIO.Failure(path: staging, operation: "open", errno: errno) }
             defer { close(input) }
-            let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            // recover() above removed what a crash left: O_EXCL creates a new file and never
+            // follows a link planted under its name.
+            let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard output >= 0 else { throw FileIO.Failure(path: temporary, operation: "create", errno: errno) }
             let digest: LZ4Frame.Digest
             do {

@@ -122,7 +122,8 @@ public struct SnapshotSpool: Sendable {
     /// Runs `body` holding the spool's lock, so that the lead and `pimesh snapshot create` never
     /// write the same sequence number.
     public func locked<T>(_ body: () throws -> T) throws -> T {
-        let fd = open(directory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // O_NOFOLLOW: a link planted in the spool would have the lead open, and create, its target.
+        let fd = open(directory + "/.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileIO.Failure(path: directory + "/.lock", operation: "open", errno: errno) }
         defer { close(fd) }
         guard flock(fd, LOCK_EX) == 0 else { throw FileIO.Failure(path: directory + "/.lock", operation: "lock", errno: errno) }
