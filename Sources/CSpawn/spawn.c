@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,25 +29,31 @@
 #define SYS_pidfd_open 434
 #endif
 
-/// Closes every descriptor from `low` up, except `keep` and `also_keep` (-1: none). close_range
+/// Closes every descriptor from `low` up, except the `count` in `keep` (-1: none). close_range
 /// where the kernel has it (5.9+); otherwise one close per possible descriptor. Only system
 /// calls: this runs between fork and exec, where nothing that allocates or locks is allowed.
-static void close_all_from(int low, int keep, int also_keep) {
-    int first = keep < also_keep ? keep : also_keep;
-    int second = keep < also_keep ? also_keep : keep;
-    int kept[2] = {first, second};
+static void close_all_from(int low, int *keep, int count) {
+    for (int i = 1; i < count; i++) {
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int swap = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = swap;
+        }
+    }
     unsigned next = (unsigned)low;
-    for (int i = 0; i < 2; i++) {
-        if (kept[i] < low) continue;
-        if ((unsigned)kept[i] > next && syscall(SYS_close_range, next, (unsigned)(kept[i] - 1), 0u) != 0) goto fallback;
-        next = (unsigned)kept[i] + 1;
+    for (int i = 0; i < count; i++) {
+        if (keep[i] < low || (unsigned)keep[i] < next) continue;
+        if ((unsigned)keep[i] > next && syscall(SYS_close_range, next, (unsigned)(keep[i] - 1), 0u) != 0) goto fallback;
+        next = (unsigned)keep[i] + 1;
     }
     if (syscall(SYS_close_range, next, ~0u, 0u) == 0) return;
 fallback:;
     struct rlimit limit;
     long top = (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) ? (long)limit.rlim_cur : 65536;
     for (long fd = low; fd < top; fd++) {
-        if (fd != keep && fd != also_keep) close((int)fd);
+        int kept = 0;
+        for (int i = 0; i < count; i++) kept |= keep[i] == fd;
+        if (!kept) close((int)fd);
     }
 }
 
@@ -95,7 +102,7 @@ static void report(int fd, int step, int error) {
 }
 
 int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
-                 int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
+                 int passed_fd, int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
                  int hold, pid_t *pid_out, int held_fds[2], int *failed_step) {
     int status_pipe[2];
     int gate[2] = {-1, -1};
@@ -139,8 +146,11 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int i
         int out = output_fd >= 0 ? fcntl(output_fd, F_DUPFD_CLOEXEC, 3) : null_fd;
         if (in < 0 || out < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
         if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
-        // Nothing of the lead's (API listener, heartbeat sockets, the database) reaches the agent.
-        close_all_from(3, status_pipe[1], gate[0]);
+        // Nothing of the lead's (API listener, heartbeat sockets, the database) reaches the agent,
+        // but the one descriptor passed on purpose (its secret), which outlives exec.
+        int keep[3] = {status_pipe[1], gate[0], passed_fd};
+        close_all_from(3, keep, 3);
+        if (passed_fd >= 0 && fcntl(passed_fd, F_SETFD, 0) != 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
         if (hold) {
             // The lead records this pid before the program runs: a lead killed in between
             // closes the gate unopened, and the child ends here instead of running unknown.
@@ -265,6 +275,27 @@ int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     *uid = credentials.uid;
     *gid = credentials.gid;
     return 0;
+}
+
+int pimesh_filled_pipe(const void *bytes, size_t count) {
+    if (count > PIPE_BUF) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    int fds[2];
+    if (pipe_above_stdio(fds) != 0) return -1;
+    ssize_t written;
+    do {
+        written = write(fds[1], bytes, count);
+    } while (written < 0 && errno == EINTR);
+    int error = errno;
+    close(fds[1]);
+    if (written != (ssize_t)count) {
+        close(fds[0]);
+        errno = written < 0 ? error : EIO;
+        return -1;
+    }
+    return fds[0];
 }
 
 int pimesh_pipe_cloexec(int fds[2]) {

@@ -1,3 +1,4 @@
+import Glibc
 import PimeshCore
 import PimeshSystem
 
@@ -57,7 +58,7 @@ public struct HeartbeatEndpoint: Codable, Sendable, Equatable {
 
 extension AgentCredentials {
     /// The identity the lead hands a supervised agent through its environment
-    /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET, _CLASS, _CAPABILITIES,
+    /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET_FD (or _SECRET), _CLASS, _CAPABILITIES,
     /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET, _LAST_ITERATION and PIMESH_API_HOST,
     /// _PORT, _SOCKET.
     public static func fromEnvironment(_ environment: [String: String]) throws -> AgentCredentials {
@@ -71,8 +72,23 @@ extension AgentCredentials {
             return text
         }
         guard let id = AgentID(try value("PIMESH_AGENT_ID")) else { throw Missing(description: "PIMESH_AGENT_ID is not a UUID") }
-        let secret = try value("PIMESH_AGENT_SECRET")
-        guard Hex.decode(secret)?.count == 32 else { throw Missing(description: "PIMESH_AGENT_SECRET is not 64 hex digits") }
+        let secret: String
+        let secretSource: String
+        if let number = environment["PIMESH_AGENT_SECRET_FD"] {
+            guard let fd = Int32(number), fd >= 3 else {
+                throw Missing(description: "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: \(number)")
+            }
+            do {
+                secret = try readSecret(from: fd)
+            } catch {
+                throw Missing(description: "cannot read the secret from descriptor \(fd) (PIMESH_AGENT_SECRET_FD): \(error)")
+            }
+            secretSource = "the secret read from PIMESH_AGENT_SECRET_FD"
+        } else {
+            secret = try value("PIMESH_AGENT_SECRET")
+            secretSource = "PIMESH_AGENT_SECRET"
+        }
+        guard Hex.decode(secret)?.count == 32 else { throw Missing(description: "\(secretSource) is not 64 hex digits") }
         guard let port = Int(try value("PIMESH_HEARTBEAT_PORT")), (1...65535).contains(port) else {
             throw Missing(description: "PIMESH_HEARTBEAT_PORT is not a port number")
         }
@@ -102,5 +118,26 @@ extension AgentCredentials {
             api: api)
         credentials.lastAcceptedIteration = lastAcceptedIteration
         return credentials
+    }
+
+    private struct SystemError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// All the pipe holds (a line of 64 hex digits), then the descriptor is closed: the secret
+    /// is read once, and no program this agent runs inherits it.
+    private static func readSecret(from fd: Int32) throws(SystemError) -> String {
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 128)
+        while bytes.count <= 128 {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw SystemError(description: String(cString: strerror(errno))) }
+            if count == 0 { break }
+            bytes += buffer[..<count]
+        }
+        while bytes.last == UInt8(ascii: "\n") || bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

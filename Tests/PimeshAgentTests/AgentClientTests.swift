@@ -98,3 +98,56 @@ import PimeshTestSupport
         #expect(LeadDiscovery.defaultDataDir(environment: ["PIMESH_DATA_DIR": "/var/lib/pimesh"]) == "/var/lib/pimesh")
     }
 }
+
+/// A supervised agent's secret comes through a pipe (PIMESH_AGENT_SECRET_FD), not the
+/// environment: read once, the descriptor closed, and bad values named.
+@Suite struct SecretDescriptorTests {
+    let environment = [
+        "PIMESH_AGENT_ID": "0123abcd-4567-4890-a1b2-c3d4e5f60718", "PIMESH_AGENT_NAME": "piped",
+        "PIMESH_HEARTBEAT_HOST": "127.0.0.1", "PIMESH_HEARTBEAT_PORT": "9", "PIMESH_AGENT_SECRET": String(repeating: "cd", count: 32),
+    ]
+
+    func filledPipe(_ text: String) throws -> Int32 {
+        var fds: [Int32] = [-1, -1]
+        try #require(pipe(&fds) == 0)
+        let reader = fcntl(fds[0], F_DUPFD_CLOEXEC, 3)
+        close(fds[0])
+        let bytes = Array(text.utf8)
+        #expect(write(fds[1], bytes, bytes.count) == bytes.count)
+        close(fds[1])
+        return reader
+    }
+
+    @Test func theDescriptorIsReadOnceAndClosed() throws {
+        let reader = try filledPipe(String(repeating: "ab", count: 32) + "\n")
+        var values = environment
+        values["PIMESH_AGENT_SECRET_FD"] = String(reader)
+        let credentials = try AgentCredentials.fromEnvironment(values)
+        #expect(credentials.secret == String(repeating: "ab", count: 32), "the descriptor wins over the variable")
+        #expect(fcntl(reader, F_GETFD) == -1 && errno == EBADF, "closed once read")
+        // Without the descriptor, the variable (an agent started by hand).
+        #expect(try AgentCredentials.fromEnvironment(environment).secret == String(repeating: "cd", count: 32))
+    }
+
+    @Test func badDescriptorsAreNamed() throws {
+        let short = try filledPipe("abcd")
+        let closed = try filledPipe(String(repeating: "ab", count: 32))
+        close(closed)
+        for (value, said) in [
+            ("2", "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: 2"),
+            ("three", "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: three"),
+            (String(closed), "cannot read the secret from descriptor \(closed) (PIMESH_AGENT_SECRET_FD): Bad file descriptor"),
+            (String(short), "the secret read from PIMESH_AGENT_SECRET_FD is not 64 hex digits"),
+        ] {
+            var values = environment
+            values["PIMESH_AGENT_SECRET_FD"] = value
+            // Once: a descriptor is closed by the first read.
+            do {
+                _ = try AgentCredentials.fromEnvironment(values)
+                Issue.record("\(value) was taken")
+            } catch {
+                #expect("\(error)" == said)
+            }
+        }
+    }
+}

@@ -28,9 +28,23 @@ import Testing
         let endpoint = try lead.waitReady()
         var pid: Int32 = 0
         #expect(eventually(timeout: 10) { supervisedPID(lead, "sleeper").map { pid = $0 } != nil })
-        // The lead holds its API listener, heartbeat sockets, the database…; the child none of them.
+        // The lead holds its API listener, heartbeat sockets, the database…; the child none of
+        // them, only stdio and the pipe that holds its secret, which is in no environment.
+        let environ = try #require(FileManager.default.contents(atPath: "/proc/\(pid)/environ")).split(separator: 0)
+            .map { String(decoding: $0, as: UTF8.self) }
+        #expect(!environ.contains { $0.hasPrefix("PIMESH_AGENT_SECRET=") })
+        let secretFD = try #require(environ.first { $0.hasPrefix("PIMESH_AGENT_SECRET_FD=") }.flatMap { Int($0.dropFirst(23)) })
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
-        #expect(fds == [0, 1, 2])
+        #expect(fds == [0, 1, 2, secretFD])
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(secretFD)").hasPrefix("pipe:"))
+        // The agent reads 64 hex digits from it, once: the pipe has no writer left, and is empty after.
+        let pipe = open("/proc/\(pid)/fd/\(secretFD)", O_RDONLY | O_CLOEXEC)
+        try #require(pipe >= 0)
+        defer { close(pipe) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let first = read(pipe, &buffer, buffer.count)
+        #expect(first == 64 && buffer[..<64].allSatisfy { ("0"..."9").contains(Character(UnicodeScalar($0))) || ("a"..."f").contains(Character(UnicodeScalar($0))) })
+        #expect(read(pipe, &buffer, buffer.count) == 0)
 
         var other: Int32 = 0
         #expect(eventually(timeout: 10) { supervisedPID(lead, "nobody").map { other = $0 } != nil })
@@ -49,7 +63,7 @@ import Testing
         #expect(!warnings.contains { $0.hasPrefix("nobody") })
         // Two agents of one user can read each other's secrets: said once, naming the user.
         #expect(warnings.filter { $0.contains("run as nobody") } == [
-            "2 agents run as nobody: each can read the others' secrets (/proc/PID/environ); give each manifest a \"user\" of its own to keep them apart"
+            "2 agents run as nobody: each can read the others' secrets (their memory, /proc/PID/fd); give each manifest a \"user\" of its own to keep them apart"
         ], "\(warnings)")
 
         // An operator action over the unix socket is recorded with the caller's uid.

@@ -162,6 +162,24 @@ import Testing
         return values
     }
 
+    /// What a running supervised agent was started with. Its secret came through a pipe that
+    /// it read and closed, so it is in no environment: it is read from the lead's store.
+    func credentials(of pid: Int32, name: String) throws -> AgentCredentials {
+        var values = try environment(of: pid)
+        #expect(values["PIMESH_AGENT_SECRET"] == nil, "the secret is not in the environment")
+        values["PIMESH_AGENT_SECRET_FD"] = nil
+        let script = """
+            import sqlite3, sys
+            row = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True, timeout=20).execute(
+                'SELECT lower(hex(secret)) FROM agents WHERE name = ?', (sys.argv[2],)).fetchone()
+            print(row[0])
+            """
+        let secret = try runProcess("/usr/bin/python3", ["-c", script, dataDir + "/pimesh.db", name])
+        try #require(secret.status == 0, "\(secret.output)")
+        values["PIMESH_AGENT_SECRET"] = secret.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try AgentCredentials.fromEnvironment(values)
+    }
+
     /// Agents start their iterations from the wall clock, which a Pi steps back (fake-hwclock's
     /// time at boot after a power cut, an NTP correction). The lead hands a restarted agent its
     /// last accepted iteration, or every heartbeat would be dropped as a replay until the clock
@@ -175,7 +193,7 @@ import Testing
         #expect(try environment(of: first)["PIMESH_HEARTBEAT_LAST_ITERATION"] == nil, "a new agent has no iteration yet")
 
         // One heartbeat signed with the agent's key as it was an hour ahead of the clock now.
-        var credentials = try AgentCredentials.fromEnvironment(environment(of: first))
+        var credentials = try self.credentials(of: first, name: "stepped")
         let hourAhead = UInt64(Clock.wallMilliseconds() + 3_600_000) * 1000
         credentials.lastAcceptedIteration = hourAhead
         let before = try HeartbeatSender(credentials: credentials)
@@ -207,7 +225,7 @@ import Testing
         // One signed heartbeat at the top of the range (a bug, or someone with the secret) shuts
         // the process's heartbeats out; restarted (here by the operator: alone on its node, it
         // makes the node EMERGENCY, where the lead waits for one), it gets a sane floor and lives.
-        var poisoned = try AgentCredentials.fromEnvironment(environment(of: second))
+        var poisoned = try self.credentials(of: second, name: "stepped")
         poisoned.lastAcceptedIteration = .max - 1
         #expect(try HeartbeatSender(credentials: poisoned).send(state: .ready, queueDepth: 0, progress: 0) == .max)
         #expect(eventually(timeout: 5) { try agent(lead, "stepped").iteration == .max })

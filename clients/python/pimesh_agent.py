@@ -95,6 +95,32 @@ def read_token(data_dir, name="node-token"):
         raise PimeshError(f"cannot read the {name} at {token_path}: {error}") from None
 
 
+def _read_secret(number):
+    """All a supervised agent's secret pipe holds (64 hex digits), read once; the descriptor is
+    closed after, so that no program this agent starts inherits it."""
+    try:
+        fd = int(number)
+    except ValueError:
+        fd = -1
+    if fd < 3:
+        raise PimeshError(f"PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: {number}")
+    data = b""
+    try:
+        while len(data) <= 128:
+            chunk = os.read(fd, 128)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as error:
+        raise PimeshError(f"cannot read the secret from descriptor {fd} (PIMESH_AGENT_SECRET_FD): {error.strerror}") from None
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return data.decode("ascii", "replace").strip()
+
+
 def agent_bearer(agent_id, secret):
     """An agent's own API credential: HMAC-SHA256(secret, "pimesh-agent-api-v1:" + id), bound to
     its id. It opens the agent's own work, results and answers and nothing else (docs/api.md)."""
@@ -286,13 +312,16 @@ class PimeshAgent:
     def from_environment(cls, environ=None):
         """The identity `pimesh run` hands an agent it starts from a manifest (agents.d)."""
         environ = os.environ if environ is None else environ
-        missing = [key for key in ("PIMESH_AGENT_ID", "PIMESH_AGENT_SECRET", "PIMESH_AGENT_NAME",
+        secret_key = "PIMESH_AGENT_SECRET_FD" if environ.get("PIMESH_AGENT_SECRET_FD") else "PIMESH_AGENT_SECRET"
+        missing = [key for key in ("PIMESH_AGENT_ID", secret_key, "PIMESH_AGENT_NAME",
                                    "PIMESH_HEARTBEAT_HOST", "PIMESH_HEARTBEAT_PORT") if not environ.get(key)]
         if missing:
             raise PimeshError(f"{', '.join(missing)} not set: this agent expects to be started by `pimesh run` from a manifest")
+        secret = _read_secret(environ["PIMESH_AGENT_SECRET_FD"]) if secret_key == "PIMESH_AGENT_SECRET_FD" \
+            else environ["PIMESH_AGENT_SECRET"]
         capabilities = [c for c in environ.get("PIMESH_AGENT_CAPABILITIES", "").split(",") if c]
         credentials = {
-            "id": environ["PIMESH_AGENT_ID"], "secret": environ["PIMESH_AGENT_SECRET"], "name": environ["PIMESH_AGENT_NAME"],
+            "id": environ["PIMESH_AGENT_ID"], "secret": secret, "name": environ["PIMESH_AGENT_NAME"],
             "class": environ.get("PIMESH_AGENT_CLASS", "CLASS_E_LOCAL"), "capabilities": capabilities,
             "heartbeat": {"host": environ["PIMESH_HEARTBEAT_HOST"], "port": environ["PIMESH_HEARTBEAT_PORT"],
                           "interval_ms": environ.get("PIMESH_HEARTBEAT_INTERVAL_MS", "250"),

@@ -1,6 +1,7 @@
 """The Python client against a real lead: started here on 127.0.0.1 with ephemeral ports."""
 
 import json
+import fcntl
 import os
 import socket
 import sys
@@ -18,6 +19,15 @@ from pimesh_agent import CONFLICT, READY, PimeshAgent, PimeshError
 
 BINARY = os.environ.get("PIMESH_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug", "pimesh")
 
+
+
+def fcntl_above_stdio(fd):
+    """A descriptor of 3 or above, as the lead passes (a test runner may have closed stdin)."""
+    if fd >= 3:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 3)
+    os.close(fd)
+    return moved
 
 class LeadFixture:
     def __init__(self, manifests=None, config=None):
@@ -286,6 +296,31 @@ class PythonClientTests(unittest.TestCase):
             self.assertEqual(agent["supervision"]["mode"], "supervised")
         finally:
             supervised.stop()
+
+    def test_the_secret_comes_from_a_pipe_read_once_and_closed(self):
+        environ = {"PIMESH_AGENT_ID": "6f1c2b4e-9a7d-4e11-8c3a-5b0d2f7e9a10", "PIMESH_AGENT_NAME": "piped",
+                   "PIMESH_HEARTBEAT_HOST": "127.0.0.1", "PIMESH_HEARTBEAT_PORT": "9",
+                   "PIMESH_AGENT_SECRET": "cd" * 32}
+        def filled_pipe(text):
+            reader, writer = os.pipe()
+            reader = fcntl_above_stdio(reader)
+            os.write(writer, text.encode())
+            os.close(writer)
+            return reader
+
+        reader = filled_pipe("ef" * 32 + "\n")
+        self.assertEqual(pimesh_agent._read_secret(str(reader)), "ef" * 32)
+        with self.assertRaises(OSError):
+            os.fstat(reader)
+        agent = PimeshAgent.from_environment(dict(environ, PIMESH_AGENT_SECRET_FD=str(filled_pipe("ab" * 32))))
+        self.assertEqual(agent.credentials["secret"], "ab" * 32, "the descriptor wins over the variable")
+        reader = filled_pipe("ab" * 32)
+        os.close(reader)
+        for bad, said in (("2", "3 or above"), ("three", "3 or above"), (str(reader), "Bad file descriptor")):
+            with self.assertRaises(PimeshError) as refused:
+                PimeshAgent.from_environment(dict(environ, PIMESH_AGENT_SECRET_FD=bad))
+            self.assertIn(said, str(refused.exception))
+            self.assertIn("PIMESH_AGENT_SECRET_FD", str(refused.exception))
 
     def test_a_restarted_agent_starts_above_the_iteration_the_lead_hands_it(self):
         environ = {"PIMESH_AGENT_ID": "6f1c2b4e-9a7d-4e11-8c3a-5b0d2f7e9a10", "PIMESH_AGENT_SECRET": "ab" * 32,

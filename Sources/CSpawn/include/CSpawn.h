@@ -19,14 +19,15 @@ enum pimesh_spawn_step {
 
 /// Starts `path` with `argv`/`envp` in a process group of its own, default signal dispositions
 /// and an empty mask, stdin from `input_fd` and stdout+stderr into `output_fd` (-1: /dev/null),
-/// every other descriptor closed, and, when `change_ids` is set, the given groups, gid and uid.
+/// `passed_fd` (3 or above, -1: none) under the same number, every other descriptor closed,
+/// and, when `change_ids` is set, the given groups, gid and uid.
 /// Returns 0 and the pid, or an errno with the step that failed.
 ///
 /// With `hold` set, the child waits before it changes ids or runs anything, and the call
 /// returns at once with `held_fds` (the gate, the exec status): the caller records the pid,
 /// then calls pimesh_spawn_release. If the caller dies first, the child ends without running.
 int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
-                 int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
+                 int passed_fd, int change_ids, uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
                  int hold, pid_t *pid_out, int held_fds[2], int *failed_step);
 
 /// Lets a held child go on (`go` 1) or end (`go` 0), then waits for its exec. Returns 0, or an
@@ -51,6 +52,11 @@ int pimesh_become_subreaper(void);
 
 /// Peer credentials of a connected unix socket (SO_PEERCRED); 0 on success.
 int pimesh_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// A pipe holding `count` bytes (at most PIPE_BUF) and nothing more: its read end, 3 or above
+/// and close-on-exec, or -1 with errno. A secret handed to a child this way is in no
+/// environment (/proc/PID/environ, the child's own children) and is gone once read.
+int pimesh_filled_pipe(const void *bytes, size_t count);
 
 /// pipe2(O_CLOEXEC): both ends close-on-exec from birth, with no window for another thread's
 /// spawn to inherit them (Glibc does not export pipe2 to Swift without _GNU_SOURCE).

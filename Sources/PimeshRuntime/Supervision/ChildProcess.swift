@@ -7,8 +7,8 @@ import PimeshSystem
 /// handle), default signal dispositions and an empty mask (the lead ignores and blocks signals
 /// for its own handling; children must not inherit that), stdin from /dev/null or the
 /// caller's descriptor, stdout and stderr into one pipe whose read end the caller gets, no other
-/// descriptor of the lead's (issue 12: agents once inherited the API listener and the heartbeat
-/// sockets), and the user it is to run as.
+/// descriptor of the lead's but one passed on purpose (issue 12: agents once inherited the API
+/// listener and the heartbeat sockets), and the user it is to run as.
 package enum ChildProcess {
     package struct Spawned {
         package var pid: pid_t
@@ -24,13 +24,15 @@ package enum ChildProcess {
     /// `inputDescriptor`: the child's stdin, still the caller's to close; else /dev/null.
     /// `outputDescriptor`: the child's stdout+stderr, still the caller's to close (a supervised
     /// agent's log FIFO); else a new pipe when `captureOutput`, else /dev/null.
+    /// `passedDescriptor`: kept open in the child under the same number (3 or above), still the
+    /// caller's to close.
     /// `beforeRunning`: called with the child's pid while the child waits, before it runs the
     /// program (a supervised agent's pid is recorded there, so that no lead killed at that
     /// moment leaves a process the next lead does not know); if it throws, the child ends
     /// without running and the error is thrown.
     package static func spawn(
         program: String, arguments: [String], environment: [String], captureOutput: Bool, inputDescriptor: Int32? = nil,
-        outputDescriptor: Int32? = nil,
+        outputDescriptor: Int32? = nil, passedDescriptor: Int32? = nil,
         identity: ProcessIdentity? = nil, beforeRunning: ((pid_t) throws -> Void)? = nil
     ) throws -> Spawned {
         let captureOutput = captureOutput && outputDescriptor == nil
@@ -65,7 +67,8 @@ package enum ChildProcess {
         let groups = identity?.groups ?? []
         var error = groups.withUnsafeBufferPointer { groupBuffer in
             pimesh_spawn(
-                path, &cArguments, &cEnvironment, inputDescriptor ?? -1, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1), identity == nil ? 0 : 1, identity?.uid ?? 0,
+                path, &cArguments, &cEnvironment, inputDescriptor ?? -1, outputDescriptor ?? (captureOutput ? pipeFDs[1] : -1),
+                passedDescriptor ?? -1, identity == nil ? 0 : 1, identity?.uid ?? 0,
                 identity?.gid ?? 0, groupBuffer.baseAddress, groupBuffer.count, beforeRunning == nil ? 0 : 1, &pid, &held, &step)
         }
         var refusal: (any Error)?

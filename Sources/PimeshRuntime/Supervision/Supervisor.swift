@@ -244,7 +244,13 @@ final class Supervisor: Service, Sendable {
                 capabilities: manifest.capabilities, secret: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
                 registeredAtMs: Clock.wallMilliseconds())
             try database.withConnection { connection in try AgentStore.insert(row, in: connection) }
-            try registry.add(row)
+            do {
+                try registry.add(row)
+            } catch {
+                // No row the registry does not hold: it would come back at the next start.
+                try? database.withConnection { connection in try AgentStore.delete(id: row.id, in: connection) }
+                throw error
+            }
         } else {
             // An attached agent registers itself; until it does there is nothing to heal.
             logger.info("attached agent not registered yet", metadata: ["agent": "\(manifest.name)"])
@@ -265,8 +271,6 @@ final class Supervisor: Service, Sendable {
         return manifests.first { $0.name == name && $0.mode == .supervised }?.file
     }
 
-    /// The manifest file that names `name` (supervised or attached), if one does: such an agent
-    /// is the manifest's, and goes when the manifest goes.
     /// The manifests in force, by name.
     func loadedManifests() -> [String: AgentManifest] {
         state.withLock { state in state.agents.filter { !$0.value.removed }.mapValues(\.manifest) }
@@ -501,7 +505,6 @@ final class Supervisor: Service, Sendable {
         for (key, value) in agent.manifest.environment { values[key] = value }
         values["PIMESH_AGENT_ID"] = agent.id.description
         values["PIMESH_AGENT_NAME"] = agent.manifest.name
-        values["PIMESH_AGENT_SECRET"] = agent.secret
         values["PIMESH_AGENT_CLASS"] = agent.manifest.agentClass.rawValue
         values["PIMESH_AGENT_CAPABILITIES"] = agent.manifest.capabilities.joined(separator: ",")
         values["PIMESH_DATA_DIR"] = settings.dataDir
@@ -540,14 +543,20 @@ final class Supervisor: Service, Sendable {
             let identity = identity(of: agent.manifest)
             let output = try logs.makeFIFO(for: name)
             defer { close(output.childEnd) }
+            // The secret goes through a pipe, not the environment: that is readable in
+            // /proc/PID/environ by every process of the agent's user and handed on to each
+            // program the agent runs; the pipe is empty once the agent has read it.
+            let secret = Array(agent.secret.utf8).withUnsafeBytes { pimesh_filled_pipe($0.baseAddress, $0.count) }
+            guard secret >= 0 else { throw ChildProcess.SpawnError(description: "cannot pass its secret: \(String(cString: strerror(errno)))") }
+            defer { close(secret) }
             let spawned: ChildProcess.Spawned
             let launch = launchDigest(of: agent)
             var startTime: UInt64 = 0
             do {
                 spawned = try ChildProcess.spawn(
-                    program: command, arguments: agent.manifest.args, environment: environment(for: agent) + iterationFloor(for: agent),
+                    program: command, arguments: agent.manifest.args, environment: environment(for: agent) + iterationFloor(for: agent) + ["PIMESH_AGENT_SECRET_FD=\(secret)"],
                     captureOutput: false,
-                    outputDescriptor: output.childEnd, identity: identity.needsChange ? identity : nil
+                    outputDescriptor: output.childEnd, passedDescriptor: secret, identity: identity.needsChange ? identity : nil
                 ) { pid in
                     startTime = pimesh_process_start_time(pid)
                     let entry = SupervisedRecords.Entry(name: name, pid: pid, startTime: startTime, frozen: false, launch: launch)
@@ -1054,7 +1063,7 @@ final class Supervisor: Service, Sendable {
             }
             for (uid, sharing) in byUser where sharing.count > 1 && uid != geteuid() {
                 summary.warnings.append(
-                    "\(sharing.count) agents run as \(sharing[0].user): each can read the others' secrets (/proc/PID/environ); "
+                    "\(sharing.count) agents run as \(sharing[0].user): each can read the others' secrets (their memory, /proc/PID/fd); "
                         + "give each manifest a \"user\" of its own to keep them apart")
             }
             summary.refused = state.refused.map(\.description)
