@@ -210,6 +210,12 @@ import Testing
         let linked = try refusal()
         #expect(linked.contains("refusing to start: \(dataDir)/run/logs is a symbolic link"), "\(linked)")
         try FileManager.default.removeItem(atPath: dataDir + "/run/logs")
+        // Each dir the lead writes into: here the incident records'.
+        try? FileManager.default.createDirectory(atPath: dataDir + "/incidents", withIntermediateDirectories: false)
+        #expect(chmod(dataDir + "/incidents", 0o777) == 0)
+        let looseInside = try refusal()
+        #expect(looseInside.contains("refusing to start: \(dataDir)/incidents is writable by group or others (mode 777)"), "\(looseInside)")
+        #expect(chmod(dataDir + "/incidents", 0o700) == 0)
         #expect(chown(dataDir + "/pimesh.db", 65534, 65534) == 0)
         let foreign = try refusal()
         #expect(foreign.contains("refusing to start: \(dataDir)/pimesh.db belongs to uid 65534"), "\(foreign)")
