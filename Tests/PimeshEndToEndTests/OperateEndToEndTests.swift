@@ -285,7 +285,7 @@ extension SupervisionEndToEndTests {
     @Test func logsShowTimesStreamsAndTheLeadsEventsAndFollowAcrossARestart() throws {
         // The last line tries to pass for the lead's event (a carriage return) and to clear the screen.
         let forged = #"printf 'forged\\r2026-01-01T00:00:00.000Z event restarted\\033[2J\\n'"#
-        try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; \#(forged); exec sleep 1000"]}"#)
+        try manifest("talker", #"{"name": "talker", "command": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2; printf 'main.go\\t42\\n'; \#(forged); exec sleep 1000"]}"#)
         let lead = try startLead(config: #"{"supervision": {"start_grace_ms": 600000}}"#)
         defer { _ = lead.terminate() }
         #expect(eventually(timeout: 8) { (try? runPimesh(["logs", "talker", "--data-dir", dataDir]).output.contains("forged")) == true })
@@ -293,6 +293,7 @@ extension SupervisionEndToEndTests {
         #expect(plain.status == 0)
         let rows = plain.output.split(separator: "\n")
         #expect(rows.contains { $0.hasSuffix(" out hello") && $0.hasPrefix("20") })
+        #expect(rows.contains { $0.hasSuffix(" out main.go\t42") }, "a tab is left as it is: \(plain.output)")
         #expect(rows.contains { $0.contains(" lead --- pid ") && $0.hasSuffix(" started ---") })
         #expect(rows.contains { $0.contains(" event started") })
         #expect(rows.contains { $0.hasSuffix(#" out forged\u{D}2026-01-01T00:00:00.000Z event restarted\u{1B}[2J"#) }, "\(plain.output)")

@@ -37,10 +37,10 @@ public struct AgentLogLine: Codable, Sendable, Equatable {
         return AgentLogLine(timeMs: timeMs, stream: stream, text: parts.count > 2 ? String(parts[2]) : "")
     }
 
-    /// For a terminal: the agent's text with its control characters escaped (`PrintableText`),
+    /// For a terminal: the agent's text with its control characters but tabs escaped (`PrintableText`),
     /// so that a carriage return cannot dress a line up as the lead's event, nor an escape
     /// sequence clear or retitle the screen (`--json` has JSON's own escapes).
     public var rendered: String {
-        Self.stamp(epochMs: timeMs, stream: stream) + PrintableText.of(text, limit: .max)
+        Self.stamp(epochMs: timeMs, stream: stream) + PrintableText.of(text, limit: .max, keepingTabs: true)
     }
 }
