@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Hummingbird
 import Logging
@@ -74,6 +75,11 @@ public struct Coordinator: Sendable {
         // Snapshots hold every agent's secret: the archive is the coordinator's alone.
         umask(0o077)
         try FileIO.makeDirectories(directory + "/nodes", mode: 0o700)
+        let lock = try Self.lockDirectory(directory)
+        defer { close(lock) }
+        // What uploads cut short by a crash or kill -9 left: no other coordinator serves DIR
+        // (the lock), so nothing in it is being written.
+        FileIO.removeTree(directory + "/incoming")
         try FileIO.makeDirectories(directory + "/incoming", mode: 0o700)
         // What an older coordinator, or `enroll` under the operator's umask, left more open.
         for path in [directory, directory + "/nodes", directory + "/incoming"] { PrivateFiles.tighten(path, to: 0o700, logger: logger) }
@@ -131,13 +137,34 @@ public struct Coordinator: Sendable {
                 availableConnectionsDelegate: .maximum(settings.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let endpoint = Endpoint(host: settings.host, port: channel.localAddress?.port ?? settings.port, pid: getpid())
-                try? FileIO.writeAtomically(path: directory + "/" + Self.endpointFile, bytes: try APICoding.encode(endpoint, pretty: true))
+                try? FileIO.writeAtomically(path: directory + "/" + Self.endpointFile, bytes: try APICoding.encode(endpoint, pretty: true), mode: 0o600)
                 logger.info("coordinator ready", metadata: ["address": "\(settings.host):\(endpoint.port)", "dir": "\(directory)"])
             },
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { FileIO.remove(directory + "/" + Self.endpointFile) }
         try await group.run()
+    }
+
+    public struct AlreadyServed: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// One coordinator per directory: a second would empty the first's `incoming/` at start,
+    /// and both would file the same sequences. The lock is held until the process ends.
+    static func lockDirectory(_ directory: String) throws -> Int32 {
+        let path = directory + "/coordinator.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileIO.Failure(path: path, operation: "open", errno: errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK {
+                throw AlreadyServed(description: "another pimesh-coordinator serves \(directory) (it holds \(path)); stop it first, or give this one another --dir")
+            }
+            throw FileIO.Failure(path: path, operation: "lock", errno: code)
+        }
+        return fd
     }
 
     /// A full disk is the operator's to fix and the node's to retry once it is (it keeps what it
@@ -181,7 +208,7 @@ public struct Coordinator: Sendable {
         do {
             enrollment = try APICoding.decode(NodeEnrollment.self, from: body)
         } catch {
-            throw APIError(status: .badRequest, message: "the body is not an enrollment ({\"public_key\", \"signature\"}): \(error)")
+            throw DecodingProblem.answer(error, what: "the enrollment ({\"public_key\", \"signature\"})")
         }
         let publicKey = enrollment.publicKey.lowercased()
         guard let keyBytes = Hex.decode(publicKey), keyBytes.count == 32 else {
@@ -212,6 +239,13 @@ public struct Coordinator: Sendable {
     /// An upload may take `uploadGraceS` and one second for each `slowestUploadBytesPerSecond`.
     static let uploadGraceS: Int64 = 120
     static let slowestUploadBytesPerSecond: UInt64 = 16 << 10
+
+    /// Past the grace, `slowestUploadBytesPerSecond` for every second after it must have arrived.
+    static func isFastEnough(received: UInt64, after elapsed: Duration) -> Bool {
+        let pastGraceMs = elapsed.wholeNanoseconds / 1_000_000 - uploadGraceS * 1000
+        guard pastGraceMs > 0 else { return true }
+        return received >= UInt64(pastGraceMs) * slowestUploadBytesPerSecond / 1000
+    }
 
     static let incidentReadS: Int64 = 30
 
@@ -262,9 +296,12 @@ public struct Coordinator: Sendable {
         do {
             incident = try APICoding.decode(Incident.self, from: body)
         } catch {
-            throw APIError(status: .badRequest, message: "the body is not an incident: \(error)")
+            throw DecodingProblem.answer(error, what: "the incident")
         }
         guard incident.id == id else { throw APIError(status: .badRequest, message: "the body is incident \(incident.id), the path \(id)", field: "id") }
+        if let (field, reason) = incident.implausibleField {
+            throw APIError(status: .badRequest, message: "the incident's \(field) is refused: \(reason)", field: field)
+        }
         let text = String(decoding: body, as: UTF8.self)
         let saved = try await Blocking.run {
             try store.saveIncident(nodeID: nodeID, incident, body: text, receivedAtMs: Clock.wallMilliseconds())
@@ -291,10 +328,18 @@ public struct Coordinator: Sendable {
             throw APIError(status: .badRequest, message: "the sequence in the path is not a number from 1 to 2^63 - 1", field: "sequence")
         }
         guard let header = request.headers.first(where: { $0.name.canonicalName == "pimesh-manifest" })?.value,
-            header.utf8.count <= 16_384, let bytes = Hex.decode(header),
-            let manifest = try? APICoding.decode(SnapshotManifest.self, from: bytes)
+            header.utf8.count <= 16_384, let bytes = Hex.decode(header)
         else {
-            throw APIError(status: .badRequest, message: "the Pimesh-Manifest header is missing or is not a hex-encoded snapshot manifest")
+            throw APIError(status: .badRequest, message: "the Pimesh-Manifest header is missing or is not hex (at most 16384 digits)")
+        }
+        let manifest: SnapshotManifest
+        do {
+            manifest = try APICoding.decode(SnapshotManifest.self, from: bytes)
+        } catch {
+            throw DecodingProblem.answer(error, what: "the manifest (Pimesh-Manifest)")
+        }
+        if let (field, reason) = manifest.implausibleField {
+            throw APIError(status: .badRequest, message: "the manifest's \(field) is refused: \(reason)", field: field)
         }
         guard manifest.nodeID == nodeID, manifest.sequence == sequence else {
             throw APIError(status: .badRequest, message: "the manifest is for \(manifest.nodeID) #\(manifest.sequence), the path for \(nodeID) #\(sequence)")
@@ -305,7 +350,13 @@ public struct Coordinator: Sendable {
                 field: "file")
         }
         guard manifest.compressedBytes <= settings.maxSnapshotBytes else {
-            throw APIError(status: .contentTooLarge, message: "a snapshot may be at most \(settings.maxSnapshotBytes) bytes")
+            throw APIError(status: .contentTooLarge, message: "a snapshot may be at most \(settings.maxSnapshotBytes) bytes", field: "compressed_bytes")
+        }
+        // Verifying decompresses and hashes raw_bytes: a small body that claims a huge database
+        // would hold a verification thread for as long as that takes.
+        guard manifest.rawBytes <= settings.maxSnapshotBytes else {
+            throw APIError(
+                status: .contentTooLarge, message: "a snapshot's database may be at most \(settings.maxSnapshotBytes) bytes", field: "raw_bytes")
         }
         if let length = request.headers[.contentLength].flatMap(UInt64.init), length != manifest.compressedBytes {
             throw APIError(
@@ -343,16 +394,17 @@ public struct Coordinator: Sendable {
         guard fd >= 0 else { throw FileIO.Failure(path: manifest.file, operation: "stage", errno: errno) }
         var received: UInt64 = 0
         // The idle timeout closes a body that stops; this closes one that trickles, which would
-        // hold its slot for as long as it liked.
-        let deadline = Clock.monotonicNow() + .seconds(Self.uploadGraceS + Int64(manifest.compressedBytes / Self.slowestUploadBytesPerSecond))
+        // hold its slot for as long as it liked. Measured on what arrived, not on the size the
+        // manifest declares: a declared 4 GiB would otherwise buy three days.
+        let started = Clock.monotonicNow()
         do {
             for try await buffer in request.body {
-                guard Clock.monotonicNow() < deadline else {
+                received += UInt64(buffer.readableBytes)
+                guard Self.isFastEnough(received: received, after: Clock.monotonicNow() - started) else {
                     throw APIError(
                         status: .requestTimeout,
                         message: "the upload is slower than \(Self.slowestUploadBytesPerSecond / 1024) KiB/s on average; retry on a better link")
                 }
-                received += UInt64(buffer.readableBytes)
                 guard received <= manifest.compressedBytes else {
                     throw APIError(
                         status: .contentTooLarge, message: "the body is longer than the \(manifest.compressedBytes) bytes its manifest declares")
@@ -372,7 +424,7 @@ public struct Coordinator: Sendable {
             throw APIError(
                 status: .unprocessableContent, message: "the body has \(received) bytes; its manifest declares \(manifest.compressedBytes)")
         }
-        try await Blocking.run { [logger] in
+        try await Self.verifying { [logger] in
             try FileIO.writeAtomically(path: staging + "/" + SnapshotManifest.manifestName(sequence: sequence), bytes: bytes, mode: 0o600)
             do {
                 _ = try SnapshotVerifier.verify(staging + "/" + SnapshotManifest.manifestName(sequence: sequence), trustedKeys: [key])
@@ -403,6 +455,17 @@ public struct Coordinator: Sendable {
         }
         logger.info("snapshot received", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "bytes": "\(received)"])
         return JSONResponse.make(status: .created, Receipt(nodeID: nodeID, sequence: sequence, compressedSHA256: manifest.compressedSHA256))
+    }
+
+    /// Verification decompresses and hashes up to `maxSnapshotBytes` (seconds per GiB): one at
+    /// a time, on a thread of its own, so that uploads never take the shared pool's threads
+    /// from incidents, fsyncs and the index. Others wait their turn, holding their slots.
+    private static let verification = DispatchQueue(label: "pimesh-coordinator.verification")
+
+    private static func verifying<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            verification.async { continuation.resume(with: Result { try body() }) }
+        }
     }
 
     struct Receipt: Encodable {

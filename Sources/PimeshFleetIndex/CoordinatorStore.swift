@@ -156,7 +156,9 @@ public struct CoordinatorStore: Sendable {
                 [.text(nodeID), .integer(incident.id)]
             ) { (state: $0.text(0), version: $0.int64(1)) }.first
             if let held {
-                let version = Int64(incident.timeline.count + incident.timelineDropped)
+                // Saturating: the caller refuses counts no lead writes, this keeps a bad one harmless.
+                let (sum, overflow) = incident.timeline.count.addingReportingOverflow(incident.timelineDropped)
+                let version = overflow ? Int64.max : Int64(sum)
                 if held.version > version || (held.state == IncidentState.resolved.rawValue && incident.state != .resolved) { return false }
             }
             do {
@@ -209,7 +211,8 @@ public struct CoordinatorStore: Sendable {
                 FleetNode(
                     nodeID: row.text(0), publicKey: row.text(1), enrolledAtMs: row.int64(2),
                     lastSequence: row.isNull(3) ? nil : UInt64(row.int64(3)), lastCreatedAtMs: row.isNull(4) ? nil : row.int64(4),
-                    ageS: row.isNull(4) ? nil : Double(nowMs - row.int64(4)) / 1000,
+                    // In Double: a row written before created_at_ms was checked may hold any Int64.
+                    ageS: row.isNull(4) ? nil : (Double(nowMs) - Double(row.int64(4))) / 1000,
                     compressedBytes: row.isNull(5) ? nil : UInt64(row.int64(5)), rawBytes: row.isNull(6) ? nil : UInt64(row.int64(6)),
                     nodeScore: row.isNull(7) ? nil : row.int(7), snapshots: row.int(8))
             }

@@ -61,7 +61,15 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
         @Option(name: .customLong("idle-timeout-s"), help: "Close a connection that sends nothing for this many seconds (1…3600).")
         var idleTimeoutS: Int = 30
 
+        @Option(
+            name: .long,
+            help: "Largest snapshot taken, compressed and as the database it holds, in bytes (1 MiB…64 GiB); 413 past it.")
+        var maxSnapshotBytes: UInt64 = 4 << 30
+
         func validate() throws {
+            guard ((1 << 20)...(64 << 30)).contains(maxSnapshotBytes) else {
+                throw ValidationError("--max-snapshot-bytes \(maxSnapshotBytes) is not in 1 MiB…64 GiB (1048576…68719476736)")
+            }
             guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
             guard (1...65536).contains(maxConnections) else { throw ValidationError("--max-connections \(maxConnections) is not in 1…65536") }
             guard (1...3600).contains(idleTimeoutS) else { throw ValidationError("--idle-timeout-s \(idleTimeoutS) is not in 1…3600") }
@@ -77,7 +85,9 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
             }
             do {
                 try await Coordinator(
-                    settings: .init(directory: directory.dir, host: host, port: port, maxConnections: maxConnections, idleTimeoutS: idleTimeoutS),
+                    settings: .init(
+                        directory: directory.dir, host: host, port: port, maxSnapshotBytes: maxSnapshotBytes, maxConnections: maxConnections,
+                        idleTimeoutS: idleTimeoutS),
                     logger: Logger(label: "pimesh-coordinator")
                 ).run()
             } catch {

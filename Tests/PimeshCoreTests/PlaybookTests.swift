@@ -217,4 +217,14 @@ import Testing
         let groups = FleetIncidents.group(entries)
         #expect(groups.map { $0.map(\.id) } == [[1, 7], [2], [3]], "60 s apart joins; 60.001 s does not; one node alone is not a fleet event")
     }
+
+    /// Rows a coordinator stored before it checked times may hold any Int64: they are far
+    /// apart, not an overflow that stops the coordinator listing its incidents.
+    @Test func timesAsFarApartAsInt64GoesAreSeparateGroups() {
+        let entries = [
+            FleetIncidents.Entry(node: "a", id: 1, openedMs: .min), FleetIncidents.Entry(node: "b", id: 2, openedMs: 0),
+            FleetIncidents.Entry(node: "c", id: 3, openedMs: .max), FleetIncidents.Entry(node: "d", id: 4, openedMs: .max),
+        ]
+        #expect(FleetIncidents.group(entries).map { $0.map(\.id) } == [[1], [2], [3, 4]])
+    }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
-import PimeshSnapshot
+@testable import PimeshSnapshot
 import PimeshSystem
 import Testing
 
@@ -568,6 +568,129 @@ import Testing
         // Free again, the same request reaches the signature check.
         #expect(eventually(timeout: 30) { third() == 403 }, "after the held reads closed: \(answer)")
         #expect(answer.contains("does not match"), "\(answer)")
+    }
+
+    /// An enrolled node is trusted with its own data, not with the coordinator: numbers no lead
+    /// writes, in manifests and incidents it really signed, once stopped the coordinator (an
+    /// overflow listing the fleet or its incidents, or saving the incident) and kept stopping
+    /// it after each restart. Now each is a 400 that names the field, and the lists still work.
+    @Test func numbersNoLeadWritesAreRefusedByFieldAndTheListsStillWork() throws {
+        let tooSmall = try runCoordinator(["serve", "--dir", coordinatorDir, "--max-snapshot-bytes", "1000"])
+        #expect(tooSmall.status != 0 && tooSmall.output.contains("--max-snapshot-bytes 1000 is not in 1 MiB…64 GiB"), "\(tooSmall.output)")
+        let (coordinator, port) = try startCoordinator(["--max-snapshot-bytes", String(1 << 20)])
+        defer { coordinator.stop() }
+        try FileManager.default.createDirectory(atPath: root + "/extreme-node", withIntermediateDirectories: true)
+        let key = try NodeKey.loadOrCreate(dataDir: root + "/extreme-node")
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key.publicKeyHex]).status == 0)
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port))
+        func manifest(sequence: UInt64 = 1, _ change: (inout SnapshotManifest) -> Void) throws -> SnapshotManifest {
+            var manifest = SnapshotManifest(
+                nodeID: key.nodeID, sequence: sequence, createdAtMs: Clock.wallMilliseconds(), schemaVersion: 1,
+                file: SnapshotManifest.fileName(sequence: sequence), rawBytes: 64, compressedBytes: 16,
+                rawSHA256: String(repeating: "0", count: 64), compressedSHA256: String(repeating: "0", count: 64), nodeScore: 10,
+                publicKey: key.publicKeyHex, signature: "")
+            change(&manifest)
+            manifest.signature = Hex.encode(try key.sign(manifest.signedText))
+            return manifest
+        }
+        func put(_ manifest: SnapshotManifest) throws -> (status: Int, field: String?, text: String) {
+            try put(manifestJSON: APICoding.encode(manifest), sequence: manifest.sequence, bytes: Int(min(manifest.compressedBytes, 16)))
+        }
+        func put(manifestJSON: [UInt8], sequence: UInt64, bytes: Int = 16) throws -> (status: Int, field: String?, text: String) {
+            let answer = try http.request(
+                "PUT", "/v1/nodes/\(key.nodeID)/snapshots/\(sequence)", headers: [("Pimesh-Manifest", Hex.encode(manifestJSON))],
+                body: [UInt8](repeating: 0, count: bytes))
+            let object = try? JSONSerialization.jsonObject(with: Data(answer.text.utf8)) as? [String: Any]
+            return (answer.status, object?["field"] as? String, answer.text)
+        }
+        let manifests: [(SnapshotManifest, Int, String)] = [
+            (try manifest { $0.createdAtMs = .min }, 400, "created_at_ms"),
+            (try manifest { $0.createdAtMs = 253_402_300_800_000 }, 400, "created_at_ms"),
+            (try manifest { $0.auditHead = AuditHead(seq: 1, sha256: String(repeating: "0", count: 64), atMs: .max, signature: "") }, 400, "audit_head.at_ms"),
+            (try manifest { $0.nodeScore = -1 }, 400, "node_score"),
+            // A small body that claims a huge database: verifying it would decompress that much.
+            (try manifest { $0.rawBytes = (1 << 20) + 1 }, 413, "raw_bytes"),
+            (try manifest { $0.compressedBytes = (1 << 20) + 1 }, 413, "compressed_bytes"),
+        ]
+        for (manifest, status, field) in manifests {
+            let answer = try put(manifest)
+            #expect(answer.status == status && answer.field == field, "\(field): \(answer.text)")
+        }
+        // A manifest that is not one says which key is wrong, not only that something is.
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(try APICoding.encode(try manifest { _ in }))) as? [String: Any])
+        object["created_at_ms"] = nil
+        let missing = try put(manifestJSON: Array(try JSONSerialization.data(withJSONObject: object)), sequence: 1)
+        #expect(missing.status == 400 && missing.field == "created_at_ms" && missing.text.contains("has no created_at_ms"), "\(missing.text)")
+        object["created_at_ms"] = "yesterday"
+        let wrongType = try put(manifestJSON: Array(try JSONSerialization.data(withJSONObject: object)), sequence: 1)
+        #expect(wrongType.status == 400 && wrongType.field == "created_at_ms", "\(wrongType.text)")
+
+        func incident(id: Int64, openedMs: Int64, dropped: Int = 0, escalation: Int = 1) throws -> (status: Int, field: String?, text: String) {
+            let body = Array(
+                """
+                {"id": \(id), "severity": "SEV3", "kind": "agent_down", "title": "w is down", "causes": [], "agents": ["w"],
+                 "capabilities": [], "state": "open", "opened_ms": \(openedMs), "last_update_ms": \(Clock.wallMilliseconds()),
+                 "escalation": \(escalation), "breaches": [], "recurrences": 0, "update_overdue": false, "timeline_dropped": \(dropped),
+                 "timeline": [{"at_ms": \(Clock.wallMilliseconds()), "kind": "opened", "detail": "w is down", "actor": "lead"}]}
+                """.utf8)
+            let answer = try http.request(
+                "PUT", "/v1/nodes/\(key.nodeID)/incidents/\(id)", headers: [("Pimesh-Signature", Hex.encode(try key.sign(body)))], body: body)
+            let object = try? JSONSerialization.jsonObject(with: Data(answer.text.utf8)) as? [String: Any]
+            return (answer.status, object?["field"] as? String, answer.text)
+        }
+        let now = Clock.wallMilliseconds()
+        #expect(try incident(id: 1, openedMs: now).status == 200)
+        for (answer, field) in [
+            (try incident(id: 1, openedMs: now, dropped: .max), "timeline_dropped"),
+            (try incident(id: 2, openedMs: .min), "opened_ms"),
+            (try incident(id: 3, openedMs: now, escalation: -1), "escalation"),
+        ] {
+            #expect(answer.status == 400 && answer.field == field, "\(field): \(answer.text)")
+        }
+        #expect(try incident(id: 4, openedMs: now - 1000).status == 200)
+        #expect(try http.request("GET", "/healthz").status == 200, "the coordinator still runs")
+        let nodes = try runCoordinator(["nodes", "--dir", coordinatorDir, "--json"])
+        #expect(nodes.status == 0 && nodes.output.contains(key.nodeID), "\(nodes.output)")
+        let incidents = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"])
+        #expect(incidents.status == 0 && incidents.output.contains("INC-000004"), "\(incidents.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
+    }
+
+    /// What an upload cut short by a kill -9 left in `incoming/` is gone at the next start, and
+    /// a second coordinator on the same directory is refused rather than emptying it under the first.
+    @Test func aKilledUploadLeavesNothingAfterARestartAndADirHasOneCoordinator() throws {
+        var (coordinator, port) = try startCoordinator()
+        try FileManager.default.createDirectory(atPath: root + "/killed-node", withIntermediateDirectories: true)
+        let key = try NodeKey.loadOrCreate(dataDir: root + "/killed-node")
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key.publicKeyHex]).status == 0)
+        var manifest = SnapshotManifest(
+            nodeID: key.nodeID, sequence: 1, createdAtMs: Clock.wallMilliseconds(), schemaVersion: 1, file: SnapshotManifest.fileName(sequence: 1),
+            rawBytes: 1 << 20, compressedBytes: 1 << 20, rawSHA256: String(repeating: "0", count: 64),
+            compressedSHA256: String(repeating: "0", count: 64), nodeScore: nil, publicKey: key.publicKeyHex, signature: "")
+        manifest.signature = Hex.encode(try key.sign(manifest.signedText))
+        let head = "PUT /v1/nodes/\(key.nodeID)/snapshots/1 HTTP/1.1\r\nHost: x\r\nPimesh-Manifest: \(Hex.encode(try APICoding.encode(manifest)))\r\n"
+            + "Content-Length: \(1 << 20)\r\n\r\n" + String(repeating: "x", count: 100_000)
+        let held = ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head)
+        defer { close(held) }
+        #expect(held >= 0)
+        var staged: [String] = []
+        #expect(eventually(timeout: 10) {
+            staged = try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming")
+            return !staged.isEmpty
+        })
+        let second = try Background(LeadProcess.coordinatorBinary, ["serve", "--dir", coordinatorDir, "--port", "0"], log: root + "/second.log")
+        #expect(eventually(timeout: 10) { !second.process.isRunning })
+        second.stop()
+        let said = (try? String(contentsOfFile: root + "/second.log", encoding: .utf8)) ?? ""
+        #expect(second.process.terminationStatus != 0 && said.contains("another pimesh-coordinator serves"), "\(said)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming") == staged, "left alone by the refused one")
+        kill(coordinator.process.processIdentifier, SIGKILL)
+        coordinator.process.waitUntilExit()
+        (coordinator, port) = try startCoordinator()
+        defer { coordinator.stop() }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: coordinatorDir + "/coordinator.json")[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
     }
 
     /// Two nodes push their incidents as they open; the coordinator groups the two that

@@ -22,7 +22,11 @@ public enum FleetIncidents {
         let windowMs = window.wholeNanoseconds / 1_000_000
         var groups: [[Entry]] = []
         for entry in entries.sorted(by: { ($0.openedMs, $0.node, $0.id) < ($1.openedMs, $1.node, $1.id) }) {
-            if let last = groups.last?.last, entry.openedMs - last.openedMs <= windowMs {
+            // Sorted, so the difference is never negative; it overflows only for times no lead
+            // writes (the coordinator refuses them, older rows may hold them): far apart.
+            if let last = groups.last?.last, case let (gap, overflow) = entry.openedMs.subtractingReportingOverflow(last.openedMs),
+                !overflow, gap <= windowMs
+            {
                 groups[groups.count - 1].append(entry)
             } else {
                 groups.append([entry])

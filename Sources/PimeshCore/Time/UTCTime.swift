@@ -2,6 +2,11 @@
 /// zones; seed 004 wants UTC), and ages the way kubectl prints them. Epoch milliseconds stay in
 /// JSON, where scripts want them.
 public enum UTCTime {
+    /// Epoch milliseconds from 1970 to the end of 9999. A time from elsewhere (a node's
+    /// manifest or incident) outside it is refused: ISO-8601 has four digits for the year, and
+    /// the difference of two such times would overflow.
+    public static let plausibleEpochMs: ClosedRange<Int64> = 0...253_402_300_799_999
+
     /// `2026-12-02T03:14:58Z`, or with `milliseconds` `2026-12-02T03:14:58.123Z`.
     public static func iso8601(epochMs: Int64, milliseconds: Bool = false) -> String {
         let (days, msOfDay) = floorDivide(epochMs, 86_400_000)
