@@ -65,8 +65,8 @@ public struct Coordinator: Sendable {
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
-        uploads = UploadSlots(perNode: settings.maxUploadsPerNode, total: settings.maxUploads)
-        incidentReads = UploadSlots(perNode: settings.maxUploadsPerNode, total: settings.maxUploads)
+        uploads = UploadSlots(perKey: settings.maxUploadsPerNode, keyName: "node", total: settings.maxUploads)
+        incidentReads = UploadSlots(perKey: Self.incidentReadsPerAddress, keyName: "address", total: settings.maxUploads)
     }
 
     public func run() async throws {
@@ -91,7 +91,7 @@ public struct Coordinator: Sendable {
         try PrivateFiles.checkSecret(directory + "/" + Self.enrollTokenFile)
         let enrollToken = try SecretToken.loadOrCreate(path: directory + "/" + Self.enrollTokenFile)
         let store = try CoordinatorStore(path: directory + "/coordinator.db")
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: CoordinatorRequestContext.self)
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
         // Nodes authenticate by their enrolled key's signature, not by the token.
         router.put("/v1/nodes/:node/snapshots/:sequence") { request, context in
@@ -197,7 +197,7 @@ public struct Coordinator: Sendable {
 
     /// `PUT /v1/enrollments/<node_id>` with the enroll token: the node proves it holds the key it
     /// enrolls by signing `pimesh-enroll-v1 <public_key>` with it.
-    private func enroll(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
+    private func enroll(_ request: Request, context: CoordinatorRequestContext, store: CoordinatorStore) async throws -> Response {
         let nodeID = context.parameters.get("node") ?? ""
         var body: [UInt8] = []
         for try await buffer in request.body {
@@ -248,13 +248,16 @@ public struct Coordinator: Sendable {
     }
 
     static let incidentReadS: Int64 = 30
+    /// Incident bodies read at once from one address: enough for a few nodes behind one NAT,
+    /// few enough that one outsider holds a small share of all of them.
+    static let incidentReadsPerAddress = 4
 
     static let maxListedIncidents = 1000
     static let maxIncidentBytes = 256 << 10
 
     /// A node's incident, signed with its enrolled key; stored (newest 500 per node) for the
     /// fleet view.
-    private func receiveIncident(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
+    private func receiveIncident(_ request: Request, context: CoordinatorRequestContext, store: CoordinatorStore) async throws -> Response {
         let nodeID = context.parameters.get("node") ?? ""
         guard Self.isNodeID(nodeID) else {
             throw APIError(status: .badRequest, message: "\"\(nodeID)\" is not a node id (node- and 16 hex digits)", field: "node")
@@ -274,8 +277,11 @@ public struct Coordinator: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxIncidentBytes {
             throw APIError(status: .contentTooLarge, message: "an incident may be at most \(Self.maxIncidentBytes) bytes")
         }
-        try incidentReads.acquire(node: nodeID, what: "incidents")
-        defer { incidentReads.release(node: nodeID) }
+        // Counted by the peer's address, not by the node the path names: anyone who knows a
+        // node id (it is in every URL and log) could otherwise hold that node's slots with
+        // bodies that trickle, and keep its incidents out.
+        try incidentReads.acquire(key: context.peer, what: "incidents")
+        defer { incidentReads.release(key: context.peer) }
         // Its slot is taken before the signature can be checked: a body that trickles in (each
         // byte resets the idle timeout) would hold it for as long as it liked.
         let deadline = Clock.monotonicNow() + .seconds(Self.incidentReadS)
@@ -315,7 +321,7 @@ public struct Coordinator: Sendable {
 
     /// Every check that needs no disk comes first (issue 12: a manifest `file` of `../../x`
     /// once created that file before the 400, and a later sequence could overwrite sequence 1).
-    private func receive(_ request: Request, context: BasicRequestContext, store: CoordinatorStore) async throws -> Response {
+    private func receive(_ request: Request, context: CoordinatorRequestContext, store: CoordinatorStore) async throws -> Response {
         let nodeID = context.parameters.get("node") ?? ""
         guard Self.isNodeID(nodeID) else {
             throw APIError(status: .badRequest, message: "\"\(nodeID)\" is not a node id (node- and 16 hex digits)", field: "node")
@@ -383,8 +389,8 @@ public struct Coordinator: Sendable {
         if FileIO.exists(target) {
             throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) is already archived; it is never overwritten")
         }
-        try uploads.acquire(node: nodeID, what: "uploads")
-        defer { uploads.release(node: nodeID) }
+        try uploads.acquire(key: nodeID, what: "uploads")
+        defer { uploads.release(key: nodeID) }
         // Stream the body into a directory of its own, under the names the manifest uses.
         let staging = settings.directory + "/incoming/" + AgentID.random().description
         try FileIO.makeDirectories(staging, mode: 0o700)
@@ -483,33 +489,38 @@ public struct Coordinator: Sendable {
 
     /// Counts uploads in flight per node and in all.
     final class UploadSlots: Sendable {
-        private let counts = Mutex<(perNode: [String: Int], total: Int)>(([:], 0))
-        let perNode: Int
+        private let counts = Mutex<(perKey: [String: Int], total: Int)>(([:], 0))
+        let perKey: Int
+        /// What a key is, in the 429: "node", "address".
+        let keyName: String
         let total: Int
 
-        init(perNode: Int, total: Int) {
-            self.perNode = perNode
+        init(perKey: Int, keyName: String, total: Int) {
+            self.perKey = perKey
+            self.keyName = keyName
             self.total = total
         }
 
-        /// Takes a slot for `node`, or refuses with 429 naming `what` is being counted.
-        func acquire(node: String, what: String) throws {
+        /// Takes a slot for `key`, or refuses with 429 naming `what` is being counted.
+        func acquire(key: String, what: String) throws {
             let taken = counts.withLock { counts in
-                guard counts.total < total, counts.perNode[node, default: 0] < perNode else { return false }
+                guard counts.total < total, counts.perKey[key, default: 0] < perKey else { return false }
                 counts.total += 1
-                counts.perNode[node, default: 0] += 1
+                counts.perKey[key, default: 0] += 1
                 return true
             }
             guard taken else {
-                throw APIError(status: .tooManyRequests, message: "too many \(what) at once (at most \(perNode) per node, \(total) in all); retry later")
+                throw APIError(
+                    status: .tooManyRequests, message: "too many \(what) at once (at most \(perKey) per \(keyName), \(total) in all); retry later",
+                    retryAfterSeconds: 1)
             }
         }
 
-        func release(node: String) {
+        func release(key: String) {
             counts.withLock { counts in
                 counts.total -= 1
-                counts.perNode[node, default: 1] -= 1
-                if counts.perNode[node] == 0 { counts.perNode[node] = nil }
+                counts.perKey[key, default: 1] -= 1
+                if counts.perKey[key] == 0 { counts.perKey[key] = nil }
             }
         }
     }

@@ -556,12 +556,20 @@ import Testing
         var refused = false
         for _ in 0..<3 where !refused {
             for fd in held { close(fd) }
-            held = [ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head), ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head)]
+            held = (0..<4).map { _ in ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head) }
             #expect(held.allSatisfy { $0 >= 0 })
             refused = eventually(timeout: 10) { third() == 429 }
             if !refused { missed.append("the third read got \(answer); the held reads: \(heldReads())") }
         }
         #expect(refused, "\(missed.joined(separator: " | "))")
+        #expect(answer.contains("at most 4 per address"), "\(answer)")
+        // Counted by address, not by the node the path names (which anyone may know): the same
+        // node's incident from another address reaches the signature check.
+        let elsewhere = try Self.request(
+            from: "127.0.0.2", port: port,
+            "PUT /v1/nodes/\(key.nodeID)/incidents/1 HTTP/1.1\r\nHost: x\r\nPimesh-Signature: \(String(repeating: "ab", count: 64))\r\n"
+                + "Content-Length: 9\r\nConnection: close\r\n\r\n{\"id\": 1}")
+        #expect(elsewhere.hasPrefix("HTTP/1.1 403") && elsewhere.contains("does not match"), "\(elsewhere)")
         if refused && !missed.isEmpty { FileHandle.standardError.write(Data("incidentReadsPastTheSlotsAreRefused: rounds missed before the 429: \(missed)\n".utf8)) }
         for fd in held { close(fd) }
         held = []
@@ -691,6 +699,31 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
         let mode = try #require(try FileManager.default.attributesOfItem(atPath: coordinatorDir + "/coordinator.json")[.posixPermissions] as? Int)
         #expect(mode == 0o600)
+    }
+
+    /// Sends `request` from a socket bound to `source` (any of 127/8 reaches 127.0.0.1 on
+    /// Linux) and reads the answer to its end.
+    static func request(from source: String, port: Int, _ request: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        try LocalAddress.loopback(host: source, port: 0).withSockaddr { address, length in
+            try #require(bind(fd, address, length) == 0, "bind \(source): errno \(errno)")
+        }
+        try LocalAddress.loopback(host: "127.0.0.1", port: port).withSockaddr { address, length in
+            try #require(connect(fd, address, length) == 0, "connect: errno \(errno)")
+        }
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            answer += buffer[..<count]
+        }
+        return String(decoding: answer, as: UTF8.self)
     }
 
     /// Two nodes push their incidents as they open; the coordinator groups the two that
