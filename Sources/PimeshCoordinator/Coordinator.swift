@@ -31,11 +31,19 @@ public struct Coordinator: Sendable {
         public var maxConnections: Int
         /// A connection that sends nothing this long is closed.
         public var idleTimeoutS: Int
+        /// Each node's newest snapshots kept, by count and by compressed bytes (the newest always
+        /// stays): older ones are deleted as new ones are filed, so that no node, hostile or
+        /// not, fills the archive the whole fleet shares.
+        public var keepSnapshots: Int
+        public var keepBytes: UInt64
 
         public init(
             directory: String, host: String = "127.0.0.1", port: Int = 7430, maxSnapshotBytes: UInt64 = 4 << 30,
-            maxUploadsPerNode: Int = 2, maxUploads: Int = 32, maxConnections: Int = 256, idleTimeoutS: Int = 30
+            maxUploadsPerNode: Int = 2, maxUploads: Int = 32, maxConnections: Int = 256, idleTimeoutS: Int = 30,
+            keepSnapshots: Int = 1000, keepBytes: UInt64 = 16 << 30
         ) {
+            self.keepSnapshots = keepSnapshots
+            self.keepBytes = keepBytes
             self.directory = directory
             self.host = host
             self.port = port
@@ -458,9 +466,30 @@ public struct Coordinator: Sendable {
                 FileIO.syncDirectory(of: target)
                 throw error
             }
+            // Filed and indexed: what the node is told. Pruning that fails is the operator's to see.
+            do {
+                try prune(nodeID, nodeDirectory: nodeDirectory, store: store)
+            } catch {
+                logger.warning("older snapshots not deleted", metadata: ["node": "\(nodeID)", "error": "\(error)"])
+            }
         }
         logger.info("snapshot received", metadata: ["node": "\(nodeID)", "sequence": "\(sequence)", "bytes": "\(received)"])
         return JSONResponse.make(status: .created, Receipt(nodeID: nodeID, sequence: sequence, compressedSHA256: manifest.compressedSHA256))
+    }
+
+    /// The node's snapshots past `keepSnapshots` or `keepBytes`, oldest first: out of the index,
+    /// then off the disk. The node's newest stays, whatever its size.
+    private func prune(_ nodeID: String, nodeDirectory: String, store: CoordinatorStore) throws {
+        let pruned = try store.prune(nodeID: nodeID, keep: settings.keepSnapshots, keepBytes: settings.keepBytes)
+        guard !pruned.isEmpty else { return }
+        for snapshot in pruned {
+            unlink(snapshot.path)
+            unlink(nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: snapshot.sequence))
+        }
+        FileIO.syncDirectory(of: nodeDirectory + "/.")
+        logger.info(
+            "older snapshots deleted",
+            metadata: ["node": "\(nodeID)", "sequences": "\(pruned.map(\.sequence).sorted().map(String.init).joined(separator: ","))"])
     }
 
     /// Verification decompresses and hashes up to `maxSnapshotBytes` (seconds per GiB): one at

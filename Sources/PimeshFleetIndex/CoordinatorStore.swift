@@ -133,6 +133,37 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
+    /// Audit heads kept per node, newest by sequence: one comes with each snapshot, so this is
+    /// years of them, and a node cannot grow the index without end.
+    public static let auditHeadsPerNode = 100_000
+
+    /// Takes the node's oldest snapshots out of the index until the newest `keep` remain and
+    /// their compressed bytes fit `keepBytes` (the newest always stays), and audit heads past
+    /// `auditHeadsPerNode`. Returns the pruned snapshots' file paths, for the caller to delete:
+    /// a crash in between leaves a file the index no longer names, never a row without its file.
+    public func prune(nodeID: String, keep: Int, keepBytes: UInt64) throws -> [(sequence: UInt64, path: String)] {
+        try database.transaction { connection in
+            let rows = try connection.query(
+                "SELECT sequence, compressed_bytes, path FROM snapshots WHERE node_id = ? ORDER BY sequence DESC", [.text(nodeID)]
+            ) { (sequence: UInt64($0.int64(0)), bytes: UInt64(max(0, $0.int64(1))), path: $0.text(2)) }
+            var kept: UInt64 = 0
+            var pruned: [(sequence: UInt64, path: String)] = []
+            for (index, row) in rows.enumerated() {
+                kept += row.bytes
+                if index > 0 && (index >= keep || kept > keepBytes) { pruned.append((row.sequence, row.path)) }
+            }
+            for row in pruned {
+                try connection.run("DELETE FROM snapshots WHERE node_id = ? AND sequence = ?", [.text(nodeID), .integer(Int64(row.sequence))])
+            }
+            try connection.run(
+                """
+                DELETE FROM audit_heads WHERE node_id = ? AND seq NOT IN
+                    (SELECT seq FROM audit_heads WHERE node_id = ? ORDER BY seq DESC LIMIT ?)
+                """, [.text(nodeID), .text(nodeID), .integer(Int64(Self.auditHeadsPerNode))])
+            return pruned
+        }
+    }
+
     /// The audit heads received from a node, oldest first.
     public func auditHeads(of nodeID: String) throws -> [AuditHead] {
         try database.withConnection { connection in

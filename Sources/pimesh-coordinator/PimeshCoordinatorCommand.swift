@@ -66,7 +66,19 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
             help: "Largest snapshot taken, compressed and as the database it holds, in bytes (1 MiB…64 GiB); 413 past it.")
         var maxSnapshotBytes: UInt64 = 4 << 30
 
+        @Option(name: .long, help: "Each node's newest snapshots kept (1…1000000); older ones are deleted as new ones arrive.")
+        var keepSnapshots: Int = 1000
+
+        @Option(
+            name: .long,
+            help: "Each node's snapshots kept within this many compressed bytes, newest first (at least --max-snapshot-bytes; the newest always stays).")
+        var keepBytes: UInt64 = 16 << 30
+
         func validate() throws {
+            guard (1...1_000_000).contains(keepSnapshots) else { throw ValidationError("--keep-snapshots \(keepSnapshots) is not in 1…1000000") }
+            guard keepBytes >= maxSnapshotBytes else {
+                throw ValidationError("--keep-bytes \(keepBytes) is below --max-snapshot-bytes \(maxSnapshotBytes): a node could not keep one snapshot")
+            }
             guard ((1 << 20)...(64 << 30)).contains(maxSnapshotBytes) else {
                 throw ValidationError("--max-snapshot-bytes \(maxSnapshotBytes) is not in 1 MiB…64 GiB (1048576…68719476736)")
             }
@@ -87,7 +99,7 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
                 try await Coordinator(
                     settings: .init(
                         directory: directory.dir, host: host, port: port, maxSnapshotBytes: maxSnapshotBytes, maxConnections: maxConnections,
-                        idleTimeoutS: idleTimeoutS),
+                        idleTimeoutS: idleTimeoutS, keepSnapshots: keepSnapshots, keepBytes: keepBytes),
                     logger: Logger(label: "pimesh-coordinator")
                 ).run()
             } catch {

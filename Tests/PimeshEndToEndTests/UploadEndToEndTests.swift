@@ -664,6 +664,50 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
     }
 
+    /// The archive keeps each node's newest snapshots by count and by bytes, deleting older
+    /// ones as new ones land, so that no node fills the disk the fleet shares.
+    @Test func eachNodeKeepsItsNewestSnapshotsByCountAndBytes() throws {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let lead = try LeadProcess(dataDir: dataDir)
+        _ = try lead.waitReady()
+        // About 0.7 MiB compressed (base64 of random bytes does not shrink): two do not fit 1 MiB.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<15 {
+            let payload = Data((0..<36_000).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
+            _ = try lead.client().submit(.init(capability: "nobody", payload: payload))
+        }
+        #expect(lead.terminate() == 0)
+        let megabyte = String(1 << 20)
+        var (coordinator, port) = try startCoordinator(["--max-snapshot-bytes", megabyte, "--keep-bytes", megabyte])
+        var config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(port)"}"#)
+        for _ in 0..<3 { #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0) }
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, try publicKey()]).status == 0)
+        let pushed = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(pushed.status == 0, "\(pushed.output)")
+        let nodeID = try #require(try NodeKey.load(dataDir: dataDir)).nodeID
+        func archived() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/nodes/\(nodeID)").sorted()
+        }
+        #expect(try archived() == ["snapshot-0000000003.db.lz4", "snapshot-0000000003.json"], "by bytes: only the newest fits")
+        func fleet() throws -> [String: Any] {
+            let listed = try runCoordinator(["nodes", "--dir", coordinatorDir, "--json"])
+            return try #require(((try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any])?["nodes"] as? [[String: Any]])?.first)
+        }
+        #expect(try fleet()["snapshots"] as? Int == 1)
+        #expect(try fleet()["last_sequence"] as? Int == 3)
+
+        coordinator.stop()
+        (coordinator, port) = try startCoordinator(["--keep-snapshots", "2"])
+        defer { coordinator.stop() }
+        config = try writeConfig(#"{"target": "coordinator", "url": "http://127.0.0.1:\#(port)"}"#)
+        for _ in 0..<3 { #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0) }
+        #expect(try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config]).status == 0)
+        #expect(try archived() == ["snapshot-0000000005.db.lz4", "snapshot-0000000005.json", "snapshot-0000000006.db.lz4", "snapshot-0000000006.json"], "by count")
+        #expect(try fleet()["snapshots"] as? Int == 2)
+        let refused = try runCoordinator(["serve", "--dir", coordinatorDir, "--keep-bytes", "1000"])
+        #expect(refused.status != 0 && refused.output.contains("--keep-bytes 1000 is below --max-snapshot-bytes"), "\(refused.output)")
+    }
+
     /// What an upload cut short by a kill -9 left in `incoming/` is gone at the next start, and
     /// a second coordinator on the same directory is refused rather than emptying it under the first.
     @Test func aKilledUploadLeavesNothingAfterARestartAndADirHasOneCoordinator() throws {
