@@ -150,7 +150,7 @@ int pimesh_spawn(const char *path, char *const argv[], char *const envp[], int i
         // but the one descriptor passed on purpose (its secret), which outlives exec.
         int keep[3] = {status_pipe[1], gate[0], passed_fd};
         close_all_from(3, keep, 3);
-        if (passed_fd >= 0 && fcntl(passed_fd, F_SETFD, 0) != 0) report(status_pipe[1], PIMESH_SPAWN_STDIO, errno);
+        if (passed_fd >= 0 && fcntl(passed_fd, F_SETFD, 0) != 0) report(status_pipe[1], PIMESH_SPAWN_PASSED_FD, errno);
         if (hold) {
             // The lead records this pid before the program runs: a lead killed in between
             // closes the gate unopened, and the child ends here instead of running unknown.

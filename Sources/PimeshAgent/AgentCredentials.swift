@@ -74,7 +74,7 @@ extension AgentCredentials {
         guard let id = AgentID(try value("PIMESH_AGENT_ID")) else { throw Missing(description: "PIMESH_AGENT_ID is not a UUID") }
         let secret: String
         let secretSource: String
-        if let number = environment["PIMESH_AGENT_SECRET_FD"] {
+        if let number = environment["PIMESH_AGENT_SECRET_FD"], !number.isEmpty {
             guard let fd = Int32(number), fd >= 3 else {
                 throw Missing(description: "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: \(number)")
             }
@@ -83,6 +83,9 @@ extension AgentCredentials {
             } catch {
                 throw Missing(description: "cannot read the secret from descriptor \(fd) (PIMESH_AGENT_SECRET_FD): \(error)")
             }
+            // Read from this process's own environment: its children must not take the number,
+            // which names another descriptor, or none, from now on.
+            if let own = getenv("PIMESH_AGENT_SECRET_FD"), String(cString: own) == number { unsetenv("PIMESH_AGENT_SECRET_FD") }
             secretSource = "the secret read from PIMESH_AGENT_SECRET_FD"
         } else {
             secret = try value("PIMESH_AGENT_SECRET")

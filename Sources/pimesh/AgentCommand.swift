@@ -145,7 +145,7 @@ struct SimAgentCommand: AsyncParsableCommand {
         abstract: "Run one simulated agent, as a manifest in agents.d starts it.",
         discussion: """
             The identity comes from the environment that `pimesh run` sets for a supervised \
-            agent (PIMESH_AGENT_ID, PIMESH_AGENT_SECRET, PIMESH_HEARTBEAT_PORT, …; see \
+            agent (PIMESH_AGENT_ID, PIMESH_AGENT_SECRET_FD, PIMESH_HEARTBEAT_PORT, …; see \
             docs/operations.md). The agent heartbeats at the lead's interval, takes tasks and \
             works on each for the time its class and the payload weight predict. Use it in a \
             manifest to try supervision, restarts and healing:

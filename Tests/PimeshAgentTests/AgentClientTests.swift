@@ -120,19 +120,27 @@ import PimeshTestSupport
 
     @Test func theDescriptorIsReadOnceAndClosed() throws {
         let reader = try filledPipe(String(repeating: "ab", count: 32) + "\n")
+        // A second descriptor of the same pipe tells its number's closing from its reuse by a
+        // test running beside this one.
+        let same = dup(reader)
+        defer { close(same) }
         var values = environment
         values["PIMESH_AGENT_SECRET_FD"] = String(reader)
         let credentials = try AgentCredentials.fromEnvironment(values)
         #expect(credentials.secret == String(repeating: "ab", count: 32), "the descriptor wins over the variable")
-        #expect(fcntl(reader, F_GETFD) == -1 && errno == EBADF, "closed once read")
-        // Without the descriptor, the variable (an agent started by hand).
+        var pipeInfo = stat(), now = stat()
+        #expect(fstat(same, &pipeInfo) == 0)
+        #expect(fstat(reader, &now) != 0 || now.st_ino != pipeInfo.st_ino, "closed once read")
+        // Without the descriptor, the variable (an agent started by hand); an empty one is none.
         #expect(try AgentCredentials.fromEnvironment(environment).secret == String(repeating: "cd", count: 32))
+        values["PIMESH_AGENT_SECRET_FD"] = ""
+        #expect(try AgentCredentials.fromEnvironment(values).secret == String(repeating: "cd", count: 32))
     }
 
     @Test func badDescriptorsAreNamed() throws {
         let short = try filledPipe("abcd")
-        let closed = try filledPipe(String(repeating: "ab", count: 32))
-        close(closed)
+        // Far above any descriptor a test process opens: never another test's.
+        let closed = Int32.max
         for (value, said) in [
             ("2", "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: 2"),
             ("three", "PIMESH_AGENT_SECRET_FD is not a descriptor number of 3 or above: three"),

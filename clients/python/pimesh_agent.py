@@ -319,6 +319,9 @@ class PimeshAgent:
             raise PimeshError(f"{', '.join(missing)} not set: this agent expects to be started by `pimesh run` from a manifest")
         secret = _read_secret(environ["PIMESH_AGENT_SECRET_FD"]) if secret_key == "PIMESH_AGENT_SECRET_FD" \
             else environ["PIMESH_AGENT_SECRET"]
+        if secret_key == "PIMESH_AGENT_SECRET_FD" and environ is os.environ:
+            # The number names another descriptor, or none, from now on: not for its children.
+            os.environ.pop("PIMESH_AGENT_SECRET_FD", None)
         capabilities = [c for c in environ.get("PIMESH_AGENT_CAPABILITIES", "").split(",") if c]
         credentials = {
             "id": environ["PIMESH_AGENT_ID"], "secret": secret, "name": environ["PIMESH_AGENT_NAME"],

@@ -15,6 +15,7 @@ enum pimesh_spawn_step {
     PIMESH_SPAWN_FORK = 6,
     PIMESH_SPAWN_PIPE = 7,
     PIMESH_SPAWN_CAPABILITIES = 8,
+    PIMESH_SPAWN_PASSED_FD = 9,
 };
 
 /// Starts `path` with `argv`/`envp` in a process group of its own, default signal dispositions

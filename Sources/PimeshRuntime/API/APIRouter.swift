@@ -11,6 +11,7 @@ enum APIRouter {
     /// Registration bodies are a few hundred bytes; anything near this is not a registration.
     static let maxBodyBytes = 64 * 1024
 
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func build(state: LeadState, tokens: LeadTokens) -> Router<LeadRequestContext> {
         let router = Router(context: LeadRequestContext.self)
         let routes = JSONErrors<LeadRequestContext>.Routes()

@@ -131,6 +131,7 @@ final class ConflictService: Sendable {
     }
 
     /// A page of the newest entries, those before `before` when given.
+    @_optimize(size)  // cold: an operator's listing (the 25 MB budget)
     func list(limit: Int, before: Int64? = nil) async throws -> ConflictList {
         let (records, quarantines, total, resolutions) = try await Blocking.run { [store] in
             // Past a page of evidence the API would cut the list anyway (it sets the cursor).

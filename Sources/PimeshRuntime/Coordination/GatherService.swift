@@ -62,6 +62,7 @@ final class GatherService: Sendable {
         self.logger = logger
     }
 
+    @_optimize(size)  // cold: an operator's ask; its agents' answers take longer (the 25 MB budget)
     func run(_ kind: Kind, _ request: GatherRequest) async throws -> GatherReport {
         var settings = settings
         if let window = request.windowMs { settings.arrivalWindow = .milliseconds(window) }

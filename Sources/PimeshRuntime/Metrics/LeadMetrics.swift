@@ -192,6 +192,7 @@ final class LeadMetrics: Sendable {
     }
 
     /// Copies the live figures in and renders the Prometheus text format.
+    @_optimize(size)  // cold: a scrape every few seconds at most (the 25 MB budget)
     func render(status: StatusReport, heartbeats: HeartbeatCounters, openTasks open: [TaskState: Int]) -> [UInt8] {
         exported.withLock { last in
             func add(_ counter: CoreMetrics.Counter?, key: String, total: Int) {

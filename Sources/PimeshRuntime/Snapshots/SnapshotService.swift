@@ -115,6 +115,7 @@ final class SnapshotService: Service, Sendable {
 
     /// Moves snapshots that failed verification (manifest and file) to `<spool>/quarantine`
     /// (0700), keeping the newest `quarantineKeep`; returns the manifests moved.
+    @_optimize(size)  // cold: after a failed verification (the 25 MB budget)
     func quarantine(_ manifests: [String]) async throws -> [String] {
         try await pool.runIfActive { [maker] in
             let directory = maker.spool.directory + "/quarantine"

@@ -49,6 +49,7 @@ final class UploadService: Service, Sendable {
         }
     }
 
+    @_optimize(size)  // cold: an upload every few minutes (the 25 MB budget)
     private func loop() async throws {
         let target = uploader.target.name
         var failures = 0

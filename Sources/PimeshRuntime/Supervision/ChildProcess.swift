@@ -92,6 +92,7 @@ package enum ChildProcess {
             case PIMESH_SPAWN_SETUID.rawValue: "switch to uid \(identity?.uid ?? 0)"
             case PIMESH_SPAWN_STDIO.rawValue: "set up its stdin/stdout"
             case PIMESH_SPAWN_CAPABILITIES.rawValue: "drop the lead's ambient capabilities"
+            case PIMESH_SPAWN_PASSED_FD.rawValue: "keep its secret's descriptor open"
             default: "start \(path)"
             }
             throw SpawnError(description: "cannot \(what): \(String(cString: strerror(error)))")

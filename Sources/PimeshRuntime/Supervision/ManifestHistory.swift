@@ -70,6 +70,7 @@ final class ManifestHistory: Sendable {
 
     /// The manifest to run for `manifest` as read from its file: the pinned rollback while the
     /// file still holds the text that was rolled back, else the file's.
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     func inForce(_ manifest: AgentManifest) -> AgentManifest {
         guard let entry = entries.withLock({ $0[manifest.name] }), let over = entry.pinnedOverSHA256, let pinned = entry.pinned else {
             return manifest

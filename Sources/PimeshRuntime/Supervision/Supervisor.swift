@@ -718,6 +718,7 @@ final class Supervisor: Service, Sendable {
         doorbell.ring()
     }
 
+    @_optimize(size)  // cold: once, as the lead stops (the 25 MB budget)
     private func stopAll() async {
         let pids: [pid_t] = state.withLock { state in
             state.shuttingDown = true
@@ -806,6 +807,7 @@ final class Supervisor: Service, Sendable {
         }
     }
 
+    @_optimize(size)  // cold: a heal; the command it spawns dwarfs it (the 25 MB budget)
     private func runHealCommand(_ agent: Managed, reason: String, byOperator: Bool) throws(ActionError) -> String {
         let name = agent.manifest.name
         if let pid = agent.healPID { return "its heal command is still running (pid \(pid))" }
@@ -1052,8 +1054,9 @@ final class Supervisor: Service, Sendable {
                                 : " (its manifest says so)"))
                 }
             }
-            // The kernel lets a process read the environment (the secret) and, where ptrace is
-            // not restricted, the memory of any other of its uid: one warning per shared uid.
+            // The kernel lets a process open the descriptors (the secret's pipe, until read) and,
+            // where ptrace is not restricted, read the memory of any other of its uid: one
+            // warning per shared uid.
             let running = state.agents.values.filter { $0.manifest.mode == .supervised && !$0.removed && !$0.stopped }
             let byUser = Dictionary(grouping: running.map { identity(of: $0.manifest) }.filter { !$0.isRoot }, by: \.uid)
             if let lead = byUser[geteuid()] {
