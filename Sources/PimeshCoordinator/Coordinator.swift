@@ -36,12 +36,16 @@ public struct Coordinator: Sendable {
         /// not, fills the archive the whole fleet shares.
         public var keepSnapshots: Int
         public var keepBytes: UInt64
+        /// The address of a TLS proxy in front: its requests are counted by the client address
+        /// it puts last in X-Forwarded-For, not as one peer for the whole fleet.
+        public var trustedProxy: String?
 
         public init(
             directory: String, host: String = "127.0.0.1", port: Int = 7430, maxSnapshotBytes: UInt64 = 4 << 30,
             maxUploadsPerNode: Int = 2, maxUploads: Int = 32, maxConnections: Int = 256, idleTimeoutS: Int = 30,
-            keepSnapshots: Int = 1000, keepBytes: UInt64 = 16 << 30
+            keepSnapshots: Int = 1000, keepBytes: UInt64 = 16 << 30, trustedProxy: String? = nil
         ) {
+            self.trustedProxy = trustedProxy
             self.keepSnapshots = keepSnapshots
             self.keepBytes = keepBytes
             self.directory = directory
@@ -99,6 +103,7 @@ public struct Coordinator: Sendable {
         try PrivateFiles.checkSecret(directory + "/" + Self.enrollTokenFile)
         let enrollToken = try SecretToken.loadOrCreate(path: directory + "/" + Self.enrollTokenFile)
         let store = try CoordinatorStore(path: directory + "/coordinator.db")
+        try sweepPruned(store)
         let router = Router(context: CoordinatorRequestContext.self)
         router.get("/healthz") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
         // Nodes authenticate by their enrolled key's signature, not by the token.
@@ -248,12 +253,6 @@ public struct Coordinator: Sendable {
     static let uploadGraceS: Int64 = 120
     static let slowestUploadBytesPerSecond: UInt64 = 16 << 10
 
-    /// Past the grace, `slowestUploadBytesPerSecond` for every second after it must have arrived.
-    static func isFastEnough(received: UInt64, after elapsed: Duration) -> Bool {
-        let pastGraceMs = elapsed.wholeNanoseconds / 1_000_000 - uploadGraceS * 1000
-        guard pastGraceMs > 0 else { return true }
-        return received >= UInt64(pastGraceMs) * slowestUploadBytesPerSecond / 1000
-    }
 
     static let incidentReadS: Int64 = 30
     /// Incident bodies read at once from one address: enough for a few nodes behind one NAT,
@@ -288,8 +287,10 @@ public struct Coordinator: Sendable {
         // Counted by the peer's address, not by the node the path names: anyone who knows a
         // node id (it is in every URL and log) could otherwise hold that node's slots with
         // bodies that trickle, and keep its incidents out.
-        try incidentReads.acquire(key: context.peer, what: "incidents")
-        defer { incidentReads.release(key: context.peer) }
+        let peer = PeerAddress.key(
+            peer: context.peer, forwardedFor: request.headers[values: PeerAddress.forwardedFor], trustedProxy: settings.trustedProxy)
+        try incidentReads.acquire(key: peer, what: "incidents")
+        defer { incidentReads.release(key: peer) }
         // Its slot is taken before the signature can be checked: a body that trickles in (each
         // byte resets the idle timeout) would hold it for as long as it liked.
         let deadline = Clock.monotonicNow() + .seconds(Self.incidentReadS)
@@ -386,6 +387,12 @@ public struct Coordinator: Sendable {
         } catch {
             throw APIError(status: .forbidden, message: "refused: \(error)")
         }
+        let prunedThrough = try store.prunedThrough(nodeID: nodeID)
+        guard sequence > prunedThrough else {
+            throw APIError(
+                status: .gone,
+                message: "\(nodeID) #\(sequence) is older than what this coordinator keeps for the node (it let go of #\(prunedThrough) and older)")
+        }
         if let existing = try store.received(nodeID: nodeID, sequence: sequence) {
             guard existing == manifest.compressedSHA256 else {
                 throw APIError(status: .conflict, message: "\(nodeID) #\(sequence) was received before with a different SHA-256; it is never overwritten")
@@ -410,11 +417,11 @@ public struct Coordinator: Sendable {
         // The idle timeout closes a body that stops; this closes one that trickles, which would
         // hold its slot for as long as it liked. Measured on what arrived, not on the size the
         // manifest declares: a declared 4 GiB would otherwise buy three days.
-        let started = Clock.monotonicNow()
+        var pace = UploadPace(startedAt: Clock.monotonicNow(), grace: .seconds(Self.uploadGraceS), slowestBytesPerSecond: Self.slowestUploadBytesPerSecond)
         do {
             for try await buffer in request.body {
                 received += UInt64(buffer.readableBytes)
-                guard Self.isFastEnough(received: received, after: Clock.monotonicNow() - started) else {
+                guard pace.admits(received: received, at: Clock.monotonicNow()) else {
                     throw APIError(
                         status: .requestTimeout,
                         message: "the upload is slower than \(Self.slowestUploadBytesPerSecond / 1024) KiB/s on average; retry on a better link")
@@ -482,14 +489,31 @@ public struct Coordinator: Sendable {
     private func prune(_ nodeID: String, nodeDirectory: String, store: CoordinatorStore) throws {
         let pruned = try store.prune(nodeID: nodeID, keep: settings.keepSnapshots, keepBytes: settings.keepBytes)
         guard !pruned.isEmpty else { return }
-        for snapshot in pruned {
-            unlink(snapshot.path)
-            unlink(nodeDirectory + "/" + SnapshotManifest.manifestName(sequence: snapshot.sequence))
-        }
+        for sequence in pruned { deleteArchived(sequence, in: nodeDirectory) }
         FileIO.syncDirectory(of: nodeDirectory + "/.")
-        logger.info(
-            "older snapshots deleted",
-            metadata: ["node": "\(nodeID)", "sequences": "\(pruned.map(\.sequence).sorted().map(String.init).joined(separator: ","))"])
+        logger.info("older snapshots deleted", metadata: ["node": "\(nodeID)", "sequences": "\(pruned.sorted().map(String.init).joined(separator: ","))"])
+    }
+
+    /// Named from the directory, not from the index's `path`, which holds `--dir` as it was
+    /// given (relative to where an older `serve` ran).
+    private func deleteArchived(_ sequence: UInt64, in nodeDirectory: String) {
+        for name in [SnapshotManifest.fileName(sequence: sequence), SnapshotManifest.manifestName(sequence: sequence)] {
+            if unlink(nodeDirectory + "/" + name) != 0 && errno != ENOENT {
+                logger.warning("cannot delete a pruned snapshot", metadata: ["path": "\(nodeDirectory)/\(name)", "errno": "\(errno)"])
+            }
+        }
+    }
+
+    /// Files that retention let go but a crash left on the disk: every sequence at or below a
+    /// node's `pruned_through` (the index names none of them).
+    private func sweepPruned(_ store: CoordinatorStore) throws {
+        for node in try store.prunedNodes() {
+            let nodeDirectory = settings.directory + "/nodes/" + node.nodeID
+            for name in (try? FileIO.list(nodeDirectory)) ?? [] {
+                guard let sequence = SnapshotManifest.sequence(inName: name), sequence <= node.through else { continue }
+                deleteArchived(sequence, in: nodeDirectory)
+            }
+        }
     }
 
     /// Verification decompresses and hashes up to `maxSnapshotBytes` (seconds per GiB): one at

@@ -64,6 +64,12 @@ public struct CoordinatorStore: Sendable {
             )
             """,
         ]),
+        // The newest sequence retention let go, per node: a sequence at or below it is answered
+        // without reading its body (once pruned, it would otherwise be received and verified
+        // again on each resend, and could land with other content than it once had).
+        Migration(version: 4, statements: [
+            "ALTER TABLE nodes ADD COLUMN pruned_through INTEGER NOT NULL DEFAULT 0",
+        ]),
     ]
 
     public static let incidentsPerNode = 500
@@ -98,6 +104,22 @@ public struct CoordinatorStore: Sendable {
     public func enrolledKeys() throws -> [String] {
         try database.withConnection { connection in
             try connection.query("SELECT public_key FROM nodes ORDER BY node_id", []) { $0.text(0) }.compactMap { $0 }
+        }
+    }
+
+    /// The newest sequence of the node's that retention let go (0: none).
+    public func prunedThrough(nodeID: String) throws -> UInt64 {
+        try database.withConnection { connection in
+            try connection.query("SELECT pruned_through FROM nodes WHERE node_id = ?", [.text(nodeID)]) { UInt64(max(0, $0.int64(0))) }.first ?? 0
+        }
+    }
+
+    /// Every node that retention has pruned, with the newest sequence it let go.
+    public func prunedNodes() throws -> [(nodeID: String, through: UInt64)] {
+        try database.withConnection { connection in
+            try connection.query("SELECT node_id, pruned_through FROM nodes WHERE pruned_through > 0 ORDER BY node_id", []) {
+                (nodeID: $0.text(0), through: UInt64($0.int64(1)))
+            }
         }
     }
 
@@ -139,21 +161,27 @@ public struct CoordinatorStore: Sendable {
 
     /// Takes the node's oldest snapshots out of the index until the newest `keep` remain and
     /// their compressed bytes fit `keepBytes` (the newest always stays), and audit heads past
-    /// `auditHeadsPerNode`. Returns the pruned snapshots' file paths, for the caller to delete:
-    /// a crash in between leaves a file the index no longer names, never a row without its file.
-    public func prune(nodeID: String, keep: Int, keepBytes: UInt64) throws -> [(sequence: UInt64, path: String)] {
+    /// `auditHeadsPerNode`, and raises the node's `pruned_through`. Returns the pruned
+    /// sequences, whose files are the caller's to delete: a crash in between leaves files the
+    /// index no longer names, which the next start removes (at or below `pruned_through`).
+    public func prune(nodeID: String, keep: Int, keepBytes: UInt64) throws -> [UInt64] {
         try database.transaction { connection in
             let rows = try connection.query(
-                "SELECT sequence, compressed_bytes, path FROM snapshots WHERE node_id = ? ORDER BY sequence DESC", [.text(nodeID)]
-            ) { (sequence: UInt64($0.int64(0)), bytes: UInt64(max(0, $0.int64(1))), path: $0.text(2)) }
+                "SELECT sequence, compressed_bytes FROM snapshots WHERE node_id = ? ORDER BY sequence DESC", [.text(nodeID)]
+            ) { (sequence: UInt64($0.int64(0)), bytes: UInt64(max(0, $0.int64(1)))) }
             var kept: UInt64 = 0
-            var pruned: [(sequence: UInt64, path: String)] = []
+            var pruned: [UInt64] = []
+            // Both bounds only grow down the list: what is pruned is everything older than a point.
             for (index, row) in rows.enumerated() {
-                kept += row.bytes
-                if index > 0 && (index >= keep || kept > keepBytes) { pruned.append((row.sequence, row.path)) }
+                kept = kept.addingReportingOverflow(row.bytes).overflow ? .max : kept + row.bytes
+                if index > 0 && (index >= keep || kept > keepBytes) { pruned.append(row.sequence) }
             }
-            for row in pruned {
-                try connection.run("DELETE FROM snapshots WHERE node_id = ? AND sequence = ?", [.text(nodeID), .integer(Int64(row.sequence))])
+            for sequence in pruned {
+                try connection.run("DELETE FROM snapshots WHERE node_id = ? AND sequence = ?", [.text(nodeID), .integer(Int64(sequence))])
+            }
+            if let newest = pruned.first {
+                try connection.run(
+                    "UPDATE nodes SET pruned_through = max(pruned_through, ?) WHERE node_id = ?", [.integer(Int64(newest)), .text(nodeID)])
             }
             try connection.run(
                 """

@@ -71,6 +71,16 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         "snapshot-" + String(sequence).leftPadded(to: 10) + ".db.lz4"
     }
 
+    /// The sequence in a name `fileName` or `manifestName` made; nil for any other name.
+    public static func sequence(inName name: String) -> UInt64? {
+        guard name.hasPrefix("snapshot-") else { return nil }
+        let rest = name.dropFirst("snapshot-".count)
+        let digits = rest.prefix { $0.isASCII && $0.isNumber }
+        guard digits.count >= 10, let sequence = UInt64(digits) else { return nil }
+        let suffix = rest.dropFirst(digits.count)
+        return suffix == ".db.lz4" || suffix == ".json" ? sequence : nil
+    }
+
     public static func manifestName(sequence: UInt64) -> String {
         "snapshot-" + String(sequence).leftPadded(to: 10) + ".json"
     }

@@ -74,13 +74,29 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
             help: "Each node's snapshots kept within this many compressed bytes, newest first (at least --max-snapshot-bytes; the newest always stays).")
         var keepBytes: UInt64 = 16 << 30
 
+        @Option(
+            name: .long,
+            help: """
+                The address of a TLS proxy in front of the coordinator: incidents it forwards are counted by the client address it \
+                appends to X-Forwarded-For, not as one peer for the whole fleet.
+                """)
+        var trustedProxy: String?
+
         func validate() throws {
-            guard (1...1_000_000).contains(keepSnapshots) else { throw ValidationError("--keep-snapshots \(keepSnapshots) is not in 1…1000000") }
-            guard keepBytes >= maxSnapshotBytes else {
-                throw ValidationError("--keep-bytes \(keepBytes) is below --max-snapshot-bytes \(maxSnapshotBytes): a node could not keep one snapshot")
-            }
             guard ((1 << 20)...(64 << 30)).contains(maxSnapshotBytes) else {
                 throw ValidationError("--max-snapshot-bytes \(maxSnapshotBytes) is not in 1 MiB…64 GiB (1048576…68719476736)")
+            }
+            guard (1...1_000_000).contains(keepSnapshots) else { throw ValidationError("--keep-snapshots \(keepSnapshots) is not in 1…1000000") }
+            guard keepBytes >= maxSnapshotBytes else {
+                throw ValidationError(
+                    "--keep-bytes \(keepBytes) is below --max-snapshot-bytes \(maxSnapshotBytes), so a node could not keep one snapshot: "
+                        + "raise --keep-bytes to at least \(maxSnapshotBytes)")
+            }
+            if let trustedProxy {
+                var bytes = [UInt8](repeating: 0, count: 16)
+                guard inet_pton(AF_INET, trustedProxy, &bytes) == 1 || inet_pton(AF_INET6, trustedProxy, &bytes) == 1 else {
+                    throw ValidationError("--trusted-proxy \(trustedProxy) is not an IP address")
+                }
             }
             guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
             guard (1...65536).contains(maxConnections) else { throw ValidationError("--max-connections \(maxConnections) is not in 1…65536") }
@@ -99,7 +115,7 @@ struct PimeshCoordinatorCommand: AsyncParsableCommand {
                 try await Coordinator(
                     settings: .init(
                         directory: directory.dir, host: host, port: port, maxSnapshotBytes: maxSnapshotBytes, maxConnections: maxConnections,
-                        idleTimeoutS: idleTimeoutS, keepSnapshots: keepSnapshots, keepBytes: keepBytes),
+                        idleTimeoutS: idleTimeoutS, keepSnapshots: keepSnapshots, keepBytes: keepBytes, trustedProxy: trustedProxy),
                     logger: Logger(label: "pimesh-coordinator")
                 ).run()
             } catch {

@@ -86,3 +86,39 @@ import Testing
         #expect(RetentionTime.startMs(wallAtStartMs: newest, newestStoredMs: nil) == newest)
     }
 }
+
+/// The coordinator's rule for an upload that arrives over time (16 KiB/s past 120 s here).
+@Suite struct UploadPaceTests {
+    /// A fresh pace, and a way to ask it about `received` bytes `second`s after the start.
+    func pace() -> (Int64, UInt64) -> Bool {
+        let start = Instant.seconds(1000)
+        var pace = UploadPace(startedAt: start, grace: .seconds(120), slowestBytesPerSecond: 16_384)
+        return { second, received in pace.admits(received: received, at: start + .seconds(second)) }
+    }
+
+    @Test func anythingGoesWithinTheGraceAndASteadyLinkPasses() {
+        let admits = pace()
+        #expect(admits(119, 1))
+        let steady = pace()
+        for second in stride(from: Int64(1), through: 900, by: 7) {
+            #expect(steady(second, UInt64(second) * 20_000), "20 kB/s at \(second) s")
+        }
+    }
+
+    @Test func aLinkSlowerOnAverageThanTheFloorIsEnded() {
+        let admits = pace()
+        #expect(admits(130, 16_384 * 10))
+        #expect(!admits(131, 16_384 * 10), "10 s past the grace, 10 s worth and no more")
+    }
+
+    /// Most of a body at once, then a byte now and then: the average would hold its slot for
+    /// days; each minute past the grace must bring the floor's rate too.
+    @Test func aBurstThenATrickleIsEndedWithinAWindow() {
+        let admits = pace()
+        let burst: UInt64 = 1 << 30
+        #expect(admits(1, burst))
+        #expect(admits(125, burst + 1))
+        #expect(admits(150, burst + 2))
+        #expect(!admits(185, burst + 3), "a window of 60 s brought 2 bytes")
+    }
+}

@@ -704,8 +704,36 @@ import Testing
         #expect(try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config]).status == 0)
         #expect(try archived() == ["snapshot-0000000005.db.lz4", "snapshot-0000000005.json", "snapshot-0000000006.db.lz4", "snapshot-0000000006.json"], "by count")
         #expect(try fleet()["snapshots"] as? Int == 2)
-        let refused = try runCoordinator(["serve", "--dir", coordinatorDir, "--keep-bytes", "1000"])
-        #expect(refused.status != 0 && refused.output.contains("--keep-bytes 1000 is below --max-snapshot-bytes"), "\(refused.output)")
+        // A pruned sequence sent again is answered before its body is read: 410, nothing kept.
+        let http = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: port))
+        let manifest = try String(contentsOfFile: dataDir + "/spool/snapshot-0000000004.json", encoding: .utf8)
+        let gone = try http.request(
+            "PUT", "/v1/nodes/\(nodeID)/snapshots/4", headers: [("Pimesh-Manifest", Hex.encode(Array(manifest.utf8)))],
+            body: [UInt8](FileManager.default.contents(atPath: dataDir + "/spool/snapshot-0000000004.db.lz4")!))
+        #expect(gone.status == 410 && gone.text.contains("let go of #4 and older"), "\(gone.status) \(gone.text)")
+        #expect(try archived().count == 4)
+        // The node takes a 410 as done: its newer snapshots are not held up behind it.
+        for name in try FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool") where name.hasPrefix("snapshot-0000000004.uploaded-") {
+            try FileManager.default.removeItem(atPath: dataDir + "/spool/" + name)
+        }
+        #expect(try runPimesh(["snapshot", "create", "--data-dir", dataDir]).status == 0)
+        let after = try runPimesh(["snapshot", "push", "--data-dir", dataDir, "--config", config])
+        #expect(after.status == 0 && after.output.contains("keeps no snapshot this old"), "\(after.output)")
+        #expect(try archived() == ["snapshot-0000000006.db.lz4", "snapshot-0000000006.json", "snapshot-0000000007.db.lz4", "snapshot-0000000007.json"])
+        // Files a crash left between the index and the disk: gone at the next start if retention
+        // let them go, kept otherwise.
+        coordinator.stop()
+        let nodeDirectory = coordinatorDir + "/nodes/\(nodeID)"
+        for name in ["snapshot-0000000002.db.lz4", "snapshot-0000000005.json", "snapshot-0000000009.db.lz4"] {
+            #expect(FileManager.default.createFile(atPath: nodeDirectory + "/" + name, contents: Data([1])))
+        }
+        (coordinator, port) = try startCoordinator()
+        #expect(try archived() == [
+            "snapshot-0000000006.db.lz4", "snapshot-0000000006.json", "snapshot-0000000007.db.lz4", "snapshot-0000000007.json",
+            "snapshot-0000000009.db.lz4",
+        ])
+        let refused = try runCoordinator(["serve", "--dir", coordinatorDir + "-other", "--keep-bytes", "1000"])
+        #expect(refused.status != 0 && refused.output.contains("raise --keep-bytes to at least"), "\(refused.output)")
     }
 
     /// What an upload cut short by a kill -9 left in `incoming/` is gone at the next start, and
@@ -745,21 +773,71 @@ import Testing
         #expect(mode == 0o600)
     }
 
+    /// Behind a TLS proxy every node has the proxy's address: from the proxy the coordinator
+    /// trusts (`--trusted-proxy`), incidents are counted by the client address it appends to
+    /// X-Forwarded-For; from anyone else, that header changes nothing.
+    @Test func incidentReadsBehindATrustedProxyAreCountedByTheForwardedAddress() throws {
+        let (coordinator, port) = try startCoordinator(["--trusted-proxy", "127.0.0.1"])
+        defer { coordinator.stop() }
+        try FileManager.default.createDirectory(atPath: root + "/proxied-node", withIntermediateDirectories: true)
+        let key = try NodeKey.loadOrCreate(dataDir: root + "/proxied-node")
+        #expect(try runCoordinator(["enroll", "--dir", coordinatorDir, key.publicKeyHex]).status == 0)
+        func head(_ forwarded: String, complete: Bool) -> String {
+            "PUT /v1/nodes/\(key.nodeID)/incidents/1 HTTP/1.1\r\nHost: x\r\nPimesh-Signature: \(String(repeating: "ab", count: 64))\r\n"
+                + "X-Forwarded-For: \(forwarded)\r\n"
+                + (complete ? "Content-Length: 9\r\nConnection: close\r\n\r\n{\"id\": 1}" : "Content-Length: 1000\r\n\r\n{")
+        }
+        // The client wrote the first entry; the proxy appended the address it saw.
+        let held = (0..<4).map { _ in ConnectionLimitsEndToEndTests.openIdle(port: port, sending: head("10.9.9.9, 10.0.0.1", complete: false)) }
+        defer { for fd in held { close(fd) } }
+        #expect(held.allSatisfy { $0 >= 0 })
+        var answer = ""
+        #expect(eventually(timeout: 10) {
+            answer = try Self.request(from: "127.0.0.1", port: port, head("10.0.0.1", complete: true))
+            return answer.hasPrefix("HTTP/1.1 429")
+        }, "\(answer)")
+        let other = try Self.request(from: "127.0.0.1", port: port, head("10.9.9.9, 10.0.0.2", complete: true))
+        #expect(other.hasPrefix("HTTP/1.1 403") && other.contains("does not match"), "\(other)")
+        // Not from the proxy: the header is the sender's own word, and the sender is counted.
+        let direct = (0..<4).map { _ in
+            let fd = try? Self.connect(from: "127.0.0.3", port: port, sending: head("10.0.0.\(Int.random(in: 10...99))", complete: false))
+            return fd ?? -1
+        }
+        defer { for fd in direct where fd >= 0 { close(fd) } }
+        #expect(eventually(timeout: 10) {
+            answer = try Self.request(from: "127.0.0.3", port: port, head("10.0.0.200", complete: true))
+            return answer.hasPrefix("HTTP/1.1 429")
+        }, "\(answer)")
+        let refused = try runCoordinator(["serve", "--dir", coordinatorDir + "-other", "--trusted-proxy", "proxy.local"])
+        #expect(refused.status != 0 && refused.output.contains("--trusted-proxy proxy.local is not an IP address"), "\(refused.output)")
+    }
+
+    /// A socket bound to `source`, connected to the coordinator, with `prefix` sent.
+    static func connect(from source: String, port: Int, sending prefix: String) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        do {
+            try LocalAddress.loopback(host: source, port: 0).withSockaddr { address, length in
+                try #require(bind(fd, address, length) == 0, "bind \(source): errno \(errno)")
+            }
+            try LocalAddress.loopback(host: "127.0.0.1", port: port).withSockaddr { address, length in
+                try #require(Glibc.connect(fd, address, length) == 0, "connect: errno \(errno)")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        _ = Array(prefix.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        return fd
+    }
+
     /// Sends `request` from a socket bound to `source` (any of 127/8 reaches 127.0.0.1 on
     /// Linux) and reads the answer to its end.
     static func request(from source: String, port: Int, _ request: String) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try connect(from: source, port: port, sending: request)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        try LocalAddress.loopback(host: source, port: 0).withSockaddr { address, length in
-            try #require(bind(fd, address, length) == 0, "bind \(source): errno \(errno)")
-        }
-        try LocalAddress.loopback(host: "127.0.0.1", port: port).withSockaddr { address, length in
-            try #require(connect(fd, address, length) == 0, "connect: errno \(errno)")
-        }
-        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var answer: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {

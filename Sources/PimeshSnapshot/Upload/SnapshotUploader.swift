@@ -125,6 +125,9 @@ public struct SnapshotUploader: Sendable {
             throw Failure(description: "\(error)", permanent: false)
         }
         let text = answer.bodyExcerpt
+        // 410: older than what the coordinator keeps for this node (its retention); sending it
+        // again would change nothing, and the newer snapshots behind it are waiting.
+        if answer.status == 410 { return "the coordinator keeps no snapshot this old for this node (410): \(text)" }
         guard (200..<300).contains(answer.status) else {
             throw Failure(description: "the coordinator answered \(answer.status): \(text)", permanent: (400..<500).contains(answer.status))
         }
