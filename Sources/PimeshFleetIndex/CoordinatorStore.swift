@@ -107,22 +107,6 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
-    /// The newest sequence of the node's that retention let go (0: none).
-    public func prunedThrough(nodeID: String) throws -> UInt64 {
-        try database.withConnection { connection in
-            try connection.query("SELECT pruned_through FROM nodes WHERE node_id = ?", [.text(nodeID)]) { UInt64(max(0, $0.int64(0))) }.first ?? 0
-        }
-    }
-
-    /// Every node that retention has pruned, with the newest sequence it let go.
-    public func prunedNodes() throws -> [(nodeID: String, through: UInt64)] {
-        try database.withConnection { connection in
-            try connection.query("SELECT node_id, pruned_through FROM nodes WHERE pruned_through > 0 ORDER BY node_id", []) {
-                (nodeID: $0.text(0), through: UInt64($0.int64(1)))
-            }
-        }
-    }
-
     /// The SHA-256 already recorded for this node and sequence, if any.
     public func received(nodeID: String, sequence: UInt64) throws -> String? {
         try database.withConnection { connection in
@@ -152,43 +136,6 @@ public struct CoordinatorStore: Sendable {
                     "INSERT OR IGNORE INTO audit_heads (node_id, seq, sha256, at_ms, signature, received_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
                     [.text(manifest.nodeID), .integer(head.seq), .text(head.sha256), .integer(head.atMs), .text(head.signature), .integer(receivedAtMs)])
             }
-        }
-    }
-
-    /// Audit heads kept per node, newest by sequence: one comes with each snapshot, so this is
-    /// years of them, and a node cannot grow the index without end.
-    public static let auditHeadsPerNode = 100_000
-
-    /// Takes the node's oldest snapshots out of the index until the newest `keep` remain and
-    /// their compressed bytes fit `keepBytes` (the newest always stays), and audit heads past
-    /// `auditHeadsPerNode`, and raises the node's `pruned_through`. Returns the pruned
-    /// sequences, whose files are the caller's to delete: a crash in between leaves files the
-    /// index no longer names, which the next start removes (at or below `pruned_through`).
-    public func prune(nodeID: String, keep: Int, keepBytes: UInt64) throws -> [UInt64] {
-        try database.transaction { connection in
-            let rows = try connection.query(
-                "SELECT sequence, compressed_bytes FROM snapshots WHERE node_id = ? ORDER BY sequence DESC", [.text(nodeID)]
-            ) { (sequence: UInt64($0.int64(0)), bytes: UInt64(max(0, $0.int64(1)))) }
-            var kept: UInt64 = 0
-            var pruned: [UInt64] = []
-            // Both bounds only grow down the list: what is pruned is everything older than a point.
-            for (index, row) in rows.enumerated() {
-                kept = kept.addingReportingOverflow(row.bytes).overflow ? .max : kept + row.bytes
-                if index > 0 && (index >= keep || kept > keepBytes) { pruned.append(row.sequence) }
-            }
-            for sequence in pruned {
-                try connection.run("DELETE FROM snapshots WHERE node_id = ? AND sequence = ?", [.text(nodeID), .integer(Int64(sequence))])
-            }
-            if let newest = pruned.first {
-                try connection.run(
-                    "UPDATE nodes SET pruned_through = max(pruned_through, ?) WHERE node_id = ?", [.integer(Int64(newest)), .text(nodeID)])
-            }
-            try connection.run(
-                """
-                DELETE FROM audit_heads WHERE node_id = ? AND seq NOT IN
-                    (SELECT seq FROM audit_heads WHERE node_id = ? ORDER BY seq DESC LIMIT ?)
-                """, [.text(nodeID), .text(nodeID), .integer(Int64(Self.auditHeadsPerNode))])
-            return pruned
         }
     }
 

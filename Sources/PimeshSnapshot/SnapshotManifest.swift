@@ -53,32 +53,8 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
             """.utf8) + (auditHead.map { Array("audit_head=\($0.seq) \($0.sha256) \($0.atMs) \($0.signature)\n".utf8) } ?? [])
     }
 
-    /// The first field of a manifest received from elsewhere that no node writes, as (JSON
-    /// field, why): the coordinator sorts and subtracts its times.
-    public var implausibleField: (field: String, reason: String)? {
-        if !UTCTime.plausibleEpochMs.contains(createdAtMs) {
-            return ("created_at_ms", "\(createdAtMs) is not a time from 1970 to 9999 in epoch milliseconds")
-        }
-        if let head = auditHead, !UTCTime.plausibleEpochMs.contains(head.atMs) {
-            return ("audit_head.at_ms", "\(head.atMs) is not a time from 1970 to 9999 in epoch milliseconds")
-        }
-        if let head = auditHead, head.seq < 0 { return ("audit_head.seq", "\(head.seq) is below 0") }
-        if let score = nodeScore, !(0...1000).contains(score) { return ("node_score", "\(score) is not a score from 0 to 1000") }
-        return nil
-    }
-
     public static func fileName(sequence: UInt64) -> String {
         "snapshot-" + String(sequence).leftPadded(to: 10) + ".db.lz4"
-    }
-
-    /// The sequence in a name `fileName` or `manifestName` made; nil for any other name.
-    public static func sequence(inName name: String) -> UInt64? {
-        guard name.hasPrefix("snapshot-") else { return nil }
-        let rest = name.dropFirst("snapshot-".count)
-        let digits = rest.prefix { $0.isASCII && $0.isNumber }
-        guard digits.count >= 10, let sequence = UInt64(digits) else { return nil }
-        let suffix = rest.dropFirst(digits.count)
-        return suffix == ".db.lz4" || suffix == ".json" ? sequence : nil
     }
 
     public static func manifestName(sequence: UInt64) -> String {

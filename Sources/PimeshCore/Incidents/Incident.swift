@@ -88,33 +88,3 @@ public struct Incident: Codable, Sendable, Equatable {
         }
     }
 }
-
-extension Incident {
-    /// Counts (`timeline_dropped`, `escalation`, `recurrences`) of an incident from elsewhere
-    /// are at most this: a lead's never come near it, and sums of them stay far from overflow.
-    public static let maxReceivedCount = 1_000_000_000
-
-    /// The first field of an incident received from elsewhere (a node's, at the coordinator)
-    /// that no lead writes, as (JSON field, why): its times are sorted, compared and subtracted,
-    /// its counts added up.
-    public var implausibleField: (field: String, reason: String)? {
-        let times: [(String, Int64?)] =
-            [
-                ("opened_ms", openedMs), ("last_update_ms", lastUpdateMs), ("acknowledged_ms", acknowledgedMs),
-                ("first_response_ms", firstResponseMs), ("root_cause_ms", rootCauseMs), ("mitigated_ms", mitigatedMs),
-                ("resolved_ms", resolvedMs), ("quiet_since_ms", quietSinceMs),
-            ]
-            + timeline.enumerated().map { ("timeline[\($0.offset)].at_ms", $0.element.atMs) }
-            + (playbookRuns ?? []).enumerated().map { ("playbook_runs[\($0.offset)].started_ms", $0.element.startedMs) }
-        for (field, value) in times {
-            if let value, !UTCTime.plausibleEpochMs.contains(value) {
-                return (field, "\(value) is not a time from 1970 to 9999 in epoch milliseconds")
-            }
-        }
-        for (field, value) in [("timeline_dropped", timelineDropped), ("escalation", escalation), ("recurrences", recurrences)]
-        where !(0...Self.maxReceivedCount).contains(value) {
-            return (field, "\(value) is not a count from 0 to \(Self.maxReceivedCount)")
-        }
-        return nil
-    }
-}
