@@ -217,12 +217,7 @@ public struct Coordinator: Sendable {
             body += buffer.readableBytesView
             guard body.count <= 1024 else { throw APIError(status: .contentTooLarge, message: "an enrollment is at most 1024 bytes") }
         }
-        let enrollment: NodeEnrollment
-        do {
-            enrollment = try APICoding.decode(NodeEnrollment.self, from: body)
-        } catch {
-            throw DecodingProblem.answer(error, what: "the enrollment ({\"public_key\", \"signature\"})")
-        }
+        let enrollment = try DecodingProblem.decode(NodeEnrollment.self, from: body, what: "the enrollment ({\"public_key\", \"signature\"})")
         let publicKey = enrollment.publicKey.lowercased()
         guard let keyBytes = Hex.decode(publicKey), keyBytes.count == 32 else {
             throw APIError(status: .badRequest, message: "public_key is not 64 hex digits", field: "public_key")
@@ -307,12 +302,7 @@ public struct Coordinator: Sendable {
         guard NodeKey.verify(signature: signature, message: body, publicKeyHex: key) else {
             throw APIError(status: .forbidden, message: "refused: the signature does not match \(nodeID)'s enrolled key")
         }
-        let incident: Incident
-        do {
-            incident = try APICoding.decode(Incident.self, from: body)
-        } catch {
-            throw DecodingProblem.answer(error, what: "the incident")
-        }
+        let incident = try DecodingProblem.decode(Incident.self, from: body, what: "the incident")
         guard incident.id == id else { throw APIError(status: .badRequest, message: "the body is incident \(incident.id), the path \(id)", field: "id") }
         if let (field, reason) = incident.implausibleField {
             throw APIError(status: .badRequest, message: "the incident's \(field) is refused: \(reason)", field: field)
@@ -347,12 +337,7 @@ public struct Coordinator: Sendable {
         else {
             throw APIError(status: .badRequest, message: "the Pimesh-Manifest header is missing or is not hex (at most 16384 digits)")
         }
-        let manifest: SnapshotManifest
-        do {
-            manifest = try APICoding.decode(SnapshotManifest.self, from: bytes)
-        } catch {
-            throw DecodingProblem.answer(error, what: "the manifest (Pimesh-Manifest)")
-        }
+        let manifest = try DecodingProblem.decode(SnapshotManifest.self, from: bytes, what: "the manifest (Pimesh-Manifest)")
         if let (field, reason) = manifest.implausibleField {
             throw APIError(status: .badRequest, message: "the manifest's \(field) is refused: \(reason)", field: field)
         }

@@ -1,9 +1,18 @@
 import PimeshServer
+import PimeshSystem
 
 /// A JSON body or header that decoding refused, as a 400 that names the field in the API's
 /// snake_case (`audit_head.at_ms`, `timeline[3].kind`), where `try?` once answered only that
 /// something was wrong.
 enum DecodingProblem {
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws -> T {
+        do {
+            return try APICoding.decode(type, from: bytes)
+        } catch {
+            throw answer(error, what: what)
+        }
+    }
+
     static func answer(_ error: any Error, what: String) -> APIError {
         guard let error = error as? DecodingError else {
             return APIError(status: .badRequest, message: "\(what) is not JSON: \(error)")

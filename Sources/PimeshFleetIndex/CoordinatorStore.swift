@@ -189,11 +189,16 @@ public struct CoordinatorStore: Sendable {
         }
     }
 
-    /// The newest `limit` incidents across the fleet.
+    /// The newest `limit` incidents across the fleet. An incident is no newer than when it
+    /// arrived: a node whose clock runs years ahead would otherwise keep every other node's
+    /// incidents out of the list.
     public func incidents(limit: Int) throws -> [FleetIncident] {
         try database.withConnection { connection in
             try connection.query(
-                "SELECT node_id, incident_id, opened_ms, severity, state, title, received_at_ms FROM incidents ORDER BY opened_ms DESC LIMIT ?",
+                """
+                SELECT node_id, incident_id, opened_ms, severity, state, title, received_at_ms FROM incidents
+                ORDER BY min(opened_ms, received_at_ms) DESC LIMIT ?
+                """,
                 [.integer(Int64(limit))]
             ) { row in
                 FleetIncident(

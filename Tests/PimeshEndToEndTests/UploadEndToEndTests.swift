@@ -655,12 +655,31 @@ import Testing
         ] {
             #expect(answer.status == 400 && answer.field == field, "\(field): \(answer.text)")
         }
+        // A node whose clock runs years ahead buys no place in the fleet's list: a thousand
+        // incidents dated 9000 (as two such nodes would hold) that arrived a minute ago stand
+        // behind one that opened a second ago.
+        let ahead = "node-" + String(repeating: "f", count: 16)
+        let year9000Ms: Int64 = 221_845_392_000_000
+        let fill = try runProcess(
+            "/usr/bin/sqlite3",
+            [
+                "-cmd", ".timeout 10000", coordinatorDir + "/coordinator.db",
+                """
+                INSERT INTO nodes (node_id, public_key, enrolled_at_ms) VALUES ('\(ahead)', '\(String(repeating: "f", count: 64))', 0);
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+                INSERT INTO incidents SELECT '\(ahead)', i, \(year9000Ms) + i, 'SEV3', 'open', 'ahead', '{}', \(now - 60_000) FROM n;
+                """,
+            ])
+        try #require(fill.status == 0, "\(fill.output)")
         #expect(try incident(id: 4, openedMs: now - 1000).status == 200)
         #expect(try http.request("GET", "/healthz").status == 200, "the coordinator still runs")
         let nodes = try runCoordinator(["nodes", "--dir", coordinatorDir, "--json"])
         #expect(nodes.status == 0 && nodes.output.contains(key.nodeID), "\(nodes.output)")
         let incidents = try runCoordinator(["incidents", "--dir", coordinatorDir, "--json"])
-        #expect(incidents.status == 0 && incidents.output.contains("INC-000004"), "\(incidents.output)")
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(incidents.output.utf8)) as? [String: Any], "\(incidents.output)")
+        let entries = (listed["groups"] as? [[[String: Any]]] ?? []).flatMap { $0 }
+        #expect(entries.count == 1000)
+        #expect(entries.contains { $0["node_id"] as? String == key.nodeID && $0["name"] as? String == "INC-000004" }, "\(incidents.output.prefix(2000))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: coordinatorDir + "/incoming").isEmpty)
     }
 
