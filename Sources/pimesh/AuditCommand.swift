@@ -26,7 +26,7 @@ struct AuditCommand: AsyncParsableCommand {
 
         @OptionGroup var options: ClientOptions
 
-        @Option(name: [.short, .customLong("lines")], help: "How many of the newest rows to show first.")
+        @Option(name: [.customShort("n"), .short, .customLong("lines")], help: "How many of the newest rows to show first.")
         var lines = 20
 
         @Option(name: .long, help: "Only rows from this long ago: 30s, 10m, 2h, 1d.")

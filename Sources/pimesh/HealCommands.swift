@@ -120,7 +120,7 @@ struct LogsCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Keep printing new lines until interrupted, across lead restarts.")
     var follow = false
 
-    @Option(name: .long, help: "How many of the last lines (default 100; 0: all that --bytes reads).")
+    @Option(name: [.customShort("n"), .long], help: "How many of the last lines (default 100; 0: all that --bytes reads).")
     var tail: Int = 100
 
     @Option(name: .long, help: "Only lines newer than this: 30s, 10m, 2h, 1d, 1h30m.")

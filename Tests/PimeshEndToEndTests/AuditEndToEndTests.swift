@@ -97,9 +97,12 @@ import Testing
         #expect(eventually(timeout: 20) { try rows(["--kind", "restarted"]).contains { $0.subject == "steady" && $0.actor == "lead" } })
         // Filters and the human table.
         #expect(try rows(["--kind", "reload"]).allSatisfy { $0.kind == "reload" })
-        let table = try runPimesh(["audit", "tail", "--data-dir", dataDir, "--lines", "5"])
-        #expect(table.output.hasPrefix("SEQ"))
-        #expect(table.output.split(separator: "\n").count == 6)
+        // -n as tail(1) and journalctl have it, -l and --lines as before.
+        for count in [["--lines", "5"], ["-n", "5"], ["-l", "5"]] {
+            let table = try runPimesh(["audit", "tail", "--data-dir", dataDir] + count)
+            #expect(table.output.hasPrefix("SEQ"), "\(count): \(table.output)")
+            #expect(table.output.split(separator: "\n").count == 6, "\(count): \(table.output)")
+        }
         #expect(try lead.statusJSON()["audit"] != nil)
         // GET /v1/audit's bounds (docs/api.md): a 400 that names the parameter.
         let oversized = [("limit=5001", "limit"), ("tail=0", "tail"), ("after=-1", "after"), ("kind=" + String(repeating: "k", count: 257), "kind")]

@@ -79,7 +79,10 @@ import Testing
         let leavingBeat = try HeartbeatThread(credentials: leaving)
         #expect(eventually(timeout: 10) { try lead.agents().first { $0.name == "leaving" }?.health?.condition == "alive" })
         leavingBeat.stop()
-        try LeadClient.forAgent(leaving, dataDir: dataDir).leave(agentID: leaving.id)
+        let left = try LeadClient.forAgent(leaving, dataDir: dataDir).post("/v1/agents/\(leaving.id)/leave", json: Array("{}".utf8))
+        // The API's keys are snake_case, this answer's too (docs/api.md).
+        let leftJSON = try JSONSerialization.jsonObject(with: Data(left)) as? [String: Any]
+        #expect(leftJSON?["tasks_moved"] as? String == "0", "\(String(decoding: left, as: UTF8.self))")
         #expect(eventually(timeout: 5) { try lead.agents().first { $0.name == "leaving" }?.health?.condition == "left" })
         #expect(try runPimesh(["agents", "remove", "ghost0", "--data-dir", dataDir]).status == 0)
         #expect(try !lead.agents().contains { $0.name == "ghost0" })

@@ -308,8 +308,10 @@ extension SupervisionEndToEndTests {
         #expect((hello["time"] as? String)?.hasSuffix("Z") == true)
         #expect(objects.contains { $0["text"] as? String == "forged\r2026-01-01T00:00:00.000Z event restarted\u{1B}[2J" }, "\(json.output)")
 
-        let last = try runPimesh(["logs", "talker", "--tail", "1", "--no-events", "--data-dir", dataDir])
-        #expect(last.output.split(separator: "\n").count == 1)
+        for count in [["--tail", "1"], ["-n", "1"]] {
+            let last = try runPimesh(["logs", "talker", "--no-events", "--data-dir", dataDir] + count)
+            #expect(last.output.split(separator: "\n").count == 1, "\(count): \(last.output)")
+        }
         #expect(try runPimesh(["logs", "talker", "--since", "1d", "--data-dir", dataDir]).output.contains(" out hello"))
         let badSince = try runPimesh(["logs", "talker", "--since", "ten minutes", "--data-dir", dataDir])
         #expect(badSince.status != 0)

@@ -65,7 +65,7 @@ enum APIRouter {
                 // Its work goes to others now rather than when its leases run out.
                 let moved = state.tasks.migrateOrphans(of: id, now: now)
                 return JSONResponse.make(
-                    status: .ok, ["agent": name, "condition": AgentCondition.left.rawValue, "tasksMoved": String(moved.moved)])
+                    status: .ok, ["agent": name, "condition": AgentCondition.left.rawValue, "tasks_moved": String(moved.moved)])
             }
         }
         v1.post("tasks/:id/result") { request, context in
