@@ -8,14 +8,20 @@ public struct AgentRow: Sendable, Equatable {
     public var capabilities: [String]
     public var secret: [UInt8]
     public var registeredAtMs: Int64
+    /// Registered through the API (with the join token), not made for a manifest: such an
+    /// agent's name never becomes a supervised manifest's. Nil for rows from before schema 10.
+    public var selfRegistered: Bool?
 
-    public init(id: AgentID, name: String, agentClass: AgentClass, capabilities: [String], secret: [UInt8], registeredAtMs: Int64) {
+    public init(
+        id: AgentID, name: String, agentClass: AgentClass, capabilities: [String], secret: [UInt8], registeredAtMs: Int64, selfRegistered: Bool? = nil
+    ) {
         self.id = id
         self.name = name
         self.agentClass = agentClass
         self.capabilities = capabilities
         self.secret = secret
         self.registeredAtMs = registeredAtMs
+        self.selfRegistered = selfRegistered
     }
 }
 

@@ -11,10 +11,11 @@ public struct AgentStore: Sendable {
 
     public static func insert(_ agent: AgentRow, in connection: Connection) throws {
         try connection.run(
-            "INSERT INTO agents (id, name, class, capabilities, secret, registered_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO agents (id, name, class, capabilities, secret, registered_at_ms, self_registered) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 .text(agent.id.description), .text(agent.name), .text(agent.agentClass.rawValue),
                 .text(agent.capabilities.joined(separator: ",")), .blob(agent.secret), .integer(agent.registeredAtMs),
+                agent.selfRegistered.map { .integer($0 ? 1 : 0) } ?? .null,
             ])
     }
 
@@ -53,7 +54,7 @@ public struct AgentStore: Sendable {
     public func loadAgents() throws -> [AgentRow] {
         try database.read { connection in
             try connection.query(
-                "SELECT id, name, class, capabilities, secret, registered_at_ms FROM agents ORDER BY registered_at_ms, id"
+                "SELECT id, name, class, capabilities, secret, registered_at_ms, self_registered FROM agents ORDER BY registered_at_ms, id"
             ) { row in
                 let idText = row.text(0)
                 guard let id = AgentID(idText) else {
@@ -66,7 +67,7 @@ public struct AgentStore: Sendable {
                 let capabilities = row.text(3).split(separator: ",").map(String.init)
                 return AgentRow(
                     id: id, name: row.text(1), agentClass: agentClass, capabilities: capabilities,
-                    secret: row.blob(4), registeredAtMs: row.int64(5))
+                    secret: row.blob(4), registeredAtMs: row.int64(5), selfRegistered: row.isNull(6) ? nil : row.int(6) != 0)
             }
         }
     }

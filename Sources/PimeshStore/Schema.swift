@@ -198,6 +198,11 @@ public enum Schema {
             "CREATE TRIGGER tasks_finish_order_on_insert AFTER INSERT ON tasks " + numberTheFinish,
             "CREATE TRIGGER tasks_finish_order_on_update AFTER UPDATE OF state ON tasks " + numberTheFinish,
         ]),
+        // An agent registered through the API may not become a supervised manifest's, also
+        // across a restart; rows from before keep NULL and are judged by the manifest history.
+        Migration(version: 10, statements: [
+            "ALTER TABLE agents ADD COLUMN self_registered INTEGER",
+        ]),
     ]
 
     /// Schema 9's trigger body: a task that has just finished gets the next finish number.

@@ -179,6 +179,24 @@ extension SupervisionEndToEndTests {
         #expect(pid(lead, "a1") == a1 && pid(lead, "a2") == a2)
         #expect(alive(lead, "a1") && alive(lead, "a2"))
         #expect(try client.http.request("GET", "/healthz").status == 200)
+
+        // Nor does a restart with the manifest in place (a probe: the lead then supervised the
+        // name, kept the registrant's id and secret, and sent the agent's work to whoever held
+        // them), while the manifests' own agents come back as they were.
+        #expect(lead.terminate() == 0)
+        // (Without the duplicate, which at start would be taken over a1.json: its name sorts first.)
+        try FileManager.default.removeItem(atPath: agentsDir + "/0dup.json")
+        // The store says which rows are whose: a lost manifest history changes nothing.
+        try FileManager.default.removeItem(atPath: dataDir + "/manifest-history")
+        let restarted = try startLead()
+        defer { _ = restarted.terminate() }
+        #expect(eventually(timeout: 8) { alive(restarted, "a1") && alive(restarted, "a2") })
+        #expect(try events(restarted).contains {
+            $0.kind == "manifest_refused" && $0.detail.contains("self-made.json") && $0.detail.contains("registered itself (id \(attached.id))")
+        })
+        let selfMade = try #require(try restarted.agents().first { $0.name == "self-made" })
+        #expect(selfMade.id == attached.id && selfMade.supervision == nil, "\(selfMade)")
+        #expect(pid(restarted, "self-made") == nil)
     }
 
     @Test func manifestsPastMaxRegisteredAreRefusedAsRegistrationsAre() throws {

@@ -363,7 +363,7 @@ enum APIRouter {
         let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         let row = AgentRow(
             id: AgentID.random(using: &generator), name: registration.name, agentClass: registration.agentClass,
-            capabilities: registration.capabilities, secret: secret, registeredAtMs: Clock.wallMilliseconds())
+            capabilities: registration.capabilities, secret: secret, registeredAtMs: Clock.wallMilliseconds(), selfRegistered: true)
         do {
             try await state.writer.write { connection in try AgentStore.insert(row, in: connection) }
         } catch let error as StoreError where error.message.contains("UNIQUE") {

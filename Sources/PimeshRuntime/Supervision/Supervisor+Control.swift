@@ -156,12 +156,8 @@ extension Supervisor {
         var refused = parseRefused
         var manifests: [AgentManifest] = []
         for manifest in loaded.map(history.inForce) {
-            // A new supervised manifest may not take the name of an agent that registered itself
-            // through the API: the lead would hand the program that agent's secret.
-            if manifest.mode == .supervised, current[manifest.name] == nil, let row = rows[manifest.name], !history.knows(manifest.name) {
-                refused.append(ConfigError(
-                    file: manifest.file, key: "name",
-                    line: nil, reason: "\"\(manifest.name)\" is an agent that registered itself (id \(row.id)); `pimesh agents remove \(manifest.name)` first, or choose another name"))
+            if current[manifest.name] == nil, let refusal = selfRegisteredRefusal(manifest, row: rows[manifest.name]) {
+                refused.append(refusal)
                 continue
             }
             manifests.append(manifest)

@@ -159,6 +159,10 @@ final class Supervisor: Service, Sendable {
         let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var managed: [String: Managed] = [:]
         for manifest in loaded.map(history.inForce) {
+            if let refusal = selfRegisteredRefusal(manifest, row: byName[manifest.name]) {
+                refused.append(refusal)
+                continue
+            }
             switch admission(of: manifest, row: byName[manifest.name], database: database) {
             case .success(let agent):
                 manifests.append(manifest)
@@ -197,6 +201,17 @@ final class Supervisor: Service, Sendable {
                 "dir": "\(settings.agentsDir)", "supervised": "\(manifests.filter { $0.mode == .supervised }.count)",
                 "attached": "\(manifests.filter { $0.mode == .attached }.count)", "refused": "\(refused.count)",
             ])
+    }
+
+    /// A new supervised manifest may not take the name of an agent that registered itself through
+    /// the API, at a reload or at start (a manifest put in place while the lead was down): the
+    /// lead would hand the program that agent's secret, and whoever registered it would receive
+    /// its work and answer for it.
+    func selfRegisteredRefusal(_ manifest: AgentManifest, row: AgentRow?) -> ConfigError? {
+        guard manifest.mode == .supervised, let row, row.selfRegistered ?? !history.knows(manifest.name) else { return nil }
+        return ConfigError(
+            file: manifest.file, key: "name", line: nil,
+            reason: "\"\(manifest.name)\" is an agent that registered itself (id \(row.id)); `pimesh agents remove \(manifest.name)` first, or choose another name")
     }
 
     /// The agent a manifest names, registered (with a fresh secret) when it is supervised and
@@ -242,7 +257,7 @@ final class Supervisor: Service, Sendable {
             row = AgentRow(
                 id: AgentID.random(using: &generator), name: manifest.name, agentClass: manifest.agentClass,
                 capabilities: manifest.capabilities, secret: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
-                registeredAtMs: Clock.wallMilliseconds())
+                registeredAtMs: Clock.wallMilliseconds(), selfRegistered: false)
             try database.withConnection { connection in try AgentStore.insert(row, in: connection) }
             do {
                 try registry.add(row)
