@@ -299,7 +299,10 @@ import Testing
         let asAlice = #"{"agent_id": "\#(alice.id)", "outcome": "succeeded"}"#
         #expect(try status(bobClient, "POST", "/v1/tasks/\(task.id)/result", asAlice) == 403)
         let asBob = #"{"agent_id": "\#(bob.id)", "outcome": "failed", "error": "sabotage"}"#
-        #expect(try status(bobClient, "POST", "/v1/tasks/\(task.id)/result", asBob) == 403)
+        let refusal = try bobClient.http.request(
+            "POST", "/v1/tasks/\(task.id)/result", headers: bobClient.authorization + [("Content-Type", "application/json")], body: Array(asBob.utf8))
+        // Nor learn who holds it.
+        #expect(refusal.status == 403 && !refusal.text.contains(alice.id.description) && refusal.text.contains("held by another agent"), "\(refusal.text)")
         #expect(try status(bobClient, "POST", "/v1/ops/x/answers", #"{"agent_id": "\#(alice.id)", "state": 1}"#) == 403)
         for (method, path) in [
             ("GET", "/v1/status"), ("GET", "/v1/agents"), ("POST", "/v1/agents"), ("POST", "/v1/agents/alice/heal"),

@@ -427,15 +427,20 @@ extension Substring {
         #expect(FileIO.exists(dir + "/w1.log.1"), "rotated past 4 KiB")
         let current = try FileIO.read(path: dir + "/w1.log")
         let older = try FileIO.read(path: dir + "/w1.log.1")
-        #expect(current.count <= 4096 && older.count <= 4096)
-        // Each line carries the time it was read and its stream; a line that rotation cut in two
-        // starts the newer file without one.
-        let olderLines = String(decoding: older, as: UTF8.self).split(separator: "\n")
-        let first = try #require(AgentLogLine.parse(olderLines[0]))
+        // One byte over, at most: the newline that ends a line rotation cut.
+        #expect(current.count <= 4097 && older.count <= 4097)
+        // Each line carries the time it was read and its stream, also the rest of a line that
+        // rotation cut in two: a file never starts with bytes the agent chose.
+        let olderLines = String(decoding: older, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let first = try #require(AgentLogLine.parse(olderLines[olderLines.startIndex]))
         #expect(first.stream == .lead && first.text == "--- pid 1 started ---")
         #expect(abs(first.timeMs - Clock.wallMilliseconds()) < 60_000)
-        let lines = String(decoding: current, as: UTF8.self).split(separator: "\n").dropFirst().compactMap(AgentLogLine.parse)
-        #expect(!lines.isEmpty && lines.allSatisfy { $0.stream == .out && ($0.text == String(repeating: "x", count: 99) || $0.text == "last line") })
+        #expect(older.last == 10 && current.last == 10)
+        let currentLines = String(decoding: current, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let lines = currentLines.compactMap(AgentLogLine.parse)
+        #expect(lines.count == currentLines.count, "every line of the newer file is stamped: \(currentLines.prefix(2))")
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.stream == .out && String(repeating: "x", count: 99).hasSuffix($0.text) || $0.text == "last line" })
+        #expect(olderLines.dropFirst().compactMap(AgentLogLine.parse).allSatisfy { $0.stream == .out && String(repeating: "x", count: 99).hasPrefix($0.text) })
         #expect(lines.last?.text == "last line")
     }
 }

@@ -244,6 +244,7 @@ final class AgentLogPump: Sendable {
         let stamp = Array(AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: stream).utf8)
         var stamped: [UInt8] = []
         stamped.reserveCapacity(count + stamp.count * 4)
+        var midLine = !source.atLineStart
         // A note of the lead's own never continues an agent's unfinished line.
         if stream == .lead && !source.atLineStart { stamped.append(10) }
         var atLineStart = stream == .lead ? true : source.atLineStart
@@ -260,16 +261,26 @@ final class AgentLogPump: Sendable {
         var offset = 0
         while offset < stamped.count {
             if source.written >= maxBytes {
+                // A line cut here ends in the old file (one byte past maxBytes) and goes on,
+                // stamped again, in the new one: a log never starts with bytes the agent chose,
+                // which could pass for a line of the lead's.
+                if midLine { Self.writeAll([10], to: source.out) }
                 if source.out >= 0 { close(source.out) }
                 rename(source.path, source.path + ".1")
                 source.out = Self.openLog(source.path)
                 source.written = 0
+                if midLine {
+                    if stamped[offset] == 10 { offset += 1 } else { stamped.insert(contentsOf: stamp, at: offset) }
+                    midLine = false
+                    if offset == stamped.count { break }
+                }
             }
             let part = min(stamped.count - offset, maxBytes - source.written)
             let written = stamped.withUnsafeBytes { buffer in
                 source.out >= 0 ? Glibc.write(source.out, buffer.baseAddress! + offset, part) : -1
             }
             guard written > 0 else { break }
+            midLine = stamped[offset + written - 1] != 10
             source.written += written
             offset += written
         }

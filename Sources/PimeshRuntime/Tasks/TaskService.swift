@@ -665,7 +665,8 @@ final class TaskService: Service, Sendable {
         case .heldByAnother(let holder):
             throw APIError(
                 status: .forbidden,
-                message: "task \(taskID) is " + (holder.map { "held by agent \($0)" } ?? "not handed to any agent yet")
+                // Which agent holds it is not the caller's to learn: it is another agent.
+                message: "task \(taskID) is " + (holder == nil ? "not handed to any agent yet" : "held by another agent")
                     + "; only the agent that holds it may post its result",
                 field: "agent_id")
         case .finished(let row):
