@@ -376,6 +376,33 @@ import Testing
         #expect(book.incidents.count == settings.maxOpen + settings.reservedForSevere + 1)
     }
 
+    /// A probe registered 90 agents with the join token, each with a capability of its own, and
+    /// let them fall silent: 88 SEV1s filled the book, and a real agent's failure opened nothing.
+    @Test mutating func agentsThatOnlyRegisteredThemselvesFillTheirShareAndNoMore() {
+        let settings = IncidentBook.Settings()
+        var book = IncidentBook(settings: settings)
+        let fakes = (0..<90).map { "fake\($0)" }
+        let observed = fakes.map { IncidentObservation.Agent(name: $0, capabilities: ["cap-" + $0], down: true, healthy: false, declared: false) }
+            + [IncidentObservation.Agent(name: "camera", capabilities: ["camera"], down: false, healthy: true)]
+        let undeclared = Set(fakes)
+        let triggers = IncidentTriggers()
+        _ = book.observe(triggers.evaluate(IncidentObservation(agents: observed), at: clock.now), undeclared: undeclared, at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.count == settings.maxOpenForUndeclared)
+        #expect(book.suppressed > 0)
+        // The manifest's agent fails: its incident opens, and so does the node's own.
+        var failing = observed
+        failing[failing.count - 1].down = true
+        failing[failing.count - 1].healthy = false
+        advance(.seconds(1))
+        let store = IncidentTrigger(cause: "integrity:store", kind: .integrity, severity: .sev1, summary: "the store cannot commit")
+        _ = book.observe(
+            triggers.evaluate(IncidentObservation(agents: failing), at: clock.now) + [store], undeclared: undeclared, at: clock.now, wallMs: wallMs)
+        let camera = book.incidents.first { $0.agents == ["camera"] }
+        #expect(camera?.severity == .sev1 && camera?.causes.contains("capability_uncovered:camera") == true, "\(String(describing: camera))")
+        #expect(book.incidents.contains { $0.causes == ["integrity:store"] })
+        #expect(book.incidents.count == settings.maxOpenForUndeclared + 2)
+    }
+
     @Test mutating func aRestartedLeadGoesOnWithTheTimersFromTheWallClock() throws {
         var book = IncidentBook()
         _ = book.observe([down("a")], at: clock.now, wallMs: wallMs)

@@ -15,6 +15,11 @@ public struct IncidentBook: Sendable {
         public var maxOpen = 64
         public var reservedForSevere = 16
         public var reservedForSEV1 = 8
+        /// Open incidents about agents no manifest names (they registered themselves with the
+        /// join token) and raised by their own failures or conflicts, at most: whoever holds
+        /// that token can make agents and fail them at will, and must not fill the book so that
+        /// a manifest's agent, or the node itself, opens nothing.
+        public var maxOpenForUndeclared = 16
         public var maxTimeline = 256
         public var maxAgents = 256
         public var maxCauses = 64
@@ -74,7 +79,10 @@ public struct IncidentBook: Sendable {
 
     /// `recovering`: agents that are neither down nor healthy yet (restarted, not heartbeating
     /// again); an incident holding one is not mitigated.
-    public mutating func observe(_ triggers: [IncidentTrigger], recovering: Set<String> = [], at now: Instant, wallMs: Int64) -> [Change] {
+    /// `undeclared`: agents no manifest names (`Settings.maxOpenForUndeclared`).
+    public mutating func observe(
+        _ triggers: [IncidentTrigger], recovering: Set<String> = [], undeclared: Set<String> = [], at now: Instant, wallMs: Int64
+    ) -> [Change] {
         var changes: [Change] = []
         let firing = Set(triggers.map(\.cause))
         pendingSince = pendingSince.filter { firing.contains($0.key) }
@@ -90,7 +98,10 @@ public struct IncidentBook: Sendable {
             if let index = incidents.firstIndex(where: { matches($0, trigger) }) {
                 touched.insert(incidents[index].id)
                 join(&incidents[index], trigger, at: now, wallMs: wallMs, changes: &changes)
-            } else if incidents.count < capacity(for: trigger.severity) {
+            } else if incidents.count < capacity(for: trigger.severity),
+                !Self.raisedByAgents(trigger.kind, trigger.agents, among: undeclared)
+                    || incidents.count(where: { Self.raisedByAgents($0.kind, $0.agents, among: undeclared) }) < settings.maxOpenForUndeclared
+            {
                 let incident = open(trigger, at: now, wallMs: wallMs)
                 touched.insert(incident.id)
                 incidents.append(incident)
@@ -110,6 +121,14 @@ public struct IncidentBook: Sendable {
             append(&incidents[index], IncidentTimelineEntry(atMs: wallMs, kind: "mitigated", detail: "no cause fires any more"), &changes)
         }
         return changes
+    }
+
+    /// About these agents alone, and raised by their own failures or conflicts.
+    private static func raisedByAgents(_ kind: IncidentTrigger.Kind, _ agents: [String], among names: Set<String>) -> Bool {
+        switch kind {
+        case .agentDown, .capabilityUncovered, .conflict: !agents.isEmpty && agents.allSatisfy(names.contains)
+        default: false
+        }
     }
 
     /// How many open incidents a cause of this severity may find and still open one.

@@ -12,14 +12,19 @@ public struct IncidentObservation: Sendable {
         /// Counted by the ratios (and the degradation level): not an agent in its start grace.
         /// Stopped, frozen, left and departed agents are not in the observation at all.
         public var counted: Bool
+        /// Named by a manifest; not one that only registered itself (`IncidentBook.Settings.maxOpenForUndeclared`).
+        public var declared: Bool
 
-        public init(name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool, counted: Bool = true) {
+        public init(
+            name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool, counted: Bool = true, declared: Bool = true
+        ) {
             self.name = name
             self.critical = critical
             self.capabilities = capabilities
             self.down = down
             self.healthy = healthy
             self.counted = counted
+            self.declared = declared
         }
     }
 

@@ -138,7 +138,8 @@ final class IncidentService: Sendable {
         let recent = recentEvents.withLock { $0 }
         let (resolved, resolvedByHand, open) = book.withLock { book in
             let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
-            var changes = book.observe(fired, recovering: recovering, at: now, wallMs: wallMs)
+            let undeclared = Set(agents.filter { !$0.declared }.map(\.name))
+            var changes = book.observe(fired, recovering: recovering, undeclared: undeclared, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
             for change in changes where change.entry.kind == "opened" {
                 for event in recent where change.incident.agents.contains(event.agent) && now - event.at <= .milliseconds(Self.detectionLookback) {
