@@ -227,6 +227,26 @@ struct CollectingLogHandler: LogHandler {
         #expect(report.ok, "\(report.problems)")
     }
 
+    /// An agent that flaps writes its burst of rows and no more; the lead's stop says how many
+    /// were held back, and the chain still verifies. Rows written unpaced are all kept.
+    @Test func pacedRowsPastTheirBurstAreCountedAndSaidAtTheStop() async throws {
+        let (database, writer, audit) = try open()
+        let burst = AuditPace.Settings().perSubjectBurst
+        for index in 0..<(burst + 40) {
+            audit.recordPaced(AuditEntry(actor: "lead", kind: index % 2 == 0 ? "alive" : "suspected", subject: "flapper", body: ""))
+        }
+        for _ in 0..<3 { audit.record(AuditEntry(actor: "operator (uid 0)", kind: "heal", subject: "flapper", body: "phase=intent")) }
+        audit.flushPaced()
+        await writer.commitQueued()
+        let records = try AuditStore(database: database).records(.init(), limit: 1000)
+        #expect(records.filter { $0.subject == "flapper" && $0.actor == "lead" }.count == burst)
+        #expect(records.filter { $0.kind == "heal" }.count == 3)
+        let coalesced = try #require(records.first { $0.kind == "audit.rows_coalesced" })
+        #expect(coalesced.body.contains("rows=40") && coalesced.body.contains("most=flapper:40"), "\(coalesced.body)")
+        let report = try AuditVerification.run(databasePath: database.path)
+        #expect(report.ok, "\(report.problems)")
+    }
+
     /// A full disk fails every write for as long as it lasts: one line, then one every 30 s,
     /// not one per request; a new run of failures after a recovery is logged at once.
     @Test func aRunOfFailedCommitsIsLoggedOnce() async throws {

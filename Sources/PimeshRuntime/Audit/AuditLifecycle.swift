@@ -24,6 +24,7 @@ struct AuditLifecycle: Service {
     func run() async throws {
         pruneIfDue()
         await repeatUntilGracefulShutdown(every: Self.pruneEvery) { self.pruneIfDue() }
+        audit.flushPaced()
         audit.record(AuditEntry(actor: "lead", kind: "lead_stopped", subject: audit.nodeKey.nodeID, body: AuditBody.canonical(["pid": "\(getpid())"])))
     }
 

@@ -73,6 +73,7 @@ public final class AuditLog: Sendable {
     private let clock: SystemClockStatus
     private let logger: Logger
     private let chain: Mutex<Chain>
+    private let pace = Mutex(AuditPace())
     /// What the last retention check counted: summing the rows' sizes reads the whole table,
     /// so it is done hourly, not at every status call.
     private let lastCheck = Mutex<(bytes: Int64, prunedThrough: Int64?, upstream: Int64, upstreamOnly: Bool)>((0, nil, 0, true))
@@ -192,6 +193,31 @@ public final class AuditLog: Sendable {
             chain.flushQueued = true
         }
         enqueueFlush()
+    }
+
+    /// Appends a row the lead writes by itself, at the pace `AuditPace` allows; what is held
+    /// back is counted in an `audit.rows_coalesced` row at most once a minute.
+    public func recordPaced(_ entry: AuditEntry) {
+        let now = Clock.monotonicNow()
+        let (admitted, summary) = pace.withLock { pace in (pace.admit(subject: entry.subject, at: now), pace.summary(at: now)) }
+        if let summary { record(Self.coalesced(summary)) }
+        if admitted { record(entry) }
+    }
+
+    /// What the pace held back and has not said yet, said now: when the lead stops.
+    public func flushPaced() {
+        if let summary = pace.withLock({ $0.summary(at: Clock.monotonicNow(), now: true) }) { record(Self.coalesced(summary)) }
+    }
+
+    @_optimize(size)  // cold: only while agents flood the log (the 25 MB budget)
+    private static func coalesced(_ summary: AuditPace.Summary) -> AuditEntry {
+        AuditEntry(
+            actor: "lead", kind: "audit.rows_coalesced", subject: "lead",
+            body: AuditBody.canonical([
+                ("rows", String(summary.rows)), ("subjects", String(summary.subjects)),
+                ("most", summary.top.map { "\($0.subject):\($0.rows)" }.joined(separator: ",")),
+                ("why", "written faster than the audit log's pace (docs/audit.md)"),
+            ]))
     }
 
     /// Appends a row and runs `alongside` in the same transaction: the row and the change it

@@ -317,12 +317,18 @@ final class IncidentService: Sendable {
         for change in changes {
             latest[change.incident.id] = change.incident
             let incident = change.incident
-            audit?.record(
-                AuditEntry(
-                    actor: change.entry.actor, kind: "incident_" + change.entry.kind, subject: incident.name,
-                    body: AuditBody.canonical([
-                        ("severity", "\(incident.severity)"), ("state", incident.state.rawValue), ("detail", change.entry.detail),
-                    ])))
+            let row = AuditEntry(
+                actor: change.entry.actor, kind: "incident_" + change.entry.kind, subject: incident.name,
+                body: AuditBody.canonical([
+                    ("severity", "\(incident.severity)"), ("state", incident.state.rawValue), ("detail", change.entry.detail),
+                ]))
+            // An incident's opening and resolution always, its timeline as the pace allows
+            // (an agent that flaps adds to it every few seconds); operators' words always.
+            if change.entry.actor == "lead" && !["opened", "resolved"].contains(change.entry.kind) {
+                audit?.recordPaced(row)
+            } else {
+                audit?.record(row)
+            }
             logger.notice(
                 "incident \(change.entry.kind)",
                 metadata: [

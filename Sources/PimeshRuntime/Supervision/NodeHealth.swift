@@ -111,7 +111,7 @@ final class HealthEventLog: Sendable {
         if let audit {
             var details = [("detail", detail)]
             if let tier { details.append(("tier", tier.rawValue)) }
-            audit.record(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
+            audit.recordPaced(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
         }
         defer { observer.withLock { $0 }?.call(kind, agent, detail, atMs) }
         return state.withLock { state in
