@@ -19,6 +19,10 @@ public struct AgentStore: Sendable {
             ])
     }
 
+    public static func markSelfRegistered(id: AgentID, _ selfRegistered: Bool, in connection: Connection) throws {
+        try connection.run("UPDATE agents SET self_registered = ? WHERE id = ?", [.integer(selfRegistered ? 1 : 0), .text(id.description)])
+    }
+
     /// An operator removed the agent for good; its checkpoint and quarantine go with it, its
     /// finished tasks keep its id as history.
     public static func delete(id: AgentID, in connection: Connection) throws {

@@ -59,19 +59,29 @@ import Testing
         #expect(summary?.top.first == AuditPace.Subject(subject: "agent98", rows: 3))
     }
 
-    @Test func theSubjectsItRemembersAreBoundedAndIdleOnesAreForgotten() {
+    @Test func theSubjectsItRemembersAreBoundedAndAFullTableStartsOver() {
         var bounded = settings()
         bounded.maxSubjects = 4
         bounded.totalBurst = 10_000
         var pace = AuditPace(settings: bounded)
-        for index in 0..<4 { let r8 = pace.admit(subject: "s\(index)", at: start); #expect(r8) }
-        // A fifth, while the four are busy: paced by the total alone.
-        for _ in 0..<20 { let r9 = pace.admit(subject: "s4", at: start); #expect(r9) }
-        // Once a subject's bucket has filled up again, it is forgotten and room is made.
-        let later = start + .seconds(120)
-        let admittedLater = (0..<12).filter { _ in pace.admit(subject: "s5", at: later) }.count
-        #expect(admittedLater == bounded.perSubjectBurst)
-        #expect(pace.rememberedSubjects <= bounded.maxSubjects)
+        let spent = (0..<12).filter { _ in pace.admit(subject: "s0", at: start) }.count
+        #expect(spent == bounded.perSubjectBurst)
+        for index in 1..<4 { let admitted = pace.admit(subject: "s\(index)", at: start); #expect(admitted) }
+        #expect(pace.rememberedSubjects == 4)
+        // A fifth subject: the table starts over, and s0 with it; the total still bounds them all.
+        let fifth = pace.admit(subject: "s4", at: start)
+        #expect(fifth && pace.rememberedSubjects == 1)
+        let again = pace.admit(subject: "s0", at: start)
+        #expect(again && pace.rememberedSubjects == 2)
+    }
+
+    /// Only what an agent decides by heartbeating or not; the lead's actions and the node's rows
+    /// are evidence of what the lead did, and are never held back.
+    @Test func onlyAgentsConditionChangesArePaced() {
+        for kind in ["alive", "suspected", "exited", "hung", "looping", "unknown"] { #expect(AuditPace.paces(kind: kind), "\(kind)") }
+        for kind in ["restarted", "start_failed", "heal_command_finished", "degradation", "clock_stepped", "manifest_refused", "alert", "opened"] {
+            #expect(!AuditPace.paces(kind: kind), "\(kind)")
+        }
     }
 
     @Test func aFlushSaysWhatWasHeldBackAtOnce() {

@@ -382,13 +382,19 @@ import Testing
         let settings = IncidentBook.Settings()
         var book = IncidentBook(settings: settings)
         let fakes = (0..<90).map { "fake\($0)" }
-        let observed = fakes.map { IncidentObservation.Agent(name: $0, capabilities: ["cap-" + $0], down: true, healthy: false, declared: false) }
+        let observed = fakes.map { IncidentObservation.Agent(name: $0, capabilities: ["cap-" + $0], down: true, healthy: false) }
             + [IncidentObservation.Agent(name: "camera", capabilities: ["camera"], down: false, healthy: true)]
-        let undeclared = Set(fakes)
+        let declared: Set<String> = ["camera"]
         let triggers = IncidentTriggers()
-        _ = book.observe(triggers.evaluate(IncidentObservation(agents: observed), at: clock.now), undeclared: undeclared, at: clock.now, wallMs: wallMs)
+        _ = book.observe(triggers.evaluate(IncidentObservation(agents: observed), at: clock.now), declared: declared, at: clock.now, wallMs: wallMs)
         #expect(book.incidents.count == settings.maxOpenForUndeclared)
         #expect(book.suppressed > 0)
+        // Those agents leave (or depart) and the next ones fall silent: their incidents still
+        // hold the share until they are resolved.
+        advance(.seconds(1))
+        let next = (90..<180).map { IncidentObservation.Agent(name: "fake\($0)", capabilities: ["cap-fake\($0)"], down: true, healthy: false) }
+        _ = book.observe(triggers.evaluate(IncidentObservation(agents: next), at: clock.now), declared: declared, at: clock.now, wallMs: wallMs)
+        #expect(book.incidents.count == settings.maxOpenForUndeclared)
         // The manifest's agent fails: its incident opens, and so does the node's own.
         var failing = observed
         failing[failing.count - 1].down = true
@@ -396,7 +402,7 @@ import Testing
         advance(.seconds(1))
         let store = IncidentTrigger(cause: "integrity:store", kind: .integrity, severity: .sev1, summary: "the store cannot commit")
         _ = book.observe(
-            triggers.evaluate(IncidentObservation(agents: failing), at: clock.now) + [store], undeclared: undeclared, at: clock.now, wallMs: wallMs)
+            triggers.evaluate(IncidentObservation(agents: failing), at: clock.now) + [store], declared: declared, at: clock.now, wallMs: wallMs)
         let camera = book.incidents.first { $0.agents == ["camera"] }
         #expect(camera?.severity == .sev1 && camera?.causes.contains("capability_uncovered:camera") == true, "\(String(describing: camera))")
         #expect(book.incidents.contains { $0.causes == ["integrity:store"] })

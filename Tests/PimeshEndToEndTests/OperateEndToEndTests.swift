@@ -197,6 +197,15 @@ extension SupervisionEndToEndTests {
         let selfMade = try #require(try restarted.agents().first { $0.name == "self-made" })
         #expect(selfMade.id == attached.id && selfMade.supervision == nil, "\(selfMade)")
         #expect(pid(restarted, "self-made") == nil)
+
+        // Attached is what it may be; turned supervised afterwards, it is refused all the same.
+        try manifest("self-made", #"{"name": "self-made", "mode": "attached"}"#)
+        let asAttached = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        #expect(!asAttached.output.contains("self-made.json"), "\(asAttached.output)")
+        try manifest("self-made", #"{"name": "self-made", "command": "/bin/sleep", "args": ["1000"]}"#)
+        let asSupervised = try runPimesh(["reload", "--json", "--data-dir", dataDir])
+        #expect(asSupervised.output.contains("registered itself (id \(attached.id))"), "\(asSupervised.output)")
+        #expect(pid(restarted, "self-made") == nil)
     }
 
     @Test func manifestsPastMaxRegisteredAreRefusedAsRegistrationsAre() throws {

@@ -238,6 +238,9 @@ struct CollectingLogHandler: LogHandler {
         for _ in 0..<3 { audit.record(AuditEntry(actor: "operator (uid 0)", kind: "heal", subject: "flapper", body: "phase=intent")) }
         audit.flushPaced()
         await writer.commitQueued()
+        #expect(try AuditStore(database: database).records(.init(kind: "audit.rows_coalesced"), limit: 10).isEmpty, "not before a minute")
+        audit.flushPaced(now: true)
+        await writer.commitQueued()
         let records = try AuditStore(database: database).records(.init(), limit: 1000)
         #expect(records.filter { $0.subject == "flapper" && $0.actor == "lead" }.count == burst)
         #expect(records.filter { $0.kind == "heal" }.count == 3)

@@ -72,6 +72,25 @@ func temporaryDirectory() -> String {
         #expect(try reopened.loadAgents() == [original])
     }
 
+    /// Registered through the API, made for a manifest, or from before the store said (schema 10).
+    @Test func whoMadeAnAgentSurvivesReopeningAndAnOldRowCanBeMarked() throws {
+        let path = directory + "/origin.db"
+        var rows = [row("api"), row("manifest"), row("older")]
+        rows[0].selfRegistered = true
+        rows[1].selfRegistered = false
+        do {
+            let database = try Database(path: path)
+            try database.transaction { connection in for row in rows { try AgentStore.insert(row, in: connection) } }
+        }
+        let reopened = try Database(path: path)
+        func origins() throws -> [String: Bool?] {
+            Dictionary(uniqueKeysWithValues: try AgentStore(database: reopened).loadAgents().map { ($0.name, $0.selfRegistered) })
+        }
+        #expect(try origins() == ["api": true, "manifest": false, "older": nil])
+        try reopened.transaction { try AgentStore.markSelfRegistered(id: rows[2].id, false, in: $0) }
+        #expect(try origins() == ["api": true, "manifest": false, "older": false])
+    }
+
     @Test func duplicateNameIsRefusedAndNothingElseIsLost() throws {
         let database = try Database(path: directory + "/c.db")
         try database.transaction { try AgentStore.insert(row("alpha"), in: $0) }

@@ -1,13 +1,21 @@
-/// The pace of the rows the lead writes to the audit log by itself (health events, incident
-/// timelines), so that agents cannot fill the SD card through it: one that flapped (alive,
-/// suspected, alive …) wrote about 5 rows a second, 140 MB a day kept for 90 days, and twenty of
-/// them 1.3 GB a day. Each subject (an agent, an incident, the node) may write `perSubjectBurst`
-/// rows at once and `perSubjectPerMinute` after that; all of them together `totalBurst` and
-/// `totalPerMinute`. What does not fit is counted, and at most once a minute the lead writes one
+/// The pace of the audit rows that agents drive by their own behaviour, so that they cannot
+/// fill the SD card through the log: one that flapped (alive, suspected, alive …) made the lead
+/// write about 5 rows a second, 140 MB a day kept for 90 days, and twenty of them 1.3 GB a day.
+/// Only agents' condition changes are paced (`paces(kind:)`), as events and as incident timeline
+/// entries; the lead's own actions, node-level rows and operators' actions never are. Each
+/// subject (an agent, an incident) may write `perSubjectBurst` rows at once and
+/// `perSubjectPerMinute` after that; all of them together `totalBurst` and `totalPerMinute`.
+/// What does not fit is counted, and at most once a minute the lead writes one
 /// `audit.rows_coalesced` row with how many rows about which subjects it held back: a gap is
-/// never silent. Operators' actions are never paced.
+/// never silent.
 public struct AuditPace: Sendable {
-    public struct Settings: Sendable, Equatable {
+    /// An agent's condition change (`alive`, `suspected`, `exited` …): what an agent decides
+    /// by heartbeating or not.
+    public static func paces(kind: String) -> Bool {
+        AgentCondition(rawValue: kind) != nil
+    }
+
+    public struct Settings: Sendable {
         public var perSubjectBurst = 60
         public var perSubjectPerMinute = 6
         public var totalBurst = 1200
@@ -40,7 +48,7 @@ public struct AuditPace: Sendable {
 
     public let settings: Settings
     private var total: TokenBucket
-    private var buckets: [String: (bucket: TokenBucket, lastAt: Instant)] = [:]
+    private var buckets: [String: TokenBucket] = [:]
     private var heldBack: [String: Int] = [:]
     /// Rows held back about subjects past `maxSubjects` in `heldBack`.
     private var heldBackUnnamed = 0
@@ -54,21 +62,14 @@ public struct AuditPace: Sendable {
     public var rememberedSubjects: Int { buckets.count }
 
     /// Whether a row about `subject` may be written now; if not, it is counted.
+    @_optimize(size)  // only for rows that are rare unless agents flap (the 25 MB budget)
     public mutating func admit(subject: String, at now: Instant) -> Bool {
-        let perSubject = Double(settings.perSubjectPerMinute) / 60
-        if buckets[subject] == nil, buckets.count >= settings.maxSubjects {
-            // A bucket that has filled up again since its last row is a fresh one: forget it.
-            let refilled = Duration.milliseconds(Int64(Double(settings.perSubjectBurst) / perSubject * 1000))
-            buckets = buckets.filter { now - $0.value.lastAt < refilled }
-        }
-        var admitted = true
-        if buckets[subject] != nil || buckets.count < settings.maxSubjects {
-            var entry = buckets[subject] ?? (TokenBucket(ratePerSecond: perSubject, burst: Double(settings.perSubjectBurst)), now)
-            admitted = entry.bucket.take(at: now) == nil
-            entry.lastAt = now
-            buckets[subject] = entry
-        }
-        // Past `maxSubjects` busy subjects, a new one is paced by the total alone.
+        // A full table starts over: each subject gets its burst again, and the total still
+        // bounds them all.
+        if buckets[subject] == nil, buckets.count >= settings.maxSubjects { buckets.removeAll() }
+        var bucket = buckets[subject] ?? TokenBucket(ratePerSecond: Double(settings.perSubjectPerMinute) / 60, burst: Double(settings.perSubjectBurst))
+        var admitted = bucket.take(at: now) == nil
+        buckets[subject] = bucket
         if admitted { admitted = total.take(at: now) == nil }
         if !admitted {
             if heldBack[subject] != nil || heldBack.count < settings.maxSubjects {
@@ -83,12 +84,20 @@ public struct AuditPace: Sendable {
 
     /// What was held back, once `summaryEvery` has passed since the first of it (`now`: at
     /// once, when the lead stops); nil when there is nothing to say yet.
+    @_optimize(size)  // at most once a minute (the 25 MB budget)
     public mutating func summary(at instant: Instant, now: Bool = false) -> Summary? {
         guard let first = firstHeldBackAt, now || instant - first >= settings.summaryEvery else { return nil }
-        let top = heldBack.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(settings.summaryNames)
+        // The most held back first, by name among equals: a few of thousands, without sorting them all.
+        var top: [Subject] = []
+        for (subject, rows) in heldBack {
+            let place = top.firstIndex { rows > $0.rows || (rows == $0.rows && subject < $0.subject) } ?? top.count
+            if place < settings.summaryNames {
+                top.insert(Subject(subject: subject, rows: rows), at: place)
+                if top.count > settings.summaryNames { top.removeLast() }
+            }
+        }
         let summary = Summary(
-            rows: heldBack.values.reduce(heldBackUnnamed, +), subjects: heldBack.count + (heldBackUnnamed > 0 ? 1 : 0),
-            top: top.map { Subject(subject: $0.key, rows: $0.value) })
+            rows: heldBack.values.reduce(heldBackUnnamed, +), subjects: heldBack.count + (heldBackUnnamed > 0 ? 1 : 0), top: top)
         heldBack = [:]
         heldBackUnnamed = 0
         firstHeldBackAt = nil

@@ -79,9 +79,10 @@ public struct IncidentBook: Sendable {
 
     /// `recovering`: agents that are neither down nor healthy yet (restarted, not heartbeating
     /// again); an incident holding one is not mitigated.
-    /// `undeclared`: agents no manifest names (`Settings.maxOpenForUndeclared`).
+    /// `declared`: agents a manifest names; the others count against `Settings.maxOpenForUndeclared`
+    /// (nil: every agent is declared).
     public mutating func observe(
-        _ triggers: [IncidentTrigger], recovering: Set<String> = [], undeclared: Set<String> = [], at now: Instant, wallMs: Int64
+        _ triggers: [IncidentTrigger], recovering: Set<String> = [], declared: Set<String>? = nil, at now: Instant, wallMs: Int64
     ) -> [Change] {
         var changes: [Change] = []
         let firing = Set(triggers.map(\.cause))
@@ -99,8 +100,8 @@ public struct IncidentBook: Sendable {
                 touched.insert(incidents[index].id)
                 join(&incidents[index], trigger, at: now, wallMs: wallMs, changes: &changes)
             } else if incidents.count < capacity(for: trigger.severity),
-                !Self.raisedByAgents(trigger.kind, trigger.agents, among: undeclared)
-                    || incidents.count(where: { Self.raisedByAgents($0.kind, $0.agents, among: undeclared) }) < settings.maxOpenForUndeclared
+                !Self.raisedByUndeclared(trigger.kind, trigger.agents, declared: declared)
+                    || incidents.count(where: { Self.raisedByUndeclared($0.kind, $0.agents, declared: declared) }) < settings.maxOpenForUndeclared
             {
                 let incident = open(trigger, at: now, wallMs: wallMs)
                 touched.insert(incident.id)
@@ -123,11 +124,13 @@ public struct IncidentBook: Sendable {
         return changes
     }
 
-    /// About these agents alone, and raised by their own failures or conflicts.
-    private static func raisedByAgents(_ kind: IncidentTrigger.Kind, _ agents: [String], among names: Set<String>) -> Bool {
+    /// Raised by agents' own failures or conflicts, none of them named by a manifest: also once
+    /// they have left or departed, or leaving would free their share for the next ones.
+    private static func raisedByUndeclared(_ kind: IncidentTrigger.Kind, _ agents: [String], declared: Set<String>?) -> Bool {
+        guard let declared else { return false }
         switch kind {
-        case .agentDown, .capabilityUncovered, .conflict: !agents.isEmpty && agents.allSatisfy(names.contains)
-        default: false
+        case .agentDown, .capabilityUncovered, .conflict: return !agents.isEmpty && !agents.contains(where: declared.contains)
+        default: return false
         }
     }
 

@@ -12,19 +12,14 @@ public struct IncidentObservation: Sendable {
         /// Counted by the ratios (and the degradation level): not an agent in its start grace.
         /// Stopped, frozen, left and departed agents are not in the observation at all.
         public var counted: Bool
-        /// Named by a manifest; not one that only registered itself (`IncidentBook.Settings.maxOpenForUndeclared`).
-        public var declared: Bool
 
-        public init(
-            name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool, counted: Bool = true, declared: Bool = true
-        ) {
+        public init(name: String, critical: Bool = false, capabilities: [String] = [], down: Bool, healthy: Bool, counted: Bool = true) {
             self.name = name
             self.critical = critical
             self.capabilities = capabilities
             self.down = down
             self.healthy = healthy
             self.counted = counted
-            self.declared = declared
         }
     }
 
@@ -55,6 +50,9 @@ public struct IncidentObservation: Sendable {
     /// still out for "two or more critical agents down in one window", so that agents killed
     /// together are one SEV1 however the ticks fall between their exits.
     public var stillOut: Set<String> = []
+    /// Agents a manifest names, whatever their state: the others only registered themselves
+    /// (`IncidentBook.Settings.maxOpenForUndeclared`).
+    public var declared: Set<String> = []
 
     public init(
         agents: [Agent], outcomes: TaskOutcomeWindow = TaskOutcomeWindow(), degradation: DegradationLevel = .full,

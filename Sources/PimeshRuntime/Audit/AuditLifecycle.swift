@@ -6,6 +6,7 @@ import PimeshCore
 import PimeshStore
 import PimeshSystem
 import ServiceLifecycle
+import Synchronization
 
 /// The lead's own start and stop in the audit log, and what each agent is started with.
 struct AuditLifecycle: Service {
@@ -18,13 +19,20 @@ struct AuditLifecycle: Service {
     private let retentionClock = RetentionClock()
     /// Retention is judged this often (and once at start); rows live days, not minutes.
     static let pruneEvery = Duration.seconds(3600)
+    /// What the audit pace held back is said within about a minute (AuditPace.summaryEvery).
+    static let paceFlushEvery = Duration.seconds(60)
 
     /// Sits right after the store writer in the service group, so that on shutdown it runs
     /// before the writer's final commit.
     func run() async throws {
         pruneIfDue()
-        await repeatUntilGracefulShutdown(every: Self.pruneEvery) { self.pruneIfDue() }
-        audit.flushPaced()
+        let ticksPerPrune = Int(Self.pruneEvery / Self.paceFlushEvery)
+        let ticks = Atomic<Int>(0)
+        await repeatUntilGracefulShutdown(every: Self.paceFlushEvery) {
+            self.audit.flushPaced()
+            if ticks.add(1, ordering: .relaxed).newValue % ticksPerPrune == 0 { self.pruneIfDue() }
+        }
+        audit.flushPaced(now: true)
         audit.record(AuditEntry(actor: "lead", kind: "lead_stopped", subject: audit.nodeKey.nodeID, body: AuditBody.canonical(["pid": "\(getpid())"])))
     }
 

@@ -204,9 +204,10 @@ public final class AuditLog: Sendable {
         if admitted { record(entry) }
     }
 
-    /// What the pace held back and has not said yet, said now: when the lead stops.
-    public func flushPaced() {
-        if let summary = pace.withLock({ $0.summary(at: Clock.monotonicNow(), now: true) }) { record(Self.coalesced(summary)) }
+    /// What the pace held back, said once a minute has passed since the first of it (`now`: at
+    /// once, when the lead stops); run every minute, so that a flood that stopped is said too.
+    public func flushPaced(now: Bool = false) {
+        if let summary = pace.withLock({ $0.summary(at: Clock.monotonicNow(), now: now) }) { record(Self.coalesced(summary)) }
     }
 
     @_optimize(size)  // cold: only while agents flood the log (the 25 MB budget)

@@ -138,8 +138,7 @@ final class IncidentService: Sendable {
         let recent = recentEvents.withLock { $0 }
         let (resolved, resolvedByHand, open) = book.withLock { book in
             let recovering = Set(agents.filter { !$0.down && !$0.healthy }.map(\.name))
-            let undeclared = Set(agents.filter { !$0.declared }.map(\.name))
-            var changes = book.observe(fired, recovering: recovering, undeclared: undeclared, at: now, wallMs: wallMs)
+            var changes = book.observe(fired, recovering: recovering, declared: observation.declared, at: now, wallMs: wallMs)
             // What led to a new incident: the agents' events of the last few seconds.
             for change in changes where change.entry.kind == "opened" {
                 for event in recent where change.incident.agents.contains(event.agent) && now - event.at <= .milliseconds(Self.detectionLookback) {
@@ -322,9 +321,9 @@ final class IncidentService: Sendable {
                 body: AuditBody.canonical([
                     ("severity", "\(incident.severity)"), ("state", incident.state.rawValue), ("detail", change.entry.detail),
                 ]))
-            // An incident's opening and resolution always, its timeline as the pace allows
-            // (an agent that flaps adds to it every few seconds); operators' words always.
-            if change.entry.actor == "lead" && !["opened", "resolved"].contains(change.entry.kind) {
+            // The agents' condition changes in its timeline as the pace allows (one that flaps
+            // adds to it every few seconds); everything else always.
+            if change.entry.actor == "lead" && AuditPace.paces(kind: change.entry.kind) {
                 audit?.recordPaced(row)
             } else {
                 audit?.record(row)

@@ -24,6 +24,7 @@ public enum LEDConfiguration {
     }
 
     /// nil when the LEDs are off.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     public static func build(_ config: LeadConfig, backendOverride: String? = nil, now: @escaping @Sendable () -> Instant) throws -> Built? {
         let root = sysfsRoot(config)
         var backend = backendOverride ?? config.leds.backend

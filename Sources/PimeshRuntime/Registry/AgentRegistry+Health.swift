@@ -148,7 +148,7 @@ extension AgentRegistry {
                 agents.append(
                     IncidentObservation.Agent(
                         name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,
-                        down: judged.condition.isFailure, healthy: judged.healthy, counted: judged.counted, declared: expected.contains(id)))
+                        down: judged.condition.isFailure, healthy: judged.healthy, counted: judged.counted))
             }
             return agents
         }

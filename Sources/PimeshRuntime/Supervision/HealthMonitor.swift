@@ -247,6 +247,7 @@ final class HealthMonitor: Service, Sendable {
             var observation = IncidentObservation(
                 agents: agents, degradation: newLevel, agentsMemoryBytes: snapshot.agentsMemoryBytes, ramBudgetBytes: snapshot.ramBudgetBytes)
             observation.givenUp = supervisor.summary.failed
+            observation.declared = supervisor.declaredNames()
             observation.quarantined = registry.quarantinedNames()
             observation.conflicting = registry.conflictingNames(at: now)
             observation.unresolvedConflicts = conflicts?.unresolvedConflicts(at: now) ?? []

@@ -111,7 +111,8 @@ final class HealthEventLog: Sendable {
         if let audit {
             var details = [("detail", detail)]
             if let tier { details.append(("tier", tier.rawValue)) }
-            audit.recordPaced(AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details)))
+            let row = AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details))
+            if agent != nil && AuditPace.paces(kind: kind) { audit.recordPaced(row) } else { audit.record(row) }
         }
         defer { observer.withLock { $0 }?.call(kind, agent, detail, atMs) }
         return state.withLock { state in

@@ -156,7 +156,8 @@ extension Supervisor {
         var refused = parseRefused
         var manifests: [AgentManifest] = []
         for manifest in loaded.map(history.inForce) {
-            if current[manifest.name] == nil, let refusal = selfRegisteredRefusal(manifest, row: rows[manifest.name]) {
+            // An attached agent turned supervised too: it registered itself, its registrant holds its secret.
+            if current[manifest.name]?.manifest.mode != .supervised, let refusal = selfRegisteredRefusal(manifest, row: rows[manifest.name], atStart: false) {
                 refused.append(refusal)
                 continue
             }

@@ -159,7 +159,7 @@ final class Supervisor: Service, Sendable {
         let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var managed: [String: Managed] = [:]
         for manifest in loaded.map(history.inForce) {
-            if let refusal = selfRegisteredRefusal(manifest, row: byName[manifest.name]) {
+            if let refusal = selfRegisteredRefusal(manifest, row: byName[manifest.name], atStart: true) {
                 refused.append(refusal)
                 continue
             }
@@ -203,15 +203,19 @@ final class Supervisor: Service, Sendable {
             ])
     }
 
-    /// A new supervised manifest may not take the name of an agent that registered itself through
-    /// the API, at a reload or at start (a manifest put in place while the lead was down): the
-    /// lead would hand the program that agent's secret, and whoever registered it would receive
-    /// its work and answer for it.
-    func selfRegisteredRefusal(_ manifest: AgentManifest, row: AgentRow?) -> ConfigError? {
-        guard manifest.mode == .supervised, let row, row.selfRegistered ?? !history.knows(manifest.name) else { return nil }
+    /// A supervised manifest may not take the name of an agent that registered itself through
+    /// the API (an attached one's included), at a reload or at start (a manifest put in place
+    /// while the lead was down): the lead would hand the program that agent's secret, and
+    /// whoever registered it would go on receiving its work and answering for it. Rows from
+    /// before the store marked them are judged by the manifest history at a reload and let be
+    /// at start, as before: a lost history must not keep a node's agents down.
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
+    func selfRegisteredRefusal(_ manifest: AgentManifest, row: AgentRow?, atStart: Bool) -> ConfigError? {
+        guard manifest.mode == .supervised, let row, row.selfRegistered ?? (!atStart && !history.knows(manifest.name)) else { return nil }
         return ConfigError(
             file: manifest.file, key: "name", line: nil,
-            reason: "\"\(manifest.name)\" is an agent that registered itself (id \(row.id)); `pimesh agents remove \(manifest.name)` first, or choose another name")
+            reason: "\"\(manifest.name)\" is an agent that registered itself (id \(row.id)); to supervise it, move \(manifest.file) out of the "
+                + "agents directory, `pimesh agents remove \(manifest.name)`, put the file back and reload (it gets a new secret); or choose another name")
     }
 
     /// The agent a manifest names, registered (with a fresh secret) when it is supervised and
@@ -239,6 +243,12 @@ final class Supervisor: Service, Sendable {
         var row: AgentRow
         if let existing {
             row = existing
+            // A row from before the store marked them, now vouched for by the manifest history:
+            // marked, so that it no longer depends on that history.
+            if existing.selfRegistered == nil, manifest.mode == .supervised {
+                try database.withConnection { connection in try AgentStore.markSelfRegistered(id: existing.id, false, in: connection) }
+                row.selfRegistered = false
+            }
             if existing.agentClass != manifest.agentClass || existing.capabilities != manifest.capabilities {
                 try database.withConnection { connection in
                     try AgentStore.updateProfile(
@@ -941,6 +951,11 @@ final class Supervisor: Service, Sendable {
     /// Agents a manifest names: their silence is a failure, they never depart.
     func expectedAgents() -> Set<AgentID> {
         state.withLock { Set($0.agents.values.map(\.id)) }
+    }
+
+    /// The same agents by name, whatever their state.
+    func declaredNames() -> Set<String> {
+        state.withLock { Set($0.agents.keys) }
     }
 
     /// Supervised agents running now as the lead's own children (not adopted, frozen, stopped
