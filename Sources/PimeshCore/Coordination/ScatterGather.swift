@@ -56,6 +56,7 @@ public struct ScatterGather: Sendable {
     }
 
     /// `leadTimesMs[i]` is agent i's lead time (predicted arrival with its drift buffer).
+    @_optimize(size)  // cold: an operator's ask or broadcast (the 25 MB budget)
     public func plan(leadTimesMs: [Double], now: Instant) -> Plan {
         let target = now + settings.arrivalWindow
         let deadline = target + settings.arrivalWindow

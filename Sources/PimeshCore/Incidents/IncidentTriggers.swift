@@ -160,6 +160,7 @@ public struct IncidentTriggers: Sendable {
         self.settings = settings
     }
 
+    @_optimize(size)  // cold: a health tick with changes, else every few seconds (the 25 MB budget)
     public func evaluate(_ observation: IncidentObservation, at now: Instant) -> [IncidentTrigger] {
         var triggers: [IncidentTrigger] = []
         let down = observation.agents.filter(\.down)

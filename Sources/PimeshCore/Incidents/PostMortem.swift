@@ -1,6 +1,7 @@
 /// The write-up at resolution: seed 004's post-mortem template filled from the timeline, as a
 /// draft for people to finish, and seed 003's incident-log row.
 public enum PostMortem {
+    @_optimize(size)  // cold: an incident resolved (the 25 MB budget)
     public static func markdown(_ incident: Incident, nodeID: String) -> String {
         let opened = UTCTime.iso8601(epochMs: incident.openedMs)
         let end = incident.resolvedMs ?? incident.timeline.last?.atMs ?? incident.openedMs

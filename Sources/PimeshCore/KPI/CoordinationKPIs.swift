@@ -245,6 +245,7 @@ public struct CoordinationKPIs: Sendable {
     public static let recoveryTargetMs = 300_000.0
 
     /// The seed's targets beside the values, over each window at `now`.
+    @_optimize(size)  // cold: status calls and incident observations (the 25 MB budget)
     public func indicators(at now: Instant) -> [Indicator] {
         let totals = Dictionary(uniqueKeysWithValues: windows.map { ($0.window, $0.total(at: now)) })
         let ongoingMs = outageSince.map { (now - $0).milliseconds }

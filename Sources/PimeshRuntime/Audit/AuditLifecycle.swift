@@ -36,6 +36,7 @@ struct AuditLifecycle: Service {
         audit.record(AuditEntry(actor: "lead", kind: "lead_stopped", subject: audit.nodeKey.nodeID, body: AuditBody.canonical(["pid": "\(getpid())"])))
     }
 
+    @_optimize(size)  // cold: hourly (the 25 MB budget)
     private func pruneIfDue() {
         do {
             if let through = try audit.prune(retainMs: Int64(retainDays) * 86_400_000, nowMs: retentionClock.nowMs(), upstreamOnly: hasUpstream) {
@@ -48,6 +49,7 @@ struct AuditLifecycle: Service {
 
     /// How far the wall clock stepped since the last row a lead wrote, on this boot; nil when
     /// it did not, on another boot, or before the first row.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func clockStepSinceLastLead(_ audit: AuditLog, store: AuditStore) -> Int64? {
         guard audit.tip.seq > 0, let last = try? store.record(seq: audit.tip.seq) else { return nil }
         return ClockStepDetector.stepSince(
@@ -55,6 +57,7 @@ struct AuditLifecycle: Service {
             nowMonoMs: Clock.monotonicNow().nanoseconds / 1_000_000, nowBootID: SystemClockStatus.bootID())
     }
 
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func started(_ audit: AuditLog, configFile: String?, configBytes: [UInt8]?) {
         let digest = configBytes.map { Hex.encode(Array(SHA256.hash(data: $0))) } ?? "defaults"
         audit.record(
@@ -68,6 +71,7 @@ struct AuditLifecycle: Service {
 
     /// A restore happened while no lead ran (`pimesh snapshot restore` marks the database); the
     /// row names who restored what, and the mark goes in the same commit.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func restored(_ audit: AuditLog, store: AuditStore) throws {
         guard let marker = try store.pendingRestore() else { return }
         let parsed = AuditBody.parse(marker)
@@ -81,6 +85,7 @@ struct AuditLifecycle: Service {
 
     /// What an agent runs as, for the audit: its command, arguments and the names (not the
     /// values: they may hold secrets) of its environment, hashed.
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     static func auditDigest(of manifest: AgentManifest) -> String {
         var text = (manifest.command ?? "") + "\n"
         for arg in manifest.args { text += "\(arg.utf8.count):\(arg)\n" }

@@ -62,6 +62,7 @@ final class IncidentPusher: Service, Sendable {
         }
     }
 
+    @_optimize(size)  // cold: an incident now and then (the 25 MB budget)
     private func pushUntilShutdown() async {
         await cancelWhenGracefulShutdownQuietly {
             var failures = 0

@@ -121,6 +121,7 @@ final class IncidentService: Sendable {
 
     /// One health tick's worth of state.
     /// `observation` comes without outcomes and integrity failures: those are kept here.
+    @_optimize(size)  // cold: a health tick with changes, else every few seconds (the 25 MB budget)
     func observe(_ partial: IncidentObservation, at now: Instant) {
         let wallMs = Clock.wallMilliseconds()
         var observation = partial
@@ -180,6 +181,7 @@ final class IncidentService: Sendable {
 
     /// When each of the incident's agents started failing, from the recent health events and
     /// task failures: the first onset per agent. `capabilities` is left for the caller.
+    @_optimize(size)  // cold: an incident resolved (the 25 MB budget)
     func onsets(for incident: Incident, at now: Instant) -> [RootCause.Onset] {
         var first: [String: RootCause.Onset] = [:]
         let window = settings.triggers.massFailureSpan
@@ -281,6 +283,7 @@ final class IncidentService: Sendable {
     /// Newest first: the book's incidents as they are now, and resolved ones from the store. An
     /// open incident the store has not got (its write waits for room on a full disk) is listed
     /// all the same: that is when an operator looks.
+    @_optimize(size)  // cold: an operator's listing (the 25 MB budget)
     func recent(limit: Int, beforeID: Int64) throws -> [Incident] {
         let openNow = book.withLock { $0.incidents }.filter { $0.id < beforeID }
         var listed: [Int64: Incident] = [:]
@@ -310,6 +313,7 @@ final class IncidentService: Sendable {
     /// book's lock held, so that two threads' changes to one incident reach the store in the
     /// order the book made them (`enqueue` only appends to the writer's queue). Returns the
     /// incidents that were resolved, whose files are written after the lock is let go.
+    @_optimize(size)  // cold: incidents change rarely (the 25 MB budget)
     private func record(_ changes: [IncidentBook.Change]) -> [Incident] {
         guard !changes.isEmpty else { return [] }
         var latest: [Int64: Incident] = [:]
@@ -361,6 +365,7 @@ final class IncidentService: Sendable {
 
     /// The post-mortem and the incident log in the data dir, for people: as many as the
     /// database keeps (`IncidentStore.keepResolved`), the log rewritten whole.
+    @_optimize(size)  // cold: an incident resolved (the 25 MB budget)
     private func writeFiles(_ resolved: [Incident]) {
         guard !resolved.isEmpty else { return }
         do {

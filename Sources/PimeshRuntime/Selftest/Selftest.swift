@@ -58,6 +58,7 @@ public struct Selftest: Sendable {
 
     /// Takes the onboard LEDs, lights and darkens each, and checks that trigger and brightness
     /// are back as they were.
+    @_optimize(size)  // cold: a person's selftest (the 25 MB budget)
     func ledsSysfs() -> (Outcome, String) {
         let root = LEDConfiguration.sysfsRoot(config)
         let names = LEDConfiguration.defaultSysfs.map { $0.name.split(separator: "|").map(String.init) }

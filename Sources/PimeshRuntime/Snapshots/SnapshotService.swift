@@ -53,6 +53,7 @@ final class SnapshotService: Service, Sendable {
     }
 
     @discardableResult
+    @_optimize(size)  // cold: a snapshot every few hours (the 25 MB budget)
     func takeNow() async throws -> SnapshotMaker.Made {
         do {
             // Every snapshot carries a head that covers the audit log up to now (docs/audit.md).

@@ -518,6 +518,7 @@ final class Supervisor: Service, Sendable {
         manifest.identity ?? defaultIdentity ?? .lead
     }
 
+    @_optimize(size)  // cold: an agent starts (the 25 MB budget)
     private func environment(for agent: Managed) -> [String] {
         var values: [String: String] = [:]
         for key in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] { if let value = settings.environment[key] { values[key] = value } }
@@ -1068,6 +1069,7 @@ final class Supervisor: Service, Sendable {
         var failed: [String] = []
     }
 
+    @_optimize(size)  // cold: a status call (the 25 MB budget)
     var summary: Summary {
         state.withLock { state in
             var summary = Summary()

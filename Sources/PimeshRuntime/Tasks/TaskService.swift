@@ -734,6 +734,7 @@ final class TaskService: Service, Sendable {
 
     // MARK: - Cancel
 
+    @_optimize(size)  // cold: an operator's cancel (the 25 MB budget)
     func cancel(taskID: String) async throws -> TaskView {
         let wallMs = Clock.wallMilliseconds()
         let cancelled: TaskRow? = state.withLock { state in

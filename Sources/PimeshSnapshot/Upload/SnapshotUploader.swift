@@ -43,6 +43,7 @@ public struct SnapshotUploader: Sendable {
         return (fd, UInt64(info.st_size))
     }
 
+    @_optimize(size)  // cold: an upload every few minutes (the 25 MB budget)
     private func toDirectory(_ entry: SnapshotSpool.Entry, _ root: String) throws -> String {
         let directory = root + "/" + entry.manifest.nodeID
         // Snapshots hold every agent's secret: the copies are the node's alone, as the
