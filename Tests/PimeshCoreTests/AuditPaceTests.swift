@@ -75,11 +75,13 @@ import Testing
         #expect(again && pace.rememberedSubjects == 2)
     }
 
-    /// Only what an agent decides by heartbeating or not; the lead's actions and the node's rows
-    /// are evidence of what the lead did, and are never held back.
+    /// Only what agents drive by heartbeating or not; the lead's actions are evidence of what
+    /// it did, and are never held back.
     @Test func onlyAgentsConditionChangesArePaced() {
-        for kind in ["alive", "suspected", "exited", "hung", "looping", "unknown"] { #expect(AuditPace.paces(kind: kind), "\(kind)") }
-        for kind in ["restarted", "start_failed", "heal_command_finished", "degradation", "clock_stepped", "manifest_refused", "alert", "opened"] {
+        for kind in ["alive", "suspected", "exited", "hung", "looping", "unknown", "degradation", "alert", "group_breaker", "recurred"] {
+            #expect(AuditPace.paces(kind: kind), "\(kind)")
+        }
+        for kind in ["restarted", "start_failed", "heal_command_finished", "clock_stepped", "manifest_refused", "opened", "resolved", "escalated"] {
             #expect(!AuditPace.paces(kind: kind), "\(kind)")
         }
     }

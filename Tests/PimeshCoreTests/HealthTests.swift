@@ -292,23 +292,32 @@ import Testing
     @Test func moreThanFiveFailuresOpenIt() {
         var breaker = GroupBreaker()
         let start = Instant.seconds(1000)
-        for index in 0..<5 { #expect(breaker.recordFailure(at: start + .seconds(Int64(index))) == nil) }
-        #expect(breaker.recordFailure(at: start + .seconds(5)) == .opened(failures: 6))
+        for index in 0..<5 { #expect(breaker.recordFailure(of: "a\(index)", at: start + .seconds(Int64(index))) == nil) }
+        #expect(breaker.recordFailure(of: "a5", at: start + .seconds(5)) == .opened(failures: 6))
         #expect(breaker.isOpen)
+    }
+
+    /// A probe's single agent with a capability of healthy agents, flapping on purpose, kept
+    /// their group's breaker open: one agent is one failure however often it fails.
+    @Test func oneAgentFailingAgainAndAgainIsOneFailure() {
+        var breaker = GroupBreaker()
+        let start = Instant.seconds(1000)
+        for index in 0..<30 { #expect(breaker.recordFailure(of: "flapper", at: start + .seconds(Int64(index))) == nil) }
+        #expect(!breaker.isOpen && breaker.recentFailures == 1)
     }
 
     @Test func failuresOutsideTheWindowDoNotCount() {
         var breaker = GroupBreaker()
         let start = Instant.seconds(1000)
-        for index in 0..<5 { breaker.recordFailure(at: start + .seconds(Int64(index))) }
-        #expect(breaker.recordFailure(at: start + .seconds(61)) == nil)
+        for index in 0..<5 { breaker.recordFailure(of: "a\(index)", at: start + .seconds(Int64(index))) }
+        #expect(breaker.recordFailure(of: "a5", at: start + .seconds(61)) == nil)
         #expect(!breaker.isOpen)
     }
 
     @Test func openThirtyHalfOpenSixtyThenClosed() {
         var breaker = GroupBreaker()
         let start = Instant.seconds(1000)
-        for _ in 0..<6 { breaker.recordFailure(at: start) }
+        for index in 0..<6 { breaker.recordFailure(of: "a\(index)", at: start) }
         #expect(breaker.tick(at: start + .seconds(29), probeHealthy: true) == nil)
         #expect(breaker.tick(at: start + .seconds(30), probeHealthy: false) == .extended)
         #expect(breaker.tick(at: start + .seconds(89), probeHealthy: true) == nil)
@@ -321,9 +330,9 @@ import Testing
     @Test func aFailureWhileHalfOpenReopens() {
         var breaker = GroupBreaker()
         let start = Instant.seconds(1000)
-        for _ in 0..<6 { breaker.recordFailure(at: start) }
+        for index in 0..<6 { breaker.recordFailure(of: "a\(index)", at: start) }
         _ = breaker.tick(at: start + .seconds(30), probeHealthy: true)
-        #expect(breaker.recordFailure(at: start + .seconds(40)) == .opened(failures: 7))
+        #expect(breaker.recordFailure(of: "a6", at: start + .seconds(40)) == .opened(failures: 7))
     }
 }
 

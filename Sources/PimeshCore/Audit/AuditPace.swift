@@ -1,19 +1,26 @@
 /// The pace of the audit rows that agents drive by their own behaviour, so that they cannot
 /// fill the SD card through the log: one that flapped (alive, suspected, alive …) made the lead
 /// write about 5 rows a second, 140 MB a day kept for 90 days, and twenty of them 1.3 GB a day.
-/// Only agents' condition changes are paced (`paces(kind:)`), as events and as incident timeline
-/// entries; the lead's own actions, node-level rows and operators' actions never are. Each
-/// subject (an agent, an incident) may write `perSubjectBurst` rows at once and
-/// `perSubjectPerMinute` after that; all of them together `totalBurst` and `totalPerMinute`.
+/// Only what agents drive by heartbeating or not is paced (`paces(kind:)`), as events and as
+/// incident timeline entries: their condition changes, and what follows each flap (the level
+/// and its alert, group breakers, an incident mitigated and recurring, an action left to an
+/// operator and dropped). The lead's own actions, operators' actions and the other node rows
+/// never are. Each subject (an agent, an incident, `node`) may write `perSubjectBurst` rows at
+/// once and `perSubjectPerMinute` after that; all of them together `totalBurst` and `totalPerMinute`.
 /// What does not fit is counted, and at most once a minute the lead writes one
 /// `audit.rows_coalesced` row with how many rows about which subjects it held back: a gap is
 /// never silent.
 public struct AuditPace: Sendable {
-    /// An agent's condition change (`alive`, `suspected`, `exited` …): what an agent decides
-    /// by heartbeating or not.
+    /// An agent's condition change (`alive`, `suspected`, `exited` …), or what a flap drives.
+    /// A second probe's twenty flapping agents still wrote 115 MB a day through the latter, and
+    /// with 32 capabilities each, 520 MB of `group_breaker` rows.
     public static func paces(kind: String) -> Bool {
-        AgentCondition(rawValue: kind) != nil
+        AgentCondition(rawValue: kind) != nil || flapDriven.contains(kind)
     }
+
+    static let flapDriven: Set<String> = [
+        "degradation", "alert", "state_preserved", "group_breaker", "mitigated", "recurred", "awaiting_operator", "awaiting_dropped",
+    ]
 
     public struct Settings: Sendable {
         public var perSubjectBurst = 60

@@ -1,6 +1,9 @@
 /// Seed 001 §6.2 cluster breaker, for a group of agents (pimesh groups by capability): more
 /// than 5 agent failures in the group within `window` open it, and no new work goes to the
-/// group for 30 s. Then, if some agent of the group is healthy, it turns HALF_OPEN for 60 s
+/// group for 30 s. Failures are counted by agent: one agent that fails again and again is its
+/// own breaker's business, and one that flaps on purpose (anyone with the join token may
+/// register an agent with any capability) kept a capability that healthy agents serve out of
+/// service for as long as it liked. Then, if some agent of the group is healthy, it turns HALF_OPEN for 60 s
 /// (work flows; one more failure opens it again); if none is, isolation is extended by 60 s.
 /// A quiet half-open period closes it.
 public struct GroupBreaker: Sendable, Equatable {
@@ -27,7 +30,13 @@ public struct GroupBreaker: Sendable, Equatable {
 
     public let settings: Settings
     public private(set) var state: CircuitBreaker.State = .closed
-    private var failures: [Instant] = []
+    struct Failure: Sendable, Equatable {
+        var at: Instant
+        var agent: String
+    }
+
+    /// The latest failure of each agent that failed within `window`.
+    private var failures: [Failure] = []
     private var until: Instant?
 
     public init(settings: Settings = Settings()) {
@@ -43,9 +52,9 @@ public struct GroupBreaker: Sendable, Equatable {
 
     public var recentFailures: Int { failures.count }
 
-    public mutating func recordFailure(at now: Instant) -> Transition? {
-        failures.removeAll { now - $0 > settings.window }
-        failures.append(now)
+    public mutating func recordFailure(of agent: String, at now: Instant) -> Transition? {
+        failures.removeAll { now - $0.at > settings.window || $0.agent == agent }
+        failures.append(Failure(at: now, agent: agent))
         switch state {
         case .halfOpen:
             state = .open
@@ -63,7 +72,7 @@ public struct GroupBreaker: Sendable, Equatable {
 
     /// The timer: `probeHealthy` says whether any agent of the group is healthy now.
     public mutating func tick(at now: Instant, probeHealthy: Bool) -> Transition? {
-        failures.removeAll { now - $0 > settings.window }
+        failures.removeAll { now - $0.at > settings.window }
         guard let until, now >= until else { return nil }
         switch state {
         case .open:

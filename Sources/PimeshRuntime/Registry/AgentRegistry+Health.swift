@@ -171,12 +171,12 @@ extension AgentRegistry {
     // MARK: - Group breakers
 
     /// An agent failed: counts against the breaker of each of its capabilities.
-    public func recordGroupFailure(capabilities: [String], at now: Instant) -> [(group: String, transition: GroupBreaker.Transition)] {
+    public func recordGroupFailure(of agent: String, capabilities: [String], at now: Instant) -> [(group: String, transition: GroupBreaker.Transition)] {
         state.withLock { state in
             var transitions: [(String, GroupBreaker.Transition)] = []
             for capability in capabilities {
                 var breaker = state.groups[capability] ?? GroupBreaker(settings: settings.groupBreaker)
-                if let transition = breaker.recordFailure(at: now) { transitions.append((capability, transition)) }
+                if let transition = breaker.recordFailure(of: agent, at: now) { transitions.append((capability, transition)) }
                 state.groups[capability] = breaker
             }
             return transitions

@@ -158,7 +158,7 @@ final class HealthMonitor: Service, Sendable {
                 "agent \(change.change.to.rawValue)", metadata: ["agent": "\(change.name)", "why": "\(change.change.reason)"])
             if change.change.to.isFailure {
                 if !change.change.from.isFailure {
-                    for (group, transition) in registry.recordGroupFailure(capabilities: change.capabilities, at: now) {
+                    for (group, transition) in registry.recordGroupFailure(of: change.name, capabilities: change.capabilities, at: now) {
                         events.append(kind: "group_breaker", agent: nil, detail: "\(group): \(transition)", tier: .l0)
                     }
                 }

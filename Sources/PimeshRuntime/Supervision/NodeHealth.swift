@@ -112,7 +112,7 @@ final class HealthEventLog: Sendable {
             var details = [("detail", detail)]
             if let tier { details.append(("tier", tier.rawValue)) }
             let row = AuditEntry(actor: "lead", kind: kind, subject: agent ?? "node", body: AuditBody.canonical(details))
-            if agent != nil && AuditPace.paces(kind: kind) { audit.recordPaced(row) } else { audit.record(row) }
+            if AuditPace.paces(kind: kind) { audit.recordPaced(row) } else { audit.record(row) }
         }
         defer { observer.withLock { $0 }?.call(kind, agent, detail, atMs) }
         return state.withLock { state in
