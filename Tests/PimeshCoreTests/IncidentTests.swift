@@ -403,10 +403,21 @@ import Testing
         let store = IncidentTrigger(cause: "integrity:store", kind: .integrity, severity: .sev1, summary: "the store cannot commit")
         _ = book.observe(
             triggers.evaluate(IncidentObservation(agents: failing), at: clock.now) + [store], declared: declared, at: clock.now, wallMs: wallMs)
-        let camera = book.incidents.first { $0.agents == ["camera"] }
-        #expect(camera?.severity == .sev1 && camera?.causes.contains("capability_uncovered:camera") == true, "\(String(describing: camera))")
+        // (It takes in the node-level causes that name it too; a fake's incident takes none of them.)
+        let camera = book.incidents.first { $0.causes.contains("capability_uncovered:camera") }
+        #expect(camera?.severity == .sev1 && camera?.causes.contains("agent_down:camera") == true, "\(String(describing: camera))")
+        #expect(!book.incidents.contains { $0.causes.contains("capability_uncovered:cap-fake0") && $0.agents.contains("camera") })
         #expect(book.incidents.contains { $0.causes == ["integrity:store"] })
         #expect(book.incidents.count == settings.maxOpenForUndeclared + 2)
+        // The node degrades, with a fake's failure and a manifest agent's in one cause: it joins
+        // the incident about the manifest's agents, not a fake's.
+        advance(.seconds(1))
+        let degraded = IncidentTrigger(
+            cause: "degradation", kind: .degradation, severity: .sev2, summary: "the node is degraded", agents: ["fake0", "doorbell"])
+        _ = book.observe([degraded], declared: declared.union(["doorbell"]), at: clock.now, wallMs: wallMs)
+        let holding = book.incidents.filter { $0.agents.contains("doorbell") }
+        #expect(holding.count == 1, "\(holding.map(\.causes))")
+        #expect(holding.first?.causes.contains("degradation") == true && holding.first?.causes.contains("capability_uncovered:cap-fake0") == false)
     }
 
     @Test mutating func aRestartedLeadGoesOnWithTheTimersFromTheWallClock() throws {

@@ -96,7 +96,7 @@ public struct IncidentBook: Sendable {
         taskFailuresActive = active.contains { $0.cause == "task_failures" }
         var touched: Set<Int64> = []
         for trigger in active.sorted(by: { ($0.severity, $1.cause) > ($1.severity, $0.cause) }) {
-            if let index = incidents.firstIndex(where: { matches($0, trigger) }) {
+            if let index = incidents.firstIndex(where: { matches($0, trigger, declared: declared) }) {
                 touched.insert(incidents[index].id)
                 join(&incidents[index], trigger, at: now, wallMs: wallMs, changes: &changes)
             } else if incidents.count < capacity(for: trigger.severity),
@@ -139,8 +139,14 @@ public struct IncidentBook: Sendable {
         settings.maxOpen + (severity >= .sev2 ? settings.reservedForSevere : 0) + (severity >= .sev1 ? settings.reservedForSEV1 : 0)
     }
 
-    private func matches(_ incident: Incident, _ trigger: IncidentTrigger) -> Bool {
-        incident.causes.contains(trigger.cause) || trigger.agents.contains { incident.agents.contains($0) }
+    /// The same cause, or a shared agent; but a cause that names a manifest's agent never joins
+    /// an incident that only agents no manifest names raised: a probe's fake agent's incident
+    /// took in the node's degradation and with it every failing agent, and a manifest agent's
+    /// failure then opened nothing of its own.
+    private func matches(_ incident: Incident, _ trigger: IncidentTrigger, declared: Set<String>?) -> Bool {
+        guard incident.causes.contains(trigger.cause) || trigger.agents.contains(where: { incident.agents.contains($0) }) else { return false }
+        guard let declared, trigger.agents.contains(where: declared.contains) else { return true }
+        return !Self.raisedByUndeclared(incident.kind, incident.agents, declared: declared)
     }
 
     private mutating func open(_ trigger: IncidentTrigger, at now: Instant, wallMs: Int64) -> Incident {
