@@ -304,6 +304,23 @@ import Testing
         // Nor learn who holds it.
         #expect(refusal.status == 403 && !refusal.text.contains(alice.id.description) && refusal.text.contains("held by another agent"), "\(refusal.text)")
         #expect(try status(bobClient, "POST", "/v1/ops/x/answers", #"{"agent_id": "\#(alice.id)", "state": 1}"#) == 403)
+        // Nor learn which names or id prefixes exist: Bob and the join token get one answer for
+        // Alice's name, her id's start, and names and prefixes no agent has (a 403 against a 404
+        // or 409 told them apart, and a 403 for a name gave the id behind it).
+        let aliceStart = String(alice.id.description.prefix(6))
+        for client in [bobClient, joinClient] {
+            var texts: Set<String> = []
+            for target in ["alice", aliceStart, "nobody", "0000", alice.id.description] {
+                let answer = try client.http.request("GET", "/v1/agents/\(target)/work", headers: client.authorization)
+                #expect(answer.status == 403, "\(target): \(answer.status) \(answer.text)")
+                #expect(!answer.text.contains(alice.id.description) || target == alice.id.description, "\(answer.text)")
+                texts.insert(answer.text.replacingOccurrences(of: target, with: "TARGET"))
+            }
+            #expect(texts.count == 1, "\(texts)")
+        }
+        // An agent names itself by id or name.
+        #expect(try status(bobClient, "GET", "/v1/agents/bob/work") == 200)
+        #expect(try status(bobClient, "GET", "/v1/agents/\(bob.id)/work") == 200)
         for (method, path) in [
             ("GET", "/v1/status"), ("GET", "/v1/agents"), ("POST", "/v1/agents"), ("POST", "/v1/agents/alice/heal"),
             ("POST", "/v1/agents/alice/freeze"), ("POST", "/v1/agents/alice/thaw"), ("POST", "/v1/agents/alice/quarantine"),
@@ -317,6 +334,18 @@ import Testing
             address: bobClient.http.address,
             token: "agent.\(bob.id)." + String(AgentAPICredential.bearer(for: alice)!.split(separator: ".").last!))
         #expect(try status(forged, "GET", "/v1/agents/\(bob.id)/work") == 401)
+
+        // A name made of the start of Alice's id names neither for an operator: an operator who
+        // copied the id's start from a table would otherwise act on the agent that chose the name.
+        let squatter = try joinClient.register(.init(name: String(alice.id.description.prefix(8))))
+        do {
+            _ = try operatorClient.get("/v1/agents/" + alice.id.description.prefix(8))
+            Issue.record("a name that starts another agent's id was resolved")
+        } catch let error as LeadClient.APIError {
+            #expect(error.status == 409 && error.message.contains("alice"), "\(error)")
+        }
+        #expect(try APICoding.decode(AgentView.self, from: operatorClient.get("/v1/agents/\(squatter.id)")).name == squatter.name)
+        #expect(try APICoding.decode(AgentView.self, from: operatorClient.get("/v1/agents/\(alice.id)")).name == "alice")
 
         // Alice takes her own work and finishes it; the task is hers alone.
         let items = try aliceClient.pullWork(agentID: alice.id, waitMs: 1000)

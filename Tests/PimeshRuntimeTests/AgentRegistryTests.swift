@@ -22,6 +22,22 @@ import Testing
         bytes.withUnsafeBytes { registry.ingest($0, now: instant ?? now, nowWallMs: wallNow) }
     }
 
+    @Test func aNameThatStartsAnotherAgentsIDNamesNeitherForAnOperator() throws {
+        let registry = AgentRegistry()
+        let (real, _) = makeAgent("real")
+        try registry.add(real)
+        let start = String(real.id.description.prefix(8))
+        let (squatter, _) = makeAgent(start)
+        try registry.add(squatter)
+        #expect(registry.lookUp(start) == .nameAlsoIDPrefix(squatter.id, start, others: ["real"]))
+        #expect(registry.lookUp(start.uppercased()) == .found(real.id, "real"))
+        #expect(registry.lookUp(real.id.description) == .found(real.id, "real"))
+        #expect(registry.lookUp(squatter.id.description) == .found(squatter.id, start))
+        #expect(registry.lookUp("real") == .found(real.id, "real"))
+        // Code that names agents (a playbook's steps) means the name.
+        #expect(registry.resolve(start)?.id == squatter.id)
+    }
+
     @Test func acceptedHeartbeatUpdatesTheAgent() throws {
         let registry = AgentRegistry()
         var (row, signer) = makeAgent("a")

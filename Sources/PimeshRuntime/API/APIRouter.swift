@@ -43,8 +43,7 @@ enum APIRouter {
         }
         v1.get("agents/:id/work") { request, context in
             await APIError.answering {
-                let (id, _) = try agent(context, state)
-                try context.caller.require(actingFor: id, field: "id")
+                let (id, _) = try actingAgent(context, state)
                 let query = request.uri.queryParameters
                 let waitMs = try queryInteger(query.get("wait_ms"), name: "wait_ms", in: 0...state.config.tasks.longPollMaxMs) ?? 0
                 let max = try queryInteger(query.get("max"), name: "max", in: 1...100) ?? 1
@@ -54,8 +53,7 @@ enum APIRouter {
         }
         v1.post("agents/:id/leave") { _, context in
             await APIError.answering {
-                let (id, name) = try agent(context, state)
-                try context.caller.require(actingFor: id, field: "id")
+                let (id, name) = try actingAgent(context, state)
                 if let file = try await manifestFile(naming: name, state: state) {
                     // Its manifest expects it: the lead, not the agent, decides that it is gone.
                     throw APIError(status: .conflict, message: "\(name) is named by the manifest \(file): it cannot leave", field: "id")
@@ -299,9 +297,26 @@ enum APIRouter {
         case .found(let id, let name): return (id, name)
         case .ambiguous(let names):
             throw APIError(status: .conflict, message: "\"\(text)\" is the start of several agents' ids: \(names.joined(separator: ", ")); type more of it", field: "id")
+        case .nameAlsoIDPrefix(_, let name, let others):
+            throw APIError(
+                status: .conflict,
+                message: "\"\(name)\" is an agent's name and the start of the id of \(others.joined(separator: ", ")); use the whole id of the one you mean",
+                field: "id")
         case .none:
             throw APIError(status: .notFound, message: "no agent with id or name \"\(text)\"", field: "id")
         }
+    }
+
+    /// The agent an agent-scoped route's `:id` names: any for an operator, and for an agent's
+    /// credential only itself (its id or name), with the same 403 whether or not another exists.
+    static func actingAgent(_ context: LeadRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
+        guard let own = try context.caller.ownAgentOnly() else { return try agent(context, state) }
+        let text = context.parameters.get("id") ?? ""
+        guard let name = state.registry.name(of: own) else {
+            throw APIError(status: .notFound, message: "no agent with id \(own)", field: "id")
+        }
+        guard AgentID(text) == own || text == name else { throw Caller.notItsOwn(field: "id") }
+        return (own, name)
     }
 
     /// The task a path's id names: a whole id or a unique prefix of one.

@@ -29,13 +29,21 @@ enum Caller: Sendable, Equatable {
 
     /// Operators may act for any agent; an agent only for itself.
     func require(actingFor agent: AgentID, field: String) throws(APIError) {
+        if let own = try ownAgentOnly(), own != agent { throw Self.notItsOwn(field: field) }
+    }
+
+    /// The one agent this caller may act for, nil for an operator (any). Asked before a route
+    /// looks its `:id` up: otherwise an agent's or the join token's 403 against 404 and 409 told
+    /// which names and id prefixes exist, and a 403 named the id behind a name (helper probe).
+    func ownAgentOnly() throws(APIError) -> AgentID? {
         switch self {
-        case .operator: return
-        case .agent(let own) where own == agent: return
-        case .agent:
-            throw APIError(status: .forbidden, message: "an agent's credential may act only for that agent, not for \(agent)", field: field)
-        default:
-            throw APIError(status: .forbidden, message: "this route needs the operator token or the agent's own credential")
+        case .operator: return nil
+        case .agent(let own): return own
+        default: throw APIError(status: .forbidden, message: "this route needs the operator token or the agent's own credential")
         }
+    }
+
+    static func notItsOwn(field: String) -> APIError {
+        APIError(status: .forbidden, message: "an agent's credential may act only for that agent", field: field)
     }
 }

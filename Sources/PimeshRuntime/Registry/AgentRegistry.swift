@@ -318,14 +318,20 @@ public final class AgentRegistry: Sendable {
 
     /// Looks an agent up by id text or by name, as operators type either.
     public func resolve(_ text: String) -> (id: AgentID, name: String)? {
-        guard case .found(let id, let name) = lookUp(text) else { return nil }
-        return (id, name)
+        switch lookUp(text) {
+        case .found(let id, let name), .nameAlsoIDPrefix(let id, let name, _): (id, name)
+        case .ambiguous, .none: nil
+        }
     }
 
     public enum Lookup: Equatable {
         case found(AgentID, String)
         /// A prefix of several ids: their agents' names.
         case ambiguous([String])
+        /// An agent's name that is also the start of other agents' ids (their names): an
+        /// operator who copied an id's first characters must not act on the agent that chose
+        /// that name (helper probe).
+        case nameAlsoIDPrefix(AgentID, String, others: [String])
         case none
     }
 
@@ -333,17 +339,29 @@ public final class AgentRegistry: Sendable {
     public func lookUp(_ text: String) -> Lookup {
         state.withLock { state in
             if let id = AgentID(text), let agent = state.agents[id] { return .found(id, agent.row.name) }
-            if let id = state.names[text] { return .found(id, text) }
-            switch IDPrefix.resolve(text, among: state.agents.keys.lazy.map(\.description)) {
+            let prefixed = IDPrefix.resolve(text, among: state.agents.keys.lazy.map(\.description))
+            if let id = state.names[text] {
+                let own = id.description
+                switch prefixed {
+                case .unique(let other) where other != own: return .nameAlsoIDPrefix(id, text, others: [Self.name(of: other, in: state)])
+                case .ambiguous(let ids): return .nameAlsoIDPrefix(id, text, others: ids.compactMap { $0 == own ? nil : Self.name(of: $0, in: state) })
+                default: return .found(id, text)
+                }
+            }
+            switch prefixed {
             case .unique(let found):
                 guard let id = AgentID(found), let agent = state.agents[id] else { return .none }
                 return .found(id, agent.row.name)
             case .ambiguous(let ids):
-                return .ambiguous(ids.compactMap { AgentID($0).flatMap { state.agents[$0]?.row.name } })
+                return .ambiguous(ids.map { Self.name(of: $0, in: state) })
             case .none:
                 return .none
             }
         }
+    }
+
+    private static func name(of idText: String, in state: State) -> String {
+        AgentID(idText).flatMap { state.agents[$0]?.row.name } ?? idText
     }
 
     /// Whether `mac` is agent `id`'s API credential (AgentAPICredential), compared in constant time.
