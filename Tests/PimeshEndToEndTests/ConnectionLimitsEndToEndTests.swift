@@ -219,6 +219,48 @@ import Testing
         }
     }
 
+    /// Helper probe: 2,100 connections each holding an unfinished head of NIO's default 80 KiB
+    /// held about 300 MB of the lead. A head is now bounded (RequestDeadline.maxHeadBytes) and
+    /// one over the bound is answered 400 and closed as soon as it passes it.
+    @Test func requestHeadsAreBounded() throws {
+        let dataDir = LeadProcess.scratchDirectory()
+        let lead = try LeadProcess(dataDir: dataDir)
+        defer { _ = lead.terminate() }
+        let endpoint = try lead.waitReady()
+        func answer(path: String = "/healthz", headers: [String]) throws -> String {
+            let fd = try Self.connected(to: .loopback(host: "127.0.0.1", port: endpoint.api.port))
+            defer { close(fd) }
+            let head = (["GET \(path) HTTP/1.1", "Host: pimesh", "Connection: close"] + headers).joined(separator: "\r\n") + "\r\n\r\n"
+            #expect(Self.sendAll(fd, Array(head.utf8)) == nil)
+            return Self.readToEnd(fd, seconds: 10)
+        }
+        let pad = { (bytes: Int) in String(repeating: "a", count: bytes) }
+        // Inside the bounds: two 6 KiB headers, 90 small ones, a 4 KiB query.
+        #expect(try answer(headers: ["X-One: " + pad(6 * 1024), "X-Two: " + pad(6 * 1024)]).hasPrefix("HTTP/1.1 200"))
+        #expect(try answer(headers: (0..<90).map { "X-Pad-\($0): 1" }).hasPrefix("HTTP/1.1 200"))
+        #expect(try answer(path: "/healthz?q=" + pad(4 * 1024), headers: []).hasPrefix("HTTP/1.1 200"))
+        // Past them: 18 KiB in all, one 9 KiB value, 101 headers, a 9 KiB path.
+        let over: [(String, [String])] = [
+            ("/healthz", ["X-One: " + pad(6 * 1024), "X-Two: " + pad(6 * 1024), "X-Three: " + pad(6 * 1024)]),
+            ("/healthz", ["X-Long: " + pad(9 * 1024)]),
+            ("/healthz", (0..<101).map { "X-Pad-\($0): 1" }),
+            ("/healthz?q=" + pad(9 * 1024), []),
+        ]
+        for (path, headers) in over {
+            let text = try answer(path: path, headers: headers)
+            #expect(text.hasPrefix("HTTP/1.1 400"), "\(path.prefix(20)) with \(headers.count) headers: \(text.prefix(200))")
+        }
+        // A head that never ends is refused once it passes the bound, not held until the idle timeout.
+        let endless = try Self.connected(to: .loopback(host: "127.0.0.1", port: endpoint.api.port))
+        defer { close(endless) }
+        _ = Self.sendAll(endless, Array("GET /healthz HTTP/1.1\r\nHost: pimesh\r\n".utf8))
+        for index in 0..<20 { _ = Self.sendAll(endless, Array("X-Pad-\(index): \(pad(1000))\r\n".utf8)) }
+        let start = Date()
+        #expect(Self.readToEnd(endless, seconds: 10).hasPrefix("HTTP/1.1 400"))
+        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(try answer(headers: []).hasPrefix("HTTP/1.1 200"))
+    }
+
     /// Helper probe: clients that send a burst of pipelined requests and never read held their
     /// slots for good (no timer runs while an answer waits to be written); a request pipelined
     /// behind a long poll was cut off by its deadline while the lead was not reading it, and
