@@ -333,9 +333,10 @@ public struct Coordinator: Sendable {
             throw APIError(status: .badRequest, message: "the sequence in the path is not a number from 1 to 2^63 - 1", field: "sequence")
         }
         guard let header = request.headers.first(where: { $0.name.canonicalName == "pimesh-manifest" })?.value,
-            header.utf8.count <= 16_384, let bytes = Hex.decode(header)
+            header.utf8.count <= RequestDeadline.maxHeadLineBytes, let bytes = Hex.decode(header)
         else {
-            throw APIError(status: .badRequest, message: "the Pimesh-Manifest header is missing or is not hex (at most 16384 digits)")
+            throw APIError(
+                status: .badRequest, message: "the Pimesh-Manifest header is missing or is not hex (at most \(RequestDeadline.maxHeadLineBytes) digits)")
         }
         let manifest = try DecodingProblem.decode(SnapshotManifest.self, from: bytes, what: "the manifest (Pimesh-Manifest)")
         if let (field, reason) = manifest.implausibleField {

@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdCore
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// Bounds how long one request may take to arrive and how long an answer may wait for its
@@ -57,6 +58,8 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
     /// What is left of the body is read and dropped until it ends or the linger is over.
     private var dropping = false
     private var closing = false
+    /// A head over the bounds was answered `431`: the connection ends after a linger.
+    private var refusedHead = false
     /// A close asked for (Hummingbird's, after answering a `Connection: close` request) while
     /// the body of an early-answered request was still coming: done once it ends or the
     /// linger is over.
@@ -81,10 +84,10 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
         self.stallLimit = stallLimit
     }
 
-    /// What a request head (its request line and header lines) may hold; past it the answer is
-    /// `400` and the connection closes. NIO's default, 80 KiB, let 2,100 connections that never
-    /// finished their heads hold about 300 MB of a lead until the idle timeout (helper probe);
-    /// the heads pimesh's clients send are under 1 KiB.
+    /// What a request head may hold, counting its target and its headers' names and values; past
+    /// it the answer is `431` and the connection closes. NIO's default, 80 KiB, let 2,100
+    /// connections that never finished their heads hold about 300 MB of a lead until the idle
+    /// timeout (helper probe); the heads pimesh's clients send are under 3 KiB.
     public static let maxHeadBytes = 16 * 1024
     /// One header name or value, and the request target (so the path and query too).
     public static let maxHeadLineBytes = 8 * 1024
@@ -154,7 +157,37 @@ public final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandle
             if errorHeld == nil { errorHeld = error }
             return
         }
+        // What follows an oversized head is dropped by the parser, each read as an error.
+        if refusedHead { return }
+        if error as? HTTPParserError == .headerOverflow, !requestBeingRead, answersEnded == requestsRead, !closing {
+            refuseOversizedHead(context)
+            return
+        }
         context.fireErrorCaught(error)
+    }
+
+    /// An answer that names the bound a head passed, where Hummingbird's would be an empty `400`;
+    /// the parser drops what follows, and the connection ends after the linger.
+    @_optimize(size)  // cold: bad requests (the 25 MB budget)
+    private func refuseOversizedHead(_ context: ChannelHandlerContext) {
+        refusedHead = true
+        // Written out rather than encoded: an encoder specialized for one cold answer costs pages
+        // of the 25 MB budget. The test reads it as JSON.
+        let body = ByteBuffer(
+            string: #"{"error":"the request head is over its bounds: \#(Self.maxHeadBytes) bytes of target and headers, \#(Self.maxHeadLineBytes) for the target or one header's name or value, \#(Self.maxHeaderFields) headers","field":"headers"}"#
+                + "\n")
+        let head = HTTPResponse(
+            status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"),
+            headerFields: [.contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            let (handler, context) = loopBound.value
+            context.close(mode: .output, promise: nil)
+            context.read()
+            handler.scheduleFinalClose(context)
+        }
     }
 
     @_optimize(size)  // cold: pipelining, refusals, stalls (the 25 MB budget)

@@ -221,7 +221,7 @@ import Testing
 
     /// Helper probe: 2,100 connections each holding an unfinished head of NIO's default 80 KiB
     /// held about 300 MB of the lead. A head is now bounded (RequestDeadline.maxHeadBytes) and
-    /// one over the bound is answered 400 and closed as soon as it passes it.
+    /// one over the bound is answered 431, naming the bounds, as soon as it passes them.
     @Test func requestHeadsAreBounded() throws {
         let dataDir = LeadProcess.scratchDirectory()
         let lead = try LeadProcess(dataDir: dataDir)
@@ -248,7 +248,11 @@ import Testing
         ]
         for (path, headers) in over {
             let text = try answer(path: path, headers: headers)
-            #expect(text.hasPrefix("HTTP/1.1 400"), "\(path.prefix(20)) with \(headers.count) headers: \(text.prefix(200))")
+            #expect(text.hasPrefix("HTTP/1.1 431"), "\(path.prefix(20)) with \(headers.count) headers: \(text.prefix(200))")
+            let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+            let error = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String]
+            #expect(error?["field"] == "headers" && error?["error"]?.contains("16384 bytes of target and headers") == true, "\(text)")
+            #expect(text.lowercased().contains("connection: close"), "\(text)")
         }
         // A head that never ends is refused once it passes the bound, not held until the idle timeout.
         let endless = try Self.connected(to: .loopback(host: "127.0.0.1", port: endpoint.api.port))
@@ -256,7 +260,7 @@ import Testing
         _ = Self.sendAll(endless, Array("GET /healthz HTTP/1.1\r\nHost: pimesh\r\n".utf8))
         for index in 0..<20 { _ = Self.sendAll(endless, Array("X-Pad-\(index): \(pad(1000))\r\n".utf8)) }
         let start = Date()
-        #expect(Self.readToEnd(endless, seconds: 10).hasPrefix("HTTP/1.1 400"))
+        #expect(Self.readToEnd(endless, seconds: 10).hasPrefix("HTTP/1.1 431"))
         #expect(Date().timeIntervalSince(start) < 5)
         #expect(try answer(headers: []).hasPrefix("HTTP/1.1 200"))
     }
