@@ -42,11 +42,14 @@ struct AgentCommand: AsyncParsableCommand {
             guard ways == 1 else { throw ValidationError("name the agents, or give --all or --capability, one of them") }
         }
 
-        /// The names to act on: as given, or the supervised agents the selector matches.
-        func resolve(_ client: LeadClient) throws -> [String] {
-            guard names.isEmpty else { return names }
+        /// The agents to act on, as the path names them and as the output does: as given, or the
+        /// supervised agents the selector matches by whole id (a name like `cafe` can also be the
+        /// start of another agent's id, and the lead refuses to guess which was meant).
+        func resolve(_ client: LeadClient) throws -> [(path: String, name: String)] {
+            guard names.isEmpty else { return names.map { ($0, $0) } }
             let supervised = try client.agents().agents.filter { $0.supervision?.mode == "supervised" }
-            let chosen = supervised.filter { capability == nil || $0.capabilities.contains(capability!) }.map(\.name).sorted()
+            let chosen = supervised.filter { capability == nil || $0.capabilities.contains(capability!) }.sorted { $0.name < $1.name }
+                .map { (path: $0.id.description, name: $0.name) }
             guard !chosen.isEmpty else {
                 throw CLIFailure(capability.map { "no supervised agent has the capability \"\($0)\"" } ?? "there are no supervised agents")
             }
@@ -68,11 +71,10 @@ struct AgentCommand: AsyncParsableCommand {
     /// Acts on each agent in turn; every answer is printed, and the exit status is 1 when any failed.
     static func act(_ verb: String, options: ClientOptions, selection: Selection) throws {
         let client = try options.client()
-        let names = try selection.resolve(client)
         var failures = 0
-        for name in names {
+        for (path, name) in try selection.resolve(client) {
             do {
-                let raw = try client.post("/v1/agents/\(name)/\(verb)", json: Array("{}".utf8))
+                let raw = try client.post("/v1/agents/\(path)/\(verb)", json: Array("{}".utf8))
                 if options.json {
                     print(String(decoding: raw, as: UTF8.self))
                 } else {

@@ -56,6 +56,17 @@ extension SupervisionEndToEndTests {
         #expect(start.output.contains("s1: starting") && start.output.contains("s2: already running"))
         #expect(eventually(timeout: 8) { ["s1", "s2", "s3"].allSatisfy { alive(lead, $0) } })
         #expect(try events(lead).contains { $0.agent == "s1" && $0.kind == "starting" && $0.detail.contains("by operator") })
+
+        // A manifest's name may be the start of another agent's id (review): --all acts on each
+        // agent by its whole id, and the name typed alone is refused rather than guessed.
+        let lookalike = String(try agent(lead, "s1").id.description.prefix(8))
+        try agentManifest(lookalike)
+        #expect(try runPimesh(["reload", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 8) { alive(lead, lookalike) })
+        let all = try runPimesh(["agent", "restart", "--all", "--data-dir", dataDir])
+        #expect(all.status == 0 && all.output.contains("\(lookalike): ") && all.output.contains("s1: "), "\(all.output)")
+        let typed = try runPimesh(["agent", "restart", lookalike, "--data-dir", dataDir])
+        #expect(typed.status == 1 && typed.output.contains("start of the id of s1"), "\(typed.output)")
     }
 
     @Test func reloadAddsRemovesAndChangesManifestsAndLeavesTheRestAlone() throws {

@@ -291,6 +291,7 @@ enum APIRouter {
     }
 
     /// The agent named by the `:id` path parameter: its UUID, or its name as operators type it.
+    @_optimize(size)  // cold: operators' commands (the 25 MB budget)
     static func agent(_ context: LeadRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
         let text = context.parameters.get("id") ?? ""
         switch state.registry.lookUp(text) {
@@ -311,11 +312,9 @@ enum APIRouter {
     /// credential only itself (its id or name), with the same 403 whether or not another exists.
     static func actingAgent(_ context: LeadRequestContext, _ state: LeadState) throws(APIError) -> (AgentID, String) {
         guard let own = try context.caller.ownAgentOnly() else { return try agent(context, state) }
+        // A credential is known only while its agent is registered: the name is there.
         let text = context.parameters.get("id") ?? ""
-        guard let name = state.registry.name(of: own) else {
-            throw APIError(status: .notFound, message: "no agent with id \(own)", field: "id")
-        }
-        guard AgentID(text) == own || text == name else { throw Caller.notItsOwn(field: "id") }
+        guard let name = state.registry.name(of: own), AgentID(text) == own || text == name else { throw Caller.notItsOwn(field: "id") }
         return (own, name)
     }
 

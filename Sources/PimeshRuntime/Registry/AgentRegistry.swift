@@ -337,26 +337,31 @@ public final class AgentRegistry: Sendable {
 
     /// By name, whole id, or unique id prefix of 4 or more characters (IDPrefix).
     public func lookUp(_ text: String) -> Lookup {
-        state.withLock { state in
-            if let id = AgentID(text), let agent = state.agents[id] { return .found(id, agent.row.name) }
-            let prefixed = IDPrefix.resolve(text, among: state.agents.keys.lazy.map(\.description))
-            if let id = state.names[text] {
-                let own = id.description
-                switch prefixed {
-                case .unique(let other) where other != own: return .nameAlsoIDPrefix(id, text, others: [Self.name(of: other, in: state)])
-                case .ambiguous(let ids): return .nameAlsoIDPrefix(id, text, others: ids.compactMap { $0 == own ? nil : Self.name(of: $0, in: state) })
-                default: return .found(id, text)
-                }
-            }
+        state.withLock { Self.lookUp(text, in: $0) }
+    }
+
+    /// Operators and playbook steps look agents up, not heartbeats or tasks: the scan of every id
+    /// that a name like `cafe` needs is cheap there.
+    @_optimize(size)  // cold: operators' commands and playbook steps (the 25 MB budget)
+    private static func lookUp(_ text: String, in state: State) -> Lookup {
+        if let id = AgentID(text), let agent = state.agents[id] { return .found(id, agent.row.name) }
+        let prefixed = IDPrefix.resolve(text, among: state.agents.keys.lazy.map(\.description))
+        if let id = state.names[text] {
+            let own = id.description
             switch prefixed {
-            case .unique(let found):
-                guard let id = AgentID(found), let agent = state.agents[id] else { return .none }
-                return .found(id, agent.row.name)
-            case .ambiguous(let ids):
-                return .ambiguous(ids.map { Self.name(of: $0, in: state) })
-            case .none:
-                return .none
+            case .unique(let other) where other != own: return .nameAlsoIDPrefix(id, text, others: [name(of: other, in: state)])
+            case .ambiguous(let ids): return .nameAlsoIDPrefix(id, text, others: ids.compactMap { $0 == own ? nil : name(of: $0, in: state) })
+            default: return .found(id, text)
             }
+        }
+        switch prefixed {
+        case .unique(let found):
+            guard let id = AgentID(found), let agent = state.agents[id] else { return .none }
+            return .found(id, agent.row.name)
+        case .ambiguous(let ids):
+            return .ambiguous(ids.map { name(of: $0, in: state) })
+        case .none:
+            return .none
         }
     }
 
