@@ -61,6 +61,7 @@ extension AgentCredentials {
     /// (docs/operations.md): PIMESH_AGENT_ID, _NAME, _SECRET_FD (or _SECRET), _CLASS, _CAPABILITIES,
     /// PIMESH_HEARTBEAT_HOST, _PORT, _INTERVAL_MS, _SOCKET, _LAST_ITERATION and PIMESH_API_HOST,
     /// _PORT, _SOCKET.
+    @_optimize(size)  // cold: once as an agent starts (the 25 MB budget)
     public static func fromEnvironment(_ environment: [String: String]) throws -> AgentCredentials {
         struct Missing: Error, CustomStringConvertible {
             var description: String

@@ -168,6 +168,7 @@ public struct LeadClient: Sendable {
     }
 
     /// Up to `limit` of the newest tasks, optionally of one state, with payloads when asked.
+    @_optimize(size)  // cold: a CLI command (the 25 MB budget)
     public func tasks(limit: Int, state: String? = nil, payloads: Bool = false) throws -> TaskList {
         var all: TaskList?
         var cursor: String?

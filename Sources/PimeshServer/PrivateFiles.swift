@@ -32,6 +32,7 @@ public enum PrivateFiles {
     /// files of their own that they keep open: refused, naming the path, as OpenSSH refuses a
     /// home directory others may write, rather than tightened over what may be in it. The two
     /// dirs themselves may be symlinks (the operator named them); what is inside may not.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func checkPlantable(dataDir: String, runDir: String) throws {
         var problems = [dataDir, runDir].compactMap { TrustedFile.unsafeReason($0, followingLinks: true) }
         var owner = stat()

@@ -106,6 +106,7 @@ public final class Database: Sendable {
         }
     }
 
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     private func migrate(_ migrations: [Migration]) throws {
         let current = try schemaVersion
         let newest = migrations.map(\.version).max() ?? 0

@@ -28,6 +28,7 @@ struct JSONErrors<Context: RequestContext>: RouterMiddleware {
 
     let routes: Routes
 
+    @_optimize(size)  // cold: a bad request (the 25 MB budget)
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)

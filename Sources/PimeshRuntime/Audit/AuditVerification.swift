@@ -33,6 +33,7 @@ public struct AuditVerification: Sendable {
 
     /// `upstream`: heads kept off the node (the coordinator's, or a file of them), with the
     /// public key they were kept for.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public static func run(databasePath: String, sinceSeq: Int64? = nil, upstream: AuditHeadList? = nil) throws -> Report {
         guard FileIO.exists(databasePath) else { throw Failure(description: "\(databasePath) does not exist") }
         let database = try Database(path: databasePath, readOnly: true)
@@ -88,6 +89,7 @@ public struct AuditVerification: Sendable {
 
     /// Heads from `--heads-from`: a coordinator's directory (its index is read directly) or a
     /// file holding `GET /v1/nodes/{node}/audit-heads` of a coordinator.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     public static func upstreamHeads(from source: String, nodeKey: String?) throws -> AuditHeadList {
         if FileIO.exists(source + "/coordinator.db") {
             let database = try Database(path: source + "/coordinator.db", migrations: CoordinatorStore.migrations, readOnly: true)

@@ -21,6 +21,7 @@ public struct IngestBenchmark: Sendable {
     private let distinct: Int
     private let wallNow: Int64
 
+    @_optimize(size)  // cold: `pimesh bench ingest` (the 25 MB budget)
     public init(kind: Kind, count: Int, agents: Int = 100) throws {
         self.kind = kind
         self.agents = agents

@@ -49,6 +49,7 @@ struct ConfigReader {
     /// deeper, not in a string): the same text as a value, or as a key of an object inside this
     /// one, placed errors on the wrong line. Where the object's extent cannot be told (it opens
     /// on a line shared with its parent), the first line with `"key":` on it.
+    @_optimize(size)  // cold: configuration files, read at start and on a reload (the 25 MB budget)
     func line(of key: String) -> Int? {
         let needle = Array("\"\(key)\"".utf8)
         func isKey(_ bytes: [UInt8], at index: Int) -> Bool {
@@ -124,6 +125,7 @@ struct ConfigReader {
     }
 
     /// An array of objects, each read as `key[i]`; nil when absent.
+    @_optimize(size)  // cold: configuration files, read at start and on a reload (the 25 MB budget)
     func objects(_ key: String) throws(ConfigError) -> [ConfigReader]? {
         guard let value = object[key] else { return nil }
         guard case .array(let items) = value else {
@@ -166,6 +168,7 @@ struct ConfigReader {
         return number
     }
 
+    @_optimize(size)  // cold: configuration files, read at start and on a reload (the 25 MB budget)
     func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let value = object[key] else { return nil }
         guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {

@@ -88,6 +88,7 @@ final class ConflictService: Sendable {
         return record.quarantined
     }
 
+    @_optimize(size)  // cold: a quarantine (the 25 MB budget)
     func quarantine(_ agentID: AgentID, reason: String) async throws {
         let quarantine = Quarantine(agentID: agentID, sinceMs: Clock.wallMilliseconds(), conflictSeq: nil, reason: reason)
         try await writer.write { connection in try ConflictStore.quarantine(quarantine, in: connection) }

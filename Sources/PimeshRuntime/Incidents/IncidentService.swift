@@ -65,6 +65,7 @@ final class IncidentService: Sendable {
 
     /// Goes on with the incidents a previous lead left open. `restoreWallMs`: the wall clock as
     /// their stored times read it (Lead: without a step made while no lead ran).
+    @_optimize(size)  // cold: once at start or an operator's query (the 25 MB budget)
     static func open(
         settings: Settings, writer: StoreWriter, audit: AuditLog?, nodeID: String, restoreWallMs: Int64 = Clock.wallMilliseconds(),
         logger: Logger
@@ -237,6 +238,7 @@ final class IncidentService: Sendable {
         case rootCause(String)
     }
 
+    @_optimize(size)  // cold: an operator's incident verb (the 25 MB budget)
     func run(_ command: Command, on id: Int64, by actor: String) throws(IncidentBook.NotFound) -> Incident {
         let now = Clock.monotonicNow()
         let wallMs = Clock.wallMilliseconds()

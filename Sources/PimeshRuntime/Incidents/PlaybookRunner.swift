@@ -61,6 +61,7 @@ final class PlaybookRunner: Sendable {
 
     /// After each health tick: starts the playbook an open incident calls for, once per
     /// playbook per incident; undoes shedding and freezing of incidents no longer open.
+    @_optimize(size)  // cold: an incident's playbook (the 25 MB budget)
     func consider(open: [Incident], resolved: [Incident]) {
         for incident in open where incident.state != .open { finish(incident.id) }
         // Resolved here or by an operator: whatever the runner holds for it goes.
@@ -89,6 +90,7 @@ final class PlaybookRunner: Sendable {
     }
 
     /// Thaws what a siege playbook froze and stops its shedding once the incident is mitigated.
+    @_optimize(size)  // cold: an incident's playbook (the 25 MB budget)
     private func finish(_ id: Int64, forget: Bool = false) {
         let frozen = book.withLock { book -> [String] in
             let frozen = book.frozenBy.removeValue(forKey: id) ?? []
@@ -150,6 +152,7 @@ final class PlaybookRunner: Sendable {
         state.registry.resolve(name).flatMap { state.registry.condition(of: $0.id) }
     }
 
+    @_optimize(size)  // cold: an incident's playbook (the 25 MB budget)
     private func targets(_ step: PlaybookStep, incident id: Int64) -> [String] {
         switch step.target {
         case .incident: return playbookAgents(id)
@@ -319,6 +322,7 @@ final class PlaybookRunner: Sendable {
     }
 
     /// Seed 003's analysis of the incident's failure onsets with what the lead knows.
+    @_optimize(size)  // cold: an incident's playbook (the 25 MB budget)
     private func analyse(_ id: Int64) -> RootCause.Finding {
         guard let incidents = state.incidents, let supervisor = state.supervisor,
             let incident = incidents.open.first(where: { $0.id == id })

@@ -40,6 +40,7 @@ extension LeadState {
 
     /// Seed 001 §6.3: DEGRADED_MODERATE refuses scatter over 1,000 agents; from
     /// DEGRADED_SEVERE on every ask and broadcast needs an operator's approval (428 without).
+    @_optimize(size)  // cold: an operator's ask or broadcast (the 25 MB budget)
     func checkScatterAllowed(_ request: GatherRequest) throws(APIError) {
         let policy = health.policy
         // Counting candidates costs a registry pass: only where the level has a limit.

@@ -14,6 +14,7 @@ enum LostDatabase {
 
     static let sqliteHeader = Array("SQLite format 3\u{0}".utf8)
 
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     static func check(dataDir: String) throws {
         let path = dataDir + "/pimesh.db"
         let spool = dataDir + "/spool"

@@ -47,6 +47,7 @@ enum PortCheck {
 
     /// Who holds the port, as far as /proc tells this user: "a pimesh lead (pid N, data dir D)"
     /// or "pid N (comm)". nil when it cannot be seen (another user's process).
+    @_optimize(size)  // cold: a port the lead cannot bind (the 25 MB budget)
     static func holder(port: Int, udp: Bool, procRoot: String = "/proc") -> String? {
         guard let inode = socketInode(port: port, table: procRoot + "/net/" + (udp ? "udp" : "tcp")) else { return nil }
         let target = "socket:[\(inode)]"

@@ -38,6 +38,7 @@ public struct Selftest: Sendable {
         self.devRoot = devRoot
     }
 
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     public func run() -> Report {
         let checks: [(String, () -> (Outcome, String))] = [
             ("leds.sysfs", ledsSysfs), ("leds.gpiod", ledsGPIOD), ("heartbeat.socket", heartbeatSocket),
@@ -124,6 +125,7 @@ public struct Selftest: Sendable {
     }
 
     /// A datagram to ourselves on loopback, as heartbeats travel.
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func heartbeatSocket() -> (Outcome, String) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (.fail, "socket: \(String(cString: strerror(errno)))") }
@@ -157,6 +159,7 @@ public struct Selftest: Sendable {
     }
 
     /// 20 small commits with `synchronous=FULL` in the data dir: what accepting a task costs here.
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func storeFsync() -> (Outcome, String) {
         let directory = config.dataDir
         do {
@@ -188,6 +191,7 @@ public struct Selftest: Sendable {
         return median > 200 ? (.fail, detail + " (over 200 ms: the card is too slow or failing)") : (.pass, detail)
     }
 
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func diskFree() -> (Outcome, String) {
         var stats = statvfs()
         let directory = FileIO.exists(config.dataDir) ? config.dataDir : "."
@@ -199,6 +203,7 @@ public struct Selftest: Sendable {
         return free < 100 * 1_048_576 ? (.fail, detail + " (under 100 MiB)") : (.pass, detail)
     }
 
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func cgroupV2() -> (Outcome, String) {
         let mount = config.node.sysRoot + "/fs/cgroup"
         guard FileIO.exists(mount + "/cgroup.controllers") else {
@@ -217,6 +222,7 @@ public struct Selftest: Sendable {
         return (.pass, "cgroup \(own) is delegated; controllers: \(controllers.isEmpty ? "none" : controllers)")
     }
 
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func thermal() -> (Outcome, String) {
         let root = config.node.sysRoot + "/class/thermal"
         let zones = ((try? FileIO.list(root)) ?? []).filter { $0.hasPrefix("thermal_zone") }.sorted()
@@ -233,6 +239,7 @@ public struct Selftest: Sendable {
 
     /// Under-voltage and throttling from the firmware (`get_throttled`) or `raspberrypi-hwmon`,
     /// read the way the lead reads them.
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func power() -> (Outcome, String) {
         let probe = NodeProbe(procRoot: config.node.procRoot, sysRoot: config.node.sysRoot)
         if let bits = probe.throttledBits() {
@@ -252,6 +259,7 @@ public struct Selftest: Sendable {
 
     /// A Pi 4B has no real-time clock: before NTP it starts at an old date, which breaks
     /// heartbeat timestamps and snapshot times.
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     func clock() -> (Outcome, String) {
         let wallMs = Clock.wallMilliseconds()
         let first = Clock.monotonicNow()
@@ -277,6 +285,7 @@ public struct Selftest: Sendable {
         return (.pass, "wall clock \(UTCTime.iso8601(epochMs: wallMs)), synchronized (adjtimex); monotonic clock advancing")
     }
 
+    @_optimize(size)  // cold: `pimesh selftest`, a person on a Pi (the 25 MB budget)
     static func ms(_ value: Double) -> String {
         let hundredths = Int((value * 100).rounded())
         return "\(hundredths / 100).\(String(repeating: "0", count: hundredths % 100 < 10 ? 1 : 0))\(hundredths % 100) ms"

@@ -91,6 +91,7 @@ final class SnapshotService: Service, Sendable {
     /// Verifies every snapshot in the spool (signature, sizes, SHA-256s, LZ4 checksums) on the
     /// snapshot thread, so that it never races a snapshot being written, and reports the result
     /// to the incident engine.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     func verifySpool() async throws -> Verification {
         let started = Clock.monotonicNow()
         var result = try await pool.runIfActive { [maker] in

@@ -258,6 +258,7 @@ public struct AgentManifest: Sendable, Equatable {
 
 extension ConfigReader {
     /// An array of strings; nil when absent.
+    @_optimize(size)  // cold: configuration files, read at start and on a reload (the 25 MB budget)
     func strings(_ key: String, maxCount: Int) throws(ConfigError) -> [String]? {
         guard let value = object[key] else { return nil }
         guard case .array(let items) = value else { throw error(key, "must be an array of strings, not \(value.typeName)") }

@@ -130,6 +130,7 @@ final class ManifestHistory: Sendable {
     /// Makes the previous version the one in force, pinned over the file's current text;
     /// returns the manifest to run. The version rolled back from becomes the previous one, so a
     /// second rollback undoes the first.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func rollBack(_ manifest: AgentManifest, at now: Instant) throws(Supervisor.ActionError) -> AgentManifest {
         guard let previous = previous(of: manifest.name) else {
             throw .unsupported("\"\(manifest.name)\" has no earlier manifest to roll back to: its manifest has not changed while this data dir was in use")
@@ -170,6 +171,7 @@ final class ManifestHistory: Sendable {
 
     /// SHA-256 of the program a manifest starts, cached by inode, size and mtime (one hash of
     /// a shared binary for a hundred agents).
+    @_optimize(size)  // cold: at start and on a reload (the 25 MB budget)
     func binarySHA256(of manifest: AgentManifest) -> String? {
         guard manifest.mode == .supervised, let command = manifest.command, let path = resolve(command) else { return nil }
         var info = stat()

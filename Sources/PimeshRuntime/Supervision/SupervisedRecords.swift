@@ -27,6 +27,7 @@ struct SupervisedRecords: Sendable {
 
     /// The entries of a file this lead's user wrote; a line that does not parse is skipped (the
     /// agent is then started afresh, never adopted on a guess).
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     func read() -> [String: Entry] {
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(),

@@ -10,6 +10,7 @@ import PimeshSystem
 extension Supervisor {
     /// SIGTERM (after SIGCONT, in case it is frozen), then SIGKILL past the manifest's
     /// `stop_timeout_s`. The agent stays down, across lead restarts, until started.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func stop(_ name: String, by caller: String) throws(ActionError) -> String {
         let agent = try supervised(name, verb: "stop")
         guard !agent.stopped else { return agent.pid.map { "already stopping (pid \($0))" } ?? "already stopped" }

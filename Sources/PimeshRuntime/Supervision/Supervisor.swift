@@ -308,6 +308,7 @@ final class Supervisor: Service, Sendable {
     }
 
     /// Attached agents register after the lead started: pick up their manifests when they do.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     func adoptAttached() {
         let (manifests, _) = manifestFiles.load()
         for manifest in manifests where manifest.mode == .attached {
@@ -330,6 +331,7 @@ final class Supervisor: Service, Sendable {
     /// again, its log read on from its FIFO, and it is not started a second time. A recorded
     /// agent that no manifest names any more is stopped. Runs before the lead is ready, so no
     /// health tick sees these agents as gone.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     private func adoptSurvivors() {
         let recorded = records.read()
         guard !recorded.isEmpty else { return }
@@ -374,6 +376,7 @@ final class Supervisor: Service, Sendable {
 
     /// A process an earlier lead started for a manifest that is gone: SIGTERM now, SIGKILL after
     /// the stop timeout if that same process still runs.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     private func stopOrphan(_ entry: SupervisedRecords.Entry) {
         kill(-entry.pid, SIGCONT)
         kill(-entry.pid, SIGTERM)
@@ -801,6 +804,7 @@ final class Supervisor: Service, Sendable {
     /// Kills (if running) and starts a supervised agent now, or runs an attached agent's heal
     /// command. `operator`: the operator's word, which clears any action waiting for it and the
     /// backoff. Returns what was done.
+    @_optimize(size)  // cold: an operator's command or a playbook step (the 25 MB budget)
     @discardableResult
     func heal(_ name: String, reason: String, byOperator: Bool) throws(ActionError) -> String {
         let agent = try managed(name)
@@ -916,6 +920,7 @@ final class Supervisor: Service, Sendable {
     }
 
     /// `by`: who asked (the API's caller, with the uid on the unix socket), kept in the event.
+    @_optimize(size)  // cold: an operator's command (the 25 MB budget)
     func freeze(_ name: String, _ frozen: Bool, by caller: String) throws(ActionError) -> String {
         let agent = try managed(name)
         guard agent.manifest.mode == .supervised else {

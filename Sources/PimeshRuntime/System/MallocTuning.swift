@@ -46,6 +46,7 @@ public enum MallocTuning {
     /// Call first thing in `pimesh run`, before any thread: execs the binary again with the thread
     /// caches sized, or (in the exec'd process) restores the environment, then limits the arenas.
     /// Returns why it could not exec (the lead then runs with glibc's defaults).
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
     public static func applyForLead(arguments: [String]) -> String? {
         var reason: String?
         if let saved = getenv(savedVariable).map({ String(cString: $0) }) {

@@ -948,6 +948,7 @@ final class TaskService: Service, Sendable {
 
     /// A page of the newest tasks, with the lead's live copy over what SQLite has. Payloads and
     /// results are left out unless `payloads`.
+    @_optimize(size)  // cold: an operator's listing (the 25 MB budget)
     func list(limit: Int, state filter: TaskState?, after cursor: TaskStore.Cursor?, payloads: Bool) async throws -> TaskList {
         let (rows, storedCounts) = try await Blocking.run { [store] in
             (try store.recent(limit: limit, state: filter, after: cursor), try store.countByState())

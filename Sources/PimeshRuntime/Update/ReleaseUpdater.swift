@@ -386,6 +386,7 @@ public struct ReleaseUpdater {
 
     /// A schema migration cannot be undone by switching binaries back: the database is
     /// snapshotted first, so a rollback can restore it (`pimesh snapshot restore`).
+    @_optimize(size)  // cold: an update (the 25 MB budget)
     private func snapshotBeforeMigration(to schema: Int) throws(Failure) -> String? {
         let path = store.dataDir + "/pimesh.db"
         guard FileIO.exists(path) else { return nil }
