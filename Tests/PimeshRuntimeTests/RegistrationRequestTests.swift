@@ -33,6 +33,9 @@ import Testing
         (#"{"name": 5}"#, "name"),
         (#"{"name": ""}"#, "name"),
         (#"{"name": "a b"}"#, "name"),
+        // An id's form (any case) would be taken for that agent by every lookup.
+        (#"{"name": "50a2a8f8-094e-43ab-8ffb-365810d41965"}"#, "name"),
+        (#"{"name": "50A2A8F8-094E-43AB-8FFB-365810D41965"}"#, "name"),
         (#"{"name": "x", "class": "CLASS_Z"}"#, "class"),
         (#"{"name": "x", "class": 3}"#, "class"),
         (#"{"name": "x", "capabilities": "infer"}"#, "capabilities"),

@@ -27,6 +27,13 @@ func writeFile(_ path: String, _ text: String) {
         }
     }
 
+    @Test func aNameInTheFormOfAnAgentIDIsRefused() throws {
+        let error = try #require(refusal(#"{"name": "50A2A8F8-094E-43AB-8FFB-365810D41965", "command": "/bin/sh"}"#))
+        #expect(error.key == "name" && error.reason.contains("may not have the form of an agent id"), "\(error)")
+        // One short of the form is a name like any other.
+        #expect(refusal(#"{"name": "50A2A8F8-094E-43AB-8FFB-365810D4196", "command": "/bin/sh"}"#) == nil)
+    }
+
     @Test func aFullManifest() throws {
         let manifest = try AgentManifest.parse(
             text: """

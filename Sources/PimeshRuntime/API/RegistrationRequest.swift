@@ -23,10 +23,7 @@ struct RegistrationRequest: Equatable {
         guard case .string(let name) = nameValue else {
             throw .badRequest("\"name\" must be a string, not \(nameValue.typeName)", field: "name")
         }
-        guard isIdentifier(name, allowUppercase: true), name.utf8.count <= maxNameLength else {
-            throw .badRequest(
-                "\"name\" must be 1–\(maxNameLength) characters of letters, digits, '.', '_' or '-'", field: "name")
-        }
+        if let problem = nameProblem(name) { throw .badRequest("\"name\" \(problem)", field: "name") }
         var agentClass = AgentClass.local
         if let classValue = fields["class"] {
             guard case .string(let text) = classValue else {
@@ -58,6 +55,16 @@ struct RegistrationRequest: Equatable {
             }
         }
         return RegistrationRequest(name: name, agentClass: agentClass, capabilities: capabilities)
+    }
+
+    /// What is wrong with an agent's name, for a registration and a manifest alike. A name in the
+    /// form of an id would be taken for the agent with that id by every lookup (a helper probe's
+    /// `pimesh agents remove <a name that was another agent's id in capitals>` removed that other).
+    static func nameProblem(_ name: String) -> String? {
+        guard isIdentifier(name, allowUppercase: true), name.utf8.count <= maxNameLength else {
+            return "must be 1–\(maxNameLength) characters of letters, digits, '.', '_' or '-'"
+        }
+        return AgentID(name) == nil ? nil : "may not have the form of an agent id (a UUID)"
     }
 
     static func isIdentifier(_ text: String, allowUppercase: Bool) -> Bool {

@@ -76,9 +76,7 @@ public struct AgentManifest: Sendable, Equatable {
         let root = try ConfigReader(file: file, text: text)
         try root.rejectUnknownKeys(allowed: keys)
         guard let name = try root.string("name") else { throw root.error("name", "is required") }
-        guard RegistrationRequest.isIdentifier(name, allowUppercase: true), name.utf8.count <= RegistrationRequest.maxNameLength else {
-            throw root.error("name", "\"\(name)\" must be 1–64 characters of letters, digits, '.', '_' or '-'")
-        }
+        if let problem = RegistrationRequest.nameProblem(name) { throw root.error("name", "\"\(name)\" \(problem)") }
         var mode = Mode.supervised
         if let text = try root.string("mode") {
             guard let parsed = Mode(rawValue: text) else {
