@@ -1,6 +1,9 @@
 /// The lead's schema. Heartbeats never write: the hot state lives in RAM and only
 /// registrations and periodic impedance checkpoints reach the SD card (DESIGN.md §5).
 public enum Schema {
+    /// The schema this pimesh makes and reads; a database newer than it is refused.
+    public static var newest: Int { migrations.map(\.version).max() ?? 0 }
+
     public static let migrations: [Migration] = [
         Migration(version: 1, statements: [
             """

@@ -156,18 +156,6 @@ struct SnapshotCommand: AsyncParsableCommand {
     }
 
     struct Restore: AsyncParsableCommand {
-        /// What the next lead's `snapshot_restored` audit row says (docs/audit.md).
-        static func auditBody(_ report: SnapshotVerifier.Report, file: String) -> String {
-            let manifest = report.manifest
-            return AuditBody.canonical([
-                ("snapshot_sequence", "\(manifest.sequence)"), ("snapshot_node", manifest.nodeID),
-                ("compressed_sha256", manifest.compressedSHA256), ("file", file),
-                ("audit_head_seq", manifest.auditHead.map { "\($0.seq)" } ?? "none"),
-                ("audit_head_sha256", manifest.auditHead?.sha256 ?? "none"),
-                ("restored_by_uid", "\(getuid())"), ("restored_at_ms", "\(Clock.wallMilliseconds())"),
-            ])
-        }
-
         static let configuration = CommandConfiguration(
             commandName: "restore", abstract: "Verify a snapshot and decompress it into DIR/pimesh.db, then check it with SQLite.",
             discussion: """
@@ -193,7 +181,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 let (report, integrity) = try SnapshotVerifier.restore(file, to: to, trustedKeys: try trust.keys()) { bar.show(bytes: $0) }
                 bar.finish()
                 guard integrity == "ok" else { throw CLIFailure("restored \(to)/pimesh.db, but SQLite's integrity check says: \(integrity)") }
-                try AuditStore.markRestored(databasePath: to + "/pimesh.db", body: Self.auditBody(report, file: file))
+                try AuditStore.markRestored(databasePath: to + "/pimesh.db", body: report.restoreMark(file: file))
                 if json {
                     return print(#"{"ok": true, "database": "\#(to)/pimesh.db", "sequence": \#(report.manifest.sequence)}"#)
                 }

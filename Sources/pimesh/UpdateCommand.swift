@@ -161,6 +161,8 @@ struct UpdateCommand: ParsableCommand {
             var pending: ReleaseStore.Pending?
             /// Why the running lead did not run `current` (lead.json's `release_refused`).
             var refused: String?
+            /// A rollback across a schema migration: the snapshot the next lead restores.
+            var restoreAtNextStart: MigrationRollback.Mark?
             var releases: [Release]
 
             struct Release: Encodable {
@@ -177,7 +179,7 @@ struct UpdateCommand: ParsableCommand {
                 let report = Report(
                     running: lead?.release, runningVersion: lead?.version, current: store.release(at: .current),
                     previous: store.release(at: .previous), broken: store.release(at: .broken), pending: store.pending,
-                    refused: lead?.releaseRefused, releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
+                    refused: lead?.releaseRefused, restoreAtNextStart: try MigrationRollback.pendingMark(dataDir: store.dataDir), releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
                 let name: (String?) -> String = { $0.map { String($0.prefix(16)) } ?? "packaged binary" }
                 var lines = [
                     "running:  " + (lead.map { "\(name($0.release)) (pimesh \($0.version), pid \($0.pid))" } ?? "no lead"),
@@ -186,6 +188,9 @@ struct UpdateCommand: ParsableCommand {
                 ]
                 if let pending = report.pending { lines.append("pending:  \(name(pending.release)) (not committed)") }
                 if let refused = report.refused { lines.append("refused:  \(refused)") }
+                if let mark = report.restoreAtNextStart {
+                    lines.append("restore:  \(mark.snapshot) at the next start, if the database is newer than the lead knows (\(name(mark.release)) was rolled back)")
+                }
                 for release in report.releases { lines.append("  \(release.sha256)" + (release.broken.map { "  broken: \($0)" } ?? "")) }
                 try UpdateCommand.emit(report, json: json, text: lines.joined(separator: "\n"))
             } catch {

@@ -1,6 +1,7 @@
 import Foundation
 import PimeshAgent
 import PimeshCore
+import PimeshSystem
 import Testing
 
 /// The audit log against real leads (docs/audit.md): operator actions with intent and outcome
@@ -45,6 +46,10 @@ import Testing
                 seq: object["seq"] as! Int, actor: object["actor"] as! String, kind: object["kind"] as! String,
                 subject: object["subject"] as! String, body: object["body"] as! String)
         }
+    }
+
+    func sqlite(_ database: String, _ sql: String) throws -> String {
+        try runProcess("/usr/bin/sqlite3", [database, sql]).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func verify(_ extra: [String] = []) throws -> (status: Int32, output: String) {
@@ -354,5 +359,72 @@ import Testing
         let checked = try verify()
         #expect(checked.status == 0, "\(checked.output)")
         #expect(checked.output.contains("note: row \(row.seq): operator (uid \(getuid())) restored snapshot \(row.subject)"), "\(checked.output)")
+    }
+
+    /// A release that migrated the database is rolled back (docs/pi.md, "Update and rollback"):
+    /// the older lead cannot read the newer schema, so it restores the snapshot the updater took
+    /// before the switch, keeps the migrated database aside, and says so in an event and in the
+    /// audit log. A mark it cannot follow stops it with the database untouched.
+    @Test func aLeadRolledBackAcrossAMigrationRestoresTheSnapshotTakenBeforeIt() throws {
+        var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
+        let client = try lead.client()
+        for index in 0..<3 { _ = try client.register(.init(name: "before-\(index)", capabilities: ["work"])) }
+        let taken = try APICoding.decode(SnapshotManifestView.self, from: try client.post("/v1/snapshots", json: Array("{}".utf8)))
+        // What the release that migrated wrote after the switch.
+        _ = try client.register(.init(name: "after-switch", capabilities: ["work"]))
+        #expect(lead.terminate() == 0)
+        let database = dataDir + "/pimesh.db"
+        let schema = try #require(Int(try sqlite(database, "PRAGMA user_version")))
+        _ = try sqlite(database, "PRAGMA user_version = \(schema + 1)")
+        let release = String(repeating: "ab", count: 32)
+        let markPath = dataDir + "/restore-after-rollback.json"
+        func mark(_ snapshot: String) throws {
+            try #"{"marked_at_ms": 1733400000000, "release": "\#(release)", "snapshot": "\#(snapshot)"}"#
+                .write(toFile: markPath, atomically: true, encoding: .utf8)
+        }
+        func startRefused(marked: Bool = true) throws -> String {
+            let run = try runPimesh(["run", "--data-dir", dataDir, "--api-port", "0", "--heartbeat-port", "0"])
+            #expect(run.status != 0, "\(run.output)")
+            #expect(try sqlite(database, "PRAGMA user_version") == "\(schema + 1)", "the migrated database stays as it was")
+            #expect(try sqlite(database, "SELECT count(*) FROM agents") == "4")
+            #expect(FileManager.default.fileExists(atPath: markPath) == marked, "kept for the next start")
+            return run.output
+        }
+
+        // Without a mark: refused, as before.
+        #expect(try startRefused(marked: false).contains("newer than this pimesh knows"))
+        try mark("../node-key")
+        let outside = try startRefused()
+        #expect(outside.contains(markPath) && outside.contains("key `snapshot`"), "\(outside)")
+        try mark("snapshot-0000000099.db.lz4")
+        let missing = try startRefused()
+        #expect(missing.contains("snapshot-0000000099.db.lz4") && missing.contains("could not be restored"), "\(missing)")
+
+        try mark(taken.file)
+        let status = try runPimesh(["update", "status", "--json", "--data-dir", dataDir])
+        #expect(status.status == 0 && status.output.contains(#""snapshot":"\#(taken.file)""#), "\(status.output)")
+        lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
+        #expect(try lead.agents().map(\.name).sorted() == ["before-0", "before-1", "before-2"])
+        #expect(!FileManager.default.fileExists(atPath: markPath))
+        #expect(!FileManager.default.fileExists(atPath: dataDir + "/.rollback-restore"))
+        let events = try runPimesh(["events", "--json", "--data-dir", dataDir])
+        #expect(events.output.contains(#""kind":"database_restored""#) && events.output.contains("is kept as"), "\(events.output)")
+        // The migrated database, with the row written after the switch, is kept aside, private.
+        let asideDir = dataDir + "/rolled-back"
+        let aside = try #require(try FileManager.default.contentsOfDirectory(atPath: asideDir).first { $0.hasSuffix(".db") })
+        #expect(try sqlite(asideDir + "/" + aside, "SELECT name FROM agents WHERE name = 'after-switch'") == "after-switch")
+        #expect(try sqlite(asideDir + "/" + aside, "PRAGMA user_version") == "\(schema + 1)")
+        #expect((try FileManager.default.attributesOfItem(atPath: asideDir)[.posixPermissions] as? Int) == 0o700)
+        #expect(eventually(timeout: 20) { try rows(["--kind", "snapshot_restored"]).count == 1 })
+        let row = try #require(try rows(["--kind", "snapshot_restored"]).first)
+        #expect(row.actor == "lead" && row.fields["rollback_of"] == release && row.subject == "\(taken.sequence)", "\(row)")
+        #expect(lead.terminate() == 0)
+        let checked = try verify()
+        #expect(checked.status == 0 && checked.output.contains("after release \(release) was rolled back"), "\(checked.output)")
+
+        // A later start on the restored database has nothing to take back.
+        lead = try startLead()
+        #expect(try rows(["--kind", "snapshot_restored"]).count == 1)
+        #expect(lead.terminate() == 0)
     }
 }

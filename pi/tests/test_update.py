@@ -31,6 +31,7 @@ PACKAGED_BIN = os.environ.get("PIMESH_BIN", os.path.join(ROOT, ".build", "debug"
 GOOD_BIN = os.environ.get("PIMESH_SHIP_BIN", os.path.join(ROOT, ".build", "pimesh"))
 
 BAD_RELEASE_C = r"""
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +40,17 @@ int main(int argc, char **argv) {
         if (CLOSE_AND_PAUSE) { close(1); close(2); if (fork() == 0) pause(); pause(); }
         printf("{\"machine\":%d,\"store_schema\":%d,\"version\":\"0.1.1-bad\"}\n", MACHINE, SCHEMA);
         return 0;
+    }
+    /* Migrates as a newer release would, as far as an older one can tell: SQLite keeps
+       PRAGMA user_version at offset 60 of the database header, big-endian. */
+    for (int i = 1; MIGRATE && i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--data-dir") != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/pimesh.db", argv[i + 1]);
+        int fd = open(path, O_WRONLY);
+        unsigned char version[4] = {0, 0, 0, SCHEMA};
+        if (fd >= 0 && pwrite(fd, version, 4, 60) == 4) fprintf(stderr, "bad release: migrated %s to schema %d\n", path, SCHEMA);
+        if (fd >= 0) close(fd);
     }
     fprintf(stderr, "bad release: refusing to lead\n");
     if (HANG) pause();
@@ -160,7 +172,7 @@ class UpdateTests(unittest.TestCase):
         self.write_config(trusted=[self.public_key])
         self.good = self.release_copy(GOOD_BIN, "good")
         # Starts and never becomes READY (the updater's own rollback) / exits 3 at once (a crash loop).
-        self.hanging = self.compile_stub("hanging", machine=62, schema=99, hang=True)
+        self.hanging = self.compile_stub("hanging", machine=62, schema=99, hang=True, migrate=True)
         self.crashing = self.compile_stub("crashing", machine=62, schema=1)
         bin_dir = os.path.join(self.work, "stand-in-bin")
         os.mkdir(bin_dir)
@@ -200,13 +212,13 @@ class UpdateTests(unittest.TestCase):
         self.pimesh("update", "sign", path, "--key", self.key)
         return path
 
-    def compile_stub(self, name, machine, schema, hang=False, compiler="gcc", close_and_pause=False):
+    def compile_stub(self, name, machine, schema, hang=False, compiler="gcc", close_and_pause=False, migrate=False):
         source = os.path.join(self.work, name + ".c")
         with open(source, "w") as f:
             f.write(BAD_RELEASE_C)
         path = os.path.join(self.work, name)
         subprocess.run([compiler, "-static", "-O1", f"-DMACHINE={machine}", f"-DSCHEMA={schema}", f"-DHANG={int(hang)}",
-                        f"-DCLOSE_AND_PAUSE={int(close_and_pause)}", "-o", path, source], check=True)
+                        f"-DCLOSE_AND_PAUSE={int(close_and_pause)}", f"-DMIGRATE={int(migrate)}", "-o", path, source], check=True)
         self.pimesh("update", "sign", path, "--key", self.key)
         return path
 
@@ -296,7 +308,9 @@ class UpdateTests(unittest.TestCase):
         self.assertEqual(json.loads(self.apply(self.good).stdout)["outcome"], "already_current")
 
         # The hanging release passes the smoke test, announces a schema migration (a snapshot is
-        # taken first), then never becomes READY: after update.ready_timeout_s the updater flips back.
+        # taken first), migrates, then never becomes READY: after update.ready_timeout_s the
+        # updater flips back, and the good release, which cannot read schema 99, restores the
+        # snapshot before it opens the database.
         bad = sha256(self.hanging)
         failed, windows = self.readiness_windows(lambda: self.apply(self.hanging, check=False))
         self.assertEqual(failed.returncode, 1, failed.stdout + failed.stderr)
@@ -306,11 +320,20 @@ class UpdateTests(unittest.TestCase):
         self.assertIn(f"release {bad} rolled back", failed.stderr)
         self.assertEqual((self.link("current"), self.link("previous"), self.link("broken")), (good, None, bad))
         with open(os.path.join(self.data, "releases", bad, "broken")) as f:
-            self.assertIn("update.ready_timeout_s", f.read())
+            reason = f.read()
+        self.assertIn("update.ready_timeout_s", reason)
+        self.assertIn("the next lead restores snapshot-", reason)
         back = self.wait_ready(release=good)
         self.assertNotEqual(back["pid"], lead["pid"])
         spool = [name for name in os.listdir(os.path.join(self.data, "spool")) if name.endswith(".json")]
         self.assertEqual(len(spool), 1, "one snapshot before the schema change")
+        with open(os.path.join(self.work, "lead.log"), "rb") as f:
+            self.assertIn(b"migrated " + self.data.encode() + b"/pimesh.db to schema 99", f.read())
+        aside = os.listdir(os.path.join(self.data, "rolled-back"))
+        self.assertEqual(len([name for name in aside if name.endswith(".db")]), 1, aside)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "restore-after-rollback.json")))
+        events = [json.loads(line) for line in self.pimesh("events", "--json", "--data-dir", self.data).stdout.splitlines()]
+        self.assertTrue(any(e["kind"] == "database_restored" and "schema 99" in e["detail"] for e in events), events)
         # A broken release is refused from then on, before anything changes.
         # Refused again and again: a refusal keeps the release and its `broken` mark.
         for _ in range(2):

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
+import PimeshSnapshot
 import PimeshStore
 import PimeshSystem
 import ServiceLifecycle
@@ -77,7 +78,7 @@ struct AuditLifecycle: Service {
         let parsed = AuditBody.parse(marker)
         let body = parsed == nil ? AuditBody.canonical([("unreadable_mark", marker)]) : marker
         let fields = Dictionary(parsed ?? [], uniquingKeysWith: { (first: String, _: String) in first })
-        let actor = fields["restored_by_uid"].map { "operator (uid \($0))" } ?? "operator"
+        let actor = fields["rollback_of"] != nil ? "lead" : fields["restored_by_uid"].map { "operator (uid \($0))" } ?? "operator"
         audit.record(
             AuditEntry(actor: actor, kind: "snapshot_restored", subject: fields["snapshot_sequence"] ?? "", body: body),
             alongside: { try AuditStore.clearPendingRestore(in: $0) })
@@ -105,5 +106,22 @@ struct AuditLifecycle: Service {
                     ("change", change), ("file", manifest.file), ("mode", manifest.mode.rawValue),
                     ("launch_sha256", auditDigest(of: manifest)),
                 ])))
+    }
+}
+
+extension SnapshotVerifier.Report {
+    /// The mark a restore leaves in the restored database, for the next lead's
+    /// `snapshot_restored` row (docs/audit.md). `rollbackOf`: the release whose rollback made
+    /// the lead restore by itself (MigrationRollback); nil: an operator's `snapshot restore`.
+    @_optimize(size)  // cold: a restore (the 25 MB budget)
+    public func restoreMark(file: String, rollbackOf: String? = nil) -> String {
+        return AuditBody.canonical(
+            [
+                ("snapshot_sequence", "\(manifest.sequence)"), ("snapshot_node", manifest.nodeID),
+                ("compressed_sha256", manifest.compressedSHA256), ("file", file),
+                ("audit_head_seq", manifest.auditHead.map { "\($0.seq)" } ?? "none"),
+                ("audit_head_sha256", manifest.auditHead?.sha256 ?? "none"),
+                ("restored_by_uid", "\(getuid())"), ("restored_at_ms", "\(Clock.wallMilliseconds())"),
+            ] + (rollbackOf.map { [("rollback_of", $0)] } ?? []))
     }
 }

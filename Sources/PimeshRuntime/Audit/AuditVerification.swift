@@ -68,7 +68,8 @@ public struct AuditVerification: Sendable {
                 let fields = Dictionary(AuditBody.parse(record.body) ?? [], uniquingKeysWith: { (first: String, _: String) in first })
                 restores.append(
                     "row \(record.seq): \(record.actor) restored snapshot \(fields["snapshot_sequence"] ?? "?"), "
-                        + "whose audit head is row \(fields["audit_head_seq"] ?? "?")")
+                        + "whose audit head is row \(fields["audit_head_seq"] ?? "?")"
+                        + (fields["rollback_of"].map { ", after release \($0) was rolled back" } ?? ""))
             }
             walk.feed(record)
         }

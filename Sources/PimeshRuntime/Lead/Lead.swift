@@ -63,6 +63,8 @@ public struct Lead: Sendable {
         for secret in [LeadEndpoint.tokenFileName, LeadEndpoint.joinTokenFileName, NodeKey.fileName] {
             try PrivateFiles.checkSecret(dataDir + "/" + secret)
         }
+        // Before the check for a lost database: a start cut short mid-restore has none in place.
+        let restoredAfterRollback = try MigrationRollback.restoreIfMarked(dataDir: dataDir, knownSchema: Schema.newest)
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
         Self.raiseDescriptorLimit(logger: logger)
@@ -119,6 +121,10 @@ public struct Lead: Sendable {
         try AuditLifecycle.restored(audit, store: AuditStore(database: database))
         let events = HealthEventLog(audit: audit)
         if let releaseRefused { events.append(kind: "release_refused", agent: nil, detail: releaseRefused) }
+        if let restoredAfterRollback {
+            events.append(kind: "database_restored", agent: nil, detail: restoredAfterRollback)
+            logger.warning("\(restoredAfterRollback)")
+        }
         if let steppedWhileDownMs {
             let detail = "the wall clock stepped \(ClockStepDetector.describe(stepMs: steppedWhileDownMs)) while no lead ran (same boot): "
                 + "what was stored before is aged without the step"

@@ -33,8 +33,9 @@ public struct ReleaseStore: Sendable {
         /// nil: the packaged binary ran before.
         public var previous: String?
         public var switchedAtMs: Int64
-        /// The snapshot taken before the release's schema migration, for a restore by hand
-        /// after a rollback (the old binary cannot read a migrated database).
+        /// The snapshot taken before the release's schema migration, which the next lead
+        /// restores after a rollback (MigrationRollback: the old binary cannot read a migrated
+        /// database).
         public var snapshot: String?
     }
 
@@ -266,8 +267,12 @@ public struct ReleaseStore: Sendable {
     public func rollback(reason: String, expected: String? = nil) throws -> Rollback? {
         let bad = release(at: .current)
         if let expected, bad != expected { return nil }
+        let pending = pending
         let good = pending.map { $0.previous } ?? release(at: .previous)
         if let bad { try markBroken(bad, reason: reason) }
+        if let snapshot = pending?.snapshot {
+            try MigrationRollback.mark(dataDir: dataDir, snapshot: snapshot, release: bad, nowMs: Clock.wallMilliseconds())
+        }
         try set(.current, to: good)
         try set(.previous, to: nil)
         try setPending(nil)

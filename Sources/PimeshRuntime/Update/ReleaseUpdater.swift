@@ -24,7 +24,7 @@ public struct ReleaseUpdater {
 
         public static var this: BinaryInfo {
             BinaryInfo(
-                version: PimeshVersion.current, storeSchema: Schema.migrations.map(\.version).max() ?? 0,
+                version: PimeshVersion.current, storeSchema: Schema.newest,
                 machine: ReleaseUpdater.elfMachine(path: "/proc/self/exe") ?? 0)
         }
     }
@@ -284,7 +284,7 @@ public struct ReleaseUpdater {
                 let pending = store.pending
                 if onlyPending && pending?.release != store.release(at: .current) { return nil }
                 guard store.release(at: .current) != nil || pending != nil else { return nil }
-                let snapshotNote = pending?.snapshot.map { "; the database was migrated: `pimesh snapshot restore \($0)` with the lead stopped" } ?? ""
+                let snapshotNote = pending?.snapshot.map { "; if the database was migrated, the next lead restores \($0), taken before the switch" } ?? ""
                 return try store.rollback(reason: reason + snapshotNote, expected: expected ?? (onlyPending ? pending?.release : nil))
             }
         }
