@@ -129,6 +129,20 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The lead's releases in its data dir and what a rollback leaves for the next start:
+        // `pimesh update`, `pimesh run` before it leads, and a start after a rollback use it.
+        .target(
+            name: "PimeshRelease",
+            dependencies: [
+                "PimeshAgent",
+                "PimeshCore",
+                "PimeshSnapshot",
+                "PimeshStore",
+                "PimeshSystem",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings + coldCodeSettings
+        ),
         .target(
             name: "PimeshRuntime",
             dependencies: [
@@ -139,6 +153,7 @@ let package = Package(
                 "PimeshCore",
                 "PimeshFleetIndex",
                 "PimeshLED",
+                "PimeshRelease",
                 "PimeshServer",
                 "PimeshSnapshot",
                 "PimeshStore",
@@ -218,6 +233,7 @@ let package = Package(
                 "PimeshStore",
                 "PimeshSnapshot",
                 "PimeshLED",
+                "PimeshRelease",
                 "PimeshRuntime",
                 "PimeshSystem",
                 "PimeshAgent",
@@ -255,7 +271,7 @@ let package = Package(
         .testTarget(
             name: "PimeshRuntimeTests",
             dependencies: [
-                "PimeshTestSupport", "PimeshRuntime", "PimeshCore", "PimeshServer", "PimeshSnapshot", "PimeshStore", "PimeshSystem",
+                "PimeshTestSupport", "PimeshRuntime", "PimeshRelease", "PimeshCore", "PimeshServer", "PimeshSnapshot", "PimeshStore", "PimeshSystem",
                 "PimeshAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

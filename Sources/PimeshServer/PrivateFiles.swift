@@ -39,7 +39,7 @@ public enum PrivateFiles {
         // A lead started by hand as root on a Pi's dirs (they are the `pimesh` user's): the fix
         // is to run it as that user, not to take the dirs from the lead of the unit.
         let theirs = stat(dataDir, &owner) == 0 && owner.st_uid != geteuid() && owner.st_uid != 0 ? owner.st_uid : nil
-        let directories = [runDir + "/logs"] + ["spool", "incidents", "manifest-history", "releases"].map { dataDir + "/" + $0 }
+        let directories = [runDir + "/logs"] + ["spool", "incidents", "manifest-history", "releases", "rolled-back", ".rollback-restore"].map { dataDir + "/" + $0 }
         for inside in directories + ["", "-wal", "-shm"].map({ dataDir + "/pimesh.db" + $0 }) {
             var info = stat()
             guard lstat(inside, &info) == 0 else { continue }

@@ -35,7 +35,8 @@ public struct SnapshotSpool: Sendable {
             let isTemporary = name.hasPrefix(".tmp-") || name.contains(".tmp.")
             let orphan = name.hasSuffix(".db.lz4") && !manifests.contains(name.replacing(".db.lz4", with: ".json"))
             let staleMarker = name.contains(".uploaded-") && !manifests.contains(String(name[..<name.firstRange(of: ".uploaded-")!.lowerBound]) + ".json")
-            if isTemporary || orphan || staleMarker {
+            let stalePin = name.hasSuffix(Self.pinSuffix) && !manifests.contains(String(name.dropLast(Self.pinSuffix.utf8.count)) + ".json")
+            if isTemporary || orphan || staleMarker || stalePin {
                 unlink(directory + "/" + name)
                 removed.append(name)
             }
@@ -75,15 +76,33 @@ public struct SnapshotSpool: Sendable {
         try FileIO.writeAtomically(path: directory + "/last-sequence", bytes: Array("\(sequence)\n".utf8), mode: 0o600)
     }
 
+    static let pinSuffix = ".pinned"
+
+    /// Keeps a snapshot whatever the bounds say, until `unpin`: the one taken before a release
+    /// migrates the database, which a rollback restores (MigrationRollback). `file` is the
+    /// compressed file's name (SnapshotManifest.file).
+    public func pin(_ file: String) throws {
+        try FileIO.writeAtomically(path: pinPath(file), bytes: [], mode: 0o600)
+    }
+
+    public func unpin(_ file: String) {
+        unlink(pinPath(file))
+    }
+
+    private func pinPath(_ file: String) -> String {
+        directory + "/" + (file.hasSuffix(".db.lz4") ? String(file.dropLast(7)) : file) + Self.pinSuffix
+    }
+
     /// Drops the oldest snapshots until the spool is within its count and byte bounds; the
-    /// newest is always kept. Returns what was dropped, for the log.
+    /// newest and the pinned are always kept. Returns what was dropped, for the log.
     @discardableResult
     public func enforceBounds() -> [Entry] {
         var current = entries().entries
         var dropped: [Entry] = []
         func total() -> UInt64 { current.reduce(0) { $0 + $1.manifest.compressedBytes } }
         while current.count > 1 && (current.count > maxCount || total() > maxBytes) {
-            let oldest = current.removeFirst()
+            guard let index = current.dropLast().firstIndex(where: { !FileIO.linkExists(pinPath($0.manifest.file)) }) else { break }
+            let oldest = current.remove(at: index)
             // Manifest first: without it the file is an orphan that `recover` removes anyway.
             unlink(oldest.manifestPath)
             unlink(oldest.filePath)

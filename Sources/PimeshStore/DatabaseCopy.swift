@@ -1,4 +1,5 @@
 import CSQLite
+import Glibc
 
 /// Copies and checks database files without the lead's connection: a read-only connection of
 /// its own, so that `pimesh snapshot` works beside a running lead (WAL readers do not block the
@@ -31,6 +32,22 @@ public enum DatabaseCopy {
             }
             return lines.joined(separator: "; ")
         }
+    }
+
+    /// Folds a WAL database's journal into its main file (`wal_checkpoint(TRUNCATE)`) and closes
+    /// it; the last connection to close deletes the journal. False when another connection
+    /// still has the database open: its journal is still there.
+    public static func checkpointAndClose(_ path: String) throws -> Bool {
+        let handle = try SQLiteLibrary.open(path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, context: "open \(path)")
+        sqlite3_busy_timeout(handle, 5000)
+        do {
+            try execute(handle, "PRAGMA wal_checkpoint(TRUNCATE)", context: "checkpoint \(path)")
+        } catch {
+            sqlite3_close_v2(handle)
+            throw error
+        }
+        sqlite3_close_v2(handle)
+        return access(path + "-wal", F_OK) != 0
     }
 
     public static func schemaVersion(_ path: String) throws -> Int {

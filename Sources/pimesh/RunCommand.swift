@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import PimeshAgent
 import PimeshCommandLine
+import PimeshRelease
 import PimeshRuntime
 
 struct RunCommand: AsyncParsableCommand {

@@ -4,6 +4,7 @@ import Glibc
 import PimeshAgent
 import PimeshCommandLine
 import PimeshCore
+import PimeshRelease
 import PimeshRuntime
 import PimeshSnapshot
 import PimeshSystem
@@ -161,13 +162,25 @@ struct UpdateCommand: ParsableCommand {
             var pending: ReleaseStore.Pending?
             /// Why the running lead did not run `current` (lead.json's `release_refused`).
             var refused: String?
-            /// A rollback across a schema migration: the snapshot the next lead restores.
-            var restoreAtNextStart: MigrationRollback.Mark?
+            /// A rollback across a schema migration: the snapshot the next lead restores if its
+            /// database is newer than it knows (or why the mark cannot be read).
+            var restoreAtNextStart: String?
             var releases: [Release]
 
             struct Release: Encodable {
                 var sha256: String
                 var broken: String?
+            }
+        }
+
+        static func restoreMark(dataDir: String) -> String? {
+            do {
+                return try MigrationRollback.pendingMark(dataDir: dataDir).map { mark in
+                    "\(mark.snapshot) at the next start if the database is newer than the lead knows "
+                        + "(release \(mark.release.map { String($0.prefix(16)) } ?? "?") was rolled back)"
+                }
+            } catch {
+                return "unreadable: \(error)"
             }
         }
 
@@ -179,7 +192,7 @@ struct UpdateCommand: ParsableCommand {
                 let report = Report(
                     running: lead?.release, runningVersion: lead?.version, current: store.release(at: .current),
                     previous: store.release(at: .previous), broken: store.release(at: .broken), pending: store.pending,
-                    refused: lead?.releaseRefused, restoreAtNextStart: try MigrationRollback.pendingMark(dataDir: store.dataDir), releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
+                    refused: lead?.releaseRefused, restoreAtNextStart: Self.restoreMark(dataDir: store.dataDir), releases: store.releases().map { .init(sha256: $0, broken: store.brokenReason($0)) })
                 let name: (String?) -> String = { $0.map { String($0.prefix(16)) } ?? "packaged binary" }
                 var lines = [
                     "running:  " + (lead.map { "\(name($0.release)) (pimesh \($0.version), pid \($0.pid))" } ?? "no lead"),
@@ -188,9 +201,7 @@ struct UpdateCommand: ParsableCommand {
                 ]
                 if let pending = report.pending { lines.append("pending:  \(name(pending.release)) (not committed)") }
                 if let refused = report.refused { lines.append("refused:  \(refused)") }
-                if let mark = report.restoreAtNextStart {
-                    lines.append("restore:  \(mark.snapshot) at the next start, if the database is newer than the lead knows (\(name(mark.release)) was rolled back)")
-                }
+                if let restore = report.restoreAtNextStart { lines.append("restore:  \(restore)") }
                 for release in report.releases { lines.append("  \(release.sha256)" + (release.broken.map { "  broken: \($0)" } ?? "")) }
                 try UpdateCommand.emit(report, json: json, text: lines.joined(separator: "\n"))
             } catch {

@@ -364,7 +364,8 @@ import Testing
     /// A release that migrated the database is rolled back (docs/pi.md, "Update and rollback"):
     /// the older lead cannot read the newer schema, so it restores the snapshot the updater took
     /// before the switch, keeps the migrated database aside, and says so in an event and in the
-    /// audit log. A mark it cannot follow stops it with the database untouched.
+    /// audit log. A mark it cannot follow stops it with the database untouched; one it no longer
+    /// needs is dropped.
     @Test func aLeadRolledBackAcrossAMigrationRestoresTheSnapshotTakenBeforeIt() throws {
         var lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
         let client = try lead.client()
@@ -377,10 +378,9 @@ import Testing
         let schema = try #require(Int(try sqlite(database, "PRAGMA user_version")))
         _ = try sqlite(database, "PRAGMA user_version = \(schema + 1)")
         let release = String(repeating: "ab", count: 32)
-        let markPath = dataDir + "/restore-after-rollback.json"
+        let markPath = dataDir + "/restore-after-rollback"
         func mark(_ snapshot: String) throws {
-            try #"{"marked_at_ms": 1733400000000, "release": "\#(release)", "snapshot": "\#(snapshot)"}"#
-                .write(toFile: markPath, atomically: true, encoding: .utf8)
+            try "marked_at_ms=1733400000000 release=\(release) snapshot=\(snapshot)\n".write(toFile: markPath, atomically: true, encoding: .utf8)
         }
         func startRefused(marked: Bool = true) throws -> String {
             let run = try runPimesh(["run", "--data-dir", dataDir, "--api-port", "0", "--heartbeat-port", "0"])
@@ -399,10 +399,26 @@ import Testing
         try mark("snapshot-0000000099.db.lz4")
         let missing = try startRefused()
         #expect(missing.contains("snapshot-0000000099.db.lz4") && missing.contains("could not be restored"), "\(missing)")
-
+        // Another process with the migrated database open would delete its WAL by name later,
+        // the restored database's by then.
         try mark(taken.file)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        holder.arguments = [database]
+        let input = Pipe()
+        holder.standardInput = input
+        holder.standardOutput = FileHandle.nullDevice
+        try holder.run()
+        input.fileHandleForWriting.write(Data("SELECT count(*) FROM agents;\n".utf8))
+        #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: database + "-wal") })
+        let held = try startRefused()
+        #expect(held.contains("another process has \(database) open"), "\(held)")
+        #expect(!FileManager.default.fileExists(atPath: dataDir + "/.rollback-restore"))
+        input.fileHandleForWriting.closeFile()
+        holder.waitUntilExit()
+
         let status = try runPimesh(["update", "status", "--json", "--data-dir", dataDir])
-        #expect(status.status == 0 && status.output.contains(#""snapshot":"\#(taken.file)""#), "\(status.output)")
+        #expect(status.status == 0 && status.output.contains(#""restore_at_next_start":"\#(taken.file) at the next start"#), "\(status.output)")
         lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
         #expect(try lead.agents().map(\.name).sorted() == ["before-0", "before-1", "before-2"])
         #expect(!FileManager.default.fileExists(atPath: markPath))
@@ -422,9 +438,23 @@ import Testing
         let checked = try verify()
         #expect(checked.status == 0 && checked.output.contains("after release \(release) was rolled back"), "\(checked.output)")
 
-        // A later start on the restored database has nothing to take back.
+        // A start cut short after the migrated database was set aside finishes the move.
+        _ = try sqlite(database, "PRAGMA user_version = \(schema + 1)")
+        let restored = try runPimesh(["snapshot", "restore", dataDir + "/spool/" + taken.file, "--to", dataDir + "/.rollback-restore", "--data-dir", dataDir])
+        #expect(restored.status == 0, "\(restored.output)")
+        try FileManager.default.moveItem(atPath: dataDir + "/.rollback-restore/pimesh.db", toPath: dataDir + "/.rollback-restore/pimesh.db.ready")
+        try FileManager.default.moveItem(atPath: database, toPath: asideDir + "/pimesh-000001733400000000-abababababab.db")
+        try mark(taken.file)
         lead = try startLead()
-        #expect(try rows(["--kind", "snapshot_restored"]).count == 1)
+        #expect(try lead.agents().count == 3)
+        #expect(!FileManager.default.fileExists(atPath: markPath))
+        #expect(lead.terminate() == 0)
+
+        // A mark the database no longer needs (it is not newer) is dropped, however bad it is.
+        try "snapshot=../../etc/shadow\n".write(toFile: markPath, atomically: true, encoding: .utf8)
+        lead = try startLead()
+        #expect(!FileManager.default.fileExists(atPath: markPath))
+        #expect(try lead.agents().count == 3)
         #expect(lead.terminate() == 0)
     }
 }

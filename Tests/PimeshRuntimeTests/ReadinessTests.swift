@@ -1,3 +1,4 @@
+import PimeshRelease
 import PimeshSystem
 import Testing
 

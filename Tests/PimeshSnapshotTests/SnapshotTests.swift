@@ -263,6 +263,19 @@ func flipBit(_ path: String, at offset: Int) throws {
         #expect(Set(maker.spool.recover()) == [".tmp-snapshot-0000000004.db.lz4", "snapshot-0000000004.db.lz4", "snapshot-0000000003.json.tmp.123"])
         #expect(maker.spool.entries().entries.count == 2)
         #expect(try maker.create().entry.manifest.sequence == 4)
+
+        // A pinned snapshot (taken before a release's migration) outlives the bounds until unpinned.
+        let pinned = try #require(maker.spool.entries().entries.first)
+        #expect(pinned.manifest.sequence == 3)
+        try maker.spool.pin(pinned.manifest.file)
+        #expect(try maker.create().dropped.map(\.manifest.sequence) == [4])
+        #expect(try maker.create().dropped.map(\.manifest.sequence) == [5])
+        #expect(maker.spool.entries().entries.map(\.manifest.sequence) == [3, 6])
+        maker.spool.unpin(pinned.manifest.file)
+        #expect(try maker.create().dropped.map(\.manifest.sequence) == [3])
+        // A pin whose snapshot is gone is a leftover.
+        try maker.spool.pin("snapshot-0000000003.db.lz4")
+        #expect(maker.spool.recover() == ["snapshot-0000000003.pinned"])
     }
 
     @Test func theNodeKeyIsMadeOnceAndKeptPrivate() throws {

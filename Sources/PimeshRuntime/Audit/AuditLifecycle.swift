@@ -3,7 +3,6 @@ import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
-import PimeshSnapshot
 import PimeshStore
 import PimeshSystem
 import ServiceLifecycle
@@ -106,22 +105,5 @@ struct AuditLifecycle: Service {
                     ("change", change), ("file", manifest.file), ("mode", manifest.mode.rawValue),
                     ("launch_sha256", auditDigest(of: manifest)),
                 ])))
-    }
-}
-
-extension SnapshotVerifier.Report {
-    /// The mark a restore leaves in the restored database, for the next lead's
-    /// `snapshot_restored` row (docs/audit.md). `rollbackOf`: the release whose rollback made
-    /// the lead restore by itself (MigrationRollback); nil: an operator's `snapshot restore`.
-    @_optimize(size)  // cold: a restore (the 25 MB budget)
-    public func restoreMark(file: String, rollbackOf: String? = nil) -> String {
-        return AuditBody.canonical(
-            [
-                ("snapshot_sequence", "\(manifest.sequence)"), ("snapshot_node", manifest.nodeID),
-                ("compressed_sha256", manifest.compressedSHA256), ("file", file),
-                ("audit_head_seq", manifest.auditHead.map { "\($0.seq)" } ?? "none"),
-                ("audit_head_sha256", manifest.auditHead?.sha256 ?? "none"),
-                ("restored_by_uid", "\(getuid())"), ("restored_at_ms", "\(Clock.wallMilliseconds())"),
-            ] + (rollbackOf.map { [("rollback_of", $0)] } ?? []))
     }
 }

@@ -1,5 +1,6 @@
 import PimeshAgent
 import PimeshCore
+import PimeshRelease
 import PimeshSystem
 
 /// Reads `pimesh.json`: every key optional, unknown keys refused by name (DESIGN.md §8).

@@ -5,6 +5,7 @@ import NIOCore
 import PimeshAgent
 import PimeshCore
 import PimeshLED
+import PimeshRelease
 import PimeshServer
 import PimeshSnapshot
 import PimeshStore
@@ -64,7 +65,11 @@ public struct Lead: Sendable {
             try PrivateFiles.checkSecret(dataDir + "/" + secret)
         }
         // Before the check for a lost database: a start cut short mid-restore has none in place.
-        let restoredAfterRollback = try MigrationRollback.restoreIfMarked(dataDir: dataDir, knownSchema: Schema.newest)
+        let restoredAfterRollback = try MigrationRollback.restoreIfMarked(dataDir: dataDir, knownSchema: Schema.newest) {
+            // systemd's start timeout (90 s by default) could end a restore on an SD card midway.
+            SystemdNotifier(environment: environment).notify("EXTEND_TIMEOUT_USEC=900000000")
+            self.logger.warning("restoring the snapshot taken before a release that migrated the database was rolled back")
+        }
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
         Self.raiseDescriptorLimit(logger: logger)

@@ -2,6 +2,7 @@ import Crypto
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshRelease
 import PimeshSnapshot
 import PimeshStore
 import PimeshSystem
@@ -385,7 +386,8 @@ public struct ReleaseUpdater {
     }
 
     /// A schema migration cannot be undone by switching binaries back: the database is
-    /// snapshotted first, so a rollback can restore it (`pimesh snapshot restore`).
+    /// snapshotted first, and the snapshot pinned in the spool until the commit, so that the
+    /// next lead after a rollback can restore it (MigrationRollback).
     @_optimize(size)  // cold: an update (the 25 MB budget)
     private func snapshotBeforeMigration(to schema: Int) throws(Failure) -> String? {
         let path = store.dataDir + "/pimesh.db"
@@ -394,17 +396,21 @@ public struct ReleaseUpdater {
         let current = try? Database(path: path, readOnly: true).schemaVersion
         if let current, schema <= current { return nil }
         progress("store schema \(current.map(String.init) ?? "?") → \(schema): taking a snapshot first")
-        if let client = try? LeadClient(dataDir: store.dataDir, timeoutMs: 600_000),
-            let raw = try? client.post("/v1/snapshots", json: Array("{}".utf8)),
-            let manifest = try? APICoding.decode(SnapshotManifest.self, from: raw)
-        {
-            return manifest.file
-        }
         do {
             let spool = try SnapshotSpool(directory: store.dataDir + "/spool", maxCount: 64, maxBytes: 1 << 40)
-            let maker = SnapshotMaker(
-                databasePath: path, stagingDirectory: store.dataDir, spool: spool, key: try NodeKey.loadOrCreate(dataDir: store.dataDir))
-            return try maker.create().entry.manifest.file
+            let file: String
+            if let client = try? LeadClient(dataDir: store.dataDir, timeoutMs: 600_000),
+                let raw = try? client.post("/v1/snapshots", json: Array("{}".utf8)),
+                let manifest = try? APICoding.decode(SnapshotManifest.self, from: raw)
+            {
+                file = manifest.file
+            } else {
+                let maker = SnapshotMaker(
+                    databasePath: path, stagingDirectory: store.dataDir, spool: spool, key: try NodeKey.loadOrCreate(dataDir: store.dataDir))
+                file = try maker.create().entry.manifest.file
+            }
+            try spool.pin(file)
+            return file
         } catch {
             throw Failure(description: "the store schema changes (\(current.map(String.init) ?? "?") → \(schema)) and no snapshot could be taken first: \(error)")
         }

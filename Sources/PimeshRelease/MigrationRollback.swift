@@ -12,13 +12,14 @@ import PimeshSystem
 /// restores that snapshot before it opens the store, and keeps the migrated database aside
 /// (what was written since the switch is in it, readable by the release that wrote it).
 public enum MigrationRollback {
-    public static let markFile = "restore-after-rollback.json"
+    public static let markFile = "restore-after-rollback"
     static let stagingDir = ".rollback-restore"
     public static let setAsideDir = "rolled-back"
     /// Migrated databases kept in `rolled-back/`: each is a whole database, on an SD card.
     public static let keptSetAside = 2
 
-    public struct Mark: Codable, Sendable, Equatable {
+    /// One line of `key=value` pairs (AuditBody), as the audit row that follows it.
+    public struct Mark: Sendable, Equatable {
         /// The snapshot's compressed file in `spool/` (SnapshotManifest.file).
         public var snapshot: String
         /// The release rolled back; nil when none was current (never, in practice).
@@ -30,9 +31,10 @@ public enum MigrationRollback {
         public var description: String
     }
 
+    @_optimize(size)  // cold: a rollback (the 25 MB budget)
     static func mark(dataDir: String, snapshot: String, release: String?, nowMs: Int64) throws {
-        let mark = Mark(snapshot: snapshot, release: release, markedAtMs: nowMs)
-        try FileIO.writeAtomically(path: dataDir + "/" + markFile, bytes: try APICoding.encode(mark), mode: 0o600)
+        let text = AuditBody.canonical([("snapshot", snapshot), ("release", release ?? "none"), ("marked_at_ms", "\(nowMs)")]) + "\n"
+        try FileIO.writeAtomically(path: dataDir + "/" + markFile, bytes: Array(text.utf8), mode: 0o600)
     }
 
     /// The mark a rollback left, if any.
@@ -40,50 +42,56 @@ public enum MigrationRollback {
     public static func pendingMark(dataDir: String) throws -> Mark? {
         let path = dataDir + "/" + markFile
         guard FileIO.linkExists(path) else { return nil }
-        let mark: Mark
-        do {
-            mark = try APICoding.decode(Mark.self, from: try FileIO.read(path: path, limit: 4096))
-        } catch {
-            throw Refusal(description: "\(path): \(error)")
-        }
+        let text = String(decoding: try FileIO.read(path: path, limit: 4096), as: UTF8.self)
+        let pairs = AuditBody.parse(String(text.utf8.last == 10 ? text.dropLast() : text[...])) ?? []
+        let fields = Dictionary(pairs, uniquingKeysWith: { (first: String, _: String) in first })
         // Read as a name inside spool/: a path would restore whatever file it named.
-        let name = mark.snapshot
-        guard !name.isEmpty, !name.contains("/"), name.hasPrefix("snapshot-"), name.hasSuffix(".db.lz4") || name.hasSuffix(".json") else {
-            throw Refusal(description: "\(path): key `snapshot`: \"\(name)\" is not a snapshot's file name in spool/ (snapshot-N.db.lz4)")
+        guard let name = fields["snapshot"], !name.contains("/"), name.hasPrefix("snapshot-"), name.hasSuffix(".db.lz4") || name.hasSuffix(".json")
+        else {
+            throw Refusal(description: "\(path): key `snapshot`: \"\(fields["snapshot"] ?? "")\" is not a snapshot's file name in spool/ (snapshot-N.db.lz4)")
         }
-        return mark
+        let release = fields["release"].flatMap { $0 == "none" ? nil : $0 }
+        return Mark(snapshot: name, release: release, markedAtMs: fields["marked_at_ms"].flatMap { Int64($0) } ?? 0)
     }
 
     /// Run at start, holding the data dir's lock and before the store opens. Returns what was
-    /// done, for the log and the events; nil when there was nothing to do.
+    /// done, for the log and the events; nil when there was nothing to do. `beforeRestore` runs
+    /// before the slow part (decompressing, hashing, checking: a minute or more on a Pi's SD
+    /// card), to tell systemd the start takes longer.
     @_optimize(size)  // cold: once at start (the 25 MB budget)
-    static func restoreIfMarked(dataDir: String, knownSchema: Int) throws -> String? {
-        guard let mark = try pendingMark(dataDir: dataDir) else { return nil }
+    public static func restoreIfMarked(dataDir: String, knownSchema: Int, beforeRestore: () -> Void = {}) throws -> String? {
+        let markPath = dataDir + "/" + markFile
+        guard FileIO.linkExists(markPath) else { return nil }
         let database = dataDir + "/pimesh.db"
         let staging = dataDir + "/" + stagingDir
-        let staged = staging + "/pimesh.db"
-        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
+        let ready = staging + "/pimesh.db.ready"
         if !FileIO.linkExists(database) {
             // A start cut short after the migrated database was set aside: finish the move.
-            guard FileIO.exists(staged) else { return nil }  // LostDatabase says what to do
-            return try moveIn(staged, database: database, aside: aside, mark: mark, dataDir: dataDir, detail: "restore finished after an interrupted start")
+            // Only a copy that was restored, marked and closed whole is ever named `.ready`.
+            guard FileIO.exists(ready), let mark = try pendingMark(dataDir: dataDir) else { return nil }  // else LostDatabase says what to do
+            return try moveIn(ready, database: database, mark: mark, dataDir: dataDir, detail: "restore finished after an interrupted start")
         }
         let schema = try DatabaseCopy.schemaVersion(database)
         guard schema > knownSchema else {
-            // Restored by hand already, or the release never migrated: nothing to take back.
-            unlink(dataDir + "/" + markFile)
+            // Restored by hand already, restored by a start cut short before it dropped the mark,
+            // or the release never migrated: nothing to take back, whatever the mark says.
+            let mark = try? pendingMark(dataDir: dataDir)
+            forget(mark, dataDir: dataDir)
             return nil
         }
+        let mark = try pendingMark(dataDir: dataDir)!
         let release = mark.release.map { "release \($0.prefix(12))" } ?? "the release"
         let failing = "the database has schema \(schema), newer than this pimesh knows (\(knownSchema)), after \(release) was rolled back"
         guard let key = try NodeKey.load(dataDir: dataDir) else {
             throw Refusal(description: "\(failing); no node key to check snapshot \(mark.snapshot) with")
         }
         let snapshot = dataDir + "/spool/" + mark.snapshot
-        removeStaging(staging)
+        FileIO.removeTree(staging)
+        beforeRestore()
         let report: SnapshotVerifier.Report
         do {
             let (verified, integrity) = try SnapshotVerifier.restore(snapshot, to: staging, trustedKeys: [key.publicKeyHex])
+            let staged = staging + "/pimesh.db"
             guard integrity == "ok" else { throw Refusal(description: "SQLite's integrity check of the restored copy says: \(integrity)") }
             let restoredSchema = try DatabaseCopy.schemaVersion(staged)
             guard restoredSchema <= knownSchema else {
@@ -93,35 +101,52 @@ public enum MigrationRollback {
                 databasePath: staged, body: verified.restoreMark(file: snapshot, rollbackOf: mark.release ?? "unknown"))
             // Closed cleanly, SQLite folds its journal back in: a staged database must be one file.
             guard !FileIO.linkExists(staged + "-wal") else { throw Refusal(description: "\(staged)-wal is left after closing it") }
+            try rename(staged, to: ready)
             report = verified
         } catch {
-            removeStaging(staging)
+            FileIO.removeTree(staging)
             let reason = (error as? Refusal)?.description ?? "\(error)"
             throw Refusal(
                 description: "\(failing), and its snapshot \(snapshot) could not be restored: \(reason). "
                     + "Restore one by hand (`pimesh snapshot restore`, docs/pi.md) or run the release that migrated it")
         }
+        // Its journal folded in, the migrated database is one file to move: a WAL left beside the
+        // restored one would be replayed into it. Another process that still has it open would
+        // delete `pimesh.db-wal` by name when it closes, the restored database's by then.
+        guard try DatabaseCopy.checkpointAndClose(database) else {
+            FileIO.removeTree(staging)
+            throw Refusal(description: "\(failing); another process has \(database) open (`fuser \(database)`): close it and start again")
+        }
         try FileIO.makeDirectories(dataDir + "/" + setAsideDir, mode: 0o700)
-        try rename(database, to: aside)
+        try rename(database, to: dataDir + "/" + setAsideDir + "/" + asideName(mark))
         return try moveIn(
-            staged, database: database, aside: aside, mark: mark, dataDir: dataDir,
+            ready, database: database, mark: mark, dataDir: dataDir,
             detail: "schema \(schema) after \(release) was rolled back; restored snapshot \(report.manifest.sequence) taken before it migrated")
     }
 
-    /// The migrated database's journals follow it (a WAL beside the restored file would be
-    /// replayed into it); then the restored file takes its place.
-    private static func moveIn(_ staged: String, database: String, aside: String, mark: Mark, dataDir: String, detail: String) throws -> String {
+    /// What is left of the migrated database's journals follows it; then the restored file
+    /// takes its place.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
+    private static func moveIn(_ ready: String, database: String, mark: Mark, dataDir: String, detail: String) throws -> String {
+        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
         for suffix in ["-wal", "-shm", "-journal"] where FileIO.linkExists(database + suffix) {
             try rename(database + suffix, to: aside + suffix)
         }
-        try rename(staged, to: database)
+        try rename(ready, to: database)
         FileIO.syncDirectory(of: database)
-        removeStaging(dataDir + "/" + stagingDir)
-        unlink(dataDir + "/" + markFile)
-        FileIO.syncDirectory(of: database)
-        pruneSetAside(dataDir + "/" + setAsideDir)
+        forget(mark, dataDir: dataDir)
+        pruneSetAside(dataDir + "/" + setAsideDir, keeping: asideName(mark))
         let kept = FileIO.exists(aside) ? "; the migrated database, with what was written since the switch, is kept as \(aside)" : ""
         return "database \(detail)\(kept)"
+    }
+
+    /// The mark, the staging and the snapshot's pin go once nothing needs them.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
+    private static func forget(_ mark: Mark?, dataDir: String) {
+        FileIO.removeTree(dataDir + "/" + stagingDir)
+        if let mark { (try? SnapshotSpool(directory: dataDir + "/spool"))?.unpin(mark.snapshot) }
+        unlink(dataDir + "/" + markFile)
+        FileIO.syncDirectory(of: dataDir + "/" + markFile)
     }
 
     /// Zero-padded so that names sort by time.
@@ -130,17 +155,14 @@ public enum MigrationRollback {
         return "pimesh-" + String(repeating: "0", count: max(0, 15 - digits.utf8.count)) + digits + "-" + (mark.release.map { String($0.prefix(12)) } ?? "release") + ".db"
     }
 
-    private static func pruneSetAside(_ directory: String) {
+    /// Keeps the newest `keptSetAside`, always `keeping` (a node whose clock read 1970 at the
+    /// rollback names it as the oldest).
+    private static func pruneSetAside(_ directory: String, keeping: String) {
         let names = ((try? FileIO.list(directory)) ?? []).filter { $0.hasPrefix("pimesh-") }
-        let databases = names.filter { $0.hasSuffix(".db") }.sorted()
-        for old in databases.dropLast(keptSetAside) {
+        let databases = names.filter { $0.hasSuffix(".db") && $0 != keeping }.sorted()
+        for old in databases.dropLast(keptSetAside - 1) {
             for name in names where name == old || name.hasPrefix(old + "-") { unlink(directory + "/" + name) }
         }
-    }
-
-    private static func removeStaging(_ staging: String) {
-        for name in (try? FileIO.list(staging)) ?? [] { unlink(staging + "/" + name) }
-        rmdir(staging)
     }
 
     private static func rename(_ from: String, to: String) throws {

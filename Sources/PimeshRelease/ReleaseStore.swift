@@ -2,6 +2,7 @@ import Crypto
 import Glibc
 import PimeshAgent
 import PimeshCore
+import PimeshSnapshot
 import PimeshSystem
 
 /// The releases of the lead in its data dir (docs/pi.md, "Update and rollback"):
@@ -54,7 +55,7 @@ public struct ReleaseStore: Sendable {
 
     public func binary(of release: String) -> String { directory(of: release) + "/" + Self.binaryName }
 
-    static func isDigest(_ text: String) -> Bool {
+    public static func isDigest(_ text: String) -> Bool {
         text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
@@ -224,8 +225,11 @@ public struct ReleaseStore: Sendable {
         try set(.current, to: release)
     }
 
+    /// The release stays: the snapshot taken before its migration is an ordinary one again.
     public func commit() throws {
+        let snapshot = pending?.snapshot
         try setPending(nil)
+        if let snapshot { (try? SnapshotSpool(directory: dataDir + "/spool"))?.unpin(snapshot) }
     }
 
     /// Serialises updaters, a manual rollback and pimesh-rollback.service: staging, the checks
@@ -272,6 +276,7 @@ public struct ReleaseStore: Sendable {
         if let bad { try markBroken(bad, reason: reason) }
         if let snapshot = pending?.snapshot {
             try MigrationRollback.mark(dataDir: dataDir, snapshot: snapshot, release: bad, nowMs: Clock.wallMilliseconds())
+            giveToOwner(dataDir + "/" + MigrationRollback.markFile)
         }
         try set(.current, to: good)
         try set(.previous, to: nil)
