@@ -29,12 +29,12 @@ RELEASE    := -c release --static-swift-stdlib -Xswiftc -use-ld=lld -Xlinker -z 
               -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcc -fdata-sections \
               -Xlinker "--symbol-ordering-file=$(CURDIR)/$(LINK_ORDER)" -Xlinker --no-warn-symbol-ordering \
               -Xlinker "$(CURDIR)/scripts/no-unwind-tables.ld" -Xlinker --no-eh-frame-hdr \
-              -Xlinker "$(CURDIR)/scripts/read-only-rodata.ld" -Xlinker --icf=safe \
+              -Xlinker "$(CURDIR)/scripts/read-only-rodata.ld" -Xlinker "$(CURDIR)/scripts/zero-filled-backtrace.ld" -Xlinker --icf=safe \
               $(if $(LINK_MAP),-Xlinker -Map=$(LINK_MAP) -Xlinker --no-demangle)
 # --icf=safe folds functions whose code is identical where nothing takes their address
 # (12,288 bytes at 8096a49: 25,010,344 -> 24,998,056 stripped).
 # SwiftPM relinks when an object changes, not when one of these does.
-LINK_INPUTS := scripts/lead-hot.order scripts/lead-data.order scripts/no-unwind-tables.ld scripts/read-only-rodata.ld
+LINK_INPUTS := scripts/lead-hot.order scripts/lead-data.order scripts/no-unwind-tables.ld scripts/read-only-rodata.ld scripts/zero-filled-backtrace.ld
 DEBUG_BIN  := .build/debug/pimesh
 # The unstripped release binary is kept for `nm`; .build/pimesh is the stripped one to ship.
 RELEASE_BIN := .build/release/pimesh

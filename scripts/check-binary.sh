@@ -51,7 +51,24 @@ if sed 's/^ *\[ *[0-9]*\]//' <<<"$sections" | awk '$1 == ".rodata" && $7 ~ /W/ {
   echo "check-binary: FAIL: $shipped has a writable .rodata (scripts/read-only-rodata.ld)" >&2
   exit 1
 fi
-echo "check-binary: full RELRO, no unwind tables, read-only .rodata"
+# The runtime's backtracer buffers are zero pages, not zeros in the file
+# (scripts/zero-filled-backtrace.ld), which is right only while the runtime's section holds
+# nothing but zeros and no relocation: checked in the static library the binary was linked from.
+if ! sed 's/^ *\[ *[0-9]*\]//' <<<"$sections" | awk '$1 == "swift5_backtrace" && $2 == "NOBITS" { found = 1 } END { exit !found }'; then
+  echo "check-binary: FAIL: $shipped carries swift5_backtrace as file bytes (scripts/zero-filled-backtrace.ld)" >&2
+  exit 1
+fi
+runtime=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")/lib/swift_static/linux/libswiftCore.a
+scratch=$(mktemp -d)
+(cd "$scratch" && ar x "$runtime" Backtrace.cpp.o && objcopy -O binary --only-section=swift5_backtrace Backtrace.cpp.o section.bin)
+nonzero=$(tr -d '\0' < "$scratch/section.bin" | wc -c)
+relocated=$(readelf -rW "$scratch/Backtrace.cpp.o" | grep -c "rela.*swift5_backtrace" || true)
+rm -rf "$scratch"
+if [ "$nonzero" -ne 0 ] || [ "$relocated" -ne 0 ]; then
+  echo "check-binary: FAIL: the runtime's swift5_backtrace now holds data ($nonzero non-zero bytes, $relocated relocation sections): drop scripts/zero-filled-backtrace.ld" >&2
+  exit 1
+fi
+echo "check-binary: full RELRO, no unwind tables, read-only .rodata, zero-filled backtracer buffers"
 # The .bss a lead writes sits together at its start (scripts/lead-data.order, made by
 # scripts/lead-data-order.sh; docs/benchmarks.md has what it saves). A link that ignored the
 # order would spread the listed symbols over the whole of .bss.
