@@ -31,8 +31,8 @@ PACKAGED_BIN = os.environ.get("PIMESH_BIN", os.path.join(ROOT, ".build", "debug"
 GOOD_BIN = os.environ.get("PIMESH_SHIP_BIN", os.path.join(ROOT, ".build", "pimesh"))
 
 BAD_RELEASE_C = r"""
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
@@ -41,16 +41,13 @@ int main(int argc, char **argv) {
         printf("{\"machine\":%d,\"store_schema\":%d,\"version\":\"0.1.1-bad\"}\n", MACHINE, SCHEMA);
         return 0;
     }
-    /* Migrates as a newer release would, as far as an older one can tell: SQLite keeps
-       PRAGMA user_version at offset 60 of the database header, big-endian. */
+    /* Migrates as a newer release would, as far as an older one can tell: a newer
+       PRAGMA user_version, written through SQLite (sqlite3, which the tests install). */
     for (int i = 1; MIGRATE && i + 1 < argc; i++) {
         if (strcmp(argv[i], "--data-dir") != 0) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/pimesh.db", argv[i + 1]);
-        int fd = open(path, O_WRONLY);
-        unsigned char version[4] = {0, 0, 0, SCHEMA};
-        if (fd >= 0 && pwrite(fd, version, 4, 60) == 4) fprintf(stderr, "bad release: migrated %s to schema %d\n", path, SCHEMA);
-        if (fd >= 0) close(fd);
+        char command[8192];
+        snprintf(command, sizeof command, "sqlite3 '%s/pimesh.db' 'PRAGMA user_version = %d'", argv[i + 1], SCHEMA);
+        if (system(command) == 0) fprintf(stderr, "bad release: migrated %s/pimesh.db to schema %d\n", argv[i + 1], SCHEMA);
     }
     fprintf(stderr, "bad release: refusing to lead\n");
     if (HANG) pause();
