@@ -450,6 +450,27 @@ extension Substring {
         #expect(olderLines.dropFirst().compactMap(AgentLogLine.parse).allSatisfy { $0.stream == .out && String(repeating: "x", count: 99).hasPrefix($0.text) })
         #expect(lines.last?.text == "last line")
     }
+
+    /// A header (a heal command's, with its arguments from a manifest) never takes a log past
+    /// its cap: it is cut past 1 KiB, and goes whole into a new file when it would not fit.
+    @Test func aLongHeaderIsCutAndNeverPassesTheCap() throws {
+        let dir = scratch("logs")
+        let pump = try AgentLogPump(directory: dir, maxBytes: 4096)
+        for round in 0..<6 {
+            var ends: [Int32] = [0, 0]
+            #expect(pipe(&ends) == 0)
+            pump.attach(fd: ends[0], name: "w1.heal", header: "/bin/heal " + String(repeating: "a", count: 3000) + " (round \(round))")
+            close(ends[1])
+        }
+        #expect(FileIO.exists(dir + "/w1.heal.log.1"), "the header is written before attach returns")
+        for file in ["/w1.heal.log", "/w1.heal.log.1"] {
+            let bytes = try FileIO.read(path: dir + file)
+            #expect(bytes.count <= 4096, "\(file): \(bytes.count) bytes")
+            let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap(AgentLogLine.parse)
+            #expect(!lines.isEmpty && lines.allSatisfy { $0.stream == .lead && $0.text.hasPrefix("--- /bin/heal aaa") && $0.text.hasSuffix("… ---") })
+            #expect(lines.allSatisfy { $0.text.utf8.count <= AgentLogPump.maxHeaderBytes + 12 })
+        }
+    }
 }
 
 @Suite struct HealthEventLogTests {

@@ -117,12 +117,23 @@ final class AgentLogPump: Sendable {
 
     /// Starts copying `fd` (a pipe's read end, owned by the pump from now on) into NAME.log,
     /// after a header line that marks the start.
+    /// A heal command's header line carries its arguments, from a manifest: cut past this.
+    static let maxHeaderBytes = 1024
+
     func attach(fd: Int32, name: String, header: String) {
         let path = path(of: name)
-        let out = Self.openLog(path)
+        var out = Self.openLog(path)
         var written = Self.size(of: path)
-        let headerLine = AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: .lead) + "--- " + header + " ---\n"
-        written += Self.writeAll(Array(headerLine.utf8), to: out)
+        let text = header.utf8.count > Self.maxHeaderBytes ? String(decoding: header.utf8.prefix(Self.maxHeaderBytes), as: UTF8.self) + "…" : header
+        let headerLine = Array((AgentLogLine.stamp(epochMs: Clock.wallMilliseconds(), stream: .lead) + "--- " + text + " ---\n").utf8)
+        // The header goes in whole, and within the cap: into a new file when it would not fit.
+        if written > 0 && written + headerLine.count > maxBytes {
+            if out >= 0 { close(out) }
+            rename(path, path + ".1")
+            out = Self.openLog(path)
+            written = 0
+        }
+        written += Self.writeAll(headerLine, to: out)
         let source = Source(
             fd: fd, name: name, path: path, out: out, written: written, allowance: ratePerSecond, windowStart: Clock.monotonicNow())
         let replaced = sources.withLock { sources -> Source? in
