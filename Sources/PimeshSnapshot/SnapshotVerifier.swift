@@ -1,3 +1,4 @@
+import Crypto
 import FoundationEssentials
 import Glibc
 import PimeshCore
@@ -56,6 +57,13 @@ public enum SnapshotVerifier {
         do {
             digest = try LZ4Frame.decompress(input: fd, output: output, rawLimit: manifest.rawBytes, progress: progress)
         } catch {
+            // A flipped bit usually stops the LZ4 decoder before the end, where the compressed
+            // file's SHA-256 would have named what happened: the file changed after it was signed.
+            if let whole = sha256(of: fd), whole != manifest.compressedSHA256 {
+                throw Problem(
+                    description: "\(filePath): SHA-256 of the compressed file does not match the manifest: it was damaged or changed "
+                        + "after it was signed (the LZ4 decoder stopped: \(error))")
+            }
             throw Problem(description: "\(filePath): \(error)")
         }
         guard Hex.encode(digest.compressedSHA256) == manifest.compressedSHA256 else {
@@ -65,6 +73,20 @@ public enum SnapshotVerifier {
             throw Problem(description: "\(filePath): the decompressed database does not match the manifest (size or SHA-256)")
         }
         return Report(manifest: manifest, manifestPath: manifestPath, filePath: filePath, milliseconds: (Clock.monotonicNow() - started).milliseconds)
+    }
+
+    private static func sha256(of fd: Int32) -> String? {
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var offset: off_t = 0
+        while true {
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { return Hex.encode(Array(hasher.finalize())) }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            offset += off_t(count)
+        }
     }
 
     public static func checkSignature(_ manifest: SnapshotManifest, trustedKeys: [String]?) throws(Problem) {
