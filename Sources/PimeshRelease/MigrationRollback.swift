@@ -45,13 +45,28 @@ public enum MigrationRollback {
         let text = String(decoding: try FileIO.read(path: path, limit: 4096), as: UTF8.self)
         let pairs = AuditBody.parse(String(text.utf8.last == 10 ? text.dropLast() : text[...])) ?? []
         let fields = Dictionary(pairs, uniquingKeysWith: { (first: String, _: String) in first })
-        // Read as a name inside spool/: a path would restore whatever file it named.
-        guard let name = fields["snapshot"], !name.contains("/"), name.hasPrefix("snapshot-"), name.hasSuffix(".db.lz4") || name.hasSuffix(".json")
-        else {
-            throw Refusal(description: "\(path): key `snapshot`: \"\(fields["snapshot"] ?? "")\" is not a snapshot's file name in spool/ (snapshot-N.db.lz4)")
+        // Read as a name inside spool/: a path would restore whatever file it named. Each value
+        // also goes into a file name, the log and `update status`: only the forms a rollback writes.
+        func refuse(_ key: String, _ what: String) -> Refusal {
+            Refusal(description: "\(path): key `\(key)`: \((fields[key] ?? "").debugDescription) is not \(what)")
         }
-        let release = fields["release"].flatMap { $0 == "none" ? nil : $0 }
-        return Mark(snapshot: name, release: release, markedAtMs: fields["marked_at_ms"].flatMap { Int64($0) } ?? 0)
+        guard let name = fields["snapshot"], isSnapshotFile(name) else {
+            throw refuse("snapshot", "a snapshot's file name in spool/ (snapshot-N.db.lz4)")
+        }
+        let release = fields["release"] ?? "none"
+        guard release == "none" || ReleaseStore.isDigest(release) else { throw refuse("release", "a release's SHA-256 (64 hex digits)") }
+        guard let markedAtMs = fields["marked_at_ms"].flatMap({ Int64($0) }), markedAtMs >= 0 else {
+            throw refuse("marked_at_ms", "a time in milliseconds")
+        }
+        return Mark(snapshot: name, release: release == "none" ? nil : release, markedAtMs: markedAtMs)
+    }
+
+    /// `snapshot-<digits>.db.lz4` or `.json`, as SnapshotManifest names them.
+    static func isSnapshotFile(_ name: String) -> Bool {
+        let suffix = name.hasSuffix(".db.lz4") ? 7 : name.hasSuffix(".json") ? 5 : 0
+        guard suffix > 0, name.hasPrefix("snapshot-") else { return false }
+        let digits = name.utf8.dropFirst(9).dropLast(suffix)
+        return !digits.isEmpty && digits.allSatisfy { (48...57).contains($0) }
     }
 
     /// Run at start, holding the data dir's lock and before the store opens. Returns what was
@@ -68,19 +83,28 @@ public enum MigrationRollback {
         if !FileIO.linkExists(database) {
             // A start cut short after the migrated database was set aside: finish the move.
             // Only a copy that was restored, marked and closed whole is ever named `.ready`.
-            guard FileIO.exists(ready), let mark = try pendingMark(dataDir: dataDir) else { return nil }  // else LostDatabase says what to do
+            var info = stat()
+            guard lstat(ready, &info) == 0, info.st_mode & S_IFMT == S_IFREG, let mark = try pendingMark(dataDir: dataDir) else {
+                return nil  // LostDatabase says what to do
+            }
             return try moveIn(ready, database: database, mark: mark, dataDir: dataDir, detail: "restore finished after an interrupted start")
         }
         let schema = try DatabaseCopy.schemaVersion(database)
+        // An empty file reads as schema 0 (no lead leaves one): the mark stays, for whoever
+        // brings the database back (LostDatabase says how).
+        guard schema > 0 else { return nil }
         guard schema > knownSchema else {
             // Restored by hand already, restored by a start cut short before it dropped the mark,
             // or the release never migrated: nothing to take back, whatever the mark says.
             let mark = try? pendingMark(dataDir: dataDir)
+            if let mark, FileIO.linkExists(dataDir + "/" + setAsideDir + "/" + asideName(mark)) {
+                return finish(mark, dataDir: dataDir, detail: "restore after the rollback of \(describe(mark)) was finished by a start cut short")
+            }
             forget(mark, dataDir: dataDir)
             return nil
         }
         let mark = try pendingMark(dataDir: dataDir)!
-        let release = mark.release.map { "release \($0.prefix(12))" } ?? "the release"
+        let release = describe(mark)
         let failing = "the database has schema \(schema), newer than this pimesh knows (\(knownSchema)), after \(release) was rolled back"
         guard let key = try NodeKey.load(dataDir: dataDir) else {
             throw Refusal(description: "\(failing); no node key to check snapshot \(mark.snapshot) with")
@@ -113,12 +137,19 @@ public enum MigrationRollback {
         // Its journal folded in, the migrated database is one file to move: a WAL left beside the
         // restored one would be replayed into it. Another process that still has it open would
         // delete `pimesh.db-wal` by name when it closes, the restored database's by then.
-        guard try DatabaseCopy.checkpointAndClose(database) else {
+        // One that opened it but has not read yet holds no lock and made no journal: found by its
+        // descriptors, where this lead may see them (its own user's processes, or all as root).
+        let holder = openedElsewhere(database)
+        guard holder == nil, try DatabaseCopy.checkpointAndClose(database) else {
             FileIO.removeTree(staging)
-            throw Refusal(description: "\(failing); another process has \(database) open (`fuser \(database)`): close it and start again")
+            throw Refusal(
+                description: "\(failing); another process (\(holder ?? "see `fuser \(database)`")) has \(database) open: close it and start again")
         }
+        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
         try FileIO.makeDirectories(dataDir + "/" + setAsideDir, mode: 0o700)
-        try rename(database, to: dataDir + "/" + setAsideDir + "/" + asideName(mark))
+        // Journals of an earlier database by that name would be replayed into this one.
+        for suffix in ["-wal", "-shm", "-journal"] { unlink(aside + suffix) }
+        try rename(database, to: aside)
         return try moveIn(
             ready, database: database, mark: mark, dataDir: dataDir,
             detail: "schema \(schema) after \(release) was rolled back; restored snapshot \(report.manifest.sequence) taken before it migrated")
@@ -132,21 +163,53 @@ public enum MigrationRollback {
         for suffix in ["-wal", "-shm", "-journal"] where FileIO.linkExists(database + suffix) {
             try rename(database + suffix, to: aside + suffix)
         }
+        FileIO.syncDirectory(of: aside)
         try rename(ready, to: database)
         FileIO.syncDirectory(of: database)
+        return finish(mark, dataDir: dataDir, detail: detail)
+    }
+
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
+    private static func finish(_ mark: Mark, dataDir: String, detail: String) -> String {
         forget(mark, dataDir: dataDir)
         pruneSetAside(dataDir + "/" + setAsideDir, keeping: asideName(mark))
+        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
         let kept = FileIO.exists(aside) ? "; the migrated database, with what was written since the switch, is kept as \(aside)" : ""
         return "database \(detail)\(kept)"
     }
 
-    /// The mark, the staging and the snapshot's pin go once nothing needs them.
+    private static func describe(_ mark: Mark) -> String {
+        mark.release.map { "release \($0.prefix(12))" } ?? "the release"
+    }
+
+    /// The mark, the staging and the snapshot's pin go once nothing needs them; with no update
+    /// pending either, no snapshot needs a pin (a mark that could not be read named none).
     @_optimize(size)  // cold: once at start (the 25 MB budget)
     private static func forget(_ mark: Mark?, dataDir: String) {
         FileIO.removeTree(dataDir + "/" + stagingDir)
-        if let mark { (try? SnapshotSpool(directory: dataDir + "/spool"))?.unpin(mark.snapshot) }
+        if let spool = try? SnapshotSpool(directory: dataDir + "/spool") {
+            if ReleaseStore(dataDir: dataDir).pending == nil { spool.unpinAll() } else if let mark { spool.unpin(mark.snapshot) }
+        }
         unlink(dataDir + "/" + markFile)
         FileIO.syncDirectory(of: dataDir + "/" + markFile)
+    }
+
+    /// Another process with `path` open, as "pid N (name)"; nil when none this process can see.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
+    static func openedElsewhere(_ path: String) -> String? {
+        var target = stat()
+        guard stat(path, &target) == 0 else { return nil }
+        let me = getpid()
+        for entry in (try? FileIO.list("/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != me, let descriptors = try? FileIO.list("/proc/\(entry)/fd") else { continue }
+            for descriptor in descriptors {
+                var info = stat()
+                guard stat("/proc/\(entry)/fd/\(descriptor)", &info) == 0, info.st_dev == target.st_dev, info.st_ino == target.st_ino else { continue }
+                let name = (try? FileIO.readText(path: "/proc/\(entry)/comm"))?.filter { $0 != "\n" } ?? "?"
+                return "pid \(pid) (\(name.debugDescription))"
+            }
+        }
+        return nil
     }
 
     /// Zero-padded so that names sort by time.
@@ -160,8 +223,10 @@ public enum MigrationRollback {
     private static func pruneSetAside(_ directory: String, keeping: String) {
         let names = ((try? FileIO.list(directory)) ?? []).filter { $0.hasPrefix("pimesh-") }
         let databases = names.filter { $0.hasSuffix(".db") && $0 != keeping }.sorted()
-        for old in databases.dropLast(keptSetAside - 1) {
-            for name in names where name == old || name.hasPrefix(old + "-") { unlink(directory + "/" + name) }
+        let dropped = Set(databases.dropLast(keptSetAside - 1))
+        for name in names {
+            let stem = name.hasSuffix(".db") ? name : name.firstRange(of: ".db-").map { String(name[..<$0.lowerBound]) + ".db" } ?? name
+            if dropped.contains(stem) { unlink(directory + "/" + name) }
         }
     }
 

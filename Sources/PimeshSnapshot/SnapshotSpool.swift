@@ -89,8 +89,15 @@ public struct SnapshotSpool: Sendable {
         unlink(pinPath(file))
     }
 
+    /// Once no update is pending and no rollback's restore waits, no snapshot needs a pin.
+    public func unpinAll() {
+        for name in (try? FileIO.list(directory)) ?? [] where name.hasSuffix(Self.pinSuffix) { unlink(directory + "/" + name) }
+    }
+
+    /// `file`: the compressed file's name or the manifest's.
     private func pinPath(_ file: String) -> String {
-        directory + "/" + (file.hasSuffix(".db.lz4") ? String(file.dropLast(7)) : file) + Self.pinSuffix
+        let stem = file.hasSuffix(".db.lz4") ? file.dropLast(7) : file.hasSuffix(".json") ? file.dropLast(5) : file[...]
+        return directory + "/" + stem + Self.pinSuffix
     }
 
     /// Drops the oldest snapshots until the spool is within its count and byte bounds; the

@@ -382,11 +382,11 @@ import Testing
         func mark(_ snapshot: String) throws {
             try "marked_at_ms=1733400000000 release=\(release) snapshot=\(snapshot)\n".write(toFile: markPath, atomically: true, encoding: .utf8)
         }
-        func startRefused(marked: Bool = true) throws -> String {
+        func startRefused(marked: Bool = true, agents: String = "4") throws -> String {
             let run = try runPimesh(["run", "--data-dir", dataDir, "--api-port", "0", "--heartbeat-port", "0"])
             #expect(run.status != 0, "\(run.output)")
             #expect(try sqlite(database, "PRAGMA user_version") == "\(schema + 1)", "the migrated database stays as it was")
-            #expect(try sqlite(database, "SELECT count(*) FROM agents") == "4")
+            #expect(try sqlite(database, "SELECT count(*) FROM agents") == agents)
             #expect(FileManager.default.fileExists(atPath: markPath) == marked, "kept for the next start")
             return run.output
         }
@@ -399,23 +399,30 @@ import Testing
         try mark("snapshot-0000000099.db.lz4")
         let missing = try startRefused()
         #expect(missing.contains("snapshot-0000000099.db.lz4") && missing.contains("could not be restored"), "\(missing)")
-        // Another process with the migrated database open would delete its WAL by name later,
-        // the restored database's by then.
+        // Another process with the migrated database open would use the WAL by name later, the
+        // restored database's by then: refused, also when it has not read yet (no lock, no WAL).
         try mark(taken.file)
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        holder.arguments = [database]
-        let input = Pipe()
-        holder.standardInput = input
-        holder.standardOutput = FileHandle.nullDevice
-        try holder.run()
-        input.fileHandleForWriting.write(Data("SELECT count(*) FROM agents;\n".utf8))
-        #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: database + "-wal") })
-        let held = try startRefused()
-        #expect(held.contains("another process has \(database) open"), "\(held)")
-        #expect(!FileManager.default.fileExists(atPath: dataDir + "/.rollback-restore"))
-        input.fileHandleForWriting.closeFile()
-        holder.waitUntilExit()
+        for query in ["", "SELECT count(*) FROM agents;\n"] {
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+            holder.arguments = [database]
+            let input = Pipe()
+            holder.standardInput = input
+            holder.standardOutput = FileHandle.nullDevice
+            try holder.run()
+            input.fileHandleForWriting.write(Data(query.utf8))
+            let descriptors = "/proc/\(holder.processIdentifier)/fd"
+            #expect(eventually(timeout: 20) {
+                try FileManager.default.contentsOfDirectory(atPath: descriptors).contains {
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + $0)) == database
+                }
+            })
+            let held = try startRefused()
+            #expect(held.contains("pid \(holder.processIdentifier) (\"sqlite3\")) has \(database) open"), "\(held)")
+            #expect(!FileManager.default.fileExists(atPath: dataDir + "/.rollback-restore"))
+            input.fileHandleForWriting.closeFile()
+            holder.waitUntilExit()
+        }
 
         let status = try runPimesh(["update", "status", "--json", "--data-dir", dataDir])
         #expect(status.status == 0 && status.output.contains(#""restore_at_next_start":"\#(taken.file) at the next start"#), "\(status.output)")
@@ -450,11 +457,37 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: markPath))
         #expect(lead.terminate() == 0)
 
-        // A mark the database no longer needs (it is not newer) is dropped, however bad it is.
-        try "snapshot=../../etc/shadow\n".write(toFile: markPath, atomically: true, encoding: .utf8)
+        // Cut short after the restored database was moved in, before the mark went: the next
+        // start says what the earlier one did.
+        try mark(taken.file)
         lead = try startLead()
         #expect(!FileManager.default.fileExists(atPath: markPath))
+        let finished = try runPimesh(["events", "--data-dir", dataDir])
+        #expect(finished.output.contains("was finished by a start cut short"), "\(finished.output)")
+        #expect(lead.terminate() == 0)
+
+        // A mark the database no longer needs (it is not newer) is dropped, however bad it is,
+        // and with no update pending no snapshot stays pinned.
+        try "snapshot=../../etc/shadow\n".write(toFile: markPath, atomically: true, encoding: .utf8)
+        FileManager.default.createFile(atPath: dataDir + "/spool/" + taken.file.replacing(".db.lz4", with: ".pinned"), contents: Data())
+        lead = try startLead()
+        #expect(!FileManager.default.fileExists(atPath: markPath))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dataDir + "/spool").filter { $0.hasSuffix(".pinned") }.isEmpty)
         #expect(try lead.agents().count == 3)
         #expect(lead.terminate() == 0)
+
+        // Values that are not what a rollback writes are refused by name (they go into a file
+        // name, the log and `update status`).
+        _ = try sqlite(database, "PRAGMA user_version = \(schema + 1)")
+        for (line, key) in [
+            ("marked_at_ms=1 release=..%2F..%2Ftmp snapshot=\(taken.file)", "release"),
+            ("marked_at_ms=x release=\(release) snapshot=\(taken.file)", "marked_at_ms"),
+            ("marked_at_ms=1 release=\(release) snapshot=snapshot-1%1B.db.lz4", "snapshot"),
+        ] {
+            try (line + "\n").write(toFile: markPath, atomically: true, encoding: .utf8)
+            let refused = try startRefused(agents: "3")
+            #expect(refused.contains("key `\(key)`"), "\(refused)")
+            #expect(!refused.contains("\u{1B}"))
+        }
     }
 }

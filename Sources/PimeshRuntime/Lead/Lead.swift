@@ -53,6 +53,10 @@ public struct Lead: Sendable {
     @_optimize(size)  // cold: sets the lead up once; its services run in their own code (the 25 MB budget)
     public func run() async throws {
         let started = Clock.monotonicNow()
+        // SIGHUP is a reload (ReloadOnHangup), never the end of the lead: ignored from the first
+        // moment, so that one sent while the lead starts (a restore after a rollback can take a
+        // minute) is not fatal. Children get the default back (CSpawn resets every signal).
+        signal(SIGHUP, SIG_IGN)
         CodePages.adviseRandomAccess()
         let dataDir = config.dataDir
         let runDir = config.resolvedRunDir
@@ -73,10 +77,6 @@ public struct Lead: Sendable {
         try LostDatabase.check(dataDir: dataDir)
         let tokens = try LeadTokens(dataDir: dataDir)
         Self.raiseDescriptorLimit(logger: logger)
-        // SIGHUP is a reload (ReloadOnHangup), never the end of the lead: ignored from the first
-        // moment, so that one sent while the lead starts is not fatal. Children get the default
-        // back (CSpawn resets every signal).
-        signal(SIGHUP, SIG_IGN)
 
         let database = try Database(path: dataDir + "/pimesh.db")
         // Made at first start, so the node's identity upstream exists before any snapshot; after
