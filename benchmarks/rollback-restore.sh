@@ -21,7 +21,7 @@ lead=""
 cleanup() { [ -n "$lead" ] && kill -TERM "$lead" 2>/dev/null && wait "$lead" 2>/dev/null; rm -rf "$data"; }
 trap cleanup EXIT
 echo '{"snapshots": {"interval_s": 0}}' > "$data/pimesh.json"
-# Starts a lead and prints the milliseconds until it answers /readyz.
+# Starts a lead; ready_ms is the milliseconds until it answered /readyz.
 start_lead() {
   local t0 t1
   t0=$(date +%s%N)
@@ -31,7 +31,7 @@ start_lead() {
     if port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"]["port"])' "$data/lead.json" 2>/dev/null) \
       && curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
       t1=$(date +%s%N)
-      echo $(( (t1 - t0) / 1000000 ))
+      ready_ms=$(( (t1 - t0) / 1000000 ))
       return
     fi
     sleep 0.01
@@ -41,7 +41,7 @@ start_lead() {
 stop_lead() { kill -TERM "$lead"; wait "$lead" || true; lead=""; rm -f "$data/lead.json"; }
 
 # A lead database filled with finished tasks (as benchmarks/snapshot.sh fills it).
-start_lead > /dev/null; stop_lead
+start_lead; stop_lead
 rows=$((mb * 3350))
 sqlite3 "$data/pimesh.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
   INSERT INTO tasks (id, idempotency_key, capability, payload, weight, state, attempts, submitted_at_ms, result, priority)
@@ -50,14 +50,14 @@ sqlite3 "$data/pimesh.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i +
          1, 'succeeded', 1, 1700000000000 + i, 'done ' || i, 2 FROM n;"
 db_bytes=$(stat -c %s "$data/pimesh.db")
 
-plain_ms=$(start_lead)
+start_lead; plain_ms=$ready_ms
 plain_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$lead/status")
 file=$("$bin" snapshot create --data-dir "$data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["file"])')
 stop_lead
 schema=$(sqlite3 "$data/pimesh.db" "PRAGMA user_version")
 sqlite3 "$data/pimesh.db" "PRAGMA user_version = $((schema + 1))"
 printf 'marked_at_ms=%s release=%s snapshot=%s\n' "$(date +%s%3N)" "$(printf 'ab%.0s' $(seq 32))" "$file" > "$data/restore-after-rollback"
-restore_ms=$(start_lead)
+start_lead; restore_ms=$ready_ms
 restore_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$lead/status")
 restored_schema=$(sqlite3 "$data/pimesh.db" "PRAGMA user_version")
 [ "$restored_schema" = "$schema" ] || { echo "the database was not restored (schema $restored_schema)" >&2; exit 1; }

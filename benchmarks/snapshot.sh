@@ -62,13 +62,13 @@ manifest=$(ls "$data"/spool/snapshot-*.json | head -1)
 snap_file="${manifest%.json}.db.lz4"
 snap_bytes=$(stat -c %s "$snap_file")
 
-verify_ok=$("$bin" snapshot verify "$manifest" --json | tr ',' '\n' | awk -F: '/"milliseconds"/ { print $2 }')
+verify_ok=$("$bin" snapshot verify "$manifest" --data-dir "$data" --json | tr ',' '\n' | awk -F: '/"milliseconds"/ { print $2 }')
 # Flip one bit in the middle of the compressed file and time the refusal.
 offset=$((snap_bytes / 2))
 byte=$(dd if="$snap_file" bs=1 skip=$offset count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
 printf "$(printf '\\%03o' $((byte ^ 16)))" | dd of="$snap_file" bs=1 seek=$offset conv=notrunc 2>/dev/null
 t2=$(date +%s%N)
-if "$bin" snapshot verify "$manifest" > "$data/verify.out" 2>&1; then echo "a flipped bit was not detected" >&2; exit 1; fi
+if "$bin" snapshot verify "$manifest" --data-dir "$data" > "$data/verify.out" 2>&1; then echo "a flipped bit was not detected" >&2; exit 1; fi
 t3=$(date +%s%N)
 
 awk -v db="$db_bytes" -v raw="$raw_bytes" -v pj="$pimesh_json" -v lz4ms="$best_lz4" -v lz4b="$lz4_bytes" \
