@@ -29,12 +29,7 @@ start_lead() {
 
 # A lead database (its schema), filled with finished tasks: JSON payloads with a random part.
 start_lead; kill -TERM "$lead"; wait "$lead" || true; lead=""
-rows=$((mb * 3350))
-sqlite3 "$data/pimesh.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
-  INSERT INTO tasks (id, idempotency_key, capability, payload, weight, state, attempts, submitted_at_ms, result, priority)
-  SELECT 'task-' || i, 'key-' || i, 'infer',
-         json_object('frame', i, 'camera', 'cam' || (i % 8), 'pixels', hex(randomblob(64))),
-         1, 'succeeded', 1, 1700000000000 + i, 'done ' || i, 2 FROM n;"
+benchmarks/fill-tasks.sh "$data/pimesh.db" "$mb"
 db_bytes=$(stat -c %s "$data/pimesh.db")
 
 # Compression: the same file through pimesh's frame writer (with both SHA-256s) and `lz4 -1`.
