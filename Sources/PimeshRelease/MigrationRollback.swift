@@ -89,15 +89,16 @@ public enum MigrationRollback {
             }
             return try moveIn(ready, database: database, mark: mark, dataDir: dataDir, detail: "restore finished after an interrupted start")
         }
+        // An empty file (no lead leaves one) keeps the mark, for whoever brings the database
+        // back (LostDatabase says how).
+        var info = stat()
+        guard stat(database, &info) == 0, info.st_size > 0 else { return nil }
         let schema = try DatabaseCopy.schemaVersion(database)
-        // An empty file reads as schema 0 (no lead leaves one): the mark stays, for whoever
-        // brings the database back (LostDatabase says how).
-        guard schema > 0 else { return nil }
         guard schema > knownSchema else {
             // Restored by hand already, restored by a start cut short before it dropped the mark,
             // or the release never migrated: nothing to take back, whatever the mark says.
             let mark = try? pendingMark(dataDir: dataDir)
-            if let mark, FileIO.linkExists(dataDir + "/" + setAsideDir + "/" + asideName(mark)) {
+            if let mark, restoredByThisMark(database, mark) {
                 return finish(mark, dataDir: dataDir, detail: "restore after the rollback of \(describe(mark)) was finished by a start cut short")
             }
             forget(mark, dataDir: dataDir)
@@ -110,6 +111,13 @@ public enum MigrationRollback {
             throw Refusal(description: "\(failing); no node key to check snapshot \(mark.snapshot) with")
         }
         let snapshot = dataDir + "/spool/" + mark.snapshot
+        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
+        // Only a mark written by hand repeats a name; what an earlier rollback kept stays.
+        guard !FileIO.linkExists(aside) else {
+            throw Refusal(description: "\(failing); \(aside) exists already (an earlier rollback's?): move it away and start again")
+        }
+        // Before the slow part too: a refused start then costs nothing, however often systemd retries.
+        if let holder = holderProblem(database) { throw Refusal(description: "\(failing); \(holder)") }
         FileIO.removeTree(staging)
         beforeRestore()
         let report: SnapshotVerifier.Report
@@ -135,19 +143,14 @@ public enum MigrationRollback {
                     + "Restore one by hand (`pimesh snapshot restore`, docs/pi.md) or run the release that migrated it")
         }
         // Its journal folded in, the migrated database is one file to move: a WAL left beside the
-        // restored one would be replayed into it. Another process that still has it open would
-        // delete `pimesh.db-wal` by name when it closes, the restored database's by then.
-        // One that opened it but has not read yet holds no lock and made no journal: found by its
-        // descriptors, where this lead may see them (its own user's processes, or all as root).
-        let holder = openedElsewhere(database)
+        // restored one would be replayed into it.
+        let holder = holderProblem(database)
         guard holder == nil, try DatabaseCopy.checkpointAndClose(database) else {
             FileIO.removeTree(staging)
-            throw Refusal(
-                description: "\(failing); another process (\(holder ?? "see `fuser \(database)`")) has \(database) open: close it and start again")
+            throw Refusal(description: "\(failing); \(holder ?? "another process has \(database) open (`fuser -v \(database)`): close it and start again")")
         }
-        let aside = dataDir + "/" + setAsideDir + "/" + asideName(mark)
         try FileIO.makeDirectories(dataDir + "/" + setAsideDir, mode: 0o700)
-        // Journals of an earlier database by that name would be replayed into this one.
+        // Journals left by a database once by that name would be replayed into this one.
         for suffix in ["-wal", "-shm", "-journal"] { unlink(aside + suffix) }
         try rename(database, to: aside)
         return try moveIn(
@@ -182,34 +185,49 @@ public enum MigrationRollback {
         mark.release.map { "release \($0.prefix(12))" } ?? "the release"
     }
 
-    /// The mark, the staging and the snapshot's pin go once nothing needs them; with no update
-    /// pending either, no snapshot needs a pin (a mark that could not be read named none).
+    /// The mark, the staging and the pins go once nothing needs them: the snapshot of an update
+    /// still pending keeps its pin (a mark that could not be read named none).
     @_optimize(size)  // cold: once at start (the 25 MB budget)
     private static func forget(_ mark: Mark?, dataDir: String) {
         FileIO.removeTree(dataDir + "/" + stagingDir)
-        if let spool = try? SnapshotSpool(directory: dataDir + "/spool") {
-            if ReleaseStore(dataDir: dataDir).pending == nil { spool.unpinAll() } else if let mark { spool.unpin(mark.snapshot) }
+        let store = ReleaseStore(dataDir: dataDir)
+        // A pending record that cannot be read may still name a snapshot: every pin stays.
+        if !FileIO.linkExists(dataDir + "/" + ReleaseStore.pendingFile) || store.pending != nil,
+            let spool = try? SnapshotSpool(directory: dataDir + "/spool")
+        {
+            spool.unpinAll(except: store.pending?.snapshot)
         }
         unlink(dataDir + "/" + markFile)
         FileIO.syncDirectory(of: dataDir + "/" + markFile)
     }
 
-    /// Another process with `path` open, as "pid N (name)"; nil when none this process can see.
+    /// The restored copy this mark made, moved in by a start that was cut short before it could
+    /// drop the mark: no lead has run on it yet, so its restore mark (AuditStore) is still there.
     @_optimize(size)  // cold: once at start (the 25 MB budget)
-    static func openedElsewhere(_ path: String) -> String? {
-        var target = stat()
-        guard stat(path, &target) == 0 else { return nil }
-        let me = getpid()
-        for entry in (try? FileIO.list("/proc")) ?? [] {
-            guard let pid = Int32(entry), pid != me, let descriptors = try? FileIO.list("/proc/\(entry)/fd") else { continue }
-            for descriptor in descriptors {
-                var info = stat()
-                guard stat("/proc/\(entry)/fd/\(descriptor)", &info) == 0, info.st_dev == target.st_dev, info.st_ino == target.st_ino else { continue }
-                let name = (try? FileIO.readText(path: "/proc/\(entry)/comm"))?.filter { $0 != "\n" } ?? "?"
-                return "pid \(pid) (\(name.debugDescription))"
-            }
+    private static func restoredByThisMark(_ database: String, _ mark: Mark) -> Bool {
+        guard let body = try? AuditStore(database: Database(path: database, readOnly: true)).pendingRestore() else { return false }
+        let fields = Dictionary(AuditBody.parse(body) ?? [], uniquingKeysWith: { (first: String, _: String) in first })
+        return fields["rollback_of"] == (mark.release ?? "unknown") && fields["file"]?.hasSuffix("/spool/" + mark.snapshot) == true
+    }
+
+    /// Why the migrated database cannot move now: another process has it open, and would go on
+    /// using `pimesh.db-wal` by name, the restored database's by then. A write lease is refused
+    /// while any other descriptor, of any user, has the file open, also one that has not read
+    /// yet (no lock, no journal). Nil also when the kernel cannot tell (a file system without
+    /// leases, a database of another owner): the checkpoint's own check remains.
+    @_optimize(size)  // cold: once at start (the 25 MB budget)
+    static func holderProblem(_ database: String) -> String? {
+        let fd = open(database, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        // F_SETLEASE: Glibc's module leaves out what needs _GNU_SOURCE; 1024 on every Linux.
+        let setLease: Int32 = 1024
+        guard fcntl(fd, setLease, F_WRLCK) != 0 else {
+            _ = fcntl(fd, setLease, F_UNLCK)
+            return nil
         }
-        return nil
+        guard errno == EAGAIN || errno == EBUSY else { return nil }
+        return "another process has \(database) open (`fuser -v \(database)`): close it and start again"
     }
 
     /// Zero-padded so that names sort by time.

@@ -41,7 +41,7 @@ public struct ReleaseStore: Sendable {
     }
 
     public static let binaryName = "pimesh"
-    static let pendingFile = "update-pending.json"
+    public static let pendingFile = "update-pending.json"
 
     public let dataDir: String
 

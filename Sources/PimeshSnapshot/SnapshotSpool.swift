@@ -89,9 +89,12 @@ public struct SnapshotSpool: Sendable {
         unlink(pinPath(file))
     }
 
-    /// Once no update is pending and no rollback's restore waits, no snapshot needs a pin.
-    public func unpinAll() {
-        for name in (try? FileIO.list(directory)) ?? [] where name.hasSuffix(Self.pinSuffix) { unlink(directory + "/" + name) }
+    /// Once no rollback's restore waits, only a pending update's snapshot (`except`) needs a pin.
+    public func unpinAll(except file: String? = nil) {
+        let kept = file.map(pinPath)
+        for name in (try? FileIO.list(directory)) ?? [] where name.hasSuffix(Self.pinSuffix) && directory + "/" + name != kept {
+            unlink(directory + "/" + name)
+        }
     }
 
     /// `file`: the compressed file's name or the manifest's.

@@ -418,7 +418,7 @@ import Testing
                 }
             })
             let held = try startRefused()
-            #expect(held.contains("pid \(holder.processIdentifier) (\"sqlite3\")) has \(database) open"), "\(held)")
+            #expect(held.contains("another process has \(database) open"), "\(held)")
             #expect(!FileManager.default.fileExists(atPath: dataDir + "/.rollback-restore"))
             input.fileHandleForWriting.closeFile()
             holder.waitUntilExit()
@@ -450,20 +450,32 @@ import Testing
         let restored = try runPimesh(["snapshot", "restore", dataDir + "/spool/" + taken.file, "--to", dataDir + "/.rollback-restore", "--data-dir", dataDir])
         #expect(restored.status == 0, "\(restored.output)")
         try FileManager.default.moveItem(atPath: dataDir + "/.rollback-restore/pimesh.db", toPath: dataDir + "/.rollback-restore/pimesh.db.ready")
-        try FileManager.default.moveItem(atPath: database, toPath: asideDir + "/pimesh-000001733400000000-abababababab.db")
+        for name in try FileManager.default.contentsOfDirectory(atPath: asideDir) { try FileManager.default.removeItem(atPath: asideDir + "/" + name) }
+        try FileManager.default.moveItem(atPath: database, toPath: asideDir + "/pimesh-001733400000000-abababababab.db")
         try mark(taken.file)
         lead = try startLead()
         #expect(try lead.agents().count == 3)
         #expect(!FileManager.default.fileExists(atPath: markPath))
         #expect(lead.terminate() == 0)
 
-        // Cut short after the restored database was moved in, before the mark went: the next
-        // start says what the earlier one did.
+        // Cut short after the restored database was moved in, before the mark went: no lead has
+        // run on it yet (its restore mark is there), and the next start says what was done.
+        let again = dataDir + "/again"
+        #expect(try runPimesh(["snapshot", "restore", dataDir + "/spool/" + taken.file, "--to", again, "--data-dir", dataDir]).status == 0)
+        _ = try sqlite(again + "/pimesh.db", "UPDATE meta SET value = value || ' rollback_of=\(release)' WHERE key = 'audit_pending_restore'")
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        try FileManager.default.moveItem(atPath: again + "/pimesh.db", toPath: database)
         try mark(taken.file)
         lead = try startLead()
         #expect(!FileManager.default.fileExists(atPath: markPath))
         let finished = try runPimesh(["events", "--data-dir", dataDir])
         #expect(finished.output.contains("was finished by a start cut short"), "\(finished.output)")
+        #expect(lead.terminate() == 0)
+        // The same mark on a database a lead has run on since says nothing: it is just dropped.
+        try mark(taken.file)
+        lead = try startLead()
+        #expect(!FileManager.default.fileExists(atPath: markPath))
+        #expect(try runPimesh(["events", "--data-dir", dataDir]).output.contains("database_restored") == false)
         #expect(lead.terminate() == 0)
 
         // A mark the database no longer needs (it is not newer) is dropped, however bad it is,
@@ -489,5 +501,9 @@ import Testing
             #expect(refused.contains("key `\(key)`"), "\(refused)")
             #expect(!refused.contains("\u{1B}"))
         }
+        // A mark that names what an earlier rollback set aside never overwrites it.
+        try mark(taken.file)
+        let kept = try startRefused(agents: "3")
+        #expect(kept.contains("pimesh-001733400000000-abababababab.db exists already"), "\(kept)")
     }
 }
