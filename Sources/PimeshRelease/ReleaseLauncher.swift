@@ -47,11 +47,13 @@ public enum ReleaseLauncher {
         var env = environment.filter { $0.key != handedOverVariable }.map { "\($0.key)=\($0.value)" }
         env.append("\(handedOverVariable)=\(release)")
         var cEnvironment = env.map { strdup($0) } + [nil]
-        // exec keeps the signal mask and ignored signals; the release starts as systemd started us.
+        // exec keeps the signal mask and ignored signals; the release starts as systemd started
+        // us, except that SIGHUP stays ignored (`pimesh run` ignores it first thing): one sent
+        // between the exec and the release's own ignore would end the lead.
         var empty = sigset_t()
         sigemptyset(&empty)
         sigprocmask(SIG_SETMASK, &empty, nil)
-        for number in 1..<Int32(32) where number != SIGKILL && number != SIGSTOP {
+        for number in 1..<Int32(32) where number != SIGKILL && number != SIGSTOP && number != SIGHUP {
             signal(number, SIG_DFL)
         }
         fexecve(fd, &cArguments, &cEnvironment)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import PimeshAgent
 import PimeshCommandLine
@@ -51,6 +52,10 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // SIGHUP is a reload, never the end of the lead (systemd's ExecReload, an operator's
+        // `kill -HUP`): ignored before the config load and the release hash, which can take
+        // seconds on an SD card, and kept ignored across the exec of a release.
+        signal(SIGHUP, SIG_IGN)
         let environment = ProcessEnvironment.current
         // Defaults, then the environment, then the file, then flags.
         var settings = LeadConfig()

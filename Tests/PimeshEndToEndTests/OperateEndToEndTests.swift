@@ -409,6 +409,39 @@ extension SupervisionEndToEndTests {
         let delegateHelp = try runPimesh(["delegate", "--help"]).output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(delegateHelp.contains("(default: 300.0)"))
     }
+
+    /// SIGHUP (systemd's ExecReload, an operator's `kill -HUP`) never ends `pimesh run`, even
+    /// before the lead is up: here while it hashes the release `current` names, which takes
+    /// seconds for a large binary on an SD card. A 1 GiB sparse file that cannot match its
+    /// directory's name keeps it hashing long enough to be seen; then it is refused and the
+    /// packaged binary leads.
+    @Test func aHangupWhileRunHashesAReleaseDoesNotEndIt() throws {
+        let release = String(repeating: "ab", count: 32)
+        let releaseDir = dataDir + "/releases/" + release
+        try FileManager.default.createDirectory(atPath: releaseDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        chmod(dataDir + "/releases", 0o700)
+        let binary = releaseDir + "/pimesh"
+        #expect(FileManager.default.createFile(atPath: binary, contents: nil, attributes: [.posixPermissions: 0o700]))
+        #expect(truncate(binary, 1 << 30) == 0)
+        #expect(symlink("releases/" + release, dataDir + "/current") == 0)
+        try "{}".write(toFile: dataDir + "/pimesh.json", atomically: true, encoding: .utf8)
+
+        let lead = try LeadProcess(dataDir: dataDir, extraArguments: ["--config", dataDir + "/pimesh.json"])
+        defer { _ = lead.terminate() }
+        let pid = lead.process.processIdentifier
+        func hashing() -> Bool {
+            let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            return descriptors.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)"))?.hasSuffix("/releases/\(release)/pimesh") == true }
+        }
+        #expect(eventually(timeout: 30, hashing), "the launcher never held the release open: \(lead.log)")
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let ignored = status.split(separator: "\n").first { $0.hasPrefix("SigIgn:") }.flatMap { UInt64($0.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16) } ?? 0
+        #expect(ignored & (1 << (UInt64(SIGHUP) - 1)) != 0, "SIGHUP is not ignored while the release is hashed: \(status)")
+        #expect(kill(pid, SIGHUP) == 0)
+
+        _ = try lead.waitReady(timeout: 60)
+        #expect(lead.log.contains("not running release \(release): its binary \(binary) is no longer the one staged under that SHA-256"), "\(lead.log)")
+    }
 }
 
 /// Text a pipe's handler appends to while a test reads it.

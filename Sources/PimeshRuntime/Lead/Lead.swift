@@ -13,7 +13,10 @@ import PimeshSystem
 import ServiceLifecycle
 
 /// The cluster lead: opens the store, loads the registry, binds the heartbeat listener and
-/// the API, and runs them as one service group until SIGTERM or SIGINT.
+/// the API, and runs them as one service group until SIGTERM or SIGINT. Its caller ignores
+/// SIGHUP before anything slow (`pimesh run` does, first thing): a SIGHUP is a reload
+/// (ReloadOnHangup), and one sent while the lead starts must not end it. Children get the
+/// default back (CSpawn resets every signal).
 public struct Lead: Sendable {
     public let config: LeadConfig
     public let logger: Logger
@@ -53,10 +56,6 @@ public struct Lead: Sendable {
     @_optimize(size)  // cold: sets the lead up once; its services run in their own code (the 25 MB budget)
     public func run() async throws {
         let started = Clock.monotonicNow()
-        // SIGHUP is a reload (ReloadOnHangup), never the end of the lead: ignored from the first
-        // moment, so that one sent while the lead starts (a restore after a rollback can take a
-        // minute) is not fatal. Children get the default back (CSpawn resets every signal).
-        signal(SIGHUP, SIG_IGN)
         CodePages.adviseRandomAccess()
         let dataDir = config.dataDir
         let runDir = config.resolvedRunDir
