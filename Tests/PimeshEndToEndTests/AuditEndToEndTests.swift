@@ -424,6 +424,14 @@ import Testing
             holder.waitUntilExit()
         }
 
+        // Earlier rollbacks' set-aside databases: only the newest stays beside this one, which is
+        // kept even though a name from a clock that ran ahead sorts after it.
+        let asideDir = dataDir + "/rolled-back"
+        try FileManager.default.createDirectory(atPath: asideDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let earlier = ["pimesh-001733000000000-cdcdcdcdcdcd.db", "pimesh-001733000000000-cdcdcdcdcdcd.db-wal", "pimesh-001733100000000-cdcdcdcdcdcd.db",
+                       "pimesh-001799000000000-cdcdcdcdcdcd.db", "pimesh-001799000000000-cdcdcdcdcdcd.db-shm", "notes.txt"]
+        for name in earlier { #expect(FileManager.default.createFile(atPath: asideDir + "/" + name, contents: Data("x".utf8), attributes: [.posixPermissions: 0o600])) }
+
         let status = try runPimesh(["update", "status", "--json", "--data-dir", dataDir])
         #expect(status.status == 0 && status.output.contains(#""restore_at_next_start":"\#(taken.file) at the next start"#), "\(status.output)")
         lead = try startLead(config: #"{"snapshots": {"interval_s": 0}}"#)
@@ -433,8 +441,9 @@ import Testing
         let events = try runPimesh(["events", "--json", "--data-dir", dataDir])
         #expect(events.output.contains(#""kind":"database_restored""#) && events.output.contains("is kept as"), "\(events.output)")
         // The migrated database, with the row written after the switch, is kept aside, private.
-        let asideDir = dataDir + "/rolled-back"
-        let aside = try #require(try FileManager.default.contentsOfDirectory(atPath: asideDir).first { $0.hasSuffix(".db") })
+        let aside = "pimesh-001733400000000-abababababab.db"
+        let keptAside = try FileManager.default.contentsOfDirectory(atPath: asideDir).filter { !$0.hasPrefix(aside) }.sorted()
+        #expect(keptAside == ["notes.txt", "pimesh-001799000000000-cdcdcdcdcdcd.db", "pimesh-001799000000000-cdcdcdcdcdcd.db-shm"], "\(keptAside)")
         #expect(try sqlite(asideDir + "/" + aside, "SELECT name FROM agents WHERE name = 'after-switch'") == "after-switch")
         #expect(try sqlite(asideDir + "/" + aside, "PRAGMA user_version") == "\(schema + 1)")
         #expect((try FileManager.default.attributesOfItem(atPath: asideDir)[.posixPermissions] as? Int) == 0o700)
