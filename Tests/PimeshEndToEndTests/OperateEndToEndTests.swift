@@ -152,6 +152,20 @@ extension SupervisionEndToEndTests {
         let attached = try client.register(.init(name: "self-made", capabilities: ["work"]))
         let agentsDir = dataDir + "/agents.d"
 
+        // A supervised agent's name cannot be registered: the operator learns which manifest has
+        // it, a join-token holder (a stranger) only that a supervised agent does.
+        func registrationRefusal(_ registering: LeadClient) -> LeadClient.APIError? {
+            do {
+                _ = try registering.register(.init(name: "a1", capabilities: ["work"]))
+                return nil
+            } catch { return error as? LeadClient.APIError }
+        }
+        let join = try String(contentsOfFile: dataDir + "/join-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let stranger = try #require(registrationRefusal(LeadClient(address: client.http.address, token: join)))
+        #expect(stranger.status == 409 && stranger.message == #"the name "a1" belongs to a supervised agent"#, "\(stranger)")
+        let byOperator = try #require(registrationRefusal(client))
+        #expect(byOperator.status == 409 && byOperator.message.contains(agentsDir + "/a1.json"), "\(byOperator)")
+
         try manifest("self-made", #"{"name": "self-made", "command": "/bin/sleep", "args": ["1000"]}"#)
         try manifest("0dup", #"{"name": "a1", "command": "/bin/sleep", "args": ["1000"]}"#)
         #expect(mkfifo(agentsDir + "/fifo.json", 0o600) == 0)

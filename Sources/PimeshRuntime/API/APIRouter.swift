@@ -364,8 +364,9 @@ enum APIRouter {
             let manifest = try await Blocking.onSupervisionThread({ supervisor.supervisedManifest(named: registration.name) })
         {
             // The lead makes that agent's identity itself; a squatter would run it with its secret.
-            throw APIError(
-                status: .conflict, message: "the name \"\(registration.name)\" belongs to the supervised agent of \(manifest)", field: "name")
+            // Only the operator learns where the manifest is (a join-token holder is a stranger).
+            let owner = caller.isOperator ? "the supervised agent of \(manifest)" : "a supervised agent"
+            throw APIError(status: .conflict, message: "the name \"\(registration.name)\" belongs to \(owner)", field: "name")
         }
         if state.registry.isNameTaken(registration.name) {
             throw APIError(status: .conflict, message: "an agent named \"\(registration.name)\" is already registered", field: "name")
