@@ -68,15 +68,18 @@ struct AgentCommand: AsyncParsableCommand {
         }
     }
 
-    /// Acts on each agent in turn; every answer is printed, and the exit status is 1 when any failed.
+    /// Acts on each agent in turn; every answer is printed (with --json, one array of the
+    /// lead's answers), and the exit status is 1 when any failed.
     static func act(_ verb: String, options: ClientOptions, selection: Selection) throws {
         let client = try options.client()
         var failures = 0
+        var answers: [[UInt8]] = []
+        defer { if options.json { print(jsonArray(answers)) } }
         for (path, name) in try selection.resolve(client) {
             do {
                 let raw = try client.post("/v1/agents/\(path)/\(verb)", json: Array("{}".utf8))
                 if options.json {
-                    print(String(decoding: raw, as: UTF8.self))
+                    answers.append(raw)
                 } else {
                     let answer = try APICoding.decode([String: String].self, from: raw)
                     print("\(answer["agent"] ?? name): \(answer["action"] ?? verb)")
@@ -247,4 +250,13 @@ struct ReloadCommand: AsyncParsableCommand {
             throw CLIFailure.report(error)
         }
     }
+}
+
+/// The lead's JSON answers to one action per agent as one array, so that a script reads any
+/// number of agents alike.
+func jsonArray(_ answers: [[UInt8]]) -> String {
+    let bodies = answers.map { body in
+        String(decoding: body.reversed().drop { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: " ") }.reversed(), as: UTF8.self)
+    }
+    return "[" + bodies.joined(separator: ",") + "]"
 }

@@ -56,7 +56,7 @@ struct AgentsListCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ClientOptions
 
-    @Option(name: .long, help: "Sort by name, score or state (default name).")
+    @Option(name: .long, help: "Sort by name, score or state.")
     var sort: String = "name"
 
     @Option(name: .long, help: "Only agents in this protocol state: READY, TRANSIT, CONFLICT (any case).")
@@ -76,6 +76,10 @@ struct AgentsListCommand: AsyncParsableCommand {
             throw ValidationError("--sort \(sort) is not one of name, score, state")
         }
         if let output, !["wide", "json"].contains(output) { throw ValidationError("-o \(output) is not one of wide, json") }
+        let states = TrinaryState.allCases.map(\.description)
+        if let state, !states.contains(where: state.caseInsensitiveEquals) {
+            throw ValidationError("--state \(state) is not one of \(states.joined(separator: ", "))")
+        }
         if let condition, !(["pending"] + AgentCondition.allCases.map(\.rawValue)).contains(condition) {
             throw ValidationError("--condition \(condition) is not one of pending, \(AgentCondition.allCases.map(\.rawValue).joined(separator: ", "))")
         }

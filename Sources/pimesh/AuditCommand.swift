@@ -32,7 +32,7 @@ struct AuditCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Only rows from this long ago: 30s, 10m, 2h, 1d.")
         var since: String?
 
-        @Option(name: .long, help: "Only rows by this actor: lead, an agent's name, or \"operator (uid 0)\".")
+        @Option(name: .long, help: "Only rows by this actor: lead, an agent's name, \"operator (token)\" (the CLI as root or the lead's user) or \"operator (uid 1000)\" (over api.sock).")
         var actor: String?
 
         @Option(name: .long, help: "Only rows of this kind: heal, agent_stop, restarted, degradation, lead_started, …")
@@ -61,7 +61,10 @@ struct AuditCommand: AsyncParsableCommand {
                     print(page.records, headerShown: headerShown)
                     headerShown = headerShown || !options.json
                     if !follow && !page.more { return }
-                    if !page.more { try await Task.sleep(for: .milliseconds(500)) }
+                    if !page.more {
+                        fflushStdout()  // for a pipe, as `pimesh events --follow` does
+                        try await Task.sleep(for: .milliseconds(500))
+                    }
                     page = try fetch(page.next)
                 }
             } catch {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PimeshAgent
 import PimeshCommandLine
 import PimeshRuntime
 import PimeshSystem
@@ -17,30 +18,42 @@ struct ConfigCommand: AsyncParsableCommand {
             discussion: """
                 Names the file, line (and column, for a JSON syntax error), key and reason of each \
                 problem. The manifests checked are those in supervision.agents_dir (default: \
-                agents.d beside the config file), as `pimesh run` and `pimesh reload` read them. \
+                agents.d beside the config file, else in the data dir), as `pimesh run` and \
+                `pimesh reload` read them. \
                 Run it before `pimesh reload`. Exits 0 when everything is valid, 78 (EX_CONFIG) \
                 when anything is not.
                 """
         )
 
-        @Argument(help: "The config file (the lead's default on a Pi is /etc/pimesh/pimesh.json).")
-        var file: String = "/etc/pimesh/pimesh.json"
+        @Argument(help: "The config file (default: \(DataDirLocator.systemConfig) when it exists; without one, what `pimesh run` uses without --config).")
+        var file: String?
 
-        @Option(name: .long, help: "The agent manifests to check (default: supervision.agents_dir, else agents.d beside the config).")
+        @Option(name: .long, help: "The data dir `pimesh run` is given; its agents.d is checked when no config file is (default: $PIMESH_DATA_DIR, else ./.pimesh).")
+        var dataDir: String?
+
+        @Option(name: .long, help: "The agent manifests to check (default: supervision.agents_dir, else agents.d beside the config, else in the data dir).")
         var agentsDir: String?
 
+        /// What `pimesh run` with these same settings would use (RunCommand): defaults, the
+        /// environment, the file, then flags.
         func run() async throws {
-            let config: LeadConfig
-            do {
-                config = try ConfigLoader.load(path: file, trusted: true)
-            } catch {
-                throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
+            var config = LeadConfig()
+            config.dataDir = LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
+            let path = DataDirLocator.configFile(explicit: file)
+            if let path {
+                do {
+                    config = try ConfigLoader.load(path: path, base: config, trusted: true)
+                } catch {
+                    throw CLIFailure.report(CLIFailure("\(error)", exitCode: 78))
+                }
             }
-            print("\(file): ok (data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms)")
-            let directory = agentsDir ?? config.supervision.agentsDir ?? ConfigLoader.agentsDir(besideConfig: file)
+            if let dataDir { config.dataDir = dataDir }
+            let summary = "data_dir \(config.dataDir), api \(config.api.host):\(config.api.port), heartbeat \(config.heartbeat.host):\(config.heartbeat.port) every \(config.heartbeat.intervalMs) ms"
+            print(path.map { "\($0): ok (\(summary))" } ?? "no config file (\(DataDirLocator.systemConfig) does not exist): the defaults (\(summary))")
+            let directory = agentsDir ?? config.supervision.agentsDir ?? path.map(ConfigLoader.agentsDir(besideConfig:)) ?? config.dataDir + "/agents.d"
             if let problem = TrustedFile.directoryProblem(directory), problem.missing {
-                // Named on purpose, a missing directory is a typo; the default beside the config
-                // may well not exist on a node without supervised agents.
+                // Named on purpose, a missing directory is a typo; the default may well not
+                // exist on a node without supervised agents.
                 if agentsDir != nil || config.supervision.agentsDir != nil {
                     throw CLIFailure.report(CLIFailure("\(problem.reason) (supervision.agents_dir)", exitCode: 78))
                 }

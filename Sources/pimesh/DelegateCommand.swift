@@ -18,7 +18,7 @@ struct DelegateCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @OptionGroup var task: TaskOptions
 
-    @Option(name: .long, help: "Give up waiting after this many seconds (the task itself goes on; seed 001's default, 300).")
+    @Option(name: .long, help: "Give up waiting after this many seconds (the task itself goes on); seed 001's timeout.")
     var timeout: Double = 300
 
     func validate() throws {

@@ -21,10 +21,10 @@ struct GatherOptions: ParsableArguments {
     @Option(name: .long, help: "Give up gathering after this many ms (default: the lead's, 5000).")
     var timeoutMs: Int?
 
-    @Option(name: .long, help: "0 background, 1 low, 2 normal, 3 critical (default 2): a degraded node refuses the lower ones first.")
+    @Option(name: .long, help: "0 background, 1 low, 2 normal, 3 critical: a degraded node refuses the lower ones first.")
     var priority: Int = 2
 
-    @Flag(name: .long, help: "Approve it while the node is DEGRADED_SEVERE or EMERGENCY (seed 001: mesh-wide operations need a human's approval); recorded in the audit log with your uid.")
+    @Flag(name: .long, help: "Approve it while the node is DEGRADED_SEVERE or EMERGENCY (seed 001: mesh-wide operations need a human's approval); recorded in the audit log as yours (docs/audit.md says how you are named).")
     var approve = false
 
     func validate() throws {

@@ -5,19 +5,19 @@ import PimeshCommandLine
 import PimeshCore
 import PimeshSystem
 
-/// Posts an operator verb for one agent and prints what the lead did.
-private func operatorVerb(_ options: ClientOptions, agent: String, verb: String) throws {
+/// Posts an operator verb for one agent and prints what the lead did; with --json the lead's
+/// answer is returned for the caller to print.
+private func operatorVerb(_ options: ClientOptions, agent: String, verb: String) throws -> [UInt8] {
     struct Answer: Decodable {
         var agent: String
         var action: String
     }
     let raw = try options.client().post("/v1/agents/\(agent)/\(verb)", json: Array("{}".utf8))
-    if options.json {
-        print(String(decoding: raw, as: UTF8.self))
-    } else {
+    if !options.json {
         let answer = try APICoding.decode(Answer.self, from: raw)
         print("\(answer.agent): \(answer.action)")
     }
+    return raw
 }
 
 struct HealCommand: AsyncParsableCommand {
@@ -42,7 +42,11 @@ struct HealCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            guard agent == "auto" else { return try operatorVerb(options, agent: agent, verb: "heal") }
+            guard agent == "auto" else {
+                let raw = try operatorVerb(options, agent: agent, verb: "heal")
+                if options.json { print(String(decoding: raw, as: UTF8.self)) }
+                return
+            }
             let status = try APICoding.decode(StatusReport.self, from: try options.client().get("/v1/status"))
             let names = (status.health?.awaitingOperator ?? []).compactMap { $0.split(separator: ":").first.map(String.init) }
             guard !names.isEmpty else {
@@ -50,9 +54,11 @@ struct HealCommand: AsyncParsableCommand {
                 return
             }
             var failures = 0
+            var answers: [[UInt8]] = []
+            defer { if options.json { print(jsonArray(answers)) } }
             for name in Set(names).sorted() {
                 do {
-                    try operatorVerb(options, agent: name, verb: "heal")
+                    answers.append(try operatorVerb(options, agent: name, verb: "heal"))
                 } catch {
                     failures += 1
                     FileHandleStderr.write("pimesh: \(name): \(error)\n")
@@ -120,13 +126,13 @@ struct LogsCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Keep printing new lines until interrupted, across lead restarts.")
     var follow = false
 
-    @Option(name: [.customShort("n"), .long], help: "How many of the last lines (default 100; 0: all that --bytes reads).")
+    @Option(name: [.customShort("n"), .long], help: "How many of the last lines; 0: all that --bytes reads.")
     var tail: Int = 100
 
     @Option(name: .long, help: "Only lines newer than this: 30s, 10m, 2h, 1d, 1h30m.")
     var since: String?
 
-    @Option(name: .long, help: "How much of the log file to read at most, in bytes (default 1 MiB).")
+    @Option(name: .long, help: "How much of the log file to read at most, in bytes (1048576 is 1 MiB).")
     var bytes: Int = 1 << 20
 
     @Flag(name: .long, help: "Leave the lead's health events out.")
@@ -285,7 +291,11 @@ struct EventsCommand: AsyncParsableCommand {
                     headerShown = true
                 }
                 since = list.next
-                if follow { try await Task.sleep(for: .milliseconds(250)) }
+                // A pipe (`| grep`, `| while read`) would otherwise see nothing until 4 KiB piled up.
+                if follow {
+                    fflushStdout()
+                    try await Task.sleep(for: .milliseconds(250))
+                }
             } while follow
         } catch {
             throw CLIFailure.report(error)

@@ -15,7 +15,7 @@ struct IncidentsCommand: AsyncParsableCommand {
             degradation, an integrity failure), one per cause, and times it against seed 004's targets. An \
             incident is mitigated when no cause fires, and resolved after incidents.observation_window_s \
             quiet (default 30 min) or by an operator. Acknowledging, notes, severity changes and resolving \
-            are audited with your uid. Without a running lead, list, show, postmortem and log read the database.
+            are audited as yours (docs/audit.md says how you are named). Without a running lead, list, show, postmortem and log read the database.
             """,
         subcommands: [List.self, Show.self, Ack.self, Note.self, RootCause.self, Resolve.self, SetSeverity.self, Postmortem.self, Log.self],
         defaultSubcommand: List.self)

@@ -60,6 +60,7 @@ struct StatusCommand: AsyncParsableCommand {
                 } else if !watch {
                     return
                 }
+                fflushStdout()  // for a pipe, as `pimesh events --follow` does
                 try await Task.sleep(for: .seconds(1))
             }
         } catch let error as CancellationError {

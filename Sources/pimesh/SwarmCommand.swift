@@ -47,7 +47,7 @@ struct SwarmCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Heartbeat only: pull no tasks and answer no asks (heartbeat load benchmarks).")
     var noWork = false
 
-    @Option(name: .long, help: "How work reaches the agents: datagrams (default) or long-poll.")
+    @Option(name: .long, help: "How work reaches the agents: datagrams or long-poll.")
     var transport: String = "datagrams"
 
     @Option(name: .long, help: "Share (0…1) of work datagrams the agents throw away unread, to try loss and retransmission.")

@@ -319,6 +319,19 @@ import Testing
         #expect(manifests.status == 78)
         #expect(manifests.output.contains("agents.d/w.json:2: not valid JSON: duplicate key \"name\" (first at line 1)"))
         #expect(manifests.output.contains("0 manifests ok, 1 refused"))
+
+        // Without a config file, what `pimesh run` without --config uses: the defaults, the data
+        // dir from the environment (or --data-dir) and the agents.d in it. (A machine with the
+        // Pi's /etc/pimesh/pimesh.json checks that file instead.)
+        if !FileManager.default.fileExists(atPath: "/etc/pimesh/pimesh.json") {
+            let defaults = try runPimesh(["config", "check"], environment: ["PATH": "/usr/bin:/bin", "PIMESH_DATA_DIR": dataDir])
+            #expect(defaults.status == 78)
+            #expect(defaults.output.contains("no config file (/etc/pimesh/pimesh.json does not exist): the defaults (data_dir \(dataDir), api 127.0.0.1:7420"), "\(defaults.output)")
+            #expect(defaults.output.contains(dataDir + "/agents.d/w.json:2: not valid JSON: duplicate key"), "\(defaults.output)")
+            try FileManager.default.removeItem(atPath: dataDir + "/agents.d/w.json")
+            let flagged = try runPimesh(["config", "check", "--data-dir", dataDir], environment: ["PATH": "/usr/bin:/bin"])
+            #expect(flagged.status == 0 && flagged.output.contains(dataDir + "/agents.d: 0 manifests ok, 0 refused"), "\(flagged.output)")
+        }
     }
 
     @Test func clientsFindTheLeadByItsConfigAndExplainAMissingOrDeadOne() throws {

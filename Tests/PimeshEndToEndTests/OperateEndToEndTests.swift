@@ -415,8 +415,37 @@ extension SupervisionEndToEndTests {
         #expect(frozen.status == 0, "\(frozen.output)")
         #expect(["c1", "c2", "c3"].allSatisfy { frozen.output.contains("\($0): frozen") })
         #expect(eventually(timeout: 3) { ["c1", "c2", "c3"].allSatisfy { condition(lead, $0) == "frozen" } })
-        #expect(try runPimesh(["thaw", "--capability", "work", "--data-dir", dataDir]).status == 0)
+        // --json over agents chosen by a selector is one array, whatever their number.
+        let thawed = try runPimesh(["thaw", "--capability", "work", "--json", "--data-dir", dataDir])
+        #expect(thawed.status == 0, "\(thawed.output)")
+        let answers = try #require(try JSONSerialization.jsonObject(with: Data(thawed.output.utf8)) as? [[String: String]], "\(thawed.output)")
+        #expect(answers.compactMap { $0["agent"] }.sorted() == ["c1", "c2", "c3"], "\(answers)")
         #expect(eventually(timeout: 8) { ["c1", "c2", "c3"].allSatisfy { alive(lead, $0) } })
+
+        // An agent stopped (or frozen) on purpose is no target of an ask: it would hold back the
+        // quorum as silent.
+        #expect(try runPimesh(["agent", "stop", "c3", "--data-dir", dataDir]).status == 0)
+        #expect(eventually(timeout: 8) { condition(lead, "c3") == "stopped" })
+        let asked = try runPimesh(["ask", "--capability", "work", "--json", "--data-dir", dataDir])
+        let withoutStopped = try #require(try JSONSerialization.jsonObject(with: Data(asked.output.utf8)) as? [String: Any], "\(asked.output)")
+        #expect(withoutStopped["targets"] as? Int == 2 && withoutStopped["silent"] as? Int == 0, "\(asked.output)")
+
+        #expect(try runPimesh(["agents", "--state", "bogus", "--data-dir", dataDir]).output.contains("--state bogus is not one of READY, TRANSIT, CONFLICT"))
+
+        // Followed through a pipe, each batch comes as it happens, not once 4 KiB piled up.
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: LeadProcess.binary)
+        let seen = try events(lead).map(\.sequence).max() ?? 0
+        follower.arguments = ["events", "--follow", "--json", "--since", String(seen), "--data-dir", dataDir]
+        let pipe = Pipe()
+        follower.standardOutput = pipe
+        try follower.run()
+        defer { follower.terminate() }
+        #expect(try runPimesh(["agent", "start", "c3", "--data-dir", dataDir]).status == 0)
+        let streamed = LockedText()
+        pipe.fileHandleForReading.readabilityHandler = { streamed.append(String(decoding: $0.availableData, as: UTF8.self)) }
+        #expect(eventually(timeout: 10) { streamed.text.contains(#""agent":"c3""#) }, "\(streamed.text)")
+        pipe.fileHandleForReading.readabilityHandler = nil
 
         let help = try runPimesh(["ask", "--help"])
         #expect(help.output.contains("--sample-size") && help.output.contains("default: 100"))

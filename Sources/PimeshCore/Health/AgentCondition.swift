@@ -32,6 +32,16 @@ public enum AgentCondition: String, Sendable, Equatable, Codable, CaseIterable {
         }
     }
 
+    /// Out on purpose (an operator's stop or freeze, a goodbye, an expiry): not failing, not
+    /// in the healthy ratio or the incident triggers, and not asked to answer an ask or a
+    /// broadcast, whose quorum it would otherwise hold back as silent.
+    public var isOutOnPurpose: Bool {
+        switch self {
+        case .frozen, .left, .departed, .stopped: true
+        case .unknown, .alive, .suspected, .hung, .looping, .exited: false
+        }
+    }
+
     /// Healthy for the degradation ratio and the incident triggers: alive and answering.
     /// Seed 001 makes CONFLICT an answer ("I received this, but it contradicts …"), not a
     /// failure, so a READY or CONFLICT agent is healthy; a silent one (TRANSIT) is not.

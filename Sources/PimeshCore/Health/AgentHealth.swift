@@ -301,11 +301,8 @@ public struct AgentHealth: Sendable, Equatable {
     }
 
     private static func counts(_ condition: AgentCondition, pending: Bool) -> Bool {
-        switch condition {
-        case .frozen, .left, .departed, .stopped: false
-        case .unknown: !pending
-        case .alive, .suspected, .hung, .looping, .exited: true
-        }
+        if condition.isOutOnPurpose { return false }
+        return condition != .unknown || !pending
     }
 
     public mutating func freeze(at now: Instant) {

@@ -46,7 +46,7 @@ extension LeadState {
         // Counting candidates costs a registry pass: only where the level has a limit.
         var targets = 0
         if policy.maxScatterAgents != nil {
-            let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
+            let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:], outOnPurpose: false).count
             targets = min(candidates, request.sampleSize ?? candidates)
         }
         switch policy.scatterVerdict(priority: request.priority, approved: request.approved, targets: targets) {
@@ -56,7 +56,7 @@ extension LeadState {
             throw APIError(
                 status: HTTPResponse.Status(code: 428, reasonPhrase: "Precondition Required"),
                 message: "the node is \(policy.level.rawValue): mesh-wide operations need an operator's approval; "
-                    + "send again with \"approved\": true (pimesh ask|broadcast --approve), which the audit log records with your uid",
+                    + "send again with \"approved\": true (pimesh ask|broadcast --approve), which the audit log records",
                 field: "approved")
         case .shed(let minimum):
             throw APIError(

@@ -141,10 +141,7 @@ extension AgentRegistry {
             agents.reserveCapacity(state.agents.count)
             state.agents.updateEach { id, agent in
                 let judged = agent.judgement(at: now, expected: expected.contains(id), staleAfter: settings.staleAfter)
-                switch judged.condition {
-                case .frozen, .left, .departed, .stopped: return
-                case .unknown, .alive, .suspected, .hung, .looping, .exited: break
-                }
+                if judged.condition.isOutOnPurpose { return }
                 agents.append(
                     IncidentObservation.Agent(
                         name: agent.row.name, critical: critical.contains(id), capabilities: agent.row.capabilities,

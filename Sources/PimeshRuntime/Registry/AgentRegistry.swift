@@ -224,12 +224,14 @@ public final class AgentRegistry: Sendable {
 
     /// Agents with `capability` (all agents when nil), with what predicts their arrival now.
     /// `outstanding` is the work the lead handed each agent and has not seen finished: it
-    /// counts as queue even before the agent's next heartbeat reports it.
-    public func candidates(capability: String?, at now: Instant, outstanding: [AgentID: Int]) -> [Candidate] {
+    /// counts as queue even before the agent's next heartbeat reports it. `outOnPurpose` false
+    /// leaves out agents stopped, frozen or gone on purpose (`AgentCondition.isOutOnPurpose`).
+    public func candidates(capability: String?, at now: Instant, outstanding: [AgentID: Int], outOnPurpose: Bool = true) -> [Candidate] {
         state.withLock { state in
             var result: [Candidate] = []
             state.agents.forEachInPlace { id, agent in
                 if let capability, !agent.row.capabilities.contains(capability) { return }
+                if !outOnPurpose && agent.health.condition.isOutOnPurpose { return }
                 let waiting = outstanding[id] ?? 0
                 let availability = RouteCandidate.Availability(
                     quarantined: agent.quarantined, condition: agent.health.condition,
