@@ -135,7 +135,7 @@ struct AgentsListCommand: AsyncParsableCommand {
                 ])
             }
         }
-        return table.render() + "\n\(agents.count) agents" + (wide ? "" : " (-o wide for every column)")
+        return table.render() + "\n\(agents.count) agent\(agents.count == 1 ? "" : "s")" + (wide ? "" : " (-o wide for every column)")
     }
 
     static func flags(of agent: AgentView) -> [String] {

@@ -114,7 +114,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                         String(m.compressedSHA256.prefix(16)), entry.filePath,
                     ])
                 }
-                print(table.render() + "\n\(entries.count) snapshots in \(spool.directory)")
+                print(table.render() + "\n\(entries.count) snapshot\(entries.count == 1 ? "" : "s") in \(spool.directory)")
                 for path in unreadable { print("unreadable manifest: \(path)") }
             } catch {
                 throw CLIFailure.report(error)

@@ -34,12 +34,13 @@ enum LostDatabase {
             return
         }
         let restore = snapshots.last.map { "pimesh snapshot restore \(spool)/\($0) --to NEW_DIR --data-dir \(dataDir)" }
-            ?? "pimesh snapshot restore SNAPSHOT.json --to NEW_DIR --data-dir \(dataDir) (from the coordinator's archive)"
+            ?? "pimesh snapshot restore SNAPSHOT.json --to NEW_DIR --data-dir \(dataDir)"
+        let source = snapshots.isEmpty ? " (SNAPSHOT.json from the coordinator's archive)" : ""
         throw Refusal(
             description: "\(path) \(problem), but this data dir has run a lead before (its node key"
                 + (snapshots.isEmpty ? "" : " and \(snapshots.count) snapshot(s) in \(spool)")
                 + " are here): starting would replace every agent, secret and task with an empty database. "
-                + "Bring the state back with `\(restore)`, then move NEW_DIR/pimesh.db to \(path); "
+                + "Bring the state back with `\(restore)`\(source), then move NEW_DIR/pimesh.db to \(path); "
                 + "or, to start over on purpose, move the data dir away")
     }
 
