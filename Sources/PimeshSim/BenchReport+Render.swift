@@ -13,8 +13,11 @@ extension BenchReport {
         }
         let onRunningLead = runningLead.map { lead in
             "\n\nMeasured on a running lead (pid \(lead.pid), data dir \(Self.markdownText(lead.dataDir))) that held "
-                + "\(lead.agentsBefore) READY agents of its own; each step's agents came on top of those. No task was "
-                + "submitted and no supervised agent was killed there."
+                + "\(lead.agentsBefore) agent\(lead.agentsBefore == 1 ? "" : "s") of its own"
+                + (lead.readyBefore.map { " (\($0) READY)" } ?? "") + "; each step's agents came on top of those, offering only "
+                + "`\(LoadBenchmark.benchCapability)`, so that none of the node's tasks went to them. No task was submitted and no agent "
+                + "was killed there (its incidents, breakers and health level would have counted it)."
+                + ((lead.leftoversRemoved ?? 0) > 0 ? " First, \(lead.leftoversRemoved!) agents an earlier, killed bench had left there were removed." : "")
         } ?? ""
         var text = """
             # pimesh bench run

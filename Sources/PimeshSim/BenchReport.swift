@@ -21,8 +21,11 @@ public struct BenchReport: Codable, Sendable {
     public struct RunningLead: Codable, Sendable {
         public var dataDir: String
         public var pid: Int32
-        /// Its READY agents before the first step.
+        /// Its agents before the first step (registered, whatever their state), and of those READY.
         public var agentsBefore: Int
+        public var readyBefore: Int?
+        /// Agents an earlier bench, killed before its cleanup, had left there; removed first.
+        public var leftoversRemoved: Int?
     }
 
     public struct Step: Codable, Sendable {

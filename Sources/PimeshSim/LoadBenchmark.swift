@@ -88,8 +88,7 @@ public struct LoadBenchmark: Sendable {
         let systemdTools = settings.compareSystemd ? try SystemdComparison.tools() : nil
         var runningLead: BenchReport.RunningLead?
         if let dataDir = settings.runningLead {
-            let status = try Self.runningLeadStatus(dataDir: dataDir)
-            runningLead = BenchReport.RunningLead(dataDir: dataDir, pid: status.pid, agentsBefore: status.agents.ready)
+            runningLead = try prepare(runningLead: dataDir)
         }
         var steps: [BenchReport.Step] = []
         var intervalMs = 250
@@ -184,8 +183,8 @@ public struct LoadBenchmark: Sendable {
             settings.binary,
             [
                 "swarm", "--data-dir", dataDir, "--agents", String(agents), "--name-prefix", namePrefix,
-                "--state-file", scratch.path + "/swarm.json",
-            ],
+                "--state-file", scratch.path + "/swarm.json", "--parent-pid", String(getpid()),
+            ] + (settings.runningLead != nil ? ["--capabilities", Self.benchCapability] : []),
             log: scratch.path + "/swarm.log")
         let readyDeadline = Clock.monotonicNow() + .seconds(60 + Int64(agents / 20))
         while true {
@@ -285,7 +284,7 @@ public struct LoadBenchmark: Sendable {
                 settings.binary,
                 [
                     "swarm", "--data-dir", dataDir, "--agents", "1", "--name-prefix", prefix, "--no-work",
-                    "--state-file", scratch.path + "/\(prefix).json",
+                    "--state-file", scratch.path + "/\(prefix).json", "--parent-pid", String(getpid()),
                 ],
                 log: scratch.path + "/probe.log")
             _ = try await events.wait(agent: "\(prefix)-001", kinds: ["alive"], after: started)
@@ -337,6 +336,36 @@ public struct LoadBenchmark: Sendable {
         return (step, after.heartbeats.intervalMs)
     }
 
+    /// The capability that is all a running lead's bench agents offer: none of the node's tasks
+    /// can go to them, and a later run knows what an earlier one left.
+    public static let benchCapability = "pimesh-bench"
+
+    /// Before the first step on a running lead: agents that a bench killed before its cleanup
+    /// left behind (no longer alive, only `benchCapability`) go, and the largest step must fit
+    /// in the registry beside the node's own agents.
+    @_optimize(size)  // cold: the bench drives, it is not measured (the 25 MB budget)
+    private func prepare(runningLead dataDir: String) throws -> BenchReport.RunningLead {
+        let client: LeadClient
+        do {
+            client = try LeadClient(dataDir: dataDir, timeoutMs: 10_000)
+        } catch {
+            throw Failure("--lead \(dataDir): \(error)")
+        }
+        let leftovers = try client.agents().agents.filter { $0.capabilities == [Self.benchCapability] && $0.health?.condition != "alive" }
+        if !leftovers.isEmpty { progress("removing \(leftovers.count) agents an earlier bench left behind") }
+        Self.remove(leftovers.map(\.id.description), from: client)
+        let status = try Self.runningLeadStatus(dataDir: dataDir)
+        let largest = settings.agentSteps.max() ?? 0
+        if let limit = status.agents.maxRegistered, status.agents.total + largest > limit {
+            throw Failure(
+                "--lead \(dataDir): the lead holds \(status.agents.total) agents and takes \(limit) (agents.max_registered): "
+                    + "a step of \(largest) does not fit beside them; run smaller steps or raise the limit")
+        }
+        return BenchReport.RunningLead(
+            dataDir: dataDir, pid: status.pid, agentsBefore: status.agents.total, readyBefore: status.agents.ready,
+            leftoversRemoved: leftovers.count)
+    }
+
     /// Removes the bench's agents from a running lead (each was stopped first); one that is not
     /// there (it never registered) is no error.
     static func remove(_ names: [String], from client: LeadClient) {
@@ -348,7 +377,7 @@ public struct LoadBenchmark: Sendable {
         do {
             return try LeadClient(dataDir: dataDir, timeoutMs: 10_000).status()
         } catch {
-            throw Failure("--lead \(dataDir): no lead answers there (\(error)); start one with pimesh run --data-dir \(dataDir)")
+            throw Failure("--lead \(dataDir): no lead answers there (\(error))")
         }
     }
 

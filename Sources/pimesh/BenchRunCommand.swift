@@ -40,11 +40,14 @@ extension BenchCommand {
                 --lead DIR measures a lead that already runs on data dir DIR instead (run it as the lead's \
                 user or root): each step's swarm joins that lead (its identities kept in the scratch dir), and \
                 every agent the bench registered is removed from the lead when the step ends; the figures \
-                include what the lead held before (the report says how many agents), and, so that the node's \
-                own agents never take the bench's work or lose a process to it, no task is submitted and no \
-                supervised agent is killed (--tasks is refused with it; --kills does not apply; the attached \
-                agents killed for phi are the bench's own). The lead's agents.max_registered must have room \
-                for the largest step.
+                include what the lead held before (the report says how many agents). The bench's agents offer \
+                only the capability pimesh-bench, so that none of the node's tasks go to them (an ask or \
+                broadcast to every agent during a step includes them); no task is submitted and no agent is \
+                killed, since the node's incidents, breakers and health level would count it (--tasks, \
+                --kills and --attached-kills are refused with it). A swarm stops when the bench is gone, even \
+                after kill -9, and the next run removes the agents a killed bench left. The lead's \
+                agents.max_registered must have room for the largest step beside the agents it holds \
+                (checked first); while a step runs, that much less is free for new agents of the node.
                 """
         )
 
@@ -70,11 +73,11 @@ extension BenchCommand {
         static let comparable = ["supervisord", "systemd-run"]
         var compared: [String] { compare.map { $0.split(separator: ",").map { String($0.filter { $0 != " " }) } } ?? [] }
 
-        @Option(help: "kill -9 trials of a supervised agent per step (0…100).")
-        var kills: Int = 5
+        @Option(help: "kill -9 trials of a supervised agent per step (0…100; default 5; none with --lead).")
+        var kills: Int?
 
-        @Option(help: "kill -9 trials of an attached agent per step, for phi detection (0…20).")
-        var attachedKills: Int = 3
+        @Option(help: "kill -9 trials of an attached agent per step, for phi detection (0…20; default 3; none with --lead).")
+        var attachedKills: Int?
 
         @Option(help: "Tasks per step (0…100000; default: the step's agents, at least 100 and at most 1,000).")
         var tasks: Int?
@@ -112,8 +115,8 @@ extension BenchCommand {
                 throw ValidationError("--compare: '\(unknown)' is not supported; supervisord and systemd-run are")
             }
             if compare != nil, compared.isEmpty { throw ValidationError("--compare: name supervisord, systemd-run or both") }
-            guard (0...100).contains(kills) else { throw ValidationError("--kills must be 0…100, not \(kills)") }
-            guard (0...20).contains(attachedKills) else { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
+            if let kills, !(0...100).contains(kills) { throw ValidationError("--kills must be 0…100, not \(kills)") }
+            if let attachedKills, !(0...20).contains(attachedKills) { throw ValidationError("--attached-kills must be 0…20, not \(attachedKills)") }
             if let tasks, !(0...100_000).contains(tasks) { throw ValidationError("--tasks must be 0…100000, not \(tasks)") }
             guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
             if let lead {
@@ -123,6 +126,9 @@ extension BenchCommand {
                 }
                 if tasks.map({ $0 > 0 }) == true {
                     throw ValidationError("--lead: no task is submitted to a running lead (its own agents would take them); drop --tasks")
+                }
+                if (kills ?? 0) > 0 || (attachedKills ?? 0) > 0 {
+                    throw ValidationError("--lead: no agent is killed on a running lead (its incidents, breakers and health level would count it); drop --kills and --attached-kills")
                 }
             }
             var info = stat()
@@ -142,9 +148,15 @@ extension BenchCommand {
         func run() async throws {
             do {
                 try FileIO.makeDirectories(out, mode: 0o755)
+                // Checked before the run, not found out once minutes of load (on a running lead, too) were spent.
+                var info = stat()
+                guard stat(out, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, access(out, W_OK | X_OK) == 0 else {
+                    throw CLIFailure("--out \(out): not a directory this user can write the report into")
+                }
                 let binary = try Self.ownExecutable()
                 let settings = LoadBenchmark.Settings(
-                    agentSteps: steps, windowSeconds: Self.seconds(duration)!, settleSeconds: Self.seconds(settle)!, kills: kills, attachedKills: attachedKills,
+                    agentSteps: steps, windowSeconds: Self.seconds(duration)!, settleSeconds: Self.seconds(settle)!,
+                    kills: lead == nil ? kills ?? 5 : 0, attachedKills: lead == nil ? attachedKills ?? 3 : 0,
                     tasks: tasks, compareSupervisord: compared.contains("supervisord"),
                     compareSystemd: compared.contains("systemd-run"), scratchParent: scratch, binary: binary, runningLead: lead)
                 let onTerminal = isatty(STDERR_FILENO) == 1

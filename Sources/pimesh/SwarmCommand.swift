@@ -53,6 +53,12 @@ struct SwarmCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Share (0…1) of work datagrams the agents throw away unread, to try loss and retransmission.")
     var dropWorkDatagrams: Double = 0
 
+    @Option(name: .long, help: "Every agent offers exactly these capabilities (comma-separated), instead of a mix of sense, infer, store, relay and actuate.")
+    var capabilities: String?
+
+    @Option(name: .long, help: "Stop, every agent leaving, once the process with this pid is no longer the swarm's parent (`pimesh bench run` passes its own).")
+    var parentPid: Int32?
+
     func validate() throws {
         guard (1...10_000).contains(agents) else { throw ValidationError("--agents must be 1…10000, not \(agents)") }
         guard !namePrefix.isEmpty, namePrefix.utf8.count <= 40,
@@ -67,6 +73,9 @@ struct SwarmCommand: AsyncParsableCommand {
             throw ValidationError("--transport must be datagrams or long-poll, not \(transport)")
         }
         if let duration, duration <= 0 { throw ValidationError("--duration must be above 0 seconds") }
+        if let capabilities, capabilities.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+            throw ValidationError("--capabilities must name one or more capabilities, comma-separated, not '\(capabilities)'")
+        }
         guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1, not \(failRate)") }
         guard (0...1).contains(conflictRate) else {
             throw ValidationError("--conflict-rate must be between 0 and 1, not \(conflictRate)")
@@ -90,6 +99,8 @@ struct SwarmCommand: AsyncParsableCommand {
         settings.dropWorkDatagrams = dropWorkDatagrams
         settings.failRate = failRate
         settings.conflictRate = conflictRate
+        settings.capabilities = capabilities.map { $0.split(separator: ",").map(String.init) }
+        settings.parentPID = parentPid
         let swarm = SimulatedSwarm(settings: settings, logger: logger)
         let group = ServiceGroup(
             configuration: .init(

@@ -65,6 +65,8 @@ public struct StatusReport: Codable, Sendable {
         public var p95Score: Int?
         /// Names of agents held out of routing after a conflict, until released.
         public var quarantined: [String] = []
+        /// `agents.max_registered`: registrations past it get 507 (nil from an older lead).
+        public var maxRegistered: Int?
 
         public init(_ summary: ClusterSummary) {
             total = summary.total

@@ -123,6 +123,7 @@ final class LeadState: Sendable {
         let stats = writer.stats
         var agents = StatusReport.Agents(registry.summary(at: now))
         agents.quarantined = registry.quarantinedNames()
+        agents.maxRegistered = config.agents.maxRegistered
         var report = StatusReport(
             version: PimeshVersion.current,
             pid: getpid(),

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import Logging
 import PimeshAgent
 import PimeshCore
@@ -29,6 +30,11 @@ public final class SimulatedSwarm: Service, Sendable {
         /// Share of arriving work datagrams thrown away unread, to show that loss delays work
         /// but never loses or repeats it.
         public var dropWorkDatagrams = 0.0
+        /// Every agent offers exactly these, instead of a mix from `SwarmAgentProfile.capabilityPool`.
+        public var capabilities: [String]?
+        /// The swarm stops (its agents leave) once this process is no longer its parent: a bench
+        /// killed with SIGKILL would otherwise leave it heartbeating for good.
+        public var parentPID: Int32?
 
         public init(dataDir: String, agents: Int, namePrefix: String, stateFile: String, seed: UInt64, duration: Duration?) {
             self.dataDir = dataDir
@@ -55,7 +61,11 @@ public final class SimulatedSwarm: Service, Sendable {
     public func run() async throws {
         let client = try await waitForLead()
         var rng = SplitMix64(seed: settings.seed)
-        let profiles = (0..<settings.agents).map { SwarmAgentProfile.make(index: $0, using: &rng) }
+        let profiles = (0..<settings.agents).map { index in
+            var profile = SwarmAgentProfile.make(index: index, using: &rng)
+            if let capabilities = settings.capabilities { profile.capabilities = capabilities }
+            return profile
+        }
         let members = try await identities(client: client, profiles: profiles)
         let noise = rng
         let held = HeldWork(count: members.count)
@@ -231,6 +241,10 @@ public final class SimulatedSwarm: Service, Sendable {
             // A restarted lead may come back on another port: look again every 2 s.
             if now - lastDiscovery > .seconds(2) {
                 lastDiscovery = now
+                if let parent = settings.parentPID, getppid() != parent {
+                    logger.notice("the swarm's parent is gone: stopping", metadata: ["parent_pid": "\(parent)"])
+                    return
+                }
                 if let fresh = try? LeadDiscovery.endpoint(dataDir: settings.dataDir).heartbeat, fresh != endpoint {
                     endpoint = fresh
                     sender = try DatagramSender(destination: .loopback(host: endpoint.host, port: endpoint.port))
