@@ -17,7 +17,7 @@ extension BenchReport {
                 + (lead.readyBefore.map { " (\($0) READY)" } ?? "") + "; each step's agents came on top of those, offering only "
                 + "`\(LoadBenchmark.benchCapability)`, so that none of the node's tasks went to them. No task was submitted and no agent "
                 + "was killed there (its incidents, breakers and health level would have counted it)."
-                + ((lead.leftoversRemoved ?? 0) > 0 ? " First, \(lead.leftoversRemoved!) agents an earlier, killed bench had left there were removed." : "")
+                + ((lead.leftoversRemoved ?? 0) > 0 ? " First, \(lead.leftoversRemoved!) agent\(lead.leftoversRemoved == 1 ? "" : "s") an earlier, killed bench had left there \(lead.leftoversRemoved == 1 ? "was" : "were") removed." : "")
         } ?? ""
         var text = """
             # pimesh bench run

@@ -151,8 +151,9 @@ public struct LoadBenchmark: Sendable {
             lead = status.pid
             supervisedAgents = 0
             expected = status.agents.ready + agents
-            // A name of its own per run and step: another bench may run beside this one.
-            namePrefix = "bench\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
+            // A name of its own per run and step (another bench may run beside this one), with
+            // this process's pid: a later run removes what it left only once that pid is gone.
+            namePrefix = "bench-\(getpid())-\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
             borrowed = (client, (0..<agents).map { SimulatedSwarm.agentName(prefix: namePrefix, index: $0, of: agents) })
         } else {
             // Private copies: processes that map one file share (and split) the PSS of its pages, and
@@ -341,8 +342,8 @@ public struct LoadBenchmark: Sendable {
     public static let benchCapability = "pimesh-bench"
 
     /// Before the first step on a running lead: agents that a bench killed before its cleanup
-    /// left behind (no longer alive, only `benchCapability`) go, and the largest step must fit
-    /// in the registry beside the node's own agents.
+    /// left behind (only `benchCapability`, named by a bench whose pid is gone) go, and the
+    /// largest step must fit in the registry beside the node's own agents.
     @_optimize(size)  // cold: the bench drives, it is not measured (the 25 MB budget)
     private func prepare(runningLead dataDir: String) throws -> BenchReport.RunningLead {
         let client: LeadClient
@@ -351,9 +352,9 @@ public struct LoadBenchmark: Sendable {
         } catch {
             throw Failure("--lead \(dataDir): \(error)")
         }
-        let leftovers = try client.agents().agents.filter { $0.capabilities == [Self.benchCapability] && $0.health?.condition != "alive" }
+        let leftovers = try client.agents().agents.filter { $0.capabilities == [Self.benchCapability] && Self.benchIsGone(named: $0.name) }
         if !leftovers.isEmpty { progress("removing \(leftovers.count) agents an earlier bench left behind") }
-        Self.remove(leftovers.map(\.id.description), from: client)
+        let removed = Self.remove(leftovers.map(\.id.description), from: client)
         let status = try Self.runningLeadStatus(dataDir: dataDir)
         let largest = settings.agentSteps.max() ?? 0
         if let limit = status.agents.maxRegistered, status.agents.total + largest > limit {
@@ -363,13 +364,22 @@ public struct LoadBenchmark: Sendable {
         }
         return BenchReport.RunningLead(
             dataDir: dataDir, pid: status.pid, agentsBefore: status.agents.total, readyBefore: status.agents.ready,
-            leftoversRemoved: leftovers.count)
+            leftoversRemoved: removed)
     }
 
     /// Removes the bench's agents from a running lead (each was stopped first); one that is not
     /// there (it never registered) is no error.
-    static func remove(_ names: [String], from client: LeadClient) {
-        for name in names { _ = try? client.delete("/v1/agents/\(name)") }
+    @discardableResult
+    static func remove(_ names: [String], from client: LeadClient) -> Int {
+        names.filter { (try? client.delete("/v1/agents/\($0)")) != nil }.count
+    }
+
+    /// `bench-PID-…`: whether the bench with that pid no longer runs (on this machine: `--lead`
+    /// is a lead here). Names of another form are never a bench's.
+    static func benchIsGone(named name: String) -> Bool {
+        let parts = name.split(separator: "-")
+        guard parts.count >= 3, parts[0] == "bench", let pid = Int32(parts[1]), pid > 0 else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
     }
 
     /// A running lead's status, or an error that says why it cannot be benchmarked.

@@ -73,9 +73,10 @@ struct AgentCommand: AsyncParsableCommand {
     static func act(_ verb: String, options: ClientOptions, selection: Selection) throws {
         let client = try options.client()
         var failures = 0
+        let chosen = try selection.resolve(client)
         var answers: [[UInt8]] = []
         defer { if options.json { print(jsonArray(answers)) } }
-        for (path, name) in try selection.resolve(client) {
+        for (path, name) in chosen {
             do {
                 let raw = try client.post("/v1/agents/\(path)/\(verb)", json: Array("{}".utf8))
                 if options.json {

@@ -25,7 +25,7 @@ struct ConfigCommand: AsyncParsableCommand {
                 """
         )
 
-        @Argument(help: "The config file (default: \(DataDirLocator.systemConfig) when it exists; without one, what `pimesh run` uses without --config).")
+        @Argument(help: "The config file (default: \(DataDirLocator.systemConfig) when it exists and no --data-dir is given; without one, what `pimesh run` uses without --config).")
         var file: String?
 
         @Option(name: .long, help: "The data dir `pimesh run` is given; its agents.d is checked when no config file is (default: $PIMESH_DATA_DIR, else ./.pimesh).")
@@ -39,7 +39,8 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             var config = LeadConfig()
             config.dataDir = LeadDiscovery.defaultDataDir(environment: ProcessEnvironment.current)
-            let path = DataDirLocator.configFile(explicit: file)
+            // --data-dir names a lead started by hand, which reads no file it was not given.
+            let path = dataDir == nil ? DataDirLocator.configFile(explicit: file) : file
             if let path {
                 do {
                     config = try ConfigLoader.load(path: path, base: config, trusted: true)

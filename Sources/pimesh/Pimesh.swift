@@ -47,6 +47,7 @@ struct Pimesh: AsyncParsableCommand {
             HelperPut.serveAsHelper()
         }
         if CommandLine.arguments.dropFirst().first == RunCommand.configuration.commandName {
+            RunCommand.ignoreHangup()
             if let why = MallocTuning.applyForLead(arguments: CommandLine.arguments) {
                 FileHandleStderr.write("pimesh: \(why)\n")
             }

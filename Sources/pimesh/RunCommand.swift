@@ -51,11 +51,15 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        // SIGHUP is a reload, never the end of the lead (systemd's ExecReload, an operator's
-        // `kill -HUP`): ignored before the config load and the release hash, which can take
-        // seconds on an SD card, and kept ignored across the exec of a release.
+    /// SIGHUP is a reload, never the end of the lead (systemd's ExecReload, an operator's
+    /// `kill -HUP`): ignored before the malloc self-exec, the config load and the release hash
+    /// (seconds on an SD card), and kept ignored across the exec of a release.
+    static func ignoreHangup() {
         signal(SIGHUP, SIG_IGN)
+    }
+
+    func run() async throws {
+        Self.ignoreHangup()
         let environment = ProcessEnvironment.current
         // Defaults, then the environment, then the file, then flags.
         var settings = LeadConfig()

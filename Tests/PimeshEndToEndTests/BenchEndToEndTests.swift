@@ -139,7 +139,7 @@ import Testing
         let tooMany = try runPimesh(["bench", "run", "--lead", dataDir, "--agents", "2000", "--out", out, "--scratch", scratch])
         #expect(tooMany.status != 0 && tooMany.output.contains("takes 1024 (agents.max_registered): a step of 2000 does not fit"), "\(tooMany.output)")
         let unwritable = try runPimesh(["bench", "run", "--lead", dataDir, "--agents", "1", "--out", out + "/report.json", "--scratch", scratch])
-        #expect(unwritable.status != 0 && unwritable.output.contains("report.json"), "\(unwritable.output)")
+        #expect(unwritable.status != 0 && unwritable.output.contains("not a directory this user can write the report into"), "\(unwritable.output)")
         #expect(try count("total") == 0)
         let nothing = try runPimesh(["bench", "run", "--lead", scratch + "/none", "--out", out])
         #expect(nothing.status != 0 && nothing.output.contains("is not a directory"), "\(nothing.output)")

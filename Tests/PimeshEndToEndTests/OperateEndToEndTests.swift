@@ -227,6 +227,13 @@ extension SupervisionEndToEndTests {
         try manifest("self-made", #"{"name": "self-made", "mode": "attached"}"#)
         let asAttached = try runPimesh(["reload", "--json", "--data-dir", dataDir])
         #expect(!asAttached.output.contains("self-made.json"), "\(asAttached.output)")
+        // Its manifest expects it: it may not leave, and only the operator learns where that manifest is.
+        do {
+            _ = try LeadClient.forAgent(attached, dataDir: dataDir).leave(agentID: attached.id)
+            Issue.record("an agent a manifest names left")
+        } catch let refusal as LeadClient.APIError {
+            #expect(refusal.status == 409 && refusal.message == "self-made is named by a manifest: it cannot leave", "\(refusal)")
+        }
         try manifest("self-made", #"{"name": "self-made", "command": "/bin/sleep", "args": ["1000"]}"#)
         let asSupervised = try runPimesh(["reload", "--json", "--data-dir", dataDir])
         #expect(asSupervised.output.contains("registered itself (id \(attached.id))"), "\(asSupervised.output)")

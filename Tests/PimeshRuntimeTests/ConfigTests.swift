@@ -77,6 +77,7 @@ import PimeshTestSupport
         (#"{"api": {"port": 1.5}}"#, "api.port", "fraction"),
         (#"{"api": {"host": "0.0.0.0"}}"#, "api.host", "loopback"),
         (#"{"heartbeat": {"interval_ms": 250, "stale_after_ms": 200}}"#, "heartbeat.stale_after_ms", "longer than interval_ms"),
+        (#"{"heartbeat": {"interval_ms": 2000}}"#, "heartbeat.interval_ms", "shorter than stale_after_ms (1000, its default): set heartbeat.stale_after_ms too"),
         (#"{"log_level": "loud"}"#, "log_level", "not one of"),
         (#"{"store": 5}"#, "store", "must be an object"),
         (#"{"data_dir": ""}"#, "data_dir", "must not be empty"),

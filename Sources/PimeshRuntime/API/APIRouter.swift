@@ -56,7 +56,9 @@ enum APIRouter {
                 let (id, name) = try actingAgent(context, state)
                 if let file = try await manifestFile(naming: name, state: state) {
                     // Its manifest expects it: the lead, not the agent, decides that it is gone.
-                    throw APIError(status: .conflict, message: "\(name) is named by the manifest \(file): it cannot leave", field: "id")
+                    // Only the operator learns where the manifest is.
+                    let manifest = context.caller.isOperator ? "the manifest \(file)" : "a manifest"
+                    throw APIError(status: .conflict, message: "\(name) is named by \(manifest): it cannot leave", field: "id")
                 }
                 let now = Clock.monotonicNow()
                 _ = state.registry.leave(id, at: now)

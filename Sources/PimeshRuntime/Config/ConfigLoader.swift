@@ -63,12 +63,16 @@ public enum ConfigLoader {
             if let port = try heartbeat.int("port", in: 0...65535) { config.heartbeat.port = port }
             if let flag = try heartbeat.bool("unix_socket") { config.heartbeat.unixSocket = flag }
             if let ms = try heartbeat.int("interval_ms", in: 10...60_000) { config.heartbeat.intervalMs = ms }
-            if let ms = try heartbeat.int("stale_after_ms", in: 20...600_000) { config.heartbeat.staleAfterMs = ms }
+            let staleGiven = try heartbeat.int("stale_after_ms", in: 20...600_000)
+            if let staleGiven { config.heartbeat.staleAfterMs = staleGiven }
             if let ms = try heartbeat.int("max_clock_skew_ms", in: 1000...3_600_000) { config.heartbeat.maxClockSkewMs = ms }
+            // Named by the key the file has: an interval past the default stale_after_ms.
             if config.heartbeat.staleAfterMs <= config.heartbeat.intervalMs {
-                throw heartbeat.error(
-                    "stale_after_ms",
-                    "must be longer than interval_ms (\(config.heartbeat.intervalMs)), or every agent would flap to TRANSIT")
+                throw staleGiven == nil
+                    ? heartbeat.error(
+                        "interval_ms", "must be shorter than stale_after_ms (\(config.heartbeat.staleAfterMs), its default): set heartbeat.stale_after_ms too")
+                    : heartbeat.error(
+                        "stale_after_ms", "must be longer than interval_ms (\(config.heartbeat.intervalMs)), or every agent would flap to TRANSIT")
             }
         }
         if let agents = try root.section("agents") {

@@ -70,8 +70,7 @@ final class GatherService: Sendable {
         let gather = ScatterGather(settings: settings)
         let id = AgentID.random().description
         let start = Clock.monotonicNow()
-        var targets = registry.candidates(capability: request.capability, at: start, outstanding: tasks.snapshot.outstanding, outOnPurpose: false)
-            .filter { $0.route.availability != .quarantined }
+        var targets = registry.gatherTargets(capability: request.capability, at: start, outstanding: tasks.snapshot.outstanding)
         if let sample = request.sampleSize, targets.count > sample {
             targets = Array(targets.sorted { $0.route.leadTimeMs(payloadWeight: request.weight) < $1.route.leadTimeMs(payloadWeight: request.weight) }.prefix(sample))
         }

@@ -226,7 +226,8 @@ final class PlaybookRunner: Sendable {
         case .healthCheck:
             let names = targets(step, incident: id)
             return await waitUntil(deadline) {
-                let silent = names.filter { condition($0) != .alive && supervisor.processView($0)?.stopped != true }
+                // Stopped, frozen or gone on purpose is not silence.
+                let silent = names.filter { condition($0) != .alive && condition($0)?.isOutOnPurpose != true && supervisor.processView($0)?.stopped != true }
                 return silent.isEmpty ? (true, "heartbeating: \(names.count) agent(s)") : (false, "not heartbeating: \(silent.joined(separator: ", "))")
             }
 

@@ -46,7 +46,7 @@ extension LeadState {
         // Counting candidates costs a registry pass: only where the level has a limit.
         var targets = 0
         if policy.maxScatterAgents != nil {
-            let candidates = registry.candidates(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:], outOnPurpose: false).count
+            let candidates = registry.gatherTargets(capability: request.capability, at: Clock.monotonicNow(), outstanding: [:]).count
             targets = min(candidates, request.sampleSize ?? candidates)
         }
         switch policy.scatterVerdict(priority: request.priority, approved: request.approved, targets: targets) {

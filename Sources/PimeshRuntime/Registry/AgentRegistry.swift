@@ -222,6 +222,12 @@ public final class AgentRegistry: Sendable {
         public var route: RouteCandidate
     }
 
+    /// Whom an ask or broadcast goes to: every agent with `capability` (all when nil) but those
+    /// quarantined or out on purpose.
+    public func gatherTargets(capability: String?, at now: Instant, outstanding: [AgentID: Int]) -> [Candidate] {
+        candidates(capability: capability, at: now, outstanding: outstanding, outOnPurpose: false).filter { $0.route.availability != .quarantined }
+    }
+
     /// Agents with `capability` (all agents when nil), with what predicts their arrival now.
     /// `outstanding` is the work the lead handed each agent and has not seen finished: it
     /// counts as queue even before the agent's next heartbeat reports it. `outOnPurpose` false

@@ -59,6 +59,9 @@ public final class SimulatedSwarm: Service, Sendable {
     }
 
     public func run() async throws {
+        if let parent = settings.parentPID, getppid() != parent {
+            throw SwarmError(description: "--parent-pid \(parent) is not this swarm's parent (\(getppid())): it is gone, or the pid is wrong")
+        }
         let client = try await waitForLead()
         var rng = SplitMix64(seed: settings.seed)
         let profiles = (0..<settings.agents).map { index in
