@@ -45,7 +45,7 @@ public struct LoopbackHTTPClient: Sendable {
             let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SocketError(operation: "send to \(address)", code: errno)
+                throw failure("send to", errno)
             }
             offset += n
         }
@@ -58,12 +58,19 @@ public struct LoopbackHTTPClient: Sendable {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SocketError(operation: "receive from \(address)", code: errno)
+                throw failure("receive from", errno)
             }
             if n == 0 { return result }
             result.append(contentsOf: chunk[0..<n])
             if result.count > 64 << 20 { throw SocketError(operation: "receive from \(address) (response over 64 MiB)", code: EFBIG) }
         }
+    }
+
+    /// A socket timeout (SO_RCVTIMEO, SO_SNDTIMEO) reads as EAGAIN, which says nothing of the
+    /// lead: named for what it is.
+    private func failure(_ operation: String, _ code: Int32) -> SocketError {
+        guard code == EAGAIN || code == EWOULDBLOCK else { return SocketError(operation: "\(operation) \(address)", code: code) }
+        return SocketError(operation: "\(operation) \(address): no progress within \(timeoutMs) ms (the lead is stopped, overloaded or not a lead)", code: ETIMEDOUT)
     }
 
     struct MalformedResponse: Error, CustomStringConvertible {

@@ -97,6 +97,32 @@ import PimeshTestSupport
         #expect(LeadDiscovery.defaultDataDir(environment: [:]) == "./.pimesh")
         #expect(LeadDiscovery.defaultDataDir(environment: ["PIMESH_DATA_DIR": "/var/lib/pimesh"]) == "/var/lib/pimesh")
     }
+
+    /// A listener that never answers (a lead stopped with SIGSTOP, or not a lead) is named as a
+    /// timeout, not as EAGAIN's "Resource temporarily unavailable".
+    @Test func aSilentListenerIsATimeout() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                try #require(bind(listener, $0, length) == 0)
+                try #require(listen(listener, 4) == 0)
+                try #require(getsockname(listener, $0, &length) == 0)
+            }
+        }
+        let client = LoopbackHTTPClient(address: .loopback(host: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port))), timeoutMs: 200)
+        do {
+            _ = try client.request("GET", "/v1/status")
+            Issue.record("a listener that never answers answered")
+        } catch {
+            #expect("\(error)".contains("no progress within 200 ms (the lead is stopped, overloaded or not a lead)"), "\(error)")
+        }
+    }
 }
 
 /// A supervised agent's secret comes through a pipe (PIMESH_AGENT_SECRET_FD), not the
