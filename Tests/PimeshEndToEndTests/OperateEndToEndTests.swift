@@ -491,6 +491,11 @@ extension SupervisionEndToEndTests {
 
         _ = try lead.waitReady(timeout: 60)
         #expect(lead.log.contains("not running release \(release): its binary \(binary) is no longer the one staged under that SHA-256"), "\(lead.log)")
+
+        // Ready means a SIGHUP reloads: trapped before READY, one sent at once is not lost.
+        try agentManifest("early")
+        #expect(kill(pid, SIGHUP) == 0)
+        #expect(eventually(timeout: 10) { alive(lead, "early") }, "\(lead.log)")
     }
 }
 

@@ -11,6 +11,7 @@ import PimeshSnapshot
 import PimeshStore
 import PimeshSystem
 import ServiceLifecycle
+import UnixSignals
 
 /// The cluster lead: opens the store, loads the registry, binds the heartbeat listener and
 /// the API, and runs them as one service group until SIGTERM or SIGINT. Its caller ignores
@@ -345,7 +346,10 @@ public struct Lead: Sendable {
             logger.info("snapshots go upstream", metadata: ["target": "\(config.upload.target)", "name": "\(target.name)"])
         }
         services.append(.init(service: supervisor, serviceName: "supervisor"))
-        services.append(.init(service: ReloadOnHangup(reloader: reloader), serviceName: "reload-on-hangup"))
+        // Trapped before the group starts, and so before READY=1: a `systemctl reload` sent
+        // right after the start is kept for the service, not dropped by the ignore.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        services.append(.init(service: ReloadOnHangup(reloader: reloader, hangups: hangups), serviceName: "reload-on-hangup"))
         if let ledDriver {
             services.append(.init(service: ledDriver, serviceName: "leds"))
         }

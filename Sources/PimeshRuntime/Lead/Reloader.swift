@@ -121,11 +121,11 @@ final class Reloader: Sendable {
 /// SIGHUP reloads instead of killing the lead (its default action), as daemons do.
 struct ReloadOnHangup: Service {
     let reloader: Reloader
+    let hangups: UnixSignalsSequence
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
         try? await cancelWhenGracefulShutdown {
-            for await _ in signals {
+            for await _ in hangups {
                 do {
                     // Whoever sent the signal is not known: the row says how it came.
                     if let audit = reloader.audit {
