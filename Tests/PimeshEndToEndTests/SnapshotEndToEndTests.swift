@@ -50,7 +50,7 @@ import Testing
         }
         #expect(try sqlite(dataDir + "/restored/pimesh.db", "SELECT count(*) FROM agents") == "5")
         let listed = try runPimesh(["snapshot", "list", "--data-dir", dataDir])
-        #expect(listed.output.contains("1 snapshots in"))
+        #expect(listed.output.contains("1 snapshot in"), "\(listed.output)")
         // A directory that is not a coordinator's is named as such, and gains no empty index.
         let notCoordinator = try runPimesh(["snapshot", "verify", file, "--data-dir", dataDir, "--coordinator-dir", dataDir + "/restored"])
         #expect(notCoordinator.status != 0 && notCoordinator.output.contains("holds no coordinator.db"), "\(notCoordinator.output)")
